@@ -1,0 +1,129 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import { Catalog, MAX_CHAIN_DEPTH } from './index';
+
+const run = promisify(execFile);
+
+async function tempStore(): Promise<string> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'strata-catalog-'));
+  for (const d of ['base', 'snap', 'other']) await fs.mkdir(path.join(root, d, 'rootfs'), { recursive: true });
+  return root;
+}
+
+async function rejectsWith(p: Promise<unknown>, errno: number, code: number, pattern: RegExp): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof StrataError, `expected StrataError, got ${String(err)}`);
+    assert.equal(err.errno, errno, err.message);
+    assert.equal(err.code, code, err.message);
+    assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+test('a chain of layers survives a restart and resolves by id and name', async () => {
+  const store = await tempStore();
+  const c = new Catalog(store);
+  await c.init();
+  const base = await c.create({ source: 'dir:base', layerType: 'base', name: 'debian' });
+  const snap = await c.create({ source: 'dir:snap', filesystemPath: 'rootfs/', layerType: 'snapshot', base: { name: 'debian' }, mountOptions: ['no-exec'] });
+  assert.equal(base.layerId, 1);
+  assert.equal(snap.layerId, 2);
+  assert.equal(snap.filesystemPath, '/rootfs');
+  assert.deepEqual(snap.mountOptions, ['read-only', 'no-exec']);
+  const again = new Catalog(store);
+  const chain = await again.chain({ id: 2 });
+  assert.deepEqual(chain.map((l) => l.layerId), [2, 1]);
+  assert.equal((await again.get({ name: 'debian' })).layerId, 1);
+  assert.equal(again.layerRoot(snap), await fs.realpath(path.join(store, 'snap', 'rootfs')));
+});
+
+test('the layer rules of DESIGN §2 are enforced with clear errors', async () => {
+  const store = await tempStore();
+  const c = new Catalog(store);
+  await c.init();
+  await rejectsWith(c.create({ source: 'dir:base', layerType: 'snapshot' }), Errno.EINVAL, GrpcCode.INVALID_ARGUMENT, /needs a base/);
+  await rejectsWith(c.create({ source: '/etc', layerType: 'base' }), Errno.EINVAL, GrpcCode.INVALID_ARGUMENT, /no scheme/);
+  await rejectsWith(c.create({ source: 'dir:/etc', layerType: 'base' }), Errno.EINVAL, GrpcCode.INVALID_ARGUMENT, /absolute/);
+  await rejectsWith(c.create({ source: 'dir:base/../../etc', layerType: 'base' }), Errno.EINVAL, GrpcCode.INVALID_ARGUMENT, /"\.\."/);
+  await rejectsWith(c.create({ source: 'dir:base', filesystemPath: '../..', layerType: 'base' }), Errno.EINVAL, GrpcCode.INVALID_ARGUMENT, /"\.\."/);
+  await rejectsWith(c.create({ source: 'oci:x', layerType: 'base' }), Errno.EOPNOTSUPP, GrpcCode.UNIMPLEMENTED, /not supported yet/);
+  await rejectsWith(c.create({ source: 'dir:missing', layerType: 'base' }), Errno.ENOENT, GrpcCode.FAILED_PRECONDITION, /does not exist/);
+  await fs.symlink('/etc', path.join(store, 'escape'));
+  await rejectsWith(c.create({ source: 'dir:escape', layerType: 'base' }), Errno.EINVAL, GrpcCode.INVALID_ARGUMENT, /leads out of the store/);
+  await rejectsWith(c.create({ source: 'dir:base', layerType: 'base', name: '123' }), Errno.EINVAL, GrpcCode.INVALID_ARGUMENT, /all digits/);
+  const b = await c.create({ source: 'dir:base', layerType: 'base', name: 'b' });
+  await rejectsWith(c.create({ source: 'dir:other', layerType: 'base', name: 'b' }), Errno.EEXIST, GrpcCode.ALREADY_EXISTS, /taken/);
+  const s = await c.create({ source: 'dir:snap', layerType: 'snapshot', base: { id: b.layerId } });
+  await rejectsWith(c.delete({ id: b.layerId }), Errno.EBUSY, GrpcCode.FAILED_PRECONDITION, /is the base of layer 2/);
+  // A cycle can only be made by an update; it is refused before it is written.
+  await rejectsWith(c.update({ id: b.layerId }, { layerType: 'snapshot', base: { id: s.layerId } }), Errno.EINVAL, GrpcCode.INVALID_ARGUMENT, /cycle/);
+  assert.equal((await c.get({ id: b.layerId })).layerType, 'base');
+});
+
+test('ids are never reused and updates need the current generation', async () => {
+  const store = await tempStore();
+  const c = new Catalog(store);
+  await c.init();
+  const a = await c.create({ source: 'dir:base', layerType: 'base' });
+  await c.delete({ id: a.layerId });
+  const b = await c.create({ source: 'dir:base', layerType: 'base' });
+  assert.equal(b.layerId, a.layerId + 1);
+  const u = await c.update({ id: b.layerId }, { expectedGeneration: 1, name: 'renamed', mountOptions: ['live'] });
+  assert.equal(u.generation, 2);
+  assert.deepEqual(u.mountOptions, ['read-only', 'live']);
+  await rejectsWith(c.update({ id: b.layerId }, { expectedGeneration: 1, name: 'lost' }), Errno.EBUSY, GrpcCode.FAILED_PRECONDITION, /generation 2, not 1/);
+  assert.equal((await c.get({ id: b.layerId })).name, 'renamed');
+  await rejectsWith(c.get({ id: 99 }), Errno.ENOENT, GrpcCode.NOT_FOUND, /layer 99 does not exist/);
+});
+
+test('chains deeper than the limit are refused', async () => {
+  const store = await tempStore();
+  const c = new Catalog(store);
+  await c.init();
+  let top = await c.create({ source: 'dir:base', layerType: 'base' });
+  for (let i = 1; i < MAX_CHAIN_DEPTH; i++) {
+    top = await c.create({ source: 'dir:snap', layerType: 'snapshot', base: { id: top.layerId } });
+  }
+  assert.equal((await c.chain({ id: top.layerId })).length, MAX_CHAIN_DEPTH);
+  await rejectsWith(c.create({ source: 'dir:snap', layerType: 'snapshot', base: { id: top.layerId } }), Errno.EINVAL, GrpcCode.INVALID_ARGUMENT, /deeper than 128/);
+});
+
+test('a malformed catalog file is reported with its file and field, not thrown at everyone', async () => {
+  const store = await tempStore();
+  const c = new Catalog(store, { refreshMs: 0 });
+  await c.init();
+  await c.create({ source: 'dir:base', layerType: 'base' });
+  const bad = path.join(store, '.strata', 'catalog', 'layers', '7.json');
+  await fs.writeFile(bad, JSON.stringify({ layerId: 7, baseLayerId: 0, name: '', source: 'dir:base', filesystemPath: '/', layerType: 'weird', mountOptions: [], generation: 1, createTimeMs: 0, updateTimeMs: 0 }));
+  await fs.writeFile(path.join(store, '.strata', 'catalog', 'layers', '8.json'), '{ not json');
+  const listing = await c.list();
+  assert.deepEqual(listing.layers.map((l) => l.layerId), [1]);
+  assert.equal(listing.problems.length, 2);
+  await rejectsWith(c.get({ id: 7 }), Errno.EIO, GrpcCode.DATA_LOSS, /7\.json: field "layerType" has unknown value "weird"/);
+  await rejectsWith(c.get({ id: 8 }), Errno.EIO, GrpcCode.DATA_LOSS, /8\.json: not valid JSON/);
+});
+
+test('two processes creating layers at once get distinct ids and lose nothing', async () => {
+  const store = await tempStore();
+  await new Catalog(store).init();
+  const script = `
+    const { Catalog } = require(${JSON.stringify(path.join(__dirname, 'index.js'))});
+    (async () => {
+      const c = new Catalog(process.argv[1]);
+      const ids = [];
+      for (let i = 0; i < 15; i++) ids.push((await c.create({ source: 'dir:base', layerType: 'base', name: process.argv[2] + i })).layerId);
+      console.log(JSON.stringify(ids));
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  const outs = await Promise.all(['a', 'b'].map((tag) => run(process.execPath, ['-e', script, store, tag])));
+  const ids = outs.flatMap((o) => JSON.parse(o.stdout) as number[]);
+  assert.equal(new Set(ids).size, 30);
+  const listing = await new Catalog(store).list();
+  assert.equal(listing.layers.length, 30);
+  assert.equal(listing.problems.length, 0);
+});
