@@ -1,0 +1,158 @@
+import { promises as fs } from 'node:fs';
+import { Errno, isStrataError } from '@strata/errors';
+import { Attr } from './attr';
+import { mergeDir, MergedEntry } from './merge';
+import { Node, attrOf, realPathOf } from './node';
+import { isOverlayPrivateXattr } from './overlay-rules';
+import { joinPath, splitPath, toPathBuffer } from './paths';
+import type { Projection } from './projection';
+import { getXattr, listXattrs } from './xattr';
+
+export type ChangeKind = 'added' | 'modified' | 'deleted';
+
+export interface Change {
+  path: Buffer;
+  kind: ChangeKind;
+  before?: Attr;
+  after?: Attr;
+}
+
+const COMPARE_CHUNK = 1 << 20;
+
+/**
+ * The changes that turn `from` into `to` under `path`, in walk order (depth
+ * first, siblings sorted bytewise), following containerd/continuity:
+ * a deleted subtree is reported once at its top, an added one entry by
+ * entry; entries differ by type, mode, uid, gid, rdev, visible xattrs and,
+ * for non-directories, size and mtime, with content compared only when both
+ * mtimes have whole seconds (a copy that may have truncated them). Entries
+ * supplied by the same real object on both sides are equal without a look at
+ * their content, and a directory made of the same real directories on both
+ * sides is skipped whole, which makes diffs between snapshots of one chain
+ * cost what changed, not the size of the image.
+ */
+export async function* diff(from: Projection, to: Projection, path: Buffer | string = '/'): AsyncGenerator<Change[]> {
+  const rootPath = toPathBuffer(path);
+  const names = splitPath(rootPath);
+  const [a, b] = await Promise.all([lookupOrUndefined(from, rootPath), lookupOrUndefined(to, rootPath)]);
+  const out: Change[] = [];
+  for await (const change of visit(names, a, b, true)) {
+    out.push(change);
+    if (out.length >= 256) yield out.splice(0);
+  }
+  if (out.length > 0) yield out;
+}
+
+async function lookupOrUndefined(p: Projection, path: Buffer): Promise<Node | undefined> {
+  try {
+    return await p.lookup(path);
+  } catch (err) {
+    if (isStrataError(err) && (err.errno === Errno.ENOENT || err.errno === Errno.ENOTDIR)) return undefined;
+    throw err;
+  }
+}
+
+async function* visit(names: Buffer[], a: Node | undefined, b: Node | undefined, isRoot: boolean): AsyncGenerator<Change> {
+  if (!a) {
+    if (!b) return;
+    yield { path: joinPath(names), kind: 'added', after: attrOf(b) };
+    yield* addedBelow(names, b);
+    return;
+  }
+  if (!b) {
+    yield { path: joinPath(names), kind: 'deleted', before: attrOf(a) };
+    return;
+  }
+  // Like continuity, the root of the comparison is not itself reported.
+  if (!isRoot && !(await sameEntry(a, b))) {
+    yield { path: joinPath(names), kind: 'modified', before: attrOf(a), after: attrOf(b) };
+  }
+  if (a.kind === 'dir' && b.kind === 'dir') {
+    if (sameStack(a.dirs, b.dirs)) return;
+    const [ca, cb] = await Promise.all([mergeDir(a), mergeDir(b)]);
+    let i = 0;
+    let j = 0;
+    while (i < ca.length || j < cb.length) {
+      const cmp = i >= ca.length ? 1 : j >= cb.length ? -1 : Buffer.compare(ca[i].name, cb[j].name);
+      if (cmp < 0) {
+        yield* visit([...names, ca[i].name], ca[i].node, undefined, false);
+        i++;
+      } else if (cmp > 0) {
+        yield* visit([...names, cb[j].name], undefined, cb[j].node, false);
+        j++;
+      } else {
+        yield* visit([...names, ca[i].name], ca[i].node, cb[j].node, false);
+        i++;
+        j++;
+      }
+    }
+  } else if (b.kind === 'dir') {
+    yield* addedBelow(names, b);
+  }
+  // A directory replaced by a non-directory: its old subtree is covered by the one change above.
+}
+
+async function* addedBelow(names: Buffer[], node: Node): AsyncGenerator<Change> {
+  if (node.kind !== 'dir') return;
+  const children: MergedEntry[] = await mergeDir(node);
+  for (const c of children) {
+    const childNames = [...names, c.name];
+    yield { path: joinPath(childNames), kind: 'added', after: attrOf(c.node) };
+    yield* addedBelow(childNames, c.node);
+  }
+}
+
+function sameStack(a: Buffer[], b: Buffer[]): boolean {
+  return a.length === b.length && a.every((d, i) => d.equals(b[i]));
+}
+
+async function sameEntry(a: Node, b: Node): Promise<boolean> {
+  const sa = a.st;
+  const sb = b.st;
+  if (a.kind === 'leaf' && b.kind === 'leaf' && sa.dev === sb.dev && sa.ino === sb.ino) return true;
+  if (sa.mode !== sb.mode || sa.uid !== sb.uid || sa.gid !== sb.gid) return false;
+  if ((sa.isCharacterDevice() || sa.isBlockDevice()) && sa.rdev !== sb.rdev) return false;
+  if (!sameXattrs(realPathOf(a), realPathOf(b))) return false;
+  if (a.kind === 'dir') return true;
+  if (sa.size !== sb.size) return false;
+  const NS = 1_000_000_000n;
+  if (sa.mtimeNs / NS !== sb.mtimeNs / NS) return false;
+  const na = sa.mtimeNs % NS;
+  const nb = sb.mtimeNs % NS;
+  if (na === 0n && nb === 0n) {
+    if (sa.isSymbolicLink()) {
+      const [ta, tb] = await Promise.all([fs.readlink(realPathOf(a), { encoding: 'buffer' }), fs.readlink(realPathOf(b), { encoding: 'buffer' })]);
+      return ta.equals(tb);
+    }
+    if (sa.size === 0n || !sa.isFile()) return true;
+    return sameContent(realPathOf(a), realPathOf(b));
+  }
+  return na === nb;
+}
+
+function sameXattrs(a: Buffer, b: Buffer): boolean {
+  const na = listXattrs(a).filter((n) => !isOverlayPrivateXattr(n)).sort();
+  const nb = listXattrs(b).filter((n) => !isOverlayPrivateXattr(n)).sort();
+  if (na.length !== nb.length || na.some((n, i) => n !== nb[i])) return false;
+  return na.every((n) => {
+    const va = getXattr(a, n);
+    const vb = getXattr(b, n);
+    return va !== undefined && vb !== undefined && va.equals(vb);
+  });
+}
+
+async function sameContent(a: Buffer, b: Buffer): Promise<boolean> {
+  const [fa, fb] = await Promise.all([fs.open(a, 'r'), fs.open(b, 'r')]);
+  try {
+    const ba = Buffer.allocUnsafe(COMPARE_CHUNK);
+    const bb = Buffer.allocUnsafe(COMPARE_CHUNK);
+    for (let pos = 0; ; pos += COMPARE_CHUNK) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, COMPARE_CHUNK, pos), fb.read(bb, 0, COMPARE_CHUNK, pos)]);
+      if (ra.bytesRead !== rb.bytesRead) return false;
+      if (ra.bytesRead === 0) return true;
+      if (!ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    }
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
+}

@@ -1,0 +1,13 @@
+export { Projection, MAX_READ } from './projection';
+export type { DirEntry, WalkEntry, WalkOptions, ReadResult, StatFs, ProjectionOptions } from './projection';
+export type { Attr } from './attr';
+export { attrFromStats, isDirMode, isRegMode, isLinkMode, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } from './attr';
+export type { Node, DirNode, LeafNode } from './node';
+export { attrOf, realPathOf } from './node';
+export { mergeDir } from './merge';
+export type { MergedEntry } from './merge';
+export { splitPath, joinPath, printable, PATH_MAX, NAME_MAX } from './paths';
+export { isOverlayPrivateXattr, isWhiteoutName, isWhiteoutDevice } from './overlay-rules';
+export { listXattrs, getXattr } from './xattr';
+export { diff } from './diff';
+export type { Change, ChangeKind } from './diff';
