@@ -68,7 +68,7 @@ export function mainStack(): LayerSpec[] {
   const snap1: LayerSpec = {
     entries: [
       { type: 'whiteout', path: '/etc/gone' },
-      { type: 'file', path: '/etc/hostname', content: 'snap1-host\n', mtime: 1_700_000_000.123456789 },
+      { type: 'file', path: '/etc/hostname', content: 'snap1-host\n', mtime: 1_700_000_000.125 },
       { type: 'file', path: '/etc/ssh/ssh_config', content: 'Host *\n  ForwardAgent no\n' },
       { type: 'whiteout', path: '/data/hard3' },
       { type: 'file', path: '/var/log/new.log', content: 'new\n' },

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages strata's tests and services need, when missing.
+# fuse-native loads a prebuilt binary linked against libfuse2; fuse3 provides
+# fusermount3 and /etc/fuse.conf (Debian's fuse and fuse3 conflict: never both).
+set -euo pipefail
+packages=(libfuse2 fuse3 redis-server attr util-linux kmod)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "strata: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "strata: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The kernel reference of the differential tests.
+if [ "$(id -u)" -eq 0 ] && ! grep -qw overlay /proc/filesystems; then
+  modprobe overlay 2>/dev/null || echo "strata: overlayfs is not available; differential tests will be skipped" >&2
+fi
