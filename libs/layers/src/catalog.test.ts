@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -10,8 +10,14 @@ import { Catalog, MAX_CHAIN_DEPTH } from './index';
 
 const run = promisify(execFile);
 
+const stores: string[] = [];
+after(async () => {
+  for (const s of stores) await fs.rm(s, { recursive: true, force: true });
+});
+
 async function tempStore(): Promise<string> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'strata-catalog-'));
+  stores.push(root);
   for (const d of ['base', 'snap', 'other']) await fs.mkdir(path.join(root, d, 'rootfs'), { recursive: true });
   return root;
 }
