@@ -1,4 +1,4 @@
-import { promises as fs, type Dirent } from 'node:fs';
+import { lstatSync, promises as fs, type BigIntStats, type Dirent } from 'node:fs';
 import { DirNode, Node } from './node';
 import { childPath } from './paths';
 import { isOpaqueDir, isOpaqueMarker, isWhiteoutDevice, isWhiteoutName, whitedOutName } from './overlay-rules';
@@ -20,7 +20,22 @@ export interface MergedEntry {
   node: Node;
 }
 
-const LSTAT_BATCH = 256;
+/**
+ * Entries stat'ed between two yields to the event loop. Synchronous lstat
+ * costs ~5 µs on a warm local store against ~17 µs through the thread pool;
+ * slicing keeps a 100,000-entry directory from starving other requests.
+ */
+const LSTAT_SLICE = 512;
+
+function lstatQuiet(p: Buffer): BigIntStats | undefined {
+  try {
+    return lstatSync(p, { bigint: true });
+  } catch {
+    return undefined;
+  }
+}
+
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function key(name: Buffer): string {
   return name.toString('latin1');
@@ -38,14 +53,15 @@ async function readLayerDir(dir: Buffer): Promise<Dirent<Buffer>[]> {
 }
 
 /** Type of an entry as lstat would say, asking lstat only when d_type cannot tell. */
-async function classify(dir: Buffer, e: Dirent<Buffer>): Promise<{ isDir: boolean; whiteout: boolean; real: Buffer }> {
+function classify(dir: Buffer, e: Dirent<Buffer>): { isDir: boolean; whiteout: boolean; real: Buffer } {
   const real = childPath(dir, e.name);
   if (e.isDirectory()) return { isDir: true, whiteout: false, real };
   if (e.isFile() || e.isSymbolicLink() || e.isFIFO() || e.isSocket() || e.isBlockDevice()) {
     return { isDir: false, whiteout: false, real };
   }
   // Character devices (maybe a whiteout) and filesystems without d_type.
-  const st = await fs.lstat(real, { bigint: true });
+  const st = lstatQuiet(real);
+  if (!st) return { isDir: false, whiteout: true, real };
   return { isDir: st.isDirectory(), whiteout: isWhiteoutDevice(st), real };
 }
 
@@ -72,7 +88,7 @@ export async function mergeDir(dir: DirNode): Promise<MergedEntry[]> {
       here.add(k);
       const cand = byName.get(k);
       if (cand?.closed) continue;
-      const c = await classify(dir.dirs[layer], e);
+      const c = classify(dir.dirs[layer], e);
       if (!cand) {
         byName.set(k, {
           name: e.name,
@@ -104,17 +120,15 @@ export async function mergeDir(dir: DirNode): Promise<MergedEntry[]> {
   const visible = [...byName.values()].filter((c): c is Candidate & { winner: Buffer } => c.winner !== undefined);
   visible.sort((a, b) => Buffer.compare(a.name, b.name));
   const out: MergedEntry[] = [];
-  for (let i = 0; i < visible.length; i += LSTAT_BATCH) {
-    const batch = visible.slice(i, i + LSTAT_BATCH);
-    const stats = await Promise.all(batch.map((c) => fs.lstat(c.winner, { bigint: true }).catch(() => undefined)));
-    batch.forEach((c, j) => {
-      const st = stats[j];
-      // An entry that disappeared between readdir and lstat (a LIVE layer) is dropped.
-      if (!st) return;
-      out.push({
-        name: c.name,
-        node: c.winnerIsDir && st.isDirectory() ? { kind: 'dir', dirs: c.dirs, st } : { kind: 'leaf', real: c.winner, st },
-      });
+  for (let i = 0; i < visible.length; i++) {
+    if (i > 0 && i % LSTAT_SLICE === 0) await yieldToLoop();
+    const c = visible[i];
+    const st = lstatQuiet(c.winner);
+    // An entry that disappeared between readdir and lstat (a LIVE layer) is dropped.
+    if (!st) continue;
+    out.push({
+      name: c.name,
+      node: c.winnerIsDir && st.isDirectory() ? { kind: 'dir', dirs: c.dirs, st } : { kind: 'leaf', real: c.winner, st },
     });
   }
   return out;
