@@ -140,6 +140,14 @@ describe('engine against kernel overlayfs', { skip }, () => {
     }
   });
 
+  test('statfs reports the filesystem of the topmost layer, as overlayfs does', async () => {
+    const k = fs.statfsSync(kernelMain, { bigint: true });
+    const e = await projection(trusted).statfs();
+    assert.equal(e.bsize, Number(k.bsize));
+    assert.equal(e.blocks, Number(k.blocks));
+    assert.equal(e.files, Number(k.files));
+  });
+
   test('reads at offsets past 4 GiB and past the end', async () => {
     const p = projection(trusted);
     const fd = fs.openSync(path.join(kernelMain, 'big/sparse'), 'r');
