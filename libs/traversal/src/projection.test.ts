@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -6,8 +6,14 @@ import * as path from 'node:path';
 import { Errno, GrpcCode, isStrataError } from '@strata/errors';
 import { Projection } from './index';
 
+const roots: string[] = [];
+after(async () => {
+  for (const r of roots) await fs.rm(r, { recursive: true, force: true });
+});
+
 async function layers(spec: Record<string, Record<string, string | { link: string }>>): Promise<string[]> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'strata-proj-'));
+  roots.push(root);
   const dirs: string[] = [];
   for (const [layer, files] of Object.entries(spec)) {
     const d = path.join(root, layer);
