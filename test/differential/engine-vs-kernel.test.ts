@@ -4,11 +4,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Errno, errnoName, isStrataError } from '@strata/errors';
-import { Projection, diff } from '@strata/traversal';
-import { canMountOverlay, mountOverlay } from '../support/kernel-overlay';
+import { Projection, diff, isDirMode } from '@strata/traversal';
+import { canMountOverlay, kernelListing, mountOverlay } from '../support/kernel-overlay';
 import { writeStack, type LayerSpec, type Spelling } from '../support/layer-fixture';
 import { PROBES, mainStack } from '../support/main-fixture';
-import { compareTrees, isDir, readKernelTree, readEngineTree, ALL_FIELDS, type Field } from '../support/tree-snapshot';
+import { compareTrees, readKernelTree, readEngineTree, ALL_FIELDS, type Field } from '../support/tree-snapshot';
 import { referenceDiff } from '../support/reference-diff';
 
 const skip = canMountOverlay() ? false : 'needs root and overlayfs to mount the kernel reference';
@@ -110,7 +110,7 @@ describe('engine against kernel overlayfs', { skip }, () => {
     const s = stack('oci', mainStack(), 'oci');
     // Different objects on disk: identity and directory sizes (which count the
     // hidden .wh.* entries) differ by construction; everything else must not.
-    const skipFields = (_p: string, info: { mode: number }): Field[] => (isDir(info.mode) ? ['ino', 'size', 'blocks'] : ['ino']);
+    const skipFields = (_p: string, info: { mode: number }): Field[] => (isDirMode(info.mode) ? ['ino', 'size', 'blocks'] : ['ino']);
     assert.deepEqual(compareTrees(readKernelTree(kernelMain), await readEngineTree(projection(s)), ALL_FIELDS, skipFields), []);
     const p = projection(s);
     for (const probe of PROBES) assert.equal(await engineErrno(p, probe), kernelErrno(kernelMain, probe), `errno for ${probe}`);
@@ -119,16 +119,7 @@ describe('engine against kernel overlayfs', { skip }, () => {
   test('readdir with attributes agrees with walk and with the kernel listing', async () => {
     const p = projection(trusted);
     for (const dir of ['/', '/etc', '/names', '/var/log', '/opt/app/bin', '/deep/a/b', '/onlyupper', '/empty']) {
-      const kernelNames = fs
-        .readdirSync(path.join(kernelMain, dir), { encoding: 'buffer' })
-        .filter((n) => {
-          try {
-            fs.lstatSync(Buffer.concat([Buffer.from(path.join(kernelMain, dir) + '/'), n]));
-            return true;
-          } catch {
-            return false;
-          }
-        })
+      const kernelNames = kernelListing(Buffer.from(path.join(kernelMain, dir)))
         .map((n) => n.toString('hex'))
         .sort();
       const entries = await p.readdir(dir);

@@ -15,6 +15,22 @@ export function canMountOverlay(): boolean {
 }
 
 /**
+ * Names a kernel overlay directory lists that can also be looked up: in a
+ * directory only one layer supplies, the kernel lists stray whiteouts that
+ * then fail lstat. They are not files, and strata does not list them.
+ */
+export function kernelListing(dir: Buffer): Buffer[] {
+  return fs.readdirSync(dir, { encoding: 'buffer' }).filter((n) => {
+    try {
+      fs.lstatSync(Buffer.concat([dir, Buffer.from('/'), n]));
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
  * Mounts lower layers (topmost first, relative to cwd so 128 of them fit in
  * one page of mount options) read-only with the kernel's overlayfs.
  * Returns the unmount function; callers put it in a finally.

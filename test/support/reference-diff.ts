@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { getXattr, listXattrs } from '@strata/traversal';
+import { kernelListing } from './kernel-overlay';
 
 /**
  * An independent, deliberately naive implementation of the diff rules over
@@ -18,11 +19,7 @@ export function referenceDiff(fromMount: string, toMount: string): string[] {
       return undefined;
     }
   };
-  const list = (p: Buffer): Buffer[] =>
-    fs
-      .readdirSync(p, { encoding: 'buffer' })
-      .filter((n) => lst(Buffer.concat([p, Buffer.from('/'), n])) !== undefined)
-      .sort(Buffer.compare);
+  const list = (p: Buffer): Buffer[] => kernelListing(p).sort(Buffer.compare);
   const xattrs = (p: Buffer): string =>
     listXattrs(p)
       .sort()

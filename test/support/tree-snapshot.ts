@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { getXattr, listXattrs, type Attr, type Projection } from '@strata/traversal';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, getXattr, listXattrs, type Attr, type Projection } from '@strata/traversal';
 
 /** Everything the differential suite compares about one entry. */
 export interface EntryInfo {
@@ -21,17 +21,9 @@ export interface EntryInfo {
 /** Path (latin1, byte-exact) → info. */
 export type Tree = Map<string, EntryInfo>;
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const S_IFDIR = 0o040000;
 /** Files larger than this are compared in windows (a 5 GiB sparse file is not hashed whole). */
 const WHOLE_HASH_LIMIT = 64 * 1024 * 1024;
 const WINDOW = 1 << 20;
-
-export function isDir(mode: number): boolean {
-  return (mode & S_IFMT) === S_IFDIR;
-}
 
 export function windowsOf(size: number): [number, number][] {
   if (size <= WHOLE_HASH_LIMIT) return [[0, size]];

@@ -3,10 +3,10 @@ import { Errno, isStrataError } from '@strata/errors';
 import { Attr } from './attr';
 import { mergeDir, MergedEntry } from './merge';
 import { Node, attrOf, realPathOf } from './node';
-import { isOverlayPrivateXattr } from './overlay-rules';
+import { visibleXattrNames } from './overlay-rules';
 import { joinPath, splitPath, toPathBuffer } from './paths';
 import type { Projection } from './projection';
-import { getXattr, listXattrs } from './xattr';
+import { getXattr } from './xattr';
 
 export type ChangeKind = 'added' | 'modified' | 'deleted';
 
@@ -131,8 +131,8 @@ async function sameEntry(a: Node, b: Node): Promise<boolean> {
 }
 
 function sameXattrs(a: Buffer, b: Buffer): boolean {
-  const na = listXattrs(a).filter((n) => !isOverlayPrivateXattr(n)).sort();
-  const nb = listXattrs(b).filter((n) => !isOverlayPrivateXattr(n)).sort();
+  const na = visibleXattrNames(a).sort();
+  const nb = visibleXattrNames(b).sort();
   if (na.length !== nb.length || na.some((n, i) => n !== nb[i])) return false;
   return na.every((n) => {
     const va = getXattr(a, n);

@@ -1,6 +1,6 @@
 import { promises as fs, type BigIntStats } from 'node:fs';
 import { childPath } from './paths';
-import { getXattr } from './xattr';
+import { getXattr, listXattrs } from './xattr';
 
 /**
  * The on-disk conventions of Linux overlayfs and OCI layers (DESIGN.md §3).
@@ -38,6 +38,11 @@ export function isWhiteoutDevice(st: BigIntStats): boolean {
 /** Attributes that belong to overlayfs itself and never show through. */
 export function isOverlayPrivateXattr(name: string): boolean {
   return name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.');
+}
+
+/** Attribute names of a real object as the projection shows them: overlay-private ones left out. */
+export function visibleXattrNames(real: Buffer): string[] {
+  return listXattrs(real).filter((n) => !isOverlayPrivateXattr(n));
 }
 
 /** A directory that hides everything below it in lower layers. */

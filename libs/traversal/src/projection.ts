@@ -4,9 +4,9 @@ import { Errno, GrpcCode, StrataError, fromSystemError, isStrataError } from '@s
 import { Attr } from './attr';
 import { mergeDir } from './merge';
 import { DirNode, LeafNode, Node, attrOf, realPathOf } from './node';
-import { isOpaqueDir, isOverlayPrivateXattr, isWhiteoutDevice, isWhiteoutName, whiteoutNameFor } from './overlay-rules';
+import { isOpaqueDir, isOverlayPrivateXattr, isWhiteoutDevice, isWhiteoutName, visibleXattrNames, whiteoutNameFor } from './overlay-rules';
 import { childPath, joinPath, printable, splitPath, toPathBuffer } from './paths';
-import { XattrError, getXattr, listXattrs } from './xattr';
+import { XattrError, getXattr } from './xattr';
 
 /** Linux follows at most 40 symlinks while resolving one path (MAXSYMLINKS). */
 const MAX_SYMLINK_HOPS = 40;
@@ -173,7 +173,7 @@ export class Projection {
     const p = toPathBuffer(path);
     const node = await this.lookup(p);
     try {
-      return listXattrs(realPathOf(node)).filter((n) => !isOverlayPrivateXattr(n));
+      return visibleXattrNames(realPathOf(node));
     } catch (err) {
       throw this.xattrError(err, p);
     }
