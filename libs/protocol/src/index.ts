@@ -4,3 +4,17 @@ export * from './gen/strata/v1/session';
 export * from './gen/strata/v1/diff';
 export { ErrorInfo } from './gen/strata/v1/errors';
 export { toServiceError, fromServiceError, errorInfoOf, strataErrorFromInfo } from './status-details';
+// Records of the resolvers' shared metadata cache (strata.cache.v1, internal).
+export { NodeRecord, ListingRecord, XattrRecord, Xattr } from './gen/strata/cache/v1/records';
+export {
+  layerToProto,
+  layerFromProto,
+  layerRefToProto,
+  layerRefFromProto,
+  optionalLayerRefFromProto,
+  layerTypeToProto,
+  layerTypeFromProto,
+  mountOptionsToProto,
+  mountOptionsFromProto,
+} from './layer-model';
+export { PROTO_ROOT, API_PROTO_FILES } from './proto-files';

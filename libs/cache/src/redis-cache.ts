@@ -1,0 +1,129 @@
+import { Cluster, Redis, type ClusterNode } from 'ioredis';
+import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import type { CacheHit, CacheLog, MetadataCache } from './metadata-cache';
+
+export interface RedisCacheOptions {
+  /** A command slower than this counts as a miss (a stalled Redis must not stall requests). */
+  commandTimeoutMs?: number;
+  log: CacheLog;
+}
+
+/** URL schemes for Redis Cluster: the seed nodes are comma-separated. */
+const CLUSTER_SCHEMES = ['redis+cluster:', 'redis-cluster:', 'rediss+cluster:'];
+
+function reconnectDelay(times: number): number {
+  return Math.min(50 * 2 ** Math.min(times, 6), 2000);
+}
+
+function badUrl(url: string, why: string): StrataError {
+  return new StrataError(Errno.EINVAL, `redis URL ${url}: ${why}`, { code: GrpcCode.INVALID_ARGUMENT });
+}
+
+export function parseClusterNodes(url: string): ClusterNode[] {
+  const rest = url.slice(url.indexOf('//') + 2).replace(/\/.*$/, '');
+  const hostPart = rest.includes('@') ? rest.slice(rest.lastIndexOf('@') + 1) : rest;
+  const nodes = hostPart.split(',').filter(Boolean).map((hp) => {
+    const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(hp);
+    if (!m) throw badUrl(url, `bad node "${hp}"`);
+    const port = m[2] ? Number(m[2]) : 6379;
+    if (!(port > 0 && port < 65536)) throw badUrl(url, `bad port in "${hp}"`);
+    return { host: m[1], port };
+  });
+  if (nodes.length === 0) throw badUrl(url, 'no cluster nodes');
+  return nodes;
+}
+
+/**
+ * The shared tier: Redis standalone (`redis://host:port/db`, `rediss://`) or
+ * Cluster (`redis+cluster://host:port,host:port`). Requests are never queued
+ * while Redis is away (the offline queue is off): they read as misses, one
+ * warning is logged per outage, and ioredis keeps reconnecting in the
+ * background.
+ */
+export class RedisCache implements MetadataCache {
+  readonly client: Redis | Cluster;
+  private readonly log: CacheLog;
+  private healthy = true;
+
+  constructor(url: string, options: RedisCacheOptions) {
+    this.log = options.log;
+    const commandTimeout = options.commandTimeoutMs ?? 250;
+    const scheme = url.slice(0, url.indexOf(':') + 1);
+    if (CLUSTER_SCHEMES.includes(scheme)) {
+      const auth = /\/\/(?:([^:@/]*):)?([^@/]*)@/.exec(url);
+      this.client = new Cluster(parseClusterNodes(url), {
+        enableOfflineQueue: false,
+        clusterRetryStrategy: reconnectDelay,
+        redisOptions: {
+          commandTimeout,
+          maxRetriesPerRequest: 1,
+          ...(auth ? { username: auth[1] || undefined, password: decodeURIComponent(auth[2]) } : {}),
+          ...(scheme === 'rediss+cluster:' ? { tls: {} } : {}),
+        },
+      });
+    } else if (scheme === 'redis:' || scheme === 'rediss:') {
+      this.client = new Redis(url, {
+        enableOfflineQueue: false,
+        commandTimeout,
+        maxRetriesPerRequest: 1,
+        retryStrategy: reconnectDelay,
+      });
+    } else {
+      throw badUrl(url, 'expected redis://, rediss:// or redis+cluster://');
+    }
+    this.client.on('error', (err: Error) => this.down(err));
+    this.client.on('ready', () => {
+      if (!this.healthy) this.log.info({ event: 'cache.redis.up' }, 'redis is back; shared cache in use again');
+      this.healthy = true;
+    });
+  }
+
+  /** Resolves once connected (or rejects after timeoutMs); requests work before that, as misses. */
+  async ready(timeoutMs = 5000): Promise<void> {
+    if (this.client.status === 'ready') return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.client.off('ready', onReady);
+        reject(new StrataError(Errno.EIO, `redis not ready after ${timeoutMs} ms`, { code: GrpcCode.UNAVAILABLE }));
+      }, timeoutMs);
+      const onReady = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.client.once('ready', onReady);
+    });
+  }
+
+  async get(key: string): Promise<CacheHit | undefined> {
+    try {
+      const value = await this.client.getBuffer(Buffer.from(key, 'latin1'));
+      return value ? { value, tier: 'redis' } : undefined;
+    } catch (err) {
+      this.down(err);
+      return undefined;
+    }
+  }
+
+  async set(key: string, value: Buffer, ttlMs?: number): Promise<void> {
+    try {
+      const k = Buffer.from(key, 'latin1');
+      if (ttlMs) await this.client.set(k, value, 'PX', Math.max(1, Math.round(ttlMs)));
+      else await this.client.set(k, value);
+    } catch (err) {
+      this.down(err);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.disconnect();
+  }
+
+  private down(err: unknown): void {
+    if (!this.healthy) return;
+    this.healthy = false;
+    this.log.warn(
+      { event: 'cache.redis.down', err: err instanceof Error ? err.message : String(err) },
+      'redis unreachable; reading the store directly until it is back',
+    );
+  }
+}

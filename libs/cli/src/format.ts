@@ -1,0 +1,105 @@
+import type { Layer } from '@strata/layers';
+import type { Attr } from '@strata/protocol';
+
+/** The JSON and text shapes the CLI prints. Scripts depend on the JSON ones: change them only by adding fields. */
+
+const S_IFMT = 0o170000;
+const TYPES: Record<number, { name: string; letter: string }> = {
+  0o140000: { name: 'socket', letter: 's' },
+  0o120000: { name: 'symlink', letter: 'l' },
+  0o100000: { name: 'file', letter: '-' },
+  0o060000: { name: 'block-device', letter: 'b' },
+  0o040000: { name: 'directory', letter: 'd' },
+  0o020000: { name: 'char-device', letter: 'c' },
+  0o010000: { name: 'fifo', letter: 'p' },
+};
+
+export function fileType(mode: number): string {
+  return TYPES[mode & S_IFMT]?.name ?? 'unknown';
+}
+
+/** "-rw-r--r--", with setuid/setgid/sticky as ls shows them. */
+export function modeString(mode: number): string {
+  const t = TYPES[mode & S_IFMT]?.letter ?? '?';
+  const rwx = (bits: number, special: boolean, s: string): string =>
+    (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (special ? (bits & 1 ? s : s.toUpperCase()) : bits & 1 ? 'x' : '-');
+  return (
+    t +
+    rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') +
+    rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') +
+    rwx(mode & 7, (mode & 0o1000) !== 0, 't')
+  );
+}
+
+/** Paths are bytes: valid UTF-8 prints as is; anything else also gets the exact bytes in base64. */
+export function pathJson(path: Buffer): { path: string; pathBase64?: string } {
+  const text = path.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(path) ? { path: text } : { path: text, pathBase64: path.toString('base64') };
+}
+
+export function pathText(path: Buffer): string {
+  const text = path.toString('utf8');
+  if (Buffer.from(text, 'utf8').equals(path)) return text;
+  let out = '';
+  for (const b of path) out += b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+  return out;
+}
+
+export function attrJson(a: Attr): Record<string, number | string> {
+  return { type: fileType(a.mode), ...a };
+}
+
+export function layerJson(l: Layer): Record<string, unknown> {
+  return {
+    layerId: l.layerId,
+    baseLayerId: l.baseLayerId,
+    name: l.name,
+    source: l.source,
+    filesystemPath: l.filesystemPath,
+    layerType: l.layerType,
+    mountOptions: l.mountOptions,
+    generation: l.generation,
+    createTime: new Date(l.createTimeMs).toISOString(),
+    updateTime: new Date(l.updateTimeMs).toISOString(),
+  };
+}
+
+function time(sec: number, nsec: number): string {
+  const d = new Date(sec * 1000);
+  return `${d.toISOString().slice(0, 19).replace('T', ' ')}.${String(nsec).padStart(9, '0')} +0000`;
+}
+
+export function statText(path: string, a: Attr, linkTarget?: string): string {
+  const dev = fileType(a.mode) === 'char-device' || fileType(a.mode) === 'block-device';
+  return [
+    `  File: ${path}${linkTarget !== undefined ? ` -> ${linkTarget}` : ''}`,
+    `  Size: ${a.size}\tBlocks: ${a.blocks}\tIO Block: ${a.blksize}\t${fileType(a.mode)}`,
+    `Inode: ${a.ino}\tLinks: ${a.nlink}${dev ? `\tDevice type: ${Math.floor(a.rdev / 256)},${a.rdev % 256}` : ''}`,
+    `Access: (${(a.mode & 0o7777).toString(8).padStart(4, '0')}/${modeString(a.mode)})  Uid: ${a.uid}  Gid: ${a.gid}`,
+    `Access: ${time(a.atimeSec, a.atimeNsec)}`,
+    `Modify: ${time(a.mtimeSec, a.mtimeNsec)}`,
+    `Change: ${time(a.ctimeSec, a.ctimeNsec)}`,
+  ].join('\n');
+}
+
+export function lsLine(name: string, a: Attr): string {
+  const when = new Date(a.mtimeSec * 1000).toISOString().slice(0, 16).replace('T', ' ');
+  return `${modeString(a.mode)} ${String(a.nlink).padStart(3)} ${String(a.uid).padStart(5)} ${String(a.gid).padStart(5)} ${String(a.size).padStart(10)} ${when} ${name}`;
+}
+
+export function layerTable(layers: readonly Layer[]): string {
+  const rows = [['ID', 'BASE', 'TYPE', 'GEN', 'OPTIONS', 'NAME', 'SOURCE']];
+  for (const l of layers) {
+    rows.push([
+      String(l.layerId),
+      l.baseLayerId ? String(l.baseLayerId) : '-',
+      l.layerType,
+      String(l.generation),
+      l.mountOptions.filter((o) => o !== 'read-only').join(',') || '-',
+      l.name || '-',
+      l.source + (l.filesystemPath !== '/' ? ` (${l.filesystemPath})` : ''),
+    ]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
+}

@@ -1,0 +1,332 @@
+import { Metadata, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import type { Layer, LayerRef, LayerType, MountOption } from '@strata/layers';
+import {
+  Attr,
+  ChangeKind,
+  DirEntry,
+  ReadDirResponse,
+  StatFsResponse,
+  WalkEntry,
+  layerFromProto,
+  layerRefToProto,
+  layerTypeToProto,
+  mountOptionsToProto,
+} from '@strata/protocol';
+import { fromServiceError } from '@strata/protocol';
+import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
+import { DEFAULT_RETRY, RetryPolicy, isRetryable, withRetry } from './retry';
+import { SessionClient, type SessionClientOptions } from './session-client';
+
+export interface ClientOptions {
+  /** One or more resolver addresses ("h:p", "h:p,h:p" or a list); default $STRATA_RESOLVER, else 127.0.0.1:7400. */
+  resolver?: string | readonly string[];
+  /** Deadline of one unary call, retries included (default 10 s). */
+  deadlineMs?: number;
+  /** Deadline of a whole stream (Read, Walk, Diff); default none. */
+  streamDeadlineMs?: number;
+  retry?: RetryPolicy;
+}
+
+export interface CreateLayerOptions {
+  source: string;
+  filesystemPath?: string;
+  base?: LayerRef;
+  layerType?: LayerType;
+  name?: string;
+  mountOptions?: MountOption[];
+}
+
+export interface UpdateLayerOptions {
+  expectedGeneration?: number;
+  name?: string;
+  source?: string;
+  filesystemPath?: string;
+  mountOptions?: MountOption[];
+  base?: LayerRef;
+  layerType?: LayerType;
+}
+
+export interface Change {
+  path: Buffer;
+  kind: 'added' | 'modified' | 'deleted';
+  before?: Attr;
+  after?: Attr;
+}
+
+type Path = string | Buffer;
+
+const CHANGE_KIND: Record<number, Change['kind']> = {
+  [ChangeKind.CHANGE_KIND_ADDED]: 'added',
+  [ChangeKind.CHANGE_KIND_MODIFIED]: 'modified',
+  [ChangeKind.CHANGE_KIND_DELETED]: 'deleted',
+};
+
+function toPath(p: Path): Buffer {
+  return typeof p === 'string' ? Buffer.from(p) : p;
+}
+
+/** Adapts a grpc-js unary method (request, metadata, options, callback) to a promise. */
+function call<Req, Res>(
+  fn: (req: Req, md: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res: Res) => void) => unknown,
+  req: Req,
+  deadline: number,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    fn(req, new Metadata(), { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+/**
+ * The strata.v1 API for programs: the CLI, the agent and other teams'
+ * services. Read-only calls are retried on another resolver when one is
+ * unavailable; streams resume where they broke off.
+ */
+export class StrataClient {
+  readonly pool: EndpointPool;
+  private readonly deadlineMs: number;
+  private readonly streamDeadlineMs: number | undefined;
+  private readonly retry: RetryPolicy;
+
+  constructor(options: ClientOptions = {}) {
+    this.pool = new EndpointPool(options.resolver ?? process.env.STRATA_RESOLVER ?? DEFAULT_RESOLVER);
+    this.deadlineMs = options.deadlineMs ?? 10_000;
+    this.streamDeadlineMs = options.streamDeadlineMs;
+    this.retry = options.retry ?? DEFAULT_RETRY;
+  }
+
+  close(): void {
+    this.pool.close();
+  }
+
+  /** A Session stream (the agent's channel) over the same resolvers. */
+  session(options: Omit<SessionClientOptions, 'pool'> = {}): SessionClient {
+    return new SessionClient({ ...options, pool: this.pool });
+  }
+
+  // ---- LayerService ----
+
+  async createLayer(o: CreateLayerOptions): Promise<Layer> {
+    // Not retried: a create that reached a resolver before the connection broke would be done twice.
+    const res = await this.once((e, d) =>
+      call(e.layers.createLayer.bind(e.layers), {
+        source: o.source,
+        filesystemPath: o.filesystemPath ?? '',
+        base: o.base ? layerRefToProto(o.base) : undefined,
+        layerType: o.layerType ? layerTypeToProto(o.layerType) : 0,
+        name: o.name ?? '',
+        mountOptions: mountOptionsToProto(o.mountOptions ?? []),
+      }, d),
+    );
+    return layerFromProto(must(res.layer));
+  }
+
+  async getLayer(ref: LayerRef): Promise<{ layer: Layer; chain: Layer[] }> {
+    const res = await this.idempotent((e, d) => call(e.layers.getLayer.bind(e.layers), { layer: layerRefToProto(ref) }, d));
+    return { layer: layerFromProto(must(res.layer)), chain: res.chain.map(layerFromProto) };
+  }
+
+  async listLayers(): Promise<Layer[]> {
+    const out: Layer[] = [];
+    let pageToken = '';
+    do {
+      const token = pageToken;
+      const res = await this.idempotent((e, d) => call(e.layers.listLayers.bind(e.layers), { pageSize: 1000, pageToken: token }, d));
+      out.push(...res.layers.map(layerFromProto));
+      pageToken = res.nextPageToken;
+    } while (pageToken !== '');
+    return out;
+  }
+
+  async updateLayer(ref: LayerRef, o: UpdateLayerOptions): Promise<Layer> {
+    const res = await this.once((e, d) =>
+      call(e.layers.updateLayer.bind(e.layers), {
+        layer: layerRefToProto(ref),
+        expectedGeneration: o.expectedGeneration ?? 0,
+        name: o.name,
+        source: o.source,
+        filesystemPath: o.filesystemPath,
+        mountOptions: o.mountOptions ? { options: mountOptionsToProto(o.mountOptions) } : undefined,
+        base: o.base ? layerRefToProto(o.base) : undefined,
+        layerType: o.layerType ? layerTypeToProto(o.layerType) : 0,
+      }, d),
+    );
+    return layerFromProto(must(res.layer));
+  }
+
+  async deleteLayer(ref: LayerRef, expectedGeneration?: number): Promise<void> {
+    await this.once((e, d) =>
+      call(e.layers.deleteLayer.bind(e.layers), { layer: layerRefToProto(ref), expectedGeneration: expectedGeneration ?? 0 }, d),
+    );
+  }
+
+  // ---- ProjectionService ----
+
+  async stat(ref: LayerRef, path: Path): Promise<Attr> {
+    const req = { layer: layerRefToProto(ref), path: toPath(path) };
+    const res = await this.idempotent((e, d) => call(e.projection.stat.bind(e.projection), req, d));
+    return must(res.attr);
+  }
+
+  async readDirPage(ref: LayerRef, path: Path, offset = 0, limit = 0): Promise<ReadDirResponse> {
+    const req = { layer: layerRefToProto(ref), path: toPath(path), offset, limit };
+    return this.idempotent((e, d) => call(e.projection.readDir.bind(e.projection), req, d));
+  }
+
+  /** Every entry of a directory, page after page. */
+  async readDir(ref: LayerRef, path: Path): Promise<DirEntry[]> {
+    const out: DirEntry[] = [];
+    for (;;) {
+      const page = await this.readDirPage(ref, path, out.length);
+      out.push(...page.entries);
+      if (page.eof || page.entries.length === 0) return out;
+    }
+  }
+
+  async readLink(ref: LayerRef, path: Path): Promise<Buffer> {
+    const req = { layer: layerRefToProto(ref), path: toPath(path) };
+    return (await this.idempotent((e, d) => call(e.projection.readLink.bind(e.projection), req, d))).target;
+  }
+
+  async listXattr(ref: LayerRef, path: Path): Promise<string[]> {
+    const req = { layer: layerRefToProto(ref), path: toPath(path) };
+    return (await this.idempotent((e, d) => call(e.projection.listXattr.bind(e.projection), req, d))).names;
+  }
+
+  async getXattr(ref: LayerRef, path: Path, name: string): Promise<Buffer> {
+    const req = { layer: layerRefToProto(ref), path: toPath(path), name };
+    return (await this.idempotent((e, d) => call(e.projection.getXattr.bind(e.projection), req, d))).value;
+  }
+
+  async statFs(ref: LayerRef): Promise<StatFsResponse> {
+    return this.idempotent((e, d) => call(e.projection.statFs.bind(e.projection), { layer: layerRefToProto(ref) }, d));
+  }
+
+  /**
+   * A byte range as chunks (length 0: to end of file). When the resolver
+   * serving it goes away, the rest is asked of another one from the first
+   * byte not yet received: nothing is lost or repeated.
+   */
+  async *read(ref: LayerRef, path: Path, offset = 0, length = 0): AsyncGenerator<Buffer> {
+    let pos = offset;
+    const end = length === 0 ? Infinity : offset + length;
+    yield* this.resumable(
+      (e, deadline) =>
+        e.projection.read(
+          { layer: layerRefToProto(ref), path: toPath(path), offset: pos, length: end === Infinity ? 0 : end - pos },
+          new Metadata(),
+          deadline ? { deadline } : {},
+        ),
+      (msg) => {
+        pos += msg.data.length;
+        return msg.data.length > 0 ? [msg.data] : [];
+      },
+      () => pos >= end,
+    );
+  }
+
+  async readFile(ref: LayerRef, path: Path): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for await (const chunk of this.read(ref, path)) parts.push(chunk);
+    return Buffer.concat(parts);
+  }
+
+  /** A subtree's metadata in walk order; resumed after a resolver failure by skipping what was received. */
+  async *walk(ref: LayerRef, path: Path, options: { maxDepth?: number; includeLinkTargets?: boolean } = {}): AsyncGenerator<WalkEntry[]> {
+    let received = 0;
+    let skip = 0;
+    yield* this.resumable(
+      (e, deadline) => {
+        skip = received;
+        return e.projection.walk(
+          { layer: layerRefToProto(ref), path: toPath(path), maxDepth: options.maxDepth ?? 0, includeLinkTargets: options.includeLinkTargets ?? false },
+          new Metadata(),
+          deadline ? { deadline } : {},
+        );
+      },
+      (msg) => {
+        let entries = msg.entries;
+        if (skip > 0) {
+          const drop = Math.min(skip, entries.length);
+          skip -= drop;
+          entries = entries.slice(drop);
+        }
+        received += entries.length;
+        return entries.length > 0 ? [entries] : [];
+      },
+      () => false,
+    );
+  }
+
+  /** Changes from one layer to another, sorted by path; resumed like walk. */
+  async *diff(from: LayerRef, to: LayerRef, path: Path = '/'): AsyncGenerator<Change[]> {
+    let received = 0;
+    let skip = 0;
+    yield* this.resumable(
+      (e, deadline) => {
+        skip = received;
+        return e.diff.diff({ from: layerRefToProto(from), to: layerRefToProto(to), path: toPath(path) }, new Metadata(), deadline ? { deadline } : {});
+      },
+      (msg) => {
+        let changes = msg.changes;
+        if (skip > 0) {
+          const drop = Math.min(skip, changes.length);
+          skip -= drop;
+          changes = changes.slice(drop);
+        }
+        received += changes.length;
+        const out: Change[] = changes.map((c) => ({ path: c.path, kind: CHANGE_KIND[c.kind] ?? 'modified', before: c.before, after: c.after }));
+        return out.length > 0 ? [out] : [];
+      },
+      () => false,
+    );
+  }
+
+  // ---- plumbing ----
+
+  private deadline(): number {
+    return Date.now() + this.deadlineMs;
+  }
+
+  private idempotent<T>(attempt: (e: Endpoint, deadline: number) => Promise<T>): Promise<T> {
+    return withRetry(this.pool, this.retry, this.deadline(), attempt);
+  }
+
+  private once<T>(attempt: (e: Endpoint, deadline: number) => Promise<T>): Promise<T> {
+    return withRetry(this.pool, { ...this.retry, attempts: 1 }, this.deadline(), attempt);
+  }
+
+  /**
+   * Runs a server stream; when it fails with a retryable error, opens it again
+   * on the next resolver (open() re-reads the caller's progress) until done.
+   */
+  private async *resumable<M, T>(
+    open: (e: Endpoint, deadline: number | undefined) => ClientReadableStream<M>,
+    take: (msg: M) => T[],
+    done: () => boolean,
+  ): AsyncGenerator<T> {
+    const deadline = this.streamDeadlineMs ? Date.now() + this.streamDeadlineMs : undefined;
+    let failures = 0;
+    for (;;) {
+      const stream = open(this.pool.pick(), deadline);
+      try {
+        for await (const msg of stream as AsyncIterable<M>) {
+          failures = 0;
+          for (const item of take(msg)) yield item;
+        }
+        return;
+      } catch (err) {
+        const e = fromServiceError(err);
+        if (done()) return;
+        if (!isRetryable(e) || ++failures >= this.retry.attempts) throw e;
+        await new Promise((r) => setTimeout(r, this.retry.backoffMs * 2 ** (failures - 1)));
+      } finally {
+        stream.cancel();
+      }
+    }
+  }
+}
+
+function must<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error('resolver answered without the expected message');
+  return value;
+}

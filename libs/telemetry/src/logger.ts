@@ -1,0 +1,33 @@
+import pino, { type Logger } from 'pino';
+
+export type { Logger };
+
+export interface LoggerOptions {
+  /** Written into every line as `service`. */
+  service: string;
+  /** pino level name; default from STRATA_LOG_LEVEL, else "info". */
+  level?: string;
+  /** Where lines go (default stderr, so stdout stays free for command output). */
+  destination?: number;
+}
+
+/**
+ * One JSON object per line, synchronous writes: a process that is killed or
+ * exits right after logging still leaves the line behind.
+ */
+export function createLogger(options: LoggerOptions): Logger {
+  return pino(
+    {
+      level: options.level ?? process.env.STRATA_LOG_LEVEL ?? 'info',
+      base: { service: options.service, pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    pino.destination({ dest: options.destination ?? 2, sync: true }),
+  );
+}
+
+/** A logger that drops everything (library defaults, tests). */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

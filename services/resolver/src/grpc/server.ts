@@ -1,0 +1,96 @@
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import {
+  API_PROTO_FILES,
+  DiffServiceService,
+  LayerServiceService,
+  PROTO_ROOT,
+  ProjectionServiceService,
+  SessionServiceService,
+} from '@strata/protocol';
+import type { Logger } from '@strata/telemetry';
+import type { LayerOps } from '../layer-ops';
+import type { ProjectionOps } from '../projection-ops';
+import { diffService, layerService, projectionService } from './services';
+import { type SessionHandle, sessionHandler } from './session';
+import { withInvalidArgumentOnBadInput } from './undecodable';
+
+/** Requests are small; a bigger one is refused with RESOURCE_EXHAUSTED before it is parsed. */
+export const MAX_REQUEST_BYTES = 1 << 20;
+/** Responses carry up to 1 MiB of file data or a page of directory entries. */
+export const MAX_RESPONSE_BYTES = 16 << 20;
+
+const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService'];
+
+export interface ServerDeps {
+  layers: LayerOps;
+  projection: ProjectionOps;
+  log: Logger;
+}
+
+/** The resolver's gRPC server: the strata.v1 services, grpc.health.v1 and reflection. */
+export class ResolverServer {
+  readonly server: Server;
+  readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
+  readonly sessions = new Set<SessionHandle>();
+  private readonly log: Logger;
+
+  constructor(deps: ServerDeps) {
+    this.log = deps.log;
+    this.server = new Server({
+      'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
+      'grpc.max_send_message_length': MAX_RESPONSE_BYTES,
+      // Agents hold one stream for hours: keepalive pings find dead peers behind NATs and crashed hosts.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    });
+    const safe = withInvalidArgumentOnBadInput;
+    this.server.addService(safe(LayerServiceService), layerService(deps.layers, deps.log));
+    this.server.addService(safe(ProjectionServiceService), projectionService(deps.projection, deps.log));
+    this.server.addService(safe(DiffServiceService), diffService(deps.projection, deps.log));
+    this.server.addService(safe(SessionServiceService), {
+      session: sessionHandler(deps.projection, deps.log, {
+        opened: (s) => this.sessions.add(s),
+        closed: (s) => this.sessions.delete(s),
+      }),
+    });
+    this.health.addToServer(this.server);
+    const definitions = protoLoader.loadSync(API_PROTO_FILES, { includeDirs: [PROTO_ROOT] });
+    new ReflectionService(definitions).addToServer(this.server);
+  }
+
+  /** Binds and starts serving; resolves with the bound port (useful with port 0). */
+  async listen(address: string): Promise<number> {
+    const port = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    for (const s of ['', ...SERVICES]) this.health.setStatus(s, 'SERVING');
+    return port;
+  }
+
+  /**
+   * Drains: health turns NOT_SERVING (balancers stop sending), new calls are
+   * refused, calls in flight finish and Session streams end once their
+   * requests in progress are answered; after graceMs whatever is left is
+   * cancelled.
+   */
+  async drain(graceMs: number): Promise<void> {
+    for (const s of ['', ...SERVICES]) this.health.setStatus(s, 'NOT_SERVING');
+    for (const s of this.sessions) s.drain();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.log.warn({ event: 'shutdown.force', sessions: this.sessions.size }, 'grace period over; cancelling remaining calls');
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

@@ -1,0 +1,3 @@
+export { Resolver } from './resolver';
+export type { ResolverOptions } from './resolver';
+export { main } from './main';

@@ -1,0 +1,294 @@
+import { promises as fs, constants as fsc } from 'node:fs';
+import { LRUCache } from 'lru-cache';
+import { Errno, GrpcCode, StrataError, errnoName, fromSystemError, isStrataError } from '@strata/errors';
+import { type CacheTier, type MetadataCache, recordKey } from '@strata/cache';
+import type { LayerRef } from '@strata/layers';
+import {
+  DirEntry,
+  GetXattrResponse,
+  ListXattrResponse,
+  ListingRecord,
+  NodeRecord,
+  ReadDirResponse,
+  ReadLinkResponse,
+  ReadResponse,
+  StatFsResponse,
+  StatResponse,
+  XattrRecord,
+} from '@strata/protocol';
+import { type Change, type Node, type WalkEntry, diff, joinPath, printable, attrOf, splitPath } from '@strata/traversal';
+import type { ChainView, Chains } from './chains';
+import { FdCache } from './fd-cache';
+
+/** Largest read answered in one Session message (a short read, as read(2) may return). */
+export const SESSION_READ_MAX = 1 << 20;
+/** Chunk size of the unary Read stream. */
+export const READ_CHUNK = 1 << 20;
+export const READDIR_DEFAULT_LIMIT = 1024;
+export const READDIR_MAX_LIMIT = 16384;
+
+/** Lookup failures that depend only on the (sealed) tree, so they are cached like answers. */
+const NEGATIVE = new Set<number>([Errno.ENOENT, Errno.ENOTDIR, Errno.ELOOP]);
+const NEGATIVE_TEXT: Record<number, string> = {
+  [Errno.ENOENT]: 'no such file or directory',
+  [Errno.ENOTDIR]: 'not a directory',
+  [Errno.ELOOP]: 'too many levels of symbolic links',
+};
+
+export interface CacheCounters {
+  hits: Record<CacheTier, number>;
+  misses: number;
+}
+
+function invalid(message: string, path?: Buffer): StrataError {
+  return new StrataError(Errno.EINVAL, message, { code: GrpcCode.INVALID_ARGUMENT, path });
+}
+
+function checkOffset(what: string, value: number, path: Buffer): void {
+  // uint64 values beyond 2^53 never get here (the decoder refuses them); this is the rest.
+  if (!Number.isSafeInteger(value) || value < 0) throw invalid(`${what} ${value} is out of range`, path);
+}
+
+function toBuffer(u8: Uint8Array): Buffer {
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+/**
+ * The projection operations shared by the unary API and the Session stream:
+ * request validation, chain lookup, the metadata cache in front of the
+ * traversal engine, and file data through an fd cache.
+ */
+export class ProjectionOps {
+  readonly counters: CacheCounters = { hits: { memory: 0, redis: 0 }, misses: 0 };
+  private readonly inflight = new Map<string, Promise<NodeRecord>>();
+  /** Decoded listings, so paging through a huge directory does not decode it once per page. */
+  private readonly listings = new LRUCache<string, DirEntry[]>({ max: 64 });
+  private readonly fds = new FdCache();
+
+  constructor(
+    private readonly chains: Chains,
+    private readonly cache: MetadataCache,
+  ) {}
+
+  view(ref: LayerRef): Promise<ChainView> {
+    return this.chains.view(ref);
+  }
+
+  async stat(ref: LayerRef, path: Buffer): Promise<StatResponse> {
+    const view = await this.view(ref);
+    const { rec } = await this.node(view, path);
+    return { attr: rec.attr };
+  }
+
+  async readDir(ref: LayerRef, path: Buffer, offset: number, limit: number): Promise<ReadDirResponse> {
+    checkOffset('readdir offset', offset, path);
+    const view = await this.view(ref);
+    const { canon, rec } = await this.node(view, path);
+    if (!rec.directory) throw new StrataError(Errno.ENOTDIR, `not a directory: ${printable(canon)}`, { path: canon });
+    const entries = await this.listing(view, canon);
+    const n = limit === 0 ? READDIR_DEFAULT_LIMIT : Math.min(limit, READDIR_MAX_LIMIT);
+    const page = entries.slice(offset, offset + n);
+    return { entries: page, eof: offset + page.length >= entries.length, dirAttr: rec.attr };
+  }
+
+  /** One read of at most maxLength bytes; length 0 means "as much as allowed". */
+  async read(ref: LayerRef, path: Buffer, offset: number, length: number, maxLength: number): Promise<ReadResponse> {
+    checkOffset('read offset', offset, path);
+    checkOffset('read length', length, path);
+    const view = await this.view(ref);
+    const { canon, rec } = await this.node(view, path);
+    return this.readNode(view, canon, rec, offset, length === 0 ? maxLength : Math.min(length, maxLength));
+  }
+
+  /** A byte range in chunks, for the streamed unary Read; length 0 reads to end of file. */
+  async *readStream(ref: LayerRef, path: Buffer, offset: number, length: number): AsyncGenerator<ReadResponse> {
+    checkOffset('read offset', offset, path);
+    checkOffset('read length', length, path);
+    const view = await this.view(ref);
+    const { canon, rec } = await this.node(view, path);
+    const end = length === 0 ? Number.MAX_SAFE_INTEGER : offset + length;
+    let pos = offset;
+    for (;;) {
+      const chunk = await this.readNode(view, canon, rec, pos, Math.min(READ_CHUNK, end - pos));
+      pos += chunk.data.length;
+      const last = chunk.eof || pos >= end || chunk.data.length === 0;
+      yield chunk;
+      if (last) return;
+    }
+  }
+
+  async readLink(ref: LayerRef, path: Buffer): Promise<ReadLinkResponse> {
+    const view = await this.view(ref);
+    const { canon, rec } = await this.node(view, path);
+    if (((rec.attr?.mode ?? 0) & fsc.S_IFMT) !== fsc.S_IFLNK) throw invalid(`not a symlink: ${printable(canon)}`, canon);
+    return { target: rec.linkTarget };
+  }
+
+  async listXattr(ref: LayerRef, path: Buffer): Promise<ListXattrResponse> {
+    const view = await this.view(ref);
+    const xattrs = await this.xattrs(view, path);
+    return { names: xattrs.xattrs.map((x) => x.name) };
+  }
+
+  async getXattr(ref: LayerRef, path: Buffer, name: string): Promise<GetXattrResponse> {
+    if (name === '' || name.length > 255 || name.includes('\0')) throw invalid(`bad xattr name ${JSON.stringify(name)}`, path);
+    const view = await this.view(ref);
+    const xattrs = await this.xattrs(view, path);
+    const found = xattrs.xattrs.find((x) => x.name === name);
+    if (!found) {
+      throw new StrataError(Errno.ENODATA, `no attribute ${name} on ${printable(path)}`, { path, code: GrpcCode.NOT_FOUND });
+    }
+    return { value: found.value };
+  }
+
+  async statFs(ref: LayerRef): Promise<StatFsResponse> {
+    const view = await this.view(ref);
+    return view.projection.statfs();
+  }
+
+  async *walk(ref: LayerRef, path: Buffer, maxDepth: number, includeLinkTargets: boolean): AsyncGenerator<WalkEntry[]> {
+    const canon = joinPath(splitPath(path));
+    const view = await this.view(ref);
+    yield* view.projection.walk(canon, { maxDepth, includeLinkTargets, batchSize: 512 });
+  }
+
+  async *diff(from: LayerRef, to: LayerRef, path: Buffer): AsyncGenerator<Change[]> {
+    const canon = joinPath(splitPath(path));
+    const [a, b] = await Promise.all([this.view(from), this.view(to)]);
+    yield* diff(a.projection, b.projection, canon);
+  }
+
+  close(): void {
+    this.fds.clear();
+  }
+
+  /** A path's node record: from the cache, or resolved once however many requests want it at the same time. */
+  async node(view: ChainView, path: Buffer): Promise<{ canon: Buffer; rec: NodeRecord }> {
+    const canon = joinPath(splitPath(path));
+    const key = recordKey(view.key, 'n', canon);
+    const hit = await this.cache.get(key, view.ttlMs);
+    let rec: NodeRecord;
+    if (hit) {
+      this.counters.hits[hit.tier]++;
+      rec = NodeRecord.decode(hit.value);
+    } else {
+      this.counters.misses++;
+      let pending = this.inflight.get(key);
+      if (!pending) {
+        pending = this.resolveNode(view, canon, key).finally(() => this.inflight.delete(key));
+        this.inflight.set(key, pending);
+      }
+      rec = await pending;
+    }
+    if (rec.errno !== 0) {
+      throw new StrataError(rec.errno, `${NEGATIVE_TEXT[rec.errno] ?? errnoName(rec.errno)}: ${printable(canon)}`, { path: canon });
+    }
+    return { canon, rec };
+  }
+
+  private async resolveNode(view: ChainView, canon: Buffer, key: string): Promise<NodeRecord> {
+    let rec: NodeRecord;
+    try {
+      const node = await view.projection.lookup(canon);
+      rec = await this.recordOf(node);
+    } catch (err) {
+      if (!isStrataError(err) || !NEGATIVE.has(err.errno)) throw err;
+      rec = { errno: err.errno, attr: undefined, locations: [], directory: false, linkTarget: Buffer.alloc(0) };
+    }
+    void this.cache.set(key, toBuffer(NodeRecord.encode(rec).finish()), view.ttlMs);
+    return rec;
+  }
+
+  private async recordOf(node: Node): Promise<NodeRecord> {
+    const attr = attrOf(node);
+    const reals = node.kind === 'dir' ? node.dirs : [node.real];
+    let linkTarget = Buffer.alloc(0);
+    if (node.kind === 'leaf' && node.st.isSymbolicLink()) {
+      linkTarget = await fs.readlink(node.real, { encoding: 'buffer' });
+    }
+    return { errno: 0, attr, locations: reals.map((r) => this.relative(r)), directory: node.kind === 'dir', linkTarget };
+  }
+
+  /** Store-relative location: replicas may mount the shared store at different paths. */
+  private relative(real: Buffer): Buffer {
+    const root = this.chains.storeRealRoot;
+    if (real.length > root.length && real[root.length] === 0x2f && real.subarray(0, root.length).equals(root)) {
+      return real.subarray(root.length + 1);
+    }
+    throw new StrataError(Errno.EIO, `layer data ${printable(real)} is outside the store`, { code: GrpcCode.INTERNAL });
+  }
+
+  private absolute(location: Uint8Array): Buffer {
+    return Buffer.concat([this.chains.storeRealRoot, Buffer.from('/'), location]);
+  }
+
+  private async listing(view: ChainView, canon: Buffer): Promise<DirEntry[]> {
+    const key = recordKey(view.key, 'd', canon);
+    const decoded = this.listings.get(key);
+    if (decoded) return decoded;
+    const hit = await this.cache.get(key, view.ttlMs);
+    let entries: DirEntry[];
+    if (hit) {
+      this.counters.hits[hit.tier]++;
+      entries = ListingRecord.decode(hit.value).entries;
+    } else {
+      this.counters.misses++;
+      entries = await view.projection.readdir(canon);
+      void this.cache.set(key, toBuffer(ListingRecord.encode({ entries }).finish()), view.ttlMs);
+    }
+    this.listings.set(key, entries, view.ttlMs ? { ttl: view.ttlMs } : undefined);
+    return entries;
+  }
+
+  private async xattrs(view: ChainView, path: Buffer): Promise<XattrRecord> {
+    const { canon } = await this.node(view, path);
+    const key = recordKey(view.key, 'x', canon);
+    const hit = await this.cache.get(key, view.ttlMs);
+    if (hit) {
+      this.counters.hits[hit.tier]++;
+      return XattrRecord.decode(hit.value);
+    }
+    this.counters.misses++;
+    const names = await view.projection.listXattr(canon);
+    const xattrs = [];
+    for (const name of names) {
+      const value = await view.projection.getXattr(canon, name).catch((err: unknown) => {
+        if (isStrataError(err) && err.errno === Errno.ENODATA) return undefined; // removed since listing
+        throw err;
+      });
+      if (value) xattrs.push({ name, value });
+    }
+    const rec: XattrRecord = { xattrs };
+    void this.cache.set(key, toBuffer(XattrRecord.encode(rec).finish()), view.ttlMs);
+    return rec;
+  }
+
+  private async readNode(view: ChainView, canon: Buffer, rec: NodeRecord, offset: number, length: number): Promise<ReadResponse> {
+    if (rec.directory) throw new StrataError(Errno.EISDIR, `is a directory: ${printable(canon)}`, { path: canon });
+    const mode = rec.attr?.mode ?? 0;
+    if ((mode & fsc.S_IFMT) !== fsc.S_IFREG) throw invalid(`not a regular file: ${printable(canon)}`, canon);
+    if (view.ttlMs !== undefined) {
+      // LIVE: the file may be replaced at any time; the projection opens it afresh.
+      const r = await view.projection.read(canon, offset, length);
+      return { offset, data: r.data, eof: r.eof };
+    }
+    const size = rec.attr?.size ?? 0;
+    if (length === 0 || offset >= size) return { offset, data: Buffer.alloc(0), eof: offset + length >= size || offset >= size };
+    const want = Math.min(length, size - offset);
+    const file = await this.fds.acquire(this.absolute(rec.locations[0])).catch((err: unknown) => {
+      throw fromSystemError(err, `open ${printable(canon)}`, canon);
+    });
+    try {
+      const buf = Buffer.allocUnsafe(want);
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await file.handle.read(buf, got, want - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return { offset, data: got === want ? buf : buf.subarray(0, got), eof: offset + got >= size };
+    } finally {
+      file.release();
+    }
+  }
+}

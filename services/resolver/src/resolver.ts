@@ -1,0 +1,47 @@
+import { openCache, type OpenedCache } from '@strata/cache';
+import { Catalog } from '@strata/layers';
+import type { Logger } from '@strata/telemetry';
+import { Chains } from './chains';
+import { ResolverServer } from './grpc/server';
+import { LayerOps } from './layer-ops';
+import { ProjectionOps } from './projection-ops';
+
+export interface ResolverOptions {
+  store: string;
+  listen: string;
+  redisUrl?: string;
+  cacheMb: number;
+  log: Logger;
+}
+
+/** One resolver process: catalog, chains, cache and the gRPC server wired together. */
+export class Resolver {
+  readonly server: ResolverServer;
+  readonly projection: ProjectionOps;
+  readonly cache: OpenedCache;
+  port = 0;
+
+  private constructor(
+    private readonly options: ResolverOptions,
+    catalog: Catalog,
+  ) {
+    this.cache = openCache({ memoryBytes: options.cacheMb * 1024 * 1024, redisUrl: options.redisUrl, log: options.log });
+    this.projection = new ProjectionOps(new Chains(catalog), this.cache.cache);
+    this.server = new ResolverServer({ layers: new LayerOps(catalog), projection: this.projection, log: options.log });
+  }
+
+  static async start(options: ResolverOptions): Promise<Resolver> {
+    const catalog = new Catalog(options.store);
+    await catalog.init();
+    const resolver = new Resolver(options, catalog);
+    resolver.port = await resolver.server.listen(options.listen);
+    return resolver;
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    await this.server.drain(graceMs);
+    this.projection.close();
+    await this.cache.cache.close();
+    this.options.log.info({ event: 'resolver.stopped', ...this.projection.counters }, 'resolver stopped');
+  }
+}
