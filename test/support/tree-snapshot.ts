@@ -124,7 +124,10 @@ export function readKernelTree(mountpoint: string, withContent = true): Tree {
 }
 
 /** Reads the same through the engine: walk, then readlink, xattrs and reads per entry. */
-export async function readEngineTree(p: Projection, withContent = true): Promise<Tree> {
+/** What readEngineTree needs: the Projection itself, or the resolver's API seen through a client. */
+export type TreeSource = Pick<Projection, 'walk' | 'listXattr' | 'getXattr' | 'readlink' | 'read'>;
+
+export async function readEngineTree(p: TreeSource, withContent = true): Promise<Tree> {
   const tree: Tree = new Map();
   for await (const batch of p.walk('/', { includeLinkTargets: true })) {
     for (const e of batch) {
