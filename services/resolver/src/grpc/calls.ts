@@ -31,7 +31,10 @@ export function unary<Req, Res>(
       callback(toServiceError(bad.error));
       return;
     }
-    fn(call.request, call).then(
+    // Through a promise, so a synchronous throw (bad layer ref) is answered like any other error.
+    Promise.resolve()
+      .then(() => fn(call.request, call))
+      .then(
       (res) => callback(null, res),
       (err: unknown) => callback(serviceError(err, log, method)),
     );
