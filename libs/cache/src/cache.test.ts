@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemoryCache } from './memory-cache';
+import { TieredCache } from './tiered-cache';
+import { chainKey, recordKey } from './keys';
+import { parseClusterNodes } from './redis-cache';
+import type { CacheHit, MetadataCache } from './metadata-cache';
+
+test('the in-process tier is bounded by bytes and evicts the least recently used', async () => {
+  const c = new MemoryCache(10_000);
+  for (let i = 0; i < 100; i++) await c.set(`k${i}`, Buffer.alloc(500));
+  assert.ok(c.size <= 10_000, `size ${c.size}`);
+  assert.equal(await c.get('k0'), undefined);
+  assert.ok(await c.get('k99'));
+  await c.set('huge', Buffer.alloc(20_000));
+  assert.equal(await c.get('huge'), undefined, 'a value bigger than the cache is not kept');
+});
+
+test('entries with a ttl expire; entries without stay', async () => {
+  const c = new MemoryCache(1 << 20);
+  await c.set('live', Buffer.from('x'), 30);
+  await c.set('sealed', Buffer.from('y'));
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(await c.get('live'), undefined);
+  assert.equal((await c.get('sealed'))?.value.toString(), 'y');
+});
+
+test('the tiered cache answers near first, copies far hits near with the caller ttl', async () => {
+  const farStore = new Map<string, Buffer>();
+  const far: MetadataCache = {
+    get: async (k): Promise<CacheHit | undefined> => (farStore.has(k) ? { value: farStore.get(k) as Buffer, tier: 'redis' } : undefined),
+    set: async (k, v) => void farStore.set(k, v),
+    close: async () => undefined,
+  };
+  const near = new MemoryCache(1 << 20);
+  const t = new TieredCache(near, far);
+  farStore.set('a', Buffer.from('A'));
+  assert.equal((await t.get('a', 30))?.tier, 'redis');
+  assert.equal((await t.get('a', 30))?.tier, 'memory');
+  await new Promise((r) => setTimeout(r, 60));
+  farStore.delete('a');
+  assert.equal(await t.get('a', 30), undefined, 'the near copy of a LIVE value expired with it');
+  await t.set('b', Buffer.from('B'));
+  assert.equal(farStore.get('b')?.toString(), 'B');
+});
+
+test('chain keys change with any generation and keep paths byte-exact', () => {
+  const a = chainKey([{ layerId: 2, generation: 1 }, { layerId: 1, generation: 1 }]);
+  assert.notEqual(a, chainKey([{ layerId: 2, generation: 2 }, { layerId: 1, generation: 1 }]));
+  assert.notEqual(a, chainKey([{ layerId: 1, generation: 1 }, { layerId: 2, generation: 1 }]));
+  const k = recordKey(a, 'n', Buffer.from([0x2f, 0xff, 0x00]));
+  assert.deepEqual(Buffer.from(k, 'latin1').subarray(-3), Buffer.from([0x2f, 0xff, 0x00]));
+});
+
+test('cluster URLs list their seed nodes', () => {
+  assert.deepEqual(parseClusterNodes('redis+cluster://10.0.0.1:7000,10.0.0.2:7001'), [
+    { host: '10.0.0.1', port: 7000 },
+    { host: '10.0.0.2', port: 7001 },
+  ]);
+  assert.deepEqual(parseClusterNodes('redis+cluster://user:pw@h1,[::1]:7002'), [
+    { host: 'h1', port: 6379 },
+    { host: '::1', port: 7002 },
+  ]);
+  assert.throws(() => parseClusterNodes('redis+cluster://h:99999'));
+});

@@ -1,0 +1,191 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const REPO = path.resolve(__dirname, '../../..');
+export const STRATA_BIN = path.join(REPO, 'bin/strata');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+/** A JSON log line of a service. */
+export type LogLine = Record<string, unknown> & { event?: string; level?: string };
+
+export interface ResolverProcess {
+  address: string;
+  port: number;
+  child: ChildProcess;
+  logs: LogLine[];
+  /** SIGTERM (or the given signal) and wait for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exit: Promise<number | null>;
+}
+
+export interface ResolverArgs {
+  store: string;
+  redis?: string;
+  port?: number;
+  extra?: string[];
+  env?: Record<string, string>;
+}
+
+/** `strata resolver` as a real process; resolves once it logs that it is listening. */
+export async function startResolver(a: ResolverArgs): Promise<ResolverProcess> {
+  const args = [STRATA_BIN, 'resolver', '--store', a.store, '--listen', `127.0.0.1:${a.port ?? 0}`, ...(a.redis ? ['--redis', a.redis] : []), ...(a.extra ?? [])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STRATA_LOG_LEVEL: 'debug', ...a.env } });
+  const logs: LogLine[] = [];
+  let buf = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (d: string) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        logs.push({ event: 'non-json', text: line });
+      }
+    }
+  });
+  const exit = exited(child);
+  const ready = await Promise.race([
+    waitFor('resolver to listen', () => logs.find((l) => l.event === 'resolver.listening'), 15_000),
+    exit.then((code) => {
+      throw new Error(`resolver exited with ${code}: ${JSON.stringify(logs)}`);
+    }),
+  ]);
+  const port = ready.port as number;
+  return {
+    address: `127.0.0.1:${port}`,
+    port,
+    child,
+    logs,
+    exit,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exit;
+    },
+  };
+}
+
+export interface RedisProcess {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+  /** Starts it again on the same port (after stop). */
+  restart(): Promise<void>;
+}
+
+function redisServerBinary(): string | undefined {
+  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+export const HAVE_REDIS = redisServerBinary() !== undefined;
+
+async function redisPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('error', () => resolve(false));
+    s.once('connect', () => s.write('PING\r\n'));
+    s.once('data', (d) => {
+      s.destroy();
+      resolve(d.toString().startsWith('+PONG'));
+    });
+  });
+}
+
+/** Debian's redis-server on a free loopback port, no persistence; stop what you start. */
+export async function startRedis(extra: string[] = [], portIn?: number): Promise<RedisProcess> {
+  const port = portIn ?? (await freePort());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-redis-'));
+  let child: ChildProcess;
+  const launch = async (): Promise<void> => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], {
+      stdio: 'ignore',
+    });
+    await waitFor(`redis on ${port}`, async () => ((await redisPing(port)) ? true : undefined));
+  };
+  await launch();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited(child);
+      }
+    },
+    restart: launch,
+  };
+}
+
+/** Runs redis-cli and returns its stdout. */
+export function redisCli(port: number, ...args: string[]): string {
+  const r = spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`redis-cli ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** A three-master Redis Cluster on loopback. */
+export async function startRedisCluster(): Promise<{ url: string; nodes: RedisProcess[]; stop(): Promise<void> }> {
+  const nodes: RedisProcess[] = [];
+  for (let i = 0; i < 3; i++) {
+    const port = await freePort();
+    nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'], port));
+  }
+  const r = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`cluster create failed: ${r.stdout} ${r.stderr}`);
+  await waitFor('cluster ok', () => (redisCli(nodes[0].port, 'cluster', 'info').includes('cluster_state:ok') ? true : undefined));
+  return {
+    url: `redis+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`,
+    nodes,
+    stop: async () => {
+      for (const n of nodes) await n.stop();
+    },
+  };
+}
+
+/** Runs the CLI; never throws on a non-zero exit. */
+export function strata(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string; raw: Buffer } {
+  const r = spawnSync(process.execPath, [STRATA_BIN, ...args], { env: { ...process.env, ...env }, maxBuffer: 256 << 20 });
+  return { status: r.status, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), raw: r.stdout };
+}
+
+/** Resident set size of a process, in bytes (Linux). */
+export function rssOf(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}
