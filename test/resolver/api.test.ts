@@ -24,8 +24,9 @@ before(async () => {
 
 after(async () => {
   client?.close();
-  assert.equal(await resolver?.stop(), 0, 'resolver exits 0 on SIGTERM');
+  const code = await resolver?.stop();
   fx?.cleanup();
+  assert.equal(code, 0, 'resolver exits 0 on SIGTERM');
 });
 
 describe('resolver API against the engine on the same layers', () => {

@@ -28,8 +28,9 @@ before(async () => {
 after(async () => {
   client?.close();
   raw?.close();
-  assert.equal(await resolver?.stop(), 0);
+  const code = await resolver?.stop();
   fx?.cleanup();
+  assert.equal(code, 0, 'resolver exits 0 on SIGTERM');
 });
 
 async function failure(p: Promise<unknown> | (() => Promise<unknown>)): Promise<StrataError> {

@@ -1,5 +1,5 @@
 import { Metadata, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
-import type { Layer, LayerRef, LayerType, MountOption } from '@strata/layers';
+import type { Layer, LayerRef, LayerType, MountOption, UpdateLayerInput } from '@strata/layers';
 import {
   Attr,
   ChangeKind,
@@ -36,15 +36,8 @@ export interface CreateLayerOptions {
   mountOptions?: MountOption[];
 }
 
-export interface UpdateLayerOptions {
-  expectedGeneration?: number;
-  name?: string;
-  source?: string;
-  filesystemPath?: string;
-  mountOptions?: MountOption[];
-  base?: LayerRef;
-  layerType?: LayerType;
-}
+/** The catalog's own update input: the same fields travel over the wire. */
+export type UpdateLayerOptions = UpdateLayerInput;
 
 export interface Change {
   path: Buffer;
@@ -232,51 +225,33 @@ export class StrataClient {
 
   /** A subtree's metadata in walk order; resumed after a resolver failure by skipping what was received. */
   async *walk(ref: LayerRef, path: Path, options: { maxDepth?: number; includeLinkTargets?: boolean } = {}): AsyncGenerator<WalkEntry[]> {
-    let received = 0;
-    let skip = 0;
+    const progress = new Progress();
     yield* this.resumable(
       (e, deadline) => {
-        skip = received;
+        progress.restart();
         return e.projection.walk(
           { layer: layerRefToProto(ref), path: toPath(path), maxDepth: options.maxDepth ?? 0, includeLinkTargets: options.includeLinkTargets ?? false },
           new Metadata(),
           deadline ? { deadline } : {},
         );
       },
-      (msg) => {
-        let entries = msg.entries;
-        if (skip > 0) {
-          const drop = Math.min(skip, entries.length);
-          skip -= drop;
-          entries = entries.slice(drop);
-        }
-        received += entries.length;
-        return entries.length > 0 ? [entries] : [];
-      },
+      (msg) => progress.fresh(msg.entries),
       () => false,
     );
   }
 
   /** Changes from one layer to another, sorted by path; resumed like walk. */
   async *diff(from: LayerRef, to: LayerRef, path: Path = '/'): AsyncGenerator<Change[]> {
-    let received = 0;
-    let skip = 0;
+    const progress = new Progress();
     yield* this.resumable(
       (e, deadline) => {
-        skip = received;
+        progress.restart();
         return e.diff.diff({ from: layerRefToProto(from), to: layerRefToProto(to), path: toPath(path) }, new Metadata(), deadline ? { deadline } : {});
       },
-      (msg) => {
-        let changes = msg.changes;
-        if (skip > 0) {
-          const drop = Math.min(skip, changes.length);
-          skip -= drop;
-          changes = changes.slice(drop);
-        }
-        received += changes.length;
-        const out: Change[] = changes.map((c) => ({ path: c.path, kind: CHANGE_KIND[c.kind] ?? 'modified', before: c.before, after: c.after }));
-        return out.length > 0 ? [out] : [];
-      },
+      (msg) =>
+        progress
+          .fresh(msg.changes)
+          .map((batch) => batch.map((c): Change => ({ path: c.path, kind: CHANGE_KIND[c.kind] ?? 'modified', before: c.before, after: c.after }))),
       () => false,
     );
   }
@@ -323,6 +298,29 @@ export class StrataClient {
         stream.cancel();
       }
     }
+  }
+}
+
+/**
+ * Items of a deterministic stream received so far. A replay of the stream
+ * on another resolver yields the same items in the same order, so after a
+ * restart the first `received` ones are dropped.
+ */
+class Progress {
+  private received = 0;
+  private skip = 0;
+
+  restart(): void {
+    this.skip = this.received;
+  }
+
+  /** The part of a batch not seen before, as a list of zero or one batch. */
+  fresh<T>(batch: T[]): T[][] {
+    const drop = Math.min(this.skip, batch.length);
+    this.skip -= drop;
+    const out = drop > 0 ? batch.slice(drop) : batch;
+    this.received += out.length;
+    return out.length > 0 ? [out] : [];
   }
 }
 

@@ -130,6 +130,7 @@ export async function startRedis(extra: string[] = [], portIn?: number): Promise
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-redis-'));
   let child: ChildProcess;
   const launch = async (): Promise<void> => {
+    fs.mkdirSync(dir, { recursive: true });
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], {
       stdio: 'ignore',
     });
@@ -144,6 +145,7 @@ export async function startRedis(extra: string[] = [], portIn?: number): Promise
         child.kill('SIGKILL');
         await exited(child);
       }
+      fs.rmSync(dir, { recursive: true, force: true });
     },
     restart: launch,
   };
