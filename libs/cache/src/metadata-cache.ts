@@ -17,6 +17,8 @@ export interface MetadataCache {
    * from a farther one gives the copy this ttl, so LIVE data never outlives it.
    */
   get(key: string, ttlMs?: number): Promise<CacheHit | undefined>;
+  /** A synchronous in-process hit, when the cache has an in-process tier (the hot path skips a promise). */
+  peek?(key: string): Buffer | undefined;
   /** ttlMs unset: kept until evicted (sealed chains never change). */
   set(key: string, value: Buffer, ttlMs?: number): Promise<void>;
   close(): Promise<void>;

@@ -12,6 +12,10 @@ export class TieredCache implements MetadataCache {
     readonly far: MetadataCache,
   ) {}
 
+  peek(key: string): Buffer | undefined {
+    return this.near.peek(key);
+  }
+
   async get(key: string, ttlMs?: number): Promise<CacheHit | undefined> {
     const hit = this.near.peek(key);
     if (hit) return { value: hit, tier: 'memory' };

@@ -6,6 +6,8 @@ import { Projection } from '@strata/traversal';
 
 /** How long anything derived from a LIVE layer may be reused: changes show within one second. */
 export const LIVE_TTL_MS = 400;
+/** How long a layer reference keeps resolving to the same chain (catalog refresh 500 ms + this < 1 s). */
+const REF_TTL_MS = 100;
 
 /** One layer chain as the resolver serves it. */
 export interface ChainView {
@@ -25,12 +27,23 @@ export interface ChainView {
 export class Chains {
   readonly storeRealRoot: Buffer;
   private readonly views = new LRUCache<string, ChainView>({ max: 512 });
+  /** The view a reference resolved to, reused briefly: the catalog only refreshes every 500 ms anyway. */
+  private readonly byRef = new LRUCache<string, ChainView>({ max: 4096, ttl: REF_TTL_MS, ttlAutopurge: false });
 
   constructor(readonly catalog: Catalog) {
     this.storeRealRoot = Buffer.from(realpathSync(catalog.storeRoot));
   }
 
   async view(ref: LayerRef): Promise<ChainView> {
+    const refKey = 'id' in ref ? `i${ref.id}` : `n${ref.name}`;
+    const known = this.byRef.get(refKey);
+    if (known) return known;
+    const view = await this.viewOf(ref);
+    this.byRef.set(refKey, view);
+    return view;
+  }
+
+  private async viewOf(ref: LayerRef): Promise<ChainView> {
     const layers = await this.catalog.chain(ref);
     const key = chainKey(layers);
     const cached = this.views.get(key);

@@ -166,7 +166,8 @@ export class ProjectionOps {
   async node(view: ChainView, path: Buffer): Promise<{ canon: Buffer; rec: NodeRecord }> {
     const canon = joinPath(splitPath(path));
     const key = recordKey(view.key, 'n', canon);
-    const hit = await this.cache.get(key, view.ttlMs);
+    const near = this.cache.peek?.(key);
+    const hit = near ? { value: near, tier: 'memory' as const } : await this.cache.get(key, view.ttlMs);
     let rec: NodeRecord;
     if (hit) {
       this.counters.hits[hit.tier]++;
