@@ -21,10 +21,6 @@ export class MemoryCache implements MetadataCache {
     return this.lru.calculatedSize;
   }
 
-  get entries(): number {
-    return this.lru.size;
-  }
-
   /** Synchronous read, for the hot path that wants to skip a promise. */
   peek(key: string): Buffer | undefined {
     return this.lru.get(key);

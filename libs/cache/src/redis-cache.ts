@@ -78,22 +78,6 @@ export class RedisCache implements MetadataCache {
     });
   }
 
-  /** Resolves once connected (or rejects after timeoutMs); requests work before that, as misses. */
-  async ready(timeoutMs = 5000): Promise<void> {
-    if (this.client.status === 'ready') return;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.client.off('ready', onReady);
-        reject(new StrataError(Errno.EIO, `redis not ready after ${timeoutMs} ms`, { code: GrpcCode.UNAVAILABLE }));
-      }, timeoutMs);
-      const onReady = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      this.client.once('ready', onReady);
-    });
-  }
-
   async get(key: string): Promise<CacheHit | undefined> {
     try {
       const value = await this.client.getBuffer(Buffer.from(key, 'latin1'));

@@ -7,12 +7,12 @@ import {
   ReadDirResponse,
   StatFsResponse,
   WalkEntry,
+  fromServiceError,
   layerFromProto,
   layerRefToProto,
   layerTypeToProto,
   mountOptionsToProto,
 } from '@strata/protocol';
-import { fromServiceError } from '@strata/protocol';
 import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
 import { DEFAULT_RETRY, RetryPolicy, isRetryable, withRetry } from './retry';
 import { SessionClient, type SessionClientOptions } from './session-client';

@@ -1,4 +1,4 @@
-export { createLogger, silentLogger } from './logger';
+export { createLogger } from './logger';
 export type { Logger, LoggerOptions } from './logger';
 export { onShutdown } from './shutdown';
 export type { ShutdownHandler } from './shutdown';

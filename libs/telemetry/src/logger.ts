@@ -26,8 +26,3 @@ export function createLogger(options: LoggerOptions): Logger {
     pino.destination({ dest: options.destination ?? 2, sync: true }),
   );
 }
-
-/** A logger that drops everything (library defaults, tests). */
-export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
-}

@@ -10,4 +10,5 @@ export { splitPath, joinPath, printable, PATH_MAX, NAME_MAX } from './paths';
 export { isOverlayPrivateXattr, isWhiteoutName, isWhiteoutDevice } from './overlay-rules';
 export { listXattrs, getXattr } from './xattr';
 export { diff } from './diff';
+export { readAt } from './read-at';
 export type { Change, ChangeKind } from './diff';

@@ -7,6 +7,7 @@ import { DirNode, LeafNode, Node, attrOf, realPathOf } from './node';
 import { isOpaqueDir, isOverlayPrivateXattr, isWhiteoutDevice, isWhiteoutName, visibleXattrNames, whiteoutNameFor } from './overlay-rules';
 import { childPath, joinPath, printable, splitPath, toPathBuffer } from './paths';
 import { XattrError, getXattr } from './xattr';
+import { readAt } from './read-at';
 
 /** Linux follows at most 40 symlinks while resolving one path (MAXSYMLINKS). */
 const MAX_SYMLINK_HOPS = 40;
@@ -139,14 +140,8 @@ export class Projection {
       throw fromSystemError(err, `open ${printable(p)}`, p);
     }
     try {
-      const buf = Buffer.allocUnsafe(want);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await fh.read(buf, got, want - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return { data: got === want ? buf : buf.subarray(0, got), eof: offset + got >= size };
+      const data = await readAt(fh, offset, want);
+      return { data, eof: offset + data.length >= size };
     } catch (err) {
       throw fromSystemError(err, `read ${printable(p)}`, p);
     } finally {

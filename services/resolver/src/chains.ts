@@ -28,7 +28,7 @@ export class Chains {
   readonly storeRealRoot: Buffer;
   private readonly views = new LRUCache<string, ChainView>({ max: 512 });
   /** The view a reference resolved to, reused briefly: the catalog only refreshes every 500 ms anyway. */
-  private readonly byRef = new LRUCache<string, ChainView>({ max: 4096, ttl: REF_TTL_MS, ttlAutopurge: false });
+  private readonly byRef = new LRUCache<string, ChainView>({ max: 4096, ttl: REF_TTL_MS });
 
   constructor(readonly catalog: Catalog) {
     this.storeRealRoot = Buffer.from(realpathSync(catalog.storeRoot));

@@ -16,7 +16,7 @@ import {
   StatResponse,
   XattrRecord,
 } from '@strata/protocol';
-import { type Change, type Node, type WalkEntry, diff, joinPath, printable, attrOf, splitPath } from '@strata/traversal';
+import { type Change, type Node, type WalkEntry, diff, joinPath, printable, attrOf, readAt, splitPath } from '@strata/traversal';
 import type { ChainView, Chains } from './chains';
 import { FdCache } from './fd-cache';
 
@@ -166,14 +166,11 @@ export class ProjectionOps {
   async node(view: ChainView, path: Buffer): Promise<{ canon: Buffer; rec: NodeRecord }> {
     const canon = joinPath(splitPath(path));
     const key = recordKey(view.key, 'n', canon);
-    const near = this.cache.peek?.(key);
-    const hit = near ? { value: near, tier: 'memory' as const } : await this.cache.get(key, view.ttlMs);
+    const hit = await this.cached(view, key);
     let rec: NodeRecord;
     if (hit) {
-      this.counters.hits[hit.tier]++;
-      rec = NodeRecord.decode(hit.value);
+      rec = NodeRecord.decode(hit);
     } else {
-      this.counters.misses++;
       let pending = this.inflight.get(key);
       if (!pending) {
         pending = this.resolveNode(view, canon, key).finally(() => this.inflight.delete(key));
@@ -187,6 +184,20 @@ export class ProjectionOps {
     return { canon, rec };
   }
 
+  /** A record's bytes from the nearest tier that has them (an in-process hit without a promise), counted by tier. */
+  private async cached(view: ChainView, key: string): Promise<Buffer | undefined> {
+    const near = this.cache.peek?.(key);
+    const hit = near ? { value: near, tier: 'memory' as const } : await this.cache.get(key, view.ttlMs);
+    if (hit) this.counters.hits[hit.tier]++;
+    else this.counters.misses++;
+    return hit?.value;
+  }
+
+  /** Writes a record behind the request: a slow or absent Redis never delays the answer. */
+  private store(view: ChainView, key: string, encoded: Uint8Array): void {
+    void this.cache.set(key, toBuffer(encoded), view.ttlMs);
+  }
+
   private async resolveNode(view: ChainView, canon: Buffer, key: string): Promise<NodeRecord> {
     let rec: NodeRecord;
     try {
@@ -196,7 +207,7 @@ export class ProjectionOps {
       if (!isStrataError(err) || !NEGATIVE.has(err.errno)) throw err;
       rec = { errno: err.errno, attr: undefined, locations: [], directory: false, linkTarget: Buffer.alloc(0) };
     }
-    void this.cache.set(key, toBuffer(NodeRecord.encode(rec).finish()), view.ttlMs);
+    this.store(view, key, NodeRecord.encode(rec).finish());
     return rec;
   }
 
@@ -227,15 +238,13 @@ export class ProjectionOps {
     const key = recordKey(view.key, 'd', canon);
     const decoded = this.listings.get(key);
     if (decoded) return decoded;
-    const hit = await this.cache.get(key, view.ttlMs);
+    const hit = await this.cached(view, key);
     let entries: DirEntry[];
     if (hit) {
-      this.counters.hits[hit.tier]++;
-      entries = ListingRecord.decode(hit.value).entries;
+      entries = ListingRecord.decode(hit).entries;
     } else {
-      this.counters.misses++;
       entries = await view.projection.readdir(canon);
-      void this.cache.set(key, toBuffer(ListingRecord.encode({ entries }).finish()), view.ttlMs);
+      this.store(view, key, ListingRecord.encode({ entries }).finish());
     }
     this.listings.set(key, entries, view.ttlMs ? { ttl: view.ttlMs } : undefined);
     return entries;
@@ -244,12 +253,8 @@ export class ProjectionOps {
   private async xattrs(view: ChainView, path: Buffer): Promise<XattrRecord> {
     const { canon } = await this.node(view, path);
     const key = recordKey(view.key, 'x', canon);
-    const hit = await this.cache.get(key, view.ttlMs);
-    if (hit) {
-      this.counters.hits[hit.tier]++;
-      return XattrRecord.decode(hit.value);
-    }
-    this.counters.misses++;
+    const hit = await this.cached(view, key);
+    if (hit) return XattrRecord.decode(hit);
     const names = await view.projection.listXattr(canon);
     const xattrs = [];
     for (const name of names) {
@@ -260,7 +265,7 @@ export class ProjectionOps {
       if (value) xattrs.push({ name, value });
     }
     const rec: XattrRecord = { xattrs };
-    void this.cache.set(key, toBuffer(XattrRecord.encode(rec).finish()), view.ttlMs);
+    this.store(view, key, XattrRecord.encode(rec).finish());
     return rec;
   }
 
@@ -274,20 +279,14 @@ export class ProjectionOps {
       return { offset, data: r.data, eof: r.eof };
     }
     const size = rec.attr?.size ?? 0;
-    if (length === 0 || offset >= size) return { offset, data: Buffer.alloc(0), eof: offset + length >= size || offset >= size };
+    if (length === 0 || offset >= size) return { offset, data: Buffer.alloc(0), eof: offset >= size };
     const want = Math.min(length, size - offset);
     const file = await this.fds.acquire(this.absolute(rec.locations[0])).catch((err: unknown) => {
       throw fromSystemError(err, `open ${printable(canon)}`, canon);
     });
     try {
-      const buf = Buffer.allocUnsafe(want);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await file.handle.read(buf, got, want - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return { offset, data: got === want ? buf : buf.subarray(0, got), eof: offset + got >= size };
+      const data = await readAt(file.handle, offset, want);
+      return { offset, data, eof: offset + data.length >= size };
     } finally {
       file.release();
     }
