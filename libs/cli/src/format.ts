@@ -1,3 +1,4 @@
+import type { MountInfo } from '@strata/agent-control';
 import type { Layer } from '@strata/layers';
 import type { Attr } from '@strata/protocol';
 
@@ -100,6 +101,16 @@ export function layerTable(layers: readonly Layer[]): string {
       l.source + (l.filesystemPath !== '/' ? ` (${l.filesystemPath})` : ''),
     ]);
   }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
+}
+
+/** `strata mounts` as a table. */
+export function mountTable(mounts: MountInfo[]): string {
+  const rows = [
+    ['MOUNTPOINT', 'LAYER', 'NAME', 'CHAIN', 'MODE', 'FLAGS'],
+    ...mounts.map((m) => [m.mountpoint, String(m.layerId), m.layerName || '-', m.chain.join('>'), m.live ? 'live' : 'sealed', m.flags.join(',')]),
+  ];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
 }

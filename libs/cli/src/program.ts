@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { StrataClient, type UpdateLayerOptions } from '@strata/client';
 import { LAYER_TYPES, MOUNT_OPTIONS, isLayerType, isMountOption, parseLayerRef, type LayerType, type MountOption } from '@strata/layers';
+import { addMountCommands } from './mount-commands';
 import { attrJson, layerJson, layerTable, lsLine, pathJson, pathText, statText } from './format';
 
 export interface GlobalOptions {
@@ -98,8 +99,9 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
     .action((ref: string, _o: unknown, cmd: Command) =>
       run(cmd, async (c, g) => {
         const { layer: l, chain } = await c.getLayer(parseLayerRef(ref));
-        if (g.json) json({ ...layerJson(l), chain: chain.map(layerJson) });
-        else io.out(`${layerTable([l, ...chain])}\n`);
+        // `chain` in the JSON lists the bases below the layer (the shape scripts rely on).
+        if (g.json) json({ ...layerJson(l), chain: chain.slice(1).map(layerJson) });
+        else io.out(`${layerTable(chain)}\n`);
       }),
     );
   layer
@@ -225,6 +227,7 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
         }
       }),
     );
+  addMountCommands(program, io);
   return program;
 }
 

@@ -113,6 +113,7 @@ export class StrataClient {
     return layerFromProto(must(res.layer));
   }
 
+  /** The layer and its whole chain, this layer first and the base image last. */
   async getLayer(ref: LayerRef): Promise<{ layer: Layer; chain: Layer[] }> {
     const res = await this.idempotent((e, d) => call(e.layers.getLayer.bind(e.layers), { layer: layerRefToProto(ref) }, d));
     return { layer: layerFromProto(must(res.layer)), chain: res.chain.map(layerFromProto) };

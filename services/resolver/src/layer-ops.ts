@@ -58,7 +58,8 @@ export class LayerOps {
 
   async get(req: GetLayerRequest): Promise<GetLayerResponse> {
     const chain = await this.catalog.chain(layerRefFromProto(req.layer));
-    return { layer: layerToProto(chain[0]), chain: chain.slice(1).map(layerToProto) };
+    // The proto promises the whole chain, this layer first.
+    return { layer: layerToProto(chain[0]), chain: chain.map(layerToProto) };
   }
 
   async list(req: ListLayersRequest): Promise<ListLayersResponse> {

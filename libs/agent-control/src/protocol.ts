@@ -1,0 +1,57 @@
+/**
+ * The agent's control protocol: one JSON request per connection, one JSON
+ * line back. Local only (a unix socket), so it carries no auth of its own:
+ * the socket's file mode decides who may mount.
+ */
+
+/** One live mount, as `strata mounts --json` prints it (a stable shape). */
+export interface MountInfo {
+  mountpoint: string;
+  layerId: number;
+  layerName: string;
+  /** Layer ids from this layer down to its base image. */
+  chain: number[];
+  /** True when some layer of the chain is LIVE: short cache timeouts. */
+  live: boolean;
+  /** Mount flags applied: ro always, plus noexec/nosuid/nodev from the layer options. */
+  flags: string[];
+  /** ISO time the mount went live. */
+  mountedAt: string;
+}
+
+export type ControlRequest =
+  | { op: 'mount'; layer: string; mountpoint: string }
+  | { op: 'umount'; mountpoint: string; lazy?: boolean }
+  | { op: 'mounts' };
+
+export interface ControlError {
+  message: string;
+  /** Linux errno name, e.g. "EBUSY". */
+  errno: string;
+}
+
+export type ControlResponse =
+  | { ok: true; mount?: MountInfo; mounts?: MountInfo[] }
+  | { ok: false; error: ControlError };
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Validates a decoded request; returns a message saying what is wrong, or the request. */
+export function parseControlRequest(v: unknown): ControlRequest | string {
+  if (!isObject(v)) return 'request must be a JSON object';
+  switch (v.op) {
+    case 'mount':
+      if (typeof v.layer !== 'string' || v.layer === '') return 'mount needs "layer" (an id or a name)';
+      if (typeof v.mountpoint !== 'string' || v.mountpoint === '') return 'mount needs "mountpoint"';
+      return { op: 'mount', layer: v.layer, mountpoint: v.mountpoint };
+    case 'umount':
+      if (typeof v.mountpoint !== 'string' || v.mountpoint === '') return 'umount needs "mountpoint"';
+      return { op: 'umount', mountpoint: v.mountpoint, lazy: v.lazy === true };
+    case 'mounts':
+      return { op: 'mounts' };
+    default:
+      return `unknown op ${JSON.stringify(v.op)} (expected mount, umount or mounts)`;
+  }
+}

@@ -1,0 +1,74 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { controlRequest, defaultSocketPath, type MountInfo } from '@strata/agent-control';
+import { Errno, StrataError } from '@strata/errors';
+import type { GlobalOptions, Io } from './program';
+import { mountTable } from './format';
+
+interface SocketOption {
+  socket?: string;
+}
+
+/** Mounting asks the agent for a layer lookup, a root stat and a kernel mount: allow for slow resolvers. */
+const MOUNT_TIMEOUT_MS = 120_000;
+const ANSWER_TIMEOUT_MS = 10_000;
+
+/** Confirms from this process (never the agent's) that the new mount answers. */
+async function mountAnswers(mountpoint: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StrataError(Errno.ETIMEDOUT, `${mountpoint} was mounted but does not answer`)), ANSWER_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([fs.stat(mountpoint), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `strata mount|umount|mounts`: the local agent's control socket. */
+export function addMountCommands(program: Command, io: Io): void {
+  const socketOf = (cmd: Command): string => cmd.optsWithGlobals<SocketOption>().socket ?? defaultSocketPath();
+  const json = (value: unknown): void => io.out(`${JSON.stringify(value, null, 2)}\n`);
+  const socketHelp = 'agent control socket (default $STRATA_AGENT_SOCKET, else /run/strata/agent.sock)';
+
+  program
+    .command('mount')
+    .description('ask the local agent to mount a layer read-only; returns once the mount answers')
+    .argument('<layer>', 'id or name')
+    .argument('<mountpoint>', 'an existing empty directory')
+    .option('--socket <path>', socketHelp)
+    .action(async (layer: string, mountpoint: string, _o: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const res = await controlRequest(socketOf(cmd), { op: 'mount', layer, mountpoint: path.resolve(mountpoint) }, MOUNT_TIMEOUT_MS);
+      const m = res.mount!;
+      await mountAnswers(m.mountpoint);
+      if (g.json) json(m);
+      else io.out(`mounted layer ${m.layerId}${m.layerName ? ` (${m.layerName})` : ''} on ${m.mountpoint}${m.live ? ' [live]' : ''}\n`);
+    });
+  program
+    .command('umount')
+    .description('ask the local agent to unmount a strata mount')
+    .argument('<mountpoint>')
+    .option('--lazy', 'detach now even if files are open (they keep working until closed)')
+    .option('--socket <path>', socketHelp)
+    .action(async (mountpoint: string, o: { lazy?: boolean }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const target = path.resolve(mountpoint);
+      await controlRequest(socketOf(cmd), { op: 'umount', mountpoint: target, lazy: o.lazy === true }, MOUNT_TIMEOUT_MS);
+      if (g.json) json({ unmounted: target });
+      else io.out(`unmounted ${target}\n`);
+    });
+  program
+    .command('mounts')
+    .description("the local agent's mounts")
+    .option('--socket <path>', socketHelp)
+    .action(async (_o: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const res = await controlRequest(socketOf(cmd), { op: 'mounts' }, ANSWER_TIMEOUT_MS);
+      const mounts: MountInfo[] = res.mounts ?? [];
+      if (g.json) json({ mounts });
+      else io.out(mounts.length === 0 ? 'no strata mounts\n' : `${mountTable(mounts)}\n`);
+    });
+}

@@ -1,0 +1,281 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { MountInfo } from '@strata/agent-control';
+import { StrataClient, type SessionClient } from '@strata/client';
+import { Errno, StrataError, isStrataError } from '@strata/errors';
+import { parseLayerRef, type Layer } from '@strata/layers';
+import type { Logger } from '@strata/telemetry';
+import { fuseHandlers } from './fuse/handlers';
+import { StrataFuse, type KernelOptions } from './fuse/strata-fuse';
+import { STRATA_FSTYPE, readMountTable } from './host/mountinfo';
+import { unmount } from './host/unmount';
+import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
+import { LIVE_TTL_MS, MountFs } from './mount/mount-fs';
+import { StateFile } from './state-file';
+
+export interface AgentOptions {
+  resolver: string;
+  /** Where the list of owned mounts is kept (stale-mount cleanup after a crash). */
+  stateFile: string;
+  /** Every FUSE operation fails with EIO after this long without an answer. */
+  deadlineMs: number;
+  chunkCacheBytes: number;
+  attrEntries: number;
+  /** Walk the tree into the caches at mount when it has at most this many entries (0: never). */
+  prefetchEntries: number;
+  /** Kernel entry/attr/negative timeout for sealed layers, seconds. */
+  sealedTimeoutSeconds: number;
+  log: Logger;
+}
+
+interface Mounted {
+  info: MountInfo;
+  fuse: StrataFuse;
+  fs: MountFs;
+  prefetch?: AbortController;
+}
+
+function clearError(err: unknown, what: string): StrataError {
+  if (isStrataError(err)) return err;
+  return new StrataError(Errno.EIO, `${what}: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+/**
+ * The host agent: one Session stream to the resolvers serves the FUSE mounts
+ * of every layer this host projects.
+ */
+export class Agent {
+  private readonly client: StrataClient;
+  private readonly session: SessionClient;
+  private readonly chunks: ChunkCache;
+  private readonly mounts = new Map<string, Mounted>();
+  private readonly busy = new Set<string>();
+  private readonly state: StateFile;
+  private readonly log: Logger;
+  private resolverDown = false;
+  private mountSeq = 0;
+
+  private constructor(private readonly o: AgentOptions) {
+    this.log = o.log;
+    this.client = new StrataClient({ resolver: o.resolver, deadlineMs: o.deadlineMs });
+    this.session = this.client.session({
+      deadlineMs: o.deadlineMs,
+      onEvent: (e) =>
+        e.type === 'connected'
+          ? this.log.info({ event: 'agent.session.connected', resolver: e.address }, 'session stream open')
+          : this.log.warn({ event: 'agent.session.broken', resolver: e.address, err: e.error?.message }, 'session stream lost; moving on'),
+    });
+    this.chunks = new ChunkCache(o.chunkCacheBytes);
+    this.state = new StateFile(o.stateFile);
+  }
+
+  static async start(o: AgentOptions): Promise<Agent> {
+    const agent = new Agent(o);
+    await agent.clearStale();
+    return agent;
+  }
+
+  /** Dead mounts a crashed predecessor left (ENOTCONN to every reader) are detached. */
+  private async clearStale(): Promise<void> {
+    const owned = await this.state.read();
+    if (owned.length === 0) return;
+    const table = await readMountTable();
+    for (const m of owned) {
+      if (!table.some((t) => t.mountpoint === m.mountpoint && t.fstype === STRATA_FSTYPE)) continue;
+      try {
+        await unmount(m.mountpoint, true);
+        this.log.warn({ event: 'agent.stale_mount_cleared', mountpoint: m.mountpoint, layerId: m.layerId }, 'cleared a mount left by a previous agent');
+      } catch (err) {
+        this.log.error({ event: 'agent.stale_mount_failed', mountpoint: m.mountpoint, err: clearError(err, 'umount').message }, 'could not clear a stale mount');
+      }
+    }
+    await this.saveState();
+  }
+
+  private async saveState(): Promise<void> {
+    await this.state.write([...this.mounts.values()].map((m) => ({ mountpoint: m.info.mountpoint, layerId: m.info.layerId })));
+  }
+
+  async mount(layerText: string, mountpointText: string): Promise<MountInfo> {
+    if (!path.isAbsolute(mountpointText)) throw new StrataError(Errno.EINVAL, `mountpoint must be an absolute path: ${mountpointText}`);
+    const mountpoint = path.resolve(mountpointText);
+    if (this.busy.has(mountpoint)) throw new StrataError(Errno.EBUSY, `${mountpoint} is being mounted or unmounted right now`);
+    this.busy.add(mountpoint);
+    try {
+      return await this.mountAt(layerText, mountpoint);
+    } finally {
+      this.busy.delete(mountpoint);
+    }
+  }
+
+  private async mountAt(layerText: string, mountpoint: string): Promise<MountInfo> {
+    const existing = this.mounts.get(mountpoint);
+    if (existing) throw new StrataError(Errno.EBUSY, `${mountpoint} is already a strata mount (layer ${existing.info.layerId})`);
+    for (const m of this.mounts.keys()) {
+      // Mounting inside our own mount would make the kernel wait on this very thread.
+      if (mountpoint.startsWith(`${m}/`)) throw new StrataError(Errno.EINVAL, `${mountpoint} lies inside the strata mount at ${m}`);
+    }
+    await this.checkMountpoint(mountpoint);
+
+    const ref = parseLayerRef(layerText);
+    let chain: Layer[];
+    try {
+      chain = (await this.client.getLayer(ref)).chain;
+    } catch (err) {
+      if (isStrataError(err) && err.errno === Errno.ENOENT) throw new StrataError(Errno.ENOENT, `layer ${JSON.stringify(layerText)} does not exist`);
+      throw clearError(err, 'looking up the layer');
+    }
+    const layer = chain[0];
+    const live = chain.some((l) => l.mountOptions.includes('live'));
+    const flags = ['ro'];
+    if (layer.mountOptions.includes('no-exec')) flags.push('noexec');
+    if (layer.mountOptions.includes('no-suid')) flags.push('nosuid');
+    if (layer.mountOptions.includes('no-dev')) flags.push('nodev');
+
+    const mountKey = `m${++this.mountSeq}`;
+    const mfs = new MountFs({ session: this.session, layerId: layer.layerId, live, chunks: this.chunks, mountKey, attrEntries: this.o.attrEntries });
+    // The root must answer before the kernel sees the mount.
+    await mfs.stat(Buffer.from('/')).catch((err: unknown) => {
+      throw clearError(err, `layer ${layer.layerId} does not answer`);
+    });
+
+    const kernel: KernelOptions = {
+      fsname: `strata:${layer.name || layer.layerId}`,
+      timeoutSeconds: live ? LIVE_TTL_MS / 1000 : this.o.sealedTimeoutSeconds,
+      keepPageCache: !live,
+      noExec: flags.includes('noexec'),
+      noSuid: flags.includes('nosuid'),
+      noDev: flags.includes('nodev'),
+      maxReadahead: CHUNK_SIZE,
+    };
+    const handlers = fuseHandlers(
+      mfs,
+      (op, err) => this.resolverFailed(op, err),
+      () => this.resolverAnswered(),
+    );
+    // fuse-native's own per-op timer is only a backstop behind the session deadline.
+    const fuse = new StrataFuse(mountpoint, handlers, kernel, this.o.deadlineMs * 2 + 1000);
+    try {
+      await fuse.mountAsync();
+    } catch (err) {
+      mfs.dispose();
+      throw clearError(err, `mounting ${mountpoint}`);
+    }
+    const info: MountInfo = {
+      mountpoint,
+      layerId: layer.layerId,
+      layerName: layer.name,
+      chain: chain.map((l) => l.layerId),
+      live,
+      flags,
+      mountedAt: new Date().toISOString(),
+    };
+    const m: Mounted = { info, fuse, fs: mfs };
+    this.mounts.set(mountpoint, m);
+    await this.saveState();
+    this.log.info({ event: 'agent.mounted', ...info }, 'mounted');
+    if (!live && this.o.prefetchEntries > 0) this.prefetch(m);
+    return info;
+  }
+
+  private async checkMountpoint(mountpoint: string): Promise<void> {
+    let st;
+    try {
+      st = await fs.stat(mountpoint);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new StrataError(Errno.ENOENT, `mountpoint ${mountpoint} does not exist`);
+      if (code === 'ENOTCONN') throw new StrataError(Errno.EBUSY, `${mountpoint} is a dead FUSE mount; clear it with \`umount -l ${mountpoint}\``);
+      throw new StrataError(Errno.EIO, `mountpoint ${mountpoint}: ${code ?? String(err)}`);
+    }
+    if (!st.isDirectory()) throw new StrataError(Errno.ENOTDIR, `mountpoint ${mountpoint} is not a directory`);
+    const taken = (await readMountTable()).find((t) => t.mountpoint === mountpoint);
+    if (taken) throw new StrataError(Errno.EBUSY, `${mountpoint} is already a mount point (${taken.fstype} ${taken.source})`);
+  }
+
+  private prefetch(m: Mounted): void {
+    const ctl = new AbortController();
+    m.prefetch = ctl;
+    const started = Date.now();
+    const walk = this.client.walk({ id: m.info.layerId }, '/', { includeLinkTargets: true });
+    const guarded = (async function* () {
+      for await (const batch of walk) {
+        if (ctl.signal.aborted) return;
+        yield batch;
+      }
+    })();
+    m.fs.prefetch(guarded, this.o.prefetchEntries).then(
+      (r) =>
+        this.log.info(
+          { event: 'agent.prefetch.done', mountpoint: m.info.mountpoint, entries: r.entries, complete: r.complete, ms: Date.now() - started },
+          r.complete ? 'metadata prefetched' : 'tree larger than the prefetch limit: prefetched part of it',
+        ),
+      (err: unknown) => this.log.warn({ event: 'agent.prefetch.failed', mountpoint: m.info.mountpoint, err: clearError(err, 'walk').message }, 'prefetch failed; serving on demand'),
+    );
+  }
+
+  /** One warning per outage, not one per failed request. */
+  private resolverFailed(op: string, err: unknown): void {
+    if (this.resolverDown) return;
+    this.resolverDown = true;
+    this.log.warn({ event: 'agent.resolver.down', op, err: clearError(err, op).message }, 'resolvers not answering: operations fail with EIO');
+  }
+
+  private resolverAnswered(): void {
+    if (!this.resolverDown) return;
+    this.resolverDown = false;
+    this.log.info({ event: 'agent.resolver.up' }, 'resolvers answering again');
+  }
+
+  async umount(mountpointText: string, lazy = false): Promise<void> {
+    const mountpoint = path.resolve(mountpointText);
+    const m = this.mounts.get(mountpoint);
+    if (!m) throw new StrataError(Errno.EINVAL, `${mountpoint} is not a strata mount of this agent`);
+    if (this.busy.has(mountpoint)) throw new StrataError(Errno.EBUSY, `${mountpoint} is being mounted or unmounted right now`);
+    this.busy.add(mountpoint);
+    try {
+      await this.detach(m, lazy);
+    } finally {
+      this.busy.delete(mountpoint);
+    }
+  }
+
+  private async detach(m: Mounted, lazy: boolean): Promise<void> {
+    const still = (await readMountTable()).some((t) => t.mountpoint === m.info.mountpoint && t.fstype === STRATA_FSTYPE);
+    if (still) await unmount(m.info.mountpoint, lazy);
+    m.prefetch?.abort();
+    m.fuse.releaseNative();
+    m.fs.dispose();
+    this.mounts.delete(m.info.mountpoint);
+    await this.saveState();
+    this.log.info({ event: 'agent.unmounted', mountpoint: m.info.mountpoint, layerId: m.info.layerId, lazy }, 'unmounted');
+  }
+
+  /** The live mounts; ones unmounted behind the agent's back (umount(8)) are forgotten here. */
+  async list(): Promise<MountInfo[]> {
+    const table = await readMountTable();
+    for (const m of [...this.mounts.values()]) {
+      if (this.busy.has(m.info.mountpoint)) continue;
+      if (!table.some((t) => t.mountpoint === m.info.mountpoint && t.fstype === STRATA_FSTYPE)) {
+        this.log.warn({ event: 'agent.mount_vanished', mountpoint: m.info.mountpoint }, 'mount was removed outside the agent');
+        m.fuse.releaseNative();
+        m.fs.dispose();
+        this.mounts.delete(m.info.mountpoint);
+        await this.saveState();
+      }
+    }
+    return [...this.mounts.values()].map((m) => m.info);
+  }
+
+  /** SIGTERM/SIGINT: every mount is detached (lazily: open files must not block shutdown). */
+  async stop(): Promise<void> {
+    for (const m of [...this.mounts.values()]) {
+      await this.detach(m, true).catch((err: unknown) =>
+        this.log.error({ event: 'agent.umount_failed', mountpoint: m.info.mountpoint, err: clearError(err, 'umount').message }, 'unmount at shutdown failed'),
+      );
+    }
+    this.session.close();
+    this.client.close();
+    this.log.info({ event: 'agent.stopped', chunkHits: this.chunks.hits, chunkMisses: this.chunks.misses }, 'agent stopped');
+  }
+}

@@ -1,0 +1,3 @@
+export { Agent } from './agent';
+export type { AgentOptions } from './agent';
+export { main } from './main';

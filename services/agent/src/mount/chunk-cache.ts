@@ -1,0 +1,62 @@
+import { LRUCache } from 'lru-cache';
+
+/** File data moves in aligned chunks of this size: one Session read each. */
+export const CHUNK_SIZE = 1 << 20;
+
+/**
+ * The agent's data cache, shared by every mount and bounded in bytes.
+ * Concurrent readers of the same chunk share one fetch.
+ */
+export class ChunkCache {
+  private readonly lru: LRUCache<string, Buffer>;
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+  hits = 0;
+  misses = 0;
+
+  constructor(maxBytes: number) {
+    this.lru = new LRUCache<string, Buffer>({ maxSize: Math.max(maxBytes, CHUNK_SIZE), sizeCalculation: (b) => Math.max(b.length, 1) });
+  }
+
+  peek(key: string): Buffer | undefined {
+    const b = this.lru.get(key);
+    if (b) this.hits++;
+    return b;
+  }
+
+  /** The chunk from the cache, or fetched once however many callers ask. `ttlMs` bounds it for LIVE layers. */
+  get(key: string, fetch: () => Promise<Buffer>, ttlMs?: number): Promise<Buffer> {
+    const hit = this.peek(key);
+    if (hit) return Promise.resolve(hit);
+    const running = this.inflight.get(key);
+    if (running) return running;
+    this.misses++;
+    const p = fetch().then(
+      (b) => {
+        this.inflight.delete(key);
+        this.lru.set(key, b, ttlMs === undefined ? undefined : { ttl: ttlMs });
+        return b;
+      },
+      (err: unknown) => {
+        this.inflight.delete(key);
+        throw err;
+      },
+    );
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  /** Starts fetching a chunk nobody waits for yet (readahead); failures are left to the real read. */
+  prefetch(key: string, fetch: () => Promise<Buffer>, ttlMs?: number): void {
+    if (this.lru.has(key) || this.inflight.has(key)) return;
+    this.get(key, fetch, ttlMs).catch(() => undefined);
+  }
+
+  /** Forgets every chunk whose key starts with `prefix` (a mount going away). */
+  drop(prefix: string): void {
+    for (const k of this.lru.keys()) if (k.startsWith(prefix)) this.lru.delete(k);
+  }
+
+  get bytes(): number {
+    return this.lru.calculatedSize;
+  }
+}
