@@ -81,10 +81,11 @@ function join(dir: Buffer, name: Buffer): Buffer {
  * cannot look up (stray whiteouts in a directory only one layer supplies)
  * are left out: they are not files, and strata does not list them.
  */
-export function readKernelTree(mountpoint: string, withContent = true): Tree {
+export function readKernelTree(mountpoint: string, withContent = true, skip: (rel: Buffer) => boolean = () => false): Tree {
   const tree: Tree = new Map();
   const mnt = Buffer.from(mountpoint);
   const visit = (rel: Buffer): void => {
+    if (skip(rel)) return;
     const real = rel.length === 1 ? mnt : Buffer.concat([mnt, rel]);
     let st: fs.BigIntStats;
     try {

@@ -1,38 +1,136 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Catalog } from '@strata/layers';
-import { Projection, diff, isDirMode, printable } from '@strata/traversal';
+import * as readline from 'node:readline';
 import { buildDemoStore } from './build-demo-store';
 
 /**
- * `npm start` until the agent can mount: builds the embedded default store
- * and shows the merged view of the top snapshot and what changed between the
- * snapshots, straight from the traversal engine.
+ * `npm start`: the embedded default, end to end. Builds the demo store,
+ * starts a resolver (in-process cache) and an agent as real processes,
+ * mounts the top snapshot under ./mnt and waits; Ctrl-C (or SIGTERM)
+ * unmounts and stops both.
  */
-async function main(): Promise<void> {
-  const store = path.resolve(process.env.STRATA_STORE ?? '.demo/store');
-  const demo = await buildDemoStore(store);
-  const catalog = new Catalog(store);
-  const chain = await catalog.chain({ id: demo.snapshot2.layerId });
-  console.log(`store ${store}`);
-  console.log(`chain: ${chain.map((l) => `${l.name} (layer ${l.layerId}, ${l.layerType})`).join(' -> ')}\n`);
-  const projection = new Projection(chain.map((l) => catalog.layerRoot(l)));
-  console.log(`merged view of ${demo.snapshot2.name}:`);
-  for await (const batch of projection.walk('/')) {
-    for (const e of batch) {
-      const kind = isDirMode(e.attr.mode) ? 'd' : '-';
-      console.log(`  ${kind}${(e.attr.mode & 0o777).toString(8)} ${String(e.attr.size).padStart(6)} ${printable(e.path)}`);
+const REPO = path.resolve(__dirname, '../../..');
+const STRATA = path.join(REPO, 'bin/strata');
+
+interface Service {
+  child: ChildProcess;
+  /** Resolves with the first JSON log line whose event is the one asked for. */
+  waitFor(event: string): Promise<Record<string, unknown>>;
+  exit: Promise<number | null>;
+}
+
+/** Runs `strata <args>`, logs to `logFile`, and watches its JSON lines. */
+function service(args: string[], logFile: string): Service {
+  const child = spawn(process.execPath, [STRATA, ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const lines: Record<string, unknown>[] = [];
+  const waiters: { event: string; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  readline.createInterface({ input: child.stderr! }).on('line', (text) => {
+    log.write(`${text}\n`);
+    let line: Record<string, unknown>;
+    try {
+      line = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      line = { event: 'text', text };
     }
+    lines.push(line);
+    for (const w of waiters.filter((w) => w.event === line.event)) w.resolve(line);
+  });
+  return {
+    child,
+    exit,
+    waitFor: (event) =>
+      Promise.race([
+        new Promise<Record<string, unknown>>((resolve) => {
+          const seen = lines.find((l) => l.event === event);
+          if (seen) resolve(seen);
+          else waiters.push({ event, resolve });
+        }),
+        exit.then((code): never => {
+          const last = lines.filter((l) => l.level === 'error' || l.event === 'text').map((l) => l.err ?? l.text ?? l.msg);
+          throw new Error(`strata ${args[0]} exited (${code}) before ${event}: ${last.join('; ') || `see ${logFile}`}`);
+        }),
+      ]),
+  };
+}
+
+function tryLines(rows: [string, string][]): string[] {
+  const width = Math.max(...rows.map(([c]) => c.length));
+  return rows.map(([c, why]) => (why ? `  ${c.padEnd(width)}  # ${why}` : `  ${c}`));
+}
+
+async function stop(s: Service | undefined): Promise<void> {
+  if (!s || s.child.exitCode !== null || s.child.signalCode !== null) return;
+  s.child.kill('SIGTERM');
+  await s.exit;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
+    throw new Error('mounting needs root and /dev/fuse (run as root; `npm run setup` installs libfuse2 and fuse3)');
   }
-  const from = new Projection((await catalog.chain({ id: demo.snapshot1.layerId })).map((l) => catalog.layerRoot(l)));
-  console.log(`\nchanges from ${demo.snapshot1.name} to ${demo.snapshot2.name}:`);
-  for await (const batch of diff(from, projection, '/')) {
-    for (const c of batch) console.log(`  ${c.kind.padEnd(8)} ${printable(c.path)}`);
+  const work = path.resolve('.demo');
+  const mnt = path.resolve('mnt');
+  await fs.mkdir(mnt, { recursive: true });
+  const demo = await buildDemoStore(path.resolve(process.env.STRATA_STORE ?? path.join(work, 'store')));
+  const socket = path.join(work, 'agent.sock');
+
+  let resolver: Service | undefined;
+  let agent: Service | undefined;
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`\n${signal}: unmounting ${mnt} and stopping the agent and the resolver\n`);
+    void (async () => {
+      await stop(agent);
+      await stop(resolver);
+      process.exit(0);
+    })();
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+
+  resolver = service(['resolver', '--store', demo.store, '--listen', '127.0.0.1:0'], path.join(work, 'resolver.log'));
+  const listening = await resolver.waitFor('resolver.listening');
+  const address = `127.0.0.1:${String(listening.port)}`;
+  agent = service(['agent', '--resolver', address, '--socket', socket, '--mount', `${demo.snapshot2.name}:${mnt}`], path.join(work, 'agent.log'));
+  await agent.waitFor('agent.ready');
+  if (stopping) return;
+
+  const rel = (p: string): string => path.relative(process.cwd(), p) || '.';
+  const env = `STRATA_RESOLVER=${address} STRATA_AGENT_SOCKET=${rel(socket)}`;
+  process.stdout.write(
+    [
+      `strata demo: resolver on ${address} (store ${rel(demo.store)}, in-process cache), agent socket ${rel(socket)}`,
+      `mounted ${demo.snapshot2.name} (layer ${demo.snapshot2.layerId}: ${demo.base.name} <- ${demo.snapshot1.name} <- ${demo.snapshot2.name}) on ${rel(mnt)}`,
+      '',
+      'try, in another terminal:',
+      ...tryLines([
+        [`ls -la ${rel(mnt)} ${rel(mnt)}/opt/legacy`, 'opaque directory: only c.conf is left'],
+        [`cat ${rel(mnt)}/etc/hostname ${rel(mnt)}/etc/motd`, ''],
+        [`ls ${rel(mnt)}/var/log`, 'boot.log was whited out by snapshot 1'],
+        [`touch ${rel(mnt)}/x`, 'Read-only file system'],
+        [`${env} bin/strata mounts`, ''],
+        [`${env} bin/strata diff ${demo.base.name} ${demo.snapshot2.name}`, ''],
+        [`mkdir -p /tmp/base && ${env} bin/strata mount ${demo.base.name} /tmp/base`, ''],
+      ]),
+      '',
+      `logs: ${rel(work)}/resolver.log, ${rel(work)}/agent.log. Ctrl-C unmounts and stops.`,
+      '',
+    ].join('\n'),
+  );
+  const died = await Promise.race([resolver.exit.then(() => 'resolver'), agent.exit.then(() => 'agent')]);
+  if (!stopping) {
+    await stop(agent);
+    await stop(resolver);
+    throw new Error(`the ${died} stopped unexpectedly; see ${rel(work)}/${died}.log`);
   }
-  const hostname = await projection.read('/etc/hostname', 0, 4096);
-  console.log(`\n/etc/hostname in ${demo.snapshot2.name}: ${hostname.data.toString().trim()}`);
 }
 
 main().catch((err: unknown) => {
-  console.error(`strata demo: ${err instanceof Error ? err.message : String(err)}`);
+  process.stderr.write(`strata demo: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });

@@ -38,9 +38,7 @@ function exited(child: ChildProcess): Promise<number | null> {
 /** A JSON log line of a service. */
 export type LogLine = Record<string, unknown> & { event?: string; level?: string };
 
-export interface ResolverProcess {
-  address: string;
-  port: number;
+export interface ServiceProcess {
   child: ChildProcess;
   logs: LogLine[];
   /** SIGTERM (or the given signal) and wait for the exit code. */
@@ -48,18 +46,14 @@ export interface ResolverProcess {
   exit: Promise<number | null>;
 }
 
-export interface ResolverArgs {
-  store: string;
-  redis?: string;
-  port?: number;
-  extra?: string[];
-  env?: Record<string, string>;
+export interface ResolverProcess extends ServiceProcess {
+  address: string;
+  port: number;
 }
 
-/** `strata resolver` as a real process; resolves once it logs that it is listening. */
-export async function startResolver(a: ResolverArgs): Promise<ResolverProcess> {
-  const args = [STRATA_BIN, 'resolver', '--store', a.store, '--listen', `127.0.0.1:${a.port ?? 0}`, ...(a.redis ? ['--redis', a.redis] : []), ...(a.extra ?? [])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STRATA_LOG_LEVEL: 'debug', ...a.env } });
+/** Spawns `strata <args>` and collects its JSON log lines; resolves with the first line whose event is `readyEvent`. */
+async function startService(args: string[], readyEvent: string, env: Record<string, string> = {}): Promise<ServiceProcess & { ready: LogLine }> {
+  const child = spawn(process.execPath, [STRATA_BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STRATA_LOG_LEVEL: 'debug', ...env } });
   const logs: LogLine[] = [];
   let buf = '';
   child.stderr?.setEncoding('utf8');
@@ -78,23 +72,84 @@ export async function startResolver(a: ResolverArgs): Promise<ResolverProcess> {
   });
   const exit = exited(child);
   const ready = await Promise.race([
-    waitFor('resolver to listen', () => logs.find((l) => l.event === 'resolver.listening'), 15_000),
+    waitFor(`${args[0]} to be ready`, () => logs.find((l) => l.event === readyEvent), 15_000),
     exit.then((code) => {
-      throw new Error(`resolver exited with ${code}: ${JSON.stringify(logs)}`);
+      throw new Error(`${args[0]} exited with ${code}: ${JSON.stringify(logs)}`);
     }),
   ]);
-  const port = ready.port as number;
   return {
-    address: `127.0.0.1:${port}`,
-    port,
     child,
     logs,
     exit,
+    ready,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exit;
     },
   };
+}
+
+export interface ResolverArgs {
+  store: string;
+  redis?: string;
+  port?: number;
+  extra?: string[];
+  env?: Record<string, string>;
+}
+
+/** `strata resolver` as a real process; resolves once it logs that it is listening. */
+export async function startResolver(a: ResolverArgs): Promise<ResolverProcess> {
+  const args = ['resolver', '--store', a.store, '--listen', `127.0.0.1:${a.port ?? 0}`, ...(a.redis ? ['--redis', a.redis] : []), ...(a.extra ?? [])];
+  const s = await startService(args, 'resolver.listening', a.env);
+  const port = s.ready.port as number;
+  return { ...s, address: `127.0.0.1:${port}`, port };
+}
+
+export interface AgentArgs {
+  resolver: string;
+  /** Control socket; default a fresh one in a temp directory. */
+  socket?: string;
+  /** LAYER:MOUNTPOINT flags. */
+  mounts?: string[];
+  extra?: string[];
+  env?: Record<string, string>;
+}
+
+export interface AgentProcess extends ServiceProcess {
+  socket: string;
+  /** `strata mount --json` through the CLI; throws with its stderr on failure. */
+  mount(layer: string, mountpoint: string): Record<string, unknown>;
+  umount(mountpoint: string, lazy?: boolean): void;
+}
+
+/** `strata agent` as a real process (FUSE needs root); resolves once its control socket listens. */
+export async function startAgent(a: AgentArgs): Promise<AgentProcess> {
+  const socket = a.socket ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-agent-')), 'agent.sock');
+  const args = ['agent', '--resolver', a.resolver, '--socket', socket, ...(a.mounts ?? []).flatMap((m) => ['--mount', m]), ...(a.extra ?? [])];
+  const s = await startService(args, 'agent.ready', a.env);
+  return {
+    ...s,
+    socket,
+    mount(layer, mountpoint) {
+      const r = strata(['mount', layer, mountpoint, '--socket', socket, '--json']);
+      if (r.status !== 0) throw new Error(`strata mount ${layer} ${mountpoint}: ${r.stderr.trim()}`);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    },
+    umount(mountpoint, lazy = false) {
+      const r = strata(['umount', mountpoint, '--socket', socket, ...(lazy ? ['--lazy'] : [])]);
+      if (r.status !== 0) throw new Error(`strata umount ${mountpoint}: ${r.stderr.trim()}`);
+    },
+  };
+}
+
+/** Detaches whatever is mounted at `target` (test teardown after a failure); never throws. */
+export function forceUnmount(target: string): void {
+  spawnSync('umount', ['-l', target], { stdio: 'ignore' });
+}
+
+/** True when this process may hold FUSE mounts (root, /dev/fuse present). */
+export function canMountFuse(): boolean {
+  return process.getuid?.() === 0 && fs.existsSync('/dev/fuse');
 }
 
 export interface RedisProcess {
