@@ -77,26 +77,26 @@ async function main(): Promise<void> {
   const demo = await buildDemoStore(path.resolve(process.env.STRATA_STORE ?? path.join(work, 'store')));
   const socket = path.join(work, 'agent.sock');
 
-  let resolver: Service | undefined;
-  let agent: Service | undefined;
+  // Filled in as the services start; the signal handler stops what is running.
+  const running: { resolver?: Service; agent?: Service } = {};
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`\n${signal}: unmounting ${mnt} and stopping the agent and the resolver\n`);
     void (async () => {
-      await stop(agent);
-      await stop(resolver);
+      await stop(running.agent);
+      await stop(running.resolver);
       process.exit(0);
     })();
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 
-  resolver = service(['resolver', '--store', demo.store, '--listen', '127.0.0.1:0'], path.join(work, 'resolver.log'));
+  const resolver = (running.resolver = service(['resolver', '--store', demo.store, '--listen', '127.0.0.1:0'], path.join(work, 'resolver.log')));
   const listening = await resolver.waitFor('resolver.listening');
   const address = `127.0.0.1:${String(listening.port)}`;
-  agent = service(['agent', '--resolver', address, '--socket', socket, '--mount', `${demo.snapshot2.name}:${mnt}`], path.join(work, 'agent.log'));
+  const agent = (running.agent = service(['agent', '--resolver', address, '--socket', socket, '--mount', `${demo.snapshot2.name}:${mnt}`], path.join(work, 'agent.log')));
   await agent.waitFor('agent.ready');
   if (stopping) return;
 
