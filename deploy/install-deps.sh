@@ -22,3 +22,7 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! grep -qw overlay /proc/filesystems; then
   modprobe overlay 2>/dev/null || echo "strata: overlayfs is not available; differential tests will be skipped" >&2
 fi
+# FUSE mounts of the agent.
+if [ "$(id -u)" -eq 0 ] && [ ! -e /dev/fuse ]; then
+  modprobe fuse 2>/dev/null || echo "strata: /dev/fuse is missing; agent tests will be skipped" >&2
+fi

@@ -52,8 +52,8 @@ export interface ResolverProcess extends ServiceProcess {
 }
 
 /** Spawns `strata <args>` and collects its JSON log lines; resolves with the first line whose event is `readyEvent`. */
-async function startService(args: string[], readyEvent: string, env: Record<string, string> = {}): Promise<ServiceProcess & { ready: LogLine }> {
-  const child = spawn(process.execPath, [STRATA_BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STRATA_LOG_LEVEL: 'debug', ...env } });
+async function startService(args: string[], readyEvent: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<ServiceProcess & { ready: LogLine }> {
+  const child = spawn(process.execPath, [...nodeArgs, STRATA_BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STRATA_LOG_LEVEL: 'debug', ...env } });
   const logs: LogLine[] = [];
   let buf = '';
   child.stderr?.setEncoding('utf8');
@@ -113,6 +113,8 @@ export interface AgentArgs {
   mounts?: string[];
   extra?: string[];
   env?: Record<string, string>;
+  /** Flags for node itself (e.g. V8 GC flags in crash tests). */
+  nodeArgs?: string[];
 }
 
 export interface AgentProcess extends ServiceProcess {
@@ -126,7 +128,7 @@ export interface AgentProcess extends ServiceProcess {
 export async function startAgent(a: AgentArgs): Promise<AgentProcess> {
   const socket = a.socket ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-agent-')), 'agent.sock');
   const args = ['agent', '--resolver', a.resolver, '--socket', socket, ...(a.mounts ?? []).flatMap((m) => ['--mount', m]), ...(a.extra ?? [])];
-  const s = await startService(args, 'agent.ready', a.env);
+  const s = await startService(args, 'agent.ready', a.env, a.nodeArgs);
   return {
     ...s,
     socket,

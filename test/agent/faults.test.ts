@@ -1,0 +1,239 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { canMountOverlay, mountOverlay } from '../support/kernel-overlay';
+import {
+  HAVE_REDIS,
+  canMountFuse,
+  forceUnmount,
+  freePort,
+  startAgent,
+  startRedis,
+  startResolver,
+  strata,
+  waitFor,
+  type AgentProcess,
+  type ResolverProcess,
+} from '../support/processes';
+import { makeStore, type StoreFixture } from '../support/store-fixture';
+import { wideStack } from '../support/wide-fixture';
+
+const skip = canMountOverlay() && canMountFuse() ? false : 'needs root, overlayfs and /dev/fuse';
+const FIND_FORMAT = '%P|%y|%m|%s|%n|%i\\n';
+
+/** find over a tree: every entry lstat'ed, sorted. */
+function findSync(root: string): string[] {
+  const r = spawnSync('find', ['.', '-printf', FIND_FORMAT], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.split('\n').filter(Boolean).sort();
+}
+
+/** find in the background; `started` resolves at its first output, `done` with its exit and output. */
+function findAsync(root: string): { started: Promise<void>; done: Promise<{ status: number | null; lines: string[]; stderr: string }>; running(): boolean } {
+  const child = spawn('find', ['.', '-printf', FIND_FORMAT], { cwd: root });
+  let out = '';
+  let err = '';
+  let resolveStarted: () => void;
+  const started = new Promise<void>((r) => (resolveStarted = r));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+    resolveStarted();
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const done = new Promise<{ status: number | null; lines: string[]; stderr: string }>((resolve) =>
+    child.on('close', (status) => resolve({ status, lines: out.split('\n').filter(Boolean).sort(), stderr: err })),
+  );
+  return { started, done, running: () => child.exitCode === null };
+}
+
+function cli(args: string[], socket: string): { status: number | null; stderr: string; stdout: string } {
+  return strata([...args, '--socket', socket]);
+}
+
+describe('agent faults: resolvers and Redis dying under a mount', { skip }, () => {
+  let fx: StoreFixture;
+  let work: string;
+  let kernel: string;
+  let expected: string[];
+  let unmountKernel: (() => Promise<void>) | undefined;
+  const cleanups: (() => Promise<unknown> | void)[] = [];
+
+  before(async () => {
+    fx = await makeStore(wideStack(1500, 4), 'trusted', 'w');
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-faults-'));
+    kernel = path.join(work, 'kernel');
+    const layersDir = path.join(fx.store, 'layers');
+    unmountKernel = await mountOverlay(layersDir, fx.rootsTopFirst.map((r) => path.relative(layersDir, r)), kernel);
+    expected = findSync(kernel);
+  });
+
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+    await unmountKernel?.();
+    fs.rmSync(work, { recursive: true, force: true });
+    fx?.cleanup();
+  });
+
+  function mountpoint(name: string): string {
+    const p = path.join(work, name);
+    fs.mkdirSync(p, { recursive: true });
+    cleanups.push(() => forceUnmount(p));
+    return p;
+  }
+
+  async function resolverOn(port: number, redis?: string): Promise<ResolverProcess> {
+    const r = await startResolver({ store: fx.store, port, redis });
+    cleanups.push(() => r.stop('SIGKILL'));
+    return r;
+  }
+
+  async function agentFor(address: string, extra: string[] = [], socket?: string): Promise<AgentProcess> {
+    const a = await startAgent({ resolver: address, extra, socket });
+    cleanups.push(() => a.stop());
+    return a;
+  }
+
+  test('a resolver killed and restarted in the middle of a find: the find completes, identical to the kernel', async () => {
+    const port = await freePort();
+    let resolver = await resolverOn(port);
+    const agent = await agentFor(resolver.address, ['--prefetch-entries', '0', '--deadline-ms', '10000']);
+    const mnt = mountpoint('killed');
+    agent.mount('w2', mnt);
+    const find = findAsync(mnt);
+    await find.started;
+    assert.ok(find.running(), 'find still running when the resolver dies');
+    await resolver.stop('SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    resolver = await resolverOn(port);
+    const r = await find.done;
+    assert.equal(r.stderr, '');
+    assert.equal(r.status, 0);
+    assert.ok(expected.length > 7000, `${expected.length} entries`);
+    assert.deepEqual(r.lines, expected);
+    assert.ok(agent.logs.some((l) => l.event === 'agent.session.broken'), 'the agent saw its stream break');
+    assert.equal(fs.readFileSync(path.join(mnt, 'tree/d0001/f1'), 'utf8'), 'snapshot rewrote 1/1\n');
+  });
+
+  test('every resolver down: operations fail with EIO after the deadline; the same mount recovers without remounting', async () => {
+    const port = await freePort();
+    let resolver = await resolverOn(port);
+    const agent = await agentFor(resolver.address, ['--prefetch-entries', '0', '--deadline-ms', '1000']);
+    const mnt = mountpoint('down');
+    agent.mount('w2', mnt);
+    assert.equal(fs.readdirSync(path.join(mnt, 'tree/d0002')).length, 5);
+    await resolver.stop('SIGKILL');
+    const t0 = Date.now();
+    const ls = spawnSync('ls', [path.join(mnt, 'tree/d0003')], { encoding: 'utf8', timeout: 30_000 });
+    const elapsed = Date.now() - t0;
+    assert.equal(ls.status, 2, ls.stderr);
+    assert.match(ls.stderr, /Input\/output error/);
+    assert.ok(elapsed < 10_000, `ls returned after ${elapsed} ms (deadline 1000 ms)`);
+    assert.equal(fs.readdirSync(path.join(mnt, 'tree/d0002')).length, 5, 'what is cached still answers');
+    await waitFor('the outage logged', () => agent.logs.some((l) => l.event === 'agent.resolver.down') || undefined);
+    resolver = await resolverOn(port);
+    await waitFor('the mount to answer again', () => {
+      try {
+        return fs.readdirSync(path.join(mnt, 'tree/d0003')).join() === fs.readdirSync(path.join(kernel, 'tree/d0003')).join() ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    assert.deepEqual(findSync(mnt), expected);
+    await waitFor('recovery logged', () => agent.logs.some((l) => l.event === 'agent.resolver.up') || undefined);
+  });
+
+  test('Redis killed in the middle of a find: the find completes from the store', { skip: HAVE_REDIS ? false : 'needs redis-server' }, async () => {
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    const resolver = await resolverOn(0, redis.url);
+    const agent = await agentFor(resolver.address, ['--prefetch-entries', '0']);
+    const mnt = mountpoint('redis');
+    agent.mount('w2', mnt);
+    const find = findAsync(mnt);
+    await find.started;
+    await redis.stop();
+    const r = await find.done;
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.lines, expected);
+    await waitFor('resolver to notice', () => resolver.logs.some((l) => l.event === 'cache.redis.down') || undefined);
+  });
+
+  test('an agent killed with SIGKILL leaves a dead mount; the next agent on the same socket clears it and can mount there', async () => {
+    const resolver = await resolverOn(0);
+    const first = await agentFor(resolver.address);
+    const mnt = mountpoint('stale');
+    first.mount('w2', mnt);
+    await first.stop('SIGKILL');
+    // stat could still answer from the kernel's attribute cache; a listing must ask the (dead) agent.
+    const dead = spawnSync('ls', [mnt], { encoding: 'utf8' });
+    assert.match(dead.stderr, /Transport endpoint is not connected/, dead.stdout);
+    const second = await agentFor(resolver.address, [], first.socket);
+    assert.ok(second.logs.some((l) => l.event === 'agent.stale_mount_cleared' && l.mountpoint === mnt));
+    assert.equal(fs.readdirSync(mnt).length, 0, 'the mountpoint is a plain empty directory again');
+    second.mount('w2', mnt);
+    assert.equal(fs.readFileSync(path.join(mnt, 'tree/d0010/only'), 'utf8'), 'opaque\n');
+    const fd = fs.openSync(path.join(mnt, 'tree/d0011/f2'), 'r');
+    try {
+      assert.equal(await second.stop('SIGTERM'), 0, 'SIGTERM with a file open still exits 0');
+    } finally {
+      fs.closeSync(fd);
+    }
+    assert.equal(fs.readdirSync(mnt).length, 0, 'SIGTERM unmounted');
+  });
+
+  test('mounting and unmounting many times, also lazily under a busy cwd, keeps the agent alive', async () => {
+    const resolver = await resolverOn(0);
+    const agent = await startAgent({ resolver: resolver.address, nodeArgs: ['--gc-interval=500'] });
+    cleanups.push(() => agent.stop());
+    const mnt = mountpoint('cycle');
+    for (let i = 0; i < 4; i++) {
+      agent.mount('w1', mnt);
+      const holder = spawn('sleep', ['0.4'], { cwd: mnt });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.throws(() => agent.umount(mnt), /busy/);
+      agent.umount(mnt, true);
+      agent.mount('w2', mnt);
+      assert.equal(fs.readdirSync(path.join(mnt, 'tree/d0000')).sort().join(','), 'only');
+      await new Promise((r) => holder.on('close', r));
+      agent.umount(mnt);
+    }
+    assert.equal(agent.child.exitCode, null, 'agent alive');
+  });
+
+  test('clear errors: missing or file mountpoints, unknown layers, double mounts, no agent', async () => {
+    const resolver = await resolverOn(0);
+    const agent = await agentFor(resolver.address);
+    const mnt = mountpoint('errors');
+    const file = path.join(work, 'a-file');
+    fs.writeFileSync(file, '');
+    const fails = (args: string[], pattern: RegExp): void => {
+      const r = cli(args, agent.socket);
+      assert.equal(r.status, 1, `${args.join(' ')}: ${r.stdout}`);
+      assert.match(r.stderr, pattern);
+      assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+    };
+    fails(['mount', 'w2', path.join(work, 'nope')], /mountpoint .*nope does not exist/);
+    fails(['mount', 'w2', file], /is not a directory/);
+    fails(['mount', 'no-such-layer', mnt], /layer "no-such-layer" does not exist/);
+    fails(['mount', '987654', mnt], /layer "987654" does not exist/);
+    agent.mount('w2', mnt);
+    fails(['mount', 'w1', mnt], /already a strata mount/);
+    fails(['mount', 'w1', path.join(mnt, 'tree')], /inside the strata mount/);
+    fails(['mount', 'w1', kernel], /already a mount point/);
+    fails(['umount', work], /not a strata mount/);
+    const listed = JSON.parse(cli(['mounts', '--json'], agent.socket).stdout) as { mounts: { mountpoint: string; layerName: string; chain: number[] }[] };
+    assert.deepEqual(
+      listed.mounts.map((m) => [m.mountpoint, m.layerName, m.chain.length]),
+      [[mnt, 'w2', 3]],
+    );
+    assert.match(cli(['mounts'], agent.socket).stdout, new RegExp(`${mnt}\\s+3\\s+w2\\s+3>2>1\\s+sealed\\s+ro`));
+    agent.umount(mnt);
+    assert.deepEqual(JSON.parse(cli(['mounts', '--json'], agent.socket).stdout), { mounts: [] });
+    const none = cli(['mounts'], path.join(work, 'no-agent.sock'));
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /no agent is listening on .*no-agent\.sock/);
+  });
+});

@@ -1,0 +1,81 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { StrataClient } from '@strata/client';
+import { REPO, canMountFuse, forceUnmount, startAgent, startResolver, waitFor } from '../support/processes';
+import { makeStore } from '../support/store-fixture';
+
+const skip = canMountFuse() ? false : 'needs root and /dev/fuse';
+
+describe('LIVE layers through a mount', { skip }, () => {
+  const cleanups: (() => unknown)[] = [];
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+
+  test('changes in a LIVE layer show through the same mount within seconds', async () => {
+    const fx = await makeStore([{ entries: [{ type: 'file', path: '/etc/base', content: 'base\n' }] }, { entries: [{ type: 'file', path: '/etc/snap', content: 'snap\n' }] }]);
+    cleanups.push(() => fx.cleanup());
+    const liveDir = path.join(fx.store, 'live');
+    fs.mkdirSync(path.join(liveDir, 'run'), { recursive: true });
+    fs.writeFileSync(path.join(liveDir, 'run/status'), 'v1\n');
+    const resolver = await startResolver({ store: fx.store });
+    cleanups.push(() => resolver.stop());
+    const client = new StrataClient({ resolver: resolver.address });
+    await client.createLayer({ source: 'dir:live', base: { name: 'l1' }, layerType: 'overlay', name: 'running-vm', mountOptions: ['live'] });
+    client.close();
+    const agent = await startAgent({ resolver: resolver.address });
+    cleanups.push(() => agent.stop());
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-live-'));
+    cleanups.push(() => fs.rmSync(mnt, { recursive: true, force: true }));
+    cleanups.push(() => forceUnmount(mnt));
+    const info = agent.mount('running-vm', mnt);
+    assert.equal(info.live, true);
+    assert.equal(fs.readFileSync(path.join(mnt, 'run/status'), 'utf8'), 'v1\n');
+    assert.deepEqual(fs.readdirSync(path.join(mnt, 'etc')), ['base', 'snap']);
+
+    fs.writeFileSync(path.join(liveDir, 'run/status'), 'version two, longer\n');
+    fs.writeFileSync(path.join(liveDir, 'run/new'), 'appeared\n');
+    fs.mkdirSync(path.join(liveDir, 'etc'));
+    fs.writeFileSync(path.join(liveDir, 'etc/base'), 'overridden\n');
+    const t0 = Date.now();
+    await waitFor('the change to show', () => (fs.readFileSync(path.join(mnt, 'run/status'), 'utf8') === 'version two, longer\n' ? true : undefined), 5000);
+    await waitFor('the new file to be listed', () => (fs.readdirSync(path.join(mnt, 'run')).includes('new') ? true : undefined), 5000);
+    await waitFor('the lower file to be overridden', () => (fs.readFileSync(path.join(mnt, 'etc/base'), 'utf8') === 'overridden\n' ? true : undefined), 5000);
+    assert.ok(Date.now() - t0 < 5000);
+  });
+});
+
+describe('npm start (the demo)', { skip }, () => {
+  test('builds the demo store, mounts the top snapshot under ./mnt, and unmounts on Ctrl-C', async () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-demo-'));
+    const mnt = path.join(cwd, 'mnt');
+    const demo = spawn(process.execPath, [path.join(REPO, 'libs/demo-store/dist/main.js')], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    demo.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    demo.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exit = new Promise<number | null>((resolve) => demo.on('exit', (code) => resolve(code)));
+    try {
+      await waitFor('the demo to say it is ready', () => (out.includes('Ctrl-C unmounts') ? true : err ? Promise.reject(new Error(err)) : undefined), 30_000);
+      assert.match(out, /mounted demo-snap2 \(layer \d+: demo-base <- demo-snap1 <- demo-snap2\) on mnt/);
+      assert.equal(fs.readFileSync(path.join(mnt, 'etc/motd'), 'utf8'), 'hello from snapshot 2\n');
+      assert.equal(fs.readFileSync(path.join(mnt, 'etc/hostname'), 'utf8'), 'demo-snapshot-1\n');
+      assert.deepEqual(fs.readdirSync(path.join(mnt, 'opt/legacy')), ['c.conf']);
+      assert.deepEqual(fs.readdirSync(path.join(mnt, 'var/log')), []);
+      assert.throws(() => fs.writeFileSync(path.join(mnt, 'x'), ''), /EROFS/);
+      demo.kill('SIGINT');
+      assert.equal(await exit, 0, err);
+      assert.match(out, /SIGINT: unmounting/);
+      assert.deepEqual(fs.readdirSync(mnt), [], 'unmounted');
+      assert.ok(fs.existsSync(path.join(cwd, '.demo/agent.log')));
+    } finally {
+      if (demo.exitCode === null) demo.kill('SIGKILL');
+      forceUnmount(mnt);
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
