@@ -98,7 +98,7 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
 
   test('a resolver killed and restarted in the middle of a find: the find completes, identical to the kernel', async () => {
     const port = await freePort();
-    let resolver = await resolverOn(port);
+    const resolver = await resolverOn(port);
     const agent = await agentFor(resolver.address, ['--prefetch-entries', '0', '--deadline-ms', '10000']);
     const mnt = mountpoint('killed');
     agent.mount('w2', mnt);
@@ -107,7 +107,7 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     assert.ok(find.running(), 'find still running when the resolver dies');
     await resolver.stop('SIGKILL');
     await new Promise((r) => setTimeout(r, 300));
-    resolver = await resolverOn(port);
+    await resolverOn(port);
     const r = await find.done;
     assert.equal(r.stderr, '');
     assert.equal(r.status, 0);
@@ -119,7 +119,7 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
 
   test('every resolver down: operations fail with EIO after the deadline; the same mount recovers without remounting', async () => {
     const port = await freePort();
-    let resolver = await resolverOn(port);
+    const resolver = await resolverOn(port);
     const agent = await agentFor(resolver.address, ['--prefetch-entries', '0', '--deadline-ms', '1000']);
     const mnt = mountpoint('down');
     agent.mount('w2', mnt);
@@ -133,7 +133,7 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     assert.ok(elapsed < 10_000, `ls returned after ${elapsed} ms (deadline 1000 ms)`);
     assert.equal(fs.readdirSync(path.join(mnt, 'tree/d0002')).length, 5, 'what is cached still answers');
     await waitFor('the outage logged', () => agent.logs.some((l) => l.event === 'agent.resolver.down') || undefined);
-    resolver = await resolverOn(port);
+    await resolverOn(port);
     await waitFor('the mount to answer again', () => {
       try {
         return fs.readdirSync(path.join(mnt, 'tree/d0003')).join() === fs.readdirSync(path.join(kernel, 'tree/d0003')).join() ? true : undefined;
