@@ -191,13 +191,15 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     const mnt = mountpoint('cycle');
     for (let i = 0; i < 4; i++) {
       agent.mount('w1', mnt);
-      const holder = spawn('sleep', ['0.4'], { cwd: mnt });
-      await new Promise((r) => setTimeout(r, 50));
+      // Holds the old mount busy (its cwd) until killed, across the lazy unmount and the remount.
+      const holder = spawn('sleep', ['60'], { cwd: mnt });
+      const gone = new Promise((r) => holder.on('close', r));
       assert.throws(() => agent.umount(mnt), /busy/);
       agent.umount(mnt, true);
       agent.mount('w2', mnt);
       assert.equal(fs.readdirSync(path.join(mnt, 'tree/d0000')).sort().join(','), 'only');
-      await new Promise((r) => holder.on('close', r));
+      holder.kill();
+      await gone;
       agent.umount(mnt);
     }
     assert.equal(agent.child.exitCode, null, 'agent alive');
