@@ -117,6 +117,29 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     assert.equal(fs.readFileSync(path.join(mnt, 'tree/d0001/f1'), 'utf8'), 'snapshot rewrote 1/1\n');
   });
 
+  test('two resolvers share an agent\'s load; when one stops, the other serves everything', async () => {
+    const a = await resolverOn(0);
+    const b = await resolverOn(0);
+    const agent = await agentFor(`${a.address},${b.address}`, ['--prefetch-entries', '0']);
+    const first = mountpoint('pair1');
+    agent.mount('w2', first);
+    assert.deepEqual(findSync(first), expected);
+    assert.equal(await a.stop('SIGTERM'), 0);
+    const second = mountpoint('pair2');
+    agent.mount('w1', second);
+    const layersDir = path.join(fx.store, 'layers');
+    const lower = path.join(work, 'kernel-w1');
+    cleanups.push(await mountOverlay(layersDir, fx.rootsTopFirst.slice(1).map((r) => path.relative(layersDir, r)), lower));
+    assert.deepEqual(findSync(second), findSync(lower));
+    assert.equal(await b.stop('SIGTERM'), 0);
+    const served = (r: ResolverProcess): number => {
+      const s = r.logs.find((l) => l.event === 'resolver.stopped') as { hits: { memory: number }; misses: number } | undefined;
+      return s ? s.hits.memory + s.misses : 0;
+    };
+    assert.ok(served(a) > 500, `first resolver served ${served(a)} lookups`);
+    assert.ok(served(b) > 500, `second resolver served ${served(b)} lookups`);
+  });
+
   test('every resolver down: operations fail with EIO after the deadline; the same mount recovers without remounting', async () => {
     const port = await freePort();
     const resolver = await resolverOn(port);

@@ -16,6 +16,7 @@ import {
 import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
 import { DEFAULT_RETRY, RetryPolicy, isRetryable, withRetry } from './retry';
 import { SessionClient, type SessionClientOptions } from './session-client';
+import { SessionGroup } from './session-group';
 
 export interface ClientOptions {
   /** One or more resolver addresses ("h:p", "h:p,h:p" or a list); default $STRATA_RESOLVER, else 127.0.0.1:7400. */
@@ -89,6 +90,11 @@ export class StrataClient {
 
   close(): void {
     this.pool.close();
+  }
+
+  /** One Session stream per resolver address, requests dealt round robin (the agent's channel). */
+  sessionGroup(options: Omit<SessionClientOptions, 'pool'> = {}): SessionGroup {
+    return new SessionGroup(this.pool, options);
   }
 
   /** A Session stream (the agent's channel) over the same resolvers. */

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { MountInfo } from '@strata/agent-control';
-import { StrataClient, type SessionClient } from '@strata/client';
+import { StrataClient, type SessionGroup } from '@strata/client';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { parseLayerRef, type Layer } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
@@ -46,7 +46,7 @@ function clearError(err: unknown, what: string): StrataError {
  */
 export class Agent {
   private readonly client: StrataClient;
-  private readonly session: SessionClient;
+  private readonly session: SessionGroup;
   private readonly chunks: ChunkCache;
   private readonly mounts = new Map<string, Mounted>();
   private readonly busy = new Set<string>();
@@ -58,7 +58,7 @@ export class Agent {
   private constructor(private readonly o: AgentOptions) {
     this.log = o.log;
     this.client = new StrataClient({ resolver: o.resolver, deadlineMs: o.deadlineMs });
-    this.session = this.client.session({
+    this.session = this.client.sessionGroup({
       deadlineMs: o.deadlineMs,
       onEvent: (e) =>
         e.type === 'connected'

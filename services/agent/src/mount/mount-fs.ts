@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { SessionClient, SessionAnswer, SessionPayload } from '@strata/client';
+import type { SessionAnswer, SessionPayload } from '@strata/client';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { layerRefToProto, type Attr, type DirEntry, type StatFsResponse, type WalkEntry } from '@strata/protocol';
 import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
@@ -28,8 +28,13 @@ interface Handle {
   streak: number;
 }
 
+/** Where requests go: a SessionGroup in the agent. */
+export interface SessionLike {
+  request(payload: SessionPayload): Promise<SessionAnswer>;
+}
+
 export interface MountFsOptions {
-  session: SessionClient;
+  session: SessionLike;
   layerId: number;
   live: boolean;
   chunks: ChunkCache;
@@ -66,7 +71,7 @@ function cacheableErrno(err: unknown): number | undefined {
 export class MountFs {
   readonly layerId: number;
   readonly live: boolean;
-  private readonly session: SessionClient;
+  private readonly session: SessionLike;
   private readonly chunks: ChunkCache;
   private readonly mountKey: string;
   private readonly ttl: number | undefined;
