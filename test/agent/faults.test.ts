@@ -186,14 +186,15 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
 
   test('an agent killed with SIGKILL leaves a dead mount; the next agent on the same socket clears it and can mount there', async () => {
     const resolver = await resolverOn(0);
-    const first = await agentFor(resolver.address);
+    const socket = path.join(work, 'stale-agent.sock');
+    const first = await agentFor(resolver.address, [], socket);
     const mnt = mountpoint('stale');
     first.mount('w2', mnt);
     await first.stop('SIGKILL');
     // stat could still answer from the kernel's attribute cache; a listing must ask the (dead) agent.
     const dead = spawnSync('ls', [mnt], { encoding: 'utf8' });
     assert.match(dead.stderr, /Transport endpoint is not connected/, dead.stdout);
-    const second = await agentFor(resolver.address, [], first.socket);
+    const second = await agentFor(resolver.address, [], socket);
     assert.ok(second.logs.some((l) => l.event === 'agent.stale_mount_cleared' && l.mountpoint === mnt));
     assert.equal(fs.readdirSync(mnt).length, 0, 'the mountpoint is a plain empty directory again');
     second.mount('w2', mnt);

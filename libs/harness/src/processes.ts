@@ -126,9 +126,12 @@ export interface AgentProcess extends ServiceProcess {
 
 /** `strata agent` as a real process (FUSE needs root); resolves once its control socket listens. */
 export async function startAgent(a: AgentArgs): Promise<AgentProcess> {
-  const socket = a.socket ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-agent-')), 'agent.sock');
+  const ownDir = a.socket ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'strata-agent-'));
+  const socket = a.socket ?? path.join(ownDir!, 'agent.sock');
   const args = ['agent', '--resolver', a.resolver, '--socket', socket, ...(a.mounts ?? []).flatMap((m) => ['--mount', m]), ...(a.extra ?? [])];
   const s = await startService(args, 'agent.ready', a.env, a.nodeArgs);
+  // The socket directory goes with the agent (a successor given the same socket path brings its own).
+  void s.exit.then(() => ownDir && fs.rmSync(ownDir, { recursive: true, force: true }));
   return {
     ...s,
     socket,
