@@ -1,6 +1,12 @@
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import { SpanKind, inSpan } from '@strata/telemetry';
 import type { CacheHit, CacheLog, MetadataCache } from './metadata-cache';
+
+/** Redis calls are traced as part of the request that made them, never as traces of their own. */
+const REDIS_SPAN = { kind: SpanKind.CLIENT, childOnly: true };
+const GET_ATTRS = { 'db.system.name': 'redis', 'db.operation.name': 'GET' };
+const SET_ATTRS = { 'db.system.name': 'redis', 'db.operation.name': 'SET' };
 
 export interface RedisCacheOptions {
   /** A command slower than this counts as a miss (a stalled Redis must not stall requests). */
@@ -80,7 +86,7 @@ export class RedisCache implements MetadataCache {
 
   async get(key: string): Promise<CacheHit | undefined> {
     try {
-      const value = await this.client.getBuffer(Buffer.from(key, 'latin1'));
+      const value = await inSpan('redis GET', GET_ATTRS, () => this.client.getBuffer(Buffer.from(key, 'latin1')), REDIS_SPAN);
       return value ? { value, tier: 'redis' } : undefined;
     } catch (err) {
       this.down(err);
@@ -91,8 +97,7 @@ export class RedisCache implements MetadataCache {
   async set(key: string, value: Buffer, ttlMs?: number): Promise<void> {
     try {
       const k = Buffer.from(key, 'latin1');
-      if (ttlMs) await this.client.set(k, value, 'PX', Math.max(1, Math.round(ttlMs)));
-      else await this.client.set(k, value);
+      await inSpan('redis SET', SET_ATTRS, () => (ttlMs ? this.client.set(k, value, 'PX', Math.max(1, Math.round(ttlMs))) : this.client.set(k, value)), REDIS_SPAN);
     } catch (err) {
       this.down(err);
     }

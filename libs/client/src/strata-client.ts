@@ -1,4 +1,4 @@
-import { Metadata, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import type { ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
 import type { Layer, LayerRef, LayerType, MountOption, UpdateLayerInput } from '@strata/layers';
 import {
   Attr,
@@ -17,6 +17,7 @@ import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
 import { DEFAULT_RETRY, RetryPolicy, isRetryable, withRetry } from './retry';
 import { SessionClient, type SessionClientOptions } from './session-client';
 import { SessionGroup } from './session-group';
+import { tracedMetadata } from './trace-metadata';
 
 export interface ClientOptions {
   /** One or more resolver addresses ("h:p", "h:p,h:p" or a list); default $STRATA_RESOLVER, else 127.0.0.1:7400. */
@@ -66,7 +67,7 @@ function call<Req, Res>(
   deadline: number,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    fn(req, new Metadata(), { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
+    fn(req, tracedMetadata(), { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
   });
 }
 
@@ -213,7 +214,7 @@ export class StrataClient {
       (e, deadline) =>
         e.projection.read(
           { layer: layerRefToProto(ref), path: toPath(path), offset: pos, length: end === Infinity ? 0 : end - pos },
-          new Metadata(),
+          tracedMetadata(),
           deadline ? { deadline } : {},
         ),
       (msg) => {
@@ -238,7 +239,7 @@ export class StrataClient {
         progress.restart();
         return e.projection.walk(
           { layer: layerRefToProto(ref), path: toPath(path), maxDepth: options.maxDepth ?? 0, includeLinkTargets: options.includeLinkTargets ?? false },
-          new Metadata(),
+          tracedMetadata(),
           deadline ? { deadline } : {},
         );
       },
@@ -253,7 +254,7 @@ export class StrataClient {
     yield* this.resumable(
       (e, deadline) => {
         progress.restart();
-        return e.diff.diff({ from: layerRefToProto(from), to: layerRefToProto(to), path: toPath(path) }, new Metadata(), deadline ? { deadline } : {});
+        return e.diff.diff({ from: layerRefToProto(from), to: layerRefToProto(to), path: toPath(path) }, tracedMetadata(), deadline ? { deadline } : {});
       },
       (msg) =>
         progress

@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { activeTraceIds } from './otel';
 
 export type { Logger };
 
@@ -22,6 +23,8 @@ export function createLogger(options: LoggerOptions): Logger {
       base: { service: options.service, pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // Lines written inside a traced operation carry its ids (empty when tracing is off).
+      mixin: () => activeTraceIds() ?? {},
     },
     pino.destination({ dest: options.destination ?? 2, sync: true }),
   );

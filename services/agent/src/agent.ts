@@ -10,7 +10,9 @@ import { StrataFuse, type KernelOptions } from './fuse/strata-fuse';
 import { STRATA_FSTYPE, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
 import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
-import { LIVE_TTL_MS, MountFs } from './mount/mount-fs';
+import { LIVE_TTL_MS, MountFs, type MountCounters } from './mount/mount-fs';
+import { registerAgentMetrics } from './observability/agent-metrics';
+import { OpTracker } from './observability/op-tracker';
 import { StateFile } from './state-file';
 
 export interface AgentOptions {
@@ -52,6 +54,7 @@ export class Agent {
   private readonly busy = new Set<string>();
   private readonly state: StateFile;
   private readonly log: Logger;
+  private readonly counters: MountCounters = { attrHits: 0, attrMisses: 0, bytesRead: 0 };
   private resolverDown = false;
   private mountSeq = 0;
 
@@ -67,6 +70,7 @@ export class Agent {
     });
     this.chunks = new ChunkCache(o.chunkCacheBytes);
     this.state = new StateFile(o.stateFile);
+    registerAgentMetrics({ counters: this.counters, mounts: () => this.mounts.size, chunks: this.chunks, inflight: () => this.session.inflight });
   }
 
   static async start(o: AgentOptions): Promise<Agent> {
@@ -133,7 +137,7 @@ export class Agent {
     if (layer.mountOptions.includes('no-dev')) flags.push('nodev');
 
     const mountKey = `m${++this.mountSeq}`;
-    const mfs = new MountFs({ session: this.session, layerId: layer.layerId, live, chunks: this.chunks, mountKey, attrEntries: this.o.attrEntries });
+    const mfs = new MountFs({ session: this.session, layerId: layer.layerId, live, chunks: this.chunks, mountKey, attrEntries: this.o.attrEntries, counters: this.counters });
     // The root must answer before the kernel sees the mount.
     await mfs.stat(Buffer.from('/')).catch((err: unknown) => {
       throw clearError(err, `layer ${layer.layerId} does not answer`);
@@ -150,6 +154,7 @@ export class Agent {
     };
     const handlers = fuseHandlers(
       mfs,
+      new OpTracker(layer.layerId, this.log),
       (op, err) => this.resolverFailed(op, err),
       () => this.resolverAnswered(),
     );

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { defaultSocketPath } from '@strata/agent-control';
 import { isStrataError } from '@strata/errors';
-import { createLogger, onShutdown } from '@strata/telemetry';
+import { createLogger, onShutdown, startTelemetry, stopTelemetry } from '@strata/telemetry';
 import { Agent } from './agent';
 import { ControlServer } from './control/control-server';
 
@@ -37,6 +37,7 @@ interface Options {
   attrEntries: number;
   prefetchEntries: number;
   sealedTimeout: number;
+  metricsPort?: number;
   logLevel?: string;
 }
 
@@ -52,11 +53,13 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('--attr-entries <n>', 'attribute cache entries per mount', positiveInt, 500_000)
     .option('--prefetch-entries <n>', 'walk the tree into the caches at mount, up to this many entries (0: off)', nonNegativeInt, 100_000)
     .option('--sealed-timeout <s>', 'kernel entry/attr/negative cache seconds for sealed layers', positiveInt, 3600)
+    .option('--metrics-port <n>', 'serve Prometheus metrics on this port (/metrics); OTLP export follows the OTEL_* variables', positiveInt)
     .option('--log-level <level>', 'trace, debug, info, warn or error')
     .showHelpAfterError();
   program.parse(argv, { from: 'user' });
   const o = program.opts<Options>();
   const log = createLogger({ service: 'strata-agent', level: o.logLevel });
+  const telemetry = await startTelemetry({ service: 'strata-agent', metricsPort: o.metricsPort });
 
   let agent: Agent;
   let control: ControlServer;
@@ -95,6 +98,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   onShutdown(log, async () => {
     await control.close();
     await agent.stop();
+    await stopTelemetry();
   });
   for (const m of o.mount ?? []) {
     try {
@@ -108,7 +112,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       process.exit(1);
     }
   }
-  log.info({ event: 'agent.ready', socket: o.socket, resolver: o.resolver, mounts: (o.mount ?? []).length }, 'agent ready');
+  log.info({ event: 'agent.ready', socket: o.socket, resolver: o.resolver, mounts: (o.mount ?? []).length, ...telemetry }, 'agent ready');
 }
 
 if (require.main === module) {

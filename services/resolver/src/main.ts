@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { isStrataError } from '@strata/errors';
-import { createLogger, onShutdown } from '@strata/telemetry';
+import { createLogger, onShutdown, startTelemetry, stopTelemetry } from '@strata/telemetry';
 import { Resolver } from './resolver';
 
 function positiveInt(value: string): number {
@@ -20,11 +20,13 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('--redis <url>', 'shared metadata cache: redis://host:port or redis+cluster://h:p,h:p (default $STRATA_REDIS_URL)')
     .option('--cache-mb <n>', 'in-process metadata cache size in MiB', positiveInt, 256)
     .option('--grace-ms <n>', 'how long SIGTERM waits for calls in flight', positiveInt, 10_000)
+    .option('--metrics-port <n>', 'serve Prometheus metrics on this port (/metrics); OTLP export follows the OTEL_* variables', positiveInt)
     .option('--log-level <level>', 'trace, debug, info, warn or error')
     .showHelpAfterError();
   program.parse(argv, { from: 'user' });
-  const opts = program.opts<{ store?: string; listen: string; redis?: string; cacheMb: number; graceMs: number; logLevel?: string }>();
+  const opts = program.opts<{ store?: string; listen: string; redis?: string; cacheMb: number; graceMs: number; metricsPort?: number; logLevel?: string }>();
   const log = createLogger({ service: 'strata-resolver', level: opts.logLevel });
+  const telemetry = await startTelemetry({ service: 'strata-resolver', metricsPort: opts.metricsPort });
 
   let store = opts.store ?? process.env.STRATA_STORE;
   if (!store) {
@@ -42,10 +44,13 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.exit(1);
   }
   log.info(
-    { event: 'resolver.listening', listen: opts.listen, port: resolver.port, store: path.resolve(store), cacheMb: opts.cacheMb, redis: redisUrl ? 'on' : 'off' },
+    { event: 'resolver.listening', listen: opts.listen, port: resolver.port, store: path.resolve(store), cacheMb: opts.cacheMb, redis: redisUrl ? 'on' : 'off', ...telemetry },
     'resolver ready',
   );
-  onShutdown(log, () => resolver.stop(opts.graceMs));
+  onShutdown(log, async () => {
+    await resolver.stop(opts.graceMs);
+    await stopTelemetry();
+  });
 }
 
 if (require.main === module) {

@@ -17,6 +17,7 @@ import {
   XattrRecord,
 } from '@strata/protocol';
 import { type Change, type Node, type WalkEntry, diff, joinPath, printable, attrOf, readAt, splitPath } from '@strata/traversal';
+import { inSpan } from '@strata/telemetry';
 import type { ChainView, Chains } from './chains';
 import { FdCache } from './fd-cache';
 
@@ -26,6 +27,9 @@ export const SESSION_READ_MAX = 1 << 20;
 export const READ_CHUNK = 1 << 20;
 export const READDIR_DEFAULT_LIMIT = 1024;
 export const READDIR_MAX_LIMIT = 16384;
+
+/** Store work is traced only as part of a request's trace. */
+const STORE_SPAN = { childOnly: true };
 
 /** Lookup failures that depend only on the (sealed) tree, so they are cached like answers. */
 const NEGATIVE = new Set<number>([Errno.ENOENT, Errno.ENOTDIR, Errno.ELOOP]);
@@ -60,6 +64,8 @@ function toBuffer(u8: Uint8Array): Buffer {
  */
 export class ProjectionOps {
   readonly counters: CacheCounters = { hits: { memory: 0, redis: 0 }, misses: 0 };
+  /** File bytes answered (metrics read it; nothing else does). */
+  bytesServed = 0;
   private readonly inflight = new Map<string, Promise<NodeRecord>>();
   /** Decoded listings, so paging through a huge directory does not decode it once per page. */
   private readonly listings = new LRUCache<string, DirEntry[]>({ max: 64 });
@@ -201,8 +207,7 @@ export class ProjectionOps {
   private async resolveNode(view: ChainView, canon: Buffer, key: string): Promise<NodeRecord> {
     let rec: NodeRecord;
     try {
-      const node = await view.projection.lookup(canon);
-      rec = await this.recordOf(node);
+      rec = await inSpan('store.lookup', () => ({ 'strata.path': printable(canon) }), async () => this.recordOf(await view.projection.lookup(canon)), STORE_SPAN);
     } catch (err) {
       if (!isStrataError(err) || !NEGATIVE.has(err.errno)) throw err;
       rec = { errno: err.errno, attr: undefined, locations: [], directory: false, linkTarget: Buffer.alloc(0) };
@@ -243,7 +248,7 @@ export class ProjectionOps {
     if (hit) {
       entries = ListingRecord.decode(hit).entries;
     } else {
-      entries = await view.projection.readdir(canon);
+      entries = await inSpan('store.readdir', () => ({ 'strata.path': printable(canon) }), () => view.projection.readdir(canon), STORE_SPAN);
       this.store(view, key, ListingRecord.encode({ entries }).finish());
     }
     this.listings.set(key, entries, view.ttlMs ? { ttl: view.ttlMs } : undefined);
@@ -255,6 +260,10 @@ export class ProjectionOps {
     const key = recordKey(view.key, 'x', canon);
     const hit = await this.cached(view, key);
     if (hit) return XattrRecord.decode(hit);
+    return inSpan('store.xattrs', () => ({ 'strata.path': printable(canon) }), () => this.readXattrs(view, canon, key), STORE_SPAN);
+  }
+
+  private async readXattrs(view: ChainView, canon: Buffer, key: string): Promise<XattrRecord> {
     const names = await view.projection.listXattr(canon);
     const xattrs = [];
     for (const name of names) {
@@ -270,6 +279,12 @@ export class ProjectionOps {
   }
 
   private async readNode(view: ChainView, canon: Buffer, rec: NodeRecord, offset: number, length: number): Promise<ReadResponse> {
+    const r = await inSpan('store.read', () => ({ 'strata.path': printable(canon), 'strata.offset': offset, 'strata.length': length }), () => this.readData(view, canon, rec, offset, length), STORE_SPAN);
+    this.bytesServed += r.data.length;
+    return r;
+  }
+
+  private async readData(view: ChainView, canon: Buffer, rec: NodeRecord, offset: number, length: number): Promise<ReadResponse> {
     if (rec.directory) throw new StrataError(Errno.EISDIR, `is a directory: ${printable(canon)}`, { path: canon });
     const mode = rec.attr?.mode ?? 0;
     if ((mode & fsc.S_IFMT) !== fsc.S_IFREG) throw invalid(`not a regular file: ${printable(canon)}`, canon);

@@ -4,6 +4,8 @@ import type { Logger } from '@strata/telemetry';
 import { Chains } from './chains';
 import { ResolverServer } from './grpc/server';
 import { LayerOps } from './layer-ops';
+import { RequestTracker } from './observability/request-tracker';
+import { registerResolverMetrics } from './observability/resolver-metrics';
 import { ProjectionOps } from './projection-ops';
 
 export interface ResolverOptions {
@@ -27,7 +29,9 @@ export class Resolver {
   ) {
     this.cache = openCache({ memoryBytes: options.cacheMb * 1024 * 1024, redisUrl: options.redisUrl, log: options.log });
     this.projection = new ProjectionOps(new Chains(catalog), this.cache.cache);
-    this.server = new ResolverServer({ layers: new LayerOps(catalog), projection: this.projection, log: options.log });
+    const tracker = new RequestTracker(options.log);
+    this.server = new ResolverServer({ layers: new LayerOps(catalog), projection: this.projection, log: options.log, tracker });
+    registerResolverMetrics({ projection: this.projection, tracker, sessions: () => this.server.sessions.size, redis: options.redisUrl !== undefined });
   }
 
   static async start(options: ResolverOptions): Promise<Resolver> {
@@ -42,6 +46,6 @@ export class Resolver {
     await this.server.drain(graceMs);
     this.projection.close();
     await this.cache.cache.close();
-    this.options.log.info({ event: 'resolver.stopped', ...this.projection.counters }, 'resolver stopped');
+    this.options.log.info({ event: 'resolver.stopped', ...this.projection.counters, bytesServed: this.projection.bytesServed }, 'resolver stopped');
   }
 }

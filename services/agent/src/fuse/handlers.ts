@@ -1,6 +1,7 @@
 import type Fuse from 'fuse-native';
 import { Errno, isStrataError } from '@strata/errors';
 import type { MountFs } from '../mount/mount-fs';
+import type { OpTracker } from '../observability/op-tracker';
 import { toFuseStat, toFuseStatFs } from './stat';
 
 const O_ACCMODE = 3;
@@ -34,7 +35,8 @@ function utf8Name(name: Buffer): string | undefined {
  * EROFS (the mount is also `ro`, so the kernel normally refuses first).
  * Answers that are already cached go back without waiting a tick.
  */
-export function fuseHandlers(fs: MountFs, onFailure: FailureHook, onSuccess: () => void): Fuse.Ops {
+export function fuseHandlers(fs: MountFs, tracker: OpTracker, onFailure: FailureHook, onSuccess: () => void): Fuse.Ops {
+  const t = tracker;
   const fail = (op: string, err: unknown): number => {
     const errno = errnoOf(err);
     if (errno === Errno.EIO) onFailure(op, err);
@@ -49,8 +51,11 @@ export function fuseHandlers(fs: MountFs, onFailure: FailureHook, onSuccess: () 
     getattr(p, cb) {
       const path = bytes(p);
       const hit = fs.cachedStat(path);
-      if (hit) return 'attr' in hit ? cb(0, toFuseStat(hit.attr)) : cb(-hit.errno);
-      fs.stat(path).then(
+      if (hit) {
+        if (t.active) t.instant('getattr');
+        return 'attr' in hit ? cb(0, toFuseStat(hit.attr)) : cb(-hit.errno);
+      }
+      t.run('getattr', p, () => fs.stat(path)).then(
         (a) => {
           onSuccess();
           cb(0, toFuseStat(a));
@@ -60,7 +65,7 @@ export function fuseHandlers(fs: MountFs, onFailure: FailureHook, onSuccess: () 
     },
     readdir(p, cb) {
       const path = bytes(p);
-      fs.readdir(path)
+      t.run('readdir', p, () => fs.readdir(path))
         .then(async (l) => {
           const parent = p === '/' ? l.dir : await fs.parentStat(path);
           const names = ['.', '..'];
@@ -77,7 +82,7 @@ export function fuseHandlers(fs: MountFs, onFailure: FailureHook, onSuccess: () 
         .catch((err: unknown) => cb(fail('readdir', err)));
     },
     readlink(p, cb) {
-      fs.readlink(bytes(p)).then(
+      t.run('readlink', p, () => fs.readlink(bytes(p))).then(
         (target) => {
           const s = utf8Name(target);
           // A target that is not UTF-8 cannot pass fuse-native unchanged; a mangled one would lead elsewhere.
@@ -88,7 +93,7 @@ export function fuseHandlers(fs: MountFs, onFailure: FailureHook, onSuccess: () 
     },
     open(p, flags, cb) {
       if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) return cb(-Errno.EROFS);
-      fs.open(bytes(p)).then(
+      t.run('open', p, () => fs.open(bytes(p))).then(
         (fh) => cb(0, fh),
         (err: unknown) => cb(fail('open', err)),
       );
@@ -97,26 +102,26 @@ export function fuseHandlers(fs: MountFs, onFailure: FailureHook, onSuccess: () 
       fs.release(fd);
       cb(0);
     },
-    read(_p, fd, buf, len, pos, cb) {
-      fs.read(fd, buf, pos, len).then(
+    read(p, fd, buf, len, pos, cb) {
+      t.run('read', p, () => fs.read(fd, buf, pos, len)).then(
         (n) => cb(n),
         (err: unknown) => cb(fail('read', err)),
       );
     },
-    statfs(_p, cb) {
-      fs.statfs().then(
+    statfs(p, cb) {
+      t.run('statfs', p, () => fs.statfs()).then(
         (s) => cb(0, toFuseStatFs(s)),
         (err: unknown) => cb(fail('statfs', err)),
       );
     },
     getxattr(p, name, _position, cb) {
-      fs.getXattr(bytes(p), name).then(
+      t.run('getxattr', p, () => fs.getXattr(bytes(p), name)).then(
         (v) => cb(0, v),
         (err: unknown) => cb(fail('getxattr', err)),
       );
     },
     listxattr(p, cb) {
-      fs.listXattr(bytes(p)).then(
+      t.run('listxattr', p, () => fs.listXattr(bytes(p))).then(
         (names) => cb(0, names),
         (err: unknown) => cb(fail('listxattr', err)),
       );

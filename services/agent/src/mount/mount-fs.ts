@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import type { SessionAnswer, SessionPayload } from '@strata/client';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { layerRefToProto, type Attr, type DirEntry, type StatFsResponse, type WalkEntry } from '@strata/protocol';
+import { injectTraceContext } from '@strata/telemetry';
 import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
 
 /** How long a LIVE layer's answers stay in the agent (the kernel gets the same). */
@@ -30,7 +31,14 @@ interface Handle {
 
 /** Where requests go: a SessionGroup in the agent. */
 export interface SessionLike {
-  request(payload: SessionPayload): Promise<SessionAnswer>;
+  request(payload: SessionPayload, traceContext?: Record<string, string>): Promise<SessionAnswer>;
+}
+
+/** Attribute lookups answered here / sent on, and file bytes returned; shared by the agent's mounts, read by the metrics. */
+export interface MountCounters {
+  attrHits: number;
+  attrMisses: number;
+  bytesRead: number;
 }
 
 export interface MountFsOptions {
@@ -41,6 +49,7 @@ export interface MountFsOptions {
   /** Unique among the agent's mounts: prefixes this mount's chunk keys. */
   mountKey: string;
   attrEntries: number;
+  counters: MountCounters;
 }
 
 function keyOf(path: Buffer): string {
@@ -82,6 +91,7 @@ export class MountFs {
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
   private readonly layer;
+  readonly counters: MountCounters;
 
   constructor(o: MountFsOptions) {
     this.layerId = o.layerId;
@@ -89,6 +99,7 @@ export class MountFs {
     this.session = o.session;
     this.chunks = o.chunks;
     this.mountKey = o.mountKey;
+    this.counters = o.counters;
     this.ttl = o.live ? LIVE_TTL_MS : undefined;
     this.layer = layerRefToProto({ id: o.layerId });
     const ttl = this.ttl === undefined ? {} : { ttl: this.ttl, ttlAutopurge: false };
@@ -97,24 +108,29 @@ export class MountFs {
     this.links = new LRUCache<string, Buffer>({ max: Math.max(o.attrEntries >> 2, 1000), ...ttl });
   }
 
-  private async ask(payload: SessionPayload): Promise<SessionAnswer> {
-    return this.session.request(payload);
+  /** One Session request, carrying the trace context of the FUSE operation it serves. */
+  private ask(payload: SessionPayload): Promise<SessionAnswer> {
+    return this.session.request(payload, injectTraceContext());
   }
 
   /** A cached answer, if any, without waiting: lets the hot path reply synchronously. */
   cachedStat(path: Buffer): Cached | undefined {
-    return this.attrs.get(keyOf(path));
+    const hit = this.attrs.get(keyOf(path));
+    if (hit) this.counters.attrHits++;
+    return hit;
   }
 
   async stat(path: Buffer): Promise<Attr> {
     const key = keyOf(path);
     const hit = this.attrs.get(key);
     if (hit) {
+      this.counters.attrHits++;
       if ('attr' in hit) return hit.attr;
       throw new StrataError(hit.errno, 'cached', { path });
     }
     const running = this.pendingStats.get(key);
     if (running) return running;
+    this.counters.attrMisses++;
     const p = this.ask({ $case: 'stat', stat: { layer: this.layer, path } }).then(
       (r) => {
         this.pendingStats.delete(key);
@@ -242,6 +258,7 @@ export class MountFs {
       index++;
     }
     this.readahead(h, pos, copied);
+    this.counters.bytesRead += copied;
     return copied;
   }
 

@@ -2,7 +2,14 @@ import type { ServerUnaryCall, ServerWritableStream, ServiceError, sendUnaryData
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { toServiceError } from '@strata/protocol';
 import type { Logger } from '@strata/telemetry';
+import type { RequestTracker } from '../observability/request-tracker';
 import { undecodableOf } from './undecodable';
+
+/** What every handler needs besides its ops: the log and the request tracker (spans, latency). */
+export interface RpcContext {
+  log: Logger;
+  tracker: RequestTracker;
+}
 
 /**
  * Every failure as a StrataError: ours pass through with their errno; anything
@@ -22,9 +29,10 @@ export function serviceError(err: unknown, log: Logger, method: string): Partial
 /** A unary handler from an async function. */
 export function unary<Req, Res>(
   method: string,
-  log: Logger,
+  rpc: RpcContext,
   fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  const { log, tracker } = rpc;
   return (call, callback) => {
     const bad = undecodableOf(call.request);
     if (bad) {
@@ -32,8 +40,8 @@ export function unary<Req, Res>(
       return;
     }
     // Through a promise, so a synchronous throw (bad layer ref) is answered like any other error.
-    Promise.resolve()
-      .then(() => fn(call.request, call))
+    tracker
+      .run(method, call.metadata.getMap(), () => Promise.resolve().then(() => fn(call.request, call)))
       .then(
       (res) => callback(null, res),
       (err: unknown) => callback(serviceError(err, log, method)),
@@ -66,16 +74,17 @@ function writable(call: ServerWritableStream<unknown, unknown>): Promise<void> {
  */
 export function serverStream<Req, Res>(
   method: string,
-  log: Logger,
+  rpc: RpcContext,
   fn: (req: Req, call: ServerWritableStream<Req, Res>) => AsyncGenerator<Res>,
 ): (call: ServerWritableStream<Req, Res>) => void {
+  const { log, tracker } = rpc;
   return (call) => {
     const bad = undecodableOf(call.request);
     if (bad) {
       call.emit('error', toServiceError(bad.error));
       return;
     }
-    void (async () => {
+    void tracker.run(method, call.metadata.getMap(), async () => {
       const gen = fn(call.request, call);
       try {
         for await (const msg of gen) {
@@ -89,6 +98,6 @@ export function serverStream<Req, Res>(
       } finally {
         await gen.return(undefined);
       }
-    })();
+    });
   };
 }

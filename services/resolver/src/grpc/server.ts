@@ -12,6 +12,7 @@ import {
 } from '@strata/protocol';
 import type { Logger } from '@strata/telemetry';
 import type { LayerOps } from '../layer-ops';
+import type { RequestTracker } from '../observability/request-tracker';
 import type { ProjectionOps } from '../projection-ops';
 import { diffService, layerService, projectionService } from './services';
 import { type SessionHandle, sessionHandler } from './session';
@@ -28,6 +29,7 @@ export interface ServerDeps {
   layers: LayerOps;
   projection: ProjectionOps;
   log: Logger;
+  tracker: RequestTracker;
 }
 
 /** The resolver's gRPC server: the strata.v1 services, grpc.health.v1 and reflection. */
@@ -49,11 +51,12 @@ export class ResolverServer {
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     });
     const safe = withInvalidArgumentOnBadInput;
-    this.server.addService(safe(LayerServiceService), layerService(deps.layers, deps.log));
-    this.server.addService(safe(ProjectionServiceService), projectionService(deps.projection, deps.log));
-    this.server.addService(safe(DiffServiceService), diffService(deps.projection, deps.log));
+    const rpc = { log: deps.log, tracker: deps.tracker };
+    this.server.addService(safe(LayerServiceService), layerService(deps.layers, rpc));
+    this.server.addService(safe(ProjectionServiceService), projectionService(deps.projection, rpc));
+    this.server.addService(safe(DiffServiceService), diffService(deps.projection, rpc));
     this.server.addService(safe(SessionServiceService), {
-      session: sessionHandler(deps.projection, deps.log, {
+      session: sessionHandler(deps.projection, rpc, {
         opened: (s) => this.sessions.add(s),
         closed: (s) => this.sessions.delete(s),
       }),

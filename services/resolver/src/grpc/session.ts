@@ -1,9 +1,8 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import { SessionRequest, SessionResponse, errorInfoOf, layerRefFromProto, toServiceError } from '@strata/protocol';
-import type { Logger } from '@strata/telemetry';
 import { SESSION_READ_MAX, type ProjectionOps } from '../projection-ops';
-import { asStrataError } from './calls';
+import { asStrataError, type RpcContext } from './calls';
 import { undecodableOf } from './undecodable';
 
 /** Requests one Session may have in progress; more wait in HTTP/2 flow control, not in memory. */
@@ -57,7 +56,8 @@ export interface SessionHooks {
  * while the client does not read its responses (write() returns false) no
  * new request is read, so a stalled client costs bounded memory.
  */
-export function sessionHandler(ops: ProjectionOps, log: Logger, hooks: SessionHooks) {
+export function sessionHandler(ops: ProjectionOps, rpc: RpcContext, hooks: SessionHooks) {
+  const { log, tracker } = rpc;
   return (call: ServerDuplexStream<SessionRequest, SessionResponse>): void => {
     let inflight = 0;
     let blocked = false;
@@ -114,7 +114,8 @@ export function sessionHandler(ops: ProjectionOps, log: Logger, hooks: SessionHo
       }
       inflight++;
       flow();
-      dispatch(ops, req)
+      tracker
+        .run(`Session.${req.request?.$case ?? 'unknown'}`, req.traceContext, () => dispatch(ops, req))
         .then(
           (response) => send({ id: req.id, response }),
           (err: unknown) => send({ id: req.id, response: { $case: 'error', error: errorInfoOf(asStrataError(err, log, 'Session')) } }),

@@ -1,0 +1,152 @@
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  context,
+  metrics,
+  propagation,
+  trace,
+  type Attributes,
+  type Context,
+  type Histogram,
+  type Meter,
+} from '@opentelemetry/api';
+import type { NodeSDK } from '@opentelemetry/sdk-node';
+
+export { SpanKind };
+export type { Attributes, Context, Histogram, Meter };
+
+let sdk: NodeSDK | undefined;
+let tracing = false;
+let metering = false;
+
+export interface TelemetryOptions {
+  /** service.name unless OTEL_SERVICE_NAME says otherwise. */
+  service: string;
+  /** Serve Prometheus metrics on this port (/metrics). */
+  metricsPort?: number;
+}
+
+function listEnv(name: string): string[] {
+  return (process.env[name] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function otlpEndpointSet(signal: 'TRACES' | 'METRICS'): boolean {
+  return Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env[`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`]);
+}
+
+/**
+ * Starts @opentelemetry/sdk-node once, configured by the standard OTEL_*
+ * variables. Telemetry is on only when something asks for it (an OTLP
+ * endpoint, an OTEL_*_EXPORTER, or `--metrics-port`) and OTEL_SDK_DISABLED
+ * is not true; otherwise nothing is started and the hot paths skip every
+ * span and measurement.
+ */
+export async function startTelemetry(o: TelemetryOptions): Promise<{ tracing: boolean; metrics: boolean }> {
+  if (sdk || process.env.OTEL_SDK_DISABLED === 'true') return { tracing, metrics: metering };
+  const tracesAsked = otlpEndpointSet('TRACES') || listEnv('OTEL_TRACES_EXPORTER').some((e) => e !== 'none');
+  let metricExporters = listEnv('OTEL_METRICS_EXPORTER');
+  if (metricExporters.length === 0 && otlpEndpointSet('METRICS')) metricExporters = ['otlp'];
+  if (o.metricsPort !== undefined) {
+    // The SDK's own Prometheus reader, configured the standard way.
+    process.env.OTEL_EXPORTER_PROMETHEUS_PORT = String(o.metricsPort);
+    metricExporters = [...metricExporters.filter((e) => e !== 'none'), 'prometheus'];
+  }
+  const metricsAsked = metricExporters.some((e) => e !== 'none');
+  if (!tracesAsked && !metricsAsked) return { tracing: false, metrics: false };
+  // Unset means "otlp to localhost" to the SDK; here an unasked signal stays off.
+  process.env.OTEL_METRICS_EXPORTER = metricsAsked ? metricExporters.join(',') : 'none';
+  if (!tracesAsked) process.env.OTEL_TRACES_EXPORTER = 'none';
+  // Loaded only when asked for: the SDK is a few hundred modules a CLI call should not pay for.
+  const { NodeSDK: Sdk } = await import('@opentelemetry/sdk-node');
+  sdk = new Sdk({ serviceName: process.env.OTEL_SERVICE_NAME ?? o.service });
+  sdk.start();
+  tracing = tracesAsked;
+  metering = metricsAsked;
+  return { tracing, metrics: metering };
+}
+
+/** Flushes and stops the SDK (at shutdown, so the last spans and points are exported). */
+export async function stopTelemetry(): Promise<void> {
+  const s = sdk;
+  sdk = undefined;
+  await s?.shutdown().catch(() => undefined);
+}
+
+export function tracingOn(): boolean {
+  return tracing;
+}
+
+export function metricsOn(): boolean {
+  return metering;
+}
+
+/** strata's meter (a no-op one when metrics are off). */
+export function meter(): Meter {
+  return metrics.getMeter('strata');
+}
+
+/** Latency buckets in milliseconds, from a cached FUSE answer to a slow cold read. */
+export const LATENCY_BUCKETS_MS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+export function latencyHistogram(name: string, description: string): Histogram {
+  return meter().createHistogram(name, { unit: 'ms', description, advice: { explicitBucketBoundaries: LATENCY_BUCKETS_MS } });
+}
+
+/** The W3C trace context (traceparent, tracestate) of the active span, for a request that crosses processes. */
+export function injectTraceContext(): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  if (tracing) propagation.inject(context.active(), carrier);
+  return carrier;
+}
+
+/** The caller's context from a carrier (Session trace_context, gRPC metadata). */
+export function extractTraceContext(carrier: Record<string, string | string[] | Buffer | undefined>): Context {
+  const flat: Record<string, string> = {};
+  for (const [k, v] of Object.entries(carrier)) if (typeof v === 'string') flat[k] = v;
+  return propagation.extract(ROOT_CONTEXT, flat);
+}
+
+export interface SpanOptions {
+  kind?: SpanKind;
+  /** Parent context; default the active one. */
+  parent?: Context;
+  /** Only as a child of a span (no root spans for background work). */
+  childOnly?: boolean;
+}
+
+/**
+ * Runs `fn` inside a span when tracing is on (errors recorded, status set);
+ * otherwise just runs it. Attributes may be a function, so that building
+ * them costs nothing when tracing is off.
+ */
+export function inSpan<T>(name: string, attributes: Attributes | (() => Attributes), fn: () => Promise<T>, o: SpanOptions = {}): Promise<T> {
+  if (!tracing) return fn();
+  const parent = o.parent ?? context.active();
+  if (o.childOnly && !trace.getSpan(parent)) return fn();
+  const attrs = typeof attributes === 'function' ? attributes() : attributes;
+  const span = trace.getTracer('strata').startSpan(name, { kind: o.kind ?? SpanKind.INTERNAL, attributes: attrs }, parent);
+  return context.with(trace.setSpan(parent, span), fn).then(
+    (v) => {
+      span.end();
+      return v;
+    },
+    (err: unknown) => {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      span.end();
+      throw err;
+    },
+  );
+}
+
+/** trace_id/span_id of the active span, for log lines. */
+export function activeTraceIds(): { trace_id: string; span_id: string } | undefined {
+  if (!tracing) return undefined;
+  const s = trace.getActiveSpan();
+  if (!s) return undefined;
+  const c = s.spanContext();
+  return { trace_id: c.traceId, span_id: c.spanId };
+}
