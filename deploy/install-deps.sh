@@ -4,6 +4,8 @@
 # fusermount3 and /etc/fuse.conf (Debian's fuse and fuse3 conflict: never both).
 set -euo pipefail
 packages=(libfuse2 fuse3 redis-server attr util-linux kmod)
+# The side-by-side benchmark's peers and its Debian stack (npm run bench).
+[ "${STRATA_BENCH:-}" = 1 ] && packages+=(fuse-overlayfs debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

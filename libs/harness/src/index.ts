@@ -1,1 +1,3 @@
 export * from './processes';
+export * from './layer-fixture';
+export { S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, lsetxattr, makedev, mknod } from './sysops';

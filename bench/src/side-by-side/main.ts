@@ -1,0 +1,141 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { REPO, startRedis, type RedisProcess } from '@strata/harness';
+import { debianStack, generatedStack, type Stack } from './stacks';
+import { flushRedis, fuseOverlayfs, kernel, passthrough, strata, type Running, type System } from './systems';
+import { dropCaches, fullRead, randomReads, sequentialRead, walk } from './workloads';
+import { renderReport, type Results } from './report';
+
+/**
+ * `npm run bench`: the same layer stacks served by the kernel's overlayfs,
+ * fuse-overlayfs, a bare fuse-native passthrough and strata (in-process
+ * cache, and Redis), measured in one run; medians of STRATA_BENCH_RUNS
+ * (default 3) runs; writes docs/benchmarks.md.
+ */
+const RUNS = Number(process.env.STRATA_BENCH_RUNS ?? 3);
+const WORK = path.resolve(process.env.STRATA_BENCH_DIR ?? path.join(REPO, '.bench'));
+const log = (s: string): void => void process.stderr.write(`${s}\n`);
+
+let redis: RedisProcess | undefined;
+const strataMem = strata('strata (in-process)', () => undefined);
+const strataRedis = strata('strata (Redis)', () => redis);
+const SYSTEMS: System[] = [kernel, fuseOverlayfs, passthrough, strataMem, strataRedis];
+
+const results: Results = {};
+const memory: Record<string, Record<string, number>> = {};
+
+function record(stack: Stack, measure: string, system: System, value: number): void {
+  ((results[stack.name] ??= {})[measure] ??= {})[system.name] ??= [];
+  results[stack.name][measure][system.name].push(value);
+  log(`  ${stack.name} | ${measure} | ${system.name}: ${value.toFixed(1)}`);
+}
+
+function notePeak(system: System, r: Running): void {
+  for (const [role, bytes] of Object.entries(r.peakMemory())) {
+    const key = `${system.name} ${role}`;
+    (memory[key] ??= {}).peak = Math.max(memory[key].peak ?? 0, bytes);
+  }
+}
+
+/** A cold start: page cache dropped, Redis emptied, every process of the system fresh. */
+async function cold(system: System, stack: Stack, mnt: string): Promise<Running> {
+  flushRedis(system === strataRedis ? redis : undefined);
+  dropCaches();
+  const r = await system.start(stack, mnt);
+  dropCaches();
+  return r;
+}
+
+async function measure(stack: Stack): Promise<void> {
+  const mnt = path.join(WORK, 'mnt', stack.name);
+  for (let run = 1; run <= RUNS; run++) {
+    log(`${stack.name}: run ${run} of ${RUNS}`);
+    for (const system of SYSTEMS) {
+      let r = await cold(system, stack, mnt);
+      try {
+        record(stack, 'cold walk (ms)', system, walk(r.mnt));
+        record(stack, 'warm walk (ms)', system, walk(r.mnt));
+      } finally {
+        notePeak(system, r);
+        await r.stop();
+      }
+      r = await cold(system, stack, mnt);
+      try {
+        record(stack, 'cold full read (ms)', system, fullRead(r.mnt, stack.bigFile));
+        record(stack, 'warm full read (ms)', system, fullRead(r.mnt, stack.bigFile));
+      } finally {
+        notePeak(system, r);
+        await r.stop();
+      }
+      if (!stack.bigFile) continue;
+      const big = (m: string): string => path.join(m, stack.bigFile!);
+      r = await cold(system, stack, mnt);
+      try {
+        record(stack, '1 GiB sequential read, cold (MB/s)', system, sequentialRead(big(r.mnt)));
+        record(stack, '1 GiB sequential read, warm (MB/s)', system, sequentialRead(big(r.mnt)));
+      } finally {
+        notePeak(system, r);
+        await r.stop();
+      }
+      r = await cold(system, stack, mnt);
+      try {
+        record(stack, 'random 4 KiB reads, cold (IOPS)', system, randomReads(big(r.mnt)));
+      } finally {
+        notePeak(system, r);
+        await r.stop();
+      }
+    }
+    // A second host joins after the first warmed Redis: fresh resolver and agent, fresh kernel caches.
+    flushRedis(redis);
+    dropCaches();
+    const first = await strataRedis.host(stack, mnt);
+    try {
+      record(stack, 'cold walk, first host (ms)', strataRedis, walk(first.mnt));
+      const second = await strataRedis.host(stack, `${mnt}-second`);
+      try {
+        dropCaches();
+        record(stack, 'cold walk, second host (ms)', strataRedis, walk(second.mnt));
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await first.stop();
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark mounts filesystems and drops caches: run it as root');
+  fs.mkdirSync(WORK, { recursive: true });
+  redis = await startRedis();
+  try {
+    log(`building stacks under ${WORK} (kept for the next run)`);
+    const stacks = [await generatedStack(WORK), await debianStack(WORK, log)];
+    for (const s of stacks) await measure(s);
+    const report = renderReport({
+      date: new Date().toISOString().slice(0, 10),
+      machine: `${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.release()}`,
+      runs: RUNS,
+      stacks: stacks.map((s) => ({ name: s.name, files: s.files })),
+      results,
+      memory,
+    });
+    process.stdout.write(`${report}\n`);
+    const doc = path.join(REPO, 'docs/benchmarks.md');
+    const start = '<!-- side-by-side:start -->';
+    const end = '<!-- side-by-side:end -->';
+    const text = fs.readFileSync(doc, 'utf8');
+    const block = `${start}\n${report}\n${end}`;
+    const next = text.includes(start) ? text.slice(0, text.indexOf(start)) + block + text.slice(text.indexOf(end) + end.length) : text.replace(/\n## /, `\n${block}\n\n## `);
+    fs.writeFileSync(doc, next);
+    log(`wrote ${doc}`);
+  } finally {
+    await redis.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,61 @@
+/** results[stack][measure][system] = one value per run */
+export type Results = Record<string, Record<string, Record<string, number[]>>>;
+
+export interface ReportInput {
+  date: string;
+  machine: string;
+  runs: number;
+  stacks: { name: string; files: number }[];
+  results: Results;
+  memory: Record<string, Record<string, number>>;
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const higherIsBetter = (measure: string): boolean => /MB\/s|IOPS/.test(measure);
+
+/** How many times longer strata takes than `other` (throughputs inverted so > 1 always means slower). */
+function slowdown(measure: string, strata: number, other: number): number {
+  return higherIsBetter(measure) ? other / strata : strata / other;
+}
+
+function cell(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n)) return '-';
+  return n >= 100 ? Math.round(n).toString() : n.toFixed(1);
+}
+
+const STRATA = ['strata (in-process)', 'strata (Redis)'];
+const PEERS = ['kernel overlayfs', 'fuse-overlayfs', 'fuse-native passthrough'];
+
+export function renderReport(r: ReportInput): string {
+  const out: string[] = [];
+  out.push('## Side by side (`npm run bench`)', '');
+  out.push(`${r.date}, ${r.machine}. Medians of ${r.runs} runs. Cold: page cache dropped, every serving process restarted (and Redis emptied); warm: the same mount again.`, '');
+  for (const stack of r.stacks) {
+    const measures = r.results[stack.name] ?? {};
+    out.push(`### ${stack.name} (${stack.files} files)`, '');
+    const systems = [...PEERS, ...STRATA];
+    out.push(`| measure | ${systems.join(' | ')} |`, `| --- | ${systems.map(() => '---:').join(' | ')} |`);
+    for (const [measure, bySystem] of Object.entries(measures)) {
+      out.push(`| ${measure} | ${systems.map((s) => cell(bySystem[s] ? median(bySystem[s]) : undefined)).join(' | ')} |`);
+    }
+    out.push('', 'strata ÷ peer (times as long; below 1 is faster):', '');
+    const cols = STRATA.flatMap((s) => PEERS.map((p) => [s, p] as const));
+    out.push(`| measure | ${cols.map(([s, p]) => `${s.replace('strata ', '')} ÷ ${p.split(' ')[0]}`).join(' | ')} |`, `| --- | ${cols.map(() => '---:').join(' | ')} |`);
+    for (const [measure, bySystem] of Object.entries(measures)) {
+      const row = cols.map(([s, p]) => (bySystem[s] && bySystem[p] ? `${slowdown(measure, median(bySystem[s]), median(bySystem[p])).toFixed(2)}×` : '-'));
+      if (row.some((c) => c !== '-')) out.push(`| ${measure} | ${row.join(' | ')} |`);
+    }
+    const first = measures['cold walk, first host (ms)']?.['strata (Redis)'];
+    const second = measures['cold walk, second host (ms)']?.['strata (Redis)'];
+    if (first && second) out.push('', `Second host after the first warmed Redis: cold walk ${(median(first) / median(second)).toFixed(2)}× faster than the first host's.`);
+    out.push('');
+  }
+  out.push('### Peak memory (VmHWM)', '', '| process | MiB |', '| --- | ---: |');
+  for (const [k, v] of Object.entries(r.memory)) out.push(`| ${k} | ${(v.peak / 2 ** 20).toFixed(0)} |`);
+  return out.join('\n');
+}

@@ -1,0 +1,152 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeStack, type FixtureEntry, type LayerSpec } from '@strata/harness';
+import { Catalog } from '@strata/layers';
+
+/** A layer stack on disk, registered in its own strata store. */
+export interface Stack {
+  name: string;
+  store: string;
+  /** Layer directories, top first (the kernel's lowerdir order). */
+  layersTopFirst: string[];
+  /** The strata layer to mount (the top one). */
+  topLayer: string;
+  /** The big file for sequential and random reads, relative to the mount, if any. */
+  bigFile?: string;
+  files: number;
+}
+
+const GiB = 2 ** 30;
+
+/**
+ * About 30,000 files over three layers in the kernel's spelling: a base of
+ * 1000 directories × 22 files (100 B – 16 KiB), a snapshot that rewrites,
+ * whites out and adds, a top with opaque directories and new files, and one
+ * 1 GiB file of real data in the base.
+ */
+function generatedSpecs(): LayerSpec[] {
+  const base: FixtureEntry[] = [];
+  const snap: FixtureEntry[] = [];
+  const top: FixtureEntry[] = [];
+  let seed = 1;
+  const size = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return 100 + (seed % 16_000);
+  };
+  for (let d = 0; d < 1000; d++) {
+    const dir = `/srv/d${String(d).padStart(4, '0')}`;
+    for (let f = 0; f < 22; f++) base.push({ type: 'file', path: `${dir}/f${f}.dat`, content: Buffer.alloc(size(), d + f) });
+    if (d % 4 === 0) snap.push({ type: 'whiteout', path: `${dir}/f0.dat` }, { type: 'whiteout', path: `${dir}/f1.dat` });
+    if (d % 4 === 1) for (let f = 0; f < 5; f++) snap.push({ type: 'file', path: `${dir}/f${f}.dat`, content: Buffer.alloc(size(), 7) });
+    for (let f = 0; f < 3; f++) snap.push({ type: 'file', path: `${dir}/new${f}.dat`, content: Buffer.alloc(size(), 9) });
+    if (d % 20 === 0) {
+      top.push({ type: 'dir', path: dir, opaque: true });
+      for (let f = 0; f < 4; f++) top.push({ type: 'file', path: `${dir}/only${f}.dat`, content: Buffer.alloc(size(), 3) });
+    } else if (d % 2 === 0) {
+      top.push({ type: 'file', path: `${dir}/top.dat`, content: Buffer.alloc(size(), 5) });
+    }
+  }
+  return [{ entries: base }, { entries: snap }, { entries: top }];
+}
+
+/** Registers layer directories store/layers/<n> (bottom first) as a chain; returns the top layer's name. */
+async function register(store: string, names: string[], prefix: string): Promise<string> {
+  const catalog = new Catalog(store);
+  await catalog.init();
+  let base: number | undefined;
+  let name = '';
+  for (let i = 0; i < names.length; i++) {
+    name = `${prefix}${i}`;
+    const l = await catalog.create({ source: `dir:layers/${names[i]}`, layerType: i === 0 ? 'base' : 'snapshot', name, ...(base ? { base: { id: base } } : {}) });
+    base = l.layerId;
+  }
+  return name;
+}
+
+function countFiles(dirs: string[]): number {
+  const r = spawnSync('sh', ['-c', `find ${dirs.map((d) => `'${d}'`).join(' ')} -type f | wc -l`], { encoding: 'utf8' });
+  return Number(r.stdout.trim());
+}
+
+/** Writes a 1 GiB file of non-repeating data (so nothing can shortcut reading it). */
+function writeBigFile(file: string): void {
+  const fd = fs.openSync(file, 'w');
+  const block = Buffer.alloc(1 << 20);
+  for (let i = 0; i < GiB / block.length; i++) {
+    for (let j = 0; j < block.length; j += 8) block.writeUInt32LE((i * 131_071 + j * 2_654_435_761) >>> 0, j);
+    fs.writeSync(fd, block);
+  }
+  fs.closeSync(fd);
+}
+
+export async function generatedStack(root: string): Promise<Stack> {
+  const dir = path.join(root, 'generated');
+  const store = path.join(dir, 'store');
+  const layers = path.join(store, 'layers');
+  const done = path.join(dir, '.complete');
+  if (!fs.existsSync(done)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(layers, { recursive: true });
+    writeStack(layers, generatedSpecs(), 'trusted');
+    writeBigFile(path.join(layers, '0/big.img'));
+    await register(store, ['0', '1', '2'], 'gen');
+    fs.writeFileSync(done, '');
+  }
+  const layersTopFirst = ['2', '1', '0'].map((n) => path.join(layers, n));
+  return { name: 'generated', store, layersTopFirst, topLayer: 'gen2', bigFile: 'big.img', files: countFiles(layersTopFirst) };
+}
+
+const MIRROR = 'http://deb.debian.org/debian';
+const PACKAGES = ['curl', 'less', 'procps', 'iproute2', 'python3-minimal'];
+
+function run(cmd: string, args: string[], log: (s: string) => void): void {
+  log(`$ ${cmd} ${args.join(' ')}`);
+  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+/**
+ * A Debian root filesystem (debootstrap, minbase) as the base image, and as
+ * a snapshot what installing a few packages changed in it: apt runs in a
+ * chroot over an overlayfs mount, whose upper directory is the layer.
+ */
+export async function debianStack(root: string, log: (s: string) => void): Promise<Stack> {
+  const dir = path.join(root, 'debian');
+  const store = path.join(dir, 'store');
+  const layers = path.join(store, 'layers');
+  const base = path.join(layers, 'rootfs');
+  const upper = path.join(layers, 'packages');
+  const done = path.join(dir, '.complete');
+  if (!fs.existsSync(done)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(layers, { recursive: true });
+    run('debootstrap', ['--variant=minbase', 'bookworm', base, MIRROR], log);
+    const work = path.join(dir, 'work');
+    const merged = path.join(dir, 'merged');
+    fs.mkdirSync(upper);
+    fs.mkdirSync(work);
+    fs.mkdirSync(merged);
+    run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${base},upperdir=${upper},workdir=${work}`, merged], log);
+    try {
+      run('mount', ['-t', 'proc', 'proc', path.join(merged, 'proc')], log);
+      run('mount', ['--bind', '/dev', path.join(merged, 'dev')], log);
+      fs.copyFileSync('/etc/resolv.conf', path.join(merged, 'etc/resolv.conf'));
+      try {
+        run('chroot', [merged, 'apt-get', 'update', '-qq'], log);
+        run('chroot', [merged, 'env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-qq', '--no-install-recommends', ...PACKAGES], log);
+        run('chroot', [merged, 'apt-get', 'clean'], log);
+      } finally {
+        spawnSync('umount', [path.join(merged, 'dev')]);
+        spawnSync('umount', [path.join(merged, 'proc')]);
+      }
+    } finally {
+      spawnSync('umount', [merged]);
+    }
+    fs.rmSync(work, { recursive: true, force: true });
+    fs.rmSync(merged, { recursive: true, force: true });
+    await register(store, ['rootfs', 'packages'], 'deb');
+    fs.writeFileSync(done, '');
+  }
+  const layersTopFirst = [upper, base];
+  return { name: 'debian', store, layersTopFirst, topLayer: 'deb1', files: countFiles(layersTopFirst) };
+}

@@ -1,0 +1,122 @@
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { forceUnmount, redisCli, startAgent, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '@strata/harness';
+import type { Stack } from './stacks';
+
+/** One mounted system under test. */
+export interface Running {
+  mnt: string;
+  /** Peak resident memory (VmHWM) of the processes that serve the mount, by role, in bytes. */
+  peakMemory(): Record<string, number>;
+  stop(): Promise<void>;
+}
+
+export interface System {
+  name: string;
+  start(stack: Stack, mnt: string): Promise<Running>;
+}
+
+function peakOf(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function mountKernel(stack: Stack, mnt: string): void {
+  fs.mkdirSync(mnt, { recursive: true });
+  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${stack.layersTopFirst.join(':')}`, mnt]);
+}
+
+function unmount(mnt: string): void {
+  if (spawnSync('umount', [mnt]).status !== 0) forceUnmount(mnt);
+}
+
+export const kernel: System = {
+  name: 'kernel overlayfs',
+  async start(stack, mnt) {
+    mountKernel(stack, mnt);
+    return { mnt, peakMemory: () => ({}), stop: async () => unmount(mnt) };
+  },
+};
+
+export const fuseOverlayfs: System = {
+  name: 'fuse-overlayfs',
+  async start(stack, mnt) {
+    fs.mkdirSync(mnt, { recursive: true });
+    // Only lower layers: fuse-overlayfs serves them read-only. It daemonizes once mounted.
+    execFileSync('fuse-overlayfs', ['-o', `lowerdir=${stack.layersTopFirst.join(':')}`, mnt]);
+    return { mnt, peakMemory: () => ({}), stop: async () => unmount(mnt) };
+  },
+};
+
+/** fuse-native passing node:fs calls through to the kernel's merged mount: the floor of a Node FUSE process. */
+export const passthrough: System = {
+  name: 'fuse-native passthrough',
+  async start(stack, mnt) {
+    const merged = `${mnt}.merged`;
+    mountKernel(stack, merged);
+    fs.mkdirSync(mnt, { recursive: true });
+    const child: ChildProcess = spawn(process.execPath, [path.join(__dirname, 'passthrough.js'), merged, mnt], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    await waitFor('passthrough to mount', () => (out.includes('mounted') ? true : undefined), 15_000);
+    return {
+      mnt,
+      peakMemory: () => ({ passthrough: peakOf(child.pid) }),
+      stop: async () => {
+        forceUnmount(mnt);
+        child.kill('SIGKILL');
+        await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+        unmount(merged);
+      },
+    };
+  },
+};
+
+/** strata as a host runs it: a resolver (in-process cache, or Redis behind it) and an agent. */
+export function strata(name: string, redis: () => RedisProcess | undefined): System & { host(stack: Stack, mnt: string): Promise<StrataHost> } {
+  const host = async (stack: Stack, mnt: string): Promise<StrataHost> => {
+    fs.mkdirSync(mnt, { recursive: true });
+    const resolver = await startResolver({ store: stack.store, redis: redis()?.url, env: { STRATA_LOG_LEVEL: 'warn' } });
+    const agent = await startAgent({ resolver: resolver.address, env: { STRATA_LOG_LEVEL: 'info' } });
+    agent.mount(stack.topLayer, mnt);
+    return new StrataHost(mnt, resolver, agent);
+  };
+  return {
+    name,
+    host,
+    start: host,
+  };
+}
+
+export class StrataHost implements Running {
+  constructor(
+    readonly mnt: string,
+    readonly resolver: ResolverProcess,
+    readonly agent: AgentProcess,
+  ) {}
+
+  peakMemory(): Record<string, number> {
+    return { agent: peakOf(this.agent.child.pid), resolver: peakOf(this.resolver.child.pid) };
+  }
+
+  /** Waits until the agent's Walk prefetch (if any) has finished, so it is not measured as part of the next workload. */
+  async prefetched(): Promise<void> {
+    await waitFor('prefetch', () => this.agent.logs.some((l) => l.event === 'agent.prefetch.done' || l.event === 'agent.prefetch.failed') || undefined, 600_000);
+  }
+
+  async stop(): Promise<void> {
+    await this.agent.stop();
+    forceUnmount(this.mnt);
+    await this.resolver.stop();
+  }
+}
+
+export function flushRedis(redis: RedisProcess | undefined): void {
+  if (redis) redisCli(redis.port, 'FLUSHALL');
+}
