@@ -1,5 +1,5 @@
 /// <reference path="../../../services/agent/src/fuse/fuse-native.d.ts" />
-import { close, read, promises as fs, type Stats } from 'node:fs';
+import { close, open, read, promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import Fuse from 'fuse-native';
 import { fuseOptionList } from '@strata/agent';
@@ -46,7 +46,8 @@ const ops: Fuse.Ops = {
       cb(0, names, stats.map(stat));
     })().catch((e: unknown) => cb(errno(e))),
   readlink: (p, cb) => void fs.readlink(real(p)).then((t) => cb(0, t), (e: unknown) => cb(errno(e))),
-  open: (p, _flags, cb) => void fs.open(real(p), 'r').then((h) => cb(0, h.fd), (e: unknown) => cb(errno(e))),
+  // The callback API: a FileHandle would be closed behind the kernel's back when garbage collected.
+  open: (p, _flags, cb) => open(real(p), 'r', (err, fd) => (err ? cb(errno(err)) : cb(0, fd))),
   release: (_p, fd, cb) => close(fd, () => cb(0)),
   read: (_p, fd, buf, len, pos, cb) => read(fd, buf, 0, len, pos, (err, n) => cb(err ? errno(err) : n)),
 };

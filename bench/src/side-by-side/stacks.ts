@@ -130,12 +130,14 @@ export async function debianStack(root: string, log: (s: string) => void): Promi
     try {
       run('mount', ['-t', 'proc', 'proc', path.join(merged, 'proc')], log);
       run('mount', ['--bind', '/dev', path.join(merged, 'dev')], log);
+      run('mount', ['-t', 'devpts', 'devpts', path.join(merged, 'dev/pts')], log);
       fs.copyFileSync('/etc/resolv.conf', path.join(merged, 'etc/resolv.conf'));
       try {
         run('chroot', [merged, 'apt-get', 'update', '-qq'], log);
         run('chroot', [merged, 'env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-qq', '--no-install-recommends', ...PACKAGES], log);
         run('chroot', [merged, 'apt-get', 'clean'], log);
       } finally {
+        spawnSync('umount', [path.join(merged, 'dev/pts')]);
         spawnSync('umount', [path.join(merged, 'dev')]);
         spawnSync('umount', [path.join(merged, 'proc')]);
       }

@@ -82,7 +82,7 @@ export const passthrough: System = {
 export function strata(name: string, redis: () => RedisProcess | undefined): System & { host(stack: Stack, mnt: string): Promise<StrataHost> } {
   const host = async (stack: Stack, mnt: string): Promise<StrataHost> => {
     fs.mkdirSync(mnt, { recursive: true });
-    const resolver = await startResolver({ store: stack.store, redis: redis()?.url, env: { STRATA_LOG_LEVEL: 'warn' } });
+    const resolver = await startResolver({ store: stack.store, redis: redis()?.url, env: { STRATA_LOG_LEVEL: 'info' } });
     const agent = await startAgent({ resolver: resolver.address, env: { STRATA_LOG_LEVEL: 'info' } });
     agent.mount(stack.topLayer, mnt);
     return new StrataHost(mnt, resolver, agent);
