@@ -20,7 +20,14 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 let redis: RedisProcess | undefined;
 const strataMem = strata('strata (in-process)', () => undefined);
 const strataRedis = strata('strata (Redis)', () => redis);
-const SYSTEMS: System[] = [kernel, fuseOverlayfs, passthrough, strataMem, strataRedis];
+const ALL: Record<string, System> = { kernel, 'fuse-overlayfs': fuseOverlayfs, passthrough, strata: strataMem, 'strata-redis': strataRedis };
+/** STRATA_BENCH_SYSTEMS=kernel,strata (default all) and STRATA_BENCH_STACKS=generated (default both) narrow a run while profiling. */
+const SYSTEMS: System[] = (process.env.STRATA_BENCH_SYSTEMS?.split(',') ?? Object.keys(ALL)).map((k) => {
+  const s = ALL[k.trim()];
+  if (!s) throw new Error(`unknown system ${k} (${Object.keys(ALL).join(', ')})`);
+  return s;
+});
+const STACKS = process.env.STRATA_BENCH_STACKS?.split(',') ?? ['generated', 'debian'];
 
 const results: Results = {};
 const memory: Record<string, Record<string, number>> = {};
@@ -86,6 +93,7 @@ async function measure(stack: Stack): Promise<void> {
         await r.stop();
       }
     }
+    if (!SYSTEMS.includes(strataRedis)) continue;
     // A second host joins after the first warmed Redis: fresh resolver and agent, fresh kernel caches.
     flushRedis(redis);
     dropCaches();
@@ -111,7 +119,9 @@ async function main(): Promise<void> {
   redis = await startRedis();
   try {
     log(`building stacks under ${WORK} (kept for the next run)`);
-    const stacks = [await generatedStack(WORK), await debianStack(WORK, log)];
+    const stacks: Stack[] = [];
+    if (STACKS.includes('generated')) stacks.push(await generatedStack(WORK));
+    if (STACKS.includes('debian')) stacks.push(await debianStack(WORK, log));
     for (const s of stacks) await measure(s);
     const report = renderReport({
       date: new Date().toISOString().slice(0, 10),
@@ -122,6 +132,7 @@ async function main(): Promise<void> {
       memory,
     });
     process.stdout.write(`${report}\n`);
+    if (process.env.STRATA_BENCH_SYSTEMS || process.env.STRATA_BENCH_STACKS) return; // a partial run does not replace the published figures
     const doc = path.join(REPO, 'docs/benchmarks.md');
     const start = '<!-- side-by-side:start -->';
     const end = '<!-- side-by-side:end -->';

@@ -1,4 +1,3 @@
-/// <reference path="../../../services/agent/src/fuse/fuse-native.d.ts" />
 import { close, open, read, promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import Fuse from 'fuse-native';

@@ -95,12 +95,14 @@ export interface ResolverArgs {
   port?: number;
   extra?: string[];
   env?: Record<string, string>;
+  /** Flags for node itself (profiling, GC). */
+  nodeArgs?: string[];
 }
 
 /** `strata resolver` as a real process; resolves once it logs that it is listening. */
 export async function startResolver(a: ResolverArgs): Promise<ResolverProcess> {
   const args = ['resolver', '--store', a.store, '--listen', `127.0.0.1:${a.port ?? 0}`, ...(a.redis ? ['--redis', a.redis] : []), ...(a.extra ?? [])];
-  const s = await startService(args, 'resolver.listening', a.env);
+  const s = await startService(args, 'resolver.listening', a.env, a.nodeArgs);
   const port = s.ready.port as number;
   return { ...s, address: `127.0.0.1:${port}`, port };
 }

@@ -2,7 +2,7 @@ import { promises as fs, constants as fsc, type BigIntStats } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { Errno, GrpcCode, StrataError, fromSystemError, isStrataError } from '@strata/errors';
 import { Attr } from './attr';
-import { mergeDir } from './merge';
+import { mergeDir, type MergedEntry } from './merge';
 import { DirNode, LeafNode, Node, attrOf, realPathOf } from './node';
 import { isOpaqueDir, isOverlayPrivateXattr, isWhiteoutDevice, isWhiteoutName, visibleXattrNames, whiteoutNameFor } from './overlay-rules';
 import { childPath, joinPath, printable, splitPath, toPathBuffer } from './paths';
@@ -111,9 +111,12 @@ export class Projection {
 
   /** Entries of a merged directory with their attributes, sorted bytewise. */
   async readdir(path: Buffer | string): Promise<DirEntry[]> {
-    const dir = await this.lookupDir(toPathBuffer(path));
-    const merged = await mergeDir(dir);
-    return merged.map((e) => ({ name: e.name, attr: attrOf(e.node) }));
+    return (await this.readdirNodes(path)).map((e) => ({ name: e.name, attr: attrOf(e.node) }));
+  }
+
+  /** The same entries with the node a lookup of each would give (callers cache them instead of looking names up again). */
+  async readdirNodes(path: Buffer | string): Promise<MergedEntry[]> {
+    return mergeDir(await this.lookupDir(toPathBuffer(path)));
   }
 
   async read(path: Buffer | string, offset: number, length: number): Promise<ReadResult> {

@@ -4,6 +4,7 @@ import { Errno, GrpcCode, StrataError, errnoName, fromSystemError, isStrataError
 import { type CacheTier, type MetadataCache, recordKey } from '@strata/cache';
 import type { LayerRef } from '@strata/layers';
 import {
+  Attr,
   DirEntry,
   GetXattrResponse,
   ListXattrResponse,
@@ -20,6 +21,7 @@ import { type Change, type Node, type WalkEntry, diff, joinPath, printable, attr
 import { inSpan } from '@strata/telemetry';
 import type { ChainView, Chains } from './chains';
 import { FdCache } from './fd-cache';
+import { ListingPrefetcher } from './listing-prefetcher';
 
 /** Largest read answered in one Session message (a short read, as read(2) may return). */
 export const SESSION_READ_MAX = 1 << 20;
@@ -27,6 +29,7 @@ export const SESSION_READ_MAX = 1 << 20;
 export const READ_CHUNK = 1 << 20;
 export const READDIR_DEFAULT_LIMIT = 1024;
 export const READDIR_MAX_LIMIT = 16384;
+const WALK_BATCH = 512;
 
 /** Store work is traced only as part of a request's trace. */
 const STORE_SPAN = { childOnly: true };
@@ -152,10 +155,52 @@ export class ProjectionOps {
     return view.projection.statfs();
   }
 
+  /**
+   * The subtree's metadata depth first (parents before children, siblings
+   * sorted), built from the same cached listings ReadDir serves: a walk
+   * fills the shared cache, and a walk on another resolver (another host's
+   * agent prefetching the same layer) reads it from Redis instead of the
+   * store. Listings are fetched ahead of the walk, a window at a time.
+   */
   async *walk(ref: LayerRef, path: Buffer, maxDepth: number, includeLinkTargets: boolean): AsyncGenerator<WalkEntry[]> {
-    const canon = joinPath(splitPath(path));
     const view = await this.view(ref);
-    yield* view.projection.walk(canon, { maxDepth, includeLinkTargets, batchSize: 512 });
+    const { canon, rec } = await this.node(view, path);
+    const linkOf = async (p: Buffer, attr: Attr, known?: Buffer): Promise<Buffer | undefined> =>
+      includeLinkTargets && (attr.mode & fsc.S_IFMT) === fsc.S_IFLNK ? (known ?? (await this.node(view, p)).rec.linkTarget) : undefined;
+    const entry = (p: Buffer, attr: Attr, link: Buffer | undefined): WalkEntry => (link ? { path: p, attr, linkTarget: link } : { path: p, attr });
+    const rootAttr = rec.attr!;
+    let batch: WalkEntry[] = [entry(canon, rootAttr, await linkOf(canon, rootAttr, rec.linkTarget))];
+    if (!rec.directory) {
+      yield batch;
+      return;
+    }
+    const ahead = new ListingPrefetcher((dir) => this.listing(view, dir));
+    const descend = (depth: number): boolean => maxDepth === 0 || depth < maxDepth;
+    const subdirs = (dir: Buffer, entries: DirEntry[]): Buffer[] =>
+      entries.filter((e) => e.attr && (e.attr.mode & fsc.S_IFMT) === fsc.S_IFDIR).map((e) => joinPath([...splitPath(dir), e.name]));
+    const open = async (dir: Buffer, depth: number): Promise<{ dir: Buffer; entries: DirEntry[]; i: number; depth: number }> => {
+      const entries = await ahead.take(dir);
+      if (descend(depth)) ahead.want(subdirs(dir, entries));
+      return { dir, entries, i: 0, depth };
+    };
+    const stack = [await open(canon, 1)];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1];
+      if (top.i >= top.entries.length) {
+        stack.pop();
+        continue;
+      }
+      const e = top.entries[top.i++];
+      if (!e.attr) continue;
+      const p = joinPath([...splitPath(top.dir), e.name]);
+      batch.push(entry(p, e.attr, await linkOf(p, e.attr)));
+      if (batch.length >= WALK_BATCH) {
+        yield batch;
+        batch = [];
+      }
+      if ((e.attr.mode & fsc.S_IFMT) === fsc.S_IFDIR && descend(top.depth)) stack.push(await open(p, top.depth + 1));
+    }
+    if (batch.length > 0) yield batch;
   }
 
   async *diff(from: LayerRef, to: LayerRef, path: Buffer): AsyncGenerator<Change[]> {
@@ -248,10 +293,28 @@ export class ProjectionOps {
     if (hit) {
       entries = ListingRecord.decode(hit).entries;
     } else {
-      entries = await inSpan('store.readdir', () => ({ 'strata.path': printable(canon) }), () => view.projection.readdir(canon), STORE_SPAN);
+      entries = await inSpan('store.readdir', () => ({ 'strata.path': printable(canon) }), () => this.readDirectory(view, canon), STORE_SPAN);
       this.store(view, key, ListingRecord.encode({ entries }).finish());
     }
     this.listings.set(key, entries, view.ttlMs ? { ttl: view.ttlMs } : undefined);
+    return entries;
+  }
+
+  /**
+   * A directory from the store. The merge already found the node behind
+   * every entry, so their records are cached too: the reads and lookups that
+   * follow a listing (or a Walk) skip the layer-by-layer lookup.
+   */
+  private async readDirectory(view: ChainView, canon: Buffer): Promise<DirEntry[]> {
+    const merged = await view.projection.readdirNodes(canon);
+    const parts = splitPath(canon);
+    const entries: DirEntry[] = [];
+    for (const e of merged) {
+      const rec = await this.recordOf(e.node);
+      entries.push({ name: e.name, attr: rec.attr });
+      const child = joinPath([...parts, e.name]);
+      this.store(view, recordKey(view.key, 'n', child), NodeRecord.encode(rec).finish());
+    }
     return entries;
   }
 

@@ -4,9 +4,6 @@ import type { MountFs } from '../mount/mount-fs';
 import type { OpTracker } from '../observability/op-tracker';
 import { toFuseStat, toFuseStatFs } from './stat';
 
-const O_ACCMODE = 3;
-const O_RDONLY = 0;
-const O_TRUNC = 0o1000;
 
 /** Called once per failed operation that is not a fact about the tree (EIO, deadlines). */
 export type FailureHook = (op: string, err: unknown) => void;
@@ -91,19 +88,9 @@ export function fuseHandlers(fs: MountFs, tracker: OpTracker, onFailure: Failure
         (err: unknown) => cb(fail('readlink', err)),
       );
     },
-    open(p, flags, cb) {
-      if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) return cb(-Errno.EROFS);
-      t.run('open', p, () => fs.open(bytes(p))).then(
-        (fh) => cb(0, fh),
-        (err: unknown) => cb(fail('open', err)),
-      );
-    },
-    release(_p, fd, cb) {
-      fs.release(fd);
-      cb(0);
-    },
-    read(p, fd, buf, len, pos, cb) {
-      t.run('read', p, () => fs.read(fd, buf, pos, len)).then(
+    // No open or release: libfuse answers them without a trip to this thread (the mount is ro, so the kernel refuses writers first).
+    read(p, _fd, buf, len, pos, cb) {
+      t.run('read', p, () => fs.read(bytes(p), buf, pos, len)).then(
         (n) => cb(n),
         (err: unknown) => cb(fail('read', err)),
       );

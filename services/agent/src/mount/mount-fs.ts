@@ -10,8 +10,14 @@ export const LIVE_TTL_MS = 200;
 /** Sequential reads fetch up to this many chunks ahead. */
 const MAX_READAHEAD_CHUNKS = 8;
 const READDIR_PAGE = 16_384;
+/** A read that does not continue the previous one fetches this much, not a whole chunk. */
+export const BLOCK_SIZE = 64 * 1024;
+/** Files opened one after another in a directory: the next ones' first chunks are fetched ahead. */
+const SIBLING_PREFETCH_FILES = 32;
+const SIBLING_PREFETCH_BYTES = 16 << 20;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
 
 type Cached = { attr: Attr } | { errno: number };
 
@@ -20,11 +26,15 @@ export interface Listing {
   entries: DirEntry[];
 }
 
-interface Handle {
+/** What a data fetch needs to know of a file. */
+interface FileRef {
   key: string;
   path: Buffer;
-  size: number;
-  /** Where the previous read ended, to spot sequential readers. */
+}
+
+/** How a file is being read, to spot sequential readers (kept per path: the agent sees no opens). */
+interface ReadState {
+  /** Where the previous read ended. */
   lastEnd: number;
   streak: number;
 }
@@ -60,6 +70,20 @@ function isDir(a: Attr): boolean {
   return (a.mode & S_IFMT) === S_IFDIR;
 }
 
+/** Index of `name` in a listing sorted bytewise, or -1. */
+function sortedIndexOf(entries: DirEntry[], name: Buffer): number {
+  let lo = 0;
+  let hi = entries.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const c = Buffer.compare(entries[mid].name, name);
+    if (c === 0) return mid;
+    if (c < 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
 function parentKey(key: string): string {
   const i = key.lastIndexOf('/');
   return i <= 0 ? '/' : key.slice(0, i);
@@ -88,8 +112,9 @@ export class MountFs {
   private readonly listings: LRUCache<string, Listing>;
   private readonly links: LRUCache<string, Buffer>;
   private readonly pendingStats = new Map<string, Promise<Attr>>();
-  private readonly handles = new Map<number, Handle>();
-  private nextHandle = 1;
+  private readonly reading = new LRUCache<string, ReadState>({ max: 4096 });
+  /** Per directory: the listing index of the file opened last, and how far sibling prefetch has gone. */
+  private readonly opened = new LRUCache<string, { last: number; prefetched: number }>({ max: 256 });
   private readonly layer;
   readonly counters: MountCounters;
 
@@ -211,29 +236,67 @@ export class MountFs {
     return r.statFs;
   }
 
-  /** Opens a file for reading; the kernel already refused writers (read-only mount). */
-  async open(path: Buffer): Promise<number> {
-    const attr = await this.stat(path);
-    const fh = this.nextHandle++;
-    if (this.nextHandle > 0xffffffff) this.nextHandle = 1;
-    this.handles.set(fh, { key: keyOf(path), path, size: attr.size, lastEnd: -1, streak: 0 });
-    return fh;
+  /**
+   * Programs that read a tree (cp -r, tar, find | xargs cat, a scanner) read
+   * the files of a directory in listing order, one at a time: every file
+   * would cost a full round trip. When two files in a directory are read
+   * one after the other, the first chunks of the next files are fetched at once, so the
+   * round trips overlap. Bounded in files and bytes per step.
+   */
+  private prefetchSiblings(key: string): void {
+    const parent = parentKey(key);
+    const listing = this.listings.get(parent);
+    if (!listing) return;
+    const name = Buffer.from(key.slice(key.lastIndexOf('/') + 1), 'latin1');
+    const index = sortedIndexOf(listing.entries, name);
+    if (index < 0) return;
+    const seen = this.opened.get(parent);
+    this.opened.set(parent, { last: index, prefetched: seen?.prefetched ?? index });
+    if (!seen || index <= seen.last || index - seen.last > 16) return;
+    const prefix = parent === '/' ? '/' : `${parent}/`;
+    let bytes = 0;
+    let files = 0;
+    let i = Math.max(index, seen.prefetched) + 1;
+    for (; i < listing.entries.length && files < SIBLING_PREFETCH_FILES && bytes < SIBLING_PREFETCH_BYTES; i++) {
+      const e = listing.entries[i];
+      if (!e.attr || (e.attr.mode & S_IFMT) !== S_IFREG || e.attr.size === 0) continue;
+      const ref = { key: prefix + e.name.toString('latin1'), path: Buffer.from(prefix + e.name.toString('latin1'), 'latin1') };
+      this.chunks.prefetch(this.chunkKey(ref, 0), this.fetchChunk(ref, 0), this.ttl);
+      bytes += Math.min(e.attr.size, CHUNK_SIZE);
+      files++;
+    }
+    this.opened.set(parent, { last: index, prefetched: i - 1 });
   }
 
-  release(fh: number): void {
-    this.handles.delete(fh);
-  }
-
-  private chunkKey(h: Handle, index: number): string {
+  private chunkKey(h: FileRef, index: number): string {
     return `${this.mountKey}\0${h.key}\0${index}`;
   }
 
-  private fetchChunk(h: Handle, index: number): () => Promise<Buffer> {
+  private blockKey(h: FileRef, index: number): string {
+    return `${this.mountKey}\0${h.key}\0b${index}`;
+  }
+
+  private fetch(h: FileRef, offset: number, length: number): () => Promise<Buffer> {
     return async () => {
-      const r = await this.ask({ $case: 'read', read: { layer: this.layer, path: h.path, offset: index * CHUNK_SIZE, length: CHUNK_SIZE } });
+      const r = await this.ask({ $case: 'read', read: { layer: this.layer, path: h.path, offset, length } });
       if (r.$case !== 'read') throw new StrataError(Errno.EIO, 'resolver answered read with something else', { code: GrpcCode.INTERNAL });
       return r.read.data;
     };
+  }
+
+  private fetchChunk(h: FileRef, index: number): () => Promise<Buffer> {
+    return this.fetch(h, index * CHUNK_SIZE, CHUNK_SIZE);
+  }
+
+  /** The cached piece of data holding `pos`: a whole chunk if one is cached, else a block (fetched if need be). */
+  private async blockAt(h: FileRef, pos: number): Promise<{ start: number; data: Buffer; size: number }> {
+    const chunkIndex = Math.floor(pos / CHUNK_SIZE);
+    const chunk = this.chunks.peek(this.chunkKey(h, chunkIndex));
+    if (chunk) return { start: chunkIndex * CHUNK_SIZE, data: chunk, size: CHUNK_SIZE };
+    const index = Math.floor(pos / BLOCK_SIZE);
+    const key = this.blockKey(h, index);
+    const data = this.chunks.peek(key) ?? (await this.chunks.get(key, this.fetch(h, index * BLOCK_SIZE, BLOCK_SIZE), this.ttl));
+    return { start: index * BLOCK_SIZE, data, size: BLOCK_SIZE };
   }
 
   /**
@@ -241,35 +304,55 @@ export class MountFs {
    * Sealed files end at the size seen at open; LIVE ones wherever the
    * resolver says.
    */
-  async read(fh: number, into: Buffer, pos: number, len: number): Promise<number> {
-    const h = this.handles.get(fh);
-    if (!h) throw new StrataError(Errno.EBADF, `no open file ${fh}`);
+  /**
+   * Copies [pos, pos+len) of a file into `into`; returns the byte count (0
+   * at EOF). Sealed files end at their known size; LIVE ones wherever the
+   * resolver says. The agent implements no open or release (libfuse answers
+   * them itself, sparing two trips to this thread per file), so the read
+   * pattern is tracked per path.
+   */
+  async read(path: Buffer, into: Buffer, pos: number, len: number): Promise<number> {
+    const attr = await this.stat(path);
+    const key = keyOf(path);
+    const h = { key, path, size: attr.size };
+    let st = this.reading.get(key);
+    if (!st) {
+      st = { lastEnd: -1, streak: 0 };
+      this.reading.set(key, st);
+    }
+    if (pos === 0 && !this.live) this.prefetchSiblings(key);
+    // The kernel sends readahead requests concurrently, a little out of order:
+    // a read near where the last ones ended still counts as sequential.
+    const sequential = pos === 0 || Math.abs(pos - st.lastEnd) <= 2 * CHUNK_SIZE;
+    st.streak = sequential ? st.streak + 1 : 0;
+    st.lastEnd = sequential ? Math.max(st.lastEnd, pos + len) : pos + len;
     const end = this.live ? pos + len : Math.min(pos + len, h.size);
     let copied = 0;
-    let index = Math.floor(pos / CHUNK_SIZE);
     while (pos + copied < end) {
-      const key = this.chunkKey(h, index);
-      const chunk = this.chunks.peek(key) ?? (await this.chunks.get(key, this.fetchChunk(h, index), this.ttl));
-      const start = index * CHUNK_SIZE;
-      const from = pos + copied - start;
-      if (from >= chunk.length) break;
-      copied += chunk.copy(into, copied, from, Math.min(chunk.length, end - start));
-      if (chunk.length < CHUNK_SIZE) break;
-      index++;
+      // Sequential readers move whole chunks; a jump (random access) fetches a small block, not 1 MiB for 4 KiB.
+      const piece = sequential ? await this.chunkAt(h, pos + copied) : await this.blockAt(h, pos + copied);
+      const from = pos + copied - piece.start;
+      if (from >= piece.data.length) break;
+      copied += piece.data.copy(into, copied, from, Math.min(piece.data.length, end - piece.start));
+      if (piece.data.length < piece.size) break;
     }
-    this.readahead(h, pos, copied);
+    if (sequential && copied > 0) this.readahead(h, st.streak, pos + copied);
     this.counters.bytesRead += copied;
     return copied;
   }
 
+  private async chunkAt(h: FileRef, pos: number): Promise<{ start: number; data: Buffer; size: number }> {
+    const index = Math.floor(pos / CHUNK_SIZE);
+    const key = this.chunkKey(h, index);
+    const data = this.chunks.peek(key) ?? (await this.chunks.get(key, this.fetchChunk(h, index), this.ttl));
+    return { start: index * CHUNK_SIZE, data, size: CHUNK_SIZE };
+  }
+
   /** Sequential readers get the next chunks fetched before they ask; the window grows with the streak. */
-  private readahead(h: Handle, pos: number, n: number): void {
-    h.streak = pos === h.lastEnd || pos === 0 ? h.streak + 1 : 0;
-    h.lastEnd = pos + n;
-    if (h.streak === 0 || n === 0) return;
+  private readahead(h: FileRef & { size: number }, streak: number, reached: number): void {
     const last = Math.floor((h.size - 1) / CHUNK_SIZE);
-    const next = Math.floor((pos + n) / CHUNK_SIZE) + (((pos + n) % CHUNK_SIZE) === 0 ? 0 : 1);
-    const window = Math.min(MAX_READAHEAD_CHUNKS, h.streak);
+    const next = Math.ceil(reached / CHUNK_SIZE);
+    const window = Math.min(MAX_READAHEAD_CHUNKS, streak);
     for (let i = next; i < next + window && (this.live || i <= last); i++) {
       this.chunks.prefetch(this.chunkKey(h, i), this.fetchChunk(h, i), this.ttl);
     }
@@ -310,6 +393,6 @@ export class MountFs {
   /** Drops this mount's data chunks (at unmount). */
   dispose(): void {
     this.chunks.drop(`${this.mountKey}\0`);
-    this.handles.clear();
+    this.reading.clear();
   }
 }
