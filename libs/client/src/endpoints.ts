@@ -21,6 +21,9 @@ const CHANNEL_OPTIONS: ChannelOptions = {
   // Reconnect quickly after a resolver restarts (grpc's default backoff grows to 120 s).
   'grpc.initial_reconnect_backoff_ms': 100,
   'grpc.max_reconnect_backoff_ms': 2_000,
+  // HTTP/2's default 64 KiB window makes a 1 MiB answer wait for window
+  // updates 16 times; an agent keeps several chunks in flight.
+  'grpc-node.flow_control_window': 8 << 20,
 };
 
 /** One resolver address with its channel and a client per service, all on that channel. */
