@@ -71,12 +71,19 @@ async function startService(args: string[], readyEvent: string, env: Record<stri
     }
   });
   const exit = exited(child);
-  const ready = await Promise.race([
-    waitFor(`${args[0]} to be ready`, () => logs.find((l) => l.event === readyEvent), 15_000),
-    exit.then((code) => {
-      throw new Error(`${args[0]} exited with ${code}: ${JSON.stringify(logs)}`);
-    }),
-  ]);
+  let ready: LogLine;
+  try {
+    ready = await Promise.race([
+      waitFor(`${args[0]} to be ready`, () => logs.find((l) => l.event === readyEvent), 15_000),
+      exit.then((code) => {
+        throw new Error(`${args[0]} exited with ${code}: ${JSON.stringify(logs)}`);
+      }),
+    ]);
+  } catch (err) {
+    // Never leave a half-started service behind.
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    throw err;
+  }
   return {
     child,
     logs,
