@@ -83,9 +83,16 @@ export function strata(name: string, redis: () => RedisProcess | undefined): Sys
   const host = async (stack: Stack, mnt: string): Promise<StrataHost> => {
     fs.mkdirSync(mnt, { recursive: true });
     const resolver = await startResolver({ store: stack.store, redis: redis()?.url, env: { STRATA_LOG_LEVEL: 'info' } });
-    const agent = await startAgent({ resolver: resolver.address, env: { STRATA_LOG_LEVEL: 'info' } });
-    agent.mount(stack.topLayer, mnt);
-    return new StrataHost(mnt, resolver, agent);
+    let agent: AgentProcess | undefined;
+    try {
+      agent = await startAgent({ resolver: resolver.address, env: { STRATA_LOG_LEVEL: 'info' } });
+      agent.mount(stack.topLayer, mnt);
+      return new StrataHost(mnt, resolver, agent);
+    } catch (err) {
+      await agent?.stop();
+      await resolver.stop();
+      throw err;
+    }
   };
   return {
     name,
