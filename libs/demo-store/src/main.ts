@@ -57,7 +57,7 @@ function service(args: string[], logFile: string): Service {
 }
 
 function tryLines(rows: [string, string][]): string[] {
-  const width = Math.max(...rows.map(([c]) => c.length));
+  const width = Math.max(...rows.filter(([, why]) => why).map(([c]) => c.length));
   return rows.map(([c, why]) => (why ? `  ${c.padEnd(width)}  # ${why}` : `  ${c}`));
 }
 
