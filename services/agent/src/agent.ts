@@ -7,7 +7,7 @@ import { parseLayerRef, type Layer } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
 import { fuseHandlers } from './fuse/handlers';
 import { StrataFuse, type KernelOptions } from './fuse/strata-fuse';
-import { STRATA_FSTYPE, readMountTable } from './host/mountinfo';
+import { hasStrataMount, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
 import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
 import { LIVE_TTL_MS, MountFs, type MountCounters } from './mount/mount-fs';
@@ -85,7 +85,7 @@ export class Agent {
     if (owned.length === 0) return;
     const table = await readMountTable();
     for (const m of owned) {
-      if (!table.some((t) => t.mountpoint === m.mountpoint && t.fstype === STRATA_FSTYPE)) continue;
+      if (!hasStrataMount(table, m.mountpoint)) continue;
       try {
         await unmount(m.mountpoint, true);
         this.log.warn({ event: 'agent.stale_mount_cleared', mountpoint: m.mountpoint, layerId: m.layerId }, 'cleared a mount left by a previous agent');
@@ -246,14 +246,18 @@ export class Agent {
   }
 
   private async detach(m: Mounted, lazy: boolean): Promise<void> {
-    const still = (await readMountTable()).some((t) => t.mountpoint === m.info.mountpoint && t.fstype === STRATA_FSTYPE);
-    if (still) await unmount(m.info.mountpoint, lazy);
+    if (hasStrataMount(await readMountTable(), m.info.mountpoint)) await unmount(m.info.mountpoint, lazy);
+    await this.forget(m);
+    this.log.info({ event: 'agent.unmounted', mountpoint: m.info.mountpoint, layerId: m.info.layerId, lazy }, 'unmounted');
+  }
+
+  /** Drops a mount whose kernel side is gone: its prefetch, native state, caches and state-file line. */
+  private async forget(m: Mounted): Promise<void> {
     m.prefetch?.abort();
     m.fuse.releaseNative();
     m.fs.dispose();
     this.mounts.delete(m.info.mountpoint);
     await this.saveState();
-    this.log.info({ event: 'agent.unmounted', mountpoint: m.info.mountpoint, layerId: m.info.layerId, lazy }, 'unmounted');
   }
 
   /** The live mounts; ones unmounted behind the agent's back (umount(8)) are forgotten here. */
@@ -261,12 +265,9 @@ export class Agent {
     const table = await readMountTable();
     for (const m of [...this.mounts.values()]) {
       if (this.busy.has(m.info.mountpoint)) continue;
-      if (!table.some((t) => t.mountpoint === m.info.mountpoint && t.fstype === STRATA_FSTYPE)) {
+      if (!hasStrataMount(table, m.info.mountpoint)) {
         this.log.warn({ event: 'agent.mount_vanished', mountpoint: m.info.mountpoint }, 'mount was removed outside the agent');
-        m.fuse.releaseNative();
-        m.fs.dispose();
-        this.mounts.delete(m.info.mountpoint);
-        await this.saveState();
+        await this.forget(m);
       }
     }
     return [...this.mounts.values()].map((m) => m.info);

@@ -29,3 +29,8 @@ export async function readMountTable(): Promise<MountEntry[]> {
 }
 
 export const STRATA_FSTYPE = 'fuse.strata';
+
+/** Whether the table holds a strata FUSE mount at exactly this path. */
+export function hasStrataMount(table: MountEntry[], mountpoint: string): boolean {
+  return table.some((t) => t.mountpoint === mountpoint && t.fstype === STRATA_FSTYPE);
+}

@@ -26,6 +26,13 @@ export interface Listing {
   entries: DirEntry[];
 }
 
+/** Data of a file from `start`; shorter than `size` at end of file. */
+interface Piece {
+  start: number;
+  data: Buffer;
+  size: number;
+}
+
 /** What a data fetch needs to know of a file. */
 interface FileRef {
   key: string;
@@ -89,6 +96,14 @@ function parentKey(key: string): string {
   return i <= 0 ? '/' : key.slice(0, i);
 }
 
+function baseName(key: string): Buffer {
+  return Buffer.from(key.slice(key.lastIndexOf('/') + 1), 'latin1');
+}
+
+function childKey(dir: string, name: Buffer): string {
+  return (dir === '/' ? '/' : `${dir}/`) + name.toString('latin1');
+}
+
 /** Errors that are facts about the tree (safe to remember), not outages. */
 function cacheableErrno(err: unknown): number | undefined {
   if (!isStrataError(err)) return undefined;
@@ -113,7 +128,7 @@ export class MountFs {
   private readonly links: LRUCache<string, Buffer>;
   private readonly pendingStats = new Map<string, Promise<Attr>>();
   private readonly reading = new LRUCache<string, ReadState>({ max: 4096 });
-  /** Per directory: the listing index of the file opened last, and how far sibling prefetch has gone. */
+  /** Per directory: the listing index of the file read last from its start, and how far sibling prefetch has gone. */
   private readonly opened = new LRUCache<string, { last: number; prefetched: number }>({ max: 256 });
   private readonly layer;
   readonly counters: MountCounters;
@@ -199,8 +214,7 @@ export class MountFs {
   private remember(key: string, listing: Listing): void {
     this.listings.set(key, listing);
     this.attrs.set(key, { attr: listing.dir });
-    const prefix = key === '/' ? '/' : `${key}/`;
-    for (const e of listing.entries) if (e.attr) this.attrs.set(prefix + e.name.toString('latin1'), { attr: e.attr });
+    for (const e of listing.entries) if (e.attr) this.attrs.set(childKey(key, e.name), { attr: e.attr });
   }
 
   /** The parent's attributes for "..", from the cache when possible. */
@@ -247,20 +261,19 @@ export class MountFs {
     const parent = parentKey(key);
     const listing = this.listings.get(parent);
     if (!listing) return;
-    const name = Buffer.from(key.slice(key.lastIndexOf('/') + 1), 'latin1');
-    const index = sortedIndexOf(listing.entries, name);
+    const index = sortedIndexOf(listing.entries, baseName(key));
     if (index < 0) return;
     const seen = this.opened.get(parent);
     this.opened.set(parent, { last: index, prefetched: seen?.prefetched ?? index });
     if (!seen || index <= seen.last || index - seen.last > 16) return;
-    const prefix = parent === '/' ? '/' : `${parent}/`;
     let bytes = 0;
     let files = 0;
     let i = Math.max(index, seen.prefetched) + 1;
     for (; i < listing.entries.length && files < SIBLING_PREFETCH_FILES && bytes < SIBLING_PREFETCH_BYTES; i++) {
       const e = listing.entries[i];
       if (!e.attr || (e.attr.mode & S_IFMT) !== S_IFREG || e.attr.size === 0) continue;
-      const ref = { key: prefix + e.name.toString('latin1'), path: Buffer.from(prefix + e.name.toString('latin1'), 'latin1') };
+      const child = childKey(parent, e.name);
+      const ref = { key: child, path: Buffer.from(child, 'latin1') };
       this.chunks.prefetch(this.chunkKey(ref, 0), this.fetchChunk(ref, 0), this.ttl);
       bytes += Math.min(e.attr.size, CHUNK_SIZE);
       files++;
@@ -288,22 +301,26 @@ export class MountFs {
     return this.fetch(h, index * CHUNK_SIZE, CHUNK_SIZE);
   }
 
-  /** The cached piece of data holding `pos`: a whole chunk if one is cached, else a block (fetched if need be). */
-  private async blockAt(h: FileRef, pos: number): Promise<{ start: number; data: Buffer; size: number }> {
-    const chunkIndex = Math.floor(pos / CHUNK_SIZE);
-    const chunk = this.chunks.peek(this.chunkKey(h, chunkIndex));
-    if (chunk) return { start: chunkIndex * CHUNK_SIZE, data: chunk, size: CHUNK_SIZE };
-    const index = Math.floor(pos / BLOCK_SIZE);
-    const key = this.blockKey(h, index);
-    const data = this.chunks.peek(key) ?? (await this.chunks.get(key, this.fetch(h, index * BLOCK_SIZE, BLOCK_SIZE), this.ttl));
-    return { start: index * BLOCK_SIZE, data, size: BLOCK_SIZE };
+  /** A cached piece of a file (a chunk or a block), fetched once if missing; the sync peek spares a tick on hits. */
+  private async piece(h: FileRef, key: string, start: number, size: number): Promise<Piece> {
+    const data = this.chunks.peek(key) ?? (await this.chunks.get(key, this.fetch(h, start, size), this.ttl));
+    return { start, data, size };
   }
 
-  /**
-   * Copies [pos, pos+len) into `into`; returns the byte count (0 at EOF).
-   * Sealed files end at the size seen at open; LIVE ones wherever the
-   * resolver says.
-   */
+  private chunkAt(h: FileRef, pos: number): Promise<Piece> {
+    const index = Math.floor(pos / CHUNK_SIZE);
+    return this.piece(h, this.chunkKey(h, index), index * CHUNK_SIZE, CHUNK_SIZE);
+  }
+
+  /** The piece holding `pos` for a jump: the whole chunk if it is cached, else a block. */
+  private blockAt(h: FileRef, pos: number): Promise<Piece> {
+    const chunkIndex = Math.floor(pos / CHUNK_SIZE);
+    const chunk = this.chunks.peek(this.chunkKey(h, chunkIndex));
+    if (chunk) return Promise.resolve({ start: chunkIndex * CHUNK_SIZE, data: chunk, size: CHUNK_SIZE });
+    const index = Math.floor(pos / BLOCK_SIZE);
+    return this.piece(h, this.blockKey(h, index), index * BLOCK_SIZE, BLOCK_SIZE);
+  }
+
   /**
    * Copies [pos, pos+len) of a file into `into`; returns the byte count (0
    * at EOF). Sealed files end at their known size; LIVE ones wherever the
@@ -341,13 +358,6 @@ export class MountFs {
     return copied;
   }
 
-  private async chunkAt(h: FileRef, pos: number): Promise<{ start: number; data: Buffer; size: number }> {
-    const index = Math.floor(pos / CHUNK_SIZE);
-    const key = this.chunkKey(h, index);
-    const data = this.chunks.peek(key) ?? (await this.chunks.get(key, this.fetchChunk(h, index), this.ttl));
-    return { start: index * CHUNK_SIZE, data, size: CHUNK_SIZE };
-  }
-
   /** Sequential readers get the next chunks fetched before they ask; the window grows with the streak. */
   private readahead(h: FileRef & { size: number }, streak: number, reached: number): void {
     const last = Math.floor((h.size - 1) / CHUNK_SIZE);
@@ -381,7 +391,7 @@ export class MountFs {
         if (key !== '/') {
           const parent = parentKey(key);
           while (open.length > 0 && open[open.length - 1].key !== parent) close();
-          open[open.length - 1]?.entries.push({ name: Buffer.from(key.slice(key.lastIndexOf('/') + 1), 'latin1'), attr });
+          open[open.length - 1]?.entries.push({ name: baseName(key), attr });
         }
         if (isDir(attr)) open.push({ key, dir: attr, entries: [] });
       }
