@@ -13,7 +13,8 @@ export {
   injectTraceContext,
   extractTraceContext,
   inSpan,
+  traced,
   activeTraceIds,
   SpanKind,
 } from './otel';
-export type { TelemetryOptions, SpanOptions, Attributes, Context, Histogram, Meter } from './otel';
+export type { TelemetryOptions, SpanOptions, TracedOptions, Attributes, Context, Histogram, Meter } from './otel';

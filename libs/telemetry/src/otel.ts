@@ -142,6 +142,38 @@ export function inSpan<T>(name: string, attributes: Attributes | (() => Attribut
   );
 }
 
+export interface TracedOptions {
+  span: string;
+  attributes: Attributes | (() => Attributes);
+  kind: SpanKind;
+  parent?: Context;
+  /** Where the duration goes (ms), with these attributes. */
+  latency?: Histogram;
+  labels: Attributes;
+  /** Called inside the span on failure (so a log line there carries the trace id); the error still propagates. */
+  onFailure?: (err: unknown) => void;
+}
+
+/**
+ * An operation as telemetry: a span when tracing is on, a latency point
+ * when a histogram is given, a hook on failure. The agent's FUSE operations
+ * and the resolver's requests both go through here.
+ */
+export function traced<T>(o: TracedOptions, fn: () => Promise<T>): Promise<T> {
+  const started = o.latency ? performance.now() : 0;
+  const onFailure = o.onFailure;
+  const run = onFailure
+    ? (): Promise<T> =>
+        fn().catch((err: unknown) => {
+          onFailure(err);
+          throw err;
+        })
+    : fn;
+  const work = tracing ? inSpan(o.span, o.attributes, run, { kind: o.kind, parent: o.parent }) : run();
+  const latency = o.latency;
+  return latency ? work.finally(() => latency.record(performance.now() - started, o.labels)) : work;
+}
+
 /** trace_id/span_id of the active span, for log lines. */
 export function activeTraceIds(): { trace_id: string; span_id: string } | undefined {
   if (!tracing) return undefined;

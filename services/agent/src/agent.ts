@@ -12,7 +12,7 @@ import { unmount } from './host/unmount';
 import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
 import { LIVE_TTL_MS, MountFs, type MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
-import { OpTracker } from './observability/op-tracker';
+import { OpTracker, fuseLatencyHistogram } from './observability/op-tracker';
 import { StateFile } from './state-file';
 
 export interface AgentOptions {
@@ -55,6 +55,7 @@ export class Agent {
   private readonly state: StateFile;
   private readonly log: Logger;
   private readonly counters: MountCounters = { attrHits: 0, attrMisses: 0, bytesRead: 0 };
+  private readonly fuseLatency = fuseLatencyHistogram();
   private resolverDown = false;
   private mountSeq = 0;
 
@@ -154,7 +155,7 @@ export class Agent {
     };
     const handlers = fuseHandlers(
       mfs,
-      new OpTracker(layer.layerId, this.log),
+      new OpTracker(layer.layerId, this.fuseLatency, this.log),
       (op, err) => this.resolverFailed(op, err),
       () => this.resolverAnswered(),
     );
