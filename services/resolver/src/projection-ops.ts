@@ -176,12 +176,12 @@ export class ProjectionOps {
     }
     const ahead = new ListingPrefetcher((dir) => this.listing(view, dir));
     const descend = (depth: number): boolean => maxDepth === 0 || depth < maxDepth;
-    const subdirs = (dir: Buffer, entries: DirEntry[]): Buffer[] =>
-      entries.filter((e) => e.attr && (e.attr.mode & fsc.S_IFMT) === fsc.S_IFDIR).map((e) => joinPath([...splitPath(dir), e.name]));
-    const open = async (dir: Buffer, depth: number): Promise<{ dir: Buffer; entries: DirEntry[]; i: number; depth: number }> => {
+    // Each directory is split into components once; its children's paths are built from them.
+    const open = async (dir: Buffer, depth: number): Promise<{ parts: Buffer[]; entries: DirEntry[]; i: number; depth: number }> => {
       const entries = await ahead.take(dir);
-      if (descend(depth)) ahead.want(subdirs(dir, entries));
-      return { dir, entries, i: 0, depth };
+      const parts = splitPath(dir);
+      if (descend(depth)) ahead.want(entries.filter((e) => e.attr && (e.attr.mode & fsc.S_IFMT) === fsc.S_IFDIR).map((e) => joinPath([...parts, e.name])));
+      return { parts, entries, i: 0, depth };
     };
     const stack = [await open(canon, 1)];
     while (stack.length > 0) {
@@ -192,7 +192,7 @@ export class ProjectionOps {
       }
       const e = top.entries[top.i++];
       if (!e.attr) continue;
-      const p = joinPath([...splitPath(top.dir), e.name]);
+      const p = joinPath([...top.parts, e.name]);
       batch.push(entry(p, e.attr, await linkOf(p, e.attr)));
       if (batch.length >= WALK_BATCH) {
         yield batch;
