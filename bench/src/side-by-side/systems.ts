@@ -1,7 +1,7 @@
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { forceUnmount, redisCli, startAgent, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '@strata/harness';
+import { forceUnmount, mountOverlay, redisCli, unmountOrDetach, startAgent, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '@strata/harness';
 import type { Stack } from './stacks';
 
 /** One mounted system under test. */
@@ -27,20 +27,15 @@ function peakOf(pid: number | undefined): number {
   }
 }
 
-function mountKernel(stack: Stack, mnt: string): void {
-  fs.mkdirSync(mnt, { recursive: true });
-  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${stack.layersTopFirst.join(':')}`, mnt]);
-}
-
-function unmount(mnt: string): void {
-  if (spawnSync('umount', [mnt]).status !== 0) forceUnmount(mnt);
+function mountKernel(stack: Stack, mnt: string): Promise<() => Promise<void>> {
+  return mountOverlay('/', stack.layersTopFirst, mnt);
 }
 
 export const kernel: System = {
   name: 'kernel overlayfs',
   async start(stack, mnt) {
-    mountKernel(stack, mnt);
-    return { mnt, peakMemory: () => ({}), stop: async () => unmount(mnt) };
+    const stop = await mountKernel(stack, mnt);
+    return { mnt, peakMemory: () => ({}), stop };
   },
 };
 
@@ -50,7 +45,7 @@ export const fuseOverlayfs: System = {
     fs.mkdirSync(mnt, { recursive: true });
     // Only lower layers: fuse-overlayfs serves them read-only. It daemonizes once mounted.
     execFileSync('fuse-overlayfs', ['-o', `lowerdir=${stack.layersTopFirst.join(':')}`, mnt]);
-    return { mnt, peakMemory: () => ({}), stop: async () => unmount(mnt) };
+    return { mnt, peakMemory: () => ({}), stop: () => unmountOrDetach(mnt) };
   },
 };
 
@@ -59,7 +54,7 @@ export const passthrough: System = {
   name: 'fuse-native passthrough',
   async start(stack, mnt) {
     const merged = `${mnt}.merged`;
-    mountKernel(stack, merged);
+    const unmountMerged = await mountKernel(stack, merged);
     fs.mkdirSync(mnt, { recursive: true });
     const child: ChildProcess = spawn(process.execPath, [path.join(__dirname, 'passthrough.js'), merged, mnt], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -72,7 +67,7 @@ export const passthrough: System = {
         forceUnmount(mnt);
         child.kill('SIGKILL');
         await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-        unmount(merged);
+        await unmountMerged();
       },
     };
   },
