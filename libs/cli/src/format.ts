@@ -105,6 +105,11 @@ export function layerTable(layers: readonly Layer[]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
 }
 
+/** The one JSON document a `--json` command prints. */
+export function jsonDocument(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
 /** `strata mounts` as a table. */
 export function mountTable(mounts: MountInfo[]): string {
   const rows = [

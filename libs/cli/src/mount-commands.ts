@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { controlRequest, defaultSocketPath, type MountInfo } from '@strata/agent-control';
 import { Errno, StrataError } from '@strata/errors';
 import type { GlobalOptions, Io } from './program';
-import { mountTable } from './format';
+import { jsonDocument, mountTable } from './format';
 
 interface SocketOption {
   socket?: string;
@@ -30,7 +30,7 @@ async function mountAnswers(mountpoint: string): Promise<void> {
 /** `strata mount|umount|mounts`: the local agent's control socket. */
 export function addMountCommands(program: Command, io: Io): void {
   const socketOf = (cmd: Command): string => cmd.optsWithGlobals<SocketOption>().socket ?? defaultSocketPath();
-  const json = (value: unknown): void => io.out(`${JSON.stringify(value, null, 2)}\n`);
+  const json = (value: unknown): void => io.out(jsonDocument(value));
   const socketHelp = 'agent control socket (default $STRATA_AGENT_SOCKET, else /run/strata/agent.sock)';
 
   program

@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { StrataClient, type UpdateLayerOptions } from '@strata/client';
 import { LAYER_TYPES, MOUNT_OPTIONS, isLayerType, isMountOption, parseLayerRef, type LayerType, type MountOption } from '@strata/layers';
 import { addMountCommands } from './mount-commands';
-import { attrJson, layerJson, layerTable, lsLine, pathJson, pathText, statText } from './format';
+import { attrJson, jsonDocument, layerJson, layerTable, lsLine, pathJson, pathText, statText } from './format';
 
 export interface GlobalOptions {
   json?: boolean;
@@ -56,7 +56,7 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
       client.close();
     }
   };
-  const json = (value: unknown): void => io.out(`${JSON.stringify(value, null, 2)}\n`);
+  const json = (value: unknown): void => io.out(jsonDocument(value));
 
   const layer = program.command('layer').description('manage layers in the catalog');
   layer
