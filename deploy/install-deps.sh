@@ -3,7 +3,8 @@
 # fuse-native loads a prebuilt binary linked against libfuse2; fuse3 provides
 # fusermount3 and /etc/fuse.conf (Debian's fuse and fuse3 conflict: never both).
 set -euo pipefail
-packages=(libfuse2 fuse3 redis-server attr util-linux kmod)
+packages=(libfuse2 fuse3 redis-server attr util-linux kmod e2fsprogs fdisk qemu-utils qemu-system-common fuse2fs)
+# Disk-image tests: mke2fs, sfdisk, qemu-img, qemu-storage-daemon, fuse2fs.
 # The side-by-side benchmark's peers and its Debian stack (npm run bench).
 [ "${STRATA_BENCH:-}" = 1 ] && packages+=(fuse-overlayfs debootstrap)
 missing=()
