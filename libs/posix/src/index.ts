@@ -1,1 +1,2 @@
 export * from './file-mode';
+export * from './atomic-write';
