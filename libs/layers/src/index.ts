@@ -4,3 +4,4 @@ export type { CreateLayerInput, UpdateLayerInput, CatalogOptions, LayerListing }
 export { parseLayerRecord, serialiseLayerRecord } from './record-file';
 export { parseSource, resolveLayerRoot, validateName, normaliseFilesystemPath } from './validate';
 export { CATALOG_DIR_NAME, catalogDir } from './store-layout';
+export { LIVE_FRESHNESS, CATALOG_FRESHNESS } from './live-freshness';
