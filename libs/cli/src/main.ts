@@ -1,6 +1,6 @@
 import { CommanderError } from 'commander';
 import { StrataClient } from '@strata/client';
-import { isStrataError } from '@strata/errors';
+import { errorMessage, isStrataError } from '@strata/errors';
 import { buildProgram } from './program';
 
 /** `strata <command> ...` for the client commands; prints one line and exits non-zero on error. */
@@ -14,7 +14,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode);
-    const message = isStrataError(err) ? `${err.message} (${err.errnoName})` : err instanceof Error ? err.message : String(err);
+    const message = isStrataError(err) ? `${err.message} (${err.errnoName})` : errorMessage(err);
     process.stderr.write(`strata: ${message}\n`);
     process.exit(1);
   }

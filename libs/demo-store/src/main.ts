@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { errorMessage } from '@strata/errors';
 import { buildDemoStore } from './build-demo-store';
 
 /**
@@ -131,6 +132,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`strata demo: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`strata demo: ${errorMessage(err)}\n`);
   process.exit(1);
 });

@@ -1,4 +1,4 @@
-import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import { StrataError } from '@strata/errors';
 import type { Layer, LayerRef, LayerType, MountOption } from '@strata/layers';
 import {
   Layer as PbLayer,
@@ -24,10 +24,6 @@ const OPTION_TO_PB: Record<MountOption, PbMountOption> = {
   live: PbMountOption.MOUNT_OPTION_LIVE,
 };
 
-function invalid(message: string): StrataError {
-  return new StrataError(Errno.EINVAL, message, { code: GrpcCode.INVALID_ARGUMENT });
-}
-
 export function layerTypeToProto(t: LayerType): PbLayerType {
   return TYPE_TO_PB[t];
 }
@@ -36,7 +32,7 @@ export function layerTypeToProto(t: LayerType): PbLayerType {
 export function layerTypeFromProto(t: PbLayerType): LayerType | undefined {
   if (t === PbLayerType.LAYER_TYPE_UNSPECIFIED) return undefined;
   const found = (Object.keys(TYPE_TO_PB) as LayerType[]).find((k) => TYPE_TO_PB[k] === t);
-  if (!found) throw invalid(`unknown layer type ${t}`);
+  if (!found) throw StrataError.invalid(`unknown layer type ${t}`);
   return found;
 }
 
@@ -49,7 +45,7 @@ export function mountOptionsFromProto(options: readonly PbMountOption[]): MountO
     .filter((o) => o !== PbMountOption.MOUNT_OPTION_UNSPECIFIED)
     .map((o) => {
       const found = (Object.keys(OPTION_TO_PB) as MountOption[]).find((k) => OPTION_TO_PB[k] === o);
-      if (!found) throw invalid(`unknown mount option ${o}`);
+      if (!found) throw StrataError.invalid(`unknown mount option ${o}`);
       return found;
     });
 }
@@ -93,7 +89,7 @@ export function layerRefFromProto(ref: PbLayerRef | undefined, field = 'layer'):
   const r = ref?.ref;
   if (r?.$case === 'id' && r.id > 0) return { id: r.id };
   if (r?.$case === 'name' && r.name !== '') return { name: r.name };
-  throw invalid(`${field}: a layer id (> 0) or name is required`);
+  throw StrataError.invalid(`${field}: a layer id (> 0) or name is required`);
 }
 
 /** Optional reference: unset gives undefined. */

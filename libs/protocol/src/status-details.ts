@@ -1,5 +1,5 @@
 import { Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
-import { Errno, GrpcCode, GrpcCodeValue, StrataError, errnoName } from '@strata/errors';
+import { Errno, GrpcCode, GrpcCodeValue, StrataError, errnoName, errorMessage, isStrataError } from '@strata/errors';
 import { Status } from './gen/google/rpc/status';
 import { ErrorInfo } from './gen/strata/v1/errors';
 
@@ -53,7 +53,7 @@ interface GrpcLikeError {
  * (UNAVAILABLE and DEADLINE_EXCEEDED are transport trouble: EIO/ETIMEDOUT).
  */
 export function fromServiceError(err: unknown): StrataError {
-  if (err instanceof StrataError) return err;
+  if (isStrataError(err)) return err;
   const e = (typeof err === 'object' && err !== null ? err : {}) as GrpcLikeError;
   const raw = e.metadata?.get(DETAILS_KEY)[0];
   if (raw instanceof Buffer) {
@@ -66,7 +66,7 @@ export function fromServiceError(err: unknown): StrataError {
     }
   }
   const code = (typeof e.code === 'number' ? e.code : GrpcCode.UNKNOWN) as GrpcCodeValue;
-  const message = e.details ?? e.message ?? String(err);
+  const message = e.details ?? errorMessage(err);
   return new StrataError(errnoForCode(code), message, { code, cause: err });
 }
 

@@ -12,6 +12,7 @@ import {
   type Meter,
 } from '@opentelemetry/api';
 import type { NodeSDK } from '@opentelemetry/sdk-node';
+import { errorMessage } from '@strata/errors';
 
 export { SpanKind };
 export type { Attributes, Context, Histogram, Meter };
@@ -135,7 +136,7 @@ export function inSpan<T>(name: string, attributes: Attributes | (() => Attribut
       return v;
     },
     (err: unknown) => {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(err) });
       span.end();
       throw err;
     },
