@@ -1,0 +1,64 @@
+import { Errno, StrataError } from '@strata/errors';
+
+/** Random-access, read-only bytes: a whole virtual disk, or one partition of it. */
+export interface ByteSource {
+  /** Size in bytes (the virtual disk size for qcow2). */
+  readonly size: number;
+  /**
+   * Exactly `length` bytes at `offset` (holes and unallocated clusters read as
+   * zeros). A range past `size` is a StrataError EIO, never a short buffer.
+   * Concurrent calls are allowed.
+   */
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+/**
+ * The largest single read we hand out. One request allocates one buffer of
+ * this size, so a caller's mistake (or a corrupt length it passes through)
+ * cannot ask for gigabytes at once.
+ */
+export const MAX_READ_LENGTH = 256 * 1024 * 1024;
+
+/** Throws EIO unless [offset, offset+length) is a well-formed range inside `size` bytes. */
+export function checkReadRange(what: string, size: number, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    throw new StrataError(Errno.EIO, `${what}: invalid read range offset=${offset} length=${length}`);
+  }
+  if (length > MAX_READ_LENGTH) {
+    throw new StrataError(Errno.EIO, `${what}: read of ${length} bytes exceeds the ${MAX_READ_LENGTH}-byte limit`);
+  }
+  if (offset + length > size) {
+    throw new StrataError(
+      Errno.EIO,
+      `${what}: read of ${length} bytes at offset ${offset} goes past the end (size ${size})`,
+    );
+  }
+}
+
+/** A window of a ByteSource (a partition), bounds-checked. */
+export function sliceSource(disk: ByteSource, start: number, size: number): ByteSource {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(size) || start < 0 || size < 0 || start + size > disk.size) {
+    throw new StrataError(
+      Errno.EINVAL,
+      `slice of ${size} bytes at offset ${start} does not fit in a source of ${disk.size} bytes`,
+    );
+  }
+  return {
+    size,
+    async read(offset: number, length: number): Promise<Buffer> {
+      checkReadRange('partition', size, offset, length);
+      return disk.read(start + offset, length);
+    },
+  };
+}
+
+/** A ByteSource over bytes already in memory (tests, small fixtures, decoded metadata). */
+export function bufferSource(bytes: Buffer): ByteSource {
+  return {
+    size: bytes.length,
+    async read(offset: number, length: number): Promise<Buffer> {
+      checkReadRange('buffer', bytes.length, offset, length);
+      return Buffer.from(bytes.subarray(offset, offset + length));
+    },
+  };
+}

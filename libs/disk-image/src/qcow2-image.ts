@@ -1,0 +1,198 @@
+import { Errno, StrataError } from '@strata/errors';
+import type { BoundedCache } from './bounded-cache';
+import { readCompressedCluster } from './compressed-cluster';
+import { runLimited, type Layer } from './layer';
+import type { Qcow2Header } from './qcow2-header';
+import { decodeL2Entry, entryOffset, type ClusterMapping, type L2Geometry } from './qcow2-l2-entry';
+import type { StoreFile } from './store-file';
+
+/** qemu's own limit on the active L1 table (32 MiB of entries); anything larger is refused, not loaded. */
+const MAX_L1_ENTRIES = (32 * 1024 * 1024) / 8;
+/** The L1 table is read lazily in pieces of this many entries, so a large table is never loaded whole. */
+const L1_CHUNK_ENTRIES = 4096;
+const SUBCLUSTERS = 32;
+/** Preads in flight per read request. */
+const READ_CONCURRENCY = 8;
+
+export interface Qcow2Caches {
+  /** L1 pieces and L2 tables of every image of the chain. */
+  metadata: BoundedCache;
+  /** Inflated compressed clusters (sequential reads hit one cluster many times). */
+  clusters: BoundedCache;
+}
+
+type Segment =
+  | { kind: 'zero' | 'backing'; guest: number; length: number }
+  | { kind: 'data'; guest: number; length: number; host: number }
+  | { kind: 'compressed'; guest: number; length: number; host: number; compressedSize: number; within: number };
+
+/** A qcow2 image (v2 or v3) over its backing layer, if any. */
+export class Qcow2Layer implements Layer {
+  readonly size: number;
+  private readonly geometry: L2Geometry;
+  private readonly l2Entries: number;
+  /** L1 entries the virtual size needs; entries beyond are never read. */
+  private readonly l1Needed: number;
+
+  constructor(
+    private readonly file: StoreFile,
+    private readonly header: Qcow2Header,
+    private readonly backing: Layer | undefined,
+    private readonly caches: Qcow2Caches,
+    /** Distinguishes this image's entries in the chain-wide caches. */
+    private readonly cacheId: string,
+  ) {
+    const label = file.label;
+    this.size = header.size;
+    this.geometry = {
+      clusterBits: header.clusterBits,
+      clusterSize: header.clusterSize,
+      extendedL2: header.extendedL2,
+      fileSize: file.size,
+      label,
+    };
+    this.l2Entries = header.clusterSize / (header.extendedL2 ? 16 : 8);
+    const bytesPerL1Entry = header.clusterSize * this.l2Entries;
+    this.l1Needed = Math.ceil(header.size / bytesPerL1Entry);
+    if (this.l1Needed > MAX_L1_ENTRIES || header.l1Size > MAX_L1_ENTRIES) {
+      throw new StrataError(
+        Errno.EOPNOTSUPP,
+        `qcow2 ${label}: an L1 table of ${Math.max(this.l1Needed, header.l1Size)} entries (virtual size ${header.size}) exceeds qemu's limit of ${MAX_L1_ENTRIES}`,
+      );
+    }
+    if (header.l1Size < this.l1Needed) {
+      throw new StrataError(
+        Errno.EIO,
+        `qcow2 ${label}: corrupt header: l1_size ${header.l1Size} is too small for virtual size ${header.size} (needs ${this.l1Needed})`,
+      );
+    }
+    if (this.l1Needed > 0) {
+      if (header.l1TableOffset === 0 || header.l1TableOffset % header.clusterSize !== 0) {
+        throw new StrataError(Errno.EIO, `qcow2 ${label}: corrupt header: l1_table_offset ${header.l1TableOffset} is not cluster-aligned`);
+      }
+      if (header.l1TableOffset + this.l1Needed * 8 > file.size) {
+        throw new StrataError(Errno.EIO, `qcow2 ${label}: corrupt header: L1 table at ${header.l1TableOffset} is past the end of the file`);
+      }
+    }
+  }
+
+  async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
+    const segments = await this.segments(offset, length);
+    await runLimited(
+      segments.map((s) => () => this.readSegment(s, target, targetOffset + (s.guest - offset))),
+      READ_CONCURRENCY,
+    );
+  }
+
+  private async readSegment(s: Segment, target: Buffer, at: number): Promise<void> {
+    switch (s.kind) {
+      case 'zero':
+        target.fill(0, at, at + s.length);
+        return;
+      case 'data':
+        return this.file.readInto(target, at, s.length, s.host);
+      case 'compressed': {
+        const { clusterSize } = this.header;
+        const cluster = await this.caches.clusters.get(`${this.cacheId}:c:${s.host}`, () =>
+          readCompressedCluster(this.file, s.host, s.compressedSize, clusterSize),
+        );
+        cluster.copy(target, at, s.within, s.within + s.length);
+        return;
+      }
+      case 'backing': {
+        const fromBacking = this.backing ? Math.max(0, Math.min(s.length, this.backing.size - s.guest)) : 0;
+        if (fromBacking > 0) await this.backing?.readInto(target, at, s.guest, fromBacking);
+        target.fill(0, at + fromBacking, at + s.length);
+        return;
+      }
+    }
+  }
+
+  /** Maps a guest range to runs that each take one kind of read; contiguous host data becomes one pread. */
+  private async segments(offset: number, length: number): Promise<Segment[]> {
+    const out: Segment[] = [];
+    const push = (s: Segment): void => {
+      const last = out[out.length - 1];
+      if (
+        last &&
+        last.kind === s.kind &&
+        last.guest + last.length === s.guest &&
+        s.kind !== 'compressed' &&
+        (s.kind !== 'data' || (last.kind === 'data' && last.host + last.length === s.host))
+      ) {
+        last.length += s.length;
+      } else {
+        out.push(s);
+      }
+    };
+    const { clusterSize } = this.header;
+    const end = offset + length;
+    let pos = offset;
+    let tableIndex = -1;
+    let table: Buffer | undefined;
+    while (pos < end) {
+      const guestCluster = Math.floor(pos / clusterSize);
+      const within = pos - guestCluster * clusterSize;
+      const take = Math.min(clusterSize - within, end - pos);
+      const l1Index = Math.floor(guestCluster / this.l2Entries);
+      if (l1Index !== tableIndex) {
+        table = await this.l2Table(l1Index);
+        tableIndex = l1Index;
+      }
+      const mapping: ClusterMapping = table
+        ? decodeL2Entry(table, guestCluster % this.l2Entries, guestCluster, this.geometry)
+        : { kind: 'backing' };
+      switch (mapping.kind) {
+        case 'zero':
+        case 'backing':
+          push({ kind: mapping.kind, guest: pos, length: take });
+          break;
+        case 'data':
+          push({ kind: 'data', guest: pos, length: take, host: mapping.host + within });
+          break;
+        case 'compressed':
+          push({ kind: 'compressed', guest: pos, length: take, host: mapping.host, compressedSize: mapping.compressedSize, within });
+          break;
+        case 'subclusters': {
+          const sub = clusterSize / SUBCLUSTERS;
+          let p = within;
+          while (p < within + take) {
+            const i = Math.floor(p / sub);
+            const n = Math.min((i + 1) * sub, within + take) - p;
+            const bit = 1 << i;
+            const guest = guestCluster * clusterSize + p;
+            if (mapping.allocated & bit) push({ kind: 'data', guest, length: n, host: mapping.host + p });
+            else if (mapping.zero & bit) push({ kind: 'zero', guest, length: n });
+            else push({ kind: 'backing', guest, length: n });
+            p += n;
+          }
+          break;
+        }
+      }
+      pos += take;
+    }
+    return out;
+  }
+
+  /** The L2 table for one L1 slot, or undefined when the slot is unallocated. */
+  private async l2Table(l1Index: number): Promise<Buffer | undefined> {
+    const { clusterSize, l1TableOffset } = this.header;
+    const label = this.file.label;
+    const chunk = Math.floor(l1Index / L1_CHUNK_ENTRIES);
+    const first = chunk * L1_CHUNK_ENTRIES;
+    const count = Math.min(L1_CHUNK_ENTRIES, this.l1Needed - first);
+    const l1 = await this.caches.metadata.get(`${this.cacheId}:l1:${chunk}`, () =>
+      this.file.read(l1TableOffset + first * 8, count * 8),
+    );
+    const at = (l1Index - first) * 8;
+    const l2Offset = entryOffset(l1.readUInt32BE(at), l1.readUInt32BE(at + 4));
+    if (l2Offset === 0) return undefined;
+    if (l2Offset % clusterSize !== 0 || l2Offset + clusterSize > this.file.size) {
+      throw new StrataError(
+        Errno.EIO,
+        `qcow2 ${label}: corrupt L1 entry ${l1Index}: L2 table offset ${l2Offset} is ${l2Offset % clusterSize !== 0 ? 'not cluster-aligned' : 'past the end of the file'}`,
+      );
+    }
+    return this.caches.metadata.get(`${this.cacheId}:l2:${l2Offset}`, () => this.file.read(l2Offset, clusterSize));
+  }
+}

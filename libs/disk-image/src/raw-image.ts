@@ -1,0 +1,15 @@
+import type { Layer } from './layer';
+import type { StoreFile } from './store-file';
+
+/** A raw image: the virtual disk is the file, byte for byte. */
+export class RawLayer implements Layer {
+  readonly size: number;
+
+  constructor(private readonly file: StoreFile) {
+    this.size = file.size;
+  }
+
+  readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
+    return this.file.readInto(target, targetOffset, length, offset);
+  }
+}
