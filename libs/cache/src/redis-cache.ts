@@ -1,5 +1,5 @@
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
-import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import { StrataError, errorMessage } from '@strata/errors';
 import { SpanKind, inSpan } from '@strata/telemetry';
 import type { CacheHit, CacheLog, MetadataCache } from './metadata-cache';
 
@@ -22,7 +22,7 @@ function reconnectDelay(times: number): number {
 }
 
 function badUrl(url: string, why: string): StrataError {
-  return new StrataError(Errno.EINVAL, `redis URL ${url}: ${why}`, { code: GrpcCode.INVALID_ARGUMENT });
+  return StrataError.invalid(`redis URL ${url}: ${why}`);
 }
 
 export function parseClusterNodes(url: string): ClusterNode[] {
@@ -111,7 +111,7 @@ export class RedisCache implements MetadataCache {
     if (!this.healthy) return;
     this.healthy = false;
     this.log.warn(
-      { event: 'cache.redis.down', err: err instanceof Error ? err.message : String(err) },
+      { event: 'cache.redis.down', err: errorMessage(err) },
       'redis unreachable; reading the store directly until it is back',
     );
   }

@@ -1,11 +1,13 @@
-import { Channel, ChannelOptions, connectivityState, credentials } from '@grpc/grpc-js';
+import { Channel, ChannelOptions, Metadata, connectivityState, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import {
   DiffServiceClient,
   LayerServiceClient,
   ProjectionServiceClient,
   SessionServiceClient,
+  type SessionRequest,
+  type SessionResponse,
 } from '@strata/protocol';
-import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import { StrataError } from '@strata/errors';
 
 /** Default resolver address (DESIGN.md §5). */
 export const DEFAULT_RESOLVER = '127.0.0.1:7400';
@@ -44,6 +46,11 @@ export class Endpoint {
     this.diff = new DiffServiceClient(address, creds, opts);
   }
 
+  /** A new Session stream on this resolver's channel. */
+  openSession(): ClientDuplexStream<SessionRequest, SessionResponse> {
+    return this.session.session(new Metadata());
+  }
+
   /** Known to be failing right now (grpc-js is backing off before it reconnects). */
   get failing(): boolean {
     return this.channel.getConnectivityState(false) === connectivityState.TRANSIENT_FAILURE;
@@ -65,7 +72,7 @@ export function parseAddresses(addresses: string | readonly string[]): string[] 
     .map((a) => a.trim())
     .filter(Boolean);
   if (list.length === 0) {
-    throw new StrataError(Errno.EINVAL, 'no resolver address given', { code: GrpcCode.INVALID_ARGUMENT });
+    throw StrataError.invalid('no resolver address given');
   }
   return list;
 }

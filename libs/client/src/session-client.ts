@@ -1,18 +1,34 @@
-import { Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import { SessionRequest, SessionResponse, fromServiceError, strataErrorFromInfo } from '@strata/protocol';
-import type { Endpoint, EndpointPool } from './endpoints';
-import { isRetryable } from './retry';
+import { systemClock, type CancelTimer, type Clock } from './clock';
+import { isRetryable, type EndpointPicker } from './retry';
 
 export type SessionPayload = NonNullable<SessionRequest['request']>;
 export type SessionAnswer = Exclude<NonNullable<SessionResponse['response']>, { $case: 'error' }>;
 
+/** The part of a grpc-js duplex call the Session client uses (a fake stream in unit tests). */
+export interface SessionStream {
+  write(req: SessionRequest): boolean;
+  cancel(): void;
+  on(event: 'data', listener: (res: SessionResponse) => void): unknown;
+  on(event: 'error', listener: (err: unknown) => void): unknown;
+  on(event: 'end' | 'metadata', listener: () => void): unknown;
+}
+
+/** A resolver a Session stream can be opened on (an Endpoint). */
+export interface SessionEndpoint {
+  readonly address: string;
+  openSession(): SessionStream;
+}
+
 export interface SessionClientOptions {
-  pool: EndpointPool;
+  pool: EndpointPicker<SessionEndpoint>;
   /** Per request: past it the request fails with EIO (DEADLINE_EXCEEDED), whatever the resolvers do. Default 5 s. */
   deadlineMs?: number;
   /** Called when the stream moves to another resolver or loses its connection (for logs). */
   onEvent?: (event: { type: 'connected' | 'broken'; address: string; error?: StrataError }) => void;
+  /** Deadlines and reconnect pauses; the system clock unless a test drives time. */
+  clock?: Clock;
 }
 
 interface Pending {
@@ -21,10 +37,16 @@ interface Pending {
   traceContext: Record<string, string>;
   resolve: (answer: SessionAnswer) => void;
   reject: (err: StrataError) => void;
-  timer: NodeJS.Timeout;
+  cancelDeadline: CancelTimer;
 }
 
-const MAX_RECONNECT_DELAY_MS = 1_000;
+/** First pause before reopening a stream that failed; doubles up to MAX_RECONNECT_DELAY_MS while it keeps failing. */
+export const FIRST_RECONNECT_DELAY_MS = 25;
+export const MAX_RECONNECT_DELAY_MS = 1_000;
+
+function sessionClosed(): StrataError {
+  return new StrataError(Errno.EIO, 'session closed', { code: GrpcCode.CANCELLED });
+}
 
 /**
  * Many requests over one Session stream, answered out of order. Every
@@ -34,21 +56,23 @@ const MAX_RECONNECT_DELAY_MS = 1_000;
  * deadline, so nothing waits forever when every resolver is down.
  */
 export class SessionClient {
-  private readonly pool: EndpointPool;
+  private readonly pool: EndpointPicker<SessionEndpoint>;
   private readonly deadlineMs: number;
   private readonly onEvent: SessionClientOptions['onEvent'];
+  private readonly clock: Clock;
   private readonly pending = new Map<number, Pending>();
-  private stream: ClientDuplexStream<SessionRequest, SessionResponse> | undefined;
-  private endpoint: Endpoint | undefined;
+  private stream: SessionStream | undefined;
+  private endpoint: SessionEndpoint | undefined;
   private nextId = 1;
   private reconnectDelay = 0;
-  private reconnectTimer: NodeJS.Timeout | undefined;
+  private cancelReconnect: CancelTimer | undefined;
   private closed = false;
 
   constructor(options: SessionClientOptions) {
     this.pool = options.pool;
     this.deadlineMs = options.deadlineMs ?? 5_000;
     this.onEvent = options.onEvent;
+    this.clock = options.clock ?? systemClock;
   }
 
   get inflight(): number {
@@ -60,29 +84,29 @@ export class SessionClient {
   }
 
   request(payload: SessionPayload, traceContext: Record<string, string> = {}, deadlineMs = this.deadlineMs): Promise<SessionAnswer> {
-    if (this.closed) return Promise.reject(new StrataError(Errno.EIO, 'session closed', { code: GrpcCode.CANCELLED }));
+    if (this.closed) return Promise.reject(sessionClosed());
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
-      const timer = setTimeout(() => {
+      const cancelDeadline = this.clock.after(deadlineMs, () => {
         this.pending.delete(id);
-        reject(
-          new StrataError(Errno.EIO, `no resolver answered within ${deadlineMs} ms`, { code: GrpcCode.DEADLINE_EXCEEDED }),
-        );
-      }, deadlineMs);
-      const p: Pending = { id, payload, traceContext, resolve, reject, timer };
+        reject(new StrataError(Errno.EIO, `no resolver answered within ${deadlineMs} ms`, { code: GrpcCode.DEADLINE_EXCEEDED }));
+      });
+      const p: Pending = { id, payload, traceContext, resolve, reject, cancelDeadline };
       this.pending.set(id, p);
-      if (this.reconnectTimer === undefined) this.send(p);
+      if (this.cancelReconnect === undefined) this.send(p);
     });
   }
 
   close(): void {
     this.closed = true;
-    clearTimeout(this.reconnectTimer);
+    this.cancelReconnect?.();
+    this.cancelReconnect = undefined;
     for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new StrataError(Errno.EIO, 'session closed', { code: GrpcCode.CANCELLED }));
+      p.cancelDeadline();
+      p.reject(sessionClosed());
     }
     this.pending.clear();
+    // Detached before the cancel: the CANCELLED it causes is ours, and broken() ignores streams no longer current.
     const s = this.stream;
     this.stream = undefined;
     s?.cancel();
@@ -93,9 +117,9 @@ export class SessionClient {
     stream.write({ id: p.id, request: p.payload, traceContext: p.traceContext });
   }
 
-  private open(): ClientDuplexStream<SessionRequest, SessionResponse> {
+  private open(): SessionStream {
     const endpoint = this.pool.pick();
-    const stream = endpoint.session.session(new Metadata());
+    const stream = endpoint.openSession();
     this.stream = stream;
     this.endpoint = endpoint;
     stream.on('metadata', () => this.onEvent?.({ type: 'connected', address: endpoint.address }));
@@ -104,7 +128,7 @@ export class SessionClient {
       const p = this.pending.get(res.id);
       if (!p) return; // timed out already
       this.pending.delete(res.id);
-      clearTimeout(p.timer);
+      p.cancelDeadline();
       const r = res.response;
       if (r === undefined) p.reject(new StrataError(Errno.EIO, 'empty session response', { code: GrpcCode.INTERNAL }));
       else if (r.$case === 'error') p.reject(strataErrorFromInfo(r.error));
@@ -116,25 +140,26 @@ export class SessionClient {
   }
 
   /** The stream is gone: resend what is unanswered on a new one, after a growing pause if it keeps failing. */
-  private broken(stream: ClientDuplexStream<SessionRequest, SessionResponse>, error: StrataError | undefined): void {
+  private broken(stream: SessionStream, error: StrataError | undefined): void {
+    // Only the current stream counts: close() detaches a stream before cancelling it, so a cancel of our own never gets here.
     if (this.stream !== stream) return;
     this.stream = undefined;
     if (this.closed) return;
     this.onEvent?.({ type: 'broken', address: this.endpoint?.address ?? '', error });
-    if (error && !isRetryable(error)) {
+    if (error && !isRetryable(error, false)) {
       for (const p of this.pending.values()) {
-        clearTimeout(p.timer);
+        p.cancelDeadline();
         p.reject(error);
       }
       this.pending.clear();
       return;
     }
-    this.reconnectDelay = this.reconnectDelay === 0 ? 25 : Math.min(this.reconnectDelay * 2, MAX_RECONNECT_DELAY_MS);
+    this.reconnectDelay = this.reconnectDelay === 0 ? FIRST_RECONNECT_DELAY_MS : Math.min(this.reconnectDelay * 2, MAX_RECONNECT_DELAY_MS);
     // A drained stream ('end' without error) is a clean handover: move at once.
     const delay = error ? this.reconnectDelay : 0;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
+    this.cancelReconnect = this.clock.after(delay, () => {
+      this.cancelReconnect = undefined;
       for (const p of this.pending.values()) this.send(p);
-    }, delay);
+    });
   }
 }

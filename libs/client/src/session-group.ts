@@ -1,5 +1,10 @@
-import type { EndpointPool } from './endpoints';
-import { SessionClient, type SessionAnswer, type SessionClientOptions, type SessionPayload } from './session-client';
+import type { EndpointPicker } from './retry';
+import { SessionClient, type SessionAnswer, type SessionClientOptions, type SessionEndpoint, type SessionPayload } from './session-client';
+
+/** Resolvers dealt in turn (an EndpointPool): stream i of a group opens on resolver i. */
+export interface SessionEndpoints extends EndpointPicker<SessionEndpoint> {
+  readonly endpoints: readonly SessionEndpoint[];
+}
 
 /**
  * One Session stream per resolver address, requests dealt round robin: an
@@ -11,7 +16,7 @@ export class SessionGroup {
   private readonly sessions: SessionClient[];
   private next = 0;
 
-  constructor(pool: EndpointPool, options: Omit<SessionClientOptions, 'pool'> = {}) {
+  constructor(pool: SessionEndpoints, options: Omit<SessionClientOptions, 'pool'> = {}) {
     // The pool deals endpoints in turn, so stream i opens on resolver i.
     this.sessions = pool.endpoints.map(() => new SessionClient({ ...options, pool }));
   }

@@ -1,4 +1,5 @@
 import type { ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
+import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import type { Layer, LayerRef, LayerType, MountOption, UpdateLayerInput } from '@strata/layers';
 import {
   Attr,
@@ -14,6 +15,7 @@ import {
   mountOptionsToProto,
 } from '@strata/protocol';
 import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
+import { sleep, systemClock } from './clock';
 import { DEFAULT_RETRY, RetryPolicy, isRetryable, withRetry } from './retry';
 import { SessionClient, type SessionClientOptions } from './session-client';
 import { SessionGroup } from './session-group';
@@ -300,8 +302,9 @@ export class StrataClient {
       } catch (err) {
         const e = fromServiceError(err);
         if (done()) return;
-        if (!isRetryable(e) || ++failures >= this.retry.attempts) throw e;
-        await new Promise((r) => setTimeout(r, this.retry.backoffMs * 2 ** (failures - 1)));
+        // Not cancelled by us: this generator cancels a stream only in `finally`, once it is done with it.
+        if (!isRetryable(e, false) || ++failures >= this.retry.attempts) throw e;
+        await sleep(systemClock, this.retry.backoffMs * 2 ** (failures - 1));
       } finally {
         stream.cancel();
       }
@@ -333,6 +336,6 @@ class Progress {
 }
 
 function must<T>(value: T | undefined): T {
-  if (value === undefined) throw new Error('resolver answered without the expected message');
+  if (value === undefined) throw new StrataError(Errno.EIO, 'resolver answered without the expected message', { code: GrpcCode.INTERNAL });
   return value;
 }
