@@ -5,7 +5,8 @@ import type { SessionAnswer, SessionPayload } from '@strata/client';
 import { Errno, StrataError } from '@strata/errors';
 import type { Attr, DirEntry, WalkEntry } from '@strata/protocol';
 import { CHUNK_SIZE, ChunkCache } from './chunk-cache';
-import { BLOCK_SIZE, MountFs } from './mount-fs';
+import { MountFs } from './mount-fs';
+import { BLOCK_SIZE } from './read-policy';
 
 const DIR = 0o040755;
 const FILE = 0o100644;

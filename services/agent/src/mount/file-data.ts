@@ -1,0 +1,99 @@
+import type { SessionAnswer, SessionPayload } from '@strata/client';
+import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import type { LayerRef } from '@strata/protocol';
+import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
+import { pieceAt, type PieceUnit } from './read-policy';
+
+/** What a data fetch needs to know of a file. */
+export interface FileRef {
+  key: string;
+  path: Buffer;
+}
+
+/** Data of a file from `start`; shorter than `size` at end of file. */
+interface Piece {
+  start: number;
+  data: Buffer;
+  size: number;
+}
+
+export interface FileDataOptions {
+  ask: (payload: SessionPayload) => Promise<SessionAnswer>;
+  layer: LayerRef;
+  chunks: ChunkCache;
+  /** Unique among the agent's mounts: prefixes this mount's chunk keys. */
+  mountKey: string;
+  ttlMs?: number;
+}
+
+/**
+ * One mount's file bytes: aligned chunks and blocks in the agent's shared
+ * ChunkCache, each fetched with one Session read, concurrent readers of a
+ * piece sharing the fetch.
+ */
+export class FileData {
+  private readonly o: FileDataOptions;
+
+  constructor(o: FileDataOptions) {
+    this.o = o;
+  }
+
+  private chunkKey(h: FileRef, index: number): string {
+    return `${this.o.mountKey}\0${h.key}\0${index}`;
+  }
+
+  private blockKey(h: FileRef, index: number): string {
+    return `${this.o.mountKey}\0${h.key}\0b${index}`;
+  }
+
+  private fetch(h: FileRef, offset: number, length: number): () => Promise<Buffer> {
+    return async () => {
+      const r = await this.o.ask({ $case: 'read', read: { layer: this.o.layer, path: h.path, offset, length } });
+      if (r.$case !== 'read') throw new StrataError(Errno.EIO, 'resolver answered read with something else', { code: GrpcCode.INTERNAL });
+      return r.read.data;
+    };
+  }
+
+  /** A cached piece of a file (a chunk or a block), fetched once if missing; the sync peek spares a tick on hits. */
+  private async piece(h: FileRef, key: string, start: number, size: number): Promise<Piece> {
+    const data = this.o.chunks.peek(key) ?? (await this.o.chunks.get(key, this.fetch(h, start, size), this.o.ttlMs));
+    return { start, data, size };
+  }
+
+  private chunkAt(h: FileRef, pos: number): Promise<Piece> {
+    const c = pieceAt('chunk', pos);
+    return this.piece(h, this.chunkKey(h, c.index), c.start, c.size);
+  }
+
+  /** The piece holding `pos` for a jump: the whole chunk if it is cached, else a block. */
+  private blockAt(h: FileRef, pos: number): Promise<Piece> {
+    const c = pieceAt('chunk', pos);
+    const chunk = this.o.chunks.peek(this.chunkKey(h, c.index));
+    if (chunk) return Promise.resolve({ start: c.start, data: chunk, size: CHUNK_SIZE });
+    const b = pieceAt('block', pos);
+    return this.piece(h, this.blockKey(h, b.index), b.start, b.size);
+  }
+
+  /** Copies [pos, end) of a file into `into` in pieces of `unit`; returns the byte count, short at end of file. */
+  async copy(h: FileRef, into: Buffer, pos: number, end: number, unit: PieceUnit): Promise<number> {
+    let copied = 0;
+    while (pos + copied < end) {
+      const piece = unit === 'chunk' ? await this.chunkAt(h, pos + copied) : await this.blockAt(h, pos + copied);
+      const from = pos + copied - piece.start;
+      if (from >= piece.data.length) break;
+      copied += piece.data.copy(into, copied, from, Math.min(piece.data.length, end - piece.start));
+      if (piece.data.length < piece.size) break;
+    }
+    return copied;
+  }
+
+  /** Starts fetching a chunk nobody waits for yet (readahead, sibling files). */
+  prefetchChunk(h: FileRef, index: number): void {
+    this.o.chunks.prefetch(this.chunkKey(h, index), this.fetch(h, index * CHUNK_SIZE, CHUNK_SIZE), this.o.ttlMs);
+  }
+
+  /** Drops this mount's chunks and blocks (at unmount). */
+  dispose(): void {
+    this.o.chunks.drop(`${this.o.mountKey}\0`);
+  }
+}

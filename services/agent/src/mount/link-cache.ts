@@ -1,0 +1,19 @@
+import { LRUCache } from 'lru-cache';
+import { expiry } from './expiry';
+
+/** Symlink targets by path. */
+export class LinkCache {
+  private readonly lru: LRUCache<string, Buffer>;
+
+  constructor(o: { entries: number; ttlMs?: number }) {
+    this.lru = new LRUCache<string, Buffer>({ max: Math.max(o.entries >> 2, 1000), ...expiry(o.ttlMs) });
+  }
+
+  get(key: string): Buffer | undefined {
+    return this.lru.get(key);
+  }
+
+  set(key: string, target: Buffer): void {
+    this.lru.set(key, target);
+  }
+}

@@ -1,0 +1,133 @@
+import { LRUCache } from 'lru-cache';
+import type { DirEntry } from '@strata/protocol';
+import { CHUNK_SIZE } from './chunk-cache';
+import { sortedIndexOf } from './listing-cache';
+import { baseName, childKey, parentKey } from './tree-path';
+
+/** A read that does not continue the previous one fetches this much, not a whole chunk. */
+export const BLOCK_SIZE = 64 * 1024;
+/** Sequential reads fetch up to this many chunks ahead. */
+export const MAX_READAHEAD_CHUNKS = 8;
+/** Files opened one after another in a directory: the next ones' first chunks are fetched ahead. */
+export const SIBLING_PREFETCH_FILES = 32;
+export const SIBLING_PREFETCH_BYTES = 16 << 20;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+/** Sequential readers move whole chunks; a jump (random access) fetches a small block, not 1 MiB for 4 KiB. */
+export type PieceUnit = 'chunk' | 'block';
+
+/** The aligned piece of a file holding `pos`: where it starts and how long it is. */
+export function pieceAt(unit: PieceUnit, pos: number): { index: number; start: number; size: number } {
+  const size = unit === 'chunk' ? CHUNK_SIZE : BLOCK_SIZE;
+  const index = Math.floor(pos / size);
+  return { index, start: index * size, size };
+}
+
+/** How to serve one read, decided before any byte is fetched. */
+export interface ReadPlan {
+  unit: PieceUnit;
+  pos: number;
+  /** Where the read stops: the known end of a sealed file; LIVE files end wherever the resolver says. */
+  end: number;
+  size: number;
+  /** Consecutive sequential reads of this file, this one included (0 for a jump). */
+  streak: number;
+  /** Paths of the files after this one in its directory whose first chunk to fetch now. */
+  siblings: string[];
+}
+
+/** How a file is being read, to spot sequential readers (kept per path: the agent sees no opens). */
+interface ReadState {
+  /** Where the previous read ended. */
+  lastEnd: number;
+  streak: number;
+}
+
+/** Per directory: the listing index of the file read last from its start, and how far sibling prefetch has gone. */
+interface DirState {
+  last: number;
+  prefetched: number;
+}
+
+const NONE: string[] = [];
+
+/**
+ * The read-pattern policy of one mount: from the reads it is told about,
+ * which pieces serve them (chunks or blocks) and what to fetch ahead
+ * (the next chunks of a sequential reader, the next files of a directory
+ * read in order). Pure bookkeeping: it fetches nothing itself.
+ */
+export class ReadPolicy {
+  private readonly reading = new LRUCache<string, ReadState>({ max: 4096 });
+  private readonly opened = new LRUCache<string, DirState>({ max: 256 });
+
+  /** `listing` gives a directory's cached entries, if any (sibling prefetch needs them). */
+  constructor(
+    private readonly live: boolean,
+    private readonly listing: (dir: string) => readonly DirEntry[] | undefined,
+  ) {}
+
+  /** A read of [pos, pos+len) of the file at `key`, `size` bytes long by its attributes. */
+  plan(key: string, pos: number, len: number, size: number): ReadPlan {
+    let st = this.reading.get(key);
+    if (!st) {
+      st = { lastEnd: -1, streak: 0 };
+      this.reading.set(key, st);
+    }
+    const siblings = pos === 0 && !this.live ? this.siblingsAfter(key) : NONE;
+    // The kernel sends readahead requests concurrently, a little out of order:
+    // a read near where the last ones ended still counts as sequential.
+    const sequential = pos === 0 || Math.abs(pos - st.lastEnd) <= 2 * CHUNK_SIZE;
+    st.streak = sequential ? st.streak + 1 : 0;
+    st.lastEnd = sequential ? Math.max(st.lastEnd, pos + len) : pos + len;
+    const end = this.live ? pos + len : Math.min(pos + len, size);
+    return { unit: sequential ? 'chunk' : 'block', pos, end, size, streak: st.streak, siblings };
+  }
+
+  /** Sequential readers get the next chunks fetched before they ask; the window grows with the streak. */
+  ahead(plan: ReadPlan, copied: number): number[] {
+    if (plan.unit !== 'chunk' || copied === 0) return [];
+    const last = Math.floor((plan.size - 1) / CHUNK_SIZE);
+    const next = Math.ceil((plan.pos + copied) / CHUNK_SIZE);
+    const window = Math.min(MAX_READAHEAD_CHUNKS, plan.streak);
+    const out: number[] = [];
+    for (let i = next; i < next + window && (this.live || i <= last); i++) out.push(i);
+    return out;
+  }
+
+  /**
+   * Programs that read a tree (cp -r, tar, find | xargs cat, a scanner) read
+   * the files of a directory in listing order, one at a time: every file
+   * would cost a full round trip. When two files in a directory are read
+   * one after the other, the first chunks of the next files are fetched at once, so the
+   * round trips overlap. Bounded in files and bytes per step.
+   */
+  private siblingsAfter(key: string): string[] {
+    const parent = parentKey(key);
+    const entries = this.listing(parent);
+    if (!entries) return NONE;
+    const index = sortedIndexOf(entries, baseName(key));
+    if (index < 0) return NONE;
+    const seen = this.opened.get(parent);
+    this.opened.set(parent, { last: index, prefetched: seen?.prefetched ?? index });
+    if (!seen || index <= seen.last || index - seen.last > 16) return NONE;
+    const out: string[] = [];
+    let bytes = 0;
+    let i = Math.max(index, seen.prefetched) + 1;
+    for (; i < entries.length && out.length < SIBLING_PREFETCH_FILES && bytes < SIBLING_PREFETCH_BYTES; i++) {
+      const e = entries[i];
+      if (!e.attr || (e.attr.mode & S_IFMT) !== S_IFREG || e.attr.size === 0) continue;
+      out.push(childKey(parent, e.name));
+      bytes += Math.min(e.attr.size, CHUNK_SIZE);
+    }
+    this.opened.set(parent, { last: index, prefetched: i - 1 });
+    return out;
+  }
+
+  /** Forgets every read pattern (the mount is going away). */
+  clear(): void {
+    this.reading.clear();
+    this.opened.clear();
+  }
+}
