@@ -79,10 +79,6 @@ export class SessionClient {
     return this.pending.size;
   }
 
-  get address(): string | undefined {
-    return this.endpoint?.address;
-  }
-
   request(payload: SessionPayload, traceContext: Record<string, string> = {}, deadlineMs = this.deadlineMs): Promise<SessionAnswer> {
     if (this.closed) return Promise.reject(sessionClosed());
     return new Promise((resolve, reject) => {

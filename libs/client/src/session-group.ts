@@ -31,11 +31,6 @@ export class SessionGroup {
     return this.sessions.reduce((n, s) => n + s.inflight, 0);
   }
 
-  /** The resolvers the streams are on now. */
-  get addresses(): string[] {
-    return this.sessions.map((s) => s.address).filter((a): a is string => a !== undefined);
-  }
-
   close(): void {
     for (const s of this.sessions) s.close();
   }
