@@ -16,11 +16,20 @@ test('the in-process tier is bounded by bytes and evicts the least recently used
   assert.equal(await c.get('huge'), undefined, 'a value bigger than the cache is not kept');
 });
 
+/** A clock the test moves by hand: ttls are checked without waiting for them. */
+function manualClock(): { now: () => number; advance: (ms: number) => void } {
+  let t = 1_000_000;
+  return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
 test('entries with a ttl expire; entries without stay', async () => {
-  const c = new MemoryCache(1 << 20);
+  const clock = manualClock();
+  const c = new MemoryCache(1 << 20, { now: clock.now });
   await c.set('live', Buffer.from('x'), 30);
   await c.set('sealed', Buffer.from('y'));
-  await new Promise((r) => setTimeout(r, 60));
+  clock.advance(29);
+  assert.equal((await c.get('live'))?.value.toString(), 'x', 'still there just before its ttl');
+  clock.advance(31);
   assert.equal(await c.get('live'), undefined);
   assert.equal((await c.get('sealed'))?.value.toString(), 'y');
 });
@@ -32,12 +41,13 @@ test('the tiered cache answers near first, copies far hits near with the caller 
     set: async (k, v) => void farStore.set(k, v),
     close: async () => undefined,
   };
-  const near = new MemoryCache(1 << 20);
+  const clock = manualClock();
+  const near = new MemoryCache(1 << 20, { now: clock.now });
   const t = new TieredCache(near, far);
   farStore.set('a', Buffer.from('A'));
   assert.equal((await t.get('a', 30))?.tier, 'redis');
   assert.equal((await t.get('a', 30))?.tier, 'memory');
-  await new Promise((r) => setTimeout(r, 60));
+  clock.advance(60);
   farStore.delete('a');
   assert.equal(await t.get('a', 30), undefined, 'the near copy of a LIVE value expired with it');
   await t.set('b', Buffer.from('B'));

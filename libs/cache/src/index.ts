@@ -1,5 +1,6 @@
 export type { MetadataCache, CacheHit, CacheTier, CacheLog } from './metadata-cache';
 export { MemoryCache } from './memory-cache';
+export type { MemoryCacheOptions } from './memory-cache';
 export { RedisCache, parseClusterNodes } from './redis-cache';
 export type { RedisCacheOptions } from './redis-cache';
 export { TieredCache } from './tiered-cache';
