@@ -89,8 +89,16 @@ export class Qcow2Layer implements Layer {
       case 'zero':
         target.fill(0, at, at + s.length);
         return;
-      case 'data':
-        return this.file.readInto(target, at, s.length, s.host);
+      case 'data': {
+        // A cluster may end past the end of the file (see decodeL2Entry); its start may not.
+        if (s.host >= this.file.size) {
+          throw new StrataError(Errno.EIO, `qcow2 ${this.file.label}: data at file offset ${s.host} is past the end of the file`);
+        }
+        const inFile = Math.min(s.length, this.file.size - s.host);
+        await this.file.readInto(target, at, inFile, s.host);
+        target.fill(0, at + inFile, at + s.length);
+        return;
+      }
       case 'compressed': {
         const { clusterSize } = this.header;
         const cluster = await this.caches.clusters.get(`${this.cacheId}:c:${s.host}`, () =>

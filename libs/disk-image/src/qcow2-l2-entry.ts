@@ -60,9 +60,11 @@ export function decodeL2Entry(table: Buffer, index: number, guestCluster: number
   }
 
   const host = entryOffset(hi, lo);
+  // Only the start is checked here: with subclusters the file may end inside
+  // the cluster, and qemu reads what lies past the end of the file as zeros.
   const checkHost = (): void => {
     if (host % g.clusterSize !== 0) throw bad(g, guestCluster, `data offset ${host} is not cluster-aligned`);
-    if (host + g.clusterSize > g.fileSize) throw bad(g, guestCluster, `data cluster at ${host} is past the end of the file`);
+    if (host >= g.fileSize) throw bad(g, guestCluster, `data cluster at ${host} is past the end of the file`);
   };
 
   if (g.extendedL2) {
