@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { Errno, isStrataError } from '@strata/errors';
 import type { Attr } from '@strata/protocol';
-import { expiry } from './expiry';
+import { expiry, type Clock } from './expiry';
 
 /** A path's attributes, or the errno its lookup failed with. */
 export type CachedAttr = { attr: Attr } | { errno: number };
@@ -16,8 +16,8 @@ export function cacheableErrno(err: unknown): number | undefined {
 export class AttrCache {
   private readonly lru: LRUCache<string, CachedAttr>;
 
-  constructor(o: { entries: number; ttlMs?: number }) {
-    this.lru = new LRUCache<string, CachedAttr>({ max: Math.max(o.entries, 1000), ...expiry(o.ttlMs) });
+  constructor(o: { entries: number; ttlMs?: number; clock?: Clock }) {
+    this.lru = new LRUCache<string, CachedAttr>({ max: Math.max(o.entries, 1000), ...expiry(o.ttlMs, o.clock) });
   }
 
   get(key: string): CachedAttr | undefined {

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { clockOptions, type Clock } from './expiry';
 
 /** File data moves in aligned chunks of this size: one Session read each. */
 export const CHUNK_SIZE = 1 << 20;
@@ -13,8 +14,9 @@ export class ChunkCache {
   hits = 0;
   misses = 0;
 
-  constructor(maxBytes: number) {
-    this.lru = new LRUCache<string, Buffer>({ maxSize: Math.max(maxBytes, CHUNK_SIZE), sizeCalculation: (b) => Math.max(b.length, 1) });
+  /** `clock` measures the lifetimes of LIVE chunks. */
+  constructor(maxBytes: number, clock?: Clock) {
+    this.lru = new LRUCache<string, Buffer>({ maxSize: Math.max(maxBytes, CHUNK_SIZE), sizeCalculation: (b) => Math.max(b.length, 1), ...clockOptions(clock) });
   }
 
   peek(key: string): Buffer | undefined {

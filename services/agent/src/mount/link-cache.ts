@@ -1,12 +1,12 @@
 import { LRUCache } from 'lru-cache';
-import { expiry } from './expiry';
+import { expiry, type Clock } from './expiry';
 
 /** Symlink targets by path. */
 export class LinkCache {
   private readonly lru: LRUCache<string, Buffer>;
 
-  constructor(o: { entries: number; ttlMs?: number }) {
-    this.lru = new LRUCache<string, Buffer>({ max: Math.max(o.entries >> 2, 1000), ...expiry(o.ttlMs) });
+  constructor(o: { entries: number; ttlMs?: number; clock?: Clock }) {
+    this.lru = new LRUCache<string, Buffer>({ max: Math.max(o.entries >> 2, 1000), ...expiry(o.ttlMs, o.clock) });
   }
 
   get(key: string): Buffer | undefined {

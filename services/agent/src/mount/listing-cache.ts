@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Attr, DirEntry } from '@strata/protocol';
-import { expiry } from './expiry';
+import { expiry, type Clock } from './expiry';
 
 /** A whole directory: its own attributes and its entries, sorted bytewise by name (as the resolver sends them). */
 export interface Listing {
@@ -26,8 +26,8 @@ export function sortedIndexOf(entries: readonly DirEntry[], name: Buffer): numbe
 export class ListingCache {
   private readonly lru: LRUCache<string, Listing>;
 
-  constructor(o: { entries: number; ttlMs?: number }) {
-    this.lru = new LRUCache<string, Listing>({ maxSize: Math.max(o.entries, 1000), sizeCalculation: (l) => l.entries.length + 1, ...expiry(o.ttlMs) });
+  constructor(o: { entries: number; ttlMs?: number; clock?: Clock }) {
+    this.lru = new LRUCache<string, Listing>({ maxSize: Math.max(o.entries, 1000), sizeCalculation: (l) => l.entries.length + 1, ...expiry(o.ttlMs, o.clock) });
   }
 
   get(key: string): Listing | undefined {

@@ -5,11 +5,13 @@ import type { SessionAnswer, SessionPayload } from '@strata/client';
 import { Errno, StrataError } from '@strata/errors';
 import type { Attr, DirEntry, WalkEntry } from '@strata/protocol';
 import { CHUNK_SIZE, ChunkCache } from './chunk-cache';
-import { MountFs } from './mount-fs';
+import type { Clock } from './expiry';
+import { LIVE_TTL_MS, MountFs } from './mount-fs';
 import { BLOCK_SIZE } from './read-policy';
 
 const DIR = 0o040755;
 const FILE = 0o100644;
+const LINK = 0o120777;
 
 function attr(mode: number, size = 0, ino = 1): Attr {
   return { ino, mode, nlink: 1, uid: 0, gid: 0, rdev: 0, size, blocks: 0, blksize: 4096, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0 };
@@ -19,19 +21,28 @@ function attr(mode: number, size = 0, ino = 1): Attr {
 class FakeResolver {
   readonly asked: SessionPayload[] = [];
   down = false;
-  constructor(readonly files: Map<string, Buffer>) {}
+  private readonly pending = new Set<Promise<unknown>>();
+  constructor(
+    readonly files: Map<string, Buffer>,
+    readonly links = new Map<string, Buffer>(),
+  ) {}
 
   private attrOf(p: string): Attr | undefined {
     if (this.files.has(p)) return attr(FILE, this.files.get(p)!.length, p.length);
+    if (this.links.has(p)) return attr(LINK, this.links.get(p)!.length, p.length);
     const prefix = p === '/' ? '/' : `${p}/`;
-    for (const k of this.files.keys()) if (k.startsWith(prefix)) return attr(DIR, 0, p.length);
+    for (const k of this.paths()) if (k.startsWith(prefix)) return attr(DIR, 0, p.length);
     return undefined;
+  }
+
+  private paths(): string[] {
+    return [...this.files.keys(), ...this.links.keys()];
   }
 
   private children(p: string): DirEntry[] {
     const prefix = p === '/' ? '/' : `${p}/`;
     const names = new Set<string>();
-    for (const k of this.files.keys()) if (k.startsWith(prefix)) names.add(k.slice(prefix.length).split('/')[0]);
+    for (const k of this.paths()) if (k.startsWith(prefix)) names.add(k.slice(prefix.length).split('/')[0]);
     return [...names].sort().map((n) => ({ name: Buffer.from(n), attr: this.attrOf(prefix + n) }));
   }
 
@@ -46,8 +57,21 @@ class FakeResolver {
     return out;
   }
 
-  async request(payload: SessionPayload): Promise<SessionAnswer> {
+  request(payload: SessionPayload): Promise<SessionAnswer> {
     this.asked.push(payload);
+    const p = this.answer(payload);
+    this.pending.add(p);
+    const done = (): void => void this.pending.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /** Resolves once every request asked so far (and any they led to) has been answered: prefetches included. */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  private async answer(payload: SessionPayload): Promise<SessionAnswer> {
     await new Promise((r) => setImmediate(r));
     if (this.down) throw new StrataError(Errno.EIO, 'no resolver answered');
     switch (payload.$case) {
@@ -66,6 +90,11 @@ class FakeResolver {
         const slice = data.subarray(q.offset, q.offset + q.length);
         return { $case: 'read', read: { offset: q.offset, data: Buffer.from(slice), eof: q.offset + slice.length >= data.length } };
       }
+      case 'readLink': {
+        const target = this.links.get(payload.readLink.path.toString());
+        if (!target) throw new StrataError(Errno.EINVAL, 'not a symlink');
+        return { $case: 'readLink', readLink: { target } };
+      }
       default:
         throw new Error(`unexpected ${payload.$case}`);
     }
@@ -76,16 +105,31 @@ class FakeResolver {
   }
 }
 
-function mount(files: Map<string, Buffer>, live = false): { fs: MountFs; resolver: FakeResolver } {
-  const resolver = new FakeResolver(files);
+/** Time the test moves by hand: cache lifetimes are checked without waiting for them. */
+class ManualClock implements Clock {
+  private ms = 1_000_000;
+  now(): number {
+    return this.ms;
+  }
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+}
+
+function mount(
+  files: Map<string, Buffer>,
+  o: { live?: boolean; clock?: Clock; links?: Map<string, Buffer> } = {},
+): { fs: MountFs; resolver: FakeResolver } {
+  const resolver = new FakeResolver(files, o.links);
   const fs = new MountFs({
     session: resolver,
     layerId: 7,
-    live,
-    chunks: new ChunkCache(64 << 20),
+    live: o.live ?? false,
+    chunks: new ChunkCache(64 << 20, o.clock),
     mountKey: 'm1',
     attrEntries: 10_000,
     counters: { attrHits: 0, attrMisses: 0, bytesRead: 0 },
+    clock: o.clock,
   });
   return { fs, resolver };
 }
@@ -149,7 +193,7 @@ test('reading the files of a directory in order fetches the next files ahead', a
   const buf = Buffer.alloc(100);
   await fs.read(Buffer.from('/d/f0'), buf, 0, 100);
   await fs.read(Buffer.from('/d/f1'), buf, 0, 100);
-  await new Promise((r) => setTimeout(r, 20));
+  await resolver.settled();
   const fetched = new Set(resolver.reads().map((r) => r.path));
   for (let i = 0; i < 10; i++) assert.ok(fetched.has(`/d/f${i}`), `f${i} fetched`);
   const before = resolver.reads().length;
@@ -171,4 +215,67 @@ test('facts about the tree are remembered, outages are not', async () => {
   assert.equal((await fs.stat(Buffer.from('/f'))).size, 1);
   await assert.rejects(fs.stat(Buffer.from('/other')), (e: unknown) => e instanceof StrataError && e.errno === Errno.ENOENT);
   assert.equal(resolver.asked.filter((p) => p.$case === 'stat' && p.stat.path.toString() === '/other').length, 2, 'EIO was not cached');
+});
+
+/** What a request asked for, as one comparable line. */
+function describe(p: SessionPayload): string {
+  switch (p.$case) {
+    case 'stat':
+      return `stat ${p.stat.path.toString()}`;
+    case 'readDir':
+      return `readDir ${p.readDir.path.toString()}`;
+    case 'readLink':
+      return `readLink ${p.readLink.path.toString()}`;
+    case 'read':
+      return `read ${p.read.path.toString()}@${p.read.offset}`;
+    default:
+      return p.$case;
+  }
+}
+
+/** Asks everything the FUSE handlers would for the tree of the freshness test. */
+async function askAll(fs: MountFs): Promise<void> {
+  assert.equal((await fs.stat(Buffer.from('/d/f'))).size, CHUNK_SIZE + 10);
+  await assert.rejects(fs.stat(Buffer.from('/nope')), (e: unknown) => e instanceof StrataError && e.errno === Errno.ENOENT);
+  assert.deepEqual(await fs.readlink(Buffer.from('/d/l')), Buffer.from('f'));
+  const buf = Buffer.alloc(100);
+  assert.equal(await fs.read(Buffer.from('/d/f'), buf, 0, 100), 100);
+  assert.deepEqual((await fs.readdir(Buffer.from('/d'))).entries.map((e) => e.name.toString()), ['f', 'l']);
+}
+
+test('a LIVE mount keeps answers (attributes, negative lookups, links, data, listings) for its part of the one-second budget, then asks again', async () => {
+  const clock = new ManualClock();
+  const files = new Map([['/d/f', patterned(CHUNK_SIZE + 10, 3)]]);
+  const { fs, resolver } = mount(files, { live: true, clock, links: new Map([['/d/l', Buffer.from('f')]]) });
+  await askAll(fs);
+  await resolver.settled();
+  const first = resolver.asked.length;
+  const asked = new Set(resolver.asked.map(describe));
+  for (const want of ['stat /d/f', 'stat /nope', 'readLink /d/l', 'read /d/f@0', 'read /d/f@1048576', 'readDir /d']) assert.ok(asked.has(want), want);
+
+  clock.advance(LIVE_TTL_MS);
+  await askAll(fs);
+  await resolver.settled();
+  // (The longer read streak fetches one chunk further ahead: new, not asked again.)
+  const repeated = resolver.asked.slice(first).map(describe).filter((d) => asked.has(d));
+  assert.deepEqual(repeated, [], `everything still answered from the caches after ${LIVE_TTL_MS} ms`);
+  const second = resolver.asked.length;
+
+  clock.advance(1);
+  await askAll(fs);
+  await resolver.settled();
+  const again = resolver.asked.slice(second).map(describe);
+  for (const want of ['stat /d/f', 'stat /nope', 'readLink /d/l', 'read /d/f@0', 'read /d/f@1048576', 'readDir /d']) assert.ok(again.includes(want), `${want} asked again once expired`);
+});
+
+test('a sealed mount keeps its answers however much time passes', async () => {
+  const clock = new ManualClock();
+  const files = new Map([['/d/f', patterned(CHUNK_SIZE + 10, 3)]]);
+  const { fs, resolver } = mount(files, { clock, links: new Map([['/d/l', Buffer.from('f')]]) });
+  await askAll(fs);
+  await resolver.settled();
+  const first = resolver.asked.length;
+  clock.advance(30 * 24 * 3600 * 1000);
+  await askAll(fs);
+  assert.deepEqual(resolver.asked.slice(first).map(describe), []);
 });

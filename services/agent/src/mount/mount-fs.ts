@@ -4,6 +4,7 @@ import { layerRefToProto, type Attr, type DirEntry, type StatFsResponse, type Wa
 import { injectTraceContext } from '@strata/telemetry';
 import { AttrCache, type CachedAttr } from './attr-cache';
 import type { ChunkCache } from './chunk-cache';
+import type { Clock } from './expiry';
 import { FileData } from './file-data';
 import { LinkCache } from './link-cache';
 import { ListingCache, type Listing } from './listing-cache';
@@ -39,6 +40,8 @@ export interface MountFsOptions {
   mountKey: string;
   attrEntries: number;
   counters: MountCounters;
+  /** Measures how long LIVE answers are kept (the chunk cache has its own); tests move one by hand. */
+  clock?: Clock;
 }
 
 function isDir(a: Attr): boolean {
@@ -71,9 +74,10 @@ export class MountFs {
     this.counters = o.counters;
     this.layer = layerRefToProto({ id: o.layerId });
     const ttlMs = o.live ? LIVE_TTL_MS : undefined;
-    this.attrs = new AttrCache({ entries: o.attrEntries, ttlMs });
-    this.listings = new ListingCache({ entries: o.attrEntries, ttlMs });
-    this.links = new LinkCache({ entries: o.attrEntries, ttlMs });
+    const kept = { entries: o.attrEntries, ttlMs, clock: o.clock };
+    this.attrs = new AttrCache(kept);
+    this.listings = new ListingCache(kept);
+    this.links = new LinkCache(kept);
     this.data = new FileData({ ask: (p) => this.ask(p), layer: this.layer, chunks: o.chunks, mountKey: o.mountKey, ttlMs });
     this.policy = new ReadPolicy(o.live, (dir) => this.listings.get(dir)?.entries);
   }
