@@ -1,27 +1,29 @@
 import type { MountInfo } from '@strata/agent-control';
 import type { Layer } from '@strata/layers';
+import { fileTypeOf, isDeviceMode, type FileType } from '@strata/posix';
 import type { Attr } from '@strata/protocol';
 
 /** The JSON and text shapes the CLI prints. Scripts depend on the JSON ones: change them only by adding fields. */
 
-const S_IFMT = 0o170000;
-const TYPES: Record<number, { name: string; letter: string }> = {
-  0o140000: { name: 'socket', letter: 's' },
-  0o120000: { name: 'symlink', letter: 'l' },
-  0o100000: { name: 'file', letter: '-' },
-  0o060000: { name: 'block-device', letter: 'b' },
-  0o040000: { name: 'directory', letter: 'd' },
-  0o020000: { name: 'char-device', letter: 'c' },
-  0o010000: { name: 'fifo', letter: 'p' },
+/** The CLI's names and `ls` letters for each file type (the names are part of the JSON output). */
+const TYPES: Record<FileType, { name: string; letter: string }> = {
+  socket: { name: 'socket', letter: 's' },
+  symlink: { name: 'symlink', letter: 'l' },
+  file: { name: 'file', letter: '-' },
+  block: { name: 'block-device', letter: 'b' },
+  dir: { name: 'directory', letter: 'd' },
+  char: { name: 'char-device', letter: 'c' },
+  fifo: { name: 'fifo', letter: 'p' },
+  unknown: { name: 'unknown', letter: '?' },
 };
 
 export function fileType(mode: number): string {
-  return TYPES[mode & S_IFMT]?.name ?? 'unknown';
+  return TYPES[fileTypeOf(mode)].name;
 }
 
 /** "-rw-r--r--", with setuid/setgid/sticky as ls shows them. */
 export function modeString(mode: number): string {
-  const t = TYPES[mode & S_IFMT]?.letter ?? '?';
+  const t = TYPES[fileTypeOf(mode)].letter;
   const rwx = (bits: number, special: boolean, s: string): string =>
     (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (special ? (bits & 1 ? s : s.toUpperCase()) : bits & 1 ? 'x' : '-');
   return (
@@ -71,7 +73,7 @@ function time(sec: number, nsec: number): string {
 }
 
 export function statText(path: string, a: Attr, linkTarget?: string): string {
-  const dev = fileType(a.mode) === 'char-device' || fileType(a.mode) === 'block-device';
+  const dev = isDeviceMode(a.mode);
   return [
     `  File: ${path}${linkTarget !== undefined ? ` -> ${linkTarget}` : ''}`,
     `  Size: ${a.size}\tBlocks: ${a.blocks}\tIO Block: ${a.blksize}\t${fileType(a.mode)}`,

@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { controlRequest, defaultSocketPath, type MountInfo } from '@strata/agent-control';
 import { Errno, StrataError } from '@strata/errors';
-import type { GlobalOptions, Io } from './program';
-import { jsonDocument, mountTable } from './format';
+import type { CommandContext } from './command-context';
+import { mountTable } from './format';
 
 interface SocketOption {
   socket?: string;
@@ -28,9 +28,9 @@ async function mountAnswers(mountpoint: string): Promise<void> {
 }
 
 /** `strata mount|umount|mounts`: the local agent's control socket. */
-export function addMountCommands(program: Command, io: Io): void {
+export function addMountCommands(program: Command, ctx: CommandContext): void {
+  const { io, json } = ctx;
   const socketOf = (cmd: Command): string => cmd.optsWithGlobals<SocketOption>().socket ?? defaultSocketPath();
-  const json = (value: unknown): void => io.out(jsonDocument(value));
   const socketHelp = 'agent control socket (default $STRATA_AGENT_SOCKET, else /run/strata/agent.sock)';
 
   program
@@ -40,7 +40,7 @@ export function addMountCommands(program: Command, io: Io): void {
     .argument('<mountpoint>', 'an existing empty directory')
     .option('--socket <path>', socketHelp)
     .action(async (layer: string, mountpoint: string, _o: unknown, cmd: Command) => {
-      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const g = ctx.globals(cmd);
       const res = await controlRequest(socketOf(cmd), { op: 'mount', layer, mountpoint: path.resolve(mountpoint) }, MOUNT_TIMEOUT_MS);
       const m = res.mount!;
       await mountAnswers(m.mountpoint);
@@ -54,7 +54,7 @@ export function addMountCommands(program: Command, io: Io): void {
     .option('--lazy', 'detach now even if files are open (they keep working until closed)')
     .option('--socket <path>', socketHelp)
     .action(async (mountpoint: string, o: { lazy?: boolean }, cmd: Command) => {
-      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const g = ctx.globals(cmd);
       const target = path.resolve(mountpoint);
       await controlRequest(socketOf(cmd), { op: 'umount', mountpoint: target, lazy: o.lazy === true }, MOUNT_TIMEOUT_MS);
       if (g.json) json({ unmounted: target });
@@ -65,7 +65,7 @@ export function addMountCommands(program: Command, io: Io): void {
     .description("the local agent's mounts")
     .option('--socket <path>', socketHelp)
     .action(async (_o: unknown, cmd: Command) => {
-      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const g = ctx.globals(cmd);
       const res = await controlRequest(socketOf(cmd), { op: 'mounts' }, ANSWER_TIMEOUT_MS);
       const mounts: MountInfo[] = res.mounts ?? [];
       if (g.json) json({ mounts });

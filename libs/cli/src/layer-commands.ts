@@ -1,0 +1,116 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { UpdateLayerOptions } from '@strata/client';
+import { LAYER_TYPES, MOUNT_OPTIONS, isLayerType, isMountOption, parseLayerRef, type LayerType, type MountOption } from '@strata/layers';
+import type { CommandContext } from './command-context';
+import { layerJson, layerTable } from './format';
+
+function layerType(value: string): LayerType {
+  if (!isLayerType(value)) throw new InvalidArgumentError(`expected one of ${LAYER_TYPES.join(', ')}`);
+  return value;
+}
+
+function collectOption(value: string, previous: MountOption[] = []): MountOption[] {
+  if (!isMountOption(value)) throw new InvalidArgumentError(`expected one of ${MOUNT_OPTIONS.join(', ')}`);
+  return [...previous, value];
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+/** `strata layer create|list|get|update|delete`: the catalog. */
+export function addLayerCommands(program: Command, ctx: CommandContext): void {
+  const { io, json } = ctx;
+  const layer = program.command('layer').description('manage layers in the catalog');
+  layer
+    .command('create')
+    .description('register a layer')
+    .requiredOption('--source <uri>', 'where its data is: dir:<path relative to the store root>')
+    .option('--path <p>', 'root of the layer inside the source', '/')
+    .option('--base <layer>', 'the layer it is derived from (id or name)')
+    .addOption(new Option('--type <t>', 'base, snapshot, incremental or overlay (default: base without --base, else snapshot)').argParser(layerType))
+    .option('--name <n>', 'a unique name')
+    .option('--option <o>', `mount option (repeatable): ${MOUNT_OPTIONS.join(', ')}`, collectOption)
+    .action((o: { source: string; path: string; base?: string; type?: LayerType; name?: string; option?: MountOption[] }, cmd: Command) =>
+      ctx.withClient(cmd, async (c, g) => {
+        const l = await c.createLayer({
+          source: o.source,
+          filesystemPath: o.path,
+          base: o.base ? parseLayerRef(o.base) : undefined,
+          layerType: o.type,
+          name: o.name,
+          mountOptions: o.option,
+        });
+        if (g.json) json(layerJson(l));
+        else io.out(`created layer ${l.layerId}${l.name ? ` (${l.name})` : ''}\n`);
+      }),
+    );
+  layer
+    .command('list')
+    .description('every layer')
+    .action((_o: unknown, cmd: Command) =>
+      ctx.withClient(cmd, async (c, g) => {
+        const layers = await c.listLayers();
+        if (g.json) json({ layers: layers.map(layerJson) });
+        else io.out(`${layerTable(layers)}\n`);
+      }),
+    );
+  layer
+    .command('get')
+    .description('one layer and its chain down to the base image')
+    .argument('<layer>', 'id or name')
+    .action((ref: string, _o: unknown, cmd: Command) =>
+      ctx.withClient(cmd, async (c, g) => {
+        const { layer: l, chain } = await c.getLayer(parseLayerRef(ref));
+        // `chain` in the JSON lists the bases below the layer (the shape scripts rely on).
+        if (g.json) json({ ...layerJson(l), chain: chain.slice(1).map(layerJson) });
+        else io.out(`${layerTable(chain)}\n`);
+      }),
+    );
+  layer
+    .command('update')
+    .description('change a layer (its generation goes up)')
+    .argument('<layer>', 'id or name')
+    .option('--name <n>', 'new name ("" removes it)')
+    .option('--source <uri>', 'new source')
+    .option('--path <p>', 'new root inside the source')
+    .option('--base <layer>', 'new base layer')
+    .addOption(new Option('--type <t>', 'new type').argParser(layerType))
+    .option('--option <o>', 'replace the mount options (repeatable)', collectOption)
+    .option('--expect-generation <g>', 'fail unless the layer still has this generation', nonNegative)
+    .action(
+      (
+        ref: string,
+        o: { name?: string; source?: string; path?: string; base?: string; type?: LayerType; option?: MountOption[]; expectGeneration?: number },
+        cmd: Command,
+      ) =>
+        ctx.withClient(cmd, async (c, g) => {
+          const update: UpdateLayerOptions = {
+            name: o.name,
+            source: o.source,
+            filesystemPath: o.path,
+            base: o.base ? parseLayerRef(o.base) : undefined,
+            layerType: o.type,
+            mountOptions: o.option,
+            expectedGeneration: o.expectGeneration,
+          };
+          const l = await c.updateLayer(parseLayerRef(ref), update);
+          if (g.json) json(layerJson(l));
+          else io.out(`updated layer ${l.layerId} (generation ${l.generation})\n`);
+        }),
+    );
+  layer
+    .command('delete')
+    .description('remove a layer that no other layer derives from')
+    .argument('<layer>', 'id or name')
+    .option('--expect-generation <g>', 'fail unless the layer still has this generation', nonNegative)
+    .action((ref: string, o: { expectGeneration?: number }, cmd: Command) =>
+      ctx.withClient(cmd, async (c, g) => {
+        await c.deleteLayer(parseLayerRef(ref), o.expectGeneration);
+        if (g.json) json({ deleted: ref });
+        else io.out(`deleted ${ref}\n`);
+      }),
+    );
+}
