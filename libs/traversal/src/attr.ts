@@ -1,4 +1,5 @@
-import type { BigIntStats } from 'node:fs';
+import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR } from '@strata/posix';
+import type { SourceStat } from './source/layer-source';
 
 /**
  * Merged metadata of one entry. Field names match strata.v1.Attr so the
@@ -22,10 +23,28 @@ export interface Attr {
   ctimeNsec: number;
 }
 
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
+/** The mode bits of SourceStat, for the type checks the engine makes per entry. */
+const FMT = BigInt(S_IFMT);
+const DIR = BigInt(S_IFDIR);
+const REG = BigInt(S_IFREG);
+const LNK = BigInt(S_IFLNK);
+const CHR = BigInt(S_IFCHR);
+
+export function isDirStat(st: SourceStat): boolean {
+  return (st.mode & FMT) === DIR;
+}
+
+export function isRegStat(st: SourceStat): boolean {
+  return (st.mode & FMT) === REG;
+}
+
+export function isLinkStat(st: SourceStat): boolean {
+  return (st.mode & FMT) === LNK;
+}
+
+export function isCharStat(st: SourceStat): boolean {
+  return (st.mode & FMT) === CHR;
+}
 
 const NS = 1_000_000_000n;
 
@@ -45,7 +64,7 @@ function nsec(ns: bigint): number {
  * directory reports nlink 1, because counting subdirectories across layers
  * is not worth it and `find` accepts 1 (fs/overlayfs/inode.c does the same).
  */
-export function attrFromStats(st: BigIntStats, mergedDir: boolean): Attr {
+export function attrFromStats(st: SourceStat, mergedDir: boolean): Attr {
   return {
     ino: Number(st.ino),
     mode: Number(st.mode),
@@ -63,16 +82,4 @@ export function attrFromStats(st: BigIntStats, mergedDir: boolean): Attr {
     ctimeSec: sec(st.ctimeNs),
     ctimeNsec: nsec(st.ctimeNs),
   };
-}
-
-export function isDirMode(mode: number): boolean {
-  return (mode & S_IFMT) === S_IFDIR;
-}
-
-export function isRegMode(mode: number): boolean {
-  return (mode & S_IFMT) === S_IFREG;
-}
-
-export function isLinkMode(mode: number): boolean {
-  return (mode & S_IFMT) === S_IFLNK;
 }

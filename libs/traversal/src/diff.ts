@@ -1,12 +1,12 @@
-import { promises as fs } from 'node:fs';
 import { Errno, isStrataError } from '@strata/errors';
-import { Attr } from './attr';
+import { Attr, isLinkStat, isRegStat } from './attr';
 import { mergeDir, MergedEntry } from './merge';
-import { Node, attrOf, realPathOf } from './node';
+import { Node, attrOf, supplierOf } from './node';
 import { visibleXattrNames } from './overlay-rules';
 import { joinPath, splitPath, toPathBuffer } from './paths';
 import type { Projection } from './projection';
-import { getXattr } from './xattr';
+import { sameObject, type LayerObject } from './source/layer-source';
+import { isDeviceMode } from '@strata/posix';
 
 export type ChangeKind = 'added' | 'modified' | 'deleted';
 
@@ -18,6 +18,7 @@ export interface Change {
 }
 
 const COMPARE_CHUNK = 1 << 20;
+const NS = 1_000_000_000n;
 
 /**
  * The changes that turn `from` into `to` under `path`, in walk order (depth
@@ -26,8 +27,8 @@ const COMPARE_CHUNK = 1 << 20;
  * entry; entries differ by type, mode, uid, gid, rdev, visible xattrs and,
  * for non-directories, size and mtime, with content compared only when both
  * mtimes have whole seconds (a copy that may have truncated them). Entries
- * supplied by the same real object on both sides are equal without a look at
- * their content, and a directory made of the same real directories on both
+ * supplied by the same object on both sides are equal without a look at
+ * their content, and a directory made of the same layer directories on both
  * sides is skipped whole, which makes diffs between snapshots of one chain
  * cost what changed, not the size of the image.
  */
@@ -102,57 +103,53 @@ async function* addedBelow(names: Buffer[], node: Node): AsyncGenerator<Change> 
   }
 }
 
-function sameStack(a: Buffer[], b: Buffer[]): boolean {
-  return a.length === b.length && a.every((d, i) => d.equals(b[i]));
+function sameStack(a: LayerObject[], b: LayerObject[]): boolean {
+  return a.length === b.length && a.every((d, i) => sameObject(d, b[i]));
 }
 
 async function sameEntry(a: Node, b: Node): Promise<boolean> {
   const sa = a.st;
   const sb = b.st;
+  // Sources give every filesystem its own dev, so (dev, ino) names one object across views and hard links.
   if (a.kind === 'leaf' && b.kind === 'leaf' && sa.dev === sb.dev && sa.ino === sb.ino) return true;
   if (sa.mode !== sb.mode || sa.uid !== sb.uid || sa.gid !== sb.gid) return false;
-  if ((sa.isCharacterDevice() || sa.isBlockDevice()) && sa.rdev !== sb.rdev) return false;
-  if (!sameXattrs(realPathOf(a), realPathOf(b))) return false;
-  if (a.kind === 'dir') return true;
+  if (isDeviceMode(Number(sa.mode)) && sa.rdev !== sb.rdev) return false;
+  if (!(await sameXattrs(supplierOf(a), supplierOf(b)))) return false;
+  if (a.kind === 'dir' || b.kind === 'dir') return true;
   if (sa.size !== sb.size) return false;
-  const NS = 1_000_000_000n;
   if (sa.mtimeNs / NS !== sb.mtimeNs / NS) return false;
   const na = sa.mtimeNs % NS;
   const nb = sb.mtimeNs % NS;
   if (na === 0n && nb === 0n) {
-    if (sa.isSymbolicLink()) {
-      const [ta, tb] = await Promise.all([fs.readlink(realPathOf(a), { encoding: 'buffer' }), fs.readlink(realPathOf(b), { encoding: 'buffer' })]);
+    if (isLinkStat(sa)) {
+      const [ta, tb] = await Promise.all([a.obj.layer.readlink(a.obj), b.obj.layer.readlink(b.obj)]);
       return ta.equals(tb);
     }
-    if (sa.size === 0n || !sa.isFile()) return true;
-    return sameContent(realPathOf(a), realPathOf(b));
+    if (sa.size === 0n || !isRegStat(sa)) return true;
+    return sameContent(a.obj, b.obj, Number(sa.size));
   }
   return na === nb;
 }
 
-function sameXattrs(a: Buffer, b: Buffer): boolean {
-  const na = visibleXattrNames(a).sort();
-  const nb = visibleXattrNames(b).sort();
+async function sameXattrs(a: LayerObject, b: LayerObject): Promise<boolean> {
+  const [na, nb] = await Promise.all([visibleXattrNames(a), visibleXattrNames(b)]);
+  na.sort();
+  nb.sort();
   if (na.length !== nb.length || na.some((n, i) => n !== nb[i])) return false;
-  return na.every((n) => {
-    const va = getXattr(a, n);
-    const vb = getXattr(b, n);
-    return va !== undefined && vb !== undefined && va.equals(vb);
-  });
+  for (const n of na) {
+    const [va, vb] = await Promise.all([a.layer.getXattr(a, n), b.layer.getXattr(b, n)]);
+    if (va === undefined || vb === undefined || !va.equals(vb)) return false;
+  }
+  return true;
 }
 
-async function sameContent(a: Buffer, b: Buffer): Promise<boolean> {
-  const [fa, fb] = await Promise.all([fs.open(a, 'r'), fs.open(b, 'r')]);
-  try {
-    const ba = Buffer.allocUnsafe(COMPARE_CHUNK);
-    const bb = Buffer.allocUnsafe(COMPARE_CHUNK);
-    for (let pos = 0; ; pos += COMPARE_CHUNK) {
-      const [ra, rb] = await Promise.all([fa.read(ba, 0, COMPARE_CHUNK, pos), fb.read(bb, 0, COMPARE_CHUNK, pos)]);
-      if (ra.bytesRead !== rb.bytesRead) return false;
-      if (ra.bytesRead === 0) return true;
-      if (!ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
-    }
-  } finally {
-    await Promise.all([fa.close(), fb.close()]);
+async function sameContent(a: LayerObject, b: LayerObject, size: number): Promise<boolean> {
+  for (let pos = 0; pos < size; pos += COMPARE_CHUNK) {
+    const want = Math.min(COMPARE_CHUNK, size - pos);
+    const [ra, rb] = await Promise.all([a.layer.read(a, pos, want), b.layer.read(b, pos, want)]);
+    if (ra.length !== rb.length) return false;
+    if (ra.length === 0) return true;
+    if (!ra.equals(rb)) return false;
   }
+  return true;
 }

@@ -1,16 +1,14 @@
-import { lstatSync, promises as fs, type BigIntStats, type Dirent } from 'node:fs';
+import { isDirStat } from './attr';
 import { DirNode, Node } from './node';
-import { childPath } from './paths';
 import { isOpaqueDir, isOpaqueMarker, isWhiteoutDevice, isWhiteoutName, whitedOutName } from './overlay-rules';
+import type { LayerObject, SourceDirent } from './source/layer-source';
 
-/** What the layers decided about one name while merging a directory. */
+/** What the layers' listings decided about one name. */
 interface Candidate {
   name: Buffer;
-  /** Real path of the winner, or undefined when the topmost mention is a whiteout. */
-  winner: Buffer | undefined;
+  /** Layers (indices into the merged directory's dirs) that hold it, topmost first; empty when the topmost mention is a whiteout. */
+  layers: number[];
   winnerIsDir: boolean;
-  /** Real directories merged under this name so far, topmost first. */
-  dirs: Buffer[];
   /** No lower layer can change the answer any more. */
   closed: boolean;
 }
@@ -20,49 +18,60 @@ export interface MergedEntry {
   node: Node;
 }
 
-/**
- * Entries stat'ed between two yields to the event loop. Synchronous lstat
- * costs ~5 µs on a warm local store against ~17 µs through the thread pool;
- * slicing keeps a 100,000-entry directory from starving other requests.
- */
-const LSTAT_SLICE = 512;
-
-function lstatQuiet(p: Buffer): BigIntStats | undefined {
-  try {
-    return lstatSync(p, { bigint: true });
-  } catch {
-    return undefined;
-  }
-}
-
-const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 function key(name: Buffer): string {
   return name.toString('latin1');
 }
 
-async function readLayerDir(dir: Buffer): Promise<Dirent<Buffer>[]> {
-  try {
-    return await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' });
-  } catch (err) {
-    // A directory that vanished from a LIVE layer between lookup and readdir
-    // simply contributes nothing.
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
+/** Type of an entry as a lookup would say, asking for the object only when the listing cannot tell. */
+async function classify(dir: LayerObject, e: SourceDirent): Promise<{ isDir: boolean; whiteout: boolean }> {
+  if (e.type === 'dir') return { isDir: true, whiteout: false };
+  if (e.type !== 'char' && e.type !== 'unknown') return { isDir: false, whiteout: false };
+  // Character devices (maybe a whiteout) and listings without types.
+  const obj = await dir.layer.lookup(dir, e.name);
+  if (!obj) return { isDir: false, whiteout: true };
+  return { isDir: isDirStat(obj.st), whiteout: dir.layer.overlayRules && isWhiteoutDevice(obj.st) };
 }
 
-/** Type of an entry as lstat would say, asking lstat only when d_type cannot tell. */
-function classify(dir: Buffer, e: Dirent<Buffer>): { isDir: boolean; whiteout: boolean; real: Buffer } {
-  const real = childPath(dir, e.name);
-  if (e.isDirectory()) return { isDir: true, whiteout: false, real };
-  if (e.isFile() || e.isSymbolicLink() || e.isFIFO() || e.isSocket() || e.isBlockDevice()) {
-    return { isDir: false, whiteout: false, real };
+/** The names of every layer's directory and what they say together, before any object is looked up. */
+async function candidates(dirs: LayerObject[]): Promise<Candidate[]> {
+  const listings = await Promise.all(dirs.map((d) => d.layer.list(d)));
+  const byName = new Map<string, Candidate>();
+  for (let layer = 0; layer < dirs.length; layer++) {
+    const rules = dirs[layer].layer.overlayRules;
+    const here = new Set<string>();
+    const whiteouts: Buffer[] = [];
+    for (const e of listings[layer]) {
+      if (rules && isWhiteoutName(e.name)) {
+        if (!isOpaqueMarker(e.name)) whiteouts.push(whitedOutName(e.name));
+        continue;
+      }
+      const k = key(e.name);
+      here.add(k);
+      const cand = byName.get(k);
+      if (cand?.closed) continue;
+      const c = await classify(dirs[layer], e);
+      if (!cand) {
+        byName.set(k, { name: e.name, layers: c.whiteout ? [] : [layer], winnerIsDir: c.isDir, closed: c.whiteout || !c.isDir });
+      } else if (c.isDir) {
+        // An open candidate is a directory from above; a directory continues it (opaque ones are cut later).
+        cand.layers.push(layer);
+      } else {
+        cand.closed = true;
+      }
+    }
+    // OCI whiteouts act on lower layers only: a real entry of the same name in
+    // this layer wins over its own whiteout.
+    for (const w of whiteouts) {
+      const k = key(w);
+      if (here.has(k)) continue;
+      const cand = byName.get(k);
+      if (!cand) byName.set(k, { name: w, layers: [], winnerIsDir: false, closed: true });
+      else cand.closed = true;
+    }
   }
-  // Character devices (maybe a whiteout) and filesystems without d_type.
-  const st = lstatQuiet(real);
-  if (!st) return { isDir: false, whiteout: true, real };
-  return { isDir: st.isDirectory(), whiteout: isWhiteoutDevice(st), real };
+  const visible = [...byName.values()].filter((c) => c.layers.length > 0);
+  visible.sort((a, b) => Buffer.compare(a.name, b.name));
+  return visible;
 }
 
 /**
@@ -74,62 +83,42 @@ function classify(dir: Buffer, e: Dirent<Buffer>): { isDir: boolean; whiteout: b
  * name up twice.
  */
 export async function mergeDir(dir: DirNode): Promise<MergedEntry[]> {
-  const listings = await Promise.all(dir.dirs.map(readLayerDir));
-  const byName = new Map<string, Candidate>();
+  const visible = await candidates(dir.dirs);
+  // The supplying objects, one batch per layer.
+  const tops: (LayerObject | undefined)[] = new Array(visible.length);
   for (let layer = 0; layer < dir.dirs.length; layer++) {
-    const here = new Set<string>();
-    const whiteouts: Buffer[] = [];
-    for (const e of listings[layer]) {
-      if (isWhiteoutName(e.name)) {
-        if (!isOpaqueMarker(e.name)) whiteouts.push(whitedOutName(e.name));
-        continue;
-      }
-      const k = key(e.name);
-      here.add(k);
-      const cand = byName.get(k);
-      if (cand?.closed) continue;
-      const c = classify(dir.dirs[layer], e);
-      if (!cand) {
-        byName.set(k, {
-          name: e.name,
-          winner: c.whiteout ? undefined : c.real,
-          winnerIsDir: c.isDir,
-          dirs: c.isDir ? [c.real] : [],
-          closed: c.whiteout || !c.isDir,
-        });
-        continue;
-      }
-      // An open candidate is a directory from above; only a directory continues it.
-      if (!c.isDir || (await isOpaqueDir(cand.dirs[cand.dirs.length - 1]))) {
-        cand.closed = true;
-        if (c.isDir) continue;
-      } else {
-        cand.dirs.push(c.real);
-      }
-    }
-    // OCI whiteouts act on lower layers only: a real entry of the same name in
-    // this layer wins over its own whiteout.
-    for (const w of whiteouts) {
-      const k = key(w);
-      if (here.has(k)) continue;
-      const cand = byName.get(k);
-      if (!cand) byName.set(k, { name: w, winner: undefined, winnerIsDir: false, dirs: [], closed: true });
-      else cand.closed = true;
-    }
+    const mine: number[] = [];
+    visible.forEach((c, i) => {
+      if (c.layers[0] === layer) mine.push(i);
+    });
+    if (mine.length === 0) continue;
+    const found = await dir.dirs[layer].layer.lookupMany(dir.dirs[layer], mine.map((i) => visible[i].name));
+    mine.forEach((i, j) => (tops[i] = found[j]));
   }
-  const visible = [...byName.values()].filter((c): c is Candidate & { winner: Buffer } => c.winner !== undefined);
-  visible.sort((a, b) => Buffer.compare(a.name, b.name));
   const out: MergedEntry[] = [];
   for (let i = 0; i < visible.length; i++) {
-    if (i > 0 && i % LSTAT_SLICE === 0) await yieldToLoop();
     const c = visible[i];
-    const st = lstatQuiet(c.winner);
-    // An entry that disappeared between readdir and lstat (a LIVE layer) is dropped.
-    if (!st) continue;
-    out.push({
-      name: c.name,
-      node: c.winnerIsDir && st.isDirectory() ? { kind: 'dir', dirs: c.dirs, st } : { kind: 'leaf', real: c.winner, st },
-    });
+    const top = tops[i];
+    // An entry that disappeared between listing and lookup (a LIVE layer) is dropped.
+    if (!top) continue;
+    if (!c.winnerIsDir || !isDirStat(top.st)) {
+      out.push({ name: c.name, node: { kind: 'leaf', obj: top, st: top.st } });
+      continue;
+    }
+    out.push({ name: c.name, node: { kind: 'dir', dirs: await stackOf(dir.dirs, c, top), st: top.st } });
   }
   return out;
+}
+
+/** A merged child directory's layers, cut at the first opaque one. Only names that several layers hold get here. */
+async function stackOf(parents: LayerObject[], c: Candidate, top: LayerObject): Promise<LayerObject[]> {
+  const stack = [top];
+  for (let k = 1; k < c.layers.length; k++) {
+    if (await isOpaqueDir(stack[stack.length - 1])) break;
+    const parent = parents[c.layers[k]];
+    const obj = await parent.layer.lookup(parent, c.name);
+    if (!obj || !isDirStat(obj.st)) break;
+    stack.push(obj);
+  }
+  return stack;
 }

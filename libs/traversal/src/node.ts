@@ -1,21 +1,21 @@
-import type { BigIntStats } from 'node:fs';
 import { Attr, attrFromStats } from './attr';
+import type { LayerObject, SourceStat } from './source/layer-source';
 
 /**
- * A merged directory: the real directories that make it up, topmost first,
- * already cut at the first opaque one. Metadata comes from the topmost.
+ * A merged directory: the layers' directories that make it up, topmost
+ * first, already cut at the first opaque one. Metadata comes from the topmost.
  */
 export interface DirNode {
   kind: 'dir';
-  dirs: Buffer[];
-  st: BigIntStats;
+  dirs: LayerObject[];
+  st: SourceStat;
 }
 
-/** Anything that is not a directory: supplied by exactly one real object. */
+/** Anything that is not a directory: supplied by exactly one object of one layer. */
 export interface LeafNode {
   kind: 'leaf';
-  real: Buffer;
-  st: BigIntStats;
+  obj: LayerObject;
+  st: SourceStat;
 }
 
 export type Node = DirNode | LeafNode;
@@ -24,7 +24,7 @@ export function attrOf(node: Node): Attr {
   return attrFromStats(node.st, node.kind === 'dir' && node.dirs.length > 1);
 }
 
-/** The real object whose data and xattrs the entry shows. */
-export function realPathOf(node: Node): Buffer {
-  return node.kind === 'dir' ? node.dirs[0] : node.real;
+/** The object whose data and xattrs the entry shows. */
+export function supplierOf(node: Node): LayerObject {
+  return node.kind === 'dir' ? node.dirs[0] : node.obj;
 }

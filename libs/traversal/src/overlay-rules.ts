@@ -1,10 +1,9 @@
-import { promises as fs, type BigIntStats } from 'node:fs';
-import { childPath } from './paths';
-import { getXattr, listXattrs } from './xattr';
+import { isCharStat } from './attr';
+import type { LayerObject, SourceStat } from './source/layer-source';
 
 /**
- * The on-disk conventions of Linux overlayfs and OCI layers (DESIGN.md §3).
- * Both spellings are accepted in every layer.
+ * The on-disk conventions of Linux overlayfs and OCI layers. Both spellings
+ * are accepted in every layer whose source follows them.
  */
 
 const WH_PREFIX = Buffer.from('.wh.');
@@ -31,8 +30,8 @@ export function whitedOutName(whiteout: Buffer): Buffer {
 }
 
 /** The kernel's whiteout: a character device 0/0. */
-export function isWhiteoutDevice(st: BigIntStats): boolean {
-  return st.isCharacterDevice() && st.rdev === 0n;
+export function isWhiteoutDevice(st: SourceStat): boolean {
+  return isCharStat(st) && st.rdev === 0n;
 }
 
 /** Attributes that belong to overlayfs itself and never show through. */
@@ -40,19 +39,18 @@ export function isOverlayPrivateXattr(name: string): boolean {
   return name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.');
 }
 
-/** Attribute names of a real object as the projection shows them: overlay-private ones left out. */
-export function visibleXattrNames(real: Buffer): string[] {
-  return listXattrs(real).filter((n) => !isOverlayPrivateXattr(n));
+/** Attribute names of an object as the projection shows them: overlay-private ones left out where the layer follows the conventions. */
+export async function visibleXattrNames(obj: LayerObject): Promise<string[]> {
+  const names = await obj.layer.listXattrs(obj);
+  return obj.layer.overlayRules ? names.filter((n) => !isOverlayPrivateXattr(n)) : names;
 }
 
 /** A directory that hides everything below it in lower layers. */
-export async function isOpaqueDir(dir: Buffer): Promise<boolean> {
+export async function isOpaqueDir(dir: LayerObject): Promise<boolean> {
+  if (!dir.layer.overlayRules) return false;
   for (const name of OPAQUE_XATTRS) {
-    const v = getXattr(dir, name);
+    const v = await dir.layer.getXattr(dir, name);
     if (v && v.length === 1 && v[0] === 0x79 /* 'y' */) return true;
   }
-  return fs.lstat(childPath(dir, OPAQUE_MARKER)).then(
-    () => true,
-    () => false,
-  );
+  return (await dir.layer.lookup(dir, OPAQUE_MARKER)) !== undefined;
 }

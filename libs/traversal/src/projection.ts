@@ -1,13 +1,12 @@
-import { promises as fs, constants as fsc, type BigIntStats } from 'node:fs';
 import { LRUCache } from 'lru-cache';
-import { Errno, GrpcCode, StrataError, fromSystemError, isStrataError } from '@strata/errors';
-import { Attr } from './attr';
+import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
+import { Attr, isDirStat, isLinkStat, isRegStat } from './attr';
 import { mergeDir, type MergedEntry } from './merge';
-import { DirNode, LeafNode, Node, attrOf, realPathOf } from './node';
+import { DirNode, LeafNode, Node, attrOf, supplierOf } from './node';
 import { isOpaqueDir, isOverlayPrivateXattr, isWhiteoutDevice, isWhiteoutName, visibleXattrNames, whiteoutNameFor } from './overlay-rules';
-import { childPath, joinPath, printable, splitPath, toPathBuffer } from './paths';
-import { XattrError, getXattr } from './xattr';
-import { readAt } from './read-at';
+import { joinPath, printable, splitPath, toPathBuffer } from './paths';
+import { DirSource } from './source/dir-source';
+import type { LayerObject, LayerSource, StatFs } from './source/layer-source';
 
 /** Linux follows at most 40 symlinks while resolving one path (MAXSYMLINKS). */
 const MAX_SYMLINK_HOPS = 40;
@@ -39,16 +38,7 @@ export interface ReadResult {
   eof: boolean;
 }
 
-export interface StatFs {
-  bsize: number;
-  frsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-  namemax: number;
-}
+export type { StatFs };
 
 export interface ProjectionOptions {
   /** Resolved directories kept in memory (0: none). Paths are resolved from the nearest cached ancestor. */
@@ -58,36 +48,28 @@ export interface ProjectionOptions {
 }
 
 function enoent(path: Buffer): StrataError {
-  return new StrataError(Errno.ENOENT, `no such file or directory: ${printable(path)}`, { path });
+  return StrataError.notFound(`no such file or directory: ${printable(path)}`, path);
 }
 
 function notDir(path: Buffer): StrataError {
-  return new StrataError(Errno.ENOTDIR, `not a directory: ${printable(path)}`, { path });
-}
-
-async function lstatOrUndefined(real: Buffer): Promise<BigIntStats | undefined> {
-  try {
-    return await fs.lstat(real, { bigint: true });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') return undefined;
-    throw fromSystemError(err, 'lstat');
-  }
+  return StrataError.notDir(`not a directory: ${printable(path)}`, path);
 }
 
 /**
- * The merged, read-only view of one layer chain: the delta traversal of
- * DESIGN.md §3 over `dir:` layers. It answers one path at a time, touching
- * only the directories on that path, never the whole tree.
+ * The merged, read-only view of one layer chain: the delta traversal over
+ * layer sources (overlayfs rules between layers, each layer read through its
+ * own source). It answers one path at a time, touching only the directories
+ * on that path, never the whole tree.
  */
 export class Projection {
-  /** Real layer roots, topmost first. */
-  readonly roots: Buffer[];
+  /** The layers, topmost first. */
+  readonly layers: LayerSource[];
   private readonly dirCache: LRUCache<string, DirNode> | undefined;
 
-  constructor(roots: readonly (string | Buffer)[], options: ProjectionOptions = {}) {
-    if (roots.length === 0) throw new StrataError(Errno.EINVAL, 'a projection needs at least one layer');
-    this.roots = roots.map(toPathBuffer);
+  /** Layers as sources, or as folders (each becomes a `dir:` source). */
+  constructor(layers: readonly (string | Buffer | LayerSource)[], options: ProjectionOptions = {}) {
+    if (layers.length === 0) throw new StrataError(Errno.EINVAL, 'a projection needs at least one layer');
+    this.layers = layers.map((l) => (typeof l === 'string' || Buffer.isBuffer(l) ? new DirSource(l) : l));
     const entries = options.dirCacheEntries ?? 4096;
     this.dirCache =
       entries > 0
@@ -101,7 +83,7 @@ export class Projection {
     try {
       return await this.resolve(p);
     } catch (err) {
-      throw isStrataError(err) ? err : fromSystemError(err, `lookup ${printable(p)}`, p);
+      throw isStrataError(err) ? err : StrataError.from(err, `lookup ${printable(p)}`, p);
     }
   }
 
@@ -116,39 +98,33 @@ export class Projection {
 
   /** The same entries with the node a lookup of each would give (callers cache them instead of looking names up again). */
   async readdirNodes(path: Buffer | string): Promise<MergedEntry[]> {
-    return mergeDir(await this.lookupDir(toPathBuffer(path)));
+    return this.children(await this.lookupDir(toPathBuffer(path)));
+  }
+
+  /** The entries of a merged directory node. */
+  children(dir: DirNode): Promise<MergedEntry[]> {
+    return mergeDir(dir);
   }
 
   async read(path: Buffer | string, offset: number, length: number): Promise<ReadResult> {
     const p = toPathBuffer(path);
-    if (!Number.isSafeInteger(offset) || offset < 0) {
-      throw new StrataError(Errno.EINVAL, `read offset ${offset} is not a non-negative integer`, { path: p, code: GrpcCode.INVALID_ARGUMENT });
-    }
-    if (!Number.isSafeInteger(length) || length < 0 || length > MAX_READ) {
-      throw new StrataError(Errno.EINVAL, `read length ${length} is not between 0 and ${MAX_READ}`, { path: p, code: GrpcCode.INVALID_ARGUMENT });
-    }
-    const node = await this.lookup(p);
-    if (node.kind === 'dir') throw new StrataError(Errno.EISDIR, `is a directory: ${printable(p)}`, { path: p });
-    if (!node.st.isFile()) {
-      throw new StrataError(Errno.EINVAL, `not a regular file: ${printable(p)}`, { path: p, code: GrpcCode.INVALID_ARGUMENT });
-    }
+    checkRange(p, offset, length);
+    return this.readNode(p, await this.lookup(p), offset, length);
+  }
+
+  /** A read of a node already looked up (the path is for messages). */
+  async readNode(path: Buffer, node: Node, offset: number, length: number): Promise<ReadResult> {
+    checkRange(path, offset, length);
+    if (node.kind === 'dir') throw new StrataError(Errno.EISDIR, `is a directory: ${printable(path)}`, { path });
+    if (!isRegStat(node.st)) throw StrataError.invalid(`not a regular file: ${printable(path)}`, path);
     const size = Number(node.st.size);
     if (length === 0 || offset >= size) return { data: Buffer.alloc(0), eof: true };
     const want = Math.min(length, size - offset);
-    let fh: fs.FileHandle;
     try {
-      // O_NOFOLLOW: a LIVE layer could swap the file for a symlink after lookup.
-      fh = await fs.open(node.real, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-    } catch (err) {
-      throw fromSystemError(err, `open ${printable(p)}`, p);
-    }
-    try {
-      const data = await readAt(fh, offset, want);
+      const data = await node.obj.layer.read(node.obj, offset, want);
       return { data, eof: offset + data.length >= size };
     } catch (err) {
-      throw fromSystemError(err, `read ${printable(p)}`, p);
-    } finally {
-      await fh.close();
+      throw withPath(err, path);
     }
   }
 
@@ -156,13 +132,16 @@ export class Projection {
   async readlink(path: Buffer | string): Promise<Buffer> {
     const p = toPathBuffer(path);
     const node = await this.lookup(p);
-    if (node.kind === 'dir' || !node.st.isSymbolicLink()) {
-      throw new StrataError(Errno.EINVAL, `not a symlink: ${printable(p)}`, { path: p, code: GrpcCode.INVALID_ARGUMENT });
-    }
+    if (node.kind === 'dir' || !isLinkStat(node.st)) throw StrataError.invalid(`not a symlink: ${printable(p)}`, p);
+    return this.linkTarget(p, node);
+  }
+
+  /** The target of a symlink node (the path is for messages). */
+  async linkTarget(path: Buffer, node: LeafNode): Promise<Buffer> {
     try {
-      return await fs.readlink(node.real, { encoding: 'buffer' });
+      return await node.obj.layer.readlink(node.obj);
     } catch (err) {
-      throw fromSystemError(err, `readlink ${printable(p)}`, p);
+      throw withPath(err, path);
     }
   }
 
@@ -171,20 +150,20 @@ export class Projection {
     const p = toPathBuffer(path);
     const node = await this.lookup(p);
     try {
-      return visibleXattrNames(realPathOf(node));
+      return await visibleXattrNames(supplierOf(node));
     } catch (err) {
-      throw this.xattrError(err, p);
+      throw withPath(err, p);
     }
   }
 
   async getXattr(path: Buffer | string, name: string): Promise<Buffer> {
     const p = toPathBuffer(path);
-    const node = await this.lookup(p);
+    const obj = supplierOf(await this.lookup(p));
     let value: Buffer | undefined;
     try {
-      value = isOverlayPrivateXattr(name) ? undefined : getXattr(realPathOf(node), name);
+      value = obj.layer.overlayRules && isOverlayPrivateXattr(name) ? undefined : await obj.layer.getXattr(obj, name);
     } catch (err) {
-      throw this.xattrError(err, p);
+      throw withPath(err, p);
     }
     if (value === undefined) {
       throw new StrataError(Errno.ENODATA, `no attribute ${name} on ${printable(p)}`, { path: p, code: GrpcCode.NOT_FOUND });
@@ -193,18 +172,8 @@ export class Projection {
   }
 
   /** Filesystem statistics of the topmost layer's filesystem, as overlayfs reports them. */
-  async statfs(): Promise<StatFs> {
-    const s = await fs.statfs(this.roots[0], { bigint: true });
-    return {
-      bsize: Number(s.bsize),
-      frsize: Number(s.bsize),
-      blocks: Number(s.blocks),
-      bfree: Number(s.bfree),
-      bavail: Number(s.bavail),
-      files: Number(s.files),
-      ffree: Number(s.ffree),
-      namemax: 255,
-    };
+  statfs(): Promise<StatFs> {
+    return this.layers[0].statfs();
   }
 
   /**
@@ -220,15 +189,15 @@ export class Projection {
     let batch: WalkEntry[] = [];
     const emit = async (p: Buffer, node: Node): Promise<void> => {
       const entry: WalkEntry = { path: p, attr: attrOf(node) };
-      if (options.includeLinkTargets && node.kind === 'leaf' && node.st.isSymbolicLink()) {
-        entry.linkTarget = await fs.readlink(node.real, { encoding: 'buffer' }).catch(() => Buffer.alloc(0));
+      if (options.includeLinkTargets && node.kind === 'leaf' && isLinkStat(node.st)) {
+        entry.linkTarget = await this.linkTarget(p, node).catch(() => Buffer.alloc(0));
       }
       batch.push(entry);
     };
     await emit(joinPath(names), root);
     if (root.kind === 'dir') {
       // Explicit stack of iterators so a deep tree cannot overflow the call stack.
-      const stack: { prefix: Buffer[]; entries: { name: Buffer; node: Node }[]; i: number }[] = [];
+      const stack: { prefix: Buffer[]; entries: MergedEntry[]; i: number }[] = [];
       stack.push({ prefix: names, entries: await mergeDir(root), i: 0 });
       while (stack.length > 0) {
         const top = stack[stack.length - 1];
@@ -258,16 +227,17 @@ export class Projection {
     return node;
   }
 
-  private xattrError(err: unknown, path: Buffer): StrataError {
-    if (err instanceof XattrError) return new StrataError(err.errno, `${err.message}: ${printable(path)}`, { path });
-    return fromSystemError(err, `xattr ${printable(path)}`, path);
+  /** Releases what the layer sources hold open. */
+  async close(): Promise<void> {
+    await Promise.all(this.layers.map((l) => l.close()));
   }
 
   private async rootNode(): Promise<DirNode> {
     const cached = this.dirCache?.get('');
     if (cached) return cached;
-    const st = await fs.lstat(this.roots[0], { bigint: true });
-    const node: DirNode = { kind: 'dir', dirs: this.roots, st };
+    // Layer roots always merge, as overlayfs merges its layers' roots.
+    const dirs = await Promise.all(this.layers.map((l) => l.root()));
+    const node: DirNode = { kind: 'dir', dirs, st: dirs[0].st };
     this.dirCache?.set('', node);
     return node;
   }
@@ -317,11 +287,11 @@ export class Projection {
         this.dirCache?.set(joinPath(canon).toString('latin1'), child);
         continue;
       }
-      if (!child.st.isSymbolicLink()) throw notDir(path);
+      if (!isLinkStat(child.st)) throw notDir(path);
       if (++hops > MAX_SYMLINK_HOPS) {
         throw new StrataError(Errno.ELOOP, `too many levels of symbolic links: ${printable(path)}`, { path });
       }
-      const target = await fs.readlink(child.real, { encoding: 'buffer' });
+      const target = await child.obj.layer.readlink(child.obj);
       const targetNames = rawNames(target);
       if (target[0] === 0x2f) {
         canon = [];
@@ -342,27 +312,39 @@ export class Projection {
 
   /** One name in one merged directory, layer by layer from the top (see mergeDir for the same rules over a whole listing). */
   private async lookupChild(parent: DirNode, name: Buffer): Promise<Node | undefined> {
-    if (isWhiteoutName(name)) return undefined;
-    const dirs: Buffer[] = [];
-    let top: BigIntStats | undefined;
+    const dirs: LayerObject[] = [];
     for (const d of parent.dirs) {
-      const real = childPath(d, name);
-      const st = await lstatOrUndefined(real);
-      if (!st) {
-        if (await lstatOrUndefined(childPath(d, whiteoutNameFor(name)))) break;
+      const rules = d.layer.overlayRules;
+      if (rules && isWhiteoutName(name)) break;
+      const obj = await d.layer.lookup(d, name);
+      if (!obj) {
+        if (rules && (await d.layer.lookup(d, whiteoutNameFor(name)))) break;
         continue;
       }
-      if (isWhiteoutDevice(st)) break;
-      if (!st.isDirectory()) {
-        if (dirs.length === 0) return { kind: 'leaf', real, st } satisfies LeafNode;
+      if (rules && isWhiteoutDevice(obj.st)) break;
+      if (!isDirStat(obj.st)) {
+        if (dirs.length === 0) return { kind: 'leaf', obj, st: obj.st } satisfies LeafNode;
         break;
       }
       if (dirs.length > 0 && (await isOpaqueDir(dirs[dirs.length - 1]))) break;
-      dirs.push(real);
-      top ??= st;
+      dirs.push(obj);
     }
-    return top ? { kind: 'dir', dirs, st: top } : undefined;
+    return dirs.length > 0 ? { kind: 'dir', dirs, st: dirs[0].st } : undefined;
   }
+}
+
+function checkRange(path: Buffer, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) throw StrataError.invalid(`read offset ${offset} is not a non-negative integer`, path);
+  if (!Number.isSafeInteger(length) || length < 0 || length > MAX_READ) {
+    throw StrataError.invalid(`read length ${length} is not between 0 and ${MAX_READ}`, path);
+  }
+}
+
+/** A source's error with the projection path it was about. */
+function withPath(err: unknown, path: Buffer): StrataError {
+  const e = StrataError.from(err);
+  if (e.path) return e;
+  return new StrataError(e.errno, `${e.message}: ${printable(path)}`, { path, code: e.code, cause: e.cause ?? err });
 }
 
 /** Names of a symlink target, keeping "." and ".." for the resolver to interpret. */

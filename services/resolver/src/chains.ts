@@ -1,13 +1,9 @@
 import { realpathSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { chainKey } from '@strata/cache';
-import { Catalog, Layer, LayerRef, isSealed } from '@strata/layers';
+import { CATALOG_FRESHNESS, Catalog, LIVE_FRESHNESS, Layer, LayerRef, isSealed } from '@strata/layers';
 import { Projection } from '@strata/traversal';
-
-/** How long anything derived from a LIVE layer may be reused: changes show within one second. */
-export const LIVE_TTL_MS = 400;
-/** How long a layer reference keeps resolving to the same chain (catalog refresh 500 ms + this < 1 s). */
-const REF_TTL_MS = 100;
+import { LayerSources } from './layer-sources';
 
 /** One layer chain as the resolver serves it. */
 export interface ChainView {
@@ -15,7 +11,7 @@ export interface ChainView {
   key: string;
   /** Top layer first. */
   layers: Layer[];
-  /** Undefined for sealed chains (kept until evicted); LIVE_TTL_MS otherwise. */
+  /** Undefined for sealed chains (kept until evicted); LIVE_FRESHNESS.resolverRecordMs otherwise. */
   ttlMs: number | undefined;
   projection: Projection;
 }
@@ -26,12 +22,14 @@ export interface ChainView {
  */
 export class Chains {
   readonly storeRealRoot: Buffer;
+  readonly sources: LayerSources;
   private readonly views = new LRUCache<string, ChainView>({ max: 512 });
-  /** The view a reference resolved to, reused briefly: the catalog only refreshes every 500 ms anyway. */
-  private readonly byRef = new LRUCache<string, ChainView>({ max: 4096, ttl: REF_TTL_MS });
+  /** The view a reference resolved to, reused briefly: the catalog only refreshes every CATALOG_FRESHNESS.refreshMs anyway. */
+  private readonly byRef = new LRUCache<string, ChainView>({ max: 4096, ttl: CATALOG_FRESHNESS.referenceMs });
 
   constructor(readonly catalog: Catalog) {
     this.storeRealRoot = Buffer.from(realpathSync(catalog.storeRoot));
+    this.sources = new LayerSources(catalog, this.storeRealRoot);
   }
 
   async view(ref: LayerRef): Promise<ChainView> {
@@ -43,21 +41,30 @@ export class Chains {
     return view;
   }
 
+  close(): void {
+    this.views.clear();
+    this.sources.close();
+  }
+
   private async viewOf(ref: LayerRef): Promise<ChainView> {
     const layers = await this.catalog.chain(ref);
     const key = chainKey(layers);
     const cached = this.views.get(key);
     if (cached) return cached;
     const sealed = layers.every(isSealed);
-    const ttlMs = sealed ? undefined : LIVE_TTL_MS;
-    const roots = layers.map((l) => this.catalog.layerRoot(l));
+    const ttlMs = sealed ? undefined : LIVE_FRESHNESS.resolverRecordMs;
+    // A LIVE chain's directories (and the view holding them) are a part of the one-second budget of their own.
+    const dirTtl = sealed ? undefined : LIVE_FRESHNESS.resolverDirectoryMs;
     const view: ChainView = {
       key,
       layers,
       ttlMs,
-      projection: new Projection(roots, { dirCacheEntries: 8192, ...(ttlMs ? { dirCacheTtlMs: ttlMs } : {}) }),
+      projection: new Projection(
+        layers.map((l) => this.sources.sourceOf(l)),
+        { dirCacheEntries: 8192, ...(dirTtl ? { dirCacheTtlMs: dirTtl } : {}) },
+      ),
     };
-    this.views.set(key, view, ttlMs ? { ttl: ttlMs } : undefined);
+    this.views.set(key, view, dirTtl ? { ttl: dirTtl } : undefined);
     return view;
   }
 }

@@ -1,0 +1,230 @@
+import { lstatSync, promises as fs, constants as fsc, realpathSync, type Dirent } from 'node:fs';
+import { StrataError } from '@strata/errors';
+import type { FileType } from '@strata/posix';
+import { childPath, printable, toPathBuffer } from '../paths';
+import { FdCache } from './fd-cache';
+import { getXattr, listXattrs, XattrError } from './host-xattr';
+import type { LayerObject, LayerSource, SourceDirent, SourceStat, StatFs } from './layer-source';
+import { readAt } from './read-at';
+
+/**
+ * Entries looked up between two yields to the event loop. Synchronous lstat
+ * costs ~5 µs on a warm local store against ~17 µs through the thread pool;
+ * slicing keeps a 100,000-entry directory from starving other requests.
+ */
+const LSTAT_SLICE = 512;
+const SLASH = 0x2f;
+
+export interface DirSourceOptions {
+  /**
+   * Root of the image store: locations are relative to it, because replicas
+   * may mount a shared store at different paths. Defaults to the layer root.
+   */
+  storeRoot?: string | Buffer;
+  /** The folder may change under us (a LIVE layer): no open file is reused. */
+  live?: boolean;
+  /** Open files shared with other sources, so one bound holds for a whole store. */
+  fdCache?: FdCache;
+}
+
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function lstatQuiet(p: Buffer): SourceStat | undefined {
+  try {
+    return lstatSync(p, { bigint: true });
+  } catch {
+    return undefined;
+  }
+}
+
+function direntType(e: Dirent<Buffer>): FileType {
+  if (e.isDirectory()) return 'dir';
+  if (e.isFile()) return 'file';
+  if (e.isSymbolicLink()) return 'symlink';
+  if (e.isFIFO()) return 'fifo';
+  if (e.isSocket()) return 'socket';
+  if (e.isBlockDevice()) return 'block';
+  if (e.isCharacterDevice()) return 'char';
+  return 'unknown';
+}
+
+/**
+ * A `dir:` layer: a folder of the image store, read with the host's own
+ * system calls. Objects are named by their real path.
+ */
+export class DirSource implements LayerSource {
+  readonly identity: string;
+  readonly overlayRules = true;
+  readonly rootPath: Buffer;
+  private readonly storeRoot: Buffer;
+  private readonly fds: FdCache | undefined;
+  private readonly sharedFds: boolean;
+
+  constructor(root: string | Buffer, options: DirSourceOptions = {}) {
+    this.rootPath = toPathBuffer(root);
+    this.storeRoot = options.storeRoot === undefined ? this.rootPath : toPathBuffer(options.storeRoot);
+    this.identity = `dir:${this.rootPath.toString('latin1')}`;
+    this.fds = options.live ? undefined : (options.fdCache ?? new FdCache());
+    this.sharedFds = options.fdCache !== undefined;
+  }
+
+  /** A source for a folder given by any path: symlinks in it resolved once, here. */
+  static real(root: string | Buffer, options: DirSourceOptions = {}): DirSource {
+    return new DirSource(realpathSync(toPathBuffer(root), { encoding: 'buffer' }), options);
+  }
+
+  async root(): Promise<LayerObject> {
+    const st = await fs.lstat(this.rootPath, { bigint: true });
+    return { layer: this, ref: this.rootPath, st };
+  }
+
+  async lookup(dir: LayerObject, name: Buffer): Promise<LayerObject | undefined> {
+    const real = childPath(this.pathOf(dir), name);
+    try {
+      return { layer: this, ref: real, st: await fs.lstat(real, { bigint: true }) };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') return undefined;
+      throw StrataError.from(err, 'lstat', real);
+    }
+  }
+
+  async list(dir: LayerObject): Promise<SourceDirent[]> {
+    let entries: Dirent<Buffer>[];
+    try {
+      entries = await fs.readdir(this.pathOf(dir), { withFileTypes: true, encoding: 'buffer' });
+    } catch (err) {
+      // A directory that vanished from a LIVE layer between lookup and readdir contributes nothing.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw StrataError.from(err, `readdir ${printable(this.pathOf(dir))}`);
+    }
+    return entries.map((e) => ({ name: e.name, type: direntType(e) }));
+  }
+
+  async lookupMany(dir: LayerObject, names: readonly Buffer[]): Promise<(LayerObject | undefined)[]> {
+    const base = this.pathOf(dir);
+    const out: (LayerObject | undefined)[] = [];
+    for (let i = 0; i < names.length; i++) {
+      if (i > 0 && i % LSTAT_SLICE === 0) await yieldToLoop();
+      const real = childPath(base, names[i]);
+      const st = lstatQuiet(real);
+      out.push(st ? { layer: this, ref: real, st } : undefined);
+    }
+    return out;
+  }
+
+  async readlink(obj: LayerObject): Promise<Buffer> {
+    try {
+      return await fs.readlink(this.pathOf(obj), { encoding: 'buffer' });
+    } catch (err) {
+      throw StrataError.from(err, 'readlink');
+    }
+  }
+
+  read(obj: LayerObject, offset: number, length: number): Promise<Buffer> {
+    return this.readReal(this.pathOf(obj), offset, length);
+  }
+
+  async listXattrs(obj: LayerObject): Promise<string[]> {
+    try {
+      return listXattrs(this.pathOf(obj));
+    } catch (err) {
+      throw xattrError(err, 'llistxattr');
+    }
+  }
+
+  async getXattr(obj: LayerObject, name: string): Promise<Buffer | undefined> {
+    try {
+      return getXattr(this.pathOf(obj), name);
+    } catch (err) {
+      throw xattrError(err, `lgetxattr ${name}`);
+    }
+  }
+
+  async statfs(): Promise<StatFs> {
+    const s = await fs.statfs(this.rootPath, { bigint: true });
+    return {
+      bsize: Number(s.bsize),
+      frsize: Number(s.bsize),
+      blocks: Number(s.blocks),
+      bfree: Number(s.bfree),
+      bavail: Number(s.bavail),
+      files: Number(s.files),
+      ffree: Number(s.ffree),
+      namemax: 255,
+    };
+  }
+
+  locate(obj: LayerObject): Buffer {
+    const real = this.pathOf(obj);
+    const root = this.storeRoot;
+    if (real.length > root.length && real[root.length] === SLASH && real.subarray(0, root.length).equals(root)) {
+      return real.subarray(root.length + 1);
+    }
+    if (real.equals(root)) return Buffer.alloc(0);
+    throw StrataError.io(`layer data ${printable(real)} is outside the store`);
+  }
+
+  readLocated(location: Buffer, offset: number, length: number): Promise<Buffer> {
+    // Locations come back from a shared cache: never let one climb out of the store.
+    if (location.length > 0 && (location[0] === SLASH || hasDotDot(location))) {
+      return Promise.reject(StrataError.io(`cached location ${printable(location)} is not inside the store`));
+    }
+    return this.readReal(location.length === 0 ? this.storeRoot : Buffer.concat([this.storeRoot, Buffer.from('/'), location]), offset, length);
+  }
+
+  async close(): Promise<void> {
+    // A shared cache belongs to whoever shares it.
+    if (!this.sharedFds) this.fds?.clear();
+  }
+
+  private pathOf(obj: LayerObject): Buffer {
+    if (obj.layer !== this || typeof obj.ref === 'number') throw StrataError.io('object handed to the wrong layer source');
+    return obj.ref;
+  }
+
+  private async readReal(real: Buffer, offset: number, length: number): Promise<Buffer> {
+    if (!this.fds) {
+      let fh: fs.FileHandle;
+      try {
+        // O_NOFOLLOW: a LIVE layer could swap the file for a symlink after lookup.
+        fh = await fs.open(real, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+      } catch (err) {
+        throw StrataError.from(err, 'open');
+      }
+      try {
+        return await readAt(fh, offset, length);
+      } catch (err) {
+        throw StrataError.from(err, 'read');
+      } finally {
+        await fh.close();
+      }
+    }
+    const file = await this.fds.acquire(real).catch((err: unknown) => {
+      throw StrataError.from(err, 'open');
+    });
+    try {
+      return await readAt(file.handle, offset, length);
+    } catch (err) {
+      throw StrataError.from(err, 'read');
+    } finally {
+      file.release();
+    }
+  }
+}
+
+function hasDotDot(location: Buffer): boolean {
+  let start = 0;
+  for (let i = 0; i <= location.length; i++) {
+    if (i === location.length || location[i] === SLASH) {
+      if (i - start === 2 && location[start] === 0x2e && location[start + 1] === 0x2e) return true;
+      start = i + 1;
+    }
+  }
+  return false;
+}
+
+function xattrError(err: unknown, what: string): StrataError {
+  if (err instanceof XattrError) return new StrataError(err.errno, `${what}: ${err.message}`);
+  return StrataError.from(err, what);
+}

@@ -1,0 +1,96 @@
+import type { FileType } from '@strata/posix';
+
+/**
+ * stat(2) of one object in a layer, spelled as node's BigIntStats spells it
+ * so that a `dir:` source hands lstat's answer over without copying.
+ */
+export interface SourceStat {
+  /** Distinguishes sources: objects of two sources never share (dev, ino). */
+  dev: bigint;
+  ino: bigint;
+  mode: bigint;
+  nlink: bigint;
+  uid: bigint;
+  gid: bigint;
+  rdev: bigint;
+  size: bigint;
+  blocks: bigint;
+  blksize: bigint;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+/** A source's own handle of an object: a host path for `dir:`, an inode number inside an image. */
+export type ObjectRef = Buffer | number;
+
+/** One object (file, directory, link, ...) of one layer, as the engine holds it. */
+export interface LayerObject {
+  readonly layer: LayerSource;
+  readonly ref: ObjectRef;
+  readonly st: SourceStat;
+}
+
+/** A name in a directory with the type the directory itself records ('unknown' when it cannot tell). */
+export interface SourceDirent {
+  name: Buffer;
+  type: FileType;
+}
+
+export interface StatFs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  namemax: number;
+}
+
+/**
+ * Everything the delta traversal reads from one layer. The overlay merge,
+ * diff and walk see layers only through this, so a folder on the host and a
+ * filesystem inside a VM disk image are interchangeable. Every method is
+ * asynchronous because an image answers from positional reads of a file;
+ * nothing assumes a host directory exists.
+ */
+export interface LayerSource {
+  /**
+   * What the layer's content is: equal identities mean equal content. Cache
+   * keys and "the same object on both sides" in diff rest on it.
+   */
+  readonly identity: string;
+  /**
+   * Whether the overlayfs conventions (whiteouts, opaque markers, private
+   * xattrs) apply to this layer. A VM image projected alone shows its
+   * filesystem exactly as the kernel mounts it; under a `dir:` overlay it
+   * is a lower layer like any other.
+   */
+  readonly overlayRules: boolean;
+  root(): Promise<LayerObject>;
+  /** The object a name in a directory leads to (never followed), undefined when there is none. */
+  lookup(dir: LayerObject, name: Buffer): Promise<LayerObject | undefined>;
+  /** The names of a directory ("." and ".." left out), in no particular order. */
+  list(dir: LayerObject): Promise<SourceDirent[]>;
+  /** Looks up many names of one directory at once (a listing wants every winner): undefined where a name has gone. */
+  lookupMany(dir: LayerObject, names: readonly Buffer[]): Promise<(LayerObject | undefined)[]>;
+  readlink(obj: LayerObject): Promise<Buffer>;
+  /** Up to `length` bytes at `offset`; fewer only at the end of the file. */
+  read(obj: LayerObject, offset: number, length: number): Promise<Buffer>;
+  listXattrs(obj: LayerObject): Promise<string[]>;
+  getXattr(obj: LayerObject, name: string): Promise<Buffer | undefined>;
+  statfs(): Promise<StatFs>;
+  /** Bytes that find the object again without a lookup (kept in cache records, so any replica can read it). */
+  locate(obj: LayerObject): Buffer;
+  /** Reads the object behind a location, as `read` would; the location came from `locate` of an equal source. */
+  readLocated(location: Buffer, offset: number, length: number): Promise<Buffer>;
+  /** Releases what the source holds open (file handles of an image, an fd cache). */
+  close(): Promise<void>;
+}
+
+/** Objects of equal sources with equal refs are the same object. */
+export function sameObject(a: LayerObject, b: LayerObject): boolean {
+  if (a.layer.identity !== b.layer.identity) return false;
+  return typeof a.ref === 'number' || typeof b.ref === 'number' ? a.ref === b.ref : a.ref.equals(b.ref);
+}

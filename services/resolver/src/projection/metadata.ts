@@ -1,0 +1,128 @@
+import { LRUCache } from 'lru-cache';
+import { Errno, StrataError, errnoName, isStrataError } from '@strata/errors';
+import { recordKey } from '@strata/cache';
+import { DirEntry, ListingRecord, NodeRecord, XattrRecord } from '@strata/protocol';
+import { type Node, attrOf, isLinkStat, joinPath, printable, splitPath, supplierOf } from '@strata/traversal';
+import { inSpan } from '@strata/telemetry';
+import type { ChainView } from '../chains';
+import { RecordCache } from './record-cache';
+
+/** Store work is traced only as part of a request's trace. */
+const STORE_SPAN = { childOnly: true };
+
+/** Lookup failures that depend only on the (sealed) tree, so they are cached like answers. */
+const NEGATIVE = new Set<number>([Errno.ENOENT, Errno.ENOTDIR, Errno.ELOOP]);
+const NEGATIVE_TEXT: Record<number, string> = {
+  [Errno.ENOENT]: 'no such file or directory',
+  [Errno.ENOTDIR]: 'not a directory',
+  [Errno.ELOOP]: 'too many levels of symbolic links',
+};
+
+/**
+ * Merged metadata of a chain's paths as cache records: a path's node, a
+ * directory's listing, a path's xattrs. A miss goes to the traversal engine
+ * and the answer is stored for every replica.
+ */
+export class Metadata {
+  /** Decoded listings, so paging through a huge directory does not decode it once per page. */
+  private readonly listings = new LRUCache<string, DirEntry[]>({ max: 64 });
+
+  constructor(private readonly records: RecordCache) {}
+
+  /** A path's node record, or the errno of its failed lookup thrown. */
+  async node(view: ChainView, path: Buffer): Promise<{ canon: Buffer; rec: NodeRecord }> {
+    const canon = joinPath(splitPath(path));
+    const key = recordKey(view.key, 'n', canon);
+    const hit = await this.records.get(view, key);
+    const rec = hit ? NodeRecord.decode(hit) : await this.records.once(key, () => this.resolveNode(view, canon, key));
+    if (rec.errno !== 0) {
+      throw new StrataError(rec.errno, `${NEGATIVE_TEXT[rec.errno] ?? errnoName(rec.errno)}: ${printable(canon)}`, { path: canon });
+    }
+    return { canon, rec };
+  }
+
+  async listing(view: ChainView, canon: Buffer): Promise<DirEntry[]> {
+    const key = recordKey(view.key, 'd', canon);
+    const decoded = this.listings.get(key);
+    if (decoded) return decoded;
+    const hit = await this.records.get(view, key);
+    let entries: DirEntry[];
+    if (hit) {
+      entries = ListingRecord.decode(hit).entries;
+    } else {
+      entries = await inSpan('store.readdir', () => ({ 'strata.path': printable(canon) }), () => this.readDirectory(view, canon), STORE_SPAN);
+      this.records.put(view, key, ListingRecord.encode({ entries }).finish());
+    }
+    this.listings.set(key, entries, view.ttlMs ? { ttl: view.ttlMs } : undefined);
+    return entries;
+  }
+
+  async xattrs(view: ChainView, path: Buffer): Promise<XattrRecord> {
+    const { canon } = await this.node(view, path);
+    const key = recordKey(view.key, 'x', canon);
+    const hit = await this.records.get(view, key);
+    if (hit) return XattrRecord.decode(hit);
+    return inSpan('store.xattrs', () => ({ 'strata.path': printable(canon) }), () => this.readXattrs(view, canon, key), STORE_SPAN);
+  }
+
+  private async resolveNode(view: ChainView, canon: Buffer, key: string): Promise<NodeRecord> {
+    let rec: NodeRecord;
+    try {
+      rec = await inSpan('store.lookup', () => ({ 'strata.path': printable(canon) }), async () => this.recordOf(view, canon, await view.projection.lookup(canon)), STORE_SPAN);
+    } catch (err) {
+      if (!isStrataError(err) || !NEGATIVE.has(err.errno)) throw err;
+      rec = { errno: err.errno, attr: undefined, locations: [], directory: false, linkTarget: Buffer.alloc(0), sourceLayer: 0 };
+    }
+    this.records.put(view, key, NodeRecord.encode(rec).finish());
+    return rec;
+  }
+
+  /** A node as a record: attributes, where its data is (for reads from the record alone), a link's target. */
+  private async recordOf(view: ChainView, path: Buffer, node: Node): Promise<NodeRecord> {
+    const attr = attrOf(node);
+    const objs = node.kind === 'dir' ? node.dirs : [node.obj];
+    const supplier = supplierOf(node);
+    const linkTarget = node.kind === 'leaf' && isLinkStat(node.st) ? await view.projection.linkTarget(path, node) : Buffer.alloc(0);
+    return {
+      errno: 0,
+      attr,
+      locations: objs.map((o) => o.layer.locate(o)),
+      directory: node.kind === 'dir',
+      linkTarget,
+      sourceLayer: view.projection.layers.indexOf(supplier.layer),
+    };
+  }
+
+  /**
+   * A directory from the store. The merge already found the node behind
+   * every entry, so their records are cached too: the reads and lookups that
+   * follow a listing (or a Walk) skip the layer-by-layer lookup.
+   */
+  private async readDirectory(view: ChainView, canon: Buffer): Promise<DirEntry[]> {
+    const merged = await view.projection.readdirNodes(canon);
+    const parts = splitPath(canon);
+    const entries: DirEntry[] = [];
+    for (const e of merged) {
+      const child = joinPath([...parts, e.name]);
+      const rec = await this.recordOf(view, child, e.node);
+      entries.push({ name: e.name, attr: rec.attr });
+      this.records.put(view, recordKey(view.key, 'n', child), NodeRecord.encode(rec).finish());
+    }
+    return entries;
+  }
+
+  private async readXattrs(view: ChainView, canon: Buffer, key: string): Promise<XattrRecord> {
+    const names = await view.projection.listXattr(canon);
+    const xattrs = [];
+    for (const name of names) {
+      const value = await view.projection.getXattr(canon, name).catch((err: unknown) => {
+        if (isStrataError(err) && err.errno === Errno.ENODATA) return undefined; // removed since listing
+        throw err;
+      });
+      if (value) xattrs.push({ name, value });
+    }
+    const rec: XattrRecord = { xattrs };
+    this.records.put(view, key, XattrRecord.encode(rec).finish());
+    return rec;
+  }
+}

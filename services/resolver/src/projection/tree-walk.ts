@@ -1,0 +1,62 @@
+import { isDirMode, isLinkMode } from '@strata/posix';
+import type { Attr, DirEntry } from '@strata/protocol';
+import { type WalkEntry, joinPath, splitPath } from '@strata/traversal';
+import type { ChainView } from '../chains';
+import { ListingPrefetcher } from './listing-prefetcher';
+import type { Metadata } from './metadata';
+
+const WALK_BATCH = 512;
+
+interface OpenDir {
+  parts: Buffer[];
+  entries: DirEntry[];
+  i: number;
+  depth: number;
+}
+
+/**
+ * The subtree's metadata depth first (parents before children, siblings
+ * sorted), built from the same cached listings ReadDir serves: a walk
+ * fills the shared cache, and a walk on another resolver (another host's
+ * agent prefetching the same layer) reads it from Redis instead of the
+ * store. Listings are fetched ahead of the walk, a window at a time.
+ */
+export async function* walkTree(meta: Metadata, view: ChainView, path: Buffer, maxDepth: number, includeLinkTargets: boolean): AsyncGenerator<WalkEntry[]> {
+  const { canon, rec } = await meta.node(view, path);
+  const linkOf = async (p: Buffer, attr: Attr, known?: Buffer): Promise<Buffer | undefined> =>
+    includeLinkTargets && isLinkMode(attr.mode) ? (known ?? (await meta.node(view, p)).rec.linkTarget) : undefined;
+  const entry = (p: Buffer, attr: Attr, link: Buffer | undefined): WalkEntry => (link ? { path: p, attr, linkTarget: link } : { path: p, attr });
+  const rootAttr = rec.attr!;
+  let batch: WalkEntry[] = [entry(canon, rootAttr, await linkOf(canon, rootAttr, rec.linkTarget))];
+  if (!rec.directory) {
+    yield batch;
+    return;
+  }
+  const ahead = new ListingPrefetcher((dir) => meta.listing(view, dir));
+  const descend = (depth: number): boolean => maxDepth === 0 || depth < maxDepth;
+  // Each directory is split into components once; its children's paths are built from them.
+  const open = async (dir: Buffer, depth: number): Promise<OpenDir> => {
+    const entries = await ahead.take(dir);
+    const parts = splitPath(dir);
+    if (descend(depth)) ahead.want(entries.filter((e) => e.attr && isDirMode(e.attr.mode)).map((e) => joinPath([...parts, e.name])));
+    return { parts, entries, i: 0, depth };
+  };
+  const stack = [await open(canon, 1)];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    if (top.i >= top.entries.length) {
+      stack.pop();
+      continue;
+    }
+    const e = top.entries[top.i++];
+    if (!e.attr) continue;
+    const p = joinPath([...top.parts, e.name]);
+    batch.push(entry(p, e.attr, await linkOf(p, e.attr)));
+    if (batch.length >= WALK_BATCH) {
+      yield batch;
+      batch = [];
+    }
+    if (isDirMode(e.attr.mode) && descend(top.depth)) stack.push(await open(p, top.depth + 1));
+  }
+  if (batch.length > 0) yield batch;
+}
