@@ -17,4 +17,6 @@ export {
   mountOptionsToProto,
   mountOptionsFromProto,
 } from './layer-model';
+export { changeKindToProto, changeKindFromProto } from './change-kind';
+export type { ChangeKindName } from './change-kind';
 export { PROTO_ROOT, API_PROTO_FILES } from './proto-files';
