@@ -3,14 +3,14 @@ import * as path from 'node:path';
 import type { MountInfo } from '@strata/agent-control';
 import { StrataClient, type SessionGroup } from '@strata/client';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
-import { parseLayerRef, type Layer } from '@strata/layers';
+import { LIVE_FRESHNESS, parseLayerRef, type Layer } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
 import { fuseHandlers } from './fuse/handlers';
 import { StrataFuse, type KernelOptions } from './fuse/strata-fuse';
 import { hasStrataMount, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
 import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
-import { LIVE_TTL_MS, MountFs, type MountCounters } from './mount/mount-fs';
+import { MountFs, type MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
 import { OpTracker, fuseLatencyHistogram } from './observability/op-tracker';
 import { StateFile } from './state-file';
@@ -146,7 +146,8 @@ export class Agent {
 
     const kernel: KernelOptions = {
       fsname: `strata:${layer.name || layer.layerId}`,
-      timeoutSeconds: live ? LIVE_TTL_MS / 1000 : this.o.sealedTimeoutSeconds,
+      // The kernel's part of the one-second LIVE budget (LIVE_FRESHNESS), stacked on the agent's and the resolver's.
+      timeoutSeconds: live ? LIVE_FRESHNESS.kernelTimeoutMs / 1000 : this.o.sealedTimeoutSeconds,
       keepPageCache: !live,
       noExec: flags.includes('noexec'),
       noSuid: flags.includes('nosuid'),

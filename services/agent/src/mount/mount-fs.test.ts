@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { SessionAnswer, SessionPayload } from '@strata/client';
 import { Errno, StrataError } from '@strata/errors';
+import { LIVE_FRESHNESS } from '@strata/layers';
 import type { Attr, DirEntry, WalkEntry } from '@strata/protocol';
 import { CHUNK_SIZE, ChunkCache } from './chunk-cache';
 import type { Clock } from './expiry';
-import { LIVE_TTL_MS, MountFs } from './mount-fs';
+import { MountFs } from './mount-fs';
 import { BLOCK_SIZE } from './read-policy';
 
 const DIR = 0o040755;
@@ -253,12 +254,12 @@ test('a LIVE mount keeps answers (attributes, negative lookups, links, data, lis
   const asked = new Set(resolver.asked.map(describe));
   for (const want of ['stat /d/f', 'stat /nope', 'readLink /d/l', 'read /d/f@0', 'read /d/f@1048576', 'readDir /d']) assert.ok(asked.has(want), want);
 
-  clock.advance(LIVE_TTL_MS);
+  clock.advance(LIVE_FRESHNESS.agentCacheMs);
   await askAll(fs);
   await resolver.settled();
   // (The longer read streak fetches one chunk further ahead: new, not asked again.)
   const repeated = resolver.asked.slice(first).map(describe).filter((d) => asked.has(d));
-  assert.deepEqual(repeated, [], `everything still answered from the caches after ${LIVE_TTL_MS} ms`);
+  assert.deepEqual(repeated, [], `everything still answered from the caches after ${LIVE_FRESHNESS.agentCacheMs} ms`);
   const second = resolver.asked.length;
 
   clock.advance(1);

@@ -1,5 +1,6 @@
 import type { SessionAnswer, SessionPayload } from '@strata/client';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import { LIVE_FRESHNESS } from '@strata/layers';
 import { layerRefToProto, type Attr, type DirEntry, type StatFsResponse, type WalkEntry } from '@strata/protocol';
 import { injectTraceContext } from '@strata/telemetry';
 import { AttrCache, type CachedAttr } from './attr-cache';
@@ -13,8 +14,6 @@ import { baseName, childKey, keyOf, parentKey, pathOf } from './tree-path';
 
 export type { Listing } from './listing-cache';
 
-/** How long a LIVE layer's answers stay in the agent (the kernel gets the same). */
-export const LIVE_TTL_MS = 200;
 const READDIR_PAGE = 16_384;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
@@ -73,7 +72,9 @@ export class MountFs {
     this.session = o.session;
     this.counters = o.counters;
     this.layer = layerRefToProto({ id: o.layerId });
-    const ttlMs = o.live ? LIVE_TTL_MS : undefined;
+    // The agent's part of the one-second LIVE budget (@strata/layers LIVE_FRESHNESS): attributes,
+    // listings, links and data chunks of a LIVE layer are asked again once they are this old.
+    const ttlMs = o.live ? LIVE_FRESHNESS.agentCacheMs : undefined;
     const kept = { entries: o.attrEntries, ttlMs, clock: o.clock };
     this.attrs = new AttrCache(kept);
     this.listings = new ListingCache(kept);
