@@ -55,6 +55,7 @@ function place(
 /** Primaries keep slots 1-4; each extended partition's EBR chain yields logicals numbered from 5. */
 export async function readMbr(disk: ByteSource, sector0: Buffer, warnings: string[]): Promise<Partition[]> {
   const out: Partition[] = [];
+  const logicals: Partition[] = [];
   const primaries = mbrEntries(sector0);
   let nextLogical = 5;
   for (const [i, p] of primaries.entries()) {
@@ -86,12 +87,12 @@ export async function readMbr(disk: ByteSource, sector0: Buffer, warnings: strin
       }
       const [data, ...rest] = mbrEntries(sector);
       if (data.sectors !== 0 && !MBR_EXTENDED_TYPES.has(data.type)) {
-        place(out, warnings, disk.size, nextLogical++, data.type, ebr + data.startLba, data.sectors);
+        place(logicals, warnings, disk.size, nextLogical++, data.type, ebr + data.startLba, data.sectors);
       }
       const link = rest.find((e) => e.sectors !== 0 && MBR_EXTENDED_TYPES.has(e.type));
       if (!link) break;
       ebr = extStart + link.startLba;
     }
   }
-  return out;
+  return [...out, ...logicals];
 }
