@@ -20,3 +20,4 @@ export {
 export { changeKindToProto, changeKindFromProto } from './change-kind';
 export type { ChangeKindName } from './change-kind';
 export { PROTO_ROOT, API_PROTO_FILES } from './proto-files';
+export * from './operations';

@@ -14,7 +14,9 @@ import type { Logger } from '@strata/telemetry';
 import type { LayerOps } from '../layer-ops';
 import type { RequestTracker } from '../observability/request-tracker';
 import type { ProjectionOps } from '../projection-ops';
-import { diffService, layerService, projectionService } from './services';
+import { layerService } from './layer-service';
+import { projectionHandlers } from './projection-handlers';
+import { diffService, projectionService } from './services';
 import { type SessionHandle, sessionHandler } from './session';
 import { withInvalidArgumentOnBadInput } from './undecodable';
 
@@ -53,10 +55,11 @@ export class ResolverServer {
     const safe = withInvalidArgumentOnBadInput;
     const rpc = { log: deps.log, tracker: deps.tracker };
     this.server.addService(safe(LayerServiceService), layerService(deps.layers, rpc));
-    this.server.addService(safe(ProjectionServiceService), projectionService(deps.projection, rpc));
+    const handlers = projectionHandlers(deps.projection);
+    this.server.addService(safe(ProjectionServiceService), projectionService(deps.projection, handlers, rpc));
     this.server.addService(safe(DiffServiceService), diffService(deps.projection, rpc));
     this.server.addService(safe(SessionServiceService), {
-      session: sessionHandler(deps.projection, rpc, {
+      session: sessionHandler(handlers, rpc, {
         opened: (s) => this.sessions.add(s),
         closed: (s) => this.sessions.delete(s),
       }),

@@ -1,48 +1,28 @@
 import {
-  ChangeKind,
   DiffServiceServer,
-  LayerServiceServer,
+  OPERATIONS,
+  type Operation,
+  type OperationHandlers,
   ProjectionServiceServer,
+  type RequestOf,
   WalkResponse,
+  changeKindToProto,
   layerRefFromProto,
 } from '@strata/protocol';
-import type { LayerOps } from '../layer-ops';
 import type { ProjectionOps } from '../projection-ops';
 import { serverStream, unary, type RpcContext } from './calls';
 
-const CHANGE_KIND = { added: ChangeKind.CHANGE_KIND_ADDED, modified: ChangeKind.CHANGE_KIND_MODIFIED, deleted: ChangeKind.CHANGE_KIND_DELETED };
-
-export function layerService(ops: LayerOps, rpc: RpcContext): LayerServiceServer {
+/** ProjectionService: the operation table's handlers as unary methods, plus the two streams (Read of a large range, Walk). */
+export function projectionService(ops: ProjectionOps, handlers: OperationHandlers, rpc: RpcContext): ProjectionServiceServer {
+  const method = <K extends Exclude<Operation, 'read'>>(op: K) => unary(OPERATIONS[op].method, rpc, (req: RequestOf<K>) => handlers[op](req));
   return {
-    createLayer: unary('CreateLayer', rpc, async (req) => {
-      const res = await ops.create(req);
-      rpc.log.info({ event: 'layer.created', layerId: res.layer?.layerId, name: res.layer?.name }, 'layer created');
-      return res;
-    }),
-    getLayer: unary('GetLayer', rpc, (req) => ops.get(req)),
-    listLayers: unary('ListLayers', rpc, (req) => ops.list(req)),
-    updateLayer: unary('UpdateLayer', rpc, async (req) => {
-      const res = await ops.update(req);
-      rpc.log.info({ event: 'layer.updated', layerId: res.layer?.layerId, generation: res.layer?.generation }, 'layer updated');
-      return res;
-    }),
-    deleteLayer: unary('DeleteLayer', rpc, async (req) => {
-      const res = await ops.delete(req);
-      rpc.log.info({ event: 'layer.deleted', layer: req.layer?.ref }, 'layer deleted');
-      return res;
-    }),
-  };
-}
-
-export function projectionService(ops: ProjectionOps, rpc: RpcContext): ProjectionServiceServer {
-  return {
-    stat: unary('Stat', rpc, (req) => ops.stat(layerRefFromProto(req.layer), req.path)),
-    readDir: unary('ReadDir', rpc, (req) => ops.readDir(layerRefFromProto(req.layer), req.path, req.offset, req.limit)),
-    read: serverStream('Read', rpc, (req) => ops.readStream(layerRefFromProto(req.layer), req.path, req.offset, req.length)),
-    readLink: unary('ReadLink', rpc, (req) => ops.readLink(layerRefFromProto(req.layer), req.path)),
-    listXattr: unary('ListXattr', rpc, (req) => ops.listXattr(layerRefFromProto(req.layer), req.path)),
-    getXattr: unary('GetXattr', rpc, (req) => ops.getXattr(layerRefFromProto(req.layer), req.path, req.name)),
-    statFs: unary('StatFs', rpc, (req) => ops.statFs(layerRefFromProto(req.layer))),
+    stat: method('stat'),
+    readDir: method('readDir'),
+    readLink: method('readLink'),
+    listXattr: method('listXattr'),
+    getXattr: method('getXattr'),
+    statFs: method('statFs'),
+    read: serverStream(OPERATIONS.read.method, rpc, (req) => ops.readStream(layerRefFromProto(req.layer), req.path, req.offset, req.length)),
     walk: serverStream('Walk', rpc, async function* (req) {
       const ref = layerRefFromProto(req.layer);
       for await (const batch of ops.walk(ref, req.path, req.maxDepth, req.includeLinkTargets)) {
@@ -63,7 +43,7 @@ export function diffService(ops: ProjectionOps, rpc: RpcContext): DiffServiceSer
       const path = req.path.length === 0 ? Buffer.from('/') : req.path;
       for await (const changes of ops.diff(from, to, path)) {
         yield {
-          changes: changes.map((c) => ({ path: c.path, kind: CHANGE_KIND[c.kind], before: c.before, after: c.after })),
+          changes: changes.map((c) => ({ path: c.path, kind: changeKindToProto(c.kind), before: c.before, after: c.after })),
         };
       }
     }),

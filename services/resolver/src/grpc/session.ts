@@ -1,41 +1,15 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { Errno, GrpcCode, StrataError } from '@strata/errors';
-import { SessionRequest, SessionResponse, errorInfoOf, layerRefFromProto, toServiceError } from '@strata/protocol';
-import { SESSION_READ_MAX, type ProjectionOps } from '../projection-ops';
+import { StrataError } from '@strata/errors';
+import { type AnswerCase, type OperationHandlers, SessionRequest, SessionResponse, dispatchCase, errorInfoOf, toServiceError } from '@strata/protocol';
 import { asStrataError, type RpcContext } from './calls';
 import { undecodableOf } from './undecodable';
 
 /** Requests one Session may have in progress; more wait in HTTP/2 flow control, not in memory. */
 export const SESSION_MAX_INFLIGHT = 64;
 
-async function dispatch(ops: ProjectionOps, req: SessionRequest): Promise<SessionResponse['response']> {
-  const r = req.request;
-  switch (r?.$case) {
-    case 'stat':
-      return { $case: 'stat', stat: await ops.stat(layerRefFromProto(r.stat.layer), r.stat.path) };
-    case 'readDir': {
-      const q = r.readDir;
-      return { $case: 'readDir', readDir: await ops.readDir(layerRefFromProto(q.layer), q.path, q.offset, q.limit) };
-    }
-    case 'read': {
-      const q = r.read;
-      return { $case: 'read', read: await ops.read(layerRefFromProto(q.layer), q.path, q.offset, q.length, SESSION_READ_MAX) };
-    }
-    case 'readLink':
-      return { $case: 'readLink', readLink: await ops.readLink(layerRefFromProto(r.readLink.layer), r.readLink.path) };
-    case 'listXattr':
-      return { $case: 'listXattr', listXattr: await ops.listXattr(layerRefFromProto(r.listXattr.layer), r.listXattr.path) };
-    case 'getXattr': {
-      const q = r.getXattr;
-      return { $case: 'getXattr', getXattr: await ops.getXattr(layerRefFromProto(q.layer), q.path, q.name) };
-    }
-    case 'statFs':
-      return { $case: 'statFs', statFs: await ops.statFs(layerRefFromProto(r.statFs.layer)) };
-    default:
-      throw new StrataError(Errno.EINVAL, `session request ${req.id} carries no known request`, {
-        code: GrpcCode.INVALID_ARGUMENT,
-      });
-  }
+function dispatch(handlers: OperationHandlers, req: SessionRequest): Promise<AnswerCase> {
+  if (!req.request) return Promise.reject(StrataError.invalid(`session request ${req.id} carries no known request`));
+  return dispatchCase(handlers, req.request, undefined);
 }
 
 /** A live Session as the server sees it, for counting and for draining at shutdown. */
@@ -56,7 +30,7 @@ export interface SessionHooks {
  * while the client does not read its responses (write() returns false) no
  * new request is read, so a stalled client costs bounded memory.
  */
-export function sessionHandler(ops: ProjectionOps, rpc: RpcContext, hooks: SessionHooks) {
+export function sessionHandler(handlers: OperationHandlers, rpc: RpcContext, hooks: SessionHooks) {
   const { log, tracker } = rpc;
   return (call: ServerDuplexStream<SessionRequest, SessionResponse>): void => {
     let inflight = 0;
@@ -115,7 +89,7 @@ export function sessionHandler(ops: ProjectionOps, rpc: RpcContext, hooks: Sessi
       inflight++;
       flow();
       tracker
-        .run(`Session.${req.request?.$case ?? 'unknown'}`, req.traceContext, () => dispatch(ops, req))
+        .run(`Session.${req.request?.$case ?? 'unknown'}`, req.traceContext, () => dispatch(handlers, req))
         .then(
           (response) => send({ id: req.id, response }),
           (err: unknown) => send({ id: req.id, response: { $case: 'error', error: errorInfoOf(asStrataError(err, log, 'Session')) } }),
