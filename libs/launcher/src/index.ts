@@ -1,1 +1,4 @@
-export {};
+export { StrataProcess, startStrata, exitOf, STRATA_BIN, DEFAULT_STOP_GRACE_MS } from './strata-process';
+export type { StrataRole, ExitStatus, LaunchOptions, StartOptions, Started } from './strata-process';
+export { parseLogLine } from './log-lines';
+export type { LogLine } from './log-lines';
