@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
+import { writeFileAtomic } from '@strata/posix';
 import {
   Layer,
   LayerRef,
@@ -14,7 +14,8 @@ import {
 } from './model';
 import { parseLayerRecord, serialiseLayerRecord } from './record-file';
 import { catalogDir } from './store-layout';
-import { normaliseFilesystemPath, resolveLayerRoot, validateName } from './validate';
+import { CATALOG_FRESHNESS } from './live-freshness';
+import { checkSourceInStore, normaliseFilesystemPath, resolveLayerRoot, validateName } from './validate';
 
 export interface CreateLayerInput {
   source: string;
@@ -36,10 +37,19 @@ export interface UpdateLayerInput {
   layerType?: LayerType;
 }
 
+/**
+ * Checks beyond the catalog's own (an image's format, partition and
+ * filesystem; its backing file against the base layer), made by whoever can
+ * open the source before a layer is written. `chain` is the new layer's
+ * chain, the layer itself first.
+ */
+export type SourceCheck = (chain: readonly Layer[]) => Promise<void>;
+
 export interface CatalogOptions {
   /** How stale the in-memory view may get before it is re-read (changes by other processes show within this). */
   refreshMs?: number;
   now?: () => number;
+  checkSource?: SourceCheck;
 }
 
 interface Entry {
@@ -76,6 +86,7 @@ export class Catalog {
   private readonly dir: string;
   private readonly layersDir: string;
   private readonly refreshMs: number;
+  private readonly checkSource: SourceCheck | undefined;
   private readonly now: () => number;
   private entries = new Map<number, Entry>();
   private loadedAt = -Infinity;
@@ -85,7 +96,8 @@ export class Catalog {
     this.storeRoot = path.resolve(storeRoot);
     this.dir = catalogDir(this.storeRoot);
     this.layersDir = path.join(this.dir, 'layers');
-    this.refreshMs = options.refreshMs ?? 500;
+    this.refreshMs = options.refreshMs ?? CATALOG_FRESHNESS.refreshMs;
+    this.checkSource = options.checkSource;
     this.now = options.now ?? Date.now;
   }
 
@@ -132,7 +144,7 @@ export class Catalog {
     const name = input.name ?? '';
     validateName(name);
     const filesystemPath = normaliseFilesystemPath(input.filesystemPath ?? '/');
-    resolveLayerRoot(this.storeRoot, input.source, filesystemPath);
+    checkSourceInStore(this.storeRoot, input.source, filesystemPath);
     return this.locked(async () => {
       const base = this.resolveBase(input.layerType, input.base);
       this.checkNameFree(name, 0);
@@ -151,6 +163,7 @@ export class Catalog {
         updateTimeMs: t,
       };
       if (base) this.checkDepth(layer);
+      await this.checkSource?.([layer, ...(base ? this.chainOf(base) : [])]);
       await this.write(layer);
       return layer;
     });
@@ -180,9 +193,12 @@ export class Catalog {
       };
       this.checkNameFree(next.name, next.layerId);
       if (next.source !== current.source || next.filesystemPath !== current.filesystemPath) {
-        resolveLayerRoot(this.storeRoot, next.source, next.filesystemPath);
+        checkSourceInStore(this.storeRoot, next.source, next.filesystemPath);
       }
       if (baseLayerId !== 0) this.checkDepth(next);
+      if (next.source !== current.source || next.filesystemPath !== current.filesystemPath || next.baseLayerId !== current.baseLayerId) {
+        await this.checkSource?.([next, ...(next.baseLayerId ? this.chainOf(this.lookup({ id: next.baseLayerId })) : [])]);
+      }
       await this.write(next);
       return next;
     });
@@ -322,25 +338,13 @@ export class Catalog {
     const fromFiles = Math.max(0, ...this.entries.keys()) + 1;
     const id = Math.max(Number.isSafeInteger(fromCounter) ? fromCounter : 1, fromFiles);
     // The counter only grows, so a deleted layer's id is never handed out again.
-    await this.atomicWrite(counterFile, `${id + 1}\n`);
+    await writeFileAtomic(counterFile, `${id + 1}\n`);
     return id;
   }
 
   private async write(layer: Layer): Promise<void> {
-    await this.atomicWrite(this.fileOf(layer.layerId), serialiseLayerRecord(layer));
+    await writeFileAtomic(this.fileOf(layer.layerId), serialiseLayerRecord(layer));
     this.entries.set(layer.layerId, { mtimeMs: -1, size: -1, result: layer });
-  }
-
-  private async atomicWrite(file: string, text: string): Promise<void> {
-    const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-    const fh = await fs.open(tmp, 'w');
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, file);
   }
 
   private async locked<T>(fn: () => Promise<T>): Promise<T> {

@@ -3,9 +3,7 @@ import * as path from 'node:path';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import { CATALOG_DIR_NAME } from './store-layout';
 
-function invalid(message: string): StrataError {
-  return new StrataError(Errno.EINVAL, message, { code: GrpcCode.INVALID_ARGUMENT });
-}
+const invalid = (message: string): StrataError => StrataError.invalid(message);
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -37,29 +35,48 @@ function confinedRelative(value: string, what: string, allowAbsolute: boolean): 
   return parts.join('/');
 }
 
+/** The source schemes: a layer folder, or a VM disk image (qcow2 with its backing chain, or raw). */
+export const SOURCE_SCHEMES = ['dir', 'qcow2', 'raw'] as const;
+export type SourceScheme = (typeof SOURCE_SCHEMES)[number];
+
 export interface ParsedSource {
-  scheme: 'dir';
-  /** Normalised path relative to the store root ("" is the store root itself). */
+  scheme: SourceScheme;
+  /** Normalised path relative to the store root. */
   relative: string;
+  /** Image sources: the partition as Linux numbers it (`#2` is vda2); undefined lets the resolver choose. */
+  partition: number | undefined;
+}
+
+const SCHEME_HELP = 'write dir:<folder>, qcow2:<image>[#N] or raw:<image>[#N], paths relative to the store';
+
+export function isImageScheme(scheme: SourceScheme): scheme is 'qcow2' | 'raw' {
+  return scheme === 'qcow2' || scheme === 'raw';
 }
 
 export function parseSource(source: string): ParsedSource {
   const colon = source.indexOf(':');
-  if (colon <= 0) throw invalid(`source "${source}" has no scheme; write dir:<path relative to the store>`);
+  if (colon <= 0) throw invalid(`source "${source}" has no scheme; ${SCHEME_HELP}`);
   const scheme = source.slice(0, colon);
-  const rest = source.slice(colon + 1);
-  if (scheme === 'oci' || scheme === 'qcow2' || scheme === 'raw') {
-    throw new StrataError(Errno.EOPNOTSUPP, `source scheme "${scheme}:" is not supported yet; use dir:`, {
-      code: GrpcCode.UNIMPLEMENTED,
-    });
+  let rest = source.slice(colon + 1);
+  if (scheme === 'oci') throw StrataError.unsupported(`source scheme "oci:" is not supported yet; ${SCHEME_HELP}`);
+  if (!(SOURCE_SCHEMES as readonly string[]).includes(scheme)) throw invalid(`source "${source}" has unknown scheme "${scheme}:"; ${SCHEME_HELP}`);
+  const known = scheme as SourceScheme;
+  let partition: number | undefined;
+  if (isImageScheme(known)) {
+    const hash = rest.lastIndexOf('#');
+    if (hash >= 0) {
+      const n = rest.slice(hash + 1);
+      if (!/^[1-9][0-9]{0,3}$/.test(n)) throw invalid(`source "${source}": partition "#${n}" is not a number from 1 (as Linux numbers partitions: #2 is vda2)`);
+      partition = Number(n);
+      rest = rest.slice(0, hash);
+    }
   }
-  if (scheme !== 'dir') throw invalid(`source "${source}" has unknown scheme "${scheme}:"; use dir:`);
   const relative = confinedRelative(rest, 'source', false);
   if (relative === '') throw invalid(`source "${source}" names the store root itself`);
   if (relative === CATALOG_DIR_NAME || relative.startsWith(`${CATALOG_DIR_NAME}/`)) {
     throw invalid(`source "${source}" points into the catalog folder ${CATALOG_DIR_NAME}`);
   }
-  return { scheme: 'dir', relative };
+  return { scheme: known, relative, partition };
 }
 
 export function normaliseFilesystemPath(p: string): string {
@@ -73,6 +90,9 @@ export function normaliseFilesystemPath(p: string): string {
  */
 export function resolveLayerRoot(storeRoot: string, source: string, filesystemPath: string): string {
   const parsed = parseSource(source);
+  if (isImageScheme(parsed.scheme)) {
+    throw invalid(`source ${source} is a disk image: its root is inside the image, not a folder of the store`);
+  }
   const fsPath = normaliseFilesystemPath(filesystemPath);
   const realStore = realpathSync(storeRoot);
   const candidate = path.join(realStore, parsed.relative, fsPath);
@@ -93,4 +113,32 @@ export function resolveLayerRoot(storeRoot: string, source: string, filesystemPa
     });
   }
   return real;
+}
+
+/**
+ * The real path of an image source's file, proven to stay inside the store
+ * after following symlinks (checked at creation and whenever the image is
+ * opened, since the store can change).
+ */
+export function resolveImageFile(storeRoot: string, source: string): string {
+  const parsed = parseSource(source);
+  if (!isImageScheme(parsed.scheme)) throw invalid(`source ${source} is not a disk image`);
+  const realStore = realpathSync(storeRoot);
+  let real: string;
+  try {
+    real = realpathSync(path.join(realStore, parsed.relative));
+  } catch {
+    throw new StrataError(Errno.ENOENT, `disk image ${parsed.relative} does not exist in the store`, { code: GrpcCode.FAILED_PRECONDITION });
+  }
+  if (!real.startsWith(`${realStore}/`)) throw invalid(`source ${source} leads out of the store through a symlink`);
+  if (!statSync(real).isFile()) {
+    throw new StrataError(Errno.EINVAL, `disk image ${parsed.relative} is not a regular file`, { code: GrpcCode.FAILED_PRECONDITION });
+  }
+  return real;
+}
+
+/** Checks a layer's data exists where its source says, confined to the store: a folder for dir:, a file for images. */
+export function checkSourceInStore(storeRoot: string, source: string, filesystemPath: string): void {
+  if (isImageScheme(parseSource(source).scheme)) resolveImageFile(storeRoot, source);
+  else resolveLayerRoot(storeRoot, source, filesystemPath);
 }
