@@ -1,7 +1,7 @@
 import { close, open, read, promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import Fuse from 'fuse-native';
-import { fuseOptionList } from '@strata/agent';
+import { fuseOptionList } from '@strata/agent-control';
 
 /**
  * The floor of any Node FUSE process: fuse-native serving a directory (the
@@ -53,8 +53,8 @@ const ops: Fuse.Ops = {
 
 class Passthrough extends Fuse {
   override _fuseOptions(): string {
-    const o = fuseOptionList({ fsname: 'passthrough', timeoutSeconds: 3600, keepPageCache: true, noExec: false, noSuid: false, noDev: false, maxReadahead: 1 << 20 });
-    return `-o${o.map((x) => (x === 'subtype=strata' ? 'subtype=passthrough' : x)).join(',')}`;
+    const o = fuseOptionList({ fsname: 'passthrough', subtype: 'passthrough', timeoutSeconds: 3600, keepPageCache: true, noExec: false, noSuid: false, noDev: false, maxReadahead: 1 << 20 });
+    return `-o${o.join(',')}`;
   }
 }
 

@@ -1,12 +1,12 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { MountInfo } from '@strata/agent-control';
+import type { KernelOptions, MountInfo } from '@strata/agent-control';
 import { StrataClient, type SessionGroup } from '@strata/client';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { LIVE_FRESHNESS, parseLayerRef, type Layer } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
 import { fuseHandlers } from './fuse/handlers';
-import { StrataFuse, type KernelOptions } from './fuse/strata-fuse';
+import { StrataFuse } from './fuse/strata-fuse';
 import { hasStrataMount, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
 import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';

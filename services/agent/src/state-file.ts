@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import { writeFileAtomic } from '@strata/posix';
 
 interface State {
   mounts: { mountpoint: string; layerId: number }[];
@@ -22,8 +23,6 @@ export class StateFile {
 
   /** Atomic replace, so a crash mid-write leaves the old list or the new one. */
   async write(mounts: State['mounts']): Promise<void> {
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    await fs.writeFile(tmp, JSON.stringify({ mounts }, null, 2));
-    await fs.rename(tmp, this.file);
+    await writeFileAtomic(this.file, JSON.stringify({ mounts }, null, 2));
   }
 }

@@ -1,48 +1,10 @@
 import * as path from 'node:path';
 import Fuse from 'fuse-native';
 import loadBinding from 'node-gyp-build';
+import { fuseOptionList, type KernelOptions } from '@strata/agent-control';
 
 const ERANGE = -34;
 const ENODATA = -61;
-
-/** libfuse options of one mount; seconds for the kernel timeouts. */
-export interface KernelOptions {
-  fsname: string;
-  /** Kernel entry, attribute and negative-lookup cache lifetime. */
-  timeoutSeconds: number;
-  /** Keep file pages in the kernel across opens (sealed layers only). */
-  keepPageCache: boolean;
-  noExec: boolean;
-  noSuid: boolean;
-  noDev: boolean;
-  /** Largest readahead the kernel may ask for, in bytes. */
-  maxReadahead: number;
-}
-
-/**
- * Builds the libfuse "-o" list. fuse-native maps only some options (no ro,
- * use_ino, negative_timeout), so the whole list is written here.
- */
-export function fuseOptionList(o: KernelOptions): string[] {
-  const t = String(o.timeoutSeconds);
-  return [
-    'ro',
-    'default_permissions',
-    'allow_other',
-    'use_ino',
-    `fsname=${o.fsname.replace(/[,\\]/g, '_')}`,
-    'subtype=strata',
-    `entry_timeout=${t}`,
-    `attr_timeout=${t}`,
-    `negative_timeout=${t}`,
-    // libfuse mounts nosuid,nodev unless told otherwise; the layer decides.
-    o.noExec ? 'noexec' : 'exec',
-    o.noSuid ? 'nosuid' : 'suid',
-    o.noDev ? 'nodev' : 'dev',
-    o.keepPageCache ? 'kernel_cache' : 'auto_cache',
-    `max_readahead=${o.maxReadahead}`,
-  ];
-}
 
 /**
  * fuse-native with strata's option list and exact xattr buffer handling

@@ -7,7 +7,7 @@ import { expiry, type Clock } from './expiry';
 export type CachedAttr = { attr: Attr } | { errno: number };
 
 /** Errors that are facts about the tree (safe to remember), not outages. */
-export function cacheableErrno(err: unknown): number | undefined {
+function cacheableErrno(err: unknown): number | undefined {
   if (!isStrataError(err)) return undefined;
   return err.errno === Errno.ENOENT || err.errno === Errno.ENOTDIR || err.errno === Errno.ELOOP ? err.errno : undefined;
 }

@@ -57,8 +57,4 @@ export class ChunkCache {
   drop(prefix: string): void {
     for (const k of this.lru.keys()) if (k.startsWith(prefix)) this.lru.delete(k);
   }
-
-  get bytes(): number {
-    return this.lru.calculatedSize;
-  }
 }

@@ -1,6 +1,7 @@
 import type { SessionAnswer, SessionPayload } from '@strata/client';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import { LIVE_FRESHNESS } from '@strata/layers';
+import { isDirMode } from '@strata/posix';
 import { layerRefToProto, type Attr, type DirEntry, type StatFsResponse, type WalkEntry } from '@strata/protocol';
 import { injectTraceContext } from '@strata/telemetry';
 import { AttrCache, type CachedAttr } from './attr-cache';
@@ -12,11 +13,7 @@ import { ListingCache, type Listing } from './listing-cache';
 import { ReadPolicy } from './read-policy';
 import { baseName, childKey, keyOf, parentKey, pathOf } from './tree-path';
 
-export type { Listing } from './listing-cache';
-
 const READDIR_PAGE = 16_384;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
 
 /** Where requests go: a SessionGroup in the agent. */
 export interface SessionLike {
@@ -43,10 +40,6 @@ export interface MountFsOptions {
   clock?: Clock;
 }
 
-function isDir(a: Attr): boolean {
-  return (a.mode & S_IFMT) === S_IFDIR;
-}
-
 /**
  * One mount's view of a layer, as the FUSE handlers need it: attributes
  * (primed by readdir and the Walk prefetch), listings, link targets and file
@@ -54,9 +47,7 @@ function isDir(a: Attr): boolean {
  * every miss is one request on the Session stream.
  */
 export class MountFs {
-  readonly layerId: number;
-  readonly live: boolean;
-  readonly counters: MountCounters;
+  private readonly counters: MountCounters;
   private readonly session: SessionLike;
   private readonly layer;
   private readonly attrs: AttrCache;
@@ -67,8 +58,6 @@ export class MountFs {
   private readonly pendingStats = new Map<string, Promise<Attr>>();
 
   constructor(o: MountFsOptions) {
-    this.layerId = o.layerId;
-    this.live = o.live;
     this.session = o.session;
     this.counters = o.counters;
     this.layer = layerRefToProto({ id: o.layerId });
@@ -227,7 +216,7 @@ export class MountFs {
           while (open.length > 0 && open[open.length - 1].key !== parent) close();
           open[open.length - 1]?.entries.push({ name: baseName(key), attr });
         }
-        if (isDir(attr)) open.push({ key, dir: attr, entries: [] });
+        if (isDirMode(attr.mode)) open.push({ key, dir: attr, entries: [] });
       }
     }
     while (open.length > 0) close();

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { isRegMode } from '@strata/posix';
 import type { DirEntry } from '@strata/protocol';
 import { CHUNK_SIZE } from './chunk-cache';
 import { sortedIndexOf } from './listing-cache';
@@ -11,8 +12,6 @@ export const MAX_READAHEAD_CHUNKS = 8;
 /** Files opened one after another in a directory: the next ones' first chunks are fetched ahead. */
 export const SIBLING_PREFETCH_FILES = 32;
 export const SIBLING_PREFETCH_BYTES = 16 << 20;
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
 
 /** Sequential readers move whole chunks; a jump (random access) fetches a small block, not 1 MiB for 4 KiB. */
 export type PieceUnit = 'chunk' | 'block';
@@ -117,7 +116,7 @@ export class ReadPolicy {
     let i = Math.max(index, seen.prefetched) + 1;
     for (; i < entries.length && out.length < SIBLING_PREFETCH_FILES && bytes < SIBLING_PREFETCH_BYTES; i++) {
       const e = entries[i];
-      if (!e.attr || (e.attr.mode & S_IFMT) !== S_IFREG || e.attr.size === 0) continue;
+      if (!e.attr || !isRegMode(e.attr.mode) || e.attr.size === 0) continue;
       out.push(childKey(parent, e.name));
       bytes += Math.min(e.attr.size, CHUNK_SIZE);
     }

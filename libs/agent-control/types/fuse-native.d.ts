@@ -1,4 +1,4 @@
-// fuse-native ships no types; this declares the part strata uses.
+// fuse-native ships no types; this declares the part strata's FUSE servers use (the agent, the benchmark's passthrough).
 declare module 'fuse-native' {
   namespace Fuse {
     type Callback<T = void> = T extends void ? (code: number) => void : (code: number, value?: T) => void;
