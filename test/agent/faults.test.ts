@@ -4,20 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { canMountOverlay, mountOverlay } from '../support/kernel-overlay';
-import {
-  HAVE_REDIS,
-  canMountFuse,
-  forceUnmount,
-  freePort,
-  startAgent,
-  startRedis,
-  startResolver,
-  strata,
-  waitFor,
-  type AgentProcess,
-  type ResolverProcess,
-} from '../support/processes';
+import { canMountFuse, canMountOverlay, forceUnmount, freePort, HAVE_REDIS, mountOverlay, startAgent, startRedis, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { wideStack } from '../support/wide-fixture';
 

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
-import { REPO, canMountFuse, forceUnmount, startAgent, startResolver, waitFor } from '../support/processes';
+import { REPO, canMountFuse, forceUnmount, startAgent, startResolver, waitFor } from '@strata/harness';
 import { makeStore } from '../support/store-fixture';
 
 const skip = canMountFuse() ? false : 'needs root and /dev/fuse';

@@ -4,9 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Projection } from '@strata/traversal';
-import { canMountOverlay, mountOverlay } from '../support/kernel-overlay';
-import { writeStack, type LayerSpec, type FixtureEntry } from '../support/layer-fixture';
-import { S_IFCHR, mknod } from '../support/sysops';
+import { canMountOverlay, mknod, mountOverlay, S_IFCHR, writeStack, type FixtureEntry, type LayerSpec } from '@strata/harness';
 import { ALL_FIELDS, compareTrees, readEngineTree, readKernelTree } from '../support/tree-snapshot';
 
 const skip = canMountOverlay() ? false : 'needs root and overlayfs to mount the kernel reference';

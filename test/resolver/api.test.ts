@@ -8,7 +8,7 @@ import { StrataClient } from '@strata/client';
 import { Projection, diff as engineDiff } from '@strata/traversal';
 import { apiTreeSource } from '../support/api-tree-source';
 import { mainStack } from '../support/main-fixture';
-import { REPO, startResolver, type ResolverProcess } from '../support/processes';
+import { REPO, startResolver, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { ALL_FIELDS, compareTrees, readEngineTree } from '../support/tree-snapshot';
 

@@ -8,7 +8,7 @@ import { StrataClient } from '@strata/client';
 import { Errno, errnoName, isStrataError, type StrataError } from '@strata/errors';
 import { SessionRequest, SessionResponse, StatRequest, fromServiceError } from '@strata/protocol';
 import { mainStack } from '../support/main-fixture';
-import { startResolver, type ResolverProcess } from '../support/processes';
+import { startResolver, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 
 let fx: StoreFixture;

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
 import { Projection } from '@strata/traversal';
-import { startResolver, type ResolverProcess } from '../support/processes';
+import { startResolver, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 
 const MiB = 1 << 20;

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
 import { mainStack } from '../support/main-fixture';
-import { HAVE_REDIS, redisCli, startRedis, startRedisCluster, startResolver, waitFor, type RedisProcess, type ResolverProcess } from '../support/processes';
+import { HAVE_REDIS, redisCli, startRedis, startRedisCluster, startResolver, waitFor, type RedisProcess, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { apiTreeSource } from '../support/api-tree-source';
 import { ALL_FIELDS, compareTrees, readEngineTree } from '../support/tree-snapshot';

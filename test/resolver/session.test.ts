@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Client, Metadata, credentials } from '@grpc/grpc-js';
 import { StrataClient } from '@strata/client';
 import { SessionRequest, SessionResponse } from '@strata/protocol';
-import { rssOf, startResolver, waitFor, type ResolverProcess } from '../support/processes';
+import { rssOf, startResolver, waitFor, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 
 const MiB = 1 << 20;

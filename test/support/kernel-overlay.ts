@@ -1,4 +1,3 @@
-export { canMountOverlay, mountOverlay } from '@strata/harness';
 import * as fs from 'node:fs';
 
 /**

@@ -1,4 +1,4 @@
-import type { LayerSpec } from './layer-fixture';
+import type { LayerSpec } from '@strata/harness';
 
 const GiB = 2 ** 30;
 

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Catalog, type Layer } from '@strata/layers';
-import { writeStack, type LayerSpec, type Spelling } from './layer-fixture';
+import { writeStack, type LayerSpec, type Spelling } from '@strata/harness';
 
 export interface StoreFixture {
   store: string;

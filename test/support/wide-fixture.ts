@@ -1,4 +1,4 @@
-import type { FixtureEntry, LayerSpec } from './layer-fixture';
+import type { FixtureEntry, LayerSpec } from '@strata/harness';
 
 /**
  * A wide three-layer stack (bottom first): `dirs` directories of `files`

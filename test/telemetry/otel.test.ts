@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Metadata, credentials } from '@grpc/grpc-js';
 import { ProjectionServiceClient, layerRefToProto } from '@strata/protocol';
-import { HAVE_REDIS, canMountFuse, forceUnmount, freePort, startAgent, startRedis, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '../support/processes';
+import { HAVE_REDIS, canMountFuse, forceUnmount, freePort, startAgent, startRedis, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '@strata/harness';
 import { startOtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 

@@ -1,2 +1,0 @@
-export { writeLayer, writeStack } from '@strata/harness';
-export type { FixtureEntry, LayerSpec, Spelling } from '@strata/harness';

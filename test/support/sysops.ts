@@ -1,1 +1,0 @@
-export { S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, lsetxattr, makedev, mknod } from '@strata/harness';
