@@ -1,8 +1,7 @@
-import type { SessionAnswer, SessionPayload } from '@strata/client';
-import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import type { LayerRef } from '@strata/protocol';
 import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
 import { pieceAt, type PieceUnit } from './read-policy';
+import type { Ask } from './session-ask';
 
 /** What a data fetch needs to know of a file. */
 export interface FileRef {
@@ -18,7 +17,7 @@ interface Piece {
 }
 
 export interface FileDataOptions {
-  ask: (payload: SessionPayload) => Promise<SessionAnswer>;
+  ask: Ask;
   layer: LayerRef;
   chunks: ChunkCache;
   /** Unique among the agent's mounts: prefixes this mount's chunk keys. */
@@ -47,11 +46,7 @@ export class FileData {
   }
 
   private fetch(h: FileRef, offset: number, length: number): () => Promise<Buffer> {
-    return async () => {
-      const r = await this.o.ask({ $case: 'read', read: { layer: this.o.layer, path: h.path, offset, length } });
-      if (r.$case !== 'read') throw new StrataError(Errno.EIO, 'resolver answered read with something else', { code: GrpcCode.INTERNAL });
-      return r.read.data;
-    };
+    return async () => (await this.o.ask('read', { layer: this.o.layer, path: h.path, offset, length })).data;
   }
 
   /** A cached piece of a file (a chunk or a block), fetched once if missing; the sync peek spares a tick on hits. */

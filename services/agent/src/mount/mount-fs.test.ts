@@ -22,6 +22,8 @@ function attr(mode: number, size = 0, ino = 1): Attr {
 class FakeResolver {
   readonly asked: SessionPayload[] = [];
   down = false;
+  /** Answers every request with a readLink answer, as a confused or hostile peer might. */
+  confused = false;
   private readonly pending = new Set<Promise<unknown>>();
   constructor(
     readonly files: Map<string, Buffer>,
@@ -75,6 +77,7 @@ class FakeResolver {
   private async answer(payload: SessionPayload): Promise<SessionAnswer> {
     await new Promise((r) => setImmediate(r));
     if (this.down) throw new StrataError(Errno.EIO, 'no resolver answered');
+    if (this.confused) return { $case: 'readLink', readLink: { target: Buffer.from('x') } };
     switch (payload.$case) {
       case 'stat': {
         const a = this.attrOf(payload.stat.path.toString());
@@ -279,4 +282,23 @@ test('a sealed mount keeps its answers however much time passes', async () => {
   clock.advance(30 * 24 * 3600 * 1000);
   await askAll(fs);
   assert.deepEqual(resolver.asked.slice(first).map(describe), []);
+});
+
+test('an answer of the wrong kind fails the operation with EIO and is not remembered', async () => {
+  const { fs, resolver } = mount(new Map([['/d/f', Buffer.from('data')]]));
+  resolver.confused = true;
+  const eio = (e: unknown): boolean => e instanceof StrataError && e.errno === Errno.EIO;
+  await assert.rejects(fs.stat(Buffer.from('/d/f')), eio);
+  await assert.rejects(fs.readdir(Buffer.from('/d')), eio);
+  await assert.rejects(fs.listXattr(Buffer.from('/d/f')), eio);
+  await assert.rejects(fs.getXattr(Buffer.from('/d/f'), 'user.x'), eio);
+  await assert.rejects(fs.statfs(), eio);
+  resolver.confused = false;
+  assert.equal((await fs.stat(Buffer.from('/d/f'))).size, 4);
+  resolver.confused = true;
+  await assert.rejects(fs.read(Buffer.from('/d/f'), Buffer.alloc(4), 0, 4), eio);
+  resolver.confused = false;
+  const buf = Buffer.alloc(4);
+  assert.equal(await fs.read(Buffer.from('/d/f'), buf, 0, 4), 4);
+  assert.equal(buf.toString(), 'data');
 });

@@ -1,9 +1,7 @@
-import type { SessionAnswer, SessionPayload } from '@strata/client';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import { LIVE_FRESHNESS } from '@strata/layers';
 import { isDirMode } from '@strata/posix';
 import { layerRefToProto, type Attr, type DirEntry, type StatFsResponse, type WalkEntry } from '@strata/protocol';
-import { injectTraceContext } from '@strata/telemetry';
 import { AttrCache, type CachedAttr } from './attr-cache';
 import type { ChunkCache } from './chunk-cache';
 import type { Clock } from './expiry';
@@ -11,14 +9,10 @@ import { FileData } from './file-data';
 import { LinkCache } from './link-cache';
 import { ListingCache, type Listing } from './listing-cache';
 import { ReadPolicy } from './read-policy';
+import { askOver, type Ask, type SessionLike } from './session-ask';
 import { baseName, childKey, keyOf, parentKey, pathOf } from './tree-path';
 
 const READDIR_PAGE = 16_384;
-
-/** Where requests go: a SessionGroup in the agent. */
-export interface SessionLike {
-  request(payload: SessionPayload, traceContext?: Record<string, string>): Promise<SessionAnswer>;
-}
 
 /** Attribute lookups answered here / sent on, and file bytes returned; shared by the agent's mounts, read by the metrics. */
 export interface MountCounters {
@@ -48,7 +42,8 @@ export interface MountFsOptions {
  */
 export class MountFs {
   private readonly counters: MountCounters;
-  private readonly session: SessionLike;
+  /** Every miss is one request on the Session stream. */
+  private readonly ask: Ask;
   private readonly layer;
   private readonly attrs: AttrCache;
   private readonly listings: ListingCache;
@@ -58,7 +53,7 @@ export class MountFs {
   private readonly pendingStats = new Map<string, Promise<Attr>>();
 
   constructor(o: MountFsOptions) {
-    this.session = o.session;
+    this.ask = askOver(o.session);
     this.counters = o.counters;
     this.layer = layerRefToProto({ id: o.layerId });
     // The agent's part of the one-second LIVE budget (@strata/layers LIVE_FRESHNESS): attributes,
@@ -68,13 +63,8 @@ export class MountFs {
     this.attrs = new AttrCache(kept);
     this.listings = new ListingCache(kept);
     this.links = new LinkCache(kept);
-    this.data = new FileData({ ask: (p) => this.ask(p), layer: this.layer, chunks: o.chunks, mountKey: o.mountKey, ttlMs });
+    this.data = new FileData({ ask: this.ask, layer: this.layer, chunks: o.chunks, mountKey: o.mountKey, ttlMs });
     this.policy = new ReadPolicy(o.live, (dir) => this.listings.get(dir)?.entries);
-  }
-
-  /** One Session request, carrying the trace context of the FUSE operation it serves. */
-  private ask(payload: SessionPayload): Promise<SessionAnswer> {
-    return this.session.request(payload, injectTraceContext());
   }
 
   /** A cached answer, if any, without waiting: lets the hot path reply synchronously. */
@@ -95,10 +85,10 @@ export class MountFs {
     const running = this.pendingStats.get(key);
     if (running) return running;
     this.counters.attrMisses++;
-    const p = this.ask({ $case: 'stat', stat: { layer: this.layer, path } }).then(
+    const p = this.ask('stat', { layer: this.layer, path }).then(
       (r) => {
         this.pendingStats.delete(key);
-        const attr = r.$case === 'stat' ? r.stat.attr : undefined;
+        const attr = r.attr;
         if (!attr) throw new StrataError(Errno.EIO, 'resolver answered stat without attributes', { code: GrpcCode.INTERNAL });
         this.attrs.set(key, attr);
         return attr;
@@ -121,12 +111,11 @@ export class MountFs {
     const entries: DirEntry[] = [];
     let dir: Attr | undefined;
     for (let offset = 0; ; ) {
-      const r = await this.ask({ $case: 'readDir', readDir: { layer: this.layer, path, offset, limit: READDIR_PAGE } });
-      if (r.$case !== 'readDir') throw new StrataError(Errno.EIO, 'resolver answered readdir with something else', { code: GrpcCode.INTERNAL });
-      entries.push(...r.readDir.entries);
-      dir = r.readDir.dirAttr ?? dir;
-      offset += r.readDir.entries.length;
-      if (r.readDir.eof || r.readDir.entries.length === 0) break;
+      const r = await this.ask('readDir', { layer: this.layer, path, offset, limit: READDIR_PAGE });
+      entries.push(...r.entries);
+      dir = r.dirAttr ?? dir;
+      offset += r.entries.length;
+      if (r.eof || r.entries.length === 0) break;
     }
     if (!dir) throw new StrataError(Errno.EIO, 'resolver answered readdir without the directory attributes', { code: GrpcCode.INTERNAL });
     const listing = { dir, entries };
@@ -149,28 +138,21 @@ export class MountFs {
     const key = keyOf(path);
     const hit = this.links.get(key);
     if (hit) return hit;
-    const r = await this.ask({ $case: 'readLink', readLink: { layer: this.layer, path } });
-    if (r.$case !== 'readLink') throw new StrataError(Errno.EIO, 'resolver answered readlink with something else', { code: GrpcCode.INTERNAL });
-    this.links.set(key, r.readLink.target);
-    return r.readLink.target;
+    const { target } = await this.ask('readLink', { layer: this.layer, path });
+    this.links.set(key, target);
+    return target;
   }
 
   async listXattr(path: Buffer): Promise<string[]> {
-    const r = await this.ask({ $case: 'listXattr', listXattr: { layer: this.layer, path } });
-    if (r.$case !== 'listXattr') throw new StrataError(Errno.EIO, 'unexpected answer', { code: GrpcCode.INTERNAL });
-    return r.listXattr.names;
+    return (await this.ask('listXattr', { layer: this.layer, path })).names;
   }
 
   async getXattr(path: Buffer, name: string): Promise<Buffer> {
-    const r = await this.ask({ $case: 'getXattr', getXattr: { layer: this.layer, path, name } });
-    if (r.$case !== 'getXattr') throw new StrataError(Errno.EIO, 'unexpected answer', { code: GrpcCode.INTERNAL });
-    return r.getXattr.value;
+    return (await this.ask('getXattr', { layer: this.layer, path, name })).value;
   }
 
   async statfs(): Promise<StatFsResponse> {
-    const r = await this.ask({ $case: 'statFs', statFs: { layer: this.layer } });
-    if (r.$case !== 'statFs') throw new StrataError(Errno.EIO, 'unexpected answer', { code: GrpcCode.INTERNAL });
-    return r.statFs;
+    return this.ask('statFs', { layer: this.layer });
   }
 
   /**
