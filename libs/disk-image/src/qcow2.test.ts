@@ -61,21 +61,27 @@ describe('qcow2 against qemu-img convert', () => {
     });
   }
 
-  for (const cluster of ['4k', '64k']) {
-    test(`compressed clusters (qemu-img convert -c, cluster_size=${cluster})`, async () => {
+  for (const [options, clusterSize] of [
+    ['cluster_size=4k', 4096],
+    ['cluster_size=64k', 65536],
+    ['cluster_size=2M', 2 * 1024 * 1024],
+    ['cluster_size=64k,extended_l2=on', 65536],
+  ] as const) {
+    test(`compressed clusters (qemu-img convert -c, ${options})`, async () => {
       const rnd = prng(7);
       const raw = Buffer.alloc(6 * 1024 * 1024);
       // Compressible text, incompressible noise (stored uncompressed by qemu), and holes.
       for (let o = 0; o < 2 * 1024 * 1024; o += 64) raw.write(`line ${o} ${Math.floor(rnd() * 1e6)}\n`, o);
       randomBytes(512 * 1024).copy(raw, 3 * 1024 * 1024 + 100);
       raw.fill(0x61, 5 * 1024 * 1024, 5 * 1024 * 1024 + 300000);
-      writeFileSync(at(`src-${cluster}.raw`), raw);
-      const name = `compressed-${cluster}.qcow2`;
-      qemuImg('convert', '-q', '-c', '-O', 'qcow2', '-o', `cluster_size=${cluster}`, at(`src-${cluster}.raw`), at(name));
+      const tag = options.replace(/[^a-z0-9]+/gi, '-');
+      writeFileSync(at(`src-${tag}.raw`), raw);
+      const name = `compressed-${tag}.qcow2`;
+      qemuImg('convert', '-q', '-c', '-O', 'qcow2', '-o', options, at(`src-${tag}.raw`), at(name));
       const img = await openImage(name, { storeRoot: store });
       try {
-        await assertSameBytes(img, raw, cluster === '4k' ? 4096 : 65536, 3);
-        await assertSameBytes(img, qemuTruth(at(name), store), cluster === '4k' ? 4096 : 65536, 4, 10);
+        await assertSameBytes(img, raw, clusterSize, 3);
+        await assertSameBytes(img, qemuTruth(at(name), store), clusterSize, 4, 10);
       } finally {
         await img.close();
       }
