@@ -1,0 +1,100 @@
+import { LRUCache } from 'lru-cache';
+import { corrupt } from './corruption';
+import type { ByteSource } from './types';
+
+/** A cached metadata block, with the checks already passed on it (like the kernel's buffer_verified). */
+export interface MetadataBlock {
+  readonly block: number;
+  readonly data: Buffer;
+  readonly verified: Set<string>;
+}
+
+/** Largest single read handed to the source, so a huge file read never asks for one giant buffer at once. */
+const MAX_SOURCE_READ = 8 * 1024 * 1024;
+
+/**
+ * The one way blocks are read. Metadata blocks are cached; data runs are
+ * read straight through, one source read per contiguous run. A journal
+ * replay is meant to sit here: it replaces blocks by their committed copies
+ * and nothing above this module needs to know.
+ */
+export class BlockReader {
+  private readonly cache: LRUCache<number, MetadataBlock>;
+
+  constructor(
+    private readonly source: ByteSource,
+    readonly blockSize: number,
+    readonly blockCount: number,
+    cacheBytes: number,
+  ) {
+    this.cache = new LRUCache<number, MetadataBlock>({
+      maxSize: Math.max(cacheBytes, blockSize),
+      sizeCalculation: () => blockSize + 64,
+    });
+  }
+
+  private check(start: number, count: number, what: string): void {
+    if (!Number.isSafeInteger(start) || start < 0 || count < 0 || start + count > this.blockCount) {
+      throw corrupt(what, `block ${start}${count > 1 ? `+${count}` : ''} is past the end of the filesystem (${this.blockCount} blocks)`);
+    }
+  }
+
+  private async readRaw(start: number, count: number, what: string): Promise<Buffer> {
+    const length = count * this.blockSize;
+    const offset = start * this.blockSize;
+    const parts: Buffer[] = [];
+    for (let done = 0; done < length; ) {
+      const n = Math.min(MAX_SOURCE_READ, length - done);
+      const buf = await this.source.read(offset + done, n);
+      if (buf.length < n) throw corrupt(what, `short read at byte ${offset + done} (image truncated?)`);
+      parts.push(buf.length === n ? buf : buf.subarray(0, n));
+      done += n;
+    }
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, length);
+  }
+
+  /** One metadata block, from the cache when possible. */
+  async metadata(block: number, what: string): Promise<MetadataBlock> {
+    const hit = this.cache.get(block);
+    if (hit) return hit;
+    this.check(block, 1, what);
+    const data = await this.readRaw(block, 1, what);
+    const mb: MetadataBlock = { block, data, verified: new Set() };
+    this.cache.set(block, mb);
+    return mb;
+  }
+
+  /** Consecutive metadata blocks; the ones not cached are fetched with as few source reads as possible. */
+  async metadataRun(start: number, count: number, what: string): Promise<MetadataBlock[]> {
+    this.check(start, count, what);
+    const out: (MetadataBlock | undefined)[] = [];
+    for (let i = 0; i < count; i++) out.push(this.cache.get(start + i));
+    for (let i = 0; i < count; ) {
+      if (out[i]) {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j < count && !out[j]) j++;
+      const raw = await this.readRaw(start + i, j - i, what);
+      for (let k = i; k < j; k++) {
+        // Copy so a cached block does not pin the whole run's buffer.
+        const data = Buffer.from(raw.subarray((k - i) * this.blockSize, (k - i + 1) * this.blockSize));
+        const mb: MetadataBlock = { block: start + k, data, verified: new Set() };
+        this.cache.set(start + k, mb);
+        out[k] = mb;
+      }
+      i = j;
+    }
+    return out.map((mb, i) => {
+      if (!mb) throw corrupt(what, `block ${start + i} was not read`);
+      return mb;
+    });
+  }
+
+  /** File data: not cached, one source read per contiguous run. */
+  async data(start: number, count: number, what: string): Promise<Buffer> {
+    this.check(start, count, what);
+    return this.readRaw(start, count, what);
+  }
+}

@@ -1,0 +1,172 @@
+import { Errno, StrataError } from '@strata/errors';
+import { MetadataBlock } from './block-reader';
+import { corrupt } from './corruption';
+import { DIRENT_TAIL_SIZE, DirParseOptions, RawDirEntry, parseDirEntries, verifyDirentTail } from './directory-block';
+import { writtenBlocks } from './file-blocks';
+import { Compat, Incompat } from './features';
+import { BadHtree, htreeLookup } from './htree';
+import { InodeFlag, InodeRecord } from './inode';
+import { INLINE_IBLOCK_SIZE, inlineOverflow } from './inline-data';
+import { hasCompat, hasIncompat, hasMetadataCsum } from './superblock';
+import { Volume, checksumEvent } from './volume';
+
+/** Directory blocks fetched per batch while scanning, so a huge directory is never read into memory at once. */
+const SCAN_BATCH = 64;
+
+function parseOptions(vol: Volume, what: string): DirParseOptions {
+  return { hasFileType: hasIncompat(vol.sb, Incompat.FILETYPE), inodesCount: vol.sb.inodesCount, what };
+}
+
+function isIndexed(vol: Volume, dir: InodeRecord): boolean {
+  return hasCompat(vol.sb, Compat.DIR_INDEX) && (dir.stat.flags & InodeFlag.INDEX) !== 0;
+}
+
+/** Entries of one leaf block, after its checksum tail is verified (once per cached block). */
+function leafEntries(vol: Volume, dir: InodeRecord, lblk: number, mb: MetadataBlock | { data: Buffer; verified?: undefined }): RawDirEntry[] {
+  const what = `directory ${dir.stat.ino} block ${lblk}`;
+  let end = mb.data.length;
+  if (hasMetadataCsum(vol.sb)) {
+    if (!mb.verified?.has('dirent')) {
+      const reason = verifyDirentTail(mb.data, dir.csumSeed);
+      if (reason) {
+        checksumEvent(vol, 'directory block', reason, { ino: dir.stat.ino, block: lblk });
+        throw corrupt(what, reason);
+      }
+      mb.verified?.add('dirent');
+    }
+    end -= DIRENT_TAIL_SIZE;
+  }
+  return parseDirEntries(mb.data, 0, end, vol.sb.blockSize, parseOptions(vol, what));
+}
+
+/** An htree interior node disguises itself as one empty entry spanning the block. */
+function looksLikeIndexNode(block: Buffer, blockSize: number): boolean {
+  const rec = block.readUInt16LE(4);
+  return block.readUInt32LE(0) === 0 && (rec === blockSize || (blockSize >= 65536 && rec === 0));
+}
+
+function refuseEncrypted(dir: InodeRecord): void {
+  if (dir.stat.flags & InodeFlag.ENCRYPT) {
+    throw new StrataError(Errno.EOPNOTSUPP, `ext4: inode ${dir.stat.ino} is encrypted (encrypt feature): not supported`);
+  }
+}
+
+/** Inline directory: the parent in i_block's first 4 bytes, entries in the rest of i_block and in system.data. */
+function inlineEntries(vol: Volume, dir: InodeRecord): { parent: number; entries: RawDirEntry[] } {
+  const what = `inline directory ${dir.stat.ino}`;
+  const opts = parseOptions(vol, what);
+  const parent = dir.iBlock.readUInt32LE(0);
+  const entries = parseDirEntries(dir.iBlock, 4, INLINE_IBLOCK_SIZE, vol.sb.blockSize, opts);
+  const overflow = inlineOverflow(dir, vol.sb.inodeSize);
+  if (overflow.length > 0) entries.push(...parseDirEntries(overflow, 0, overflow.length, vol.sb.blockSize, opts));
+  return { parent, entries };
+}
+
+/**
+ * Calls `visit` with each leaf block's entries in logical order, until it
+ * returns true. Holes are skipped (as the kernel's readdir does); in an
+ * indexed directory the root and interior index blocks hold no entries
+ * beyond "." and "..".
+ */
+async function scanBlocks(vol: Volume, dir: InodeRecord, visit: (entries: RawDirEntry[]) => boolean): Promise<void> {
+  const bs = vol.sb.blockSize;
+  const nblocks = Math.ceil(dir.stat.size / bs);
+  const indexed = isIndexed(vol, dir);
+  for (let start = 0; start < nblocks; start += SCAN_BATCH) {
+    const runs = await writtenBlocks(vol, dir, start, Math.min(nblocks, start + SCAN_BATCH));
+    for (const run of runs) {
+      const blocks = await vol.reader.metadataRun(run.pblk, run.count, `directory ${dir.stat.ino}`);
+      for (let i = 0; i < blocks.length; i++) {
+        const lblk = run.lblk + i;
+        const mb = blocks[i];
+        let entries: RawDirEntry[];
+        if (indexed && lblk === 0) {
+          const dotdot = mb.data.readUInt32LE(12);
+          entries = [{ ino: mb.data.readUInt32LE(0), name: Buffer.from('.'), type: 'dir' }, { ino: dotdot, name: Buffer.from('..'), type: 'dir' }];
+        } else if (indexed && looksLikeIndexNode(mb.data, bs)) {
+          continue;
+        } else {
+          entries = leafEntries(vol, dir, lblk, mb);
+        }
+        if (visit(entries)) return;
+      }
+    }
+  }
+}
+
+function isDotOrDotDot(name: Buffer): boolean {
+  return (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
+}
+
+export async function listDirectory(vol: Volume, dir: InodeRecord): Promise<RawDirEntry[]> {
+  refuseEncrypted(dir);
+  if (dir.stat.flags & InodeFlag.INLINE_DATA) return inlineEntries(vol, dir).entries.filter((e) => !isDotOrDotDot(e.name));
+  const out: RawDirEntry[] = [];
+  await scanBlocks(vol, dir, (entries) => {
+    for (const e of entries) if (!isDotOrDotDot(e.name)) out.push(e);
+    return false;
+  });
+  return out;
+}
+
+async function linearLookup(vol: Volume, dir: InodeRecord, name: Buffer): Promise<number | undefined> {
+  let found: number | undefined;
+  await scanBlocks(vol, dir, (entries) => {
+    const hit = entries.find((e) => e.name.equals(name));
+    if (hit) found = hit.ino;
+    return hit !== undefined;
+  });
+  return found;
+}
+
+async function indexedLookup(vol: Volume, dir: InodeRecord, name: Buffer): Promise<number | undefined> {
+  const bs = vol.sb.blockSize;
+  const nblocks = Math.ceil(dir.stat.size / bs);
+  const blockOf = new Map<number, MetadataBlock>();
+  return htreeLookup(
+    {
+      blockSize: bs,
+      csum: hasMetadataCsum(vol.sb),
+      csumSeed: dir.csumSeed,
+      largeDir: hasIncompat(vol.sb, Incompat.LARGEDIR),
+      hashUnsignedOffset: vol.sb.hashUnsignedOffset,
+      hashSeed: vol.sb.hashSeed,
+      what: `directory ${dir.stat.ino}`,
+      readBlock: async (lblk) => {
+        if (lblk >= nblocks) throw new BadHtree(`index points to block ${lblk}, past the directory's end`);
+        const [run] = await writtenBlocks(vol, dir, lblk, lblk + 1);
+        if (!run) return undefined;
+        const mb = await vol.reader.metadata(run.pblk, `directory ${dir.stat.ino}`);
+        blockOf.set(lblk, mb);
+        return mb.data;
+      },
+      searchLeaf: (lblk) => {
+        const mb = blockOf.get(lblk);
+        if (!mb) return undefined;
+        return leafEntries(vol, dir, lblk, mb).find((e) => e.name.equals(name))?.ino;
+      },
+      onChecksumError: (lblk, reason) => checksumEvent(vol, 'directory index', reason, { ino: dir.stat.ino, block: lblk }),
+    },
+    name,
+  );
+}
+
+export async function lookupInDirectory(vol: Volume, dir: InodeRecord, name: Buffer): Promise<number | undefined> {
+  refuseEncrypted(dir);
+  if (dir.stat.flags & InodeFlag.INLINE_DATA) {
+    const { parent, entries } = inlineEntries(vol, dir);
+    if (name.equals(Buffer.from('.'))) return dir.stat.ino;
+    if (name.equals(Buffer.from('..'))) return parent;
+    return entries.find((e) => e.name.equals(name))?.ino;
+  }
+  if (isIndexed(vol, dir) && !isDotOrDotDot(name)) {
+    try {
+      return await indexedLookup(vol, dir, name);
+    } catch (err) {
+      if (!(err instanceof BadHtree)) throw err;
+      // The kernel's answer too: an unusable index falls back to a linear search.
+      vol.log({ event: 'ext4.htree_fallback', ino: dir.stat.ino, reason: err.message });
+    }
+  }
+  return linearLookup(vol, dir, name);
+}

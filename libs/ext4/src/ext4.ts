@@ -1,0 +1,240 @@
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
+import { Errno, StrataError } from '@strata/errors';
+import { BlockReader } from './block-reader';
+import { corrupt } from './corruption';
+import { listDirectory, lookupInDirectory } from './directory';
+import { checkExtentRoot } from './extent-tree';
+import { Incompat } from './features';
+import { readMapped } from './file-blocks';
+import { readGroupDescriptors } from './group-descriptors';
+import { InodeFlag, InodeRecord, parseInode, verifyInodeChecksum } from './inode';
+import { readRawInode } from './inode-table';
+import { inlineBytes } from './inline-data';
+import { aclFromDisk } from './posix-acl';
+import { computeStatFs, overheadBlocks } from './statfs';
+import { SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, formatUuid, hasIncompat, hasMetadataCsum, parseSuperblock } from './superblock';
+import type { ByteSource, Ext4DirEntry, Ext4Inode, Ext4Options, Ext4StatFs, Ext4Xattr } from './types';
+import { Volume, checksumEvent } from './volume';
+import { XattrEntry, XattrIndex, XATTR_SIZE_MAX, blockXattrs, inodeXattrs, verifyXattrBlock, xattrPrefix } from './xattr';
+
+const DEFAULT_CACHE_BYTES = 32 * 1024 * 1024;
+/** A single read() returns at most this much (a short read, as pread may). */
+const MAX_READ = 256 * 1024 * 1024;
+const NAME_MAX = 255;
+
+/**
+ * Turns an unexpected exception (a bounds check this reader lacks) into EIO
+ * and reports it, so a corrupt image fails one call instead of the caller.
+ */
+async function guarded<T>(vol: Volume | undefined, op: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof StrataError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    vol?.log({ event: 'ext4.internal', op, message, stack: err instanceof Error ? err.stack : undefined });
+    throw new StrataError(Errno.EIO, `ext4: ${op}: unexpected failure on corrupt data: ${message}`, { cause: err });
+  }
+}
+
+export class Ext4 {
+  readonly rootIno = 2;
+  readonly blockSize: number;
+  readonly needsRecovery: boolean;
+  readonly label: string;
+  readonly uuid: string;
+
+  private constructor(
+    private readonly vol: Volume,
+    private readonly stat: Ext4StatFs,
+  ) {
+    this.blockSize = vol.sb.blockSize;
+    this.needsRecovery = hasIncompat(vol.sb, Incompat.RECOVER);
+    this.label = vol.sb.label;
+    this.uuid = formatUuid(vol.sb.uuid);
+  }
+
+  static async open(source: ByteSource, options: Ext4Options = {}): Promise<Ext4> {
+    const log = options.log ?? ((): void => undefined);
+    return guarded(undefined, 'open', async () => {
+      if (source.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) {
+        throw new StrataError(Errno.EINVAL, 'no ext2/3/4 filesystem (bad magic): image too small');
+      }
+      const raw = await source.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
+      const sb = parseSuperblock(raw, source.size);
+      const reader = new BlockReader(source, sb.blockSize, sb.blocksCount, options.cacheBytes ?? DEFAULT_CACHE_BYTES);
+      const groups = await readGroupDescriptors(sb, reader);
+      const vol: Volume = {
+        sb,
+        reader,
+        groups,
+        log,
+        onChecksumError: (ino, block, reason) => checksumEvent(vol, 'extent block', reason, { ino, block }),
+      };
+      for (const g of groups) {
+        if (g.badReason) checksumEvent(vol, 'group descriptor', g.badReason, { block: g.group });
+      }
+      const fs = new Ext4(vol, computeStatFs(sb, groups, 0));
+      let journalBlocks = 0;
+      if (sb.journalInum !== 0) {
+        try {
+          journalBlocks = Math.floor((await fs.record(sb.journalInum)).stat.size / sb.blockSize);
+        } catch (err) {
+          if (!(err instanceof StrataError)) throw err;
+          log({ event: 'ext4.journal', reason: `cannot size the journal: ${err.message}` });
+        }
+      }
+      return new Ext4(vol, computeStatFs(sb, groups, overheadBlocks(sb, journalBlocks)));
+    });
+  }
+
+  /** Reads, verifies and decodes an inode the way the kernel's iget does. */
+  private async record(ino: number): Promise<InodeRecord> {
+    const { sb } = this.vol;
+    const { raw, block } = await readRawInode(sb, this.vol.groups, this.vol.reader, ino);
+    const rec = parseInode(sb, ino, Buffer.from(raw));
+    const key = `inode:${ino}`;
+    if (hasMetadataCsum(sb) && !block.verified.has(key)) {
+      const reason = verifyInodeChecksum(sb, rec.raw, rec.csumSeed, rec.extraIsize);
+      if (reason) {
+        checksumEvent(this.vol, 'inode', reason, { ino });
+        throw corrupt(`inode ${ino}`, reason);
+      }
+      block.verified.add(key);
+    }
+    if (rec.fileAcl !== 0 && (rec.fileAcl <= sb.firstDataBlock || rec.fileAcl >= sb.blocksCount)) {
+      throw corrupt(`inode ${ino}`, `xattr block ${rec.fileAcl} is outside the filesystem`);
+    }
+    const type = rec.stat.mode & S_IFMT;
+    const mapped = type === S_IFREG || type === S_IFDIR || (type === S_IFLNK && !this.isFastSymlink(rec));
+    if (mapped && !(rec.stat.flags & InodeFlag.INLINE_DATA) && rec.stat.flags & InodeFlag.EXTENTS) checkExtentRoot(rec);
+    return rec;
+  }
+
+  private isFastSymlink(rec: InodeRecord): boolean {
+    if (rec.stat.flags & InodeFlag.EA_INODE) return rec.stat.size > 0 && rec.stat.size < 60;
+    if (rec.stat.flags & InodeFlag.INLINE_DATA) return false;
+    const eaBlocks = rec.fileAcl !== 0 ? this.blockSize / 512 : 0;
+    return rec.stat.blocks - eaBlocks === 0;
+  }
+
+  private async directory(ino: number): Promise<InodeRecord> {
+    const rec = await this.record(ino);
+    if ((rec.stat.mode & S_IFMT) !== S_IFDIR) throw new StrataError(Errno.ENOTDIR, `ext4: inode ${ino} is not a directory`);
+    return rec;
+  }
+
+  inode(ino: number): Promise<Ext4Inode> {
+    return guarded(this.vol, 'inode', async () => ({ ...(await this.record(ino)).stat }));
+  }
+
+  lookup(dirIno: number, name: Buffer): Promise<number | undefined> {
+    return guarded(this.vol, 'lookup', async () => {
+      if (name.length > NAME_MAX) throw new StrataError(Errno.ENAMETOOLONG, `ext4: name of ${name.length} bytes is too long`);
+      const dir = await this.directory(dirIno);
+      if (name.length === 0) return undefined;
+      return lookupInDirectory(this.vol, dir, name);
+    });
+  }
+
+  readdir(dirIno: number): Promise<Ext4DirEntry[]> {
+    return guarded(this.vol, 'readdir', async () => {
+      const dir = await this.directory(dirIno);
+      return (await listDirectory(this.vol, dir)).map((e) => ({ name: e.name, ino: e.ino, type: e.type }));
+    });
+  }
+
+  private async content(rec: InodeRecord, offset: number, length: number): Promise<Buffer> {
+    if (rec.stat.flags & InodeFlag.ENCRYPT) {
+      throw new StrataError(Errno.EOPNOTSUPP, `ext4: inode ${rec.stat.ino} is encrypted (encrypt feature): not supported`);
+    }
+    const size = rec.stat.size;
+    if (offset >= size) return Buffer.alloc(0);
+    const n = Math.min(length, size - offset, MAX_READ);
+    if (rec.stat.flags & InodeFlag.INLINE_DATA) {
+      // Past the inline bytes, up to i_size, reads as zeros (as the kernel's inline readpage does).
+      const out = Buffer.alloc(n);
+      inlineBytes(rec, this.vol.sb.inodeSize).copy(out, 0, offset, offset + n);
+      return out;
+    }
+    return readMapped(this.vol, rec, offset, n);
+  }
+
+  read(ino: number, offset: number, length: number): Promise<Buffer> {
+    return guarded(this.vol, 'read', async () => {
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+        throw new StrataError(Errno.EINVAL, `ext4: bad read range ${offset}+${length}`);
+      }
+      const rec = await this.record(ino);
+      const type = rec.stat.mode & S_IFMT;
+      if (type === S_IFDIR) throw new StrataError(Errno.EISDIR, `ext4: inode ${ino} is a directory`);
+      if (type !== S_IFREG) throw new StrataError(Errno.EINVAL, `ext4: inode ${ino} is not a regular file`);
+      return this.content(rec, offset, length);
+    });
+  }
+
+  readlink(ino: number): Promise<Buffer> {
+    return guarded(this.vol, 'readlink', async () => {
+      const rec = await this.record(ino);
+      if ((rec.stat.mode & S_IFMT) !== S_IFLNK) throw new StrataError(Errno.EINVAL, `ext4: inode ${ino} is not a symlink`);
+      if (rec.stat.flags & InodeFlag.ENCRYPT) {
+        throw new StrataError(Errno.EOPNOTSUPP, `ext4: symlink ${ino} is encrypted (encrypt feature): not supported`);
+      }
+      const size = rec.stat.size;
+      if (!(rec.stat.flags & InodeFlag.INLINE_DATA) && this.isFastSymlink(rec)) {
+        const target = rec.iBlock.subarray(0, size);
+        if (size === 0 || size >= 60 || target.includes(0)) throw corrupt(`symlink ${ino}`, `invalid fast symlink length ${size}`);
+        return Buffer.from(target);
+      }
+      // A slow symlink's target is one block at most; the kernel stops at the first NUL.
+      const body = await this.content(rec, 0, Math.min(size, this.blockSize - 1));
+      const nul = body.indexOf(0);
+      return nul < 0 ? body : body.subarray(0, nul);
+    });
+  }
+
+  private async xattrValue(owner: InodeRecord, e: XattrEntry): Promise<Buffer> {
+    if (e.value) return e.value;
+    if (!hasIncompat(this.vol.sb, Incompat.EA_INODE)) throw corrupt(`xattrs of inode ${owner.stat.ino}`, 'value in an inode without the ea_inode feature');
+    const ea = await this.record(e.valueInum);
+    if (!(ea.stat.flags & InodeFlag.EA_INODE) || ea.stat.size !== e.valueSize || e.valueSize > XATTR_SIZE_MAX) {
+      throw corrupt(`xattrs of inode ${owner.stat.ino}`, `inode ${e.valueInum} is not a matching xattr value inode`);
+    }
+    return this.content(ea, 0, e.valueSize);
+  }
+
+  xattrs(ino: number): Promise<Ext4Xattr[]> {
+    return guarded(this.vol, 'xattrs', async () => {
+      const rec = await this.record(ino);
+      const entries = inodeXattrs(rec, this.vol.sb.inodeSize);
+      if (rec.fileAcl !== 0) {
+        const mb = await this.vol.reader.metadata(rec.fileAcl, `xattr block of inode ${ino}`);
+        if (hasMetadataCsum(this.vol.sb) && !mb.verified.has('xattr')) {
+          const reason = verifyXattrBlock(mb.data, rec.fileAcl, this.vol.sb.checksumSeed);
+          if (reason) {
+            checksumEvent(this.vol, 'xattr block', reason, { ino, block: rec.fileAcl });
+            throw corrupt(`xattr block ${rec.fileAcl}`, reason);
+          }
+          mb.verified.add('xattr');
+        }
+        entries.push(...blockXattrs(mb.data, rec.fileAcl));
+      }
+      const out: Ext4Xattr[] = [];
+      for (const e of entries) {
+        const prefix = xattrPrefix(e.index);
+        if (prefix === undefined) continue;
+        const name = prefix + e.name.toString('utf8');
+        let value = await this.xattrValue(rec, e);
+        if (e.index === XattrIndex.POSIX_ACL_ACCESS || e.index === XattrIndex.POSIX_ACL_DEFAULT) {
+          value = aclFromDisk(value, `${name} of inode ${ino}`);
+        }
+        out.push({ name, value });
+      }
+      return out;
+    });
+  }
+
+  statfs(): Ext4StatFs {
+    return { ...this.stat };
+  }
+}

@@ -1,0 +1,58 @@
+/** What the reader reads from (structurally identical to @strata/disk-image's ByteSource). */
+export interface ByteSource {
+  readonly size: number;
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+export type Ext4Event = Record<string, unknown>;
+
+export interface Ext4Options {
+  /** Bytes of metadata blocks (inodes, directory blocks, extent nodes, group descriptors) kept in memory; default 32 MiB. */
+  cacheBytes?: number;
+  /** Called with one object per noteworthy event (e.g. a checksum mismatch: { event: 'ext4.checksum', structure, ino?, block? }). */
+  log?: (event: Ext4Event) => void;
+}
+
+export interface Ext4Inode {
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  /** glibc dev_t encoding, as Node's lstat reports it. */
+  rdev: number;
+  /** st_blocks in 512-byte units. */
+  blocks: number;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  crtimeNs: bigint | undefined;
+  flags: number;
+  generation: number;
+}
+
+export type Ext4FileType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket' | 'unknown';
+
+export interface Ext4DirEntry {
+  name: Buffer;
+  ino: number;
+  /** From the dirent file_type when the filetype feature is on. */
+  type: Ext4FileType;
+}
+
+export interface Ext4StatFs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  namemax: number;
+}
+
+export interface Ext4Xattr {
+  name: string;
+  value: Buffer;
+}
