@@ -33,7 +33,7 @@ export function controlRequest(socketPath: string, request: ControlRequest, time
       try {
         res = JSON.parse(buffered.slice(0, nl)) as ControlResponse;
       } catch {
-        finish(new StrataError(Errno.EIO, `the agent at ${socketPath} answered with something that is not JSON`));
+        finish(StrataError.io(`the agent at ${socketPath} answered with something that is not JSON`));
         return;
       }
       if (res.ok) finish(undefined, res);
@@ -42,12 +42,11 @@ export function controlRequest(socketPath: string, request: ControlRequest, time
     sock.on('error', (err: NodeJS.ErrnoException) => {
       const none = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
       finish(
-        new StrataError(
-          none ? Errno.ENOENT : Errno.EIO,
-          none ? `no agent is listening on ${socketPath} (start one with \`strata agent\`, or set STRATA_AGENT_SOCKET)` : `agent socket ${socketPath}: ${err.message}`,
-        ),
+        none
+          ? StrataError.notFound(`no agent is listening on ${socketPath} (start one with \`strata agent\`, or set STRATA_AGENT_SOCKET)`)
+          : StrataError.io(`agent socket ${socketPath}: ${err.message}`, { cause: err }),
       );
     });
-    sock.on('end', () => finish(new StrataError(Errno.EIO, `the agent at ${socketPath} closed the connection without answering`)));
+    sock.on('end', () => finish(StrataError.io(`the agent at ${socketPath} closed the connection without answering`)));
   });
 }

@@ -37,11 +37,6 @@ interface Mounted {
   prefetch?: AbortController;
 }
 
-function clearError(err: unknown, what: string): StrataError {
-  if (isStrataError(err)) return err;
-  return new StrataError(Errno.EIO, `${what}: ${err instanceof Error ? err.message : String(err)}`);
-}
-
 /**
  * The host agent: one Session stream to the resolvers serves the FUSE mounts
  * of every layer this host projects.
@@ -91,7 +86,7 @@ export class Agent {
         await unmount(m.mountpoint, true);
         this.log.warn({ event: 'agent.stale_mount_cleared', mountpoint: m.mountpoint, layerId: m.layerId }, 'cleared a mount left by a previous agent');
       } catch (err) {
-        this.log.error({ event: 'agent.stale_mount_failed', mountpoint: m.mountpoint, err: clearError(err, 'umount').message }, 'could not clear a stale mount');
+        this.log.error({ event: 'agent.stale_mount_failed', mountpoint: m.mountpoint, err: StrataError.from(err, 'umount').message }, 'could not clear a stale mount');
       }
     }
     await this.saveState();
@@ -102,9 +97,9 @@ export class Agent {
   }
 
   async mount(layerText: string, mountpointText: string): Promise<MountInfo> {
-    if (!path.isAbsolute(mountpointText)) throw new StrataError(Errno.EINVAL, `mountpoint must be an absolute path: ${mountpointText}`);
+    if (!path.isAbsolute(mountpointText)) throw StrataError.invalid(`mountpoint must be an absolute path: ${mountpointText}`);
     const mountpoint = path.resolve(mountpointText);
-    if (this.busy.has(mountpoint)) throw new StrataError(Errno.EBUSY, `${mountpoint} is being mounted or unmounted right now`);
+    if (this.busy.has(mountpoint)) throw StrataError.precondition(`${mountpoint} is being mounted or unmounted right now`);
     this.busy.add(mountpoint);
     try {
       return await this.mountAt(layerText, mountpoint);
@@ -115,10 +110,10 @@ export class Agent {
 
   private async mountAt(layerText: string, mountpoint: string): Promise<MountInfo> {
     const existing = this.mounts.get(mountpoint);
-    if (existing) throw new StrataError(Errno.EBUSY, `${mountpoint} is already a strata mount (layer ${existing.info.layerId})`);
+    if (existing) throw StrataError.precondition(`${mountpoint} is already a strata mount (layer ${existing.info.layerId})`);
     for (const m of this.mounts.keys()) {
       // Mounting inside our own mount would make the kernel wait on this very thread.
-      if (mountpoint.startsWith(`${m}/`)) throw new StrataError(Errno.EINVAL, `${mountpoint} lies inside the strata mount at ${m}`);
+      if (mountpoint.startsWith(`${m}/`)) throw StrataError.invalid(`${mountpoint} lies inside the strata mount at ${m}`);
     }
     await this.checkMountpoint(mountpoint);
 
@@ -127,8 +122,8 @@ export class Agent {
     try {
       chain = (await this.client.getLayer(ref)).chain;
     } catch (err) {
-      if (isStrataError(err) && err.errno === Errno.ENOENT) throw new StrataError(Errno.ENOENT, `layer ${JSON.stringify(layerText)} does not exist`);
-      throw clearError(err, 'looking up the layer');
+      if (isStrataError(err) && err.errno === Errno.ENOENT) throw StrataError.notFound(`layer ${JSON.stringify(layerText)} does not exist`);
+      throw StrataError.from(err, 'looking up the layer');
     }
     const layer = chain[0];
     const live = chain.some((l) => l.mountOptions.includes('live'));
@@ -141,7 +136,7 @@ export class Agent {
     const mfs = new MountFs({ session: this.session, layerId: layer.layerId, live, chunks: this.chunks, mountKey, attrEntries: this.o.attrEntries, counters: this.counters });
     // The root must answer before the kernel sees the mount.
     await mfs.stat(Buffer.from('/')).catch((err: unknown) => {
-      throw clearError(err, `layer ${layer.layerId} does not answer`);
+      throw StrataError.from(err, `layer ${layer.layerId} does not answer`);
     });
 
     const kernel: KernelOptions = {
@@ -166,7 +161,7 @@ export class Agent {
       await fuse.mountAsync();
     } catch (err) {
       mfs.dispose();
-      throw clearError(err, `mounting ${mountpoint}`);
+      throw StrataError.from(err, `mounting ${mountpoint}`);
     }
     const info: MountInfo = {
       mountpoint,
@@ -191,13 +186,13 @@ export class Agent {
       st = await fs.stat(mountpoint);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new StrataError(Errno.ENOENT, `mountpoint ${mountpoint} does not exist`);
-      if (code === 'ENOTCONN') throw new StrataError(Errno.EBUSY, `${mountpoint} is a dead FUSE mount; clear it with \`umount -l ${mountpoint}\``);
-      throw new StrataError(Errno.EIO, `mountpoint ${mountpoint}: ${code ?? String(err)}`);
+      if (code === 'ENOENT') throw StrataError.notFound(`mountpoint ${mountpoint} does not exist`);
+      if (code === 'ENOTCONN') throw StrataError.precondition(`${mountpoint} is a dead FUSE mount; clear it with \`umount -l ${mountpoint}\``);
+      throw StrataError.from(err, `mountpoint ${mountpoint}`);
     }
-    if (!st.isDirectory()) throw new StrataError(Errno.ENOTDIR, `mountpoint ${mountpoint} is not a directory`);
+    if (!st.isDirectory()) throw StrataError.notDir(`mountpoint ${mountpoint} is not a directory`);
     const taken = (await readMountTable()).find((t) => t.mountpoint === mountpoint);
-    if (taken) throw new StrataError(Errno.EBUSY, `${mountpoint} is already a mount point (${taken.fstype} ${taken.source})`);
+    if (taken) throw StrataError.precondition(`${mountpoint} is already a mount point (${taken.fstype} ${taken.source})`);
   }
 
   private prefetch(m: Mounted): void {
@@ -217,7 +212,7 @@ export class Agent {
           { event: 'agent.prefetch.done', mountpoint: m.info.mountpoint, entries: r.entries, complete: r.complete, ms: Date.now() - started },
           r.complete ? 'metadata prefetched' : 'tree larger than the prefetch limit: prefetched part of it',
         ),
-      (err: unknown) => this.log.warn({ event: 'agent.prefetch.failed', mountpoint: m.info.mountpoint, err: clearError(err, 'walk').message }, 'prefetch failed; serving on demand'),
+      (err: unknown) => this.log.warn({ event: 'agent.prefetch.failed', mountpoint: m.info.mountpoint, err: StrataError.from(err, 'walk').message }, 'prefetch failed; serving on demand'),
     );
   }
 
@@ -225,7 +220,7 @@ export class Agent {
   private resolverFailed(op: string, err: unknown): void {
     if (this.resolverDown) return;
     this.resolverDown = true;
-    this.log.warn({ event: 'agent.resolver.down', op, err: clearError(err, op).message }, 'resolvers not answering: operations fail with EIO');
+    this.log.warn({ event: 'agent.resolver.down', op, err: StrataError.from(err, op).message }, 'resolvers not answering: operations fail with EIO');
   }
 
   private resolverAnswered(): void {
@@ -237,8 +232,8 @@ export class Agent {
   async umount(mountpointText: string, lazy = false): Promise<void> {
     const mountpoint = path.resolve(mountpointText);
     const m = this.mounts.get(mountpoint);
-    if (!m) throw new StrataError(Errno.EINVAL, `${mountpoint} is not a strata mount of this agent`);
-    if (this.busy.has(mountpoint)) throw new StrataError(Errno.EBUSY, `${mountpoint} is being mounted or unmounted right now`);
+    if (!m) throw StrataError.invalid(`${mountpoint} is not a strata mount of this agent`);
+    if (this.busy.has(mountpoint)) throw StrataError.precondition(`${mountpoint} is being mounted or unmounted right now`);
     this.busy.add(mountpoint);
     try {
       await this.detach(m, lazy);
@@ -279,7 +274,7 @@ export class Agent {
   async stop(): Promise<void> {
     for (const m of [...this.mounts.values()]) {
       await this.detach(m, true).catch((err: unknown) =>
-        this.log.error({ event: 'agent.umount_failed', mountpoint: m.info.mountpoint, err: clearError(err, 'umount').message }, 'unmount at shutdown failed'),
+        this.log.error({ event: 'agent.umount_failed', mountpoint: m.info.mountpoint, err: StrataError.from(err, 'umount').message }, 'unmount at shutdown failed'),
       );
     }
     this.session.close();

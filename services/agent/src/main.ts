@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { defaultSocketPath } from '@strata/agent-control';
-import { isStrataError } from '@strata/errors';
+import { errorMessage } from '@strata/errors';
 import { createLogger, onShutdown, startTelemetry, stopTelemetry } from '@strata/telemetry';
 import { Agent } from './agent';
 import { ControlServer } from './control/control-server';
@@ -90,7 +90,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       log,
     );
   } catch (err) {
-    const message = isStrataError(err) || err instanceof Error ? err.message : String(err);
+    const message = errorMessage(err);
     log.error({ event: 'agent.start_failed', err: message }, 'agent did not start');
     process.stderr.write(`strata agent: ${message}\n`);
     process.exit(1);
@@ -104,7 +104,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     try {
       await agent.mount(m.layer, m.mountpoint);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       log.error({ event: 'agent.start_failed', layer: m.layer, mountpoint: m.mountpoint, err: message }, 'a --mount failed');
       process.stderr.write(`strata agent: --mount ${m.layer}:${m.mountpoint}: ${message}\n`);
       await control.close();
@@ -117,7 +117,7 @@ export async function main(argv: readonly string[]): Promise<void> {
 
 if (require.main === module) {
   main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`strata agent: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`strata agent: ${errorMessage(err)}\n`);
     process.exit(1);
   });
 }

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseControlRequest, type ControlRequest, type ControlResponse } from '@strata/agent-control';
-import { Errno, StrataError, errnoName, isStrataError } from '@strata/errors';
+import { StrataError, errnoName, errorMessage } from '@strata/errors';
 import type { Logger } from '@strata/telemetry';
 
 export type ControlHandler = (req: ControlRequest) => Promise<ControlResponse & { ok: true }>;
@@ -10,7 +10,7 @@ export type ControlHandler = (req: ControlRequest) => Promise<ControlResponse & 
 const MAX_REQUEST_BYTES = 64 * 1024;
 
 function errorResponse(err: unknown): ControlResponse {
-  const e = isStrataError(err) ? err : new StrataError(Errno.EIO, err instanceof Error ? err.message : String(err));
+  const e = StrataError.from(err);
   return { ok: false, error: { message: e.message, errno: errnoName(e.errno) } };
 }
 
@@ -25,7 +25,7 @@ async function claimSocket(socketPath: string): Promise<void> {
     });
     s.on('error', () => resolve(false));
   });
-  if (alive) throw new StrataError(Errno.EBUSY, `another agent is listening on ${socketPath}`);
+  if (alive) throw StrataError.precondition(`another agent is listening on ${socketPath}`);
   await fs.rm(socketPath, { force: true });
 }
 
@@ -48,7 +48,7 @@ export class ControlServer {
       sock.on('data', (chunk: string) => {
         buffered += chunk;
         if (buffered.length > MAX_REQUEST_BYTES) {
-          sock.end(`${JSON.stringify(errorResponse(new StrataError(Errno.EINVAL, 'request too large')))}\n`);
+          sock.end(`${JSON.stringify(errorResponse(StrataError.invalid('request too large')))}\n`);
           return;
         }
         const nl = buffered.indexOf('\n');
@@ -62,14 +62,14 @@ export class ControlServer {
           req = 'request is not JSON';
         }
         if (typeof req === 'string') {
-          sock.end(`${JSON.stringify(errorResponse(new StrataError(Errno.EINVAL, req)))}\n`);
+          sock.end(`${JSON.stringify(errorResponse(StrataError.invalid(req)))}\n`);
           return;
         }
         const r = req;
         handler(r).then(
           (res) => sock.end(`${JSON.stringify(res)}\n`),
           (err: unknown) => {
-            log.info({ event: 'agent.control.refused', op: r.op, err: err instanceof Error ? err.message : String(err) }, 'control request refused');
+            log.info({ event: 'agent.control.refused', op: r.op, err: errorMessage(err) }, 'control request refused');
             sock.end(`${JSON.stringify(errorResponse(err))}\n`);
           },
         );

@@ -1,5 +1,5 @@
 import type Fuse from 'fuse-native';
-import { Errno, isStrataError } from '@strata/errors';
+import { Errno, StrataError } from '@strata/errors';
 import type { MountFs } from '../mount/mount-fs';
 import type { OpTracker } from '../observability/op-tracker';
 import { toFuseStat, toFuseStatFs } from './stat';
@@ -9,7 +9,7 @@ import { toFuseStat, toFuseStatFs } from './stat';
 export type FailureHook = (op: string, err: unknown) => void;
 
 function errnoOf(err: unknown): number {
-  return isStrataError(err) ? err.errno : Errno.EIO;
+  return StrataError.from(err).errno;
 }
 
 /** fuse-native paths arrive as JS strings decoded from UTF-8. */

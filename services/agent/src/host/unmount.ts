@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { Errno, StrataError } from '@strata/errors';
+import { StrataError } from '@strata/errors';
 
 /**
  * Unmounts with umount(8) in a child process: the agent's main thread serves
@@ -14,10 +14,9 @@ export function unmount(mountpoint: string, lazy: boolean): Promise<void> {
       const text = String(stderr).trim() || err.message;
       const busy = /busy/i.test(text);
       reject(
-        new StrataError(
-          busy ? Errno.EBUSY : Errno.EIO,
-          busy ? `${mountpoint} is busy (open files or a working directory inside); close them or use --lazy` : `umount ${mountpoint}: ${text}`,
-        ),
+        busy
+          ? StrataError.precondition(`${mountpoint} is busy (open files or a working directory inside); close them or use --lazy`)
+          : StrataError.io(`umount ${mountpoint}: ${text}`, { cause: err }),
       );
     });
   });

@@ -1,4 +1,4 @@
-import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import { StrataError } from '@strata/errors';
 import { LIVE_FRESHNESS } from '@strata/layers';
 import { isDirMode } from '@strata/posix';
 import { layerRefToProto, type Attr, type DirEntry, type StatFsResponse, type WalkEntry } from '@strata/protocol';
@@ -89,7 +89,7 @@ export class MountFs {
       (r) => {
         this.pendingStats.delete(key);
         const attr = r.attr;
-        if (!attr) throw new StrataError(Errno.EIO, 'resolver answered stat without attributes', { code: GrpcCode.INTERNAL });
+        if (!attr) throw StrataError.io('resolver answered stat without attributes');
         this.attrs.set(key, attr);
         return attr;
       },
@@ -117,7 +117,7 @@ export class MountFs {
       offset += r.entries.length;
       if (r.eof || r.entries.length === 0) break;
     }
-    if (!dir) throw new StrataError(Errno.EIO, 'resolver answered readdir without the directory attributes', { code: GrpcCode.INTERNAL });
+    if (!dir) throw StrataError.io('resolver answered readdir without the directory attributes');
     const listing = { dir, entries };
     this.remember(key, listing);
     return listing;

@@ -1,4 +1,4 @@
-import { isStrataError } from '@strata/errors';
+import { StrataError } from '@strata/errors';
 import { SpanKind, latencyHistogram, metricsOn, traced, tracingOn, type Histogram, type Logger } from '@strata/telemetry';
 
 /** The agent's one FUSE latency histogram (undefined when metrics are off); every mount's tracker records into it. */
@@ -34,7 +34,7 @@ export class OpTracker {
         kind: SpanKind.SERVER,
         latency: this.latency,
         labels: { op },
-        onFailure: (err) => this.log.debug({ event: 'fuse.op.failed', op, path, errno: isStrataError(err) ? err.errnoName : 'EIO' }, 'operation failed'),
+        onFailure: (err) => this.log.debug({ event: 'fuse.op.failed', op, path, errno: StrataError.from(err).errnoName }, 'operation failed'),
       },
       work,
     );
