@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
-import { errorMessage } from '@strata/errors';
+import { Errno, StrataError, errorMessage } from '@strata/errors';
+import { StrataProcess, type StrataRole } from '@strata/launcher';
 import { buildDemoStore } from './build-demo-store';
 
 /**
@@ -11,50 +10,16 @@ import { buildDemoStore } from './build-demo-store';
  * mounts the top snapshot under ./mnt and waits; Ctrl-C (or SIGTERM)
  * unmounts and stops both.
  */
-const REPO = path.resolve(__dirname, '../../..');
-const STRATA = path.join(REPO, 'bin/strata');
 
-interface Service {
-  child: ChildProcess;
-  /** Resolves with the first JSON log line whose event is the one asked for. */
-  waitFor(event: string): Promise<Record<string, unknown>>;
-  exit: Promise<number | null>;
-}
+/** Starting includes the agent's first mount: allow for a slow first lookup. */
+const READY_TIMEOUT_MS = 60_000;
 
-/** Runs `strata <args>`, logs to `logFile`, and watches its JSON lines. */
-function service(args: string[], logFile: string): Service {
-  const child = spawn(process.execPath, [STRATA, ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  const log = createWriteStream(logFile, { flags: 'a' });
-  const lines: Record<string, unknown>[] = [];
-  const waiters: { event: string; resolve: (l: Record<string, unknown>) => void }[] = [];
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  readline.createInterface({ input: child.stderr! }).on('line', (text) => {
-    log.write(`${text}\n`);
-    let line: Record<string, unknown>;
-    try {
-      line = JSON.parse(text) as Record<string, unknown>;
-    } catch {
-      line = { event: 'text', text };
-    }
-    lines.push(line);
-    for (const w of waiters.filter((w) => w.event === line.event)) w.resolve(line);
-  });
-  return {
-    child,
-    exit,
-    waitFor: (event) =>
-      Promise.race([
-        new Promise<Record<string, unknown>>((resolve) => {
-          const seen = lines.find((l) => l.event === event);
-          if (seen) resolve(seen);
-          else waiters.push({ event, resolve });
-        }),
-        exit.then((code): never => {
-          const last = lines.filter((l) => l.level === 'error' || l.event === 'text').map((l) => l.err ?? l.text ?? l.msg);
-          throw new Error(`strata ${args[0]} exited (${code}) before ${event}: ${last.join('; ') || `see ${logFile}`}`);
-        }),
-      ]),
-  };
+/**
+ * `strata <role> <args>`, logging to `logFile`, in its own process group so
+ * that Ctrl-C reaches only the demo, which stops the agent before the resolver.
+ */
+function service(role: StrataRole, args: string[], logFile: string): StrataProcess {
+  return new StrataProcess({ role, args, logFile, detached: true });
 }
 
 function tryLines(rows: [string, string][]): string[] {
@@ -62,43 +27,48 @@ function tryLines(rows: [string, string][]): string[] {
   return rows.map(([c, why]) => (why ? `  ${c.padEnd(width)}  # ${why}` : `  ${c}`));
 }
 
-async function stop(s: Service | undefined): Promise<void> {
-  if (!s || s.child.exitCode !== null || s.child.signalCode !== null) return;
-  s.child.kill('SIGTERM');
-  await s.exit;
-}
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
-    throw new Error('mounting needs root and /dev/fuse (run as root; `npm run setup` installs libfuse2 and fuse3)');
+    throw StrataError.precondition('mounting needs root and /dev/fuse (run as root; `npm run setup` installs libfuse2 and fuse3)', Errno.EPERM);
   }
   const work = path.resolve('.demo');
   const mnt = path.resolve('mnt');
   await fs.mkdir(mnt, { recursive: true });
+  await fs.mkdir(work, { recursive: true });
   const demo = await buildDemoStore(path.resolve(process.env.STRATA_STORE ?? path.join(work, 'store')));
   const socket = path.join(work, 'agent.sock');
 
   // Filled in as the services start; the signal handler stops what is running.
-  const running: { resolver?: Service; agent?: Service } = {};
+  const running: { resolver?: StrataProcess; agent?: StrataProcess } = {};
   let stopping = false;
+  const stopAll = async (): Promise<void> => {
+    await running.agent?.stop();
+    await running.resolver?.stop();
+  };
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`\n${signal}: unmounting ${mnt} and stopping the agent and the resolver\n`);
-    void (async () => {
-      await stop(running.agent);
-      await stop(running.resolver);
-      process.exit(0);
-    })();
+    void stopAll().then(() => process.exit(0));
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 
-  const resolver = (running.resolver = service(['resolver', '--store', demo.store, '--listen', '127.0.0.1:0'], path.join(work, 'resolver.log')));
-  const listening = await resolver.waitFor('resolver.listening');
-  const address = `127.0.0.1:${String(listening.port)}`;
-  const agent = (running.agent = service(['agent', '--resolver', address, '--socket', socket, '--mount', `${demo.snapshot2.name}:${mnt}`], path.join(work, 'agent.log')));
-  await agent.waitFor('agent.ready');
+  const resolver = (running.resolver = service('resolver', ['--store', demo.store, '--listen', '127.0.0.1:0'], path.join(work, 'resolver.log')));
+  let address: string;
+  let agent: StrataProcess;
+  try {
+    const listening = await resolver.waitForEvent('resolver.listening', READY_TIMEOUT_MS);
+    address = `127.0.0.1:${String(listening.port)}`;
+    agent = running.agent = service('agent', ['--resolver', address, '--socket', socket, '--mount', `${demo.snapshot2.name}:${mnt}`], path.join(work, 'agent.log'));
+    await agent.waitForEvent('agent.ready', READY_TIMEOUT_MS);
+  } catch (err) {
+    // Ctrl-C during the start: the signal handler is already stopping both and exits 0.
+    if (stopping) return;
+    // A service that failed to start takes the other one down with it.
+    await stopAll();
+    throw err;
+  }
   if (stopping) return;
 
   const rel = (p: string): string => path.relative(process.cwd(), p) || '.';
@@ -125,9 +95,8 @@ async function main(): Promise<void> {
   );
   const died = await Promise.race([resolver.exit.then(() => 'resolver'), agent.exit.then(() => 'agent')]);
   if (!stopping) {
-    await stop(agent);
-    await stop(resolver);
-    throw new Error(`the ${died} stopped unexpectedly; see ${rel(work)}/${died}.log`);
+    await stopAll();
+    throw StrataError.io(`the ${died} stopped unexpectedly; see ${rel(work)}/${died}.log`);
   }
 }
 

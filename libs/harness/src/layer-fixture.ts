@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, lsetxattr, makedev, mknod } from './sysops';
+import { S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK } from '@strata/posix';
+import { lsetxattr, makedev, mknod } from './sysops';
 
 type P = string | Buffer;
 

@@ -3,9 +3,11 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { STRATA_BIN, exitOf, startStrata, type LogLine, type StrataRole } from '@strata/launcher';
 
 export const REPO = path.resolve(__dirname, '../../..');
-export const STRATA_BIN = path.join(REPO, 'bin/strata');
+export { STRATA_BIN };
+export type { LogLine };
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -30,18 +32,10 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | Promise
   }
 }
 
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-}
-
-/** A JSON log line of a service. */
-export type LogLine = Record<string, unknown> & { event?: string; level?: string };
-
 export interface ServiceProcess {
   child: ChildProcess;
   logs: LogLine[];
-  /** SIGTERM (or the given signal) and wait for the exit code. */
+  /** SIGTERM (or the given signal; SIGKILL if it outlasts the launcher's grace) and wait for the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   exit: Promise<number | null>;
 }
@@ -51,48 +45,33 @@ export interface ResolverProcess extends ServiceProcess {
   port: number;
 }
 
-/** Spawns `strata <args>` and collects its JSON log lines; resolves with the first line whose event is `readyEvent`. */
-async function startService(args: string[], readyEvent: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<ServiceProcess & { ready: LogLine }> {
-  const child = spawn(process.execPath, [...nodeArgs, STRATA_BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STRATA_LOG_LEVEL: 'debug', ...env } });
+/** How long a service may take to log that it is ready before it is killed. */
+const READY_TIMEOUT_MS = 15_000;
+
+/** Starts `strata <role> <args>` at debug level, keeping every JSON log line; resolves with the first line whose event is `readyEvent`. */
+async function startService(
+  role: StrataRole,
+  args: string[],
+  readyEvent: string,
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+): Promise<ServiceProcess & { ready: LogLine }> {
   const logs: LogLine[] = [];
-  let buf = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (d: string) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        logs.push(JSON.parse(line) as LogLine);
-      } catch {
-        logs.push({ event: 'non-json', text: line });
-      }
-    }
+  const { process: p, ready } = await startStrata({
+    role,
+    args,
+    env: { STRATA_LOG_LEVEL: 'debug', ...env },
+    nodeArgs,
+    onLine: (line) => logs.push(line),
+    readyEvent,
+    readyTimeoutMs: READY_TIMEOUT_MS,
   });
-  const exit = exited(child);
-  let ready: LogLine;
-  try {
-    ready = await Promise.race([
-      waitFor(`${args[0]} to be ready`, () => logs.find((l) => l.event === readyEvent), 15_000),
-      exit.then((code) => {
-        throw new Error(`${args[0]} exited with ${code}: ${JSON.stringify(logs)}`);
-      }),
-    ]);
-  } catch (err) {
-    // Never leave a half-started service behind.
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    throw err;
-  }
   return {
-    child,
+    child: p.child,
     logs,
-    exit,
+    exit: p.exit.then((s) => s.code),
     ready,
-    stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exit;
-    },
+    stop: async (signal = 'SIGTERM') => (await p.stop(signal)).code,
   };
 }
 
@@ -108,8 +87,8 @@ export interface ResolverArgs {
 
 /** `strata resolver` as a real process; resolves once it logs that it is listening. */
 export async function startResolver(a: ResolverArgs): Promise<ResolverProcess> {
-  const args = ['resolver', '--store', a.store, '--listen', `127.0.0.1:${a.port ?? 0}`, ...(a.redis ? ['--redis', a.redis] : []), ...(a.extra ?? [])];
-  const s = await startService(args, 'resolver.listening', a.env, a.nodeArgs);
+  const args = ['--store', a.store, '--listen', `127.0.0.1:${a.port ?? 0}`, ...(a.redis ? ['--redis', a.redis] : []), ...(a.extra ?? [])];
+  const s = await startService('resolver', args, 'resolver.listening', a.env, a.nodeArgs);
   const port = s.ready.port as number;
   return { ...s, address: `127.0.0.1:${port}`, port };
 }
@@ -137,8 +116,8 @@ export interface AgentProcess extends ServiceProcess {
 export async function startAgent(a: AgentArgs): Promise<AgentProcess> {
   const ownDir = a.socket ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'strata-agent-'));
   const socket = a.socket ?? path.join(ownDir!, 'agent.sock');
-  const args = ['agent', '--resolver', a.resolver, '--socket', socket, ...(a.mounts ?? []).flatMap((m) => ['--mount', m]), ...(a.extra ?? [])];
-  const s = await startService(args, 'agent.ready', a.env, a.nodeArgs);
+  const args = ['--resolver', a.resolver, '--socket', socket, ...(a.mounts ?? []).flatMap((m) => ['--mount', m]), ...(a.extra ?? [])];
+  const s = await startService('agent', args, 'agent.ready', a.env, a.nodeArgs);
   // The socket directory goes with the agent (a successor given the same socket path brings its own).
   void s.exit.then(() => ownDir && fs.rmSync(ownDir, { recursive: true, force: true }));
   return {
@@ -212,7 +191,7 @@ export async function startRedis(extra: string[] = [], portIn?: number): Promise
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGKILL');
-        await exited(child);
+        await exitOf(child);
       }
       fs.rmSync(dir, { recursive: true, force: true });
     },

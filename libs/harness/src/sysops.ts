@@ -5,10 +5,8 @@ const libc = koffi.load('libc.so.6');
 const mknodC = libc.func('int mknod(const uint8_t *path, uint32_t mode, uint64_t dev)');
 const lsetxattrC = libc.func('int lsetxattr(const uint8_t *path, const char *name, const uint8_t *value, size_t size, int flags)');
 
-export const S_IFCHR = 0o020000;
-export const S_IFBLK = 0o060000;
-export const S_IFIFO = 0o010000;
-export const S_IFSOCK = 0o140000;
+// Re-exported: fixtures name their file types in the one spelling every package uses.
+export { S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK } from '@strata/posix';
 
 /** Linux makedev for the classic 8/12-bit layout (enough for test devices). */
 export function makedev(major: number, minor: number): bigint {

@@ -117,3 +117,10 @@ test('stop escalates to SIGKILL when SIGTERM is ignored past the grace', async (
   assert.ok(Date.now() - t0 < 5_000);
   await assert.rejects(p.waitForEvent('fake.ready', 10_000), /killed by SIGKILL before fake\.ready/);
 });
+
+test('a log file that cannot be opened fails the launch before anything is spawned', () => {
+  assert.throws(
+    () => new StrataProcess({ role: 'resolver', args: ['ready'], bin, logFile: path.join(dir, 'no-such-dir', 'x.log') }),
+    (err: unknown) => isStrataError(err) && err.errno === Errno.ENOENT && /^log file .*x\.log: ENOENT$/.test(err.message),
+  );
+});

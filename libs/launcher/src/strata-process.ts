@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { Errno, StrataError } from '@strata/errors';
@@ -14,6 +14,8 @@ export interface ExitStatus {
   /** null when a signal ended it. */
   code: number | null;
   signal: NodeJS.Signals | null;
+  /** Set when the process could not be started at all. */
+  error?: string;
 }
 
 /** SIGTERM lets a service drain (the resolver waits up to its --grace-ms, 10 s by default) before SIGKILL. */
@@ -48,10 +50,25 @@ export interface LaunchOptions {
 /** Resolves once the child has exited (at once if it already has). */
 export function exitOf(child: ChildProcess): Promise<ExitStatus> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return new Promise((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    // A failed spawn has no exit: 'error' is the only word of it (later errors, a failed kill, change nothing).
+    child.on('error', (err) => {
+      if (child.pid === undefined) resolve({ code: null, signal: null, error: err.message });
+    });
+  });
+}
+
+function openLog(file: string): number {
+  try {
+    return openSync(file, 'a');
+  } catch (err) {
+    throw StrataError.from(err, `log file ${file}`);
+  }
 }
 
 function describeExit(s: ExitStatus): string {
+  if (s.error !== undefined) return `could not run (${s.error})`;
   return s.signal ? `killed by ${s.signal}` : `exited with ${s.code}`;
 }
 
@@ -70,18 +87,21 @@ export class StrataProcess {
   private readonly firstOfEvent = new Map<string, LogLine>();
   private waiters: Waiter[] = [];
   private readonly stderrDone: Promise<void>;
-  private readonly log: WriteStream | undefined;
+  private log: WriteStream | undefined;
 
   constructor(o: LaunchOptions) {
     this.role = o.role;
     const bin = o.bin ?? STRATA_BIN;
+    // Opened before the spawn, so a bad log path fails the launch instead of crashing on a stream error later.
+    this.log = o.logFile ? createWriteStream('', { fd: openLog(o.logFile) }) : undefined;
+    // A log file that stops taking writes (disk full) loses the file, not the process: the callback and the tail go on.
+    this.log?.once('error', () => (this.log = undefined));
     this.child = spawn(process.execPath, [...(o.nodeArgs ?? []), bin, o.role, ...(o.args ?? [])], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, ...o.env },
       detached: o.detached === true,
     });
     this.exit = exitOf(this.child);
-    this.log = o.logFile ? createWriteStream(o.logFile, { flags: 'a' }) : undefined;
     const stderr = this.child.stderr;
     if (!stderr) throw StrataError.io(`strata ${o.role}: no stderr pipe`);
     this.stderrDone = new Promise((resolve) => stderr.once('close', () => resolve()));
