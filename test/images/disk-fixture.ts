@@ -1,0 +1,54 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** Runs a tool and returns its stdout; a failure throws with its stderr. */
+export function run(cmd: string, args: string[], cwd?: string): string {
+  return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export interface PartitionWindow {
+  start: number;
+  size: number;
+}
+
+/** A GPT disk of `mib` MiB: a 1 MiB BIOS boot partition (#1) and a Linux filesystem partition (#2) taking the rest. */
+export function makeGptDisk(file: string, mib: number): PartitionWindow {
+  fs.closeSync(fs.openSync(file, 'w'));
+  fs.truncateSync(file, mib * 1024 * 1024);
+  execFileSync('sfdisk', ['-q', file], { input: 'label: gpt\nsize=1MiB, type=21686148-6449-6E6F-744E-656564454649\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' });
+  const table = JSON.parse(run('sfdisk', ['-J', file])) as { partitiontable: { partitions: { start: number; size: number }[] } };
+  const p = table.partitiontable.partitions[1];
+  return { start: p.start * 512, size: p.size * 512 };
+}
+
+/**
+ * Mounts a window of a disk read-write (a guest writing its filesystem) or
+ * read-only (the kernel's answer), runs `fn`, and always detaches.
+ */
+export async function withLoopMount<T>(disk: string, w: PartitionWindow, mode: 'rw' | 'ro', fn: (mnt: string) => T | Promise<T>): Promise<T> {
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-loop-'));
+  const dev = run('losetup', [...(mode === 'ro' ? ['-r'] : []), '-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', disk]).trim();
+  try {
+    run('mount', ['-o', mode === 'ro' ? 'ro,noload' : 'rw', dev, mnt]);
+    try {
+      return await fn(mnt);
+    } finally {
+      run('umount', [mnt]);
+    }
+  } finally {
+    run('losetup', ['-d', dev]);
+    fs.rmdirSync(mnt);
+  }
+}
+
+/** Formats a window of a disk with mke2fs (options as given), through a loop device like an installer would. */
+export function mkfs(disk: string, w: PartitionWindow, args: string[]): void {
+  const dev = run('losetup', ['-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', disk]).trim();
+  try {
+    run('mke2fs', ['-q', '-F', ...args, dev]);
+  } finally {
+    run('losetup', ['-d', dev]);
+  }
+}
