@@ -18,3 +18,5 @@ export { listXattrs, getXattr } from './source/host-xattr';
 export { readAt } from './source/read-at';
 export { diff } from './diff';
 export type { Change, ChangeKind } from './diff';
+export { ImageSource } from './source/image-source';
+export type { ImageSourceOptions } from './source/image-source';

@@ -1,7 +1,8 @@
 import { realpathSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { chainKey } from '@strata/cache';
-import { CATALOG_FRESHNESS, Catalog, LIVE_FRESHNESS, Layer, LayerRef, isSealed } from '@strata/layers';
+import { createHash } from 'node:crypto';
+import { CATALOG_FRESHNESS, Catalog, LIVE_FRESHNESS, Layer, LayerRef, isImageScheme, isSealed, parseSource } from '@strata/layers';
 import { Projection } from '@strata/traversal';
 import { LayerSources } from './layer-sources';
 
@@ -48,7 +49,11 @@ export class Chains {
 
   private async viewOf(ref: LayerRef): Promise<ChainView> {
     const layers = await this.catalog.chain(ref);
-    const key = chainKey(layers);
+    const merged = mergedLayers(layers);
+    const sources = await Promise.all(merged.map((l, i) => this.sources.sourceOf(l, i > 0)));
+    // Image layers are keyed by their files too (device, inode, size, mtime of every image of the backing chain).
+    const images = sources.filter((s) => !s.identity.startsWith('dir:')).map((s) => s.identity);
+    const key = images.length === 0 ? chainKey(layers) : `${chainKey(layers)}:${createHash('sha256').update(images.join('\n')).digest('base64url').slice(0, 16)}`;
     const cached = this.views.get(key);
     if (cached) return cached;
     const sealed = layers.every(isSealed);
@@ -59,12 +64,19 @@ export class Chains {
       key,
       layers,
       ttlMs,
-      projection: new Projection(
-        layers.map((l) => this.sources.sourceOf(l)),
-        { dirCacheEntries: 8192, ...(dirTtl ? { dirCacheTtlMs: dirTtl } : {}) },
-      ),
+      projection: new Projection(sources, { dirCacheEntries: 8192, ...(dirTtl ? { dirCacheTtlMs: dirTtl } : {}) }),
     };
     this.views.set(key, view, dirTtl ? { ttl: dirTtl } : undefined);
     return view;
   }
+}
+
+/**
+ * The layers the file-level merge reads: from the top down to the first
+ * image layer. An image is a complete filesystem; the layers below it are
+ * its backing chain, read at block level inside the image, not merged.
+ */
+export function mergedLayers(chain: readonly Layer[]): Layer[] {
+  const at = chain.findIndex((l) => isImageScheme(parseSource(l.source).scheme));
+  return at < 0 ? [...chain] : chain.slice(0, at + 1);
 }

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
-import { type Catalog, type Layer, isSealed } from '@strata/layers';
-import { DirSource, FdCache, type LayerSource } from '@strata/traversal';
+import { StrataError } from '@strata/errors';
+import { type Catalog, type Layer, isImageScheme, isSealed, parseSource, resolveImageFile } from '@strata/layers';
+import { DirSource, FdCache, ImageSource, type LayerSource } from '@strata/traversal';
 
 /**
  * The layer sources of the catalog's layers, shared by every chain that
@@ -12,9 +13,9 @@ import { DirSource, FdCache, type LayerSource } from '@strata/traversal';
 export class LayerSources {
   /** One bound on open files for every `dir:` layer of the store. */
   private readonly fds = new FdCache(1024);
-  private readonly sources = new LRUCache<string, LayerSource>({
+  private readonly sources = new LRUCache<string, Promise<LayerSource>>({
     max: 1024,
-    dispose: (source) => void source.close(),
+    dispose: (source) => void source.then((s) => s.close()).catch(() => undefined),
   });
 
   constructor(
@@ -22,20 +23,73 @@ export class LayerSources {
     private readonly storeRealRoot: Buffer,
   ) {}
 
-  sourceOf(layer: Layer): LayerSource {
-    const key = `${layer.layerId}@${layer.generation}`;
+  /** A layer's source; `overlayRules` for an image under `dir:` overlays (dir: layers always follow them). */
+  sourceOf(layer: Layer, overlayRules: boolean): Promise<LayerSource> {
+    const image = isImageScheme(parseSource(layer.source).scheme);
+    const key = `${layer.layerId}@${layer.generation}${image && overlayRules ? '+o' : ''}`;
     const known = this.sources.get(key);
     if (known) return known;
-    const source = new DirSource(this.catalog.layerRoot(layer), {
-      storeRoot: this.storeRealRoot,
-      ...(isSealed(layer) ? { fdCache: this.fds } : { live: true }),
-    });
-    this.sources.set(key, source);
-    return source;
+    const opening = image ? this.openImage(layer, overlayRules) : Promise.resolve(this.openDir(layer));
+    this.sources.set(key, opening);
+    // A failed open is not remembered: the next request tries again (the image may have been fixed).
+    opening.catch(() => this.sources.delete(key));
+    return opening;
   }
 
   close(): void {
     this.sources.clear();
     this.fds.clear();
+  }
+
+  private openDir(layer: Layer): LayerSource {
+    return new DirSource(this.catalog.layerRoot(layer), {
+      storeRoot: this.storeRealRoot,
+      ...(isSealed(layer) ? { fdCache: this.fds } : { live: true }),
+    });
+  }
+
+  private openImage(layer: Layer, overlayRules: boolean): Promise<ImageSource> {
+    return openImageSource(this.catalog.storeRoot, layer, overlayRules);
+  }
+}
+
+export function openImageSource(storeRoot: string, layer: Layer, overlayRules: boolean): Promise<ImageSource> {
+  const parsed = parseSource(layer.source);
+  if (parsed.scheme !== 'qcow2' && parsed.scheme !== 'raw') throw StrataError.invalid(`source ${layer.source} is not a disk image`);
+  // Confinement of the image itself, checked again at every open (the store may have changed).
+  resolveImageFile(storeRoot, layer.source);
+  return ImageSource.open({
+    storeRoot,
+    image: parsed.relative,
+    format: parsed.scheme,
+    partition: parsed.partition,
+    filesystemPath: layer.filesystemPath,
+    overlayRules,
+  });
+}
+
+/**
+ * What only a source reader can check before a layer is written: an image
+ * opens (format by magic, partition, filesystem, the root path inside it,
+ * a backing chain confined to the store), and a qcow2 snapshot's backing
+ * file is the image of its base layer.
+ */
+export async function checkLayerSource(storeRoot: string, chain: readonly Layer[]): Promise<void> {
+  const [layer, base] = chain;
+  if (!isImageScheme(parseSource(layer.source).scheme)) return;
+  const source = await openImageSource(storeRoot, layer, false);
+  try {
+    const backing = source.backingFile;
+    const baseImage = base && isImageScheme(parseSource(base.source).scheme) ? resolveImageFile(storeRoot, base.source) : undefined;
+    if (backing !== undefined) {
+      if (!base) throw StrataError.invalid(`${layer.source} is a snapshot of another image (its backing file); create it with --base <the layer of that image>`);
+      if (backing !== baseImage) {
+        throw StrataError.invalid(`${layer.source} has backing file ${backing}, but its base layer ${base.layerId} reads ${baseImage ?? base.source}; the base of an image snapshot is the layer of its backing file`);
+      }
+    } else if (baseImage !== undefined && (layer.layerType === 'snapshot' || layer.layerType === 'incremental')) {
+      throw StrataError.invalid(`${layer.source} has no backing file, so it cannot be a ${layer.layerType} of layer ${base.layerId}`);
+    }
+  } finally {
+    await source.close();
   }
 }

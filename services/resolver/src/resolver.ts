@@ -2,6 +2,7 @@ import { openCache, type OpenedCache } from '@strata/cache';
 import { Catalog } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
 import { Chains } from './chains';
+import { checkLayerSource } from './layer-sources';
 import { ResolverServer } from './grpc/server';
 import { LayerOps } from './layer-ops';
 import { RequestTracker } from './observability/request-tracker';
@@ -35,7 +36,7 @@ export class Resolver {
   }
 
   static async start(options: ResolverOptions): Promise<Resolver> {
-    const catalog = new Catalog(options.store);
+    const catalog = new Catalog(options.store, { checkSource: (chain) => checkLayerSource(options.store, chain) });
     await catalog.init();
     const resolver = new Resolver(options, catalog);
     resolver.port = await resolver.server.listen(options.listen);
