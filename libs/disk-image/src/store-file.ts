@@ -1,6 +1,6 @@
 import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Errno, StrataError, fromSystemError } from '@strata/errors';
+import { Errno, StrataError } from '@strata/errors';
 
 /** Identity of one file an image reads (cache keys are built from these). */
 export interface ImageFile {
@@ -29,7 +29,7 @@ export async function realStoreRoot(storeRoot: string): Promise<string> {
   try {
     return await fs.realpath(storeRoot);
   } catch (err) {
-    throw fromSystemError(err, `image store root ${storeRoot}`);
+    throw StrataError.from(err, `image store root ${storeRoot}`);
   }
 }
 
@@ -65,7 +65,7 @@ export class StoreFile {
     try {
       real = await fs.realpath(lexicalPath);
     } catch (err) {
-      throw fromSystemError(err, describe);
+      throw StrataError.from(err, describe);
     }
     if (!isInside(realRoot, real)) {
       throw new StrataError(Errno.EACCES, `${describe} leads outside the store (it resolves to ${real})`);
@@ -74,7 +74,7 @@ export class StoreFile {
     try {
       handle = await fs.open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err) {
-      throw fromSystemError(err, `open ${describe}`);
+      throw StrataError.from(err, `open ${describe}`);
     }
     try {
       const opened = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(() => real);
@@ -88,7 +88,7 @@ export class StoreFile {
       return new StoreFile(handle, opened, st.size, st.dev, st.ino, st.mtimeMs, label, counters);
     } catch (err) {
       await handle.close().catch(() => undefined);
-      throw err instanceof StrataError ? err : fromSystemError(err, `open ${describe}`);
+      throw StrataError.from(err, `open ${describe}`);
     }
   }
 
@@ -111,7 +111,7 @@ export class StoreFile {
         this.counters.fileReads++;
         ({ bytesRead } = await this.handle.read(target, targetOffset + done, length - done, position + done));
       } catch (err) {
-        throw fromSystemError(err, `read image ${this.label} at offset ${position + done}`);
+        throw StrataError.from(err, `read image ${this.label} at offset ${position + done}`);
       }
       if (bytesRead === 0) {
         throw new StrataError(Errno.EIO, `image ${this.label}: file ended at offset ${position + done} (it shrank?)`);

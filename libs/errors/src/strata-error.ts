@@ -166,8 +166,3 @@ export class StrataError extends Error {
 export function isStrataError(err: unknown): err is StrataError {
   return typeof err === 'object' && err !== null && (err as { [BRAND]?: unknown })[BRAND] === true;
 }
-
-/** Transitional spelling of StrataError.from; removed once no caller uses it. */
-export function fromSystemError(err: unknown, message: string, path?: Buffer): StrataError {
-  return StrataError.from(err, message, path);
-}
