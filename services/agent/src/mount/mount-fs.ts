@@ -42,7 +42,6 @@ export interface MountFsOptions {
  */
 export class MountFs {
   private readonly counters: MountCounters;
-  /** Every miss is one request on the Session stream. */
   private readonly ask: Ask;
   private readonly layer;
   private readonly attrs: AttrCache;
