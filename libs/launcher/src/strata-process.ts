@@ -67,6 +67,14 @@ function openLog(file: string): number {
   }
 }
 
+/** `work`, or nothing after `ms`: for waits that must not hang on a pipe someone else holds open. */
+async function within(work: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  await Promise.race([work, bound]);
+  clearTimeout(timer);
+}
+
 function describeExit(s: ExitStatus): string {
   if (s.error !== undefined) return `could not run (${s.error})`;
   return s.signal ? `killed by ${s.signal}` : `exited with ${s.code}`;
@@ -87,6 +95,8 @@ export class StrataProcess {
   private readonly firstOfEvent = new Map<string, LogLine>();
   private waiters: Waiter[] = [];
   private readonly stderrDone: Promise<void>;
+  /** stderr has closed and every line of it is in the log file. */
+  private readonly flushed: Promise<void>;
   private log: WriteStream | undefined;
 
   constructor(o: LaunchOptions) {
@@ -119,7 +129,13 @@ export class StrataProcess {
       this.waiters = this.waiters.filter((w) => w.event !== event);
       for (const w of ready) w.resolve(line);
     });
-    void this.stderrDone.then(() => this.log?.end());
+    this.flushed = this.stderrDone.then(
+      () =>
+        new Promise<void>((resolve) => {
+          if (this.log) this.log.end(() => resolve());
+          else resolve();
+        }),
+    );
   }
 
   get pid(): number | undefined {
@@ -132,10 +148,7 @@ export class StrataProcess {
 
   /** The last lines it wrote on stderr (once the pipe has drained, or after a short bound). */
   async lastLines(): Promise<string> {
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, STDERR_DRAIN_MS)));
-    await Promise.race([this.stderrDone, bound]);
-    clearTimeout(timer);
+    await within(this.stderrDone, STDERR_DRAIN_MS);
     return this.tail.text();
   }
 
@@ -179,15 +192,17 @@ export class StrataProcess {
    * has already exited just reports that exit.
    */
   async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = DEFAULT_STOP_GRACE_MS): Promise<ExitStatus> {
-    if (!this.running()) return this.exit;
-    this.child.kill(signal);
-    if (signal === 'SIGKILL') return this.exit;
-    let timer: NodeJS.Timeout | undefined;
-    const overdue = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    await Promise.race([this.exit, overdue]);
-    clearTimeout(timer);
-    if (this.running()) this.child.kill('SIGKILL');
-    return this.exit;
+    if (this.running()) {
+      this.child.kill(signal);
+      if (signal !== 'SIGKILL') {
+        await within(this.exit.then(() => undefined), graceMs);
+        if (this.running()) this.child.kill('SIGKILL');
+      }
+    }
+    const status = await this.exit;
+    // Its last lines (the shutdown it logged) are in the log file before the caller moves on, e.g. exits.
+    await within(this.flushed, STDERR_DRAIN_MS);
+    return status;
   }
 }
 
