@@ -72,12 +72,14 @@ async function scanBlocks(vol: Volume, dir: InodeRecord, visit: (entries: RawDir
   const bs = vol.sb.blockSize;
   const nblocks = Math.ceil(dir.stat.size / bs);
   const indexed = isIndexed(vol, dir);
-  for (let start = 0; start < nblocks; start += SCAN_BATCH) {
-    const runs = await writtenBlocks(vol, dir, start, Math.min(nblocks, start + SCAN_BATCH));
-    for (const run of runs) {
-      const blocks = await vol.reader.metadataRun(run.pblk, run.count, `directory ${dir.stat.ino}`);
+  // Mapping the whole range at once skips holes in one step however large i_size claims to be.
+  const runs = await writtenBlocks(vol, dir, 0, nblocks);
+  for (const run of runs) {
+    for (let done = 0; done < run.count; done += SCAN_BATCH) {
+      const count = Math.min(SCAN_BATCH, run.count - done);
+      const blocks = await vol.reader.metadataRun(run.pblk + done, count, `directory ${dir.stat.ino}`);
       for (let i = 0; i < blocks.length; i++) {
-        const lblk = run.lblk + i;
+        const lblk = run.lblk + done + i;
         const mb = blocks[i];
         let entries: RawDirEntry[];
         if (indexed && lblk === 0) {

@@ -21,7 +21,7 @@ export interface GroupDescriptor {
 }
 
 /** Upper bound on the descriptor table read at open, far above any real filesystem's. */
-const MAX_TABLE_BYTES = 256 * 1024 * 1024;
+const MAX_TABLE_BYTES = 64 * 1024 * 1024;
 
 /** Block holding descriptor block `nr` (the kernel's descriptor_loc, including meta_bg placement). */
 export function descriptorBlock(sb: Superblock, nr: number): number {
