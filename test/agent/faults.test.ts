@@ -93,7 +93,8 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     await find.started;
     assert.ok(find.running(), 'find still running when the resolver dies');
     await resolver.stop('SIGKILL');
-    await new Promise((r) => setTimeout(r, 300));
+    // Back only once the agent has seen its stream break: the find meets a resolver that is really gone.
+    await waitFor('the agent to see its stream break', () => (agent.logs.some((l) => l.event === 'agent.session.broken') ? true : undefined), 10_000);
     await resolverOn(port);
     const r = await find.done;
     assert.equal(r.stderr, '');

@@ -6,9 +6,9 @@ import { Metadata, credentials, loadPackageDefinition, type GrpcObject, type Ser
 import * as protoLoader from '@grpc/proto-loader';
 import { StrataClient } from '@strata/client';
 import { Projection, diff as engineDiff } from '@strata/traversal';
+import { REPO, startResolver, type ResolverProcess } from '@strata/harness';
 import { apiTreeSource } from '../support/api-tree-source';
 import { mainStack } from '../support/main-fixture';
-import { REPO, startResolver, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { ALL_FIELDS, compareTrees, readEngineTree } from '../support/tree-snapshot';
 

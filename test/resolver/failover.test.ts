@@ -5,10 +5,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
 import { Projection } from '@strata/traversal';
-import { startResolver, type ResolverProcess } from '@strata/harness';
+import { startResolver, waitFor, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 
 const MiB = 1 << 20;
+/** Logged by a strata service when a signal starts its shutdown. */
+const DRAIN_EVENT = 'shutdown.begin';
 let fx: StoreFixture;
 let ref: { id: number };
 let fileHash: string;
@@ -26,8 +28,6 @@ function clientOf(...rs: ResolverProcess[]): StrataClient {
   clients.push(c);
   return c;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
   fx = await makeStore([{ entries: [{ type: 'file', path: '/base', content: 'b' }] }, { entries: [{ type: 'file', path: '/top', content: 't' }] }]);
@@ -59,8 +59,11 @@ describe('a resolver killed in the middle of a stream loses nothing for a retryi
     for await (const chunk of client.read(ref, '/big.img')) {
       h.update(chunk);
       total += chunk.length;
-      if (++n === 4) a.child.kill('SIGKILL');
-      await sleep(5); // a slow reader, so the stream is still going when the kill lands
+      if (++n === 4) {
+        // Read on only once the resolver is dead: the stream is cut with most of the file still to come.
+        a.child.kill('SIGKILL');
+        await a.exit;
+      }
     }
     assert.equal(total, 48 * MiB);
     assert.equal(h.digest('hex'), fileHash);
@@ -76,8 +79,10 @@ describe('a resolver killed in the middle of a stream loses nothing for a retryi
     let batches = 0;
     for await (const batch of client.walk(ref, '/')) {
       got.push(...batch.map((e) => e.path.toString()));
-      if (++batches === 2) a.child.kill('SIGKILL');
-      await sleep(5);
+      if (++batches === 2) {
+        a.child.kill('SIGKILL');
+        await a.exit;
+      }
     }
     assert.equal(want.length, 1 + 20 * 151 + 3); // root, dirs and files, /base, /top, /big.img
     assert.deepEqual(got, want);
@@ -91,8 +96,12 @@ describe('a resolver killed in the middle of a stream loses nothing for a retryi
     const results: Promise<unknown>[] = [];
     for (let i = 0; i < 2000; i++) {
       results.push(session.request({ $case: 'stat', stat: { layer, path: Buffer.from(`/d${i % 20}/f${i % 150}`) } }));
-      if (i === 500) a.child.kill('SIGKILL');
-      if (i % 100 === 0) await sleep(1);
+      if (i === 500) {
+        // The stream is known to be serving (the first hundred are answered) and the rest is in flight when it dies.
+        await Promise.all(results.slice(0, 100));
+        a.child.kill('SIGKILL');
+        await a.exit;
+      }
     }
     const settled = await Promise.allSettled(results);
     const failed = settled.filter((s) => s.status === 'rejected');
@@ -125,8 +134,11 @@ describe('a resolver killed in the middle of a stream loses nothing for a retryi
     let n = 0;
     for await (const chunk of client.read(ref, '/big.img')) {
       h.update(chunk);
-      if (++n === 2) a.child.kill('SIGTERM');
-      await sleep(5);
+      if (++n === 2) {
+        // Read on once the resolver has begun draining (it says so when a signal arrives), so the drain meets the Read in flight.
+        a.child.kill('SIGTERM');
+        await waitFor('the resolver to begin draining', () => (a.logs.some((l) => l.event === DRAIN_EVENT) ? true : undefined), 5_000);
+      }
     }
     assert.equal(h.digest('hex'), fileHash);
     assert.equal(await a.exit, 0);

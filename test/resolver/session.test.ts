@@ -6,6 +6,7 @@ import { Client, Metadata, credentials } from '@grpc/grpc-js';
 import { StrataClient } from '@strata/client';
 import { SessionRequest, SessionResponse } from '@strata/protocol';
 import { rssOf, startResolver, waitFor, type ResolverProcess } from '@strata/harness';
+import { bytesReadBy, sampleRss, untilQuiet } from '../support/proc-sampling';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 
 const MiB = 1 << 20;
@@ -48,11 +49,14 @@ describe('Session stream', () => {
   });
 
   test('a client that stops reading costs bounded memory, and gets every answer once it reads again', async () => {
+    const pid = resolver.child.pid as number;
     const raw = new Client(resolver.address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * MiB });
     const stream = raw.makeBidiStreamRequest('/strata.v1.SessionService/Session', (b: Buffer) => b, (b: Buffer) => b, new Metadata());
     const N = 1500; // 1500 x 1 MiB: ~1.5 GiB if the resolver buffered what it cannot send
-    const before = rssOf(resolver.child.pid as number);
-    stream.pause();
+    const before = rssOf(pid);
+    const readBefore = bytesReadBy(pid);
+    // Every sample from here to the last answer counts, not one taken at a moment picked in advance.
+    const rss = sampleRss(pid);
     const received = new Set<number>();
     stream.on('data', (b: Buffer) => {
       const res = SessionResponse.decode(b);
@@ -69,15 +73,22 @@ describe('Session stream', () => {
       }).finish();
       stream.write(Buffer.from(req));
     }
-    await new Promise((r) => setTimeout(r, 2500));
-    const peak = rssOf(resolver.child.pid as number);
-    stream.resume();
-
-    await waitFor('every answer', () => (received.size === N ? true : undefined), 60_000);
-
-    stream.end();
-    raw.close();
-    const grownMiB = (peak - before) / MiB;
-    assert.ok(grownMiB < 300, `resolver grew ${grownMiB.toFixed(0)} MiB while the client did not read`);
+    try {
+      // The client does not read. Wait until the resolver has served what flow control lets it
+      // (each answer reads 1 MiB of the file) and then stopped: less than one answer's worth read
+      // in 300 ms. A resolver that buffered everything would be at its largest by then.
+      await waitFor('the resolver to serve the stalled stream', () => (bytesReadBy(pid) - readBefore >= MiB ? true : undefined), 30_000);
+      await untilQuiet(pid, { quietBytes: MiB, quietMs: 300, timeoutMs: 60_000 });
+      const servedWhileStalled = Math.floor((bytesReadBy(pid) - readBefore) / MiB);
+      assert.ok(servedWhileStalled < N, `the resolver served ${servedWhileStalled} of ${N} answers to a client that did not read`);
+      stream.resume();
+      await waitFor('every answer', () => (received.size === N ? true : undefined), 60_000);
+    } finally {
+      rss.stop();
+      stream.end();
+      raw.close();
+    }
+    const grownMiB = (rss.peak - before) / MiB;
+    assert.ok(grownMiB < 300, `resolver grew ${grownMiB.toFixed(0)} MiB at its peak (${rss.samples} samples, the stall and the catch-up) over a client that stopped reading`);
   });
 });
