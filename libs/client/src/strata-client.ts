@@ -3,11 +3,12 @@ import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import type { Layer, LayerRef, LayerType, MountOption, UpdateLayerInput } from '@strata/layers';
 import {
   Attr,
-  ChangeKind,
   DirEntry,
   ReadDirResponse,
   StatFsResponse,
   WalkEntry,
+  changeKindFromProto,
+  type ChangeKindName,
   fromServiceError,
   layerFromProto,
   layerRefToProto,
@@ -45,18 +46,12 @@ export type UpdateLayerOptions = UpdateLayerInput;
 
 export interface Change {
   path: Buffer;
-  kind: 'added' | 'modified' | 'deleted';
+  kind: ChangeKindName;
   before?: Attr;
   after?: Attr;
 }
 
 type Path = string | Buffer;
-
-const CHANGE_KIND: Record<number, Change['kind']> = {
-  [ChangeKind.CHANGE_KIND_ADDED]: 'added',
-  [ChangeKind.CHANGE_KIND_MODIFIED]: 'modified',
-  [ChangeKind.CHANGE_KIND_DELETED]: 'deleted',
-};
 
 function toPath(p: Path): Buffer {
   return typeof p === 'string' ? Buffer.from(p) : p;
@@ -261,7 +256,7 @@ export class StrataClient {
       (msg) =>
         progress
           .fresh(msg.changes)
-          .map((batch) => batch.map((c): Change => ({ path: c.path, kind: CHANGE_KIND[c.kind] ?? 'modified', before: c.before, after: c.after }))),
+          .map((batch) => batch.map((c): Change => ({ path: c.path, kind: changeKindFromProto(c.kind), before: c.before, after: c.after }))),
       () => false,
     );
   }
