@@ -33,10 +33,10 @@ const VARIANTS: Variant[] = [
     birthTime: true,
   },
   {
-    name: 'ext4 with inline_data',
+    name: 'ext4 with inline_data and ea_inode',
     sizeMiB: 128,
-    mkfs: ['-t', 'ext4', '-O', 'inline_data'],
-    fill: { ...BASE, bigDir: 300, smallThings: true },
+    mkfs: ['-t', 'ext4', '-O', 'inline_data,ea_inode'],
+    fill: { ...BASE, bigDir: 300, smallThings: true, eaInode: true },
     birthTime: true,
   },
   {

@@ -22,6 +22,8 @@ export interface FillOptions {
   smallThings: boolean;
   /** Extent-mapped: fallocate (unwritten extents) and hole punching work. */
   extents: boolean;
+  /** ea_inode: an xattr value too large for a block, kept in its own inode. */
+  eaInode?: boolean;
 }
 
 /** Deterministic pseudo-random bytes, so failures reproduce. */
@@ -165,6 +167,10 @@ export async function fillTree(mnt: string, opts: FillOptions): Promise<void> {
   run('setfattr', ['-n', 'system.posix_acl_access', '-v', acl, p('xattrs', 'acl')]);
   await fsp.mkdir(p('xattrs', 'acldir'));
   run('setfattr', ['-n', 'system.posix_acl_default', '-v', vfsAcl([[1, 7, -1], [4, 5, -1], [0x20, 0, -1]]), p('xattrs', 'acldir')]);
+
+  if (opts.eaInode) {
+    run('setfattr', ['-n', 'user.huge', '-v', '0x' + patternBytes(20_000, 'huge').toString('hex'), p('xattrs', 'many')]);
+  }
 
   if (opts.smallThings) {
     await fsp.mkdir(p('small'));
