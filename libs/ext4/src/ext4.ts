@@ -13,7 +13,7 @@ import { inlineBytes } from './inline-data';
 import { aclFromDisk } from './posix-acl';
 import { computeStatFs, overheadBlocks } from './statfs';
 import { SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, formatUuid, hasIncompat, hasMetadataCsum, parseSuperblock } from './superblock';
-import type { ByteSource, Ext4DirEntry, Ext4Inode, Ext4Options, Ext4StatFs, Ext4Xattr } from './types';
+import type { ByteSource, Ext4DirEntry, Ext4Event, Ext4Inode, Ext4Options, Ext4StatFs, Ext4Xattr } from './types';
 import { Volume, checksumEvent } from './volume';
 import { XattrEntry, XattrIndex, XATTR_SIZE_MAX, blockXattrs, inodeXattrs, verifyXattrBlock, xattrPrefix } from './xattr';
 
@@ -26,13 +26,13 @@ const NAME_MAX = 255;
  * Turns an unexpected exception (a bounds check this reader lacks) into EIO
  * and reports it, so a corrupt image fails one call instead of the caller.
  */
-async function guarded<T>(vol: Volume | undefined, op: string, fn: () => Promise<T>): Promise<T> {
+async function guarded<T>(log: (event: Ext4Event) => void, op: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (err instanceof StrataError) throw err;
     const message = err instanceof Error ? err.message : String(err);
-    vol?.log({ event: 'ext4.internal', op, message, stack: err instanceof Error ? err.stack : undefined });
+    log({ event: 'ext4.internal', op, message, stack: err instanceof Error ? err.stack : undefined });
     throw new StrataError(Errno.EIO, `ext4: ${op}: unexpected failure on corrupt data: ${message}`, { cause: err });
   }
 }
@@ -56,7 +56,7 @@ export class Ext4 {
 
   static async open(source: ByteSource, options: Ext4Options = {}): Promise<Ext4> {
     const log = options.log ?? ((): void => undefined);
-    return guarded(undefined, 'open', async () => {
+    return guarded(log, 'open', async () => {
       if (source.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) {
         throw new StrataError(Errno.EINVAL, 'no ext2/3/4 filesystem (bad magic): image too small');
       }
@@ -125,11 +125,11 @@ export class Ext4 {
   }
 
   inode(ino: number): Promise<Ext4Inode> {
-    return guarded(this.vol, 'inode', async () => ({ ...(await this.record(ino)).stat }));
+    return guarded(this.vol.log, 'inode', async () => ({ ...(await this.record(ino)).stat }));
   }
 
   lookup(dirIno: number, name: Buffer): Promise<number | undefined> {
-    return guarded(this.vol, 'lookup', async () => {
+    return guarded(this.vol.log, 'lookup', async () => {
       if (name.length > NAME_MAX) throw new StrataError(Errno.ENAMETOOLONG, `ext4: name of ${name.length} bytes is too long`);
       const dir = await this.directory(dirIno);
       if (name.length === 0) return undefined;
@@ -138,7 +138,7 @@ export class Ext4 {
   }
 
   readdir(dirIno: number): Promise<Ext4DirEntry[]> {
-    return guarded(this.vol, 'readdir', async () => {
+    return guarded(this.vol.log, 'readdir', async () => {
       const dir = await this.directory(dirIno);
       return (await listDirectory(this.vol, dir)).map((e) => ({ name: e.name, ino: e.ino, type: e.type }));
     });
@@ -161,7 +161,7 @@ export class Ext4 {
   }
 
   read(ino: number, offset: number, length: number): Promise<Buffer> {
-    return guarded(this.vol, 'read', async () => {
+    return guarded(this.vol.log, 'read', async () => {
       if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
         throw new StrataError(Errno.EINVAL, `ext4: bad read range ${offset}+${length}`);
       }
@@ -174,7 +174,7 @@ export class Ext4 {
   }
 
   readlink(ino: number): Promise<Buffer> {
-    return guarded(this.vol, 'readlink', async () => {
+    return guarded(this.vol.log, 'readlink', async () => {
       const rec = await this.record(ino);
       if ((rec.stat.mode & S_IFMT) !== S_IFLNK) throw new StrataError(Errno.EINVAL, `ext4: inode ${ino} is not a symlink`);
       if (rec.stat.flags & InodeFlag.ENCRYPT) {
@@ -204,7 +204,7 @@ export class Ext4 {
   }
 
   xattrs(ino: number): Promise<Ext4Xattr[]> {
-    return guarded(this.vol, 'xattrs', async () => {
+    return guarded(this.vol.log, 'xattrs', async () => {
       const rec = await this.record(ino);
       const entries = inodeXattrs(rec, this.vol.sb.inodeSize);
       if (rec.fileAcl !== 0) {
