@@ -86,11 +86,10 @@ export async function mergeDir(dir: DirNode): Promise<MergedEntry[]> {
   const visible = await candidates(dir.dirs);
   // The supplying objects, one batch per layer.
   const tops: (LayerObject | undefined)[] = new Array(visible.length);
+  const byLayer: number[][] = dir.dirs.map(() => []);
+  visible.forEach((c, i) => byLayer[c.layers[0]].push(i));
   for (let layer = 0; layer < dir.dirs.length; layer++) {
-    const mine: number[] = [];
-    visible.forEach((c, i) => {
-      if (c.layers[0] === layer) mine.push(i);
-    });
+    const mine = byLayer[layer];
     if (mine.length === 0) continue;
     const found = await dir.dirs[layer].layer.lookupMany(dir.dirs[layer], mine.map((i) => visible[i].name));
     mine.forEach((i, j) => (tops[i] = found[j]));

@@ -112,9 +112,8 @@ export class Projection {
     return this.readNode(p, await this.lookup(p), offset, length);
   }
 
-  /** A read of a node already looked up (the path is for messages). */
-  async readNode(path: Buffer, node: Node, offset: number, length: number): Promise<ReadResult> {
-    checkRange(path, offset, length);
+  /** A read of a node already looked up, the range already checked (the path is for messages). */
+  private async readNode(path: Buffer, node: Node, offset: number, length: number): Promise<ReadResult> {
     if (node.kind === 'dir') throw new StrataError(Errno.EISDIR, `is a directory: ${printable(path)}`, { path });
     if (!isRegStat(node.st)) throw StrataError.invalid(`not a regular file: ${printable(path)}`, path);
     const size = Number(node.st.size);

@@ -50,9 +50,9 @@ export class Chains {
   private async viewOf(ref: LayerRef): Promise<ChainView> {
     const layers = await this.catalog.chain(ref);
     const merged = mergedLayers(layers);
-    const sources = await Promise.all(merged.map((l, i) => this.sources.sourceOf(l, i > 0)));
+    const sources = await Promise.all(merged.map((m, i) => this.sources.sourceOf(m.layer, m.image, i > 0)));
     // Image layers are keyed by their files too (device, inode, size, mtime of every image of the backing chain).
-    const images = sources.filter((s) => !s.identity.startsWith('dir:')).map((s) => s.identity);
+    const images = merged.flatMap((m, i) => (m.image ? [sources[i].identity] : []));
     const key = images.length === 0 ? chainKey(layers) : `${chainKey(layers)}:${createHash('sha256').update(images.join('\n')).digest('base64url').slice(0, 16)}`;
     const cached = this.views.get(key);
     if (cached) return cached;
@@ -76,7 +76,12 @@ export class Chains {
  * image layer. An image is a complete filesystem; the layers below it are
  * its backing chain, read at block level inside the image, not merged.
  */
-export function mergedLayers(chain: readonly Layer[]): Layer[] {
-  const at = chain.findIndex((l) => isImageScheme(parseSource(l.source).scheme));
-  return at < 0 ? [...chain] : chain.slice(0, at + 1);
+export function mergedLayers(chain: readonly Layer[]): { layer: Layer; image: boolean }[] {
+  const out: { layer: Layer; image: boolean }[] = [];
+  for (const layer of chain) {
+    const image = isImageScheme(parseSource(layer.source).scheme);
+    out.push({ layer, image });
+    if (image) break;
+  }
+  return out;
 }

@@ -23,13 +23,12 @@ export class LayerSources {
     private readonly storeRealRoot: Buffer,
   ) {}
 
-  /** A layer's source; `overlayRules` for an image under `dir:` overlays (dir: layers always follow them). */
-  sourceOf(layer: Layer, overlayRules: boolean): Promise<LayerSource> {
-    const image = isImageScheme(parseSource(layer.source).scheme);
+  /** A layer's source (`image`: its source is a disk image); `overlayRules` for an image under `dir:` overlays (dir: layers always follow them). */
+  sourceOf(layer: Layer, image: boolean, overlayRules: boolean): Promise<LayerSource> {
     const key = `${layer.layerId}@${layer.generation}${image && overlayRules ? '+o' : ''}`;
     const known = this.sources.get(key);
     if (known) return known;
-    const opening = image ? this.openImage(layer, overlayRules) : Promise.resolve(this.openDir(layer));
+    const opening = image ? openImageSource(this.catalog.storeRoot, layer, overlayRules) : Promise.resolve(this.openDir(layer));
     this.sources.set(key, opening);
     // A failed open is not remembered: the next request tries again (the image may have been fixed).
     opening.catch(() => this.sources.delete(key));
@@ -48,9 +47,6 @@ export class LayerSources {
     });
   }
 
-  private openImage(layer: Layer, overlayRules: boolean): Promise<ImageSource> {
-    return openImageSource(this.catalog.storeRoot, layer, overlayRules);
-  }
 }
 
 export function openImageSource(storeRoot: string, layer: Layer, overlayRules: boolean): Promise<ImageSource> {
