@@ -2,6 +2,8 @@ export { StrataClient } from './strata-client';
 export type { ClientOptions, CreateLayerOptions, UpdateLayerOptions, Change } from './strata-client';
 export { SessionClient } from './session-client';
 export { SessionGroup } from './session-group';
+export { operationsOver } from './session-operations';
+export type { Ask, SessionRequester } from './session-operations';
 export type { SessionClientOptions, SessionPayload, SessionAnswer, SessionEndpoint, SessionStream } from './session-client';
 export type { SessionEndpoints } from './session-group';
 export { DEFAULT_RESOLVER, Endpoint, EndpointPool, parseAddresses } from './endpoints';

@@ -1,10 +1,11 @@
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
-import { SessionRequest, SessionResponse, fromServiceError, strataErrorFromInfo } from '@strata/protocol';
+import { type AnswerCase, type RequestCase, SessionRequest, SessionResponse, fromServiceError, strataErrorFromInfo } from '@strata/protocol';
 import { systemClock, type CancelTimer, type Clock } from './clock';
 import { isRetryable, type EndpointPicker } from './retry';
 
-export type SessionPayload = NonNullable<SessionRequest['request']>;
-export type SessionAnswer = Exclude<NonNullable<SessionResponse['response']>, { $case: 'error' }>;
+/** A Session request case and its answer case (the protocol's operation table names them). */
+export type SessionPayload = RequestCase;
+export type SessionAnswer = Exclude<AnswerCase, { $case: 'error' }>;
 
 /** The part of a grpc-js duplex call the Session client uses (a fake stream in unit tests). */
 export interface SessionStream {

@@ -14,6 +14,11 @@ import {
   layerRefToProto,
   layerTypeToProto,
   mountOptionsToProto,
+  OPERATIONS,
+  type AnswerOf,
+  type RequestOf,
+  type UnaryOperation,
+  unaryMethod,
 } from '@strata/protocol';
 import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
 import { sleep, systemClock } from './clock';
@@ -159,15 +164,27 @@ export class StrataClient {
 
   // ---- ProjectionService ----
 
-  async stat(ref: LayerRef, path: Path): Promise<Attr> {
-    const req = { layer: layerRefToProto(ref), path: toPath(path) };
-    const res = await this.idempotent((e, d) => call(e.projection.stat.bind(e.projection), req, d));
-    return must(res.attr);
+  /**
+   * One projection operation as a unary call, from the operation table:
+   * retried on another resolver when the table says it is idempotent.
+   */
+  call<K extends UnaryOperation>(op: K, req: RequestOf<K>): Promise<AnswerOf<K>> {
+    const m = unaryMethod(op);
+    const attempt = (e: Endpoint, deadline: number): Promise<AnswerOf<K>> =>
+      new Promise((resolve, reject) => {
+        e.projection.makeUnaryRequest(m.path, m.serialize, m.deserialize, req, tracedMetadata(), { deadline }, (err, res) =>
+          err || res === undefined ? reject(err ?? StrataError.io(`${OPERATIONS[op].method} answered nothing`)) : resolve(res),
+        );
+      });
+    return OPERATIONS[op].idempotent ? this.idempotent(attempt) : this.once(attempt);
   }
 
-  async readDirPage(ref: LayerRef, path: Path, offset = 0, limit = 0): Promise<ReadDirResponse> {
-    const req = { layer: layerRefToProto(ref), path: toPath(path), offset, limit };
-    return this.idempotent((e, d) => call(e.projection.readDir.bind(e.projection), req, d));
+  async stat(ref: LayerRef, path: Path): Promise<Attr> {
+    return must((await this.call('stat', { layer: layerRefToProto(ref), path: toPath(path) })).attr);
+  }
+
+  readDirPage(ref: LayerRef, path: Path, offset = 0, limit = 0): Promise<ReadDirResponse> {
+    return this.call('readDir', { layer: layerRefToProto(ref), path: toPath(path), offset, limit });
   }
 
   /** Every entry of a directory, page after page. */
@@ -181,22 +198,19 @@ export class StrataClient {
   }
 
   async readLink(ref: LayerRef, path: Path): Promise<Buffer> {
-    const req = { layer: layerRefToProto(ref), path: toPath(path) };
-    return (await this.idempotent((e, d) => call(e.projection.readLink.bind(e.projection), req, d))).target;
+    return (await this.call('readLink', { layer: layerRefToProto(ref), path: toPath(path) })).target;
   }
 
   async listXattr(ref: LayerRef, path: Path): Promise<string[]> {
-    const req = { layer: layerRefToProto(ref), path: toPath(path) };
-    return (await this.idempotent((e, d) => call(e.projection.listXattr.bind(e.projection), req, d))).names;
+    return (await this.call('listXattr', { layer: layerRefToProto(ref), path: toPath(path) })).names;
   }
 
   async getXattr(ref: LayerRef, path: Path, name: string): Promise<Buffer> {
-    const req = { layer: layerRefToProto(ref), path: toPath(path), name };
-    return (await this.idempotent((e, d) => call(e.projection.getXattr.bind(e.projection), req, d))).value;
+    return (await this.call('getXattr', { layer: layerRefToProto(ref), path: toPath(path), name })).value;
   }
 
-  async statFs(ref: LayerRef): Promise<StatFsResponse> {
-    return this.idempotent((e, d) => call(e.projection.statFs.bind(e.projection), { layer: layerRefToProto(ref) }, d));
+  statFs(ref: LayerRef): Promise<StatFsResponse> {
+    return this.call('statFs', { layer: layerRefToProto(ref) });
   }
 
   /**

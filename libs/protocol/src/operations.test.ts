@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { SessionRequest, SessionResponse } from './gen/strata/v1/session';
-import { OPERATIONS, answerOf, dispatchCase, errorInfoOf, isOperation, requestCase, requestOf, type OperationHandlers } from './index';
+import { GetXattrRequest, GetXattrResponse, OPERATIONS, answerOf, dispatchCase, errorInfoOf, isOperation, requestCase, requestOf, unaryMethod, type OperationHandlers } from './index';
 
 test('every Session request case is an operation with a unary method of its name', () => {
   const ops = Object.keys(OPERATIONS);
@@ -39,4 +39,13 @@ test('dispatchCase runs the handler of the case and wraps its answer in the same
   const answer = await dispatchCase(handlers, requestCase('listXattr', { layer: undefined, path: Buffer.from('/') }), undefined);
   assert.deepEqual(calls, ['listXattr']);
   assert.deepEqual(answerOf('listXattr', answer), { names: ['user.a'] });
+});
+
+test('each unary operation has the generated method of the same name, and its codecs round-trip', () => {
+  const m = unaryMethod('getXattr');
+  assert.equal(m.path, `/strata.v1.ProjectionService/${OPERATIONS.getXattr.method}`);
+  const req = { layer: undefined, path: Buffer.from('/x'), name: 'user.y' };
+  assert.deepEqual(GetXattrRequest.decode(m.serialize(req)), req);
+  assert.deepEqual(m.deserialize(Buffer.from(GetXattrResponse.encode({ value: Buffer.from('v') }).finish())), { value: Buffer.from('v') });
+  for (const op of ['stat', 'readDir', 'readLink', 'listXattr', 'statFs'] as const) assert.match(unaryMethod(op).path, new RegExp(`/${OPERATIONS[op].method}$`));
 });

@@ -1,4 +1,5 @@
 import { StrataError } from '@strata/errors';
+import { ProjectionServiceService } from './gen/strata/v1/projection';
 import type { SessionRequest, SessionResponse } from './gen/strata/v1/session';
 import { strataErrorFromInfo } from './status-details';
 
@@ -76,4 +77,21 @@ export async function dispatchCase<Ctx>(handlers: OperationHandlers<Ctx>, r: Req
 async function runCase<K extends Operation, Ctx>(handlers: OperationHandlers<Ctx>, op: K, req: RequestOf<K>, ctx: Ctx): Promise<AnswerCase> {
   const handler = handlers[op] as (req: RequestOf<K>, ctx: Ctx) => Promise<AnswerOf<K>>;
   return answerCase(op, await handler(req, ctx));
+}
+
+/** Operations whose unary method answers once (Read streams its range instead). */
+export type UnaryOperation = Exclude<Operation, 'read'>;
+
+/** How an operation travels as a unary call: grpc-js path and codecs. */
+export interface UnaryMethod<K extends UnaryOperation> {
+  path: string;
+  serialize: (req: RequestOf<K>) => Buffer;
+  deserialize: (bytes: Buffer) => AnswerOf<K>;
+}
+
+/** The unary method of an operation, from the generated service definition. */
+export function unaryMethod<K extends UnaryOperation>(op: K): UnaryMethod<K> {
+  // The definition is keyed by the same names; TypeScript cannot carry a generic key through it.
+  const d = ProjectionServiceService[op] as unknown as { path: string; requestSerialize: (req: RequestOf<K>) => Buffer; responseDeserialize: (bytes: Buffer) => AnswerOf<K> };
+  return { path: d.path, serialize: d.requestSerialize, deserialize: d.responseDeserialize };
 }

@@ -1,7 +1,7 @@
 import type { LayerRef } from '@strata/protocol';
 import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
 import { pieceAt, type PieceUnit } from './read-policy';
-import type { Ask } from './session-ask';
+import type { Ask } from '@strata/client';
 
 /** What a data fetch needs to know of a file. */
 export interface FileRef {

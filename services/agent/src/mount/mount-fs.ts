@@ -9,7 +9,8 @@ import { FileData } from './file-data';
 import { LinkCache } from './link-cache';
 import { ListingCache, type Listing } from './listing-cache';
 import { ReadPolicy } from './read-policy';
-import { askOver, type Ask, type SessionLike } from './session-ask';
+import { operationsOver, type Ask, type SessionRequester } from '@strata/client';
+import { injectTraceContext } from '@strata/telemetry';
 import { baseName, childKey, keyOf, parentKey, pathOf } from './tree-path';
 
 const READDIR_PAGE = 16_384;
@@ -22,7 +23,7 @@ export interface MountCounters {
 }
 
 export interface MountFsOptions {
-  session: SessionLike;
+  session: SessionRequester;
   layerId: number;
   live: boolean;
   chunks: ChunkCache;
@@ -52,7 +53,8 @@ export class MountFs {
   private readonly pendingStats = new Map<string, Promise<Attr>>();
 
   constructor(o: MountFsOptions) {
-    this.ask = askOver(o.session);
+    // Each request carries the trace context of the FUSE operation it serves.
+    this.ask = operationsOver(o.session, injectTraceContext);
     this.counters = o.counters;
     this.layer = layerRefToProto({ id: o.layerId });
     // The agent's part of the one-second LIVE budget (@strata/layers LIVE_FRESHNESS): attributes,
