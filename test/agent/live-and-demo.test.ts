@@ -67,7 +67,7 @@ describe('LIVE layers through a mount', { skip }, () => {
 });
 
 describe('npm start (the demo)', { skip }, () => {
-  test('builds the demo store, mounts the top snapshot under ./mnt, and unmounts on Ctrl-C', async () => {
+  test('builds the demo VM disk, mounts its snapshot with the fix under ./mnt, and unmounts on Ctrl-C', async () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-demo-'));
     const mnt = path.join(cwd, 'mnt');
     const demo = spawn(process.execPath, [path.join(REPO, 'libs/demo-store/dist/main.js')], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -77,11 +77,18 @@ describe('npm start (the demo)', { skip }, () => {
     demo.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     const exit = new Promise<number | null>((resolve) => demo.on('exit', (code) => resolve(code)));
     try {
-      await waitFor('the demo to say it is ready', () => (out.includes('Ctrl-C unmounts') ? true : err ? Promise.reject(new Error(err)) : undefined), 30_000);
-      assert.match(out, /mounted demo-snap2 \(layer \d+: demo-base <- demo-snap1 <- demo-snap2\) on mnt/);
-      assert.equal(fs.readFileSync(path.join(mnt, 'etc/motd'), 'utf8'), 'hello from snapshot 2\n');
-      assert.equal(fs.readFileSync(path.join(mnt, 'etc/hostname'), 'utf8'), 'demo-snapshot-1\n');
-      assert.deepEqual(fs.readdirSync(path.join(mnt, 'opt/legacy')), ['c.conf']);
+      await waitFor('the demo to say it is ready', () => (out.includes('Ctrl-C unmounts') ? true : err ? Promise.reject(new Error(err)) : undefined), 60_000);
+      assert.match(out, /mounted demo-fixed \(layer \d+: demo-base <- demo-snap1 <- demo-fixed\) on mnt/);
+      assert.match(out, /demo-snap1: qcow2:vm\/snapshot-1\.qcow2#2/);
+      assert.match(out, /strata diff demo-base demo-snap1/);
+      // Written by the VM into its disk before the snapshot.
+      assert.equal(fs.readFileSync(path.join(mnt, 'etc/motd'), 'utf8'), 'hello from the running VM\n');
+      assert.equal(fs.readFileSync(path.join(mnt, 'etc/hostname'), 'utf8'), 'demo-vm-snapshot-1\n');
+      // From the base image through the qcow2 backing file.
+      assert.equal(fs.readFileSync(path.join(mnt, 'etc/os-release'), 'utf8'), 'NAME="strata demo"\nVERSION_ID="1"\n');
+      // The dir: overlay's fix and whiteout over the image.
+      assert.equal(fs.readFileSync(path.join(mnt, 'etc/ssh/sshd_config'), 'utf8'), 'PermitRootLogin no\nPasswordAuthentication no\n');
+      assert.deepEqual(fs.readdirSync(path.join(mnt, 'opt/legacy')), ['a.conf']);
       assert.deepEqual(fs.readdirSync(path.join(mnt, 'var/log')), []);
       assert.throws(() => fs.writeFileSync(path.join(mnt, 'x'), ''), /EROFS/);
       demo.kill('SIGINT');

@@ -5,9 +5,10 @@ import { StrataProcess, type StrataRole } from '@strata/launcher';
 import { buildDemoStore } from './build-demo-store';
 
 /**
- * `npm start`: the embedded default, end to end. Builds the demo store,
- * starts a resolver (in-process cache) and an agent as real processes,
- * mounts the top snapshot under ./mnt and waits; Ctrl-C (or SIGTERM)
+ * `npm start`: the embedded default, end to end. Builds the demo store (a
+ * VM disk as a qcow2 base and snapshot, and a `dir:` overlay of a config
+ * fix), starts a resolver (in-process cache) and an agent as real
+ * processes, mounts the overlay under ./mnt and waits; Ctrl-C (or SIGTERM)
  * unmounts and stops both.
  */
 
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
   try {
     const listening = await resolver.waitForEvent('resolver.listening', READY_TIMEOUT_MS);
     address = `127.0.0.1:${String(listening.port)}`;
-    agent = running.agent = service('agent', ['--resolver', address, '--socket', socket, '--mount', `${demo.snapshot2.name}:${mnt}`], path.join(work, 'agent.log'));
+    agent = running.agent = service('agent', ['--resolver', address, '--socket', socket, '--mount', `${demo.fixed.name}:${mnt}`], path.join(work, 'agent.log'));
     await agent.waitForEvent('agent.ready', READY_TIMEOUT_MS);
   } catch (err) {
     // Ctrl-C during the start: the signal handler is already stopping both and exits 0.
@@ -76,17 +77,21 @@ async function main(): Promise<void> {
   process.stdout.write(
     [
       `strata demo: resolver on ${address} (store ${rel(demo.store)}, in-process cache), agent socket ${rel(socket)}`,
-      `mounted ${demo.snapshot2.name} (layer ${demo.snapshot2.layerId}: ${demo.base.name} <- ${demo.snapshot1.name} <- ${demo.snapshot2.name}) on ${rel(mnt)}`,
+      `mounted ${demo.fixed.name} (layer ${demo.fixed.layerId}: ${demo.base.name} <- ${demo.snapshot.name} <- ${demo.fixed.name}) on ${rel(mnt)}`,
+      `  ${demo.base.name}: ${demo.base.source} (a GPT disk, ext4 root in partition 2)`,
+      `  ${demo.snapshot.name}: ${demo.snapshot.source} (a qcow2 snapshot: only the clusters the VM changed)`,
+      `  ${demo.fixed.name}: ${demo.fixed.source} (a config fix laid over the snapshot)`,
       '',
       'try, in another terminal:',
       ...tryLines([
-        [`ls -la ${rel(mnt)} ${rel(mnt)}/opt/legacy`, 'opaque directory: only c.conf is left'],
-        [`cat ${rel(mnt)}/etc/hostname ${rel(mnt)}/etc/motd`, ''],
-        [`ls ${rel(mnt)}/var/log`, 'boot.log was whited out by snapshot 1'],
+        [`cat ${rel(mnt)}/etc/hostname ${rel(mnt)}/etc/motd`, 'written by the running VM before its snapshot'],
+        [`cat ${rel(mnt)}/etc/ssh/sshd_config`, 'the fix from the dir: overlay'],
+        [`ls ${rel(mnt)}/opt/legacy ${rel(mnt)}/var/log`, 'b.conf whited out by the fix; boot.log deleted by the VM'],
         [`touch ${rel(mnt)}/x`, 'Read-only file system'],
+        [`${env} bin/strata diff ${demo.base.name} ${demo.snapshot.name}`, 'what the VM changed between the two disk images'],
+        [`${env} bin/strata diff ${demo.snapshot.name} ${demo.fixed.name}`, 'what the fix changes'],
+        [`${env} bin/strata ls ${demo.base.name} /etc`, 'any layer, through the API, no mount needed'],
         [`${env} bin/strata mounts`, ''],
-        [`${env} bin/strata diff ${demo.base.name} ${demo.snapshot2.name}`, ''],
-        [`mkdir -p /tmp/base && ${env} bin/strata mount ${demo.base.name} /tmp/base`, ''],
       ]),
       '',
       `logs: ${rel(work)}/resolver.log, ${rel(work)}/agent.log. Ctrl-C unmounts and stops.`,
