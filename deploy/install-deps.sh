@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(libfuse2 fuse3 redis-server attr util-linux kmod e2fsprogs fdisk qemu-utils qemu-system-common fuse2fs)
 # Disk-image tests: mke2fs, sfdisk, qemu-img, qemu-storage-daemon, fuse2fs.
 # The side-by-side benchmark's peers and its Debian stack (npm run bench).
-[ "${STRATA_BENCH:-}" = 1 ] && packages+=(fuse-overlayfs debootstrap)
+[ "${STRATA_BENCH:-}" = 1 ] && packages+=(fuse-overlayfs debootstrap rsync)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,7 +31,7 @@ export async function withLoopMount<T>(disk: string, w: PartitionWindow, mode: '
   const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-loop-'));
   const dev = run('losetup', [...(mode === 'ro' ? ['-r'] : []), '-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', disk]).trim();
   try {
-    run('mount', ['-o', mode === 'ro' ? 'ro,noload' : 'rw', dev, mnt]);
+    run('mount', ['-o', mode, dev, mnt]);
     try {
       return await fn(mnt);
     } finally {

@@ -2,16 +2,17 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO, startRedis, type RedisProcess } from '@strata/harness';
-import { debianStack, generatedStack, type Stack } from './stacks';
-import { flushRedis, fuseOverlayfs, kernel, passthrough, strata, type Running, type System } from './systems';
+import { debianStack, generatedStack, vmImageStack, type Stack } from './stacks';
+import { flushRedis, fuseOverlayfs, kernel, kernelLoop, passthrough, qsdFuse2fs, strata, type Running, type System } from './systems';
 import { dropCaches, fullRead, randomReads, sequentialRead, walk } from './workloads';
 import { renderReport, type Results } from './report';
 
 /**
  * `npm run bench`: the same layer stacks served by the kernel's overlayfs,
  * fuse-overlayfs, a bare fuse-native passthrough and strata (in-process
- * cache, and Redis), measured in one run; medians of STRATA_BENCH_RUNS
- * (default 3) runs; writes docs/benchmarks.md.
+ * cache, and Redis), and the same VM disk served by the kernel's loop
+ * mount, qemu-storage-daemon with fuse2fs, and strata, measured in one run;
+ * medians of STRATA_BENCH_RUNS (default 3) runs; writes docs/benchmarks.md.
  */
 const RUNS = Number(process.env.STRATA_BENCH_RUNS ?? 3);
 const WORK = path.resolve(process.env.STRATA_BENCH_DIR ?? path.join(REPO, '.bench'));
@@ -20,14 +21,25 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 let redis: RedisProcess | undefined;
 const strataMem = strata('strata (in-process)', () => undefined);
 const strataRedis = strata('strata (Redis)', () => redis);
-const ALL: Record<string, System> = { kernel, 'fuse-overlayfs': fuseOverlayfs, passthrough, strata: strataMem, 'strata-redis': strataRedis };
-/** STRATA_BENCH_SYSTEMS=kernel,strata (default all) and STRATA_BENCH_STACKS=generated (default both) narrow a run while profiling. */
-const SYSTEMS: System[] = (process.env.STRATA_BENCH_SYSTEMS?.split(',') ?? Object.keys(ALL)).map((k) => {
+const ALL: Record<string, System> = {
+  kernel,
+  'fuse-overlayfs': fuseOverlayfs,
+  passthrough,
+  'kernel-loop': kernelLoop,
+  'qsd-fuse2fs': qsdFuse2fs,
+  strata: strataMem,
+  'strata-redis': strataRedis,
+};
+/** Who serves which kind of stack: layer folders, or a VM disk image. */
+const FOR_KIND = { layers: [kernel, fuseOverlayfs, passthrough, strataMem, strataRedis], disk: [kernelLoop, qsdFuse2fs, strataMem, strataRedis] };
+/** STRATA_BENCH_SYSTEMS=kernel,strata (default all) and STRATA_BENCH_STACKS=generated (default all) narrow a run while profiling. */
+const CHOSEN: System[] = (process.env.STRATA_BENCH_SYSTEMS?.split(',') ?? Object.keys(ALL)).map((k) => {
   const s = ALL[k.trim()];
   if (!s) throw new Error(`unknown system ${k} (${Object.keys(ALL).join(', ')})`);
   return s;
 });
-const STACKS = process.env.STRATA_BENCH_STACKS?.split(',') ?? ['generated', 'debian'];
+const systemsFor = (stack: Stack): System[] => FOR_KIND[stack.disk ? 'disk' : 'layers'].filter((s) => CHOSEN.includes(s));
+const STACKS = process.env.STRATA_BENCH_STACKS?.split(',') ?? ['generated', 'debian', 'vm-image'];
 
 const results: Results = {};
 const memory: Record<string, Record<string, number>> = {};
@@ -56,9 +68,10 @@ async function cold(system: System, stack: Stack, mnt: string): Promise<Running>
 
 async function measure(stack: Stack): Promise<void> {
   const mnt = path.join(WORK, 'mnt', stack.name);
+  const systems = systemsFor(stack);
   for (let run = 1; run <= RUNS; run++) {
     log(`${stack.name}: run ${run} of ${RUNS}`);
-    for (const system of SYSTEMS) {
+    for (const system of systems) {
       let r = await cold(system, stack, mnt);
       try {
         record(stack, 'cold walk (ms)', system, walk(r.mnt));
@@ -93,7 +106,7 @@ async function measure(stack: Stack): Promise<void> {
         await r.stop();
       }
     }
-    if (!SYSTEMS.includes(strataRedis)) continue;
+    if (!systems.includes(strataRedis)) continue;
     // A second host joins after the first warmed Redis: fresh resolver and agent, fresh kernel caches.
     flushRedis(redis);
     dropCaches();
@@ -121,13 +134,17 @@ async function main(): Promise<void> {
     log(`building stacks under ${WORK} (kept for the next run)`);
     const stacks: Stack[] = [];
     if (STACKS.includes('generated')) stacks.push(await generatedStack(WORK));
-    if (STACKS.includes('debian')) stacks.push(await debianStack(WORK, log));
+    if (STACKS.includes('debian') || STACKS.includes('vm-image')) {
+      const debian = await debianStack(WORK, log);
+      if (STACKS.includes('debian')) stacks.push(debian);
+      if (STACKS.includes('vm-image')) stacks.push(await vmImageStack(WORK, debian, log));
+    }
     for (const s of stacks) await measure(s);
     const report = renderReport({
       date: new Date().toISOString().slice(0, 10),
       machine: `${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.release()}`,
       runs: RUNS,
-      stacks: stacks.map((s) => ({ name: s.name, files: s.files })),
+      stacks: stacks.map((s) => ({ name: s.name, files: s.files, peers: systemsFor(s).filter((x) => x !== strataMem && x !== strataRedis).map((x) => x.name) })),
       results,
       memory,
     });

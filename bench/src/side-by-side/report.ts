@@ -5,7 +5,8 @@ export interface ReportInput {
   date: string;
   machine: string;
   runs: number;
-  stacks: { name: string; files: number }[];
+  /** Each stack with the peers strata is compared with on it. */
+  stacks: { name: string; files: number; peers: string[] }[];
   results: Results;
   memory: Record<string, Record<string, number>>;
 }
@@ -29,7 +30,6 @@ function cell(n: number | undefined): string {
 }
 
 const STRATA = ['strata (in-process)', 'strata (Redis)'];
-const PEERS = ['kernel overlayfs', 'fuse-overlayfs', 'fuse-native passthrough'];
 
 export function renderReport(r: ReportInput): string {
   const out: string[] = [];
@@ -38,13 +38,13 @@ export function renderReport(r: ReportInput): string {
   for (const stack of r.stacks) {
     const measures = r.results[stack.name] ?? {};
     out.push(`### ${stack.name} (${stack.files} files)`, '');
-    const systems = [...PEERS, ...STRATA];
+    const systems = [...stack.peers, ...STRATA];
     out.push(`| measure | ${systems.join(' | ')} |`, `| --- | ${systems.map(() => '---:').join(' | ')} |`);
     for (const [measure, bySystem] of Object.entries(measures)) {
       out.push(`| ${measure} | ${systems.map((s) => cell(bySystem[s] ? median(bySystem[s]) : undefined)).join(' | ')} |`);
     }
     out.push('', 'strata ÷ peer (times as long; below 1 is faster):', '');
-    const cols = STRATA.flatMap((s) => PEERS.map((p) => [s, p] as const));
+    const cols = STRATA.flatMap((s) => stack.peers.map((p) => [s, p] as const));
     out.push(`| measure | ${cols.map(([s, p]) => `${s.replace('strata ', '')} ÷ ${p.split(' ')[0]}`).join(' | ')} |`, `| --- | ${cols.map(() => '---:').join(' | ')} |`);
     for (const [measure, bySystem] of Object.entries(measures)) {
       const row = cols.map(([s, p]) => (bySystem[s] && bySystem[p] ? `${slowdown(measure, median(bySystem[s]), median(bySystem[p])).toFixed(2)}×` : '-'));

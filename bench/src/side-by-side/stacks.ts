@@ -15,6 +15,8 @@ export interface Stack {
   /** The big file for sequential and random reads, relative to the mount, if any. */
   bigFile?: string;
   files: number;
+  /** Set for a VM-image stack: the layers are disk images, not folders. */
+  disk?: DiskImageStack;
 }
 
 const GiB = 2 ** 30;
@@ -151,4 +153,98 @@ export async function debianStack(root: string, log: (s: string) => void): Promi
   }
   const layersTopFirst = [upper, base];
   return { name: 'debian', store, layersTopFirst, topLayer: 'deb1', files: countFiles(layersTopFirst) };
+}
+
+/** Where the filesystem of a VM-image stack is, for the systems that read the disk itself. */
+export interface DiskImageStack {
+  /** The top qcow2 image (its backing file beside it), as a hypervisor keeps it. */
+  topImage: string;
+  /** The same disk flattened to raw, for the kernel's loop mount. */
+  flatDisk: string;
+  /** Byte window of the ext4 partition (#2). */
+  partition: { start: number; size: number };
+}
+
+const VM_DISK_GIB = 4;
+
+function rootPartition(disk: string): { start: number; size: number } {
+  const t = JSON.parse(execFileSync('sfdisk', ['-J', disk], { encoding: 'utf8' })) as { partitiontable: { partitions: { start: number; size: number }[] } };
+  const p = t.partitiontable.partitions[1];
+  return { start: p.start * 512, size: p.size * 512 };
+}
+
+function withDiskMount(disk: string, part: { start: number; size: number }, mnt: string, log: (s: string) => void, fn: () => void): void {
+  const dev = execFileSync('losetup', ['-o', String(part.start), '--sizelimit', String(part.size), '-f', '--show', disk], { encoding: 'utf8' }).trim();
+  try {
+    run('mount', [dev, mnt], log);
+    try {
+      fn();
+    } finally {
+      spawnSync('umount', [mnt]);
+    }
+  } finally {
+    spawnSync('losetup', ['-d', dev]);
+  }
+}
+
+/**
+ * The Debian stack as a VM disk: a GPT disk with ext4 in partition 2 holding
+ * the Debian root filesystem and a 1 GiB file, as a qcow2 base image, and as
+ * a qcow2 snapshot what installing the packages changed (only those
+ * clusters). Filled through a read-write loop mount, as a guest would.
+ */
+export async function vmImageStack(root: string, debian: Stack, log: (s: string) => void): Promise<Stack> {
+  const dir = path.join(root, 'vm-image');
+  const store = path.join(dir, 'store');
+  const vm = path.join(store, 'vm');
+  const disk = path.join(dir, 'disk.raw');
+  const done = path.join(dir, '.complete');
+  const [upper, base] = debian.layersTopFirst;
+  if (!fs.existsSync(done)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(vm, { recursive: true });
+    fs.writeFileSync(disk, '');
+    fs.truncateSync(disk, VM_DISK_GIB * GiB);
+    execFileSync('sfdisk', ['-q', disk], { input: 'label: gpt\nsize=1MiB, type=21686148-6449-6E6F-744E-656564454649\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' });
+    const part = rootPartition(disk);
+    const dev = execFileSync('losetup', ['-o', String(part.start), '--sizelimit', String(part.size), '-f', '--show', disk], { encoding: 'utf8' }).trim();
+    try {
+      run('mke2fs', ['-q', '-t', 'ext4', dev], log);
+    } finally {
+      spawnSync('losetup', ['-d', dev]);
+    }
+    const mnt = path.join(dir, 'mnt');
+    fs.mkdirSync(mnt);
+    withDiskMount(disk, part, mnt, log, () => {
+      run('rsync', ['-aHAX', `${base}/`, `${mnt}/`], log);
+      writeBigFile(path.join(mnt, 'big.img'));
+    });
+    run('qemu-img', ['convert', '-O', 'qcow2', disk, path.join(vm, 'base.qcow2')], log);
+    // The snapshot: the guest installed the packages. Its tree is the kernel's merge of the Debian stack.
+    const merged = path.join(dir, 'merged');
+    fs.mkdirSync(merged);
+    run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${upper}:${base}`, merged], log);
+    try {
+      withDiskMount(disk, part, mnt, log, () => run('rsync', ['-aHAX', '--delete', '--exclude', '/big.img', `${merged}/`, `${mnt}/`], log));
+    } finally {
+      spawnSync('umount', [merged]);
+    }
+    fs.rmdirSync(merged);
+    fs.rmdirSync(mnt);
+    execFileSync('qemu-img', ['convert', '-O', 'qcow2', '-B', 'base.qcow2', '-F', 'qcow2', disk, 'snapshot.qcow2'], { cwd: vm, stdio: ['ignore', 'ignore', 'inherit'] });
+    const catalog = new Catalog(store);
+    await catalog.init();
+    const b = await catalog.create({ source: 'qcow2:vm/base.qcow2#2', layerType: 'base', name: 'vm0' });
+    await catalog.create({ source: 'qcow2:vm/snapshot.qcow2#2', layerType: 'snapshot', name: 'vm1', base: { id: b.layerId } });
+    fs.writeFileSync(done, '');
+  }
+  return {
+    name: 'vm-image',
+    store,
+    layersTopFirst: [],
+    topLayer: 'vm1',
+    bigFile: 'big.img',
+    files: debian.files + 1,
+    disk: { topImage: path.join(vm, 'snapshot.qcow2'), flatDisk: disk, partition: rootPartition(disk) },
+  };
 }

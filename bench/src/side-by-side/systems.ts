@@ -122,3 +122,77 @@ export class StrataHost implements Running {
 export function flushRedis(redis: RedisProcess | undefined): void {
   if (redis) redisCli(redis.port, 'FLUSHALL');
 }
+
+function diskOf(stack: Stack): NonNullable<Stack['disk']> {
+  if (!stack.disk) throw new Error(`${stack.name} is not a VM-image stack`);
+  return stack.disk;
+}
+
+function waitForMount(target: string, what: string): Promise<true> {
+  return waitFor(what, () => (fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === target) ? true : undefined), 30_000);
+}
+
+/** The limit for disk images: the kernel's ext4 on a read-only loop device of the flattened disk. */
+export const kernelLoop: System = {
+  name: 'kernel ext4 (loop)',
+  async start(stack, mnt) {
+    const { flatDisk, partition } = diskOf(stack);
+    fs.mkdirSync(mnt, { recursive: true });
+    const dev = execFileSync('losetup', ['-r', '-o', String(partition.start), '--sizelimit', String(partition.size), '-f', '--show', flatDisk], { encoding: 'utf8' }).trim();
+    try {
+      execFileSync('mount', ['-o', 'ro', dev, mnt]);
+    } catch (err) {
+      execFileSync('losetup', ['-d', dev]);
+      throw err;
+    }
+    return {
+      mnt,
+      peakMemory: () => ({}),
+      stop: async () => {
+        await unmountOrDetach(mnt);
+        execFileSync('losetup', ['-d', dev]);
+      },
+    };
+  },
+};
+
+/**
+ * The userspace chain a user would reach for: qemu-storage-daemon exports
+ * the qcow2 chain as a file through FUSE, and e2fsprogs' fuse2fs serves the
+ * ext4 partition in it.
+ */
+export const qsdFuse2fs: System = {
+  name: 'qsd + fuse2fs',
+  async start(stack, mnt) {
+    const { topImage, partition } = diskOf(stack);
+    fs.mkdirSync(mnt, { recursive: true });
+    const exported = `${mnt}.disk`;
+    fs.writeFileSync(exported, '');
+    const qsd = spawn(
+      'qemu-storage-daemon',
+      [
+        '--blockdev', `driver=file,node-name=file,filename=${topImage},read-only=on`,
+        '--blockdev', 'driver=qcow2,node-name=disk,file=file,read-only=on',
+        '--export', `type=fuse,id=exp,node-name=disk,mountpoint=${exported},writable=off`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    await waitForMount(exported, 'qemu-storage-daemon to export the disk');
+    const fuse2fs = spawn('fuse2fs', [exported, mnt, '-f', '-o', `ro,offset=${partition.start},allow_other`], { stdio: ['ignore', 'ignore', 'inherit'] });
+    await waitForMount(mnt, 'fuse2fs to mount the partition');
+    const exited = (c: ChildProcess): Promise<unknown> => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)));
+    return {
+      mnt,
+      peakMemory: () => ({ 'qemu-storage-daemon': peakOf(qsd.pid), fuse2fs: peakOf(fuse2fs.pid) }),
+      stop: async () => {
+        forceUnmount(mnt);
+        fuse2fs.kill('SIGTERM');
+        await exited(fuse2fs);
+        qsd.kill('SIGTERM');
+        await exited(qsd);
+        forceUnmount(exported);
+        fs.rmSync(exported, { force: true });
+      },
+    };
+  },
+};
