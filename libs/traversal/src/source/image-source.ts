@@ -86,10 +86,20 @@ export class ImageSource implements LayerSource {
     return (await this.fs.readdir(this.inoOf(dir))).map((e) => ({ name: e.name, type: e.type }));
   }
 
+  /**
+   * The listing already names every entry's inode: one pass over the
+   * directory, then the inodes, instead of a directory search per name.
+   */
   async lookupMany(dir: LayerObject, names: readonly Buffer[]): Promise<(LayerObject | undefined)[]> {
+    const inos = new Map<string, number>();
+    for (const e of await this.fs.readdir(this.inoOf(dir))) inos.set(e.name.toString('latin1'), e.ino);
     const out: (LayerObject | undefined)[] = [];
     for (let i = 0; i < names.length; i += LOOKUP_BATCH) {
-      out.push(...(await Promise.all(names.slice(i, i + LOOKUP_BATCH).map((n) => this.lookup(dir, n)))));
+      const batch = names.slice(i, i + LOOKUP_BATCH).map(async (n) => {
+        const ino = inos.get(n.toString('latin1'));
+        return ino === undefined ? undefined : this.object(await this.fs.inode(ino));
+      });
+      out.push(...(await Promise.all(batch)));
     }
     return out;
   }
