@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
+import { isRegMode } from '@strata/posix';
 import { isStrataError } from '@strata/errors';
 import { startResolver, strata, type ResolverProcess } from '@strata/harness';
 import { run } from './disk-fixture';
@@ -61,7 +62,7 @@ async function readAll(layer: string): Promise<Buffer[]> {
     for (const e of batch) {
       if (++entries > 2000) return seen;
       if (e.linkTarget.length > 0) seen.push(e.linkTarget);
-      if (e.attr && (e.attr.mode & 0o170000) === 0o100000) {
+      if (e.attr && isRegMode(e.attr.mode)) {
         for await (const chunk of client.read({ name: layer }, e.path, 0, 1 << 20)) seen.push(chunk);
       }
     }

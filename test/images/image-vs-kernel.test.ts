@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
+import { isDirMode } from '@strata/posix';
 import { Errno, isStrataError } from '@strata/errors';
 import { mountOverlay, startResolver, strata, type ResolverProcess } from '@strata/harness';
 import { apiTreeSource } from '../support/api-tree-source';
@@ -172,7 +173,7 @@ describe('VM disk image layers against the kernel loop mount', () => {
           assert.ok(!expected.has('/shadow') && expected.has('/conf.d/extra'));
           // The layers sit on two filesystems (the store and the image), so the kernel numbers merged
           // directories itself (no xino); strata keeps the topmost supplier's inode, as on one filesystem.
-          const mergedDirIno = (_p: string, info: { mode: number }): ('ino')[] => ((info.mode & 0o170000) === 0o040000 ? ['ino'] : []);
+          const mergedDirIno = (_p: string, info: { mode: number }): ('ino')[] => (isDirMode(info.mode) ? ['ino'] : []);
           assert.deepEqual(compareTrees(expected, actual, ALL_FIELDS, mergedDirIno), []);
         } finally {
           await unmount();

@@ -68,10 +68,6 @@ function notFound(ref: LayerRef): StrataError {
   return new StrataError(Errno.ENOENT, `${formatLayerRef(ref)} does not exist`, { code: GrpcCode.NOT_FOUND });
 }
 
-function invalid(message: string): StrataError {
-  return new StrataError(Errno.EINVAL, message, { code: GrpcCode.INVALID_ARGUMENT });
-}
-
 /**
  * The layer catalog: one JSON file per layer under <store>/.strata/catalog.
  * Readers never lock (files are replaced by rename, so a reader sees the old
@@ -230,7 +226,7 @@ export class Catalog {
     if ('id' in ref) {
       entry = this.entries.get(ref.id);
     } else {
-      if (ref.name === '') throw invalid('empty layer name');
+      if (ref.name === '') throw StrataError.invalid('empty layer name');
       for (const e of this.entries.values()) {
         if (!isStrataError(e.result) && e.result.name === ref.name) entry = e;
       }
@@ -272,12 +268,12 @@ export class Catalog {
   private resolveBase(layerType: LayerType, base: LayerRef | undefined): Layer | undefined {
     if (layerType === 'base') {
       if (base !== undefined && !('id' in base && base.id === 0)) {
-        throw invalid('a base image has no base layer');
+        throw StrataError.invalid('a base image has no base layer');
       }
       return undefined;
     }
     if (base === undefined || ('id' in base && base.id === 0)) {
-      throw invalid(`a layer of type ${layerType} needs a base layer`);
+      throw StrataError.invalid(`a layer of type ${layerType} needs a base layer`);
     }
     try {
       return this.lookup(base);
@@ -298,7 +294,7 @@ export class Catalog {
     try {
       this.chainOf(layer);
     } catch (err) {
-      if (isStrataError(err)) throw invalid(err.message);
+      if (isStrataError(err)) throw StrataError.invalid(err.message);
       throw err;
     } finally {
       if (saved) this.entries.set(layer.layerId, saved);

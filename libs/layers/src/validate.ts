@@ -3,19 +3,18 @@ import * as path from 'node:path';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import { CATALOG_DIR_NAME } from './store-layout';
 
-const invalid = (message: string): StrataError => StrataError.invalid(message);
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function validateName(name: string): void {
   if (name === '') return;
   if (!NAME_RE.test(name)) {
-    throw invalid(
+    throw StrataError.invalid(
       `layer name "${name}" is not valid: use 1-128 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit`,
     );
   }
   if (/^[0-9]+$/.test(name)) {
-    throw invalid(`layer name "${name}" is all digits and would read as a layer id`);
+    throw StrataError.invalid(`layer name "${name}" is all digits and would read as a layer id`);
   }
 }
 
@@ -25,13 +24,13 @@ export function validateName(name: string): void {
  * without leading or trailing slashes ("" for the root).
  */
 function confinedRelative(value: string, what: string, allowAbsolute: boolean): string {
-  if (value.includes('\0')) throw invalid(`${what} "${value}" contains a NUL byte`);
+  if (value.includes('\0')) throw StrataError.invalid(`${what} "${value}" contains a NUL byte`);
   if (!allowAbsolute && value.startsWith('/')) {
-    throw invalid(`${what} "${value}" is absolute; it must be relative to the store root`);
+    throw StrataError.invalid(`${what} "${value}" is absolute; it must be relative to the store root`);
   }
   const parts = value.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw invalid(`${what} "${value}" contains ".."`);
-  if (value.length > 4096) throw invalid(`${what} is longer than 4096 bytes`);
+  if (parts.includes('..')) throw StrataError.invalid(`${what} "${value}" contains ".."`);
+  if (value.length > 4096) throw StrataError.invalid(`${what} is longer than 4096 bytes`);
   return parts.join('/');
 }
 
@@ -55,26 +54,26 @@ export function isImageScheme(scheme: SourceScheme): scheme is 'qcow2' | 'raw' {
 
 export function parseSource(source: string): ParsedSource {
   const colon = source.indexOf(':');
-  if (colon <= 0) throw invalid(`source "${source}" has no scheme; ${SCHEME_HELP}`);
+  if (colon <= 0) throw StrataError.invalid(`source "${source}" has no scheme; ${SCHEME_HELP}`);
   const scheme = source.slice(0, colon);
   let rest = source.slice(colon + 1);
   if (scheme === 'oci') throw StrataError.unsupported(`source scheme "oci:" is not supported yet; ${SCHEME_HELP}`);
-  if (!(SOURCE_SCHEMES as readonly string[]).includes(scheme)) throw invalid(`source "${source}" has unknown scheme "${scheme}:"; ${SCHEME_HELP}`);
+  if (!(SOURCE_SCHEMES as readonly string[]).includes(scheme)) throw StrataError.invalid(`source "${source}" has unknown scheme "${scheme}:"; ${SCHEME_HELP}`);
   const known = scheme as SourceScheme;
   let partition: number | undefined;
   if (isImageScheme(known)) {
     const hash = rest.lastIndexOf('#');
     if (hash >= 0) {
       const n = rest.slice(hash + 1);
-      if (!/^[1-9][0-9]{0,3}$/.test(n)) throw invalid(`source "${source}": partition "#${n}" is not a number from 1 (as Linux numbers partitions: #2 is vda2)`);
+      if (!/^[1-9][0-9]{0,3}$/.test(n)) throw StrataError.invalid(`source "${source}": partition "#${n}" is not a number from 1 (as Linux numbers partitions: #2 is vda2)`);
       partition = Number(n);
       rest = rest.slice(0, hash);
     }
   }
   const relative = confinedRelative(rest, 'source', false);
-  if (relative === '') throw invalid(`source "${source}" names the store root itself`);
+  if (relative === '') throw StrataError.invalid(`source "${source}" names the store root itself`);
   if (relative === CATALOG_DIR_NAME || relative.startsWith(`${CATALOG_DIR_NAME}/`)) {
-    throw invalid(`source "${source}" points into the catalog folder ${CATALOG_DIR_NAME}`);
+    throw StrataError.invalid(`source "${source}" points into the catalog folder ${CATALOG_DIR_NAME}`);
   }
   return { scheme: known, relative, partition };
 }
@@ -91,7 +90,7 @@ export function normaliseFilesystemPath(p: string): string {
 export function resolveLayerRoot(storeRoot: string, source: string, filesystemPath: string): string {
   const parsed = parseSource(source);
   if (isImageScheme(parsed.scheme)) {
-    throw invalid(`source ${source} is a disk image: its root is inside the image, not a folder of the store`);
+    throw StrataError.invalid(`source ${source} is a disk image: its root is inside the image, not a folder of the store`);
   }
   const fsPath = normaliseFilesystemPath(filesystemPath);
   const realStore = realpathSync(storeRoot);
@@ -105,7 +104,7 @@ export function resolveLayerRoot(storeRoot: string, source: string, filesystemPa
     });
   }
   if (real !== realStore && !real.startsWith(`${realStore}/`)) {
-    throw invalid(`source ${source} path ${fsPath} leads out of the store through a symlink`);
+    throw StrataError.invalid(`source ${source} path ${fsPath} leads out of the store through a symlink`);
   }
   if (!statSync(real).isDirectory()) {
     throw new StrataError(Errno.ENOTDIR, `layer root ${source} path ${fsPath} is not a directory`, {
@@ -122,7 +121,7 @@ export function resolveLayerRoot(storeRoot: string, source: string, filesystemPa
  */
 export function resolveImageFile(storeRoot: string, source: string): string {
   const parsed = parseSource(source);
-  if (!isImageScheme(parsed.scheme)) throw invalid(`source ${source} is not a disk image`);
+  if (!isImageScheme(parsed.scheme)) throw StrataError.invalid(`source ${source} is not a disk image`);
   const realStore = realpathSync(storeRoot);
   let real: string;
   try {
@@ -130,7 +129,7 @@ export function resolveImageFile(storeRoot: string, source: string): string {
   } catch {
     throw new StrataError(Errno.ENOENT, `disk image ${parsed.relative} does not exist in the store`, { code: GrpcCode.FAILED_PRECONDITION });
   }
-  if (!real.startsWith(`${realStore}/`)) throw invalid(`source ${source} leads out of the store through a symlink`);
+  if (!real.startsWith(`${realStore}/`)) throw StrataError.invalid(`source ${source} leads out of the store through a symlink`);
   if (!statSync(real).isFile()) {
     throw new StrataError(Errno.EINVAL, `disk image ${parsed.relative} is not a regular file`, { code: GrpcCode.FAILED_PRECONDITION });
   }
