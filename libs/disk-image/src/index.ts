@@ -4,3 +4,4 @@ export { openImage, DEFAULT_METADATA_CACHE_BYTES, MAX_CHAIN_LENGTH } from './ope
 export type { DiskImage, DiskImageStats, ImageFile, ImageFormat, OpenImageOptions } from './open-image';
 export { readPartitionTable } from './partition-table';
 export type { Partition, PartitionTable } from './partition';
+export type { GuestRange } from './layer';

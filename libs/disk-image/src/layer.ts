@@ -1,3 +1,9 @@
+/** A run of guest (virtual disk) bytes. */
+export interface GuestRange {
+  offset: number;
+  length: number;
+}
+
 /** One image of a chain as the chain above it reads it. */
 export interface Layer {
   readonly size: number;

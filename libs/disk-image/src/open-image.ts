@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { Errno, StrataError } from '@strata/errors';
 import { checkReadRange, type ByteSource } from './byte-source';
 import { BoundedCache, type CacheCounters } from './bounded-cache';
-import type { Layer } from './layer';
+import type { GuestRange, Layer } from './layer';
 import { QCOW2_MAGIC, parseQcow2Header } from './qcow2-header';
 import { Qcow2Layer, type Qcow2Caches } from './qcow2-image';
 import { RawLayer } from './raw-image';
@@ -23,6 +23,13 @@ export interface DiskImage extends ByteSource {
   readonly files: readonly ImageFile[];
   /** Real path of the direct backing file, if any (qcow2 only). */
   readonly backingFile: string | undefined;
+  /**
+   * The guest ranges the top file itself answers (qcow2: its allocated and
+   * zero clusters), sorted and merged; undefined for a raw image, whose
+   * every byte is its own. For a snapshot over its base these are the only
+   * bytes that can differ from the base.
+   */
+  ownRanges(): Promise<readonly GuestRange[] | undefined>;
   /** Counters of preads and cache use, for tests and telemetry. */
   readonly stats: Readonly<DiskImageStats>;
   close(): Promise<void>;
@@ -182,6 +189,11 @@ class OpenDiskImage implements DiskImage {
     const buf = Buffer.alloc(length);
     if (length > 0) await this.top.readInto(buf, 0, offset, length);
     return buf;
+  }
+
+  async ownRanges(): Promise<readonly GuestRange[] | undefined> {
+    if (this.closed) throw new StrataError(Errno.EBADF, `image ${this.chain.files[0].label} is closed`);
+    return this.top instanceof Qcow2Layer ? this.top.ownRanges() : undefined;
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 import { Errno, StrataError } from '@strata/errors';
 import type { BoundedCache } from './bounded-cache';
 import { readCompressedCluster } from './compressed-cluster';
-import { runLimited, type Layer } from './layer';
+import { runLimited, type GuestRange, type Layer } from './layer';
 import type { Qcow2Header } from './qcow2-header';
 import { decodeL2Entry, entryOffset, type ClusterMapping, type L2Geometry } from './qcow2-l2-entry';
 import type { StoreFile } from './store-file';
@@ -178,6 +178,43 @@ export class Qcow2Layer implements Layer {
         }
       }
       pos += take;
+    }
+    return out;
+  }
+
+  /**
+   * The guest ranges this file answers itself (data, compressed or zero
+   * clusters and subclusters), not its backing file: what a snapshot changed
+   * over its base. Costs the L1 table and the L2 tables the file has, never
+   * a data cluster.
+   */
+  async ownRanges(): Promise<GuestRange[]> {
+    const { clusterSize } = this.header;
+    const out: GuestRange[] = [];
+    const add = (offset: number, length: number): void => {
+      const end = Math.min(offset + length, this.size);
+      if (end <= offset) return;
+      const last = out[out.length - 1];
+      if (last && last.offset + last.length === offset) last.length = end - last.offset;
+      else out.push({ offset, length: end - offset });
+    };
+    for (let l1Index = 0; l1Index < this.l1Needed; l1Index++) {
+      const table = await this.l2Table(l1Index);
+      if (!table) continue;
+      for (let i = 0; i < this.l2Entries; i++) {
+        const guestCluster = l1Index * this.l2Entries + i;
+        const guest = guestCluster * clusterSize;
+        if (guest >= this.size) break;
+        const mapping = decodeL2Entry(table, i, guestCluster, this.geometry);
+        if (mapping.kind === 'backing') continue;
+        if (mapping.kind !== 'subclusters') {
+          add(guest, clusterSize);
+          continue;
+        }
+        const sub = clusterSize / SUBCLUSTERS;
+        const own = (mapping.allocated | mapping.zero) >>> 0;
+        for (let s = 0; s < SUBCLUSTERS; s++) if (own & (1 << s)) add(guest + s * sub, sub);
+      }
     }
     return out;
   }

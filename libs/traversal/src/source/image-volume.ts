@@ -10,6 +10,8 @@ export interface ImageVolume {
   volume: ByteSource;
   /** The partition read, undefined for a disk that is itself a filesystem. */
   partition: number | undefined;
+  /** Where the filesystem starts on the disk, in bytes. */
+  offset: number;
 }
 
 async function holdsFilesystem(bytes: ByteSource): Promise<boolean> {
@@ -33,7 +35,7 @@ function describe(parts: readonly Partition[]): string {
 export async function openImageVolume(storeRoot: string, relative: string, format: 'raw' | 'qcow2', partition: number | undefined): Promise<ImageVolume> {
   const image = await openImage(relative, { storeRoot, format });
   try {
-    if (partition === undefined && (await holdsFilesystem(image))) return { image, volume: image, partition: undefined };
+    if (partition === undefined && (await holdsFilesystem(image))) return { image, volume: image, partition: undefined, offset: 0 };
     const table = await readPartitionTable(image);
     const parts = table.partitions;
     let chosen: Partition | undefined;
@@ -47,7 +49,7 @@ export async function openImageVolume(storeRoot: string, relative: string, forma
       }
       chosen = linux[0];
     }
-    return { image, volume: sliceSource(image, chosen.start, chosen.size), partition: chosen.number };
+    return { image, volume: sliceSource(image, chosen.start, chosen.size), partition: chosen.number, offset: chosen.start };
   } catch (err) {
     await image.close();
     throw err;
