@@ -9,14 +9,21 @@ export interface MetadataBlock {
   readonly verified: Set<string>;
 }
 
+/** Blocks whose content is not the image's own (a journal replay): sorted numbers, and each one's content. */
+export interface BlockOverlay {
+  readonly blocks: readonly number[];
+  has(block: number): boolean;
+  read(block: number): Promise<Buffer>;
+}
+
 /** Largest single read handed to the source, so a huge file read never asks for one giant buffer at once. */
 const MAX_SOURCE_READ = 8 * 1024 * 1024;
 
 /**
  * The one way blocks are read. Metadata blocks are cached; data runs are
  * read straight through, one source read per contiguous run. A journal
- * replay is meant to sit here: it replaces blocks by their committed copies
- * and nothing above this module needs to know.
+ * replay sits here as an overlay: the blocks it replaces are read from it,
+ * runs are split around them, and nothing above this module needs to know.
  */
 export class BlockReader {
   private readonly cache: LRUCache<number, MetadataBlock>;
@@ -26,6 +33,7 @@ export class BlockReader {
     readonly blockSize: number,
     readonly blockCount: number,
     cacheBytes: number,
+    private readonly overlay?: BlockOverlay,
   ) {
     this.cache = new LRUCache<number, MetadataBlock>({
       maxSize: Math.max(cacheBytes, blockSize),
@@ -53,12 +61,49 @@ export class BlockReader {
     return parts.length === 1 ? parts[0] : Buffer.concat(parts, length);
   }
 
+  /** Index of the first overlay block >= start. */
+  private firstOverlaid(start: number): number {
+    const blocks = this.overlay?.blocks ?? [];
+    let lo = 0;
+    let hi = blocks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (blocks[mid] < start) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Blocks [start, start+count) as this reader sees them: image runs between the overlay's blocks. */
+  private async readBlocks(start: number, count: number, what: string): Promise<Buffer> {
+    const blocks = this.overlay?.blocks ?? [];
+    let i = this.firstOverlaid(start);
+    if (!this.overlay || i >= blocks.length || blocks[i] >= start + count) return this.readRaw(start, count, what);
+    const bs = this.blockSize;
+    const out = Buffer.alloc(count * bs);
+    let at = start;
+    while (at < start + count) {
+      if (i < blocks.length && blocks[i] === at) {
+        const data = await this.overlay.read(at);
+        if (data.length !== bs) throw corrupt(what, `replayed block ${at} has ${data.length} bytes`);
+        data.copy(out, (at - start) * bs);
+        at++;
+        i++;
+        continue;
+      }
+      const end = i < blocks.length && blocks[i] < start + count ? blocks[i] : start + count;
+      (await this.readRaw(at, end - at, what)).copy(out, (at - start) * bs);
+      at = end;
+    }
+    return out;
+  }
+
   /** One metadata block, from the cache when possible. */
   async metadata(block: number, what: string): Promise<MetadataBlock> {
     const hit = this.cache.get(block);
     if (hit) return hit;
     this.check(block, 1, what);
-    const data = await this.readRaw(block, 1, what);
+    const data = await this.readBlocks(block, 1, what);
     const mb: MetadataBlock = { block, data, verified: new Set() };
     this.cache.set(block, mb);
     return mb;
@@ -76,7 +121,7 @@ export class BlockReader {
       }
       let j = i;
       while (j < count && !out[j]) j++;
-      const raw = await this.readRaw(start + i, j - i, what);
+      const raw = await this.readBlocks(start + i, j - i, what);
       for (let k = i; k < j; k++) {
         // Copy so a cached block does not pin the whole run's buffer.
         const data = Buffer.from(raw.subarray((k - i) * this.blockSize, (k - i + 1) * this.blockSize));
@@ -95,6 +140,6 @@ export class BlockReader {
   /** File data: not cached, one source read per contiguous run. */
   async data(start: number, count: number, what: string): Promise<Buffer> {
     this.check(start, count, what);
-    return this.readRaw(start, count, what);
+    return this.readBlocks(start, count, what);
   }
 }

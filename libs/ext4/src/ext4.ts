@@ -5,15 +5,16 @@ import { corrupt } from './corruption';
 import { listDirectory, lookupInDirectory } from './directory';
 import { checkExtentRoot } from './extent-tree';
 import { Incompat } from './features';
-import { readMapped } from './file-blocks';
-import { readGroupDescriptors } from './group-descriptors';
+import { mapBlocks, readMapped } from './file-blocks';
+import { BG_INODE_UNINIT, GroupDescriptor, readGroupDescriptors } from './group-descriptors';
 import { InodeFlag, InodeRecord, parseInode, verifyInodeChecksum } from './inode';
 import { readRawInode } from './inode-table';
 import { inlineBytes } from './inline-data';
+import { JournalState, OpenJournal, openJournal } from './journal/journal';
 import { aclFromDisk } from './posix-acl';
 import { computeStatFs, overheadBlocks } from './statfs';
-import { SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, formatUuid, hasIncompat, hasMetadataCsum, parseSuperblock } from './superblock';
-import type { ByteSource, Ext4DirEntry, Ext4Event, Ext4Inode, Ext4Options, Ext4StatFs, Ext4Xattr } from './types';
+import { SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, Superblock, formatUuid, hasGroupDescCsum, hasIncompat, hasMetadataCsum, parseSuperblock } from './superblock';
+import type { ByteSource, Ext4DirEntry, Ext4Event, Ext4Inode, Ext4InodeTable, Ext4Options, Ext4StatFs, Ext4Xattr } from './types';
 import { Volume, checksumEvent } from './volume';
 import { XattrEntry, XattrIndex, XATTR_SIZE_MAX, blockXattrs, inodeXattrs, verifyXattrBlock, xattrPrefix } from './xattr';
 
@@ -37,21 +38,49 @@ async function guarded<T>(log: (event: Ext4Event) => void, op: string, fn: () =>
   }
 }
 
+const NO_JOURNAL: JournalState = { replayed: false, transactions: 0, blocks: 0, firstSequence: 0, nextSequence: 0, headBlock: 0 };
+
+function makeVolume(sb: Superblock, reader: BlockReader, groups: readonly GroupDescriptor[], log: (event: Ext4Event) => void): Volume {
+  const vol: Volume = {
+    sb,
+    reader,
+    groups,
+    log,
+    onChecksumError: (ino, block, reason) => checksumEvent(vol, 'extent block', reason, { ino, block }),
+  };
+  return vol;
+}
+
+async function readSourceBlock(source: ByteSource, blockSize: number, block: number): Promise<Buffer> {
+  const buf = await source.read(block * blockSize, blockSize);
+  if (buf.length < blockSize) throw corrupt(`block ${block}`, 'short read (image truncated?)');
+  return buf.length === blockSize ? buf : buf.subarray(0, blockSize);
+}
+
 export class Ext4 {
   readonly rootIno = 2;
   readonly blockSize: number;
+  /** The RECOVER flag of the superblock on disk: the image was copied while mounted (or the guest crashed). */
   readonly needsRecovery: boolean;
   readonly label: string;
   readonly uuid: string;
+  readonly inodeSize: number;
+  readonly blocksCount: number;
+  readonly journal: JournalState;
 
   private constructor(
     private readonly vol: Volume,
     private readonly stat: Ext4StatFs,
+    needsRecovery: boolean,
+    private readonly openedJournal: OpenJournal | undefined,
   ) {
     this.blockSize = vol.sb.blockSize;
-    this.needsRecovery = hasIncompat(vol.sb, Incompat.RECOVER);
+    this.needsRecovery = needsRecovery;
     this.label = vol.sb.label;
     this.uuid = formatUuid(vol.sb.uuid);
+    this.inodeSize = vol.sb.inodeSize;
+    this.blocksCount = vol.sb.blocksCount;
+    this.journal = { ...(openedJournal?.state ?? NO_JOURNAL) };
   }
 
   static async open(source: ByteSource, options: Ext4Options = {}): Promise<Ext4> {
@@ -60,31 +89,124 @@ export class Ext4 {
       if (source.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) {
         throw new StrataError(Errno.EINVAL, 'no ext2/3/4 filesystem (bad magic): image too small');
       }
+      const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
       const raw = await source.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
-      const sb = parseSuperblock(raw, source.size);
-      const reader = new BlockReader(source, sb.blockSize, sb.blocksCount, options.cacheBytes ?? DEFAULT_CACHE_BYTES);
-      const groups = await readGroupDescriptors(sb, reader);
-      const vol: Volume = {
-        sb,
-        reader,
-        groups,
-        log,
-        onChecksumError: (ino, block, reason) => checksumEvent(vol, 'extent block', reason, { ino, block }),
-      };
-      for (const g of groups) {
+      const diskSb = parseSuperblock(raw, source.size);
+      const needsRecovery = hasIncompat(diskSb, Incompat.RECOVER);
+      const diskReader = new BlockReader(source, diskSb.blockSize, diskSb.blocksCount, cacheBytes);
+      const diskVol = makeVolume(diskSb, diskReader, await readGroupDescriptors(diskSb, diskReader), log);
+      const onDisk = new Ext4(diskVol, computeStatFs(diskSb, diskVol.groups, 0), needsRecovery, undefined);
+
+      // The kernel replays only when the RECOVER flag says the log holds what the filesystem lacks.
+      const recover = needsRecovery && (options.journal ?? 'replay') === 'replay';
+      let journal: OpenJournal | undefined;
+      if (diskSb.journalInum !== 0) {
+        try {
+          journal = await onDisk.openJournal(source, recover);
+        } catch (err) {
+          if (recover || !(err instanceof StrataError)) throw err;
+          log({ event: 'ext4.journal', reason: `journal not read: ${err.message}` });
+        }
+      }
+      if (journal?.failedCommit !== undefined) {
+        log({ event: 'ext4.journal', reason: `transaction ${journal.failedCommit} failed its commit checksum: it and later ones are not applied` });
+      }
+
+      let vol = diskVol;
+      if (journal?.replay) {
+        // The superblock and group descriptors may themselves have been logged: read them again, replayed.
+        const replayed = new BlockReader(source, diskSb.blockSize, diskSb.blocksCount, cacheBytes, journal.replay);
+        const sbBlock = Math.floor(SUPERBLOCK_OFFSET / diskSb.blockSize);
+        const at = SUPERBLOCK_OFFSET % diskSb.blockSize;
+        const sb = parseSuperblock((await replayed.data(sbBlock, 1, 'superblock')).subarray(at, at + SUPERBLOCK_SIZE), source.size);
+        if (sb.blockSize !== diskSb.blockSize) throw corrupt('superblock', `the journal's copy has ${sb.blockSize}-byte blocks, the disk's ${diskSb.blockSize}`);
+        const reader = new BlockReader(source, sb.blockSize, sb.blocksCount, cacheBytes, journal.replay);
+        vol = makeVolume(sb, reader, await readGroupDescriptors(sb, reader), log);
+      }
+      for (const g of vol.groups) {
         if (g.badReason) checksumEvent(vol, 'group descriptor', g.badReason, { block: g.group });
       }
-      const fs = new Ext4(vol, computeStatFs(sb, groups, 0));
+      const fs = new Ext4(vol, computeStatFs(vol.sb, vol.groups, 0), needsRecovery, journal);
       let journalBlocks = 0;
-      if (sb.journalInum !== 0) {
+      if (vol.sb.journalInum !== 0) {
         try {
-          journalBlocks = Math.floor((await fs.record(sb.journalInum)).stat.size / sb.blockSize);
+          journalBlocks = Math.floor((await fs.record(vol.sb.journalInum)).stat.size / vol.sb.blockSize);
         } catch (err) {
           if (!(err instanceof StrataError)) throw err;
           log({ event: 'ext4.journal', reason: `cannot size the journal: ${err.message}` });
         }
       }
-      return new Ext4(vol, computeStatFs(sb, groups, overheadBlocks(sb, journalBlocks)));
+      return new Ext4(vol, computeStatFs(vol.sb, vol.groups, overheadBlocks(vol.sb, journalBlocks)), needsRecovery, journal);
+    });
+  }
+
+  /** The journal inode as it is on disk (checked as ext4_get_journal_inode does), then the journal itself. */
+  private async openJournal(source: ByteSource, recover: boolean): Promise<OpenJournal> {
+    const { sb } = this.vol;
+    const rec = await this.record(sb.journalInum);
+    const what = `journal inode ${sb.journalInum}`;
+    if (rec.stat.nlink === 0) throw corrupt(what, 'the journal inode is deleted');
+    if ((rec.stat.mode & S_IFMT) !== S_IFREG || rec.stat.flags & (InodeFlag.ENCRYPT | InodeFlag.INLINE_DATA)) {
+      throw corrupt(what, 'not a plain regular file');
+    }
+    return openJournal({
+      blockSize: sb.blockSize,
+      deviceBlocks: Math.floor(source.size / sb.blockSize),
+      fileBlocks: Math.floor(rec.stat.size / sb.blockSize),
+      map: (n) => mapBlocks(this.vol, rec, 0, n),
+      readBlock: (pblk) => readSourceBlock(source, sb.blockSize, pblk),
+      recover,
+    });
+  }
+
+  /** Filesystem blocks whose content this reader takes from the journal, ascending. */
+  replayedBlocks(): readonly number[] {
+    return [...(this.openedJournal?.replay?.blocks ?? [])];
+  }
+
+  /**
+   * For a disk a running guest keeps writing: reads the journal superblock
+   * and the log block where the log seen at open ends, both straight from
+   * the source. True when the superblock changed (the guest checkpointed or
+   * started logging) or that block now starts a transaction the reader did
+   * not see (the guest committed or started one since open). False without
+   * a readable journal.
+   */
+  journalHeadChanged(): Promise<boolean> {
+    return guarded(this.vol.log, 'journalHeadChanged', async () => (this.openedJournal ? this.openedJournal.headChanged() : false));
+  }
+
+  /** One filesystem block as this reader sees it (after replay), uncached. */
+  block(n: number): Promise<Buffer> {
+    return guarded(this.vol.log, 'block', async () => {
+      if (!Number.isSafeInteger(n) || n < 0 || n >= this.vol.sb.blocksCount) {
+        throw new StrataError(Errno.EINVAL, `ext4: block ${n} is outside the filesystem (${this.vol.sb.blocksCount} blocks)`);
+      }
+      return Buffer.from(await this.vol.reader.data(n, 1, `block ${n}`));
+    });
+  }
+
+  /**
+   * Where each group's inode table lives, limited to its initialised part:
+   * with group descriptor checksums an INODE_UNINIT group has none and
+   * bg_itable_unused inodes at the end of a table were never written. A
+   * group this reader cannot read inodes of (bad descriptor checksum, table
+   * outside the filesystem) reports 0 inodes.
+   */
+  inodeTables(): Ext4InodeTable[] {
+    const { sb, groups } = this.vol;
+    const tableBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
+    return groups.map((gd) => {
+      let inodes = sb.inodesPerGroup;
+      if (hasGroupDescCsum(sb)) inodes = gd.flags & BG_INODE_UNINIT ? 0 : Math.max(0, sb.inodesPerGroup - gd.itableUnused);
+      if (gd.badReason || gd.inodeTable <= sb.firstDataBlock || gd.inodeTable + tableBlocks > sb.blocksCount) inodes = 0;
+      return {
+        group: gd.group,
+        firstIno: gd.group * sb.inodesPerGroup + 1,
+        inodes,
+        block: gd.inodeTable,
+        blocks: Math.ceil((inodes * sb.inodeSize) / sb.blockSize),
+      };
     });
   }
 

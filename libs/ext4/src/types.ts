@@ -7,6 +7,12 @@ export interface ByteSource {
 export type Ext4Event = Record<string, unknown>;
 
 export interface Ext4Options {
+  /**
+   * 'replay' (default): an image whose journal needs recovery is read as the
+   * kernel reads it after recovery (committed transactions applied in memory;
+   * the image is never written). 'ignore': read as it is on disk.
+   */
+  journal?: 'replay' | 'ignore';
   /** Bytes of metadata blocks (inodes, directory blocks, extent nodes, group descriptors) kept in memory; default 32 MiB. */
   cacheBytes?: number;
   /** Called with one object per noteworthy event (e.g. a checksum mismatch: { event: 'ext4.checksum', structure, ino?, block? }). */
@@ -55,4 +61,17 @@ export interface Ext4StatFs {
 export interface Ext4Xattr {
   name: string;
   value: Buffer;
+}
+
+/** Where one block group's inode table lives, limited to its initialised part. */
+export interface Ext4InodeTable {
+  group: number;
+  /** Inode number of the table's first slot. */
+  firstIno: number;
+  /** Initialised inodes (slots) from firstIno on. */
+  inodes: number;
+  /** First block of the table. */
+  block: number;
+  /** Blocks those inodes occupy. */
+  blocks: number;
 }
