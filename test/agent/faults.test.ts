@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { canMountFuse, canMountOverlay, forceUnmount, freePort, HAVE_REDIS, mountOverlay, startAgent, startRedis, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { REPO, canMountFuse, canMountOverlay, forceUnmount, freePort, HAVE_REDIS, mountOverlay, startAgent, startRedis, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { wideStack } from '../support/wide-fixture';
 
@@ -94,14 +94,18 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     assert.ok(find.running(), 'find still running when the resolver dies');
     await resolver.stop('SIGKILL');
     // Back only once the agent has seen its stream break: the find meets a resolver that is really gone.
-    await waitFor('the agent to see its stream break', () => (agent.logs.some((l) => l.event === 'agent.session.broken') ? true : undefined), 10_000);
+    await waitFor('the agent to see its resolver go', () => (agent.logs.some((l) => l.event === 'agent.resolver.unreachable') ? true : undefined), 10_000);
     await resolverOn(port);
     const r = await find.done;
     assert.equal(r.stderr, '');
     assert.equal(r.status, 0);
     assert.ok(expected.length > 7000, `${expected.length} entries`);
     assert.deepEqual(r.lines, expected);
-    assert.ok(agent.logs.some((l) => l.event === 'agent.session.broken'), 'the agent saw its stream break');
+    const events = (name: string): Record<string, unknown>[] => agent.logs.filter((l) => l.event === name);
+    assert.equal(events('agent.resolver.unreachable').length, 1, 'one event for the outage of the one resolver');
+    await waitFor('the return logged', () => events('agent.resolver.reachable').length > 0 || undefined);
+    assert.equal(events('agent.resolver.reachable').length, 1);
+    assert.equal(events('agent.resolver.reachable')[0].resolver, resolver.address);
     assert.equal(fs.readFileSync(path.join(mnt, 'tree/d0001/f1'), 'utf8'), 'snapshot rewrote 1/1\n');
   });
 
@@ -154,6 +158,14 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     });
     assert.deepEqual(findSync(mnt), expected);
     await waitFor('recovery logged', () => agent.logs.some((l) => l.event === 'agent.resolver.up') || undefined);
+    // One event when it went, one when it came back, with what failed in between: nothing per request or per retry.
+    const count = (name: string): number => agent.logs.filter((l) => l.event === name).length;
+    assert.equal(count('agent.resolver.down'), 1);
+    assert.equal(count('agent.resolver.up'), 1);
+    const up = agent.logs.find((l) => l.event === 'agent.resolver.up') as { failedOps: number; downMs: number };
+    assert.ok(up.failedOps >= 1 && up.downMs > 0, JSON.stringify(up));
+    assert.equal(count('agent.resolver.unreachable'), 1);
+    assert.equal(count('agent.resolver.reachable'), 1);
   });
 
   test('Redis killed in the middle of a find: the find completes from the store', { skip: HAVE_REDIS ? false : 'needs redis-server' }, async () => {
@@ -194,6 +206,23 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
       fs.closeSync(fd);
     }
     assert.equal(fs.readdirSync(mnt).length, 0, 'SIGTERM unmounted');
+  });
+
+  test('a second agent on the same socket refuses to start and touches nothing of the running one', async () => {
+    const resolver = await resolverOn(0);
+    const socket = path.join(work, 'shared-agent.sock');
+    const first = await agentFor(resolver.address, [], socket);
+    const mnt = mountpoint('shared');
+    first.mount('w2', mnt);
+    const state = fs.readFileSync(`${socket}.mounts.json`, 'utf8');
+    const r = spawnSync(process.execPath, [path.join(REPO, 'bin/strata'), 'agent', '--resolver', resolver.address, '--socket', socket], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /another agent .* is running|another agent is listening/);
+    assert.ok(!r.stderr.includes('stale_mount_cleared'), 'it cleared nothing');
+    // The first agent's mount, state file and socket are as they were.
+    assert.equal(fs.readFileSync(path.join(mnt, 'tree/d0010/only'), 'utf8'), 'opaque\n');
+    assert.equal(fs.readFileSync(`${socket}.mounts.json`, 'utf8'), state);
+    assert.equal(first.mount('w1', mountpoint('shared-2')).layerName, 'w1');
   });
 
   test('mounting and unmounting many times, also lazily under a busy cwd, keeps the agent alive', async () => {

@@ -20,7 +20,8 @@ const READY_TIMEOUT_MS = 60_000;
  * that Ctrl-C reaches only the demo, which stops the agent before the resolver.
  */
 function service(role: StrataRole, args: string[], logFile: string): StrataProcess {
-  return new StrataProcess({ role, args, logFile, detached: true });
+  // Its own group for an orderly Ctrl-C; and it dies with the demo however the demo goes (`npm start | tee` and Ctrl-C kills tee first).
+  return new StrataProcess({ role, args, logFile, detached: true, exitWithParent: true });
 }
 
 function tryLines(rows: [string, string][]): string[] {
@@ -29,6 +30,8 @@ function tryLines(rows: [string, string][]): string[] {
 }
 
 async function main(): Promise<void> {
+  // A reader of our stdout that went away (`| tee` killed by the same Ctrl-C) must not crash the demo before it has stopped its services.
+  process.stdout.on('error', () => undefined);
   if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
     throw StrataError.precondition('mounting needs root and /dev/fuse (run as root; `npm run setup` installs libfuse2 and fuse3)', Errno.EPERM);
   }

@@ -23,6 +23,8 @@ export const DEFAULT_STOP_GRACE_MS = 30_000;
 const TAIL_LINES = 20;
 /** Services log a fixed set of event names; the cap only guards against one that does not. */
 const MAX_EVENT_NAMES = 4096;
+/** Tells a strata service that its stdin is a lifeline to its parent (see onShutdown in @strata/telemetry). */
+export const EXIT_WITH_PARENT_ENV = 'STRATA_EXIT_WITH_PARENT';
 /** How long a failure report waits for the last stderr bytes after the exit. */
 const STDERR_DRAIN_MS = 1_000;
 
@@ -43,6 +45,13 @@ export interface LaunchOptions {
    * launching process, which then stops its children in order.
    */
   detached?: boolean;
+  /**
+   * The child stops (cleanly, as on SIGTERM) when this process is gone,
+   * however it went (a crash, SIGKILL, a terminal closing a pipe): it holds
+   * the read end of a pipe whose write end only this process has, and an
+   * end of file on it is its parent's death.
+   */
+  exitWithParent?: boolean;
   /** The script node runs (default bin/strata); tests pass a stand-in. */
   bin?: string;
 }
@@ -107,10 +116,14 @@ export class StrataProcess {
     // A log file that stops taking writes (disk full) loses the file, not the process: the callback and the tail go on.
     this.log?.once('error', () => (this.log = undefined));
     this.child = spawn(process.execPath, [...(o.nodeArgs ?? []), bin, o.role, ...(o.args ?? [])], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, ...o.env },
+      stdio: [o.exitWithParent ? 'pipe' : 'ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...o.env, ...(o.exitWithParent ? { [EXIT_WITH_PARENT_ENV]: '1' } : {}) },
       detached: o.detached === true,
     });
+    // Never written, never closed: the pipe only has to exist for as long as this process does, without keeping it alive.
+    const lifeline = this.child.stdin as (NodeJS.WritableStream & { unref?: () => void }) | null;
+    lifeline?.on('error', () => undefined);
+    lifeline?.unref?.();
     this.exit = exitOf(this.child);
     const stderr = this.child.stderr;
     if (!stderr) throw StrataError.io(`strata ${o.role}: no stderr pipe`);

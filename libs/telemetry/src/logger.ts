@@ -17,6 +17,9 @@ export interface LoggerOptions {
  * exits right after logging still leaves the line behind.
  */
 export function createLogger(options: LoggerOptions): Logger {
+  const destination = pino.destination({ dest: options.destination ?? 2, sync: true });
+  // A reader of our stderr that went away (a launcher that died) costs the log lines, never the process: it still has mounts to undo.
+  destination.on('error', () => undefined);
   return pino(
     {
       level: options.level ?? process.env.STRATA_LOG_LEVEL ?? 'info',
@@ -26,6 +29,6 @@ export function createLogger(options: LoggerOptions): Logger {
       // Lines written inside a traced operation carry its ids (empty when tracing is off).
       mixin: () => activeTraceIds() ?? {},
     },
-    pino.destination({ dest: options.destination ?? 2, sync: true }),
+    destination,
   );
 }

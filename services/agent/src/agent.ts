@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { KernelOptions, MountInfo } from '@strata/agent-control';
-import { StrataClient, type SessionGroup } from '@strata/client';
-import { Errno, StrataError, isStrataError } from '@strata/errors';
+import { StrataClient, type SessionGroup, type SessionRequester } from '@strata/client';
+import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { LIVE_FRESHNESS, parseLayerRef, type Layer } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
 import { fuseHandlers } from './fuse/handlers';
@@ -13,7 +13,9 @@ import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
 import { MountFs, type MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
 import { OpTracker, fuseLatencyHistogram } from './observability/op-tracker';
-import { StateFile } from './state-file';
+import { OutageMonitor } from './observability/outage-monitor';
+import { StateFile, isLiveAgent } from './state-file';
+import { mountLiveness } from './host/mount-liveness';
 
 export interface AgentOptions {
   resolver: string;
@@ -51,19 +53,43 @@ export class Agent {
   private readonly log: Logger;
   private readonly counters: MountCounters = { attrHits: 0, attrMisses: 0, bytesRead: 0 };
   private readonly fuseLatency = fuseLatencyHistogram();
-  private resolverDown = false;
+  private readonly outages: OutageMonitor;
+  /** The session as mounts use it: every answer or failure also tells the outage monitor. */
+  private readonly requester: SessionRequester;
   private mountSeq = 0;
 
   private constructor(private readonly o: AgentOptions) {
     this.log = o.log;
     this.client = new StrataClient({ resolver: o.resolver, deadlineMs: o.deadlineMs });
+    this.outages = new OutageMonitor(this.log);
     this.session = this.client.sessionGroup({
       deadlineMs: o.deadlineMs,
-      onEvent: (e) =>
-        e.type === 'connected'
-          ? this.log.info({ event: 'agent.session.connected', resolver: e.address }, 'session stream open')
-          : this.log.warn({ event: 'agent.session.broken', resolver: e.address, err: e.error?.message }, 'session stream lost; moving on'),
+      onEvent: (e) => {
+        if (e.type === 'connected') {
+          this.log.debug({ event: 'agent.session.connected', resolver: e.address }, 'session stream open');
+          this.outages.streamConnected(e.address);
+        } else {
+          this.log.debug({ event: 'agent.session.broken', resolver: e.address, err: e.error?.message }, 'session stream lost; moving on');
+          this.outages.streamBroken(e.address, e.error?.message);
+        }
+      },
     });
+    this.requester = {
+      request: (payload, traceContext) =>
+        this.session.request(payload, traceContext).then(
+          (answer) => {
+            this.outages.resolverAnswered();
+            return answer;
+          },
+          (err: unknown) => {
+            const e = StrataError.from(err);
+            // An error answer (ENOENT, EACCES...) is a resolver answering; a deadline or a lost stream is not.
+            if (e.retryable || e.code === GrpcCode.DEADLINE_EXCEEDED) this.outages.operationFailed(payload.$case, e.message);
+            else this.outages.resolverAnswered();
+            throw e;
+          },
+        ),
+    };
     this.chunks = new ChunkCache(o.chunkCacheBytes);
     this.state = new StateFile(o.stateFile);
     registerAgentMetrics({ counters: this.counters, mounts: () => this.mounts.size, chunks: this.chunks, inflight: () => this.session.inflight });
@@ -75,13 +101,29 @@ export class Agent {
     return agent;
   }
 
-  /** Dead mounts a crashed predecessor left (ENOTCONN to every reader) are detached. */
+  /**
+   * Dead mounts a crashed predecessor left (ENOTCONN to every reader) are
+   * detached. Nothing is touched while the agent that wrote the state file
+   * still runs, and a mount whose server answers is never cleared: only a
+   * connection that is really dead goes.
+   */
   private async clearStale(): Promise<void> {
-    const owned = await this.state.read();
+    const { pid, mounts: owned } = await this.state.read();
+    if (pid !== undefined && (await isLiveAgent(pid))) {
+      throw StrataError.precondition(`another agent (pid ${pid}) is running and owns the mounts listed in ${this.state.file}; stop it first`);
+    }
     if (owned.length === 0) return;
     const table = await readMountTable();
     for (const m of owned) {
       if (!hasStrataMount(table, m.mountpoint)) continue;
+      const liveness = await mountLiveness(m.mountpoint);
+      if (liveness !== 'dead') {
+        this.log.warn(
+          { event: 'agent.stale_mount_kept', mountpoint: m.mountpoint, layerId: m.layerId, liveness },
+          'a mount listed by a previous agent still has a server; left alone',
+        );
+        continue;
+      }
       try {
         await unmount(m.mountpoint, true);
         this.log.warn({ event: 'agent.stale_mount_cleared', mountpoint: m.mountpoint, layerId: m.layerId }, 'cleared a mount left by a previous agent');
@@ -133,7 +175,7 @@ export class Agent {
     if (layer.mountOptions.includes('no-dev')) flags.push('nodev');
 
     const mountKey = `m${++this.mountSeq}`;
-    const mfs = new MountFs({ session: this.session, layerId: layer.layerId, live, chunks: this.chunks, mountKey, attrEntries: this.o.attrEntries, counters: this.counters });
+    const mfs = new MountFs({ session: this.requester, layerId: layer.layerId, live, chunks: this.chunks, mountKey, attrEntries: this.o.attrEntries, counters: this.counters });
     // The root must answer before the kernel sees the mount.
     await mfs.stat(Buffer.from('/')).catch((err: unknown) => {
       throw StrataError.from(err, `layer ${layer.layerId} does not answer`);
@@ -149,12 +191,7 @@ export class Agent {
       noDev: flags.includes('nodev'),
       maxReadahead: CHUNK_SIZE,
     };
-    const handlers = fuseHandlers(
-      mfs,
-      new OpTracker(layer.layerId, this.fuseLatency, this.log),
-      (op, err) => this.resolverFailed(op, err),
-      () => this.resolverAnswered(),
-    );
+    const handlers = fuseHandlers(mfs, new OpTracker(layer.layerId, this.fuseLatency, this.log));
     // fuse-native's own per-op timer is only a backstop behind the session deadline.
     const fuse = new StrataFuse(mountpoint, handlers, kernel, this.o.deadlineMs * 2 + 1000);
     try {
@@ -216,19 +253,6 @@ export class Agent {
     );
   }
 
-  /** One warning per outage, not one per failed request. */
-  private resolverFailed(op: string, err: unknown): void {
-    if (this.resolverDown) return;
-    this.resolverDown = true;
-    this.log.warn({ event: 'agent.resolver.down', op, err: StrataError.from(err, op).message }, 'resolvers not answering: operations fail with EIO');
-  }
-
-  private resolverAnswered(): void {
-    if (!this.resolverDown) return;
-    this.resolverDown = false;
-    this.log.info({ event: 'agent.resolver.up' }, 'resolvers answering again');
-  }
-
   async umount(mountpointText: string, lazy = false): Promise<void> {
     const mountpoint = path.resolve(mountpointText);
     const m = this.mounts.get(mountpoint);
@@ -277,6 +301,7 @@ export class Agent {
         this.log.error({ event: 'agent.umount_failed', mountpoint: m.info.mountpoint, err: StrataError.from(err, 'umount').message }, 'unmount at shutdown failed'),
       );
     }
+    this.outages.close();
     this.session.close();
     this.client.close();
     this.log.info({ event: 'agent.stopped', chunkHits: this.chunks.hits, chunkMisses: this.chunks.misses }, 'agent stopped');

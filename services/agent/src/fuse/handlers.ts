@@ -5,9 +5,6 @@ import type { OpTracker } from '../observability/op-tracker';
 import { toFuseStat, toFuseStatFs } from './stat';
 
 
-/** Called once per failed operation that is not a fact about the tree (EIO, deadlines). */
-export type FailureHook = (op: string, err: unknown) => void;
-
 function errnoOf(err: unknown): number {
   return StrataError.from(err).errno;
 }
@@ -32,13 +29,10 @@ function utf8Name(name: Buffer): string | undefined {
  * EROFS (the mount is also `ro`, so the kernel normally refuses first).
  * Answers that are already cached go back without waiting a tick.
  */
-export function fuseHandlers(fs: MountFs, tracker: OpTracker, onFailure: FailureHook, onSuccess: () => void): Fuse.Ops {
+export function fuseHandlers(fs: MountFs, tracker: OpTracker): Fuse.Ops {
   const t = tracker;
-  const fail = (op: string, err: unknown): number => {
-    const errno = errnoOf(err);
-    if (errno === Errno.EIO) onFailure(op, err);
-    return -errno;
-  };
+  // Outages are told by the agent's session wrapper (OutageMonitor), which alone knows whether a resolver answered.
+  const fail = (_op: string, err: unknown): number => -errnoOf(err);
   const erofs = (...args: unknown[]): void => {
     const cb = args[args.length - 1] as (code: number) => void;
     cb(-Errno.EROFS);
@@ -54,7 +48,6 @@ export function fuseHandlers(fs: MountFs, tracker: OpTracker, onFailure: Failure
       }
       t.run('getattr', p, () => fs.stat(path)).then(
         (a) => {
-          onSuccess();
           cb(0, toFuseStat(a));
         },
         (err: unknown) => cb(fail('getattr', err)),
@@ -73,7 +66,6 @@ export function fuseHandlers(fs: MountFs, tracker: OpTracker, onFailure: Failure
             names.push(name);
             stats.push(toFuseStat(e.attr));
           }
-          onSuccess();
           cb(0, names, stats);
         })
         .catch((err: unknown) => cb(fail('readdir', err)));
