@@ -24,14 +24,17 @@ export function makeGptDisk(file: string, mib: number): PartitionWindow {
 }
 
 /**
- * Mounts a window of a disk read-write (a guest writing its filesystem) or
- * read-only (the kernel's answer), runs `fn`, and always detaches.
+ * Mounts a window of a disk read-write (a guest writing its filesystem),
+ * read-only (the kernel's answer), or read-only from a writable device
+ * ('rw-replay': the kernel replays a journal that needs recovery onto the
+ * disk first, which it refuses to do on a read-only device), runs `fn`, and
+ * always detaches.
  */
-export async function withLoopMount<T>(disk: string, w: PartitionWindow, mode: 'rw' | 'ro', fn: (mnt: string) => T | Promise<T>): Promise<T> {
+export async function withLoopMount<T>(disk: string, w: PartitionWindow, mode: 'rw' | 'ro' | 'rw-replay', fn: (mnt: string) => T | Promise<T>): Promise<T> {
   const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-loop-'));
   const dev = run('losetup', [...(mode === 'ro' ? ['-r'] : []), '-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', disk]).trim();
   try {
-    run('mount', ['-o', mode, dev, mnt]);
+    run('mount', ['-o', mode === 'rw' ? 'rw' : 'ro', dev, mnt]);
     try {
       return await fn(mnt);
     } finally {
@@ -51,4 +54,26 @@ export function mkfs(disk: string, w: PartitionWindow, args: string[]): void {
   } finally {
     run('losetup', ['-d', dev]);
   }
+}
+
+/**
+ * fsync of every file and directory of a mounted filesystem: the data is
+ * on disk and the metadata committed to the journal, but (unlike `sync`,
+ * which also writes the block device's buffers back) not yet in place. A
+ * copy of the disk taken now needs its journal replayed to show the tree.
+ */
+export function fsyncAll(mnt: string): void {
+  const visit = (p: string): void => {
+    const st = fs.lstatSync(p);
+    if (st.isSymbolicLink()) return;
+    if (st.isDirectory()) for (const name of fs.readdirSync(p)) visit(path.join(p, name));
+    if (!st.isDirectory() && !st.isFile()) return;
+    const fd = fs.openSync(p, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  };
+  visit(mnt);
 }

@@ -5,7 +5,7 @@ import { Node, attrOf, supplierOf } from './node';
 import { visibleXattrNames } from './overlay-rules';
 import { joinPath, splitPath, toPathBuffer } from './paths';
 import type { Projection } from './projection';
-import { sameObject, type LayerObject } from './source/layer-source';
+import { sameObject, type DeltaHint, type LayerObject, type LayerSource } from './source/layer-source';
 import { isDeviceMode } from '@strata/posix';
 
 export type ChangeKind = 'added' | 'modified' | 'deleted';
@@ -15,6 +15,21 @@ export interface Change {
   kind: ChangeKind;
   before?: Attr;
   after?: Attr;
+}
+
+export interface DiffOptions {
+  /**
+   * Let sources say where they cannot differ (a qcow2 snapshot over its
+   * base knows its changed clusters), so unchanged subtrees are skipped;
+   * default true. false: the full walk of both trees, the reference the
+   * shortcut must agree with.
+   */
+  deltas?: boolean;
+}
+
+/** What one diff knows while it walks. */
+interface Walk {
+  hints: readonly DeltaHint[];
 }
 
 const COMPARE_CHUNK = 1 << 20;
@@ -30,14 +45,17 @@ const NS = 1_000_000_000n;
  * supplied by the same object on both sides are equal without a look at
  * their content, and a directory made of the same layer directories on both
  * sides is skipped whole, which makes diffs between snapshots of one chain
- * cost what changed, not the size of the image.
+ * cost what changed, not the size of the image. A source that knows where
+ * it differs from a layer of the other side (DeltaHint) extends that to
+ * objects it vouches for, e.g. every inode a qcow2 snapshot did not touch.
  */
-export async function* diff(from: Projection, to: Projection, path: Buffer | string = '/'): AsyncGenerator<Change[]> {
+export async function* diff(from: Projection, to: Projection, path: Buffer | string = '/', options: DiffOptions = {}): AsyncGenerator<Change[]> {
   const rootPath = toPathBuffer(path);
   const names = splitPath(rootPath);
   const [a, b] = await Promise.all([lookupOrUndefined(from, rootPath), lookupOrUndefined(to, rootPath)]);
+  const walk: Walk = { hints: options.deltas === false ? [] : await deltaHints(from.layers, to.layers) };
   const out: Change[] = [];
-  for await (const change of visit(names, a, b, true)) {
+  for await (const change of visit(walk, names, a, b, true)) {
     out.push(change);
     if (out.length >= 256) yield out.splice(0);
   }
@@ -53,7 +71,20 @@ async function lookupOrUndefined(p: Projection, path: Buffer): Promise<Node | un
   }
 }
 
-async function* visit(names: Buffer[], a: Node | undefined, b: Node | undefined, isRoot: boolean): AsyncGenerator<Change> {
+/** Every hint a layer of `to` can give about a layer of `from`. */
+async function deltaHints(from: readonly LayerSource[], to: readonly LayerSource[]): Promise<DeltaHint[]> {
+  const out: DeltaHint[] = [];
+  for (const b of to) {
+    if (!b.deltaOver) continue;
+    for (const a of from) {
+      const hint = await b.deltaOver(a);
+      if (hint) out.push(hint);
+    }
+  }
+  return out;
+}
+
+async function* visit(walk: Walk, names: Buffer[], a: Node | undefined, b: Node | undefined, isRoot: boolean): AsyncGenerator<Change> {
   if (!a) {
     if (!b) return;
     yield { path: joinPath(names), kind: 'added', after: attrOf(b) };
@@ -64,25 +95,25 @@ async function* visit(names: Buffer[], a: Node | undefined, b: Node | undefined,
     yield { path: joinPath(names), kind: 'deleted', before: attrOf(a) };
     return;
   }
+  if (provablySame(walk, a, b)) return;
   // Like continuity, the root of the comparison is not itself reported.
   if (!isRoot && !(await sameEntry(a, b))) {
     yield { path: joinPath(names), kind: 'modified', before: attrOf(a), after: attrOf(b) };
   }
   if (a.kind === 'dir' && b.kind === 'dir') {
-    if (sameStack(a.dirs, b.dirs)) return;
     const [ca, cb] = await Promise.all([mergeDir(a), mergeDir(b)]);
     let i = 0;
     let j = 0;
     while (i < ca.length || j < cb.length) {
       const cmp = i >= ca.length ? 1 : j >= cb.length ? -1 : Buffer.compare(ca[i].name, cb[j].name);
       if (cmp < 0) {
-        yield* visit([...names, ca[i].name], ca[i].node, undefined, false);
+        yield* visit(walk, [...names, ca[i].name], ca[i].node, undefined, false);
         i++;
       } else if (cmp > 0) {
-        yield* visit([...names, cb[j].name], undefined, cb[j].node, false);
+        yield* visit(walk, [...names, cb[j].name], undefined, cb[j].node, false);
         j++;
       } else {
-        yield* visit([...names, ca[i].name], ca[i].node, cb[j].node, false);
+        yield* visit(walk, [...names, ca[i].name], ca[i].node, cb[j].node, false);
         i++;
         j++;
       }
@@ -103,8 +134,16 @@ async function* addedBelow(names: Buffer[], node: Node): AsyncGenerator<Change> 
   }
 }
 
-function sameStack(a: LayerObject[], b: LayerObject[]): boolean {
-  return a.length === b.length && a.every((d, i) => sameObject(d, b[i]));
+/**
+ * Equal without a look inside: the same objects on both sides, or objects
+ * a source vouches for. A directory made of such objects layer by layer is
+ * equal with everything below it.
+ */
+function provablySame(walk: Walk, a: Node, b: Node): boolean {
+  const same = (x: LayerObject, y: LayerObject): boolean => sameObject(x, y) || walk.hints.some((h) => h.unchanged(x, y));
+  if (a.kind === 'leaf' && b.kind === 'leaf') return same(a.obj, b.obj);
+  if (a.kind === 'dir' && b.kind === 'dir') return a.dirs.length === b.dirs.length && a.dirs.every((d, i) => same(d, b.dirs[i]));
+  return false;
 }
 
 async function sameEntry(a: Node, b: Node): Promise<boolean> {

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { StrataError } from '@strata/errors';
 import { type Catalog, type Layer, isImageScheme, isSealed, parseSource, resolveImageFile } from '@strata/layers';
-import { DirSource, FdCache, ImageSource, type LayerSource } from '@strata/traversal';
+import { DirSource, FdCache, ImageSource, LiveImageSource, type ImageSourceOptions, type LayerSource } from '@strata/traversal';
 
 /**
  * The layer sources of the catalog's layers, shared by every chain that
@@ -27,7 +27,8 @@ export class LayerSources {
   sourceOf(layer: Layer, image: boolean, overlayRules: boolean): Promise<LayerSource> {
     const key = `${layer.layerId}@${layer.generation}${image && overlayRules ? '+o' : ''}`;
     const known = this.sources.get(key);
-    if (known) return known;
+    // A running VM's image is looked at again (cheaply: file stamps, journal head) whenever a chain view is made of it.
+    if (known) return image && !isSealed(layer) ? known.then(refreshed) : known;
     const opening = image ? openImageSource(this.catalog.storeRoot, layer, overlayRules) : Promise.resolve(this.openDir(layer));
     this.sources.set(key, opening);
     // A failed open is not remembered: the next request tries again (the image may have been fixed).
@@ -49,19 +50,23 @@ export class LayerSources {
 
 }
 
-export function openImageSource(storeRoot: string, layer: Layer, overlayRules: boolean): Promise<ImageSource> {
+async function refreshed(source: LayerSource): Promise<LayerSource> {
+  if (source instanceof LiveImageSource) await source.refresh();
+  return source;
+}
+
+function imageOptions(storeRoot: string, layer: Layer, overlayRules: boolean): ImageSourceOptions {
   const parsed = parseSource(layer.source);
   if (parsed.scheme !== 'qcow2' && parsed.scheme !== 'raw') throw StrataError.invalid(`source ${layer.source} is not a disk image`);
   // Confinement of the image itself, checked again at every open (the store may have changed).
   resolveImageFile(storeRoot, layer.source);
-  return ImageSource.open({
-    storeRoot,
-    image: parsed.relative,
-    format: parsed.scheme,
-    partition: parsed.partition,
-    filesystemPath: layer.filesystemPath,
-    overlayRules,
-  });
+  return { storeRoot, image: parsed.relative, format: parsed.scheme, partition: parsed.partition, filesystemPath: layer.filesystemPath, overlayRules };
+}
+
+/** A sealed image is read as it is, cached forever; a LIVE one is the disk of a running VM, re-checked as it is written. */
+export async function openImageSource(storeRoot: string, layer: Layer, overlayRules: boolean): Promise<ImageSource | LiveImageSource> {
+  const options = imageOptions(storeRoot, layer, overlayRules);
+  return isSealed(layer) ? ImageSource.open(options) : LiveImageSource.open(options);
 }
 
 /**
@@ -73,7 +78,7 @@ export function openImageSource(storeRoot: string, layer: Layer, overlayRules: b
 export async function checkLayerSource(storeRoot: string, chain: readonly Layer[]): Promise<void> {
   const [layer, base] = chain;
   if (!isImageScheme(parseSource(layer.source).scheme)) return;
-  const source = await openImageSource(storeRoot, layer, false);
+  const source = await ImageSource.open(imageOptions(storeRoot, layer, false));
   try {
     const backing = source.backingFile;
     const baseImage = base && isImageScheme(parseSource(base.source).scheme) ? resolveImageFile(storeRoot, base.source) : undefined;

@@ -4,7 +4,8 @@ import { StrataError } from '@strata/errors';
 import { isDirMode } from '@strata/posix';
 import { splitPath, printable } from '../paths';
 import { openImageVolume, type ImageVolume } from './image-volume';
-import type { LayerObject, LayerSource, SourceDirent, SourceStat, StatFs } from './layer-source';
+import { ImageDelta, ParentIndex, changedBlockRuns } from './image-delta';
+import type { DeltaHint, LayerObject, LayerSource, SourceDirent, SourceStat, StatFs } from './layer-source';
 
 /** Names looked up at once when a listing wants every entry's inode. */
 const LOOKUP_BATCH = 256;
@@ -33,6 +34,8 @@ export class ImageSource implements LayerSource {
   readonly identity: string;
   /** Gives this filesystem a dev of its own, so (dev, ino) never matches another image's inode. */
   private readonly dev: bigint;
+  /** Built the first time a snapshot of this image is diffed against it, then kept with the source. */
+  private parentIndex: Promise<ParentIndex> | undefined;
 
   private constructor(
     private readonly vol: ImageVolume,
@@ -67,6 +70,16 @@ export class ImageSource implements LayerSource {
   /** The real path of the image file itself. */
   get imageFile(): string {
     return this.vol.image.files[0].path;
+  }
+
+  /** Real paths of every file the image reads, itself first, then its backing chain. */
+  get files(): string[] {
+    return this.vol.image.files.map((f) => f.path);
+  }
+
+  /** Whether the guest has started a journal transaction since this reader opened (a running VM's disk). */
+  journalHeadChanged(): Promise<boolean> {
+    return this.fs.journalHeadChanged();
   }
 
   get needsRecovery(): boolean {
@@ -136,6 +149,45 @@ export class ImageSource implements LayerSource {
 
   close(): Promise<void> {
     return this.vol.image.close();
+  }
+
+  /**
+   * For a qcow2 snapshot over the image of its base: the clusters its own
+   * file holds bound the blocks, hence the inodes, that can differ, so diff
+   * skips every subtree none of them is in.
+   */
+  async deltaOver(base: LayerSource): Promise<DeltaHint | undefined> {
+    if (!(base instanceof ImageSource) || base === this) return undefined;
+    const backing = this.vol.image.backingFile;
+    if (backing === undefined || backing !== base.imageFile) return undefined;
+    const [a, b] = [base.fs, this.fs];
+    if (
+      base.vol.offset !== this.vol.offset ||
+      base.rootIno !== this.rootIno ||
+      a.blockSize !== b.blockSize ||
+      a.inodeSize !== b.inodeSize ||
+      a.blocksCount !== b.blocksCount
+    ) {
+      return undefined;
+    }
+    const own = await this.vol.image.ownRanges();
+    if (!own) return undefined;
+    const runs = changedBlockRuns(own, this.vol.offset, b.blockSize, b.blocksCount, [...a.replayedBlocks(), ...b.replayedBlocks()]);
+    const delta = await ImageDelta.compute(a, b, this.rootIno, runs, await base.parents());
+    return {
+      unchanged: (x, y) => x.layer === base && y.layer === this && typeof x.ref === 'number' && typeof y.ref === 'number' && delta.unchanged(x.ref, y.ref),
+    };
+  }
+
+  private parents(): Promise<ParentIndex> {
+    if (!this.parentIndex) {
+      const building = ParentIndex.build(this.fs, this.rootIno);
+      this.parentIndex = building;
+      building.catch(() => {
+        if (this.parentIndex === building) this.parentIndex = undefined;
+      });
+    }
+    return this.parentIndex;
   }
 
   private inoOf(obj: LayerObject): number {

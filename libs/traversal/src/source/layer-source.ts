@@ -87,6 +87,22 @@ export interface LayerSource {
   readLocated(location: Buffer, offset: number, length: number): Promise<Buffer>;
   /** Releases what the source holds open (file handles of an image, an fd cache). */
   close(): Promise<void>;
+  /**
+   * What this source knows of where it can differ from `base` (a qcow2
+   * snapshot over the image of its backing file), undefined when it knows
+   * nothing: diff then compares everything.
+   */
+  deltaOver?(base: LayerSource): Promise<DeltaHint | undefined>;
+}
+
+/** A source's word on pairs of objects it knows to be equal. */
+export interface DeltaHint {
+  /**
+   * True only when `a` (of the base) and `b` (of this source) have the same
+   * attributes, xattrs and content and, for directories, the same entries
+   * all the way down. False means "look".
+   */
+  unchanged(a: LayerObject, b: LayerObject): boolean;
 }
 
 /** Objects of equal sources with equal refs are the same object. */
