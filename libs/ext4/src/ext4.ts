@@ -109,7 +109,7 @@ export class Ext4 {
         }
       }
       if (journal?.failedCommit !== undefined) {
-        log({ event: 'ext4.journal', reason: `transaction ${journal.failedCommit} failed its commit checksum: it and later ones are not applied` });
+        log({ event: 'ext4.journal', reason: `transaction ${journal.failedCommit} fails its commit checksum: recovery would refuse this journal` });
       }
 
       let vol = diskVol;

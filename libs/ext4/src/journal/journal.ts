@@ -46,7 +46,7 @@ export interface JournalSetup {
 export interface OpenJournal {
   state: JournalState;
   replay: ReplayMap | undefined;
-  /** A transaction whose commit block failed its checksum (it and the ones after it are not applied). */
+  /** Without recovery: a transaction whose commit block fails its checksum (recovery refuses such a journal). */
   failedCommit: number | undefined;
   superblock: JournalSuperblock;
   /** Reads the journal superblock and the block the log continues at, uncached; true when the guest moved on. */
@@ -72,11 +72,14 @@ export async function openJournal(setup: JournalSetup): Promise<OpenJournal> {
     watch = { block: head, sequence: state.nextSequence };
   } else if (setup.recover) {
     const { scan, replay: entries } = await recoverLog(ctx);
+    if (scan.failedCommit !== undefined) {
+      // jbd2_journal_load refuses the journal after replaying the transactions before it (EFSCORRUPTED).
+      throw corrupt('journal', `transaction ${scan.failedCommit} is corrupt: its commit block fails its checksum`);
+    }
     if (jsb.fastCommit && jsb.fcFirst < jsb.totalLen && startsFastCommit(await file.read(jsb.fcFirst), scan.endTransaction)) {
       throw unsupported(`journal with fast commits to replay (fast_commit feature, transaction ${scan.endTransaction})`);
     }
     replay = new ReplayMap(entries, file, jsb);
-    failedCommit = scan.failedCommit;
     state = {
       replayed: true,
       transactions: (scan.endTransaction - scan.startTransaction) >>> 0,
