@@ -9,7 +9,7 @@
 import { promises as fsp } from 'node:fs';
 import fs from 'node:fs';
 import path from 'node:path';
-import { makeTempDir, run } from '../fixture-image';
+import { makeImage, makeTempDir, run, withMount } from '../fixture-image';
 import { TreeSnapshot, kernelSnapshot } from '../tree-snapshot';
 import type { Ext4StatFs } from '../types';
 
@@ -213,4 +213,22 @@ function patternText(seed: string, length: number): string {
   let out = '';
   for (let i = 0; out.length < length; i++) out += `${seed}:${i};`;
   return out.slice(0, length);
+}
+
+/**
+ * An image needing recovery: the base tree written and unmounted cleanly,
+ * then the guest's work committed (not checkpointed) and the backing file
+ * copied while still mounted. The caller stops `live`.
+ */
+export async function recoveryCopy(dir: string, name: string, sizeMiB: number, mkfs: string[], mount?: string[]): Promise<{ copy: string; live: LiveMount }> {
+  const image = await makeImage(dir, `${name}.img`, sizeMiB, [...mkfs, '-E', 'lazy_itable_init=0,lazy_journal_init=0']);
+  await withMount(image, false, fillBase);
+  const live = await mountLive(image, mount);
+  try {
+    await mutate(live.mnt);
+    return { copy: copyImage(image, path.join(dir, `${name}-copy.img`)), live };
+  } catch (err) {
+    live.stop();
+    throw err;
+  }
 }

@@ -15,7 +15,7 @@ import { FileSource } from '../file-source';
 import { makeImage, makeTempDir, removeDir, run, withMount } from '../fixture-image';
 import { MemorySource } from '../memory-source';
 import { diffSnapshots, readerSnapshot } from '../tree-snapshot';
-import { KernelView, LiveMount, copyImage, editImage, fillBase, fsyncPath, kernelMounts, kernelRecovered, logBlockOffset, logdump, mountLive, mutate } from './fixture-journal';
+import { KernelView, LiveMount, copyImage, editImage, fsyncPath, kernelMounts, kernelRecovered, logBlockOffset, logdump, recoveryCopy } from './fixture-journal';
 
 interface Variant {
   name: string;
@@ -57,18 +57,8 @@ function errnoOf(err: unknown): number | undefined {
   return err instanceof StrataError ? err.errno : undefined;
 }
 
-/** A copy of an image needing recovery: base tree unmounted cleanly, then the guest's work committed but not checkpointed. */
-async function liveCopy(name: string, v: Variant): Promise<{ copy: string; live: LiveMount }> {
-  const image = await makeImage(work, `${name}.img`, SIZE_MIB, [...v.mkfs, '-E', 'lazy_itable_init=0,lazy_journal_init=0']);
-  await withMount(image, false, fillBase);
-  const live = await mountLive(image, v.mount);
-  try {
-    await mutate(live.mnt);
-    return { copy: copyImage(image, path.join(work, `${name}-copy.img`)), live };
-  } catch (err) {
-    live.stop();
-    throw err;
-  }
+function liveCopy(name: string, v: Variant): Promise<{ copy: string; live: LiveMount }> {
+  return recoveryCopy(work, name, SIZE_MIB, v.mkfs, v.mount);
 }
 
 for (const [i, v] of VARIANTS.entries()) {
