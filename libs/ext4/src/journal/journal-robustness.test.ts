@@ -186,6 +186,39 @@ describe('live journals', () => {
     assert.deepEqual(diffSnapshots(kernel.tree, await readerSnapshot(fs, true)), []);
   });
 
+  test('an open, unlinked file at copy time: the tree equals the kernel; statfs still counts the orphan (the kernel deletes it)', async () => {
+    const image = await makeImage(work, 'orphan.img', 24, ['-t', 'ext4', '-b', String(BS), '-E', 'lazy_itable_init=0,lazy_journal_init=0']);
+    const orphanBlocks = 768;
+    live = await mountLive(image);
+    let fd: fsp.FileHandle | undefined;
+    try {
+      const big = path.join(live.mnt, 'big');
+      await fsp.writeFile(big, Buffer.alloc(orphanBlocks * BS, 1));
+      await fsp.writeFile(path.join(live.mnt, 'keep'), 'k');
+      fsyncPath(big);
+      fsyncPath(live.mnt);
+      fd = await fsp.open(big, 'r');
+      await fsp.unlink(big);
+      fsyncPath(path.join(live.mnt, 'keep'));
+      fsyncPath(live.mnt);
+      copyImage(image, path.join(work, 'orphan-copy.img'));
+    } finally {
+      await fd?.close();
+      live.stop();
+      live = undefined;
+    }
+    const orphanCopy = path.join(work, 'orphan-copy.img');
+    const kernel = await kernelRecovered(orphanCopy, path.join(work, 'scratch.img'));
+    const fs = await Ext4.open(new MemorySource(await fsp.readFile(orphanCopy)));
+    assert.deepEqual(diffSnapshots(kernel.tree, await readerSnapshot(fs, true)), []);
+    const st = fs.statfs();
+    assert.deepEqual(
+      { ...st, bfree: st.bfree + orphanBlocks, bavail: st.bavail + orphanBlocks, ffree: st.ffree + 1 },
+      kernel.statfs,
+      'the difference is exactly the orphan inode and its blocks',
+    );
+  });
+
   test('fast commits to replay: EOPNOTSUPP naming fast_commit (the kernel replays them)', async () => {
     const image = await makeImage(work, 'fc.img', 24, ['-t', 'ext4', '-b', String(BS), '-O', 'fast_commit', '-E', 'lazy_itable_init=0,lazy_journal_init=0']);
     live = await mountLive(image);
