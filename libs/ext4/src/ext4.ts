@@ -89,6 +89,8 @@ export class Ext4 {
       if (source.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) {
         throw new StrataError(Errno.EINVAL, 'no ext2/3/4 filesystem (bad magic): image too small');
       }
+      const mode = options.journal ?? 'replay';
+      if (mode !== 'replay' && mode !== 'ignore') throw new StrataError(Errno.EINVAL, `ext4: journal option must be 'replay' or 'ignore', not ${String(mode)}`);
       const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
       const raw = await source.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
       const diskSb = parseSuperblock(raw, source.size);
@@ -98,7 +100,7 @@ export class Ext4 {
       const onDisk = new Ext4(diskVol, computeStatFs(diskSb, diskVol.groups, 0), needsRecovery, undefined);
 
       // The kernel replays only when the RECOVER flag says the log holds what the filesystem lacks.
-      const recover = needsRecovery && (options.journal ?? 'replay') === 'replay';
+      const recover = needsRecovery && mode === 'replay';
       let journal: OpenJournal | undefined;
       if (diskSb.journalInum !== 0) {
         try {
