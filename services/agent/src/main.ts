@@ -1,63 +1,232 @@
-import { Command, InvalidArgumentError } from 'commander';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Command, CommanderError } from 'commander';
 import { defaultSocketPath } from '@strata/agent-control';
-import { errorMessage } from '@strata/errors';
-import { createLogger, onShutdown, startTelemetry, stopTelemetry } from '@strata/telemetry';
+import { Endpoint } from '@strata/client';
+import {
+  ConfigError,
+  ServiceConfig,
+  addressProblem,
+  defineOptions,
+  directoryProblem,
+  effectiveConfig,
+  renderYaml,
+  type LoadedConfig,
+} from '@strata/config';
+import { GrpcCode, errorMessage, isStrataError } from '@strata/errors';
+import { validateName } from '@strata/layers';
+import { createLogger, onShutdown, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
 import { Agent } from './agent';
 import { ControlServer } from './control/control-server';
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
+const SERVICE = 'strata agent';
+/** Configuration problems and usage errors: nothing was started. */
+const EXIT_CONFIG = 2;
+/** The agent could not start (the socket is taken, a --mount failed). */
+const EXIT_START = 1;
 
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
-  return n;
-}
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+/** sun_path holds 108 bytes with the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+/** Pause between rounds of asking unreachable resolvers, on top of the wait inside each round. */
+const RETRY_PAUSE_MS = 1_000;
 
 interface MountFlag {
   layer: string;
   mountpoint: string;
 }
 
-function collectMount(value: string, previous: MountFlag[] = []): MountFlag[] {
-  const i = value.indexOf(':');
-  if (i <= 0 || i === value.length - 1) throw new InvalidArgumentError('expected LAYER:MOUNTPOINT');
-  return [...previous, { layer: value.slice(0, i), mountpoint: value.slice(i + 1) }];
+/** LAYER:MOUNTPOINT, split at the first colon (a layer name has none; a path may). */
+function parseMount(spec: string): MountFlag | string {
+  const i = spec.indexOf(':');
+  if (i <= 0 || i === spec.length - 1) return `expected LAYER:MOUNTPOINT, got ${JSON.stringify(spec)}`;
+  const layer = spec.slice(0, i);
+  const mountpoint = spec.slice(i + 1);
+  if (!/^[0-9]+$/.test(layer)) {
+    try {
+      validateName(layer);
+    } catch (err) {
+      return errorMessage(err);
+    }
+  }
+  if (!path.isAbsolute(mountpoint)) return `the mountpoint in ${JSON.stringify(spec)} must be an absolute path`;
+  return { layer, mountpoint: path.resolve(mountpoint) };
 }
 
-interface Options {
-  resolver: string;
-  socket: string;
-  mount?: MountFlag[];
-  deadlineMs: number;
-  chunkCacheMb: number;
-  attrEntries: number;
-  prefetchEntries: number;
-  sealedTimeout: number;
-  metricsPort?: number;
-  logLevel?: string;
+function mountsProblem(specs: readonly string[]): string[] | string | undefined {
+  const problems = specs.map(parseMount).filter((m): m is string => typeof m === 'string');
+  if (problems.length > 0) return problems;
+  const seen = new Set<string>();
+  for (const m of specs.map(parseMount) as MountFlag[]) {
+    if (seen.has(m.mountpoint)) return `${m.mountpoint} is mounted twice`;
+    seen.add(m.mountpoint);
+  }
+  return undefined;
+}
+
+function resolversProblem(addresses: readonly string[]): string[] {
+  return addresses.map((a) => addressProblem(a)).filter((p): p is string => p !== undefined);
+}
+
+function socketProblem(socket: string): string | undefined {
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) return `${socket} is longer than a unix socket path may be (${MAX_SOCKET_PATH} bytes)`;
+  return directoryProblem(path.dirname(socket), { mayCreate: true, access: 'write' });
+}
+
+/** Everything the agent can be told: its flags, variables and configuration-file keys. */
+export const AGENT_OPTIONS = defineOptions({
+  resolver: {
+    kind: 'string-list',
+    split: ',',
+    arg: 'host:port',
+    env: 'STRATA_RESOLVER',
+    default: ['127.0.0.1:7400'],
+    help: 'resolver address(es), comma-separated or repeated; a YAML list in the file',
+    check: resolversProblem,
+  },
+  socket: {
+    kind: 'path',
+    arg: 'path',
+    env: 'STRATA_AGENT_SOCKET',
+    default: defaultSocketPath(),
+    defaultHelp: '/run/strata/agent.sock as root, else strata-agent-<uid>.sock in the temp directory',
+    help: 'control socket (its directory is created); the mounts it owns are listed next to it in <socket>.mounts.json',
+    check: socketProblem,
+  },
+  mount: { kind: 'string-list', arg: 'layer:mountpoint', help: 'mount at start, the mountpoint an absolute path', check: mountsProblem },
+  'deadline-ms': { kind: 'positive-int', arg: 'n', default: 3000, help: 'a FUSE operation fails with EIO when no resolver answered within this' },
+  'chunk-cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'file data cache, MiB' },
+  'attr-entries': { kind: 'positive-int', arg: 'n', default: 500_000, help: 'attribute cache entries per mount' },
+  'prefetch-entries': { kind: 'non-negative-int', arg: 'n', default: 100_000, help: 'walk the tree into the caches at mount, up to this many entries (0: off)' },
+  'sealed-timeout': { kind: 'positive-int', arg: 's', default: 3600, help: 'kernel entry/attr/negative cache seconds for sealed layers' },
+  'metrics-port': { kind: 'port', arg: 'n', help: 'serve Prometheus metrics on this port (/metrics); OTLP export follows the OTEL_* variables' },
+  'log-level': { kind: 'string', arg: 'level', env: 'STRATA_LOG_LEVEL', default: 'info', choices: LOG_LEVELS, help: 'trace, debug, info, warn or error' },
+});
+
+const CONFIG = new ServiceConfig(AGENT_OPTIONS, 'STRATA_AGENT_CONFIG');
+
+function fail(code: number, lines: readonly string[]): never {
+  for (const line of lines) process.stderr.write(`${SERVICE}: ${line}\n`);
+  process.exit(code);
+}
+
+function buildProgram(): Command {
+  const program = new Command(SERVICE)
+    .description('hold the FUSE mounts of this host, served by the resolvers over one Session stream')
+    .addHelpText('after', '\nEvery option can be set in the --config file under its flag name (deadline-ms: 5000); a flag beats a variable, which beats the file.')
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`${SERVICE}: ${text.replace(/^error: /, '').trim().replace(/\n+/g, ' ')}\n`) });
+  for (const spec of CONFIG.flagSpecs()) {
+    if (spec.collect) program.option(spec.flags, spec.description, spec.collect);
+    else program.option(spec.flags, spec.description);
+  }
+  return program
+    .option('--check-config', 'check the configuration (file, variables, flags), print it with where each value came from, and exit: 0 valid, 2 not')
+    .option('--json', 'with --check-config: print it as JSON');
+}
+
+/** Flags, variables and file, checked; exits 2 with one line per problem. */
+function configure(argv: readonly string[]): { loaded: LoadedConfig<typeof AGENT_OPTIONS>; checkOnly: boolean; json: boolean } {
+  const program = buildProgram();
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_CONFIG);
+    throw err;
+  }
+  const flags = program.opts<Record<string, unknown>>();
+  if (flags.json === true && flags.checkConfig !== true) fail(EXIT_CONFIG, ['--json goes with --check-config']);
+  try {
+    return { loaded: CONFIG.load({ flags, env: process.env }), checkOnly: flags.checkConfig === true, json: flags.json === true };
+  } catch (err) {
+    if (err instanceof ConfigError) fail(EXIT_CONFIG, err.lines);
+    throw err;
+  }
+}
+
+/** No resolver answered: a retry may succeed once one is back. */
+function resolverAway(err: unknown): boolean {
+  return isStrataError(err) && (err.retryable || err.code === GrpcCode.DEADLINE_EXCEEDED);
+}
+
+/**
+ * Asks each resolver address for a connection, on channels of its own (the
+ * agent's Session streams keep their own reconnect schedule).
+ */
+class ResolverProbe {
+  private readonly endpoints: Endpoint[];
+
+  constructor(addresses: readonly string[]) {
+    this.endpoints = addresses.map((a) => new Endpoint(a));
+  }
+
+  get size(): number {
+    return this.endpoints.length;
+  }
+
+  /** The addresses that did not connect within `ms` (all of them once `signal` aborts). */
+  async unanswered(ms: number, signal?: AbortSignal): Promise<string[]> {
+    const deadline = Date.now() + ms;
+    const ready = await Promise.all(
+      this.endpoints.map(
+        (e) =>
+          new Promise<boolean>((resolve) => {
+            const abort = (): void => resolve(false);
+            // Removed again: an outage runs many rounds on the same signal.
+            signal?.addEventListener('abort', abort, { once: true });
+            e.layers.waitForReady(deadline, (err) => {
+              signal?.removeEventListener('abort', abort);
+              resolve(err === undefined);
+            });
+          }),
+      ),
+    );
+    return this.endpoints.filter((_, i) => !ready[i]).map((e) => e.address);
+  }
+
+  close(): void {
+    for (const e of this.endpoints) e.close();
+  }
+}
+
+/**
+ * The --mount flags that had to wait for a resolver: tried again whenever
+ * one answers, until each is mounted or fails for a reason a retry cannot
+ * fix (logged, the agent keeps serving the rest).
+ */
+async function mountWhenAnswered(agent: Agent, pending: MountFlag[], probe: ResolverProbe, deadlineMs: number, signal: AbortSignal, log: Logger): Promise<void> {
+  while (pending.length > 0 && !signal.aborted) {
+    const down = await probe.unanswered(deadlineMs, signal);
+    if (signal.aborted) return;
+    if (down.length < probe.size) {
+      for (const m of [...pending]) {
+        try {
+          await agent.mount(m.layer, m.mountpoint);
+          pending.splice(pending.indexOf(m), 1);
+        } catch (err) {
+          if (resolverAway(err)) continue;
+          pending.splice(pending.indexOf(m), 1);
+          const message = errorMessage(err);
+          log.error({ event: 'agent.start_failed', layer: m.layer, mountpoint: m.mountpoint, err: message }, 'a --mount failed');
+          process.stderr.write(`${SERVICE}: --mount ${m.layer}:${m.mountpoint}: ${message}\n`);
+        }
+      }
+    }
+    if (pending.length === 0) break;
+    await sleep(RETRY_PAUSE_MS, undefined, { signal }).catch(() => undefined);
+  }
 }
 
 /** `strata agent ...` */
 export async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('strata agent')
-    .description('hold the FUSE mounts of this host, served by the resolvers over one Session stream')
-    .option('--resolver <addr>', 'resolver address(es), comma-separated', process.env.STRATA_RESOLVER ?? '127.0.0.1:7400')
-    .option('--socket <path>', 'control socket (default $STRATA_AGENT_SOCKET, else /run/strata/agent.sock)', defaultSocketPath())
-    .option('--mount <layer:mountpoint>', 'mount at start (repeatable)', collectMount)
-    .option('--deadline-ms <n>', 'a FUSE operation fails with EIO when no resolver answered within this', positiveInt, 3000)
-    .option('--chunk-cache-mb <n>', 'file data cache, MiB', positiveInt, 256)
-    .option('--attr-entries <n>', 'attribute cache entries per mount', positiveInt, 500_000)
-    .option('--prefetch-entries <n>', 'walk the tree into the caches at mount, up to this many entries (0: off)', nonNegativeInt, 100_000)
-    .option('--sealed-timeout <s>', 'kernel entry/attr/negative cache seconds for sealed layers', positiveInt, 3600)
-    .option('--metrics-port <n>', 'serve Prometheus metrics on this port (/metrics); OTLP export follows the OTEL_* variables', positiveInt)
-    .option('--log-level <level>', 'trace, debug, info, warn or error')
-    .showHelpAfterError();
-  program.parse(argv, { from: 'user' });
-  const o = program.opts<Options>();
+  const { loaded, checkOnly, json } = configure(argv);
+  if (checkOnly) {
+    const out = json ? `${JSON.stringify(effectiveConfig(AGENT_OPTIONS, loaded), null, 2)}\n` : renderYaml(AGENT_OPTIONS, loaded, `${SERVICE}: configuration is valid`);
+    process.stdout.write(out);
+    return;
+  }
+  const o = loaded.values;
+  const mounts = (o.mount ?? []).map(parseMount) as MountFlag[];
   const log = createLogger({ service: 'strata-agent', level: o.logLevel });
   const telemetry = await startTelemetry({ service: 'strata-agent', metricsPort: o.metricsPort });
 
@@ -65,7 +234,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   let control: ControlServer;
   try {
     agent = await Agent.start({
-      resolver: o.resolver,
+      resolver: o.resolver.join(','),
       stateFile: `${o.socket}.mounts.json`,
       deadlineMs: o.deadlineMs,
       chunkCacheBytes: o.chunkCacheMb * 1024 * 1024,
@@ -90,34 +259,73 @@ export async function main(argv: readonly string[]): Promise<void> {
       log,
     );
   } catch (err) {
-    const message = errorMessage(err);
-    log.error({ event: 'agent.start_failed', err: message }, 'agent did not start');
-    process.stderr.write(`strata agent: ${message}\n`);
-    process.exit(1);
+    // Nothing is running yet: one plain line says it all (a JSON copy of it would be a second line).
+    fail(EXIT_START, [errorMessage(err)]);
   }
+  const probe = new ResolverProbe(o.resolver);
+  const retries = new AbortController();
+  let retrying: Promise<void> = Promise.resolve();
   onShutdown(log, async () => {
+    retries.abort();
+    await retrying;
+    probe.close();
     await control.close();
     await agent.stop();
     await stopTelemetry();
   });
-  for (const m of o.mount ?? []) {
+
+  // "Ready" has to be true: an agent whose resolvers are all away serves nothing until one answers.
+  const unreachable = await probe.unanswered(o.deadlineMs);
+  const reachable = unreachable.length < o.resolver.length;
+  const pending: MountFlag[] = [];
+  let mounted = 0;
+  for (const m of mounts) {
+    if (!reachable) {
+      pending.push(m);
+      continue;
+    }
     try {
       await agent.mount(m.layer, m.mountpoint);
+      mounted++;
     } catch (err) {
+      if (resolverAway(err)) {
+        pending.push(m);
+        continue;
+      }
       const message = errorMessage(err);
       log.error({ event: 'agent.start_failed', layer: m.layer, mountpoint: m.mountpoint, err: message }, 'a --mount failed');
-      process.stderr.write(`strata agent: --mount ${m.layer}:${m.mountpoint}: ${message}\n`);
+      retries.abort();
+      probe.close();
       await control.close();
       await agent.stop();
-      process.exit(1);
+      fail(EXIT_START, [`--mount ${m.layer}:${m.mountpoint}: ${message}`]);
     }
   }
-  log.info({ event: 'agent.ready', socket: o.socket, resolver: o.resolver, mounts: (o.mount ?? []).length, ...telemetry }, 'agent ready');
+  log.info(
+    {
+      event: 'agent.ready',
+      socket: o.socket,
+      resolver: o.resolver.join(','),
+      resolverReachable: reachable,
+      ...(unreachable.length > 0 ? { unreachable } : {}),
+      mounts: mounted,
+      ...(pending.length > 0 ? { pendingMounts: pending.length } : {}),
+      config: loaded.file,
+      ...telemetry,
+    },
+    reachable ? 'agent ready' : 'agent up, but no resolver answers: operations fail with EIO until one does',
+  );
+  if (unreachable.length > 0) {
+    const waiting = pending.length > 0 ? `; ${pending.length} --mount ${pending.length === 1 ? 'waits' : 'wait'} for it` : '';
+    process.stderr.write(`${SERVICE}: warning: resolver ${unreachable.join(', ')} does not answer (still trying)${waiting}\n`);
+  }
+  for (const m of pending) log.warn({ event: 'agent.mount_pending', layer: m.layer, mountpoint: m.mountpoint }, 'mounting once a resolver answers');
+  if (pending.length > 0) retrying = mountWhenAnswered(agent, pending, probe, o.deadlineMs, retries.signal, log);
 }
 
 if (require.main === module) {
   main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`strata agent: ${errorMessage(err)}\n`);
+    process.stderr.write(`${SERVICE}: ${errorMessage(err)}\n`);
     process.exit(1);
   });
 }

@@ -1,61 +1,213 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
-import { isStrataError } from '@strata/errors';
-import { createLogger, onShutdown, startTelemetry, stopTelemetry } from '@strata/telemetry';
+import { format, getSystemErrorMap } from 'node:util';
+import { logVerbosity as LogVerbosity, setLogger, setLogVerbosity } from '@grpc/grpc-js';
+import { Command, CommanderError } from 'commander';
+import { parseClusterNodes } from '@strata/cache';
+import {
+  ConfigError,
+  ServiceConfig,
+  addressProblem,
+  defineOptions,
+  directoryProblem,
+  effectiveConfig,
+  renderYaml,
+  type LoadedConfig,
+  type SourceKind,
+} from '@strata/config';
+import { errorMessage, isStrataError } from '@strata/errors';
+import { createLogger, onShutdown, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
 import { Resolver } from './resolver';
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
+const SERVICE = 'strata resolver';
+/** Configuration problems and usage errors: nothing was started. */
+const EXIT_CONFIG = 2;
+/** The service could not start (the port is taken, the store is unreadable). */
+const EXIT_START = 1;
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const CLUSTER_SCHEMES = ['redis+cluster:', 'redis-cluster:', 'rediss+cluster:'];
+
+/** Only the default store is created: a directory someone named and mistyped must not become an empty store. */
+function storeProblem(dir: string, source: SourceKind): string | undefined {
+  const problem = directoryProblem(dir, { mayCreate: source === 'default', access: 'read' });
+  return problem?.endsWith('does not exist') ? `${problem} (only the default ./store is created)` : problem;
+}
+
+/** The URL forms libs/cache opens, checked without connecting. */
+function redisProblem(url: string): string | undefined {
+  const scheme = url.slice(0, url.indexOf(':') + 1);
+  if (CLUSTER_SCHEMES.includes(scheme)) {
+    try {
+      parseClusterNodes(url);
+      return undefined;
+    } catch (err) {
+      return errorMessage(err);
+    }
+  }
+  if (scheme !== 'redis:' && scheme !== 'rediss:') return `expected redis://, rediss:// or redis+cluster:// URL, got ${JSON.stringify(url)}`;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return `not a URL: ${JSON.stringify(url)}`;
+  }
+  if (u.hostname === '') return `no host in ${JSON.stringify(url)}`;
+  if (u.pathname !== '' && u.pathname !== '/' && !/^\/[0-9]+$/.test(u.pathname)) return `the path of ${JSON.stringify(url)} must be a database number (/0)`;
+  return undefined;
+}
+
+/** --check-config output must not leak the Redis password into terminals and CI logs. */
+function withoutPassword(url: string): string {
+  return url.replace(/^([a-z+]+:\/\/[^:@/]*:)[^@/]+@/, '$1***@');
+}
+
+/** Everything the resolver can be told: its flags, variables and configuration-file keys. */
+export const RESOLVER_OPTIONS = defineOptions({
+  store: {
+    kind: 'path',
+    arg: 'dir',
+    env: 'STRATA_STORE',
+    default: 'store',
+    defaultHelp: './store in the working directory, the one store created if missing',
+    help: 'image store root; a directory given here must exist',
+    check: storeProblem,
+  },
+  listen: {
+    kind: 'string',
+    arg: 'host:port',
+    env: 'STRATA_LISTEN',
+    default: '127.0.0.1:7400',
+    help: 'address to serve on (port 0: any free port, logged at start)',
+    check: (v) => addressProblem(v, { allowPortZero: true }),
+  },
+  redis: {
+    kind: 'string',
+    arg: 'url',
+    env: 'STRATA_REDIS_URL',
+    help: 'shared metadata cache: redis://host:port, rediss://host:port or redis+cluster://h:p,h:p (default none: in-process cache only)',
+    check: redisProblem,
+    show: withoutPassword,
+  },
+  'cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'in-process metadata cache size in MiB' },
+  'grace-ms': { kind: 'positive-int', arg: 'n', default: 10_000, help: 'how long SIGTERM waits for calls in flight' },
+  'metrics-port': { kind: 'port', arg: 'n', help: 'serve Prometheus metrics on this port (/metrics); OTLP export follows the OTEL_* variables' },
+  'log-level': { kind: 'string', arg: 'level', env: 'STRATA_LOG_LEVEL', default: 'info', choices: LOG_LEVELS, help: 'trace, debug, info, warn or error' },
+});
+
+const CONFIG = new ServiceConfig(RESOLVER_OPTIONS, 'STRATA_RESOLVER_CONFIG');
+
+function fail(code: number, lines: readonly string[]): never {
+  for (const line of lines) process.stderr.write(`${SERVICE}: ${line}\n`);
+  process.exit(code);
+}
+
+function buildProgram(): Command {
+  const program = new Command(SERVICE)
+    .description('serve the strata.v1 API over an image store')
+    .addHelpText('after', '\nEvery option can be set in the --config file under its flag name (cache-mb: 512); a flag beats a variable, which beats the file.')
+    .exitOverride()
+    // Usage errors are one line like every other start-up error (commander's suggestion joined onto it).
+    .configureOutput({ outputError: (text, write) => write(`${SERVICE}: ${text.replace(/^error: /, '').trim().replace(/\n+/g, ' ')}\n`) });
+  for (const spec of CONFIG.flagSpecs()) {
+    if (spec.collect) program.option(spec.flags, spec.description, spec.collect);
+    else program.option(spec.flags, spec.description);
+  }
+  return program
+    .option('--check-config', 'check the configuration (file, variables, flags), print it with where each value came from, and exit: 0 valid, 2 not')
+    .option('--json', 'with --check-config: print it as JSON');
+}
+
+/** Flags, variables and file, checked; exits 2 with one line per problem. */
+function configure(argv: readonly string[]): { loaded: LoadedConfig<typeof RESOLVER_OPTIONS>; checkOnly: boolean; json: boolean } {
+  const program = buildProgram();
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_CONFIG);
+    throw err;
+  }
+  const flags = program.opts<Record<string, unknown>>();
+  if (flags.json === true && flags.checkConfig !== true) fail(EXIT_CONFIG, ['--json goes with --check-config']);
+  try {
+    return { loaded: CONFIG.load({ flags, env: process.env }), checkOnly: flags.checkConfig === true, json: flags.json === true };
+  } catch (err) {
+    if (err instanceof ConfigError) fail(EXIT_CONFIG, err.lines);
+    throw err;
+  }
+}
+
+/** grpc-js's `listen EADDRINUSE: address already in use 1.2.3.4:7400` inside its bind error, said once and plainly. */
+function listenFailure(address: string, err: unknown): string {
+  const message = errorMessage(err);
+  const code = /\b(E[A-Z]{3,})\b/.exec(message)?.[1];
+  if (code) {
+    for (const [name, text] of getSystemErrorMap().values()) if (name === code) return `cannot listen on ${address}: ${text}`;
+  }
+  if (/Name resolution failed/.test(message)) return `cannot listen on ${address}: the host name does not resolve`;
+  return `cannot listen on ${address}: ${message}`;
+}
+
+/** grpc-js logs through pino from here on, so stderr stays one JSON object per line. */
+function grpcLogsTo(log: Logger): void {
+  const line =
+    (level: 'debug' | 'info' | 'warn') =>
+    (...args: unknown[]): void =>
+      log[level]({ event: 'grpc.log' }, format(...args));
+  setLogger({ error: line('warn'), info: line('info'), debug: line('debug') });
+}
+
+/** The verbosity the operator asked grpc-js for ($GRPC_NODE_VERBOSITY, $GRPC_VERBOSITY), as grpc-js itself reads it. */
+function grpcVerbosity(): LogVerbosity {
+  switch ((process.env.GRPC_NODE_VERBOSITY ?? process.env.GRPC_VERBOSITY ?? '').toUpperCase()) {
+    case 'DEBUG':
+      return LogVerbosity.DEBUG;
+    case 'INFO':
+      return LogVerbosity.INFO;
+    case 'NONE':
+      return LogVerbosity.NONE;
+    default:
+      return LogVerbosity.ERROR;
+  }
 }
 
 /** `strata resolver ...` */
 export async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('strata resolver')
-    .description('serve the strata.v1 API over an image store')
-    .option('--store <dir>', 'image store root (default $STRATA_STORE, else ./store, created if missing)')
-    .option('--listen <host:port>', 'address to serve on', process.env.STRATA_LISTEN ?? '127.0.0.1:7400')
-    .option('--redis <url>', 'shared metadata cache: redis://host:port or redis+cluster://h:p,h:p (default $STRATA_REDIS_URL)')
-    .option('--cache-mb <n>', 'in-process metadata cache size in MiB', positiveInt, 256)
-    .option('--grace-ms <n>', 'how long SIGTERM waits for calls in flight', positiveInt, 10_000)
-    .option('--metrics-port <n>', 'serve Prometheus metrics on this port (/metrics); OTLP export follows the OTEL_* variables', positiveInt)
-    .option('--log-level <level>', 'trace, debug, info, warn or error')
-    .showHelpAfterError();
-  program.parse(argv, { from: 'user' });
-  const opts = program.opts<{ store?: string; listen: string; redis?: string; cacheMb: number; graceMs: number; metricsPort?: number; logLevel?: string }>();
-  const log = createLogger({ service: 'strata-resolver', level: opts.logLevel });
-  const telemetry = await startTelemetry({ service: 'strata-resolver', metricsPort: opts.metricsPort });
+  const { loaded, checkOnly, json } = configure(argv);
+  if (checkOnly) {
+    const out = json ? `${JSON.stringify(effectiveConfig(RESOLVER_OPTIONS, loaded), null, 2)}\n` : renderYaml(RESOLVER_OPTIONS, loaded, `${SERVICE}: configuration is valid`);
+    process.stdout.write(out);
+    return;
+  }
+  const o = loaded.values;
+  const log = createLogger({ service: 'strata-resolver', level: o.logLevel });
+  grpcLogsTo(log);
+  const telemetry = await startTelemetry({ service: 'strata-resolver', metricsPort: o.metricsPort });
 
-  let store = opts.store ?? process.env.STRATA_STORE;
-  if (!store) {
-    store = path.resolve('store');
-    await fs.mkdir(store, { recursive: true });
-  }
-  const redisUrl = opts.redis ?? (process.env.STRATA_REDIS_URL || undefined);
+  if (loaded.origins.store?.source === 'default') await fs.mkdir(o.store, { recursive: true });
   let resolver: Resolver;
+  // A failed bind is reported once, by us: grpc-js would log its own version of it first.
+  setLogVerbosity(LogVerbosity.NONE);
   try {
-    resolver = await Resolver.start({ store, listen: opts.listen, redisUrl, cacheMb: opts.cacheMb, log });
+    resolver = await Resolver.start({ store: o.store, listen: o.listen, redisUrl: o.redis, cacheMb: o.cacheMb, log });
   } catch (err) {
-    const message = isStrataError(err) || err instanceof Error ? err.message : String(err);
-    log.error({ event: 'resolver.start_failed', err: message }, 'resolver did not start');
-    process.stderr.write(`strata resolver: ${message}\n`);
-    process.exit(1);
+    // Store and catalog errors are strata's own and say what they are; anything else came from the bind.
+    fail(EXIT_START, [isStrataError(err) ? err.message : listenFailure(o.listen, err)]);
   }
+  setLogVerbosity(grpcVerbosity());
   log.info(
-    { event: 'resolver.listening', listen: opts.listen, port: resolver.port, store: path.resolve(store), cacheMb: opts.cacheMb, redis: redisUrl ? 'on' : 'off', ...telemetry },
+    { event: 'resolver.listening', listen: o.listen, port: resolver.port, store: path.resolve(o.store), cacheMb: o.cacheMb, redis: o.redis ? 'on' : 'off', config: loaded.file, ...telemetry },
     'resolver ready',
   );
   onShutdown(log, async () => {
-    await resolver.stop(opts.graceMs);
+    await resolver.stop(o.graceMs);
     await stopTelemetry();
   });
 }
 
 if (require.main === module) {
   main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`strata resolver: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`${SERVICE}: ${errorMessage(err)}\n`);
     process.exit(1);
   });
 }
