@@ -1,5 +1,5 @@
 import { constants, inflateRaw } from 'node:zlib';
-import { Errno, StrataError } from '@strata/errors';
+import { StrataError } from '@strata/errors';
 import type { StoreFile } from './store-file';
 
 function inflate(input: Buffer, maxOutputLength: number): Promise<Buffer> {
@@ -29,14 +29,12 @@ export async function readCompressedCluster(
   try {
     out = await inflate(input, clusterSize);
   } catch (err) {
-    throw new StrataError(Errno.EIO, `qcow2 ${file.label}: compressed cluster at file offset ${host} does not inflate`, {
+    throw StrataError.corrupt(`qcow2 ${file.label}: compressed cluster at file offset ${host} does not inflate`, {
       cause: err,
     });
   }
   if (out.length !== clusterSize) {
-    throw new StrataError(
-      Errno.EIO,
-      `qcow2 ${file.label}: compressed cluster at file offset ${host} inflates to ${out.length} bytes, not ${clusterSize}`,
+    throw StrataError.corrupt(`qcow2 ${file.label}: compressed cluster at file offset ${host} inflates to ${out.length} bytes, not ${clusterSize}`,
     );
   }
   return out;

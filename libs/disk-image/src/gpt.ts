@@ -1,5 +1,5 @@
 import { crc32 } from 'node:zlib';
-import { Errno, StrataError } from '@strata/errors';
+import { StrataError } from '@strata/errors';
 import type { ByteSource } from './byte-source';
 import type { Partition, PartitionTable } from './partition';
 import { isLinuxFilesystemGuid } from './partition-types';
@@ -131,5 +131,5 @@ export async function readGpt(disk: ByteSource): Promise<PartitionTable> {
     }
     reasons.push(`${ss}-byte sectors: primary ${reason}, backup ${backup.reason}`);
   }
-  throw new StrataError(Errno.EIO, `protective MBR but no usable GPT header (${reasons.join('; ')})`);
+  throw StrataError.corrupt(`protective MBR but no usable GPT header (${reasons.join('; ')})`);
 }

@@ -37,7 +37,7 @@ export interface Qcow2Header {
 export type HeaderBytes = (length: number) => Promise<Buffer>;
 
 function corrupt(label: string, what: string): StrataError {
-  return new StrataError(Errno.EIO, `qcow2 ${label}: corrupt header: ${what}`);
+  return StrataError.corrupt(`qcow2 ${label}: corrupt header: ${what}`);
 }
 
 function unsupported(label: string, what: string): StrataError {

@@ -61,17 +61,15 @@ export class Qcow2Layer implements Layer {
       );
     }
     if (header.l1Size < this.l1Needed) {
-      throw new StrataError(
-        Errno.EIO,
-        `qcow2 ${label}: corrupt header: l1_size ${header.l1Size} is too small for virtual size ${header.size} (needs ${this.l1Needed})`,
+      throw StrataError.corrupt(`qcow2 ${label}: corrupt header: l1_size ${header.l1Size} is too small for virtual size ${header.size} (needs ${this.l1Needed})`,
       );
     }
     if (this.l1Needed > 0) {
       if (header.l1TableOffset === 0 || header.l1TableOffset % header.clusterSize !== 0) {
-        throw new StrataError(Errno.EIO, `qcow2 ${label}: corrupt header: l1_table_offset ${header.l1TableOffset} is not cluster-aligned`);
+        throw StrataError.corrupt(`qcow2 ${label}: corrupt header: l1_table_offset ${header.l1TableOffset} is not cluster-aligned`);
       }
       if (header.l1TableOffset + this.l1Needed * 8 > file.size) {
-        throw new StrataError(Errno.EIO, `qcow2 ${label}: corrupt header: L1 table at ${header.l1TableOffset} is past the end of the file`);
+        throw StrataError.corrupt(`qcow2 ${label}: corrupt header: L1 table at ${header.l1TableOffset} is past the end of the file`);
       }
     }
   }
@@ -92,7 +90,7 @@ export class Qcow2Layer implements Layer {
       case 'data': {
         // A cluster may end past the end of the file (see decodeL2Entry); its start may not.
         if (s.host >= this.file.size) {
-          throw new StrataError(Errno.EIO, `qcow2 ${this.file.label}: data at file offset ${s.host} is past the end of the file`);
+          throw StrataError.corrupt(`qcow2 ${this.file.label}: data at file offset ${s.host} is past the end of the file`);
         }
         const inFile = Math.min(s.length, this.file.size - s.host);
         await this.file.readInto(target, at, inFile, s.host);
@@ -233,9 +231,7 @@ export class Qcow2Layer implements Layer {
     const l2Offset = entryOffset(l1.readUInt32BE(at), l1.readUInt32BE(at + 4));
     if (l2Offset === 0) return undefined;
     if (l2Offset % clusterSize !== 0 || l2Offset + clusterSize > this.file.size) {
-      throw new StrataError(
-        Errno.EIO,
-        `qcow2 ${label}: corrupt L1 entry ${l1Index}: L2 table offset ${l2Offset} is ${l2Offset % clusterSize !== 0 ? 'not cluster-aligned' : 'past the end of the file'}`,
+      throw StrataError.corrupt(`qcow2 ${label}: corrupt L1 entry ${l1Index}: L2 table offset ${l2Offset} is ${l2Offset % clusterSize !== 0 ? 'not cluster-aligned' : 'past the end of the file'}`,
       );
     }
     return this.caches.metadata.get(`${this.cacheId}:l2:${l2Offset}`, () => this.file.read(l2Offset, clusterSize));

@@ -1,4 +1,4 @@
-import { Errno, StrataError } from '@strata/errors';
+import { StrataError } from '@strata/errors';
 
 /** What one guest cluster (or one subcluster run of it) reads as. */
 export type ClusterMapping =
@@ -31,7 +31,7 @@ export interface L2Geometry {
 }
 
 function bad(g: L2Geometry, guestCluster: number, what: string): StrataError {
-  return new StrataError(Errno.EIO, `qcow2 ${g.label}: corrupt L2 entry for guest offset ${guestCluster * g.clusterSize}: ${what}`);
+  return StrataError.corrupt(`qcow2 ${g.label}: corrupt L2 entry for guest offset ${guestCluster * g.clusterSize}: ${what}`);
 }
 
 /**

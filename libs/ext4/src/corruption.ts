@@ -1,8 +1,12 @@
 import { Errno, StrataError } from '@strata/errors';
 
-/** On-disk data that cannot be right: the kernel answers EFSCORRUPTED/EFSBADCRC, which reach userspace as EIO. */
+/**
+ * On-disk data that cannot be right: the kernel answers EFSCORRUPTED/EFSBADCRC,
+ * which reach userspace as EIO. DATA_LOSS, not UNAVAILABLE: asking another
+ * resolver would read the same bytes (a LIVE image retries by itself).
+ */
 export function corrupt(structure: string, detail: string): StrataError {
-  return new StrataError(Errno.EIO, `ext4: corrupt ${structure}: ${detail}`);
+  return StrataError.corrupt(`ext4: corrupt ${structure}: ${detail}`);
 }
 
 export function unsupported(what: string): StrataError {
