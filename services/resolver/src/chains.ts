@@ -4,7 +4,9 @@ import { chainKey } from '@strata/cache';
 import { createHash } from 'node:crypto';
 import { CATALOG_FRESHNESS, Catalog, LIVE_FRESHNESS, Layer, LayerRef, isImageScheme, isSealed, parseSource } from '@strata/layers';
 import { Projection } from '@strata/traversal';
+import { Errno, StrataError } from '@strata/errors';
 import { LayerSources } from './layer-sources';
+import type { Privileges } from './privileges';
 
 /** One layer chain as the resolver serves it. */
 export interface ChainView {
@@ -28,7 +30,10 @@ export class Chains {
   /** The view a reference resolved to, reused briefly: the catalog only refreshes every CATALOG_FRESHNESS.refreshMs anyway. */
   private readonly byRef = new LRUCache<string, ChainView>({ max: 4096, ttl: CATALOG_FRESHNESS.referenceMs });
 
-  constructor(readonly catalog: Catalog) {
+  constructor(
+    readonly catalog: Catalog,
+    private readonly privileges: Privileges = { readsTrustedXattrs: true, readsEveryFile: true },
+  ) {
     this.storeRealRoot = Buffer.from(realpathSync(catalog.storeRoot));
     this.sources = new LayerSources(catalog, this.storeRealRoot);
   }
@@ -47,9 +52,25 @@ export class Chains {
     this.sources.close();
   }
 
+  /**
+   * A `dir:` layer above another one may mark a directory opaque with a
+   * trusted.overlay.* xattr, which a resolver without CAP_SYS_ADMIN cannot
+   * see: it would merge that directory with its base and serve a wrong tree
+   * without knowing. Such chains are refused instead.
+   */
+  private checkCanMerge(top: Layer, merged: readonly { layer: Layer; image: boolean }[]): void {
+    if (this.privileges.readsTrustedXattrs) return;
+    if (!merged.slice(0, -1).some((m) => !m.image)) return;
+    throw StrataError.precondition(
+      `layer ${top.layerId}${top.name ? ` (${top.name})` : ''} merges dir: layers, and this resolver cannot see the trusted.overlay.* xattrs that mark opaque directories (it lacks CAP_SYS_ADMIN); it refuses to serve a tree it would get wrong`,
+      Errno.EACCES,
+    );
+  }
+
   private async viewOf(ref: LayerRef): Promise<ChainView> {
     const layers = await this.catalog.chain(ref);
     const merged = mergedLayers(layers);
+    this.checkCanMerge(layers[0], merged);
     const sources = await Promise.all(merged.map((m, i) => this.sources.sourceOf(m.layer, m.image, i > 0)));
     // Image layers are keyed by their files too (device, inode, size, mtime of every image of the backing chain).
     const images = merged.flatMap((m, i) => (m.image ? [sources[i].identity] : []));

@@ -8,6 +8,7 @@ import { LayerOps } from './layer-ops';
 import { RequestTracker } from './observability/request-tracker';
 import { registerResolverMetrics } from './observability/resolver-metrics';
 import { ProjectionOps } from './projection-ops';
+import { readPrivileges, type Privileges } from './privileges';
 
 export interface ResolverOptions {
   store: string;
@@ -27,9 +28,10 @@ export class Resolver {
   private constructor(
     private readonly options: ResolverOptions,
     catalog: Catalog,
+    privileges: Privileges,
   ) {
     this.cache = openCache({ memoryBytes: options.cacheMb * 1024 * 1024, redisUrl: options.redisUrl, log: options.log });
-    this.projection = new ProjectionOps(new Chains(catalog), this.cache.cache);
+    this.projection = new ProjectionOps(new Chains(catalog, privileges), this.cache.cache);
     const tracker = new RequestTracker(options.log);
     this.server = new ResolverServer({ layers: new LayerOps(catalog), projection: this.projection, log: options.log, tracker });
     registerResolverMetrics({ projection: this.projection, tracker, sessions: () => this.server.sessions.size, redis: options.redisUrl !== undefined });
@@ -38,7 +40,15 @@ export class Resolver {
   static async start(options: ResolverOptions): Promise<Resolver> {
     const catalog = new Catalog(options.store, { checkSource: (chain) => checkLayerSource(options.store, chain) });
     await catalog.init();
-    const resolver = new Resolver(options, catalog);
+    const privileges = await readPrivileges();
+    if (!privileges.readsTrustedXattrs || !privileges.readsEveryFile) {
+      const missing = [!privileges.readsTrustedXattrs && 'CAP_SYS_ADMIN', !privileges.readsEveryFile && 'CAP_DAC_READ_SEARCH'].filter(Boolean).join(' and ');
+      options.log.warn(
+        { event: 'resolver.privileges', ...privileges, missing },
+        `resolver runs without ${missing}: ${!privileges.readsTrustedXattrs ? 'chains merging dir: layers are refused (opaque markers are invisible); ' : ''}${!privileges.readsEveryFile ? 'layer files it may not read fail with FAILED_PRECONDITION' : ''}`.replace(/; $/, ''),
+      );
+    }
+    const resolver = new Resolver(options, catalog, privileges);
     resolver.port = await resolver.server.listen(options.listen);
     return resolver;
   }

@@ -1,5 +1,5 @@
 import { lstatSync, promises as fs, constants as fsc, realpathSync, type Dirent } from 'node:fs';
-import { StrataError } from '@strata/errors';
+import { Errno, StrataError } from '@strata/errors';
 import type { FileType } from '@strata/posix';
 import { childPath, printable, toPathBuffer } from '../paths';
 import { FdCache } from './fd-cache';
@@ -29,10 +29,28 @@ export interface DirSourceOptions {
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * A file of a layer the resolver may not read. Serving around it would show
+ * a wrong tree (a name missing, a directory without its entries), so the
+ * request fails with a line that says what the resolver lacks.
+ */
+function storeError(err: unknown, what: string, where: Buffer, otherwise: () => StrataError = () => StrataError.from(err, what)): StrataError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM') {
+    return StrataError.precondition(
+      `the resolver may not read ${printable(where)} (${what}: permission denied); it needs read access to every file of the store (run it as the store's owner or with CAP_DAC_READ_SEARCH)`,
+      Errno.EACCES,
+    );
+  }
+  return otherwise();
+}
+
 function lstatQuiet(p: Buffer): SourceStat | undefined {
   try {
     return lstatSync(p, { bigint: true });
-  } catch {
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw storeError(err, 'lstat', p);
     return undefined;
   }
 }
@@ -85,7 +103,7 @@ export class DirSource implements LayerSource {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') return undefined;
-      throw StrataError.from(err, 'lstat', real);
+      throw storeError(err, 'lstat', real, () => StrataError.from(err, 'lstat', real));
     }
   }
 
@@ -96,7 +114,7 @@ export class DirSource implements LayerSource {
     } catch (err) {
       // A directory that vanished from a LIVE layer between lookup and readdir contributes nothing.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw StrataError.from(err, `readdir ${printable(this.pathOf(dir))}`);
+      throw storeError(err, 'readdir', this.pathOf(dir), () => StrataError.from(err, `readdir ${printable(this.pathOf(dir))}`));
     }
     return entries.map((e) => ({ name: e.name, type: direntType(e) }));
   }
@@ -190,7 +208,7 @@ export class DirSource implements LayerSource {
         // O_NOFOLLOW: a LIVE layer could swap the file for a symlink after lookup.
         fh = await fs.open(real, fsc.O_RDONLY | fsc.O_NOFOLLOW);
       } catch (err) {
-        throw StrataError.from(err, 'open');
+        throw storeError(err, 'open', real);
       }
       try {
         return await readAt(fh, offset, length);
@@ -201,7 +219,7 @@ export class DirSource implements LayerSource {
       }
     }
     const file = await this.fds.acquire(real).catch((err: unknown) => {
-      throw StrataError.from(err, 'open');
+      throw storeError(err, 'open', real);
     });
     try {
       return await readAt(file.handle, offset, length);
