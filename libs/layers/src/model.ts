@@ -1,4 +1,4 @@
-/** The layer model of DESIGN.md §2, in the spelling the catalog files use. */
+/** The layer model of docs/design.md §2, in the spelling the catalog files use. */
 
 export const LAYER_TYPES = ['base', 'snapshot', 'incremental', 'overlay'] as const;
 export type LayerType = (typeof LAYER_TYPES)[number];
