@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isAlias, isMap, isScalar, LineCounter, parseDocument, type Node } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import type { Problem } from './problem';
 import { describeNode } from './parse-value';
 
@@ -90,6 +90,19 @@ export function readConfigFile(file: string, shownAs: string = file): ConfigFile
   }
   if (out.problems.length > 0) return out;
 
+  /** The node an alias stands for, and so for a list's items (options are never nested deeper); a string for an unknown alias. */
+  const resolved = (node: Node | null): Node | null | string => {
+    const one = (n: Node | null): Node | null | string => (isAlias(n) ? (n.resolve(doc) ?? `unknown alias *${n.source}`) : n);
+    const top = one(node);
+    if (!isSeq(top)) return top;
+    for (const [i, item] of top.items.entries()) {
+      const r = one(item as Node | null);
+      if (typeof r === 'string') return r;
+      top.items[i] = r;
+    }
+    return top;
+  };
+
   const root = doc.contents;
   // An empty file (or only comments) sets nothing: every option keeps its default.
   if (root === null || (isScalar(root) && root.value === null)) return out;
@@ -108,14 +121,10 @@ export function readConfigFile(file: string, shownAs: string = file): ConfigFile
       out.problems.push({ where: `${shownAs}:${line}`, message: `keys are option names, got ${describeNode(keyNode)}` });
       continue;
     }
-    let value = (pair.value as Node | null) ?? null;
-    if (isAlias(value)) {
-      const target = value.resolve(doc);
-      if (!target) {
-        out.problems.push({ where: `${shownAs}:${line}: ${key}`, message: `unknown alias *${value.source}` });
-        continue;
-      }
-      value = target;
+    const value = resolved((pair.value as Node | null) ?? null);
+    if (typeof value === 'string') {
+      out.problems.push({ where: `${shownAs}:${line}: ${key}`, message: value });
+      continue;
     }
     out.entries.push({ key, line, value });
   }

@@ -178,6 +178,8 @@ export class ServiceConfig<T extends OptionTable> {
       if (given.length === 0 && decl.default !== undefined) {
         given.push({ origin: { source: 'default' }, problemAt: `${name} (default)`, parsed: { ok: true, value: decl.default }, base: cwd });
       }
+      // Every option has its key, unset ones too: the values have one shape whatever was given.
+      values[camelName(name)] = undefined;
       let chosen = false;
       for (const g of given) {
         if (!g.parsed.ok) {
