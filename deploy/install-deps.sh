@@ -16,10 +16,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "strata: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
     exit 1
   fi
-  echo "strata: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  start=$SECONDS
+  echo "strata setup: apt-get update (package lists)..." >&2
   apt-get update -qq
+  echo "strata setup: installing ${#missing[@]} Debian packages: ${missing[*]} (a minute or two on a fresh machine)..." >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "strata setup: Debian packages installed in $((SECONDS - start)) s" >&2
+else
+  echo "strata setup: every Debian package needed is installed" >&2
 fi
 # The kernel reference of the differential tests.
 if [ "$(id -u)" -eq 0 ] && ! grep -qw overlay /proc/filesystems; then

@@ -102,4 +102,45 @@ describe('npm start (the demo)', { skip }, () => {
       fs.rmSync(cwd, { recursive: true, force: true });
     }
   });
+
+  test('Ctrl-C on `npm start | tee log` (the terminal signals the whole group, tee dies first) leaves no process and no mount behind', async () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-demo-tee-'));
+    const mnt = path.join(cwd, 'mnt');
+    const log = path.join(cwd, 'out.log');
+    // A shell pipeline in its own process group, as a terminal's foreground job.
+    const job = spawn('sh', ['-c', `"${process.execPath}" "${path.join(REPO, 'libs/demo-store/dist/main.js')}" | tee "${log}"`], { cwd, stdio: 'ignore', detached: true });
+    const exit = new Promise<void>((resolve) => job.on('exit', () => resolve()));
+    const pidsOf = (file: string): number[] => {
+      try {
+        return [...new Set(fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { pid?: number }).pid ?? 0))].filter((p) => p > 0);
+      } catch {
+        return [];
+      }
+    };
+    const alive = (pid: number): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      await waitFor('the demo to be ready', () => (fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('Ctrl-C unmounts') ? true : undefined), 60_000);
+      const services = [...pidsOf(path.join(cwd, '.demo/resolver.log')), ...pidsOf(path.join(cwd, '.demo/agent.log'))];
+      assert.equal(services.length, 2, 'a resolver and an agent');
+      process.kill(-job.pid!, 'SIGINT');
+      await exit;
+      await waitFor('the resolver and the agent to be gone', () => (services.every((p) => !alive(p)) ? true : undefined), 20_000);
+      await waitFor('the mount to be gone', () => (fs.readdirSync(mnt).length === 0 ? true : undefined), 10_000);
+    } finally {
+      try {
+        process.kill(-job.pid!, 'SIGKILL');
+      } catch {
+        // The group is gone already.
+      }
+      forceUnmount(mnt);
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
 });

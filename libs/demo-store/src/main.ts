@@ -39,7 +39,17 @@ async function main(): Promise<void> {
   const mnt = path.resolve('mnt');
   await fs.mkdir(mnt, { recursive: true });
   await fs.mkdir(work, { recursive: true });
-  const demo = await buildDemoStore(path.resolve(process.env.STRATA_STORE ?? path.join(work, 'store')));
+  // Each step says what it does and how long it took: a fresh machine is slow the first time.
+  const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = Date.now();
+    process.stdout.write(`strata demo: ${what}...\n`);
+    const v = await fn();
+    process.stdout.write(`strata demo: ${what}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    return v;
+  };
+  const demo = await step('building the demo store (a VM disk as qcow2 base and snapshot, a dir: fix)', () =>
+    buildDemoStore(path.resolve(process.env.STRATA_STORE ?? path.join(work, 'store'))),
+  );
   const socket = path.join(work, 'agent.sock');
 
   // Filled in as the services start; the signal handler stops what is running.
@@ -62,10 +72,10 @@ async function main(): Promise<void> {
   let address: string;
   let agent: StrataProcess;
   try {
-    const listening = await resolver.waitForEvent('resolver.listening', READY_TIMEOUT_MS);
+    const listening = await step('starting the resolver', () => resolver.waitForEvent('resolver.listening', READY_TIMEOUT_MS));
     address = `127.0.0.1:${String(listening.port)}`;
     agent = running.agent = service('agent', ['--resolver', address, '--socket', socket, '--mount', `${demo.fixed.name}:${mnt}`], path.join(work, 'agent.log'));
-    await agent.waitForEvent('agent.ready', READY_TIMEOUT_MS);
+    await step(`starting the agent and mounting ${demo.fixed.name} on ${mnt}`, () => agent.waitForEvent('agent.ready', READY_TIMEOUT_MS));
   } catch (err) {
     // Ctrl-C during the start: the signal handler is already stopping both and exits 0.
     if (stopping) return;
