@@ -30,7 +30,7 @@ export interface DiskPair {
 }
 
 /** Bump when the generator or the change changes, so disks kept in STRATA_BENCH_DIR are made again. */
-const DISKS_VERSION = 1;
+const DISKS_VERSION = 2;
 
 /** Runs a tool; a failure throws with its stderr. */
 export function run(cmd: string, args: string[], cwd?: string): string {
@@ -118,11 +118,102 @@ function ownBytes(image: string): number {
   return map.reduce((n, e) => (e.depth === 0 && e.present ? n + e.length : n), 0);
 }
 
+interface Range {
+  start: number;
+  length: number;
+}
+
+/** Where a sparse raw disk has data (qemu-img asks the filesystem, SEEK_DATA); the rest reads as zeros. */
+function dataExtents(raw: string): Range[] {
+  const map = JSON.parse(run('qemu-img', ['map', '--output=json', '-f', 'raw', raw])) as { start: number; length: number; data: boolean }[];
+  return map.filter((e) => e.data).map((e) => ({ start: e.start, length: e.length }));
+}
+
+/** Sorted, cluster-aligned, merged. */
+function alignedUnion(ranges: Range[], cluster: number): Range[] {
+  const out: Range[] = [];
+  for (const r of [...ranges].sort((x, y) => x.start - y.start)) {
+    const start = Math.floor(r.start / cluster) * cluster;
+    const end = Math.ceil((r.start + r.length) / cluster) * cluster;
+    const last = out.at(-1);
+    if (last && start <= last.start + last.length) last.length = Math.max(last.length, end - last.start);
+    else out.push({ start, length: end - start });
+  }
+  return out;
+}
+
+/** The runs of `cluster`-sized clusters whose bytes differ between two raw disks of one size. */
+function differingClusters(a: string, b: string, cluster: number): Range[] {
+  const CHUNK = 64 * cluster;
+  const bufA = Buffer.alloc(CHUNK);
+  const bufB = Buffer.alloc(CHUNK);
+  const out: Range[] = [];
+  const fa = fs.openSync(a, 'r');
+  const fb = fs.openSync(b, 'r');
+  try {
+    for (const r of alignedUnion([...dataExtents(a), ...dataExtents(b)], cluster)) {
+      for (let pos = r.start; pos < r.start + r.length; pos += CHUNK) {
+        const want = Math.min(CHUNK, r.start + r.length - pos);
+        const na = fs.readSync(fa, bufA, 0, want, pos);
+        const nb = fs.readSync(fb, bufB, 0, want, pos);
+        if (na !== want || nb !== want) throw new Error(`short read of ${a} or ${b} at ${pos}`);
+        for (let off = 0; off < want; off += cluster) {
+          if (bufA.subarray(off, off + cluster).equals(bufB.subarray(off, off + cluster))) continue;
+          const last = out.at(-1);
+          if (last && last.start + last.length === pos + off) last.length += cluster;
+          else out.push({ start: pos + off, length: cluster });
+        }
+      }
+    }
+  } finally {
+    fs.closeSync(fa);
+    fs.closeSync(fb);
+  }
+  return out;
+}
+
+/**
+ * A qcow2 snapshot over `baseQcow2` holding exactly the clusters in which
+ * `snapRaw` differs from `baseRaw`, as a hypervisor's overlay holds the
+ * clusters its guest wrote. (`qemu-img convert -B` does not make that: it
+ * compares nothing with the backing file and writes every cluster of a raw
+ * source, holes as zero clusters, so the snapshot would own the whole disk.)
+ * The clusters go in with qemu-io; qemu-img compare then checks that the
+ * snapshot reads exactly as the raw disk.
+ */
+function snapshotOf(vm: string, baseQcow2: string, baseRaw: string, snapRaw: string, snapQcow2: string): void {
+  const info = JSON.parse(run('qemu-img', ['info', '--output=json', baseQcow2], vm)) as { 'cluster-size': number };
+  const cluster = info['cluster-size'];
+  const runs = differingClusters(path.join(vm, baseRaw), path.join(vm, snapRaw), cluster);
+  run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', baseQcow2, '-F', 'qcow2', snapQcow2], vm);
+  const parts = fs.mkdtempSync(path.join(vm, '.clusters-'));
+  try {
+    const fd = fs.openSync(path.join(vm, snapRaw), 'r');
+    const commands: string[] = [];
+    try {
+      runs.forEach((r, i) => {
+        const buf = Buffer.alloc(r.length);
+        fs.readSync(fd, buf, 0, r.length, r.start);
+        const file = path.join(parts, String(i));
+        fs.writeFileSync(file, buf);
+        commands.push('-c', `write -q -s ${file} ${r.start} ${r.length}`);
+      });
+    } finally {
+      fs.closeSync(fd);
+    }
+    // A bounded command line per qemu-io call.
+    for (let i = 0; i < commands.length; i += 400) run('qemu-io', ['-f', 'qcow2', snapQcow2, ...commands.slice(i, i + 400)], vm);
+  } finally {
+    fs.rmSync(parts, { recursive: true, force: true });
+  }
+  run('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', snapQcow2, snapRaw], vm);
+}
+
 /**
  * The base disk of `files` files and its snapshot after the change, in
  * `store`/vm: base-N.raw and snap-N.raw (the disks), base-N.qcow2 and
- * snap-N.qcow2 (the snapshot holding only the clusters that differ, made
- * with `qemu-img convert -B` as a hypervisor's snapshot would hold them).
+ * snap-N.qcow2 (the snapshot holding only the clusters that differ, as a
+ * hypervisor's overlay would hold them).
  * Kept when `keep` and made by this version before.
  */
 export async function diskPair(store: string, files: number, diskBytes: number, keep: boolean, cleanup: Cleanup, log: (s: string) => void): Promise<DiskPair> {
@@ -160,8 +251,8 @@ export async function diskPair(store: string, files: number, diskBytes: number, 
     await release();
     fs.rmdirSync(mnt);
   }
-  // Only the clusters that differ from the backing file are written, like a hypervisor's snapshot.
-  run('qemu-img', ['convert', '-O', 'qcow2', '-B', path.basename(names.baseQcow2), '-F', 'qcow2', path.basename(names.snapRaw), path.basename(names.snapQcow2)], vm);
+  const base = (rel: string): string => path.basename(rel);
+  snapshotOf(vm, base(names.baseQcow2), base(names.baseRaw), base(names.snapRaw), base(names.snapQcow2));
   const pair: DiskPair = {
     files: tree.files,
     dirs: tree.dirs,

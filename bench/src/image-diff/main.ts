@@ -80,7 +80,7 @@ class Strata {
   constructor(private readonly store: string) {}
 
   async start(): Promise<void> {
-    const r = await startResolver({ store: this.store, env: { STRATA_LOG_LEVEL: 'warn' } });
+    const r = await startResolver({ store: this.store, env: { STRATA_LOG_LEVEL: 'info' } });
     this.resolver = r;
     this.stopResolver = cleanup.add(`resolver pid ${r.child.pid}`, async () => void (await r.stop()));
   }
