@@ -137,10 +137,18 @@ function configure(argv: readonly string[]): { loaded: LoadedConfig<typeof RESOL
   }
 }
 
-/** grpc-js's `listen EADDRINUSE: address already in use 1.2.3.4:7400` inside its bind error, said once and plainly. */
-function listenFailure(address: string, err: unknown): string {
+/**
+ * What stopped the start, in one line. grpc-js reports a failed bind as a
+ * plain Error ("No address added out of total 1 resolved errors: [listen
+ * EADDRINUSE: address already in use 1.2.3.4:7400]"); that one is said
+ * plainly with the address. Store and catalog errors (strata's own, or
+ * node's with their path) are already clear.
+ */
+function startFailure(address: string, err: unknown): string {
   const message = errorMessage(err);
-  const code = /\b(E[A-Z]{3,})\b/.exec(message)?.[1];
+  const fromBind = !isStrataError(err) && typeof (err as { code?: unknown }).code !== 'string' && /No address added|Name resolution failed|\blisten E[A-Z]+/.test(message);
+  if (!fromBind) return message;
+  const code = /\blisten (E[A-Z]+)\b/.exec(message)?.[1];
   if (code) {
     for (const [name, text] of getSystemErrorMap().values()) if (name === code) return `cannot listen on ${address}: ${text}`;
   }
@@ -191,8 +199,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   try {
     resolver = await Resolver.start({ store: o.store, listen: o.listen, redisUrl: o.redis, cacheMb: o.cacheMb, log });
   } catch (err) {
-    // Store and catalog errors are strata's own and say what they are; anything else came from the bind.
-    fail(EXIT_START, [isStrataError(err) ? err.message : listenFailure(o.listen, err)]);
+    fail(EXIT_START, [startFailure(o.listen, err)]);
   }
   setLogVerbosity(grpcVerbosity());
   log.info(
