@@ -77,3 +77,49 @@ export function fsyncAll(mnt: string): void {
   };
   visit(mnt);
 }
+
+/**
+ * A qcow2 snapshot over `backing` (in `dir`) that holds exactly the clusters
+ * in which `after` differs from `before`, as a hypervisor's overlay holds
+ * what its guest wrote. (`qemu-img convert -B` of a raw disk owns every
+ * cluster, which hides how little a guest changed.) qemu-img compare checks
+ * the result reads as `after`.
+ */
+export function snapshotFromRaw(dir: string, backing: string, before: string, after: string, out: string): void {
+  const CLUSTER = 65536;
+  run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${CLUSTER}`, '-b', backing, '-F', 'qcow2', out], dir);
+  const parts = fs.mkdtempSync(path.join(dir, '.clusters-'));
+  const fa = fs.openSync(before, 'r');
+  const fb = fs.openSync(after, 'r');
+  try {
+    const size = fs.fstatSync(fb).size;
+    const a = Buffer.alloc(CLUSTER);
+    const b = Buffer.alloc(CLUSTER);
+    const commands: string[] = [];
+    let run0 = -1;
+    const flush = (end: number): void => {
+      if (run0 < 0) return;
+      const data = Buffer.alloc(end - run0);
+      fs.readSync(fb, data, 0, data.length, run0);
+      const file = path.join(parts, String(commands.length));
+      fs.writeFileSync(file, data);
+      commands.push('-c', `write -q -s ${file} ${run0} ${data.length}`);
+      run0 = -1;
+    };
+    for (let off = 0; off < size; off += CLUSTER) {
+      const n = Math.min(CLUSTER, size - off);
+      const na = fs.readSync(fa, a, 0, n, off);
+      fs.readSync(fb, b, 0, n, off);
+      const differs = na < n || a.compare(b, 0, n, 0, n) !== 0;
+      if (differs && run0 < 0) run0 = off;
+      if (!differs) flush(off);
+    }
+    flush(size);
+    for (let i = 0; i < commands.length; i += 400) run('qemu-io', ['-f', 'qcow2', out, ...commands.slice(i, i + 400)], dir);
+  } finally {
+    fs.closeSync(fa);
+    fs.closeSync(fb);
+    fs.rmSync(parts, { recursive: true, force: true });
+  }
+  run('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', out, after], dir);
+}

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { startResolver, strata, type ResolverProcess } from '@strata/harness';
 import { ImageSource, Projection, diff, type Change } from '@strata/traversal';
 import { referenceDiff } from '../support/reference-diff';
-import { fsyncAll, makeGptDisk, mkfs, run, withLoopMount, type PartitionWindow } from './disk-fixture';
+import { fsyncAll, makeGptDisk, mkfs, run, snapshotFromRaw, withLoopMount, type PartitionWindow } from './disk-fixture';
 
 /**
  * `strata diff` of a qcow2 snapshot over its base looks only where the
@@ -93,8 +93,9 @@ before(async () => {
   run('qemu-img', ['convert', '-O', 'qcow2', raw, 'base.qcow2'], vm);
   fs.copyFileSync(raw, path.join(work, 'base.raw'));
   await withLoopMount(raw, disk, 'rw', changeSnap1);
-  run('qemu-img', ['convert', '-O', 'qcow2', '-B', 'base.qcow2', '-F', 'qcow2', raw, 'snap1.qcow2'], vm);
   fs.copyFileSync(raw, path.join(work, 'snap1.raw'));
+  // Only the clusters the guest changed, as a hypervisor's snapshot holds them.
+  snapshotFromRaw(vm, 'base.qcow2', path.join(work, 'base.raw'), path.join(work, 'snap1.raw'), 'snap1.qcow2');
   // The running guest: a long commit interval keeps committed metadata in the journal, not yet in place.
   const dev = run('losetup', ['-o', String(disk.start), '--sizelimit', String(disk.size), '-f', '--show', raw]).trim();
   const mnt = fs.mkdtempSync(path.join(work, 'guest-'));
@@ -110,11 +111,14 @@ before(async () => {
   } finally {
     run('losetup', ['-d', dev]);
   }
-  run('qemu-img', ['convert', '-O', 'qcow2', '-B', 'snap1.qcow2', '-F', 'qcow2', path.join(work, 'snap2.raw'), 'snap2.qcow2'], vm);
+  snapshotFromRaw(vm, 'snap1.qcow2', path.join(work, 'snap1.raw'), path.join(work, 'snap2.raw'), 'snap2.qcow2');
+  // The same change as qemu-img convert -B makes it: a snapshot that owns every cluster (the delta path must still agree).
+  run('qemu-img', ['convert', '-O', 'qcow2', '-B', 'base.qcow2', '-F', 'qcow2', path.join(work, 'snap1.raw'), 'snap1-whole.qcow2'], vm);
   resolver = await startResolver({ store });
   cli(['layer', 'create', '--source', 'qcow2:vm/base.qcow2#2', '--name', 'base']);
   cli(['layer', 'create', '--source', 'qcow2:vm/snap1.qcow2#2', '--type', 'snapshot', '--base', 'base', '--name', 'snap1']);
   cli(['layer', 'create', '--source', 'qcow2:vm/snap2.qcow2#2', '--type', 'snapshot', '--base', 'snap1', '--name', 'snap2']);
+  cli(['layer', 'create', '--source', 'qcow2:vm/snap1-whole.qcow2#2', '--type', 'snapshot', '--base', 'base', '--name', 'snap1-whole']);
 });
 
 after(async () => {
@@ -128,6 +132,12 @@ function cliDiff(from: string, to: string): string[] {
   const out = JSON.parse(cli(['diff', from, to, '--json'])) as { changes: { path: string; pathBase64?: string; kind: string }[] };
   return out.changes.map((c) => line(c.kind, c.pathBase64 ? Buffer.from(c.pathBase64, 'base64') : Buffer.from(c.path, 'utf8')));
 }
+
+test('a snapshot made by snapshotFromRaw owns only the clusters its guest changed', () => {
+  const map = JSON.parse(run('qemu-img', ['map', '--output=json', path.join(store, 'vm/snap1.qcow2')])) as { depth: number; length: number }[];
+  const own = map.filter((e) => e.depth === 0).reduce((n, e) => n + e.length, 0);
+  assert.ok(own > 0 && own < (disk.size + disk.start) / 10, `the snapshot owns ${own} of ${disk.size + disk.start} bytes`);
+});
 
 async function openImage(name: string): Promise<ImageSource> {
   return ImageSource.open({ storeRoot: store, image: `vm/${name}.qcow2`, format: 'qcow2', partition: 2 });
@@ -165,9 +175,10 @@ describe('diff of a qcow2 snapshot over its base, by its own clusters', () => {
     ['base', 'snap1'],
     ['snap1', 'snap2'],
     ['base', 'snap2'],
+    ['base', 'snap1-whole'],
   ] as const) {
     test(`${from} -> ${to}: the CLI, the engine's full walk and the kernel's mounts agree`, async () => {
-      const expected = await kernelDiff(from, to);
+      const expected = await kernelDiff(from, to.replace('-whole', ''));
       const full = await engineDiff(from, to, false);
       const fast = await engineDiff(from, to, true);
       assert.ok(expected.length >= 10, `the change has ${expected.length} entries`);
