@@ -104,6 +104,7 @@ class Strata {
     for (const args of ways) {
       try {
         this.cli(['layer', 'create', ...args, '--name', name]);
+        for (const why of refusals) log(`  (refused first: ${why})`);
         return args;
       } catch (err) {
         refusals.push(err instanceof Error ? err.message : String(err));
