@@ -88,7 +88,7 @@ export async function checkLayerSource(storeRoot: string, chain: readonly Layer[
         throw StrataError.invalid(`${layer.source} has backing file ${backing}, but its base layer ${base.layerId} reads ${baseImage ?? base.source}; the base of an image snapshot is the layer of its backing file`);
       }
     } else if (baseImage !== undefined && (layer.layerType === 'snapshot' || layer.layerType === 'incremental')) {
-      throw StrataError.invalid(`${layer.source} has no backing file, so it cannot be a ${layer.layerType} of layer ${base.layerId}`);
+      throw StrataError.invalid(`${layer.source} has no backing file, so it cannot be ${layer.layerType === 'snapshot' ? 'a snapshot' : 'an incremental snapshot'} of layer ${base.layerId}`);
     }
   } finally {
     await source.close();
