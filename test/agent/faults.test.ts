@@ -147,6 +147,12 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     assert.match(ls.stderr, /Input\/output error/);
     assert.ok(elapsed < 10_000, `ls returned after ${elapsed} ms (deadline 1000 ms)`);
     assert.equal(fs.readdirSync(path.join(mnt, 'tree/d0002')).length, 5, 'what is cached still answers');
+    // An uncached read fails within the deadline, not twice it (the kernel asks for the page again after its readahead failed).
+    const t1 = Date.now();
+    const cat = spawnSync('cat', [path.join(mnt, 'tree/d0002', fs.readdirSync(path.join(mnt, 'tree/d0002'))[0])], { encoding: 'utf8', timeout: 30_000 });
+    const catMs = Date.now() - t1;
+    assert.match(cat.stderr, /Input\/output error/);
+    assert.ok(catMs < 1600, `cat failed after ${catMs} ms (deadline 1000 ms)`);
     await waitFor('the outage logged', () => agent.logs.some((l) => l.event === 'agent.resolver.down') || undefined);
     await resolverOn(port);
     await waitFor('the mount to answer again', () => {

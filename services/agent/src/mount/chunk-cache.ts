@@ -1,8 +1,25 @@
 import { LRUCache } from 'lru-cache';
+import { GrpcCode, StrataError } from '@strata/errors';
 import { clockOptions, type Clock } from './expiry';
 
 /** File data moves in aligned chunks of this size: one Session read each. */
 export const CHUNK_SIZE = 1 << 20;
+
+/**
+ * How long a fetch that no resolver answered stands for the same chunk. The
+ * kernel asks for a page again at once when its readahead failed; without
+ * this, one read of an uncached file with every resolver down would wait
+ * two deadlines instead of one.
+ */
+export const FAILURE_MEMO_MS = 1000;
+/** Bound on remembered failures (one per chunk asked during an outage). */
+const MAX_FAILURES = 4096;
+
+/** A failure that says nothing about the file: no resolver answered in time. */
+function isOutage(err: unknown): boolean {
+  const e = StrataError.from(err);
+  return e.retryable || e.code === GrpcCode.DEADLINE_EXCEEDED;
+}
 
 /**
  * The agent's data cache, shared by every mount and bounded in bytes.
@@ -11,12 +28,15 @@ export const CHUNK_SIZE = 1 << 20;
 export class ChunkCache {
   private readonly lru: LRUCache<string, Buffer>;
   private readonly inflight = new Map<string, Promise<Buffer>>();
+  private readonly failures = new Map<string, { at: number; err: unknown }>();
+  private readonly now: () => number;
   hits = 0;
   misses = 0;
 
-  /** `clock` measures the lifetimes of LIVE chunks. */
+  /** `clock` measures the lifetimes of LIVE chunks and of remembered outage failures. */
   constructor(maxBytes: number, clock?: Clock) {
     this.lru = new LRUCache<string, Buffer>({ maxSize: Math.max(maxBytes, CHUNK_SIZE), sizeCalculation: (b) => Math.max(b.length, 1), ...clockOptions(clock) });
+    this.now = clock ? () => clock.now() : () => performance.now();
   }
 
   peek(key: string): Buffer | undefined {
@@ -31,6 +51,9 @@ export class ChunkCache {
     if (hit) return Promise.resolve(hit);
     const running = this.inflight.get(key);
     if (running) return running;
+    const failed = this.failures.get(key);
+    if (failed && this.now() - failed.at < FAILURE_MEMO_MS) return Promise.reject(failed.err);
+    this.failures.delete(key);
     this.misses++;
     const p = fetch().then(
       (b) => {
@@ -40,6 +63,10 @@ export class ChunkCache {
       },
       (err: unknown) => {
         this.inflight.delete(key);
+        if (isOutage(err)) {
+          if (this.failures.size >= MAX_FAILURES) this.failures.clear();
+          this.failures.set(key, { at: this.now(), err });
+        }
         throw err;
       },
     );
