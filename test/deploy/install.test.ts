@@ -108,7 +108,7 @@ describe('deploy/install.sh', () => {
     assert.equal(run(strataBin, ['--help']).status, 0);
   });
 
-  test('refuses a relative prefix and unknown options, changing nothing', () => {
+  test('refuses a relative prefix, a missing value and unknown options', () => {
     const relative = install(['--prefix', 'opt/strata', '--no-systemd']);
     assert.notEqual(relative.status, 0);
     assert.match(relative.out, /absolute/);
