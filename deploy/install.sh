@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs a built strata checkout (`npm run build` first) at a fixed prefix:
-#   PREFIX/lib/       bin/strata, the dist/ of the packages the resolver, the
-#                     agent and the CLI load, their production node_modules and
-#                     the .proto files of the API
+#   PREFIX/lib/       bin/strata, the dist/ (and native addons) of the packages
+#                     the resolver, the agent and the CLI load, their production
+#                     node_modules and the .proto files of the API
 #   PREFIX/bin/strata a wrapper that runs lib/bin/strata with the node this
 #                     script ran with (systemd's PATH may hold another one)
 # and, unless --no-systemd, the host part: the units in /etc/systemd/system
@@ -82,6 +82,10 @@ for abs in "${packages[@]}"; do
       dir=${real#"$repo"/}
       [ -d "$repo/$dir/dist" ] || die "$dir is not built: run \`npm run build\` first"
       (cd "$repo" && cp -a --parents "$dir/package.json" "$dir/dist" "$stage/")
+      # A native package's addon (node-gyp's build/Release/*.node), not its objects.
+      if [ -d "$repo/$dir/build/Release" ]; then
+        (cd "$repo" && find "$dir/build/Release" -maxdepth 1 -name '*.node' -exec cp -a --parents {} "$stage/" \;)
+      fi
       ln -s "../../$dir" "$stage/node_modules/@strata/$name"
       found=$((found + 1))
       ;;

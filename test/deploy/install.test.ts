@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { canMountFuse, forceUnmount, waitFor } from '@strata/harness';
+import { REPO, canMountFuse, forceUnmount, waitFor } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { DEPLOY, INSTALL_SH, UNITS, execStart, flagValue, readUnit, words } from './deploy-files';
 
@@ -70,6 +70,16 @@ describe('deploy/install.sh', () => {
     }
     const tests = spawnSync('find', [path.join(prefix, 'lib/libs'), path.join(prefix, 'lib/services'), '-name', '*.test.js'], { encoding: 'utf8' }).stdout;
     assert.equal(tests, '', 'no unit tests are installed');
+    // Installed workspace packages bring their native addons along.
+    for (const top of ['libs', 'services']) {
+      for (const pkg of fs.readdirSync(path.join(prefix, 'lib', top))) {
+        const release = path.join(REPO, top, pkg, 'build/Release');
+        if (!fs.existsSync(release)) continue;
+        for (const addon of fs.readdirSync(release).filter((f) => f.endsWith('.node'))) {
+          assert.ok(fs.existsSync(path.join(prefix, 'lib', top, pkg, 'build/Release', addon)), `${top}/${pkg}/build/Release/${addon}`);
+        }
+      }
+    }
   });
 
   test('the installed tree stands alone: every link stays inside it', () => {
