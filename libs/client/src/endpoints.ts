@@ -7,7 +7,7 @@ import {
   type SessionRequest,
   type SessionResponse,
 } from '@strata/protocol';
-import { StrataError } from '@strata/errors';
+import { parseAddresses } from './addresses';
 
 /** Default resolver address (DESIGN.md §5). */
 export const DEFAULT_RESOLVER = '127.0.0.1:7400';
@@ -63,18 +63,6 @@ export class Endpoint {
     this.diff.close();
     this.channel.close();
   }
-}
-
-/** "h:p,h:p" or a list of them; blanks dropped. */
-export function parseAddresses(addresses: string | readonly string[]): string[] {
-  const list = (typeof addresses === 'string' ? [addresses] : addresses)
-    .flatMap((a) => a.split(','))
-    .map((a) => a.trim())
-    .filter(Boolean);
-  if (list.length === 0) {
-    throw StrataError.invalid('no resolver address given');
-  }
-  return list;
 }
 
 /**

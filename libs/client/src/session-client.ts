@@ -1,7 +1,8 @@
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
-import { type AnswerCase, type RequestCase, SessionRequest, SessionResponse, fromServiceError, strataErrorFromInfo } from '@strata/protocol';
+import { type AnswerCase, type RequestCase, SessionRequest, SessionResponse, strataErrorFromInfo } from '@strata/protocol';
 import { systemClock, type CancelTimer, type Clock } from './clock';
 import { isRetryable, type EndpointPicker } from './retry';
+import { formatBudget, transportError } from './transport-error';
 
 /** A Session request case and its answer case (the protocol's operation table names them). */
 export type SessionPayload = RequestCase;
@@ -68,6 +69,8 @@ export class SessionClient {
   private reconnectDelay = 0;
   private cancelReconnect: CancelTimer | undefined;
   private closed = false;
+  /** Why the last stream broke, until an answer arrives: a request that times out says it. */
+  private lastFailure: StrataError | undefined;
 
   constructor(options: SessionClientOptions) {
     this.pool = options.pool;
@@ -86,7 +89,8 @@ export class SessionClient {
       const id = this.nextId++;
       const cancelDeadline = this.clock.after(deadlineMs, () => {
         this.pending.delete(id);
-        reject(new StrataError(Errno.EIO, `no resolver answered within ${deadlineMs} ms`, { code: GrpcCode.DEADLINE_EXCEEDED }));
+        const why = this.lastFailure ? `: ${this.lastFailure.message}` : '';
+        reject(new StrataError(Errno.EIO, `no resolver answered within ${formatBudget(deadlineMs)}${why}`, { code: GrpcCode.DEADLINE_EXCEEDED }));
       });
       const p: Pending = { id, payload, traceContext, resolve, reject, cancelDeadline };
       this.pending.set(id, p);
@@ -122,6 +126,7 @@ export class SessionClient {
     stream.on('metadata', () => this.onEvent?.({ type: 'connected', address: endpoint.address }));
     stream.on('data', (res: SessionResponse) => {
       this.reconnectDelay = 0;
+      this.lastFailure = undefined;
       const p = this.pending.get(res.id);
       if (!p) return; // timed out already
       this.pending.delete(res.id);
@@ -131,7 +136,7 @@ export class SessionClient {
       else if (r.$case === 'error') p.reject(strataErrorFromInfo(r.error));
       else p.resolve(r);
     });
-    stream.on('error', (err: unknown) => this.broken(stream, fromServiceError(err)));
+    stream.on('error', (err: unknown) => this.broken(stream, transportError(err, endpoint.address)));
     stream.on('end', () => this.broken(stream, undefined));
     return stream;
   }
@@ -143,6 +148,7 @@ export class SessionClient {
     this.stream = undefined;
     if (this.closed) return;
     this.onEvent?.({ type: 'broken', address: this.endpoint?.address ?? '', error });
+    if (error) this.lastFailure = error;
     if (error && !isRetryable(error, false)) {
       for (const p of this.pending.values()) {
         p.cancelDeadline();

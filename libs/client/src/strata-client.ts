@@ -1,4 +1,4 @@
-import type { ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
+import { connectivityState, type ClientReadableStream, type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import type { Layer, LayerRef, LayerType, MountOption, UpdateLayerInput } from '@strata/layers';
 import {
@@ -9,7 +9,6 @@ import {
   WalkEntry,
   changeKindFromProto,
   type ChangeKindName,
-  fromServiceError,
   layerFromProto,
   layerRefToProto,
   layerTypeToProto,
@@ -22,10 +21,11 @@ import {
 } from '@strata/protocol';
 import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
 import { sleep, systemClock } from './clock';
-import { DEFAULT_RETRY, RetryPolicy, isRetryable, withRetry } from './retry';
+import { DEFAULT_RETRY, type RetryPolicy, isRetryable, withRetry } from './retry';
 import { SessionClient, type SessionClientOptions } from './session-client';
 import { SessionGroup } from './session-group';
 import { tracedMetadata } from './trace-metadata';
+import { TransportError, combineTransportErrors, isTransportError, noAnswer, transportError } from './transport-error';
 
 export interface ClientOptions {
   /** One or more resolver addresses ("h:p", "h:p,h:p" or a list); default $STRATA_RESOLVER, else 127.0.0.1:7400. */
@@ -282,11 +282,29 @@ export class StrataClient {
   }
 
   private idempotent<T>(attempt: (e: Endpoint, deadline: number) => Promise<T>): Promise<T> {
-    return withRetry(this.pool, this.retry, this.deadline(), attempt);
+    return this.attempts(this.retry, attempt);
   }
 
   private once<T>(attempt: (e: Endpoint, deadline: number) => Promise<T>): Promise<T> {
-    return withRetry(this.pool, { ...this.retry, attempts: 1 }, this.deadline(), attempt);
+    return this.attempts({ ...this.retry, attempts: 1 }, attempt);
+  }
+
+  /**
+   * withRetry with every attempt's failure said in words (transportError),
+   * and, when no resolver could be reached, the last failure of each one
+   * tried in the one error the caller sees.
+   */
+  private async attempts<T>(policy: RetryPolicy, attempt: (e: Endpoint, deadline: number) => Promise<T>): Promise<T> {
+    const unreachable = new Failures();
+    try {
+      return await withRetry(this.pool, policy, this.deadline(), (e, d) =>
+        attempt(e, d).catch((err: unknown) => {
+          throw unreachable.note(transportError(err, e.address, this.deadlineMs), e.address);
+        }),
+      );
+    } catch (err) {
+      throw unreachable.combined(err);
+    }
   }
 
   /**
@@ -299,9 +317,12 @@ export class StrataClient {
     done: () => boolean,
   ): AsyncGenerator<T> {
     const deadline = this.streamDeadlineMs ? Date.now() + this.streamDeadlineMs : undefined;
+    const unreachable = new Failures();
     let failures = 0;
     for (;;) {
-      const stream = open(this.pool.pick(), deadline);
+      const endpoint = this.pool.pick();
+      const stream = open(endpoint, deadline);
+      const silent = this.watchSilence(endpoint, stream);
       try {
         for await (const msg of stream as AsyncIterable<M>) {
           failures = 0;
@@ -309,15 +330,51 @@ export class StrataClient {
         }
         return;
       } catch (err) {
-        const e = fromServiceError(err);
+        const e = unreachable.note(silent.timedOut ?? transportError(err, endpoint.address, this.streamDeadlineMs), endpoint.address);
         if (done()) return;
-        // Not cancelled by us: this generator cancels a stream only in `finally`, once it is done with it.
-        if (!isRetryable(e, false) || ++failures >= this.retry.attempts) throw e;
+        // Not cancelled by us: this generator cancels a stream only in `finally` or when it stayed silent (a timeout, not retried).
+        if (!isRetryable(e, false) || ++failures >= this.retry.attempts) throw unreachable.combined(e);
         await sleep(systemClock, this.retry.backoffMs * 2 ** (failures - 1));
       } finally {
+        silent.stop();
         stream.cancel();
       }
     }
+  }
+
+  /**
+   * A stream has no deadline of its own (a diff of two big images may take
+   * minutes), but a stream whose channel is still not connected one unary
+   * deadline after it was opened has reached no resolver: a peer that takes
+   * the TCP connection and never speaks HTTP/2 would otherwise hold it for
+   * ever. Cancels the stream then and says so in `timedOut`.
+   */
+  private watchSilence(endpoint: Endpoint, stream: { cancel(): void }): { timedOut: StrataError | undefined; stop(): void } {
+    const watch: { timedOut: StrataError | undefined; stop(): void } = { timedOut: undefined, stop: () => clearTimeout(timer) };
+    const timer = setTimeout(() => {
+      if (endpoint.channel.getConnectivityState(false) === connectivityState.READY) return;
+      watch.timedOut = noAnswer(endpoint.address, this.deadlineMs);
+      stream.cancel();
+    }, this.deadlineMs);
+    timer.unref();
+    return watch;
+  }
+}
+
+/** The last transport failure of each resolver a call tried, so the final error can name them all. */
+class Failures {
+  private readonly byAddress = new Map<string, TransportError>();
+
+  note(err: StrataError, address: string): StrataError {
+    if (isTransportError(err)) this.byAddress.set(address, err);
+    else this.byAddress.delete(address);
+    return err;
+  }
+
+  /** `err` itself, unless it is a transport failure and several resolvers failed that way. */
+  combined(err: unknown): unknown {
+    if (!isTransportError(err) || this.byAddress.size < 2) return err;
+    return combineTransportErrors([...this.byAddress.values()]);
   }
 }
 
