@@ -88,6 +88,32 @@ test('ids are never reused and updates need the current generation', async () =>
   await rejectsWith(c.get({ id: 99 }), Errno.ENOENT, GrpcCode.NOT_FOUND, /layer 99 does not exist/);
 });
 
+test('an update that changes nothing keeps the generation; one that changes something bumps it', async () => {
+  const store = await tempStore();
+  const c = new Catalog(store, { now: () => 1000 });
+  await c.init();
+  const base = await c.create({ source: 'dir:base', layerType: 'base', name: 'b' });
+  const l = await c.create({ source: 'dir:snap', filesystemPath: '/rootfs', layerType: 'snapshot', base: { id: base.layerId }, name: 's', mountOptions: ['no-exec'] });
+  const file = path.join(store, '.strata/catalog/layers', `${l.layerId}.json`);
+  const written = (await fs.stat(file)).mtimeMs;
+  // No fields, and every field set to what it already is (options in another order, the path spelled differently).
+  for (const same of [
+    {},
+    { expectedGeneration: 1 },
+    { name: 's', source: 'dir:snap', filesystemPath: 'rootfs/', layerType: 'snapshot' as const, base: { name: 'b' }, mountOptions: ['no-exec' as const, 'read-only' as const] },
+  ]) {
+    const u = await c.update({ name: 's' }, same);
+    assert.deepEqual(u, l, JSON.stringify(same));
+  }
+  assert.equal((await fs.stat(file)).mtimeMs, written, 'nothing rewritten');
+  // A stale generation is still refused, change or not.
+  await rejectsWith(c.update({ name: 's' }, { expectedGeneration: 7 }), Errno.EBUSY, GrpcCode.FAILED_PRECONDITION, /generation 1, not 7/);
+  const changed = await c.update({ name: 's' }, { mountOptions: ['no-exec', 'no-dev'] });
+  assert.deepEqual([changed.generation, changed.mountOptions], [2, ['read-only', 'no-exec', 'no-dev']]);
+  assert.equal((await c.update({ name: 's' }, { mountOptions: ['no-dev', 'no-exec'] })).generation, 2);
+  assert.equal((await c.update({ name: 's' }, { name: 's2' })).generation, 3);
+});
+
 test('chains deeper than the limit are refused', async () => {
   const store = await tempStore();
   const c = new Catalog(store);

@@ -68,6 +68,19 @@ function notFound(ref: LayerRef): StrataError {
   return new StrataError(Errno.ENOENT, `${formatLayerRef(ref)} does not exist`, { code: GrpcCode.NOT_FOUND });
 }
 
+/** Whether two records of one layer define the same layer (everything an update can change). */
+function sameDefinition(a: Layer, b: Layer): boolean {
+  return (
+    a.name === b.name &&
+    a.source === b.source &&
+    a.filesystemPath === b.filesystemPath &&
+    a.layerType === b.layerType &&
+    a.baseLayerId === b.baseLayerId &&
+    a.mountOptions.length === b.mountOptions.length &&
+    a.mountOptions.every((o, i) => o === b.mountOptions[i])
+  );
+}
+
 /**
  * The layer catalog: one JSON file per layer under <store>/.strata/catalog.
  * Readers never lock (files are replaced by rename, so a reader sees the old
@@ -176,7 +189,7 @@ export class Catalog {
         const base = this.resolveBase(layerType, input.base ?? (baseLayerId ? { id: baseLayerId } : undefined));
         baseLayerId = base?.layerId ?? 0;
       }
-      const next: Layer = {
+      const wanted: Layer = {
         ...current,
         name: input.name ?? current.name,
         source: input.source ?? current.source,
@@ -184,9 +197,11 @@ export class Catalog {
         layerType,
         baseLayerId,
         mountOptions: input.mountOptions ? normaliseMountOptions(input.mountOptions) : current.mountOptions,
-        generation: current.generation + 1,
-        updateTimeMs: this.now(),
       };
+      // Nothing to change (no fields, or the values it has): the layer as it is. A new generation
+      // would tell every cache and every --expect-generation holder that it changed when it did not.
+      if (sameDefinition(current, wanted)) return current;
+      const next: Layer = { ...wanted, generation: current.generation + 1, updateTimeMs: this.now() };
       this.checkNameFree(next.name, next.layerId);
       if (next.source !== current.source || next.filesystemPath !== current.filesystemPath) {
         checkSourceInStore(this.storeRoot, next.source, next.filesystemPath);
