@@ -1,48 +1,117 @@
-import type { Command } from 'commander';
-import type { StrataClient } from '@strata/client';
+import { InvalidArgumentError, type Command } from 'commander';
+import { DEFAULT_RESOLVER, addressListProblem, type StrataClient } from '@strata/client';
+import { Errno, StrataError } from '@strata/errors';
 import { jsonDocument } from './format';
+import { ProgressLine, type ProgressStream, type ProgressTimers } from './progress';
 
 /** The options every command sees (declared once, on the root command). */
 export interface GlobalOptions {
   json?: boolean;
   resolver?: string;
+  /** Seconds a resolver has to answer (--timeout). */
+  timeout?: number;
 }
 
 /** Where output goes; tests and embedding programs pass their own. */
 export interface Io {
-  out(text: string | Buffer): void;
+  /** Writes command output; when it returns a promise, the next write waits for it (a slow or full pipe). */
+  out(text: string | Buffer): void | Promise<void>;
+  /** A terminal for progress lines; undefined: no progress (stderr is not a TTY). */
+  progress?: ProgressStream;
+  /** Output goes to that same terminal: a progress line is taken down before each write. */
+  outIsTerminal?: boolean;
+  timers?: ProgressTimers;
 }
+
+/**
+ * A failure the CLI found itself (a bad --resolver, a mountpoint that is not
+ * empty): the message is the whole story, printed without an errno suffix.
+ */
+export class CliError extends StrataError {
+  constructor(errno: number, message: string) {
+    super(errno, message);
+    this.name = 'CliError';
+  }
+}
+
+/** The options of a command whose output can take a while: `--no-progress`. */
+export interface ProgressOption {
+  progress?: boolean;
+}
+
+export const PROGRESS_HELP =
+  'Progress (entries so far, elapsed time) is shown on stderr while it runs, only when stderr is a terminal (with --json too: the document comes at the end); --no-progress turns it off.';
 
 /** What a command group needs from the program: output, the global options, a client. */
 export interface CommandContext {
   io: Io;
+  /** Writes output, taking a progress line off the terminal first when they share it. */
+  out(text: string | Buffer): void | Promise<void>;
   /** Prints the command's one JSON document. */
-  json(value: unknown): void;
+  json(value: unknown): void | Promise<void>;
   globals(cmd: Command): GlobalOptions;
   /** Runs `fn` with a client for this command's --resolver, closed afterwards whatever happens. */
   withClient(cmd: Command, fn: (client: StrataClient, g: GlobalOptions) => Promise<void>): Promise<void>;
+  /** Runs `fn` with a progress line (or none: not a terminal, --no-progress), erased when it ends. */
+  withProgress<T>(o: ProgressOption, label: string, unit: [string, string], fn: (p: ProgressLine | undefined) => Promise<T>): Promise<T>;
 }
 
-/** Declares --json and --resolver on the root command. */
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('expected a number of seconds (0 < s <= 86400)');
+  return n;
+}
+
+/** Declares --json, --resolver and --timeout on the root command. */
 export function addGlobalOptions(program: Command): void {
   program
     .option('--json', 'print one JSON document')
-    .option('--resolver <addr>', 'resolver address(es), comma-separated (default $STRATA_RESOLVER or 127.0.0.1:7400)');
+    .option('--resolver <addr>', `resolver address(es) host:port, comma-separated (default $STRATA_RESOLVER or ${DEFAULT_RESOLVER})`)
+    .option('--timeout <seconds>', 'how long a resolver has to answer a request (default 10); cat, walk and diff may then stream for longer', seconds);
+}
+
+/** The resolver list a command will use and where it came from, checked before any connection is tried. */
+export function resolverAddresses(g: GlobalOptions, env: NodeJS.ProcessEnv = process.env): string {
+  // An empty variable counts as unset (`STRATA_RESOLVER= strata ...`); an empty --resolver does not.
+  const fromEnv = env.STRATA_RESOLVER ? env.STRATA_RESOLVER : undefined;
+  const spec = g.resolver ?? fromEnv ?? DEFAULT_RESOLVER;
+  const bad = addressListProblem(spec);
+  if (bad) {
+    const origin = g.resolver !== undefined ? '--resolver' : '$STRATA_RESOLVER';
+    throw new CliError(Errno.EINVAL, `${origin} '${bad.text}': ${bad.problem}`);
+  }
+  return spec;
 }
 
 export function commandContext(io: Io, clientFor: (g: GlobalOptions) => StrataClient): CommandContext {
   const globals = (cmd: Command): GlobalOptions => cmd.optsWithGlobals<GlobalOptions>();
+  let shown: ProgressLine | undefined;
+  const out = (text: string | Buffer): void | Promise<void> => {
+    if (io.outIsTerminal) shown?.hide();
+    return io.out(text);
+  };
   return {
     io,
-    json: (value) => io.out(jsonDocument(value)),
+    out,
+    json: (value) => out(jsonDocument(value)),
     globals,
     withClient: async (cmd, fn) => {
       const g = globals(cmd);
-      const client = clientFor(g);
+      const client = clientFor({ ...g, resolver: resolverAddresses(g) });
       try {
         await fn(client, g);
       } finally {
         client.close();
+      }
+    },
+    withProgress: async (o, label, unit, fn) => {
+      const line = io.progress && o.progress !== false ? new ProgressLine(io.progress, label, unit, io.timers) : undefined;
+      shown = line;
+      try {
+        return await fn(line);
+      } finally {
+        line?.done();
+        shown = undefined;
       }
     },
   };

@@ -98,7 +98,8 @@ export function layerTable(layers: readonly Layer[]): string {
       l.baseLayerId ? String(l.baseLayerId) : '-',
       l.layerType,
       String(l.generation),
-      l.mountOptions.filter((o) => o !== 'read-only').join(',') || '-',
+      // The names --option takes and the JSON lists, read-only included.
+      l.mountOptions.join(',') || '-',
       l.name || '-',
       l.source + (l.filesystemPath !== '/' ? ` (${l.filesystemPath})` : ''),
     ]);

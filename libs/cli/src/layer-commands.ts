@@ -22,7 +22,7 @@ function nonNegative(value: string): number {
 
 /** `strata layer create|list|get|update|delete`: the catalog. */
 export function addLayerCommands(program: Command, ctx: CommandContext): void {
-  const { io, json } = ctx;
+  const { out, json } = ctx;
   const layer = program.command('layer').description('manage layers in the catalog');
   layer
     .command('create')
@@ -43,8 +43,8 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
           name: o.name,
           mountOptions: o.option,
         });
-        if (g.json) json(layerJson(l));
-        else io.out(`created layer ${l.layerId}${l.name ? ` (${l.name})` : ''}\n`);
+        if (g.json) await json(layerJson(l));
+        else await out(`created layer ${l.layerId}${l.name ? ` (${l.name})` : ''}\n`);
       }),
     );
   layer
@@ -53,8 +53,8 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
     .action((_o: unknown, cmd: Command) =>
       ctx.withClient(cmd, async (c, g) => {
         const layers = await c.listLayers();
-        if (g.json) json({ layers: layers.map(layerJson) });
-        else io.out(`${layerTable(layers)}\n`);
+        if (g.json) await json({ layers: layers.map(layerJson) });
+        else await out(`${layerTable(layers)}\n`);
       }),
     );
   layer
@@ -65,13 +65,13 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
       ctx.withClient(cmd, async (c, g) => {
         const { layer: l, chain } = await c.getLayer(parseLayerRef(ref));
         // `chain` in the JSON lists the bases below the layer (the shape scripts rely on).
-        if (g.json) json({ ...layerJson(l), chain: chain.slice(1).map(layerJson) });
-        else io.out(`${layerTable(chain)}\n`);
+        if (g.json) await json({ ...layerJson(l), chain: chain.slice(1).map(layerJson) });
+        else await out(`${layerTable(chain)}\n`);
       }),
     );
   layer
     .command('update')
-    .description('change a layer (its generation goes up)')
+    .description('change a layer (its generation goes up; values it already has change nothing)')
     .argument('<layer>', 'id or name')
     .option('--name <n>', 'new name ("" removes it)')
     .option('--source <uri>', 'new source')
@@ -96,9 +96,15 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
             mountOptions: o.option,
             expectedGeneration: o.expectGeneration,
           };
+          // The catalog keeps a layer whose values do not change as it is (same generation); the
+          // generation read first tells the two cases apart for the message.
+          const before = g.json ? undefined : (await c.getLayer(parseLayerRef(ref))).layer;
           const l = await c.updateLayer(parseLayerRef(ref), update);
-          if (g.json) json(layerJson(l));
-          else io.out(`updated layer ${l.layerId} (generation ${l.generation})\n`);
+          if (g.json) await json(layerJson(l));
+          else if (before && before.generation === l.generation) {
+            const asked = [o.name, o.source, o.path, o.base, o.type, o.option].some((v) => v !== undefined);
+            await out(`layer ${l.layerId} unchanged (generation ${l.generation}): ${asked ? 'it already has these values' : 'nothing to change'}\n`);
+          } else await out(`updated layer ${l.layerId} (generation ${l.generation})\n`);
         }),
     );
   layer
@@ -109,8 +115,8 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
     .action((ref: string, o: { expectGeneration?: number }, cmd: Command) =>
       ctx.withClient(cmd, async (c, g) => {
         await c.deleteLayer(parseLayerRef(ref), o.expectGeneration);
-        if (g.json) json({ deleted: ref });
-        else io.out(`deleted ${ref}\n`);
+        if (g.json) await json({ deleted: ref });
+        else await out(`deleted ${ref}\n`);
       }),
     );
 }

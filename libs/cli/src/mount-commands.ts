@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { controlRequest, defaultSocketPath, type MountInfo } from '@strata/agent-control';
 import { Errno, StrataError } from '@strata/errors';
-import type { CommandContext } from './command-context';
+import { CliError, type CommandContext } from './command-context';
 import { mountTable } from './format';
 
 interface SocketOption {
@@ -27,9 +27,35 @@ async function mountAnswers(mountpoint: string): Promise<void> {
   }
 }
 
+/**
+ * The kernel and FUSE refuse a bad mountpoint with errors that reach the
+ * user as "fuse failed (EIO)"; said here, before the agent is asked.
+ * `shown` is the path as the user typed it.
+ */
+export async function checkMountpoint(target: string, shown: string): Promise<void> {
+  let st;
+  try {
+    st = await fs.stat(target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new CliError(Errno.ENOENT, `mountpoint ${shown} does not exist`);
+    if (code === 'ENOTDIR') throw new CliError(Errno.ENOTDIR, `mountpoint ${shown} is not a directory (a part of its path is a file)`);
+    throw StrataError.from(err, `mountpoint ${shown}`);
+  }
+  if (!st.isDirectory()) throw new CliError(Errno.ENOTDIR, `mountpoint ${shown} is not a directory`);
+  const dir = await fs.opendir(target).catch(() => undefined);
+  // Unreadable to this user (the agent may still manage): the agent has the last word.
+  if (!dir) return;
+  try {
+    if ((await dir.read()) !== null) throw new CliError(Errno.ENOTEMPTY, `mountpoint ${shown} is not empty`);
+  } finally {
+    await dir.close().catch(() => undefined);
+  }
+}
+
 /** `strata mount|umount|mounts`: the local agent's control socket. */
 export function addMountCommands(program: Command, ctx: CommandContext): void {
-  const { io, json } = ctx;
+  const { out, json } = ctx;
   const socketOf = (cmd: Command): string => cmd.optsWithGlobals<SocketOption>().socket ?? defaultSocketPath();
   const socketHelp = 'agent control socket (default $STRATA_AGENT_SOCKET, else /run/strata/agent.sock)';
 
@@ -41,11 +67,13 @@ export function addMountCommands(program: Command, ctx: CommandContext): void {
     .option('--socket <path>', socketHelp)
     .action(async (layer: string, mountpoint: string, _o: unknown, cmd: Command) => {
       const g = ctx.globals(cmd);
-      const res = await controlRequest(socketOf(cmd), { op: 'mount', layer, mountpoint: path.resolve(mountpoint) }, MOUNT_TIMEOUT_MS);
+      const target = path.resolve(mountpoint);
+      await checkMountpoint(target, mountpoint);
+      const res = await controlRequest(socketOf(cmd), { op: 'mount', layer, mountpoint: target }, MOUNT_TIMEOUT_MS);
       const m = res.mount!;
       await mountAnswers(m.mountpoint);
-      if (g.json) json(m);
-      else io.out(`mounted layer ${m.layerId}${m.layerName ? ` (${m.layerName})` : ''} on ${m.mountpoint}${m.live ? ' [live]' : ''}\n`);
+      if (g.json) await json(m);
+      else await out(`mounted layer ${m.layerId}${m.layerName ? ` (${m.layerName})` : ''} on ${m.mountpoint}${m.live ? ' [live]' : ''}\n`);
     });
   program
     .command('umount')
@@ -57,8 +85,8 @@ export function addMountCommands(program: Command, ctx: CommandContext): void {
       const g = ctx.globals(cmd);
       const target = path.resolve(mountpoint);
       await controlRequest(socketOf(cmd), { op: 'umount', mountpoint: target, lazy: o.lazy === true }, MOUNT_TIMEOUT_MS);
-      if (g.json) json({ unmounted: target });
-      else io.out(`unmounted ${target}\n`);
+      if (g.json) await json({ unmounted: target });
+      else await out(`unmounted ${target}\n`);
     });
   program
     .command('mounts')
@@ -68,7 +96,7 @@ export function addMountCommands(program: Command, ctx: CommandContext): void {
       const g = ctx.globals(cmd);
       const res = await controlRequest(socketOf(cmd), { op: 'mounts' }, ANSWER_TIMEOUT_MS);
       const mounts: MountInfo[] = res.mounts ?? [];
-      if (g.json) json({ mounts });
-      else io.out(mounts.length === 0 ? 'no strata mounts\n' : `${mountTable(mounts)}\n`);
+      if (g.json) await json({ mounts });
+      else await out(mounts.length === 0 ? 'no strata mounts\n' : `${mountTable(mounts)}\n`);
     });
 }

@@ -14,10 +14,22 @@ import { addReadCommands } from './read-commands';
 export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClient): Command {
   const program = new Command('strata').description('project layered filesystem images: manage layers, read them through the API');
   addGlobalOptions(program);
-  program.showHelpAfterError().configureOutput({ writeOut: (s) => io.out(s) });
+  program.configureOutput({
+    writeOut: (s) => void io.out(s),
+    // Commander's "error: ..." as the one line every other failure is, pointing at the help instead of printing it.
+    outputError: (s, write) => write(`strata: ${s.trim().replace(/^error: /, '')} (--help shows the usage)\n`),
+  });
   program.addHelpText(
     'after',
-    '\nServices (see `strata resolver --help`, `strata agent --help`):\n  resolver   serve the strata.v1 API over an image store\n  agent      hold the FUSE mounts of this host',
+    [
+      '',
+      'Services (see `strata resolver --help`, `strata agent --help`):',
+      '  resolver   serve the strata.v1 API over an image store',
+      '  agent      hold the FUSE mounts of this host',
+      '',
+      'Exit status: 0 on success; 1 on any failure, bad arguments included, with one line on stderr.',
+      'Output into a pipe whose reader has gone (`| head`) ends quietly with 0.',
+    ].join('\n'),
   );
   const ctx = commandContext(io, clientFor);
   // The order here is the order of `strata --help`.

@@ -1,17 +1,23 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { parseLayerRef } from '@strata/layers';
 import { isLinkMode } from '@strata/posix';
-import type { CommandContext } from './command-context';
+import { PROGRESS_HELP, type CommandContext, type ProgressOption } from './command-context';
 import { attrJson, lsLine, pathJson, pathText, statText } from './format';
+
+function depth(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
 
 function nameBytes(name: Buffer): { nameBase64?: string } {
   const j = pathJson(name);
   return j.pathBase64 ? { nameBase64: j.pathBase64 } : {};
 }
 
-/** `strata stat|ls|cat|readlink`: one path inside a layer, read through the API. */
+/** `strata stat|ls|cat|readlink|walk`: paths inside a layer, read through the API. */
 export function addReadCommands(program: Command, ctx: CommandContext): void {
-  const { io, json } = ctx;
+  const { out, json } = ctx;
   program
     .command('stat')
     .description('metadata of a path inside a layer')
@@ -23,7 +29,7 @@ export function addReadCommands(program: Command, ctx: CommandContext): void {
         const attr = await c.stat(r, p);
         const link = isLinkMode(attr.mode) ? pathText(await c.readLink(r, p)) : undefined;
         if (g.json) json({ path: p, attr: attrJson(attr), ...(link !== undefined ? { linkTarget: link } : {}) });
-        else io.out(`${statText(p, attr, link)}\n`);
+        else await out(`${statText(p, attr, link)}\n`);
       }),
     );
   program
@@ -35,7 +41,7 @@ export function addReadCommands(program: Command, ctx: CommandContext): void {
       ctx.withClient(cmd, async (c, g) => {
         const entries = await c.readDir(parseLayerRef(ref), p);
         if (g.json) json({ path: p, entries: entries.map((e) => ({ name: pathJson(e.name).path, ...nameBytes(e.name), attr: e.attr ? attrJson(e.attr) : null })) });
-        else for (const e of entries) if (e.attr) io.out(`${lsLine(pathText(e.name), e.attr)}\n`);
+        else for (const e of entries) if (e.attr) await out(`${lsLine(pathText(e.name), e.attr)}\n`);
       }),
     );
   program
@@ -47,10 +53,10 @@ export function addReadCommands(program: Command, ctx: CommandContext): void {
       ctx.withClient(cmd, async (c, g) => {
         if (g.json) {
           const data = await c.readFile(parseLayerRef(ref), p);
-          json({ path: p, size: data.length, contentBase64: data.toString('base64') });
+          await json({ path: p, size: data.length, contentBase64: data.toString('base64') });
           return;
         }
-        for await (const chunk of c.read(parseLayerRef(ref), p)) io.out(chunk);
+        for await (const chunk of c.read(parseLayerRef(ref), p)) await out(chunk);
       }),
     );
   program
@@ -62,7 +68,36 @@ export function addReadCommands(program: Command, ctx: CommandContext): void {
       ctx.withClient(cmd, async (c, g) => {
         const target = await c.readLink(parseLayerRef(ref), p);
         if (g.json) json({ path: p, target: pathJson(target).path, ...(pathJson(target).pathBase64 ? { targetBase64: target.toString('base64') } : {}) });
-        else io.out(`${pathText(target)}\n`);
+        else await out(`${pathText(target)}\n`);
       }),
     );
+  program
+    .command('walk')
+    .description('every path under a directory inside a layer, parents before children (ls -l style, full paths)')
+    .argument('<layer>')
+    .argument('[path]', 'directory', '/')
+    .option('--max-depth <n>', '1: the directory\'s entries only; 0: no limit', depth, 0)
+    .option('--no-progress', 'no progress line on stderr')
+    .addHelpText('after', `\n${PROGRESS_HELP}`)
+    .action((ref: string, p: string, o: { maxDepth: number } & ProgressOption, cmd: Command) =>
+      ctx.withClient(cmd, async (c, g) => {
+        const all: unknown[] = [];
+        await ctx.withProgress(o, 'walk', ['entry', 'entries'], async (progress) => {
+          for await (const batch of c.walk(parseLayerRef(ref), p, { maxDepth: o.maxDepth, includeLinkTargets: true })) {
+            progress?.add(batch.length);
+            for (const e of batch) {
+              const link = e.attr && isLinkMode(e.attr.mode) ? e.linkTarget : undefined;
+              if (g.json) all.push({ ...pathJson(e.path), attr: e.attr ? attrJson(e.attr) : null, ...(link ? linkJson(link) : {}) });
+              else if (e.attr) await out(`${lsLine(pathText(e.path), e.attr)}${link ? ` -> ${pathText(link)}` : ''}\n`);
+            }
+          }
+        });
+        if (g.json) await json({ path: p, entries: all });
+      }),
+    );
+}
+
+function linkJson(target: Buffer): { linkTarget: string; linkTargetBase64?: string } {
+  const j = pathJson(target);
+  return j.pathBase64 ? { linkTarget: j.path, linkTargetBase64: j.pathBase64 } : { linkTarget: j.path };
 }
