@@ -1,12 +1,606 @@
+// The N-API face of a Session: JavaScript constructs one per mount, receives
+// the requests the native side cannot answer in batches through one
+// thread-safe function, and answers them (or fills the cache) with the
+// methods below. Attributes, statfs and listings arrive as Buffers packed by
+// src/wire.ts; every length is checked here before use.
 #include <napi.h>
+#include <node_api.h>
 
-// Placeholder so the package builds while the session is written.
-static Napi::Value ProtocolVersion(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), 7);
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "session.h"
+
+namespace strata_fuse {
+namespace {
+
+constexpr size_t kListingHeader = 24;
+constexpr size_t kListingEntryHead = 24;
+constexpr size_t kNameMax = 255;
+
+bool ValidName(const char* p, size_t n) {
+  if (n == 0 || n > kNameMax) return false;
+  return std::memchr(p, '/', n) == nullptr && std::memchr(p, 0, n) == nullptr;
+}
+
+template <typename T>
+T Load(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+// Parses a listing packed by wire.ts (encodeListing). Null when malformed.
+std::shared_ptr<Listing> ParseListing(const uint8_t* p, size_t n) {
+  if (n < kListingHeader) return nullptr;
+  uint32_t count = Load<uint32_t>(p);
+  auto listing = std::make_shared<Listing>();
+  listing->dot_ino = Load<uint64_t>(p + 8);
+  listing->dotdot_ino = Load<uint64_t>(p + 16);
+  // Each entry takes at least its head and one name byte: a count beyond
+  // what the buffer can hold is corrupt, not an allocation to attempt.
+  if (count > (n - kListingHeader) / (kListingEntryHead + 1)) return nullptr;
+  listing->entries.reserve(count);
+  size_t off = kListingHeader;
+  for (uint32_t i = 0; i < count; i++) {
+    if (n - off < kListingEntryHead) return nullptr;
+    ListEntry e;
+    e.key = Load<uint64_t>(p + off);
+    e.ino = Load<uint64_t>(p + off + 8);
+    e.type = Load<uint32_t>(p + off + 16);
+    uint16_t name_len = Load<uint16_t>(p + off + 20);
+    e.has_attr = p[off + 22] != 0;
+    off += kListingEntryHead;
+    if (e.has_attr) {
+      if (n - off < sizeof(fuse_attr)) return nullptr;
+      std::memcpy(&e.attr, p + off, sizeof(fuse_attr));
+      off += sizeof(fuse_attr);
+    }
+    if (n - off < name_len || !ValidName(reinterpret_cast<const char*>(p + off), name_len)) return nullptr;
+    e.name.assign(reinterpret_cast<const char*>(p + off), name_len);
+    off += name_len;
+    if (e.type > 15) return nullptr;
+    listing->entries.push_back(std::move(e));
+  }
+  if (off != n) return nullptr;
+  return listing;
+}
+
+// Parses xattrs packed by wire.ts (encodeXattrs). Null when malformed.
+std::shared_ptr<XattrSet> ParseXattrs(const uint8_t* p, size_t n) {
+  if (n < 4) return nullptr;
+  uint32_t count = Load<uint32_t>(p);
+  if (count > (n - 4) / 8) return nullptr;
+  auto set = std::make_shared<XattrSet>();
+  size_t off = 4;
+  for (uint32_t i = 0; i < count; i++) {
+    if (n - off < 8) return nullptr;
+    uint32_t name_len = Load<uint32_t>(p + off);
+    uint32_t value_len = Load<uint32_t>(p + off + 4);
+    off += 8;
+    if (name_len == 0 || name_len > kNameMax || value_len > 65536) return nullptr;
+    if (n - off < static_cast<size_t>(name_len) + value_len) return nullptr;
+    std::string name(reinterpret_cast<const char*>(p + off), name_len);
+    if (name.find('\0') != std::string::npos) return nullptr;
+    off += name_len;
+    std::string value(reinterpret_cast<const char*>(p + off), value_len);
+    off += value_len;
+    set->items.emplace_back(std::move(name), std::move(value));
+  }
+  if (off != n) return nullptr;
+  return set;
+}
+
+}  // namespace
+
+class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeSession",
+                       {
+                           InstanceMethod("replyError", &SessionWrap::ReplyError),
+                           InstanceMethod("replyEntry", &SessionWrap::ReplyEntry),
+                           InstanceMethod("replyNegative", &SessionWrap::ReplyNegative),
+                           InstanceMethod("replyAttr", &SessionWrap::ReplyAttr),
+                           InstanceMethod("replyListing", &SessionWrap::ReplyListing),
+                           InstanceMethod("replyData", &SessionWrap::ReplyData),
+                           InstanceMethod("replyLink", &SessionWrap::ReplyLink),
+                           InstanceMethod("replyXattr", &SessionWrap::ReplyXattr),
+                           InstanceMethod("replyStatfs", &SessionWrap::ReplyStatfs),
+                           InstanceMethod("cacheEntry", &SessionWrap::CacheEntry),
+                           InstanceMethod("cacheNegative", &SessionWrap::CacheNegative),
+                           InstanceMethod("cacheAttr", &SessionWrap::CacheAttr),
+                           InstanceMethod("cacheListing", &SessionWrap::CacheListing),
+                           InstanceMethod("cacheLink", &SessionWrap::CacheLink),
+                           InstanceMethod("cacheXattrs", &SessionWrap::CacheXattrs),
+                           InstanceMethod("cacheStatfs", &SessionWrap::CacheStatfs),
+                           InstanceMethod("uncache", &SessionWrap::Uncache),
+                           InstanceMethod("stats", &SessionWrap::Stats),
+                           InstanceMethod("close", &SessionWrap::Close),
+                       });
+  }
+
+  // new NativeSession(options, onEvents)
+  explicit SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "NativeSession(options, onEvents)").ThrowAsJavaScriptException();
+      return;
+    }
+    MountOptions o;
+    Napi::Object opts = info[0].As<Napi::Object>();
+    if (!opts.Get("mountpoint").IsString()) {
+      Napi::TypeError::New(env, "options.mountpoint must be a string").ThrowAsJavaScriptException();
+      return;
+    }
+    o.mountpoint = opts.Get("mountpoint").As<Napi::String>().Utf8Value();
+    auto str = [&](const char* k, std::string* out) {
+      Napi::Value v = opts.Get(k);
+      if (v.IsString()) *out = v.As<Napi::String>().Utf8Value();
+    };
+    auto flag = [&](const char* k, bool* out) {
+      Napi::Value v = opts.Get(k);
+      if (v.IsBoolean()) *out = v.As<Napi::Boolean>().Value();
+    };
+    auto num = [&](const char* k, double def) {
+      Napi::Value v = opts.Get(k);
+      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : def;
+    };
+    str("fsName", &o.fsname);
+    str("subtype", &o.subtype);
+    flag("exec", &o.exec);
+    flag("suid", &o.suid);
+    flag("dev", &o.dev);
+    flag("allowOther", &o.allow_other);
+    flag("defaultPermissions", &o.default_permissions);
+    flag("keepCache", &o.keep_cache);
+    flag("cloneFd", &o.clone_fd);
+    flag("notifyForget", &o.notify_forget);
+    flag("notifyRelease", &o.notify_release);
+    o.threads = static_cast<unsigned>(num("threads", 4));
+    o.readdirplus = static_cast<int>(num("readdirplus", 2));
+    o.cache_limit = static_cast<uint64_t>(std::max(1.0, num("cacheLimit", 1 << 20)));
+    o.negative_timeout = TimeoutFromSeconds(num("negativeTimeout", 0));
+    o.max_pages = static_cast<unsigned>(num("maxPages", 256));
+    Napi::Value root = opts.Get("rootIno");
+    if (root.IsBigInt()) {
+      bool lossless;
+      o.root_key = root.As<Napi::BigInt>().Uint64Value(&lossless);
+    }
+
+    int err = 0;
+    std::string what;
+    session_ = Session::Mount(o, this, &err, &what);
+    if (!session_) {
+      Napi::Error e = Napi::Error::New(env, what + ": " + std::strerror(err));
+      e.Set("errno", Napi::Number::New(env, err));
+      e.ThrowAsJavaScriptException();
+      return;
+    }
+    // The wrapper must outlive every queued call; the finalizer lets it go.
+    Ref();
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "strata-fuse", 0, 1,
+                                          [this](Napi::Env) { Unref(); });
+    napi_add_env_cleanup_hook(env, &SessionWrap::Cleanup, this);
+    hooked_ = true;
+    live_ = true;
+  }
+
+  ~SessionWrap() override {
+    if (hooked_) napi_remove_env_cleanup_hook(Env(), &SessionWrap::Cleanup, this);
+    if (session_) session_->Stop();
+  }
+
+  // Reader threads: queue, and schedule one drain unless one is due already.
+  void Post(Event&& event) override {
+    bool call = false;
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      queue_.push_back(std::move(event));
+      if (!scheduled_) {
+        scheduled_ = true;
+        call = true;
+      }
+    }
+    if (call) tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function cb) { Drain(env, cb); });
+  }
+
+ private:
+  static void Cleanup(void* arg) {
+    auto* self = static_cast<SessionWrap*>(arg);
+    self->hooked_ = false;
+    self->Shutdown();
+  }
+
+  void Shutdown() {
+    if (session_) session_->Stop();
+    if (live_) {
+      live_ = false;
+      tsfn_.Release();
+    }
+  }
+
+  void Drain(Napi::Env env, Napi::Function cb) {
+    std::vector<Event> batch;
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      batch.swap(queue_);
+      scheduled_ = false;
+    }
+    if (!live_ || batch.empty()) return;
+    Napi::HandleScope scope(env);
+    Napi::Array arr = Napi::Array::New(env, batch.size());
+    uint32_t i = 0;
+    for (Event& ev : batch) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("kind", Napi::Number::New(env, ev.kind));
+      switch (ev.kind) {
+        case Event::kRequest: {
+          const Pending& p = ev.request;
+          o.Set("id", Napi::Number::New(env, static_cast<double>(p.id)));
+          o.Set("op", Napi::Number::New(env, p.opcode));
+          o.Set("ino", Napi::BigInt::New(env, p.key));
+          if (p.opcode == FUSE_LOOKUP || p.opcode == FUSE_GETXATTR) {
+            o.Set("name", Napi::Buffer<char>::Copy(env, p.name.data(), p.name.size()));
+          }
+          o.Set("fh", Napi::BigInt::New(env, p.fh));
+          o.Set("offset", Napi::BigInt::New(env, p.offset));
+          o.Set("size", Napi::Number::New(env, p.size));
+          o.Set("uid", Napi::Number::New(env, p.uid));
+          o.Set("gid", Napi::Number::New(env, p.gid));
+          o.Set("pid", Napi::Number::New(env, p.pid));
+          break;
+        }
+        case Event::kForget: {
+          Napi::Array keys = Napi::Array::New(env, ev.keys.size());
+          for (uint32_t k = 0; k < ev.keys.size(); k++) keys.Set(k, Napi::BigInt::New(env, ev.keys[k]));
+          o.Set("inos", keys);
+          break;
+        }
+        case Event::kRelease:
+          o.Set("ino", Napi::BigInt::New(env, ev.keys.size() > 0 ? ev.keys[0] : 0));
+          o.Set("fh", Napi::BigInt::New(env, ev.keys.size() > 1 ? ev.keys[1] : 0));
+          break;
+        case Event::kEnd:
+          o.Set("reason", Napi::String::New(env, ev.reason));
+          break;
+      }
+      arr.Set(i++, o);
+    }
+    cb.Call({arr});
+  }
+
+  // ---- argument helpers: false (with a pending JS exception) when wrong ----
+  bool Id(const Napi::CallbackInfo& info, size_t i, uint64_t* out) {
+    if (info.Length() <= i || !info[i].IsNumber()) return Fail(info, "request id must be a number");
+    *out = static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
+    return true;
+  }
+  bool Key(const Napi::CallbackInfo& info, size_t i, uint64_t* out) {
+    if (info.Length() <= i || !info[i].IsBigInt()) return Fail(info, "ino must be a bigint");
+    bool lossless;
+    *out = info[i].As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) return Fail(info, "ino must fit 64 bits");
+    return true;
+  }
+  bool Bytes(const Napi::CallbackInfo& info, size_t i, const uint8_t** p, size_t* n) {
+    if (info.Length() <= i || !info[i].IsBuffer()) return Fail(info, "expected a Buffer");
+    auto b = info[i].As<Napi::Buffer<uint8_t>>();
+    *p = b.Data();
+    *n = b.Length();
+    return true;
+  }
+  bool AttrArg(const Napi::CallbackInfo& info, size_t i, fuse_attr* out) {
+    const uint8_t* p;
+    size_t n;
+    if (!Bytes(info, i, &p, &n)) return false;
+    if (n != sizeof(fuse_attr)) return Fail(info, "attr must be packed by encodeAttr");
+    std::memcpy(out, p, sizeof(fuse_attr));
+    return true;
+  }
+  double Seconds(const Napi::CallbackInfo& info, size_t i) {
+    return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0;
+  }
+  bool Fail(const Napi::CallbackInfo& info, const char* msg) {
+    Napi::TypeError::New(info.Env(), msg).ThrowAsJavaScriptException();
+    return false;
+  }
+  bool Open(const Napi::CallbackInfo& info) {
+    if (!session_) return Fail(info, "session is not mounted");
+    return true;
+  }
+  Napi::Value Result(const Napi::CallbackInfo& info, int r) { return Napi::Number::New(info.Env(), r); }
+
+  // ---- replies ----
+  Napi::Value ReplyError(const Napi::CallbackInfo& info) {
+    uint64_t id = 0;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    int e = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : EIO;
+    return Result(info, session_->ReplyError(id, e));
+  }
+  // replyEntry(id, ino, attr, entryTimeout, attrTimeout, cacheTtl)
+  Napi::Value ReplyEntry(const Napi::CallbackInfo& info) {
+    uint64_t id = 0, key = 0;
+    fuse_attr attr;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    if (!Key(info, 1, &key) || !AttrArg(info, 2, &attr)) {
+      session_->ReplyError(id, EIO);
+      return info.Env().Undefined();
+    }
+    return Result(info, session_->ReplyEntry(id, key, attr, TimeoutFromSeconds(Seconds(info, 3)),
+                                             TimeoutFromSeconds(Seconds(info, 4)), ExpiryFromSeconds(Seconds(info, 5))));
+  }
+  // replyNegative(id, entryTimeout, cacheTtl)
+  Napi::Value ReplyNegative(const Napi::CallbackInfo& info) {
+    uint64_t id = 0;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    return Result(info, session_->ReplyNegative(id, TimeoutFromSeconds(Seconds(info, 1)),
+                                                ExpiryFromSeconds(Seconds(info, 2))));
+  }
+  // replyAttr(id, attr, attrTimeout, cacheTtl)
+  Napi::Value ReplyAttr(const Napi::CallbackInfo& info) {
+    uint64_t id = 0;
+    fuse_attr attr;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    if (!AttrArg(info, 1, &attr)) {
+      session_->ReplyError(id, EIO);
+      return info.Env().Undefined();
+    }
+    return Result(info, session_->ReplyAttr(id, attr, TimeoutFromSeconds(Seconds(info, 2)),
+                                            ExpiryFromSeconds(Seconds(info, 3))));
+  }
+  // replyListing(id, packed, entryTimeout, attrTimeout, cacheTtl)
+  Napi::Value ReplyListing(const Napi::CallbackInfo& info) {
+    uint64_t id = 0;
+    const uint8_t* p;
+    size_t n;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    if (!Bytes(info, 1, &p, &n)) {
+      session_->ReplyError(id, EIO);
+      return info.Env().Undefined();
+    }
+    std::shared_ptr<Listing> listing = ParseListing(p, n);
+    if (!listing) {
+      session_->ReplyError(id, EIO);
+      return Result(info, -EINVAL);
+    }
+    listing->entry_timeout = TimeoutFromSeconds(Seconds(info, 2));
+    listing->attr_timeout = TimeoutFromSeconds(Seconds(info, 3));
+    int64_t expires = ExpiryFromSeconds(Seconds(info, 4));
+    listing->expires = expires;  // 0: served to this handle only
+    return Result(info, session_->ReplyListing(id, listing, expires > 0));
+  }
+  // replyData(id, buffer)
+  Napi::Value ReplyData(const Napi::CallbackInfo& info) {
+    uint64_t id = 0;
+    const uint8_t* p;
+    size_t n;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    if (!Bytes(info, 1, &p, &n)) {
+      session_->ReplyError(id, EIO);
+      return info.Env().Undefined();
+    }
+    return Result(info, session_->ReplyData(id, reinterpret_cast<const char*>(p), n));
+  }
+  // replyLink(id, target, cacheTtl)
+  Napi::Value ReplyLink(const Napi::CallbackInfo& info) {
+    uint64_t id = 0;
+    const uint8_t* p;
+    size_t n;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    if (!Bytes(info, 1, &p, &n)) {
+      session_->ReplyError(id, EIO);
+      return info.Env().Undefined();
+    }
+    return Result(info, session_->ReplyLink(id, std::string(reinterpret_cast<const char*>(p), n),
+                                            ExpiryFromSeconds(Seconds(info, 2))));
+  }
+  // replyXattr(id, bytes): a value (GETXATTR) or NUL-terminated names (LISTXATTR)
+  Napi::Value ReplyXattr(const Napi::CallbackInfo& info) {
+    uint64_t id = 0;
+    const uint8_t* p;
+    size_t n;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    if (!Bytes(info, 1, &p, &n)) {
+      session_->ReplyError(id, EIO);
+      return info.Env().Undefined();
+    }
+    return Result(info, session_->ReplyXattr(id, reinterpret_cast<const char*>(p), n));
+  }
+  // replyStatfs(id, packed, cacheTtl)
+  Napi::Value ReplyStatfs(const Napi::CallbackInfo& info) {
+    uint64_t id = 0;
+    const uint8_t* p;
+    size_t n;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    if (!Bytes(info, 1, &p, &n) || n != sizeof(fuse_kstatfs)) {
+      session_->ReplyError(id, EIO);
+      return info.Env().Undefined();
+    }
+    fuse_kstatfs st;
+    std::memcpy(&st, p, sizeof(st));
+    return Result(info, session_->ReplyStatfs(id, st, ExpiryFromSeconds(Seconds(info, 2))));
+  }
+
+  // ---- cache fills ----
+  // cacheEntry(parent, name, ino, attr, entryTimeout, attrTimeout, ttl)
+  Napi::Value CacheEntry(const Napi::CallbackInfo& info) {
+    uint64_t parent, key;
+    const uint8_t* name;
+    size_t name_len;
+    fuse_attr attr;
+    if (!Open(info) || !Key(info, 0, &parent) || !Bytes(info, 1, &name, &name_len) || !Key(info, 2, &key) ||
+        !AttrArg(info, 3, &attr)) {
+      return info.Env().Undefined();
+    }
+    if (!ValidName(reinterpret_cast<const char*>(name), name_len)) {
+      Fail(info, "name must be 1-255 bytes without '/' or NUL");
+      return info.Env().Undefined();
+    }
+    int64_t expires = ExpiryFromSeconds(Seconds(info, 6));
+    if (expires == 0) return info.Env().Undefined();
+    std::string n(reinterpret_cast<const char*>(name), name_len);
+    session_->cache().PutAttr(key, AttrRecord{attr, TimeoutFromSeconds(Seconds(info, 5)), expires});
+    session_->cache().PutEntry(parent, n, key, TimeoutFromSeconds(Seconds(info, 4)), expires);
+    return info.Env().Undefined();
+  }
+  // cacheNegative(parent, name, entryTimeout, ttl)
+  Napi::Value CacheNegative(const Napi::CallbackInfo& info) {
+    uint64_t parent;
+    const uint8_t* name;
+    size_t name_len;
+    if (!Open(info) || !Key(info, 0, &parent) || !Bytes(info, 1, &name, &name_len)) return info.Env().Undefined();
+    if (!ValidName(reinterpret_cast<const char*>(name), name_len)) {
+      Fail(info, "name must be 1-255 bytes without '/' or NUL");
+      return info.Env().Undefined();
+    }
+    int64_t expires = ExpiryFromSeconds(Seconds(info, 3));
+    if (expires == 0) return info.Env().Undefined();
+    session_->cache().PutNegative(parent, std::string(reinterpret_cast<const char*>(name), name_len),
+                                  TimeoutFromSeconds(Seconds(info, 2)), expires);
+    return info.Env().Undefined();
+  }
+  // cacheAttr(ino, attr, attrTimeout, ttl)
+  Napi::Value CacheAttr(const Napi::CallbackInfo& info) {
+    uint64_t key;
+    fuse_attr attr;
+    if (!Open(info) || !Key(info, 0, &key) || !AttrArg(info, 1, &attr)) return info.Env().Undefined();
+    int64_t expires = ExpiryFromSeconds(Seconds(info, 3));
+    if (expires == 0) return info.Env().Undefined();
+    session_->cache().PutAttr(key, AttrRecord{attr, TimeoutFromSeconds(Seconds(info, 2)), expires});
+    return info.Env().Undefined();
+  }
+  // cacheListing(ino, packed, entryTimeout, attrTimeout, ttl)
+  Napi::Value CacheListing(const Napi::CallbackInfo& info) {
+    uint64_t key;
+    const uint8_t* p;
+    size_t n;
+    if (!Open(info) || !Key(info, 0, &key) || !Bytes(info, 1, &p, &n)) return info.Env().Undefined();
+    std::shared_ptr<Listing> listing = ParseListing(p, n);
+    if (!listing) {
+      Fail(info, "listing must be packed by encodeListing");
+      return info.Env().Undefined();
+    }
+    int64_t expires = ExpiryFromSeconds(Seconds(info, 4));
+    if (expires == 0) return info.Env().Undefined();
+    listing->entry_timeout = TimeoutFromSeconds(Seconds(info, 2));
+    listing->attr_timeout = TimeoutFromSeconds(Seconds(info, 3));
+    listing->expires = expires;
+    listing->BuildIndex();
+    session_->cache().PutListing(key, listing);
+    return info.Env().Undefined();
+  }
+  // cacheLink(ino, target, ttl)
+  Napi::Value CacheLink(const Napi::CallbackInfo& info) {
+    uint64_t key;
+    const uint8_t* p;
+    size_t n;
+    if (!Open(info) || !Key(info, 0, &key) || !Bytes(info, 1, &p, &n)) return info.Env().Undefined();
+    int64_t expires = ExpiryFromSeconds(Seconds(info, 2));
+    if (expires == 0 || n == 0 || n > 4095) return info.Env().Undefined();
+    session_->cache().PutLink(key, std::string(reinterpret_cast<const char*>(p), n), expires);
+    return info.Env().Undefined();
+  }
+  // cacheXattrs(ino, packed, ttl)
+  Napi::Value CacheXattrs(const Napi::CallbackInfo& info) {
+    uint64_t key;
+    const uint8_t* p;
+    size_t n;
+    if (!Open(info) || !Key(info, 0, &key) || !Bytes(info, 1, &p, &n)) return info.Env().Undefined();
+    std::shared_ptr<XattrSet> set = ParseXattrs(p, n);
+    if (!set) {
+      Fail(info, "xattrs must be packed by encodeXattrs");
+      return info.Env().Undefined();
+    }
+    int64_t expires = ExpiryFromSeconds(Seconds(info, 2));
+    if (expires == 0) return info.Env().Undefined();
+    set->expires = expires;
+    session_->cache().PutXattrs(key, set);
+    return info.Env().Undefined();
+  }
+  // cacheStatfs(packed, ttl)
+  Napi::Value CacheStatfs(const Napi::CallbackInfo& info) {
+    const uint8_t* p;
+    size_t n;
+    if (!Open(info) || !Bytes(info, 0, &p, &n)) return info.Env().Undefined();
+    if (n != sizeof(fuse_kstatfs)) {
+      Fail(info, "statfs must be packed by encodeStatfs");
+      return info.Env().Undefined();
+    }
+    int64_t expires = ExpiryFromSeconds(Seconds(info, 1));
+    if (expires == 0) return info.Env().Undefined();
+    fuse_kstatfs st;
+    std::memcpy(&st, p, sizeof(st));
+    session_->CacheStatfs(st, expires);
+    return info.Env().Undefined();
+  }
+  Napi::Value Uncache(const Napi::CallbackInfo& info) {
+    uint64_t key;
+    if (!Open(info) || !Key(info, 0, &key)) return info.Env().Undefined();
+    session_->cache().Drop(key);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!session_) return env.Undefined();
+    SessionStats s = session_->Stats();
+    Napi::Object o = Napi::Object::New(env);
+    auto set = [&](const char* k, uint64_t v) { o.Set(k, Napi::Number::New(env, static_cast<double>(v))); };
+    set("nodes", s.cache.nodes);
+    set("cached", s.cache.cached);
+    set("unreferenced", s.cache.unreferenced);
+    set("cacheWeight", s.cache.lru_weight);
+    set("negatives", s.cache.negatives);
+    set("evictions", s.cache.evictions);
+    set("requests", s.requests);
+    set("native", s.native);
+    set("toJs", s.to_js);
+    set("pending", s.pending);
+    set("interrupts", s.interrupts);
+    set("openDirs", s.open_dirs);
+    set("protocolMinor", s.proto_minor);
+    set("maxPages", s.max_pages);
+    set("initFlags", s.flags);
+    return o;
+  }
+
+  // close(): stop the readers, close the fds, release the thread-safe function.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<Session> session_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool live_ = false;
+  bool hooked_ = false;
+  std::mutex queue_mu_;
+  std::vector<Event> queue_;
+  bool scheduled_ = false;
+};
+
+}  // namespace strata_fuse
+
+static Napi::Value UmountFn(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(info.Env(), "umount(path)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  return Napi::Number::New(info.Env(), strata_fuse::Unmount(info[0].As<Napi::String>().Utf8Value()));
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("protocolVersion", Napi::Function::New(env, ProtocolVersion));
+  exports.Set("NativeSession", strata_fuse::SessionWrap::Define(env));
+  exports.Set("umount", Napi::Function::New(env, UmountFn));
+  exports.Set("protocolMinor", Napi::Number::New(env, FUSE_KERNEL_MINOR_VERSION));
+  exports.Set("attrSize", Napi::Number::New(env, sizeof(fuse_attr)));
+  exports.Set("statfsSize", Napi::Number::New(env, sizeof(fuse_kstatfs)));
   return exports;
 }
 

@@ -1,1 +1,21 @@
-export {};
+export { FuseSession } from './session';
+export type {
+  Answer,
+  Attr,
+  AttrAnswer,
+  Caller,
+  DirEntry,
+  EndReason,
+  Entry,
+  FuseHandlers,
+  LinkAnswer,
+  Lifetimes,
+  Listing,
+  MountOptions,
+  NegativeErrno,
+  SessionStats,
+  StatFs,
+} from './types';
+export { encodeAttr, encodeListing, checkName } from './wire';
+export { parseMountinfo, topMountAt } from './mountinfo';
+export type { MountEntry } from './mountinfo';

@@ -1,0 +1,297 @@
+#include "cache.h"
+
+#include <time.h>
+
+namespace strata_fuse {
+
+int64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+void Listing::BuildIndex() {
+  index.clear();
+  index.reserve(entries.size());
+  // A repeated name keeps its first entry, as the listing order shows it first.
+  for (uint32_t i = 0; i < entries.size(); i++) index.emplace(std::string_view(entries[i].name), i);
+}
+
+Cache::Cache(uint64_t root_key, uint64_t limit) : root_key_(root_key), limit_(limit) {}
+
+std::optional<uint64_t> Cache::KeyOf(uint64_t nodeid) {
+  if (nodeid == FUSE_ROOT_ID) return root_key_;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = kernel_.find(nodeid);
+  if (it == kernel_.end()) return std::nullopt;
+  return it->second.key;
+}
+
+uint64_t Cache::Reference(uint64_t key, const AttrRecord* seed) {
+  if (key == root_key_) return FUSE_ROOT_ID;  // the root is never counted: the kernel never forgets it
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t nodeid;
+  auto found = nodeid_of_.find(key);
+  if (found != nodeid_of_.end()) {
+    nodeid = found->second;
+    kernel_[nodeid].nlookup++;
+  } else {
+    nodeid = next_nodeid_++;
+    kernel_.emplace(nodeid, KernelNode{key, 1});
+    nodeid_of_.emplace(key, nodeid);
+  }
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() && seed != nullptr) it = nodes_.try_emplace(key).first;
+  if (it != nodes_.end()) {
+    Node& node = it->second;
+    if (node.in_lru) LruRemove(node);
+    node.referenced = true;
+    if (seed != nullptr && !node.attr) node.attr = *seed;
+  }
+  return nodeid;
+}
+
+void Cache::Forget(uint64_t nodeid, uint64_t n, std::vector<uint64_t>* dropped) {
+  if (nodeid == FUSE_ROOT_ID) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = kernel_.find(nodeid);
+  if (it == kernel_.end()) return;
+  if (it->second.nlookup > n) {
+    it->second.nlookup -= n;
+    return;
+  }
+  uint64_t key = it->second.key;
+  kernel_.erase(it);
+  nodeid_of_.erase(key);
+  if (dropped != nullptr) dropped->push_back(key);
+  auto node = nodes_.find(key);
+  if (node != nodes_.end()) {
+    node->second.referenced = false;
+    LruAdd(key, node->second);
+    Evict();
+  }
+}
+
+LookupAnswer Cache::Lookup(uint64_t parent, const std::string& name, int64_t now, Timeout negative_timeout) {
+  LookupAnswer answer;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto pit = nodes_.find(parent);
+  if (pit == nodes_.end()) return answer;
+  Node& p = pit->second;
+  auto cit = p.children.find(name);
+  if (cit != p.children.end()) {
+    const ChildRecord& c = cit->second;
+    if (c.expires > now) {
+      if (c.negative) {
+        answer.kind = LookupAnswer::kNegative;
+        answer.entry_timeout = c.entry_timeout;
+        return answer;
+      }
+      auto child = nodes_.find(c.key);
+      if (child != nodes_.end() && child->second.attr && child->second.attr->expires > now) {
+        answer.kind = LookupAnswer::kPositive;
+        answer.key = c.key;
+        answer.attr = child->second.attr->attr;
+        answer.entry_timeout = c.entry_timeout;
+        answer.attr_timeout = child->second.attr->attr_timeout;
+        return answer;
+      }
+    } else {
+      p.children.erase(cit);
+    }
+  }
+  if (p.listing && p.listing->expires > now) {
+    const Listing& l = *p.listing;
+    auto eit = l.index.find(std::string_view(name));
+    if (eit == l.index.end()) {
+      // A complete listing without the name is a negative answer.
+      answer.kind = LookupAnswer::kNegative;
+      answer.entry_timeout = negative_timeout;
+      return answer;
+    }
+    const ListEntry& e = l.entries[eit->second];
+    auto child = nodes_.find(e.key);
+    if (child != nodes_.end() && child->second.attr && child->second.attr->expires > now) {
+      answer.attr = child->second.attr->attr;
+      answer.attr_timeout = child->second.attr->attr_timeout;
+    } else if (e.has_attr) {
+      answer.attr = e.attr;
+      answer.attr_timeout = l.attr_timeout;
+    } else {
+      return answer;
+    }
+    answer.kind = LookupAnswer::kPositive;
+    answer.key = e.key;
+    answer.entry_timeout = l.entry_timeout;
+  }
+  return answer;
+}
+
+std::optional<AttrRecord> Cache::Attr(uint64_t key, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || !it->second.attr || it->second.attr->expires <= now) return std::nullopt;
+  return it->second.attr;
+}
+
+std::shared_ptr<const Listing> Cache::GetListing(uint64_t key, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || !it->second.listing || it->second.listing->expires <= now) return nullptr;
+  return it->second.listing;
+}
+
+std::optional<std::string> Cache::Link(uint64_t key, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || !it->second.link || it->second.link->second <= now) return std::nullopt;
+  return it->second.link->first;
+}
+
+std::shared_ptr<const XattrSet> Cache::Xattrs(uint64_t key, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || !it->second.xattrs || it->second.xattrs->expires <= now) return nullptr;
+  return it->second.xattrs;
+}
+
+Cache::Node& Cache::Touch(uint64_t key) {
+  auto [it, inserted] = nodes_.try_emplace(key);
+  Node& node = it->second;
+  if (inserted) node.referenced = key == root_key_ || nodeid_of_.count(key) != 0;
+  return node;
+}
+
+uint64_t Cache::WeightOf(const Node& node) {
+  uint64_t w = 1 + node.children.size() + node.backrefs.size();
+  if (node.listing) w += node.listing->entries.size();
+  if (node.xattrs) w += node.xattrs->items.size();
+  return w;
+}
+
+void Cache::LruRemove(Node& node) {
+  if (!node.in_lru) return;
+  lru_.erase(node.lru_pos);
+  lru_weight_ -= node.weight;
+  node.in_lru = false;
+}
+
+void Cache::LruAdd(uint64_t key, Node& node) {
+  if (node.referenced) return;
+  LruRemove(node);
+  node.weight = WeightOf(node);
+  node.lru_pos = lru_.insert(lru_.end(), key);
+  node.in_lru = true;
+  lru_weight_ += node.weight;
+}
+
+void Cache::Evict() {
+  while (lru_weight_ > limit_ && !lru_.empty()) {
+    DropLocked(lru_.front());
+    evictions_++;
+  }
+}
+
+void Cache::DropLocked(uint64_t key) {
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) return;
+  Node& node = it->second;
+  for (const auto& [parent, name] : node.backrefs) {
+    auto pit = nodes_.find(parent);
+    if (pit == nodes_.end()) continue;
+    auto cit = pit->second.children.find(name);
+    if (cit != pit->second.children.end() && !cit->second.negative && cit->second.key == key) {
+      pit->second.children.erase(cit);
+    }
+  }
+  LruRemove(node);
+  nodes_.erase(it);
+}
+
+void Cache::PutEntry(uint64_t parent, const std::string& name, uint64_t key, Timeout entry_timeout, int64_t expires) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node& p = Touch(parent);
+  p.children[name] = ChildRecord{false, key, entry_timeout, expires};
+  Node& c = Touch(key);
+  bool known = false;
+  for (const auto& ref : c.backrefs) {
+    if (ref.first == parent && ref.second == name) {
+      known = true;
+      break;
+    }
+  }
+  if (!known) c.backrefs.emplace_back(parent, name);
+  LruAdd(parent, p);
+  LruAdd(key, c);
+  Evict();
+}
+
+void Cache::PutNegative(uint64_t parent, const std::string& name, Timeout entry_timeout, int64_t expires) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node& p = Touch(parent);
+  p.children[name] = ChildRecord{true, 0, entry_timeout, expires};
+  negatives_.emplace_back(parent, name);
+  LruAdd(parent, p);
+  while (negatives_.size() > limit_) {
+    auto [pk, nm] = std::move(negatives_.front());
+    negatives_.pop_front();
+    auto pit = nodes_.find(pk);
+    if (pit == nodes_.end()) continue;
+    auto cit = pit->second.children.find(nm);
+    if (cit != pit->second.children.end() && cit->second.negative) pit->second.children.erase(cit);
+  }
+  Evict();
+}
+
+void Cache::PutAttr(uint64_t key, const AttrRecord& rec) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node& node = Touch(key);
+  node.attr = rec;
+  LruAdd(key, node);
+  Evict();
+}
+
+void Cache::PutListing(uint64_t key, std::shared_ptr<const Listing> listing) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node& node = Touch(key);
+  node.listing = std::move(listing);
+  LruAdd(key, node);
+  Evict();
+}
+
+void Cache::PutLink(uint64_t key, std::string target, int64_t expires) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node& node = Touch(key);
+  node.link = std::make_pair(std::move(target), expires);
+  LruAdd(key, node);
+  Evict();
+}
+
+void Cache::PutXattrs(uint64_t key, std::shared_ptr<const XattrSet> xattrs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node& node = Touch(key);
+  node.xattrs = std::move(xattrs);
+  LruAdd(key, node);
+  Evict();
+}
+
+void Cache::Drop(uint64_t key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DropLocked(key);
+}
+
+CacheStats Cache::Stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  CacheStats s;
+  s.nodes = kernel_.size();
+  s.cached = nodes_.size();
+  s.unreferenced = lru_.size();
+  s.lru_weight = lru_weight_;
+  for (const auto& [key, node] : nodes_) {
+    for (const auto& [name, child] : node.children) s.negatives += child.negative ? 1 : 0;
+  }
+  s.evictions = evictions_;
+  return s;
+}
+
+}  // namespace strata_fuse

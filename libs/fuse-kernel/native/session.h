@@ -1,0 +1,198 @@
+// One FUSE connection: the /dev/fuse fds, the mount, the reader threads and
+// every answer that needs no JavaScript. What the cache cannot answer is
+// handed to the Bridge (JavaScript, through a thread-safe function) as a
+// Pending request and answered later by one of the Reply* calls, from any
+// thread, on the fd the request was read from.
+#pragma once
+
+#include <linux/fuse.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cache.h"
+
+namespace strata_fuse {
+
+struct MountOptions {
+  std::string mountpoint;
+  std::string fsname = "strata";
+  std::string subtype = "strata";
+  unsigned threads = 4;
+  uint64_t root_key = 1;
+  bool exec = false;
+  bool suid = false;
+  bool dev = false;
+  bool allow_other = true;
+  bool default_permissions = true;
+  bool keep_cache = false;  // sealed: FOPEN_KEEP_CACHE on files, FOPEN_CACHE_DIR|KEEP_CACHE on directories
+  int readdirplus = 2;      // 0 never, 1 auto (the kernel decides), 2 always
+  bool clone_fd = true;     // one /dev/fuse fd per reader thread (FUSE_DEV_IOC_CLONE)
+  uint64_t cache_limit = 1 << 20;
+  Timeout negative_timeout;  // for names a cached listing lacks
+  bool notify_forget = false;
+  bool notify_release = false;
+  unsigned max_pages = 256;  // 1 MiB requests
+};
+
+// A request JavaScript answers. id is ours (safe as a JS number); unique
+// and fd say where the reply goes.
+struct Pending {
+  uint64_t id = 0;
+  uint64_t unique = 0;
+  int fd = -1;
+  uint32_t opcode = 0;
+  uint64_t nodeid = 0;
+  uint64_t key = 0;
+  std::string name;
+  uint64_t fh = 0;
+  uint64_t offset = 0;
+  uint32_t size = 0;
+  uint32_t flags = 0;
+  uint32_t uid = 0, gid = 0, pid = 0;
+};
+
+struct Event {
+  enum Kind { kRequest, kForget, kRelease, kEnd } kind = kRequest;
+  Pending request;             // kRequest
+  std::vector<uint64_t> keys;  // kForget: keys the kernel no longer holds; kRelease: {key, fh}
+  std::string reason;          // kEnd
+};
+
+class Bridge {
+ public:
+  virtual ~Bridge() = default;
+  // Called from reader threads; must not block.
+  virtual void Post(Event&& event) = 0;
+};
+
+struct SessionStats {
+  CacheStats cache;
+  uint64_t requests = 0;   // read from the kernel
+  uint64_t native = 0;     // answered on reader threads
+  uint64_t to_js = 0;      // handed to JavaScript
+  uint64_t pending = 0;    // JavaScript has not answered yet
+  uint64_t interrupts = 0;
+  uint64_t open_dirs = 0;
+  uint32_t proto_minor = 0;
+  uint32_t max_pages = 0;
+  uint32_t flags = 0;  // negotiated INIT flags
+};
+
+class Session {
+ public:
+  // Opens /dev/fuse, mounts, negotiates INIT and starts the readers. On
+  // failure returns null with errno in *err and a message in *what.
+  static std::unique_ptr<Session> Mount(const MountOptions& options, Bridge* bridge, int* err, std::string* what);
+  ~Session();
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Replies: 0, or -ENOENT when the request is no longer waiting (answered,
+  // interrupted, session closed), -EINVAL when the reply does not fit the op.
+  int ReplyError(uint64_t id, int error);
+  int ReplyEntry(uint64_t id, uint64_t key, const fuse_attr& attr, Timeout entry, Timeout attr_timeout,
+                 int64_t cache_expires);
+  int ReplyNegative(uint64_t id, Timeout entry, int64_t cache_expires);
+  int ReplyAttr(uint64_t id, const fuse_attr& attr, Timeout attr_timeout, int64_t cache_expires);
+  int ReplyListing(uint64_t id, std::shared_ptr<Listing> listing, bool cache);
+  int ReplyData(uint64_t id, const char* data, size_t size);
+  int ReplyLink(uint64_t id, std::string target, int64_t cache_expires);
+  int ReplyXattr(uint64_t id, const char* data, size_t size);
+  int ReplyStatfs(uint64_t id, const fuse_kstatfs& st, int64_t cache_expires);
+
+  Cache& cache() { return cache_; }
+  void CacheStatfs(const fuse_kstatfs& st, int64_t expires);
+
+  // Stops the readers and closes every fd (the kernel then aborts the
+  // connection: whatever still waits gets ENOTCONN). Idempotent; JS thread.
+  void Stop();
+  bool ended() const { return ended_.load(); }
+  SessionStats Stats();
+
+ private:
+  Session(const MountOptions& options, Bridge* bridge);
+
+  int Negotiate(int* err, std::string* what);
+  void Start();
+  void ReaderLoop(int fd);
+  void Handle(int fd, const char* buf, size_t n);
+  void End(const char* reason);
+
+  // Sends a reply; returns 0 or the errno of writev (ENOENT: the kernel no
+  // longer waits for it).
+  int Send(int fd, uint64_t unique, int error, const void* data, size_t size);
+  int SendV(int fd, uint64_t unique, int error, const struct iovec* iov, int n);
+  void SendEntry(int fd, uint64_t unique, uint64_t key, const fuse_attr& attr, Timeout entry, Timeout attr_timeout,
+                 const AttrRecord* seed);
+  void SendListing(int fd, uint64_t unique, bool plus, const Listing& listing, uint64_t dir_key, uint64_t offset,
+                   uint32_t size);
+  void SendXattr(int fd, uint64_t unique, uint32_t size, const char* data, size_t len);
+  void ToJs(Pending&& p);
+  std::optional<Pending> Take(uint64_t id);
+
+  void OnLookup(int fd, const fuse_in_header& h, const char* arg, size_t n);
+  void OnForget(const fuse_in_header& h, const char* arg, size_t n);
+  void OnBatchForget(const char* arg, size_t n);
+  void OnGetattr(int fd, const fuse_in_header& h, uint64_t key);
+  void OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
+  void OnRelease(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
+  void OnOpendir(int fd, const fuse_in_header& h, uint64_t key);
+  void OnReleasedir(int fd, const fuse_in_header& h, const char* arg, size_t n);
+  void OnReaddir(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
+  void OnRead(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
+  void OnReadlink(int fd, const fuse_in_header& h, uint64_t key);
+  void OnGetxattr(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
+  void OnListxattr(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
+  void OnStatfs(int fd, const fuse_in_header& h, uint64_t key);
+  void OnInterrupt(int fd, const fuse_in_header& h, const char* arg, size_t n);
+  void ForgetKeys(std::vector<uint64_t>&& keys);
+
+  MountOptions options_;
+  Bridge* bridge_;
+  Cache cache_;
+  int master_fd_ = -1;
+  int stop_fd_ = -1;  // eventfd: readable once Stop() is called, wakes every reader
+  std::vector<int> fds_;
+  std::vector<std::thread> threads_;
+  size_t bufsize_ = 0;
+  uint32_t proto_minor_ = 0;
+  uint32_t flags_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> ended_{false};
+  bool stopped_ = false;
+
+  std::mutex pending_mu_;
+  std::unordered_map<uint64_t, Pending> pending_;
+  std::unordered_map<uint64_t, uint64_t> pending_by_unique_;
+  uint64_t next_id_ = 1;
+
+  struct DirHandle {
+    uint64_t key;
+    std::shared_ptr<const Listing> listing;
+  };
+  std::mutex dirs_mu_;
+  std::unordered_map<uint64_t, DirHandle> dirs_;
+  std::atomic<uint64_t> next_fh_{1};
+
+  std::mutex statfs_mu_;
+  std::optional<std::pair<fuse_kstatfs, int64_t>> statfs_;
+
+  std::atomic<uint64_t> n_requests_{0}, n_native_{0}, n_js_{0}, n_interrupts_{0};
+};
+
+int Unmount(const std::string& mountpoint);  // umount2(MNT_DETACH): 0 or errno
+
+Timeout TimeoutFromSeconds(double seconds);
+int64_t ExpiryFromSeconds(double seconds);  // 0 = do not cache, kNever = until evicted
+
+}  // namespace strata_fuse

@@ -1,0 +1,103 @@
+/**
+ * The addon (native/addon.cc), loaded once, and the exact shape of what it
+ * exchanges with JavaScript. Nothing outside this package sees these types.
+ */
+import { join } from 'node:path';
+
+export const EV_REQUEST = 0;
+export const EV_FORGET = 1;
+export const EV_RELEASE = 2;
+export const EV_END = 3;
+
+export interface NativeRequest {
+  kind: typeof EV_REQUEST;
+  id: number;
+  op: number;
+  ino: bigint;
+  name?: Buffer;
+  fh: bigint;
+  offset: bigint;
+  size: number;
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+export type NativeEvent =
+  | NativeRequest
+  | { kind: typeof EV_FORGET; inos: bigint[] }
+  | { kind: typeof EV_RELEASE; ino: bigint; fh: bigint }
+  | { kind: typeof EV_END; reason: string };
+
+export interface NativeMountOptions {
+  mountpoint: string;
+  fsName?: string;
+  subtype?: string;
+  threads?: number;
+  rootIno?: bigint;
+  exec?: boolean;
+  suid?: boolean;
+  dev?: boolean;
+  allowOther?: boolean;
+  defaultPermissions?: boolean;
+  keepCache?: boolean;
+  readdirplus?: number;
+  cloneFd?: boolean;
+  cacheLimit?: number;
+  negativeTimeout?: number;
+  notifyForget?: boolean;
+  notifyRelease?: boolean;
+  maxPages?: number;
+}
+
+/** Reply calls return 0, or a negative errno when the request no longer waits (-ENOENT) or the answer did not fit. */
+export interface NativeSession {
+  replyError(id: number, errno: number): number;
+  replyEntry(id: number, ino: bigint, attr: Buffer, entryTimeout: number, attrTimeout: number, cacheTtl: number): number;
+  replyNegative(id: number, entryTimeout: number, cacheTtl: number): number;
+  replyAttr(id: number, attr: Buffer, attrTimeout: number, cacheTtl: number): number;
+  replyListing(id: number, listing: Buffer, entryTimeout: number, attrTimeout: number, cacheTtl: number): number;
+  replyData(id: number, data: Buffer): number;
+  replyLink(id: number, target: Buffer, cacheTtl: number): number;
+  replyXattr(id: number, bytes: Buffer): number;
+  replyStatfs(id: number, statfs: Buffer, cacheTtl: number): number;
+  cacheEntry(
+    parent: bigint,
+    name: Buffer,
+    ino: bigint,
+    attr: Buffer,
+    entryTimeout: number,
+    attrTimeout: number,
+    cacheTtl: number,
+  ): void;
+  cacheNegative(parent: bigint, name: Buffer, entryTimeout: number, cacheTtl: number): void;
+  cacheAttr(ino: bigint, attr: Buffer, attrTimeout: number, cacheTtl: number): void;
+  cacheListing(ino: bigint, listing: Buffer, entryTimeout: number, attrTimeout: number, cacheTtl: number): void;
+  cacheLink(ino: bigint, target: Buffer, cacheTtl: number): void;
+  cacheXattrs(ino: bigint, xattrs: Buffer, cacheTtl: number): void;
+  cacheStatfs(statfs: Buffer, cacheTtl: number): void;
+  uncache(ino: bigint): void;
+  stats(): Record<string, number>;
+  close(): void;
+}
+
+export interface NativeModule {
+  NativeSession: new (options: NativeMountOptions, onEvents: (events: NativeEvent[]) => void) => NativeSession;
+  /** umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW): 0 or an errno. */
+  umount(path: string): number;
+  protocolMinor: number;
+  attrSize: number;
+  statfsSize: number;
+}
+
+let loaded: NativeModule | undefined;
+
+/** The addon, built by `npm install` (node-gyp) into build/Release. */
+export function addon(): NativeModule {
+  if (!loaded) {
+    const module = { exports: {} as NativeModule };
+    process.dlopen(module, join(__dirname, '..', 'build', 'Release', 'fuse_kernel.node'));
+    loaded = module.exports;
+  }
+  return loaded;
+}

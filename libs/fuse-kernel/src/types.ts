@@ -1,0 +1,193 @@
+/**
+ * The public shapes of a FUSE session: what handlers answer and what the
+ * native cache is filled with. Inodes are bigints throughout: a node's `ino`
+ * is the identity JavaScript chose for it (normally its st_ino) and comes back
+ * in every later request about that node; the kernel's nodeid is the
+ * session's own business.
+ */
+
+/** Attributes of a node, as stat(2) reports them. Times are nanoseconds since the epoch. */
+export interface Attr {
+  /** st_ino reported to the kernel; defaults to the node's `ino`. */
+  ino?: bigint;
+  /** File type and permission bits (S_IFREG | 0o644, ...). */
+  mode: number;
+  nlink?: number;
+  uid?: number;
+  gid?: number;
+  /** st_rdev of a device node, as stat(2) reports it (32 bits). */
+  rdev?: number;
+  size?: bigint | number;
+  /** 512-byte blocks; defaults to ceil(size / 512). */
+  blocks?: bigint | number;
+  blksize?: number;
+  atimeNs?: bigint;
+  mtimeNs?: bigint;
+  ctimeNs?: bigint;
+}
+
+/**
+ * A negative errno (-2 for ENOENT), the one way besides throwing a
+ * StrataError that a handler says no.
+ */
+export type NegativeErrno = number;
+
+/** What a handler returns: a value, a negative errno, or a promise of either. */
+export type Answer<T> = T | NegativeErrno | Promise<T | NegativeErrno>;
+
+/** How long the kernel and the native cache may keep an answer (seconds; Infinity allowed). */
+export interface Lifetimes {
+  /** Kernel dentry timeout; defaults to the session's entryTimeout. */
+  entryTimeout?: number;
+  /** Kernel attribute timeout; defaults to the session's attrTimeout. */
+  attrTimeout?: number;
+  /**
+   * How long the native cache answers this again without JavaScript: 0 (the
+   * default for handler answers) keeps nothing, Infinity keeps it until the
+   * kernel forgets the node and the cache limit evicts it.
+   */
+  cacheTtl?: number;
+}
+
+/** The answer to a lookup. */
+export interface Entry extends Lifetimes {
+  ino: bigint;
+  attr: Attr;
+}
+
+/** One name of a directory listing. */
+export interface DirEntry {
+  /** The name as bytes: 1..255 bytes, no '/' or NUL. */
+  name: Buffer;
+  ino: bigint;
+  /** With attributes, READDIRPLUS primes the kernel's dentry and inode; without, only the name is listed. */
+  attr?: Attr;
+  /** File type bits (S_IFDIR, ...) when attr is absent. */
+  mode?: number;
+}
+
+/** A whole directory listing ("." and ".." are added by the session). */
+export interface Listing extends Lifetimes {
+  entries: DirEntry[];
+  /** st_ino of "."; defaults to the directory's cached attributes or its ino. */
+  dotIno?: bigint;
+  /** st_ino of ".."; defaults to that of ".". */
+  dotdotIno?: bigint;
+}
+
+export interface AttrAnswer {
+  attr: Attr;
+  attrTimeout?: number;
+  cacheTtl?: number;
+}
+
+export interface LinkAnswer {
+  target: Buffer;
+  cacheTtl?: number;
+}
+
+export interface StatFs {
+  blocks: bigint | number;
+  bfree: bigint | number;
+  bavail: bigint | number;
+  files: bigint | number;
+  ffree: bigint | number;
+  bsize: number;
+  frsize?: number;
+  namelen?: number;
+  /** How long the native side answers statfs again by itself (seconds). */
+  cacheTtl?: number;
+}
+
+/** Who asked (the kernel's view of the calling process). */
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+/**
+ * The filesystem behind a session. Every handler runs on the JavaScript
+ * thread and only for what the native cache cannot answer. A handler that
+ * never settles leaves its caller waiting until the caller is interrupted
+ * (the session then answers EINTR) or the session is unmounted.
+ */
+export interface FuseHandlers {
+  lookup(parent: bigint, name: Buffer, caller: Caller): Answer<Entry>;
+  getattr(ino: bigint, caller: Caller): Answer<AttrAnswer>;
+  /** The whole listing; the session pages it for the kernel. */
+  readdir(ino: bigint, caller: Caller): Answer<Listing>;
+  /** Up to size bytes at offset (fewer only at the end of the file). fh is unique per open. */
+  read(ino: bigint, fh: bigint, offset: bigint, size: number, caller: Caller): Answer<Buffer>;
+  readlink?(ino: bigint, caller: Caller): Answer<Buffer | LinkAnswer>;
+  /** The value of one xattr; -ENODATA when the node has none of that name. */
+  getxattr?(ino: bigint, name: Buffer, caller: Caller): Answer<Buffer>;
+  listxattr?(ino: bigint, caller: Caller): Answer<Buffer[]>;
+  statfs?(ino: bigint, caller: Caller): Answer<StatFs>;
+  /** Nodes the kernel no longer references (batched). */
+  forget?(inos: bigint[]): void;
+  /** A file handle was closed. */
+  release?(ino: bigint, fh: bigint): void;
+}
+
+export interface MountOptions {
+  /** Reader threads (each with its own /dev/fuse fd); default 4. */
+  threads?: number;
+  /** The ino handlers see for the root; default 1n. */
+  rootIno?: bigint;
+  /** Attributes of the root, cached for the session (so the first stat needs no JavaScript). */
+  rootAttr?: Attr;
+  /** Source shown in /proc/mounts; default "strata". */
+  fsName?: string;
+  /** Filesystem subtype (fuse.<subtype>); default "strata". */
+  subtype?: string;
+  exec?: boolean;
+  suid?: boolean;
+  dev?: boolean;
+  allowOther?: boolean;
+  defaultPermissions?: boolean;
+  /** Sealed content: keep page cache and the kernel's readdir cache across opens. */
+  keepCache?: boolean;
+  /** READDIRPLUS: always (default), auto (the kernel decides), never. */
+  readdirplus?: 'always' | 'auto' | 'never';
+  /** Kernel timeouts (seconds) for answers that do not name their own. */
+  entryTimeout?: number;
+  attrTimeout?: number;
+  /** Kernel timeout of negative lookups (ENOENT); 0 keeps none. */
+  negativeTimeout?: number;
+  /** Native cache lifetime of negative lookups answered by JavaScript; default 0. */
+  negativeCacheTtl?: number;
+  /** Weight (roughly entries) the native cache keeps for nodes the kernel does not reference; default 1M. */
+  cacheLimit?: number;
+  /** Requests of up to maxPages * 4 KiB; default 256 (1 MiB). */
+  maxPages?: number;
+  /** One /dev/fuse fd per thread (FUSE_DEV_IOC_CLONE); default true. */
+  cloneFd?: boolean;
+  /** Called with what a handler threw that is not a StrataError (answered EIO). */
+  onError?: (err: unknown, op: string) => void;
+}
+
+export interface SessionStats {
+  /** nodeids the kernel holds. */
+  nodes: number;
+  /** inos with cached data. */
+  cached: number;
+  /** of those, the ones the kernel does not reference (the bounded part). */
+  unreferenced: number;
+  cacheWeight: number;
+  negatives: number;
+  evictions: number;
+  /** requests read from the kernel / answered natively / handed to JavaScript / not yet answered. */
+  requests: number;
+  native: number;
+  toJs: number;
+  pending: number;
+  interrupts: number;
+  openDirs: number;
+  protocolMinor: number;
+  maxPages: number;
+  initFlags: number;
+}
+
+/** Why a session ended: unmount() or detach() by us, or the kernel (external unmount, abort, DESTROY). */
+export type EndReason = 'unmount' | 'kernel' | 'destroy' | 'error';

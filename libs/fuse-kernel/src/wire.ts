@@ -1,0 +1,174 @@
+/**
+ * Packing of attributes, listings, xattrs and statfs into the byte layouts the
+ * addon copies as they are: fuse_attr and fuse_kstatfs of <linux/fuse.h>,
+ * and the listing/xattr containers that native/addon.cc parses. Everything is
+ * validated here, so a handler's bad answer becomes an error in JavaScript
+ * rather than a corrupt reply to the kernel (the addon checks lengths again).
+ */
+import { StrataError } from '@strata/errors';
+import type { Attr, DirEntry, StatFs } from './types';
+
+export const ATTR_SIZE = 88;
+export const STATFS_SIZE = 80;
+const LISTING_HEADER = 24;
+const LISTING_ENTRY_HEAD = 24;
+const NAME_MAX = 255;
+const XATTR_SIZE_MAX = 65536;
+
+const NS_PER_SEC = 1_000_000_000n;
+const U32_MAX = 0xffff_ffff;
+const S_IFMT = 0o170000;
+const FILE_TYPES: ReadonlySet<number> = new Set([0o010000, 0o020000, 0o040000, 0o060000, 0o100000, 0o120000, 0o140000]);
+
+function u32(value: number | undefined, fallback: number, what: string): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 0 || v > U32_MAX) throw StrataError.invalid(`${what} ${v} is not a 32-bit unsigned integer`);
+  return v;
+}
+
+function u64(value: bigint | number | undefined, fallback: bigint, what: string): bigint {
+  if (value === undefined) return fallback;
+  if (typeof value === 'number' && !Number.isSafeInteger(value)) throw StrataError.invalid(`${what} ${value} is not an integer`);
+  const v = BigInt(value);
+  if (v < 0n || v > 0x7fff_ffff_ffff_ffffn) throw StrataError.invalid(`${what} ${v} is out of range`);
+  return v;
+}
+
+/** Seconds (two's complement, as the kernel reads them) and nanoseconds of a time in ns. */
+function splitNs(ns: bigint | undefined): [bigint, number] {
+  if (ns === undefined) return [0n, 0];
+  let sec = ns / NS_PER_SEC;
+  let rem = ns % NS_PER_SEC;
+  if (rem < 0n) {
+    rem += NS_PER_SEC;
+    sec -= 1n;
+  }
+  return [BigInt.asUintN(64, sec), Number(rem)];
+}
+
+/** The file type bits of a mode, checked. */
+export function fileType(mode: number): number {
+  const type = mode & S_IFMT;
+  if (!FILE_TYPES.has(type)) throw StrataError.invalid(`mode 0o${mode.toString(8)} has no file type`);
+  return type;
+}
+
+/** dirent type (DT_*) of a mode. */
+export function direntType(mode: number): number {
+  return fileType(mode) >> 12;
+}
+
+/** Writes attr as a fuse_attr (88 bytes) at offset of out; st_ino defaults to ino. */
+export function encodeAttr(attr: Attr, ino: bigint, out: Buffer = Buffer.alloc(ATTR_SIZE), offset = 0): Buffer {
+  const mode = u32(attr.mode, 0, 'mode');
+  fileType(mode);
+  const size = u64(attr.size, 0n, 'size');
+  const blocks = u64(attr.blocks, (size + 511n) / 512n, 'blocks');
+  const [asec, ansec] = splitNs(attr.atimeNs);
+  const [msec, mnsec] = splitNs(attr.mtimeNs);
+  const [csec, cnsec] = splitNs(attr.ctimeNs);
+  out.writeBigUInt64LE(BigInt.asUintN(64, attr.ino ?? ino), offset);
+  out.writeBigUInt64LE(size, offset + 8);
+  out.writeBigUInt64LE(blocks, offset + 16);
+  out.writeBigUInt64LE(asec, offset + 24);
+  out.writeBigUInt64LE(msec, offset + 32);
+  out.writeBigUInt64LE(csec, offset + 40);
+  out.writeUInt32LE(ansec, offset + 48);
+  out.writeUInt32LE(mnsec, offset + 52);
+  out.writeUInt32LE(cnsec, offset + 56);
+  out.writeUInt32LE(mode, offset + 60);
+  out.writeUInt32LE(u32(attr.nlink, 1, 'nlink'), offset + 64);
+  out.writeUInt32LE(u32(attr.uid, 0, 'uid'), offset + 68);
+  out.writeUInt32LE(u32(attr.gid, 0, 'gid'), offset + 72);
+  out.writeUInt32LE(u32(attr.rdev, 0, 'rdev'), offset + 76);
+  out.writeUInt32LE(u32(attr.blksize, 4096, 'blksize'), offset + 80);
+  out.writeUInt32LE(0, offset + 84);
+  return out;
+}
+
+/** Checks a name as Linux allows it in a directory: 1..255 bytes, no '/' or NUL. */
+export function checkName(name: Buffer): void {
+  if (!Buffer.isBuffer(name) || name.length === 0 || name.length > NAME_MAX) {
+    throw StrataError.invalid(`a name must be 1..${NAME_MAX} bytes`, Buffer.isBuffer(name) ? name : undefined);
+  }
+  if (name.includes(0x2f) || name.includes(0)) throw StrataError.invalid("a name may not contain '/' or NUL", name);
+}
+
+/** Packs a listing for the addon (native/addon.cc ParseListing). */
+export function encodeListing(entries: readonly DirEntry[], dotIno = 0n, dotdotIno = 0n): Buffer {
+  let size = LISTING_HEADER;
+  for (const e of entries) {
+    checkName(e.name);
+    size += LISTING_ENTRY_HEAD + (e.attr ? ATTR_SIZE : 0) + e.name.length;
+  }
+  const out = Buffer.alloc(size);
+  out.writeUInt32LE(entries.length, 0);
+  out.writeBigUInt64LE(BigInt.asUintN(64, dotIno), 8);
+  out.writeBigUInt64LE(BigInt.asUintN(64, dotdotIno), 16);
+  let off = LISTING_HEADER;
+  for (const e of entries) {
+    const mode = e.attr ? e.attr.mode : e.mode;
+    if (mode === undefined) throw StrataError.invalid('a directory entry needs attr or mode', e.name);
+    out.writeBigUInt64LE(BigInt.asUintN(64, e.ino), off);
+    out.writeBigUInt64LE(BigInt.asUintN(64, e.attr?.ino ?? e.ino), off + 8);
+    out.writeUInt32LE(direntType(mode), off + 16);
+    out.writeUInt16LE(e.name.length, off + 20);
+    out.writeUInt8(e.attr ? 1 : 0, off + 22);
+    off += LISTING_ENTRY_HEAD;
+    if (e.attr) {
+      encodeAttr(e.attr, e.ino, out, off);
+      off += ATTR_SIZE;
+    }
+    e.name.copy(out, off);
+    off += e.name.length;
+  }
+  return out;
+}
+
+/** Packs a node's whole xattr set for the addon (native/addon.cc ParseXattrs). */
+export function encodeXattrs(xattrs: ReadonlyArray<readonly [Buffer, Buffer]>): Buffer {
+  let size = 4;
+  for (const [name, value] of xattrs) {
+    if (name.length === 0 || name.length > NAME_MAX || name.includes(0)) throw StrataError.invalid('bad xattr name', name);
+    if (value.length > XATTR_SIZE_MAX) throw StrataError.invalid('xattr value over 64 KiB', name);
+    size += 8 + name.length + value.length;
+  }
+  const out = Buffer.alloc(size);
+  out.writeUInt32LE(xattrs.length, 0);
+  let off = 4;
+  for (const [name, value] of xattrs) {
+    out.writeUInt32LE(name.length, off);
+    out.writeUInt32LE(value.length, off + 4);
+    off += 8;
+    name.copy(out, off);
+    off += name.length;
+    value.copy(out, off);
+    off += value.length;
+  }
+  return out;
+}
+
+/** xattr names as LISTXATTR answers them: each followed by NUL. */
+export function encodeNames(names: readonly Buffer[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const name of names) {
+    if (name.length === 0 || name.length > NAME_MAX || name.includes(0)) throw StrataError.invalid('bad xattr name', name);
+    parts.push(name, Buffer.alloc(1));
+  }
+  return Buffer.concat(parts);
+}
+
+/** fuse_kstatfs (80 bytes). */
+export function encodeStatfs(st: StatFs): Buffer {
+  const out = Buffer.alloc(STATFS_SIZE);
+  out.writeBigUInt64LE(u64(st.blocks, 0n, 'blocks'), 0);
+  out.writeBigUInt64LE(u64(st.bfree, 0n, 'bfree'), 8);
+  out.writeBigUInt64LE(u64(st.bavail, 0n, 'bavail'), 16);
+  out.writeBigUInt64LE(u64(st.files, 0n, 'files'), 24);
+  out.writeBigUInt64LE(u64(st.ffree, 0n, 'ffree'), 32);
+  const bsize = u32(st.bsize, 4096, 'bsize');
+  out.writeUInt32LE(bsize, 40);
+  out.writeUInt32LE(u32(st.namelen, NAME_MAX, 'namelen'), 44);
+  out.writeUInt32LE(u32(st.frsize, bsize, 'frsize'), 48);
+  return out;
+}
