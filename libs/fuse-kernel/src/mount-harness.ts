@@ -1,0 +1,99 @@
+/**
+ * What the mount tests share. The mount is served by this very process:
+ * its reader threads answer what the native cache holds, but a miss waits
+ * for this JavaScript thread. So the tests look at the mount only from
+ * child processes, spawned asynchronously (spawnSync would hold the thread
+ * the child's request waits for), except where a test means to block it.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { addon } from './native';
+import type { FuseSession } from './session';
+
+export interface RunResult {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+  /** Date.now() when the child exited. */
+  endedAt: number;
+}
+
+/** Why mount tests cannot run here, or undefined when they can. */
+export function skipReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root';
+  if (!existsSync('/dev/fuse')) return 'needs /dev/fuse';
+  return undefined;
+}
+
+/** Runs a command without blocking this thread; kills it after timeoutMs. */
+export function run(
+  cmd: string,
+  args: readonly string[],
+  options: { timeoutMs?: number; input?: Buffer | string; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? { ...process.env, TZ: 'UTC', LC_ALL: 'C' } });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+    child.on('error', reject);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString(), endedAt: Date.now() });
+    });
+    child.stdin.on('error', () => undefined); // a child that exits before reading its input
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** Runs a node script in a child (argv after the script go to process.argv[1..]). */
+export function runNode(script: string, args: readonly string[] = [], options: { timeoutMs?: number } = {}): Promise<RunResult> {
+  return run(process.execPath, ['-e', script, '--', ...args], options);
+}
+
+/** A fresh empty directory to mount on, and its removal (after a lazy umount2 of whatever is left there). */
+export function tempMountpoint(): { path: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'fuse-kernel-'));
+  return {
+    path: dir,
+    remove: () => {
+      addon().umount(dir); // EINVAL when nothing is mounted there
+      try {
+        rmdirSync(dir); // never recursive: a mount still there would be walked on this thread
+      } catch {
+        // still busy: left behind rather than failing the suite
+      }
+    },
+  };
+}
+
+/** Unmounts a session and removes its mountpoint, whatever state either is in. */
+export async function cleanUp(session: FuseSession | undefined, mountpoint: { remove: () => void } | undefined): Promise<void> {
+  try {
+    await session?.unmount();
+  } finally {
+    mountpoint?.remove();
+  }
+}
+
+/** Busy-waits (the event loop does not run) for ms. */
+export function blockFor(ms: number): number {
+  const end = Date.now() + ms;
+  let spins = 0;
+  while (Date.now() < end) spins++;
+  return spins;
+}
+
+/** Polls until predicate holds (or throws after timeoutMs). */
+export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
