@@ -39,8 +39,15 @@ export interface ProgressOption {
   progress?: boolean;
 }
 
-export const PROGRESS_HELP =
-  'Progress (entries so far, elapsed time) is shown on stderr while it runs, only when stderr is a terminal (with --json too: the document comes at the end); --no-progress turns it off.';
+/** The help paragraph of a command with a progress line; `counted` is what it counts ("entries"). */
+export function progressHelp(counted: string): string {
+  return [
+    '',
+    `Progress: while it runs, a line on stderr shows the ${counted} so far and the time elapsed`,
+    '(at most 10 updates a second, erased at the end). Only when stderr is a terminal, with',
+    '--json too (the document comes at the end); never in a pipe or file. --no-progress: none.',
+  ].join('\n');
+}
 
 /** What a command group needs from the program: output, the global options, a client. */
 export interface CommandContext {

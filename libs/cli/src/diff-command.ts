@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Change } from '@strata/client';
 import { parseLayerRef } from '@strata/layers';
-import { PROGRESS_HELP, type CommandContext, type ProgressOption } from './command-context';
+import { progressHelp, type CommandContext, type ProgressOption } from './command-context';
 import { attrJson, pathJson, pathText } from './format';
 
 /** `strata diff`: text lines as the batches arrive; the JSON document once the diff is complete. */
@@ -14,7 +14,7 @@ export function addDiffCommand(program: Command, ctx: CommandContext): void {
     .argument('<to>')
     .option('--path <p>', 'only under this directory', '/')
     .option('--no-progress', 'no progress line on stderr')
-    .addHelpText('after', `\n${PROGRESS_HELP}`)
+    .addHelpText('after', progressHelp('changes'))
     .action((from: string, to: string, o: { path: string } & ProgressOption, cmd: Command) =>
       ctx.withClient(cmd, async (c, g) => {
         const all: Change[] = [];

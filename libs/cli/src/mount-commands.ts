@@ -27,6 +27,9 @@ async function mountAnswers(mountpoint: string): Promise<void> {
   }
 }
 
+/** statfs f_type of a FUSE filesystem (linux/magic.h). */
+const FUSE_SUPER_MAGIC = 0x65735546;
+
 /**
  * The kernel and FUSE refuse a bad mountpoint with errors that reach the
  * user as "fuse failed (EIO)"; said here, before the agent is asked.
@@ -40,9 +43,16 @@ export async function checkMountpoint(target: string, shown: string): Promise<vo
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new CliError(Errno.ENOENT, `mountpoint ${shown} does not exist`);
     if (code === 'ENOTDIR') throw new CliError(Errno.ENOTDIR, `mountpoint ${shown} is not a directory (a part of its path is a file)`);
-    throw StrataError.from(err, `mountpoint ${shown}`);
+    // Anything else (a dead FUSE mount answers ENOTCONN) is for the agent, which may clear it.
+    return;
   }
   if (!st.isDirectory()) throw new CliError(Errno.ENOTDIR, `mountpoint ${shown} is not a directory`);
+  // A mount point, or a directory inside a FUSE mount: the agent knows which (its own mount, a path
+  // inside one, someone else's mount) and says so more precisely than "not empty".
+  const parent = await fs.stat(path.dirname(target)).catch(() => undefined);
+  if (parent && parent.dev !== st.dev) return;
+  const fsType = await fs.statfs(target).then((s) => s.type, () => undefined);
+  if (fsType === FUSE_SUPER_MAGIC) return;
   const dir = await fs.opendir(target).catch(() => undefined);
   // Unreadable to this user (the agent may still manage): the agent has the last word.
   if (!dir) return;

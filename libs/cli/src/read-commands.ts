@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseLayerRef } from '@strata/layers';
 import { isLinkMode } from '@strata/posix';
-import { PROGRESS_HELP, type CommandContext, type ProgressOption } from './command-context';
+import { progressHelp, type CommandContext, type ProgressOption } from './command-context';
 import { attrJson, lsLine, pathJson, pathText, statText } from './format';
 
 function depth(value: string): number {
@@ -78,7 +78,7 @@ export function addReadCommands(program: Command, ctx: CommandContext): void {
     .argument('[path]', 'directory', '/')
     .option('--max-depth <n>', '1: the directory\'s entries only; 0: no limit', depth, 0)
     .option('--no-progress', 'no progress line on stderr')
-    .addHelpText('after', `\n${PROGRESS_HELP}`)
+    .addHelpText('after', progressHelp('entries'))
     .action((ref: string, p: string, o: { maxDepth: number } & ProgressOption, cmd: Command) =>
       ctx.withClient(cmd, async (c, g) => {
         const all: unknown[] = [];

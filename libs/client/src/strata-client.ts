@@ -85,7 +85,8 @@ export class StrataClient {
   private readonly retry: RetryPolicy;
 
   constructor(options: ClientOptions = {}) {
-    this.pool = new EndpointPool(options.resolver ?? process.env.STRATA_RESOLVER ?? DEFAULT_RESOLVER);
+    // An empty variable counts as unset (`STRATA_RESOLVER= cmd`).
+    this.pool = new EndpointPool(options.resolver ?? (process.env.STRATA_RESOLVER || DEFAULT_RESOLVER));
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.streamDeadlineMs = options.streamDeadlineMs;
     this.retry = options.retry ?? DEFAULT_RETRY;
