@@ -104,6 +104,8 @@ export class FuseSession {
     }
     const { NativeSession: Native } = addon();
     const rootIno = options.rootIno ?? 1n;
+    // Checked before mounting: a bad answer must not leave a mount behind.
+    const rootAttr = options.rootAttr ? encodeAttr(options.rootAttr, rootIno) : undefined;
     let session: FuseSession;
     try {
       session = new FuseSession(mountpoint, real, handlers, options, (self) => {
@@ -136,7 +138,7 @@ export class FuseSession {
       throw new StrataError(errno, `fuse mount ${mountpoint}: ${(err as Error).message}`, { cause: err });
     }
     live.add(session);
-    if (options.rootAttr) session.cacheAttr(rootIno, options.rootAttr, { attrTimeout: session.t.attrTimeout });
+    if (rootAttr) session.native.cacheAttr(rootIno, rootAttr, session.t.attrTimeout, Infinity);
     return session;
   }
 
