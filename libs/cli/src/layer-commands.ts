@@ -80,10 +80,11 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
     .addOption(new Option('--type <t>', 'new type').argParser(layerType))
     .option('--option <o>', 'replace the mount options (repeatable)', collectOption)
     .option('--expect-generation <g>', 'fail unless the layer still has this generation', nonNegative)
+    .option('--force', 'change it even though mounts use it (their agents withdraw those mounts)')
     .action(
       (
         ref: string,
-        o: { name?: string; source?: string; path?: string; base?: string; type?: LayerType; option?: MountOption[]; expectGeneration?: number },
+        o: { name?: string; source?: string; path?: string; base?: string; type?: LayerType; option?: MountOption[]; expectGeneration?: number; force?: boolean },
         cmd: Command,
       ) =>
         ctx.withClient(cmd, async (c, g) => {
@@ -95,6 +96,7 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
             layerType: o.type,
             mountOptions: o.option,
             expectedGeneration: o.expectGeneration,
+            force: o.force,
           };
           // The catalog keeps a layer whose values do not change as it is (same generation); the
           // generation read first tells the two cases apart for the message.
@@ -109,12 +111,13 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
     );
   layer
     .command('delete')
-    .description('remove a layer that no other layer derives from')
+    .description('remove a layer that no other layer derives from and no mount uses')
     .argument('<layer>', 'id or name')
     .option('--expect-generation <g>', 'fail unless the layer still has this generation', nonNegative)
-    .action((ref: string, o: { expectGeneration?: number }, cmd: Command) =>
+    .option('--force', 'delete it even though mounts use it (their agents withdraw those mounts)')
+    .action((ref: string, o: { expectGeneration?: number; force?: boolean }, cmd: Command) =>
       ctx.withClient(cmd, async (c, g) => {
-        await c.deleteLayer(parseLayerRef(ref), o.expectGeneration);
+        await c.deleteLayer(parseLayerRef(ref), o.expectGeneration, o.force === true);
         if (g.json) await json({ deleted: ref });
         else await out(`deleted ${ref}\n`);
       }),

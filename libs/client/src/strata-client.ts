@@ -47,7 +47,16 @@ export interface CreateLayerOptions {
 }
 
 /** The catalog's own update input: the same fields travel over the wire. */
-export type UpdateLayerOptions = UpdateLayerInput;
+export type UpdateLayerOptions = UpdateLayerInput & {
+  /** Change it even though mounts use it (they are withdrawn). */
+  force?: boolean;
+};
+
+/** One mount of an agent, as it tells the resolvers. */
+export interface MountReportEntry {
+  layerId: number;
+  mountpoint: string;
+}
 
 export interface Change {
   path: Buffer;
@@ -152,14 +161,23 @@ export class StrataClient {
         mountOptions: o.mountOptions ? { options: mountOptionsToProto(o.mountOptions) } : undefined,
         base: o.base ? layerRefToProto(o.base) : undefined,
         layerType: o.layerType ? layerTypeToProto(o.layerType) : 0,
+        force: o.force ?? false,
       }, d),
     );
     return layerFromProto(must(res.layer));
   }
 
-  async deleteLayer(ref: LayerRef, expectedGeneration?: number): Promise<void> {
+  /** `force`: delete it even though mounts use it (they are withdrawn). */
+  async deleteLayer(ref: LayerRef, expectedGeneration?: number, force = false): Promise<void> {
     await this.once((e, d) =>
-      call(e.layers.deleteLayer.bind(e.layers), { layer: layerRefToProto(ref), expectedGeneration: expectedGeneration ?? 0 }, d),
+      call(e.layers.deleteLayer.bind(e.layers), { layer: layerRefToProto(ref), expectedGeneration: expectedGeneration ?? 0, force }, d),
+    );
+  }
+
+  /** Tells the resolvers which layers this agent's mounts use; a report replaces the agent's last one. */
+  async reportMounts(r: { agentId: string; host: string; mounts: readonly MountReportEntry[]; ttlSeconds: number }): Promise<void> {
+    await this.idempotent((e, d) =>
+      call(e.layers.reportMounts.bind(e.layers), { agentId: r.agentId, host: r.host, mounts: r.mounts.map((m) => ({ layerId: m.layerId, mountpoint: m.mountpoint })), ttlSeconds: r.ttlSeconds }, d),
     );
   }
 

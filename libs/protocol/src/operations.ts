@@ -1,4 +1,4 @@
-import { StrataError } from '@strata/errors';
+import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import { ProjectionServiceService } from './gen/strata/v1/projection';
 import type { SessionRequest, SessionResponse } from './gen/strata/v1/session';
 import { strataErrorFromInfo } from './status-details';
@@ -65,7 +65,8 @@ export function requestOf(r: RequestCase): { op: Operation; req: RequestOf<Opera
  */
 export function answerOf<K extends Operation>(op: K, response: SessionResponse['response']): AnswerOf<K> {
   if (response?.$case === 'error') throw strataErrorFromInfo(response.error);
-  if (response?.$case !== op) throw StrataError.io(`resolver answered ${response?.$case ?? 'nothing'} to a ${op} request`);
+  // INTERNAL, not UNAVAILABLE: a resolver answered, wrongly; that is no outage to wait out or retry elsewhere.
+  if (response?.$case !== op) throw new StrataError(Errno.EIO, `resolver answered ${response?.$case ?? 'nothing'} to a ${op} request`, { code: GrpcCode.INTERNAL });
   return (response as unknown as Record<K, AnswerOf<K>>)[op];
 }
 

@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { KernelOptions, MountInfo } from '@strata/agent-control';
 import { StrataClient, type SessionGroup, type SessionRequester } from '@strata/client';
@@ -15,6 +16,7 @@ import { registerAgentMetrics } from './observability/agent-metrics';
 import { OpTracker, fuseLatencyHistogram } from './observability/op-tracker';
 import { OutageMonitor } from './observability/outage-monitor';
 import { StateFile, isLiveAgent } from './state-file';
+import { MountReporter } from './mount-reporter';
 import { mountLiveness } from './host/mount-liveness';
 
 export interface AgentOptions {
@@ -34,6 +36,8 @@ export interface AgentOptions {
 
 interface Mounted {
   info: MountInfo;
+  /** The chain as mounted, this layer first: a forced change of any of it withdraws the mount. */
+  chain: Layer[];
   fuse: StrataFuse;
   fs: MountFs;
   prefetch?: AbortController;
@@ -54,6 +58,7 @@ export class Agent {
   private readonly counters: MountCounters = { attrHits: 0, attrMisses: 0, bytesRead: 0 };
   private readonly fuseLatency = fuseLatencyHistogram();
   private readonly outages: OutageMonitor;
+  private readonly reporter: MountReporter;
   /** The session as mounts use it: every answer or failure also tells the outage monitor. */
   private readonly requester: SessionRequester;
   private mountSeq = 0;
@@ -92,12 +97,23 @@ export class Agent {
     };
     this.chunks = new ChunkCache(o.chunkCacheBytes);
     this.state = new StateFile(o.stateFile);
+    // The same id across restarts of the agent of this socket: a successor's report replaces its predecessor's.
+    const agentId = `${os.hostname()}:${path.resolve(o.stateFile)}`;
+    this.reporter = new MountReporter({
+      mounts: () => [...this.mounts.values()].map((m) => ({ mountpoint: m.info.mountpoint, layerId: m.info.layerId, chain: m.chain })),
+      send: (mounts, ttlSeconds) =>
+        this.client.reportMounts({ agentId, host: os.hostname(), mounts: mounts.map((m) => ({ layerId: m.layerId, mountpoint: m.mountpoint })), ttlSeconds }),
+      chainOf: async (layerId) => (await this.client.getLayer({ id: layerId })).chain,
+      withdraw: (mountpoint, reason) => this.withdraw(mountpoint, reason),
+      onError: (what, err) => this.log.debug({ event: 'agent.report_failed', what, err: err.message }, 'mount report failed; retried at the next round'),
+    });
     registerAgentMetrics({ counters: this.counters, mounts: () => this.mounts.size, chunks: this.chunks, inflight: () => this.session.inflight });
   }
 
   static async start(o: AgentOptions): Promise<Agent> {
     const agent = new Agent(o);
     await agent.clearStale();
+    agent.reporter.start();
     return agent;
   }
 
@@ -209,9 +225,11 @@ export class Agent {
       flags,
       mountedAt: new Date().toISOString(),
     };
-    const m: Mounted = { info, fuse, fs: mfs };
+    const m: Mounted = { info, chain, fuse, fs: mfs };
     this.mounts.set(mountpoint, m);
     await this.saveState();
+    // Protected from deletion as soon as the caller hears it is mounted.
+    await this.reporter.changed();
     this.log.info({ event: 'agent.mounted', ...info }, 'mounted');
     if (!live && this.o.prefetchEntries > 0) this.prefetch(m);
     return info;
@@ -279,6 +297,24 @@ export class Agent {
     m.fs.dispose();
     this.mounts.delete(m.info.mountpoint);
     await this.saveState();
+    void this.reporter.changed();
+  }
+
+  /**
+   * A layer of the mount was deleted or changed by force: the mount goes
+   * (lazily, so open files fail instead of blocking), rather than showing a
+   * tree that is half the old layer and half the new.
+   */
+  private async withdraw(mountpoint: string, reason: string): Promise<void> {
+    const m = this.mounts.get(mountpoint);
+    if (!m || this.busy.has(mountpoint)) return;
+    this.busy.add(mountpoint);
+    try {
+      this.log.warn({ event: 'agent.mount_withdrawn', mountpoint, layerId: m.info.layerId, reason }, 'mount withdrawn: its layers changed under it');
+      await this.detach(m, true);
+    } finally {
+      this.busy.delete(mountpoint);
+    }
   }
 
   /** The live mounts; ones unmounted behind the agent's back (umount(8)) are forgotten here. */
@@ -301,6 +337,7 @@ export class Agent {
         this.log.error({ event: 'agent.umount_failed', mountpoint: m.info.mountpoint, err: StrataError.from(err, 'umount').message }, 'unmount at shutdown failed'),
       );
     }
+    await this.reporter.stop();
     this.outages.close();
     this.session.close();
     this.client.close();

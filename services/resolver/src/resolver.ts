@@ -5,6 +5,7 @@ import { Chains } from './chains';
 import { checkLayerSource } from './layer-sources';
 import { ResolverServer } from './grpc/server';
 import { LayerOps } from './layer-ops';
+import { MountRegistry } from './mount-registry';
 import { RequestTracker } from './observability/request-tracker';
 import { registerResolverMetrics } from './observability/resolver-metrics';
 import { ProjectionOps } from './projection-ops';
@@ -33,7 +34,7 @@ export class Resolver {
     this.cache = openCache({ memoryBytes: options.cacheMb * 1024 * 1024, redisUrl: options.redisUrl, log: options.log });
     this.projection = new ProjectionOps(new Chains(catalog, privileges), this.cache.cache);
     const tracker = new RequestTracker(options.log);
-    this.server = new ResolverServer({ layers: new LayerOps(catalog), projection: this.projection, log: options.log, tracker });
+    this.server = new ResolverServer({ layers: new LayerOps(catalog, new MountRegistry(options.store)), projection: this.projection, log: options.log, tracker });
     registerResolverMetrics({ projection: this.projection, tracker, sessions: () => this.server.sessions.size, redis: options.redisUrl !== undefined });
   }
 

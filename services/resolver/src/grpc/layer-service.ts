@@ -52,13 +52,22 @@ export function layerService(ops: LayerOps, rpc: RpcContext): LayerServiceServer
       return { layers: page.layers.map(layerToProto), nextPageToken: page.nextPageToken };
     }),
     updateLayer: unary('UpdateLayer', rpc, async (req) => {
-      const layer = await ops.update(layerRefFromProto(req.layer), updateInput(req));
+      const layer = await ops.update(layerRefFromProto(req.layer), updateInput(req), req.force);
       rpc.log.info({ event: 'layer.updated', layerId: layer.layerId, generation: layer.generation }, 'layer updated');
       return { layer: layerToProto(layer) };
     }),
     deleteLayer: unary('DeleteLayer', rpc, async (req) => {
-      await ops.delete(layerRefFromProto(req.layer), req.expectedGeneration || undefined);
-      rpc.log.info({ event: 'layer.deleted', layer: req.layer?.ref }, 'layer deleted');
+      await ops.delete(layerRefFromProto(req.layer), req.expectedGeneration || undefined, req.force);
+      rpc.log.info({ event: 'layer.deleted', layer: req.layer?.ref, force: req.force }, 'layer deleted');
+      return {};
+    }),
+    reportMounts: unary('ReportMounts', rpc, async (req) => {
+      await ops.report(
+        req.agentId,
+        req.host,
+        req.mounts.map((m) => ({ layerId: Number(m.layerId), mountpoint: m.mountpoint })),
+        req.ttlSeconds,
+      );
       return {};
     }),
   };
