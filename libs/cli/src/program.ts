@@ -7,7 +7,7 @@ import { addMountCommands } from './mount-commands';
 import { addReadCommands } from './read-commands';
 
 /**
- * The client commands of DESIGN.md §5 (everything but `resolver` and
+ * The client commands of docs/design.md §5 (everything but `resolver` and
  * `agent`, which run the services). Each action returns when its output is
  * written; errors propagate to the caller, which prints one line.
  */

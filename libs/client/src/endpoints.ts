@@ -9,7 +9,7 @@ import {
 } from '@strata/protocol';
 import { parseAddresses } from './addresses';
 
-/** Default resolver address (DESIGN.md §5). */
+/** Default resolver address (docs/design.md §5). */
 export const DEFAULT_RESOLVER = '127.0.0.1:7400';
 
 /** Responses carry up to 1 MiB of data or a page of entries; stay well above. */

@@ -49,7 +49,7 @@ test('a chain of layers survives a restart and resolves by id and name', async (
   assert.equal(again.layerRoot(snap), await fs.realpath(path.join(store, 'snap', 'rootfs')));
 });
 
-test('the layer rules of DESIGN §2 are enforced with clear errors', async () => {
+test('the layer rules of docs/design.md §2 are enforced with clear errors', async () => {
   const store = await tempStore();
   const c = new Catalog(store);
   await c.init();
