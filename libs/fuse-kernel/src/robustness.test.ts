@@ -167,4 +167,48 @@ describe('ending a session', { skip: skipReason() }, () => {
     assert.ok(s.stats().interrupts >= 1);
     assert.equal(s.stats().pending, 0);
   });
+
+  it('serves concurrent walkers through asynchronous handlers, then forgets what they looked up', async (t) => {
+    const toy = new ToyFs(1n);
+    let bytes = 0;
+    let files = 0;
+    for (let d = 0; d < 20; d++) {
+      const dir = toy.mkdir(1n, `d${d}`);
+      for (let f = 0; f < 50; f++) {
+        const data = Buffer.alloc(100 + f * 37, d + f);
+        toy.file(dir.ino, `f${f}`, data);
+        bytes += data.length;
+        files++;
+      }
+    }
+    const base = toy.handlers();
+    const jitter = async <T>(v: T): Promise<Awaited<T>> => {
+      // Mostly the next turn of the loop, sometimes a timer: answers come back out of order.
+      await new Promise((r) => (Math.random() < 0.05 ? setTimeout(r, 2) : setImmediate(r)));
+      return await v;
+    };
+    const handlers: FuseHandlers = {
+      ...base,
+      lookup: (p, n, c) => jitter(base.lookup(p, n, c)),
+      readdir: (i, c) => jitter(base.readdir(i, c)),
+      read: (i, fh, o, sz, c) => jitter(base.read(i, fh, o, sz, c)),
+    };
+    mnt = tempMountpoint();
+    session = await FuseSession.mount(mnt.path, handlers, { rootAttr: toy.nodes.get(1n)?.attr, entryTimeout: 0.05, attrTimeout: 0.05 });
+    const t0 = Date.now();
+    const walk = `find ${mnt.path} -type f | sort | xargs cat | wc -c; find ${mnt.path} -type f | wc -l`;
+    const results = await Promise.all(Array.from({ length: 6 }, () => run('sh', ['-c', walk], { timeoutMs: 30_000 })));
+    for (const r of results) {
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(r.stdout.toString().trim().split('\n').map(Number), [bytes, files]);
+    }
+    t.diagnostic(`6 concurrent walks of ${files} files: ${Date.now() - t0} ms`);
+    const s = session;
+    assert.equal(s.stats().pending, 0);
+    assert.ok(s.stats().nodes > 0);
+    const t1 = Date.now();
+    await run('sh', ['-c', 'echo 2 > /proc/sys/vm/drop_caches']);
+    await waitFor(() => s.stats().nodes === 0, 10_000, 'every node forgotten');
+    t.diagnostic(`forgotten after drop_caches in ${Date.now() - t1} ms`);
+  });
 });

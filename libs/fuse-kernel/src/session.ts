@@ -214,8 +214,11 @@ export class FuseSession {
    * stale by a kernel abort. Idempotent.
    */
   async unmount(): Promise<void> {
-    this.detachIfOurs();
-    this.finish('unmount');
+    try {
+      this.detachIfOurs();
+    } finally {
+      this.finish('unmount');
+    }
     await this.closed;
   }
 
