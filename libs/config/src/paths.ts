@@ -18,7 +18,13 @@ function stat(p: string): fs.Stats | undefined {
 
 function allows(p: string, mode: number): boolean {
   try {
-    fs.accessSync(p, mode);
+    if (mode === (fs.constants.R_OK | fs.constants.X_OK)) {
+      // Really open it: access(2) judges by the real ids without capabilities, so a
+      // resolver that reads the store by CAP_DAC_READ_SEARCH alone would be told no.
+      fs.opendirSync(p).closeSync();
+    } else {
+      fs.accessSync(p, mode);
+    }
     return true;
   } catch {
     return false;
