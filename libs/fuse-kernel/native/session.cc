@@ -98,6 +98,13 @@ std::unique_ptr<Session> Session::Mount(const MountOptions& options, Bridge* bri
   s->options_.max_pages = std::clamp(options.max_pages, 1u, 256u);
   s->bufsize_ = static_cast<size_t>(s->options_.max_pages) * 4096 + kHeaderRoom;
 
+  // Without the stop eventfd the readers could not be woken to stop: no mount.
+  s->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (s->stop_fd_ < 0) {
+    *err = errno;
+    *what = "eventfd";
+    return nullptr;
+  }
   s->master_fd_ = open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (s->master_fd_ < 0) {
     *err = errno;
@@ -193,7 +200,6 @@ int Session::Negotiate(int* err, std::string* what) {
 }
 
 void Session::Start() {
-  stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   fcntl(master_fd_, F_SETFL, fcntl(master_fd_, F_GETFL) | O_NONBLOCK);
   fds_.push_back(master_fd_);
   for (unsigned i = 1; i < options_.threads; i++) {
@@ -253,6 +259,10 @@ void Session::ReaderLoop(int fd) {
   // One epoll set per thread: the fuse fd is exclusive (one reader woken per
   // request), the stop eventfd is not (every reader wakes on Stop).
   int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) {
+    End("error");
+    return;
+  }
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = stop_fd_;
@@ -646,6 +656,7 @@ void Session::OnReaddir(int fd, const fuse_in_header& h, const char* arg, size_t
 
 void Session::SendListing(int fd, uint64_t unique, bool plus, const Listing& listing, uint64_t dir_key,
                           uint64_t offset, uint32_t size) {
+  size = std::min<uint32_t>(size, static_cast<uint32_t>(bufsize_));
   std::vector<char> out(size);
   size_t used = 0;
   std::vector<uint64_t> counted;  // nodeids handed out in this reply

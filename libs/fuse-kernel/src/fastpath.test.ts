@@ -132,7 +132,8 @@ describe('the native cache', { skip: skipReason() }, () => {
     assert.equal(r.status, 0, r.stderr);
     t.diagnostic(`${N} lstat of distinct names through JavaScript: ${Number(r.stdout.toString()).toFixed(0)} ms`);
     const loaded = session.stats();
-    assert.ok(loaded.nodes >= N * 0.9, `kernel holds ${loaded.nodes} nodes`);
+    // Another test's drop_caches may already have made the kernel forget some.
+    assert.ok(loaded.nodes + forgotten >= N, `kernel holds ${loaded.nodes} nodes, forgot ${forgotten}`);
     // The kernel's own references bound what it holds; dropping its caches forgets them.
     await run('sh', ['-c', 'echo 2 > /proc/sys/vm/drop_caches']);
     const s = session;
@@ -140,7 +141,7 @@ describe('the native cache', { skip: skipReason() }, () => {
     const after = s.stats();
     assert.ok(after.cacheWeight <= LIMIT, `weight ${after.cacheWeight}`);
     assert.ok(after.cached <= LIMIT + after.nodes + 2, `cached ${after.cached}`);
-    assert.ok(forgotten >= N * 0.9, `forget reported ${forgotten}`);
+    assert.ok(forgotten >= N - 100, `forget reported ${forgotten}`);
   });
 
   it('answers a name missing from a cached listing with ENOENT', async () => {
