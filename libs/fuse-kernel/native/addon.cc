@@ -120,6 +120,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
                            InstanceMethod("cacheXattrs", &SessionWrap::CacheXattrs),
                            InstanceMethod("cacheStatfs", &SessionWrap::CacheStatfs),
                            InstanceMethod("uncache", &SessionWrap::Uncache),
+                           InstanceMethod("setBacking", &SessionWrap::SetBacking),
+                           InstanceMethod("clearBacking", &SessionWrap::ClearBacking),
                            InstanceMethod("stats", &SessionWrap::Stats),
                            InstanceMethod("close", &SessionWrap::Close),
                        });
@@ -162,6 +164,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     flag("cloneFd", &o.clone_fd);
     flag("notifyForget", &o.notify_forget);
     flag("notifyRelease", &o.notify_release);
+    flag("passthrough", &o.passthrough);
     o.threads = static_cast<unsigned>(num("threads", 4));
     o.readdirplus = static_cast<int>(num("readdirplus", 2));
     o.cache_limit = static_cast<uint64_t>(std::max(1.0, num("cacheLimit", 1 << 20)));
@@ -546,6 +549,25 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     return info.Env().Undefined();
   }
 
+  // setBacking(ino, fd) -> backing id or -errno
+  Napi::Value SetBacking(const Napi::CallbackInfo& info) {
+    uint64_t key;
+    if (!Open(info) || !Key(info, 0, &key)) return info.Env().Undefined();
+    if (info.Length() < 2 || !info[1].IsNumber()) {
+      Fail(info, "fd must be a number");
+      return info.Env().Undefined();
+    }
+    if (session_->ended() || session_->stopped()) return Result(info, -ENOTCONN);
+    return Result(info, session_->SetBacking(key, info[1].As<Napi::Number>().Int32Value()));
+  }
+  // clearBacking(ino) -> 0 or -errno
+  Napi::Value ClearBacking(const Napi::CallbackInfo& info) {
+    uint64_t key;
+    if (!Open(info) || !Key(info, 0, &key)) return info.Env().Undefined();
+    if (session_->ended() || session_->stopped()) return Result(info, -ENOTCONN);
+    return Result(info, session_->ClearBacking(key));
+  }
+
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!session_) return env.Undefined();
@@ -567,6 +589,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     set("protocolMinor", s.proto_minor);
     set("maxPages", s.max_pages);
     set("initFlags", s.flags);
+    set("backings", s.backings);
+    o.Set("passthrough", Napi::Boolean::New(env, s.passthrough));
     return o;
   }
 

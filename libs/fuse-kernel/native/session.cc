@@ -160,10 +160,15 @@ int Session::Negotiate(int* err, std::string* what) {
   struct {
     uint32_t major, minor, max_readahead, flags;
   } in{};
+  uint32_t in_flags2 = 0;
   if (h.opcode != FUSE_INIT || !ReadArg(buf.data() + sizeof(h), n - sizeof(h), &in)) {
     *err = EPROTO;
     *what = "expected FUSE_INIT";
     return -1;
+  }
+  // flags2 follows (7.36+) and counts only when the kernel says FUSE_INIT_EXT.
+  if ((in.flags & FUSE_INIT_EXT) != 0 && n - sizeof(h) >= sizeof(in) + sizeof(uint32_t)) {
+    std::memcpy(&in_flags2, buf.data() + sizeof(h) + sizeof(in), sizeof(uint32_t));
   }
   if (in.major != FUSE_KERNEL_VERSION || in.minor < kMinMinor) {
     Send(master_fd_, h.unique, EPROTO, nullptr, 0);
@@ -188,6 +193,12 @@ int Session::Negotiate(int* err, std::string* what) {
   out.max_write = static_cast<uint32_t>(options_.max_pages) * 4096;
   out.time_gran = 1;
   out.max_pages = static_cast<uint16_t>(options_.max_pages);
+  const uint32_t pt2 = static_cast<uint32_t>(kFusePassthrough >> 32);
+  if (options_.passthrough && (in_flags2 & pt2) != 0) {
+    out.flags |= FUSE_INIT_EXT;
+    out.flags2 = pt2;
+    out.unused[0] = std::clamp(options_.max_stack_depth, 1u, 2u);  // max_stack_depth (7.40)
+  }
   int e = Send(master_fd_, h.unique, 0, &out, sizeof(out));
   if (e != 0) {
     *err = e;
@@ -196,6 +207,7 @@ int Session::Negotiate(int* err, std::string* what) {
   }
   proto_minor_ = out.minor;
   flags_ = out.flags;
+  passthrough_ = (out.flags2 & pt2) != 0;
   return 0;
 }
 
@@ -567,7 +579,6 @@ void Session::OnGetattr(int fd, const fuse_in_header& h, uint64_t key) {
 }
 
 void Session::OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
-  (void)key;
   n_native_.fetch_add(1, std::memory_order_relaxed);
   fuse_open_in in{};
   if (!ReadArg(arg, n, &in)) {
@@ -578,10 +589,53 @@ void Session::OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n,
     Send(fd, h.unique, EROFS, nullptr, 0);
     return;
   }
-  fuse_open_out out{};
+  OpenOut out{};
   out.fh = next_fh_.fetch_add(1);
   out.open_flags = FOPEN_NOFLUSH | (options_.keep_cache ? FOPEN_KEEP_CACHE : 0);
+  if (passthrough_) {
+    std::lock_guard<std::mutex> lock(backing_mu_);
+    auto it = backing_.find(key);
+    if (it != backing_.end()) {
+      out.open_flags = FOPEN_NOFLUSH | kFopenPassthrough;
+      out.backing_id = it->second;
+    }
+  }
   Send(fd, h.unique, 0, &out, sizeof(out));
+}
+
+int Session::SetBacking(uint64_t key, int fd) {
+  if (!passthrough_) return -EOPNOTSUPP;
+  BackingMap map{fd, 0, 0};
+  int id = ioctl(master_fd_, kIocBackingOpen, &map);
+  if (id < 0) return -errno;
+  int32_t old = -1;
+  {
+    std::lock_guard<std::mutex> lock(backing_mu_);
+    auto [it, inserted] = backing_.try_emplace(key, id);
+    if (!inserted) {
+      old = it->second;
+      it->second = id;
+    }
+  }
+  if (old >= 0) {
+    uint32_t old_id = static_cast<uint32_t>(old);
+    ioctl(master_fd_, kIocBackingClose, &old_id);
+  }
+  return id;
+}
+
+int Session::ClearBacking(uint64_t key) {
+  int32_t id;
+  {
+    std::lock_guard<std::mutex> lock(backing_mu_);
+    auto it = backing_.find(key);
+    if (it == backing_.end()) return -ENOENT;
+    id = it->second;
+    backing_.erase(it);
+  }
+  uint32_t uid = static_cast<uint32_t>(id);
+  if (ioctl(master_fd_, kIocBackingClose, &uid) != 0) return -errno;
+  return 0;
 }
 
 void Session::OnRelease(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
@@ -997,6 +1051,11 @@ SessionStats Session::Stats() {
   s.proto_minor = proto_minor_;
   s.max_pages = options_.max_pages;
   s.flags = flags_;
+  s.passthrough = passthrough_;
+  {
+    std::lock_guard<std::mutex> lock(backing_mu_);
+    s.backings = backing_.size();
+  }
   return s;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <linux/fuse.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 
 #include <atomic>
@@ -21,6 +22,25 @@
 #include "cache.h"
 
 namespace strata_fuse {
+
+// Protocol 7.40 passthrough, defined here because the uapi header of this
+// machine stops at 7.38 (values from the kernel's include/uapi/linux/fuse.h).
+constexpr uint64_t kFusePassthrough = 1ULL << 37;  // INIT flag, in flags2 (needs FUSE_INIT_EXT)
+constexpr uint32_t kFopenPassthrough = 1u << 7;
+struct BackingMap {
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+constexpr unsigned long kIocBackingOpen = _IOW(FUSE_DEV_IOC_MAGIC, 1, BackingMap);
+constexpr unsigned long kIocBackingClose = _IOW(FUSE_DEV_IOC_MAGIC, 2, uint32_t);
+// fuse_open_out as of 7.40: the 7.38 padding became the backing id.
+struct OpenOut {
+  uint64_t fh;
+  uint32_t open_flags;
+  int32_t backing_id;
+};
+static_assert(sizeof(OpenOut) == sizeof(fuse_open_out), "fuse_open_out layout");
 
 struct MountOptions {
   std::string mountpoint;
@@ -41,6 +61,8 @@ struct MountOptions {
   bool notify_forget = false;
   bool notify_release = false;
   unsigned max_pages = 256;  // 1 MiB requests
+  bool passthrough = true;   // ask for FUSE_PASSTHROUGH when the kernel offers it
+  unsigned max_stack_depth = 1;  // 1: backing files on a plain filesystem, and this mount may sit under overlayfs
 };
 
 // A request JavaScript answers. id is ours (safe as a JS number); unique
@@ -85,6 +107,8 @@ struct SessionStats {
   uint32_t proto_minor = 0;
   uint32_t max_pages = 0;
   uint32_t flags = 0;  // negotiated INIT flags
+  bool passthrough = false;
+  uint64_t backings = 0;
 };
 
 class Session {
@@ -111,12 +135,23 @@ class Session {
   int ReplyStatfs(uint64_t id, const fuse_kstatfs& st, int64_t cache_expires);
 
   Cache& cache() { return cache_; }
+
+  // Passthrough: registers fd as the backing file of key (the kernel keeps
+  // its own reference; fd may be closed afterwards). Every later OPEN of key
+  // reads and mmaps the backing file in the kernel, no READ reaching us.
+  // Returns the backing id, or -errno (-EOPNOTSUPP when not negotiated).
+  int SetBacking(uint64_t key, int fd);
+  // Forgets key's backing file: opens from now on are served by READ again
+  // (files already open keep theirs). Returns 0 or -errno.
+  int ClearBacking(uint64_t key);
+  bool passthrough() const { return passthrough_; }
   void CacheStatfs(const fuse_kstatfs& st, int64_t expires);
 
   // Stops the readers and closes every fd (the kernel then aborts the
   // connection: whatever still waits gets ENOTCONN). Idempotent; JS thread.
   void Stop();
   bool ended() const { return ended_.load(); }
+  bool stopped() const { return stopped_; }
   SessionStats Stats();
 
  private:
@@ -167,6 +202,10 @@ class Session {
   size_t bufsize_ = 0;
   uint32_t proto_minor_ = 0;
   uint32_t flags_ = 0;
+  bool passthrough_ = false;
+
+  std::mutex backing_mu_;
+  std::unordered_map<uint64_t, int32_t> backing_;  // key -> backing id
   std::atomic<bool> stopping_{false};
   std::atomic<bool> ended_{false};
   bool stopped_ = false;

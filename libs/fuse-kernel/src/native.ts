@@ -48,6 +48,7 @@ export interface NativeMountOptions {
   notifyForget?: boolean;
   notifyRelease?: boolean;
   maxPages?: number;
+  passthrough?: boolean;
 }
 
 /** Reply calls return 0, or a negative errno when the request no longer waits (-ENOENT) or the answer did not fit. */
@@ -77,7 +78,10 @@ export interface NativeSession {
   cacheXattrs(ino: bigint, xattrs: Buffer, cacheTtl: number): void;
   cacheStatfs(statfs: Buffer, cacheTtl: number): void;
   uncache(ino: bigint): void;
-  stats(): Record<string, number>;
+  /** FUSE_DEV_IOC_BACKING_OPEN for ino: the backing id, or a negative errno. */
+  setBacking(ino: bigint, fd: number): number;
+  clearBacking(ino: bigint): number;
+  stats(): Record<string, number | boolean>;
   close(): void;
 }
 

@@ -129,6 +129,7 @@ export class FuseSession {
             notifyForget: handlers.forget !== undefined,
             notifyRelease: handlers.release !== undefined,
             maxPages: options.maxPages ?? 256,
+            passthrough: options.passthrough ?? true,
           },
           (events) => self.onEvents(events),
         );
@@ -194,6 +195,28 @@ export class FuseSession {
 
   cacheStatfs(st: StatFs): void {
     this.native.cacheStatfs(encodeStatfs(st), st.cacheTtl ?? Infinity);
+  }
+
+  /** Whether the kernel agreed to FUSE passthrough at mount (kernel ≥ 6.9, CAP_SYS_ADMIN). */
+  get passthroughAvailable(): boolean {
+    return this.stats().passthrough;
+  }
+
+  /**
+   * Makes the kernel serve ino's data from the file open at fd: every later
+   * open of ino reads (and mmaps) it without a READ reaching this process.
+   * The file must hold exactly ino's content; the kernel keeps its own
+   * reference, so fd may be closed afterwards. Replaces an earlier backing.
+   */
+  setPassthrough(ino: bigint, fd: number): void {
+    const r = this.native.setBacking(ino, fd);
+    if (r < 0) throw new StrataError(-r, `passthrough of ino ${ino}`);
+  }
+
+  /** New opens of ino go through read() again; files already open keep their backing. */
+  clearPassthrough(ino: bigint): void {
+    const r = this.native.clearBacking(ino);
+    if (r < 0 && r !== -Errno.ENOENT) throw new StrataError(-r, `passthrough of ino ${ino}`);
   }
 
   /** Drops what the native cache holds about ino (the kernel's own caches are not touched). */

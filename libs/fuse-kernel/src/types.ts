@@ -161,6 +161,11 @@ export interface MountOptions {
   cacheLimit?: number;
   /** Requests of up to maxPages * 4 KiB; default 256 (1 MiB). */
   maxPages?: number;
+  /**
+   * Negotiate FUSE passthrough when the kernel offers it (default true), so
+   * setPassthrough() can hand files to the kernel; see passthroughAvailable.
+   */
+  passthrough?: boolean;
   /** One /dev/fuse fd per thread (FUSE_DEV_IOC_CLONE); default true. */
   cloneFd?: boolean;
   /** Called with what a handler threw that is not a StrataError (answered EIO). */
@@ -187,6 +192,10 @@ export interface SessionStats {
   protocolMinor: number;
   maxPages: number;
   initFlags: number;
+  /** Whether FUSE passthrough was negotiated. */
+  passthrough: boolean;
+  /** inos with a passthrough backing file. */
+  backings: number;
 }
 
 /** Why a session ended: unmount() or detach() by us, or the kernel (external unmount, abort, DESTROY). */
