@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { format, getSystemErrorMap } from 'node:util';
 import { logVerbosity as LogVerbosity, setLogger, setLogVerbosity } from '@grpc/grpc-js';
@@ -17,6 +17,7 @@ import {
 } from '@strata/config';
 import { errorMessage, isStrataError } from '@strata/errors';
 import { createLogger, onShutdown, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
+import { ReloadableServerCredentials, isLoopbackHost } from './grpc/tls';
 import { Resolver } from './resolver';
 
 const SERVICE = 'strata resolver';
@@ -62,6 +63,16 @@ function withoutPassword(url: string): string {
   return url.replace(/^([a-z+]+:\/\/[^:@/]*:)[^@/]+@/, '$1***@');
 }
 
+/** A certificate, key or CA file must be there and readable when the resolver starts (and at each SIGHUP). */
+function pemFileProblem(file: string): string | undefined {
+  try {
+    if (!statSync(file).isFile()) return `${file} is not a file`;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${file} does not exist` : errorMessage(err);
+  }
+  return undefined;
+}
+
 /** Everything the resolver can be told: its flags, variables and configuration-file keys. */
 export const RESOLVER_OPTIONS = defineOptions({
   store: {
@@ -88,6 +99,26 @@ export const RESOLVER_OPTIONS = defineOptions({
     help: 'shared metadata cache: redis://host:port, rediss://host:port or redis+cluster://h:p,h:p (default none: in-process cache only)',
     check: redisProblem,
     show: withoutPassword,
+  },
+  'tls-cert': {
+    kind: 'path',
+    arg: 'file',
+    env: 'STRATA_RESOLVER_TLS_CERT',
+    help: 'serve TLS with this PEM certificate (chain); with --tls-key; read again on SIGHUP',
+    check: pemFileProblem,
+  },
+  'tls-key': { kind: 'path', arg: 'file', env: 'STRATA_RESOLVER_TLS_KEY', help: 'the PEM private key of --tls-cert', check: pemFileProblem },
+  'tls-client-ca': {
+    kind: 'path',
+    arg: 'file',
+    env: 'STRATA_RESOLVER_TLS_CLIENT_CA',
+    help: 'mutual TLS: every caller must present a certificate signed by a CA in this PEM file',
+    check: pemFileProblem,
+  },
+  plaintext: {
+    kind: 'boolean',
+    env: 'STRATA_RESOLVER_PLAINTEXT',
+    help: 'serve without TLS on a non-loopback --listen address (anyone who reaches the port reads and changes every layer)',
   },
   'cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'in-process metadata cache size in MiB' },
   'grace-ms': { kind: 'positive-int', arg: 'n', default: 10_000, help: 'how long SIGTERM waits for calls in flight' },
@@ -129,12 +160,59 @@ function configure(argv: readonly string[]): { loaded: LoadedConfig<typeof RESOL
   }
   const flags = program.opts<Record<string, unknown>>();
   if (flags.json === true && flags.checkConfig !== true) fail(EXIT_CONFIG, ['--json goes with --check-config']);
+  let loaded: LoadedConfig<typeof RESOLVER_OPTIONS>;
   try {
-    return { loaded: CONFIG.load({ flags, env: process.env }), checkOnly: flags.checkConfig === true, json: flags.json === true };
+    loaded = CONFIG.load({ flags, env: process.env });
   } catch (err) {
     if (err instanceof ConfigError) fail(EXIT_CONFIG, err.lines);
     throw err;
   }
+  const problems = transportProblems(loaded.values);
+  if (problems.length > 0) fail(EXIT_CONFIG, problems);
+  return { loaded, checkOnly: flags.checkConfig === true, json: flags.json === true };
+}
+
+type ResolverValues = LoadedConfig<typeof RESOLVER_OPTIONS>['values'];
+
+/**
+ * TLS options that only make sense together, and plaintext only where it
+ * was asked for: the loopback default (npm start, tests) needs nothing,
+ * any other address either TLS or --plaintext.
+ */
+function transportProblems(o: ResolverValues): string[] {
+  const problems: string[] = [];
+  const tls = o.tlsCert !== undefined || o.tlsKey !== undefined;
+  if (o.tlsCert !== undefined && o.tlsKey === undefined) problems.push('--tls-cert needs --tls-key (the private key of that certificate)');
+  if (o.tlsKey !== undefined && o.tlsCert === undefined) problems.push('--tls-key needs --tls-cert (the certificate of that key)');
+  if (o.tlsClientCa !== undefined && !tls) problems.push('--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)');
+  if (tls && o.plaintext === true) problems.push('--plaintext contradicts --tls-cert/--tls-key: give one or the other');
+  const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
+  if (!tls && o.plaintext !== true && !isLoopbackHost(host)) {
+    problems.push(`--listen ${o.listen} is reachable from other hosts: give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or --plaintext to serve it unencrypted`);
+  }
+  return problems;
+}
+
+/** The TLS credentials asked for; a file that does not make an identity stops the start (exit 2). */
+function serverCredentials(o: ResolverValues): ReloadableServerCredentials | undefined {
+  if (o.tlsCert === undefined || o.tlsKey === undefined) return undefined;
+  try {
+    return new ReloadableServerCredentials({ cert: o.tlsCert, key: o.tlsKey, clientCa: o.tlsClientCa });
+  } catch (err) {
+    fail(EXIT_CONFIG, [errorMessage(err)]);
+  }
+}
+
+/** SIGHUP: certificate, key and client CA read again; new connections get them, open ones keep theirs. A bad file keeps the old identity. */
+function reloadOnHangup(credentials: ReloadableServerCredentials, o: ResolverValues, log: Logger): void {
+  process.on('SIGHUP', () => {
+    try {
+      credentials.reload();
+      log.info({ event: 'resolver.tls_reloaded', cert: o.tlsCert, key: o.tlsKey, clientCa: o.tlsClientCa }, 'TLS certificate reloaded');
+    } catch (err) {
+      log.error({ event: 'resolver.tls_reload_failed', err: errorMessage(err) }, `TLS reload failed, still serving the previous certificate: ${errorMessage(err)}`);
+    }
+  });
 }
 
 /**
@@ -188,6 +266,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const o = loaded.values;
+  const credentials = serverCredentials(o);
   const log = createLogger({ service: 'strata-resolver', level: o.logLevel });
   grpcLogsTo(log);
   const telemetry = await startTelemetry({ service: 'strata-resolver', metricsPort: o.metricsPort });
@@ -197,13 +276,15 @@ export async function main(argv: readonly string[]): Promise<void> {
   // A failed bind is reported once, by us: grpc-js would log its own version of it first.
   setLogVerbosity(LogVerbosity.NONE);
   try {
-    resolver = await Resolver.start({ store: o.store, listen: o.listen, redisUrl: o.redis, cacheMb: o.cacheMb, log });
+    resolver = await Resolver.start({ store: o.store, listen: o.listen, credentials, redisUrl: o.redis, cacheMb: o.cacheMb, log });
   } catch (err) {
     fail(EXIT_START, [startFailure(o.listen, err)]);
   }
   setLogVerbosity(grpcVerbosity());
+  if (credentials) reloadOnHangup(credentials, o, log);
+  const tls = credentials === undefined ? 'off' : credentials.mutual ? 'mutual' : 'on';
   log.info(
-    { event: 'resolver.listening', listen: o.listen, port: resolver.port, store: path.resolve(o.store), cacheMb: o.cacheMb, redis: o.redis ? 'on' : 'off', config: loaded.file, ...telemetry },
+    { event: 'resolver.listening', listen: o.listen, port: resolver.port, tls, store: path.resolve(o.store), cacheMb: o.cacheMb, redis: o.redis ? 'on' : 'off', config: loaded.file, ...telemetry },
     'resolver ready',
   );
   onShutdown(log, async () => {

@@ -1,3 +1,4 @@
+import type { ServerCredentials } from '@grpc/grpc-js';
 import { openCache, type OpenedCache } from '@strata/cache';
 import { Catalog } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
@@ -14,6 +15,8 @@ import { readPrivileges, type Privileges } from './privileges';
 export interface ResolverOptions {
   store: string;
   listen: string;
+  /** TLS (grpc/tls.ts); plaintext without. */
+  credentials?: ServerCredentials;
   redisUrl?: string;
   cacheMb: number;
   log: Logger;
@@ -50,7 +53,7 @@ export class Resolver {
       );
     }
     const resolver = new Resolver(options, catalog, privileges);
-    resolver.port = await resolver.server.listen(options.listen);
+    resolver.port = await resolver.server.listen(options.listen, options.credentials);
     return resolver;
   }
 

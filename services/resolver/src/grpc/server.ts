@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
@@ -18,6 +18,7 @@ import { layerService } from './layer-service';
 import { projectionHandlers } from './projection-handlers';
 import { diffService, projectionService } from './services';
 import { type SessionHandle, sessionHandler } from './session';
+import { callerIdentity } from './tls';
 import { withInvalidArgumentOnBadInput } from './undecodable';
 
 /** Requests are small; a bigger one is refused with RESOURCE_EXHAUSTED before it is parsed. */
@@ -26,6 +27,25 @@ export const MAX_REQUEST_BYTES = 1 << 20;
 export const MAX_RESPONSE_BYTES = 16 << 20;
 
 const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService'];
+
+/**
+ * Each call's caller (its certificate's identity) on a log line before the
+ * handler runs: at debug for unary and Walk/Diff calls, at info for a
+ * Session stream, which is opened once per agent and lives for hours.
+ */
+function withCallerLog<T extends UntypedServiceImplementation>(service: string, impl: T, log: Logger): T {
+  const out: UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(impl)) {
+    const method = `${service}/${name}`;
+    const level = service === 'SessionService' ? 'info' : 'debug';
+    const wrapped = (call: { getAuthContext?(): unknown }, ...rest: unknown[]): unknown => {
+      log[level]({ event: 'rpc.caller', method, caller: callerIdentity(call as Parameters<typeof callerIdentity>[0]) ?? 'anonymous' }, 'call');
+      return (handler as (...args: unknown[]) => unknown)(call, ...rest);
+    };
+    out[name] = wrapped as UntypedServiceImplementation[string];
+  }
+  return out as T;
+}
 
 export interface ServerDeps {
   layers: LayerOps;
@@ -54,25 +74,33 @@ export class ResolverServer {
     });
     const safe = withInvalidArgumentOnBadInput;
     const rpc = { log: deps.log, tracker: deps.tracker };
-    this.server.addService(safe(LayerServiceService), layerService(deps.layers, rpc));
+    const log = deps.log;
+    this.server.addService(safe(LayerServiceService), withCallerLog('LayerService', layerService(deps.layers, rpc), log));
     const handlers = projectionHandlers(deps.projection);
-    this.server.addService(safe(ProjectionServiceService), projectionService(deps.projection, handlers, rpc));
-    this.server.addService(safe(DiffServiceService), diffService(deps.projection, rpc));
-    this.server.addService(safe(SessionServiceService), {
-      session: sessionHandler(handlers, rpc, {
-        opened: (s) => this.sessions.add(s),
-        closed: (s) => this.sessions.delete(s),
-      }),
-    });
+    this.server.addService(safe(ProjectionServiceService), withCallerLog('ProjectionService', projectionService(deps.projection, handlers, rpc), log));
+    this.server.addService(safe(DiffServiceService), withCallerLog('DiffService', diffService(deps.projection, rpc), log));
+    this.server.addService(
+      safe(SessionServiceService),
+      withCallerLog(
+        'SessionService',
+        {
+          session: sessionHandler(handlers, rpc, {
+            opened: (s) => this.sessions.add(s),
+            closed: (s) => this.sessions.delete(s),
+          }),
+        },
+        log,
+      ),
+    );
     this.health.addToServer(this.server);
     const definitions = protoLoader.loadSync(API_PROTO_FILES, { includeDirs: [PROTO_ROOT] });
     new ReflectionService(definitions).addToServer(this.server);
   }
 
-  /** Binds and starts serving; resolves with the bound port (useful with port 0). */
-  async listen(address: string): Promise<number> {
+  /** Binds and starts serving (plaintext unless given TLS credentials); resolves with the bound port (useful with port 0). */
+  async listen(address: string, credentials: ServerCredentials = ServerCredentials.createInsecure()): Promise<number> {
     const port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      this.server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
     for (const s of ['', ...SERVICES]) this.health.setStatus(s, 'SERVING');
     return port;
