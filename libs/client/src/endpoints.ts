@@ -1,4 +1,4 @@
-import { Channel, ChannelOptions, Metadata, connectivityState, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { Channel, ChannelOptions, Metadata, connectivityState, credentials, type ChannelCredentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import {
   DiffServiceClient,
   LayerServiceClient,
@@ -35,9 +35,15 @@ export class Endpoint {
   readonly projection: ProjectionServiceClient;
   readonly session: SessionServiceClient;
   readonly diff: DiffServiceClient;
+  /** The channel speaks TLS (errors word a closed connection as a refused handshake). */
+  readonly secure: boolean;
 
-  constructor(readonly address: string) {
-    const creds = credentials.createInsecure();
+  /** Plaintext unless given TLS credentials (tls.ts channelCredentials). */
+  constructor(
+    readonly address: string,
+    creds: ChannelCredentials = credentials.createInsecure(),
+  ) {
+    this.secure = creds._isSecure();
     this.channel = new Channel(address, creds, CHANNEL_OPTIONS);
     const opts = { channelOverride: this.channel };
     this.layers = new LayerServiceClient(address, creds, opts);
@@ -73,8 +79,8 @@ export class EndpointPool {
   readonly endpoints: Endpoint[];
   private next = 0;
 
-  constructor(addresses: string | readonly string[]) {
-    this.endpoints = parseAddresses(addresses).map((a) => new Endpoint(a));
+  constructor(addresses: string | readonly string[], creds?: ChannelCredentials) {
+    this.endpoints = parseAddresses(addresses).map((a) => new Endpoint(a, creds));
   }
 
   /** The next endpoint in turn, skipping ones known to be failing unless all are. */

@@ -20,6 +20,8 @@ export interface SessionStream {
 /** A resolver a Session stream can be opened on (an Endpoint). */
 export interface SessionEndpoint {
   readonly address: string;
+  /** Over TLS (a closed connection is then a refused handshake). */
+  readonly secure?: boolean;
   openSession(): SessionStream;
 }
 
@@ -136,7 +138,7 @@ export class SessionClient {
       else if (r.$case === 'error') p.reject(strataErrorFromInfo(r.error));
       else p.resolve(r);
     });
-    stream.on('error', (err: unknown) => this.broken(stream, transportError(err, endpoint.address)));
+    stream.on('error', (err: unknown) => this.broken(stream, transportError(err, endpoint.address, undefined, endpoint.secure === true)));
     stream.on('end', () => this.broken(stream, undefined));
     return stream;
   }

@@ -24,6 +24,7 @@ import { sleep, systemClock } from './clock';
 import { DEFAULT_RETRY, type RetryPolicy, isRetryable, withRetry } from './retry';
 import { SessionClient, type SessionClientOptions } from './session-client';
 import { SessionGroup } from './session-group';
+import { type ClientTlsFiles, channelCredentials, tlsFromEnv } from './tls';
 import { tracedMetadata } from './trace-metadata';
 import { TransportError, combineTransportErrors, isTransportError, noAnswer, transportError } from './transport-error';
 
@@ -35,6 +36,8 @@ export interface ClientOptions {
   /** Deadline of a whole stream (Read, Walk, Diff); default none. */
   streamDeadlineMs?: number;
   retry?: RetryPolicy;
+  /** TLS files (CA to verify the resolvers, certificate and key to present); default $STRATA_TLS_CA, $STRATA_TLS_CERT, $STRATA_TLS_KEY, else plaintext. */
+  tls?: ClientTlsFiles;
 }
 
 export interface CreateLayerOptions {
@@ -95,7 +98,8 @@ export class StrataClient {
 
   constructor(options: ClientOptions = {}) {
     // An empty variable counts as unset (`STRATA_RESOLVER= cmd`).
-    this.pool = new EndpointPool(options.resolver ?? (process.env.STRATA_RESOLVER || DEFAULT_RESOLVER));
+    const creds = channelCredentials(options.tls ?? tlsFromEnv(process.env));
+    this.pool = new EndpointPool(options.resolver ?? (process.env.STRATA_RESOLVER || DEFAULT_RESOLVER), creds);
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.streamDeadlineMs = options.streamDeadlineMs;
     this.retry = options.retry ?? DEFAULT_RETRY;
@@ -318,7 +322,7 @@ export class StrataClient {
     try {
       return await withRetry(this.pool, policy, this.deadline(), (e, d) =>
         attempt(e, d).catch((err: unknown) => {
-          throw unreachable.note(transportError(err, e.address, this.deadlineMs), e.address);
+          throw unreachable.note(transportError(err, e.address, this.deadlineMs, e.secure), e.address);
         }),
       );
     } catch (err) {
@@ -349,7 +353,7 @@ export class StrataClient {
         }
         return;
       } catch (err) {
-        const e = unreachable.note(silent.timedOut ?? transportError(err, endpoint.address, this.streamDeadlineMs), endpoint.address);
+        const e = unreachable.note(silent.timedOut ?? transportError(err, endpoint.address, this.streamDeadlineMs, endpoint.secure), endpoint.address);
         if (done()) return;
         // Not cancelled by us: this generator cancels a stream only in `finally` or when it stayed silent (a timeout, not retried).
         if (!isRetryable(e, false) || ++failures >= this.retry.attempts) throw unreachable.combined(e);

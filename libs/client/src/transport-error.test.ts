@@ -152,7 +152,7 @@ describe('failures to reach a resolver read as one sentence, status and errno ke
       assert.equal(e.failure, 'not-grpc');
     }
     const t = transport(await failure(tlsOnly, list));
-    assert.equal(t.message, `${tlsOnly} closed the connection before gRPC started (a TLS-only server, or not gRPC)`);
+    assert.equal(t.message, `${tlsOnly} closed the connection before gRPC started (a TLS-only server: give --tls-ca; or not gRPC)`);
     const e = transport(await failure(other, list));
     assert.equal(e.message, `${other} does not serve /strata.v1.LayerService/ListLayers (not a strata resolver, or an older one)`);
     assert.deepEqual([e.failure, e.code], ['not-strata', GrpcCode.UNIMPLEMENTED]);

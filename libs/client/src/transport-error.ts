@@ -15,6 +15,8 @@ export type TransportFailure =
   | 'timeout'
   /** Something answers, but not gRPC (HTTP/1, TLS-only, random bytes). */
   | 'not-grpc'
+  /** The TLS handshake failed (unknown CA, no or a refused client certificate, a name mismatch). */
+  | 'tls'
   /** A gRPC server that does not serve the strata.v1 method asked for. */
   | 'not-strata'
   /** The connection broke for another reason. */
@@ -92,13 +94,36 @@ interface Described {
   systemCode?: string;
 }
 
+/** OpenSSL's and node's words for a failed verification of the resolver's certificate, as the operator would say it. */
+const UNKNOWN_CA = /self[- ]signed certificate|unable to get local issuer certificate|unable to verify the first certificate|unable to get issuer certificate/;
+/** Text only a TLS layer produces. */
+const TLS_TEXT = /SSL routines|SSL alert|certificate|altnames|wrong version number|packet length too long|handshake/i;
+
+/**
+ * The reason a TLS handshake failed, from grpc-js's text (node's
+ * verification error, or OpenSSL's "...:SSL routines:func:reason:file:line").
+ */
+function tlsReason(text: string): string {
+  if (UNKNOWN_CA.test(text)) return 'certificate signed by an unknown CA (--tls-ca names the CA of the resolvers)';
+  if (/alert certificate required/.test(text)) return 'the resolver requires a client certificate (--tls-cert and --tls-key)';
+  if (/alert (unknown ca|bad certificate|certificate unknown|decrypt error|access denied)/.test(text)) return 'the resolver refused the client certificate';
+  if (/certificate has expired/.test(text)) return "the resolver's certificate has expired";
+  if (/certificate is not yet valid/.test(text)) return "the resolver's certificate is not valid yet";
+  const names = /(Hostname\/IP does not match certificate's altnames: .*?)\.?\s*(\(|Resolution note|$)/.exec(text);
+  if (names) return `the resolver's certificate is not for this address (${names[1]})`;
+  if (/wrong version number|packet length too long|http request/i.test(text)) return 'the resolver does not speak TLS (is it started with --tls-cert?)';
+  const openssl = /:SSL routines:[^:]*:([^:]+):/.exec(text)?.[1];
+  if (openssl) return openssl;
+  return text.replace(/\s*Resolution note:\s*$/, '').replace(/^No connection established\. Last error: (Error: )?/, '').replace(/\s*\(\d{4}-[^)]*\)\.?\s*$/, '');
+}
+
 /**
  * What grpc-js says went wrong, in words. Its status details are the only
  * place the underlying socket error is reported, so they are read here,
  * once, against grpc-js's own phrasing (the unit tests pin it against real
  * sockets); anything unrecognised keeps grpc-js's text after the address.
  */
-function describe(code: number, text: string, address: string, budgetMs: number | undefined): Described | undefined {
+function describe(code: number, text: string, address: string, budgetMs: number | undefined, secure: boolean): Described | undefined {
   if (code === GrpcCode.DEADLINE_EXCEEDED) {
     const within = budgetMs !== undefined ? ` within ${formatBudget(budgetMs)}` : ' before the deadline';
     return { failure: 'timeout', message: `no answer from ${address}${within}`, reason: `no answer${within}` };
@@ -115,6 +140,15 @@ function describe(code: number, text: string, address: string, budgetMs: number 
     return { failure: 'not-strata', message: `${address} ${reason}`, reason };
   }
   if (code !== GrpcCode.UNAVAILABLE) return undefined;
+  if (secure && TLS_TEXT.test(text) && !/\bE[A-Z]{3,}\b/.test(text)) {
+    const reason = tlsReason(text);
+    return { failure: 'tls', message: `TLS handshake with ${address} failed: ${reason}`, reason: `TLS handshake failed: ${reason}` };
+  }
+  if (secure && /Failed to connect/.test(text)) {
+    // Over TLS 1.3 the server checks the client's certificate after the client thinks the handshake is done, and just closes.
+    const reason = 'the resolver closed the connection (it does not accept this client certificate, or wants one)';
+    return { failure: 'tls', message: `TLS handshake with ${address} failed: ${reason}`, reason: `TLS handshake failed: ${reason}` };
+  }
   if (/Name resolution failed/.test(text)) {
     const reason = `cannot resolve host ${hostOf(address)}`;
     return { failure: 'dns', message: `${reason} (resolver address ${address})`, reason };
@@ -132,7 +166,7 @@ function describe(code: number, text: string, address: string, budgetMs: number 
   }
   if (/Failed to connect/.test(text)) {
     // grpc-js's words when the peer closed before the HTTP/2 handshake: typically a TLS-only server.
-    const reason = 'closed the connection before gRPC started (a TLS-only server, or not gRPC)';
+    const reason = 'closed the connection before gRPC started (a TLS-only server: give --tls-ca; or not gRPC)';
     return { failure: 'not-grpc', message: `${address} ${reason}`, reason };
   }
   const reason = text.replace(/\s*Resolution note:\s*$/, '').replace(/^No connection established\. Last error: (Error: )?/, '') || 'unavailable';
@@ -142,12 +176,13 @@ function describe(code: number, text: string, address: string, budgetMs: number 
 /**
  * The error of one attempt on `address`: a resolver's own answer (it carries
  * an ErrorInfo) as the resolver sent it; a failure to reach it as a
- * TransportError that says what happened in one line.
+ * TransportError that says what happened in one line. `secure`: the
+ * channel speaks TLS, so a connection closed early is a refused handshake.
  */
-export function transportError(err: unknown, address: string, budgetMs?: number): StrataError {
+export function transportError(err: unknown, address: string, budgetMs?: number, secure = false): StrataError {
   const e = fromServiceError(err);
   if (isStrataError(err) || carriesErrorInfo(err)) return e;
-  const d = describe(e.code, details(err), address, budgetMs);
+  const d = describe(e.code, details(err), address, budgetMs, secure);
   if (!d) return e;
   return new TransportError(d.message, { ...d, addresses: [address], errno: e.errno, code: e.code, cause: err });
 }
