@@ -1,5 +1,6 @@
+import * as path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { DEFAULT_RESOLVER, addressListProblem, type StrataClient } from '@strata/client';
+import { DEFAULT_RESOLVER, TLS_ENV, addressListProblem, exportTlsEnv, type StrataClient } from '@strata/client';
 import { Errno, StrataError } from '@strata/errors';
 import { jsonDocument } from './format';
 import { ProgressLine, type ProgressStream, type ProgressTimers } from './progress';
@@ -10,6 +11,10 @@ export interface GlobalOptions {
   resolver?: string;
   /** Seconds a resolver has to answer (--timeout). */
   timeout?: number;
+  /** TLS: the CA of the resolvers' certificates, and this client's certificate and key (mutual TLS). */
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** Where output goes; tests and embedding programs pass their own. */
@@ -74,7 +79,20 @@ export function addGlobalOptions(program: Command): void {
   program
     .option('--json', 'print one JSON document')
     .option('--resolver <addr>', `resolver address(es) host:port, comma-separated (default $STRATA_RESOLVER or ${DEFAULT_RESOLVER})`)
-    .option('--timeout <seconds>', 'how long a resolver has to answer a request (default 10); cat, walk and diff may then stream for longer', seconds);
+    .option('--timeout <seconds>', 'how long a resolver has to answer a request (default 10); cat, walk and diff may then stream for longer', seconds)
+    .option('--tls-ca <file>', `speak TLS, verifying the resolver against this PEM CA (default $${TLS_ENV.ca})`)
+    .option('--tls-cert <file>', `present this PEM certificate to a resolver that wants mutual TLS, with --tls-key (default $${TLS_ENV.cert})`)
+    .option('--tls-key <file>', `the PEM private key of --tls-cert (default $${TLS_ENV.key})`);
+}
+
+/**
+ * The --tls-* flags handed to the client the way the variables are (a flag
+ * beats its variable); the files are read, and a missing one reported,
+ * when the client is made.
+ */
+function useTlsFlags(g: GlobalOptions): void {
+  const abs = (f: string | undefined): string | undefined => (f === undefined ? undefined : path.resolve(f));
+  exportTlsEnv({ ca: abs(g.tlsCa), cert: abs(g.tlsCert), key: abs(g.tlsKey) });
 }
 
 /** The resolver list a command will use and where it came from, checked before any connection is tried. */
@@ -104,7 +122,9 @@ export function commandContext(io: Io, clientFor: (g: GlobalOptions) => StrataCl
     globals,
     withClient: async (cmd, fn) => {
       const g = globals(cmd);
-      const client = clientFor({ ...g, resolver: resolverAddresses(g) });
+      const resolver = resolverAddresses(g);
+      useTlsFlags(g);
+      const client = clientFor({ ...g, resolver });
       try {
         await fn(client, g);
       } finally {

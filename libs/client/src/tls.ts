@@ -30,6 +30,19 @@ export function tlsFromEnv(env: NodeJS.ProcessEnv = process.env): ClientTlsFiles
   return files;
 }
 
+/**
+ * Makes `files` the TLS files of every client this process creates, by
+ * writing them over $STRATA_TLS_*: a program's own flags (the CLI's, the
+ * agent's) beat the variables, and code that builds its StrataClient
+ * without a `tls` option picks them up. Only the files given are written.
+ */
+export function exportTlsEnv(files: ClientTlsFiles, env: NodeJS.ProcessEnv = process.env): void {
+  for (const k of ['ca', 'cert', 'key'] as const) {
+    const v = files[k];
+    if (v !== undefined) env[TLS_ENV[k]] = v;
+  }
+}
+
 /** Whether these files ask for TLS at all (a CA, or a certificate to present). */
 export function tlsRequested(files: ClientTlsFiles | undefined): boolean {
   return files !== undefined && (files.ca !== undefined || files.cert !== undefined || files.key !== undefined);
