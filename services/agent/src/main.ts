@@ -1,8 +1,10 @@
+import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, CommanderError } from 'commander';
 import { defaultSocketPath } from '@strata/agent-control';
-import { Endpoint } from '@strata/client';
+import { Endpoint, TLS_ENV, channelCredentials, exportTlsEnv, type ClientTlsFiles } from '@strata/client';
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import {
   ConfigError,
   ServiceConfig,
@@ -73,6 +75,16 @@ function socketProblem(socket: string): string | undefined {
   return directoryProblem(path.dirname(socket), { mayCreate: true, access: 'write' });
 }
 
+/** A certificate, key or CA file must be there when the agent starts. */
+function pemFileProblem(file: string): string | undefined {
+  try {
+    if (!statSync(file).isFile()) return `${file} is not a file`;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${file} does not exist` : errorMessage(err);
+  }
+  return undefined;
+}
+
 /** Everything the agent can be told: its flags, variables and configuration-file keys. */
 export const AGENT_OPTIONS = defineOptions({
   resolver: {
@@ -94,6 +106,9 @@ export const AGENT_OPTIONS = defineOptions({
     check: socketProblem,
   },
   mount: { kind: 'string-list', arg: 'layer:mountpoint', help: 'mount at start, the mountpoint an absolute path', check: mountsProblem },
+  'tls-ca': { kind: 'path', arg: 'file', env: TLS_ENV.ca, help: 'speak TLS to the resolvers, verifying them against this PEM CA', check: pemFileProblem },
+  'tls-cert': { kind: 'path', arg: 'file', env: TLS_ENV.cert, help: 'present this PEM certificate to resolvers that want mutual TLS, with --tls-key', check: pemFileProblem },
+  'tls-key': { kind: 'path', arg: 'file', env: TLS_ENV.key, help: 'the PEM private key of --tls-cert', check: pemFileProblem },
   'deadline-ms': { kind: 'positive-int', arg: 'n', default: 3000, help: 'a FUSE operation fails with EIO when no resolver answered within this' },
   'chunk-cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'file data cache, MiB' },
   'attr-entries': { kind: 'positive-int', arg: 'n', default: 500_000, help: 'attribute cache entries per mount' },
@@ -156,8 +171,8 @@ function resolverAway(err: unknown): boolean {
 class ResolverProbe {
   private readonly endpoints: Endpoint[];
 
-  constructor(addresses: readonly string[]) {
-    this.endpoints = addresses.map((a) => new Endpoint(a));
+  constructor(addresses: readonly string[], creds: ChannelCredentials) {
+    this.endpoints = addresses.map((a) => new Endpoint(a, creds));
   }
 
   get size(): number {
@@ -226,6 +241,15 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const o = loaded.values;
+  const tls: ClientTlsFiles = { ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey };
+  let creds: ChannelCredentials;
+  try {
+    creds = channelCredentials(tls);
+  } catch (err) {
+    fail(EXIT_CONFIG, [errorMessage(err)]);
+  }
+  // The agent's own client (agent.ts) reads the variables: flags and file values go there too.
+  exportTlsEnv(tls);
   const mounts = (o.mount ?? []).map(parseMount) as MountFlag[];
   const log = createLogger({ service: 'strata-agent', level: o.logLevel });
   const telemetry = await startTelemetry({ service: 'strata-agent', metricsPort: o.metricsPort });
@@ -262,7 +286,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     // Nothing is running yet: one plain line says it all (a JSON copy of it would be a second line).
     fail(EXIT_START, [errorMessage(err)]);
   }
-  const probe = new ResolverProbe(o.resolver);
+  const probe = new ResolverProbe(o.resolver, creds);
   const retries = new AbortController();
   let retrying: Promise<void> = Promise.resolve();
   onShutdown(log, async () => {
@@ -307,6 +331,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       socket: o.socket,
       resolver: o.resolver.join(','),
       resolverReachable: reachable,
+      tls: creds._isSecure() ? (o.tlsCert !== undefined ? 'mutual' : 'on') : 'off',
       ...(unreachable.length > 0 ? { unreachable } : {}),
       mounts: mounted,
       ...(pending.length > 0 ? { pendingMounts: pending.length } : {}),
