@@ -151,12 +151,17 @@ function configure(argv: readonly string[]): { loaded: LoadedConfig<typeof AGENT
   }
   const flags = program.opts<Record<string, unknown>>();
   if (flags.json === true && flags.checkConfig !== true) fail(EXIT_CONFIG, ['--json goes with --check-config']);
+  let loaded: LoadedConfig<typeof AGENT_OPTIONS>;
   try {
-    return { loaded: CONFIG.load({ flags, env: process.env }), checkOnly: flags.checkConfig === true, json: flags.json === true };
+    loaded = CONFIG.load({ flags, env: process.env });
   } catch (err) {
     if (err instanceof ConfigError) fail(EXIT_CONFIG, err.lines);
     throw err;
   }
+  const { tlsCert, tlsKey } = loaded.values;
+  if (tlsCert !== undefined && tlsKey === undefined) fail(EXIT_CONFIG, ['--tls-cert needs --tls-key (the private key of that certificate)']);
+  if (tlsKey !== undefined && tlsCert === undefined) fail(EXIT_CONFIG, ['--tls-key needs --tls-cert (the certificate of that key)']);
+  return { loaded, checkOnly: flags.checkConfig === true, json: flags.json === true };
 }
 
 /** No resolver answered: a retry may succeed once one is back. */
