@@ -156,6 +156,15 @@ export async function readEngineTree(p: TreeSource, withContent = true): Promise
   return tree;
 }
 
+/** One walk, attributes only (no xattrs, link targets or content): a cheap poll of what the engine shows. */
+export async function readEngineListing(p: Pick<TreeSource, 'walk'>): Promise<Tree> {
+  const tree: Tree = new Map();
+  for await (const batch of p.walk('/', {})) {
+    for (const e of batch) tree.set(e.path.toString('latin1'), { ...fromAttr(e.attr), xattrs: '' });
+  }
+  return tree;
+}
+
 export type Field = keyof EntryInfo;
 export const ALL_FIELDS: Field[] = ['mode', 'uid', 'gid', 'size', 'blocks', 'nlink', 'rdev', 'mtimeNs', 'ino', 'xattrs', 'link', 'content'];
 

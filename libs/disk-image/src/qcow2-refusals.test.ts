@@ -32,10 +32,18 @@ function patch(file: string, edit: (b: Buffer) => void): void {
 
 describe('qcow2 features that are refused', () => {
   test('encryption (LUKS)', async () => {
-    qemuImg(
-      'create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=x',
-      '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=1', at('luks.qcow2'), '1M',
-    );
+    try {
+      qemuImg(
+        'create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=x',
+        '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=1', at('luks.qcow2'), '1M',
+      );
+    } catch (err) {
+      // qemu times its PBKDF on the CPU first and gives up on a machine too busy to measure:
+      // the header then says LUKS (crypt_method 2) without qemu's help.
+      if (!/accurate CPU usage/.test(String(err))) throw err;
+      qemuImg('create', '-q', '-f', 'qcow2', at('luks.qcow2'), '1M');
+      patch(at('luks.qcow2'), (b) => b.writeUInt32BE(2, 32));
+    }
     await rejectsWith(open('luks.qcow2'), 'EOPNOTSUPP', /encryption.*LUKS.*not supported/);
     qemuImg('create', '-q', '-f', 'qcow2', at('aes.qcow2'), '1M');
     patch(at('aes.qcow2'), (b) => b.writeUInt32BE(1, 32));
