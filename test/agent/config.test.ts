@@ -130,6 +130,11 @@ describe('strata agent --config', () => {
   });
 
   test('every flag of the agent can be set in the file', () => {
+    const pem = (name: string): string => {
+      const f = path.join(dir, name);
+      fs.writeFileSync(f, '');
+      return f;
+    };
     const help = strata(['agent', '--help']);
     const keys = [...help.stdout.matchAll(/^ {2}(?:-\w, )?--([a-z][a-z0-9-]*)/gm)].map((m) => m[1]).filter((f) => !['config', 'check-config', 'json', 'help'].includes(f));
     assert.deepEqual(Object.keys(checkJson([]).options).sort(), [...keys].sort(), '--help and the configuration keys agree');
@@ -144,6 +149,10 @@ describe('strata agent --config', () => {
       'sealed-timeout': '60',
       'metrics-port': '9465',
       'log-level': 'warn',
+      // Only checked to exist here: --check-config does not load them.
+      'tls-ca': pem('ca.crt'),
+      'tls-cert': pem('agent.crt'),
+      'tls-key': pem('agent.key'),
     };
     assert.deepEqual(Object.keys(sample).sort(), [...keys].sort());
     const f = yamlFile(keys.map((k) => `${k}: ${sample[k]}`).join('\n'));
