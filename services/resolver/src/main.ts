@@ -118,7 +118,7 @@ export const RESOLVER_OPTIONS = defineOptions({
   plaintext: {
     kind: 'boolean',
     env: 'STRATA_RESOLVER_PLAINTEXT',
-    help: 'serve without TLS on a non-loopback --listen address (anyone who reaches the port reads and changes every layer)',
+    help: 'allow serving without TLS on a non-loopback --listen address (anyone who reaches the port reads and changes every layer); with --tls-cert it serves TLS',
   },
   'cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'in-process metadata cache size in MiB' },
   'grace-ms': { kind: 'positive-int', arg: 'n', default: 10_000, help: 'how long SIGTERM waits for calls in flight' },
@@ -185,7 +185,6 @@ function transportProblems(o: ResolverValues): string[] {
   if (o.tlsCert !== undefined && o.tlsKey === undefined) problems.push('--tls-cert needs --tls-key (the private key of that certificate)');
   if (o.tlsKey !== undefined && o.tlsCert === undefined) problems.push('--tls-key needs --tls-cert (the certificate of that key)');
   if (o.tlsClientCa !== undefined && !tls) problems.push('--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)');
-  if (tls && o.plaintext === true) problems.push('--plaintext contradicts --tls-cert/--tls-key: give one or the other');
   const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
   if (!tls && o.plaintext !== true && !isLoopbackHost(host)) {
     problems.push(`--listen ${o.listen} is reachable from other hosts: give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or --plaintext to serve it unencrypted`);
