@@ -153,6 +153,16 @@ describe('mutual TLS between the CLI and the resolver', () => {
     assert.match(line, /^strata: 127\.0\.0\.1:\d+ closed the connection before gRPC started \(a TLS-only server: give --tls-ca; or not gRPC\)$/);
   });
 
+  test('a TLS client against a plaintext resolver: one line saying the resolver does not speak TLS', async () => {
+    const plain = await startResolver({ store: fx.store });
+    try {
+      const r = strata(['--resolver', plain.address, '--timeout', '5', ...tlsArgs('ca', 'agent'), 'layer', 'list']);
+      assert.match(oneLineFailure(r), /^strata: TLS handshake with 127\.0\.0\.1:\d+ failed: the resolver does not speak TLS/);
+    } finally {
+      await plain.stop();
+    }
+  });
+
   test('a certificate file that does not exist: one line naming it', () => {
     const line = oneLineFailure(run(['--tls-ca', file('missing.crt'), 'layer', 'list']));
     assert.match(line, /missing\.crt/);
