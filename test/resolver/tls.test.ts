@@ -233,6 +233,18 @@ describe('certificate rotation on SIGHUP', () => {
   });
 });
 
+describe('the agent at start', () => {
+  test('an agent that does not trust the resolver says why it cannot connect, not just that nothing answers', async () => {
+    const agent = await startAgent({ resolver: resolver.address, extra: tlsArgs('other', 'agent') });
+    try {
+      const failed = await waitFor('agent.handshake_failed', () => agent.logs.find((l) => l.event === 'agent.handshake_failed'));
+      assert.match(String(failed.err), /^TLS handshake with 127\.0\.0\.1:\d+ failed: certificate signed by an unknown CA/);
+    } finally {
+      await agent.stop();
+    }
+  });
+});
+
 describe('plaintext only when asked for', () => {
   const resolverCmd = (args: string[]): { status: number | null; stderr: string } => {
     const r = spawnSync(process.execPath, [STRATA_BIN, 'resolver', '--store', fx.store, ...args], { encoding: 'utf8', timeout: 15_000 });

@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, CommanderError } from 'commander';
 import { defaultSocketPath } from '@strata/agent-control';
-import { Endpoint, TLS_ENV, channelCredentials, exportTlsEnv, type ClientTlsFiles } from '@strata/client';
-import type { ChannelCredentials } from '@grpc/grpc-js';
+import { Endpoint, TLS_ENV, channelCredentials, exportTlsEnv, isTransportError, transportError, type ClientTlsFiles } from '@strata/client';
+import { Metadata, type ChannelCredentials } from '@grpc/grpc-js';
 import {
   ConfigError,
   ServiceConfig,
@@ -204,6 +204,20 @@ class ResolverProbe {
     return this.endpoints.filter((_, i) => !ready[i]).map((e) => e.address);
   }
 
+  /**
+   * Why `address` did not connect, when something answered but the
+   * handshake failed (TLS on one side only, a certificate refused: the
+   * operator's to fix, not an outage): one call's error in words.
+   */
+  async handshakeFailure(address: string, ms: number): Promise<string | undefined> {
+    const e = this.endpoints.find((x) => x.address === address);
+    if (!e) return undefined;
+    const err = await new Promise<unknown>((resolve) => e.layers.listLayers({ pageSize: 1, pageToken: '' }, new Metadata(), { deadline: Date.now() + ms }, (error) => resolve(error ?? undefined)));
+    if (err === undefined) return undefined;
+    const t = transportError(err, address, ms, e.secure);
+    return isTransportError(t) && (t.failure === 'tls' || t.failure === 'not-grpc') ? t.message : undefined;
+  }
+
   close(): void {
     for (const e of this.endpoints) e.close();
   }
@@ -347,7 +361,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   );
   if (unreachable.length > 0) {
     const waiting = pending.length > 0 ? `; ${pending.length} --mount ${pending.length === 1 ? 'waits' : 'wait'} for it` : '';
-    process.stderr.write(`${SERVICE}: warning: resolver ${unreachable.join(', ')} does not answer (still trying)${waiting}\n`);
+    const tls = (await Promise.all(unreachable.map((a) => probe.handshakeFailure(a, o.deadlineMs)))).filter((m): m is string => m !== undefined);
+    for (const m of tls) log.error({ event: 'agent.handshake_failed', err: m }, m);
+    const why = tls.length > 0 ? tls.join('; ') : `resolver ${unreachable.join(', ')} does not answer`;
+    process.stderr.write(`${SERVICE}: warning: ${why} (still trying)${waiting}\n`);
   }
   for (const m of pending) log.warn({ event: 'agent.mount_pending', layer: m.layer, mountpoint: m.mountpoint }, 'mounting once a resolver answers');
   if (pending.length > 0) retrying = mountWhenAnswered(agent, pending, probe, o.deadlineMs, retries.signal, log);
