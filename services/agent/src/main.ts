@@ -318,7 +318,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   });
 
   // "Ready" has to be true: an agent whose resolvers are all away serves nothing until one answers.
+  // Asked alongside, not after: a refused handshake is named in the warning without delaying it.
+  const handshakes = new Map(o.resolver.map((a) => [a, probe.handshakeFailure(a, o.deadlineMs)]));
   const unreachable = await probe.unanswered(o.deadlineMs);
+  const reasons = await Promise.all(unreachable.map((a) => handshakes.get(a)));
+  const refused = reasons.filter((m): m is string => m !== undefined);
+  const silent = unreachable.filter((_, i) => reasons[i] === undefined);
   const reachable = unreachable.length < o.resolver.length;
   const pending: MountFlag[] = [];
   let mounted = 0;
@@ -361,9 +366,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   );
   if (unreachable.length > 0) {
     const waiting = pending.length > 0 ? `; ${pending.length} --mount ${pending.length === 1 ? 'waits' : 'wait'} for it` : '';
-    const tls = (await Promise.all(unreachable.map((a) => probe.handshakeFailure(a, o.deadlineMs)))).filter((m): m is string => m !== undefined);
-    for (const m of tls) log.error({ event: 'agent.handshake_failed', err: m }, m);
-    const why = tls.length > 0 ? tls.join('; ') : `resolver ${unreachable.join(', ')} does not answer`;
+    for (const m of refused) log.error({ event: 'agent.handshake_failed', err: m }, m);
+    const why = [...refused, ...(silent.length > 0 ? [`resolver ${silent.join(', ')} does not answer`] : [])].join('; ');
     process.stderr.write(`${SERVICE}: warning: ${why} (still trying)${waiting}\n`);
   }
   for (const m of pending) log.warn({ event: 'agent.mount_pending', layer: m.layer, mountpoint: m.mountpoint }, 'mounting once a resolver answers');
