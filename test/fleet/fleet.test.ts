@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fleetUnsupported, formatResult, runFleet, FLEET_DEFAULTS } from './fleet';
+import { fleetUnsupported, runFleet, FLEET_DEFAULTS } from './fleet';
+import { formatResult } from './report';
 import { FLEET_PREFIX, listNetns, run } from './netns';
 import { claimRunDir, clearStaleRuns, mountsUnder, newRunId, runDirOf } from './run-state';
 
@@ -61,7 +62,7 @@ async function bounded<T>(p: Promise<T>, ms: number, what: string, diag: () => s
 
 describe('a fleet in network namespaces: 2 resolvers, a 3-node Redis Cluster, 4 hosts', { skip }, () => {
   test('every host reads through a resolver and a Redis node dying; its tree equals the kernel overlay; nothing is left', async () => {
-    const { result, fleet } = await runFleet({ ...FLEET_DEFAULTS, hosts: 4, seconds: 10, dirs: 300, say: (l) => console.log(l) });
+    const { result, fleet } = await runFleet({ ...FLEET_DEFAULTS, hosts: 4, seconds: 10, dirs: 250, verifySeconds: 45, say: (l) => console.log(l) });
     console.log(formatResult(result));
     assert.deepEqual(result.problems, []);
     assert.equal(result.hosts.length, 4);

@@ -32,6 +32,8 @@ export interface NsProcessOptions {
   env?: Record<string, string>;
   /** Keep stdout in memory (a reader's JSON summary) instead of logging it. */
   captureStdout?: boolean;
+  /** Called with each stdout line (with captureStdout). */
+  onStdoutLine?: (line: string) => void;
   /**
    * Hold the read end of a pipe as stdin and set STRATA_EXIT_WITH_PARENT:
    * a strata service stops cleanly (unmounting) when this process dies,
@@ -78,8 +80,11 @@ export class NsProcess {
       });
     });
     const out = this.child.stdout!;
-    if (o.captureStdout) out.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
-    else out.on('data', (d: Buffer) => this.log.write(d));
+    if (o.captureStdout) {
+      out.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
+      const onLine = o.onStdoutLine;
+      if (onLine) readline.createInterface({ input: out, crlfDelay: Infinity }).on('line', onLine);
+    } else out.on('data', (d: Buffer) => this.log.write(d));
     const err = this.child.stderr!;
     this.closed = new Promise((resolve) => err.once('close', () => resolve()));
     readline.createInterface({ input: err, crlfDelay: Infinity }).on('line', (text) => {

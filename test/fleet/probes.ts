@@ -1,5 +1,8 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
 import { inNetns } from './netns';
+import type { ProbeAnswer, ProbeRequest } from './probe';
 
 export interface Ran {
   code: number | null;
@@ -60,9 +63,7 @@ export function parseCacheCounts(text: string): CacheCounts {
   return c;
 }
 
-const FETCH = 'fetch(process.argv[1]).then(async (r) => { if (!r.ok) process.exit(1); process.stdout.write(await r.text()); }, () => process.exit(1))';
-
-/** The value of a metric without labels (a gauge such as strata_resolver_sessions), 0 when absent. */
+/** The value of a metric (a gauge such as strata_resolver_sessions), 0 when absent. */
 export function parseGauge(text: string, name: string): number {
   const m = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+(\\S+)`, 'm').exec(text);
   const v = Number(m?.[1] ?? 0);
@@ -75,23 +76,84 @@ export interface ResolverSample {
   sessions: number;
 }
 
-/** A resolver's /metrics, scraped from inside `ns` (only the fleet's namespaces reach its addresses). */
-export async function scrapeResolver(ns: string, url: string): Promise<ResolverSample | undefined> {
-  const r = await execIn(ns, [process.execPath, '-e', FETCH, url]);
-  return r.code === 0 ? { cache: parseCacheCounts(r.stdout), sessions: parseGauge(r.stdout, 'strata_resolver_sessions') } : undefined;
-}
-
 export interface RedisStats {
   hits: number;
   misses: number;
 }
 
-export async function redisStats(ns: string, host: string, port: number): Promise<RedisStats | undefined> {
-  const r = await execIn(ns, ['redis-cli', '-h', host, '-p', String(port), 'info', 'stats']);
-  if (r.code !== 0) return undefined;
-  const field = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(r.stdout)?.[1] ?? NaN);
+export function parseRedisStats(info: string): RedisStats | undefined {
+  const field = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
   const s = { hits: field('keyspace_hits'), misses: field('keyspace_misses') };
   return Number.isFinite(s.hits) && Number.isFinite(s.misses) ? s : undefined;
+}
+
+/** Answers wait at most this long (the probe bounds each request by 2 s itself). */
+const ANSWER_TIMEOUT_MS = 5_000;
+
+/**
+ * The client of probe.js, running in a namespace of the fleet: a scrape
+ * costs a line on a pipe, not a process, so it can be taken right before
+ * a kill.
+ */
+export class Probe {
+  readonly child: ChildProcess;
+  private nextId = 1;
+  private readonly waiting = new Map<number, (a: ProbeAnswer | undefined) => void>();
+
+  constructor(ns: string) {
+    const [cmd, ...args] = inNetns(ns, [process.execPath, path.join(__dirname, 'probe.js')]);
+    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
+    this.child.stdin!.on('error', () => undefined);
+    readline.createInterface({ input: this.child.stdout!, crlfDelay: Infinity }).on('line', (line) => {
+      let a: ProbeAnswer;
+      try {
+        a = JSON.parse(line) as ProbeAnswer;
+      } catch {
+        return;
+      }
+      this.waiting.get(a.id)?.(a);
+    });
+    this.child.once('exit', () => {
+      for (const w of [...this.waiting.values()]) w(undefined);
+    });
+  }
+
+  private ask(req: Omit<ProbeRequest, 'id'>): Promise<string | undefined> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      const settle = (a: ProbeAnswer | undefined): void => {
+        clearTimeout(timer);
+        this.waiting.delete(id);
+        resolve(a?.ok ? a.body : undefined);
+      };
+      const timer = setTimeout(() => settle(undefined), ANSWER_TIMEOUT_MS);
+      this.waiting.set(id, settle);
+      if (this.child.exitCode !== null || this.child.signalCode !== null) return settle(undefined);
+      this.child.stdin!.write(`${JSON.stringify({ id, ...req })}\n`);
+    });
+  }
+
+  /** A resolver's /metrics (only the fleet's namespaces reach its address). */
+  async resolver(metricsUrl: string): Promise<ResolverSample | undefined> {
+    const text = await this.ask({ url: metricsUrl });
+    return text === undefined ? undefined : { cache: parseCacheCounts(text), sessions: parseGauge(text, 'strata_resolver_sessions') };
+  }
+
+  /** INFO stats of a Redis node. */
+  async redis(host: string, port: number): Promise<RedisStats | undefined> {
+    const text = await this.ask({ redis: `${host}:${port}` });
+    return text === undefined ? undefined : parseRedisStats(text);
+  }
+
+  /** Closes its stdin (it exits at once) and waits for it. */
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = new Promise((r) => this.child.once('exit', r));
+    this.child.stdin!.end();
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 2_000);
+    await gone;
+    clearTimeout(timer);
+  }
 }
 
 export async function redisCliIn(ns: string, host: string, port: number, ...args: string[]): Promise<Ran> {

@@ -1,15 +1,17 @@
 /**
  * The workload of one fleet host, run in that host's network namespace:
- * `node reader.js --mount DIR --until MS --mark MS --verify-by MS [--concurrency N] [--seed N] --tree FILE`.
+ * `node reader.js --mount DIR --until MS --verify-by MS [--concurrency N] [--seed N] --tree FILE`.
  * Until the wall clock passes `--until` it walks the mount (readdir + lstat
  * of every entry) and reads every regular file whole (open, read, sha256,
  * close; `--concurrency` at once, in a shuffled order per pass), timing each
  * read. Then it writes the tree it sees (path, mode, size, sha256 or link
  * target; files it could not hash by `--verify-by` are left without one)
  * to `--tree` as JSON lines and prints one JSON summary on stdout,
- * with reads before and after `--mark` (when the fleet kills a resolver and
- * a Redis node). Any failed system call is counted, the first ones kept,
- * and the exit status is 1: a fleet host must never see EIO.
+ * with reads before and after the SIGUSR2 the fleet sends when it kills a
+ * resolver and a Redis node. While it reads every file the first time it
+ * prints progress lines, `{"cold": N, "of": M}`, by which the fleet picks
+ * the moment of the kill. Any failed system call is counted, the first
+ * ones kept, and the exit status is 1: a fleet host must never see EIO.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -19,7 +21,6 @@ import { summarise, type LatencySummary } from './latency';
 interface Args {
   mount: string;
   until: number;
-  mark: number;
   concurrency: number;
   seed: number;
   tree: string;
@@ -39,10 +40,12 @@ function parseArgs(argv: string[]): Args {
     if (!Number.isFinite(v)) throw new Error(`reader: --${name} wants a number`);
     return v;
   };
-  return { mount: get('mount'), until: num('until'), mark: num('mark'), concurrency: Math.max(1, num('concurrency', 4)), seed: num('seed', 1), tree: get('tree'), verifyBy: num('verify-by') };
+  return { mount: get('mount'), until: num('until'), concurrency: Math.max(1, num('concurrency', 4)), seed: num('seed', 1), tree: get('tree'), verifyBy: num('verify-by') };
 }
 
 const MAX_KEPT_ERRORS = 20;
+/** A progress line every this many first reads. */
+const PROGRESS_EVERY = 20;
 /** The final check reads this many files at once: it has to finish in bounded time even when every read is slow. */
 const VERIFY_CONCURRENCY = 16;
 const S_IFMT = 0o170000;
@@ -213,6 +216,11 @@ export interface ReaderSummary {
   coldBeforeMark: LatencySummary;
   coldAfterMark: LatencySummary;
   readsAfterMark: number;
+  /** The SIGUSR2 came (else every read counts as before the kill). */
+  marked: boolean;
+  /** First reads per second before the kill and after it (until the first pass ended). */
+  coldPerSecBefore: number | null;
+  coldPerSecAfter: number | null;
   /** How long the first pass over every file took; null when the run ended inside it. */
   firstPassMs: number | null;
   treeEntries: number;
@@ -232,6 +240,9 @@ async function main(): Promise<void> {
   const timed: Timed[] = [];
   const origin = Date.now() - performance.now();
   const t0 = Date.now();
+  // The kill: reads that end after it count as after it.
+  let mark = Infinity;
+  process.once('SIGUSR2', () => (mark = Date.now()));
   let passes = 0;
   let walkEntries = 0;
   let bytes = 0;
@@ -242,6 +253,9 @@ async function main(): Promise<void> {
     walkEntries += entries;
     const queue = shuffle(files, a.seed * 1000 + passes);
     let next = 0;
+    let done = 0;
+    const progress = (): void => void process.stdout.write(`${JSON.stringify({ cold: done, of: queue.length })}\n`);
+    if (cold) progress();
     const worker = async (): Promise<void> => {
       const buf = Buffer.alloc(1 << 20);
       while (next < queue.length && Date.now() < a.until) {
@@ -254,13 +268,17 @@ async function main(): Promise<void> {
         } catch (err) {
           failures.add('read', p, err);
         }
+        if (cold && ++done % PROGRESS_EVERY === 0) progress();
       }
     };
     await Promise.all(Array.from({ length: a.concurrency }, worker));
     if (cold && next >= queue.length) firstPassMs = Date.now() - t0;
     passes++;
   }
-  const elapsedMs = Date.now() - t0;
+  const end = Date.now();
+  const elapsedMs = end - t0;
+  const firstPassEnd = firstPassMs === null ? end : t0 + firstPassMs;
+  const rate = (n: number, ms: number): number | null => (ms > 0 ? Math.round((n * 1000) / ms) : null);
   const tree = await dumpTree(mount, a.tree, VERIFY_CONCURRENCY, a.verifyBy, failures);
   const pick = (f: (t: Timed) => boolean): number[] => timed.filter(f).map((t) => t.ms);
   const summary: ReaderSummary = {
@@ -271,9 +289,12 @@ async function main(): Promise<void> {
     elapsedMs,
     all: summarise(timed.map((t) => t.ms)),
     cold: summarise(pick((t) => t.cold)),
-    coldBeforeMark: summarise(pick((t) => t.cold && t.endedAt < a.mark)),
-    coldAfterMark: summarise(pick((t) => t.cold && t.endedAt >= a.mark)),
-    readsAfterMark: timed.filter((t) => t.endedAt >= a.mark).length,
+    coldBeforeMark: summarise(pick((t) => t.cold && t.endedAt < mark)),
+    coldAfterMark: summarise(pick((t) => t.cold && t.endedAt >= mark)),
+    readsAfterMark: timed.filter((t) => t.endedAt >= mark).length,
+    marked: Number.isFinite(mark),
+    coldPerSecBefore: rate(timed.filter((t) => t.cold && t.endedAt < mark).length, Math.min(mark, firstPassEnd) - t0),
+    coldPerSecAfter: Number.isFinite(mark) ? rate(timed.filter((t) => t.cold && t.endedAt >= mark).length, firstPassEnd - mark) : null,
     firstPassMs,
     treeEntries: tree.entries,
     unverified: tree.unverified,

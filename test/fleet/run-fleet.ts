@@ -1,9 +1,9 @@
 /**
  * A strata fleet on this machine, for operators:
  *
- *   node test/dist/fleet/run-fleet.js [--hosts 4] [--seconds 20] [--kill-at 0.4]
- *     [--concurrency 4] [--dirs 1200] [--files 4] [--resolver-cache-mb 1]
- *     [--keep-logs DIR] [--json]
+ *   node test/dist/fleet/run-fleet.js [--hosts 4] [--seconds 20] [--kill-at 0.5]
+ *     [--concurrency 4] [--dirs 600] [--files 4] [--resolver-cache-mb 1]
+ *     [--verify-seconds 120] [--keep-logs DIR] [--json]
  *
  * Root, /dev/fuse, overlayfs, ip/nsenter and redis-server/redis-cli. Builds
  * the fleet in network namespaces (docs/fleet.md), runs the workload with a
@@ -11,13 +11,14 @@
  * removes everything; exit 0 when every host saw the kernel's tree and no
  * read failed, 1 otherwise, 2 for bad arguments or an unsuitable machine.
  */
-import { FLEET_DEFAULTS, MAX_HOSTS, fleetUnsupported, formatResult, runFleet, type FleetOptions } from './fleet';
+import { FLEET_DEFAULTS, MAX_HOSTS, fleetUnsupported, runFleet, type FleetOptions } from './fleet';
+import { formatResult } from './report';
 
-const USAGE = 'usage: run-fleet [--hosts N] [--seconds S] [--kill-at F] [--concurrency N] [--dirs N] [--files N] [--resolver-cache-mb N] [--keep-logs DIR] [--json]';
+const USAGE = 'usage: run-fleet [--hosts N] [--seconds S] [--kill-at F] [--concurrency N] [--dirs N] [--files N] [--resolver-cache-mb N] [--verify-seconds S] [--keep-logs DIR] [--json]';
 
 function parse(argv: string[]): (Omit<FleetOptions, 'say'> & { json: boolean }) | string {
   const o = { ...FLEET_DEFAULTS, json: false, keepLogs: undefined as string | undefined };
-  const numbers: Record<string, 'hosts' | 'seconds' | 'killAt' | 'concurrency' | 'dirs' | 'files' | 'resolverCacheMb'> = {
+  const numbers: Record<string, 'hosts' | 'seconds' | 'killAt' | 'concurrency' | 'dirs' | 'files' | 'resolverCacheMb' | 'verifySeconds'> = {
     '--hosts': 'hosts',
     '--seconds': 'seconds',
     '--kill-at': 'killAt',
@@ -25,6 +26,7 @@ function parse(argv: string[]): (Omit<FleetOptions, 'say'> & { json: boolean }) 
     '--dirs': 'dirs',
     '--files': 'files',
     '--resolver-cache-mb': 'resolverCacheMb',
+    '--verify-seconds': 'verifySeconds',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
