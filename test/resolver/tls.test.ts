@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { StrataClient, type ClientTlsFiles } from '@strata/client';
-import { STRATA_BIN, canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type ResolverProcess } from '@strata/harness';
+import { STRATA_BIN, canMountFuse, forceUnmount, freePort, startAgent, startResolver, strata, waitFor, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 
 /**
@@ -85,6 +85,7 @@ before(async () => {
   makeLeaf('server2', 'ca', 'resolver', 1002, 'IP:127.0.0.1');
   makeLeaf('agent', 'ca', 'agent-cn', 2001, 'URI:spiffe://strata.test/agent');
   makeLeaf('examiner', 'ca', 'examiner', 2002);
+  makeLeaf('agent2', 'ca', 'agent-cn', 2003, 'URI:spiffe://strata.test/agent-rotated');
   makeLeaf('stranger', 'other', 'stranger', 3001, 'URI:spiffe://strata.test/agent');
   installServerCert('server1');
   fx = await makeStore([
@@ -229,6 +230,44 @@ describe('certificate rotation on SIGHUP', () => {
       await agent.stop();
       fs.rmSync(mnt, { recursive: true, force: true });
       installServerCert('server1');
+    }
+  });
+});
+
+describe('the agent rotates its own certificate on SIGHUP', () => {
+  test('reconnections present the new certificate; the mount keeps serving throughout', { skip: canMountFuse() ? false : 'needs root and /dev/fuse' }, async () => {
+    fs.copyFileSync(file('agent.crt'), file('agent-live.crt'));
+    fs.copyFileSync(file('agent.key'), file('agent-live.key'));
+    const port = await freePort();
+    const serverArgs = ['--tls-cert', file('server1.crt'), '--tls-key', file('server1.key'), '--tls-client-ca', file('ca.crt'), '--grace-ms', '500'];
+    let r = await startResolver({ store: fx.store, port, extra: serverArgs });
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-tls-mnt-'));
+    const agent = await startAgent({ resolver: r.address, mounts: [`l0:${mnt}`], extra: ['--tls-ca', file('ca.crt'), '--tls-cert', file('agent-live.crt'), '--tls-key', file('agent-live.key')] });
+    const sessionCallers = (p: ResolverProcess): string[] => p.logs.filter((l) => l.event === 'rpc.caller' && l.method === 'SessionService/session').map((l) => String(l.caller));
+    try {
+      assert.equal(fs.readFileSync(path.join(mnt, 'data/f2'), 'utf8'), 'file 2\n');
+      assert.deepEqual([...new Set(sessionCallers(r))], ['spiffe://strata.test/agent']);
+
+      fs.copyFileSync(file('agent2.crt'), file('agent-live.crt'));
+      fs.copyFileSync(file('agent2.key'), file('agent-live.key'));
+      agent.child.kill('SIGHUP');
+      await waitFor('agent.tls_reloaded', () => agent.logs.find((l) => l.event === 'agent.tls_reloaded'));
+      assert.equal(fs.readFileSync(path.join(mnt, 'data/f3'), 'utf8'), 'file 3\n');
+      assert.equal(agent.logs.filter((l) => l.event === 'agent.session.broken').length, 0, 'the reload dropped no Session');
+
+      // A resolver restart makes the agent connect again: with the new certificate, on every channel.
+      await r.stop();
+      r = await startResolver({ store: fx.store, port, extra: serverArgs });
+      const next = r;
+      const callersOf = (): string[] => next.logs.filter((l) => l.event === 'rpc.caller').map((l) => String(l.caller));
+      const callers = await waitFor('calls from the agent', () => (callersOf().length > 0 ? callersOf() : undefined));
+      assert.deepEqual([...new Set(callers)], ['spiffe://strata.test/agent-rotated']);
+      assert.equal(fs.readFileSync(path.join(mnt, 'data/f4'), 'utf8'), 'file 4\n');
+    } finally {
+      forceUnmount(mnt);
+      await agent.stop();
+      await r.stop();
+      fs.rmSync(mnt, { recursive: true, force: true });
     }
   });
 });

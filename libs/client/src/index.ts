@@ -15,5 +15,5 @@ export { systemClock } from './clock';
 export type { Clock, CancelTimer } from './clock';
 export { DEFAULT_RETRY, isRetryable, withRetry } from './retry';
 export type { RetryPolicy, EndpointPicker } from './retry';
-export { TLS_ENV, channelCredentials, exportTlsEnv, tlsFromEnv, tlsRequested } from './tls';
+export { TLS_ENV, channelCredentials, exportTlsEnv, reloadTls, tlsFromEnv, tlsRequested } from './tls';
 export type { ClientTlsFiles } from './tls';

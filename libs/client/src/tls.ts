@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { Errno, StrataError, errorMessage } from '@strata/errors';
 
@@ -59,10 +60,25 @@ function readPem(file: string, what: string): Buffer {
   return data;
 }
 
+/** The files read into what node's TLS takes; a problem is one StrataError naming the file. */
+function secureContextOf(files: ClientTlsFiles): SecureContext {
+  const options: SecureContextOptions = {};
+  if (files.ca !== undefined) options.ca = readPem(files.ca, 'CA');
+  if (files.key !== undefined) options.key = readPem(files.key, 'key');
+  if (files.cert !== undefined) options.cert = readPem(files.cert, 'certificate');
+  try {
+    // Without a CA of its own, node's default roots (createSecureContext adds them when `ca` is unset).
+    return createSecureContext(options);
+  } catch (err) {
+    throw new StrataError(Errno.EINVAL, `the TLS files do not make a usable identity: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
 /**
  * The credentials of every channel to the resolvers: plaintext without TLS
  * files; with them TLS, the server verified against the CA (the system's
- * roots when only a client certificate is given). Files are read once, here.
+ * roots when only a client certificate is given). Files are read here, and
+ * again by reloadTls().
  */
 export function channelCredentials(files: ClientTlsFiles | undefined): ChannelCredentials {
   if (!files || !tlsRequested(files)) return credentials.createInsecure();
@@ -70,36 +86,70 @@ export function channelCredentials(files: ClientTlsFiles | undefined): ChannelCr
     const [has, lacks] = files.cert !== undefined ? ['certificate', 'key'] : ['key', 'certificate'];
     throw new StrataError(Errno.EINVAL, `a TLS client ${has} needs its ${lacks} too (--tls-cert and --tls-key, or $${TLS_ENV.cert} and $${TLS_ENV.key})`);
   }
-  const ca = files.ca !== undefined ? readPem(files.ca, 'CA') : null;
-  const key = files.key !== undefined ? readPem(files.key, 'key') : null;
-  const cert = files.cert !== undefined ? readPem(files.cert, 'certificate') : null;
-  let creds: ChannelCredentials;
-  try {
-    creds = credentials.createSsl(ca, key, cert);
-  } catch (err) {
-    throw new StrataError(Errno.EINVAL, `the TLS files do not make a usable identity: ${errorMessage(err)}`, { cause: err });
-  }
-  return withoutIpServerName(creds);
+  const context = secureContextOf(files);
+  const key = JSON.stringify([files.ca, files.cert, files.key]);
+  // One entry per set of files, however many clients use it: the registry stays as small as the configuration.
+  let tls = RELOADABLE.get(key);
+  if (tls) tls.context = context;
+  else RELOADABLE.set(key, (tls = { files: { ...files }, context, connectors: new Set() }));
+  return withConnectorHook(credentials.createFromSecureContext(context), tls);
 }
 
 interface SecureConnector {
-  connectionOptions?: { servername?: string };
+  connectionOptions?: { servername?: string; secureContext?: SecureContext };
+}
+
+/** One set of TLS files in use, and the connectors (one per resolver address and channel) that connect with them. */
+interface Reloadable {
+  files: ClientTlsFiles;
+  context: SecureContext;
+  connectors: Set<WeakRef<SecureConnector>>;
+}
+
+const RELOADABLE = new Map<string, Reloadable>();
+
+/**
+ * Reads every client's TLS files again (the agent on SIGHUP): connections
+ * made from then on present the new certificate and trust the new CA; open
+ * ones (Session streams) keep theirs. All files are read before any is
+ * used, so a bad one changes nothing and throws. Returns how many sets of
+ * files were read.
+ */
+export function reloadTls(): number {
+  const entries = [...RELOADABLE.values()];
+  const fresh = entries.map((r) => secureContextOf(r.files));
+  entries.forEach((r, i) => {
+    r.context = fresh[i];
+    for (const ref of r.connectors) {
+      const c = ref.deref();
+      if (c?.connectionOptions) c.connectionOptions.secureContext = r.context;
+      else r.connectors.delete(ref);
+    }
+  });
+  return entries.length;
 }
 
 /**
- * grpc-js sends the target host as the TLS server name (SNI) even when it
- * is an IP address, which RFC 6066 forbids and node answers with a
- * DEP0123 warning on stderr of every command. Without it node verifies the
- * certificate against the host itself (its IP SANs), as it should.
+ * Each connector grpc-js makes from these credentials gets the current
+ * context (kept up to date by reloadTls), and no server name for an IP
+ * target: grpc-js sends the host as SNI even when it is an address, which
+ * RFC 6066 forbids and node answers with a DEP0123 warning on stderr of
+ * every command; without it node checks the certificate against the host
+ * itself (its IP SANs), as it should. Relies on grpc-js 1.14's connector
+ * holding its tls.connect options in `connectionOptions`.
  */
-function withoutIpServerName(creds: ChannelCredentials): ChannelCredentials {
+function withConnectorHook(creds: ChannelCredentials, tls: Reloadable): ChannelCredentials {
   const inner = creds as unknown as { _createSecureConnector?: (...args: unknown[]) => SecureConnector };
   const original = inner._createSecureConnector?.bind(creds);
   if (!original) return creds;
   inner._createSecureConnector = (...args: unknown[]): SecureConnector => {
     const connector = original(...args);
     const o = connector.connectionOptions;
-    if (o?.servername !== undefined && isIP(o.servername) !== 0) delete o.servername;
+    if (o) {
+      if (o.servername !== undefined && isIP(o.servername) !== 0) delete o.servername;
+      o.secureContext = tls.context;
+      tls.connectors.add(new WeakRef(connector));
+    }
     return connector;
   };
   return creds;

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, CommanderError } from 'commander';
 import { defaultSocketPath } from '@strata/agent-control';
-import { Endpoint, TLS_ENV, channelCredentials, exportTlsEnv, isTransportError, transportError, type ClientTlsFiles } from '@strata/client';
+import { Endpoint, TLS_ENV, channelCredentials, exportTlsEnv, isTransportError, reloadTls, transportError, type ClientTlsFiles } from '@strata/client';
 import { Metadata, type ChannelCredentials } from '@grpc/grpc-js';
 import {
   ConfigError,
@@ -306,6 +306,17 @@ export async function main(argv: readonly string[]): Promise<void> {
     fail(EXIT_START, [errorMessage(err)]);
   }
   const probe = new ResolverProbe(o.resolver, creds);
+  if (creds._isSecure()) {
+    // New connections (a reconnect, another resolver) present the new certificate; open Sessions and mounts stay.
+    process.on('SIGHUP', () => {
+      try {
+        reloadTls();
+        log.info({ event: 'agent.tls_reloaded', ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey }, 'TLS files reloaded');
+      } catch (err) {
+        log.error({ event: 'agent.tls_reload_failed', err: errorMessage(err) }, `TLS reload failed, still using the previous files: ${errorMessage(err)}`);
+      }
+    });
+  }
   const retries = new AbortController();
   let retrying: Promise<void> = Promise.resolve();
   onShutdown(log, async () => {
