@@ -164,6 +164,20 @@ describe('mutual TLS between the CLI and the resolver', () => {
     }
   });
 
+  test('TLS without --tls-client-ca: any client that trusts the resolver reads, as anonymous', async () => {
+    const server = await startResolver({ store: fx.store, extra: ['--tls-cert', file('server1.crt'), '--tls-key', file('server1.key')] });
+    try {
+      assert.equal(server.logs.find((l) => l.event === 'resolver.listening')?.tls, 'on');
+      const r = strata(['--resolver', server.address, '--timeout', '5', ...tlsArgs('ca', undefined), 'cat', 'l0', '/etc/hostname']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, 'base\n');
+      const line = await waitFor('rpc.caller', () => server.logs.find((l) => l.event === 'rpc.caller'));
+      assert.equal(line.caller, 'anonymous');
+    } finally {
+      await server.stop();
+    }
+  });
+
   test('a certificate file that does not exist: one line naming it', () => {
     const line = oneLineFailure(run(['--tls-ca', file('missing.crt'), 'layer', 'list']));
     assert.match(line, /missing\.crt/);
