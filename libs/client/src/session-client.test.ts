@@ -4,6 +4,7 @@ import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import { errorInfoOf, type SessionRequest, type SessionResponse } from '@strata/protocol';
 import { FakeClock, settle } from './fake-clock';
 import { FIRST_RECONNECT_DELAY_MS, SessionClient, type SessionEndpoint, type SessionPayload, type SessionStream } from './session-client';
+import { SessionGroup } from './session-group';
 
 /** One scripted Session stream: records what the client wrote; the test plays the resolver's side. */
 class FakeStream implements SessionStream {
@@ -254,5 +255,21 @@ describe('SessionClient over a stream that breaks', () => {
     await clock.advance(10_000); // the CANCELLED our cancel() causes arrives meanwhile
     assert.equal(resolvers.streams.length, 1, 'our own cancel is not taken for a broken stream');
     await assert.rejects(s.request(readLink('/after')), (e: unknown) => e instanceof StrataError && e.message === 'session closed');
+  });
+});
+
+describe('SessionGroup', () => {
+  test('stream i opens on resolver i, however unary calls move the pool between the streams\' first requests', async () => {
+    const resolvers = new FakeResolvers('r0:1', 'r1:1');
+    const group = new SessionGroup(resolvers, { clock: new FakeClock() });
+    // As at an agent's mount: GetLayer (unary), the first Session request, the Walk (unary), the next Session request.
+    resolvers.pick();
+    void group.request(readLink('/a')).catch(() => undefined);
+    await settle();
+    resolvers.pick();
+    void group.request(readLink('/b')).catch(() => undefined);
+    await settle();
+    assert.deepEqual(resolvers.streams.map((s) => s.address).sort(), ['r0:1', 'r1:1']);
+    group.close();
   });
 });

@@ -1,9 +1,36 @@
 import type { EndpointPicker } from './retry';
 import { SessionClient, type SessionAnswer, type SessionClientOptions, type SessionEndpoint, type SessionPayload } from './session-client';
 
-/** Resolvers dealt in turn (an EndpointPool): stream i of a group opens on resolver i. */
+/** The resolvers of a group (an EndpointPool). */
 export interface SessionEndpoints extends EndpointPicker<SessionEndpoint> {
-  readonly endpoints: readonly SessionEndpoint[];
+  readonly endpoints: readonly (SessionEndpoint & { readonly failing?: boolean })[];
+}
+
+/**
+ * Stream i's own turn through the resolvers: first resolver i, then, each
+ * time it has to open again, the next one not known to be failing. Its own
+ * cursor, not the pool's: unary calls made meanwhile (the agent's GetLayer
+ * and Walk at mount) move the pool's cursor and would otherwise put every
+ * stream on the same resolver.
+ */
+function turnFrom(pool: SessionEndpoints, start: number): EndpointPicker<SessionEndpoint> {
+  let next = start;
+  return {
+    pick(): SessionEndpoint {
+      const all = pool.endpoints;
+      const n = all.length;
+      for (let k = 0; k < n; k++) {
+        const e = all[(next + k) % n];
+        if (!e.failing) {
+          next = (next + k + 1) % n;
+          return e;
+        }
+      }
+      const e = all[next % n];
+      next = (next + 1) % n;
+      return e;
+    },
+  };
 }
 
 /**
@@ -17,8 +44,7 @@ export class SessionGroup {
   private next = 0;
 
   constructor(pool: SessionEndpoints, options: Omit<SessionClientOptions, 'pool'> = {}) {
-    // The pool deals endpoints in turn, so stream i opens on resolver i.
-    this.sessions = pool.endpoints.map(() => new SessionClient({ ...options, pool }));
+    this.sessions = pool.endpoints.map((_, i) => new SessionClient({ ...options, pool: turnFrom(pool, i) }));
   }
 
   request(payload: SessionPayload, traceContext: Record<string, string> = {}, deadlineMs?: number): Promise<SessionAnswer> {
