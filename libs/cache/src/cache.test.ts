@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { MemoryCache } from './memory-cache';
 import { TieredCache } from './tiered-cache';
 import { chainKey, recordKey } from './keys';
-import { parseClusterNodes } from './redis-cache';
+import * as net from 'node:net';
+import { REST_MS, RedisCache, parseClusterNodes } from './redis-cache';
 import type { CacheHit, MetadataCache } from './metadata-cache';
 
 test('the in-process tier is bounded by bytes and evicts the least recently used', async () => {
@@ -72,4 +73,36 @@ test('cluster URLs list their seed nodes', () => {
     { host: '::1', port: 7002 },
   ]);
   assert.throws(() => parseClusterNodes('redis+cluster://h:99999'));
+});
+
+test('a Redis that takes commands but never answers costs one timeout per rest, not one per miss', async () => {
+  // A peer that accepts connections and swallows every command, as a Redis Cluster missing a master retries CLUSTERDOWN.
+  let commands = 0;
+  const sink = net.createServer((s) => {
+    s.on('data', (d) => (commands += d.toString('latin1').split('*').length - 1));
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+  const port = (sink.address() as net.AddressInfo).port;
+  const lines: string[] = [];
+  const cache = new RedisCache(`redis://127.0.0.1:${port}`, { log: { info: (o: object) => lines.push(String((o as { event?: string }).event)), warn: (o: object) => lines.push(String((o as { event?: string }).event)) }, commandTimeoutMs: 100 });
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    assert.equal(await cache.get('a'), undefined);
+    const first = Date.now() - t0;
+    const sent = commands;
+    const t1 = Date.now();
+    for (let i = 0; i < 20; i++) assert.equal(await cache.get(`k${i}`), undefined);
+    await cache.set('k', Buffer.from('v'));
+    assert.ok(Date.now() - t1 < first, `20 misses while resting took ${Date.now() - t1} ms; the first took ${first} ms`);
+    assert.equal(commands, sent, 'nothing sent while resting');
+    assert.deepEqual(lines, ['cache.redis.down']);
+    await new Promise((r) => setTimeout(r, REST_MS + 50));
+    await cache.get('after');
+    assert.ok(commands > sent, 'tried again after the rest');
+  } finally {
+    await cache.close();
+    sink.close();
+  }
 });

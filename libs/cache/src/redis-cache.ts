@@ -39,6 +39,9 @@ export function parseClusterNodes(url: string): ClusterNode[] {
   return nodes;
 }
 
+/** How long Redis is left alone after a failed command before one call tries it again. */
+export const REST_MS = 1000;
+
 /**
  * The shared tier: Redis standalone (`redis://host:port/db`, `rediss://`) or
  * Cluster (`redis+cluster://host:port,host:port`). Requests are never queued
@@ -50,6 +53,13 @@ export class RedisCache implements MetadataCache {
   readonly client: Redis | Cluster;
   private readonly log: CacheLog;
   private healthy = true;
+  /**
+   * After a failed command Redis is left alone this long (every call a miss
+   * at once), then one call tries again. A Redis Cluster missing a master
+   * answers nothing but CLUSTERDOWN retries until the command timeout: each
+   * miss would otherwise cost that timeout for as long as the outage lasts.
+   */
+  private skipUntil = 0;
 
   constructor(url: string, options: RedisCacheOptions) {
     this.log = options.log;
@@ -81,12 +91,28 @@ export class RedisCache implements MetadataCache {
     this.client.on('ready', () => {
       if (!this.healthy) this.log.info({ event: 'cache.redis.up' }, 'redis is back; shared cache in use again');
       this.healthy = true;
+      this.skipUntil = 0;
     });
   }
 
+  /** Whether Redis is being left alone after a failure (see skipUntil). */
+  private resting(): boolean {
+    return this.skipUntil !== 0 && Date.now() < this.skipUntil;
+  }
+
+  private answered(): void {
+    this.skipUntil = 0;
+    if (!this.healthy) {
+      this.healthy = true;
+      this.log.info({ event: 'cache.redis.up' }, 'redis is back; shared cache in use again');
+    }
+  }
+
   async get(key: string): Promise<CacheHit | undefined> {
+    if (this.resting()) return undefined;
     try {
       const value = await inSpan('redis GET', GET_ATTRS, () => this.client.getBuffer(Buffer.from(key, 'latin1')), REDIS_SPAN);
+      this.answered();
       return value ? { value, tier: 'redis' } : undefined;
     } catch (err) {
       this.down(err);
@@ -95,9 +121,11 @@ export class RedisCache implements MetadataCache {
   }
 
   async set(key: string, value: Buffer, ttlMs?: number): Promise<void> {
+    if (this.resting()) return;
     try {
       const k = Buffer.from(key, 'latin1');
       await inSpan('redis SET', SET_ATTRS, () => (ttlMs ? this.client.set(k, value, 'PX', Math.max(1, Math.round(ttlMs))) : this.client.set(k, value)), REDIS_SPAN);
+      this.answered();
     } catch (err) {
       this.down(err);
     }
@@ -108,6 +136,7 @@ export class RedisCache implements MetadataCache {
   }
 
   private down(err: unknown): void {
+    this.skipUntil = Date.now() + REST_MS;
     if (!this.healthy) return;
     this.healthy = false;
     this.log.warn(
