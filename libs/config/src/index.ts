@@ -13,3 +13,5 @@ export type { AddressResult, AddressRules, HostPort } from './address';
 export { closest, editDistance } from './suggest';
 export { directoryProblem } from './paths';
 export type { DirectoryRules } from './paths';
+export { parseServiceArgs, failWith, EXIT_CONFIG, LOG_LEVELS } from './service-command';
+export type { ServiceArgs, ServiceCommand } from './service-command';

@@ -1,19 +1,21 @@
 import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Command, CommanderError } from 'commander';
 import { defaultSocketPath } from '@strata/agent-control';
 import { Endpoint, TLS_ENV, channelCredentials, exportTlsEnv, isTransportError, reloadTls, transportError, type ClientTlsFiles } from '@strata/client';
 import { Metadata, type ChannelCredentials } from '@grpc/grpc-js';
 import {
-  ConfigError,
+  EXIT_CONFIG,
+  LOG_LEVELS,
   ServiceConfig,
+  failWith,
+  parseServiceArgs,
   addressProblem,
   defineOptions,
   directoryProblem,
   effectiveConfig,
   renderYaml,
-  type LoadedConfig,
+  type ServiceArgs,
 } from '@strata/config';
 import { GrpcCode, errorMessage, isStrataError } from '@strata/errors';
 import { validateName } from '@strata/layers';
@@ -22,12 +24,9 @@ import { Agent } from './agent';
 import { ControlServer } from './control/control-server';
 
 const SERVICE = 'strata agent';
-/** Configuration problems and usage errors: nothing was started. */
-const EXIT_CONFIG = 2;
 /** The agent could not start (the socket is taken, a --mount failed). */
 const EXIT_START = 1;
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 /** sun_path holds 108 bytes with the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 /** Pause between rounds of asking unreachable resolvers, on top of the wait inside each round. */
@@ -121,47 +120,16 @@ export const AGENT_OPTIONS = defineOptions({
 const CONFIG = new ServiceConfig(AGENT_OPTIONS, 'STRATA_AGENT_CONFIG');
 
 function fail(code: number, lines: readonly string[]): never {
-  for (const line of lines) process.stderr.write(`${SERVICE}: ${line}\n`);
-  process.exit(code);
-}
-
-function buildProgram(): Command {
-  const program = new Command(SERVICE)
-    .description('hold the FUSE mounts of this host, served by the resolvers over one Session stream')
-    .addHelpText('after', '\nEvery option can be set in the --config file under its flag name (deadline-ms: 5000); a flag beats a variable, which beats the file.')
-    .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(`${SERVICE}: ${text.replace(/^error: /, '').trim().replace(/\n+/g, ' ')}\n`) });
-  for (const spec of CONFIG.flagSpecs()) {
-    if (spec.collect) program.option(spec.flags, spec.description, spec.collect);
-    else program.option(spec.flags, spec.description);
-  }
-  return program
-    .option('--check-config', 'check the configuration (file, variables, flags), print it with where each value came from, and exit: 0 valid, 2 not')
-    .option('--json', 'with --check-config: print it as JSON');
+  return failWith(SERVICE, code, lines);
 }
 
 /** Flags, variables and file, checked; exits 2 with one line per problem. */
-function configure(argv: readonly string[]): { loaded: LoadedConfig<typeof AGENT_OPTIONS>; checkOnly: boolean; json: boolean } {
-  const program = buildProgram();
-  try {
-    program.parse(argv, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_CONFIG);
-    throw err;
-  }
-  const flags = program.opts<Record<string, unknown>>();
-  if (flags.json === true && flags.checkConfig !== true) fail(EXIT_CONFIG, ['--json goes with --check-config']);
-  let loaded: LoadedConfig<typeof AGENT_OPTIONS>;
-  try {
-    loaded = CONFIG.load({ flags, env: process.env });
-  } catch (err) {
-    if (err instanceof ConfigError) fail(EXIT_CONFIG, err.lines);
-    throw err;
-  }
+function configure(argv: readonly string[]): ServiceArgs<typeof AGENT_OPTIONS> {
+  const { loaded, checkOnly, json } = parseServiceArgs(CONFIG, { service: SERVICE, description: 'hold the FUSE mounts of this host, served by the resolvers over one Session stream', example: 'deadline-ms: 5000' }, argv);
   const { tlsCert, tlsKey } = loaded.values;
   if (tlsCert !== undefined && tlsKey === undefined) fail(EXIT_CONFIG, ['--tls-cert needs --tls-key (the private key of that certificate)']);
   if (tlsKey !== undefined && tlsCert === undefined) fail(EXIT_CONFIG, ['--tls-key needs --tls-cert (the certificate of that key)']);
-  return { loaded, checkOnly: flags.checkConfig === true, json: flags.json === true };
+  return { loaded, checkOnly, json };
 }
 
 /** No resolver answered: a retry may succeed once one is back. */

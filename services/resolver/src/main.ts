@@ -2,17 +2,20 @@ import { promises as fs, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { format, getSystemErrorMap } from 'node:util';
 import { logVerbosity as LogVerbosity, setLogger, setLogVerbosity } from '@grpc/grpc-js';
-import { Command, CommanderError } from 'commander';
 import { parseClusterNodes } from '@strata/cache';
 import {
-  ConfigError,
+  EXIT_CONFIG,
+  LOG_LEVELS,
   ServiceConfig,
+  failWith,
+  parseServiceArgs,
   addressProblem,
   defineOptions,
   directoryProblem,
   effectiveConfig,
   renderYaml,
   type LoadedConfig,
+  type ServiceArgs,
   type SourceKind,
 } from '@strata/config';
 import { errorMessage, isStrataError } from '@strata/errors';
@@ -21,12 +24,9 @@ import { ReloadableServerCredentials, isLoopbackHost } from './grpc/tls';
 import { Resolver } from './resolver';
 
 const SERVICE = 'strata resolver';
-/** Configuration problems and usage errors: nothing was started. */
-const EXIT_CONFIG = 2;
 /** The service could not start (the port is taken, the store is unreadable). */
 const EXIT_START = 1;
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const CLUSTER_SCHEMES = ['redis+cluster:', 'redis-cluster:', 'rediss+cluster:'];
 
 /** Only the default store is created: a directory someone named and mistyped must not become an empty store. */
@@ -129,47 +129,15 @@ export const RESOLVER_OPTIONS = defineOptions({
 const CONFIG = new ServiceConfig(RESOLVER_OPTIONS, 'STRATA_RESOLVER_CONFIG');
 
 function fail(code: number, lines: readonly string[]): never {
-  for (const line of lines) process.stderr.write(`${SERVICE}: ${line}\n`);
-  process.exit(code);
-}
-
-function buildProgram(): Command {
-  const program = new Command(SERVICE)
-    .description('serve the strata.v1 API over an image store')
-    .addHelpText('after', '\nEvery option can be set in the --config file under its flag name (cache-mb: 512); a flag beats a variable, which beats the file.')
-    .exitOverride()
-    // Usage errors are one line like every other start-up error (commander's suggestion joined onto it).
-    .configureOutput({ outputError: (text, write) => write(`${SERVICE}: ${text.replace(/^error: /, '').trim().replace(/\n+/g, ' ')}\n`) });
-  for (const spec of CONFIG.flagSpecs()) {
-    if (spec.collect) program.option(spec.flags, spec.description, spec.collect);
-    else program.option(spec.flags, spec.description);
-  }
-  return program
-    .option('--check-config', 'check the configuration (file, variables, flags), print it with where each value came from, and exit: 0 valid, 2 not')
-    .option('--json', 'with --check-config: print it as JSON');
+  return failWith(SERVICE, code, lines);
 }
 
 /** Flags, variables and file, checked; exits 2 with one line per problem. */
-function configure(argv: readonly string[]): { loaded: LoadedConfig<typeof RESOLVER_OPTIONS>; checkOnly: boolean; json: boolean } {
-  const program = buildProgram();
-  try {
-    program.parse(argv, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_CONFIG);
-    throw err;
-  }
-  const flags = program.opts<Record<string, unknown>>();
-  if (flags.json === true && flags.checkConfig !== true) fail(EXIT_CONFIG, ['--json goes with --check-config']);
-  let loaded: LoadedConfig<typeof RESOLVER_OPTIONS>;
-  try {
-    loaded = CONFIG.load({ flags, env: process.env });
-  } catch (err) {
-    if (err instanceof ConfigError) fail(EXIT_CONFIG, err.lines);
-    throw err;
-  }
+function configure(argv: readonly string[]): ServiceArgs<typeof RESOLVER_OPTIONS> {
+  const { loaded, checkOnly, json } = parseServiceArgs(CONFIG, { service: SERVICE, description: 'serve the strata.v1 API over an image store', example: 'cache-mb: 512' }, argv);
   const problems = transportProblems(loaded.values);
   if (problems.length > 0) fail(EXIT_CONFIG, problems);
-  return { loaded, checkOnly: flags.checkConfig === true, json: flags.json === true };
+  return { loaded, checkOnly, json };
 }
 
 type ResolverValues = LoadedConfig<typeof RESOLVER_OPTIONS>['values'];
