@@ -75,7 +75,7 @@ export class Agent {
           this.outages.streamConnected(e.address);
         } else {
           this.log.debug({ event: 'agent.session.broken', resolver: e.address, err: e.error?.message }, 'session stream lost; moving on');
-          this.outages.streamBroken(e.address, e.error?.message);
+          void this.outages.streamBroken(e.address, e.error?.message);
         }
       },
     });

@@ -47,6 +47,8 @@ function accepts(address: string): Promise<boolean> {
  */
 export class OutageMonitor {
   private readonly away = new Map<string, Down>();
+  /** Addresses whose broken stream is being checked with a connection of our own. */
+  private readonly checking = new Set<string>();
   private outage: { since: number; failedOps: number } | undefined;
   private closed = false;
 
@@ -56,8 +58,13 @@ export class OutageMonitor {
     private readonly probe: (address: string) => Promise<boolean> = accepts,
   ) {}
 
-  /** A Session stream to `address` broke or could not be opened. */
-  streamBroken(address: string, err: string | undefined): void {
+  /**
+   * A Session stream to `address` broke or could not be opened. That alone
+   * does not make an outage: grpc-js fails new streams while its channel
+   * backs off even when the resolver is back, so an outage starts only when
+   * the resolver also refuses a connection of our own.
+   */
+  async streamBroken(address: string, err: string | undefined): Promise<void> {
     if (this.closed || address === '') return;
     const known = this.away.get(address);
     if (known) {
@@ -65,7 +72,15 @@ export class OutageMonitor {
       return;
     }
     // A stream that ended cleanly was handed over (a draining resolver): not an outage unless reconnecting fails too.
-    if (err === undefined) return;
+    if (err === undefined || this.checking.has(address)) return;
+    this.checking.add(address);
+    let listening: boolean;
+    try {
+      listening = await this.probe(address);
+    } finally {
+      this.checking.delete(address);
+    }
+    if (listening || this.closed || this.away.has(address)) return;
     const down: Down = { since: this.now(), attempts: 1, probe: setInterval(() => void this.probeBack(address), PROBE_INTERVAL_MS) };
     down.probe.unref();
     this.away.set(address, down);
