@@ -328,6 +328,13 @@ export async function main(argv: readonly string[]): Promise<void> {
       fail(EXIT_START, [`--mount ${m.layer}:${m.mountpoint}: ${message}`]);
     }
   }
+  // The warning before the ready line: whoever waits for agent.ready has read it by then.
+  if (unreachable.length > 0) {
+    const waiting = pending.length > 0 ? `; ${pending.length} --mount ${pending.length === 1 ? 'waits' : 'wait'} for it` : '';
+    for (const m of refused) log.error({ event: 'agent.handshake_failed', err: m }, m);
+    const why = [...refused, ...(silent.length > 0 ? [`resolver ${silent.join(', ')} does not answer`] : [])].join('; ');
+    process.stderr.write(`${SERVICE}: warning: ${why} (still trying)${waiting}\n`);
+  }
   log.info(
     {
       event: 'agent.ready',
@@ -343,12 +350,6 @@ export async function main(argv: readonly string[]): Promise<void> {
     },
     reachable ? 'agent ready' : 'agent up, but no resolver answers: operations fail with EIO until one does',
   );
-  if (unreachable.length > 0) {
-    const waiting = pending.length > 0 ? `; ${pending.length} --mount ${pending.length === 1 ? 'waits' : 'wait'} for it` : '';
-    for (const m of refused) log.error({ event: 'agent.handshake_failed', err: m }, m);
-    const why = [...refused, ...(silent.length > 0 ? [`resolver ${silent.join(', ')} does not answer`] : [])].join('; ');
-    process.stderr.write(`${SERVICE}: warning: ${why} (still trying)${waiting}\n`);
-  }
   for (const m of pending) log.warn({ event: 'agent.mount_pending', layer: m.layer, mountpoint: m.mountpoint }, 'mounting once a resolver answers');
   if (pending.length > 0) retrying = mountWhenAnswered(agent, pending, probe, o.deadlineMs, retries.signal, log);
 }
