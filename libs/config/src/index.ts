@@ -11,7 +11,7 @@ export type { EffectiveConfig, EffectiveOption } from './render';
 export { parseHostPort, addressProblem } from './address';
 export type { AddressResult, AddressRules, HostPort } from './address';
 export { closest, editDistance } from './suggest';
-export { directoryProblem } from './paths';
+export { directoryProblem, fileProblem } from './paths';
 export type { DirectoryRules } from './paths';
 export { parseServiceArgs, failWith, EXIT_CONFIG, LOG_LEVELS } from './service-command';
 export type { ServiceArgs, ServiceCommand } from './service-command';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { directoryProblem } from './paths';
+import { directoryProblem, fileProblem } from './paths';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-config-paths-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -22,4 +22,12 @@ describe('directoryProblem', () => {
     assert.equal(fs.existsSync(path.join(dir, 'a')), false);
     assert.equal(directoryProblem(path.join(dir, 'f/x'), { mayCreate: true, access: 'write' }), `${path.join(dir, 'f/x')} cannot be created: ${path.join(dir, 'f')} is not a directory`);
   });
+});
+
+test('fileProblem: a regular file is fine; a missing path or a directory is named', () => {
+  const file = path.join(dir, 'cert.pem');
+  fs.writeFileSync(file, 'pem');
+  assert.equal(fileProblem(file), undefined);
+  assert.equal(fileProblem(path.join(dir, 'none.pem')), `${path.join(dir, 'none.pem')} does not exist`);
+  assert.equal(fileProblem(dir), `${dir} is not a file`);
 });

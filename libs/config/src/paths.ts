@@ -56,3 +56,16 @@ export function directoryProblem(dir: string, rules: DirectoryRules): string | u
     parent = up;
   }
 }
+
+/** A file the service reads at start (a certificate, key or CA): it must be there and be a regular file. The problem, or undefined. */
+export function fileProblem(file: string): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    // Node's message already names the call and the path (EACCES: permission denied, stat '...').
+    return e.code === 'ENOENT' ? `${file} does not exist` : e.message;
+  }
+  return st.isFile() ? undefined : `${file} is not a file`;
+}

@@ -1,4 +1,3 @@
-import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultSocketPath } from '@strata/agent-control';
@@ -13,6 +12,7 @@ import {
   addressProblem,
   defineOptions,
   directoryProblem,
+  fileProblem,
   effectiveConfig,
   renderYaml,
   type ServiceArgs,
@@ -74,15 +74,6 @@ function socketProblem(socket: string): string | undefined {
   return directoryProblem(path.dirname(socket), { mayCreate: true, access: 'write' });
 }
 
-/** A certificate, key or CA file must be there when the agent starts. */
-function pemFileProblem(file: string): string | undefined {
-  try {
-    if (!statSync(file).isFile()) return `${file} is not a file`;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${file} does not exist` : errorMessage(err);
-  }
-  return undefined;
-}
 
 /** Everything the agent can be told: its flags, variables and configuration-file keys. */
 export const AGENT_OPTIONS = defineOptions({
@@ -105,9 +96,9 @@ export const AGENT_OPTIONS = defineOptions({
     check: socketProblem,
   },
   mount: { kind: 'string-list', arg: 'layer:mountpoint', help: 'mount at start, the mountpoint an absolute path', check: mountsProblem },
-  'tls-ca': { kind: 'path', arg: 'file', env: TLS_ENV.ca, help: 'speak TLS to the resolvers, verifying them against this PEM CA', check: pemFileProblem },
-  'tls-cert': { kind: 'path', arg: 'file', env: TLS_ENV.cert, help: 'present this PEM certificate to resolvers that want mutual TLS, with --tls-key', check: pemFileProblem },
-  'tls-key': { kind: 'path', arg: 'file', env: TLS_ENV.key, help: 'the PEM private key of --tls-cert', check: pemFileProblem },
+  'tls-ca': { kind: 'path', arg: 'file', env: TLS_ENV.ca, help: 'speak TLS to the resolvers, verifying them against this PEM CA', check: fileProblem },
+  'tls-cert': { kind: 'path', arg: 'file', env: TLS_ENV.cert, help: 'present this PEM certificate to resolvers that want mutual TLS, with --tls-key', check: fileProblem },
+  'tls-key': { kind: 'path', arg: 'file', env: TLS_ENV.key, help: 'the PEM private key of --tls-cert', check: fileProblem },
   'deadline-ms': { kind: 'positive-int', arg: 'n', default: 3000, help: 'a FUSE operation fails with EIO when no resolver answered within this' },
   'chunk-cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'file data cache, MiB' },
   'attr-entries': { kind: 'positive-int', arg: 'n', default: 500_000, help: 'attribute cache entries per mount' },

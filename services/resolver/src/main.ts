@@ -1,4 +1,4 @@
-import { promises as fs, statSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { format, getSystemErrorMap } from 'node:util';
 import { logVerbosity as LogVerbosity, setLogger, setLogVerbosity } from '@grpc/grpc-js';
@@ -12,6 +12,7 @@ import {
   addressProblem,
   defineOptions,
   directoryProblem,
+  fileProblem,
   effectiveConfig,
   renderYaml,
   type LoadedConfig,
@@ -63,15 +64,6 @@ function withoutPassword(url: string): string {
   return url.replace(/^([a-z+]+:\/\/[^:@/]*:)[^@/]+@/, '$1***@');
 }
 
-/** A certificate, key or CA file must be there and readable when the resolver starts (and at each SIGHUP). */
-function pemFileProblem(file: string): string | undefined {
-  try {
-    if (!statSync(file).isFile()) return `${file} is not a file`;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${file} does not exist` : errorMessage(err);
-  }
-  return undefined;
-}
 
 /** Everything the resolver can be told: its flags, variables and configuration-file keys. */
 export const RESOLVER_OPTIONS = defineOptions({
@@ -105,15 +97,15 @@ export const RESOLVER_OPTIONS = defineOptions({
     arg: 'file',
     env: 'STRATA_RESOLVER_TLS_CERT',
     help: 'serve TLS with this PEM certificate (chain); with --tls-key; read again on SIGHUP',
-    check: pemFileProblem,
+    check: fileProblem,
   },
-  'tls-key': { kind: 'path', arg: 'file', env: 'STRATA_RESOLVER_TLS_KEY', help: 'the PEM private key of --tls-cert', check: pemFileProblem },
+  'tls-key': { kind: 'path', arg: 'file', env: 'STRATA_RESOLVER_TLS_KEY', help: 'the PEM private key of --tls-cert', check: fileProblem },
   'tls-client-ca': {
     kind: 'path',
     arg: 'file',
     env: 'STRATA_RESOLVER_TLS_CLIENT_CA',
     help: 'mutual TLS: every caller must present a certificate signed by a CA in this PEM file',
-    check: pemFileProblem,
+    check: fileProblem,
   },
   plaintext: {
     kind: 'boolean',
