@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { Errno, StrataError, errorMessage } from '@strata/errors';
+import { readPemFile } from '@strata/protocol';
 
 /**
  * A client's TLS files: the CA that signed the resolvers' certificates
@@ -18,8 +18,6 @@ export interface ClientTlsFiles {
 /** The variables every client reads (flags of the CLI and the agent beat them). */
 export const TLS_ENV = { ca: 'STRATA_TLS_CA', cert: 'STRATA_TLS_CERT', key: 'STRATA_TLS_KEY' } as const;
 
-/** Certificates are a few KiB; a bigger file is a mistake, not read whole. */
-const MAX_PEM_BYTES = 1 << 20;
 
 /** $STRATA_TLS_CA, $STRATA_TLS_CERT, $STRATA_TLS_KEY; an empty variable counts as unset. */
 export function tlsFromEnv(env: NodeJS.ProcessEnv = process.env): ClientTlsFiles {
@@ -49,23 +47,13 @@ export function tlsRequested(files: ClientTlsFiles | undefined): boolean {
   return files !== undefined && (files.ca !== undefined || files.cert !== undefined || files.key !== undefined);
 }
 
-function readPem(file: string, what: string): Buffer {
-  let data: Buffer;
-  try {
-    data = readFileSync(file);
-  } catch (err) {
-    throw new StrataError(Errno.EINVAL, `cannot read the TLS ${what} ${file}: ${errorMessage(err)}`, { cause: err });
-  }
-  if (data.length > MAX_PEM_BYTES) throw new StrataError(Errno.EINVAL, `the TLS ${what} ${file} is larger than ${MAX_PEM_BYTES} bytes`);
-  return data;
-}
 
 /** The files read into what node's TLS takes; a problem is one StrataError naming the file. */
 function secureContextOf(files: ClientTlsFiles): SecureContext {
   const options: SecureContextOptions = {};
-  if (files.ca !== undefined) options.ca = readPem(files.ca, 'CA');
-  if (files.key !== undefined) options.key = readPem(files.key, 'key');
-  if (files.cert !== undefined) options.cert = readPem(files.cert, 'certificate');
+  if (files.ca !== undefined) options.ca = readPemFile(files.ca, 'CA');
+  if (files.key !== undefined) options.key = readPemFile(files.key, 'key');
+  if (files.cert !== undefined) options.cert = readPemFile(files.cert, 'certificate');
   try {
     // Without a CA of its own, node's default roots (createSecureContext adds them when `ca` is unset).
     return createSecureContext(options);

@@ -21,3 +21,4 @@ export { changeKindToProto, changeKindFromProto } from './change-kind';
 export type { ChangeKindName } from './change-kind';
 export { PROTO_ROOT, API_PROTO_FILES } from './proto-files';
 export * from './operations';
+export { readPemFile, MAX_PEM_BYTES } from './pem-file';

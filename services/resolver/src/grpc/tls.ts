@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { createSecureContext, type PeerCertificate, type SecureContextOptions } from 'node:tls';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { Errno, StrataError, errorMessage } from '@strata/errors';
+import { readPemFile } from '@strata/protocol';
 
 /** The files of the resolver's TLS identity; with a client CA, callers must present a certificate it signed. */
 export interface ServerTlsFiles {
@@ -11,19 +11,7 @@ export interface ServerTlsFiles {
   clientCa?: string;
 }
 
-/** Certificates are a few KiB; a bigger file is a mistake (a disk image named by accident), not read whole. */
-const MAX_PEM_BYTES = 1 << 20;
 
-function readPem(file: string, what: string): Buffer {
-  let data: Buffer;
-  try {
-    data = readFileSync(file);
-  } catch (err) {
-    throw new StrataError(Errno.EINVAL, `cannot read the TLS ${what} ${file}: ${errorMessage(err)}`, { cause: err });
-  }
-  if (data.length > MAX_PEM_BYTES) throw new StrataError(Errno.EINVAL, `the TLS ${what} ${file} is larger than ${MAX_PEM_BYTES} bytes`);
-  return data;
-}
 
 /**
  * The files read and checked as node will use them: a key that does not
@@ -31,8 +19,8 @@ function readPem(file: string, what: string): Buffer {
  * file named rather than on the first connection.
  */
 function contextOptions(files: ServerTlsFiles): SecureContextOptions {
-  const options: SecureContextOptions = { cert: readPem(files.cert, 'certificate'), key: readPem(files.key, 'key') };
-  if (files.clientCa !== undefined) options.ca = readPem(files.clientCa, 'client CA');
+  const options: SecureContextOptions = { cert: readPemFile(files.cert, 'certificate'), key: readPemFile(files.key, 'key') };
+  if (files.clientCa !== undefined) options.ca = readPemFile(files.clientCa, 'client CA');
   try {
     createSecureContext(options);
   } catch (err) {
