@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
 import { LIVE_FRESHNESS } from '@strata/layers';
-import { REPO, canMountFuse, forceUnmount, startAgent, startResolver, waitFor } from '@strata/harness';
+import { REPO, canMountFuse, forceUnmount, processAlive, startAgent, startResolver, waitFor } from '@strata/harness';
 import { makeStore } from '../support/store-fixture';
 import { POLL_MS, visibleWithin } from '../support/visibility';
 
@@ -117,21 +117,13 @@ describe('npm start (the demo)', { skip }, () => {
         return [];
       }
     };
-    const alive = (pid: number): boolean => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     try {
       await waitFor('the demo to be ready', () => (fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('Ctrl-C unmounts') ? true : undefined), 60_000);
       const services = [...pidsOf(path.join(cwd, '.demo/resolver.log')), ...pidsOf(path.join(cwd, '.demo/agent.log'))];
       assert.equal(services.length, 2, 'a resolver and an agent');
       process.kill(-job.pid!, 'SIGINT');
       await exit;
-      await waitFor('the resolver and the agent to be gone', () => (services.every((p) => !alive(p)) ? true : undefined), 20_000);
+      await waitFor('the resolver and the agent to be gone', () => (services.every((p) => !processAlive(p)) ? true : undefined), 20_000);
       await waitFor('the mount to be gone', () => (fs.readdirSync(mnt).length === 0 ? true : undefined), 10_000);
     } finally {
       try {

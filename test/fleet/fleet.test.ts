@@ -3,21 +3,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { processAlive } from '@strata/harness';
 import { fleetUnsupported, runFleet, FLEET_DEFAULTS } from './fleet';
 import { formatResult } from './report';
 import { FLEET_PREFIX, listNetns, run } from './netns';
 import { claimRunDir, clearStaleRuns, mountsUnder, newRunId, runDirOf } from './run-state';
 
 const skip = fleetUnsupported() ?? false;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Nothing of a run is left: namespaces, mounts, its folder, processes. */
 function assertGone(runId: string, pids: number[] = []): void {
@@ -28,7 +20,7 @@ function assertGone(runId: string, pids: number[] = []): void {
   );
   assert.deepEqual(mountsUnder(runDirOf(runId)), [], 'mounts left');
   assert.equal(fs.existsSync(runDirOf(runId)), false, 'run folder left');
-  assert.deepEqual(pids.filter(alive), [], 'processes left');
+  assert.deepEqual(pids.filter(processAlive), [], 'processes left');
 }
 
 /** The operator script as a child; resolves its run id once `line` shows on stderr. */

@@ -1,21 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as readline from 'node:readline';
-import { STRATA_BIN } from '@strata/harness';
+import { STRATA_BIN, parseLogLine } from '@strata/harness';
 import { inNetns } from './netns';
 
 /** One stderr line of a strata service (pino JSON), or its text when it is not JSON. */
 export type Line = Record<string, unknown> & { event?: string; level?: number | string; text?: string };
 
-function parseLine(text: string): Line {
-  try {
-    const v: unknown = JSON.parse(text);
-    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Line;
-  } catch {
-    // Not JSON: kept as text.
-  }
-  return { event: 'non-json', text };
-}
 
 export interface Exit {
   code: number | null;
@@ -89,7 +80,7 @@ export class NsProcess {
     this.closed = new Promise((resolve) => err.once('close', () => resolve()));
     readline.createInterface({ input: err, crlfDelay: Infinity }).on('line', (text) => {
       this.log.write(`${text}\n`);
-      const line = parseLine(text);
+      const line: Line = parseLogLine(text);
       if (this.lines.length < KEPT_LINES) this.lines.push(line);
       const hit = this.waiters.filter((w) => w.test(line));
       if (hit.length === 0) return;

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO, waitFor } from '@strata/harness';
+import { REPO, processAlive, waitFor } from '@strata/harness';
 
 /**
  * Services started by a launcher that asked for it (the demo) stop when the
@@ -30,17 +30,9 @@ setInterval(() => {}, 1000);
     let out = '';
     parent.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child = await waitFor('the resolver pid', () => (/^\d+\n/.test(out) ? Number(out.trim()) : undefined), 30_000);
-    const alive = (pid: number): boolean => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    assert.ok(alive(child));
+    assert.ok(processAlive(child));
     parent.kill('SIGKILL');
-    await waitFor('the resolver to stop with its launcher', () => (!alive(child) ? true : undefined), 10_000);
+    await waitFor('the resolver to stop with its launcher', () => (!processAlive(child) ? true : undefined), 10_000);
     const lines = fs.readFileSync(log, 'utf8');
     assert.match(lines, /"event":"resolver.listening"/);
   } finally {

@@ -3,11 +3,12 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { STRATA_BIN, exitOf, startStrata, type LogLine, type StrataRole } from '@strata/launcher';
+import { STRATA_BIN, exitOf, parseLogLine, startStrata, type LogLine, type StrataRole } from '@strata/launcher';
 
 export const REPO = path.resolve(__dirname, '../../..');
 export { STRATA_BIN };
 export type { LogLine };
+export { parseLogLine };
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -232,6 +233,16 @@ export async function startRedisCluster(): Promise<{ url: string; nodes: RedisPr
 export function strata(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string; raw: Buffer } {
   const r = spawnSync(process.execPath, [STRATA_BIN, ...args], { env: { ...process.env, ...env }, maxBuffer: 256 << 20 });
   return { status: r.status, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), raw: r.stdout };
+}
+
+/** Whether a process with this pid exists (signal 0 asks without sending anything). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Resident set size of a process, in bytes (Linux). */
