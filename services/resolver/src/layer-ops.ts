@@ -51,13 +51,15 @@ export class LayerOps {
 
   /** `force`: change it even if mounts use it (they are withdrawn); a rename alone never needs it. */
   async update(ref: LayerRef, input: UpdateLayerInput, force = false): Promise<Layer> {
-    if (!force && (await this.changesTree(ref, input))) await this.refuseInUse(ref, 'change');
+    if (!force) {
+      const [layer] = await this.catalog.chain(ref);
+      if (await this.changesTree(layer, input)) await this.refuseInUse(layer, 'change');
+    }
     return this.catalog.update(ref, input);
   }
 
   /** Whether the update changes what the layer shows (its name alone does not; values it already has do not). */
-  private async changesTree(ref: LayerRef, input: UpdateLayerInput): Promise<boolean> {
-    const [layer] = await this.catalog.chain(ref);
+  private async changesTree(layer: Layer, input: UpdateLayerInput): Promise<boolean> {
     if (input.source !== undefined && input.source !== layer.source) return true;
     if (input.filesystemPath !== undefined && input.filesystemPath !== layer.filesystemPath) return true;
     if (input.layerType !== undefined && input.layerType !== layer.layerType) return true;
@@ -73,13 +75,12 @@ export class LayerOps {
   }
 
   async delete(ref: LayerRef, expectedGeneration: number | undefined, force = false): Promise<void> {
-    if (!force) await this.refuseInUse(ref, 'delete');
+    if (!force) await this.refuseInUse((await this.catalog.chain(ref))[0], 'delete');
     return this.catalog.delete(ref, expectedGeneration);
   }
 
   /** Reports of the agents whose mounts' chains contain the layer. */
-  async mountsUsing(ref: LayerRef): Promise<{ host: string; mountpoint: string; layerId: number }[]> {
-    const [target] = await this.catalog.chain(ref);
+  private async mountsUsing(target: Layer): Promise<{ host: string; mountpoint: string; layerId: number }[]> {
     const users: { host: string; mountpoint: string; layerId: number }[] = [];
     const chains = new Map<number, number[] | undefined>();
     for (const report of await this.mounts.current()) {
@@ -99,10 +100,9 @@ export class LayerOps {
     return users;
   }
 
-  private async refuseInUse(ref: LayerRef, verb: 'change' | 'delete'): Promise<void> {
-    const users = await this.mountsUsing(ref);
+  private async refuseInUse(target: Layer, verb: 'change' | 'delete'): Promise<void> {
+    const users = await this.mountsUsing(target);
     if (users.length === 0) return;
-    const [target] = await this.catalog.chain(ref);
     const where = users
       .slice(0, 3)
       .map((u) => `${u.host}:${u.mountpoint}${u.layerId === target.layerId ? '' : ` (layer ${u.layerId} builds on it)`}`)
