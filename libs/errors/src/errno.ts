@@ -25,6 +25,7 @@ export const Errno = {
   EOVERFLOW: 75,
   EOPNOTSUPP: 95,
   ETIMEDOUT: 110,
+  ESTALE: 116,
   ECANCELED: 125,
 } as const;
 
