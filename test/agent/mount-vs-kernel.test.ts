@@ -9,16 +9,12 @@ import { canMountFuse, canMountOverlay, forceUnmount, HAVE_REDIS, mountOverlay, 
 import { PROBES, mainStack, ODD_NAMES } from '../support/main-fixture';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { ALL_FIELDS, compareTrees, readKernelTree } from '../support/tree-snapshot';
-import { isUtf8, throughFuseNative } from '../support/fuse-view';
+import { isUtf8 } from '../support/fuse-view';
 
 const skip = canMountOverlay() && canMountFuse() ? false : 'needs root, overlayfs and /dev/fuse';
 
-/** The one symlink of the fixture whose target is not UTF-8 (fuse-native cannot carry it). */
+/** The one symlink of the fixture whose target is not UTF-8. */
 const ODD_LINK = '/links/odd';
-
-function unrepresentable(rel: Buffer): boolean {
-  return !isUtf8(rel) || rel.toString() === ODD_LINK;
-}
 
 function errnoAt(p: string): string {
   try {
@@ -81,13 +77,14 @@ for (const cache of ['in-process', 'redis'] as const) {
       assert.ok(!mountOptions(strataMnt).includes('ro'), 'the agent unmounted at SIGTERM');
     });
 
-    test('every path: names, modes, owners, sizes, blocks, nlink, rdev, mtime, st_ino, xattrs, link targets, contents', () => {
-      const expected = throughFuseNative(readKernelTree(kernel, true, unrepresentable));
-      const actual = readKernelTree(strataMnt, true, unrepresentable);
+    test('every path as bytes: names, modes, owners, sizes, blocks, nlink, rdev, mtime in ns, st_ino in full, xattrs, link targets, contents', () => {
+      const expected = readKernelTree(kernel, true);
+      const actual = readKernelTree(strataMnt, true);
+      assert.ok([...expected.values()].some((e) => e.mtimeNs % 1_000_000n !== 0n), 'the fixture has times finer than a millisecond');
       assert.ok(expected.size > 40, `kernel tree has ${expected.size} entries`);
       assert.deepEqual(compareTrees(expected, actual, ALL_FIELDS), []);
       // The same again, now from the agent's and the kernel's caches.
-      assert.deepEqual(compareTrees(expected, readKernelTree(strataMnt, true, unrepresentable), ALL_FIELDS), []);
+      assert.deepEqual(compareTrees(expected, readKernelTree(strataMnt, true), ALL_FIELDS), []);
     });
 
     test('lookups fail with the kernel errno; absolute symlinks resolve the same way through both', () => {
@@ -96,12 +93,16 @@ for (const cache of ['in-process', 'redis'] as const) {
       }
     });
 
-    test('names that are not UTF-8 are left out, not shown mangled (fuse-native limit)', () => {
+    test('names and link targets that are not UTF-8 are listed, opened and read back byte for byte', () => {
       const names = fs.readdirSync(path.join(strataMnt, 'names'), { encoding: 'buffer' });
-      const want = fs.readdirSync(path.join(kernel, 'names'), { encoding: 'buffer' }).filter(isUtf8);
+      const want = fs.readdirSync(path.join(kernel, 'names'), { encoding: 'buffer' });
       assert.deepEqual(names.map((n) => n.toString('hex')).sort(), want.map((n) => n.toString('hex')).sort());
       assert.ok(ODD_NAMES.some((n) => !isUtf8(n)), 'the fixture has a non-UTF-8 name');
-      assert.equal(code(() => fs.readlinkSync(path.join(strataMnt, ODD_LINK))), 'EIO');
+      for (const n of names) {
+        const at = (root: string): Buffer => Buffer.concat([Buffer.from(`${root}/names/`), n]);
+        assert.deepEqual(fs.readFileSync(at(strataMnt)), fs.readFileSync(at(kernel)), n.toString('hex'));
+      }
+      assert.deepEqual(fs.readlinkSync(path.join(strataMnt, ODD_LINK), { encoding: 'buffer' }), fs.readlinkSync(path.join(kernel, ODD_LINK), { encoding: 'buffer' }));
     });
 
     test('every write is EROFS; the mount is ro with exec, suid and dev as the layer allows', () => {

@@ -72,6 +72,8 @@ export function mainStack(): LayerSpec[] {
       { type: 'file', path: '/etc/ssh/ssh_config', content: 'Host *\n  ForwardAgent no\n' },
       { type: 'whiteout', path: '/data/hard3' },
       { type: 'file', path: '/var/log/new.log', content: 'new\n' },
+      // A time finer than a millisecond: timelines need every nanosecond the filesystem keeps.
+      { type: 'file', path: '/var/log/fine.log', content: 'fine\n', mtime: 1_700_000_000.123457 },
       { type: 'whiteout', path: '/var/log/old.log' },
       { type: 'file', path: '/replace/file-to-dir/inner', content: 'now a dir' },
       { type: 'file', path: '/replace/dir-to-file', content: 'now a file' },

@@ -1,16 +1,19 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { KernelOptions, MountInfo } from '@strata/agent-control';
+import type { MountInfo } from '@strata/agent-control';
+import { FuseSession } from '@strata/fuse-kernel';
 import { StrataClient, type SessionGroup, type SessionRequester } from '@strata/client';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { LIVE_FRESHNESS, parseLayerRef, type Layer } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
-import { fuseHandlers } from './fuse/handlers';
-import { StrataFuse } from './fuse/strata-fuse';
+import { kernelAttr } from './kernel/attr';
+import { kernelHandlers, type AnswerLifetimes } from './kernel/kernel-handlers';
+import { NodeTable, ROOT_INO } from './kernel/node-table';
+import { nativePrefetchSink } from './kernel/native-prefetch';
 import { hasStrataMount, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
-import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
+import { ChunkCache } from './mount/chunk-cache';
 import { MountFs, type MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
 import { OpTracker, fuseLatencyHistogram } from './observability/op-tracker';
@@ -38,8 +41,9 @@ interface Mounted {
   info: MountInfo;
   /** The chain as mounted, this layer first: a forced change of any of it withdraws the mount. */
   chain: Layer[];
-  fuse: StrataFuse;
+  session: FuseSession;
   fs: MountFs;
+  nodes: NodeTable;
   prefetch?: AbortController;
 }
 
@@ -193,25 +197,37 @@ export class Agent {
     const mountKey = `m${++this.mountSeq}`;
     const mfs = new MountFs({ session: this.requester, layerId: layer.layerId, live, chunks: this.chunks, mountKey, attrEntries: this.o.attrEntries, counters: this.counters });
     // The root must answer before the kernel sees the mount.
-    await mfs.stat(Buffer.from('/')).catch((err: unknown) => {
+    const rootAttr = await mfs.stat(Buffer.from('/')).catch((err: unknown) => {
       throw StrataError.from(err, `layer ${layer.layerId} does not answer`);
     });
 
-    const kernel: KernelOptions = {
-      fsname: `strata:${layer.name || layer.layerId}`,
-      // The kernel's part of the one-second LIVE budget (LIVE_FRESHNESS), stacked on the agent's and the resolver's.
-      timeoutSeconds: live ? LIVE_FRESHNESS.kernelTimeoutMs / 1000 : this.o.sealedTimeoutSeconds,
-      keepPageCache: !live,
-      noExec: flags.includes('noexec'),
-      noSuid: flags.includes('nosuid'),
-      noDev: flags.includes('nodev'),
-      maxReadahead: CHUNK_SIZE,
-    };
-    const handlers = fuseHandlers(mfs, new OpTracker(layer.layerId, this.fuseLatency, this.log));
-    // fuse-native's own per-op timer is only a backstop behind the session deadline.
-    const fuse = new StrataFuse(mountpoint, handlers, kernel, this.o.deadlineMs * 2 + 1000);
+    // The kernel's part of the one-second LIVE budget (LIVE_FRESHNESS), stacked on the agent's and the resolver's;
+    // a sealed layer never changes, so what the session's native cache holds stays until the kernel forgets it.
+    const life: AnswerLifetimes = live
+      ? { kernelSeconds: LIVE_FRESHNESS.kernelTimeoutMs / 1000, cacheTtl: LIVE_FRESHNESS.agentCacheMs / 1000 }
+      : { kernelSeconds: this.o.sealedTimeoutSeconds, cacheTtl: Infinity };
+    const nodes = new NodeTable();
+    const handlers = kernelHandlers(mfs, nodes, new OpTracker(layer.layerId, this.fuseLatency, this.log), life);
+    let session: FuseSession;
     try {
-      await fuse.mountAsync();
+      session = await FuseSession.mount(mountpoint, handlers, {
+        fsName: `strata:${layer.name || layer.layerId}`,
+        subtype: 'strata',
+        rootIno: ROOT_INO,
+        rootAttr: kernelAttr(rootAttr),
+        exec: !flags.includes('noexec'),
+        suid: !flags.includes('nosuid'),
+        dev: !flags.includes('nodev'),
+        allowOther: true,
+        defaultPermissions: true,
+        keepCache: !live,
+        entryTimeout: life.kernelSeconds,
+        attrTimeout: life.kernelSeconds,
+        negativeTimeout: life.kernelSeconds,
+        negativeCacheTtl: life.cacheTtl,
+        cacheLimit: this.o.attrEntries,
+        onError: (err, op) => this.log.error({ event: 'agent.fuse.handler_error', op, err: StrataError.from(err).message }, 'FUSE handler failed'),
+      });
     } catch (err) {
       mfs.dispose();
       throw StrataError.from(err, `mounting ${mountpoint}`);
@@ -225,8 +241,14 @@ export class Agent {
       flags,
       mountedAt: new Date().toISOString(),
     };
-    const m: Mounted = { info, chain, fuse, fs: mfs };
+    const m: Mounted = { info, chain, session, fs: mfs, nodes };
     this.mounts.set(mountpoint, m);
+    // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.
+    void session.closed.then(async (reason) => {
+      if (reason === 'unmount' || this.mounts.get(mountpoint) !== m || this.busy.has(mountpoint)) return;
+      this.log.warn({ event: 'agent.mount_vanished', mountpoint, reason }, 'mount was removed outside the agent');
+      await this.forget(m);
+    });
     await this.saveState();
     // Protected from deletion as soon as the caller hears it is mounted.
     await this.reporter.changed();
@@ -261,7 +283,7 @@ export class Agent {
         yield batch;
       }
     })();
-    m.fs.prefetch(guarded, this.o.prefetchEntries).then(
+    m.fs.prefetch(guarded, this.o.prefetchEntries, nativePrefetchSink(m.session, m.nodes)).then(
       (r) =>
         this.log.info(
           { event: 'agent.prefetch.done', mountpoint: m.info.mountpoint, entries: r.entries, complete: r.complete, ms: Date.now() - started },
@@ -278,24 +300,35 @@ export class Agent {
     if (this.busy.has(mountpoint)) throw StrataError.precondition(`${mountpoint} is being mounted or unmounted right now`);
     this.busy.add(mountpoint);
     try {
-      await this.detach(m, lazy);
+      await this.detach(m, lazy ? 'lazy' : 'strict');
     } finally {
       this.busy.delete(mountpoint);
     }
   }
 
-  private async detach(m: Mounted, lazy: boolean): Promise<void> {
-    if (hasStrataMount(await readMountTable(), m.info.mountpoint)) await unmount(m.info.mountpoint, lazy);
+  /**
+   * Not lazy: umount(8) refuses a busy mount (EBUSY) and nothing changes.
+   * Lazy: the mount leaves the namespace at once and files still open keep
+   * being read until closed. Forced (a withdrawn mount, shutdown): the
+   * connection is closed too, so whatever still holds the mount gets ENOTCONN
+   * instead of a tree that is no longer the layer's.
+   */
+  private async detach(m: Mounted, how: 'strict' | 'lazy' | 'forced'): Promise<void> {
+    if (how === 'strict' && hasStrataMount(await readMountTable(), m.info.mountpoint)) await unmount(m.info.mountpoint, false);
+    if (how === 'lazy') m.session.detach();
+    else await m.session.unmount();
+    const lazy = how !== 'strict';
     await this.forget(m);
     this.log.info({ event: 'agent.unmounted', mountpoint: m.info.mountpoint, layerId: m.info.layerId, lazy }, 'unmounted');
   }
 
   /** Drops a mount whose kernel side is gone: its prefetch, native state, caches and state-file line. */
   private async forget(m: Mounted): Promise<void> {
-    m.prefetch?.abort();
-    m.fuse.releaseNative();
-    m.fs.dispose();
+    if (this.mounts.get(m.info.mountpoint) !== m) return;
     this.mounts.delete(m.info.mountpoint);
+    m.prefetch?.abort();
+    // A lazily detached session keeps serving files still open and ends when the kernel lets go; its caches go with it.
+    void m.session.closed.then(() => m.fs.dispose());
     await this.saveState();
     void this.reporter.changed();
   }
@@ -311,7 +344,7 @@ export class Agent {
     this.busy.add(mountpoint);
     try {
       this.log.warn({ event: 'agent.mount_withdrawn', mountpoint, layerId: m.info.layerId, reason }, 'mount withdrawn: its layers changed under it');
-      await this.detach(m, true);
+      await this.detach(m, 'forced');
     } finally {
       this.busy.delete(mountpoint);
     }
@@ -333,7 +366,7 @@ export class Agent {
   /** SIGTERM/SIGINT: every mount is detached (lazily: open files must not block shutdown). */
   async stop(): Promise<void> {
     for (const m of [...this.mounts.values()]) {
-      await this.detach(m, true).catch((err: unknown) =>
+      await this.detach(m, 'forced').catch((err: unknown) =>
         this.log.error({ event: 'agent.umount_failed', mountpoint: m.info.mountpoint, err: StrataError.from(err, 'umount').message }, 'unmount at shutdown failed'),
       );
     }

@@ -15,6 +15,13 @@ import { baseName, childKey, keyOf, parentKey, pathOf } from './tree-path';
 
 const READDIR_PAGE = 16_384;
 
+/** Told of what a prefetch learnt, complete directories and link targets, so a kernel-side cache can hold them too. */
+export interface PrefetchSink {
+  /** `parentIno`: st_ino of "..", the directory's own for the root. */
+  directory(key: string, listing: Listing, parentIno: number): void;
+  link(key: string, target: Buffer): void;
+}
+
 /** Attribute lookups answered here / sent on, and file bytes returned; shared by the agent's mounts, read by the metrics. */
 export interface MountCounters {
   attrHits: number;
@@ -179,11 +186,15 @@ export class MountFs {
    * siblings sorted, as the protocol promises). Stops after `limit` entries;
    * a directory's listing is kept only once all of its children were seen.
    */
-  async prefetch(walk: AsyncIterable<WalkEntry[]>, limit: number): Promise<{ entries: number; complete: boolean }> {
+  async prefetch(walk: AsyncIterable<WalkEntry[]>, limit: number, sink?: PrefetchSink): Promise<{ entries: number; complete: boolean }> {
     const open: { key: string; dir: Attr; entries: DirEntry[] }[] = [];
     const close = (): void => {
       const d = open.pop()!;
-      this.remember(d.key, { dir: d.dir, entries: d.entries });
+      const listing = { dir: d.dir, entries: d.entries };
+      this.remember(d.key, listing);
+      // Parents come before their children in a Walk, so the parent's attributes are known here.
+      const parent = d.key === '/' ? undefined : this.attrs.get(parentKey(d.key));
+      sink?.directory(d.key, listing, parent && 'attr' in parent ? parent.attr.ino : d.dir.ino);
     };
     let count = 0;
     for await (const batch of walk) {
@@ -193,7 +204,10 @@ export class MountFs {
         if (!attr) continue;
         const key = keyOf(e.path);
         this.attrs.set(key, attr);
-        if (e.linkTarget.length > 0) this.links.set(key, e.linkTarget);
+        if (e.linkTarget.length > 0) {
+          this.links.set(key, e.linkTarget);
+          sink?.link(key, e.linkTarget);
+        }
         if (key !== '/') {
           const parent = parentKey(key);
           while (open.length > 0 && open[open.length - 1].key !== parent) close();

@@ -1,0 +1,28 @@
+import type { FuseSession, DirEntry } from '@strata/fuse-kernel';
+import type { PrefetchSink } from '../mount/mount-fs';
+import { childKey } from '../mount/tree-path';
+import { kernelAttr } from './attr';
+import type { NodeTable } from './node-table';
+
+/**
+ * Hands what a mount's prefetch Walk learnt to the session's native cache:
+ * every complete directory (its LOOKUPs and READDIRPLUS answered on the
+ * reader threads from then on) and every link target. Only for sealed
+ * layers: these stay until the kernel forgets them and the cache bound evicts them.
+ */
+export function nativePrefetchSink(session: FuseSession, nodes: NodeTable): PrefetchSink {
+  return {
+    directory(key, listing, parentIno) {
+      const ino = nodes.inoOf(key);
+      const entries: DirEntry[] = [];
+      for (const e of listing.entries) {
+        if (e.attr) entries.push({ name: e.name, ino: nodes.inoOf(childKey(key, e.name)), attr: kernelAttr(e.attr) });
+      }
+      session.cacheAttr(ino, kernelAttr(listing.dir));
+      session.cacheListing(ino, { entries, dotIno: BigInt(listing.dir.ino), dotdotIno: BigInt(parentIno) });
+    },
+    link(key, target) {
+      session.cacheLink(nodes.inoOf(key), target);
+    },
+  };
+}

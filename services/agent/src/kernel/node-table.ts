@@ -1,0 +1,54 @@
+import { Errno, StrataError } from '@strata/errors';
+
+/** The ino the kernel session knows the root by. */
+export const ROOT_INO = 1n;
+
+/**
+ * The inos one mount hands the kernel session, one per path of the layer.
+ * They are the session's identities for nodes, not st_ino (which the
+ * attributes carry in full): two paths that are hard links of one file get
+ * two inos and show the same st_ino, as on overlayfs. An ino is never
+ * reused for another path while the mount lives, so a late request about a
+ * node can never reach a different file.
+ */
+export class NodeTable {
+  private readonly byKey = new Map<string, bigint>([['/', ROOT_INO]]);
+  private readonly byIno = new Map<bigint, string>([[ROOT_INO, '/']]);
+  private next = ROOT_INO + 1n;
+
+  /** The ino of the path at `key`, given one on first sight. */
+  inoOf(key: string): bigint {
+    let ino = this.byKey.get(key);
+    if (ino === undefined) {
+      ino = this.next++;
+      this.byKey.set(key, ino);
+      this.byIno.set(ino, key);
+    }
+    return ino;
+  }
+
+  /** The path of an ino; ESTALE for one this table no longer (or never) held. */
+  keyOf(ino: bigint): string {
+    const key = this.byIno.get(ino);
+    if (key === undefined) throw new StrataError(Errno.ESTALE, `no node ${ino} in this mount`);
+    return key;
+  }
+
+  /**
+   * Inos the session will never mention again (neither the kernel nor the
+   * native cache refers to them): their paths get fresh inos if seen again.
+   */
+  drop(inos: readonly bigint[]): void {
+    for (const ino of inos) {
+      if (ino === ROOT_INO) continue;
+      const key = this.byIno.get(ino);
+      if (key === undefined) continue;
+      this.byIno.delete(ino);
+      if (this.byKey.get(key) === ino) this.byKey.delete(key);
+    }
+  }
+
+  get size(): number {
+    return this.byIno.size;
+  }
+}
