@@ -107,7 +107,7 @@ describe('OpenTelemetry across agent, resolver and Redis', { skip }, () => {
     assert.match(String(line.trace_id), /^[0-9a-f]{32}$/);
     const resolverLine = await waitFor('the resolver side logged', () => resolver.logs.find((l) => l.event === 'request.failed' && l.trace_id === line.trace_id), 10_000);
     assert.equal(resolverLine.errno, 'ENOENT');
-    await waitFor('the same trace exported', () => inTrace(String(line.trace_id)).find((s) => s.name === 'fuse.getattr'), 10_000);
+    await waitFor('the same trace exported', () => inTrace(String(line.trace_id)).find((s) => s.name === 'fuse.lookup'), 10_000);
   });
 
   test('histograms and counters reach the collector and the Prometheus endpoints', async () => {
