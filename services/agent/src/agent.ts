@@ -207,8 +207,11 @@ export class Agent {
       ? { kernelSeconds: LIVE_FRESHNESS.kernelTimeoutMs / 1000, cacheTtl: LIVE_FRESHNESS.agentCacheMs / 1000 }
       : { kernelSeconds: this.o.sealedTimeoutSeconds, cacheTtl: Infinity };
     const nodes = new NodeTable();
-    const handlers = kernelHandlers(mfs, nodes, new OpTracker(layer.layerId, this.fuseLatency, this.log), life);
-    let session: FuseSession;
+    // The session exists only once mounted; until then nothing can ask for xattrs.
+    let session: FuseSession | undefined;
+    const handlers = kernelHandlers(mfs, nodes, new OpTracker(layer.layerId, this.fuseLatency, this.log), life, {
+      cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set),
+    });
     try {
       session = await FuseSession.mount(mountpoint, handlers, {
         fsName: `strata:${layer.name || layer.layerId}`,
@@ -241,10 +244,11 @@ export class Agent {
       flags,
       mountedAt: new Date().toISOString(),
     };
-    const m: Mounted = { info, chain, session, fs: mfs, nodes };
+    const mounted = session;
+    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes };
     this.mounts.set(mountpoint, m);
     // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.
-    void session.closed.then(async (reason) => {
+    void mounted.closed.then(async (reason) => {
       if (reason === 'unmount' || this.mounts.get(mountpoint) !== m || this.busy.has(mountpoint)) return;
       this.log.warn({ event: 'agent.mount_vanished', mountpoint, reason }, 'mount was removed outside the agent');
       await this.forget(m);

@@ -12,6 +12,11 @@ export interface AnswerLifetimes {
   cacheTtl: number;
 }
 
+/** Where whole answers go to be served natively from then on (the mount's FuseSession). */
+export interface NativeCacheSink {
+  cacheXattrs(ino: bigint, xattrs: ReadonlyArray<readonly [Buffer, Buffer]>): void;
+}
+
 /** An xattr name as the protocol carries it (text); a name that is not UTF-8 cannot exist on a layer served through it. */
 function xattrName(name: Buffer): string | undefined {
   const s = name.toString('utf8');
@@ -25,7 +30,7 @@ function xattrName(name: Buffer): string | undefined {
  * the same thing never reaches this thread while the layer is sealed.
  * Names, link targets and xattr values stay bytes throughout.
  */
-export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life: AnswerLifetimes): FuseHandlers {
+export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life: AnswerLifetimes, native?: NativeCacheSink): FuseHandlers {
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
   const label = (key: string): string => key;
 
@@ -40,6 +45,21 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
     const parent = key === '/' ? l.dir : await fs.stat(pathOf(parentKey(key)));
     return { entries, dotIno: BigInt(l.dir.ino), dotdotIno: BigInt(parent.ino), ...timeouts };
   }
+
+  /**
+   * A sealed node's whole xattr set, fetched once and handed to the native
+   * cache, which then answers every GETXATTR (ENODATA for other names, ERANGE
+   * and size probes included) and LISTXATTR of it by itself.
+   */
+  async function xattrSet(key: string, ino: bigint): Promise<Map<string, Buffer>> {
+    const path = pathOf(key);
+    const names = await fs.listXattr(path);
+    const values = await Promise.all(names.map((n) => fs.getXattr(path, n)));
+    const set = new Map(names.map((n, i) => [n, values[i]] as const));
+    native?.cacheXattrs(ino, names.map((n, i) => [Buffer.from(n, 'utf8'), values[i]] as const));
+    return set;
+  }
+  const wholeSets = native !== undefined && life.cacheTtl === Infinity;
 
   return {
     lookup(parent, name): Promise<Entry> {
@@ -72,10 +92,18 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
       const key = nodes.keyOf(ino);
       const text = xattrName(name);
       if (text === undefined) return Promise.reject(new StrataError(Errno.ENODATA, 'no such attribute'));
+      if (wholeSets) {
+        return t.run('getxattr', label(key), async () => {
+          const v = (await xattrSet(key, ino)).get(text);
+          if (v === undefined) throw new StrataError(Errno.ENODATA, 'no such attribute');
+          return v;
+        });
+      }
       return t.run('getxattr', label(key), () => fs.getXattr(pathOf(key), text));
     },
     listxattr(ino): Promise<Buffer[]> {
       const key = nodes.keyOf(ino);
+      if (wholeSets) return t.run('listxattr', label(key), async () => [...(await xattrSet(key, ino)).keys()].map((n) => Buffer.from(n, 'utf8')));
       return t.run('listxattr', label(key), async () => (await fs.listXattr(pathOf(key))).map((n) => Buffer.from(n, 'utf8')));
     },
     statfs(): Promise<StatFs> {
