@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages strata's tests and services need, when missing.
-# fuse-native loads a prebuilt binary linked against libfuse2; fuse3 provides
-# fusermount3 and /etc/fuse.conf (Debian's fuse and fuse3 conflict: never both).
+# The agent speaks the FUSE protocol itself (libs/fuse-kernel) and needs no
+# libfuse; fuse3 provides fusermount3 and /etc/fuse.conf for the other FUSE
+# servers the tests run (qemu-storage-daemon, fuse2fs).
 set -euo pipefail
-packages=(libfuse2 fuse3 redis-server attr util-linux kmod e2fsprogs fdisk qemu-utils qemu-system-common fuse2fs)
+packages=(fuse3 redis-server attr util-linux kmod e2fsprogs fdisk qemu-utils qemu-system-common fuse2fs)
 # Disk-image tests: mke2fs, sfdisk, qemu-img, qemu-storage-daemon, fuse2fs.
 # The side-by-side benchmark's peers and its Debian stack (npm run bench).
 [ "${STRATA_BENCH:-}" = 1 ] && packages+=(fuse-overlayfs debootstrap rsync)

@@ -257,7 +257,7 @@ describe('deploy/Containerfile', () => {
     const installed = lastStage
       .filter((s) => s.op === 'RUN')
       .flatMap((s) => [...s.rest.matchAll(/apt-get install ((?:-\S+\s+)*)([^&;]+)/g)].flatMap((m) => m[2].trim().split(/\s+/)));
-    for (const p of ['libfuse2', 'fuse3', 'attr']) assert.ok(installed.includes(p), `the runtime image lacks ${p} (${installed.join(' ')})`);
+    for (const p of ['fuse3', 'attr']) assert.ok(installed.includes(p), `the runtime image lacks ${p} (${installed.join(' ')})`);
   });
 
   test('installs with npm ci, builds, and its entrypoint is the tree install.sh puts at its --prefix', () => {

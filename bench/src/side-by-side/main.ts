@@ -3,13 +3,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO, startRedis, type RedisProcess } from '@strata/harness';
 import { debianStack, generatedStack, vmImageStack, type Stack } from './stacks';
-import { flushRedis, fuseOverlayfs, kernel, kernelLoop, passthrough, qsdFuse2fs, strata, type Running, type System } from './systems';
+import { flushRedis, fuseOverlayfs, kernel, kernelLoop, qsdFuse2fs, strata, type Running, type System } from './systems';
 import { dropCaches, fullRead, randomReads, sequentialRead, walk } from './workloads';
 import { renderReport, type Results } from './report';
 
 /**
  * `npm run bench`: the same layer stacks served by the kernel's overlayfs,
- * fuse-overlayfs, a bare fuse-native passthrough and strata (in-process
+ * fuse-overlayfs and strata (in-process
  * cache, and Redis), and the same VM disk served by the kernel's loop
  * mount, qemu-storage-daemon with fuse2fs, and strata, measured in one run;
  * medians of STRATA_BENCH_RUNS (default 3) runs; writes docs/benchmarks.md.
@@ -24,14 +24,13 @@ const strataRedis = strata('strata (Redis)', () => redis);
 const ALL: Record<string, System> = {
   kernel,
   'fuse-overlayfs': fuseOverlayfs,
-  passthrough,
   'kernel-loop': kernelLoop,
   'qsd-fuse2fs': qsdFuse2fs,
   strata: strataMem,
   'strata-redis': strataRedis,
 };
 /** Who serves which kind of stack: layer folders, or a VM disk image. */
-const FOR_KIND = { layers: [kernel, fuseOverlayfs, passthrough, strataMem, strataRedis], disk: [kernelLoop, qsdFuse2fs, strataMem, strataRedis] };
+const FOR_KIND = { layers: [kernel, fuseOverlayfs, strataMem, strataRedis], disk: [kernelLoop, qsdFuse2fs, strataMem, strataRedis] };
 /** STRATA_BENCH_SYSTEMS=kernel,strata (default all) and STRATA_BENCH_STACKS=generated (default all) narrow a run while profiling. */
 const CHOSEN: System[] = (process.env.STRATA_BENCH_SYSTEMS?.split(',') ?? Object.keys(ALL)).map((k) => {
   const s = ALL[k.trim()];

@@ -1,6 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { forceUnmount, mountOverlay, redisCli, unmountOrDetach, startAgent, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '@strata/harness';
 import type { Stack } from './stacks';
 
@@ -46,30 +45,6 @@ export const fuseOverlayfs: System = {
     // Only lower layers: fuse-overlayfs serves them read-only. It daemonizes once mounted.
     execFileSync('fuse-overlayfs', ['-o', `lowerdir=${stack.layersTopFirst.join(':')}`, mnt]);
     return { mnt, peakMemory: () => ({}), stop: () => unmountOrDetach(mnt) };
-  },
-};
-
-/** fuse-native passing node:fs calls through to the kernel's merged mount: the floor of a Node FUSE process. */
-export const passthrough: System = {
-  name: 'fuse-native passthrough',
-  async start(stack, mnt) {
-    const merged = `${mnt}.merged`;
-    const unmountMerged = await mountKernel(stack, merged);
-    fs.mkdirSync(mnt, { recursive: true });
-    const child: ChildProcess = spawn(process.execPath, [path.join(__dirname, 'passthrough.js'), merged, mnt], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
-    await waitFor('passthrough to mount', () => (out.includes('mounted') ? true : undefined), 15_000);
-    return {
-      mnt,
-      peakMemory: () => ({ passthrough: peakOf(child.pid) }),
-      stop: async () => {
-        forceUnmount(mnt);
-        child.kill('SIGKILL');
-        await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-        await unmountMerged();
-      },
-    };
   },
 };
 

@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   // A reader of our stdout that went away (`| tee` killed by the same Ctrl-C) must not crash the demo before it has stopped its services.
   process.stdout.on('error', () => undefined);
   if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
-    throw StrataError.precondition('mounting needs root and /dev/fuse (run as root; `npm run setup` installs libfuse2 and fuse3)', Errno.EPERM);
+    throw StrataError.precondition('mounting needs root and /dev/fuse (run as root; `npm run setup` installs fuse3)', Errno.EPERM);
   }
   const work = path.resolve('.demo');
   const mnt = path.resolve('mnt');
