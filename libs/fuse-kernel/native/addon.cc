@@ -120,8 +120,10 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
                            InstanceMethod("cacheXattrs", &SessionWrap::CacheXattrs),
                            InstanceMethod("cacheStatfs", &SessionWrap::CacheStatfs),
                            InstanceMethod("uncache", &SessionWrap::Uncache),
-                           InstanceMethod("setBacking", &SessionWrap::SetBacking),
-                           InstanceMethod("clearBacking", &SessionWrap::ClearBacking),
+                           InstanceMethod("setFileData", &SessionWrap::SetFileData),
+                           InstanceMethod("clearFileData", &SessionWrap::ClearFileData),
+                           InstanceMethod("invalidateInode", &SessionWrap::InvalidateInode),
+                           InstanceMethod("invalidateEntry", &SessionWrap::InvalidateEntry),
                            InstanceMethod("stats", &SessionWrap::Stats),
                            InstanceMethod("close", &SessionWrap::Close),
                        });
@@ -170,6 +172,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     o.cache_limit = static_cast<uint64_t>(std::max(1.0, num("cacheLimit", 1 << 20)));
     o.negative_timeout = TimeoutFromSeconds(num("negativeTimeout", 0));
     o.max_pages = static_cast<unsigned>(num("maxPages", 256));
+    o.data_serving = static_cast<int>(num("dataServing", kServeAuto));
     Napi::Value root = opts.Get("rootIno");
     if (root.IsBigInt()) {
       bool lossless;
@@ -271,6 +274,10 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
           break;
         case Event::kEnd:
           o.Set("reason", Napi::String::New(env, ev.reason));
+          break;
+        case Event::kNotified:
+          o.Set("token", Napi::Number::New(env, static_cast<double>(ev.keys.size() > 0 ? ev.keys[0] : 0)));
+          o.Set("errno", Napi::Number::New(env, static_cast<double>(ev.keys.size() > 1 ? ev.keys[1] : 0)));
           break;
       }
       arr.Set(i++, o);
@@ -549,23 +556,60 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     return info.Env().Undefined();
   }
 
-  // setBacking(ino, fd) -> backing id or -errno
-  Napi::Value SetBacking(const Napi::CallbackInfo& info) {
+  bool Running(const Napi::CallbackInfo& info) { return !session_->ended() && !session_->stopped(); }
+
+  // setFileData(ino, fd, mode) -> kServePassthrough (1) | kServePread (2) | -errno
+  Napi::Value SetFileData(const Napi::CallbackInfo& info) {
     uint64_t key;
     if (!Open(info) || !Key(info, 0, &key)) return info.Env().Undefined();
-    if (info.Length() < 2 || !info[1].IsNumber()) {
-      Fail(info, "fd must be a number");
+    if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) {
+      Fail(info, "setFileData(ino, fd, mode)");
       return info.Env().Undefined();
     }
-    if (session_->ended() || session_->stopped()) return Result(info, -ENOTCONN);
-    return Result(info, session_->SetBacking(key, info[1].As<Napi::Number>().Int32Value()));
+    if (!Running(info)) return Result(info, -ENOTCONN);
+    return Result(info, session_->SetFileData(key, info[1].As<Napi::Number>().Int32Value(),
+                                              info[2].As<Napi::Number>().Int32Value()));
   }
-  // clearBacking(ino) -> 0 or -errno
-  Napi::Value ClearBacking(const Napi::CallbackInfo& info) {
+  // clearFileData(ino) -> 0 or -errno (-ENOENT: nothing registered)
+  Napi::Value ClearFileData(const Napi::CallbackInfo& info) {
     uint64_t key;
     if (!Open(info) || !Key(info, 0, &key)) return info.Env().Undefined();
-    if (session_->ended() || session_->stopped()) return Result(info, -ENOTCONN);
-    return Result(info, session_->ClearBacking(key));
+    if (!Running(info)) return Result(info, -ENOTCONN);
+    return Result(info, session_->ClearFileData(key));
+  }
+  bool Signed(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
+    if (info.Length() <= i || !info[i].IsBigInt()) return Fail(info, "expected a bigint");
+    bool lossless;
+    *out = info[i].As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless) return Fail(info, "must fit 64 bits (signed)");
+    return true;
+  }
+  // invalidateInode(ino, offset, length) -> token > 0 | 0 (nothing to do) | -errno
+  Napi::Value InvalidateInode(const Napi::CallbackInfo& info) {
+    uint64_t key;
+    int64_t offset = 0, length = -1;
+    if (!Open(info) || !Key(info, 0, &key) || !Signed(info, 1, &offset) || !Signed(info, 2, &length)) {
+      return info.Env().Undefined();
+    }
+    if (!Running(info)) return Result64(info, -ENOTCONN);
+    return Result64(info, session_->InvalidateInode(key, offset, length));
+  }
+  // invalidateEntry(parent, name) -> token > 0 | 0 | -errno
+  Napi::Value InvalidateEntry(const Napi::CallbackInfo& info) {
+    uint64_t parent;
+    const uint8_t* name;
+    size_t name_len;
+    if (!Open(info) || !Key(info, 0, &parent) || !Bytes(info, 1, &name, &name_len)) return info.Env().Undefined();
+    if (!ValidName(reinterpret_cast<const char*>(name), name_len)) {
+      Fail(info, "name must be 1-255 bytes without '/' or NUL");
+      return info.Env().Undefined();
+    }
+    if (!Running(info)) return Result64(info, -ENOTCONN);
+    return Result64(info,
+                    session_->InvalidateEntry(parent, std::string(reinterpret_cast<const char*>(name), name_len)));
+  }
+  Napi::Value Result64(const Napi::CallbackInfo& info, int64_t r) {
+    return Napi::Number::New(info.Env(), static_cast<double>(r));
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
@@ -589,7 +633,11 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     set("protocolMinor", s.proto_minor);
     set("maxPages", s.max_pages);
     set("initFlags", s.flags);
-    set("backings", s.backings);
+    set("backings", s.cache.backings);
+    set("fileData", s.cache.file_data);
+    set("preadReads", s.pread_reads);
+    set("preadErrors", s.pread_errors);
+    set("notices", s.notices);
     o.Set("passthrough", Napi::Boolean::New(env, s.passthrough));
     return o;
   }

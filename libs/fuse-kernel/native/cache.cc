@@ -1,6 +1,11 @@
 #include "cache.h"
 
+#include <errno.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <linux/fuse.h>
 
 namespace strata_fuse {
 
@@ -11,10 +16,37 @@ int64_t MonotonicNs() {
 }
 
 void Listing::BuildIndex() {
+  made = MonotonicNs();
   index.clear();
   index.reserve(entries.size());
   // A repeated name keeps its first entry, as the listing order shows it first.
   for (uint32_t i = 0; i < entries.size(); i++) index.emplace(std::string_view(entries[i].name), i);
+}
+
+std::shared_ptr<const FileData> FileData::Pread(int fd) {
+  std::shared_ptr<FileData> d(new FileData());
+  d->fd_ = fd;
+  return d;
+}
+
+std::shared_ptr<const FileData> FileData::Backing(int32_t id, std::shared_ptr<Connection> conn) {
+  std::shared_ptr<FileData> d(new FileData());
+  d->backing_id_ = id;
+  d->conn_ = std::move(conn);
+  return d;
+}
+
+FileData::~FileData() {
+  if (fd_ >= 0) close(fd_);
+  if (backing_id_ >= 0 && conn_) {
+    // Under the connection's lock: Stop() must not close the fuse fd (and
+    // let its number be reused) between the check and the ioctl.
+    std::lock_guard<std::mutex> lock(conn_->mu);
+    if (conn_->fd >= 0) {
+      uint32_t id = static_cast<uint32_t>(backing_id_);
+      ioctl(conn_->fd, _IOW(FUSE_DEV_IOC_MAGIC, 2, uint32_t), &id);  // FUSE_DEV_IOC_BACKING_CLOSE (7.40)
+    }
+  }
 }
 
 Cache::Cache(uint64_t root_key, uint64_t limit) : root_key_(root_key), limit_(limit) {}
@@ -30,6 +62,26 @@ std::optional<uint64_t> Cache::KeyOf(uint64_t nodeid) {
 uint64_t Cache::Reference(uint64_t key, const AttrRecord* seed) {
   if (key == root_key_) return FUSE_ROOT_ID;  // the root is never counted: the kernel never forgets it
   std::lock_guard<std::mutex> lock(mu_);
+  return ReferenceLocked(key, seed);
+}
+
+uint64_t Cache::ReferenceListed(uint64_t key, const AttrRecord* seed, int64_t listed_at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(key);
+  if (it != nodes_.end() && it->second.invalidated > listed_at) return 0;
+  if (key == root_key_) return FUSE_ROOT_ID;
+  return ReferenceLocked(key, seed);
+}
+
+std::optional<uint64_t> Cache::NodeidOf(uint64_t key) {
+  if (key == root_key_) return FUSE_ROOT_ID;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodeid_of_.find(key);
+  if (it == nodeid_of_.end()) return std::nullopt;
+  return it->second;
+}
+
+uint64_t Cache::ReferenceLocked(uint64_t key, const AttrRecord* seed) {
   uint64_t nodeid;
   auto found = nodeid_of_.find(key);
   if (found != nodeid_of_.end()) {
@@ -114,7 +166,7 @@ LookupAnswer Cache::Lookup(uint64_t parent, const std::string& name, int64_t now
     if (child != nodes_.end() && child->second.attr && child->second.attr->expires > now) {
       answer.attr = child->second.attr->attr;
       answer.attr_timeout = child->second.attr->attr_timeout;
-    } else if (e.has_attr) {
+    } else if (e.has_attr && (child == nodes_.end() || child->second.invalidated <= l.made)) {
       answer.attr = e.attr;
       answer.attr_timeout = l.attr_timeout;
     } else {
@@ -280,6 +332,83 @@ void Cache::Drop(uint64_t key) {
   DropLocked(key);
 }
 
+std::shared_ptr<const FileData> Cache::Data(uint64_t key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) return nullptr;
+  return it->second.data;
+}
+
+std::shared_ptr<const FileData> Cache::PutData(uint64_t key, std::shared_ptr<const FileData> data) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node& node = Touch(key);
+  std::shared_ptr<const FileData> old = std::move(node.data);
+  node.data = std::move(data);
+  LruAdd(key, node);
+  Evict();
+  return old;
+}
+
+std::shared_ptr<const FileData> Cache::TakeData(uint64_t key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) return nullptr;
+  return std::move(it->second.data);
+}
+
+std::vector<std::shared_ptr<const FileData>> Cache::TakeAllData() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<const FileData>> all;
+  for (auto& [key, node] : nodes_) {
+    if (node.data) all.push_back(std::move(node.data));
+  }
+  return all;
+}
+
+void Cache::Invalidate(uint64_t key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) {
+    // Nothing cached, but a listing of its parent may still carry its
+    // attributes: remember when it changed (a weight-1 node in the LRU).
+    it = nodes_.try_emplace(key).first;
+    it->second.referenced = key == root_key_ || nodeid_of_.count(key) != 0;
+  }
+  Node& node = it->second;
+  node.attr.reset();
+  node.listing.reset();
+  node.link.reset();
+  node.xattrs.reset();
+  node.invalidated = MonotonicNs();
+  LruAdd(key, node);
+  Evict();
+}
+
+void Cache::InvalidateEntry(uint64_t parent, const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto pit = nodes_.find(parent);
+  if (pit == nodes_.end()) return;
+  Node& p = pit->second;
+  auto cit = p.children.find(name);
+  if (cit != p.children.end()) {
+    if (!cit->second.negative) {
+      auto child = nodes_.find(cit->second.key);
+      if (child != nodes_.end()) {
+        auto& refs = child->second.backrefs;
+        for (auto r = refs.begin(); r != refs.end(); ++r) {
+          if (r->first == parent && r->second == name) {
+            refs.erase(r);
+            break;
+          }
+        }
+      }
+    }
+    p.children.erase(cit);
+  }
+  p.listing.reset();  // it names (or lacks) name as it was
+  LruAdd(parent, p);
+}
+
 CacheStats Cache::Stats() {
   std::lock_guard<std::mutex> lock(mu_);
   CacheStats s;
@@ -289,6 +418,10 @@ CacheStats Cache::Stats() {
   s.lru_weight = lru_weight_;
   for (const auto& [key, node] : nodes_) {
     for (const auto& [name, child] : node.children) s.negatives += child.negative ? 1 : 0;
+    if (node.data) {
+      s.file_data++;
+      if (node.data->backing_id() >= 0) s.backings++;
+    }
   }
   s.evictions = evictions_;
   return s;

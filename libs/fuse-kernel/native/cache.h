@@ -58,6 +58,7 @@ struct ListEntry {
 // A whole directory listing, immutable once built (open directory handles
 // share it with the cache).
 struct Listing {
+  int64_t made = 0;  // MonotonicNs() when built: an entry invalidated later keeps none of its attributes
   std::vector<ListEntry> entries;
   std::unordered_map<std::string_view, uint32_t> index;  // views into entries[i].name
   uint64_t dot_ino = 0;
@@ -66,12 +67,39 @@ struct Listing {
   Timeout attr_timeout;
   int64_t expires = kNever;
 
-  void BuildIndex();
+  void BuildIndex();  // also stamps made
 };
 
 struct XattrSet {
   std::vector<std::pair<std::string, std::string>> items;
   int64_t expires = kNever;
+};
+
+// Where ino's data comes from without JavaScript: a passthrough backing id
+// the kernel holds, or an open file (our own dup) answered by pread(2). The
+// destructor gives either back, so a registration ends with the last user:
+// the cache node (eviction, drop), or a reader still in its pread.
+class FileData {
+ public:
+  // Closes backing ids on the connection; fd -1 once the session has stopped.
+  struct Connection {
+    std::mutex mu;
+    int fd = -1;
+  };
+  static std::shared_ptr<const FileData> Pread(int fd);
+  static std::shared_ptr<const FileData> Backing(int32_t id, std::shared_ptr<Connection> conn);
+  ~FileData();
+  FileData(const FileData&) = delete;
+  FileData& operator=(const FileData&) = delete;
+
+  int fd() const { return fd_; }  // -1 for passthrough
+  int32_t backing_id() const { return backing_id_; }  // -1 for pread
+
+ private:
+  FileData() = default;
+  int fd_ = -1;
+  int32_t backing_id_ = -1;
+  std::shared_ptr<Connection> conn_;
 };
 
 struct LookupAnswer {
@@ -89,6 +117,8 @@ struct CacheStats {
   uint64_t lru_weight = 0;
   uint64_t negatives = 0;
   uint64_t evictions = 0;
+  uint64_t file_data = 0;  // keys with a FileData
+  uint64_t backings = 0;   // of those, passthrough ones
 };
 
 class Cache {
@@ -102,6 +132,12 @@ class Cache {
   // given and the key has no attributes cached, they are cached too, so a
   // GETATTR that follows is answered here.
   uint64_t Reference(uint64_t key, const AttrRecord* seed = nullptr);
+  // Reference() for an entry of a listing made at listed_at, unless key was
+  // invalidated since (then 0 and nothing counted: the entry goes out without
+  // its stale attributes).
+  uint64_t ReferenceListed(uint64_t key, const AttrRecord* seed, int64_t listed_at);
+  // The nodeid the kernel holds for key, if any.
+  std::optional<uint64_t> NodeidOf(uint64_t key);
   // The kernel dropped n lookups of nodeid; keys whose count reached zero
   // are appended to dropped.
   void Forget(uint64_t nodeid, uint64_t n, std::vector<uint64_t>* dropped);
@@ -120,7 +156,24 @@ class Cache {
   void PutListing(uint64_t key, std::shared_ptr<const Listing> listing);
   void PutLink(uint64_t key, std::string target, int64_t expires);
   void PutXattrs(uint64_t key, std::shared_ptr<const XattrSet> xattrs);
-  void Drop(uint64_t key);
+  void Drop(uint64_t key);  // everything about key, its file data included
+
+  // ---- file data ----
+  std::shared_ptr<const FileData> Data(uint64_t key);
+  // Replaces key's file data; the old one is handed back (released by the caller, outside the lock).
+  std::shared_ptr<const FileData> PutData(uint64_t key, std::shared_ptr<const FileData> data);
+  std::shared_ptr<const FileData> TakeData(uint64_t key);
+  // Every key's file data (the session is stopping).
+  std::vector<std::shared_ptr<const FileData>> TakeAllData();
+
+  // ---- invalidation (LIVE layers) ----
+  // key changed: its attributes, listing, link and xattrs go, and listings
+  // made before now stop vouching for its attributes. File data stays (it is
+  // replaced by PutData, not by a change notice).
+  void Invalidate(uint64_t key);
+  // parent/name changed: the entry (positive or negative) and parent's
+  // listing go.
+  void InvalidateEntry(uint64_t parent, const std::string& name);
 
   CacheStats Stats();
 
@@ -136,6 +189,8 @@ class Cache {
     std::shared_ptr<const Listing> listing;
     std::optional<std::pair<std::string, int64_t>> link;
     std::shared_ptr<const XattrSet> xattrs;
+    std::shared_ptr<const FileData> data;
+    int64_t invalidated = 0;  // MonotonicNs() of the last Invalidate
     std::unordered_map<std::string, ChildRecord> children;
     std::vector<std::pair<uint64_t, std::string>> backrefs;  // entries in parents that name this key
     bool referenced = false;
@@ -153,6 +208,7 @@ class Cache {
   void LruAdd(uint64_t key, Node& node);
   void Evict();
   void DropLocked(uint64_t key);
+  uint64_t ReferenceLocked(uint64_t key, const AttrRecord* seed);
   static uint64_t WeightOf(const Node& node);
 
   std::mutex mu_;

@@ -214,6 +214,22 @@ int Session::Negotiate(int* err, std::string* what) {
 void Session::Start() {
   fcntl(master_fd_, F_SETFL, fcntl(master_fd_, F_GETFL) | O_NONBLOCK);
   fds_.push_back(master_fd_);
+  connection_->fd = master_fd_;
+  // The notifier writes on a device of its own, so that on Stop the readers'
+  // devices can go (ending what they had read) while a notice still waits
+  // in the kernel. A dup of the master is the fallback: Stop then answers
+  // what was read there itself.
+  {
+    int clone = open("/dev/fuse", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+    uint32_t master = static_cast<uint32_t>(master_fd_);
+    if (clone >= 0 && ioctl(clone, FUSE_DEV_IOC_CLONE, &master) == 0) {
+      notify_fd_ = clone;
+    } else {
+      if (clone >= 0) close(clone);
+      notify_fd_ = fcntl(master_fd_, F_DUPFD_CLOEXEC, 0);
+    }
+  }
+  if (notify_fd_ >= 0) notifier_ = std::thread(&Session::NotifierLoop, this);
   for (unsigned i = 1; i < options_.threads; i++) {
     int fd = master_fd_;
     if (options_.clone_fd) {
@@ -241,21 +257,148 @@ void Session::Stop() {
     uint64_t one = 1;
     (void)!write(stop_fd_, &one, sizeof(one));
   }
+  {
+    std::lock_guard<std::mutex> lock(notify_mu_);
+    notify_stop_ = true;
+    notices_.clear();  // JavaScript settles what it still waits for when the session ends
+  }
+  notify_cv_.notify_all();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
   threads_.clear();
   {
+    // What still waits in JavaScript is answered as the kernel's abort would
+    // answer it; a notice the kernel holds may be waiting for one of these.
     std::lock_guard<std::mutex> lock(pending_mu_);
+    for (const auto& [id, p] : pending_) Send(p.fd, p.unique, ECONNABORTED, nullptr, 0);
     pending_.clear();
     pending_by_unique_.clear();
+  }
+  DrainWhileNotifying();
+  if (notifier_.joinable()) notifier_.join();
+  // Registered files go back while the connection can still take BACKING_CLOSE.
+  cache_.TakeAllData().clear();
+  {
+    std::lock_guard<std::mutex> lock(connection_->mu);
+    connection_->fd = -1;
   }
   // Closing the last fd of the connection makes the kernel abort it.
   for (int fd : fds_) close(fd);
   fds_.clear();
   master_fd_ = -1;
+  if (notify_fd_ >= 0) close(notify_fd_);
+  notify_fd_ = -1;
   if (stop_fd_ >= 0) close(stop_fd_);
   stop_fd_ = -1;
+}
+
+// ---- invalidation notices ----
+
+void Session::NotifierLoop() {
+  for (;;) {
+    Notice n;
+    {
+      std::unique_lock<std::mutex> lock(notify_mu_);
+      notify_cv_.wait(lock, [this] { return notify_stop_ || !notices_.empty(); });
+      if (notify_stop_) return;
+      n = std::move(notices_.front());
+      notices_.pop_front();
+      notify_busy_ = true;
+    }
+    // The kernel handles a notice inside write(2), and may wait there for a
+    // lock a request in JavaScript holds: hence this thread.
+    fuse_out_header out{};
+    out.len = static_cast<uint32_t>(sizeof(out) + n.payload.size());
+    out.error = n.code;
+    out.unique = 0;
+    struct iovec v[2] = {{&out, sizeof(out)}, {n.payload.data(), n.payload.size()}};
+    ssize_t w;
+    do {
+      w = writev(notify_fd_, v, 2);
+    } while (w < 0 && errno == EINTR);
+    int e = w < 0 ? errno : 0;
+    {
+      std::lock_guard<std::mutex> lock(notify_mu_);
+      notify_busy_ = false;
+    }
+    if (stopping_.load()) continue;  // the loop ends at the top
+    Event ev;
+    ev.kind = Event::kNotified;
+    ev.keys = {n.token, static_cast<uint64_t>(e)};
+    bridge_->Post(std::move(ev));
+  }
+}
+
+int64_t Session::Notify(int code, std::string payload) {
+  uint64_t token;
+  {
+    std::lock_guard<std::mutex> lock(notify_mu_);
+    if (notify_stop_ || notify_fd_ < 0 || ended_.load()) return -ENOTCONN;
+    token = next_token_++;
+    notices_.push_back(Notice{token, code, std::move(payload)});
+  }
+  notify_cv_.notify_one();
+  return static_cast<int64_t>(token);
+}
+
+// Stop() with a notice still in the kernel: the write may wait for a request
+// nobody reads any more (a READ holding a page lock, a LOOKUP holding the
+// directory). Read and refuse whatever arrives on the notifier's device until
+// the write returns.
+void Session::DrainWhileNotifying() {
+  if (notify_fd_ < 0) return;
+  std::unique_ptr<char[]> buf;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(notify_mu_);
+      if (!notify_busy_) return;
+    }
+    if (!buf) buf.reset(new char[bufsize_]);
+    pollfd pfd{notify_fd_, POLLIN, 0};
+    poll(&pfd, 1, 10);
+    ssize_t n = read(notify_fd_, buf.get(), bufsize_);
+    if (n < 0) {
+      if (errno == ENODEV) return;  // aborted: the write fails out by itself
+      continue;
+    }
+    if (static_cast<size_t>(n) < sizeof(fuse_in_header)) continue;
+    fuse_in_header h;
+    std::memcpy(&h, buf.get(), sizeof(h));
+    switch (h.opcode) {
+      case FUSE_FORGET:
+      case FUSE_BATCH_FORGET:
+      case FUSE_INTERRUPT:
+      case FUSE_NOTIFY_REPLY:
+        break;  // no answer expected
+      default:
+        Send(notify_fd_, h.unique, ECONNABORTED, nullptr, 0);
+    }
+  }
+}
+
+int64_t Session::InvalidateInode(uint64_t key, int64_t offset, int64_t length) {
+  cache_.Invalidate(key);
+  std::optional<uint64_t> nodeid = cache_.NodeidOf(key);
+  if (!nodeid) return 0;  // the kernel holds nothing of it
+  fuse_notify_inval_inode_out out{};
+  out.ino = *nodeid;
+  out.off = offset;
+  out.len = length;
+  return Notify(FUSE_NOTIFY_INVAL_INODE, std::string(reinterpret_cast<const char*>(&out), sizeof(out)));
+}
+
+int64_t Session::InvalidateEntry(uint64_t parent, const std::string& name) {
+  cache_.InvalidateEntry(parent, name);
+  std::optional<uint64_t> nodeid = cache_.NodeidOf(parent);
+  if (!nodeid) return 0;
+  fuse_notify_inval_entry_out out{};
+  out.parent = *nodeid;
+  out.namelen = static_cast<uint32_t>(name.size());
+  std::string payload(reinterpret_cast<const char*>(&out), sizeof(out));
+  payload += name;
+  payload.push_back('\0');  // the kernel checks for it
+  return Notify(FUSE_NOTIFY_INVAL_ENTRY, std::move(payload));
 }
 
 void Session::End(const char* reason) {
@@ -375,7 +518,7 @@ std::optional<Pending> Session::Take(uint64_t id) {
   return p;
 }
 
-void Session::Handle(int fd, const char* buf, size_t n) {
+void Session::Handle(int fd, char* buf, size_t n) {
   if (n < sizeof(fuse_in_header)) return;
   fuse_in_header h;
   std::memcpy(&h, buf, sizeof(h));
@@ -465,7 +608,7 @@ void Session::Handle(int fd, const char* buf, size_t n) {
       OnReaddir(fd, h, arg, argn, *key);
       return;
     case FUSE_READ:
-      OnRead(fd, h, arg, argn, *key);
+      OnRead(fd, h, arg, argn, *key, buf);
       return;
     case FUSE_READLINK:
       OnReadlink(fd, h, *key);
@@ -593,49 +736,38 @@ void Session::OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n,
   out.fh = next_fh_.fetch_add(1);
   out.open_flags = FOPEN_NOFLUSH | (options_.keep_cache ? FOPEN_KEEP_CACHE : 0);
   if (passthrough_) {
-    std::lock_guard<std::mutex> lock(backing_mu_);
-    auto it = backing_.find(key);
-    if (it != backing_.end()) {
+    std::shared_ptr<const FileData> data = cache_.Data(key);
+    if (data && data->backing_id() >= 0) {
       out.open_flags = FOPEN_NOFLUSH | kFopenPassthrough;
-      out.backing_id = it->second;
+      out.backing_id = data->backing_id();
     }
   }
   Send(fd, h.unique, 0, &out, sizeof(out));
 }
 
-int Session::SetBacking(uint64_t key, int fd) {
-  if (!passthrough_) return -EOPNOTSUPP;
-  BackingMap map{fd, 0, 0};
-  int id = ioctl(master_fd_, kIocBackingOpen, &map);
-  if (id < 0) return -errno;
-  int32_t old = -1;
-  {
-    std::lock_guard<std::mutex> lock(backing_mu_);
-    auto [it, inserted] = backing_.try_emplace(key, id);
-    if (!inserted) {
-      old = it->second;
-      it->second = id;
-    }
+int Session::SetFileData(uint64_t key, int fd, int mode) {
+  if (mode == kServeAuto) mode = passthrough_ ? kServePassthrough : kServePread;
+  if (mode == kServePassthrough) {
+    if (!passthrough_) return -EOPNOTSUPP;
+    BackingMap map{fd, 0, 0};
+    int id = ioctl(master_fd_, kIocBackingOpen, &map);
+    if (id < 0) return -errno;
+    // The old registration (if any) is released here, outside the cache's lock.
+    cache_.PutData(key, FileData::Backing(id, connection_));
+    return kServePassthrough;
   }
-  if (old >= 0) {
-    uint32_t old_id = static_cast<uint32_t>(old);
-    ioctl(master_fd_, kIocBackingClose, &old_id);
-  }
-  return id;
+  if (mode != kServePread) return -EINVAL;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return -errno;
+  cache_.PutData(key, FileData::Pread(copy));
+  return kServePread;
 }
 
-int Session::ClearBacking(uint64_t key) {
-  int32_t id;
-  {
-    std::lock_guard<std::mutex> lock(backing_mu_);
-    auto it = backing_.find(key);
-    if (it == backing_.end()) return -ENOENT;
-    id = it->second;
-    backing_.erase(it);
-  }
-  uint32_t uid = static_cast<uint32_t>(id);
-  if (ioctl(master_fd_, kIocBackingClose, &uid) != 0) return -errno;
-  return 0;
+int Session::ClearFileData(uint64_t key) {
+  // The dup is closed (or the backing id given back) by the last user: this
+  // scope, or a reader still in its pread.
+  std::shared_ptr<const FileData> data = cache_.TakeData(key);
+  return data ? 0 : -ENOENT;
 }
 
 void Session::OnRelease(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
@@ -741,13 +873,16 @@ void Session::SendListing(int fd, uint64_t unique, bool plus, const Listing& lis
         // A cached listing also answers the GETATTRs that follow; one that
         // is not cached leaves nothing behind.
         AttrRecord seed{e->attr, listing.attr_timeout, listing.expires};
-        eo.nodeid = cache_.Reference(e->key, listing.expires > now ? &seed : nullptr);
-        counted.push_back(eo.nodeid);
-        eo.entry_valid = listing.entry_timeout.sec;
-        eo.entry_valid_nsec = listing.entry_timeout.nsec;
-        eo.attr_valid = listing.attr_timeout.sec;
-        eo.attr_valid_nsec = listing.attr_timeout.nsec;
-        eo.attr = e->attr;
+        // Nodeid 0 (the name only) for an entry invalidated since the listing was made.
+        eo.nodeid = cache_.ReferenceListed(e->key, listing.expires > now ? &seed : nullptr, listing.made);
+        if (eo.nodeid != 0) {
+          counted.push_back(eo.nodeid);
+          eo.entry_valid = listing.entry_timeout.sec;
+          eo.entry_valid_nsec = listing.entry_timeout.nsec;
+          eo.attr_valid = listing.attr_timeout.sec;
+          eo.attr_valid_nsec = listing.attr_timeout.nsec;
+          eo.attr = e->attr;
+        }
       }
       std::memcpy(p, &eo, sizeof(eo));
       std::memcpy(p + sizeof(eo), &d, FUSE_NAME_OFFSET);
@@ -762,10 +897,34 @@ void Session::SendListing(int fd, uint64_t unique, bool plus, const Listing& lis
   }
 }
 
-void Session::OnRead(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
+void Session::OnRead(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key, char* buf) {
   fuse_read_in in{};
   if (!ReadArg(arg, n, &in)) {
     Send(fd, h.unique, EINVAL, nullptr, 0);
+    return;
+  }
+  std::shared_ptr<const FileData> data = cache_.Data(key);
+  if (data && data->fd() >= 0) {
+    // The request has been parsed: its buffer takes the data. Short at the
+    // end of the file, empty past it; any failure is this READ's EIO.
+    const size_t want = std::min<size_t>(in.size, bufsize_);
+    size_t got = 0;
+    bool failed = in.offset > static_cast<uint64_t>(INT64_MAX - static_cast<int64_t>(want));
+    while (!failed && got < want) {
+      ssize_t r = pread(data->fd(), buf + got, want - got, static_cast<off_t>(in.offset + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) failed = true;
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+    n_native_.fetch_add(1, std::memory_order_relaxed);
+    if (failed) {
+      n_pread_errors_.fetch_add(1, std::memory_order_relaxed);
+      Send(fd, h.unique, EIO, nullptr, 0);
+    } else {
+      n_pread_.fetch_add(1, std::memory_order_relaxed);
+      Send(fd, h.unique, 0, buf, got);
+    }
     return;
   }
   Pending p = PendingFor(fd, h, key);
@@ -1052,9 +1211,11 @@ SessionStats Session::Stats() {
   s.max_pages = options_.max_pages;
   s.flags = flags_;
   s.passthrough = passthrough_;
+  s.pread_reads = n_pread_.load();
+  s.pread_errors = n_pread_errors_.load();
   {
-    std::lock_guard<std::mutex> lock(backing_mu_);
-    s.backings = backing_.size();
+    std::lock_guard<std::mutex> lock(notify_mu_);
+    s.notices = notices_.size() + (notify_busy_ ? 1 : 0);
   }
   return s;
 }

@@ -10,7 +10,9 @@
 #include <sys/uio.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -63,6 +65,14 @@ struct MountOptions {
   unsigned max_pages = 256;  // 1 MiB requests
   bool passthrough = true;   // ask for FUSE_PASSTHROUGH when the kernel offers it
   unsigned max_stack_depth = 1;  // 1: backing files on a plain filesystem, and this mount may sit under overlayfs
+  int data_serving = 0;      // DataServing: how SetFileData serves an ino by default
+};
+
+// How a registered file's data reaches the kernel.
+enum DataServing : int {
+  kServeAuto = 0,         // passthrough when negotiated, else pread
+  kServePassthrough = 1,  // passthrough or -EOPNOTSUPP
+  kServePread = 2,        // pread on the reader threads
 };
 
 // A request JavaScript answers. id is ours (safe as a JS number); unique
@@ -83,9 +93,11 @@ struct Pending {
 };
 
 struct Event {
-  enum Kind { kRequest, kForget, kRelease, kEnd } kind = kRequest;
+  enum Kind { kRequest, kForget, kRelease, kEnd, kNotified } kind = kRequest;
   Pending request;             // kRequest
-  std::vector<uint64_t> keys;  // kForget: keys the kernel no longer holds; kRelease: {key, fh}
+  // kForget: keys the kernel no longer holds; kRelease: {key, fh};
+  // kNotified: {token, errno of the notify write (0: the kernel dropped something)}
+  std::vector<uint64_t> keys;
   std::string reason;          // kEnd
 };
 
@@ -108,7 +120,9 @@ struct SessionStats {
   uint32_t max_pages = 0;
   uint32_t flags = 0;  // negotiated INIT flags
   bool passthrough = false;
-  uint64_t backings = 0;
+  uint64_t pread_reads = 0;   // READs answered by pread(2) on a reader thread
+  uint64_t pread_errors = 0;  // READs answered EIO because pread(2) failed
+  uint64_t notices = 0;      // invalidation notices queued, not yet written
 };
 
 class Session {
@@ -136,14 +150,24 @@ class Session {
 
   Cache& cache() { return cache_; }
 
-  // Passthrough: registers fd as the backing file of key (the kernel keeps
-  // its own reference; fd may be closed afterwards). Every later OPEN of key
-  // reads and mmaps the backing file in the kernel, no READ reaching us.
-  // Returns the backing id, or -errno (-EOPNOTSUPP when not negotiated).
-  int SetBacking(uint64_t key, int fd);
-  // Forgets key's backing file: opens from now on are served by READ again
-  // (files already open keep theirs). Returns 0 or -errno.
-  int ClearBacking(uint64_t key);
+  // Registers fd as holding exactly key's data (fd may be closed afterwards).
+  // Passthrough (FUSE_DEV_IOC_BACKING_OPEN): later OPENs of key get the
+  // backing id and the kernel reads the file itself. Pread: a dup of fd is
+  // kept and every READ of key is answered from it on the reader thread.
+  // Replaces an earlier registration. Returns kServePassthrough or
+  // kServePread, or -errno (-EOPNOTSUPP: passthrough asked, not negotiated).
+  int SetFileData(uint64_t key, int fd, int mode);
+  // Drops key's registration: READs (and, for passthrough, later OPENs) go
+  // to JavaScript again; files open with a backing keep it. 0 or -ENOENT.
+  int ClearFileData(uint64_t key);
+
+  // Kernel invalidation (FUSE_NOTIFY_INVAL_INODE / _ENTRY) for LIVE layers.
+  // Drops the native cache's items at once; the notice is written by the
+  // notifier thread (the kernel may wait on a lock that a request waiting
+  // in JavaScript holds). Returns a token > 0 whose result arrives as a
+  // kNotified event, 0 when the kernel holds no node to invalidate, or -errno.
+  int64_t InvalidateInode(uint64_t key, int64_t offset, int64_t length);
+  int64_t InvalidateEntry(uint64_t parent, const std::string& name);
   bool passthrough() const { return passthrough_; }
   void CacheStatfs(const fuse_kstatfs& st, int64_t expires);
 
@@ -160,7 +184,10 @@ class Session {
   int Negotiate(int* err, std::string* what);
   void Start();
   void ReaderLoop(int fd);
-  void Handle(int fd, const char* buf, size_t n);
+  void NotifierLoop();
+  int64_t Notify(int code, std::string payload);
+  void DrainWhileNotifying();
+  void Handle(int fd, char* buf, size_t n);
   void End(const char* reason);
 
   // Sends a reply; returns 0 or the errno of writev (ENOENT: the kernel no
@@ -184,7 +211,8 @@ class Session {
   void OnOpendir(int fd, const fuse_in_header& h, uint64_t key);
   void OnReleasedir(int fd, const fuse_in_header& h, const char* arg, size_t n);
   void OnReaddir(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
-  void OnRead(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
+  // buf: the reader's buffer (the request in it is no longer needed once parsed)
+  void OnRead(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key, char* buf);
   void OnReadlink(int fd, const fuse_in_header& h, uint64_t key);
   void OnGetxattr(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
   void OnListxattr(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
@@ -204,8 +232,22 @@ class Session {
   uint32_t flags_ = 0;
   bool passthrough_ = false;
 
-  std::mutex backing_mu_;
-  std::unordered_map<uint64_t, int32_t> backing_;  // key -> backing id
+  std::shared_ptr<FileData::Connection> connection_ = std::make_shared<FileData::Connection>();
+
+  // Invalidation notices, written by one thread on its own cloned fd.
+  struct Notice {
+    uint64_t token;
+    int code;
+    std::string payload;
+  };
+  std::mutex notify_mu_;
+  std::condition_variable notify_cv_;
+  std::deque<Notice> notices_;
+  bool notify_stop_ = false;
+  bool notify_busy_ = false;  // a write is in the kernel
+  uint64_t next_token_ = 1;
+  int notify_fd_ = -1;
+  std::thread notifier_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> ended_{false};
   bool stopped_ = false;
@@ -226,7 +268,8 @@ class Session {
   std::mutex statfs_mu_;
   std::optional<std::pair<fuse_kstatfs, int64_t>> statfs_;
 
-  std::atomic<uint64_t> n_requests_{0}, n_native_{0}, n_js_{0}, n_interrupts_{0};
+  std::atomic<uint64_t> n_requests_{0}, n_native_{0}, n_js_{0}, n_interrupts_{0}, n_pread_{0},
+      n_pread_errors_{0};
 };
 
 int Unmount(const std::string& mountpoint);  // umount2(MNT_DETACH): 0 or errno

@@ -4,6 +4,7 @@ export type {
   Attr,
   AttrAnswer,
   Caller,
+  DataServing,
   DirEntry,
   EndReason,
   Entry,

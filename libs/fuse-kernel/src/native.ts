@@ -8,6 +8,12 @@ export const EV_REQUEST = 0;
 export const EV_FORGET = 1;
 export const EV_RELEASE = 2;
 export const EV_END = 3;
+export const EV_NOTIFIED = 4;
+
+/** setFileData modes and results (native/session.h DataServing). */
+export const SERVE_AUTO = 0;
+export const SERVE_PASSTHROUGH = 1;
+export const SERVE_PREAD = 2;
 
 export interface NativeRequest {
   kind: typeof EV_REQUEST;
@@ -27,7 +33,9 @@ export type NativeEvent =
   | NativeRequest
   | { kind: typeof EV_FORGET; inos: bigint[] }
   | { kind: typeof EV_RELEASE; ino: bigint; fh: bigint }
-  | { kind: typeof EV_END; reason: string };
+  | { kind: typeof EV_END; reason: string }
+  /** An invalidation notice was written: errno 0 (the kernel dropped something) or the write's errno. */
+  | { kind: typeof EV_NOTIFIED; token: number; errno: number };
 
 export interface NativeMountOptions {
   mountpoint: string;
@@ -49,6 +57,7 @@ export interface NativeMountOptions {
   notifyRelease?: boolean;
   maxPages?: number;
   passthrough?: boolean;
+  dataServing?: number;
 }
 
 /** Reply calls return 0, or a negative errno when the request no longer waits (-ENOENT) or the answer did not fit. */
@@ -78,9 +87,13 @@ export interface NativeSession {
   cacheXattrs(ino: bigint, xattrs: Buffer, cacheTtl: number): void;
   cacheStatfs(statfs: Buffer, cacheTtl: number): void;
   uncache(ino: bigint): void;
-  /** FUSE_DEV_IOC_BACKING_OPEN for ino: the backing id, or a negative errno. */
-  setBacking(ino: bigint, fd: number): number;
-  clearBacking(ino: bigint): number;
+  /** Registers fd as ino's data: SERVE_PASSTHROUGH or SERVE_PREAD (how it is served), or a negative errno. */
+  setFileData(ino: bigint, fd: number, mode: number): number;
+  /** 0, or -ENOENT when nothing was registered. */
+  clearFileData(ino: bigint): number;
+  /** A token (> 0) an EV_NOTIFIED event settles, 0 when the kernel holds no node to invalidate, or a negative errno. */
+  invalidateInode(ino: bigint, offset: bigint, length: bigint): number;
+  invalidateEntry(parent: bigint, name: Buffer): number;
   stats(): Record<string, number | boolean>;
   close(): void;
 }

@@ -6,7 +6,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
-import { addon, EV_END, EV_FORGET, EV_RELEASE, EV_REQUEST } from './native';
+import { addon, EV_END, EV_FORGET, EV_NOTIFIED, EV_RELEASE, EV_REQUEST, SERVE_AUTO, SERVE_PASSTHROUGH, SERVE_PREAD } from './native';
 import type { NativeEvent, NativeRequest, NativeSession } from './native';
 import { topMountAt } from './mountinfo';
 import { Op, opName } from './ops';
@@ -15,6 +15,7 @@ import type {
   Attr,
   AttrAnswer,
   Caller,
+  DataServing,
   EndReason,
   Entry,
   FuseHandlers,
@@ -33,6 +34,10 @@ const live = new Set<FuseSession>();
 
 const DEFAULT_STATFS: StatFs = { blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255 };
 const READDIRPLUS = { never: 0, auto: 1, always: 2 } as const;
+// Not in @strata/errors: only the connection's end hands these out.
+const ENODEV = 19;
+const ENOTCONN = 107;
+const DATA_SERVING: Record<DataServing, number> = { auto: SERVE_AUTO, passthrough: SERVE_PASSTHROUGH, pread: SERVE_PREAD };
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
@@ -65,6 +70,9 @@ export class FuseSession {
   private readonly t: Resolved;
   private resolveClosed!: (reason: EndReason) => void;
   private ended = false;
+  private readonly dataServing: number;
+  /** Invalidation notices the notifier thread has not written yet, by token. */
+  private readonly notices = new Map<number, (dropped: boolean) => void>();
 
   private constructor(
     mountpoint: string,
@@ -84,6 +92,8 @@ export class FuseSession {
       negativeCacheTtl: options.negativeCacheTtl ?? 0,
     };
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.dataServing = DATA_SERVING[options.dataServing ?? 'auto'];
+    if (this.dataServing === undefined) throw StrataError.invalid(`dataServing must be auto, passthrough or pread`);
     this.native = native(this);
     const top = topMountAt(realMountpoint);
     this.device = top ? { major: top.major, minor: top.minor } : undefined;
@@ -130,6 +140,7 @@ export class FuseSession {
             notifyRelease: handlers.release !== undefined,
             maxPages: options.maxPages ?? 256,
             passthrough: options.passthrough ?? true,
+            dataServing: DATA_SERVING[options.dataServing ?? 'auto'],
           },
           (events) => self.onEvents(events),
         );
@@ -203,20 +214,93 @@ export class FuseSession {
   }
 
   /**
-   * Makes the kernel serve ino's data from the file open at fd: every later
-   * open of ino reads (and mmaps) it without a READ reaching this process.
-   * The file must hold exactly ino's content; the kernel keeps its own
-   * reference, so fd may be closed afterwards. Replaces an earlier backing.
+   * Serves ino's data from the file open at fd, which must hold exactly
+   * ino's content, without JavaScript: by FUSE passthrough where it was
+   * negotiated and dataServing allows (later opens of ino are read and
+   * mmapped by the kernel itself), else by pread(2) of a dup of fd on the
+   * reader threads (every READ of ino, files already open included). fd
+   * may be closed afterwards either way. Replaces an earlier registration;
+   * lasts until clearFileData(), uncache(), the native cache evicting the
+   * node (it is unreferenced by the kernel and beyond cacheLimit) or the
+   * end of the session, after which READs come to handlers.read again.
+   * Throws EOPNOTSUPP for dataServing 'passthrough' without passthrough,
+   * EBADF for a bad fd.
    */
-  setPassthrough(ino: bigint, fd: number): void {
-    const r = this.native.setBacking(ino, fd);
-    if (r < 0) throw new StrataError(-r, `passthrough of ino ${ino}`);
+  setFileData(ino: bigint, fd: number): 'passthrough' | 'pread' {
+    return this.registerFileData(ino, fd, this.dataServing);
   }
 
-  /** New opens of ino go through read() again; files already open keep their backing. */
+  /**
+   * Ends ino's registration: READs go to handlers.read again (files open
+   * through passthrough keep reading their backing file). The dup is closed
+   * once no reader thread is still in its pread. No-op when none.
+   */
+  clearFileData(ino: bigint): void {
+    const r = this.native.clearFileData(ino);
+    if (r < 0 && r !== -Errno.ENOENT && r !== -ENOTCONN) throw new StrataError(-r, `file data of ino ${ino}`);
+  }
+
+  /**
+   * setFileData() that insists on passthrough whatever dataServing says
+   * (EOPNOTSUPP where not negotiated).
+   */
+  setPassthrough(ino: bigint, fd: number): void {
+    this.registerFileData(ino, fd, SERVE_PASSTHROUGH);
+  }
+
+  /** clearFileData(). */
   clearPassthrough(ino: bigint): void {
-    const r = this.native.clearBacking(ino);
-    if (r < 0 && r !== -Errno.ENOENT) throw new StrataError(-r, `passthrough of ino ${ino}`);
+    this.clearFileData(ino);
+  }
+
+  private registerFileData(ino: bigint, fd: number, mode: number): 'passthrough' | 'pread' {
+    const r = this.native.setFileData(ino, fd, mode);
+    if (r < 0) throw new StrataError(-r, `file data of ino ${ino}`);
+    return r === SERVE_PASSTHROUGH ? 'passthrough' : 'pread';
+  }
+
+  // ---- kernel invalidation (LIVE layers) ----
+
+  /**
+   * ino changed: drops the native cache's attributes, listing, link and
+   * xattrs of ino at once, and has the kernel drop its attributes and the
+   * page cache from offset for length bytes (-1n: to the end; an offset
+   * below 0 keeps the page cache). Registered file data stays (register the
+   * new content with setFileData). Returns at once: the notice is written
+   * by a native thread, since the kernel may wait for a request this thread
+   * has yet to answer. The promise (which never rejects) settles when the
+   * kernel has taken it: true if it held the node, false if it did not (or
+   * the session ended).
+   */
+  invalidateInode(ino: bigint, offset = 0n, length = -1n): Promise<boolean> {
+    return this.notice(this.native.invalidateInode(ino, offset, length));
+  }
+
+  /**
+   * parent/name changed (removed, replaced, added): drops the native
+   * cache's entry (positive or negative) and parent's listing at once, and
+   * has the kernel drop its dentry (and parent's attributes). As with
+   * invalidateInode: returns at once; true if the kernel held the name.
+   */
+  invalidateEntry(parent: bigint, name: Buffer): Promise<boolean> {
+    checkName(name);
+    return this.notice(this.native.invalidateEntry(parent, name));
+  }
+
+  private notice(token: number): Promise<boolean> {
+    if (token <= 0) return Promise.resolve(false); // nothing held by the kernel, or the session has ended
+    return new Promise((resolve) => this.notices.set(token, resolve));
+  }
+
+  private noticed(token: number, errno: number): void {
+    const settle = this.notices.get(token);
+    if (!settle) return;
+    this.notices.delete(token);
+    // ENOENT: the kernel no longer held it; ENOTCONN/ENODEV: the connection went.
+    if (errno !== 0 && errno !== Errno.ENOENT && errno !== ENOTCONN && errno !== ENODEV) {
+      this.report(new StrataError(errno, `invalidation notice ${token}`), 'notify');
+    }
+    settle(errno === 0);
   }
 
   /** Drops what the native cache holds about ino (the kernel's own caches are not touched). */
@@ -269,6 +353,8 @@ export class FuseSession {
     this.ended = true;
     this.native.close();
     live.delete(this);
+    for (const settle of this.notices.values()) settle(false);
+    this.notices.clear();
     this.resolveClosed(reason);
   }
 
@@ -286,6 +372,9 @@ export class FuseSession {
             break;
           case EV_RELEASE:
             this.handlers.release?.(ev.ino, ev.fh);
+            break;
+          case EV_NOTIFIED:
+            this.noticed(ev.token, ev.errno);
             break;
           case EV_END:
             this.finish(ev.reason === 'destroy' || ev.reason === 'error' ? ev.reason : 'kernel');

@@ -130,6 +130,15 @@ export interface FuseHandlers {
   release?(ino: bigint, fh: bigint): void;
 }
 
+/**
+ * How a file registered with setFileData() reaches readers, never through
+ * JavaScript: 'passthrough' hands it to the kernel (FUSE passthrough; fails
+ * with EOPNOTSUPP where not negotiated), 'pread' keeps a dup of the fd and
+ * answers each READ by pread(2) on a reader thread, 'auto' is passthrough
+ * where negotiated and pread elsewhere.
+ */
+export type DataServing = 'auto' | 'passthrough' | 'pread';
+
 export interface MountOptions {
   /** Reader threads (each with its own /dev/fuse fd); default 4. */
   threads?: number;
@@ -166,6 +175,8 @@ export interface MountOptions {
    * setPassthrough() can hand files to the kernel; see passthroughAvailable.
    */
   passthrough?: boolean;
+  /** How setFileData() serves a registered file; default 'auto'. See DataServing. */
+  dataServing?: DataServing;
   /** One /dev/fuse fd per thread (FUSE_DEV_IOC_CLONE); default true. */
   cloneFd?: boolean;
   /** Called with what a handler threw that is not a StrataError (answered EIO). */
@@ -196,6 +207,14 @@ export interface SessionStats {
   passthrough: boolean;
   /** inos with a passthrough backing file. */
   backings: number;
+  /** inos with file data registered (setFileData/setPassthrough), passthrough or pread. */
+  fileData: number;
+  /** READs answered by pread(2) from a registered file, on a reader thread. */
+  preadReads: number;
+  /** READs answered EIO because pread(2) of the registered file failed. */
+  preadErrors: number;
+  /** Invalidation notices not yet taken by the kernel. */
+  notices: number;
 }
 
 /** Why a session ended: unmount() or detach() by us, or the kernel (external unmount, abort, DESTROY). */
