@@ -242,9 +242,10 @@ void Session::Start() {
         close(clone);
       }
     }
-    threads_.emplace_back(&Session::ReaderLoop, this, fd);
+    // Created here rather than by the thread: the mount's fds all exist once Mount() returns.
+    threads_.emplace_back(&Session::ReaderLoop, this, fd, epoll_create1(EPOLL_CLOEXEC));
   }
-  threads_.emplace_back(&Session::ReaderLoop, this, master_fd_);
+  threads_.emplace_back(&Session::ReaderLoop, this, master_fd_, epoll_create1(EPOLL_CLOEXEC));
 }
 
 Session::~Session() { Stop(); }
@@ -410,10 +411,9 @@ void Session::End(const char* reason) {
   bridge_->Post(std::move(ev));
 }
 
-void Session::ReaderLoop(int fd) {
+void Session::ReaderLoop(int fd, int ep) {
   // One epoll set per thread: the fuse fd is exclusive (one reader woken per
   // request), the stop eventfd is not (every reader wakes on Stop).
-  int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) {
     End("error");
     return;

@@ -183,7 +183,7 @@ class Session {
 
   int Negotiate(int* err, std::string* what);
   void Start();
-  void ReaderLoop(int fd);
+  void ReaderLoop(int fd, int ep);  // ep: its own epoll set, closed when it ends
   void NotifierLoop();
   int64_t Notify(int code, std::string payload);
   void DrainWhileNotifying();

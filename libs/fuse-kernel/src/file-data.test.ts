@@ -1,0 +1,283 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Errno, isStrataError } from '@strata/errors';
+import { FuseSession } from './session';
+import { ToyFs } from './toy-fs';
+import { cleanUp, run, runNode, skipReason, tempMountpoint } from './mount-harness';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const openFds = (): number => readdirSync('/proc/self/fd').length;
+
+/** Reads [offset, length] pairs (argv[2], JSON) from argv[1]; prints each read's bytes as base64, one per line. */
+const PREADS = `const fs = require('fs'); const fd = fs.openSync(process.argv[1], 'r');
+  for (const [off, len] of JSON.parse(process.argv[2])) {
+    const b = Buffer.alloc(len); const n = fs.readSync(fd, b, 0, len, off);
+    process.stdout.write(b.subarray(0, n).toString('base64') + '\\n');
+  }`;
+
+/** argv[2] random 4 KiB O_DIRECT reads of argv[1] (every one a READ request); prints each block's sha256. */
+const DIRECT_BLOCKS = `const fs = require('fs'); const crypto = require('crypto');
+  const fd = fs.openSync(process.argv[1], fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+  const pages = Math.floor(fs.fstatSync(fd).size / 4096); const b = Buffer.alloc(4096); let x = 7; const out = [];
+  for (let i = 0; i < Number(process.argv[2]); i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    const n = fs.readSync(fd, b, 0, 4096, (x % pages) * 4096);
+    out.push(n + ':' + crypto.createHash('sha256').update(b.subarray(0, n)).digest('hex'));
+  }
+  process.stdout.write(out.join('\\n'));`;
+
+async function preads(path: string, ranges: Array<[number, number]>): Promise<Buffer[]> {
+  const r = await runNode(PREADS, [path, JSON.stringify(ranges)], { timeoutMs: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout
+    .toString()
+    .split('\n')
+    .slice(0, ranges.length)
+    .map((l) => Buffer.from(l, 'base64'));
+}
+
+describe('file data served by pread(2) without JavaScript', { skip: skipReason() }, () => {
+  const toy = new ToyFs(1n);
+  // 3 MiB and a partial last page. What read() would answer has the same
+  // size and other bytes, so every check also says who served it.
+  const data = randomBytes(3 * 1024 * 1024 + 1234);
+  const blob = toy.file(1n, 'blob', Buffer.alloc(data.length, 0x2a));
+  const racy = toy.file(1n, 'racy', Buffer.alloc(data.length, 0x2a));
+  const writeOnly = toy.file(1n, 'write-only', Buffer.alloc(100, 0x2a));
+  const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-data-'));
+  let session: FuseSession | undefined;
+  let mnt: ReturnType<typeof tempMountpoint> | undefined;
+  let root = '';
+
+  before(async () => {
+    writeFileSync(join(store, 'blob'), data);
+    writeFileSync(join(store, 'short'), data.subarray(0, 100));
+    mnt = tempMountpoint();
+    root = mnt.path;
+    session = await FuseSession.mount(mnt.path, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr, dataServing: 'pread' });
+  });
+
+  after(async () => {
+    await cleanUp(session, mnt);
+    rmSync(store, { recursive: true, force: true });
+  });
+
+  it('registers with pread under dataServing pread (the caller may close its fd)', () => {
+    const s = session as FuseSession;
+    const fd = openSync(join(store, 'blob'), 'r');
+    try {
+      assert.equal(s.setFileData(blob.ino, fd), 'pread');
+    } finally {
+      closeSync(fd);
+    }
+    const st = s.stats();
+    assert.equal(st.fileData, 1);
+    assert.equal(st.backings, 0);
+  });
+
+  it('serves the content byte-exact with no READ reaching JavaScript', async () => {
+    const s = session as FuseSession;
+    const before = s.stats().preadReads;
+    const path = join(root, 'blob');
+    const whole = await run('sh', ['-c', `cat ${path} | sha256sum; dd if=${path} bs=1M iflag=direct status=none | sha256sum`]);
+    assert.equal(whole.status, 0, whole.stderr);
+    assert.deepEqual(
+      whole.stdout.toString().trim().split('\n').map((l) => l.split(' ')[0]),
+      [sha(data), sha(data)],
+    );
+
+    const size = data.length;
+    const lastPage = Math.floor(size / 4096) * 4096;
+    const ranges: Array<[number, number]> = [
+      [lastPage, 4096], // the partial last page
+      [size - 10, 100], // across the end: short
+      [size, 10], // at the end: nothing
+      [size + 5000, 4096], // past it: nothing
+      [0, 1],
+      [4095, 2], // across a page boundary
+    ];
+    for (let i = 0; i < 40; i++) ranges.push([Math.floor(Math.random() * size), 1 + Math.floor(Math.random() * 300_000)]);
+    const got = await preads(path, ranges);
+    ranges.forEach(([off, len], i) => {
+      assert.ok(got[i].equals(data.subarray(Math.min(off, size), Math.min(off + len, size))), `read ${off}+${len}`);
+    });
+    assert.equal(toy.called('read'), 0);
+    assert.ok(s.stats().preadReads > before);
+  });
+
+  it('answers a READ EIO when the registered file cannot be read, and counts it', async () => {
+    const s = session as FuseSession;
+    const fd = openSync(join(store, 'short'), 'w'); // write-only: pread(2) fails with EBADF
+    try {
+      assert.equal(s.setFileData(writeOnly.ino, fd), 'pread');
+    } finally {
+      closeSync(fd);
+    }
+    const errors = s.stats().preadErrors;
+    const r = await run('cat', [join(root, 'write-only')]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /Input\/output error/);
+    assert.ok(s.stats().preadErrors > errors);
+    assert.equal(toy.called('read'), 0);
+    s.clearFileData(writeOnly.ino);
+  });
+
+  it('refuses a bad fd with EBADF', () => {
+    const s = session as FuseSession;
+    assert.throws(() => s.setFileData(blob.ino, 987654), (e: unknown) => isStrataError(e) && e.errno === Errno.EBADF);
+  });
+
+  it('keeps every READ whole while registrations come and go under it', async () => {
+    const s = session as FuseSession;
+    const filler = sha(Buffer.alloc(4096, 0x2a));
+    const blocks = new Set<string>();
+    for (let i = 0; i + 4096 <= data.length; i += 4096) blocks.add(sha(data.subarray(i, i + 4096)));
+    const fd = openSync(join(store, 'blob'), 'r');
+    let toggles = 0;
+    let done = false;
+    const child = runNode(DIRECT_BLOCKS, [join(root, 'racy'), '3000'], { timeoutMs: 60_000 }).finally(() => (done = true));
+    try {
+      while (!done) {
+        if (toggles % 2 === 0) s.setFileData(racy.ino, fd);
+        else s.clearFileData(racy.ino);
+        toggles++;
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      closeSync(fd);
+      s.clearFileData(racy.ino);
+    }
+    const r = await child;
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.toString().split('\n');
+    assert.equal(lines.length, 3000);
+    for (const line of lines) {
+      const [n, hash] = line.split(':');
+      assert.equal(n, '4096');
+      assert.ok(hash === filler || blocks.has(hash), 'a block from either the file or read()');
+    }
+    assert.ok(toggles > 1);
+  });
+
+  it('sends READs back to JavaScript after clearFileData', async () => {
+    const s = session as FuseSession;
+    s.clearFileData(blob.ino);
+    assert.equal(s.stats().fileData, 0);
+    const r = await run('head', ['-c', '4', join(root, 'blob')]);
+    assert.equal(r.stdout.toString(), '****');
+    assert.ok(toy.called('read') > 0);
+  });
+});
+
+describe('choosing how file data is served', { skip: skipReason() }, () => {
+  const data = randomBytes(256 * 1024 + 5);
+  const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-data-'));
+  before(() => writeFileSync(join(store, 'blob'), data));
+  after(() => rmSync(store, { recursive: true, force: true }));
+
+  async function withMount(
+    options: Parameters<typeof FuseSession.mount>[2],
+    body: (s: FuseSession, toy: ToyFs, ino: bigint, root: string) => Promise<void>,
+  ): Promise<void> {
+    const toy = new ToyFs(1n);
+    const file = toy.file(1n, 'blob', Buffer.alloc(data.length, 0x2a));
+    const mnt = tempMountpoint();
+    let s: FuseSession | undefined;
+    try {
+      s = await FuseSession.mount(mnt.path, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr, ...options });
+      await body(s, toy, file.ino, mnt.path);
+    } finally {
+      await cleanUp(s, mnt);
+    }
+  }
+
+  it("'auto' uses passthrough where the kernel agreed to it", async (t) => {
+    await withMount({}, async (s, toy, ino, root) => {
+      if (!s.passthroughAvailable) return t.skip('the kernel did not offer FUSE_PASSTHROUGH');
+      const fd = openSync(join(store, 'blob'), 'r');
+      try {
+        assert.equal(s.setFileData(ino, fd), 'passthrough');
+      } finally {
+        closeSync(fd);
+      }
+      const r = await run('sh', ['-c', `cat ${join(root, 'blob')} | sha256sum`]);
+      assert.equal(r.stdout.toString().split(' ')[0], sha(data));
+      const st = s.stats();
+      assert.deepEqual([st.fileData, st.backings, st.preadReads, toy.called('read')], [1, 1, 0, 0]);
+    });
+  });
+
+  it("'auto' uses pread where passthrough was not negotiated", async () => {
+    await withMount({ passthrough: false }, async (s, toy, ino, root) => {
+      const fd = openSync(join(store, 'blob'), 'r');
+      try {
+        assert.equal(s.setFileData(ino, fd), 'pread');
+      } finally {
+        closeSync(fd);
+      }
+      const r = await run('sh', ['-c', `cat ${join(root, 'blob')} | sha256sum`]);
+      assert.equal(r.stdout.toString().split(' ')[0], sha(data));
+      assert.equal(toy.called('read'), 0);
+      assert.ok(s.stats().preadReads > 0);
+    });
+  });
+
+  it("'passthrough' refuses with EOPNOTSUPP where it was not negotiated", async () => {
+    await withMount({ passthrough: false, dataServing: 'passthrough' }, async (s, _toy, ino) => {
+      const fd = openSync(join(store, 'blob'), 'r');
+      try {
+        assert.throws(() => s.setFileData(ino, fd), (e: unknown) => isStrataError(e) && e.errno === Errno.EOPNOTSUPP);
+      } finally {
+        closeSync(fd);
+      }
+      assert.equal(s.stats().fileData, 0);
+    });
+  });
+});
+
+describe('file data and file descriptors', { skip: skipReason() }, () => {
+  it('leaves no fd behind: replaced, cleared, evicted and unmounted registrations all close theirs', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-data-'));
+    const mnt = tempMountpoint();
+    let s: FuseSession | undefined;
+    try {
+      writeFileSync(join(store, 'f'), Buffer.from('file data\n'));
+      const toy = new ToyFs(1n);
+      const seen = toy.file(1n, 'seen', Buffer.from('read() !!\n'));
+      await run('true', []); // whatever a first child opens for good (libuv's signal pipe) is open from here on
+      const start = openFds();
+      const limit = 100;
+      s = await FuseSession.mount(mnt.path, toy.handlers(), {
+        rootAttr: toy.nodes.get(1n)?.attr,
+        dataServing: 'pread',
+        cacheLimit: limit,
+      });
+      const mounted = openFds();
+      const fd = openSync(join(store, 'f'), 'r');
+      // One the kernel references (a child reads it), registered twice: the second replaces the first.
+      s.setFileData(seen.ino, fd);
+      s.setFileData(seen.ino, fd);
+      const r = await run('cat', [join(mnt.path, 'seen')]);
+      assert.equal(r.stdout.toString(), 'file data\n');
+      // 2000 the kernel never saw: they sit in the bounded part of the cache and are evicted from it.
+      for (let i = 0; i < 2000; i++) s.setFileData(1000n + BigInt(i), fd);
+      for (let i = 0; i < 2000; i += 2) s.clearFileData(1000n + BigInt(i));
+      closeSync(fd);
+      const registered = s.stats().fileData;
+      assert.ok(registered <= limit + 1, `${registered} registrations kept`);
+      assert.equal(openFds() - mounted, registered);
+      s.clearFileData(seen.ino);
+      assert.equal(openFds() - mounted, registered - 1);
+      await s.unmount();
+      s = undefined;
+      assert.equal(openFds(), start);
+    } finally {
+      await cleanUp(s, mnt);
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+});
