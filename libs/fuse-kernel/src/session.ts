@@ -303,7 +303,10 @@ export class FuseSession {
     settle(errno === 0);
   }
 
-  /** Drops what the native cache holds about ino (the kernel's own caches are not touched). */
+  /**
+   * Drops what the native cache holds about ino, its file data included
+   * (the kernel's own caches are not touched: see invalidateInode).
+   */
   uncache(ino: bigint): void {
     this.native.uncache(ino);
   }
