@@ -1,6 +1,5 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import lockfile from 'proper-lockfile';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { writeFileAtomic } from '@strata/posix';
 import {
@@ -13,6 +12,7 @@ import {
   normaliseMountOptions,
 } from './model';
 import { parseLayerRecord, serialiseLayerRecord } from './record-file';
+import { withCatalogLock } from './catalog-lock';
 import { catalogDir } from './store-layout';
 import { CATALOG_FRESHNESS } from './live-freshness';
 import { checkSourceInStore, normaliseFilesystemPath, resolveLayerRoot, validateName } from './validate';
@@ -360,26 +360,10 @@ export class Catalog {
 
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
     await fs.mkdir(this.layersDir, { recursive: true });
-    let release: () => Promise<void>;
-    try {
-      release = await lockfile.lock(this.dir, {
-        lockfilePath: path.join(this.dir, 'lock'),
-        realpath: false,
-        stale: 10_000,
-        retries: { retries: 100, minTimeout: 10, maxTimeout: 200, randomize: true },
-      });
-    } catch (err) {
-      throw new StrataError(Errno.EBUSY, `catalog ${this.dir} is locked by another writer: ${(err as Error).message}`, {
-        code: GrpcCode.ABORTED,
-        cause: err,
-      });
-    }
-    try {
+    return withCatalogLock(this.dir, async () => {
       await this.refresh(true);
-      return await fn();
-    } finally {
-      await release().catch(() => undefined);
-    }
+      return fn();
+    });
   }
 
   /** Re-reads catalog files that changed since the last look (by mtime and size). */
