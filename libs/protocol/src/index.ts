@@ -2,6 +2,7 @@ export * from './gen/strata/v1/layer';
 export * from './gen/strata/v1/projection';
 export * from './gen/strata/v1/session';
 export * from './gen/strata/v1/diff';
+export * from './gen/strata/v1/policy';
 export { ErrorInfo } from './gen/strata/v1/errors';
 export { toServiceError, fromServiceError, errorInfoOf, strataErrorFromInfo } from './status-details';
 // Records of the resolvers' shared metadata cache (strata.cache.v1, internal).
@@ -17,6 +18,7 @@ export {
   mountOptionsToProto,
   mountOptionsFromProto,
 } from './layer-model';
+export { permissionToProto, permissionFromProto, layerSelectorToProto, layerSelectorFromProto, grantToProto, grantFromProto } from './policy-model';
 export { changeKindToProto, changeKindFromProto } from './change-kind';
 export type { ChangeKindName } from './change-kind';
 export { PROTO_ROOT, API_PROTO_FILES } from './proto-files';
