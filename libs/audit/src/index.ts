@@ -1,0 +1,2 @@
+export { AuditLog } from './audit-log';
+export type { AuditEvent, AuditResult, AuditAppendOptions, AuditLogOptions } from './audit-log';
