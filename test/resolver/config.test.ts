@@ -168,6 +168,8 @@ describe('strata resolver --config', () => {
       'tls-key': pem('server.key'),
       'tls-client-ca': pem('ca.crt'),
       plaintext: 'false',
+      admin: 'spiffe://strata.test/admin',
+      'audit-log': path.join(dir, 'audit.log'),
     };
     assert.deepEqual(Object.keys(sample).sort(), [...keys].sort());
     const f = yamlFile(keys.map((k) => `${k}: ${sample[k]}`).join('\n'));
@@ -214,6 +216,8 @@ describe('strata resolver --config', () => {
           '# tls-key: not set',
           '# tls-client-ca: not set',
           '# plaintext: not set',
+          '# admin: not set',
+          '# audit-log: not set',
           'cache-mb: 256 # default',
           'grace-ms: 100 # --grace-ms',
           '# metrics-port: not set',

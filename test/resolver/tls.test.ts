@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { StrataClient, type ClientTlsFiles } from '@strata/client';
 import { STRATA_BIN, canMountFuse, forceUnmount, freePort, startAgent, startResolver, strata, waitFor, type ResolverProcess } from '@strata/harness';
+import { CertDir } from '../support/certs';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 
 /**
@@ -20,20 +21,12 @@ let dir: string;
 let fx: StoreFixture;
 let resolver: ResolverProcess;
 
-function openssl(args: string[]): void {
-  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
-}
+let certs: CertDir;
+const makeCa = (name: string): void => certs.makeCa(name);
+const makeLeaf = (name: string, ca: string, cn: string, serial: number, san?: string): void => certs.makeLeaf(name, ca, cn, serial, san);
 
-function makeCa(name: string): void {
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${name}`]);
-}
-
-function makeLeaf(name: string, ca: string, cn: string, serial: number, san?: string): void {
-  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
-  fs.writeFileSync(path.join(dir, `${name}.ext`), san ? `subjectAltName=${san}\n` : '');
-  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', String(serial), '-days', '2', '-out', `${name}.crt`, '-extfile', `${name}.ext`]);
-}
+/** Mutual TLS turns access control on: the identities of these tests administer everything. */
+const ADMINS = ['spiffe://strata.test/agent', 'examiner', 'spiffe://strata.test/agent-rotated'].flatMap((a) => ['--admin', a]);
 
 const file = (name: string): string => path.join(dir, name);
 
@@ -78,7 +71,8 @@ function servedSerial(): Promise<number> {
 const clientTls = (who: string): ClientTlsFiles => ({ ca: file('ca.crt'), cert: file(`${who}.crt`), key: file(`${who}.key`) });
 
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-tls-'));
+  certs = new CertDir('strata-tls-');
+  dir = certs.dir;
   makeCa('ca');
   makeCa('other');
   makeLeaf('server1', 'ca', 'resolver', 1001, 'IP:127.0.0.1');
@@ -91,7 +85,7 @@ before(async () => {
   fx = await makeStore([
     { entries: [{ type: 'file', path: '/etc/hostname', content: 'base\n' }, ...Array.from({ length: 8 }, (_, i) => ({ type: 'file' as const, path: `/data/f${i}`, content: `file ${i}\n` }))] },
   ]);
-  resolver = await startResolver({ store: fx.store, extra: ['--tls-cert', file('live.crt'), '--tls-key', file('live.key'), '--tls-client-ca', file('ca.crt')] });
+  resolver = await startResolver({ store: fx.store, extra: ['--tls-cert', file('live.crt'), '--tls-key', file('live.key'), '--tls-client-ca', file('ca.crt'), ...ADMINS] });
 });
 
 after(async () => {
@@ -256,7 +250,7 @@ describe('the agent rotates its own certificate on SIGHUP', () => {
     fs.copyFileSync(file('agent.crt'), file('agent-live.crt'));
     fs.copyFileSync(file('agent.key'), file('agent-live.key'));
     const port = await freePort();
-    const serverArgs = ['--tls-cert', file('server1.crt'), '--tls-key', file('server1.key'), '--tls-client-ca', file('ca.crt'), '--grace-ms', '500'];
+    const serverArgs = ['--tls-cert', file('server1.crt'), '--tls-key', file('server1.key'), '--tls-client-ca', file('ca.crt'), '--grace-ms', '500', ...ADMINS];
     let r = await startResolver({ store: fx.store, port, extra: serverArgs });
     const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-tls-mnt-'));
     const agent = await startAgent({ resolver: r.address, mounts: [`l0:${mnt}`], extra: ['--tls-ca', file('ca.crt'), '--tls-cert', file('agent-live.crt'), '--tls-key', file('agent-live.key')] });

@@ -4,6 +4,7 @@ import { addGlobalOptions, commandContext, type GlobalOptions, type Io } from '.
 import { addDiffCommand } from './diff-command';
 import { addLayerCommands } from './layer-commands';
 import { addMountCommands } from './mount-commands';
+import { addPolicyCommands } from './policy-commands';
 import { addReadCommands } from './read-commands';
 
 /**
@@ -37,5 +38,6 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
   addReadCommands(program, ctx);
   addDiffCommand(program, ctx);
   addMountCommands(program, ctx);
+  addPolicyCommands(program, ctx);
   return program;
 }

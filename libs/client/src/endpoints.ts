@@ -2,6 +2,7 @@ import { Channel, ChannelOptions, Metadata, connectivityState, credentials, type
 import {
   DiffServiceClient,
   LayerServiceClient,
+  PolicyServiceClient,
   ProjectionServiceClient,
   SessionServiceClient,
   type SessionRequest,
@@ -35,6 +36,7 @@ export class Endpoint {
   readonly projection: ProjectionServiceClient;
   readonly session: SessionServiceClient;
   readonly diff: DiffServiceClient;
+  readonly policy: PolicyServiceClient;
   /** The channel speaks TLS (errors word a closed connection as a refused handshake). */
   readonly secure: boolean;
 
@@ -50,6 +52,7 @@ export class Endpoint {
     this.projection = new ProjectionServiceClient(address, creds, opts);
     this.session = new SessionServiceClient(address, creds, opts);
     this.diff = new DiffServiceClient(address, creds, opts);
+    this.policy = new PolicyServiceClient(address, creds, opts);
   }
 
   /** A new Session stream on this resolver's channel. */
@@ -67,6 +70,7 @@ export class Endpoint {
     this.projection.close();
     this.session.close();
     this.diff.close();
+    this.policy.close();
     this.channel.close();
   }
 }

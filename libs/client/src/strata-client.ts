@@ -1,6 +1,6 @@
 import { connectivityState, type ClientReadableStream, type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
-import type { Layer, LayerRef, LayerType, MountOption, UpdateLayerInput } from '@strata/layers';
+import type { Access, Grant, Layer, LayerRef, LayerSelector, LayerType, MountOption, Permission, UpdateLayerInput } from '@strata/layers';
 import {
   Attr,
   DirEntry,
@@ -9,6 +9,9 @@ import {
   WalkEntry,
   changeKindFromProto,
   type ChangeKindName,
+  grantFromProto,
+  layerSelectorToProto,
+  permissionToProto,
   layerFromProto,
   layerRefToProto,
   layerTypeToProto,
@@ -59,6 +62,23 @@ export type UpdateLayerOptions = UpdateLayerInput & {
 export interface MountReportEntry {
   layerId: number;
   mountpoint: string;
+}
+
+/** The grants a caller may see, with the policy's generation. */
+export interface GrantListing {
+  grants: Grant[];
+  generation: number;
+  /** Whether the resolver enforces the policy (it serves mutual TLS). */
+  enforced: boolean;
+  /** The resolver's --admin identities (only an administrator is told them). */
+  admins: string[];
+}
+
+export interface PolicyChange {
+  /** The policy's generation after the call. */
+  generation: number;
+  /** False when there was nothing to do (the grant existed, or there was none to revoke). */
+  changed: boolean;
 }
 
 export interface Change {
@@ -183,6 +203,34 @@ export class StrataClient {
     await this.idempotent((e, d) =>
       call(e.layers.reportMounts.bind(e.layers), { agentId: r.agentId, host: r.host, mounts: r.mounts.map((m) => ({ layerId: m.layerId, mountpoint: m.mountpoint })), ttlSeconds: r.ttlSeconds }, d),
     );
+  }
+
+  // ---- PolicyService ----
+
+  /** Grants `permission` on the selected layers; a grant that exists already is left as it is. Repeating it is harmless, so it is retried. */
+  async grant(identity: string, permission: Permission, layer: LayerSelector, expectedGeneration = 0): Promise<PolicyChange & { grant: Grant }> {
+    const res = await this.idempotent((e, d) =>
+      call(e.policy.grant.bind(e.policy), { identity, permission: permissionToProto(permission), layer: layerSelectorToProto(layer), expectedGeneration }, d),
+    );
+    return { grant: grantFromProto(must(res.grant)), generation: res.generation, changed: res.changed };
+  }
+
+  async revoke(identity: string, permission: Permission, layer: LayerSelector, expectedGeneration = 0): Promise<PolicyChange> {
+    const res = await this.idempotent((e, d) =>
+      call(e.policy.revoke.bind(e.policy), { identity, permission: permissionToProto(permission), layer: layerSelectorToProto(layer), expectedGeneration }, d),
+    );
+    return { generation: res.generation, changed: res.changed };
+  }
+
+  async listGrants(): Promise<GrantListing> {
+    const res = await this.idempotent((e, d) => call(e.policy.listGrants.bind(e.policy), {}, d));
+    return { grants: res.grants.map(grantFromProto), generation: res.generation, enforced: res.enforced, admins: res.admins };
+  }
+
+  /** What an identity may do on a layer (for agents: a host user, `unix-user:NAME`); `enforced` false means everyone may do everything. */
+  async checkAccess(identity: string, layer: LayerRef): Promise<Access & { enforced: boolean }> {
+    const res = await this.idempotent((e, d) => call(e.policy.checkAccess.bind(e.policy), { identity, layer: layerRefToProto(layer) }, d));
+    return { read: res.read, admin: res.admin, enforced: res.enforced };
   }
 
   // ---- ProjectionService ----

@@ -39,11 +39,12 @@ export class LayerOps {
     return this.catalog.chain(ref);
   }
 
-  async list(pageToken: string, pageSize: number): Promise<LayerPage> {
+  /** A page of the layers `visible` lets through (all by default), by id. */
+  async list(pageToken: string, pageSize: number, visible: (layer: Layer) => boolean = () => true): Promise<LayerPage> {
     const after = decodeToken(pageToken);
     const size = pageSize === 0 ? LIST_DEFAULT_PAGE : Math.min(pageSize, LIST_MAX_PAGE);
     const { layers } = await this.catalog.list();
-    const rest = layers.filter((l) => l.layerId > after);
+    const rest = layers.filter((l) => l.layerId > after && visible(l));
     const page = rest.slice(0, size);
     const more = rest.length > page.length;
     return { layers: page, nextPageToken: more ? encodeToken(page[page.length - 1].layerId) : '' };

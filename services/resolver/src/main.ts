@@ -20,6 +20,7 @@ import {
   type SourceKind,
 } from '@strata/config';
 import { errorMessage, isStrataError } from '@strata/errors';
+import { isHostIdentity, validateIdentity } from '@strata/layers';
 import { createLogger, onShutdown, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
 import { ReloadableServerCredentials, isLoopbackHost } from './grpc/tls';
 import { Resolver } from './resolver';
@@ -57,6 +58,20 @@ function redisProblem(url: string): string | undefined {
   if (u.hostname === '') return `no host in ${JSON.stringify(url)}`;
   if (u.pathname !== '' && u.pathname !== '/' && !/^\/[0-9]+$/.test(u.pathname)) return `the path of ${JSON.stringify(url)} must be a database number (/0)`;
   return undefined;
+}
+
+/** An --admin identity as grants name identities; host users are vouched for by agents, never administrators. */
+function adminProblem(identities: readonly string[]): string[] {
+  const problems: string[] = [];
+  for (const identity of identities) {
+    try {
+      validateIdentity(identity);
+      if (isHostIdentity(identity)) problems.push(`"${identity}" is a host user's identity: an administrator is known by its client certificate`);
+    } catch (err) {
+      problems.push(errorMessage(err));
+    }
+  }
+  return problems;
 }
 
 /** --check-config output must not leak the Redis password into terminals and CI logs. */
@@ -111,6 +126,21 @@ export const RESOLVER_OPTIONS = defineOptions({
     kind: 'boolean',
     env: 'STRATA_RESOLVER_PLAINTEXT',
     help: 'allow serving without TLS on a non-loopback --listen address (anyone who reaches the port reads and changes every layer); with --tls-cert it serves TLS',
+  },
+  admin: {
+    kind: 'string-list',
+    arg: 'identity',
+    env: 'STRATA_RESOLVER_ADMINS',
+    split: ',',
+    help: 'with --tls-client-ca: this identity (a client certificate\'s URI SAN, else its CN) manages every layer and grant, also before any grant exists (repeatable; comma-separated)',
+    check: adminProblem,
+  },
+  'audit-log': {
+    kind: 'path',
+    arg: 'file',
+    env: 'STRATA_RESOLVER_AUDIT_LOG',
+    defaultHelp: '<store>/.strata/audit.log',
+    help: 'append audit events (layer and policy changes, refused calls) to this file as JSON lines, created 0600; reopened on SIGHUP',
   },
   'cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'in-process metadata cache size in MiB' },
   'grace-ms': { kind: 'positive-int', arg: 'n', default: 10_000, help: 'how long SIGTERM waits for calls in flight' },
@@ -235,12 +265,25 @@ export async function main(argv: readonly string[]): Promise<void> {
   // A failed bind is reported once, by us: grpc-js would log its own version of it first.
   setLogVerbosity(LogVerbosity.NONE);
   try {
-    resolver = await Resolver.start({ store: o.store, listen: o.listen, credentials, redisUrl: o.redis, cacheMb: o.cacheMb, log });
+    resolver = await Resolver.start({
+      store: o.store,
+      listen: o.listen,
+      credentials,
+      redisUrl: o.redis,
+      cacheMb: o.cacheMb,
+      log,
+      // Only mutual TLS tells the resolver who calls: that is when the access policy is enforced.
+      enforceAccess: credentials?.mutual === true,
+      admins: o.admin ?? [],
+      auditLog: o.auditLog,
+    });
   } catch (err) {
     fail(EXIT_START, [startFailure(o.listen, err)]);
   }
   setLogVerbosity(grpcVerbosity());
   if (credentials) reloadOnHangup(credentials, o, log);
+  const running = resolver;
+  process.on('SIGHUP', () => running.reopenAudit());
   const tls = credentials === undefined ? 'off' : credentials.mutual ? 'mutual' : 'on';
   log.info(
     { event: 'resolver.listening', listen: o.listen, port: resolver.port, tls, store: path.resolve(o.store), cacheMb: o.cacheMb, redis: o.redis ? 'on' : 'off', config: loaded.file, ...telemetry },

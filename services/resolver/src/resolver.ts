@@ -1,7 +1,11 @@
 import type { ServerCredentials } from '@grpc/grpc-js';
 import { openCache, type OpenedCache } from '@strata/cache';
-import { Catalog } from '@strata/layers';
+import { errorMessage } from '@strata/errors';
+import { CATALOG_DIR_NAME, Catalog, PolicyStore } from '@strata/layers';
+import * as path from 'node:path';
 import type { Logger } from '@strata/telemetry';
+import { Authorizer } from './access/authorizer';
+import { AuditLog } from './audit';
 import { Chains } from './chains';
 import { checkLayerSource } from './layer-sources';
 import { ResolverServer } from './grpc/server';
@@ -20,6 +24,17 @@ export interface ResolverOptions {
   redisUrl?: string;
   cacheMb: number;
   log: Logger;
+  /** Mutual TLS: callers are known by their certificates, so the access policy is enforced. */
+  enforceAccess?: boolean;
+  /** --admin: identities that manage every layer and grant. */
+  admins?: readonly string[];
+  /** --audit-log; default <store>/.strata/audit.log. */
+  auditLog?: string;
+}
+
+/** The audit file when none is named: in the store, beside the catalog. */
+export function defaultAuditLog(store: string): string {
+  return path.join(path.resolve(store), CATALOG_DIR_NAME, 'audit.log');
 }
 
 /** One resolver process: catalog, chains, cache and the gRPC server wired together. */
@@ -27,6 +42,9 @@ export class Resolver {
   readonly server: ResolverServer;
   readonly projection: ProjectionOps;
   readonly cache: OpenedCache;
+  readonly audit: AuditLog;
+  readonly authz: Authorizer;
+  readonly policy: PolicyStore;
   port = 0;
 
   private constructor(
@@ -37,7 +55,22 @@ export class Resolver {
     this.cache = openCache({ memoryBytes: options.cacheMb * 1024 * 1024, redisUrl: options.redisUrl, log: options.log });
     this.projection = new ProjectionOps(new Chains(catalog, privileges), this.cache.cache);
     const tracker = new RequestTracker(options.log);
-    this.server = new ResolverServer({ layers: new LayerOps(catalog, new MountRegistry(options.store)), projection: this.projection, log: options.log, tracker });
+    const policy = new PolicyStore(options.store);
+    this.policy = policy;
+    const auditFile = options.auditLog ?? defaultAuditLog(options.store);
+    this.audit = AuditLog.open(auditFile, {
+      onError: (err, file) => options.log.error({ event: 'resolver.audit_failed', file, err: errorMessage(err) }, `audit log ${file} cannot be written: ${errorMessage(err)}`),
+    });
+    this.authz = new Authorizer({ policy, catalog, admins: options.admins ?? [], enforced: options.enforceAccess === true, log: options.log });
+    this.server = new ResolverServer({
+      layers: new LayerOps(catalog, new MountRegistry(options.store)),
+      projection: this.projection,
+      policy,
+      authz: this.authz,
+      audit: this.audit,
+      log: options.log,
+      tracker,
+    });
     registerResolverMetrics({ projection: this.projection, tracker, sessions: () => this.server.sessions.size, redis: options.redisUrl !== undefined });
   }
 
@@ -54,13 +87,46 @@ export class Resolver {
     }
     const resolver = new Resolver(options, catalog, privileges);
     resolver.port = await resolver.server.listen(options.listen, options.credentials);
+    await resolver.logAccessControl();
     return resolver;
+  }
+
+  /** Once at start: whether the policy is enforced, by whom it is managed, where it and the audit log are. */
+  private async logAccessControl(): Promise<void> {
+    const index = await this.authz.index();
+    const enforced = this.authz.enforced;
+    this.options.log.info(
+      {
+        event: 'resolver.access_control',
+        enforced,
+        admins: [...this.authz.admins],
+        policy: this.policy.file,
+        generation: index.policy.generation,
+        grants: index.policy.grants.length,
+        audit: this.audit.file,
+      },
+      enforced
+        ? 'access control enforced: callers are known by their client certificates'
+        : 'access control not enforced (no --tls-client-ca): every caller may read and change every layer and grant',
+    );
+    if (!enforced && this.authz.admins.size > 0) {
+      this.options.log.warn({ event: 'resolver.admin_unused' }, '--admin has no effect without --tls-client-ca: without client certificates every caller is an administrator');
+    }
+    if (enforced && this.authz.admins.size === 0 && index.policy.grants.length === 0) {
+      this.options.log.warn({ event: 'resolver.no_admin' }, 'access control is enforced with no --admin and no grant: nobody can read or change anything');
+    }
+  }
+
+  /** SIGHUP: the audit file is opened again (after a log rotation). */
+  reopenAudit(): void {
+    this.audit.reopen();
   }
 
   async stop(graceMs: number): Promise<void> {
     await this.server.drain(graceMs);
     this.projection.close();
     await this.cache.cache.close();
+    await this.audit.close();
     this.options.log.info({ event: 'resolver.stopped', ...this.projection.counters, bytesServed: this.projection.bytesServed }, 'resolver stopped');
   }
 }

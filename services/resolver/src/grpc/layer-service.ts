@@ -8,8 +8,10 @@ import {
   mountOptionsFromProto,
   optionalLayerRefFromProto,
 } from '@strata/protocol';
+import type { Authorizer } from '../access/authorizer';
 import type { LayerOps } from '../layer-ops';
 import { unary, type RpcContext } from './calls';
+import { callerIdentity } from './tls';
 
 /** The fields an UpdateLayer request sets (proto3 optionals: absent means unchanged). */
 function updateInput(req: UpdateLayerRequest): UpdateLayerInput {
@@ -26,8 +28,8 @@ function updateInput(req: UpdateLayerRequest): UpdateLayerInput {
   return input;
 }
 
-/** LayerService: where layer messages become domain values and back. */
-export function layerService(ops: LayerOps, rpc: RpcContext): LayerServiceServer {
+/** LayerService: where layer messages become domain values and back. ListLayers shows what the caller may read. */
+export function layerService(ops: LayerOps, authz: Authorizer, rpc: RpcContext): LayerServiceServer {
   return {
     createLayer: unary('CreateLayer', rpc, async (req) => {
       const base = optionalLayerRefFromProto(req.base, 'base');
@@ -47,8 +49,8 @@ export function layerService(ops: LayerOps, rpc: RpcContext): LayerServiceServer
       // The proto promises the whole chain, this layer first.
       return { layer: layerToProto(chain[0]), chain: chain.map(layerToProto) };
     }),
-    listLayers: unary('ListLayers', rpc, async (req) => {
-      const page = await ops.list(req.pageToken, req.pageSize);
+    listLayers: unary('ListLayers', rpc, async (req, call) => {
+      const page = await ops.list(req.pageToken, req.pageSize, await authz.readable(callerIdentity(call)));
       return { layers: page.layers.map(layerToProto), nextPageToken: page.nextPageToken };
     }),
     updateLayer: unary('UpdateLayer', rpc, async (req) => {

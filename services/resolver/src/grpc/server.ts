@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
@@ -7,14 +7,20 @@ import {
   DiffServiceService,
   LayerServiceService,
   PROTO_ROOT,
+  PolicyServiceService,
   ProjectionServiceService,
   SessionServiceService,
 } from '@strata/protocol';
+import type { PolicyStore } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
+import type { Authorizer } from '../access/authorizer';
+import type { AuditLog } from '../audit';
 import type { LayerOps } from '../layer-ops';
 import type { RequestTracker } from '../observability/request-tracker';
 import type { ProjectionOps } from '../projection-ops';
+import { AccessControl } from './access-control';
 import { layerService } from './layer-service';
+import { policyService } from './policy-service';
 import { projectionHandlers } from './projection-handlers';
 import { diffService, projectionService } from './services';
 import { type SessionHandle, sessionHandler } from './session';
@@ -26,7 +32,7 @@ export const MAX_REQUEST_BYTES = 1 << 20;
 /** Responses carry up to 1 MiB of file data or a page of directory entries. */
 export const MAX_RESPONSE_BYTES = 16 << 20;
 
-const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService'];
+const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService', 'strata.v1.PolicyService'];
 
 /**
  * Each call's caller (its certificate's identity) on a log line before the
@@ -50,6 +56,9 @@ function withCallerLog<T extends UntypedServiceImplementation>(service: string, 
 export interface ServerDeps {
   layers: LayerOps;
   projection: ProjectionOps;
+  policy: PolicyStore;
+  authz: Authorizer;
+  audit: AuditLog;
   log: Logger;
   tracker: RequestTracker;
 }
@@ -75,23 +84,27 @@ export class ResolverServer {
     const safe = withInvalidArgumentOnBadInput;
     const rpc = { log: deps.log, tracker: deps.tracker };
     const log = deps.log;
-    this.server.addService(safe(LayerServiceService), withCallerLog('LayerService', layerService(deps.layers, rpc), log));
+    // Every service behind access control (the one place it is decided), then the caller's log line.
+    const access = new AccessControl(deps.authz, deps.audit, log);
+    const add = <T extends UntypedServiceImplementation>(name: string, definition: ServiceDefinition, impl: T): void => {
+      this.server.addService(safe(definition), withCallerLog(name, access.wrap(name, definition, impl), log));
+    };
     const handlers = projectionHandlers(deps.projection);
-    this.server.addService(safe(ProjectionServiceService), withCallerLog('ProjectionService', projectionService(deps.projection, handlers, rpc), log));
-    this.server.addService(safe(DiffServiceService), withCallerLog('DiffService', diffService(deps.projection, rpc), log));
-    this.server.addService(
-      safe(SessionServiceService),
-      withCallerLog(
-        'SessionService',
+    add('LayerService', LayerServiceService, layerService(deps.layers, deps.authz, rpc));
+    add('ProjectionService', ProjectionServiceService, projectionService(deps.projection, handlers, rpc));
+    add('DiffService', DiffServiceService, diffService(deps.projection, rpc));
+    add('PolicyService', PolicyServiceService, policyService(deps.policy, deps.authz, rpc));
+    add('SessionService', SessionServiceService, {
+      session: sessionHandler(
+        handlers,
+        rpc,
         {
-          session: sessionHandler(handlers, rpc, {
-            opened: (s) => this.sessions.add(s),
-            closed: (s) => this.sessions.delete(s),
-          }),
+          opened: (s) => this.sessions.add(s),
+          closed: (s) => this.sessions.delete(s),
         },
-        log,
+        access.sessionAdmission,
       ),
-    );
+    });
     this.health.addToServer(this.server);
     const definitions = protoLoader.loadSync(API_PROTO_FILES, { includeDirs: [PROTO_ROOT] });
     new ReflectionService(definitions).addToServer(this.server);

@@ -1,14 +1,16 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { StrataError } from '@strata/errors';
 import { type AnswerCase, type OperationHandlers, SessionRequest, SessionResponse, dispatchCase, errorInfoOf, toServiceError } from '@strata/protocol';
+import type { SessionAdmission } from './access-control';
 import { asStrataError, type RpcContext } from './calls';
 import { undecodableOf } from './undecodable';
 
 /** Requests one Session may have in progress; more wait in HTTP/2 flow control, not in memory. */
 export const SESSION_MAX_INFLIGHT = 64;
 
-function dispatch(handlers: OperationHandlers, req: SessionRequest): Promise<AnswerCase> {
-  if (!req.request) return Promise.reject(StrataError.invalid(`session request ${req.id} carries no known request`));
+async function dispatch(handlers: OperationHandlers, req: SessionRequest, admit: SessionAdmission | undefined): Promise<AnswerCase> {
+  if (!req.request) throw StrataError.invalid(`session request ${req.id} carries no known request`);
+  await admit?.(req);
   return dispatchCase(handlers, req.request, undefined);
 }
 
@@ -29,10 +31,18 @@ export interface SessionHooks {
  * control both ways: at most SESSION_MAX_INFLIGHT requests run at once, and
  * while the client does not read its responses (write() returns false) no
  * new request is read, so a stalled client costs bounded memory.
+ * `admission` gives the stream's per-request access check (access-control.ts):
+ * a refused request is answered with its error like any failed one.
  */
-export function sessionHandler(handlers: OperationHandlers, rpc: RpcContext, hooks: SessionHooks) {
+export function sessionHandler(
+  handlers: OperationHandlers,
+  rpc: RpcContext,
+  hooks: SessionHooks,
+  admission: (call: ServerDuplexStream<SessionRequest, SessionResponse>) => SessionAdmission | undefined = () => undefined,
+) {
   const { log, tracker } = rpc;
   return (call: ServerDuplexStream<SessionRequest, SessionResponse>): void => {
+    const admit = admission(call);
     let inflight = 0;
     let blocked = false;
     let inputEnded = false;
@@ -89,7 +99,7 @@ export function sessionHandler(handlers: OperationHandlers, rpc: RpcContext, hoo
       inflight++;
       flow();
       tracker
-        .run(`Session.${req.request?.$case ?? 'unknown'}`, req.traceContext, () => dispatch(handlers, req))
+        .run(`Session.${req.request?.$case ?? 'unknown'}`, req.traceContext, () => dispatch(handlers, req, admit))
         .then(
           (response) => send({ id: req.id, response }),
           (err: unknown) => send({ id: req.id, response: { $case: 'error', error: errorInfoOf(asStrataError(err, log, 'Session')) } }),
