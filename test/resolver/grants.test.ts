@@ -429,6 +429,21 @@ describe('grants on a resolver serving mutual TLS', () => {
     const failedDelete = lines.find((l) => l.event === 'access.denied' && l.action === 'DeleteLayer' && l.identity === BOB);
     assert.equal(failedDelete?.layer, 'vm-db');
   });
+
+  test('SIGHUP reopens the audit log: after a rotation the next lines go to a new file', async () => {
+    const file = path.join(fx.store, '.strata', 'audit.log');
+    // Both replicas append to the default file; the rotation is done on each.
+    fs.renameSync(file, `${file}.1`);
+    for (const r of [r1, r2]) {
+      const reopened = r?.logs.filter((l) => l.event === 'resolver.audit_reopened').length ?? 0;
+      r?.child.kill('SIGHUP');
+      await waitFor('resolver.audit_reopened', () => ((r?.logs.filter((l) => l.event === 'resolver.audit_reopened').length ?? 0) > reopened) || undefined);
+    }
+    await deniedMessage(clientOf('carol').stat({ name: 'rotated-away' }, '/'));
+    const fresh = await waitFor('a line in the new file', () => (fs.existsSync(file) && auditLines().length > 0 ? auditLines() : undefined));
+    assert.deepEqual(fresh.map((l) => [l.identity, l.layer]), [['carol', 'rotated-away']]);
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+  });
 });
 
 describe('without mutual TLS nothing is enforced', () => {

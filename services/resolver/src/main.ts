@@ -283,7 +283,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   setLogVerbosity(grpcVerbosity());
   if (credentials) reloadOnHangup(credentials, o, log);
   const running = resolver;
-  process.on('SIGHUP', () => running.reopenAudit());
+  process.on('SIGHUP', () => {
+    running.reopenAudit();
+    log.info({ event: 'resolver.audit_reopened', file: running.audit.file }, 'audit log reopened');
+  });
   const tls = credentials === undefined ? 'off' : credentials.mutual ? 'mutual' : 'on';
   log.info(
     { event: 'resolver.listening', listen: o.listen, port: resolver.port, tls, store: path.resolve(o.store), cacheMb: o.cacheMb, redis: o.redis ? 'on' : 'off', config: loaded.file, ...telemetry },
