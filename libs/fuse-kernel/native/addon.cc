@@ -305,6 +305,15 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     *n = b.Length();
     return true;
   }
+  // A path component: 1-255 bytes without '/' or NUL, copied out of the Buffer.
+  bool NameArg(const Napi::CallbackInfo& info, size_t i, std::string* out) {
+    const uint8_t* p;
+    size_t n;
+    if (!Bytes(info, i, &p, &n)) return false;
+    if (!ValidName(reinterpret_cast<const char*>(p), n)) return Fail(info, "name must be 1-255 bytes without '/' or NUL");
+    out->assign(reinterpret_cast<const char*>(p), n);
+    return true;
+  }
   bool AttrArg(const Napi::CallbackInfo& info, size_t i, fuse_attr* out) {
     const uint8_t* p;
     size_t n;
@@ -441,20 +450,14 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
   // cacheEntry(parent, name, ino, attr, entryTimeout, attrTimeout, ttl)
   Napi::Value CacheEntry(const Napi::CallbackInfo& info) {
     uint64_t parent, key;
-    const uint8_t* name;
-    size_t name_len;
+    std::string n;
     fuse_attr attr;
-    if (!Open(info) || !Key(info, 0, &parent) || !Bytes(info, 1, &name, &name_len) || !Key(info, 2, &key) ||
+    if (!Open(info) || !Key(info, 0, &parent) || !NameArg(info, 1, &n) || !Key(info, 2, &key) ||
         !AttrArg(info, 3, &attr)) {
-      return info.Env().Undefined();
-    }
-    if (!ValidName(reinterpret_cast<const char*>(name), name_len)) {
-      Fail(info, "name must be 1-255 bytes without '/' or NUL");
       return info.Env().Undefined();
     }
     int64_t expires = ExpiryFromSeconds(Seconds(info, 6));
     if (expires == 0) return info.Env().Undefined();
-    std::string n(reinterpret_cast<const char*>(name), name_len);
     session_->cache().PutAttr(key, AttrRecord{attr, TimeoutFromSeconds(Seconds(info, 5)), expires});
     session_->cache().PutEntry(parent, n, key, TimeoutFromSeconds(Seconds(info, 4)), expires);
     return info.Env().Undefined();
@@ -462,17 +465,11 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
   // cacheNegative(parent, name, entryTimeout, ttl)
   Napi::Value CacheNegative(const Napi::CallbackInfo& info) {
     uint64_t parent;
-    const uint8_t* name;
-    size_t name_len;
-    if (!Open(info) || !Key(info, 0, &parent) || !Bytes(info, 1, &name, &name_len)) return info.Env().Undefined();
-    if (!ValidName(reinterpret_cast<const char*>(name), name_len)) {
-      Fail(info, "name must be 1-255 bytes without '/' or NUL");
-      return info.Env().Undefined();
-    }
+    std::string n;
+    if (!Open(info) || !Key(info, 0, &parent) || !NameArg(info, 1, &n)) return info.Env().Undefined();
     int64_t expires = ExpiryFromSeconds(Seconds(info, 3));
     if (expires == 0) return info.Env().Undefined();
-    session_->cache().PutNegative(parent, std::string(reinterpret_cast<const char*>(name), name_len),
-                                  TimeoutFromSeconds(Seconds(info, 2)), expires);
+    session_->cache().PutNegative(parent, n, TimeoutFromSeconds(Seconds(info, 2)), expires);
     return info.Env().Undefined();
   }
   // cacheAttr(ino, attr, attrTimeout, ttl)
@@ -597,16 +594,10 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
   // invalidateEntry(parent, name) -> token > 0 | 0 | -errno
   Napi::Value InvalidateEntry(const Napi::CallbackInfo& info) {
     uint64_t parent;
-    const uint8_t* name;
-    size_t name_len;
-    if (!Open(info) || !Key(info, 0, &parent) || !Bytes(info, 1, &name, &name_len)) return info.Env().Undefined();
-    if (!ValidName(reinterpret_cast<const char*>(name), name_len)) {
-      Fail(info, "name must be 1-255 bytes without '/' or NUL");
-      return info.Env().Undefined();
-    }
+    std::string n;
+    if (!Open(info) || !Key(info, 0, &parent) || !NameArg(info, 1, &n)) return info.Env().Undefined();
     if (!Running(info)) return Result64(info, -ENOTCONN);
-    return Result64(info,
-                    session_->InvalidateEntry(parent, std::string(reinterpret_cast<const char*>(name), name_len)));
+    return Result64(info, session_->InvalidateEntry(parent, n));
   }
   Napi::Value Result64(const Napi::CallbackInfo& info, int64_t r) {
     return Napi::Number::New(info.Env(), static_cast<double>(r));
