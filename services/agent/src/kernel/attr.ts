@@ -1,5 +1,7 @@
-import type { Attr as KernelAttr, StatFs as KernelStatFs } from '@strata/fuse-kernel';
-import type { Attr, StatFsResponse } from '@strata/protocol';
+import type { DirEntry as KernelDirEntry, Attr as KernelAttr, StatFs as KernelStatFs } from '@strata/fuse-kernel';
+import type { Attr, DirEntry, StatFsResponse } from '@strata/protocol';
+import { childKey } from '../mount/tree-path';
+import type { NodeTable } from './node-table';
 
 function ns(sec: number, nsec: number): bigint {
   return BigInt(sec) * 1_000_000_000n + BigInt(nsec);
@@ -29,4 +31,13 @@ export function kernelAttr(a: Attr): KernelAttr {
 
 export function kernelStatfs(s: StatFsResponse, cacheTtl: number): KernelStatFs {
   return { bsize: s.bsize, frsize: s.frsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namelen: s.namemax, cacheTtl };
+}
+
+/** The entries of the directory at `key` as the session lists them: each child with its ino and attributes. */
+export function kernelEntries(nodes: NodeTable, key: string, entries: readonly DirEntry[]): KernelDirEntry[] {
+  const out: KernelDirEntry[] = [];
+  for (const e of entries) {
+    if (e.attr) out.push({ name: e.name, ino: nodes.inoOf(childKey(key, e.name)), attr: kernelAttr(e.attr) });
+  }
+  return out;
 }

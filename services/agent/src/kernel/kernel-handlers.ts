@@ -1,9 +1,9 @@
 import { Errno, StrataError } from '@strata/errors';
-import type { DirEntry, Entry, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } from '@strata/fuse-kernel';
+import type { Entry, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } from '@strata/fuse-kernel';
 import type { MountFs } from '../mount/mount-fs';
 import type { OpTracker } from '../observability/op-tracker';
 import { childKey, parentKey, pathOf } from '../mount/tree-path';
-import { kernelAttr, kernelStatfs } from './attr';
+import { kernelAttr, kernelEntries, kernelStatfs } from './attr';
 import type { NodeTable } from './node-table';
 
 /** How long answers are kept: by the kernel (seconds) and by the session's native cache (seconds; Infinity: sealed). */
@@ -32,16 +32,11 @@ function xattrName(name: Buffer): string | undefined {
  */
 export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life: AnswerLifetimes, native?: NativeCacheSink): FuseHandlers {
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
-  const label = (key: string): string => key;
 
   async function listing(ino: bigint): Promise<Listing> {
     const key = nodes.keyOf(ino);
     const l = await fs.readdir(pathOf(key));
-    const entries: DirEntry[] = [];
-    for (const e of l.entries) {
-      if (!e.attr) continue;
-      entries.push({ name: e.name, ino: nodes.inoOf(childKey(key, e.name)), attr: kernelAttr(e.attr) });
-    }
+    const entries = kernelEntries(nodes, key, l.entries);
     const parent = key === '/' ? l.dir : await fs.stat(pathOf(parentKey(key)));
     return { entries, dotIno: BigInt(l.dir.ino), dotdotIno: BigInt(parent.ino), ...timeouts };
   }
@@ -64,21 +59,21 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
   return {
     lookup(parent, name): Promise<Entry> {
       const key = childKey(nodes.keyOf(parent), name);
-      return t.run('lookup', label(key), async () => {
+      return t.run('lookup', key, async () => {
         const attr = await fs.stat(pathOf(key));
         return { ino: nodes.inoOf(key), attr: kernelAttr(attr), ...timeouts };
       });
     },
     getattr(ino): Promise<AttrAnswer> {
       const key = nodes.keyOf(ino);
-      return t.run('getattr', label(key), async () => ({ attr: kernelAttr(await fs.stat(pathOf(key))), attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl }));
+      return t.run('getattr', key, async () => ({ attr: kernelAttr(await fs.stat(pathOf(key))), attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl }));
     },
     readdir(ino): Promise<Listing> {
-      return t.run('readdir', label(nodes.keyOf(ino)), () => listing(ino));
+      return t.run('readdir', nodes.keyOf(ino), () => listing(ino));
     },
     read(ino, _fh, offset, size): Promise<Buffer> {
       const key = nodes.keyOf(ino);
-      return t.run('read', label(key), async () => {
+      return t.run('read', key, async () => {
         const into = Buffer.allocUnsafe(size);
         const n = await fs.read(pathOf(key), into, Number(offset), size);
         return into.subarray(0, n);
@@ -86,25 +81,25 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
     },
     readlink(ino): Promise<LinkAnswer> {
       const key = nodes.keyOf(ino);
-      return t.run('readlink', label(key), async () => ({ target: await fs.readlink(pathOf(key)), cacheTtl: life.cacheTtl }));
+      return t.run('readlink', key, async () => ({ target: await fs.readlink(pathOf(key)), cacheTtl: life.cacheTtl }));
     },
     getxattr(ino, name): Promise<Buffer> {
       const key = nodes.keyOf(ino);
       const text = xattrName(name);
       if (text === undefined) return Promise.reject(new StrataError(Errno.ENODATA, 'no such attribute'));
       if (wholeSets) {
-        return t.run('getxattr', label(key), async () => {
+        return t.run('getxattr', key, async () => {
           const v = (await xattrSet(key, ino)).get(text);
           if (v === undefined) throw new StrataError(Errno.ENODATA, 'no such attribute');
           return v;
         });
       }
-      return t.run('getxattr', label(key), () => fs.getXattr(pathOf(key), text));
+      return t.run('getxattr', key, () => fs.getXattr(pathOf(key), text));
     },
     listxattr(ino): Promise<Buffer[]> {
       const key = nodes.keyOf(ino);
-      if (wholeSets) return t.run('listxattr', label(key), async () => [...(await xattrSet(key, ino)).keys()].map((n) => Buffer.from(n, 'utf8')));
-      return t.run('listxattr', label(key), async () => (await fs.listXattr(pathOf(key))).map((n) => Buffer.from(n, 'utf8')));
+      if (wholeSets) return t.run('listxattr', key, async () => [...(await xattrSet(key, ino)).keys()].map((n) => Buffer.from(n, 'utf8')));
+      return t.run('listxattr', key, async () => (await fs.listXattr(pathOf(key))).map((n) => Buffer.from(n, 'utf8')));
     },
     statfs(): Promise<StatFs> {
       return t.run('statfs', '/', async () => kernelStatfs(await fs.statfs(), Math.min(life.cacheTtl, 1)));

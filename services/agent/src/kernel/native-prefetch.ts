@@ -1,7 +1,6 @@
-import type { FuseSession, DirEntry } from '@strata/fuse-kernel';
+import type { FuseSession } from '@strata/fuse-kernel';
 import type { PrefetchSink } from '../mount/mount-fs';
-import { childKey } from '../mount/tree-path';
-import { kernelAttr } from './attr';
+import { kernelAttr, kernelEntries } from './attr';
 import type { NodeTable } from './node-table';
 
 /**
@@ -14,10 +13,7 @@ export function nativePrefetchSink(session: FuseSession, nodes: NodeTable): Pref
   return {
     directory(key, listing, parentIno) {
       const ino = nodes.inoOf(key);
-      const entries: DirEntry[] = [];
-      for (const e of listing.entries) {
-        if (e.attr) entries.push({ name: e.name, ino: nodes.inoOf(childKey(key, e.name)), attr: kernelAttr(e.attr) });
-      }
+      const entries = kernelEntries(nodes, key, listing.entries);
       session.cacheAttr(ino, kernelAttr(listing.dir));
       session.cacheListing(ino, { entries, dotIno: BigInt(listing.dir.ino), dotdotIno: BigInt(parentIno) });
     },

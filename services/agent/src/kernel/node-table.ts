@@ -27,28 +27,10 @@ export class NodeTable {
     return ino;
   }
 
-  /** The path of an ino; ESTALE for one this table no longer (or never) held. */
+  /** The path of an ino; ESTALE for one this table never handed out. */
   keyOf(ino: bigint): string {
     const key = this.byIno.get(ino);
     if (key === undefined) throw new StrataError(Errno.ESTALE, `no node ${ino} in this mount`);
     return key;
-  }
-
-  /**
-   * Inos the session will never mention again (neither the kernel nor the
-   * native cache refers to them): their paths get fresh inos if seen again.
-   */
-  drop(inos: readonly bigint[]): void {
-    for (const ino of inos) {
-      if (ino === ROOT_INO) continue;
-      const key = this.byIno.get(ino);
-      if (key === undefined) continue;
-      this.byIno.delete(ino);
-      if (this.byKey.get(key) === ino) this.byKey.delete(key);
-    }
-  }
-
-  get size(): number {
-    return this.byIno.size;
   }
 }
