@@ -13,7 +13,9 @@ import { NodeTable, ROOT_INO } from './kernel/node-table';
 import { nativePrefetchSink } from './kernel/native-prefetch';
 import { hasStrataMount, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
-import { ChunkCache } from './mount/chunk-cache';
+import { DiskCache } from './data-cache/disk-cache';
+import { MountData } from './data-cache/mount-data';
+import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
 import { MountFs, type MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
 import { OpTracker, fuseLatencyHistogram } from './observability/op-tracker';
@@ -34,6 +36,8 @@ export interface AgentOptions {
   prefetchEntries: number;
   /** Kernel entry/attr/negative timeout for sealed layers, seconds. */
   sealedTimeoutSeconds: number;
+  /** Sealed files kept whole on disk here, at most `maxBytes` in all, served by passthrough (absent or 0: off). */
+  dataCache?: { dir: string; maxBytes: number };
   log: Logger;
 }
 
@@ -44,6 +48,7 @@ interface Mounted {
   session: FuseSession;
   fs: MountFs;
   nodes: NodeTable;
+  data: MountData;
   prefetch?: AbortController;
 }
 
@@ -67,7 +72,10 @@ export class Agent {
   private readonly requester: SessionRequester;
   private mountSeq = 0;
 
-  private constructor(private readonly o: AgentOptions) {
+  private constructor(
+    private readonly o: AgentOptions,
+    private readonly disk: DiskCache,
+  ) {
     this.log = o.log;
     this.client = new StrataClient({ resolver: o.resolver, deadlineMs: o.deadlineMs });
     this.outages = new OutageMonitor(this.log);
@@ -115,7 +123,7 @@ export class Agent {
   }
 
   static async start(o: AgentOptions): Promise<Agent> {
-    const agent = new Agent(o);
+    const agent = new Agent(o, o.dataCache && o.dataCache.maxBytes > 0 ? await DiskCache.open(o.dataCache.dir, o.dataCache.maxBytes) : DiskCache.none());
     await agent.clearStale();
     agent.reporter.start();
     return agent;
@@ -207,11 +215,25 @@ export class Agent {
       ? { kernelSeconds: LIVE_FRESHNESS.kernelTimeoutMs / 1000, cacheTtl: LIVE_FRESHNESS.agentCacheMs / 1000 }
       : { kernelSeconds: this.o.sealedTimeoutSeconds, cacheTtl: Infinity };
     const nodes = new NodeTable();
+    // A LIVE file changes under its readers: only sealed ones are kept whole on disk.
+    const data = new MountData({
+      cache: live ? DiskCache.none() : this.disk,
+      mountKey,
+      chunkSize: CHUNK_SIZE,
+      fetchChunk: (p, i) => mfs.chunk(p, i),
+      log: this.log,
+      mountpoint,
+    });
     // The session exists only once mounted; until then nothing can ask for xattrs.
     let session: FuseSession | undefined;
-    const handlers = kernelHandlers(mfs, nodes, new OpTracker(layer.layerId, this.fuseLatency, this.log), life, {
-      cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set),
-    });
+    const handlers = kernelHandlers(
+      mfs,
+      nodes,
+      new OpTracker(layer.layerId, this.fuseLatency, this.log),
+      life,
+      { cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set) },
+      data,
+    );
     try {
       session = await FuseSession.mount(mountpoint, handlers, {
         fsName: `strata:${layer.name || layer.layerId}`,
@@ -232,9 +254,11 @@ export class Agent {
         onError: (err, op) => this.log.error({ event: 'agent.fuse.handler_error', op, err: StrataError.from(err).message }, 'FUSE handler failed'),
       });
     } catch (err) {
+      data.dispose();
       mfs.dispose();
       throw StrataError.from(err, `mounting ${mountpoint}`);
     }
+    data.attach(session);
     const info: MountInfo = {
       mountpoint,
       layerId: layer.layerId,
@@ -245,7 +269,7 @@ export class Agent {
       mountedAt: new Date().toISOString(),
     };
     const mounted = session;
-    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes };
+    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes, data };
     this.mounts.set(mountpoint, m);
     // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.
     void mounted.closed.then(async (reason) => {
@@ -256,7 +280,9 @@ export class Agent {
     await this.saveState();
     // Protected from deletion as soon as the caller hears it is mounted.
     await this.reporter.changed();
-    this.log.info({ event: 'agent.mounted', ...info }, 'mounted');
+    // How cached file data reaches the kernel is the kernel's and the agent's privilege's decision, taken at INIT.
+    const dataServing = live || this.disk.maxBytes === 0 ? 'agent' : mounted.passthroughAvailable ? 'passthrough' : 'pread';
+    this.log.info({ event: 'agent.mounted', ...info, dataServing }, 'mounted');
     if (!live && this.o.prefetchEntries > 0) this.prefetch(m);
     return info;
   }
@@ -332,7 +358,10 @@ export class Agent {
     this.mounts.delete(m.info.mountpoint);
     m.prefetch?.abort();
     // A lazily detached session keeps serving files still open and ends when the kernel lets go; its caches go with it.
-    void m.session.closed.then(() => m.fs.dispose());
+    void m.session.closed.then(() => {
+      m.data.dispose();
+      m.fs.dispose();
+    });
     await this.saveState();
     void this.reporter.changed();
   }
@@ -378,6 +407,8 @@ export class Agent {
     this.outages.close();
     this.session.close();
     this.client.close();
-    this.log.info({ event: 'agent.stopped', chunkHits: this.chunks.hits, chunkMisses: this.chunks.misses }, 'agent stopped');
+    const dataCache = this.disk.stats();
+    await this.disk.close().catch((err: unknown) => this.log.warn({ event: 'agent.data_cache.cleanup_failed', dir: this.disk.dir, err: StrataError.from(err).message }, 'data cache not removed'));
+    this.log.info({ event: 'agent.stopped', chunkHits: this.chunks.hits, chunkMisses: this.chunks.misses, dataCache }, 'agent stopped');
   }
 }

@@ -22,6 +22,7 @@ import { validateName } from '@strata/layers';
 import { createLogger, onShutdown, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
 import { Agent } from './agent';
 import { ControlServer } from './control/control-server';
+import { agentDataDir, defaultDataCacheRoot } from './data-cache/cache-dir';
 
 const SERVICE = 'strata agent';
 /** The agent could not start (the socket is taken, a --mount failed). */
@@ -100,7 +101,16 @@ export const AGENT_OPTIONS = defineOptions({
   'tls-cert': { kind: 'path', arg: 'file', env: TLS_ENV.cert, help: 'present this PEM certificate to resolvers that want mutual TLS, with --tls-key', check: fileProblem },
   'tls-key': { kind: 'path', arg: 'file', env: TLS_ENV.key, help: 'the PEM private key of --tls-cert', check: fileProblem },
   'deadline-ms': { kind: 'positive-int', arg: 'n', default: 3000, help: 'a FUSE operation fails with EIO when no resolver answered within this' },
-  'chunk-cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'file data cache, MiB' },
+  'chunk-cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'file data chunks held in memory, MiB' },
+  'data-cache-mb': { kind: 'non-negative-int', arg: 'n', default: 2048, help: 'sealed files kept whole on disk and served by FUSE passthrough, MiB (0: off)' },
+  'data-cache-dir': {
+    kind: 'path',
+    arg: 'dir',
+    default: defaultDataCacheRoot(),
+    defaultHelp: '/var/cache/strata as root, else strata-agent-<uid>-cache in the temp directory',
+    help: 'where --data-cache-mb goes: the agent keeps its files in a directory of its own inside it (emptied at start, removed at stop)',
+    check: (d: string) => directoryProblem(d, { mayCreate: true, access: 'write' }),
+  },
   'attr-entries': { kind: 'positive-int', arg: 'n', default: 500_000, help: 'attribute cache entries per mount' },
   'prefetch-entries': { kind: 'non-negative-int', arg: 'n', default: 100_000, help: 'walk the tree into the caches at mount, up to this many entries (0: off)' },
   'sealed-timeout': { kind: 'positive-int', arg: 's', default: 3600, help: 'kernel entry/attr/negative cache seconds for sealed layers' },
@@ -243,6 +253,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       attrEntries: o.attrEntries,
       prefetchEntries: o.prefetchEntries,
       sealedTimeoutSeconds: o.sealedTimeout,
+      dataCache: { dir: agentDataDir(o.dataCacheDir, o.socket), maxBytes: o.dataCacheMb * 1024 * 1024 },
       log,
     });
     control = await ControlServer.listen(

@@ -1,5 +1,6 @@
 import { Errno, StrataError } from '@strata/errors';
 import type { Entry, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } from '@strata/fuse-kernel';
+import type { MountData } from '../data-cache/mount-data';
 import type { MountFs } from '../mount/mount-fs';
 import type { OpTracker } from '../observability/op-tracker';
 import { childKey, parentKey, pathOf } from '../mount/tree-path';
@@ -30,7 +31,7 @@ function xattrName(name: Buffer): string | undefined {
  * the same thing never reaches this thread while the layer is sealed.
  * Names, link targets and xattr values stay bytes throughout.
  */
-export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life: AnswerLifetimes, native?: NativeCacheSink): FuseHandlers {
+export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life: AnswerLifetimes, native?: NativeCacheSink, data?: MountData): FuseHandlers {
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
 
   async function listing(ino: bigint): Promise<Listing> {
@@ -75,7 +76,10 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
       const key = nodes.keyOf(ino);
       return t.run('read', key, async () => {
         const into = Buffer.allocUnsafe(size);
-        const n = await fs.read(pathOf(key), into, Number(offset), size);
+        const path = pathOf(key);
+        // Sealed files are kept whole on disk once read: from then on the session serves them, and what still comes here is read from disk.
+        const cached = data && (await data.read(ino, path, (await fs.stat(path)).size, into, Number(offset), size));
+        const n = cached ?? (await fs.read(path, into, Number(offset), size));
         return into.subarray(0, n);
       });
     },

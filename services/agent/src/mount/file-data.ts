@@ -60,6 +60,11 @@ export class FileData {
     return this.piece(h, this.chunkKey(h, c.index), c.start, c.size);
   }
 
+  /** Chunk `index` of a file, from the cache or fetched once (shared with readers of it). */
+  async chunk(h: FileRef, index: number): Promise<Buffer> {
+    return (await this.piece(h, this.chunkKey(h, index), index * CHUNK_SIZE, CHUNK_SIZE)).data;
+  }
+
   /** The piece holding `pos` for a jump: the whole chunk if it is cached, else a block. */
   private blockAt(h: FileRef, pos: number): Promise<Piece> {
     const c = pieceAt('chunk', pos);

@@ -181,6 +181,11 @@ export class MountFs {
     return copied;
   }
 
+  /** Chunk `index` of a file (the on-disk data cache fills from these, sharing fetches with readers). */
+  chunk(path: Buffer, index: number): Promise<Buffer> {
+    return this.data.chunk({ key: keyOf(path), path }, index);
+  }
+
   /**
    * Fills the caches from a Walk of the whole tree (parents before children,
    * siblings sorted, as the protocol promises). Stops after `limit` entries;

@@ -1,0 +1,210 @@
+import { constants, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { GrpcCode, StrataError } from '@strata/errors';
+import type { Logger } from '@strata/telemetry';
+import type { CachedFile, DiskCache } from './disk-cache';
+
+/** Where a mount's file data is served from without JavaScript (the mount's FuseSession). */
+export interface FileDataSink {
+  setFileData(ino: bigint, fd: number): 'passthrough' | 'pread';
+  clearFileData(ino: bigint): void;
+}
+
+/** Chunk `index` (CHUNK_SIZE bytes, shorter at the end) of the file at `path`. */
+export type ChunkSource = (path: Buffer, index: number) => Promise<Buffer>;
+
+export interface MountDataOptions {
+  cache: DiskCache;
+  /** Unique among the agent's mounts: prefixes this mount's ids in the shared cache. */
+  mountKey: string;
+  chunkSize: number;
+  fetchChunk: ChunkSource;
+  log: Logger;
+  mountpoint: string;
+}
+
+/** Chunks of one file fetched at once while filling it. */
+const FILL_PARALLEL = 4;
+/** Files filled at once per mount; more wait their turn. */
+const FILLS_AT_ONCE = 4;
+/** Files waiting for a fill per mount; beyond it a file is tried again at its next read. */
+const MAX_QUEUED = 4096;
+/**
+ * Opens made before a file's registration keep reading through the agent
+ * (passthrough applies to later opens): registering again at most this
+ * often re-arms a registration the native cache dropped without letting
+ * each such read cost a kernel ioctl.
+ */
+const REREGISTER_MS = 1000;
+
+interface Wanted {
+  ino: bigint;
+  path: Buffer;
+  size: number;
+}
+
+/**
+ * One sealed mount's use of the on-disk data cache. The first read of a
+ * file that reaches the agent starts fetching the whole file in the
+ * background; once it is on disk the session serves it (passthrough: the
+ * kernel reads the cache file itself; else pread on native threads), and
+ * reads that still arrive here (files opened before) are read from disk.
+ */
+export class MountData {
+  private sink?: FileDataSink;
+  private readonly queued = new Map<bigint, Wanted>();
+  private readonly filling = new Set<bigint>();
+  private readonly registeredAt = new Map<bigint, number>();
+  /** Files whose fill failed for a reason other than an outage are not tried again while the mount lives. */
+  private readonly gaveUp = new Set<bigint>();
+  private refused = false;
+  private closed = false;
+
+  constructor(private readonly o: MountDataOptions) {}
+
+  attach(sink: FileDataSink): void {
+    this.sink = sink;
+  }
+
+  private id(ino: bigint): string {
+    return `${this.o.mountKey}\0${ino}`;
+  }
+
+  /**
+   * A read that reached the agent: its bytes from disk when the file is
+   * cached whole (undefined otherwise: the caller fetches them), and the
+   * whole file's fill started on a first miss.
+   */
+  async read(ino: bigint, path: Buffer, size: number, into: Buffer, pos: number, len: number): Promise<number | undefined> {
+    if (this.closed) return undefined;
+    const f = this.o.cache.get(this.id(ino));
+    if (f?.ready) {
+      this.register(ino, f, false);
+      const n = await readFrom(f, into, pos, len);
+      if (n !== undefined) this.o.cache.diskRead();
+      return n;
+    }
+    if (!f && !this.filling.has(ino) && !this.queued.has(ino) && !this.gaveUp.has(ino) && this.o.cache.takes(size)) this.want({ ino, path, size });
+    return undefined;
+  }
+
+  private want(w: Wanted): void {
+    if (this.filling.size < FILLS_AT_ONCE) {
+      void this.fill(w);
+      return;
+    }
+    if (this.queued.size < MAX_QUEUED) this.queued.set(w.ino, w);
+  }
+
+  private next(): void {
+    while (!this.closed && this.filling.size < FILLS_AT_ONCE && this.queued.size > 0) {
+      const [ino, w] = this.queued.entries().next().value as [bigint, Wanted];
+      this.queued.delete(ino);
+      void this.fill(w);
+    }
+  }
+
+  private async fill(w: Wanted): Promise<void> {
+    const id = this.id(w.ino);
+    this.filling.add(w.ino);
+    const f = this.o.cache.reserve(id, w.size);
+    f.gone.signal.addEventListener('abort', () => this.unregister(w.ino), { once: true });
+    try {
+      await this.copyIn(w, f);
+      if (f.gone.signal.aborted || this.closed) return;
+      this.o.cache.filled(f);
+      this.register(w.ino, f, true);
+    } catch (err) {
+      this.o.cache.failed(id, f);
+      const e = StrataError.from(err);
+      if (!e.retryable && e.code !== GrpcCode.DEADLINE_EXCEEDED) {
+        if (this.gaveUp.size >= MAX_QUEUED) this.gaveUp.clear();
+        this.gaveUp.add(w.ino);
+      }
+      if (!this.closed && !f.gone.signal.aborted) {
+        this.o.log.debug({ event: 'agent.data_cache.fill_failed', mountpoint: this.o.mountpoint, ino: String(w.ino), err: e.message }, 'file not cached; read through the agent');
+      }
+    } finally {
+      this.filling.delete(w.ino);
+      this.next();
+    }
+  }
+
+  /** The whole file into its cache file, a few chunks at a time; a chunk of the wrong length means it is not the file it was. */
+  private async copyIn(w: Wanted, f: CachedFile): Promise<void> {
+    const chunks = Math.ceil(w.size / this.o.chunkSize);
+    const out = await fs.open(f.file, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o600);
+    try {
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < chunks && !f.gone.signal.aborted) {
+          const i = next++;
+          const b = await this.o.fetchChunk(w.path, i);
+          const want = Math.min(this.o.chunkSize, w.size - i * this.o.chunkSize);
+          if (b.length !== want) throw StrataError.io(`chunk ${i} has ${b.length} bytes, expected ${want}: the file changed`);
+          await out.write(b, 0, b.length, i * this.o.chunkSize);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, chunks) }, worker));
+    } finally {
+      await out.close();
+    }
+  }
+
+  /** Hands the cache file to the session; `first` when just filled, else only when the last hand-over is old. */
+  private register(ino: bigint, f: CachedFile, first: boolean): void {
+    const sink = this.sink;
+    if (!sink || this.refused || this.closed) return;
+    const now = performance.now();
+    if (!first && now - (this.registeredAt.get(ino) ?? -Infinity) < REREGISTER_MS) return;
+    this.registeredAt.set(ino, now);
+    void fs.open(f.file, constants.O_RDONLY).then(
+      async (h) => {
+        try {
+          if (!f.gone.signal.aborted && !this.closed) sink.setFileData(ino, h.fd);
+        } catch (err) {
+          // Passthrough refused after INIT agreed to it (a kernel that wants more privilege): reads keep coming here, from disk.
+          this.refused = true;
+          this.o.log.warn({ event: 'agent.data_cache.register_failed', mountpoint: this.o.mountpoint, err: StrataError.from(err).message }, 'cached files are read through the agent');
+        } finally {
+          await h.close();
+        }
+      },
+      () => this.registeredAt.delete(ino),
+    );
+  }
+
+  private unregister(ino: bigint): void {
+    this.registeredAt.delete(ino);
+    if (this.closed) return;
+    try {
+      this.sink?.clearFileData(ino);
+    } catch {
+      // The session ended first: nothing left to clear.
+    }
+  }
+
+  /** At unmount: pending fills stop, this mount's files leave the cache. */
+  dispose(): void {
+    this.closed = true;
+    this.queued.clear();
+    this.sink = undefined;
+    this.o.cache.drop(`${this.o.mountKey}\0`);
+  }
+}
+
+/** [pos, pos+len) of a cached file; undefined when it was evicted meanwhile. */
+async function readFrom(f: CachedFile, into: Buffer, pos: number, len: number): Promise<number | undefined> {
+  let h: FileHandle;
+  try {
+    h = await fs.open(f.file, constants.O_RDONLY);
+  } catch {
+    return undefined;
+  }
+  try {
+    const { bytesRead } = await h.read(into, 0, Math.max(0, Math.min(len, f.size - pos)), pos);
+    return bytesRead;
+  } finally {
+    await h.close();
+  }
+}
