@@ -5,7 +5,7 @@ import { CATALOG_DIR_NAME, Catalog, PolicyStore } from '@strata/layers';
 import * as path from 'node:path';
 import type { Logger } from '@strata/telemetry';
 import { Authorizer } from './access/authorizer';
-import { AuditLog } from './audit';
+import { AuditLog } from '@strata/audit';
 import { Chains } from './chains';
 import { checkLayerSource } from './layer-sources';
 import { ResolverServer } from './grpc/server';

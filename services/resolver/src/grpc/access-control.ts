@@ -3,7 +3,7 @@ import { GrpcCode, StrataError, errorMessage, isStrataError } from '@strata/erro
 import { formatLayerSelector, isHostIdentity } from '@strata/layers';
 import { type SessionRequest, toServiceError } from '@strata/protocol';
 import type { Logger } from '@strata/telemetry';
-import type { AuditLog } from '../audit';
+import type { AuditLog } from '@strata/audit';
 import { type Authorizer, denied, describeRef, unauthenticated } from '../access/authorizer';
 import { ACCESS_RULES, type Need, type Rule, sessionNeeds } from '../access/rules';
 import { callerIdentity } from './tls';

@@ -14,7 +14,7 @@ import {
 import type { PolicyStore } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
 import type { Authorizer } from '../access/authorizer';
-import type { AuditLog } from '../audit';
+import type { AuditLog } from '@strata/audit';
 import type { LayerOps } from '../layer-ops';
 import type { RequestTracker } from '../observability/request-tracker';
 import type { ProjectionOps } from '../projection-ops';
