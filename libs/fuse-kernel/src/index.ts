@@ -20,3 +20,5 @@ export type {
 export { encodeAttr, encodeListing, checkName } from './wire';
 export { parseMountinfo, topMountAt } from './mountinfo';
 export type { MountEntry } from './mountinfo';
+export { peerCredentials, socketFd, socketPeer } from './peer-cred';
+export type { PeerCredentials } from './peer-cred';

@@ -102,6 +102,8 @@ export interface NativeModule {
   NativeSession: new (options: NativeMountOptions, onEvents: (events: NativeEvent[]) => void) => NativeSession;
   /** umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW): 0 or an errno. */
   umount(path: string): number;
+  /** getsockopt(fd, SO_PEERCRED) of a connected unix socket; throws an Error with `errno`. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   protocolMinor: number;
   attrSize: number;
   statfsSize: number;

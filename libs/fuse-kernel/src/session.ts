@@ -106,9 +106,11 @@ export class FuseSession {
    * would then wait on this very thread.
    */
   static async mount(mountpoint: string, handlers: FuseHandlers, options: MountOptions = {}): Promise<FuseSession> {
+    // /proc/self/fd/N names the directory of the descriptor itself: mount(2) follows that link to it, never a new lookup of the path.
+    const target = options.mountpointFd === undefined ? mountpoint : `/proc/self/fd/${options.mountpointFd}`;
     let real: Buffer;
     try {
-      real = realpathSync(mountpoint, { encoding: 'buffer' });
+      real = realpathSync(target, { encoding: 'buffer' });
     } catch (err) {
       throw StrataError.from(err, `mount ${mountpoint}`);
     }
@@ -121,7 +123,7 @@ export class FuseSession {
       session = new FuseSession(mountpoint, real, handlers, options, (self) => {
         return new Native(
           {
-            mountpoint,
+            mountpoint: target,
             fsName: options.fsName ?? 'strata',
             subtype: options.subtype ?? 'strata',
             threads: options.threads ?? 4,

@@ -179,6 +179,14 @@ export interface MountOptions {
   dataServing?: DataServing;
   /** One /dev/fuse fd per thread (FUSE_DEV_IOC_CLONE); default true. */
   cloneFd?: boolean;
+  /**
+   * Mount on the directory this descriptor holds (opened O_DIRECTORY |
+   * O_NOFOLLOW and checked by the caller) rather than looking the path up
+   * again: whoever owns the path could swap a symlink in between. The path
+   * given to mount() stays the name the session unmounts by. The descriptor
+   * may be closed once mount() has returned.
+   */
+  mountpointFd?: number;
   /** Called with what a handler threw that is not a StrataError (answered EIO). */
   onError?: (err: unknown, op: string) => void;
 }
