@@ -733,16 +733,43 @@ void Session::OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n,
     return;
   }
   OpenOut out{};
-  out.fh = next_fh_.fetch_add(1);
-  out.open_flags = FOPEN_NOFLUSH | (options_.keep_cache ? FOPEN_KEEP_CACHE : 0);
-  if (passthrough_) {
-    std::shared_ptr<const FileData> data = cache_.Data(key);
-    if (data && data->backing_id() >= 0) {
-      out.open_flags = FOPEN_NOFLUSH | kFopenPassthrough;
-      out.backing_id = data->backing_id();
+  bool through = false;
+  {
+    std::lock_guard<std::mutex> lock(opens_mu_);
+    OpenModes& m = opens_[key];
+    if (m.passthrough > 0) {
+      through = true;
+    } else if (passthrough_ && m.cached == 0) {
+      std::shared_ptr<const FileData> data = cache_.Data(key);
+      if (data && data->backing_id() >= 0) {
+        m.backing = std::move(data);
+        through = true;
+      }
+    }
+    if (through) {
+      m.passthrough++;
+      out.backing_id = m.backing->backing_id();
+    } else {
+      m.cached++;
     }
   }
+  out.fh = (next_fh_.fetch_add(1) << 1) | (through ? 1 : 0);
+  out.open_flags = through ? FOPEN_NOFLUSH | kFopenPassthrough : FOPEN_NOFLUSH | (options_.keep_cache ? FOPEN_KEEP_CACHE : 0);
   Send(fd, h.unique, 0, &out, sizeof(out));
+}
+
+void Session::Closed(uint64_t key, uint64_t fh) {
+  std::shared_ptr<const FileData> last;  // given back outside the lock (BACKING_CLOSE)
+  std::lock_guard<std::mutex> lock(opens_mu_);
+  auto it = opens_.find(key);
+  if (it == opens_.end()) return;
+  OpenModes& m = it->second;
+  if ((fh & 1) != 0) {
+    if (m.passthrough > 0 && --m.passthrough == 0) last = std::move(m.backing);
+  } else if (m.cached > 0) {
+    m.cached--;
+  }
+  if (m.cached == 0 && m.passthrough == 0) opens_.erase(it);
 }
 
 int Session::SetFileData(uint64_t key, int fd, int mode) {
@@ -774,6 +801,7 @@ void Session::OnRelease(int fd, const fuse_in_header& h, const char* arg, size_t
   n_native_.fetch_add(1, std::memory_order_relaxed);
   fuse_release_in in{};
   ReadArg(arg, n, &in);
+  Closed(key, in.fh);
   Send(fd, h.unique, 0, nullptr, 0);
   if (options_.notify_release) {
     Event ev;

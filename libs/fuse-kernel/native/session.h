@@ -208,6 +208,7 @@ class Session {
   void OnGetattr(int fd, const fuse_in_header& h, uint64_t key);
   void OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
   void OnRelease(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
+  void Closed(uint64_t key, uint64_t fh);  // a file's RELEASE: OpenModes of key
   void OnOpendir(int fd, const fuse_in_header& h, uint64_t key);
   void OnReleasedir(int fd, const fuse_in_header& h, const char* arg, size_t n);
   void OnReaddir(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
@@ -264,6 +265,20 @@ class Session {
   std::mutex dirs_mu_;
   std::unordered_map<uint64_t, DirHandle> dirs_;
   std::atomic<uint64_t> next_fh_{1};
+
+  // How each inode's files are open right now. The kernel refuses to mix
+  // passthrough and cached opens of one inode while both are open (open(2)
+  // fails EIO), and wants every passthrough open to share one backing file,
+  // so a new open follows the files already open, and a registration made
+  // (or cleared) meanwhile applies once they are closed. The low bit of an
+  // fh says which kind it is, so RELEASE needs no lookup of its own.
+  struct OpenModes {
+    uint32_t cached = 0;
+    uint32_t passthrough = 0;
+    std::shared_ptr<const FileData> backing;  // what the passthrough opens share
+  };
+  std::mutex opens_mu_;
+  std::unordered_map<uint64_t, OpenModes> opens_;
 
   std::mutex statfs_mu_;
   std::optional<std::pair<fuse_kstatfs, int64_t>> statfs_;

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -208,6 +209,58 @@ describe('choosing how file data is served', { skip: skipReason() }, () => {
       assert.equal(r.stdout.toString().split(' ')[0], sha(data));
       const st = s.stats();
       assert.deepEqual([st.fileData, st.backings, st.preadReads, toy.called('read')], [1, 1, 0, 0]);
+    });
+  });
+
+  it('keeps an inode in one open mode while files of it are open (the kernel would fail a mixed open with EIO)', async (t) => {
+    await withMount({}, async (s, toy, ino, root) => {
+      if (!s.passthroughAvailable) return t.skip('the kernel did not offer FUSE_PASSTHROUGH');
+      const file = join(root, 'blob');
+      const cachedSum = sha(Buffer.alloc(data.length, 0x2a));
+      const sum = async (): Promise<string> => {
+        const r = await run('sh', ['-c', `sha256sum < ${file}`]);
+        assert.equal(r.status, 0, r.stderr.toString());
+        return r.stdout.toString().split(' ')[0];
+      };
+      const register = (): void => {
+        const fd = openSync(join(store, 'blob'), 'r');
+        try {
+          s.setFileData(ino, fd);
+        } finally {
+          closeSync(fd);
+        }
+      };
+      const holders: ReturnType<typeof spawn>[] = [];
+      t.after(() => holders.forEach((h) => h.kill()));
+      const hold = async (): Promise<ReturnType<typeof spawn>> => {
+        const h = spawn('sh', ['-c', `exec 3< ${file}; echo open; read x; exec 3<&-`], { stdio: ['pipe', 'pipe', 'inherit'] });
+        holders.push(h);
+        await new Promise<void>((resolve) => h.stdout?.once('data', () => resolve()));
+        return h;
+      };
+      const release = async (h: ReturnType<typeof spawn>): Promise<void> => {
+        h.stdin?.end('\n');
+        if (h.exitCode === null) await new Promise((resolve) => h.once('exit', resolve));
+      };
+      // A reader holding the file open (through read(), before any registration) across the registration.
+      const held = await hold();
+      register();
+      assert.equal(await sum(), cachedSum, 'opened like the file already open');
+      await release(held);
+      // Closed (its RELEASE may trail the close a little): later opens pass through, and keep doing so while one is open, registration cleared or not.
+      let through = await hold();
+      for (let i = 0; i < 50 && (await sum()) !== sha(data); i++) {
+        await release(through);
+        through = await hold();
+      }
+      const readsBefore = toy.called('read');
+      s.clearFileData(ino);
+      assert.equal(await sum(), sha(data), 'passthrough like the file still open');
+      await release(through);
+      assert.equal(toy.called('read'), readsBefore);
+      let back = '';
+      for (let i = 0; i < 50 && back !== cachedSum; i++) back = await sum();
+      assert.equal(back, cachedSum, 'read() again once the passthrough opens are closed and nothing is registered');
     });
   });
 
