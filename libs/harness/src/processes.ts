@@ -118,7 +118,9 @@ export interface AgentProcess extends ServiceProcess {
 export async function startAgent(a: AgentArgs): Promise<AgentProcess> {
   const ownDir = a.socket ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'strata-agent-'));
   const socket = a.socket ?? path.join(ownDir!, 'agent.sock');
-  const args = ['--resolver', a.resolver, '--socket', socket, ...(a.mounts ?? []).flatMap((m) => ['--mount', m]), ...(a.extra ?? [])];
+  // The data cache of an agent with a directory of its own goes there too, so a killed agent leaves nothing behind.
+  const cacheDir = ownDir && !(a.extra ?? []).includes('--data-cache-dir') ? ['--data-cache-dir', ownDir] : [];
+  const args = ['--resolver', a.resolver, '--socket', socket, ...cacheDir, ...(a.mounts ?? []).flatMap((m) => ['--mount', m]), ...(a.extra ?? [])];
   const s = await startService('agent', args, 'agent.ready', a.env, a.nodeArgs);
   // The socket directory goes with the agent (a successor given the same socket path brings its own).
   void s.exit.then(() => ownDir && fs.rmSync(ownDir, { recursive: true, force: true }));
