@@ -144,6 +144,8 @@ describe('strata agent --config', () => {
       mount: '[l0:/mnt/x]',
       'deadline-ms': '1234',
       'chunk-cache-mb': '8',
+      'data-cache-mb': '64',
+      'data-cache-dir': `${dir}/cache`,
       'attr-entries': '1000',
       'prefetch-entries': '0',
       'sealed-timeout': '60',
