@@ -8,6 +8,10 @@ export interface Running {
   mnt: string;
   /** Peak resident memory (VmHWM) of the processes that serve the mount, by role, in bytes. */
   peakMemory(): Record<string, number>;
+  /** CPU time (user + system, every thread) of the processes that serve the mount so far, ms; absent for the kernel. */
+  cpuMs?(): number;
+  /** Resolves once work the system does on its own after a read of `file` is done (strata: the file is in the agent's data cache). */
+  settled?(file: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -25,6 +29,18 @@ function peakOf(pid: number | undefined): number {
     return 0;
   }
 }
+
+/** utime + stime of a process (all its threads) from /proc, ms. */
+function cpuOf(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  // Fields after the command name, which sits in parentheses and may hold spaces.
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(f[11]) + Number(f[12]);
+  return (ticks * 1000) / CLOCK_TICKS;
+}
+/** USER_HZ: what /proc counts CPU time in on Linux. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 function mountKernel(stack: Stack, mnt: string): Promise<() => Promise<void>> {
   return mountOverlay('/', stack.layersTopFirst, mnt);
@@ -80,6 +96,15 @@ export class StrataHost implements Running {
 
   peakMemory(): Record<string, number> {
     return { agent: peakOf(this.agent.child.pid), resolver: peakOf(this.resolver.child.pid) };
+  }
+
+  cpuMs(): number {
+    return cpuOf(this.agent.child.pid);
+  }
+
+  async settled(file: string): Promise<void> {
+    const cached = (): boolean => this.agent.logs.some((l) => l.event === 'agent.data_cache.filled' && typeof l.path === 'string' && l.path.endsWith(`/${file}`));
+    await waitFor(`${file} in the agent's data cache`, () => cached() || undefined, 600_000);
   }
 
   /** Waits until the agent's Walk prefetch (if any) has finished, so it is not measured as part of the next workload. */

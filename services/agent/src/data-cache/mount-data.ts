@@ -37,6 +37,9 @@ const MAX_QUEUED = 4096;
  */
 const REREGISTER_MS = 1000;
 
+/** Fills of files this large are logged at info. */
+const LARGE_FILE_BYTES = 64 * 1024 * 1024;
+
 interface Wanted {
   ino: bigint;
   path: Buffer;
@@ -109,11 +112,16 @@ export class MountData {
     this.filling.add(w.ino);
     const f = this.o.cache.reserve(id, w.size);
     f.gone.signal.addEventListener('abort', () => this.unregister(w.ino), { once: true });
+    const started = performance.now();
     try {
       await this.copyIn(w, f);
       if (f.gone.signal.aborted || this.closed) return;
       this.o.cache.filled(f);
       this.register(w.ino, f, true);
+      // One line per large file is worth an operator's attention (where a 1 GiB read went); small ones are many.
+      const line = { event: 'agent.data_cache.filled', mountpoint: this.o.mountpoint, path: w.path.toString('utf8'), bytes: w.size, ms: Math.round(performance.now() - started) };
+      if (w.size >= LARGE_FILE_BYTES) this.o.log.info(line, 'file cached on disk');
+      else this.o.log.debug(line, 'file cached on disk');
     } catch (err) {
       this.o.cache.failed(id, f);
       const e = StrataError.from(err);
