@@ -170,6 +170,9 @@ describe('strata resolver --config', () => {
       plaintext: 'false',
       admin: 'spiffe://strata.test/admin',
       'audit-log': path.join(dir, 'audit.log'),
+      'max-message-bytes': '65536',
+      'max-streams-per-identity': '16',
+      'session-inflight': '8',
     };
     assert.deepEqual(Object.keys(sample).sort(), [...keys].sort());
     const f = yamlFile(keys.map((k) => `${k}: ${sample[k]}`).join('\n'));
@@ -218,6 +221,9 @@ describe('strata resolver --config', () => {
           '# plaintext: not set',
           '# admin: not set',
           '# audit-log: not set',
+          'max-message-bytes: 1048576 # default',
+          'max-streams-per-identity: 32 # default',
+          'session-inflight: 64 # default',
           'cache-mb: 256 # default',
           'grace-ms: 100 # --grace-ms',
           '# metrics-port: not set',

@@ -22,6 +22,7 @@ import {
 import { errorMessage, isStrataError } from '@strata/errors';
 import { isHostIdentity, validateIdentity } from '@strata/layers';
 import { createLogger, onShutdown, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
+import { DEFAULT_LIMITS, MIN_MESSAGE_BYTES } from './grpc/limits';
 import { ReloadableServerCredentials, isLoopbackHost } from './grpc/tls';
 import { Resolver } from './resolver';
 
@@ -141,6 +142,28 @@ export const RESOLVER_OPTIONS = defineOptions({
     env: 'STRATA_RESOLVER_AUDIT_LOG',
     defaultHelp: '<store>/.strata/audit.log',
     help: 'append audit events (layer and policy changes, refused calls) to this file as JSON lines, created 0600; reopened on SIGHUP',
+  },
+  'max-message-bytes': {
+    kind: 'positive-int',
+    arg: 'n',
+    env: 'STRATA_RESOLVER_MAX_MESSAGE_BYTES',
+    default: DEFAULT_LIMITS.maxMessageBytes,
+    help: 'largest request message accepted; a bigger one is refused with RESOURCE_EXHAUSTED before it is parsed',
+    check: (n) => (n < MIN_MESSAGE_BYTES ? `must be at least ${MIN_MESSAGE_BYTES} (a request with a path of PATH_MAX bytes)` : undefined),
+  },
+  'max-streams-per-identity': {
+    kind: 'positive-int',
+    arg: 'n',
+    env: 'STRATA_RESOLVER_MAX_STREAMS_PER_IDENTITY',
+    default: DEFAULT_LIMITS.maxStreamsPerIdentity,
+    help: 'calls (unary, streams, Sessions) one client identity may have open at once over all its connections, refused beyond with RESOURCE_EXHAUSTED; also the HTTP/2 limit of concurrent streams per connection, the bound for callers without an identity',
+  },
+  'session-inflight': {
+    kind: 'positive-int',
+    arg: 'n',
+    env: 'STRATA_RESOLVER_SESSION_INFLIGHT',
+    default: DEFAULT_LIMITS.sessionInflight,
+    help: 'requests one Session stream may have in flight (being answered, or answered but not yet taken by the client); at the limit the stream is not read until the client takes answers',
   },
   'cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'in-process metadata cache size in MiB' },
   'grace-ms': { kind: 'positive-int', arg: 'n', default: 10_000, help: 'how long SIGTERM waits for calls in flight' },
@@ -276,6 +299,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       enforceAccess: credentials?.mutual === true,
       admins: o.admin ?? [],
       auditLog: o.auditLog,
+      limits: { maxMessageBytes: o.maxMessageBytes, maxStreamsPerIdentity: o.maxStreamsPerIdentity, sessionInflight: o.sessionInflight },
     });
   } catch (err) {
     fail(EXIT_START, [startFailure(o.listen, err)]);
@@ -289,7 +313,18 @@ export async function main(argv: readonly string[]): Promise<void> {
   });
   const tls = credentials === undefined ? 'off' : credentials.mutual ? 'mutual' : 'on';
   log.info(
-    { event: 'resolver.listening', listen: o.listen, port: resolver.port, tls, store: path.resolve(o.store), cacheMb: o.cacheMb, redis: o.redis ? 'on' : 'off', config: loaded.file, ...telemetry },
+    {
+      event: 'resolver.listening',
+      listen: o.listen,
+      port: resolver.port,
+      tls,
+      store: path.resolve(o.store),
+      cacheMb: o.cacheMb,
+      redis: o.redis ? 'on' : 'off',
+      config: loaded.file,
+      limits: resolver.server.limits,
+      ...telemetry,
+    },
     'resolver ready',
   );
   onShutdown(log, async () => {

@@ -8,6 +8,7 @@ import { Authorizer } from './access/authorizer';
 import { AuditLog } from '@strata/audit';
 import { Chains } from './chains';
 import { checkLayerSource } from './layer-sources';
+import type { ServerLimits } from './grpc/limits';
 import { ResolverServer } from './grpc/server';
 import { LayerOps } from './layer-ops';
 import { MountRegistry } from './mount-registry';
@@ -30,6 +31,8 @@ export interface ResolverOptions {
   admins?: readonly string[];
   /** --audit-log; default <store>/.strata/audit.log. */
   auditLog?: string;
+  /** What one client may hold (grpc/limits.ts DEFAULT_LIMITS when not given). */
+  limits?: ServerLimits;
 }
 
 /** The audit file when none is named: in the store, beside the catalog. */
@@ -70,6 +73,7 @@ export class Resolver {
       audit: this.audit,
       log: options.log,
       tracker,
+      limits: options.limits,
     });
     registerResolverMetrics({ projection: this.projection, tracker, sessions: () => this.server.sessions.size, redis: options.redisUrl !== undefined });
   }

@@ -1,7 +1,8 @@
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { GrpcCode, StrataError, errorMessage, isStrataError } from '@strata/errors';
 import { formatLayerSelector, isHostIdentity } from '@strata/layers';
-import { type SessionRequest, toServiceError } from '@strata/protocol';
+import type { SessionRequest } from '@strata/protocol';
+import { wireError } from './wire-error';
 import type { Logger } from '@strata/telemetry';
 import type { AuditLog } from '@strata/audit';
 import { type Authorizer, denied, describeRef, unauthenticated } from '../access/authorizer';
@@ -79,14 +80,14 @@ export class AccessControl {
       const identity = callerIdentity(call);
       this.admit(rpc, rule, identity, call.request).then(
         (refusal) => {
-          if (refusal) return respond(toServiceError(refusal));
+          if (refusal) return respond(wireError(refusal));
           if (!rule.audit) return handler(call, respond);
           handler(call, (err, value, ...rest) => {
             this.changed(rule, rpc, identity, call.request, err, value);
             respond(err, value, ...rest);
           });
         },
-        (err: unknown) => respond(toServiceError(StrataError.from(err, rpc))),
+        (err: unknown) => respond(wireError(StrataError.from(err, rpc))),
       );
     };
   }
@@ -95,8 +96,8 @@ export class AccessControl {
     return (call) => {
       const identity = callerIdentity(call);
       this.admit(rpc, rule, identity, call.request).then(
-        (refusal) => (refusal ? call.emit?.('error', toServiceError(refusal)) : handler(call)),
-        (err: unknown) => call.emit?.('error', toServiceError(StrataError.from(err, rpc))),
+        (refusal) => (refusal ? call.emit?.('error', wireError(refusal)) : handler(call)),
+        (err: unknown) => call.emit?.('error', wireError(StrataError.from(err, rpc))),
       );
     };
   }
@@ -108,7 +109,7 @@ export class AccessControl {
       if (this.authz.enforced && identity === undefined) {
         const refusal = unauthenticated();
         this.denied(identity, rpc, undefined, refusal);
-        call.emit?.('error', toServiceError(refusal));
+        call.emit?.('error', wireError(refusal));
         return;
       }
       handler(call);

@@ -1,6 +1,6 @@
 import type { ServerUnaryCall, ServerWritableStream, ServiceError, sendUnaryData } from '@grpc/grpc-js';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
-import { toServiceError } from '@strata/protocol';
+import { wireError } from './wire-error';
 import type { Logger } from '@strata/telemetry';
 import type { RequestTracker } from '../observability/request-tracker';
 import { undecodableOf } from './undecodable';
@@ -23,7 +23,7 @@ export function asStrataError(err: unknown, log: Logger, method: string): Strata
 }
 
 export function serviceError(err: unknown, log: Logger, method: string): Partial<ServiceError> {
-  return toServiceError(asStrataError(err, log, method));
+  return wireError(asStrataError(err, log, method));
 }
 
 /** A unary handler from an async function. */
@@ -36,7 +36,7 @@ export function unary<Req, Res>(
   return (call, callback) => {
     const bad = undecodableOf(call.request);
     if (bad) {
-      callback(toServiceError(bad.error));
+      callback(wireError(bad.error));
       return;
     }
     // Through a promise, so a synchronous throw (bad layer ref) is answered like any other error.
@@ -81,23 +81,30 @@ export function serverStream<Req, Res>(
   return (call) => {
     const bad = undecodableOf(call.request);
     if (bad) {
-      call.emit('error', toServiceError(bad.error));
+      call.emit('error', wireError(bad.error));
       return;
     }
-    void tracker.run(method, call.metadata.getMap(), async () => {
-      const gen = fn(call.request, call);
-      try {
-        for await (const msg of gen) {
-          if (call.cancelled) break;
-          if (!call.write(msg)) await writable(call as ServerWritableStream<unknown, unknown>);
-          if (call.cancelled) break;
+    const fail = (err: unknown): void => {
+      if (!call.cancelled) call.emit('error', serviceError(err, log, method));
+    };
+    tracker
+      .run(method, call.metadata.getMap(), async () => {
+        // Made inside the try: a handler that checks its request before its first yield (a Read without a layer) throws here, and must be answered, not left as an unhandled rejection that ends the process.
+        let gen: AsyncGenerator<Res> | undefined;
+        try {
+          gen = fn(call.request, call);
+          for await (const msg of gen) {
+            if (call.cancelled) break;
+            if (!call.write(msg)) await writable(call as ServerWritableStream<unknown, unknown>);
+            if (call.cancelled) break;
+          }
+          if (!call.cancelled) call.end();
+        } catch (err) {
+          fail(err);
+        } finally {
+          await gen?.return(undefined);
         }
-        if (!call.cancelled) call.end();
-      } catch (err) {
-        if (!call.cancelled) call.emit('error', serviceError(err, log, method));
-      } finally {
-        await gen.return(undefined);
-      }
-    });
+      })
+      .catch(fail);
   };
 }

@@ -19,6 +19,8 @@ import type { LayerOps } from '../layer-ops';
 import type { RequestTracker } from '../observability/request-tracker';
 import type { ProjectionOps } from '../projection-ops';
 import { AccessControl } from './access-control';
+import { CallLimiter } from './call-limiter';
+import { DEFAULT_LIMITS, type ServerLimits } from './limits';
 import { layerService } from './layer-service';
 import { policyService } from './policy-service';
 import { projectionHandlers } from './projection-handlers';
@@ -27,8 +29,6 @@ import { type SessionHandle, sessionHandler } from './session';
 import { callerIdentity } from './tls';
 import { withInvalidArgumentOnBadInput } from './undecodable';
 
-/** Requests are small; a bigger one is refused with RESOURCE_EXHAUSTED before it is parsed. */
-export const MAX_REQUEST_BYTES = 1 << 20;
 /** Responses carry up to 1 MiB of file data or a page of directory entries. */
 export const MAX_RESPONSE_BYTES = 16 << 20;
 
@@ -61,6 +61,8 @@ export interface ServerDeps {
   audit: AuditLog;
   log: Logger;
   tracker: RequestTracker;
+  /** --max-message-bytes, --max-streams-per-identity, --session-inflight; DEFAULT_LIMITS when not given. */
+  limits?: ServerLimits;
 }
 
 /** The resolver's gRPC server: the strata.v1 services, grpc.health.v1 and reflection. */
@@ -68,13 +70,20 @@ export class ResolverServer {
   readonly server: Server;
   readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
   readonly sessions = new Set<SessionHandle>();
+  readonly limits: ServerLimits;
+  readonly calls: CallLimiter;
   private readonly log: Logger;
 
   constructor(deps: ServerDeps) {
     this.log = deps.log;
+    const limits = (this.limits = deps.limits ?? DEFAULT_LIMITS);
+    this.calls = new CallLimiter(limits.maxStreamsPerIdentity, deps.log);
     this.server = new Server({
-      'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
+      // A bigger request is refused with RESOURCE_EXHAUSTED before it is buffered whole or parsed.
+      'grpc.max_receive_message_length': limits.maxMessageBytes,
       'grpc.max_send_message_length': MAX_RESPONSE_BYTES,
+      // Per connection, enforced by HTTP/2 itself (a grpc-js client queues calls beyond it): the bound for callers without an identity.
+      'grpc.max_concurrent_streams': limits.maxStreamsPerIdentity,
       // Agents hold one stream for hours: keepalive pings find dead peers behind NATs and crashed hosts.
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
@@ -84,10 +93,10 @@ export class ResolverServer {
     const safe = withInvalidArgumentOnBadInput;
     const rpc = { log: deps.log, tracker: deps.tracker };
     const log = deps.log;
-    // Every service behind access control (the one place it is decided), then the caller's log line.
+    // Every service behind the per-identity call limit (cheapest refusal first), then access control (the one place it is decided), then the caller's log line.
     const access = new AccessControl(deps.authz, deps.audit, log);
     const add = <T extends UntypedServiceImplementation>(name: string, definition: ServiceDefinition, impl: T): void => {
-      this.server.addService(safe(definition), withCallerLog(name, access.wrap(name, definition, impl), log));
+      this.server.addService(safe(definition), this.calls.wrap(definition, withCallerLog(name, access.wrap(name, definition, impl), log)));
     };
     const handlers = projectionHandlers(deps.projection);
     add('LayerService', LayerServiceService, layerService(deps.layers, deps.authz, rpc));
@@ -102,6 +111,7 @@ export class ResolverServer {
           opened: (s) => this.sessions.add(s),
           closed: (s) => this.sessions.delete(s),
         },
+        limits.sessionInflight,
         access.sessionAdmission,
       ),
     });
