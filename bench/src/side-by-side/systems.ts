@@ -71,7 +71,9 @@ export function strata(name: string, redis: () => RedisProcess | undefined): Sys
     const resolver = await startResolver({ store: stack.store, redis: redis()?.url, env: { STRATA_LOG_LEVEL: 'info' } });
     let agent: AgentProcess | undefined;
     try {
-      agent = await startAgent({ resolver: resolver.address, env: { STRATA_LOG_LEVEL: 'info' } });
+      // STRATA_BENCH_AGENT_ARGS: extra agent flags while profiling (e.g. --data-cache-mb 0).
+      const extra = process.env.STRATA_BENCH_AGENT_ARGS?.split(' ').filter((a) => a !== '') ?? [];
+      agent = await startAgent({ resolver: resolver.address, env: { STRATA_LOG_LEVEL: 'info' }, extra });
       agent.mount(stack.topLayer, mnt);
       return new StrataHost(mnt, resolver, agent);
     } catch (err) {

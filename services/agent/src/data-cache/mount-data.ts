@@ -58,6 +58,8 @@ export class MountData {
   private readonly queued = new Map<bigint, Wanted>();
   private readonly filling = new Set<bigint>();
   private readonly registeredAt = new Map<bigint, number>();
+  /** Where each large file's last read through the agent ended (is it being read in order?). */
+  private readonly lastEnd = new Map<bigint, number>();
   /** Files whose fill failed for a reason other than an outage are not tried again while the mount lives. */
   private readonly gaveUp = new Set<bigint>();
   private refused = false;
@@ -82,13 +84,30 @@ export class MountData {
     if (this.closed) return undefined;
     const f = this.o.cache.get(this.id(ino));
     if (f?.ready) {
-      this.register(ino, f, false);
+      this.rearm(ino, f);
       const n = await readFrom(f, into, pos, len);
       if (n !== undefined) this.o.cache.diskRead();
       return n;
     }
-    if (!f && !this.filling.has(ino) && !this.queued.has(ino) && !this.gaveUp.has(ino) && this.o.cache.takes(size)) this.want({ ino, path, size });
+    if (!f && !this.filling.has(ino) && !this.queued.has(ino) && !this.gaveUp.has(ino) && this.o.cache.takes(size) && this.readWhole(ino, size, pos, len)) {
+      this.want({ ino, path, size });
+    }
     return undefined;
+  }
+
+  /**
+   * Whether a file is being read whole, so fetching all of it now is
+   * readahead rather than waste: a file of one chunk (its bytes are fetched
+   * for this read anyway), or a read continuing where the last one ended.
+   * Random reads of a large file are left to the chunk cache: fetching
+   * gigabytes behind a reader who wants a few blocks would slow it down.
+   */
+  private readWhole(ino: bigint, size: number, pos: number, len: number): boolean {
+    if (size <= this.o.chunkSize) return true;
+    const continues = this.lastEnd.get(ino) === pos;
+    if (this.lastEnd.size >= MAX_QUEUED) this.lastEnd.clear();
+    this.lastEnd.set(ino, pos + len);
+    return continues;
   }
 
   private want(w: Wanted): void {
@@ -114,10 +133,16 @@ export class MountData {
     f.gone.signal.addEventListener('abort', () => this.unregister(w.ino), { once: true });
     const started = performance.now();
     try {
-      await this.copyIn(w, f);
-      if (f.gone.signal.aborted || this.closed) return;
-      this.o.cache.filled(f);
-      this.register(w.ino, f, true);
+      const out = await fs.open(f.file, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o600);
+      try {
+        await this.copyIn(w, f, out);
+        if (f.gone.signal.aborted || this.closed) return;
+        this.o.cache.filled(f);
+        // Handed over on the fd just written: no second open per file (a cold read of many small files fills thousands).
+        this.handOver(w.ino, out.fd);
+      } finally {
+        await out.close();
+      }
       // One line per large file is worth an operator's attention (where a 1 GiB read went); small ones are many.
       const line = { event: 'agent.data_cache.filled', mountpoint: this.o.mountpoint, path: w.path.toString('utf8'), bytes: w.size, ms: Math.round(performance.now() - started) };
       if (w.size >= LARGE_FILE_BYTES) this.o.log.info(line, 'file cached on disk');
@@ -139,41 +164,44 @@ export class MountData {
   }
 
   /** The whole file into its cache file, a few chunks at a time; a chunk of the wrong length means it is not the file it was. */
-  private async copyIn(w: Wanted, f: CachedFile): Promise<void> {
+  private async copyIn(w: Wanted, f: CachedFile, out: FileHandle): Promise<void> {
     const chunks = Math.ceil(w.size / this.o.chunkSize);
-    const out = await fs.open(f.file, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o600);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < chunks && !f.gone.signal.aborted) {
+        const i = next++;
+        const b = await this.o.fetchChunk(w.path, i);
+        const want = Math.min(this.o.chunkSize, w.size - i * this.o.chunkSize);
+        if (b.length !== want) throw StrataError.corrupt(`chunk ${i} has ${b.length} bytes, expected ${want}: the file changed`);
+        await out.write(b, 0, b.length, i * this.o.chunkSize);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, chunks) }, worker));
+  }
+
+  /** setFileData, once per file unless it must be re-armed; a refusal turns hand-overs off for the mount. */
+  private handOver(ino: bigint, fd: number): void {
+    const sink = this.sink;
+    if (!sink || this.refused || this.closed) return;
+    this.registeredAt.set(ino, performance.now());
     try {
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < chunks && !f.gone.signal.aborted) {
-          const i = next++;
-          const b = await this.o.fetchChunk(w.path, i);
-          const want = Math.min(this.o.chunkSize, w.size - i * this.o.chunkSize);
-          if (b.length !== want) throw StrataError.io(`chunk ${i} has ${b.length} bytes, expected ${want}: the file changed`);
-          await out.write(b, 0, b.length, i * this.o.chunkSize);
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, chunks) }, worker));
-    } finally {
-      await out.close();
+      sink.setFileData(ino, fd);
+    } catch (err) {
+      // Passthrough refused after INIT agreed to it (a kernel that wants more privilege): reads keep coming here, from disk.
+      this.refused = true;
+      this.o.log.warn({ event: 'agent.data_cache.register_failed', mountpoint: this.o.mountpoint, err: StrataError.from(err).message }, 'cached files are read through the agent');
     }
   }
 
-  /** Hands the cache file to the session; `first` when just filled, else only when the last hand-over is old. */
-  private register(ino: bigint, f: CachedFile, first: boolean): void {
-    const sink = this.sink;
-    if (!sink || this.refused || this.closed) return;
-    const now = performance.now();
-    if (!first && now - (this.registeredAt.get(ino) ?? -Infinity) < REREGISTER_MS) return;
-    this.registeredAt.set(ino, now);
+  /** Hands a cached file to the session again when its last hand-over is old (the native cache may have dropped it). */
+  private rearm(ino: bigint, f: CachedFile): void {
+    if (!this.sink || this.refused || this.closed) return;
+    if (performance.now() - (this.registeredAt.get(ino) ?? -Infinity) < REREGISTER_MS) return;
+    this.registeredAt.set(ino, performance.now());
     void fs.open(f.file, constants.O_RDONLY).then(
       async (h) => {
         try {
-          if (!f.gone.signal.aborted && !this.closed) sink.setFileData(ino, h.fd);
-        } catch (err) {
-          // Passthrough refused after INIT agreed to it (a kernel that wants more privilege): reads keep coming here, from disk.
-          this.refused = true;
-          this.o.log.warn({ event: 'agent.data_cache.register_failed', mountpoint: this.o.mountpoint, err: StrataError.from(err).message }, 'cached files are read through the agent');
+          if (!f.gone.signal.aborted) this.handOver(ino, h.fd);
         } finally {
           await h.close();
         }

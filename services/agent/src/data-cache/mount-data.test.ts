@@ -1,0 +1,152 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StrataError } from '@strata/errors';
+import { createLogger } from '@strata/telemetry';
+import { DiskCache } from './disk-cache';
+import { MountData, type FileDataSink } from './mount-data';
+
+const CHUNK = 64 * 1024;
+const log = createLogger({ service: 'test', level: 'silent' });
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-mount-data-'));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** A sink that records what was handed over, reading the fd's bytes at once (the caller closes it after). */
+class Sink implements FileDataSink {
+  readonly given = new Map<bigint, Buffer>();
+  readonly cleared: bigint[] = [];
+  setFileData(ino: bigint, fd: number): 'passthrough' | 'pread' {
+    const size = fs.fstatSync(fd).size;
+    const b = Buffer.alloc(size);
+    fs.readSync(fd, b, 0, size, 0);
+    this.given.set(ino, b);
+    return 'pread';
+  }
+  clearFileData(ino: bigint): void {
+    this.cleared.push(ino);
+  }
+}
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !ok(); i++) await sleep(5);
+  assert.ok(ok(), what);
+}
+
+async function setup(maxBytes: number, files: Record<string, Buffer>, tamper?: (name: string, index: number, b: Buffer) => Buffer) {
+  const cache = await DiskCache.open(path.join(root, `c${Math.random()}`), maxBytes);
+  const fetched: string[] = [];
+  const data = new MountData({
+    cache,
+    mountKey: 'm1',
+    chunkSize: CHUNK,
+    log,
+    mountpoint: '/mnt/x',
+    fetchChunk: async (p, i) => {
+      const name = p.toString();
+      fetched.push(`${name}#${i}`);
+      const b = files[name].subarray(i * CHUNK, (i + 1) * CHUNK);
+      return tamper ? tamper(name, i, b) : b;
+    },
+  });
+  const sink = new Sink();
+  data.attach(sink);
+  const read = (ino: bigint, name: string, pos: number, len: number) => data.read(ino, Buffer.from(name), files[name].length, Buffer.alloc(len), pos, len);
+  return { cache, data, sink, fetched, read };
+}
+
+describe('MountData', () => {
+  it('keeps a small file whole after its first read and hands exactly its bytes to the session', async () => {
+    const small = randomBytes(10_000);
+    const { sink, read, cache } = await setup(1 << 20, { '/s': small });
+    assert.equal(await read(2n, '/s', 0, 4096), undefined, 'the first read is the caller’s to fetch');
+    await until('handed over', () => sink.given.has(2n));
+    assert.ok(sink.given.get(2n)?.equals(small));
+    assert.equal(cache.stats().fills, 1);
+  });
+
+  it('serves reads that still reach it from disk once cached, without fetching again', async () => {
+    const small = randomBytes(20_000);
+    const { data, sink, read, fetched, cache } = await setup(1 << 20, { '/s': small });
+    await read(3n, '/s', 0, 4096);
+    await until('handed over', () => sink.given.has(3n));
+    const before = fetched.length;
+    const into = Buffer.alloc(1000);
+    assert.equal(await data.read(3n, Buffer.from('/s'), small.length, into, 19_500, 1000), 500, 'short at the end of the file');
+    assert.ok(into.subarray(0, 500).equals(small.subarray(19_500)));
+    assert.equal(await data.read(3n, Buffer.from('/s'), small.length, into, 30_000, 1000), 0, 'nothing past it');
+    assert.equal(fetched.length, before);
+    assert.equal(cache.stats().diskReads, 2);
+  });
+
+  it('fills a large file read in order, not one read at random', async () => {
+    const big = randomBytes(5 * CHUNK + 17);
+    const { sink, read, fetched } = await setup(64 * CHUNK, { '/big': big, '/rand': big });
+    await read(4n, '/rand', 3 * CHUNK, 4096);
+    await read(4n, '/rand', CHUNK, 4096);
+    await read(4n, '/rand', 4 * CHUNK, 4096);
+    await sleep(50);
+    assert.equal(sink.given.has(4n), false);
+    assert.equal(fetched.length, 0);
+    await read(5n, '/big', 0, CHUNK);
+    await read(5n, '/big', CHUNK, CHUNK);
+    await until('the whole file handed over', () => sink.given.has(5n));
+    assert.ok(sink.given.get(5n)?.equals(big));
+  });
+
+  it('evicts by size and tells the session a file is gone', async () => {
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 6; i++) files[`/f${i}`] = randomBytes(CHUNK);
+    const { sink, read, cache } = await setup(4 * CHUNK, files);
+    for (let i = 0; i < 6; i++) {
+      await read(BigInt(10 + i), `/f${i}`, 0, 100);
+      await until(`f${i} handed over`, () => sink.given.has(BigInt(10 + i)));
+    }
+    assert.ok(cache.stats().bytes <= 4 * CHUNK);
+    assert.deepEqual(sink.cleared, [10n, 11n]);
+    await until('evicted files removed', () => fs.readdirSync(cache.dir).length === 4);
+  });
+
+  it('does not hand over a file whose chunks do not add up, nor try it again', async () => {
+    const f = randomBytes(3 * CHUNK);
+    const { sink, read, fetched, cache } = await setup(64 * CHUNK, { '/f': f }, (_n, i, b) => (i === 1 ? b.subarray(0, 10) : b));
+    await read(7n, '/f', 0, CHUNK);
+    await read(7n, '/f', CHUNK, CHUNK);
+    await until('fill failed', () => cache.stats().fillFailures === 1);
+    assert.equal(sink.given.has(7n), false);
+    const n = fetched.length;
+    await read(7n, '/f', 2 * CHUNK, CHUNK);
+    await sleep(20);
+    assert.equal(fetched.length, n, 'no second fill');
+    await until('its room given back', () => fs.readdirSync(cache.dir).length === 0);
+  });
+
+  it('retries a file whose fill failed for want of a resolver', async () => {
+    const f = randomBytes(100);
+    let down = true;
+    const cache = await DiskCache.open(path.join(root, 'retry'), 1 << 20);
+    const sink = new Sink();
+    const data = new MountData({
+      cache,
+      mountKey: 'm',
+      chunkSize: CHUNK,
+      log,
+      mountpoint: '/m',
+      fetchChunk: async () => {
+        if (down) throw StrataError.unavailable('no resolver');
+        return f;
+      },
+    });
+    data.attach(sink);
+    await data.read(8n, Buffer.from('/f'), 100, Buffer.alloc(100), 0, 100);
+    await until('failed', () => cache.stats().fillFailures === 1);
+    down = false;
+    await data.read(8n, Buffer.from('/f'), 100, Buffer.alloc(100), 0, 100);
+    await until('handed over', () => sink.given.has(8n));
+    data.dispose();
+    await until('dispose removes the mount’s files', () => fs.readdirSync(cache.dir).length === 0);
+  });
+});
