@@ -75,24 +75,34 @@ export class MountData {
     return `${this.o.mountKey}\0${ino}`;
   }
 
+  /** Whether ino's file is on disk whole (reads of it that still arrive are read from there). */
+  holds(ino: bigint): boolean {
+    return !this.closed && this.o.cache.get(this.id(ino))?.ready === true;
+  }
+
   /**
    * A read that reached the agent: its bytes from disk when the file is
-   * cached whole (undefined otherwise: the caller fetches them), and the
-   * whole file's fill started on a first miss.
+   * cached whole (undefined otherwise: the caller fetches them, and
+   * noteRead() is told).
    */
   async read(ino: bigint, path: Buffer, size: number, into: Buffer, pos: number, len: number): Promise<number | undefined> {
     if (this.closed) return undefined;
     const f = this.o.cache.get(this.id(ino));
-    if (f?.ready) {
-      this.rearm(ino, f);
-      const n = await readFrom(f, into, pos, len);
-      if (n !== undefined) this.o.cache.diskRead();
-      return n;
+    if (!f?.ready) {
+      this.noteRead(ino, path, size, pos, len);
+      return undefined;
     }
-    if (!f && !this.filling.has(ino) && !this.queued.has(ino) && !this.gaveUp.has(ino) && this.o.cache.takes(size) && this.readWhole(ino, size, pos, len)) {
-      this.want({ ino, path, size });
-    }
-    return undefined;
+    this.rearm(ino, f);
+    const n = await readFrom(f, into, pos, len);
+    if (n !== undefined) this.o.cache.diskRead();
+    return n;
+  }
+
+  /** A read served from elsewhere: the whole file's fill starts when it is being read whole. */
+  noteRead(ino: bigint, path: Buffer, size: number, pos: number, len: number): void {
+    if (this.closed || this.filling.has(ino) || this.queued.has(ino) || this.gaveUp.has(ino) || !this.o.cache.takes(size)) return;
+    if (this.o.cache.get(this.id(ino)) !== undefined) return;
+    if (this.readWhole(ino, size, pos, len)) this.want({ ino, path, size });
   }
 
   /**

@@ -75,12 +75,16 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
     read(ino, _fh, offset, size): Promise<Buffer> {
       const key = nodes.keyOf(ino);
       return t.run('read', key, async () => {
-        const into = Buffer.allocUnsafe(size);
         const path = pathOf(key);
-        // Sealed files are kept whole on disk once read: from then on the session serves them, and what still comes here is read from disk.
-        const cached = data && (await data.read(ino, path, (await fs.stat(path)).size, into, Number(offset), size));
-        const n = cached ?? (await fs.read(path, into, Number(offset), size));
-        return into.subarray(0, n);
+        if (data?.holds(ino)) {
+          // Sealed files are kept whole on disk once read: from then on the session serves them, and what still comes here is read from disk.
+          const into = Buffer.allocUnsafe(size);
+          const n = await data.read(ino, path, (await fs.stat(path)).size, into, Number(offset), size);
+          if (n !== undefined) return into.subarray(0, n);
+        }
+        const bytes = await fs.readView(path, Number(offset), size);
+        data?.noteRead(ino, path, (await fs.stat(path)).size, Number(offset), bytes.length);
+        return bytes;
       });
     },
     readlink(ino): Promise<LinkAnswer> {

@@ -74,6 +74,21 @@ export class FileData {
     return this.piece(h, this.blockKey(h, b.index), b.start, b.size);
   }
 
+  /**
+   * [pos, end) of a file: a view of the cached piece when it lies within
+   * one (most reads: the kernel asks within a chunk), else a copy. A 1 MiB
+   * buffer per READ was the agent's main cost on sequential reads (garbage
+   * collection of external memory), not the copy itself.
+   */
+  async view(h: FileRef, pos: number, end: number, unit: PieceUnit): Promise<Buffer> {
+    const piece = unit === 'chunk' ? await this.chunkAt(h, pos) : await this.blockAt(h, pos);
+    const from = pos - piece.start;
+    if (from >= piece.data.length) return Buffer.alloc(0);
+    if (end - piece.start <= piece.data.length || piece.data.length < piece.size) return piece.data.subarray(from, Math.min(piece.data.length, end - piece.start));
+    const into = Buffer.allocUnsafe(end - pos);
+    return into.subarray(0, await this.copy(h, into, pos, end, unit));
+  }
+
   /** Copies [pos, end) of a file into `into` in pieces of `unit`; returns the byte count, short at end of file. */
   async copy(h: FileRef, into: Buffer, pos: number, end: number, unit: PieceUnit): Promise<number> {
     let copied = 0;

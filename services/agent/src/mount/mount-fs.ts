@@ -170,15 +170,21 @@ export class MountFs {
    * tracks the read pattern per path.
    */
   async read(path: Buffer, into: Buffer, pos: number, len: number): Promise<number> {
+    const data = await this.readView(path, pos, len);
+    return data.copy(into, 0);
+  }
+
+  /** [pos, pos+len) of a file (empty at EOF), as a view of cached data where it can be: nothing allocated per read. */
+  async readView(path: Buffer, pos: number, len: number): Promise<Buffer> {
     const attr = await this.stat(path);
     const key = keyOf(path);
     const h = { key, path };
     const plan = this.policy.plan(key, pos, len, attr.size);
     for (const sibling of plan.siblings) this.data.prefetchChunk({ key: sibling, path: pathOf(sibling) }, 0);
-    const copied = await this.data.copy(h, into, pos, plan.end, plan.unit);
-    for (const index of this.policy.ahead(plan, copied)) this.data.prefetchChunk(h, index);
-    this.counters.bytesRead += copied;
-    return copied;
+    const data = await this.data.view(h, pos, plan.end, plan.unit);
+    for (const index of this.policy.ahead(plan, data.length)) this.data.prefetchChunk(h, index);
+    this.counters.bytesRead += data.length;
+    return data;
   }
 
   /** Chunk `index` of a file (the on-disk data cache fills from these, sharing fetches with readers). */
