@@ -97,6 +97,37 @@ describe('MountData', () => {
     assert.ok(sink.given.get(5n)?.equals(big));
   });
 
+  it('writes the chunks readers fetched into a fill instead of fetching them again', async () => {
+    const big = randomBytes(10 * CHUNK - 5);
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const cache = await DiskCache.open(path.join(root, 'tap'), 64 * CHUNK);
+    const fetched: number[] = [];
+    const data = new MountData({
+      cache,
+      mountKey: 'm',
+      chunkSize: CHUNK,
+      log,
+      mountpoint: '/m',
+      fetchChunk: async (_p, i) => {
+        fetched.push(i);
+        await gate;
+        return big.subarray(i * CHUNK, (i + 1) * CHUNK);
+      },
+    });
+    const sink = new Sink();
+    data.attach(sink);
+    data.noteRead(9n, Buffer.from('/big'), big.length, 0, CHUNK);
+    data.noteRead(9n, Buffer.from('/big'), big.length, CHUNK, CHUNK);
+    await until('the fill took its first chunks', () => fetched.length === 4);
+    // A reader ahead of the fill fetched the rest meanwhile.
+    for (let i = 4; i < 10; i++) data.chunkFetched('/big', i, big.subarray(i * CHUNK, (i + 1) * CHUNK));
+    open();
+    await until('handed over', () => sink.given.has(9n));
+    assert.ok(sink.given.get(9n)?.equals(big));
+    assert.deepEqual(fetched, [0, 1, 2, 3]);
+  });
+
   it('evicts by size and tells the session a file is gone', async () => {
     const files: Record<string, Buffer> = {};
     for (let i = 0; i < 6; i++) files[`/f${i}`] = randomBytes(CHUNK);

@@ -46,6 +46,19 @@ interface Wanted {
   size: number;
 }
 
+/** Chunk states of a file being filled. */
+const TODO = 0;
+const CLAIMED = 1;
+
+/** A fill in progress: its cache file and which chunks are taken care of. */
+interface ActiveFill {
+  w: Wanted;
+  out: FileHandle;
+  state: Uint8Array;
+  writes: Set<Promise<void>>;
+  failed?: unknown;
+}
+
 /**
  * One sealed mount's use of the on-disk data cache. The first read of a
  * file that reaches the agent starts fetching the whole file in the
@@ -57,6 +70,8 @@ export class MountData {
   private sink?: FileDataSink;
   private readonly queued = new Map<bigint, Wanted>();
   private readonly filling = new Set<bigint>();
+  /** Fills in progress by file key (latin1 of the path, as the chunk tap names files). */
+  private readonly active = new Map<string, ActiveFill>();
   private readonly registeredAt = new Map<bigint, number>();
   /** Where each large file's last read through the agent ended (is it being read in order?). */
   private readonly lastEnd = new Map<bigint, number>();
@@ -173,20 +188,56 @@ export class MountData {
     }
   }
 
-  /** The whole file into its cache file, a few chunks at a time; a chunk of the wrong length means it is not the file it was. */
+  /**
+   * The whole file into its cache file: chunks that readers fetch meanwhile
+   * are written as they arrive (chunkFetched), the rest fetched a few at a
+   * time from the lowest one nobody took yet. A chunk of the wrong length
+   * means the file is not the one it was.
+   */
   private async copyIn(w: Wanted, f: CachedFile, out: FileHandle): Promise<void> {
     const chunks = Math.ceil(w.size / this.o.chunkSize);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < chunks && !f.gone.signal.aborted) {
-        const i = next++;
-        const b = await this.o.fetchChunk(w.path, i);
-        const want = Math.min(this.o.chunkSize, w.size - i * this.o.chunkSize);
-        if (b.length !== want) throw StrataError.corrupt(`chunk ${i} has ${b.length} bytes, expected ${want}: the file changed`);
-        await out.write(b, 0, b.length, i * this.o.chunkSize);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, chunks) }, worker));
+    const a: ActiveFill = { w, out, state: new Uint8Array(chunks), writes: new Set() };
+    const key = w.path.toString('latin1');
+    this.active.set(key, a);
+    try {
+      let cursor = 0;
+      const worker = async (): Promise<void> => {
+        for (;;) {
+          while (cursor < chunks && a.state[cursor] !== TODO) cursor++;
+          if (cursor >= chunks || f.gone.signal.aborted || a.failed !== undefined) return;
+          const i = cursor;
+          a.state[i] = CLAIMED;
+          const b = await this.o.fetchChunk(w.path, i);
+          this.checkLength(w, i, b);
+          await out.write(b, 0, b.length, i * this.o.chunkSize);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, chunks) }, worker));
+      await Promise.all([...a.writes]);
+      if (a.failed !== undefined) throw a.failed;
+    } finally {
+      this.active.delete(key);
+    }
+  }
+
+  private checkLength(w: Wanted, index: number, b: Buffer): void {
+    const want = Math.min(this.o.chunkSize, w.size - index * this.o.chunkSize);
+    if (b.length !== want) throw StrataError.corrupt(`chunk ${index} has ${b.length} bytes, expected ${want}: the file changed`);
+  }
+
+  /** A chunk a reader fetched: written into its file's fill if that one still needs it. */
+  chunkFetched(key: string, index: number, data: Buffer): void {
+    const a = this.active.get(key);
+    if (!a || index >= a.state.length || a.state[index] !== TODO) return;
+    a.state[index] = CLAIMED;
+    const p = (async () => {
+      this.checkLength(a.w, index, data);
+      await a.out.write(data, 0, data.length, index * this.o.chunkSize);
+    })().catch((err: unknown) => {
+      a.failed ??= err;
+    });
+    a.writes.add(p);
+    void p.finally(() => a.writes.delete(p));
   }
 
   /** setFileData, once per file unless it must be re-armed; a refusal turns hand-overs off for the mount. */

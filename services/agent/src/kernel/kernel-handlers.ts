@@ -56,6 +56,8 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
     return set;
   }
   const wholeSets = native !== undefined && life.cacheTtl === Infinity;
+  // What readers fetch goes into files being cached whole as it arrives: a fill behind its reader never fetches a chunk twice.
+  if (data) fs.tapChunks((key, index, bytes) => data.chunkFetched(key, index, bytes));
 
   return {
     lookup(parent, name): Promise<Entry> {

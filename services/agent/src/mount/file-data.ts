@@ -32,6 +32,7 @@ export interface FileDataOptions {
  */
 export class FileData {
   private readonly o: FileDataOptions;
+  private tap?: (key: string, index: number, data: Buffer) => void;
 
   constructor(o: FileDataOptions) {
     this.o = o;
@@ -46,7 +47,16 @@ export class FileData {
   }
 
   private fetch(h: FileRef, offset: number, length: number): () => Promise<Buffer> {
-    return async () => (await this.o.ask('read', { layer: this.o.layer, path: h.path, offset, length })).data;
+    return async () => {
+      const data = (await this.o.ask('read', { layer: this.o.layer, path: h.path, offset, length })).data;
+      if (length === CHUNK_SIZE && offset % CHUNK_SIZE === 0) this.tap?.(h.key, offset / CHUNK_SIZE, data);
+      return data;
+    };
+  }
+
+  /** Told of every chunk fetched (the on-disk cache writes the chunks readers fetched instead of fetching them again). */
+  tapChunks(tap: (key: string, index: number, data: Buffer) => void): void {
+    this.tap = tap;
   }
 
   /** A cached piece of a file (a chunk or a block), fetched once if missing; the sync peek spares a tick on hits. */

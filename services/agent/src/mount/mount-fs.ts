@@ -187,6 +187,11 @@ export class MountFs {
     return data;
   }
 
+  /** Told of every chunk fetched from a resolver, by file key (keyOf of its path). */
+  tapChunks(tap: (key: string, index: number, data: Buffer) => void): void {
+    this.data.tapChunks(tap);
+  }
+
   /** Chunk `index` of a file (the on-disk data cache fills from these, sharing fetches with readers). */
   chunk(path: Buffer, index: number): Promise<Buffer> {
     return this.data.chunk({ key: keyOf(path), path }, index);
