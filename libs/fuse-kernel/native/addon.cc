@@ -166,6 +166,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     flag("cloneFd", &o.clone_fd);
     flag("notifyForget", &o.notify_forget);
     flag("notifyRelease", &o.notify_release);
+    flag("notifyOpen", &o.notify_open);
     flag("passthrough", &o.passthrough);
     o.threads = static_cast<unsigned>(num("threads", 4));
     o.readdirplus = static_cast<int>(num("readdirplus", 2));
@@ -181,20 +182,24 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
 
     int err = 0;
     std::string what;
+    // The wrapper must outlive every queued call; the finalizer lets it go.
+    // Made before mounting: the readers start inside Mount, and whoever can
+    // reach the mountpoint may send a request the moment mount(2) returns.
+    Ref();
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "strata-fuse", 0, 1,
+                                          [this](Napi::Env) { Unref(); });
+    live_ = true;
     session_ = Session::Mount(o, this, &err, &what);
     if (!session_) {
+      live_ = false;
+      tsfn_.Release();
       Napi::Error e = Napi::Error::New(env, what + ": " + std::strerror(err));
       e.Set("errno", Napi::Number::New(env, err));
       e.ThrowAsJavaScriptException();
       return;
     }
-    // The wrapper must outlive every queued call; the finalizer lets it go.
-    Ref();
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "strata-fuse", 0, 1,
-                                          [this](Napi::Env) { Unref(); });
     napi_add_env_cleanup_hook(env, &SessionWrap::Cleanup, this);
     hooked_ = true;
-    live_ = true;
   }
 
   ~SessionWrap() override {
@@ -272,6 +277,15 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
           o.Set("ino", Napi::BigInt::New(env, ev.keys.size() > 0 ? ev.keys[0] : 0));
           o.Set("fh", Napi::BigInt::New(env, ev.keys.size() > 1 ? ev.keys[1] : 0));
           break;
+        case Event::kOpen: {
+          auto at = [&ev](size_t k) { return ev.keys.size() > k ? ev.keys[k] : 0; };
+          o.Set("ino", Napi::BigInt::New(env, at(0)));
+          o.Set("fh", Napi::BigInt::New(env, at(1)));
+          o.Set("uid", Napi::Number::New(env, static_cast<double>(at(2))));
+          o.Set("gid", Napi::Number::New(env, static_cast<double>(at(3))));
+          o.Set("pid", Napi::Number::New(env, static_cast<double>(at(4))));
+          break;
+        }
         case Event::kEnd:
           o.Set("reason", Napi::String::New(env, ev.reason));
           break;

@@ -756,6 +756,13 @@ void Session::OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n,
   out.fh = (next_fh_.fetch_add(1) << 1) | (through ? 1 : 0);
   out.open_flags = through ? FOPEN_NOFLUSH | kFopenPassthrough : FOPEN_NOFLUSH | (options_.keep_cache ? FOPEN_KEEP_CACHE : 0);
   Send(fd, h.unique, 0, &out, sizeof(out));
+  if (options_.notify_open) {
+    // Answered first: an audit trail must not make opens wait for JavaScript.
+    Event ev;
+    ev.kind = Event::kOpen;
+    ev.keys = {key, out.fh, h.uid, h.gid, h.pid};
+    bridge_->Post(std::move(ev));
+  }
 }
 
 void Session::Closed(uint64_t key, uint64_t fh) {

@@ -62,6 +62,7 @@ struct MountOptions {
   Timeout negative_timeout;  // for names a cached listing lacks
   bool notify_forget = false;
   bool notify_release = false;
+  bool notify_open = false;  // every OPEN told to JS after the fact (audit): who opened which ino
   unsigned max_pages = 256;  // 1 MiB requests
   bool passthrough = true;   // ask for FUSE_PASSTHROUGH when the kernel offers it
   unsigned max_stack_depth = 1;  // 1: backing files on a plain filesystem, and this mount may sit under overlayfs
@@ -93,9 +94,10 @@ struct Pending {
 };
 
 struct Event {
-  enum Kind { kRequest, kForget, kRelease, kEnd, kNotified } kind = kRequest;
+  enum Kind { kRequest, kForget, kRelease, kEnd, kNotified, kOpen } kind = kRequest;
   Pending request;             // kRequest
   // kForget: keys the kernel no longer holds; kRelease: {key, fh};
+  // kOpen: {key, fh, uid, gid, pid} of an OPEN already answered;
   // kNotified: {token, errno of the notify write (0: the kernel dropped something)}
   std::vector<uint64_t> keys;
   std::string reason;          // kEnd

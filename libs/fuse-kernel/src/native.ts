@@ -9,6 +9,7 @@ export const EV_FORGET = 1;
 export const EV_RELEASE = 2;
 export const EV_END = 3;
 export const EV_NOTIFIED = 4;
+export const EV_OPEN = 5;
 
 /** setFileData modes and results (native/session.h DataServing). */
 export const SERVE_AUTO = 0;
@@ -33,6 +34,7 @@ export type NativeEvent =
   | NativeRequest
   | { kind: typeof EV_FORGET; inos: bigint[] }
   | { kind: typeof EV_RELEASE; ino: bigint; fh: bigint }
+  | { kind: typeof EV_OPEN; ino: bigint; fh: bigint; uid: number; gid: number; pid: number }
   | { kind: typeof EV_END; reason: string }
   /** An invalidation notice was written: errno 0 (the kernel dropped something) or the write's errno. */
   | { kind: typeof EV_NOTIFIED; token: number; errno: number };
@@ -55,6 +57,7 @@ export interface NativeMountOptions {
   negativeTimeout?: number;
   notifyForget?: boolean;
   notifyRelease?: boolean;
+  notifyOpen?: boolean;
   maxPages?: number;
   passthrough?: boolean;
   dataServing?: number;

@@ -6,7 +6,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
-import { addon, EV_END, EV_FORGET, EV_NOTIFIED, EV_RELEASE, EV_REQUEST, SERVE_AUTO, SERVE_PASSTHROUGH, SERVE_PREAD } from './native';
+import { addon, EV_END, EV_FORGET, EV_NOTIFIED, EV_OPEN, EV_RELEASE, EV_REQUEST, SERVE_AUTO, SERVE_PASSTHROUGH, SERVE_PREAD } from './native';
 import type { NativeEvent, NativeRequest, NativeSession } from './native';
 import { topMountAt } from './mountinfo';
 import { Op, opName } from './ops';
@@ -140,6 +140,7 @@ export class FuseSession {
             negativeTimeout: options.negativeTimeout ?? 0,
             notifyForget: handlers.forget !== undefined,
             notifyRelease: handlers.release !== undefined,
+            notifyOpen: handlers.opened !== undefined,
             maxPages: options.maxPages ?? 256,
             passthrough: options.passthrough ?? true,
             dataServing: DATA_SERVING[options.dataServing ?? 'auto'],
@@ -377,6 +378,9 @@ export class FuseSession {
             break;
           case EV_RELEASE:
             this.handlers.release?.(ev.ino, ev.fh);
+            break;
+          case EV_OPEN:
+            this.handlers.opened?.(ev.ino, ev.fh, { uid: ev.uid, gid: ev.gid, pid: ev.pid });
             break;
           case EV_NOTIFIED:
             this.noticed(ev.token, ev.errno);

@@ -128,6 +128,11 @@ export interface FuseHandlers {
   forget?(inos: bigint[]): void;
   /** A file handle was closed. */
   release?(ino: bigint, fh: bigint): void;
+  /**
+   * A file was opened (told after the session answered the OPEN natively,
+   * so it never delays one): who opened which node, for an audit trail.
+   */
+  opened?(ino: bigint, fh: bigint, caller: Caller): void;
 }
 
 /**
