@@ -109,6 +109,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
                            InstanceMethod("replyAttr", &SessionWrap::ReplyAttr),
                            InstanceMethod("replyListing", &SessionWrap::ReplyListing),
                            InstanceMethod("replyData", &SessionWrap::ReplyData),
+                           InstanceMethod("liveKeys", &SessionWrap::LiveKeys),
                            InstanceMethod("replyLink", &SessionWrap::ReplyLink),
                            InstanceMethod("replyXattr", &SessionWrap::ReplyXattr),
                            InstanceMethod("replyStatfs", &SessionWrap::ReplyStatfs),
@@ -615,6 +616,16 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
   }
   Napi::Value Result64(const Napi::CallbackInfo& info, int64_t r) {
     return Napi::Number::New(info.Env(), static_cast<double>(r));
+  }
+
+  // liveKeys(): BigUint64Array of the keys the session may still name (duplicates possible).
+  Napi::Value LiveKeys(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!session_) return Napi::BigUint64Array::New(env, 0);
+    std::vector<uint64_t> keys = session_->LiveKeys();
+    Napi::BigUint64Array out = Napi::BigUint64Array::New(env, keys.size());
+    if (!keys.empty()) std::memcpy(out.Data(), keys.data(), keys.size() * sizeof(uint64_t));
+    return out;
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

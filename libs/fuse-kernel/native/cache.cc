@@ -427,4 +427,18 @@ CacheStats Cache::Stats() {
   return s;
 }
 
+void Cache::LiveKeys(std::vector<uint64_t>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  out->push_back(root_key_);
+  for (const auto& [nodeid, kn] : kernel_) out->push_back(kn.key);
+  for (const auto& [key, node] : nodes_) {
+    for (const auto& [name, c] : node.children) {
+      if (!c.negative) out->push_back(c.key);
+    }
+    if (node.listing) {
+      for (const ListEntry& e : node.listing->entries) out->push_back(e.key);
+    }
+  }
+}
+
 }  // namespace strata_fuse

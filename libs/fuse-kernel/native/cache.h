@@ -177,6 +177,11 @@ class Cache {
 
   CacheStats Stats();
 
+  // Every key something here can still hand to the kernel or name in a
+  // request: held by the kernel, a positive child entry, an entry of a
+  // cached listing (appended to out; duplicates possible).
+  void LiveKeys(std::vector<uint64_t>* out);
+
  private:
   struct ChildRecord {
     bool negative = false;

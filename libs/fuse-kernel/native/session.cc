@@ -1227,6 +1227,25 @@ void Session::CacheStatfs(const fuse_kstatfs& st, int64_t expires) {
   statfs_ = std::make_pair(st, expires);
 }
 
+std::vector<uint64_t> Session::LiveKeys() {
+  std::vector<uint64_t> keys;
+  cache_.LiveKeys(&keys);
+  {
+    std::lock_guard<std::mutex> lock(dirs_mu_);
+    for (const auto& [fh, d] : dirs_) {
+      keys.push_back(d.key);
+      if (d.listing) {
+        for (const ListEntry& e : d.listing->entries) keys.push_back(e.key);
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    for (const auto& [id, p] : pending_) keys.push_back(p.key);
+  }
+  return keys;
+}
+
 SessionStats Session::Stats() {
   SessionStats s;
   s.cache = cache_.Stats();

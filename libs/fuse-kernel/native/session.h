@@ -179,6 +179,10 @@ class Session {
   bool ended() const { return ended_.load(); }
   bool stopped() const { return stopped_; }
   SessionStats Stats();
+  // Keys the kernel or this session may still name in a request to
+  // JavaScript (the cache's, open directories' listings, requests waiting in
+  // JavaScript): whatever JavaScript knows beyond these it may forget.
+  std::vector<uint64_t> LiveKeys();
 
  private:
   Session(const MountOptions& options, Bridge* bridge);

@@ -98,6 +98,7 @@ export interface NativeSession {
   invalidateInode(ino: bigint, offset: bigint, length: bigint): number;
   invalidateEntry(parent: bigint, name: Buffer): number;
   stats(): Record<string, number | boolean>;
+  liveKeys(): BigUint64Array;
   close(): void;
 }
 

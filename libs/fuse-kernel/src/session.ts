@@ -314,6 +314,17 @@ export class FuseSession {
     this.native.uncache(ino);
   }
 
+  /**
+   * Every ino the kernel or the native side may still name in a request
+   * (held by the kernel, in a cached entry or listing, in an open
+   * directory's listing, in a request waiting here); duplicates possible.
+   * An ino not among them, and not handed out since, can be forgotten by
+   * whoever maps inos to something bigger (the agent's node table).
+   */
+  liveInos(): BigUint64Array {
+    return this.native.liveKeys();
+  }
+
   stats(): SessionStats {
     return this.native.stats() as unknown as SessionStats;
   }

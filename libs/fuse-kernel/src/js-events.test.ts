@@ -52,3 +52,36 @@ describe('opens told to JavaScript after the fact (audit)', { skip: skipReason()
     assert.equal(opened.find((o) => o.ino === file)?.caller.uid, uid);
   });
 });
+
+describe('the inos the session may still name', { skip: skipReason() }, () => {
+  // Answers kept natively (as a sealed layer's are): cached entries name their inos too.
+  const toy = new ToyFs(1n, { cacheTtl: Infinity });
+  const N = 300;
+  const files: bigint[] = [];
+  let session: FuseSession | undefined;
+  let mnt: ReturnType<typeof tempMountpoint> | undefined;
+
+  before(async () => {
+    const dir = toy.mkdir(1n, 'd');
+    for (let i = 0; i < N; i++) files.push(toy.file(dir.ino, `f${i}`, Buffer.from('x')).ino);
+    mnt = tempMountpoint();
+    session = await FuseSession.mount(mnt.path, toy.handlers(), { rootAttr: { mode: 0o040755 }, cacheLimit: 20, entryTimeout: 3600, attrTimeout: 3600 });
+  });
+
+  after(async () => cleanUp(session, mnt));
+
+  it('holds what the kernel looked up, and lets go once the kernel forgot it and the cache bound evicted it', async () => {
+    const s = session!;
+    const d = join(mnt!.path, 'd');
+    const r = await run('sh', ['-c', `for i in $(seq 0 ${N - 1}); do stat -c %i ${d}/f$i > /dev/null; done`]);
+    assert.equal(r.status, 0, r.stderr.toString());
+    const held = new Set(s.liveInos());
+    assert.ok(files.every((f) => held.has(f)), 'every file the kernel holds is live');
+    assert.ok(held.has(1n), 'the root always');
+    await run('sh', ['-c', 'echo 2 > /proc/sys/vm/drop_caches']);
+    await waitFor(() => s.stats().nodes < 10, 10_000, 'the kernel forgets');
+    const after = new Set(s.liveInos());
+    const still = files.filter((f) => after.has(f)).length;
+    assert.ok(still <= 40, `${still} of ${N} files still live after the kernel forgot them (cache bound 20)`);
+  });
+});
