@@ -141,6 +141,8 @@ describe('strata agent --config', () => {
     const sample: Record<string, string> = {
       resolver: '[a:1, b:2]',
       socket: `${dir}/s/agent.sock`,
+      'socket-group': 'nogroup',
+      'audit-log': `${dir}/audit.log`,
       mount: '[l0:/mnt/x]',
       'deadline-ms': '1234',
       'chunk-cache-mb': '8',

@@ -7,6 +7,10 @@ import { StrataClient, type SessionGroup, type SessionRequester } from '@strata/
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { LIVE_FRESHNESS, parseLayerRef, type Layer } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
+import type { HostUser } from './access/host-user';
+import { hostUserMayMount } from './access/mount-grant';
+import { openUserMountpoint, stillAt, fdPath } from './access/user-mountpoint';
+import { AgentAudit, type Actor } from './audit/agent-audit';
 import { kernelAttr } from './kernel/attr';
 import { kernelHandlers, type AnswerLifetimes } from './kernel/kernel-handlers';
 import { NodeTable, ROOT_INO } from './kernel/node-table';
@@ -38,6 +42,8 @@ export interface AgentOptions {
   sealedTimeoutSeconds: number;
   /** Sealed files kept whole on disk here, at most `maxBytes` in all, served by passthrough (absent or 0: off). */
   dataCache?: { dir: string; maxBytes: number };
+  /** Where mounts and unmounts are recorded (absent: nowhere). */
+  audit?: AgentAudit;
   log: Logger;
 }
 
@@ -50,6 +56,8 @@ interface Mounted {
   nodes: NodeTable;
   data: MountData;
   prefetch?: AbortController;
+  /** Who asked for it: only they (or root) may unmount it. */
+  owner: Actor;
 }
 
 /**
@@ -71,12 +79,14 @@ export class Agent {
   /** The session as mounts use it: every answer or failure also tells the outage monitor. */
   private readonly requester: SessionRequester;
   private mountSeq = 0;
+  private readonly audit: AgentAudit;
 
   private constructor(
     private readonly o: AgentOptions,
     private readonly disk: DiskCache,
   ) {
     this.log = o.log;
+    this.audit = o.audit ?? AgentAudit.none();
     this.client = new StrataClient({ resolver: o.resolver, deadlineMs: o.deadlineMs });
     this.outages = new OutageMonitor(this.log);
     this.session = this.client.sessionGroup({
@@ -166,28 +176,69 @@ export class Agent {
     await this.state.write([...this.mounts.values()].map((m) => ({ mountpoint: m.info.mountpoint, layerId: m.info.layerId })));
   }
 
-  async mount(layerText: string, mountpointText: string): Promise<MountInfo> {
-    if (!path.isAbsolute(mountpointText)) throw StrataError.invalid(`mountpoint must be an absolute path: ${mountpointText}`);
-    const mountpoint = path.resolve(mountpointText);
-    if (this.busy.has(mountpoint)) throw StrataError.precondition(`${mountpoint} is being mounted or unmounted right now`);
-    this.busy.add(mountpoint);
+  /**
+   * Mounts a layer. `caller` is the control-socket user who asked (absent:
+   * the agent's own --mount). Root, and the agent itself, mount as before;
+   * anyone else only what the policy grants them, on an empty directory of
+   * their own, nosuid and nodev (access/). Audited either way.
+   */
+  async mount(layerText: string, mountpointText: string, caller?: HostUser): Promise<MountInfo> {
+    const actor: Actor = caller ?? 'agent';
     try {
-      return await this.mountAt(layerText, mountpoint);
-    } finally {
-      this.busy.delete(mountpoint);
+      if (!path.isAbsolute(mountpointText)) throw StrataError.invalid(`mountpoint must be an absolute path: ${mountpointText}`);
+      const mountpoint = path.resolve(mountpointText);
+      if (this.busy.has(mountpoint)) throw StrataError.precondition(`${mountpoint} is being mounted or unmounted right now`);
+      this.busy.add(mountpoint);
+      let info: MountInfo;
+      let allowOther: boolean;
+      try {
+        ({ info, allowOther } = await this.mountAt(layerText, mountpoint, caller));
+      } finally {
+        this.busy.delete(mountpoint);
+      }
+      this.audit.mount(actor, layerText, mountpoint, { ok: { layerId: info.layerId, flags: info.flags.join(','), allowOther } });
+      return info;
+    } catch (err) {
+      this.audit.mount(actor, layerText, mountpointText, { err });
+      throw err;
     }
   }
 
-  private async mountAt(layerText: string, mountpoint: string): Promise<MountInfo> {
+  private async mountAt(layerText: string, mountpoint: string, caller: HostUser | undefined): Promise<{ info: MountInfo; allowOther: boolean }> {
     const existing = this.mounts.get(mountpoint);
     if (existing) throw StrataError.precondition(`${mountpoint} is already a strata mount (layer ${existing.info.layerId})`);
     for (const m of this.mounts.keys()) {
       // Mounting inside our own mount would make the kernel wait on this very thread.
       if (mountpoint.startsWith(`${m}/`)) throw StrataError.invalid(`${mountpoint} lies inside the strata mount at ${m}`);
     }
-    await this.checkMountpoint(mountpoint);
-
     const ref = parseLayerRef(layerText);
+    const asUser = caller !== undefined && caller.uid !== 0 ? caller : undefined;
+    // Root keeps allow_other on every mount; a user's mount lets other users in only where the policy lets every host user read the layer.
+    let allowOther = true;
+    let dir: fs.FileHandle | undefined;
+    if (asUser) {
+      // Asked before the layer is looked up: a refusal says nothing about whether it exists.
+      const grant = await hostUserMayMount((identity, r) => this.client.checkAccess(identity, r), asUser, layerText, ref);
+      if (!grant.everyHostUser) {
+        // FUSE lets only the mount's owner in without allow_other, and the session names the agent (root) as owner.
+        throw StrataError.unsupported(
+          `layer ${JSON.stringify(layerText)} is granted to ${grant.grantedTo} but not to every host user (unix-user:*): a mount only you could enter needs the FUSE session to name you its owner, which it cannot yet; root may mount it for you`,
+        );
+      }
+      allowOther = grant.everyHostUser;
+      dir = await openUserMountpoint(mountpoint, asUser.uid, await readMountTable());
+    } else {
+      await this.checkMountpoint(mountpoint);
+    }
+    try {
+      const info = await this.mountLayer(layerText, ref, mountpoint, caller ?? 'agent', allowOther, dir);
+      return { info, allowOther };
+    } finally {
+      await dir?.close();
+    }
+  }
+
+  private async mountLayer(layerText: string, ref: ReturnType<typeof parseLayerRef>, mountpoint: string, owner: Actor, allowOther: boolean, dir: fs.FileHandle | undefined): Promise<MountInfo> {
     let chain: Layer[];
     try {
       chain = (await this.client.getLayer(ref)).chain;
@@ -201,6 +252,8 @@ export class Agent {
     if (layer.mountOptions.includes('no-exec')) flags.push('noexec');
     if (layer.mountOptions.includes('no-suid')) flags.push('nosuid');
     if (layer.mountOptions.includes('no-dev')) flags.push('nodev');
+    // Whatever the layer says: a set-uid file or a device node in an image must not work for a user who is not root.
+    if (dir) for (const f of ['nosuid', 'nodev']) if (!flags.includes(f)) flags.push(f);
 
     const mountKey = `m${++this.mountSeq}`;
     const mfs = new MountFs({ session: this.requester, layerId: layer.layerId, live, chunks: this.chunks, mountKey, attrEntries: this.o.attrEntries, counters: this.counters });
@@ -243,8 +296,9 @@ export class Agent {
         exec: !flags.includes('noexec'),
         suid: !flags.includes('nosuid'),
         dev: !flags.includes('nodev'),
-        allowOther: true,
+        allowOther,
         defaultPermissions: true,
+        ...(dir ? { mountpointFd: dir.fd } : {}),
         keepCache: !live,
         entryTimeout: life.kernelSeconds,
         attrTimeout: life.kernelSeconds,
@@ -258,6 +312,15 @@ export class Agent {
       mfs.dispose();
       throw StrataError.from(err, `mounting ${mountpoint}`);
     }
+    if (dir && !(await stillAt(dir.fd, mountpoint))) {
+      // Renamed between the checks and mount(2): the mount sits on the user's own directory, elsewhere; it goes again.
+      const now = await fs.readlink(fdPath(dir.fd)).catch(() => undefined);
+      if (now !== undefined && hasStrataMount(await readMountTable(), now)) await unmount(now, true).catch(() => undefined);
+      await session.unmount();
+      data.dispose();
+      mfs.dispose();
+      throw StrataError.precondition(`mountpoint ${mountpoint} was moved while it was being mounted`);
+    }
     data.attach(session);
     const info: MountInfo = {
       mountpoint,
@@ -269,12 +332,13 @@ export class Agent {
       mountedAt: new Date().toISOString(),
     };
     const mounted = session;
-    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes, data };
+    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes, data, owner };
     this.mounts.set(mountpoint, m);
     // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.
     void mounted.closed.then(async (reason) => {
       if (reason === 'unmount' || this.mounts.get(mountpoint) !== m || this.busy.has(mountpoint)) return;
       this.log.warn({ event: 'agent.mount_vanished', mountpoint, reason }, 'mount was removed outside the agent');
+      this.audit.unmount('agent', String(m.info.layerId), mountpoint, { ok: { how: 'vanished' } });
       await this.forget(m);
     });
     await this.saveState();
@@ -282,7 +346,7 @@ export class Agent {
     await this.reporter.changed();
     // How cached file data reaches the kernel is the kernel's and the agent's privilege's decision, taken at INIT.
     const dataServing = live || this.disk.maxBytes === 0 ? 'agent' : mounted.passthroughAvailable ? 'passthrough' : 'pread';
-    this.log.info({ event: 'agent.mounted', ...info, dataServing }, 'mounted');
+    this.log.info({ event: 'agent.mounted', ...info, dataServing, allowOther, owner: owner === 'agent' ? 'agent' : owner.uid }, 'mounted');
     if (!live && this.o.prefetchEntries > 0) this.prefetch(m);
     return info;
   }
@@ -323,17 +387,28 @@ export class Agent {
     );
   }
 
-  async umount(mountpointText: string, lazy = false): Promise<void> {
+  /** Unmounts; `caller` other than root may unmount only a mount they made. Audited either way. */
+  async umount(mountpointText: string, lazy = false, caller?: HostUser): Promise<void> {
+    const actor: Actor = caller ?? 'agent';
     const mountpoint = path.resolve(mountpointText);
     const m = this.mounts.get(mountpoint);
-    if (!m) throw StrataError.invalid(`${mountpoint} is not a strata mount of this agent`);
-    if (this.busy.has(mountpoint)) throw StrataError.precondition(`${mountpoint} is being mounted or unmounted right now`);
-    this.busy.add(mountpoint);
     try {
-      await this.detach(m, lazy ? 'lazy' : 'strict');
-    } finally {
-      this.busy.delete(mountpoint);
+      if (!m) throw StrataError.invalid(`${mountpoint} is not a strata mount of this agent`);
+      if (caller && caller.uid !== 0 && (m.owner === 'agent' || m.owner.uid !== caller.uid)) {
+        throw new StrataError(Errno.EPERM, `${mountpoint} was not mounted by you: only its owner or root may unmount it`);
+      }
+      if (this.busy.has(mountpoint)) throw StrataError.precondition(`${mountpoint} is being mounted or unmounted right now`);
+      this.busy.add(mountpoint);
+      try {
+        await this.detach(m, lazy ? 'lazy' : 'strict');
+      } finally {
+        this.busy.delete(mountpoint);
+      }
+    } catch (err) {
+      this.audit.unmount(actor, m ? String(m.info.layerId) : undefined, mountpoint, { err });
+      throw err;
     }
+    this.audit.unmount(actor, String(m.info.layerId), mountpoint, { ok: { lazy } });
   }
 
   /**
@@ -378,6 +453,7 @@ export class Agent {
     try {
       this.log.warn({ event: 'agent.mount_withdrawn', mountpoint, layerId: m.info.layerId, reason }, 'mount withdrawn: its layers changed under it');
       await this.detach(m, 'forced');
+      this.audit.unmount('agent', String(m.info.layerId), mountpoint, { ok: { how: 'withdrawn', reason } });
     } finally {
       this.busy.delete(mountpoint);
     }
@@ -390,6 +466,7 @@ export class Agent {
       if (this.busy.has(m.info.mountpoint)) continue;
       if (!hasStrataMount(table, m.info.mountpoint)) {
         this.log.warn({ event: 'agent.mount_vanished', mountpoint: m.info.mountpoint }, 'mount was removed outside the agent');
+        this.audit.unmount('agent', String(m.info.layerId), m.info.mountpoint, { ok: { how: 'vanished' } });
         await this.forget(m);
       }
     }
@@ -399,8 +476,12 @@ export class Agent {
   /** SIGTERM/SIGINT: every mount is detached (lazily: open files must not block shutdown). */
   async stop(): Promise<void> {
     for (const m of [...this.mounts.values()]) {
-      await this.detach(m, 'forced').catch((err: unknown) =>
-        this.log.error({ event: 'agent.umount_failed', mountpoint: m.info.mountpoint, err: StrataError.from(err, 'umount').message }, 'unmount at shutdown failed'),
+      await this.detach(m, 'forced').then(
+        () => this.audit.unmount('agent', String(m.info.layerId), m.info.mountpoint, { ok: { how: 'shutdown' } }),
+        (err: unknown) => {
+          this.audit.unmount('agent', String(m.info.layerId), m.info.mountpoint, { err });
+          this.log.error({ event: 'agent.umount_failed', mountpoint: m.info.mountpoint, err: StrataError.from(err, 'umount').message }, 'unmount at shutdown failed');
+        },
       );
     }
     await this.reporter.stop();

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultSocketPath } from '@strata/agent-control';
@@ -21,6 +22,8 @@ import { GrpcCode, errorMessage, isStrataError } from '@strata/errors';
 import { validateName } from '@strata/layers';
 import { createLogger, onShutdown, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
 import { Agent } from './agent';
+import { lookupHostUser } from './access/host-user';
+import { AgentAudit } from './audit/agent-audit';
 import { ControlServer } from './control/control-server';
 import { agentDataDir, defaultDataCacheRoot } from './data-cache/cache-dir';
 
@@ -75,6 +78,17 @@ function socketProblem(socket: string): string | undefined {
   return directoryProblem(path.dirname(socket), { mayCreate: true, access: 'write' });
 }
 
+/** A group name (or number) as the group database knows it: its gid, or why not. */
+function groupId(group: string): number | string {
+  const r = spawnSync('getent', ['group', group], { encoding: 'utf8', timeout: 5_000 });
+  const gid = r.status === 0 ? Number(r.stdout.split(':')[2]) : NaN;
+  return Number.isInteger(gid) && gid >= 0 ? gid : `group ${JSON.stringify(group)} does not exist on this host`;
+}
+
+function socketGroupProblem(group: string): string | undefined {
+  const gid = groupId(group);
+  return typeof gid === 'string' ? gid : undefined;
+}
 
 /** Everything the agent can be told: its flags, variables and configuration-file keys. */
 export const AGENT_OPTIONS = defineOptions({
@@ -96,13 +110,27 @@ export const AGENT_OPTIONS = defineOptions({
     help: 'control socket (its directory is created); the mounts it owns are listed next to it in <socket>.mounts.json',
     check: socketProblem,
   },
+  'socket-group': {
+    kind: 'string',
+    arg: 'group',
+    env: 'STRATA_AGENT_SOCKET_GROUP',
+    help: 'open the control socket to this group (socket 0660, its directory 0750); without it root only (0600, 0700). Members who are not root mount only layers the policy grants them, on empty directories of their own',
+    check: socketGroupProblem,
+  },
+  'audit-log': {
+    kind: 'path',
+    arg: 'file',
+    env: 'STRATA_AGENT_AUDIT_LOG',
+    defaultHelp: '<socket>.audit.log',
+    help: 'audit trail of mounts, unmounts and refused control requests (JSON lines, 0600; reopened on SIGHUP)',
+  },
   mount: { kind: 'string-list', arg: 'layer:mountpoint', help: 'mount at start, the mountpoint an absolute path', check: mountsProblem },
   'tls-ca': { kind: 'path', arg: 'file', env: TLS_ENV.ca, help: 'speak TLS to the resolvers, verifying them against this PEM CA', check: fileProblem },
   'tls-cert': { kind: 'path', arg: 'file', env: TLS_ENV.cert, help: 'present this PEM certificate to resolvers that want mutual TLS, with --tls-key', check: fileProblem },
   'tls-key': { kind: 'path', arg: 'file', env: TLS_ENV.key, help: 'the PEM private key of --tls-cert', check: fileProblem },
   'deadline-ms': { kind: 'positive-int', arg: 'n', default: 3000, help: 'a FUSE operation fails with EIO when no resolver answered within this' },
   'chunk-cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'file data chunks held in memory, MiB' },
-  'data-cache-mb': { kind: 'non-negative-int', arg: 'n', default: 2048, help: 'sealed files kept whole on disk and served by FUSE passthrough, MiB (0: off)' },
+  'data-cache-mb': { kind: 'non-negative-int', arg: 'n', default: 4096, help: 'sealed files kept whole on disk and served by FUSE passthrough, MiB (0: off)' },
   'data-cache-dir': {
     kind: 'path',
     arg: 'dir',
@@ -244,6 +272,8 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   let agent: Agent;
   let control: ControlServer;
+  const audit = AgentAudit.open(o.auditLog ?? `${o.socket}.audit.log`, log);
+  const group = o.socketGroup !== undefined ? { name: o.socketGroup, gid: groupId(o.socketGroup) as number } : undefined;
   try {
     agent = await Agent.start({
       resolver: o.resolver.join(','),
@@ -254,28 +284,35 @@ export async function main(argv: readonly string[]): Promise<void> {
       prefetchEntries: o.prefetchEntries,
       sealedTimeoutSeconds: o.sealedTimeout,
       dataCache: { dir: agentDataDir(o.dataCacheDir, o.socket), maxBytes: o.dataCacheMb * 1024 * 1024 },
+      audit,
       log,
     });
     control = await ControlServer.listen(
       o.socket,
-      async (req) => {
+      async (req, peer) => {
         switch (req.op) {
           case 'mount':
-            return { ok: true, mount: await agent.mount(req.layer, req.mountpoint) };
+            return { ok: true, mount: await agent.mount(req.layer, req.mountpoint, await lookupHostUser(peer)) };
           case 'umount':
-            await agent.umount(req.mountpoint, req.lazy);
+            await agent.umount(req.mountpoint, req.lazy, await lookupHostUser(peer));
             return { ok: true };
           case 'mounts':
             return { ok: true, mounts: await agent.list() };
         }
       },
       log,
+      { group, onRefused: (peer, reason, detail) => audit.refused(peer, reason, detail) },
     );
   } catch (err) {
     // Nothing is running yet: one plain line says it all (a JSON copy of it would be a second line).
     fail(EXIT_START, [errorMessage(err)]);
   }
   const probe = new ResolverProbe(o.resolver, creds);
+  // After a rotation the audit trail goes on in a new file at the same path.
+  process.on('SIGHUP', () => {
+    audit.reopen();
+    log.info({ event: 'agent.audit_reopened', file: audit.file }, 'audit log reopened');
+  });
   if (creds._isSecure()) {
     // New connections (a reconnect, another resolver) present the new certificate; open Sessions and mounts stay.
     process.on('SIGHUP', () => {
@@ -295,6 +332,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     probe.close();
     await control.close();
     await agent.stop();
+    await audit.close();
     await stopTelemetry();
   });
 
@@ -341,6 +379,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     {
       event: 'agent.ready',
       socket: o.socket,
+      ...(group ? { socketGroup: group.name } : {}),
+      audit: audit.file,
       resolver: o.resolver.join(','),
       resolverReachable: reachable,
       tls: creds._isSecure() ? (o.tlsCert !== undefined ? 'mutual' : 'on') : 'off',

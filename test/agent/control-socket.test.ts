@@ -1,0 +1,142 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { REPO, startAgent, startResolver, strata, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { makeStore, type StoreFixture } from '../support/store-fixture';
+
+/**
+ * A local user as an attacker of the agent's control socket: garbage, a
+ * line longer than any request, a line never finished, a pile of idle
+ * connections. Each is answered and dropped; meanwhile every other client
+ * is served at once.
+ */
+
+const skip = process.getuid?.() === 0 && spawnSync('sh', ['-c', 'command -v setpriv']).status === 0 ? false : 'needs root and setpriv';
+/** CONTROL_LIMITS in services/agent/src/control/control-server.ts. */
+const REQUEST_TIMEOUT_MS = 5_000;
+const MAX_CONNECTIONS_PER_USER = 16;
+
+interface Exchange {
+  /** What the agent wrote before closing. */
+  answer: string;
+  closedAfterMs: number;
+}
+
+/** Connects, sends `send` (nothing when undefined), and waits for the agent to close the connection. */
+function exchange(socket: string, send: string | Buffer | undefined): Promise<Exchange> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const s = net.connect(socket);
+    let answer = '';
+    s.setEncoding('utf8');
+    s.on('connect', () => {
+      if (send !== undefined) s.write(send);
+    });
+    s.on('data', (d: string) => (answer += d));
+    s.on('error', (err) => (answer === '' ? reject(err) : undefined));
+    s.on('close', () => resolve({ answer, closedAfterMs: Date.now() - started }));
+  });
+}
+
+function parsed(answer: string): { ok: boolean; error?: { errno: string; message: string } } {
+  const line = answer.split('\n')[0];
+  return JSON.parse(line) as { ok: boolean; error?: { errno: string; message: string } };
+}
+
+function auditLines(file: string): Record<string, unknown>[] {
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+describe('the control socket under a hostile local client', { skip }, () => {
+  let fx: StoreFixture;
+  let resolver: ResolverProcess;
+  let agent: AgentProcess;
+  let work: string;
+  let socket: string;
+
+  before(async () => {
+    fx = await makeStore([{ entries: [{ type: 'file', path: '/a', content: 'a\n' }] }]);
+    resolver = await startResolver({ store: fx.store });
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-control-'));
+    fs.chmodSync(work, 0o755);
+    socket = path.join(work, 'run', 'agent.sock');
+    agent = await startAgent({ resolver: resolver.address, socket, extra: ['--socket-group', 'nogroup', '--prefetch-entries', '0'] });
+  });
+
+  after(async () => {
+    await agent?.stop();
+    await resolver?.stop();
+    fx?.cleanup();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  const served = (): void => {
+    const r = strata(['mounts', '--json', '--socket', socket]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { mounts: [] });
+  };
+
+  test('garbage, a huge line and a line never finished are answered and dropped; others are served meanwhile', async () => {
+    const idle = exchange(socket, undefined);
+    const unfinished = exchange(socket, '{"op":"mounts"');
+    const garbage = await exchange(socket, Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0x0a]));
+    assert.equal(parsed(garbage.answer).error?.errno, 'EINVAL');
+    assert.match(parsed(garbage.answer).error?.message ?? '', /not JSON/);
+    const wrong = await exchange(socket, '{"op":"format-disk"}\n');
+    assert.match(parsed(wrong.answer).error?.message ?? '', /unknown op "format-disk"/);
+    const huge = await exchange(socket, Buffer.alloc(1 << 20, 0x61));
+    assert.equal(parsed(huge.answer).error?.errno, 'EINVAL');
+    assert.match(parsed(huge.answer).error?.message ?? '', /too large/);
+    // The stuck ones are still open: the agent answers everyone else.
+    served();
+    served();
+    const [i, u] = await Promise.all([idle, unfinished]);
+    for (const x of [i, u]) {
+      assert.equal(parsed(x.answer).error?.errno, 'ETIMEDOUT');
+      assert.ok(x.closedAfterMs >= REQUEST_TIMEOUT_MS - 100, `closed after ${x.closedAfterMs} ms`);
+    }
+    const denied = auditLines(`${socket}.audit.log`).filter((l) => l.event === 'control.denied');
+    const reasons = new Set(denied.map((l) => l.reason));
+    for (const r of ['malformed request', 'request too large', 'request timed out']) assert.ok(reasons.has(r), `${r} in ${[...reasons].join(', ')}`);
+    for (const l of denied) assert.equal((l.detail as { uid: number }).uid, 0);
+  });
+
+  test(`a user holding ${MAX_CONNECTIONS_PER_USER} idle connections gets EAGAIN for the next; root is still served`, async () => {
+    const lib = path.join(REPO, 'libs/agent-control/dist/index.js');
+    // nobody opens the limit's worth of silent connections, then asks once more and prints the answer.
+    const script = `
+      const net = require('net');
+      const held = [];
+      let open = 0;
+      for (let i = 0; i < ${MAX_CONNECTIONS_PER_USER}; i++) {
+        const s = net.connect(${JSON.stringify(socket)});
+        s.on('connect', () => { if (++open === ${MAX_CONNECTIONS_PER_USER}) next(); });
+        s.on('error', () => {});
+        held.push(s);
+      }
+      function next() {
+        setTimeout(() => require(${JSON.stringify(lib)}).controlRequest(${JSON.stringify(socket)}, { op: 'mounts' }).then(
+          () => { process.stdout.write('served'); setTimeout(() => process.exit(0), 1500); },
+          (e) => { process.stdout.write(e.message); setTimeout(() => process.exit(0), 1500); }), 200);
+      }`;
+    const child = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => child.once('exit', r));
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    // While nobody holds its connections (until 1.5 s after its answer), root is served.
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    served();
+    await exited;
+    assert.match(out, /too many control connections of uid 65534/);
+    const denied = auditLines(`${socket}.audit.log`).filter((l) => l.event === 'control.denied' && l.reason === 'too many connections');
+    assert.equal(denied[0]?.identity, 'uid:65534');
+  });
+});
