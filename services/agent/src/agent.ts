@@ -332,6 +332,10 @@ export class Agent {
       mountedAt: new Date().toISOString(),
     };
     const mounted = session;
+    // The node table keeps a path per ino the session might still name; past the native cache's own bound it forgets the rest.
+    nodes.sweepWith(() => mounted.liveInos(), this.o.attrEntries, (r) =>
+      this.log.info({ event: 'agent.nodes.swept', mountpoint, ...r }, 'forgot the inos the kernel and the native cache no longer name'),
+    );
     const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes, data, owner };
     this.mounts.set(mountpoint, m);
     // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.

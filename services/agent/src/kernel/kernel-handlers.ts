@@ -37,8 +37,9 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
   async function listing(ino: bigint): Promise<Listing> {
     const key = nodes.keyOf(ino);
     const l = await fs.readdir(pathOf(key));
-    const entries = kernelEntries(nodes, key, l.entries);
     const parent = key === '/' ? l.dir : await fs.stat(pathOf(parentKey(key)));
+    // Inos are taken after the last await: the node table may forget what no answer on its way names.
+    const entries = kernelEntries(nodes, key, l.entries);
     return { entries, dotIno: BigInt(l.dir.ino), dotdotIno: BigInt(parent.ino), ...timeouts };
   }
 

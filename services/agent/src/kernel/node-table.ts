@@ -3,6 +3,12 @@ import { Errno, StrataError } from '@strata/errors';
 /** The ino the kernel session knows the root by. */
 export const ROOT_INO = 1n;
 
+/** What the table asks before forgetting: the inos the session may still name (FuseSession.liveInos). */
+export type LiveInos = () => Iterable<bigint>;
+
+/** Told after a sweep (for the log). */
+export type SweepReport = (r: { forgotten: number; kept: number; ms: number }) => void;
+
 /**
  * The inos one mount hands the kernel session, one per path of the layer.
  * They are the session's identities for nodes, not st_ino (which the
@@ -10,11 +16,35 @@ export const ROOT_INO = 1n;
  * two inos and show the same st_ino, as on overlayfs. An ino is never
  * reused for another path while the mount lives, so a late request about a
  * node can never reach a different file.
+ *
+ * Bounded: once it holds more than a threshold, paths whose inos neither
+ * the kernel nor the session's native cache can still name are forgotten
+ * (a later lookup of such a path gets a new ino). The threshold then
+ * becomes twice what stayed, so sweeps cost O(1) per lookup over time.
  */
 export class NodeTable {
   private readonly byKey = new Map<string, bigint>([['/', ROOT_INO]]);
   private readonly byIno = new Map<bigint, string>([[ROOT_INO, '/']]);
+  /** Inos handed out since the last sweep: an answer naming one may not have reached the session yet. */
+  private fresh = new Set<bigint>();
   private next = ROOT_INO + 1n;
+  private live?: LiveInos;
+  private report?: SweepReport;
+  private threshold = Infinity;
+  private minThreshold = Infinity;
+  private scheduled = false;
+
+  /** Sweeps from now on once the table holds more than `minSize` paths. */
+  sweepWith(live: LiveInos, minSize: number, report?: SweepReport): void {
+    this.live = live;
+    this.report = report;
+    this.minThreshold = Math.max(1, minSize);
+    this.threshold = this.minThreshold;
+  }
+
+  get size(): number {
+    return this.byIno.size;
+  }
 
   /** The ino of the path at `key`, given one on first sight. */
   inoOf(key: string): bigint {
@@ -23,14 +53,47 @@ export class NodeTable {
       ino = this.next++;
       this.byKey.set(key, ino);
       this.byIno.set(ino, key);
+      if (this.byIno.size > this.threshold) this.schedule();
     }
+    if (this.live) this.fresh.add(ino);
     return ino;
   }
 
-  /** The path of an ino; ESTALE for one this table never handed out. */
+  /** The path of an ino; ESTALE for one this table never handed out or has forgotten. */
   keyOf(ino: bigint): string {
     const key = this.byIno.get(ino);
     if (key === undefined) throw new StrataError(Errno.ESTALE, `no node ${ino} in this mount`);
     return key;
+  }
+
+  /**
+   * After the current macrotask: handlers hand an ino to the session in the
+   * same synchronous stretch that got it, so none is in between then.
+   */
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.sweep();
+    });
+  }
+
+  /** Forgets every path whose ino is neither live nor fresh; returns how many went. */
+  sweep(): number {
+    if (!this.live) return 0;
+    const started = performance.now();
+    const keep = new Set(this.live());
+    let forgotten = 0;
+    for (const [ino, key] of this.byIno) {
+      if (ino === ROOT_INO || keep.has(ino) || this.fresh.has(ino)) continue;
+      this.byIno.delete(ino);
+      this.byKey.delete(key);
+      forgotten++;
+    }
+    this.fresh = new Set();
+    this.threshold = Math.max(this.minThreshold, 2 * this.byIno.size);
+    this.report?.({ forgotten, kept: this.byIno.size, ms: Math.round(performance.now() - started) });
+    return forgotten;
   }
 }
