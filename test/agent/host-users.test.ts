@@ -241,6 +241,29 @@ describe('host users on a group-open control socket (mutual TLS, grants enforced
     assert.equal(ok.identity, 'unix-user:root');
   });
 
+  test('a layer marked audit: every file opened through the mount is an audit line with who opened which path', async () => {
+    const created = ops(['layer', 'create', '--source', 'dir:layers/0', '--name', 'audited', '--option', 'audit']);
+    assert.equal(created.status, 0, created.stderr);
+    assert.equal(ops(['grant', 'unix-user:*', 'read', 'audited']).status, 0);
+    const mnt = nobodyDir('audited');
+    const r = strataAsNobody(['mount', 'audited', mnt, '--socket', socket]);
+    assert.equal(r.status, 0, r.stderr);
+    const cat = asNobody(['cat', path.join(mnt, 'pub.txt')]);
+    assert.equal(cat.stdout, 'public\n');
+    const denied = asNobody(['cat', path.join(mnt, 'secret.txt')]);
+    assert.notEqual(denied.status, 0);
+    const opened = await auditHas(audit, (l) => l.event === 'file.open' && detail(l).path === '/pub.txt', 'the open of /pub.txt');
+    assert.equal(opened.identity, 'unix-user:nobody');
+    assert.equal(detail(opened).uid, NOBODY);
+    assert.equal(detail(opened).mountpoint, mnt);
+    assert.equal(opened.layer, 'audited');
+    // default_permissions refuses in the kernel: a denied open never reaches the session, so it is not an open.
+    assert.equal(auditLines(audit).filter((l) => l.event === 'file.open' && detail(l).path === '/secret.txt').length, 0);
+    // A layer without the mark logs no opens.
+    assert.equal(auditLines(audit).filter((l) => l.event === 'file.open' && l.layer !== 'audited').length, 0);
+    assert.equal(strataAsNobody(['umount', mnt, '--socket', socket]).status, 0);
+  });
+
   test('a symbolic link as the mountpoint, or on the way to it, is refused', () => {
     const target = path.join(work, 'link-target');
     fs.mkdirSync(target);

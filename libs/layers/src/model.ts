@@ -3,7 +3,7 @@
 export const LAYER_TYPES = ['base', 'snapshot', 'incremental', 'overlay'] as const;
 export type LayerType = (typeof LAYER_TYPES)[number];
 
-export const MOUNT_OPTIONS = ['read-only', 'no-exec', 'no-suid', 'no-dev', 'live'] as const;
+export const MOUNT_OPTIONS = ['read-only', 'no-exec', 'no-suid', 'no-dev', 'live', 'audit'] as const;
 export type MountOption = (typeof MOUNT_OPTIONS)[number];
 
 /** Longest chain, the layer itself included. */

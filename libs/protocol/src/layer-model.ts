@@ -22,6 +22,7 @@ const OPTION_TO_PB: Record<MountOption, PbMountOption> = {
   'no-suid': PbMountOption.MOUNT_OPTION_NO_SUID,
   'no-dev': PbMountOption.MOUNT_OPTION_NO_DEV,
   live: PbMountOption.MOUNT_OPTION_LIVE,
+  audit: PbMountOption.MOUNT_OPTION_AUDIT,
 };
 
 export function layerTypeToProto(t: LayerType): PbLayerType {

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { MountInfo } from '@strata/agent-control';
-import { FuseSession } from '@strata/fuse-kernel';
+import { FuseSession, type FuseHandlers } from '@strata/fuse-kernel';
 import { StrataClient, type SessionGroup, type SessionRequester } from '@strata/client';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { LIVE_FRESHNESS, parseLayerRef, type Layer } from '@strata/layers';
@@ -20,6 +20,7 @@ import { unmount } from './host/unmount';
 import { DiskCache } from './data-cache/disk-cache';
 import { MountData } from './data-cache/mount-data';
 import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
+import { pathOf } from './mount/tree-path';
 import { MountFs, type MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
 import { OpTracker, fuseLatencyHistogram } from './observability/op-tracker';
@@ -248,6 +249,8 @@ export class Agent {
     }
     const layer = chain[0];
     const live = chain.some((l) => l.mountOptions.includes('live'));
+    // What a base holds shows through every layer above it: a mark anywhere in the chain audits the mount.
+    const audited = chain.some((l) => l.mountOptions.includes('audit'));
     const flags = ['ro'];
     if (layer.mountOptions.includes('no-exec')) flags.push('noexec');
     if (layer.mountOptions.includes('no-suid')) flags.push('nosuid');
@@ -279,7 +282,7 @@ export class Agent {
     });
     // The session exists only once mounted; until then nothing can ask for xattrs.
     let session: FuseSession | undefined;
-    const handlers = kernelHandlers(
+    const served = kernelHandlers(
       mfs,
       nodes,
       new OpTracker(layer.layerId, this.fuseLatency, this.log),
@@ -287,6 +290,20 @@ export class Agent {
       { cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set) },
       data,
     );
+    const handlers: FuseHandlers = audited
+      ? {
+          ...served,
+          opened: (ino, _fh, who) => {
+            let file: Buffer;
+            try {
+              file = pathOf(nodes.keyOf(ino));
+            } catch {
+              file = Buffer.from(`<ino ${ino}>`);
+            }
+            this.audit.fileOpened(who, layerText, mountpoint, file);
+          },
+        }
+      : served;
     try {
       session = await FuseSession.mount(mountpoint, handlers, {
         fsName: `strata:${layer.name || layer.layerId}`,
@@ -350,7 +367,7 @@ export class Agent {
     await this.reporter.changed();
     // How cached file data reaches the kernel is the kernel's and the agent's privilege's decision, taken at INIT.
     const dataServing = live || this.disk.maxBytes === 0 ? 'agent' : mounted.passthroughAvailable ? 'passthrough' : 'pread';
-    this.log.info({ event: 'agent.mounted', ...info, dataServing, allowOther, owner: owner === 'agent' ? 'agent' : owner.uid }, 'mounted');
+    this.log.info({ event: 'agent.mounted', ...info, dataServing, allowOther, auditOpens: audited, owner: owner === 'agent' ? 'agent' : owner.uid }, 'mounted');
     if (!live && this.o.prefetchEntries > 0) this.prefetch(m);
     return info;
   }

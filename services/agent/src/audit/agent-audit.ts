@@ -2,6 +2,7 @@ import { AuditLog, type AuditEvent, type AuditResult } from '@strata/audit';
 import { StrataError, errnoName } from '@strata/errors';
 import type { Logger } from '@strata/telemetry';
 import { describeUser } from '../access/host-user';
+import { PasswdNames } from './passwd-names';
 
 /** Who asked, as the audit trail names them: a control-socket caller (SO_PEERCRED), or the agent itself. */
 export type Actor = { uid: number; pid: number; name?: string | undefined } | 'agent';
@@ -28,6 +29,8 @@ function outcome(err: unknown): { result: AuditResult; reason: string; errno: st
  * operation being audited.
  */
 export class AgentAudit {
+  private readonly users = new PasswdNames();
+
   private constructor(private readonly log: AuditLog | undefined) {}
 
   static open(file: string, log: Logger): AgentAudit {
@@ -59,6 +62,29 @@ export class AgentAudit {
   refused(actor: Actor, reason: string, detail: Detail = {}): void {
     const w = who(actor);
     this.append({ event: 'control.denied', identity: w.identity, action: 'control', result: 'denied', reason, detail: { ...w.detail, ...detail } }, true);
+  }
+
+  /**
+   * A file opened through a mount of an AUDIT layer: who on the host (the
+   * FUSE request's uid/gid/pid), which path in the layer. Coalesced: a loop
+   * of opens of one file by one process is one counted line per second.
+   */
+  fileOpened(who: { uid: number; gid: number; pid: number }, layer: string, mountpoint: string, filePath: Buffer): void {
+    const name = this.users.nameOf(who.uid);
+    const utf8 = filePath.toString('utf8');
+    // A name that is not UTF-8 is kept exact, in base64 beside a readable approximation.
+    const exact: Record<string, string> = Buffer.from(utf8, 'utf8').equals(filePath) ? {} : { pathBase64: filePath.toString('base64') };
+    this.append(
+      {
+        event: 'file.open',
+        identity: describeUser({ uid: who.uid, name }),
+        action: 'open',
+        layer,
+        result: 'ok',
+        detail: { uid: who.uid, gid: who.gid, pid: who.pid, mountpoint, path: utf8, ...exact },
+      },
+      true,
+    );
   }
 
   reopen(): void {
