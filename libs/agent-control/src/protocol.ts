@@ -1,7 +1,8 @@
 /**
  * The agent's control protocol: one JSON request per connection, one JSON
  * line back. Local only (a unix socket), so it carries no auth of its own:
- * the socket's file mode decides who may mount.
+ * the socket's mode decides who may connect, and the agent reads each
+ * caller's uid from the kernel (SO_PEERCRED) to decide what they may mount.
  */
 
 /** One live mount, as `strata mounts --json` prints it (a stable shape). */
