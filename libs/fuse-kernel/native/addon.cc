@@ -170,6 +170,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     flag("notifyOpen", &o.notify_open);
     flag("passthrough", &o.passthrough);
     o.threads = static_cast<unsigned>(num("threads", 4));
+    o.owner_uid = static_cast<int64_t>(num("ownerUid", -1));
+    o.owner_gid = static_cast<int64_t>(num("ownerGid", -1));
     o.readdirplus = static_cast<int>(num("readdirplus", 2));
     o.cache_limit = static_cast<uint64_t>(std::max(1.0, num("cacheLimit", 1 << 20)));
     o.negative_timeout = TimeoutFromSeconds(num("negativeTimeout", 0));

@@ -111,8 +111,10 @@ std::unique_ptr<Session> Session::Mount(const MountOptions& options, Bridge* bri
     *what = "open /dev/fuse";
     return nullptr;
   }
-  std::string data = "fd=" + std::to_string(s->master_fd_) + ",rootmode=40000,user_id=" + std::to_string(getuid()) +
-                     ",group_id=" + std::to_string(getgid());
+  const uint64_t uid = options.owner_uid >= 0 ? static_cast<uint64_t>(options.owner_uid) : getuid();
+  const uint64_t gid = options.owner_gid >= 0 ? static_cast<uint64_t>(options.owner_gid) : getgid();
+  std::string data = "fd=" + std::to_string(s->master_fd_) + ",rootmode=40000,user_id=" + std::to_string(uid) +
+                     ",group_id=" + std::to_string(gid);
   if (options.allow_other) data += ",allow_other";
   if (options.default_permissions) data += ",default_permissions";
   unsigned long flags = MS_RDONLY;

@@ -54,6 +54,9 @@ struct MountOptions {
   bool suid = false;
   bool dev = false;
   bool allow_other = true;
+  // Who the kernel lets in without allow_other (FUSE admits only this uid and gid); -1: this process's.
+  int64_t owner_uid = -1;
+  int64_t owner_gid = -1;
   bool default_permissions = true;
   bool keep_cache = false;  // sealed: FOPEN_KEEP_CACHE on files, FOPEN_CACHE_DIR|KEEP_CACHE on directories
   int readdirplus = 2;      // 0 never, 1 auto (the kernel decides), 2 always

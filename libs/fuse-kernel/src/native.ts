@@ -58,6 +58,8 @@ export interface NativeMountOptions {
   notifyForget?: boolean;
   notifyRelease?: boolean;
   notifyOpen?: boolean;
+  ownerUid?: number;
+  ownerGid?: number;
   maxPages?: number;
   passthrough?: boolean;
   dataServing?: number;

@@ -132,6 +132,8 @@ export class FuseSession {
             suid: options.suid ?? false,
             dev: options.dev ?? false,
             allowOther: options.allowOther ?? true,
+            ownerUid: options.owner?.uid ?? -1,
+            ownerGid: options.owner?.gid ?? -1,
             defaultPermissions: options.defaultPermissions ?? true,
             keepCache: options.keepCache ?? false,
             readdirplus: READDIRPLUS[options.readdirplus ?? 'always'],

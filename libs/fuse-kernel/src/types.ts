@@ -192,6 +192,12 @@ export interface MountOptions {
    * may be closed once mount() has returned.
    */
   mountpointFd?: number;
+  /**
+   * The mount's owner (default: this process's uid and gid). Without
+   * allowOther the kernel lets only processes of this uid and gid in, so a
+   * mount made by root for one user is that user's alone.
+   */
+  owner?: { uid: number; gid: number };
   /** Called with what a handler threw that is not a StrataError (answered EIO). */
   onError?: (err: unknown, op: string) => void;
 }

@@ -220,26 +220,29 @@ export class Agent {
     if (asUser) {
       // Asked before the layer is looked up: a refusal says nothing about whether it exists.
       const grant = await hostUserMayMount((identity, r) => this.client.checkAccess(identity, r), asUser, layerText, ref);
-      if (!grant.everyHostUser) {
-        // FUSE lets only the mount's owner in without allow_other, and the session names the agent (root) as owner.
-        throw StrataError.unsupported(
-          `layer ${JSON.stringify(layerText)} is granted to ${grant.grantedTo} but not to every host user (unix-user:*): a mount only you could enter needs the FUSE session to name you its owner, which it cannot yet; root may mount it for you`,
-        );
-      }
       allowOther = grant.everyHostUser;
       dir = await openUserMountpoint(mountpoint, asUser.uid, await readMountTable());
     } else {
       await this.checkMountpoint(mountpoint);
     }
     try {
-      const info = await this.mountLayer(layerText, ref, mountpoint, caller ?? 'agent', allowOther, dir);
+      const privateTo = asUser && !allowOther ? { uid: asUser.uid, gid: asUser.gid } : undefined;
+      const info = await this.mountLayer(layerText, ref, mountpoint, caller ?? 'agent', allowOther, dir, privateTo);
       return { info, allowOther };
     } finally {
       await dir?.close();
     }
   }
 
-  private async mountLayer(layerText: string, ref: ReturnType<typeof parseLayerRef>, mountpoint: string, owner: Actor, allowOther: boolean, dir: fs.FileHandle | undefined): Promise<MountInfo> {
+  private async mountLayer(
+    layerText: string,
+    ref: ReturnType<typeof parseLayerRef>,
+    mountpoint: string,
+    owner: Actor,
+    allowOther: boolean,
+    dir: fs.FileHandle | undefined,
+    privateTo?: { uid: number; gid: number },
+  ): Promise<MountInfo> {
     let chain: Layer[];
     try {
       chain = (await this.client.getLayer(ref)).chain;
@@ -314,6 +317,8 @@ export class Agent {
         suid: !flags.includes('nosuid'),
         dev: !flags.includes('nodev'),
         allowOther,
+        // Without allow_other FUSE admits only the mount's owner: a user's private mount is owned by that user.
+        owner: privateTo,
         defaultPermissions: true,
         ...(dir ? { mountpointFd: dir.fd } : {}),
         keepCache: !live,
