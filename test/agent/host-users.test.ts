@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO, STRATA_BIN, canMountFuse, forceUnmount, startAgent, startResolver, strata, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { REPO, STRATA_BIN, canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
 import { CertDir } from '../support/certs';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 
@@ -239,6 +239,22 @@ describe('host users on a group-open control socket (mutual TLS, grants enforced
     const u = strataAsNobody(['umount', mnt, '--socket', socket]);
     assert.equal(u.status, 0, u.stderr);
     assert.equal(mountsLine(mnt), undefined);
+  });
+
+  test("a revoked grant withdraws the user's mount (what the agent holds cached stops answering too)", async () => {
+    const mnt = nobodyDir('revoked');
+    const r = strataAsNobody(['mount', 'l1', mnt, '--socket', socket]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(asNobody(['cat', path.join(mnt, 'l1.txt')]).stdout, 'l1\n');
+    assert.equal(ops(['revoke', 'unix-user:nobody', 'read', 'l1']).status, 0);
+    try {
+      await waitFor('the mount withdrawn', () => (mountsLine(mnt) === undefined ? true : undefined), 15_000);
+      const gone = await auditHas(audit, (l) => l.event === 'unmount' && detail(l).mountpoint === mnt, 'the withdrawal');
+      assert.equal(detail(gone).how, 'withdrawn');
+      assert.match(String(detail(gone).reason), /revoked/);
+    } finally {
+      assert.equal(ops(['grant', 'unix-user:nobody', 'read', 'l1']).status, 0);
+    }
   });
 
   test('nobody cannot unmount a mount of root; root unmounts it', async () => {

@@ -59,6 +59,8 @@ interface Mounted {
   prefetch?: AbortController;
   /** Who asked for it: only they (or root) may unmount it. */
   owner: Actor;
+  /** A host user's mount: asked each report round whether the grant still holds (a reason to withdraw, or undefined). */
+  recheck?: () => Promise<string | undefined>;
 }
 
 /**
@@ -128,6 +130,7 @@ export class Agent {
         this.client.reportMounts({ agentId, host: os.hostname(), mounts: mounts.map((m) => ({ layerId: m.layerId, mountpoint: m.mountpoint })), ttlSeconds }),
       chainOf: async (layerId) => (await this.client.getLayer({ id: layerId })).chain,
       withdraw: (mountpoint, reason) => this.withdraw(mountpoint, reason),
+      mayKeep: async (mountpoint) => this.mounts.get(mountpoint)?.recheck?.(),
       onError: (what, err) => this.log.debug({ event: 'agent.report_failed', what, err: err.message }, 'mount report failed; retried at the next round'),
     });
     registerAgentMetrics({ counters: this.counters, mounts: () => this.mounts.size, chunks: this.chunks, inflight: () => this.session.inflight });
@@ -227,7 +230,19 @@ export class Agent {
     }
     try {
       const privateTo = asUser && !allowOther ? { uid: asUser.uid, gid: asUser.gid } : undefined;
-      const info = await this.mountLayer(layerText, ref, mountpoint, caller ?? 'agent', allowOther, dir, privateTo);
+      const user = asUser;
+      // A revoked grant withdraws the mount at the next report round: the native cache would otherwise keep answering.
+      const recheck = user
+        ? async (): Promise<string | undefined> => {
+            try {
+              const now = await hostUserMayMount((identity, r) => this.client.checkAccess(identity, r), user, layerText, ref);
+              return allowOther && !now.everyHostUser ? `layer ${JSON.stringify(layerText)} is no longer granted to every host user` : undefined;
+            } catch (err) {
+              return isStrataError(err) && err.errno === Errno.EACCES ? `the grant that let uid ${user.uid} mount ${JSON.stringify(layerText)} was revoked` : undefined;
+            }
+          }
+        : undefined;
+      const info = await this.mountLayer(layerText, ref, mountpoint, caller ?? 'agent', allowOther, dir, privateTo, recheck);
       return { info, allowOther };
     } finally {
       await dir?.close();
@@ -242,6 +257,7 @@ export class Agent {
     allowOther: boolean,
     dir: fs.FileHandle | undefined,
     privateTo?: { uid: number; gid: number },
+    recheck?: () => Promise<string | undefined>,
   ): Promise<MountInfo> {
     let chain: Layer[];
     try {
@@ -358,7 +374,7 @@ export class Agent {
     nodes.sweepWith(() => mounted.liveInos(), this.o.attrEntries, (r) =>
       this.log.info({ event: 'agent.nodes.swept', mountpoint, ...r }, 'forgot the inos the kernel and the native cache no longer name'),
     );
-    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes, data, owner };
+    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes, data, owner, recheck };
     this.mounts.set(mountpoint, m);
     // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.
     void mounted.closed.then(async (reason) => {
@@ -477,7 +493,7 @@ export class Agent {
     if (!m || this.busy.has(mountpoint)) return;
     this.busy.add(mountpoint);
     try {
-      this.log.warn({ event: 'agent.mount_withdrawn', mountpoint, layerId: m.info.layerId, reason }, 'mount withdrawn: its layers changed under it');
+      this.log.warn({ event: 'agent.mount_withdrawn', mountpoint, layerId: m.info.layerId, reason }, 'mount withdrawn: its layers or its grant changed under it');
       await this.detach(m, 'forced');
       this.audit.unmount('agent', String(m.info.layerId), mountpoint, { ok: { how: 'withdrawn', reason } });
     } finally {

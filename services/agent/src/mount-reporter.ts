@@ -21,6 +21,8 @@ export interface MountReporterOptions {
   chainOf: (layerId: number) => Promise<Layer[]>;
   /** Takes a mount away whose layers were deleted or changed by force. */
   withdraw: (mountpoint: string, reason: string) => Promise<void>;
+  /** Why a mount may no longer stay (a host user's grant was revoked), asked each round; undefined: it stays. */
+  mayKeep?: (mountpoint: string) => Promise<string | undefined>;
   onError: (what: string, err: StrataError) => void;
   intervalMs?: number;
 }
@@ -87,8 +89,11 @@ export class MountReporter {
         }
       } catch (err) {
         if (isStrataError(err) && err.errno === Errno.ENOENT) reason = `layer ${m.layerId} or a layer below it was deleted by force`;
+        // The agent's own read grant was revoked: what it holds cached must not keep answering.
+        if (isStrataError(err) && err.errno === Errno.EACCES) reason = `the agent's access to layer ${m.layerId} was revoked`;
         // Resolvers away: keep serving; the mount's own requests say so.
       }
+      reason ??= await this.o.mayKeep?.(m.mountpoint).catch(() => undefined);
       if (reason === undefined) continue;
       try {
         await this.o.withdraw(m.mountpoint, reason);
