@@ -374,7 +374,10 @@ describe('grants on a resolver serving mutual TLS', () => {
     // Sessions on the replica that takes the revoke and on the other one, which notices it in the store.
     const sessions = [clientOf('carol').session(), clientOf('carol', replica).session()];
     try {
-      for (const s of sessions) assert.equal((await s.request(stat({ name: 'l0' }, '/etc/hostname'))).$case, 'stat');
+      // The grant was made through the first replica; the second sees it once it re-reads the policy (every 250 ms).
+      for (const s of sessions) {
+        await waitFor('the grant seen', async () => ((await s.request(stat({ name: 'l0' }, '/etc/hostname')).catch(() => undefined))?.$case === 'stat' ? true : undefined));
+      }
       const readUntilRefused = async (s: (typeof sessions)[number]): Promise<{ at: number; reads: number } | undefined> => {
         const started = performance.now();
         let reads = 0;
