@@ -122,7 +122,9 @@ describe('failures to reach a resolver read as one sentence, status and errno ke
   });
 
   test('several resolvers: each one tried is named', async () => {
-    const dead2 = await deadPort();
+    // The kernel may hand the same free port out twice in a row.
+    let dead2 = await deadPort();
+    while (dead2 === dead) dead2 = await deadPort();
     const e = transport(await failure(`${dead},${dead2}`, list));
     assert.equal(e.message, `no resolver answers at ${dead}, ${dead2} (connection refused)`);
     const mixed = transport(await failure(`${dead},nosuchhost.invalid:7400`, list));

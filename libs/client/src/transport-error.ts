@@ -169,7 +169,8 @@ function describe(code: number, text: string, address: string, budgetMs: number 
     const reason = 'closed the connection before gRPC started (a TLS-only server: give --tls-ca; or not gRPC)';
     return { failure: 'not-grpc', message: `${address} ${reason}`, reason };
   }
-  const reason = text.replace(/\s*Resolution note:\s*$/, '').replace(/^No connection established\. Last error: (Error: )?/, '') || 'unavailable';
+  // grpc-js says "Last error: null." when it has none to give (e.g. a resolver list naming one address twice).
+  const reason = text.replace(/\s*Resolution note:\s*$/, '').replace(/^No connection established\. Last error: (Error: )?/, '').replace(/^null\.?$/, '') || 'unavailable';
   return { failure: 'dropped', message: `lost the connection to ${address} (${reason})`, reason };
 }
 
