@@ -60,11 +60,11 @@ interface ActiveFill {
 }
 
 /**
- * One sealed mount's use of the on-disk data cache. The first read of a
- * file that reaches the agent starts fetching the whole file in the
- * background; once it is on disk the session serves it (passthrough: the
- * kernel reads the cache file itself; else pread on native threads), and
- * reads that still arrive here (files opened before) are read from disk.
+ * One sealed mount's use of the on-disk data cache. A file being read
+ * whole through the agent is fetched whole in the background; once it is
+ * on disk the session serves it (passthrough: the kernel reads the cache
+ * file itself; else pread on native threads), and reads that still arrive
+ * here (files opened before) are read from disk.
  */
 export class MountData {
   private sink?: FileDataSink;
