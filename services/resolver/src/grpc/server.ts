@@ -28,6 +28,7 @@ import { diffService, projectionService } from './services';
 import { type SessionHandle, sessionHandler } from './session';
 import { callerIdentity } from './tls';
 import { withInvalidArgumentOnBadInput } from './undecodable';
+import { sessionResponseBytes } from './session-wire';
 
 /** Responses carry up to 1 MiB of file data or a page of directory entries. */
 export const MAX_RESPONSE_BYTES = 16 << 20;
@@ -103,7 +104,9 @@ export class ResolverServer {
     add('ProjectionService', ProjectionServiceService, projectionService(deps.projection, handlers, rpc));
     add('DiffService', DiffServiceService, diffService(deps.projection, rpc));
     add('PolicyService', PolicyServiceService, policyService(deps.policy, deps.authz, rpc));
-    add('SessionService', SessionServiceService, {
+    // The generated service with a serializer that copies a read's data once (session-wire.ts).
+    const sessionService = { session: { ...SessionServiceService.session, responseSerialize: sessionResponseBytes } };
+    add('SessionService', sessionService, {
       session: sessionHandler(
         handlers,
         rpc,
