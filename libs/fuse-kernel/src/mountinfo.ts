@@ -48,3 +48,18 @@ export function topMountAt(path: Buffer, text?: string): MountEntry | undefined 
   for (const e of all) if (e.mountPoint.equals(path)) top = e;
   return top;
 }
+
+/** Every mount of the superblock with this device number (where it is mounted now). */
+export function mountsOfDevice(major: number, minor: number, text?: string): MountEntry[] {
+  return parseMountinfo(text ?? readFileSync('/proc/self/mountinfo', 'latin1')).filter((e) => e.major === major && e.minor === minor);
+}
+
+/** Every mount of this file system type. */
+export function mountsOf(fsType: string, text?: string): MountEntry[] {
+  return parseMountinfo(text ?? readFileSync('/proc/self/mountinfo', 'latin1')).filter((e) => e.fsType === fsType);
+}
+
+/** Mount ids and device numbers are both reused once freed, the pair not while both mounts exist. */
+export function mountKey(m: MountEntry): string {
+  return `${m.mountId}:${m.major}:${m.minor}`;
+}

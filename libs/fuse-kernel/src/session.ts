@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { addon, EV_END, EV_FORGET, EV_NOTIFIED, EV_OPEN, EV_RELEASE, EV_REQUEST, SERVE_AUTO, SERVE_PASSTHROUGH, SERVE_PREAD } from './native';
 import type { NativeEvent, NativeRequest, NativeSession } from './native';
-import { topMountAt } from './mountinfo';
+import { mountKey, mountsOf, mountsOfDevice, topMountAt } from './mountinfo';
 import { Op, opName } from './ops';
 import { encodeAttr, encodeListing, encodeNames, encodeStatfs, encodeXattrs, checkName } from './wire';
 import type {
@@ -94,8 +94,14 @@ export class FuseSession {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.dataServing = DATA_SERVING[options.dataServing ?? 'auto'];
     if (this.dataServing === undefined) throw StrataError.invalid(`dataServing must be auto, passthrough or pread`);
+    const fsType = `fuse.${options.subtype ?? 'strata'}`;
+    const before = new Set(mountsOf(fsType).map(mountKey));
     this.native = native(this);
-    const top = topMountAt(realMountpoint);
+    // Found by path; if the directory was renamed while mount(2) ran (a user's own mountpoint may be), as the one
+    // mount of this type made meanwhile (none other: then it is not known, and unmount() detaches nothing).
+    const atPath = topMountAt(realMountpoint);
+    const made = mountsOf(fsType).filter((m) => !before.has(mountKey(m)));
+    const top = atPath?.fsType === fsType ? atPath : made.length === 1 ? made[0] : undefined;
     this.device = top ? { major: top.major, minor: top.minor } : undefined;
     this.connection = top ? top.major * 2 ** 20 + top.minor : 0;
   }
@@ -357,13 +363,17 @@ export class FuseSession {
     this.detachIfOurs();
   }
 
+  /** Detaches this session's mount wherever it is now (renamed parents move it), and nothing mounted over it since. */
   private detachIfOurs(): void {
     if (!this.device) return;
-    const top = topMountAt(this.realMountpoint);
-    if (!top || top.major !== this.device.major || top.minor !== this.device.minor) return;
-    const errno = addon().umount(this.mountpoint);
-    if (errno !== 0 && errno !== Errno.EINVAL && errno !== Errno.ENOENT) {
-      throw new StrataError(errno, `umount ${this.mountpoint}`);
+    for (const m of mountsOfDevice(this.device.major, this.device.minor)) {
+      const top = topMountAt(m.mountPoint);
+      if (!top || top.mountId !== m.mountId) continue;
+      const at = m.mountPoint.equals(this.realMountpoint) ? this.mountpoint : m.mountPoint.toString('utf8');
+      const errno = addon().umount(at);
+      if (errno !== 0 && errno !== Errno.EINVAL && errno !== Errno.ENOENT) {
+        throw new StrataError(errno, `umount ${at}`);
+      }
     }
   }
 
