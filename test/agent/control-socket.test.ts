@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO, startAgent, startResolver, strata, type AgentProcess, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
+import { auditLines } from '../support/audit-lines';
 
 /**
  * A local user as an attacker of the agent's control socket: garbage, a
@@ -47,13 +48,6 @@ function parsed(answer: string): { ok: boolean; error?: { errno: string; message
   return JSON.parse(line) as { ok: boolean; error?: { errno: string; message: string } };
 }
 
-function auditLines(file: string): Record<string, unknown>[] {
-  return fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 describe('the control socket under a hostile local client', { skip }, () => {
   let fx: StoreFixture;

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { REPO, STRATA_BIN, canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
 import { CertDir } from '../support/certs';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
+import { auditLines } from '../support/audit-lines';
 
 /**
  * Host users on an agent whose control socket is open to a group: `nobody`
@@ -51,14 +52,6 @@ function mountsLine(mountpoint: string): string | undefined {
     .find((l) => l.split(' ')[1] === mountpoint);
 }
 
-function auditLines(file: string): Record<string, unknown>[] {
-  if (!fs.existsSync(file)) return [];
-  return fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 async function auditHas(file: string, pred: (l: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>> {
   for (let i = 0; i < 100; i++) {

@@ -5,11 +5,12 @@ import * as path from 'node:path';
 import { Client, Metadata, credentials, status } from '@grpc/grpc-js';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { StrataClient } from '@strata/client';
-import { Errno, errnoName, isStrataError, type StrataError } from '@strata/errors';
+import { Errno, errnoName, type StrataError } from '@strata/errors';
 import { SessionRequest, SessionResponse, StatRequest, fromServiceError } from '@strata/protocol';
 import { startResolver, waitFor, type ResolverProcess } from '@strata/harness';
 import { mainStack } from '../support/main-fixture';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
+import { failure } from '../support/failure';
 
 let fx: StoreFixture;
 let resolver: ResolverProcess;
@@ -33,15 +34,6 @@ after(async () => {
   assert.equal(code, 0, 'resolver exits 0 on SIGTERM');
 });
 
-async function failure(p: Promise<unknown> | (() => Promise<unknown>)): Promise<StrataError> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (err) {
-    assert.ok(isStrataError(err), `a StrataError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a failure');
-}
 
 async function drain(gen: AsyncGenerator<unknown>): Promise<void> {
   for await (const item of gen) void item;

@@ -5,12 +5,13 @@ import * as path from 'node:path';
 import { Client, Metadata, credentials, status, type ClientDuplexStream, type ClientReadableStream } from '@grpc/grpc-js';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { StrataClient } from '@strata/client';
-import { Errno, GrpcCode, StrataError, errnoName, isStrataError } from '@strata/errors';
+import { Errno, GrpcCode, StrataError, errnoName } from '@strata/errors';
 import { rssOf, startResolver, waitFor, type ResolverProcess } from '@strata/harness';
 import type { LayerRef } from '@strata/layers';
 import { SessionRequest, SessionResponse, StatRequest, WalkRequest, fromServiceError } from '@strata/protocol';
 import { CertDir } from '../support/certs';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
+import { failure } from '../support/failure';
 
 /**
  * The resolver probed as an attacker on the network would: a client with a
@@ -91,15 +92,6 @@ const bigRead = (reqId: number): Buffer =>
     }).finish(),
   );
 
-async function failure(p: Promise<unknown> | (() => Promise<unknown>)): Promise<StrataError> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (err) {
-    assert.ok(isStrataError(err), `a StrataError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a failure');
-}
 
 function expectStatus(err: StrataError, code: number, errno: number): void {
   assert.equal(err.code, code, `status ${err.code} (${err.message})`);
