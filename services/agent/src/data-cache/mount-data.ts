@@ -95,18 +95,11 @@ export class MountData {
     return !this.closed && this.o.cache.get(this.id(ino))?.ready === true;
   }
 
-  /**
-   * A read that reached the agent: its bytes from disk when the file is
-   * cached whole (undefined otherwise: the caller fetches them, and
-   * noteRead() is told).
-   */
-  async read(ino: bigint, path: Buffer, size: number, into: Buffer, pos: number, len: number): Promise<number | undefined> {
+  /** [pos, pos+len) of ino's file from disk; undefined when it is not (or no longer) cached whole. */
+  async read(ino: bigint, into: Buffer, pos: number, len: number): Promise<number | undefined> {
     if (this.closed) return undefined;
     const f = this.o.cache.get(this.id(ino));
-    if (!f?.ready) {
-      this.noteRead(ino, path, size, pos, len);
-      return undefined;
-    }
+    if (!f?.ready) return undefined;
     this.rearm(ino, f);
     const n = await readFrom(f, into, pos, len);
     if (n !== undefined) this.o.cache.diskRead();

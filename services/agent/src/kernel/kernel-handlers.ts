@@ -82,11 +82,12 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
         if (data?.holds(ino)) {
           // Sealed files are kept whole on disk once read: from then on the session serves them, and what still comes here is read from disk.
           const into = Buffer.allocUnsafe(size);
-          const n = await data.read(ino, path, (await fs.stat(path)).size, into, Number(offset), size);
+          const n = await data.read(ino, into, Number(offset), size);
           if (n !== undefined) return into.subarray(0, n);
         }
         const bytes = await fs.readView(path, Number(offset), size);
-        data?.noteRead(ino, path, (await fs.stat(path)).size, Number(offset), bytes.length);
+        // The attributes are cached by now (readView needed them).
+        if (data) data.noteRead(ino, path, (await fs.stat(path)).size, Number(offset), bytes.length);
         return bytes;
       });
     },
