@@ -22,10 +22,13 @@ export const Errno = {
   ENOTEMPTY: 39,
   ELOOP: 40,
   ENODATA: 61,
+  EBADMSG: 74,
   EOVERFLOW: 75,
   EOPNOTSUPP: 95,
   ETIMEDOUT: 110,
   ESTALE: 116,
+  /** Structure needs cleaning: the kernel's answer for a corrupt on-disk object (EFSCORRUPTED). */
+  EUCLEAN: 117,
   ECANCELED: 125,
 } as const;
 

@@ -28,6 +28,9 @@ export function defaultCodeFor(errno: number): GrpcCodeValue {
       return GrpcCode.UNAVAILABLE;
     case Errno.ETIMEDOUT:
       return GrpcCode.DEADLINE_EXCEEDED;
+    case Errno.EUCLEAN:
+    case Errno.EBADMSG:
+      return GrpcCode.DATA_LOSS;
     case Errno.ECANCELED:
       return GrpcCode.CANCELLED;
     case Errno.ENOSYS:

@@ -1,0 +1,15 @@
+export type {
+  ByteSource,
+  FileType,
+  Filesystem,
+  FilesystemDriver,
+  FilesystemOptions,
+  FilesystemType,
+  FsDirEntry,
+  FsEvent,
+  FsNode,
+  FsStatFs,
+  FsXattr,
+} from './filesystem';
+export { crc32c } from './crc32c';
+export { readExactly } from './read-exactly';
