@@ -4,8 +4,10 @@
 # libfuse; fuse3 provides fusermount3 and /etc/fuse.conf for the other FUSE
 # servers the tests run (qemu-storage-daemon, fuse2fs).
 set -euo pipefail
-packages=(fuse3 redis-server attr util-linux kmod e2fsprogs fdisk qemu-utils qemu-system-common fuse2fs)
-# Disk-image tests: mke2fs, sfdisk, qemu-img, qemu-storage-daemon, fuse2fs.
+packages=(fuse3 redis-server attr util-linux kmod e2fsprogs fdisk gdisk qemu-utils qemu-system-common fuse2fs xfsprogs btrfs-progs dosfstools mtools ntfs-3g lvm2 zstd)
+# Disk-image tests: mke2fs, sfdisk, qemu-img, qemu-storage-daemon, fuse2fs; the
+# filesystem and volume readers' truths: mkfs.xfs, mkfs.btrfs, mkfs.fat + mtools,
+# mkntfs + ntfs-3g, LVM2 metadata tools (no activation: no device-mapper here).
 # The side-by-side benchmark's peers and its Debian stack (npm run bench).
 [ "${STRATA_BENCH:-}" = 1 ] && packages+=(fuse-overlayfs debootstrap rsync)
 missing=()
