@@ -3,9 +3,9 @@ import { Errno, StrataError } from '@strata/errors';
 import { checkReadRange, type ByteSource } from './byte-source';
 import { BoundedCache, type CacheCounters } from './bounded-cache';
 import type { GuestRange, Layer } from './layer';
-import { QCOW2_MAGIC, parseQcow2Header } from './qcow2-header';
-import { Qcow2Layer, type Qcow2Caches } from './qcow2-image';
-import { RawLayer } from './raw-image';
+import { QCOW2_MAGIC, parseQcow2Header } from './qcow2/header';
+import { Qcow2Layer, type Qcow2Caches } from './qcow2/image';
+import { RawLayer } from './raw/raw-image';
 import { StoreFile, realStoreRoot, type ImageFile, type ReadCounters } from './store-file';
 
 export type { ImageFile } from './store-file';

@@ -1,5 +1,5 @@
-import type { Layer } from './layer';
-import type { StoreFile } from './store-file';
+import type { Layer } from '../layer';
+import type { StoreFile } from '../store-file';
 
 /** A raw image: the virtual disk is the file, byte for byte. */
 export class RawLayer implements Layer {

@@ -1,6 +1,6 @@
 import { crc32 } from 'node:zlib';
 import { StrataError } from '@strata/errors';
-import type { ByteSource } from './byte-source';
+import type { ByteSource } from '../byte-source';
 import type { Partition, PartitionTable } from './partition';
 import { isLinuxFilesystemGuid } from './partition-types';
 

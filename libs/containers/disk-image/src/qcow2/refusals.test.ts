@@ -2,8 +2,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { openImage, MAX_CHAIN_LENGTH } from './index';
-import { qemuImg, qemuIo, rejectsWith, tempDir } from './fixtures';
+import { openImage, MAX_CHAIN_LENGTH } from '../index';
+import { qemuImg, qemuIo, rejectsWith, tempDir } from '../fixtures';
 
 let top: string;
 let store: string;

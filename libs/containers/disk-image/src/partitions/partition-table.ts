@@ -1,4 +1,4 @@
-import type { ByteSource } from './byte-source';
+import type { ByteSource } from '../byte-source';
 import { readGpt } from './gpt';
 import { hasBootSignature, mbrEntries, readMbr } from './mbr';
 import type { PartitionTable } from './partition';

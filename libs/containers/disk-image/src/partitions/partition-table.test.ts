@@ -2,8 +2,8 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { bufferSource, openImage, readPartitionTable, sliceSource, type Partition } from './index';
-import { rejectsWith, run, tempDir } from './fixtures';
+import { bufferSource, openImage, readPartitionTable, sliceSource, type Partition } from '../index';
+import { rejectsWith, run, tempDir } from '../fixtures';
 
 let dir: string;
 let cleanup: () => void;

@@ -1,6 +1,6 @@
 import type { Partition } from './partition';
 import { MBR_EXTENDED_TYPES, MBR_LINUX } from './partition-types';
-import type { ByteSource } from './byte-source';
+import type { ByteSource } from '../byte-source';
 
 const SECTOR = 512;
 /** Linux's limit on partitions per disk bounds the EBR chain too. */

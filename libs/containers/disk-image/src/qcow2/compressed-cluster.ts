@@ -1,6 +1,6 @@
 import { constants, inflateRaw } from 'node:zlib';
 import { StrataError } from '@strata/errors';
-import type { StoreFile } from './store-file';
+import type { StoreFile } from '../store-file';
 
 function inflate(input: Buffer, maxOutputLength: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {

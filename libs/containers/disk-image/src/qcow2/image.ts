@@ -1,10 +1,10 @@
 import { Errno, StrataError } from '@strata/errors';
-import type { BoundedCache } from './bounded-cache';
+import type { BoundedCache } from '../bounded-cache';
 import { readCompressedCluster } from './compressed-cluster';
-import { runLimited, type GuestRange, type Layer } from './layer';
-import type { Qcow2Header } from './qcow2-header';
-import { decodeL2Entry, entryOffset, type ClusterMapping, type L2Geometry } from './qcow2-l2-entry';
-import type { StoreFile } from './store-file';
+import { runLimited, type GuestRange, type Layer } from '../layer';
+import type { Qcow2Header } from './header';
+import { decodeL2Entry, entryOffset, type ClusterMapping, type L2Geometry } from './l2-entry';
+import type { StoreFile } from '../store-file';
 
 /** qemu's own limit on the active L1 table (32 MiB of entries); anything larger is refused, not loaded. */
 const MAX_L1_ENTRIES = (32 * 1024 * 1024) / 8;

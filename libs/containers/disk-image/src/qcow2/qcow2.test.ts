@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { openImage, type DiskImage } from './index';
-import { assertSameBytes, prng, qemuImg, qemuIo, qemuTruth, rejectsWith, tempDir } from './fixtures';
+import { openImage, type DiskImage } from '../index';
+import { assertSameBytes, prng, qemuImg, qemuIo, qemuTruth, rejectsWith, tempDir } from '../fixtures';
 
 let store: string;
 let cleanup: () => void;
