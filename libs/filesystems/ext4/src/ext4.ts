@@ -4,7 +4,7 @@ import { BlockReader } from './block-reader';
 import { corrupt } from './corruption';
 import { listDirectory, lookupInDirectory } from './directory';
 import { checkExtentRoot } from './extent-tree';
-import { Incompat } from './features';
+import { Incompat, ext4Kind } from './features';
 import { mapBlocks, readMapped } from './file-blocks';
 import { BG_INODE_UNINIT, GroupDescriptor, readGroupDescriptors } from './group-descriptors';
 import { InodeFlag, InodeRecord, parseInode, verifyInodeChecksum } from './inode';
@@ -67,6 +67,8 @@ export class Ext4 {
   readonly inodeSize: number;
   readonly blocksCount: number;
   readonly journal: JournalState;
+  /** What blkid calls it: ext4 with any feature ext3 lacks, ext3 with a journal, else ext2. */
+  readonly kind: 'ext2' | 'ext3' | 'ext4';
 
   private constructor(
     private readonly vol: Volume,
@@ -78,6 +80,7 @@ export class Ext4 {
     this.needsRecovery = needsRecovery;
     this.label = vol.sb.label;
     this.uuid = formatUuid(vol.sb.uuid);
+    this.kind = ext4Kind(vol.sb);
     this.inodeSize = vol.sb.inodeSize;
     this.blocksCount = vol.sb.blocksCount;
     this.journal = { ...(openedJournal?.state ?? NO_JOURNAL) };

@@ -71,3 +71,14 @@ export function checkFeatures(incompat: number, roCompat: number): void {
   if (roCompat & RoCompat.BIGALLOC) names.push('bigalloc');
   if (names.length > 0) throw unsupported(`filesystem features: ${names.join(', ')}`);
 }
+
+/**
+ * The name blkid gives: features ext3 never had (extents, flex_bg, 64bit,
+ * huge files, metadata checksums, ...) make it ext4; a journal, ext3.
+ */
+export function ext4Kind(sb: { compat: number; incompat: number; roCompat: number }): 'ext2' | 'ext3' | 'ext4' {
+  const ext3Incompat = Incompat.FILETYPE | Incompat.RECOVER | Incompat.META_BG;
+  const ext3RoCompat = RoCompat.SPARSE_SUPER | RoCompat.LARGE_FILE | 0x4; /* btree_dir */
+  if ((sb.incompat & ~ext3Incompat) !== 0 || (sb.roCompat & ~ext3RoCompat) !== 0) return 'ext4';
+  return (sb.compat & Compat.HAS_JOURNAL) !== 0 ? 'ext3' : 'ext2';
+}

@@ -4,3 +4,4 @@ export type { JournalState } from './journal/journal';
 export { crc32c } from './crc32c';
 export { dirHash } from './dir-hash';
 export { FileSource } from './file-source';
+export { Ext4Filesystem, ext4Driver } from './ext4-filesystem';
