@@ -34,9 +34,14 @@ function confinedRelative(value: string, what: string, allowAbsolute: boolean): 
   return parts.join('/');
 }
 
-/** The source schemes: a layer folder, or a VM disk image (qcow2 with its backing chain, or raw). */
-export const SOURCE_SCHEMES = ['dir', 'qcow2', 'raw'] as const;
+/**
+ * The source schemes: a layer folder, or a VM disk image — qcow2 with its
+ * backing chain, raw, VMware VMDK, Hyper-V VHDX, Virtual PC/Azure VHD,
+ * VirtualBox VDI, or `image:` which detects the format by its magic.
+ */
+export const SOURCE_SCHEMES = ['dir', 'qcow2', 'raw', 'vmdk', 'vhdx', 'vhd', 'vdi', 'image'] as const;
 export type SourceScheme = (typeof SOURCE_SCHEMES)[number];
+export type ImageScheme = Exclude<SourceScheme, 'dir'>;
 
 export interface ParsedSource {
   scheme: SourceScheme;
@@ -44,12 +49,47 @@ export interface ParsedSource {
   relative: string;
   /** Image sources: the partition as Linux numbers it (`#2` is vda2); undefined lets the resolver choose. */
   partition: number | undefined;
+  /** Image sources: an LVM2 logical volume (`#VG/LV`) instead of a partition. */
+  logicalVolume?: { vg: string; lv: string };
+  /** qcow2 sources: an internal snapshot by name or id (`qcow2:vm/x.qcow2@before-upgrade`). */
+  snapshot?: string;
 }
 
-const SCHEME_HELP = 'write dir:<folder>, qcow2:<image>[#N] or raw:<image>[#N], paths relative to the store';
+const SCHEME_HELP =
+  'write dir:<folder>, or a disk image as qcow2:<image>[@SNAPSHOT][#N], raw:, vmdk:, vhdx:, vhd:, vdi:<image>[#N], or image:<image>[#N] to detect the format ' +
+  '(#N a partition as Linux numbers it, or #VG/LV a logical volume), paths relative to the store';
 
-export function isImageScheme(scheme: SourceScheme): scheme is 'qcow2' | 'raw' {
-  return scheme === 'qcow2' || scheme === 'raw';
+/** Every source kind with what it reads, for help texts. */
+export const SOURCE_KINDS: readonly { scheme: SourceScheme; syntax: string; what: string }[] = [
+  { scheme: 'dir', syntax: 'dir:FOLDER', what: 'a folder of the store (overlayfs layer rules apply)' },
+  { scheme: 'qcow2', syntax: 'qcow2:IMAGE[@SNAPSHOT][#N|#VG/LV]', what: 'a qcow2 image with its backing chain; @SNAPSHOT an internal snapshot' },
+  { scheme: 'raw', syntax: 'raw:IMAGE[#N|#VG/LV]', what: 'a raw disk image' },
+  { scheme: 'vmdk', syntax: 'vmdk:IMAGE[#N|#VG/LV]', what: 'a VMware VMDK (sparse, flat, streamOptimized; delta disks over their parent)' },
+  { scheme: 'vhdx', syntax: 'vhdx:IMAGE[#N|#VG/LV]', what: 'a Hyper-V VHDX (dynamic, fixed, differencing)' },
+  { scheme: 'vhd', syntax: 'vhd:IMAGE[#N|#VG/LV]', what: 'a Virtual PC / Azure VHD (fixed, dynamic, differencing)' },
+  { scheme: 'vdi', syntax: 'vdi:IMAGE[#N|#VG/LV]', what: 'a VirtualBox VDI (dynamic, static)' },
+  { scheme: 'image', syntax: 'image:IMAGE[#N|#VG/LV]', what: 'any of the disk image formats above, detected by its magic' },
+];
+
+export function isImageScheme(scheme: SourceScheme): scheme is ImageScheme {
+  return scheme !== 'dir';
+}
+
+/** LVM2's own rule for VG and LV names. */
+const LVM_NAME = /^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,127}$/;
+
+function parseVolume(source: string, text: string): Pick<ParsedSource, 'partition' | 'logicalVolume'> {
+  if (/^[0-9]+$/.test(text)) {
+    if (!/^[1-9][0-9]{0,3}$/.test(text)) throw StrataError.invalid(`source "${source}": partition "#${text}" is not a number from 1 (as Linux numbers partitions: #2 is vda2)`);
+    return { partition: Number(text) };
+  }
+  const slash = text.indexOf('/');
+  const vg = text.slice(0, slash);
+  const lv = text.slice(slash + 1);
+  if (slash < 0 || !LVM_NAME.test(vg) || !LVM_NAME.test(lv) || vg === '.' || vg === '..' || lv === '.' || lv === '..') {
+    throw StrataError.invalid(`source "${source}": "#${text}" is neither a partition number (#2 is vda2) nor a logical volume #VG/LV (e.g. #rhel/root)`);
+  }
+  return { partition: undefined, logicalVolume: { vg, lv } };
 }
 
 export function parseSource(source: string): ParsedSource {
@@ -60,14 +100,20 @@ export function parseSource(source: string): ParsedSource {
   if (scheme === 'oci') throw StrataError.unsupported(`source scheme "oci:" is not supported yet; ${SCHEME_HELP}`);
   if (!(SOURCE_SCHEMES as readonly string[]).includes(scheme)) throw StrataError.invalid(`source "${source}" has unknown scheme "${scheme}:"; ${SCHEME_HELP}`);
   const known = scheme as SourceScheme;
-  let partition: number | undefined;
+  let volume: Pick<ParsedSource, 'partition' | 'logicalVolume'> = { partition: undefined };
+  let snapshot: string | undefined;
   if (isImageScheme(known)) {
     const hash = rest.lastIndexOf('#');
     if (hash >= 0) {
-      const n = rest.slice(hash + 1);
-      if (!/^[1-9][0-9]{0,3}$/.test(n)) throw StrataError.invalid(`source "${source}": partition "#${n}" is not a number from 1 (as Linux numbers partitions: #2 is vda2)`);
-      partition = Number(n);
+      volume = parseVolume(source, rest.slice(hash + 1));
       rest = rest.slice(0, hash);
+    }
+    // A snapshot is named after the last '@' of the file name (not of a folder on the way).
+    const at = rest.lastIndexOf('@');
+    if (known === 'qcow2' && at > rest.lastIndexOf('/')) {
+      snapshot = rest.slice(at + 1);
+      rest = rest.slice(0, at);
+      if (snapshot === '' || snapshot.length > 1024 || /[\0-\x1f]/.test(snapshot)) throw StrataError.invalid(`source "${source}": snapshot name "@${snapshot}" is empty, too long or has control characters`);
     }
   }
   const relative = confinedRelative(rest, 'source', false);
@@ -75,7 +121,7 @@ export function parseSource(source: string): ParsedSource {
   if (relative === CATALOG_DIR_NAME || relative.startsWith(`${CATALOG_DIR_NAME}/`)) {
     throw StrataError.invalid(`source "${source}" points into the catalog folder ${CATALOG_DIR_NAME}`);
   }
-  return { scheme: known, relative, partition };
+  return { scheme: known, relative, ...volume, ...(snapshot === undefined ? {} : { snapshot }) };
 }
 
 export function normaliseFilesystemPath(p: string): string {

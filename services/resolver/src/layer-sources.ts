@@ -57,10 +57,19 @@ async function refreshed(source: LayerSource): Promise<LayerSource> {
 
 function imageOptions(storeRoot: string, layer: Layer, overlayRules: boolean): ImageSourceOptions {
   const parsed = parseSource(layer.source);
-  if (parsed.scheme !== 'qcow2' && parsed.scheme !== 'raw') throw StrataError.invalid(`source ${layer.source} is not a disk image`);
+  if (!isImageScheme(parsed.scheme)) throw StrataError.invalid(`source ${layer.source} is not a disk image`);
   // Confinement of the image itself, checked again at every open (the store may have changed).
   resolveImageFile(storeRoot, layer.source);
-  return { storeRoot, image: parsed.relative, format: parsed.scheme, partition: parsed.partition, filesystemPath: layer.filesystemPath, overlayRules };
+  return {
+    storeRoot,
+    image: parsed.relative,
+    format: parsed.scheme,
+    partition: parsed.partition,
+    ...(parsed.logicalVolume ? { logicalVolume: parsed.logicalVolume } : {}),
+    ...(parsed.snapshot === undefined ? {} : { snapshot: parsed.snapshot }),
+    filesystemPath: layer.filesystemPath,
+    overlayRules,
+  };
 }
 
 /** A sealed image is read as it is, cached forever; a LIVE one is the disk of a running VM, re-checked as it is written. */

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
-import { Ext4, type Ext4Inode } from '@strata/ext4';
+import { Ext4Filesystem } from '@strata/ext4';
+import type { Filesystem, FsNode } from '@strata/filesystem';
 import { StrataError } from '@strata/errors';
 import { isDirMode } from '@strata/posix';
 import { splitPath, printable } from '../paths';
-import { openImageVolume, type ImageVolume } from './image-volume';
+import { openFilesystem } from './filesystem-drivers';
+import { openImageVolume, type ImageSourceFormat, type ImageVolume } from './image-volume';
 import { ImageDelta, ParentIndex, changedBlockRuns } from './image-delta';
 import type { DeltaHint, LayerObject, LayerSource, SourceDirent, SourceStat, StatFs } from './layer-source';
 
@@ -14,9 +16,14 @@ export interface ImageSourceOptions {
   storeRoot: string;
   /** The image file, relative to the store root. */
   image: string;
-  format: 'raw' | 'qcow2';
+  /** The image format the layer's source names; 'image' detects it by magic. */
+  format: ImageSourceFormat;
+  /** A qcow2 internal snapshot (name or id) to read instead of the active state. */
+  snapshot?: string;
   /** As Linux numbers partitions; undefined: the disk itself or its only Linux partition. */
   partition?: number;
+  /** A logical volume of an LVM2 volume group on the disk (`#VG/LV`), instead of a partition. */
+  logicalVolume?: { vg: string; lv: string };
   /** The directory inside the filesystem that is the layer's root. */
   filesystemPath?: string;
   /** Whether overlayfs conventions apply (a `dir:` overlay sits above this image in the merge). */
@@ -25,35 +32,42 @@ export interface ImageSourceOptions {
 }
 
 /**
- * A VM disk image layer: image format, partition and ext2/3/4 filesystem,
- * read directly from the image file(s) of the store. Objects are named by
- * inode number, which is also their st_ino as the kernel reports it.
+ * A VM disk image layer: image format, partition or logical volume, and the
+ * filesystem on it (any reader behind the filesystem seam), read directly
+ * from the image file(s) of the store. Objects are named by the reader's
+ * handle; st_ino is what the kernel reports.
  */
 export class ImageSource implements LayerSource {
   readonly overlayRules: boolean;
   readonly identity: string;
   /** Gives this filesystem a dev of its own, so (dev, ino) never matches another image's inode. */
   private readonly dev: bigint;
+  /** st_dev of objects whose reader gives another device index (btrfs subvolumes). */
+  private readonly devs = new Map<number, bigint>();
+  /** The ext2/3/4 reader when that is the filesystem: journal head checks and block-level deltas are ext4's. */
+  private readonly ext4: Ext4Filesystem | undefined;
   /** Built the first time a snapshot of this image is diffed against it, then kept with the source. */
   private parentIndex: Promise<ParentIndex> | undefined;
 
   private constructor(
     private readonly vol: ImageVolume,
-    private readonly fs: Ext4,
+    private readonly fs: Filesystem,
     private readonly rootIno: number,
     options: ImageSourceOptions,
   ) {
     this.overlayRules = options.overlayRules ?? false;
     // Every file of the backing chain, as it is now: a rewritten image is another identity.
     const files = vol.image.files.map((f) => `${f.dev}:${f.ino}:${f.size}:${f.mtimeMs}`).join(',');
-    this.identity = `${vol.image.format}:${files}#${vol.partition ?? 0}:${options.filesystemPath ?? '/'}`;
-    this.dev = BigInt(`0x${createHash('sha256').update(this.identity).digest('hex').slice(0, 13)}`);
+    const snapshot = options.snapshot === undefined ? '' : `@${options.snapshot}`;
+    this.identity = `${vol.image.format}:${files}${snapshot}#${vol.label}:${options.filesystemPath ?? '/'}`;
+    this.dev = devOf(this.identity);
+    this.ext4 = fs instanceof Ext4Filesystem ? fs : undefined;
   }
 
   static async open(options: ImageSourceOptions): Promise<ImageSource> {
-    const vol = await openImageVolume(options.storeRoot, options.image, options.format, options.partition);
+    const vol = await openImageVolume(options);
     try {
-      const fs = await Ext4.open(vol.volume, options.log ? { log: options.log } : {});
+      const fs = await openFilesystem(vol.volume, vol.describe, options.log ? { log: options.log } : {});
       const rootIno = await resolveRoot(fs, options.filesystemPath ?? '/', options.image);
       return new ImageSource(vol, fs, rootIno, options);
     } catch (err) {
@@ -77,9 +91,19 @@ export class ImageSource implements LayerSource {
     return this.vol.image.files.map((f) => f.path);
   }
 
+  /** The filesystem's type as blkid names it (ext4, xfs, btrfs, vfat, ntfs). */
+  get filesystemType(): string {
+    return this.fs.type;
+  }
+
+  /** The image format read (detected for `image:` sources). */
+  get imageFormat(): string {
+    return this.vol.image.format;
+  }
+
   /** Whether the guest has started a journal transaction since this reader opened (a running VM's disk). */
   journalHeadChanged(): Promise<boolean> {
-    return this.fs.journalHeadChanged();
+    return this.ext4 ? this.ext4.ext4.journalHeadChanged() : Promise.resolve(false);
   }
 
   get needsRecovery(): boolean {
@@ -87,12 +111,12 @@ export class ImageSource implements LayerSource {
   }
 
   async root(): Promise<LayerObject> {
-    return this.object(await this.fs.inode(this.rootIno));
+    return this.object(await this.fs.node(this.rootIno));
   }
 
   async lookup(dir: LayerObject, name: Buffer): Promise<LayerObject | undefined> {
     const ino = await this.fs.lookup(this.inoOf(dir), name);
-    return ino === undefined ? undefined : this.object(await this.fs.inode(ino));
+    return ino === undefined ? undefined : this.object(await this.fs.node(ino));
   }
 
   async list(dir: LayerObject): Promise<SourceDirent[]> {
@@ -105,12 +129,12 @@ export class ImageSource implements LayerSource {
    */
   async lookupMany(dir: LayerObject, names: readonly Buffer[]): Promise<(LayerObject | undefined)[]> {
     const inos = new Map<string, number>();
-    for (const e of await this.fs.readdir(this.inoOf(dir))) inos.set(e.name.toString('latin1'), e.ino);
+    for (const e of await this.fs.readdir(this.inoOf(dir))) inos.set(e.name.toString('latin1'), e.handle);
     const out: (LayerObject | undefined)[] = [];
     for (let i = 0; i < names.length; i += LOOKUP_BATCH) {
       const batch = names.slice(i, i + LOOKUP_BATCH).map(async (n) => {
         const ino = inos.get(n.toString('latin1'));
-        return ino === undefined ? undefined : this.object(await this.fs.inode(ino));
+        return ino === undefined ? undefined : this.object(await this.fs.node(ino));
       });
       out.push(...(await Promise.all(batch)));
     }
@@ -143,7 +167,7 @@ export class ImageSource implements LayerSource {
 
   readLocated(location: Buffer, offset: number, length: number): Promise<Buffer> {
     const text = location.toString('latin1');
-    if (!/^[1-9][0-9]{0,9}$/.test(text)) return Promise.reject(StrataError.io(`cached location ${JSON.stringify(text)} is not an inode number`));
+    if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) return Promise.reject(StrataError.io(`cached location ${JSON.stringify(text)} is not an object handle`));
     return this.fs.read(Number(text), offset, length);
   }
 
@@ -157,10 +181,10 @@ export class ImageSource implements LayerSource {
    * skips every subtree none of them is in.
    */
   async deltaOver(base: LayerSource): Promise<DeltaHint | undefined> {
-    if (!(base instanceof ImageSource) || base === this) return undefined;
+    if (!(base instanceof ImageSource) || base === this || !base.ext4 || !this.ext4) return undefined;
     const backing = this.vol.image.backingFile;
     if (backing === undefined || backing !== base.imageFile) return undefined;
-    const [a, b] = [base.fs, this.fs];
+    const [a, b] = [base.ext4.ext4, this.ext4.ext4];
     if (
       base.vol.offset !== this.vol.offset ||
       base.rootIno !== this.rootIno ||
@@ -181,7 +205,8 @@ export class ImageSource implements LayerSource {
 
   private parents(): Promise<ParentIndex> {
     if (!this.parentIndex) {
-      const building = ParentIndex.build(this.fs, this.rootIno);
+      if (!this.ext4) return Promise.reject(StrataError.unsupported('block-level deltas are read for ext2/3/4 only'));
+      const building = ParentIndex.build(this.ext4.ext4, this.rootIno);
       this.parentIndex = building;
       building.catch(() => {
         if (this.parentIndex === building) this.parentIndex = undefined;
@@ -195,13 +220,23 @@ export class ImageSource implements LayerSource {
     return obj.ref;
   }
 
-  private object(inode: Ext4Inode): LayerObject {
-    return { layer: this, ref: inode.ino, st: this.stat(inode) };
+  private object(node: FsNode): LayerObject {
+    return { layer: this, ref: node.handle, st: this.stat(node) };
   }
 
-  private stat(i: Ext4Inode): SourceStat {
+  private devFor(index: number): bigint {
+    if (index === 0) return this.dev;
+    let dev = this.devs.get(index);
+    if (dev === undefined) {
+      dev = devOf(`${this.identity}/${index}`);
+      this.devs.set(index, dev);
+    }
+    return dev;
+  }
+
+  private stat(i: FsNode): SourceStat {
     return {
-      dev: this.dev,
+      dev: this.devFor(i.devIndex),
       ino: BigInt(i.ino),
       mode: BigInt(i.mode),
       nlink: BigInt(i.nlink),
@@ -210,7 +245,7 @@ export class ImageSource implements LayerSource {
       rdev: BigInt(i.rdev),
       size: BigInt(i.size),
       blocks: BigInt(i.blocks),
-      blksize: BigInt(this.fs.blockSize),
+      blksize: BigInt(i.blksize),
       atimeNs: i.atimeNs,
       mtimeNs: i.mtimeNs,
       ctimeNs: i.ctimeNs,
@@ -218,13 +253,17 @@ export class ImageSource implements LayerSource {
   }
 }
 
-/** The inode of a layer's root inside the filesystem; every name on the way must be a directory (no symlinks followed). */
-async function resolveRoot(fs: Ext4, filesystemPath: string, image: string): Promise<number> {
-  let ino = fs.rootIno;
+function devOf(identity: string): bigint {
+  return BigInt(`0x${createHash('sha256').update(identity).digest('hex').slice(0, 13)}`);
+}
+
+/** The handle of a layer's root inside the filesystem; every name on the way must be a directory (no symlinks followed). */
+async function resolveRoot(fs: Filesystem, filesystemPath: string, image: string): Promise<number> {
+  let ino = fs.rootHandle;
   for (const name of splitPath(Buffer.from(filesystemPath))) {
     const next = await fs.lookup(ino, name);
     if (next === undefined) throw StrataError.notFound(`path ${filesystemPath} does not exist in disk image ${image}`);
-    const inode = await fs.inode(next);
+    const inode = await fs.node(next);
     if (!isDirMode(inode.mode)) throw StrataError.notDir(`path ${printable(Buffer.from(filesystemPath))} in disk image ${image} is not a directory`);
     ino = next;
   }
