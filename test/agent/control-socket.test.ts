@@ -5,9 +5,10 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO, startAgent, startResolver, strata, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { readableCheckout, startAgent, startResolver, strata, type AgentProcess, type ReadableCheckout, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { auditLines } from '../support/audit-lines';
+import { exitWithin, firstOutput, within } from '../support/bounded';
 
 /**
  * A local user as an attacker of the agent's control socket: garbage, a
@@ -27,20 +28,23 @@ interface Exchange {
   closedAfterMs: number;
 }
 
-/** Connects, sends `send` (nothing when undefined), and waits for the agent to close the connection. */
+/** Connects, sends `send` (nothing when undefined), and waits (bounded) for the agent to close the connection. */
 function exchange(socket: string, send: string | Buffer | undefined): Promise<Exchange> {
-  return new Promise((resolve, reject) => {
+  let s: net.Socket | undefined;
+  const done = new Promise<Exchange>((resolve, reject) => {
     const started = Date.now();
-    const s = net.connect(socket);
+    const c = (s = net.connect(socket));
     let answer = '';
-    s.setEncoding('utf8');
-    s.on('connect', () => {
-      if (send !== undefined) s.write(send);
+    c.setEncoding('utf8');
+    c.on('connect', () => {
+      if (send !== undefined) c.write(send);
     });
-    s.on('data', (d: string) => (answer += d));
-    s.on('error', (err) => (answer === '' ? reject(err) : undefined));
-    s.on('close', () => resolve({ answer, closedAfterMs: Date.now() - started }));
+    c.on('data', (d: string) => (answer += d));
+    c.on('error', (err) => (answer === '' ? reject(err) : undefined));
+    c.on('close', () => resolve({ answer, closedAfterMs: Date.now() - started }));
   });
+  // The agent drops a silent client after REQUEST_TIMEOUT_MS: three times that is a hang.
+  return within(`the agent to answer and close a connection that sent ${send === undefined ? 'nothing' : `${Buffer.byteLength(send)} bytes`}`, done, 3 * REQUEST_TIMEOUT_MS).finally(() => s?.destroy());
 }
 
 function parsed(answer: string): { ok: boolean; error?: { errno: string; message: string } } {
@@ -55,8 +59,11 @@ describe('the control socket under a hostile local client', { skip }, () => {
   let agent: AgentProcess;
   let work: string;
   let socket: string;
+  let readable: ReadableCheckout;
 
   before(async () => {
+    // nobody's script below requires a package of this checkout, wherever the checkout is.
+    readable = readableCheckout();
     fx = await makeStore([{ entries: [{ type: 'file', path: '/a', content: 'a\n' }] }]);
     resolver = await startResolver({ store: fx.store });
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-control-'));
@@ -69,6 +76,7 @@ describe('the control socket under a hostile local client', { skip }, () => {
     await agent?.stop();
     await resolver?.stop();
     fx?.cleanup();
+    readable?.remove();
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -108,7 +116,7 @@ describe('the control socket under a hostile local client', { skip }, () => {
   });
 
   test(`a user holding ${MAX_CONNECTIONS_PER_USER} idle connections gets EAGAIN for the next; root is still served`, async () => {
-    const lib = path.join(REPO, 'libs/agent-control/dist/index.js');
+    const lib = readable.at('libs/agent-control/dist/index.js');
     // nobody opens the limit's worth of silent connections, then asks once more and prints the answer.
     const script = `
       const net = require('net');
@@ -125,14 +133,19 @@ describe('the control socket under a hostile local client', { skip }, () => {
           () => { process.stdout.write('served'); setTimeout(() => process.exit(0), 1500); },
           (e) => { process.stdout.write(e.message); setTimeout(() => process.exit(0), 1500); }), 200);
       }`;
-    const child = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const exited = new Promise((r) => child.once('exit', r));
+    const child = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', script], {
+      cwd: readable.root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = exitWithin(child, "nobody's script to exit");
     let out = '';
+    let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     // While nobody holds its connections (until 1.5 s after its answer), root is served.
-    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    await firstOutput(child.stdout, "nobody's answer from the agent", 20_000, () => `its stderr: ${err.trim() || '(nothing)'}`);
     served();
-    await exited;
+    assert.deepEqual(await exited, { code: 0, signal: null }, err);
     assert.match(out, /too many control connections of uid 65534/);
     const denied = auditLines(`${socket}.audit.log`).filter((l) => l.event === 'control.denied' && l.reason === 'too many connections');
     assert.equal(denied[0]?.identity, 'uid:65534');

@@ -4,10 +4,22 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO, STRATA_BIN, canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import {
+  canMountFuse,
+  forceUnmount,
+  readableCheckout,
+  startAgent,
+  startResolver,
+  strata,
+  waitFor,
+  type AgentProcess,
+  type ReadableCheckout,
+  type ResolverProcess,
+} from '@strata/harness';
 import { CertDir } from '../support/certs';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { auditLines } from '../support/audit-lines';
+import { exitWithin } from '../support/bounded';
 
 /**
  * Host users on an agent whose control socket is open to a group: `nobody`
@@ -28,19 +40,32 @@ interface Run {
   stderr: string;
 }
 
+/**
+ * The checkout as nobody can read it (a clone under /root or `mktemp -d` is closed to nobody):
+ * made on first use, removed after the file's tests.
+ */
+let readableCopy: ReadableCheckout | undefined;
+const readable = (): ReadableCheckout => (readableCopy ??= readableCheckout());
+after(() => readableCopy?.remove());
+
 /** A command as nobody:nogroup with no supplementary groups. */
 function asNobody(cmd: string[]): Run {
-  const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', ...cmd], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, timeout: 30_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', ...cmd], {
+    cwd: readable().root,
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    timeout: 30_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: `${r.stderr}${r.error ? `\n(${r.error.message})` : ''}` };
 }
 
 function strataAsNobody(args: string[]): Run {
-  return asNobody([process.execPath, STRATA_BIN, ...args]);
+  return asNobody([process.execPath, readable().bin, ...args]);
 }
 
 /** A control request straight to the socket as nobody, past the CLI's own checks (as an attacker would). */
 function requestAsNobody(socketPath: string, request: Record<string, unknown>): Run {
-  const lib = path.join(REPO, 'libs/agent-control/dist/index.js');
+  const lib = readable().at('libs/agent-control/dist/index.js');
   const script = `require(${JSON.stringify(lib)}).controlRequest(${JSON.stringify(socketPath)}, ${JSON.stringify(request)}).then((r) => { process.stdout.write(JSON.stringify(r)); }, (e) => { process.stderr.write(e.message); process.exit(1); });`;
   return asNobody([process.execPath, '-e', script]);
 }
@@ -323,7 +348,7 @@ describe('host users on a group-open control socket (mutual TLS, grants enforced
       'sh',
       '-c',
       `cd ${home} && while :; do mv swap swap.d 2>/dev/null; ln -s ${target} swap 2>/dev/null; rm -f swap; mv swap.d swap 2>/dev/null; done`,
-    ]);
+    ], { stdio: 'ignore' });
     let mountedCount = 0;
     let refused = 0;
     try {
@@ -344,7 +369,7 @@ describe('host users on a group-open control socket (mutual TLS, grants enforced
       }
     } finally {
       swapper.kill('SIGKILL');
-      await new Promise((r) => swapper.once('exit', r));
+      await exitWithin(swapper, 'the swapper to die of SIGKILL', 10_000);
     }
     assert.equal(mountsLine(target), undefined);
     const left = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(`${home}/`));
@@ -399,6 +424,8 @@ describe('host users against a resolver that enforces no grants (plaintext)', { 
       assert.equal(fs.statSync(s).mode & 0o777, 0o600);
       const r = strataAsNobody(['mounts', '--socket', s]);
       assert.notEqual(r.status, 0);
+      // Refused by the directory's mode, not by a CLI nobody could not load.
+      assert.match(r.stderr, /EACCES|permission denied/i);
     } finally {
       await a.stop();
     }
