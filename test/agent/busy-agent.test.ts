@@ -9,6 +9,7 @@ import { canMountFuse, startResolver, type ResolverProcess } from '@strata/harne
 import { createLogger } from '@strata/telemetry';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { wideStack } from '../support/wide-fixture';
+import { within } from '../support/bounded';
 
 const skip = canMountFuse() ? false : 'needs root and /dev/fuse';
 
@@ -39,12 +40,15 @@ function p99(values: number[]): number {
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))] ?? NaN;
 }
 
+/** node `args` to its end (killed, and the wait failed, after 5 minutes: far past a busy mount's legitimate pace). */
 function run(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    c.on('close', (code) => resolve({ code, out }));
+  const c = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<{ code: number | null; out: string }>((resolve) => c.on('close', (code) => resolve({ code, out })));
+  return within(`node ${args[0] === '-e' ? 'script' : args.join(' ')} to finish`, done, 300_000).catch((err: unknown) => {
+    c.kill('SIGKILL');
+    throw err;
   });
 }
 

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { STRATA_BIN, canMountFuse, forceUnmount, freePort, startResolver, strata, waitFor, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
+import { within } from '../support/bounded';
 
 const READY_MS = 15_000;
 /** Short, so an unreachable resolver costs the tests half a second per wait. */
@@ -54,7 +55,11 @@ async function startAgent(args: string[], env: Record<string, string> = {}): Pro
     event,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
+      await within('strata agent to exit on SIGTERM', exited, 30_000).catch(async (err: unknown) => {
+        child.kill('SIGKILL');
+        await within('strata agent to die of SIGKILL', exited, 10_000);
+        throw err;
+      });
     },
   };
   agents.push(a);

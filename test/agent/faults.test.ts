@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { REPO, canMountFuse, canMountOverlay, forceUnmount, freePort, HAVE_REDIS, mountOverlay, startAgent, startRedis, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { wideStack } from '../support/wide-fixture';
+import { within } from '../support/bounded';
 
 const skip = canMountOverlay() && canMountFuse() ? false : 'needs root, overlayfs and /dev/fuse';
 const FIND_FORMAT = '%P|%y|%m|%s|%n|%i\\n';
@@ -90,13 +91,13 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     const mnt = mountpoint('killed');
     agent.mount('w2', mnt);
     const find = findAsync(mnt);
-    await find.started;
+    await within('find to print its first entries', find.started);
     assert.ok(find.running(), 'find still running when the resolver dies');
     await resolver.stop('SIGKILL');
     // Back only once the agent has seen its stream break: the find meets a resolver that is really gone.
     await waitFor('the agent to see its resolver go', () => (agent.logs.some((l) => l.event === 'agent.resolver.unreachable') ? true : undefined), 10_000);
     await resolverOn(port);
-    const r = await find.done;
+    const r = await within('find to finish', find.done, 120_000);
     assert.equal(r.stderr, '');
     assert.equal(r.status, 0);
     assert.ok(expected.length > 7000, `${expected.length} entries`);
@@ -182,9 +183,9 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     const mnt = mountpoint('redis');
     agent.mount('w2', mnt);
     const find = findAsync(mnt);
-    await find.started;
+    await within('find to print its first entries', find.started);
     await redis.stop();
-    const r = await find.done;
+    const r = await within('find to finish', find.done, 120_000);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(r.lines, expected);
     await waitFor('resolver to notice', () => resolver.logs.some((l) => l.event === 'cache.redis.down') || undefined);
@@ -246,7 +247,7 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
       agent.mount('w2', mnt);
       assert.equal(fs.readdirSync(path.join(mnt, 'tree/d0000')).sort().join(','), 'only');
       holder.kill();
-      await gone;
+      await within('the holder (sleep) to die', gone, 10_000);
       agent.umount(mnt);
     }
     assert.equal(agent.child.exitCode, null, 'agent alive');

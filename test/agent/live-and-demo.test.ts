@@ -9,6 +9,7 @@ import { LIVE_FRESHNESS } from '@strata/layers';
 import { REPO, canMountFuse, forceUnmount, processAlive, startAgent, startResolver, waitFor } from '@strata/harness';
 import { makeStore } from '../support/store-fixture';
 import { POLL_MS, visibleWithin } from '../support/visibility';
+import { within } from '../support/bounded';
 
 const skip = canMountFuse() ? false : 'needs root and /dev/fuse';
 
@@ -92,7 +93,7 @@ describe('npm start (the demo)', { skip }, () => {
       assert.deepEqual(fs.readdirSync(path.join(mnt, 'var/log')), []);
       assert.throws(() => fs.writeFileSync(path.join(mnt, 'x'), ''), /EROFS/);
       demo.kill('SIGINT');
-      assert.equal(await exit, 0, err);
+      assert.equal(await within('the demo to exit on SIGINT', exit, 60_000, () => err), 0, err);
       assert.match(out, /SIGINT: unmounting/);
       assert.deepEqual(fs.readdirSync(mnt), [], 'unmounted');
       assert.ok(fs.existsSync(path.join(cwd, '.demo/agent.log')));
@@ -122,7 +123,7 @@ describe('npm start (the demo)', { skip }, () => {
       const services = [...pidsOf(path.join(cwd, '.demo/resolver.log')), ...pidsOf(path.join(cwd, '.demo/agent.log'))];
       assert.equal(services.length, 2, 'a resolver and an agent');
       process.kill(-job.pid!, 'SIGINT');
-      await exit;
+      await within('the pipeline to exit on SIGINT', exit, 60_000);
       await waitFor('the resolver and the agent to be gone', () => (services.every((p) => !processAlive(p)) ? true : undefined), 20_000);
       await waitFor('the mount to be gone', () => (fs.readdirSync(mnt).length === 0 ? true : undefined), 10_000);
     } finally {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Errno, isStrataError } from '@strata/errors';
 import { FuseSession } from './session';
 import { ToyFs } from './toy-fs';
-import { cleanUp, run, runNode, skipReason, tempMountpoint } from './mount-harness';
+import { cleanUp, run, runNode, skipReason, tempMountpoint, within } from './mount-harness';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const openFds = (): number => readdirSync('/proc/self/fd').length;
@@ -235,12 +235,12 @@ describe('choosing how file data is served', { skip: skipReason() }, () => {
       const hold = async (): Promise<ReturnType<typeof spawn>> => {
         const h = spawn('sh', ['-c', `exec 3< ${file}; echo open; read x; exec 3<&-`], { stdio: ['pipe', 'pipe', 'inherit'] });
         holders.push(h);
-        await new Promise<void>((resolve) => h.stdout?.once('data', () => resolve()));
+        await within(new Promise<void>((resolve) => h.stdout?.once('data', () => resolve())), 10_000, 'the holder to open the file');
         return h;
       };
       const release = async (h: ReturnType<typeof spawn>): Promise<void> => {
         h.stdin?.end('\n');
-        if (h.exitCode === null) await new Promise((resolve) => h.once('exit', resolve));
+        if (h.exitCode === null) await within(new Promise((resolve) => h.once('exit', resolve)), 10_000, 'the holder to exit');
       };
       // A reader holding the file open (through read(), before any registration) across the registration.
       const held = await hold();

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isStrataError } from '@strata/errors';
 import { peerCredentials, socketPeer, type PeerCredentials } from './peer-cred';
+import { within } from './mount-harness';
 
 /** A unix server that reports the credentials of its first connection. */
 async function firstPeer(connect: (socketPath: string) => void): Promise<PeerCredentials> {
@@ -14,21 +15,23 @@ async function firstPeer(connect: (socketPath: string) => void): Promise<PeerCre
   fs.chmodSync(dir, 0o755);
   const socketPath = path.join(dir, 's');
   try {
-    return await new Promise<PeerCredentials>((resolve, reject) => {
-      const server = net.createServer((sock) => {
+    let server: net.Server | undefined;
+    const first = new Promise<PeerCredentials>((resolve, reject) => {
+      const srv = (server = net.createServer((sock) => {
         try {
           resolve(socketPeer(sock));
         } catch (err) {
           reject(err);
         }
         sock.destroy();
-        server.close();
-      });
-      server.listen(socketPath, () => {
+        srv.close();
+      }));
+      srv.listen(socketPath, () => {
         fs.chmodSync(socketPath, 0o777);
         connect(socketPath);
       });
     });
+    return await within(first, 20_000, 'the first connection to the socket').finally(() => server?.close());
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

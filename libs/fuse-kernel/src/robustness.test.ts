@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { FuseSession } from './session';
 import { ToyFs } from './toy-fs';
 import { topMountAt } from './mountinfo';
-import { cleanUp, run, runNode, skipReason, tempMountpoint, waitFor } from './mount-harness';
+import { cleanUp, run, runNode, skipReason, tempMountpoint, waitFor, within } from './mount-harness';
 import type { FuseHandlers } from './types';
 
 const CONNECTIONS = '/sys/fs/fuse/connections';
@@ -96,7 +96,7 @@ describe('ending a session', { skip: skipReason() }, () => {
     assert.ok(existsSync(abort), `no ${abort}`);
     assert.equal((await run('cat', [join(dir, 'a')])).stdout.toString(), 'alpha\n');
     await run('sh', ['-c', `echo 1 > ${abort}`]);
-    assert.equal(await s.closed, 'kernel');
+    assert.equal(await within(s.closed, 10_000, 'the session to close'), 'kernel');
     const r = await runNode(`try { require('fs').readFileSync(process.argv[1]); } catch (e) { process.stdout.write(e.code); }`, [
       join(dir, 'b'),
     ]);
@@ -110,7 +110,7 @@ describe('ending a session', { skip: skipReason() }, () => {
     const { s, dir } = await mountToy();
     const r = await run('umount', ['-l', dir]);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(await s.closed, 'kernel');
+    assert.equal(await within(s.closed, 10_000, 'the session to close'), 'kernel');
     await s.unmount(); // nothing left to do, and no error
   });
 
@@ -123,7 +123,7 @@ describe('ending a session', { skip: skipReason() }, () => {
     assert.ok(Date.now() - t0 < 1000, 'unmount waited for the open file');
     assert.ok(!isMounted(dir));
     reader.send('go');
-    const exit = await reader.exited;
+    const exit = await within(reader.exited, 20_000, 'the reader to exit');
     assert.equal(exit.code, 0);
     assert.match(reader.output, /error:ENOTCONN/);
   });
@@ -135,9 +135,9 @@ describe('ending a session', { skip: skipReason() }, () => {
     s.detach();
     assert.ok(!isMounted(dir));
     reader.send('go');
-    await reader.exited;
+    await within(reader.exited, 20_000, 'the reader to exit');
     assert.match(reader.output, /read:bravo/);
-    assert.equal(await s.closed, 'kernel');
+    assert.equal(await within(s.closed, 10_000, 'the session to close'), 'kernel');
   });
 
   it('unmounts while a handler never answers, releasing the waiting caller', async () => {
@@ -161,7 +161,7 @@ describe('ending a session', { skip: skipReason() }, () => {
     await waitFor(() => s.stats().pending > 0, 5000, 'the request to reach JavaScript');
     const t0 = Date.now();
     caller.child.kill('SIGKILL');
-    const exit = await caller.exited;
+    const exit = await within(caller.exited, 20_000, 'the caller to exit');
     assert.equal(exit.signal, 'SIGKILL');
     assert.ok(exit.at - t0 < 2000, `the killed caller took ${exit.at - t0} ms`);
     assert.ok(s.stats().interrupts >= 1);

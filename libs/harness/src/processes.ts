@@ -164,9 +164,14 @@ function redisServerBinary(): string | undefined {
 
 export const HAVE_REDIS = redisServerBinary() !== undefined;
 
+/** PING on loopback; false on an error or no answer within a second (a port someone else holds silently). */
 async function redisPing(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
+    s.setTimeout(1_000, () => {
+      s.destroy();
+      resolve(false);
+    });
     s.once('error', () => resolve(false));
     s.once('connect', () => s.write('PING\r\n'));
     s.once('data', (d) => {
