@@ -1,1 +1,10 @@
-export {};
+export type { ByteSource } from './byte-source';
+export { formatLvmUuid, parseLabelSector, type DiskArea, type PvLabel } from './label';
+export { lvmCrc, LVM_INITIAL_CRC } from './lvm-crc';
+export { parseMdaHeader, type MdaHeader, type RawLocation } from './mda-header';
+export { parseMetadataText, isSection, type ConfigNode, type ConfigScalar, type ConfigSection, type ConfigValue } from './metadata-text';
+export { readVgMetadata, type LvEntry, type PvEntry, type SegmentArea, type SegmentEntry, type VgMetadata } from './vg-metadata';
+export { readPhysicalVolume, type PhysicalVolume, type PvMetadata } from './physical-volume';
+export { assembleVolumeGroups, logicalVolumeRefusal, type LogicalVolumeInfo, type PvWithSource, type VgPhysicalVolume, type VolumeGroup } from './volume-group';
+export { openLogicalVolume } from './logical-volume';
+export { describeVolumeGroup } from './describe';
