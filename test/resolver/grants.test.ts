@@ -449,20 +449,24 @@ describe('grants on a resolver serving mutual TLS', () => {
   });
 });
 
-describe('without mutual TLS nothing is enforced', () => {
-  test('a plaintext resolver on the same store: every caller reads and changes everything, and it says so once', async () => {
-    const plain = await startResolver({ store: fx.store });
+describe('without mutual TLS on an enforced store', () => {
+  test('a plaintext resolver on the same store refuses to start; --unenforced-read-only serves reads, lists grants, changes nothing, and says so', async () => {
+    await assert.rejects(startResolver({ store: fx.store }), /enforces access control/);
+    const plain = await startResolver({ store: fx.store, extra: ['--unenforced-read-only'] });
     const c = new StrataClient({ resolver: plain.address });
     try {
       const line = plain.logs.filter((l) => l.event === 'resolver.access_control');
       assert.equal(line.length, 1);
       assert.equal(line[0].enforced, false);
+      assert.equal(line[0].level, 'warn');
       assert.ok((await c.listLayers()).some((l) => l.name === 'secret'));
       assert.equal((await c.readFile({ name: 'secret' }, '/key')).toString(), 'k\n');
       assert.deepEqual(await c.checkAccess('unix-user:nobody', { name: 'secret' }), { read: true, admin: true, enforced: false });
       const doc = JSON.parse(ok(strata(['--resolver', plain.address, 'grants', '--json']))) as { enforced: boolean; grants: unknown[] };
       assert.equal(doc.enforced, false);
       assert.ok(doc.grants.length > 0, 'the store\'s grants are listed');
+      assert.match(failure(strata(['--resolver', plain.address, 'grant', 'anyone', 'admin', '*'])), /read-only/);
+      assert.match(failure(strata(['--resolver', plain.address, 'layer', 'create', '--source', 'dir:secret', '--name', 'stolen'])), /read-only/);
     } finally {
       c.close();
       await plain.stop();

@@ -159,3 +159,43 @@ test('two processes creating layers at once get distinct ids and lose nothing', 
   assert.equal(listing.layers.length, 30);
   assert.equal(listing.problems.length, 0);
 });
+
+test('a name or id another writer just created or renamed is found at once, not after the next refresh (read-your-writes)', async () => {
+  const store = await tempStore();
+  let t = 0;
+  // A reader that would not look at the folder again for an hour on its own.
+  const reader = new Catalog(store, { now: () => t, refreshMs: 3_600_000 });
+  const writer = new Catalog(store);
+  await reader.init();
+  const base = await writer.create({ source: 'dir:base', layerType: 'base', name: 'one' });
+  assert.equal((await reader.get({ name: 'one' })).layerId, base.layerId);
+  for (let i = 0; i < 10; i++) {
+    t += 1;
+    const name = `renamed-${i}`;
+    await writer.update({ id: base.layerId }, { name });
+    assert.equal((await reader.get({ name })).layerId, base.layerId, `rename ${i}`);
+    assert.deepEqual((await reader.chain({ name })).map((l) => l.name), [name]);
+  }
+  const made = await writer.create({ source: 'dir:other', layerType: 'base' });
+  assert.equal((await reader.get({ id: made.layerId })).layerId, made.layerId);
+  // A real miss is still a miss, after that one read.
+  await rejectsWith(reader.get({ name: 'never' }), Errno.ENOENT, GrpcCode.NOT_FOUND, /does not exist/);
+});
+
+test('a write guard, called under the writer lock, refuses every change while it throws', async () => {
+  const store = await tempStore();
+  let refuse = false;
+  const c = new Catalog(store, {
+    writeGuard: async () => {
+      if (refuse) throw new StrataError(Errno.EACCES, 'refused by the guard', { code: GrpcCode.PERMISSION_DENIED });
+    },
+  });
+  await c.init();
+  const base = await c.create({ source: 'dir:base', layerType: 'base', name: 'kept' });
+  refuse = true;
+  await rejectsWith(c.create({ source: 'dir:other', layerType: 'base' }), Errno.EACCES, GrpcCode.PERMISSION_DENIED, /guard/);
+  await rejectsWith(c.update({ id: base.layerId }, { name: 'x' }), Errno.EACCES, GrpcCode.PERMISSION_DENIED, /guard/);
+  await rejectsWith(c.delete({ id: base.layerId }), Errno.EACCES, GrpcCode.PERMISSION_DENIED, /guard/);
+  const after = await new Catalog(store).list();
+  assert.deepEqual(after.layers.map((l) => l.name), ['kept']);
+});

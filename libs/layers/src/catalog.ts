@@ -50,6 +50,11 @@ export interface CatalogOptions {
   refreshMs?: number;
   now?: () => number;
   checkSource?: SourceCheck;
+  /**
+   * Called holding the writer lock before any change: throws to refuse it
+   * (a resolver that does not know its callers, on an enforced store).
+   */
+  writeGuard?: () => Promise<void>;
 }
 
 interface Entry {
@@ -96,10 +101,15 @@ export class Catalog {
   private readonly layersDir: string;
   private readonly refreshMs: number;
   private readonly checkSource: SourceCheck | undefined;
+  private readonly writeGuard: (() => Promise<void>) | undefined;
   private readonly now: () => number;
   private entries = new Map<number, Entry>();
   private loadedAt = -Infinity;
   private loading: Promise<void> | undefined;
+  /** Loads started so far, the one in flight, the last one finished: to tell whether a load began after a request arrived. */
+  private loadsStarted = 0;
+  private loadingNumber = 0;
+  private loadedNumber = 0;
 
   constructor(storeRoot: string, options: CatalogOptions = {}) {
     this.storeRoot = path.resolve(storeRoot);
@@ -107,6 +117,7 @@ export class Catalog {
     this.layersDir = path.join(this.dir, 'layers');
     this.refreshMs = options.refreshMs ?? CATALOG_FRESHNESS.refreshMs;
     this.checkSource = options.checkSource;
+    this.writeGuard = options.writeGuard;
     this.now = options.now ?? Date.now;
   }
 
@@ -134,14 +145,33 @@ export class Catalog {
   }
 
   async get(ref: LayerRef): Promise<Layer> {
-    await this.refresh(false);
-    return this.lookup(ref);
+    return this.answer(() => this.lookup(ref));
   }
 
   /** The chain from this layer down to its base image, this layer first. */
   async chain(ref: LayerRef): Promise<Layer[]> {
+    return this.answer(() => this.chainOf(this.lookup(ref)));
+  }
+
+  /**
+   * An answer from the view, except that a miss (ENOENT) is only said after
+   * a read of the catalog that began after the request arrived: a layer
+   * created or renamed through another replica is found by the next request
+   * that names it (read-your-writes across replicas), not after the next
+   * periodic refresh. Concurrent misses share one read.
+   */
+  private async answer<T>(fn: () => T): Promise<T> {
+    const arrivedAfter = this.loadsStarted;
     await this.refresh(false);
-    return this.chainOf(this.lookup(ref));
+    try {
+      return fn();
+    } catch (err) {
+      if (!isStrataError(err) || err.errno !== Errno.ENOENT) throw err;
+      if (this.loadedNumber > arrivedAfter) throw err;
+      if (this.loading && this.loadingNumber > arrivedAfter) await this.loading;
+      else await this.refresh(true);
+      return fn();
+    }
   }
 
   /** Where a layer's data is on disk, proven to stay inside the store. */
@@ -361,6 +391,7 @@ export class Catalog {
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
     await fs.mkdir(this.layersDir, { recursive: true });
     return withCatalogLock(this.dir, async () => {
+      await this.writeGuard?.();
       await this.refresh(true);
       return fn();
     });
@@ -381,6 +412,8 @@ export class Catalog {
 
   private async reload(): Promise<void> {
     const startedAt = this.now();
+    const number = ++this.loadsStarted;
+    this.loadingNumber = number;
     let names: string[];
     try {
       names = await fs.readdir(this.layersDir);
@@ -417,7 +450,10 @@ export class Catalog {
         next.set(id, { mtimeMs: st.mtimeMs, size: st.size, result });
       }),
     );
+    // A forced read that began later may have finished first: its view is the newer one.
+    if (number < this.loadedNumber) return;
     this.entries = next;
     this.loadedAt = startedAt;
+    this.loadedNumber = number;
   }
 }

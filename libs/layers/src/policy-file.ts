@@ -60,13 +60,16 @@ export function parsePolicyFile(text: string, file: string): Policy {
   }
   if (!isObject(raw)) throw corrupt(file, '(top level)', 'must be a JSON object');
   if (!Array.isArray(raw.grants)) throw corrupt(file, 'field "grants"', 'must be a list');
-  return {
+  const policy: Policy = {
     generation: uint(raw, file, '', 'generation'),
     updateTimeMs: uint(raw, file, '', 'updateTimeMs'),
     grants: raw.grants.map((g, i) => grantOf(g, file, i)),
   };
+  if (raw.enforcedSinceMs !== undefined) policy.enforcedSinceMs = uint(raw, file, '', 'enforcedSinceMs');
+  return policy;
 }
 
 export function serialisePolicyFile(policy: Policy): string {
-  return `${JSON.stringify({ generation: policy.generation, updateTimeMs: policy.updateTimeMs, grants: policy.grants }, null, 2)}\n`;
+  const { generation, updateTimeMs, enforcedSinceMs, grants } = policy;
+  return `${JSON.stringify({ generation, updateTimeMs, ...(enforcedSinceMs !== undefined ? { enforcedSinceMs } : {}), grants }, null, 2)}\n`;
 }

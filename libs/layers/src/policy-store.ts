@@ -3,7 +3,20 @@ import * as path from 'node:path';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { writeFileAtomic } from '@strata/posix';
 import { withCatalogLock } from './catalog-lock';
-import { EMPTY_POLICY, type Grant, type LayerSelector, type Permission, type Policy, PolicyIndex, addGrant, removeGrant, validateIdentity, validateSelector } from './policy';
+import {
+  EMPTY_POLICY,
+  type Grant,
+  type LayerSelector,
+  type Permission,
+  type Policy,
+  PolicyIndex,
+  addGrant,
+  isEnforcedPolicy,
+  markEnforced,
+  removeGrant,
+  validateIdentity,
+  validateSelector,
+} from './policy';
 import { parsePolicyFile, serialisePolicyFile } from './policy-file';
 import { catalogDir } from './store-layout';
 
@@ -25,6 +38,29 @@ export interface PolicySnapshot {
 export interface PolicyStoreOptions {
   refreshMs?: number;
   now?: () => number;
+  /**
+   * This process does not know who asks for its changes (a resolver without
+   * mutual TLS): it may change an enforced store neither here nor in the
+   * catalog (refuseUnenforcedWrite). Default false: the caller vouches.
+   */
+  unauthenticated?: boolean;
+  /** Nothing is changed through this process, catalog or policy (a resolver started --unenforced-read-only). */
+  readOnly?: boolean;
+}
+
+function readOnlyRefused(): StrataError {
+  return new StrataError(Errno.EROFS, 'this resolver serves the store read-only (--unenforced-read-only): change layers and grants through a resolver with --tls-client-ca', {
+    code: GrpcCode.PERMISSION_DENIED,
+  });
+}
+
+/** The refusal of a change through a process that cannot tell its callers apart, once the store is enforced. */
+export function unenforcedWriteRefused(file: string): StrataError {
+  return new StrataError(
+    Errno.EACCES,
+    `this store enforces access control (${file} has grants or was marked by a resolver with --tls-client-ca), and this resolver does not know its callers (no --tls-client-ca): layers and grants are changed only through a resolver with mutual TLS, by an authenticated administrator`,
+    { code: GrpcCode.PERMISSION_DENIED },
+  );
 }
 
 export interface GrantInput {
@@ -60,6 +96,8 @@ export class PolicyStore {
   private stamp: Stamp | undefined;
   private checkedAt = -Infinity;
   private loading: Promise<void> | undefined;
+  readonly unauthenticated: boolean;
+  readonly readOnly: boolean;
 
   constructor(
     readonly storeRoot: string,
@@ -68,6 +106,36 @@ export class PolicyStore {
     this.file = policyFile(path.resolve(storeRoot));
     this.refreshMs = options.refreshMs ?? POLICY_REFRESH_MS;
     this.now = options.now ?? Date.now;
+    this.unauthenticated = options.unauthenticated ?? false;
+    this.readOnly = options.readOnly ?? false;
+  }
+
+  /**
+   * Whether the store is enforced, read now (not from the snapshot): a
+   * policy file that cannot be read counts as enforced, since it may hold
+   * grants.
+   */
+  async storeEnforced(): Promise<boolean> {
+    await this.refresh(true);
+    return this.snapshot.problem !== undefined || isEnforcedPolicy(this.snapshot.index.policy);
+  }
+
+  /**
+   * For writers of the catalog, holding its lock (the policy shares it, so
+   * the answer cannot change before they write): throws when this process
+   * may not change an enforced store.
+   */
+  async refuseUnenforcedWrite(): Promise<void> {
+    if (this.readOnly) throw readOnlyRefused();
+    if (!this.unauthenticated) return;
+    if (await this.storeEnforced()) throw unenforcedWriteRefused(this.file);
+  }
+
+  /** Marks the store enforced (a resolver with mutual TLS, at its start); a no-op when it is. */
+  async markEnforced(): Promise<boolean> {
+    if (this.unauthenticated) throw new TypeError('an unauthenticated PolicyStore cannot mark the store enforced');
+    const { changed } = await this.change(undefined, (p) => markEnforced(p, this.now()));
+    return changed;
   }
 
   /** The current policy, re-read when the file changed (looked at no more often than every refreshMs). */
@@ -91,11 +159,13 @@ export class PolicyStore {
   }
 
   private async change<R extends { policy: Policy; changed: boolean }>(expected: number | undefined, fn: (p: Policy) => R): Promise<R> {
+    if (this.readOnly) throw readOnlyRefused();
     return withCatalogLock(path.dirname(this.file), async () => {
       await this.refresh(true);
       // A policy file nobody can read is repaired by hand, never overwritten: grants in it would be lost.
       if (this.snapshot.problem) throw this.snapshot.problem;
       const before = this.snapshot.index.policy;
+      if (this.unauthenticated && isEnforcedPolicy(before)) throw unenforcedWriteRefused(this.file);
       if (expected !== undefined && expected !== 0 && expected !== before.generation) {
         throw new StrataError(Errno.EBUSY, `the policy is at generation ${before.generation}, not ${expected}: it changed since you read it`, { code: GrpcCode.FAILED_PRECONDITION });
       }

@@ -10,6 +10,7 @@ import {
   PolicyIndex,
   PolicyStore,
   addGrant,
+  isEnforcedPolicy,
   formatLayerSelector,
   parseLayerSelector,
   parsePolicyFile,
@@ -181,5 +182,43 @@ describe('PolicyStore', () => {
     assert.equal(snap.index.access('alice', { id: 4 }).read, false);
     await assert.rejects(fresh.grant({ identity: 'bob', permission: 'read', layer: { id: 4 }, grantedBy: 'root' }), /not valid JSON/);
     assert.equal(await fs.readFile(store.file, 'utf8'), '{"generation": "x"');
+  });
+
+  test('enforcement: marked once, kept by every change and by the file; an unauthenticated store then changes nothing', async () => {
+    const root = await tempStore();
+    const open = new PolicyStore(root, { unauthenticated: true });
+    assert.equal(await open.storeEnforced(), false);
+    // An open store is changed by anyone, as before enforcement existed; its first grant is what enforces it.
+    await open.grant({ identity: 'alice', permission: 'read', layer: { id: 1 }, grantedBy: '' });
+    assert.equal(await open.storeEnforced(), true);
+    await assert.rejects(open.revoke({ identity: 'alice', permission: 'read', layer: { id: 1 } }), /enforces access control/);
+    const enforcing = new PolicyStore(root);
+    await enforcing.revoke({ identity: 'alice', permission: 'read', layer: { id: 1 } });
+    assert.equal(await enforcing.markEnforced(), true);
+    assert.equal(await enforcing.markEnforced(), false, 'marked once');
+    await enforcing.grant({ identity: 'bob', permission: 'read', layer: { id: 2 }, grantedBy: 'ops' });
+    const text = await fs.readFile(enforcing.file, 'utf8');
+    const policy = parsePolicyFile(text, enforcing.file);
+    assert.ok(policy.enforcedSinceMs !== undefined && isEnforcedPolicy(policy), text);
+    assert.equal(serialisePolicyFile(policy), text);
+    assert.equal(await open.storeEnforced(), true);
+    for (const change of [
+      () => open.grant({ identity: 'anyone', permission: 'admin', layer: { prefix: '' }, grantedBy: '' }),
+      () => open.revoke({ identity: 'bob', permission: 'read', layer: { id: 2 } }),
+      () => open.refuseUnenforcedWrite(),
+    ]) {
+      await assert.rejects(change(), (err: unknown) => err instanceof StrataError && err.code === GrpcCode.PERMISSION_DENIED && /enforces access control/.test(err.message));
+    }
+    assert.equal(await fs.readFile(enforcing.file, 'utf8'), text);
+    // Grants alone (a store from before the mark) are enforcement too.
+    assert.ok(isEnforcedPolicy({ generation: 1, updateTimeMs: 1, grants: policy.grants }));
+    assert.equal(isEnforcedPolicy({ generation: 3, updateTimeMs: 1, grants: [] }), false);
+  });
+
+  test('read-only: nothing is changed, whatever the store', async () => {
+    const root = await tempStore();
+    const ro = new PolicyStore(root, { unauthenticated: true, readOnly: true });
+    await assert.rejects(ro.grant({ identity: 'a', permission: 'read', layer: { id: 1 }, grantedBy: '' }), /read-only/);
+    await assert.rejects(ro.refuseUnenforcedWrite(), /read-only/);
   });
 });

@@ -28,6 +28,13 @@ export interface Policy {
   generation: number;
   updateTimeMs: number;
   grants: readonly Grant[];
+  /**
+   * Set (once, by the first resolver that enforces the policy) when a
+   * replica with mutual TLS opened the store: from then on the store is
+   * enforced even before its first grant, and no replica that cannot tell
+   * its callers apart may change it.
+   */
+  enforcedSinceMs?: number;
 }
 
 export const EMPTY_POLICY: Policy = { generation: 0, updateTimeMs: 0, grants: [] };
@@ -163,12 +170,31 @@ export class PolicyIndex {
 export function addGrant(policy: Policy, grant: Grant, now: number): { policy: Policy; grant: Grant; changed: boolean } {
   const existing = policy.grants.find((g) => sameGrant(g, grant));
   if (existing) return { policy, grant: existing, changed: false };
-  return { policy: { generation: policy.generation + 1, updateTimeMs: now, grants: [...policy.grants, grant] }, grant, changed: true };
+  return { policy: { ...policy, generation: policy.generation + 1, updateTimeMs: now, grants: [...policy.grants, grant] }, grant, changed: true };
 }
 
 /** The policy without the grant; unchanged (same object) when there was none. */
 export function removeGrant(policy: Policy, which: Pick<Grant, 'identity' | 'permission' | 'layer'>, now: number): { policy: Policy; changed: boolean } {
   const grants = policy.grants.filter((g) => !sameGrant(g, which));
   if (grants.length === policy.grants.length) return { policy, changed: false };
-  return { policy: { generation: policy.generation + 1, updateTimeMs: now, grants }, changed: true };
+  return { policy: { ...policy, generation: policy.generation + 1, updateTimeMs: now, grants }, changed: true };
+}
+
+/**
+ * Whether a store's policy is enforced: a replica with mutual TLS marked it,
+ * or it holds grants (grants someone meant to be kept). Such a store is
+ * changed only through replicas that know their callers.
+ */
+export function isEnforcedPolicy(policy: Policy): boolean {
+  return policy.enforcedSinceMs !== undefined || policy.grants.length > 0;
+}
+
+/**
+ * The policy marked enforced; unchanged (same object) when it was. The
+ * generation stays: it counts changes of grants, which callers hold for
+ * --expect-generation, and no grant changed.
+ */
+export function markEnforced(policy: Policy, now: number): { policy: Policy; changed: boolean } {
+  if (policy.enforcedSinceMs !== undefined) return { policy, changed: false };
+  return { policy: { ...policy, enforcedSinceMs: now }, changed: true };
 }

@@ -128,6 +128,10 @@ export const RESOLVER_OPTIONS = defineOptions({
     env: 'STRATA_RESOLVER_PLAINTEXT',
     help: 'allow serving without TLS on a non-loopback --listen address (anyone who reaches the port reads and changes every layer); with --tls-cert it serves TLS',
   },
+  'unenforced-read-only': {
+    kind: 'boolean',
+    help: 'without --tls-client-ca on a store that enforces access control (one a mutual-TLS resolver has served, or with grants): serve it anyway, read-only, to every caller; refused otherwise (docs/operations.md)',
+  },
   admin: {
     kind: 'string-list',
     arg: 'identity',
@@ -299,6 +303,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       enforceAccess: credentials?.mutual === true,
       admins: o.admin ?? [],
       auditLog: o.auditLog,
+      readOnly: o.unenforcedReadOnly === true,
       limits: { maxMessageBytes: o.maxMessageBytes, maxStreamsPerIdentity: o.maxStreamsPerIdentity, sessionInflight: o.sessionInflight },
     });
   } catch (err) {
@@ -327,6 +332,10 @@ export async function main(argv: readonly string[]): Promise<void> {
     },
     'resolver ready',
   );
+  const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
+  if (credentials === undefined && !isLoopbackHost(host)) {
+    log.warn({ event: 'resolver.plaintext', listen: o.listen }, `serving ${o.listen} WITHOUT TLS (--plaintext): anyone who reaches it reads every layer, and changes layers and grants unless the store enforces access control`);
+  }
   onShutdown(log, async () => {
     await resolver.stop(o.graceMs);
     await stopTelemetry();

@@ -1,6 +1,6 @@
 import type { ServerCredentials } from '@grpc/grpc-js';
 import { openCache, type OpenedCache } from '@strata/cache';
-import { errorMessage } from '@strata/errors';
+import { Errno, GrpcCode, StrataError, errorMessage } from '@strata/errors';
 import { CATALOG_DIR_NAME, Catalog, PolicyStore } from '@strata/layers';
 import * as path from 'node:path';
 import type { Logger } from '@strata/telemetry';
@@ -33,6 +33,21 @@ export interface ResolverOptions {
   auditLog?: string;
   /** What one client may hold (grpc/limits.ts DEFAULT_LIMITS when not given). */
   limits?: ServerLimits;
+  /**
+   * --unenforced-read-only: without mutual TLS on a store that enforces
+   * access control, serve it but change nothing (otherwise such a start is
+   * refused).
+   */
+  readOnly?: boolean;
+}
+
+/** Why a resolver that does not know its callers may not serve an enforced store; the start fails with it. */
+export function unenforcedStartRefused(policyFile: string): StrataError {
+  return new StrataError(
+    Errno.EACCES,
+    `this store enforces access control (${policyFile} has grants or was marked by a resolver with --tls-client-ca), and this resolver would serve it without knowing its callers: give --tls-cert, --tls-key and --tls-client-ca, or start it --unenforced-read-only to serve every layer to every caller and change nothing`,
+    { code: GrpcCode.FAILED_PRECONDITION },
+  );
 }
 
 /** The audit file when none is named: in the store, beside the catalog. */
@@ -53,12 +68,12 @@ export class Resolver {
   private constructor(
     private readonly options: ResolverOptions,
     catalog: Catalog,
+    policy: PolicyStore,
     privileges: Privileges,
   ) {
     this.cache = openCache({ memoryBytes: options.cacheMb * 1024 * 1024, redisUrl: options.redisUrl, log: options.log });
     this.projection = new ProjectionOps(new Chains(catalog, privileges), this.cache.cache);
     const tracker = new RequestTracker(options.log);
-    const policy = new PolicyStore(options.store);
     this.policy = policy;
     const auditFile = options.auditLog ?? defaultAuditLog(options.store);
     this.audit = AuditLog.open(auditFile, {
@@ -79,8 +94,14 @@ export class Resolver {
   }
 
   static async start(options: ResolverOptions): Promise<Resolver> {
-    const catalog = new Catalog(options.store, { checkSource: (chain) => checkLayerSource(options.store, chain) });
+    const policy = new PolicyStore(options.store, { unauthenticated: options.enforceAccess !== true, readOnly: options.readOnly === true });
+    const catalog = new Catalog(options.store, {
+      checkSource: (chain) => checkLayerSource(options.store, chain),
+      // Every replica sharing the store decides the same way, under the writer lock: an enforced store changes only through replicas that enforce.
+      writeGuard: () => policy.refuseUnenforcedWrite(),
+    });
     await catalog.init();
+    await Resolver.claimStore(policy, options);
     const privileges = await readPrivileges();
     if (!privileges.readsTrustedXattrs || !privileges.readsEveryFile) {
       const missing = [!privileges.readsTrustedXattrs && 'CAP_SYS_ADMIN', !privileges.readsEveryFile && 'CAP_DAC_READ_SEARCH'].filter(Boolean).join(' and ');
@@ -89,17 +110,43 @@ export class Resolver {
         `resolver runs without ${missing}: ${!privileges.readsTrustedXattrs ? 'chains merging dir: layers are refused (opaque markers are invisible); ' : ''}${!privileges.readsEveryFile ? 'layer files it may not read fail with FAILED_PRECONDITION' : ''}`.replace(/; $/, ''),
       );
     }
-    const resolver = new Resolver(options, catalog, privileges);
+    const resolver = new Resolver(options, catalog, policy, privileges);
     resolver.port = await resolver.server.listen(options.listen, options.credentials);
     await resolver.logAccessControl();
     return resolver;
+  }
+
+  /**
+   * A replica with mutual TLS marks the store enforced (once, in its policy
+   * file); one without it does not start on an enforced store unless told
+   * to serve it read-only.
+   */
+  private static async claimStore(policy: PolicyStore, options: ResolverOptions): Promise<void> {
+    if (options.enforceAccess === true) {
+      try {
+        if (await policy.markEnforced()) {
+          options.log.warn({ event: 'resolver.store_enforced', policy: policy.file }, `store marked as enforcing access control in ${policy.file}: from now on only resolvers with --tls-client-ca change it, and those without refuse to start`);
+        }
+      } catch (err) {
+        // An unreadable policy already counts as enforced everywhere; it is repaired by hand, never overwritten.
+        options.log.error({ event: 'resolver.store_mark_failed', policy: policy.file, err: errorMessage(err) }, `could not mark the store as enforcing access control: ${errorMessage(err)}`);
+      }
+      return;
+    }
+    if (!(await policy.storeEnforced())) return;
+    if (options.readOnly !== true) throw unenforcedStartRefused(policy.file);
+    options.log.warn(
+      { event: 'resolver.unenforced_read_only', policy: policy.file },
+      'serving a store that enforces access control WITHOUT enforcing it (--unenforced-read-only): every caller reads every layer; layer and grant changes are refused',
+    );
   }
 
   /** Once at start: whether the policy is enforced, by whom it is managed, where it and the audit log are. */
   private async logAccessControl(): Promise<void> {
     const index = await this.authz.index();
     const enforced = this.authz.enforced;
-    this.options.log.info(
+    // Unenforced is said at warn: anyone who reaches the port reads every layer (and, on an open store, changes it).
+    this.options.log[enforced ? 'info' : 'warn'](
       {
         event: 'resolver.access_control',
         enforced,
