@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { StrataError } from '@strata/errors';
 import { type Catalog, type Layer, isImageScheme, isSealed, parseSource, resolveImageFile } from '@strata/layers';
-import { DirSource, FdCache, ImageSource, LiveImageSource, type ImageSourceOptions, type LayerSource } from '@strata/traversal';
+import { DirSource, FdCache, GuestSource, ImageSource, LiveImageSource, openImageLayer, planImageLayer, type ImageSourceOptions, type LayerSource } from '@strata/traversal';
 
 /**
  * The layer sources of the catalog's layers, shared by every chain that
@@ -73,9 +73,12 @@ function imageOptions(storeRoot: string, layer: Layer, overlayRules: boolean): I
 }
 
 /** A sealed image is read as it is, cached forever; a LIVE one is the disk of a running VM, re-checked as it is written. */
-export async function openImageSource(storeRoot: string, layer: Layer, overlayRules: boolean): Promise<ImageSource | LiveImageSource> {
+export async function openImageSource(storeRoot: string, layer: Layer, overlayRules: boolean): Promise<ImageSource | GuestSource | LiveImageSource> {
   const options = imageOptions(storeRoot, layer, overlayRules);
-  return isSealed(layer) ? ImageSource.open(options) : LiveImageSource.open(options);
+  if (isSealed(layer)) return openImageLayer(options);
+  // A running VM's disk is followed one filesystem at a time: the guest's root when it has one.
+  const plan = await planImageLayer(options);
+  return LiveImageSource.open(plan.kind === 'volume' ? plan.options : { ...options, partition: plan.mounts[0].volume.partition, ...(plan.mounts[0].volume.logicalVolume ? { logicalVolume: plan.mounts[0].volume.logicalVolume } : {}), filesystemPath: plan.mounts[0].filesystemPath });
 }
 
 /**
@@ -87,8 +90,10 @@ export async function openImageSource(storeRoot: string, layer: Layer, overlayRu
 export async function checkLayerSource(storeRoot: string, chain: readonly Layer[]): Promise<void> {
   const [layer, base] = chain;
   if (!isImageScheme(parseSource(layer.source).scheme)) return;
-  const source = await ImageSource.open(imageOptions(storeRoot, layer, false));
+  const source = await openImageLayer(imageOptions(storeRoot, layer, false));
   try {
+    // A filesystem whose root directory cannot be listed would serve nothing: refuse it now, not at the first read.
+    await source.list(await source.root());
     const backing = source.backingFile;
     const baseImage = base && isImageScheme(parseSource(base.source).scheme) ? resolveImageFile(storeRoot, base.source) : undefined;
     if (backing !== undefined) {

@@ -6,7 +6,7 @@ import { detectFilesystem } from './filesystem-drivers';
 export type ImageSourceFormat = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vhd' | 'vdi' | 'image';
 
 /** The formats the container library reads, by the names sources use. */
-function containerFormat(format: ImageSourceFormat): ImageFormat | undefined {
+export function containerFormat(format: ImageSourceFormat): ImageFormat | undefined {
   const known: readonly string[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vhd', 'vdi'] satisfies ImageSourceFormat[];
   return format !== 'image' && known.includes(format) ? (format as ImageFormat) : undefined;
 }

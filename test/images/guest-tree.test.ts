@@ -1,0 +1,158 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { StrataClient } from '@strata/client';
+import { startResolver, strata, type ResolverProcess } from '@strata/harness';
+import { apiTreeSource } from '../support/api-tree-source';
+import { ALL_FIELDS, compareTrees, readEngineTree, readKernelTree } from '../support/tree-snapshot';
+import { run, withLoopMount, type PartitionWindow } from './disk-fixture';
+
+/**
+ * A disk given without #N that holds an operating system shows the tree the
+ * guest mounts: its root filesystem with what its fstab mounts from the same
+ * disk at each mountpoint, compared with the kernel's loop mounts of the
+ * same partitions composed by hand at the same places.
+ */
+
+const root = !process.getuid || process.getuid() === 0;
+const canRun = root && fs.existsSync('/dev/loop-control');
+
+let work: string;
+let store: string;
+let raw: string;
+let parts: PartitionWindow[];
+let resolver: ResolverProcess;
+let client: StrataClient;
+
+function cli(args: string[], check = true): ReturnType<typeof strata> {
+  const r = strata(args, { STRATA_RESOLVER: resolver.address });
+  if (check) assert.equal(r.status, 0, `strata ${args.join(' ')}: ${r.stderr}`);
+  return r;
+}
+
+/** GPT: #1 BIOS boot, #2 /boot (ext4, label "boot"), #3 / (ext4), #4 /srv (ext2, by PARTLABEL), #5 swap-typed and empty. */
+function makeDisk(file: string): PartitionWindow[] {
+  fs.closeSync(fs.openSync(file, 'w'));
+  fs.truncateSync(file, 200 * 1024 * 1024);
+  const script = [
+    'label: gpt',
+    'size=1MiB, type=21686148-6449-6E6F-744E-656564454649',
+    'size=40MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=boot',
+    'size=100MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root',
+    'size=30MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=srvdata',
+    'type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, name=swap',
+    '',
+  ].join('\n');
+  run('sh', ['-c', `printf '%s' "$0" | sfdisk -q ${file}`, script]);
+  const table = JSON.parse(run('sfdisk', ['-J', file])) as { partitiontable: { partitions: { start: number; size: number }[] } };
+  return table.partitiontable.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
+}
+
+function mkfsOn(w: PartitionWindow, args: string[]): string {
+  const dev = run('losetup', ['-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', raw]).trim();
+  try {
+    run('mke2fs', ['-q', '-F', ...args, dev]);
+    return run('blkid', ['-s', 'UUID', '-o', 'value', dev]).trim();
+  } finally {
+    run('losetup', ['-d', dev]);
+  }
+}
+
+before(async () => {
+  if (!canRun) return;
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-guest-'));
+  store = path.join(work, 'store');
+  fs.mkdirSync(path.join(store, 'vm'), { recursive: true });
+  raw = path.join(work, 'guest.raw');
+  parts = makeDisk(raw);
+  const bootUuid = mkfsOn(parts[1], ['-t', 'ext4', '-L', 'boot']);
+  mkfsOn(parts[2], ['-t', 'ext4', '-L', 'rootfs']);
+  mkfsOn(parts[3], ['-t', 'ext2']);
+  await withLoopMount(raw, parts[2], 'rw', (m) => {
+    fs.mkdirSync(path.join(m, 'etc'));
+    fs.mkdirSync(path.join(m, 'usr/lib'), { recursive: true });
+    fs.writeFileSync(path.join(m, 'usr/lib/os-release'), 'NAME="Test Linux"\nID=testlinux\nVERSION_ID="9.4"\nPRETTY_NAME="Test Linux 9.4 (Guest)"\n');
+    fs.symlinkSync('../usr/lib/os-release', path.join(m, 'etc/os-release'));
+    fs.writeFileSync(path.join(m, 'etc/hostname'), 'guest-vm\n');
+    fs.writeFileSync(
+      path.join(m, 'etc/fstab'),
+      [
+        '# /etc/fstab of a test guest',
+        'LABEL=rootfs / ext4 defaults 1 1',
+        `UUID=${bootUuid} /boot ext4 defaults,nodev 1 2`,
+        'PARTLABEL=srvdata /srv/data ext2 defaults 0 2',
+        '/dev/vda5 none swap sw 0 0',
+        'proc /proc proc defaults 0 0',
+        'fileserver:/export /mnt/nfs nfs defaults 0 0',
+        'UUID=0b2e3f9a-0000-4000-8000-000000000000 /home xfs defaults 0 0',
+      ].join('\n') + '\n',
+    );
+    // What a mount hides: the root filesystem's own /boot has content that the kernel's composed tree covers.
+    fs.mkdirSync(path.join(m, 'boot'));
+    fs.writeFileSync(path.join(m, 'boot/hidden-by-mount'), 'covered');
+    fs.mkdirSync(path.join(m, 'srv/data'), { recursive: true });
+    fs.mkdirSync(path.join(m, 'home'));
+    for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(m, 'etc', `conf-${i}`), `value ${i}\n`);
+  });
+  await withLoopMount(raw, parts[1], 'rw', (m) => {
+    fs.writeFileSync(path.join(m, 'vmlinuz-6.1'), Buffer.alloc(100_000, 7));
+    fs.mkdirSync(path.join(m, 'grub2'));
+    fs.writeFileSync(path.join(m, 'grub2/grub.cfg'), 'set default=0\n');
+  });
+  await withLoopMount(raw, parts[3], 'rw', (m) => {
+    fs.writeFileSync(path.join(m, 'index.html'), '<p>served</p>\n');
+  });
+  run('qemu-img', ['convert', '-O', 'qcow2', raw, path.join(store, 'vm/guest.qcow2')]);
+  resolver = await startResolver({ store });
+  client = new StrataClient({ resolver: resolver.address });
+});
+
+after(async () => {
+  client?.close();
+  await resolver?.stop();
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+});
+
+/** The kernel's mounts of the guest's filesystems composed by hand at the fstab's mountpoints. */
+async function kernelGuestTree(): Promise<ReturnType<typeof readKernelTree>> {
+  return withLoopMount(raw, parts[2], 'ro', (m) =>
+    withLoopMount(raw, parts[1], 'ro', async (boot) => {
+      run('mount', ['--bind', boot, path.join(m, 'boot')]);
+      try {
+        return await withLoopMount(raw, parts[3], 'ro', (srv) => {
+          run('mount', ['--bind', srv, path.join(m, 'srv/data')]);
+          try {
+            return readKernelTree(m);
+          } finally {
+            run('umount', [path.join(m, 'srv/data')]);
+          }
+        });
+      } finally {
+        run('umount', [path.join(m, 'boot')]);
+      }
+    }),
+  );
+}
+
+describe('the guest tree of a disk with an operating system', { skip: canRun ? false : 'needs root and loop devices' }, () => {
+  test('a disk without #N shows /, /boot and /srv/data as the guest mounts them, field by field', async () => {
+    cli(['layer', 'create', '--source', 'qcow2:vm/guest.qcow2', '--name', 'guest']);
+    const expected = await kernelGuestTree();
+    const actual = await readEngineTree(apiTreeSource(client, { name: 'guest' }));
+    assert.ok(expected.has('/boot/grub2/grub.cfg') && expected.has('/srv/data/index.html') && !expected.has('/boot/hidden-by-mount'));
+    assert.deepEqual(compareTrees(expected, actual, ALL_FIELDS), []);
+  });
+
+  test('#N still reads one partition alone, including what a mount would hide', async () => {
+    cli(['layer', 'create', '--source', 'qcow2:vm/guest.qcow2#3', '--name', 'guest-root']);
+    const ls = cli(['ls', 'guest-root', '/boot']).stdout;
+    assert.match(ls, /hidden-by-mount/);
+  });
+
+  test('--path selects a subtree of the composed tree, crossing a mountpoint', async () => {
+    cli(['layer', 'create', '--source', 'qcow2:vm/guest.qcow2', '--path', '/boot/grub2', '--name', 'guest-grub']);
+    assert.equal(cli(['cat', 'guest-grub', '/grub.cfg']).stdout, 'set default=0\n');
+  });
+});
