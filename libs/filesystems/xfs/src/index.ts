@@ -1,1 +1,2 @@
-export {};
+export { Xfs } from './xfs';
+export { xfsDriver } from './driver';

@@ -1,0 +1,228 @@
+import { LRUCache } from 'lru-cache';
+import { Errno, StrataError } from '@strata/errors';
+import type { ByteSource, Filesystem, FilesystemOptions, FsDirEntry, FsNode, FsStatFs, FsXattr } from '@strata/filesystem';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
+import { AttrFlag } from './attr-entry';
+import { readAttrs } from './attrs';
+import { forkExtents } from './bmap-btree';
+import { corrupt, guarded } from './errors';
+import type { DirEntry } from './directory-entry';
+import { listDirectory } from './directory';
+import type { Extent } from './extent';
+import { readFileRange } from './fork-blocks';
+import { locateInode } from './geometry';
+import { XfsInode, parseInode, rdevOf } from './inode';
+import { inspectLog } from './log';
+import { MetadataReader } from './metadata-reader';
+import { aclFromDisk } from './posix-acl';
+import { computeStatFs } from './statfs';
+import { formatUuid, parseSuperblock } from './superblock';
+import { readSymlink } from './symlink';
+import type { Volume } from './volume';
+
+const DEFAULT_CACHE_BYTES = 32 * 1024 * 1024;
+/** A single read() returns at most this much (a short read, as pread may). */
+const MAX_READ = 64 * 1024 * 1024;
+const NAME_MAX = 255;
+const PAGE_SIZE = 4096;
+const SB_READ = 64 * 1024;
+
+interface Listing {
+  entries: DirEntry[];
+  byName?: Map<string, number>;
+}
+
+/**
+ * A read-only XFS (v4 and v5) reader over any ByteSource. Handles are inode
+ * numbers. Answers follow the kernel's read-only mount of the same image.
+ */
+export class Xfs implements Filesystem {
+  readonly type = 'xfs' as const;
+  readonly rootHandle: number;
+  readonly blockSize: number;
+  readonly label: string;
+  readonly uuid: string;
+  readonly needsRecovery: boolean;
+
+  private readonly inodes: LRUCache<number, XfsInode>;
+  private readonly extents: LRUCache<number, Extent[]>;
+  private readonly listings: LRUCache<number, Listing>;
+
+  private constructor(
+    private readonly vol: Volume,
+    needsRecovery: boolean,
+    private readonly stat: FsStatFs,
+    cacheBytes: number,
+  ) {
+    this.rootHandle = vol.sb.rootIno;
+    this.blockSize = vol.sb.blockSize;
+    this.label = vol.sb.label;
+    this.uuid = formatUuid(vol.sb.uuid);
+    this.needsRecovery = needsRecovery;
+    const share = Math.max(1 << 20, Math.floor(cacheBytes / 4));
+    this.inodes = new LRUCache({ maxSize: share, sizeCalculation: () => vol.sb.inodeSize + 256 });
+    this.extents = new LRUCache({ maxSize: share, sizeCalculation: (e) => e.length * 64 + 64 });
+    this.listings = new LRUCache({ maxSize: share, sizeCalculation: (l) => l.entries.reduce((n, e) => n + e.name.length + 96, 64) });
+  }
+
+  static async open(source: ByteSource, options: FilesystemOptions = {}): Promise<Xfs> {
+    const log = options.log ?? ((): void => undefined);
+    return guarded(log, 'open', async () => {
+      const journal = options.journal ?? 'replay';
+      if (journal !== 'replay' && journal !== 'ignore') throw new StrataError(Errno.EINVAL, `xfs: journal option must be 'replay' or 'ignore', not ${String(journal)}`);
+      if (source.size < 512) throw new StrataError(Errno.EINVAL, 'no XFS filesystem (bad magic): volume too small');
+      const head = await source.read(0, Math.min(SB_READ, source.size));
+      const sb = parseSuperblock(head, source.size);
+      const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
+      const vol: Volume = { sb, reader: new MetadataReader(source, sb.dblocks * sb.blockSize, Math.floor(cacheBytes / 2)), log };
+      const logState = await inspectLog(vol);
+      const dirty = !logState.clean || sb.logIncompat !== 0;
+      if (dirty) {
+        log({ event: 'xfs.log', reason: 'the log needs recovery', headBlock: logState.headBlock, cycle: logState.cycle });
+        if (journal === 'replay') throw new StrataError(Errno.EOPNOTSUPP, 'xfs: XFS log needs recovery (a copy of a mounted or crashed filesystem): replay is not supported');
+      }
+      return new Xfs(vol, dirty, await computeStatFs(vol), cacheBytes);
+    });
+  }
+
+  /** Reads, checks and decodes an inode as the kernel's iget does; ENOENT for a free inode. */
+  private async inode(handle: number): Promise<XfsInode> {
+    const hit = this.inodes.get(handle);
+    if (hit) return hit;
+    const { sb } = this.vol;
+    if (!Number.isSafeInteger(handle) || handle <= 0) throw new StrataError(Errno.EINVAL, `xfs: bad handle ${handle}`);
+    const loc = locateInode(sb, handle);
+    if (!loc) throw corrupt(`inode ${handle}`, 'number outside the filesystem');
+    const blockStart = loc.offset - loc.slot * sb.inodeSize;
+    const mb = await this.vol.reader.metadata(blockStart, sb.blockSize, `inode ${handle}`);
+    const raw = Buffer.from(mb.data.subarray(loc.slot * sb.inodeSize, (loc.slot + 1) * sb.inodeSize));
+    const inode = parseInode(sb, handle, raw);
+    if (!inode) throw new StrataError(Errno.ENOENT, `xfs: inode ${handle} is free`);
+    this.inodes.set(handle, inode);
+    return inode;
+  }
+
+  private async fileExtents(inode: XfsInode): Promise<Extent[]> {
+    const hit = this.extents.get(inode.ino);
+    if (hit) return hit;
+    const extents = await forkExtents(this.vol, inode, 'data');
+    this.extents.set(inode.ino, extents);
+    return extents;
+  }
+
+  private async directory(handle: number): Promise<XfsInode> {
+    const inode = await this.inode(handle);
+    if ((inode.mode & S_IFMT) !== S_IFDIR) throw new StrataError(Errno.ENOTDIR, `xfs: inode ${handle} is not a directory`);
+    return inode;
+  }
+
+  private async listing(dir: XfsInode): Promise<Listing> {
+    const hit = this.listings.get(dir.ino);
+    if (hit) return hit;
+    const listing: Listing = { entries: await listDirectory(this.vol, dir) };
+    this.listings.set(dir.ino, listing);
+    return listing;
+  }
+
+  node(handle: number): Promise<FsNode> {
+    return guarded(this.vol.log, 'node', async () => {
+      const i = await this.inode(handle);
+      const type = i.mode & S_IFMT;
+      const device = type === S_IFCHR || type === S_IFBLK;
+      return {
+        handle,
+        ino: i.ino,
+        devIndex: 0,
+        mode: i.mode,
+        uid: i.uid,
+        gid: i.gid,
+        nlink: i.nlink,
+        size: i.size,
+        rdev: device ? rdevOf(i.dev) : 0,
+        blocks: i.nblocks * (this.vol.sb.blockSize / 512),
+        blksize: device ? PAGE_SIZE : Math.max(PAGE_SIZE, this.vol.sb.blockSize),
+        atimeNs: i.atimeNs,
+        mtimeNs: i.mtimeNs,
+        ctimeNs: i.ctimeNs,
+        ...(i.crtimeNs === undefined ? {} : { crtimeNs: i.crtimeNs }),
+      };
+    });
+  }
+
+  lookup(dir: number, name: Buffer): Promise<number | undefined> {
+    return guarded(this.vol.log, 'lookup', async () => {
+      if (name.length > NAME_MAX) throw new StrataError(Errno.ENAMETOOLONG, `xfs: name of ${name.length} bytes is too long`);
+      const inode = await this.directory(dir);
+      if (name.length === 0) return undefined;
+      const listing = await this.listing(inode);
+      if (!listing.byName) {
+        const byName = new Map<string, number>();
+        for (const e of listing.entries) byName.set(e.name.toString('latin1'), e.ino);
+        listing.byName = byName;
+      }
+      const ino = listing.byName.get(name.toString('latin1'));
+      if (ino === -1) throw new StrataError(Errno.EOVERFLOW, `xfs: inode number of ${JSON.stringify(name.toString())} is beyond 2^53`);
+      return ino;
+    });
+  }
+
+  readdir(dir: number): Promise<FsDirEntry[]> {
+    return guarded(this.vol.log, 'readdir', async () => {
+      const listing = await this.listing(await this.directory(dir));
+      return listing.entries.map((e) => {
+        if (e.ino === -1) throw new StrataError(Errno.EOVERFLOW, `xfs: directory ${dir}: inode number of ${JSON.stringify(e.name.toString())} is beyond 2^53`);
+        return { name: e.name, handle: e.ino, type: e.type };
+      });
+    });
+  }
+
+  readlink(handle: number): Promise<Buffer> {
+    return guarded(this.vol.log, 'readlink', async () => {
+      const inode = await this.inode(handle);
+      if ((inode.mode & S_IFMT) !== S_IFLNK) throw new StrataError(Errno.EINVAL, `xfs: inode ${handle} is not a symlink`);
+      return readSymlink(this.vol, inode);
+    });
+  }
+
+  read(handle: number, offset: number, length: number): Promise<Buffer> {
+    return guarded(this.vol.log, 'read', async () => {
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+        throw new StrataError(Errno.EINVAL, `xfs: bad read range ${offset}+${length}`);
+      }
+      const inode = await this.inode(handle);
+      const type = inode.mode & S_IFMT;
+      if (type === S_IFDIR) throw new StrataError(Errno.EISDIR, `xfs: inode ${handle} is a directory`);
+      if (type !== S_IFREG) throw new StrataError(Errno.EINVAL, `xfs: inode ${handle} is not a regular file`);
+      if (offset >= inode.size) return Buffer.alloc(0);
+      const n = Math.min(length, inode.size - offset, MAX_READ);
+      return readFileRange(this.vol, await this.fileExtents(inode), offset, n, `data of inode ${handle}`);
+    });
+  }
+
+  xattrs(handle: number): Promise<FsXattr[]> {
+    return guarded(this.vol.log, 'xattrs', async () => {
+      const inode = await this.inode(handle);
+      const out: FsXattr[] = [];
+      for (const e of await readAttrs(this.vol, inode)) {
+        if (e.flags & AttrFlag.PARENT) continue;
+        const value = e.value ?? Buffer.alloc(0);
+        const name = e.name.toString('utf8');
+        if (e.flags & AttrFlag.ROOT) {
+          // xfs_xattr_put_listent shows an ACL both as its system.* name and, to CAP_SYS_ADMIN, as the raw trusted.* attribute.
+          const acl = name === 'SGI_ACL_FILE' ? 'system.posix_acl_access' : name === 'SGI_ACL_DEFAULT' ? 'system.posix_acl_default' : undefined;
+          if (acl) out.push({ name: acl, value: aclFromDisk(value, this.vol.sb.crc, `${acl} of inode ${handle}`) });
+          out.push({ name: `trusted.${name}`, value });
+        } else if (e.flags & AttrFlag.SECURE) {
+          out.push({ name: `security.${name}`, value });
+        } else {
+          out.push({ name: `user.${name}`, value });
+        }
+      }
+      return out;
+    });
+  }
+
+  statfs(): Promise<FsStatFs> {
+    return Promise.resolve({ ...this.stat });
+  }
+}
