@@ -1,6 +1,9 @@
 export { sliceSource, bufferSource, MAX_READ_LENGTH } from './byte-source';
 export type { ByteSource } from './byte-source';
-export { openImage, DEFAULT_METADATA_CACHE_BYTES, MAX_CHAIN_LENGTH } from './open-image';
+export { openImage, detectFormat, DEFAULT_METADATA_CACHE_BYTES, MAX_CHAIN_LENGTH } from './open-image';
+export { IMAGE_FORMATS } from './format/detect';
+export type { DetectedFormat } from './format/detect';
+export type { ImageSnapshot } from './qcow2/snapshots';
 export type { DiskImage, DiskImageStats, ImageFile, ImageFormat, OpenImageOptions } from './open-image';
 export { readPartitionTable } from './partitions/partition-table';
 export type { Partition, PartitionTable } from './partitions/partition';

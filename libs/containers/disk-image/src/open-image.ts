@@ -2,14 +2,21 @@ import * as path from 'node:path';
 import { Errno, StrataError } from '@strata/errors';
 import { checkReadRange, type ByteSource } from './byte-source';
 import { BoundedCache, type CacheCounters } from './bounded-cache';
+import { MAX_CHAIN_LENGTH, MAX_EXTENT_FILES, namedPath, type ChainState, type FormatContext, type OpenedLayer } from './chain';
+import { detectFormatOf, IMAGE_FORMATS, wrongFormat, type DetectedFormat, type ImageFormat } from './format/detect';
 import type { GuestRange, Layer } from './layer';
-import { QCOW2_MAGIC, parseQcow2Header } from './qcow2/header';
-import { Qcow2Layer, type Qcow2Caches } from './qcow2/image';
+import { openQcow2 } from './qcow2/open';
+import type { ImageSnapshot, Qcow2Snapshot } from './qcow2/snapshots';
 import { RawLayer } from './raw/raw-image';
 import { StoreFile, realStoreRoot, type ImageFile, type ReadCounters } from './store-file';
+import { openVdi } from './vdi/open';
+import { openVhd } from './vhd/open';
+import { openVhdx } from './vhdx/open';
+import { openVmdk } from './vmdk/open';
 
 export type { ImageFile } from './store-file';
-export type ImageFormat = 'raw' | 'qcow2';
+export type { ImageFormat } from './format/detect';
+export { MAX_CHAIN_LENGTH } from './chain';
 
 /** How much work the image's reads have done (all files of the chain). */
 export interface DiskImageStats extends ReadCounters {
@@ -18,63 +25,70 @@ export interface DiskImageStats extends ReadCounters {
 }
 
 export interface DiskImage extends ByteSource {
+  /** The format of the top file, detected by its magic. */
   readonly format: ImageFormat;
-  /** Every file this image reads, itself first, then its backing chain down to the base: cache keys are built from these identities. */
+  /** What kind of that format: VMDK createType, VHD/VHDX fixed | dynamic | differencing, VDI dynamic | static, qcow2 v2 | v3; undefined for raw. */
+  readonly subformat: string | undefined;
+  /** The guest's logical sector size as the format records it (VHDX metadata; 512 for the others): partition tables are read in these units. */
+  readonly logicalSectorSize: number;
+  /** The internal snapshot this image shows (qcow2 `snapshot` option), undefined for the active state. */
+  readonly snapshot: ImageSnapshot | undefined;
+  /** Every file this image reads: itself first, then its chain down to the base (VMDK extents after the image naming them); cache keys are built from these identities. */
   readonly files: readonly ImageFile[];
-  /** Real path of the direct backing file, if any (qcow2 only). */
+  /** Real path of the direct parent image (qcow2 backing file, VMDK parent, VHD/VHDX parent), if any. */
   readonly backingFile: string | undefined;
   /**
    * The guest ranges the top file itself answers (qcow2: its allocated and
-   * zero clusters), sorted and merged; undefined for a raw image, whose
-   * every byte is its own. For a snapshot over its base these are the only
-   * bytes that can differ from the base.
+   * zero clusters; VMDK: its grains; VHD/VHDX/VDI: its blocks or present
+   * sectors), sorted and merged; undefined for a raw, fixed or flat image,
+   * whose every byte is its own. For a snapshot over its base these are the
+   * only bytes that can differ from the base.
    */
   ownRanges(): Promise<readonly GuestRange[] | undefined>;
+  /** The internal snapshots the top file holds (qcow2; empty for other formats). */
+  listSnapshots(): readonly ImageSnapshot[];
   /** Counters of preads and cache use, for tests and telemetry. */
   readonly stats: Readonly<DiskImageStats>;
   close(): Promise<void>;
 }
 
 export interface OpenImageOptions {
-  /** The image store root: the image and every backing file must resolve (realpath, symlinks followed) to a path inside it. */
+  /** The image store root: the image and every file it names must resolve (realpath, symlinks followed) to a path inside it. */
   storeRoot: string;
-  /** Expected format; refuse with a clear error when the magic says otherwise. Undefined: detect (qcow2 by magic 'QFI\xfb', otherwise raw). */
+  /** Expected format; refused (EINVAL, naming the format found) when the magic says otherwise. Undefined: detect by magic. */
   format?: ImageFormat;
-  /** Bytes of parsed metadata (L2 tables etc.) kept per image chain; default 8 MiB. */
+  /** A qcow2 internal snapshot, by id or name: the image shows that snapshot's disk, read-only. */
+  snapshot?: string;
+  /** Bytes of parsed metadata (L2 tables, BAT pieces …) kept per image chain; default 8 MiB. */
   metadataCacheBytes?: number;
 }
 
 export const DEFAULT_METADATA_CACHE_BYTES = 8 * 1024 * 1024;
-/** Inflated compressed clusters kept per chain. */
+/** Decompressed clusters and grains kept per chain. */
 const COMPRESSED_CACHE_BYTES = 4 * 1024 * 1024;
-/** Images in one chain, the top one included. */
-export const MAX_CHAIN_LENGTH = 128;
 
-interface ChainState {
-  realRoot: string;
-  files: StoreFile[];
-  identities: ImageFile[];
-  counters: ReadCounters;
-  caches: Qcow2Caches;
+interface TopInfo {
+  detected: DetectedFormat;
+  opened: OpenedLayer;
+  snapshots: readonly Qcow2Snapshot[];
+  snapshot: Qcow2Snapshot | undefined;
 }
 
-/** qemu reads 'proto:rest' (before any '/') as a protocol, not a file name. */
-const PROTOCOL_PREFIX = /^[A-Za-z0-9.+-]+:/;
-
-function backingLexicalPath(chain: ChainState, name: string, ofLexical: string, ofLabel: string): { lexical: string; label: string } {
-  const describe = `backing file "${name}" of ${ofLabel}`;
-  let fileName = name;
-  if (fileName.startsWith('file:')) fileName = fileName.slice('file:'.length);
-  else if (PROTOCOL_PREFIX.test(fileName)) {
-    throw new StrataError(Errno.EOPNOTSUPP, `${describe} names a protocol, not a file in the store`);
+async function openFormat(ctx: FormatContext, snapshot: string | undefined): Promise<OpenedLayer & { snapshots?: Qcow2Snapshot[]; snapshot?: Qcow2Snapshot }> {
+  switch (ctx.detected.format) {
+    case 'raw':
+      return { layer: new RawLayer(ctx.file), subformat: undefined, logicalSectorSize: 512 };
+    case 'qcow2':
+      return openQcow2(ctx, snapshot);
+    case 'vmdk':
+      return openVmdk(ctx);
+    case 'vhd':
+      return openVhd(ctx);
+    case 'vhdx':
+      return openVhdx(ctx);
+    case 'vdi':
+      return openVdi(ctx);
   }
-  if (path.isAbsolute(fileName)) throw new StrataError(Errno.EACCES, `${describe} is an absolute path; only paths relative to the image are allowed`);
-  const lexical = path.resolve(path.dirname(ofLexical), fileName);
-  const label = path.relative(chain.realRoot, lexical);
-  if (label === '..' || label.startsWith(`..${path.sep}`) || path.isAbsolute(label)) {
-    throw new StrataError(Errno.EACCES, `${describe} leads outside the store`);
-  }
-  return { lexical, label };
 }
 
 async function openLayer(
@@ -83,51 +97,90 @@ async function openLayer(
   label: string,
   describe: string,
   format: ImageFormat | undefined,
+  snapshot: string | undefined,
+  top?: { info?: TopInfo },
 ): Promise<Layer> {
-  if (chain.files.length >= MAX_CHAIN_LENGTH) {
+  const images = chain.identities.filter((f) => f.role === 'image').length;
+  if (images >= MAX_CHAIN_LENGTH) {
     throw new StrataError(Errno.EINVAL, `${describe}: the backing chain is deeper than ${MAX_CHAIN_LENGTH} images`);
   }
   const file = await StoreFile.open(chain.realRoot, lexical, label, describe, chain.counters);
-  if (chain.files.some((f) => f.dev === file.dev && f.ino === file.ino)) {
+  const imageIds = new Set(chain.identities.filter((f) => f.role === 'image').map((f) => `${f.dev}:${f.ino}`));
+  if (imageIds.has(`${file.dev}:${file.ino}`)) {
     await file.close();
     throw new StrataError(Errno.EINVAL, `${describe} is already in the chain above it: backing file loop`);
   }
   chain.files.push(file);
 
-  const isQcow2 = file.size >= 4 && (await file.read(0, 4)).readUInt32BE(0) === QCOW2_MAGIC;
-  const detected: ImageFormat = isQcow2 ? 'qcow2' : 'raw';
-  if (format !== undefined && format !== detected) {
-    throw new StrataError(
-      Errno.EINVAL,
-      format === 'qcow2' ? `${describe} is not a qcow2 image (no 'QFI\\xfb' magic)` : `${describe} was expected to be raw but is a qcow2 image`,
-    );
+  const detected = await detectFormatOf((o, n) => file.read(o, n), file.size);
+  if (format !== undefined && format !== detected.format) throw wrongFormat(describe, format, detected);
+  if (snapshot !== undefined && detected.format !== 'qcow2') {
+    throw new StrataError(Errno.EINVAL, `${describe} is a ${detected.format} image: only qcow2 images have internal snapshots`);
   }
-  chain.identities.push(file.identity(detected));
-  if (detected === 'raw') return new RawLayer(file);
-
-  const header = await parseQcow2Header((n) => file.read(0, n), file.size, label);
-  let backing: Layer | undefined;
-  if (header.backingName !== undefined) {
-    let backingFormat: ImageFormat | undefined;
-    if (header.backingFormat !== undefined) {
-      if (header.backingFormat !== 'raw' && header.backingFormat !== 'qcow2') {
-        throw new StrataError(Errno.EOPNOTSUPP, `backing file "${header.backingName}" of ${label} has format "${header.backingFormat}", which is not supported`);
+  chain.identities.push(file.identity(detected.format));
+  const ctx: FormatContext = {
+    chain,
+    file,
+    lexical,
+    label,
+    detected,
+    cacheId: String(chain.files.length - 1),
+    openParent: (name, role, parentFormat) => {
+      const d = `${role} "${name}" of ${label}`;
+      const next = namedPath(chain.realRoot, name, lexical, d);
+      return openLayer(chain, next.lexical, next.label, d, parentFormat, undefined);
+    },
+    openExtent: async (name) => {
+      const d = `extent "${name}" of ${label}`;
+      if (chain.identities.filter((f) => f.role === 'extent').length >= MAX_EXTENT_FILES) {
+        throw new StrataError(Errno.EOPNOTSUPP, `${d}: more than ${MAX_EXTENT_FILES} extent files`);
       }
-      backingFormat = header.backingFormat;
-    }
-    const next = backingLexicalPath(chain, header.backingName, lexical, label);
-    backing = await openLayer(chain, next.lexical, next.label, `backing file "${header.backingName}" of ${label}`, backingFormat);
-  }
-  return new Qcow2Layer(file, header, backing, chain.caches, String(chain.files.indexOf(file)));
+      const next = namedPath(chain.realRoot, name, lexical, d);
+      const extent = await StoreFile.open(chain.realRoot, next.lexical, next.label, d, chain.counters);
+      chain.files.push(extent);
+      chain.identities.push(extent.identity(detected.format, 'extent'));
+      return extent;
+    },
+  };
+  const opened = await openFormat(ctx, snapshot);
+  if (top) top.info = { detected, opened, snapshots: opened.snapshots ?? [], snapshot: opened.snapshot };
+  return opened.layer;
 }
 
-/** `imagePath` is relative to storeRoot (as in a layer source `qcow2:vm/snap1.qcow2`). */
-export async function openImage(imagePath: string, options: OpenImageOptions): Promise<DiskImage> {
+/** Detects the format of an image of the store by its magic, without opening its chain. */
+export async function detectFormat(imagePath: string, options: { storeRoot: string }): Promise<DetectedFormat> {
+  checkImagePath(imagePath);
+  const realRoot = await realStoreRoot(options.storeRoot);
+  const file = await StoreFile.open(realRoot, path.resolve(realRoot, imagePath), imagePath, `image ${imagePath}`, { fileReads: 0, fileBytesRead: 0 });
+  try {
+    return await detectFormatOf((o, n) => file.read(o, n), file.size);
+  } finally {
+    await file.close();
+  }
+}
+
+function checkImagePath(imagePath: string): void {
   if (typeof imagePath !== 'string' || imagePath === '' || imagePath.includes('\0')) {
     throw new StrataError(Errno.EINVAL, `invalid image path ${JSON.stringify(imagePath)}`);
   }
   if (path.isAbsolute(imagePath)) {
     throw new StrataError(Errno.EINVAL, `image path ${imagePath} must be relative to the image store`);
+  }
+}
+
+/**
+ * Opens a disk image of the store. `imagePath` is relative to storeRoot (as
+ * in a layer source `vmdk:vm/disk.vmdk`). The format is detected by magic
+ * unless `format` names one; the image's chain (backing files, parents,
+ * extents) is opened with it, every file confined to the store.
+ */
+export async function openImage(imagePath: string, options: OpenImageOptions): Promise<DiskImage> {
+  checkImagePath(imagePath);
+  if (options.format !== undefined && !IMAGE_FORMATS.includes(options.format)) {
+    throw new StrataError(Errno.EINVAL, `unknown image format ${JSON.stringify(options.format)}; known: ${IMAGE_FORMATS.join(', ')}`);
+  }
+  if (options.snapshot !== undefined && (typeof options.snapshot !== 'string' || options.snapshot === '')) {
+    throw new StrataError(Errno.EINVAL, `invalid snapshot name ${JSON.stringify(options.snapshot)}`);
   }
   const cacheBytes = options.metadataCacheBytes ?? DEFAULT_METADATA_CACHE_BYTES;
   if (!Number.isSafeInteger(cacheBytes) || cacheBytes < 0) {
@@ -146,31 +199,46 @@ export async function openImage(imagePath: string, options: OpenImageOptions): P
       clusters: new BoundedCache(COMPRESSED_CACHE_BYTES, { hits: 0, misses: 0 }),
     },
   };
-  let top: Layer;
+  const top: { info?: TopInfo } = {};
+  let layer: Layer;
   try {
-    top = await openLayer(chain, path.resolve(realRoot, imagePath), imagePath, `image ${imagePath}`, options.format);
+    layer = await openLayer(chain, path.resolve(realRoot, imagePath), imagePath, `image ${imagePath}`, options.format, options.snapshot, top);
   } catch (err) {
     await Promise.all(chain.files.map((f) => f.close()));
-    throw err;
+    throw StrataError.from(err, `open image ${imagePath}`);
   }
-  return new OpenDiskImage(top, chain, metadataCounters);
+  if (!top.info) throw new StrataError(Errno.EIO, `image ${imagePath}: opened without format information`);
+  return new OpenDiskImage(layer, chain, metadataCounters, top.info);
+}
+
+function publicSnapshot(s: Qcow2Snapshot): ImageSnapshot {
+  return Object.freeze({ id: s.id, name: s.name, vmStateSize: s.vmStateSize, date: s.date, vmClockNs: s.vmClockNs, virtualSize: s.virtualSize });
 }
 
 class OpenDiskImage implements DiskImage {
   readonly format: ImageFormat;
+  readonly subformat: string | undefined;
+  readonly logicalSectorSize: number;
+  readonly snapshot: ImageSnapshot | undefined;
   readonly files: readonly ImageFile[];
   readonly backingFile: string | undefined;
   readonly size: number;
+  private readonly snapshots: readonly ImageSnapshot[];
   private closed = false;
 
   constructor(
     private readonly top: Layer,
     private readonly chain: ChainState,
     private readonly metadataCounters: CacheCounters,
+    info: TopInfo,
   ) {
     this.files = Object.freeze(chain.identities.map((f) => Object.freeze({ ...f })));
-    this.format = this.files[0].format;
-    this.backingFile = this.files[1]?.path;
+    this.format = info.detected.format;
+    this.subformat = info.opened.subformat ?? info.detected.subformat;
+    this.logicalSectorSize = info.opened.logicalSectorSize;
+    this.snapshots = Object.freeze(info.snapshots.map(publicSnapshot));
+    this.snapshot = info.snapshot ? publicSnapshot(info.snapshot) : undefined;
+    this.backingFile = this.files.slice(1).find((f) => f.role === 'image')?.path;
     this.size = top.size;
   }
 
@@ -182,18 +250,34 @@ class OpenDiskImage implements DiskImage {
     };
   }
 
+  private get label(): string {
+    return this.chain.files[0].label;
+  }
+
   async read(offset: number, length: number): Promise<Buffer> {
-    const label = this.chain.files[0].label;
-    if (this.closed) throw new StrataError(Errno.EBADF, `image ${label} is closed`);
-    checkReadRange(`image ${label}`, this.size, offset, length);
+    if (this.closed) throw new StrataError(Errno.EBADF, `image ${this.label} is closed`);
+    checkReadRange(`image ${this.label}`, this.size, offset, length);
     const buf = Buffer.alloc(length);
-    if (length > 0) await this.top.readInto(buf, 0, offset, length);
+    try {
+      if (length > 0) await this.top.readInto(buf, 0, offset, length);
+    } catch (err) {
+      throw StrataError.from(err, `read image ${this.label} at offset ${offset}`);
+    }
     return buf;
   }
 
   async ownRanges(): Promise<readonly GuestRange[] | undefined> {
-    if (this.closed) throw new StrataError(Errno.EBADF, `image ${this.chain.files[0].label} is closed`);
-    return this.top instanceof Qcow2Layer ? this.top.ownRanges() : undefined;
+    if (this.closed) throw new StrataError(Errno.EBADF, `image ${this.label} is closed`);
+    if (!this.top.ownRanges) return undefined;
+    try {
+      return await this.top.ownRanges();
+    } catch (err) {
+      throw StrataError.from(err, `image ${this.label}: allocation map`);
+    }
+  }
+
+  listSnapshots(): readonly ImageSnapshot[] {
+    return this.snapshots;
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Errno, StrataError } from '@strata/errors';
+import type { ImageFormat } from './format/detect';
 
 /** Identity of one file an image reads (cache keys are built from these). */
 export interface ImageFile {
@@ -10,7 +11,10 @@ export interface ImageFile {
   ino: number;
   size: number;
   mtimeMs: number;
-  format: 'raw' | 'qcow2';
+  /** The format of the image this file is, or belongs to (a VMDK extent is 'vmdk'). */
+  format: ImageFormat;
+  /** 'image' for the images of the chain; 'extent' for a data file a VMDK descriptor names. */
+  role: 'image' | 'extent';
 }
 
 /** Counters shared by every file of one image chain. */
@@ -92,8 +96,8 @@ export class StoreFile {
     }
   }
 
-  identity(format: 'raw' | 'qcow2'): ImageFile {
-    return { path: this.realPath, dev: this.dev, ino: this.ino, size: this.size, mtimeMs: this.mtimeMs, format };
+  identity(format: ImageFormat, role: 'image' | 'extent' = 'image'): ImageFile {
+    return { path: this.realPath, dev: this.dev, ino: this.ino, size: this.size, mtimeMs: this.mtimeMs, format, role };
   }
 
   /** Fills target[targetOffset, +length) from the file at `position`; EIO when the file ends first. */

@@ -31,6 +31,11 @@ export interface Qcow2Header {
   backingName: string | undefined;
   /** From the backing-file-format header extension, when present. */
   backingFormat: string | undefined;
+  /** How compressed clusters are compressed. */
+  compression: 'zlib' | 'zstd';
+  /** Internal snapshots: count and table offset (validated when the table is read). */
+  nbSnapshots: number;
+  snapshotsOffset: number;
 }
 
 /** Reads more of the first cluster on demand: the header is followed by extensions of unknown total length. */
@@ -137,9 +142,8 @@ export async function parseQcow2Header(bytes: HeaderBytes, fileSize: number, lab
   if (incompatible & INCOMPAT_DATA_FILE) throw unsupported(label, 'an external data file (incompatible feature bit 2)');
   if (incompatible & INCOMPAT_COMPRESSION) {
     if (compressionType === 0) throw corrupt(label, 'compression type bit set with compression_type zlib');
-    throw unsupported(label, compressionType === 1 ? 'zstd compression (compression_type 1)' : `compression_type ${compressionType}`);
-  }
-  if (compressionType !== 0) throw corrupt(label, `compression_type ${compressionType} without the compression type bit`);
+    if (compressionType !== 1) throw unsupported(label, `compression_type ${compressionType}`);
+  } else if (compressionType !== 0) throw corrupt(label, `compression_type ${compressionType} without the compression type bit`);
   const extendedL2 = (incompatible & INCOMPAT_EXTENDED_L2) !== 0n;
   if (extendedL2 && clusterBits < 14) throw corrupt(label, `extended L2 entries with cluster_bits ${clusterBits} (< 14)`);
 
@@ -152,5 +156,20 @@ export async function parseQcow2Header(bytes: HeaderBytes, fileSize: number, lab
     backingName = raw.toString('utf8');
   }
 
-  return { version, clusterBits, clusterSize, size, l1Size, l1TableOffset, extendedL2, backingName, backingFormat };
+  const nbSnapshots = head.readUInt32BE(60);
+  const snapshotsOffset = u64(head, 64, label, 'snapshots_offset');
+  return {
+    version,
+    clusterBits,
+    clusterSize,
+    size,
+    l1Size,
+    l1TableOffset,
+    extendedL2,
+    backingName,
+    backingFormat,
+    compression: compressionType === 1 ? 'zstd' : 'zlib',
+    nbSnapshots,
+    snapshotsOffset,
+  };
 }

@@ -1,5 +1,5 @@
 import { Errno, StrataError } from '@strata/errors';
-import type { BoundedCache } from '../bounded-cache';
+import type { ChainCaches } from '../chain';
 import { readCompressedCluster } from './compressed-cluster';
 import { runLimited, type GuestRange, type Layer } from '../layer';
 import type { Qcow2Header } from './header';
@@ -14,12 +14,6 @@ const SUBCLUSTERS = 32;
 /** Preads in flight per read request. */
 const READ_CONCURRENCY = 8;
 
-export interface Qcow2Caches {
-  /** L1 pieces and L2 tables of every image of the chain. */
-  metadata: BoundedCache;
-  /** Inflated compressed clusters (sequential reads hit one cluster many times). */
-  clusters: BoundedCache;
-}
 
 type Segment =
   | { kind: 'zero' | 'backing'; guest: number; length: number }
@@ -38,7 +32,7 @@ export class Qcow2Layer implements Layer {
     private readonly file: StoreFile,
     private readonly header: Qcow2Header,
     private readonly backing: Layer | undefined,
-    private readonly caches: Qcow2Caches,
+    private readonly caches: ChainCaches,
     /** Distinguishes this image's entries in the chain-wide caches. */
     private readonly cacheId: string,
   ) {
@@ -100,7 +94,7 @@ export class Qcow2Layer implements Layer {
       case 'compressed': {
         const { clusterSize } = this.header;
         const cluster = await this.caches.clusters.get(`${this.cacheId}:c:${s.host}`, () =>
-          readCompressedCluster(this.file, s.host, s.compressedSize, clusterSize),
+          readCompressedCluster(this.file, s.host, s.compressedSize, clusterSize, this.header.compression),
         );
         cluster.copy(target, at, s.within, s.within + s.length);
         return;

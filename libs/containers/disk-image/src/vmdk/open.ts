@@ -1,0 +1,170 @@
+import { Errno, StrataError } from '@strata/errors';
+import type { FormatContext, OpenedLayer } from '../chain';
+import { MAX_VMDK_DESCRIPTOR } from '../format/detect';
+import { appendRange, runLimited, type GuestRange, type Layer } from '../layer';
+import type { StoreFile } from '../store-file';
+import { hasParent, parseDescriptor, type VmdkDescriptor } from './descriptor';
+import { readEmbeddedDescriptor, readSparseHeader, SparseExtentLayer } from './sparse-extent';
+
+/** createTypes that need a VMFS host or a raw device, not a file. */
+const DEVICE_TYPES = new Set(['vmfsraw', 'vmfsrdm', 'vmfspassthroughrawdevicemap', 'fulldevice', 'partitioneddevice', 'vsansparse']);
+
+interface Extent {
+  start: number;
+  size: number;
+  layer: Layer;
+  /** Sparse extents know which grains they hold; flat and zero extents hold all their bytes. */
+  sparse: boolean;
+}
+
+/** A stretch [start, start+size) of the parent, as an extent's parent. */
+class ParentWindow implements Layer {
+  constructor(
+    private readonly parent: Layer,
+    private readonly start: number,
+    readonly size: number,
+  ) {}
+
+  async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
+    const from = Math.max(0, Math.min(length, this.parent.size - (this.start + offset)));
+    if (from > 0) await this.parent.readInto(target, targetOffset, this.start + offset, from);
+    target.fill(0, targetOffset + from, targetOffset + length);
+  }
+}
+
+/** A flat extent: a stretch of a file; bytes past the file's end read as zeros (as qemu's file driver does). */
+class FlatExtent implements Layer {
+  constructor(
+    private readonly file: StoreFile,
+    private readonly offset: number,
+    readonly size: number,
+  ) {}
+
+  async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
+    const inFile = Math.max(0, Math.min(length, this.file.size - (this.offset + offset)));
+    if (inFile > 0) await this.file.readInto(target, targetOffset, inFile, this.offset + offset);
+    target.fill(0, targetOffset + inFile, targetOffset + length);
+  }
+}
+
+class ZeroExtent implements Layer {
+  constructor(readonly size: number) {}
+
+  async readInto(target: Buffer, targetOffset: number, _offset: number, length: number): Promise<void> {
+    target.fill(0, targetOffset, targetOffset + length);
+  }
+}
+
+/** A VMDK disk: its extents end to end. */
+class VmdkLayer implements Layer {
+  readonly size: number;
+
+  constructor(private readonly extents: readonly Extent[]) {
+    const last = extents[extents.length - 1];
+    this.size = last ? last.start + last.size : 0;
+  }
+
+  async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
+    const end = offset + length;
+    const tasks: (() => Promise<void>)[] = [];
+    for (const e of this.extents) {
+      const from = Math.max(offset, e.start);
+      const to = Math.min(end, e.start + e.size);
+      if (from >= to) continue;
+      tasks.push(() => e.layer.readInto(target, targetOffset + (from - offset), from - e.start, to - from));
+    }
+    await runLimited(tasks, 4);
+  }
+
+  async ownRanges(): Promise<GuestRange[]> {
+    const out: GuestRange[] = [];
+    for (const e of this.extents) {
+      if (!e.sparse || !e.layer.ownRanges) {
+        appendRange(out, e.start, e.size, this.size);
+        continue;
+      }
+      for (const r of await e.layer.ownRanges()) appendRange(out, e.start + r.offset, r.length, this.size);
+    }
+    return out;
+  }
+}
+
+async function parentOf(ctx: FormatContext, d: VmdkDescriptor | undefined): Promise<Layer | undefined> {
+  if (!d || !hasParent(d) || d.parentFileNameHint === undefined) return undefined;
+  return ctx.openParent(d.parentFileNameHint, 'parent', undefined);
+}
+
+function refuseType(createType: string | undefined, label: string): void {
+  if (createType === undefined) return;
+  const t = createType.toLowerCase();
+  if (DEVICE_TYPES.has(t)) {
+    throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: createType "${createType}" maps a raw device or a VMFS-only disk, which is not a file strata can read`);
+  }
+  if (t === 'vmfssparse' || t === 'sesparse') {
+    throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: createType "${createType}" (ESXi snapshot deltas) is not supported`);
+  }
+}
+
+export async function openVmdk(ctx: FormatContext): Promise<OpenedLayer> {
+  const { file, label } = ctx;
+  const caches = ctx.chain.caches;
+  if (ctx.detected.subformat === 'vmfsSparse' && file.size >= 4 && (await file.read(0, 4)).toString('latin1') === 'COWD') {
+    throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: a COWD (vmfsSparse, ESX snapshot delta) extent is not supported`);
+  }
+  const magic = file.size >= 4 ? (await file.read(0, 4)).toString('latin1') : '';
+  if (magic === 'KDMV') {
+    // A sparse file on its own (monolithicSparse, streamOptimized, a delta):
+    // its header gives the capacity; the embedded descriptor only the parent.
+    const header = await readSparseHeader(file, label);
+    const text = await readEmbeddedDescriptor(file, header, label);
+    const descriptor = text === undefined ? undefined : parseDescriptor(text, label);
+    refuseType(descriptor?.createType, label);
+    const parent = await parentOf(ctx, descriptor);
+    const size = header.capacitySectors * 512;
+    const layer = new SparseExtentLayer(size, file, header, parent, caches, ctx.cacheId, label);
+    return {
+      layer: new VmdkLayer([{ start: 0, size, layer, sparse: true }]),
+      subformat: descriptor?.createType ?? (header.flags & (1 << 16) ? 'streamOptimized' : 'monolithicSparse'),
+      logicalSectorSize: 512,
+    };
+  }
+  if (file.size > MAX_VMDK_DESCRIPTOR) throw StrataError.corrupt(`VMDK ${label}: a descriptor file of ${file.size} bytes`);
+  const descriptor = parseDescriptor((await file.read(0, file.size)).toString('latin1'), label);
+  refuseType(descriptor.createType, label);
+  if (descriptor.extents.length === 0) throw StrataError.corrupt(`VMDK ${label}: the descriptor lists no extents`);
+  const parent = await parentOf(ctx, descriptor);
+  const extents: Extent[] = [];
+  let start = 0;
+  for (const [i, line] of descriptor.extents.entries()) {
+    const size = line.sectors * 512;
+    if (!Number.isSafeInteger(start + size)) throw StrataError.corrupt(`VMDK ${label}: extents add up past 2^53 bytes`);
+    const window = parent ? new ParentWindow(parent, start, size) : undefined;
+    switch (line.type) {
+      case 'ZERO':
+        extents.push({ start, size, layer: new ZeroExtent(size), sparse: false });
+        break;
+      case 'FLAT':
+      case 'VMFS': {
+        if (line.file === undefined) throw StrataError.corrupt(`VMDK ${label}: extent ${i + 1} (${line.type}) names no file`);
+        const data = await ctx.openExtent(line.file);
+        extents.push({ start, size, layer: new FlatExtent(data, line.offsetSectors * 512, size), sparse: false });
+        break;
+      }
+      case 'SPARSE': {
+        if (line.file === undefined) throw StrataError.corrupt(`VMDK ${label}: extent ${i + 1} (SPARSE) names no file`);
+        const data = await ctx.openExtent(line.file);
+        const header = await readSparseHeader(data, data.label);
+        const layer = new SparseExtentLayer(size, data, header, window, caches, `${ctx.cacheId}:e${i}`, data.label);
+        extents.push({ start, size, layer, sparse: true });
+        break;
+      }
+      case 'VMFSRDM':
+      case 'VMFSRAW':
+        throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: extent ${i + 1} is a ${line.type} raw device mapping, which is not a file strata can read`);
+      default:
+        throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: extent ${i + 1} has type ${line.type}, which is not supported (FLAT, VMFS, SPARSE and ZERO are)`);
+    }
+    start += size;
+  }
+  return { layer: new VmdkLayer(extents), subformat: descriptor.createType, logicalSectorSize: 512 };
+}
