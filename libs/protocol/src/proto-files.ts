@@ -11,4 +11,5 @@ export const API_PROTO_FILES = [
   'strata/v1/session.proto',
   'strata/v1/diff.proto',
   'strata/v1/policy.proto',
+  'strata/v1/image.proto',
 ];
