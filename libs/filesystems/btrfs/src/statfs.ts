@@ -25,8 +25,9 @@ async function rootBytesUsed(vol: Volume, id: bigint): Promise<number | undefine
 async function globalReserve(vol: Volume): Promise<number> {
   const ids = [ObjectId.EXTENT_TREE, ObjectId.CSUM_TREE, 10n];
   if ((vol.sb.compatRoFlags & CompatRo.BLOCK_GROUP_TREE) !== 0n) ids.push(ObjectId.BLOCK_GROUP_TREE);
+  // The root tree counts as one item; its in-memory bytes_used is 0 on a fresh mount.
   let bytes = 0;
-  let items = 0;
+  let items = 1;
   for (const id of ids) {
     const used = await rootBytesUsed(vol, id);
     if (used === undefined) continue;
@@ -41,8 +42,8 @@ async function globalReserve(vol: Volume): Promise<number> {
 }
 
 /**
- * statfs as btrfs_statfs computes it from the block groups (chunk sizes and
- * their used bytes), the unallocated device space usable for data, and the
+ * statfs as btrfs_statfs computes it on a read-only mount from the block
+ * groups' used bytes, the unallocated device space usable for data, and the
  * global reserve counted as used.
  */
 export async function computeStatfs(vol: Volume): Promise<FsStatFs> {
@@ -50,7 +51,6 @@ export async function computeStatfs(vol: Volume): Promise<FsStatFs> {
   const groupTree = (vol.sb.compatRoFlags & CompatRo.BLOCK_GROUP_TREE) !== 0n ? ObjectId.BLOCK_GROUP_TREE : ObjectId.EXTENT_TREE;
   const rootIt = await vol.rootTree.lastAtOrBefore(key(groupTree, KeyType.ROOT_ITEM, 0xffff_ffff_ffff_ffffn), key(groupTree, KeyType.ROOT_ITEM, 0n));
   let totalUsed = 0;
-  let freeData = 0;
   let dataFactor = 1;
   let dataType: bigint = BlockGroupFlag.DATA;
   if (rootIt) {
@@ -62,10 +62,8 @@ export async function computeStatfs(vol: Volume): Promise<FsStatFs> {
       const used = Number(it.data.readBigUInt64LE(0));
       const flags = it.data.readBigUInt64LE(16);
       const factor = profileFactor(flags);
-      const diskTotal = c.length * factor;
       const diskUsed = used * factor;
       if ((flags & BlockGroupFlag.DATA) !== 0n) {
-        freeData += diskTotal - diskUsed;
         dataFactor = factor;
         dataType = flags;
       }
@@ -83,6 +81,9 @@ export async function computeStatfs(vol: Volume): Promise<FsStatFs> {
   avail = avail >= SZ_1M ? avail - SZ_1M : 0;
   const minStripe = ((dataType & BlockGroupFlag.DUP) !== 0n ? 2 : 1) * STRIPE_LEN;
   if (avail < STRIPE_LEN || avail < minStripe) avail = 0;
-  const bavail = Math.floor((Math.floor(freeData / dataFactor) + Math.floor(avail / dataFactor)) / 2 ** bits);
+  // On a read-only mount (the truth this reader matches) the kernel counts the free space inside
+  // allocated data block groups as read-only (btrfs_account_ro_block_groups_free_space): only
+  // unallocated device space is available.
+  const bavail = Math.floor(Math.floor(avail / dataFactor) / 2 ** bits);
   return { bsize: vol.sb.sectorsize, frsize: vol.sb.sectorsize, blocks, bfree, bavail, files: 0, ffree: 0, namemax: NAME_MAX };
 }
