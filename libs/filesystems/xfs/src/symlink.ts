@@ -24,29 +24,32 @@ export async function readSymlink(vol: Volume, inode: XfsInode): Promise<Buffer>
   if (inode.format === ForkFormat.LOCAL) {
     target = Buffer.from(inode.dataFork.subarray(0, size));
   } else {
+    // One buffer per extent, each with one header on v5 (xfs_symlink_remote_read).
     const { sb } = vol;
     const bs = sb.blockSize;
-    const per = sb.crc ? bs - SYMLINK_HEADER : bs;
+    const header = sb.crc ? SYMLINK_HEADER : 0;
     const extents = await forkExtents(vol, inode, 'data');
     target = Buffer.alloc(size);
     let done = 0;
-    for (let fb = 0; done < size; fb++) {
+    for (let fb = 0; done < size; ) {
       const where = `${what} block ${fb}`;
-      const buf = await readMetaBlocks(vol, extents, fb, 1, where);
-      const n = Math.min(per, size - done);
+      const e = extents[findExtent(extents, fb)];
+      if (!e || fb >= e.offset + e.count) throw corrupt(where, 'is a hole');
+      const blocks = Math.min(e.offset + e.count - fb, Math.ceil((size - done + header) / bs));
+      const buf = await readMetaBlocks(vol, extents, fb, blocks, where);
+      const n = Math.min(buf.length - header, size - done);
+      if (n <= 0) throw corrupt(where, 'no room for the target');
       if (sb.crc) {
         if (buf.readUInt32BE(0) !== SYMLINK_MAGIC) throw corrupt(where, 'bad magic');
-        if (!crcMatches(buf, 0, bs, SYMLINK_CRC_OFFSET)) throw corrupt(where, 'bad CRC');
+        if (!crcMatches(buf, 0, buf.length, SYMLINK_CRC_OFFSET)) throw corrupt(where, 'bad CRC');
         if (buf.readUInt32BE(4) !== done || buf.readUInt32BE(8) !== n) throw corrupt(where, 'wrong offset or length');
         if (!buf.subarray(16, 32).equals(sb.metaUuid)) throw corrupt(where, 'wrong uuid');
         if (buf.readBigUInt64BE(32) !== BigInt(inode.ino)) throw corrupt(where, 'wrong owner');
-        const e = extents[findExtent(extents, fb)];
         if (buf.readBigUInt64BE(40) !== BigInt((e.block + fb - e.offset) * (bs / 512))) throw corrupt(where, 'wrong block number');
-        buf.copy(target, done, SYMLINK_HEADER, SYMLINK_HEADER + n);
-      } else {
-        buf.copy(target, done, 0, n);
       }
+      buf.copy(target, done, header, header + n);
       done += n;
+      fb += blocks;
     }
   }
   const nul = target.indexOf(0);
