@@ -7,6 +7,7 @@ import type { Logger } from '@strata/telemetry';
 import { Authorizer } from './access/authorizer';
 import { AuditLog } from '@strata/audit';
 import { Chains } from './chains';
+import { ImageOps } from './image-ops';
 import { checkLayerSource } from './layer-sources';
 import type { ServerLimits } from './grpc/limits';
 import { ResolverServer } from './grpc/server';
@@ -72,7 +73,8 @@ export class Resolver {
     privileges: Privileges,
   ) {
     this.cache = openCache({ memoryBytes: options.cacheMb * 1024 * 1024, redisUrl: options.redisUrl, log: options.log });
-    this.projection = new ProjectionOps(new Chains(catalog, privileges), this.cache.cache);
+    const chains = new Chains(catalog, privileges);
+    this.projection = new ProjectionOps(chains, this.cache.cache);
     const tracker = new RequestTracker(options.log);
     this.policy = policy;
     const auditFile = options.auditLog ?? defaultAuditLog(options.store);
@@ -82,6 +84,7 @@ export class Resolver {
     this.authz = new Authorizer({ policy, catalog, admins: options.admins ?? [], enforced: options.enforceAccess === true, log: options.log });
     this.server = new ResolverServer({
       layers: new LayerOps(catalog, new MountRegistry(options.store)),
+      images: new ImageOps(catalog, chains.sources),
       projection: this.projection,
       policy,
       authz: this.authz,

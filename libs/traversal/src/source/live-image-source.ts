@@ -65,6 +65,14 @@ export class LiveImageSource implements LayerSource {
     return `live:${this.current.identity}`;
   }
 
+  get imageFormat(): string {
+    return this.current.imageFormat;
+  }
+
+  get filesystemType(): string {
+    return this.current.filesystemType;
+  }
+
   /** How many times the image was found changed and reopened. */
   get generation(): number {
     return this.reopens;

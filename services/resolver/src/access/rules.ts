@@ -6,6 +6,7 @@ import {
   type DiffRequest,
   type GetLayerRequest,
   type GrantRequest,
+  type InspectImageRequest,
   type RevokeRequest,
   type SessionRequest,
   type UpdateLayerRequest,
@@ -163,12 +164,28 @@ const POLICY_SERVICE: Record<string, Rule> = {
   },
 };
 
+const IMAGE_SERVICE: Record<string, Rule> = {
+  inspectImage: {
+    // A layer: who may read it may look inside. A bare source: who may make a layer of it (an admin), as layer create asks.
+    needs: (req) => {
+      const t = (req as InspectImageRequest).target;
+      if (t?.$case === 'layer') return [read(layerRefFromProto(t.layer), 'inspect')];
+      return [{ kind: 'name', name: '' }, { kind: 'source', source: t?.$case === 'source' ? t.source : '', filesystemPath: undefined }];
+    },
+    layer: (req) => {
+      const t = (req as InspectImageRequest).target;
+      return t?.$case === 'layer' ? layerTextOf(t.layer) : t?.$case === 'source' ? t.source : undefined;
+    },
+  },
+};
+
 /** The rule of every method the resolver serves: a method without one is refused at start (see access-control.ts). */
 export const ACCESS_RULES: Readonly<Record<string, Readonly<Record<string, Rule>>>> = {
   LayerService: LAYER_SERVICE,
   ProjectionService: PROJECTION_SERVICE,
   DiffService: DIFF_SERVICE,
   PolicyService: POLICY_SERVICE,
+  ImageService: IMAGE_SERVICE,
 };
 
 /** A Session request reads the layer it names. */

@@ -9,6 +9,7 @@ import {
   optionalLayerRefFromProto,
 } from '@strata/protocol';
 import type { Authorizer } from '../access/authorizer';
+import type { ImageOps } from '../image-ops';
 import type { LayerOps } from '../layer-ops';
 import { unary, type RpcContext } from './calls';
 import { callerIdentity } from './tls';
@@ -29,7 +30,7 @@ function updateInput(req: UpdateLayerRequest): UpdateLayerInput {
 }
 
 /** LayerService: where layer messages become domain values and back. ListLayers shows what the caller may read. */
-export function layerService(ops: LayerOps, authz: Authorizer, rpc: RpcContext): LayerServiceServer {
+export function layerService(ops: LayerOps, authz: Authorizer, rpc: RpcContext, images?: ImageOps): LayerServiceServer {
   return {
     createLayer: unary('CreateLayer', rpc, async (req) => {
       const base = optionalLayerRefFromProto(req.base, 'base');
@@ -47,7 +48,8 @@ export function layerService(ops: LayerOps, authz: Authorizer, rpc: RpcContext):
     getLayer: unary('GetLayer', rpc, async (req) => {
       const chain = await ops.chain(layerRefFromProto(req.layer));
       // The proto promises the whole chain, this layer first.
-      return { layer: layerToProto(chain[0]), chain: chain.map(layerToProto) };
+      const image = await images?.info(chain[0]);
+      return { layer: layerToProto(chain[0]), chain: chain.map(layerToProto), image };
     }),
     listLayers: unary('ListLayers', rpc, async (req, call) => {
       const page = await ops.list(req.pageToken, req.pageSize, await authz.readable(callerIdentity(call)));

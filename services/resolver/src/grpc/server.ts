@@ -8,6 +8,7 @@ import {
   LayerServiceService,
   PROTO_ROOT,
   PolicyServiceService,
+  ImageServiceService,
   ProjectionServiceService,
   SessionServiceService,
 } from '@strata/protocol';
@@ -22,6 +23,8 @@ import { AccessControl } from './access-control';
 import { CallLimiter } from './call-limiter';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits';
 import { layerService } from './layer-service';
+import { imageService } from './image-service';
+import type { ImageOps } from '../image-ops';
 import { policyService } from './policy-service';
 import { projectionHandlers } from './projection-handlers';
 import { diffService, projectionService } from './services';
@@ -56,6 +59,7 @@ function withCallerLog<T extends UntypedServiceImplementation>(service: string, 
 
 export interface ServerDeps {
   layers: LayerOps;
+  images: ImageOps;
   projection: ProjectionOps;
   policy: PolicyStore;
   authz: Authorizer;
@@ -70,6 +74,8 @@ export interface ServerDeps {
 export class ResolverServer {
   readonly server: Server;
   readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
+  /** As grpc.health.v1 says it, for /healthz on the metrics listener too. */
+  state: 'starting' | 'serving' | 'draining' = 'starting';
   readonly sessions = new Set<SessionHandle>();
   readonly limits: ServerLimits;
   readonly calls: CallLimiter;
@@ -100,10 +106,11 @@ export class ResolverServer {
       this.server.addService(safe(definition), this.calls.wrap(definition, withCallerLog(name, access.wrap(name, definition, impl), log)));
     };
     const handlers = projectionHandlers(deps.projection);
-    add('LayerService', LayerServiceService, layerService(deps.layers, deps.authz, rpc));
+    add('LayerService', LayerServiceService, layerService(deps.layers, deps.authz, rpc, deps.images));
     add('ProjectionService', ProjectionServiceService, projectionService(deps.projection, handlers, rpc));
     add('DiffService', DiffServiceService, diffService(deps.projection, rpc));
     add('PolicyService', PolicyServiceService, policyService(deps.policy, deps.authz, rpc));
+    add('ImageService', ImageServiceService, imageService(deps.images, rpc));
     // The generated service with a serializer that copies a read's data once (session-wire.ts).
     const sessionService = { session: { ...SessionServiceService.session, responseSerialize: sessionResponseBytes } };
     add('SessionService', sessionService, {
@@ -129,6 +136,7 @@ export class ResolverServer {
       this.server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
     for (const s of ['', ...SERVICES]) this.health.setStatus(s, 'SERVING');
+    this.state = 'serving';
     return port;
   }
 
@@ -140,6 +148,7 @@ export class ResolverServer {
    */
   async drain(graceMs: number): Promise<void> {
     for (const s of ['', ...SERVICES]) this.health.setStatus(s, 'NOT_SERVING');
+    this.state = 'draining';
     for (const s of this.sessions) s.drain();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
