@@ -35,6 +35,12 @@ export class Qcow2Layer implements Layer {
     private readonly caches: ChainCaches,
     /** Distinguishes this image's entries in the chain-wide caches. */
     private readonly cacheId: string,
+    /**
+     * An internal snapshot's L1 table may be shorter than the current virtual
+     * size needs (the disk grew since): qemu reads the slots it lacks as
+     * unallocated, and so do we.
+     */
+    shortL1 = false,
   ) {
     const label = file.label;
     this.size = header.size;
@@ -47,11 +53,12 @@ export class Qcow2Layer implements Layer {
     };
     this.l2Entries = header.clusterSize / (header.extendedL2 ? 16 : 8);
     const bytesPerL1Entry = header.clusterSize * this.l2Entries;
-    this.l1Needed = Math.ceil(header.size / bytesPerL1Entry);
-    if (this.l1Needed > MAX_L1_ENTRIES || header.l1Size > MAX_L1_ENTRIES) {
+    const needed = Math.ceil(header.size / bytesPerL1Entry);
+    this.l1Needed = shortL1 ? Math.min(needed, header.l1Size) : needed;
+    if (needed > MAX_L1_ENTRIES || header.l1Size > MAX_L1_ENTRIES) {
       throw new StrataError(
         Errno.EOPNOTSUPP,
-        `qcow2 ${label}: an L1 table of ${Math.max(this.l1Needed, header.l1Size)} entries (virtual size ${header.size}) exceeds qemu's limit of ${MAX_L1_ENTRIES}`,
+        `qcow2 ${label}: an L1 table of ${Math.max(needed, header.l1Size)} entries (virtual size ${header.size}) exceeds qemu's limit of ${MAX_L1_ENTRIES}`,
       );
     }
     if (header.l1Size < this.l1Needed) {
@@ -215,6 +222,7 @@ export class Qcow2Layer implements Layer {
   private async l2Table(l1Index: number): Promise<Buffer | undefined> {
     const { clusterSize, l1TableOffset } = this.header;
     const label = this.file.label;
+    if (l1Index >= this.l1Needed) return undefined;
     const chunk = Math.floor(l1Index / L1_CHUNK_ENTRIES);
     const first = chunk * L1_CHUNK_ENTRIES;
     const count = Math.min(L1_CHUNK_ENTRIES, this.l1Needed - first);

@@ -39,9 +39,10 @@ export async function openQcow2(ctx: FormatContext, snapshot: string | undefined
     }
     backing = await ctx.openParent(header.backingName, 'backing file', backingFormat);
   }
-  const view = chosen ? { ...header, l1TableOffset: chosen.l1TableOffset, l1Size: chosen.l1Size, size: chosen.virtualSize } : header;
+  // qemu swaps in the snapshot's L1 table and keeps the current virtual size.
+  const view = chosen ? { ...header, l1TableOffset: chosen.l1TableOffset, l1Size: chosen.l1Size } : header;
   return {
-    layer: new Qcow2Layer(file, view, backing, ctx.chain.caches, ctx.cacheId),
+    layer: new Qcow2Layer(file, view, backing, ctx.chain.caches, ctx.cacheId, chosen !== undefined),
     subformat: `v${header.version}`,
     logicalSectorSize: 512,
     snapshots,
