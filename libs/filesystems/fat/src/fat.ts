@@ -174,6 +174,15 @@ export class Fat implements Filesystem {
     });
   }
 
+  /** A file's clusters as runs [first cluster, count], as far as its size needs them (tests check fragmentation with it). */
+  clusterRuns(handle: number): Promise<[number, number][]> {
+    return guarded(this.log, 'clusterRuns', async () => {
+      const r = await this.resolve(handle);
+      if (r.isDir || r.node.size === 0) return [];
+      return (await this.fileChain(r.start, r.node.size)).runs.map((run) => [run.cluster, run.count]);
+    });
+  }
+
   private async resolveDir(handle: number): Promise<Resolved> {
     const r = await this.resolve(handle);
     if (!r.isDir) throw new StrataError(Errno.ENOTDIR, 'vfat: not a directory');
