@@ -145,6 +145,36 @@ describe('the guest tree of a disk with an operating system', { skip: canRun ? f
     assert.deepEqual(compareTrees(expected, actual, ALL_FIELDS), []);
   });
 
+  test('strata inspect names the OS, every volume, where the guest mounts it and what is absent', () => {
+    const r = JSON.parse(cli(['inspect', 'guest', '--json']).stdout) as {
+      imageFormat: string;
+      partitionScheme: string;
+      os: { type: string; distribution: string; version: string; product: string; hostname: string };
+      volumes: { volume: string; filesystemType: string; label: string; uuid: string; partitionLabel: string; mountpoint: string; holds: string }[];
+      mounts: { path: string; volume: string }[];
+      absent: { path: string; reason: string }[];
+    };
+    assert.equal(r.imageFormat, 'qcow2');
+    assert.equal(r.partitionScheme, 'gpt');
+    assert.deepEqual(r.os, { type: 'linux', distribution: 'testlinux', version: '9.4', product: 'Test Linux 9.4 (Guest)', hostname: 'guest-vm' });
+    assert.deepEqual(r.mounts.map((m) => `${m.path}=#${m.volume}`), ['/=#3', '/boot=#2', '/srv/data=#4']);
+    const boot = r.volumes.find((v) => v.volume === '2');
+    assert.equal(boot?.label, 'boot');
+    assert.equal(boot?.filesystemType, 'ext4');
+    assert.equal(boot?.mountpoint, '/boot');
+    assert.match(boot?.uuid ?? '', /^[0-9a-f-]{36}$/);
+    assert.equal(r.volumes.find((v) => v.volume === '4')?.filesystemType, 'ext2');
+    assert.equal(r.volumes.find((v) => v.volume === '5')?.filesystemType, '');
+    assert.deepEqual(r.absent.map((a) => a.path).sort(), ['/home', '/mnt/nfs']);
+    // The text form says the same to a person.
+    assert.match(cli(['inspect', 'qcow2:vm/guest.qcow2']).stdout, /Test Linux 9\.4[\s\S]*#2 .*ext4, label "boot".*→ \/boot/);
+  });
+
+  test('layer get --json names the image format and the filesystem', () => {
+    const got = JSON.parse(cli(['layer', 'get', 'guest', '--json']).stdout) as { image?: { imageFormat: string; filesystemType: string; guestTree: boolean } };
+    assert.deepEqual(got.image, { imageFormat: 'qcow2', filesystemType: 'ext4', guestTree: true });
+  });
+
   test('#N still reads one partition alone, including what a mount would hide', async () => {
     cli(['layer', 'create', '--source', 'qcow2:vm/guest.qcow2#3', '--name', 'guest-root']);
     const ls = cli(['ls', 'guest-root', '/boot']).stdout;

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { UpdateLayerOptions } from '@strata/client';
-import { LAYER_TYPES, MOUNT_OPTIONS, isLayerType, isMountOption, parseLayerRef, type LayerType, type MountOption } from '@strata/layers';
+import { LAYER_TYPES, MOUNT_OPTIONS, SOURCE_KINDS, isLayerType, isMountOption, parseLayerRef, type LayerType, type MountOption } from '@strata/layers';
 import type { CommandContext } from './command-context';
 import { layerJson, layerTable } from './format';
 
@@ -20,6 +20,20 @@ function nonNegative(value: string): number {
   return n;
 }
 
+/** Every source kind `--source` takes, one line each. */
+function sourceKindsHelp(): string {
+  const width = Math.max(...SOURCE_KINDS.map((k) => k.syntax.length));
+  return [
+    '',
+    'Source kinds:',
+    ...SOURCE_KINDS.map((k) => `  ${k.syntax.padEnd(width)}  ${k.what}`),
+    '',
+    'A disk image source without #N shows the tree its guest mounts (root filesystem and what its fstab mounts from the disk)',
+    'when it holds an operating system, else its only filesystem. #N is a partition as Linux numbers it (#2 is vda2),',
+    '#VG/LV a logical volume. `strata inspect SOURCE` shows what a disk holds.',
+  ].join('\n');
+}
+
 /** `strata layer create|list|get|update|delete`: the catalog. */
 export function addLayerCommands(program: Command, ctx: CommandContext): void {
   const { out, json } = ctx;
@@ -27,12 +41,13 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
   layer
     .command('create')
     .description('register a layer')
-    .requiredOption('--source <uri>', 'where its data is: dir:<path relative to the store root>')
-    .option('--path <p>', 'root of the layer inside the source', '/')
+    .requiredOption('--source <uri>', 'where its data is, a path relative to the store root: dir:FOLDER, or a disk image (kinds below)')
+    .option('--path <p>', 'root of the layer inside the source (for btrfs, how a subvolume or snapshot is chosen)', '/')
     .option('--base <layer>', 'the layer it is derived from (id or name)')
     .addOption(new Option('--type <t>', 'base, snapshot, incremental or overlay (default: base without --base, else snapshot)').argParser(layerType))
     .option('--name <n>', 'a unique name')
     .option('--option <o>', `mount option (repeatable): ${MOUNT_OPTIONS.join(', ')}`, collectOption)
+    .addHelpText('after', sourceKindsHelp())
     .action((o: { source: string; path: string; base?: string; type?: LayerType; name?: string; option?: MountOption[] }, cmd: Command) =>
       ctx.withClient(cmd, async (c, g) => {
         const l = await c.createLayer({
@@ -63,9 +78,9 @@ export function addLayerCommands(program: Command, ctx: CommandContext): void {
     .argument('<layer>', 'id or name')
     .action((ref: string, _o: unknown, cmd: Command) =>
       ctx.withClient(cmd, async (c, g) => {
-        const { layer: l, chain } = await c.getLayer(parseLayerRef(ref));
-        // `chain` in the JSON lists the bases below the layer (the shape scripts rely on).
-        if (g.json) await json({ ...layerJson(l), chain: chain.slice(1).map(layerJson) });
+        const { layer: l, chain, image } = await c.getLayer(parseLayerRef(ref));
+        // `chain` in the JSON lists the bases below the layer (the shape scripts rely on); `image` only for disk image layers.
+        if (g.json) await json({ ...layerJson(l), chain: chain.slice(1).map(layerJson), ...(image ? { image } : {}) });
         else await out(`${layerTable(chain)}\n`);
       }),
     );

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import type { StrataClient } from '@strata/client';
 import { addGlobalOptions, commandContext, type GlobalOptions, type Io } from './command-context';
 import { addDiffCommand } from './diff-command';
+import { addInspectCommand } from './inspect-command';
 import { addLayerCommands } from './layer-commands';
 import { addMountCommands } from './mount-commands';
 import { addPolicyCommands } from './policy-commands';
@@ -37,6 +38,7 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
   addLayerCommands(program, ctx);
   addReadCommands(program, ctx);
   addDiffCommand(program, ctx);
+  addInspectCommand(program, ctx);
   addMountCommands(program, ctx);
   addPolicyCommands(program, ctx);
   return program;

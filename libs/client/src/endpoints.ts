@@ -3,6 +3,7 @@ import {
   DiffServiceClient,
   LayerServiceClient,
   PolicyServiceClient,
+  ImageServiceClient,
   ProjectionServiceClient,
   SessionServiceClient,
   type SessionRequest,
@@ -37,6 +38,7 @@ export class Endpoint {
   readonly session: SessionServiceClient;
   readonly diff: DiffServiceClient;
   readonly policy: PolicyServiceClient;
+  readonly images: ImageServiceClient;
   /** The channel speaks TLS (errors word a closed connection as a refused handshake). */
   readonly secure: boolean;
 
@@ -53,6 +55,7 @@ export class Endpoint {
     this.session = new SessionServiceClient(address, creds, opts);
     this.diff = new DiffServiceClient(address, creds, opts);
     this.policy = new PolicyServiceClient(address, creds, opts);
+    this.images = new ImageServiceClient(address, creds, opts);
   }
 
   /** A new Session stream on this resolver's channel. */
@@ -71,6 +74,7 @@ export class Endpoint {
     this.session.close();
     this.diff.close();
     this.policy.close();
+    this.images.close();
     this.channel.close();
   }
 }

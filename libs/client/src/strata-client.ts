@@ -21,6 +21,9 @@ import {
   type RequestOf,
   type UnaryOperation,
   unaryMethod,
+  type ImageLayerInfo,
+  type InspectImageRequest,
+  type InspectImageResponse,
 } from '@strata/protocol';
 import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
 import { sleep, systemClock } from './clock';
@@ -156,10 +159,16 @@ export class StrataClient {
     return layerFromProto(must(res.layer));
   }
 
-  /** The layer and its whole chain, this layer first and the base image last. */
-  async getLayer(ref: LayerRef): Promise<{ layer: Layer; chain: Layer[] }> {
+  /** The layer and its whole chain, this layer first and the base image last; for a disk image layer, what its image holds. */
+  async getLayer(ref: LayerRef): Promise<{ layer: Layer; chain: Layer[]; image?: ImageLayerInfo }> {
     const res = await this.idempotent((e, d) => call(e.layers.getLayer.bind(e.layers), { layer: layerRefToProto(ref) }, d));
-    return { layer: layerFromProto(must(res.layer)), chain: res.chain.map(layerFromProto) };
+    return { layer: layerFromProto(must(res.layer)), chain: res.chain.map(layerFromProto), ...(res.image ? { image: res.image } : {}) };
+  }
+
+  /** Looks inside a disk image without mounting it: a layer's, or a source's not in the catalog. */
+  async inspectImage(target: { layer: LayerRef } | { source: string }): Promise<InspectImageResponse> {
+    const req: InspectImageRequest = { target: 'layer' in target ? { $case: 'layer', layer: layerRefToProto(target.layer) } : { $case: 'source', source: target.source } };
+    return this.idempotent((e, d) => call(e.images.inspectImage.bind(e.images), req, d));
   }
 
   async listLayers(): Promise<Layer[]> {
