@@ -15,3 +15,4 @@ export { directoryProblem, fileProblem } from './paths';
 export type { DirectoryRules } from './paths';
 export { parseServiceArgs, failWith, EXIT_CONFIG, LOG_LEVELS } from './service-command';
 export type { ServiceArgs, ServiceCommand } from './service-command';
+export { metricsListenOption, parseMetricsListen, METRICS_DEFAULT_HOST } from './metrics-listen';

@@ -18,3 +18,9 @@ export {
   SpanKind,
 } from './otel';
 export type { TelemetryOptions, SpanOptions, TracedOptions, Attributes, Context, Histogram, Meter } from './otel';
+export type { TelemetryStarted } from './otel';
+export { setHealthCheck, currentHealth } from './health';
+export type { HealthState } from './health';
+export { buildInfo, versionText } from './version';
+export type { BuildInfo } from './version';
+export { redactSecrets, redactValue, REDACTED } from './redact';

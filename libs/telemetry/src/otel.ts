@@ -13,6 +13,9 @@ import {
 } from '@opentelemetry/api';
 import type { NodeSDK } from '@opentelemetry/sdk-node';
 import { errorMessage } from '@strata/errors';
+import { closeMetricsListener } from './health';
+import { registerProcessMetrics } from './process-metrics';
+import { buildInfo, type BuildInfo } from './version';
 
 export { SpanKind };
 export type { Attributes, Context, Histogram, Meter };
@@ -24,9 +27,20 @@ let metering = false;
 export interface TelemetryOptions {
   /** service.name unless OTEL_SERVICE_NAME says otherwise. */
   service: string;
-  /** Serve Prometheus metrics on this port (/metrics). */
+  /** Serve Prometheus metrics (/metrics) and /healthz on this address (HOST:PORT, from the service's --metrics-listen). */
+  metricsListen?: { host: string; port: number };
+  /** Older spelling: --metrics-port N is metricsListen 127.0.0.1:N. */
   metricsPort?: number;
 }
+
+export interface TelemetryStarted {
+  tracing: boolean;
+  metrics: boolean;
+  /** Where /metrics and /healthz are served (the port chosen when 0 was asked). */
+  metricsListen?: string;
+}
+
+let metricsAddress: string | undefined;
 
 function listEnv(name: string): string[] {
   return (process.env[name] ?? '')
@@ -42,39 +56,68 @@ function otlpEndpointSet(signal: 'TRACES' | 'METRICS'): boolean {
 /**
  * Starts @opentelemetry/sdk-node once, configured by the standard OTEL_*
  * variables. Telemetry is on only when something asks for it (an OTLP
- * endpoint, an OTEL_*_EXPORTER, or `--metrics-port`) and OTEL_SDK_DISABLED
+ * endpoint, an OTEL_*_EXPORTER, or a metrics address) and OTEL_SDK_DISABLED
  * is not true; otherwise nothing is started and the hot paths skip every
- * span and measurement.
+ * span and measurement. The resource never carries the command line (the
+ * SDK's process detector would export argv, secrets and all): service,
+ * version, host, OS and runtime only. A metrics address that cannot be
+ * bound fails the start (a StrataError naming it).
  */
-export async function startTelemetry(o: TelemetryOptions): Promise<{ tracing: boolean; metrics: boolean }> {
-  if (sdk || process.env.OTEL_SDK_DISABLED === 'true') return { tracing, metrics: metering };
+export async function startTelemetry(o: TelemetryOptions): Promise<TelemetryStarted> {
+  if (sdk || process.env.OTEL_SDK_DISABLED === 'true') return { tracing, metrics: metering, ...(metricsAddress ? { metricsListen: metricsAddress } : {}) };
   const tracesAsked = otlpEndpointSet('TRACES') || listEnv('OTEL_TRACES_EXPORTER').some((e) => e !== 'none');
   let metricExporters = listEnv('OTEL_METRICS_EXPORTER');
   if (metricExporters.length === 0 && otlpEndpointSet('METRICS')) metricExporters = ['otlp'];
-  if (o.metricsPort !== undefined) {
-    // The SDK's own Prometheus reader, configured the standard way.
-    process.env.OTEL_EXPORTER_PROMETHEUS_PORT = String(o.metricsPort);
-    metricExporters = [...metricExporters.filter((e) => e !== 'none'), 'prometheus'];
-  }
-  const metricsAsked = metricExporters.some((e) => e !== 'none');
+  const listen = o.metricsListen ?? (o.metricsPort !== undefined ? { host: '127.0.0.1', port: o.metricsPort } : undefined);
+  // Prometheus is served by our own listener (with /healthz), never by the SDK's on every interface.
+  metricExporters = metricExporters.filter((e) => e !== 'none' && e !== 'prometheus');
+  const metricsAsked = metricExporters.length > 0 || listen !== undefined;
   if (!tracesAsked && !metricsAsked) return { tracing: false, metrics: false };
   // Unset means "otlp to localhost" to the SDK; here an unasked signal stays off.
-  process.env.OTEL_METRICS_EXPORTER = metricsAsked ? metricExporters.join(',') : 'none';
   if (!tracesAsked) process.env.OTEL_TRACES_EXPORTER = 'none';
   // Loaded only when asked for: the SDK is a few hundred modules a CLI call should not pay for.
-  const { NodeSDK: Sdk } = await import('@opentelemetry/sdk-node');
-  sdk = new Sdk({ serviceName: process.env.OTEL_SERVICE_NAME ?? o.service });
+  const [{ NodeSDK: Sdk, resources }, readers] = await Promise.all([import('@opentelemetry/sdk-node'), import('./metric-readers.js')]);
+  const metricReaders = [...(metricExporters.includes('otlp') ? [readers.otlpReaderFromEnv()] : [])];
+  if (listen) {
+    const served = await readers.serveMetrics(listen);
+    metricReaders.push(served.reader);
+    metricsAddress = served.address;
+  }
+  const info = buildInfo();
+  sdk = new Sdk({
+    serviceName: process.env.OTEL_SERVICE_NAME ?? o.service,
+    resourceDetectors: [resources.envDetector, resources.hostDetector, resources.osDetector, runtimeDetector(info)],
+    metricReaders,
+  });
   sdk.start();
   tracing = tracesAsked;
   metering = metricsAsked;
-  return { tracing, metrics: metering };
+  if (metering) registerProcessMetrics(meter(), info);
+  return { tracing, metrics: metering, ...(metricsAddress ? { metricsListen: metricsAddress } : {}) };
 }
 
-/** Flushes and stops the SDK (at shutdown, so the last spans and points are exported). */
+/** What the SDK's process detector gives, less the command line, the executable path and the owner. */
+function runtimeDetector(info: BuildInfo): { detect(): { attributes: Attributes } } {
+  return {
+    detect: () => ({
+      attributes: {
+        'service.version': info.version,
+        ...(info.commit ? { 'vcs.ref.head.revision': info.commit } : {}),
+        'process.pid': process.pid,
+        'process.runtime.name': 'nodejs',
+        'process.runtime.version': info.node,
+      },
+    }),
+  };
+}
+
+/** Flushes and stops the SDK (at shutdown, so the last spans and points are exported) and closes the metrics listener. */
 export async function stopTelemetry(): Promise<void> {
   const s = sdk;
   sdk = undefined;
+  metricsAddress = undefined;
   await s?.shutdown().catch(() => undefined);
+  await closeMetricsListener();
 }
 
 export function tracingOn(): boolean {

@@ -14,6 +14,8 @@ import {
   directoryProblem,
   fileProblem,
   effectiveConfig,
+  metricsListenOption,
+  parseMetricsListen,
   renderYaml,
   type LoadedConfig,
   type ServiceArgs,
@@ -21,7 +23,7 @@ import {
 } from '@strata/config';
 import { errorMessage, isStrataError } from '@strata/errors';
 import { isHostIdentity, validateIdentity } from '@strata/layers';
-import { createLogger, onShutdown, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
+import { buildInfo, createLogger, redactSecrets, onShutdown, setHealthCheck, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
 import { DEFAULT_LIMITS, MIN_MESSAGE_BYTES } from './grpc/limits';
 import { ReloadableServerCredentials, isLoopbackHost } from './grpc/tls';
 import { Resolver } from './resolver';
@@ -75,10 +77,6 @@ function adminProblem(identities: readonly string[]): string[] {
   return problems;
 }
 
-/** --check-config output must not leak the Redis password into terminals and CI logs. */
-function withoutPassword(url: string): string {
-  return url.replace(/^([a-z+]+:\/\/[^:@/]*:)[^@/]+@/, '$1***@');
-}
 
 
 /** Everything the resolver can be told: its flags, variables and configuration-file keys. */
@@ -106,7 +104,8 @@ export const RESOLVER_OPTIONS = defineOptions({
     env: 'STRATA_REDIS_URL',
     help: 'shared metadata cache: redis://host:port, rediss://host:port or redis+cluster://h:p,h:p (default none: in-process cache only)',
     check: redisProblem,
-    show: withoutPassword,
+    // --check-config output must not leak the Redis password into terminals and CI logs.
+    show: redactSecrets,
   },
   'tls-cert': {
     kind: 'path',
@@ -171,7 +170,12 @@ export const RESOLVER_OPTIONS = defineOptions({
   },
   'cache-mb': { kind: 'positive-int', arg: 'n', default: 256, help: 'in-process metadata cache size in MiB' },
   'grace-ms': { kind: 'positive-int', arg: 'n', default: 10_000, help: 'how long SIGTERM waits for calls in flight' },
-  'metrics-port': { kind: 'port', arg: 'n', help: 'serve Prometheus metrics on this port (/metrics); OTLP export follows the OTEL_* variables' },
+  'metrics-listen': metricsListenOption('STRATA_RESOLVER_METRICS_LISTEN', 9464),
+  'metrics-port': {
+    kind: 'port',
+    arg: 'n',
+    help: 'older form of --metrics-listen: metrics on this port of the host --listen names (never wider than the API); OTLP export follows the OTEL_* variables',
+  },
   'log-level': { kind: 'string', arg: 'level', env: 'STRATA_LOG_LEVEL', default: 'info', choices: LOG_LEVELS, help: 'trace, debug, info, warn or error' },
 });
 
@@ -273,6 +277,17 @@ function grpcVerbosity(): LogVerbosity {
   }
 }
 
+/** --metrics-listen, else --metrics-port on the host of --listen, else none. */
+function metricsAddress(o: ResolverValues): { host: string; port: number } | undefined {
+  if (o.metricsListen !== undefined) {
+    const r = parseMetricsListen(o.metricsListen);
+    return 'problem' in r ? undefined : r;
+  }
+  if (o.metricsPort === undefined) return undefined;
+  const host = o.listen.slice(0, o.listen.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: o.metricsPort };
+}
+
 /** `strata resolver ...` */
 export async function main(argv: readonly string[]): Promise<void> {
   const { loaded, checkOnly, json } = configure(argv);
@@ -285,7 +300,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   const credentials = serverCredentials(o);
   const log = createLogger({ service: 'strata-resolver', level: o.logLevel });
   grpcLogsTo(log);
-  const telemetry = await startTelemetry({ service: 'strata-resolver', metricsPort: o.metricsPort });
+  let telemetry: Awaited<ReturnType<typeof startTelemetry>>;
+  try {
+    telemetry = await startTelemetry({ service: 'strata-resolver', metricsListen: metricsAddress(o) });
+  } catch (err) {
+    fail(EXIT_START, [errorMessage(err)]);
+  }
 
   if (loaded.origins.store?.source === 'default') await fs.mkdir(o.store, { recursive: true });
   let resolver: Resolver;
@@ -310,6 +330,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     fail(EXIT_START, [startFailure(o.listen, err)]);
   }
   setLogVerbosity(grpcVerbosity());
+  const served = resolver.server;
+  setHealthCheck(() => ({ ok: served.state === 'serving', detail: served.state }));
   if (credentials) reloadOnHangup(credentials, o, log);
   const running = resolver;
   process.on('SIGHUP', () => {
@@ -320,6 +342,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   log.info(
     {
       event: 'resolver.listening',
+      ...buildInfo(),
       listen: o.listen,
       port: resolver.port,
       tls,
