@@ -13,8 +13,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ByteSource } from '@strata/filesystem';
 
+/** mkfs.xfs formats filesystems under 300 MB only for fstests, which it recognises by these variables. */
+const SMALL_FS_ENV = { ...process.env, TEST_DIR: '1', TEST_DEV: '1', QA_CHECK_FS: '1' };
+
 export function run(cmd: string, args: string[], input?: string): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input, timeout: 60_000, maxBuffer: 64 * 1024 * 1024, env: SMALL_FS_ENV });
 }
 
 export function hasTool(cmd: string): boolean {
