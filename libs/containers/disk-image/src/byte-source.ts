@@ -10,6 +10,8 @@ export interface ByteSource {
    * Concurrent calls are allowed.
    */
   read(offset: number, length: number): Promise<Buffer>;
+  /** The logical sector size partition tables on it count in, when the source knows it (a VHDX says 4096 for a 4Kn disk); 512 otherwise. */
+  readonly logicalSectorSize?: number;
 }
 
 /**

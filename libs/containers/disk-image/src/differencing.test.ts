@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { crc32c } from './crc32c';
-import { openImage } from './index';
+import { openImage, readPartitionTable } from './index';
 import { prng, qemuImg, rejectsWith, tempDir } from './fixtures';
 
 /**
@@ -280,6 +280,15 @@ describe('differencing VHDX', () => {
     writeFileSync(at('log.vhdx'), b);
     await rejectsWith(openImage('log.vhdx', { storeRoot: store }), 'EOPNOTSUPP', /VHDX log needs replay/);
 
+    // A 4Kn disk: its MBR counts in 4 KiB sectors (partition 1 at LBA 256 = 1 MiB, 512 sectors = 2 MiB).
+    const disk4k = randomDisk(15, 4 * MiB, 0.5);
+    disk4k.fill(0, 0, 512);
+    disk4k[446 + 4] = 0x83;
+    disk4k.writeUInt32LE(256, 446 + 8);
+    disk4k.writeUInt32LE(512, 446 + 12);
+    disk4k[510] = 0x55;
+    disk4k[511] = 0xaa;
+    writeFileSync(at('small.raw'), disk4k);
     qemuImg('convert', '-q', '-f', 'raw', '-O', 'vhdx', '-o', 'block_size=1M', at('small.raw'), at('4k.vhdx'));
     const l = vhdxLayout(readFileSync(at('4k.vhdx')));
     const item = l.item(LOGICAL_SECTOR_SIZE);
@@ -289,7 +298,10 @@ describe('differencing VHDX', () => {
     const img = await openImage('4k.vhdx', { storeRoot: store });
     try {
       assert.equal(img.logicalSectorSize, 4096);
-      assert.ok((await img.read(0, img.size)).equals(readFileSync(at('small.raw'))));
+      assert.ok((await img.read(0, img.size)).equals(disk4k));
+      const table = await readPartitionTable(img);
+      assert.equal(table.sectorSize, 4096);
+      assert.deepEqual(table.partitions.map((p) => [p.number, p.start, p.size]), [[1, MiB, 2 * MiB]]);
     } finally {
       await img.close();
     }

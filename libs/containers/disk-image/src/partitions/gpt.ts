@@ -9,7 +9,7 @@ const SIGNATURE = Buffer.from('EFI PART', 'latin1');
 const MAX_ENTRIES = 16384;
 const MAX_ENTRY_SIZE = 4096;
 const MAX_ARRAY_BYTES = 4 * 1024 * 1024;
-const SECTOR_SIZES = [512, 4096] as const;
+const ALL_SECTOR_SIZES = [512, 4096] as const;
 
 interface GptHeader {
   lba: number;
@@ -99,9 +99,12 @@ function partitions(h: GptHeader, sectorSize: number, diskSize: number, warnings
 /**
  * Reads a GPT behind a protective MBR. The primary header (LBA 1) is used
  * when it and its entry array check out; otherwise the backup at the last
- * LBA, with a warning. Tries 512-byte then 4096-byte sectors.
+ * LBA, with a warning. Tries the disk's logical sector size, then the other
+ * of 512 and 4096 (a GPT's header says where it is).
  */
-export async function readGpt(disk: ByteSource): Promise<PartitionTable> {
+export async function readGpt(disk: ByteSource, logicalSectorSize = 512): Promise<PartitionTable> {
+  // The disk's own sector size first: a 4Kn disk's GPT is at byte 4096.
+  const SECTOR_SIZES = logicalSectorSize === 4096 ? ([4096, 512] as const) : ALL_SECTOR_SIZES;
   const warnings: string[] = [];
   const reasons: string[] = [];
   const primaries = new Map<number, HeaderResult>();

@@ -2,7 +2,8 @@ import type { Partition } from './partition';
 import { MBR_EXTENDED_TYPES, MBR_LINUX } from './partition-types';
 import type { ByteSource } from '../byte-source';
 
-const SECTOR = 512;
+/** An MBR and each EBR is one 512-byte sector at the start of its logical sector. */
+const MBR_BYTES = 512;
 /** Linux's limit on partitions per disk bounds the EBR chain too. */
 const MAX_LOGICAL = 256;
 
@@ -38,9 +39,10 @@ function place(
   type: number,
   startLba: number,
   sectors: number,
+  sectorSize: number,
 ): void {
-  const start = startLba * SECTOR;
-  let size = sectors * SECTOR;
+  const start = startLba * sectorSize;
+  let size = sectors * sectorSize;
   if (start >= diskSize) {
     warnings.push(`MBR partition ${number} starts at LBA ${startLba}, past the end of the disk; skipped`);
     return;
@@ -52,15 +54,19 @@ function place(
   out.push({ number, start, size, scheme: 'mbr', type, name: '', linuxFilesystem: type === MBR_LINUX });
 }
 
-/** Primaries keep slots 1-4; each extended partition's EBR chain yields logicals numbered from 5. */
-export async function readMbr(disk: ByteSource, sector0: Buffer, warnings: string[]): Promise<Partition[]> {
+/**
+ * Primaries keep slots 1-4; each extended partition's EBR chain yields
+ * logicals numbered from 5. LBAs count in the disk's logical sectors, as the
+ * kernel counts them (512 or 4096 bytes).
+ */
+export async function readMbr(disk: ByteSource, sector0: Buffer, warnings: string[], sectorSize = 512): Promise<Partition[]> {
   const out: Partition[] = [];
   const logicals: Partition[] = [];
   const primaries = mbrEntries(sector0);
   let nextLogical = 5;
   for (const [i, p] of primaries.entries()) {
     if (p.sectors === 0) continue;
-    place(out, warnings, disk.size, i + 1, p.type, p.startLba, p.sectors);
+    place(out, warnings, disk.size, i + 1, p.type, p.startLba, p.sectors, sectorSize);
     if (!MBR_EXTENDED_TYPES.has(p.type)) continue;
 
     const extStart = p.startLba;
@@ -76,18 +82,18 @@ export async function readMbr(disk: ByteSource, sector0: Buffer, warnings: strin
         break;
       }
       seen.add(ebr);
-      if ((ebr + 1) * SECTOR > disk.size) {
+      if (ebr * sectorSize + MBR_BYTES > disk.size) {
         warnings.push(`EBR at LBA ${ebr} is past the end of the disk; stopped`);
         break;
       }
-      const sector = await disk.read(ebr * SECTOR, SECTOR);
+      const sector = await disk.read(ebr * sectorSize, MBR_BYTES);
       if (!hasBootSignature(sector)) {
         warnings.push(`EBR at LBA ${ebr} has no 0x55AA signature; stopped`);
         break;
       }
       const [data, ...rest] = mbrEntries(sector);
       if (data.sectors !== 0 && !MBR_EXTENDED_TYPES.has(data.type)) {
-        place(logicals, warnings, disk.size, nextLogical++, data.type, ebr + data.startLba, data.sectors);
+        place(logicals, warnings, disk.size, nextLogical++, data.type, ebr + data.startLba, data.sectors, sectorSize);
       }
       const link = rest.find((e) => e.sectors !== 0 && MBR_EXTENDED_TYPES.has(e.type));
       if (!link) break;

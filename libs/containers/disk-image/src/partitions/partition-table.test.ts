@@ -247,6 +247,45 @@ describe('MBR', () => {
     assert.match(table.warnings.join('\n'), /loops back to LBA 2048/);
   });
 
+  test('4096-byte logical sectors: LBAs count in 4 KiB, EBR links too (MBR written through a 4K loop device)', async (t) => {
+    const file = path.join(dir, 'mbr4k.img');
+    run('truncate', ['-s', String(64 * 1024 * 1024), file]);
+    const dev = run('losetup', ['-b', '4096', '-f', '--show', file]).trim();
+    let expected: SfdiskTable;
+    try {
+      run('sfdisk', ['-q', dev], ['label: dos', 'size=1024, type=83', 'type=5', 'size=512, type=83', 'size=768, type=82', ''].join('\n'));
+      expected = sfdiskJson(dev);
+    } finally {
+      run('losetup', ['-d', dev]);
+    }
+    assert.equal(expected.partitiontable.sectorsize, 4096);
+    const bytes = readFileSync(file);
+    // As the format reports it (a 4Kn VHDX), and as asked.
+    const fourK = { ...bufferSource(bytes), logicalSectorSize: 4096 };
+    for (const table of [await readPartitionTable(fourK), await readPartitionTable(bufferSource(bytes), { sectorSize: 4096 })]) {
+      assert.equal(table.scheme, 'mbr');
+      assert.equal(table.sectorSize, 4096);
+      assert.deepEqual(table.warnings, []);
+      assert.deepEqual(asSfdisk(table.partitions, 4096), sfdiskParts(expected));
+    }
+    const table = await readPartitionTable(fourK);
+    assertKernelAgrees(t, file, spans(table.partitions), 4096, (p) => p.n === 2);
+    await rejectsWith(readPartitionTable(bufferSource(bytes), { sectorSize: 1024 }), 'EINVAL', /512 and 4096/);
+  });
+
+  test('boot code without partitions (GRUB on a disk whose table was emptied) is a warning, not a missing table', async () => {
+    const disk = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < 440; i++) disk[i] = (i * 37 + 11) & 0xff;
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    const table = await readPartitionTable(bufferSource(disk));
+    assert.equal(table.scheme, 'mbr');
+    assert.deepEqual(table.partitions, []);
+    assert.deepEqual(table.warnings, ['MBR boot code without partitions']);
+    disk.fill(0, 0, 440);
+    assert.deepEqual((await readPartitionTable(bufferSource(disk))).warnings, ['an empty MBR partition table']);
+  });
+
   test('partitions past the end of the disk are skipped or truncated', async () => {
     const disk = Buffer.alloc(1024 * 1024);
     disk[446 + 4] = 0x83;
