@@ -212,6 +212,76 @@ describe('FAT reader on hostile images', { skip }, () => {
     }
   });
 
+  test('hand-made damage stays with the object it touches', async () => {
+    const base = images[0];
+    assert.ok(base);
+    const findEntry = (data: Buffer, raw: string): number => {
+      const want = Buffer.from(raw, 'latin1');
+      for (let off = 0; off + 32 <= data.length; off += 32) if (data.subarray(off, off + 11).equals(want) && data[off + 11] !== 0x0f) return off;
+      throw new Error(`no entry ${raw}`);
+    };
+    const open = async (data: Buffer): Promise<Fat> => Fat.open(new MemorySource(data));
+    const path = async (fs: Fat, ...names: string[]): Promise<number> => {
+      let h = fs.rootHandle;
+      for (const n of names) {
+        const next = await fs.lookup(h, Buffer.from(n));
+        assert.ok(next !== undefined, n);
+        h = next;
+      }
+      return h;
+    };
+    const euclean = (e: unknown): boolean => isStrataError(e) && e.errno === 117;
+
+    // A size larger than the chain: the covered part reads, the rest is EUCLEAN.
+    let data = Buffer.from(base.data);
+    data.writeUInt32LE(100_000, findEntry(data, 'README  TXT') + 28);
+    let fs = await open(data);
+    const readme = await path(fs, 'readme.txt');
+    assert.equal((await fs.node(readme)).size, 100_000);
+    assert.equal((await fs.read(readme, 0, 10)).length, 10);
+    await assert.rejects(fs.read(readme, 50_000, 10), euclean);
+
+    // A chain looping back on itself.
+    data = Buffer.from(base.data);
+    const longEntry = findEntry(data, 'ALONGN~1TXT');
+    data.writeUInt32LE(1_000_000, longEntry + 28);
+    const start = data.readUInt16LE(longEntry + 26);
+    const setFat12 = (n: number, v: number): void => {
+      const off = base.fatOffset + n + (n >> 1);
+      if (n & 1) {
+        data[off] = ((data[off] ?? 0) & 0x0f) | ((v & 0x0f) << 4);
+        data[off + 1] = v >> 4;
+      } else {
+        data[off] = v & 0xff;
+        data[off + 1] = ((data[off + 1] ?? 0) & 0xf0) | (v >> 8);
+      }
+    };
+    setFat12(start + 1, start);
+    fs = await open(data);
+    await assert.rejects(fs.read(await path(fs, 'A long name for a file.txt'), 0, 1 << 20), euclean);
+    assert.equal((await fs.read(await path(fs, 'readme.txt'), 0, 100)).length, 10);
+
+    // A subdirectory pointing back at its parent: refused, its siblings still read.
+    data = Buffer.from(base.data);
+    const dirOne = findEntry(data, 'DIRONE~1   ');
+    const sub = findEntry(data, 'SUBDIR~1   ');
+    data.writeUInt16LE(data.readUInt16LE(dirOne + 26), sub + 26);
+    fs = await open(data);
+    const one = await path(fs, 'dir one');
+    const loop = await path(fs, 'dir one', 'sub dir');
+    await assert.rejects(fs.node(loop), euclean);
+    await assert.rejects(fs.readdir(loop), euclean);
+    assert.equal((await fs.read(await path(fs, 'dir one', 'Ünïcödé.txt'), 0, 1000)).length, 700);
+    assert.equal((await fs.readdir(one)).length, 2);
+
+    // Not FAT, and exFAT.
+    await assert.rejects(open(Buffer.alloc(4096)), (e: unknown) => isStrataError(e) && e.errno === 22);
+    const ex = Buffer.alloc(4096);
+    ex.write('EXFAT   ', 3, 'latin1');
+    await assert.rejects(open(ex), (e: unknown) => isStrataError(e) && e.errno === 95 && /exFAT is not supported/.test(e.message));
+    assert.equal(await fatDriver.detect(new MemorySource(ex)), undefined);
+  });
+
   test('mutations and truncations: every call resolves or rejects with a StrataError, within a bound', async (t) => {
     const started = Date.now();
     const r = rng(0x5eed);
