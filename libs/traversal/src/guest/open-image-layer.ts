@@ -1,7 +1,6 @@
-import { openImage, type DiskImage } from '@strata/disk-image';
 import { StrataError } from '@strata/errors';
 import { ImageSource, type ImageSourceOptions } from '../source/image-source';
-import { containerFormat } from '../source/image-volume';
+import { openSourceImage } from '../source/image-volume';
 import { type DiskInventory, describeVolumes, inventoryDisk } from './disk-inventory';
 import { type GuestInspection, type GuestMount, inspectGuest } from './guest-inspection';
 import { GuestSource } from './guest-source';
@@ -9,15 +8,6 @@ import { GuestSource } from './guest-source';
 function joinFsPath(a: string, b: string | undefined): string {
   const parts = [...a.split('/'), ...(b ?? '/').split('/')].filter((c) => c !== '' && c !== '.');
   return `/${parts.join('/')}`;
-}
-
-async function openDisk(options: ImageSourceOptions): Promise<DiskImage> {
-  const format = containerFormat(options.format);
-  return openImage(options.image, {
-    storeRoot: options.storeRoot,
-    ...(format === undefined ? {} : { format }),
-    ...(options.snapshot === undefined ? {} : { snapshot: options.snapshot }),
-  });
 }
 
 /** What `strata inspect` reports of a disk image: its volumes and the guest on it. */
@@ -30,7 +20,7 @@ export interface DiskReport {
 
 /** Inventories and inspects a disk image of the store (nothing is kept open). */
 export async function inspectDisk(options: ImageSourceOptions): Promise<DiskReport> {
-  const image = await openDisk(options);
+  const image = await openSourceImage(options);
   try {
     const inventory = await inventoryDisk(image, options.image);
     const guest = await inspectGuest(inventory, options.log ? { log: options.log } : {});

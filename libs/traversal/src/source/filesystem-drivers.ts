@@ -1,9 +1,13 @@
+import { btrfsDriver } from '@strata/btrfs';
 import { ext4Driver } from '@strata/ext4';
+import { fatDriver } from '@strata/fat';
+import { ntfsDriver } from '@strata/ntfs';
+import { xfsDriver } from '@strata/xfs';
 import { Errno, StrataError } from '@strata/errors';
 import type { ByteSource, Filesystem, FilesystemDriver, FilesystemOptions, FilesystemType } from '@strata/filesystem';
 
-/** Every filesystem strata reads, in the order their signatures are tried. */
-const DRIVERS: readonly FilesystemDriver[] = [ext4Driver];
+/** Every filesystem strata reads, in the order their signatures are tried (FAT last: its boot sector has no single magic). */
+const DRIVERS: readonly FilesystemDriver[] = [ext4Driver, xfsDriver, btrfsDriver, ntfsDriver, fatDriver];
 
 /** The filesystem whose signature the volume carries, undefined when no reader knows it. */
 export async function detectFilesystem(volume: ByteSource): Promise<{ driver: FilesystemDriver; type: FilesystemType } | undefined> {

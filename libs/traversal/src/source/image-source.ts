@@ -186,6 +186,8 @@ export class ImageSource implements LayerSource {
     if (backing === undefined || backing !== base.imageFile) return undefined;
     const [a, b] = [base.ext4.ext4, this.ext4.ext4];
     if (
+      !base.vol.contiguous ||
+      !this.vol.contiguous ||
       base.vol.offset !== this.vol.offset ||
       base.rootIno !== this.rootIno ||
       a.blockSize !== b.blockSize ||

@@ -1,6 +1,6 @@
-import { type ByteSource, type DiskImage, type ImageFormat, type Partition, openImage, readPartitionTable, sliceSource } from '@strata/disk-image';
+import { type ByteSource, type DiskImage, type ImageFormat, openImage } from '@strata/disk-image';
 import { StrataError } from '@strata/errors';
-import { detectFilesystem } from './filesystem-drivers';
+import { type DiskVolume, describeVolumes, inventoryDisk } from '../guest/disk-inventory';
 
 /** A layer's image format as its source names it: one format, or 'image' to detect it by magic. */
 export type ImageSourceFormat = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vhd' | 'vdi' | 'image';
@@ -31,66 +31,61 @@ export interface ImageVolume {
   label: string;
   /** The volume in words, for errors: "partition #2 of vm/x.raw". */
   describe: string;
-  /** Where the filesystem starts on the disk, in bytes (a logical volume: where its first extent lies). */
+  /** Where the filesystem starts on the disk, in bytes; meaningful only when `contiguous`. */
   offset: number;
+  /** The volume is one run of the disk's bytes (block-level deltas map through `offset`). */
+  contiguous: boolean;
 }
 
-function describeParts(parts: readonly Partition[], holds: ReadonlyMap<number, string>): string {
-  if (parts.length === 0) return 'it has no partitions';
-  return `its partitions: ${parts
-    .map((p) => `#${p.number} (${Math.round(p.size / 1048576)} MiB${p.name ? `, "${p.name}"` : ''}: ${holds.get(p.number) ?? 'unknown'})`)
-    .join(', ')}`;
+/** Opens the image file (and its chain) a layer names, in the format its source says. */
+export function openSourceImage(options: ImageVolumeOptions): Promise<DiskImage> {
+  const format = containerFormat(options.format);
+  return openImage(options.image, {
+    storeRoot: options.storeRoot,
+    ...(format === undefined ? {} : { format }),
+    ...(options.snapshot === undefined ? {} : { snapshot: options.snapshot }),
+  });
 }
 
-/** What a stretch of the disk holds, in a few words. */
-async function holdsOf(bytes: ByteSource): Promise<string> {
-  const fs = await detectFilesystem(bytes);
-  return fs ? fs.type : 'no filesystem strata reads';
+function asImageVolume(image: DiskImage, v: DiskVolume): ImageVolume {
+  return { image, volume: v.bytes, partition: v.partition, label: v.label, describe: v.describe, offset: v.offset, contiguous: v.contiguous };
 }
 
 /**
  * Opens a disk image of the store and finds the volume a layer means:
- * partition `#N` as Linux numbers it; without one, the whole disk when it
- * holds a filesystem itself, else its only partition holding one.
+ * partition `#N` as Linux numbers it, logical volume `#VG/LV`; without one,
+ * the whole disk when it holds a filesystem itself, else its only volume
+ * holding one. A volume that holds no filesystem strata reads is refused
+ * naming what it holds.
  */
 export async function openImageVolume(options: ImageVolumeOptions): Promise<ImageVolume> {
   const relative = options.image;
-  const image = await openImage(relative, {
-    storeRoot: options.storeRoot,
-    ...(options.format === 'image' ? {} : { format: containerFormat(options.format) }),
-    ...(options.snapshot === undefined ? {} : { snapshot: options.snapshot }),
-  });
+  const image = await openSourceImage(options);
   try {
-    const whole = (): ImageVolume => ({ image, volume: image, partition: undefined, label: '0', describe: `disk image ${relative}`, offset: 0 });
+    const inventory = await inventoryDisk(image, relative);
+    const volumes = inventory.volumes;
+    let chosen: DiskVolume | undefined;
     if (options.logicalVolume) {
-      throw StrataError.unsupported(`disk image ${relative}: logical volume #${options.logicalVolume.vg}/${options.logicalVolume.lv}: LVM2 volumes are not read yet`);
+      const { vg, lv } = options.logicalVolume;
+      chosen = volumes.find((v) => v.logicalVolume?.vg === vg && v.logicalVolume.lv === lv);
+      if (!chosen) throw StrataError.invalid(`disk image ${relative} has no logical volume #${vg}/${lv}; ${describeVolumes(volumes)}`);
+    } else if (options.partition !== undefined) {
+      chosen = volumes.find((v) => v.partition === options.partition);
+      if (!chosen) throw StrataError.invalid(`disk image ${relative} has no partition #${options.partition}; its volumes: ${describeVolumes(volumes)}`);
+    } else {
+      const readable = volumes.filter((v) => v.filesystem);
+      if (readable.length !== 1) {
+        throw StrataError.invalid(
+          `disk image ${relative} ${readable.length === 0 ? 'holds no filesystem strata reads' : 'holds more than one filesystem'}; name one with #N or #VG/LV: ${describeVolumes(volumes)}`,
+        );
+      }
+      chosen = readable[0];
     }
-    if (options.partition === undefined && (await detectFilesystem(image))) return whole();
-    const table = await readPartitionTable(image);
-    const parts = table.partitions;
-    const slice = (p: Partition): ImageVolume => ({
-      image,
-      volume: sliceSource(image, p.start, p.size),
-      partition: p.number,
-      label: String(p.number),
-      describe: `partition #${p.number} of ${relative}`,
-      offset: p.start,
-    });
-    const holds = new Map<number, string>();
-    for (const p of parts) holds.set(p.number, await holdsOf(sliceSource(image, p.start, p.size)));
-    if (options.partition !== undefined) {
-      const chosen = parts.find((p) => p.number === options.partition);
-      if (!chosen) throw StrataError.invalid(`disk image ${relative} has no partition #${options.partition}; ${describeParts(parts, holds)}`);
-      return slice(chosen);
+    if (!chosen.filesystem) {
+      const hint = chosen.probe?.kind === 'lvm2-pv' || chosen.probe?.kind === 'swap' || chosen.probe?.kind === 'luks' ? '' : ', which strata cannot read';
+      throw StrataError.invalid(`${chosen.describe} holds ${chosen.holds}${chosen.probe?.kind === 'swap' ? ': no files to project' : hint}`);
     }
-    const readable: Partition[] = [];
-    for (const p of parts) if (await detectFilesystem(sliceSource(image, p.start, p.size))) readable.push(p);
-    if (readable.length !== 1) {
-      throw StrataError.invalid(
-        `disk image ${relative} holds no filesystem itself and ${readable.length === 0 ? 'no' : 'more than one'} partition with a filesystem strata reads; name one with #N: ${describeParts(parts, holds)}`,
-      );
-    }
-    return slice(readable[0]);
+    return asImageVolume(image, chosen);
   } catch (err) {
     await image.close();
     throw err;
