@@ -5,8 +5,12 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { detectFormat, openImage, readPartitionTable, type DiskImage, type GuestRange, type ImageFormat } from '@strata/disk-image';
+import { detectFormat, openImage, readPartitionTable, sliceSource, type DiskImage, type GuestRange, type ImageFormat } from '@strata/disk-image';
 import { isStrataError } from '@strata/errors';
+import { ext4Driver } from '@strata/ext4';
+import { readFilesystemTree } from '../support/filesystem-tree';
+import { ALL_FIELDS, compareTrees, readKernelTree } from '../support/tree-snapshot';
+import { withLoopMount } from './disk-fixture';
 
 /**
  * Every disk a hypervisor holds, read by @strata/disk-image and compared byte
@@ -201,6 +205,27 @@ describe('each format and subformat, byte for byte with qemu-img convert', { ski
     await rejects(open('source.raw', 'vhdx'), 'EINVAL', /source\.raw is not a VHDX image .*use raw: or image:/);
     // The extent of a flat VMDK is raw bytes; named as an image of its own it is raw.
     assert.equal((await detectFormat('vm/mono-flat-flat.vmdk', { storeRoot: store })).format, 'raw');
+  });
+});
+
+const kernelSkip = skip || (process.getuid?.() !== 0 ? 'needs root for a loop mount' : false);
+
+describe('the ext4 partition of each format, tree by tree with the kernel', { skip: kernelSkip }, () => {
+  test('VMDK streamOptimized, VHDX dynamic, VHD dynamic, VDI, qcow2 zstd against a loop mount of the raw disk', async () => {
+    const expected = await withLoopMount(sourceRaw, { start: MiB, size: 8 * MiB }, 'ro', (m) => readKernelTree(m));
+    assert.ok(expected.size >= 20, `only ${expected.size} entries`);
+    for (const name of ['vm/stream.vmdk', 'vm/dynamic.vhdx', 'vm/dynamic.vhd', 'vm/dynamic.vdi', 'vm/zstd.qcow2']) {
+      const img = await open(name);
+      try {
+        const [p] = (await readPartitionTable(img)).partitions;
+        const fsys = await ext4Driver.open(sliceSource(img, p.start, p.size));
+        const { tree, failures } = await readFilesystemTree(fsys);
+        assert.deepEqual(failures, [], name);
+        assert.deepEqual(compareTrees(expected, tree, ALL_FIELDS), [], name);
+      } finally {
+        await img.close();
+      }
+    }
   });
 });
 
