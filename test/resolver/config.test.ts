@@ -21,6 +21,20 @@ interface Running {
 
 const running: Running[] = [];
 
+/** The JSON log lines of an event, in order. */
+function logEvents(r: Running, event: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const line of r.lines) {
+    try {
+      const v = JSON.parse(line) as Record<string, unknown>;
+      if (v.event === event) out.push(v);
+    } catch {
+      // Not a log line.
+    }
+  }
+  return out;
+}
+
 /**
  * `strata <role> <args>` with exactly the flags given (the harness adds
  * --listen and --store, which would hide the configuration file).
@@ -82,6 +96,7 @@ async function busyPort(): Promise<{ port: number; close(): Promise<void> }> {
 interface Effective {
   configFile: string | null;
   options: Record<string, { value: unknown; source: string; where?: string }>;
+  shadowed: string[];
 }
 
 function checkJson(args: string[], env: Record<string, string> = {}): Effective {
@@ -135,14 +150,22 @@ describe('strata resolver --config', () => {
     const f = yamlFile(`store: ${store}\nlisten: 127.0.0.1:${filePort}\n`);
     const byFlag = await start('resolver', ['--config', f, '--listen', `127.0.0.1:${flagPort}`], { STRATA_LISTEN: `127.0.0.1:${envPort}` });
     assert.equal(byFlag.ready.port, flagPort);
+    // The file's value lost, and the resolver says so at warn before it is ready (issue 23 item 4).
+    const shadowed = logEvents(byFlag, 'config.shadowed');
+    assert.deepEqual(
+      shadowed.map((l) => [l.level, l.option, l.detail]),
+      [['warn', 'listen', `listen: --listen overrides $STRATA_LISTEN, ${f}:2`]],
+    );
     await byFlag.stop();
     const byEnv = await start('resolver', [], { STRATA_RESOLVER_CONFIG: f, STRATA_LISTEN: `127.0.0.1:${envPort}` });
     assert.equal(byEnv.ready.port, envPort);
+    assert.deepEqual(logEvents(byEnv, 'config.shadowed').map((l) => l.detail), [`listen: $STRATA_LISTEN overrides ${f}:2`]);
     await byEnv.stop();
 
     const eff = checkJson(['--config', f, '--cache-mb', '9'], { STRATA_LISTEN: `127.0.0.1:${envPort}` });
     assert.equal(eff.configFile, f);
     assert.deepEqual(eff.options.listen, { value: `127.0.0.1:${envPort}`, source: 'env', where: '$STRATA_LISTEN' });
+    assert.deepEqual(eff.shadowed, [`listen: $STRATA_LISTEN overrides ${f}:2`]);
     assert.deepEqual(eff.options.store, { value: store, source: 'file', where: `${f}:1` });
     assert.deepEqual(eff.options['cache-mb'], { value: 9, source: 'flag', where: '--cache-mb' });
     assert.deepEqual(eff.options['grace-ms'], { value: 10_000, source: 'default' });
@@ -161,6 +184,7 @@ describe('strata resolver --config', () => {
       redis: 'redis://127.0.0.1:6390',
       'cache-mb': '32',
       'grace-ms': '500',
+      'metrics-listen': '127.0.0.1:9465',
       'metrics-port': '9464',
       'log-level': 'debug',
       // Only checked to exist here: --check-config does not load them.
@@ -168,6 +192,7 @@ describe('strata resolver --config', () => {
       'tls-key': pem('server.key'),
       'tls-client-ca': pem('ca.crt'),
       plaintext: 'false',
+      'unenforced-read-only': 'false',
       admin: 'spiffe://strata.test/admin',
       'audit-log': path.join(dir, 'audit.log'),
       'max-message-bytes': '65536',
@@ -219,6 +244,7 @@ describe('strata resolver --config', () => {
           '# tls-key: not set',
           '# tls-client-ca: not set',
           '# plaintext: not set',
+          '# unenforced-read-only: not set',
           '# admin: not set',
           '# audit-log: not set',
           'max-message-bytes: 1048576 # default',
@@ -226,6 +252,7 @@ describe('strata resolver --config', () => {
           'session-inflight: 64 # default',
           'cache-mb: 256 # default',
           'grace-ms: 100 # --grace-ms',
+          '# metrics-listen: not set',
           '# metrics-port: not set',
           'log-level: info # default',
           '',

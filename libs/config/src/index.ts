@@ -1,12 +1,12 @@
 export { defineOptions, camelName, RESERVED_NAMES } from './declare';
 export type { ConfigValues, KindTypes, ListDecl, OptionDecl, OptionKind, OptionTable, SourceKind, StringDecl } from './declare';
 export { ServiceConfig } from './service-config';
-export type { FlagSpec, LoadedConfig, LoadInput, Origin } from './service-config';
+export type { FlagSpec, LoadedConfig, LoadInput, Origin, Shadowed } from './service-config';
 export { ConfigError, formatProblem } from './problem';
 export type { Problem } from './problem';
 export { readConfigFile, MAX_CONFIG_BYTES } from './config-file';
 export type { ConfigFile, FileEntry } from './config-file';
-export { renderYaml, effectiveConfig } from './render';
+export { renderYaml, effectiveConfig, shadowedText } from './render';
 export type { EffectiveConfig, EffectiveOption } from './render';
 export { parseHostPort, addressProblem } from './address';
 export type { AddressResult, AddressRules, HostPort } from './address';

@@ -61,6 +61,7 @@ describe('effectiveConfig', () => {
         mount: { value: null, source: 'unset' },
         note: { value: null, source: 'unset' },
       },
+      shadowed: [],
     });
   });
 });

@@ -8,6 +8,16 @@ function originText(o: Origin): string {
   return o.source === 'default' ? 'default' : (o.where ?? o.source);
 }
 
+/** Where else an option was given, beaten by where its value came from. */
+function shadowsOf<T extends OptionTable>(loaded: LoadedConfig<T>, name: string): string[] {
+  return (loaded.shadowed ?? []).find((s) => s.option === name)?.over.map(originText) ?? [];
+}
+
+/** One line per shadowed value, for the start-up warning: `listen: $STRATA_LISTEN overrides resolver.yaml:2`. */
+export function shadowedText<T extends OptionTable>(loaded: LoadedConfig<T>): string[] {
+  return (loaded.shadowed ?? []).map((s) => `${s.option}: ${originText(s.by)} overrides ${s.over.map(originText).join(', ')}`);
+}
+
 function shownValue<T extends OptionTable>(table: T, loaded: LoadedConfig<T>, name: string): AnyValue | undefined {
   const value = (loaded.values as Record<string, AnyValue | undefined>)[camelName(name)];
   if (value === undefined) return undefined;
@@ -29,7 +39,9 @@ export function renderYaml<T extends OptionTable>(table: T, loaded: LoadedConfig
       lines.push(`# ${name}: not set`);
       continue;
     }
-    lines.push(`${name}: ${stringify(value, { collectionStyle: 'flow', lineWidth: 0 }).trimEnd()} # ${originText(origin)}`);
+    const shadows = shadowsOf(loaded, name);
+    const note = shadows.length > 0 ? ` (overrides ${shadows.join(', ')})` : '';
+    lines.push(`${name}: ${stringify(value, { collectionStyle: 'flow', lineWidth: 0 }).trimEnd()} # ${originText(origin)}${note}`);
   }
   return `${lines.join('\n')}\n`;
 }
@@ -45,6 +57,8 @@ export interface EffectiveOption {
 export interface EffectiveConfig {
   configFile: string | null;
   options: Record<string, EffectiveOption>;
+  /** Values given but beaten by a flag or a variable: `listen: $STRATA_LISTEN overrides resolver.yaml:2`. */
+  shadowed: string[];
 }
 
 /** The same as one JSON document, for scripts. */
@@ -56,5 +70,5 @@ export function effectiveConfig<T extends OptionTable>(table: T, loaded: LoadedC
     options[name] =
       value === undefined || !origin ? { value: null, source: 'unset' } : { value, source: origin.source, ...(origin.where ? { where: origin.where } : {}) };
   }
-  return { configFile: loaded.file ?? null, options };
+  return { configFile: loaded.file ?? null, options, shadowed: shadowedText(loaded) };
 }

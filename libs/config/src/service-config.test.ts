@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { defineOptions, type ConfigValues, type KindTypes, type OptionKind, type OptionTable } from './declare';
 import { ConfigError } from './problem';
 import { ServiceConfig, type LoadInput } from './service-config';
+import { effectiveConfig, renderYaml, shadowedText } from './render';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-config-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -250,5 +251,31 @@ describe('defineOptions', () => {
     const mb: number = v.cacheMb;
     const list: KindTypes['string-list'] = v.resolver;
     assert.deepEqual([port, mb, list], [undefined, 256, ['a:1']]);
+  });
+});
+
+describe('shadowed values', () => {
+  test('a value the file gives and a variable or a flag beats is listed with where each came from; --check-config shows it', () => {
+    const f = file('listen: 10.0.0.1:7400\nstore: /srv/file\ncache-mb: 64\n');
+    const c = load({ flags: { config: f, store: '/srv/flag' }, env: { T_LISTEN: '0.0.0.0:7400', T_STORE: '/srv/env' } });
+    assert.equal(c.values.listen, '0.0.0.0:7400');
+    assert.equal(c.values.store, '/srv/flag');
+    assert.deepEqual(c.shadowed, [
+      { option: 'listen', by: { source: 'env', where: '$T_LISTEN' }, over: [{ source: 'file', where: `${f}:1` }] },
+      {
+        option: 'store',
+        by: { source: 'flag', where: '--store' },
+        over: [
+          { source: 'env', where: '$T_STORE' },
+          { source: 'file', where: `${f}:2` },
+        ],
+      },
+    ]);
+    assert.deepEqual(shadowedText(c), [`listen: $T_LISTEN overrides ${f}:1`, `store: --store overrides $T_STORE, ${f}:2`]);
+    assert.match(renderYaml(TABLE, c, 't'), new RegExp(`^listen: 0\\.0\\.0\\.0:7400 # \\$T_LISTEN \\(overrides ${f.replace(/[.]/g, '\\.')}:1\\)$`, 'm'));
+    assert.deepEqual(effectiveConfig(TABLE, c).options['cache-mb'], { value: 64, source: 'file', where: `${f}:3` });
+    assert.deepEqual(effectiveConfig(TABLE, c).shadowed, shadowedText(c));
+    // Defaults are not shadowed by anything: nobody gave them.
+    assert.deepEqual(load({ flags: { listen: 'h:1' } }).shadowed, []);
   });
 });

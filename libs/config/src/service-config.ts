@@ -23,6 +23,19 @@ export interface LoadedConfig<T extends OptionTable> {
   file?: string;
   /** Where the file's name came from (--config or the variable). */
   fileOrigin?: Origin;
+  /**
+   * Values given but not used because a flag or a variable beat them (a
+   * unit's Environment= over the file the operator edited): each service
+   * logs them at warn when it starts, --check-config shows them.
+   */
+  shadowed: Shadowed[];
+}
+
+/** One option given in more than one place: what was used, and where the others were. */
+export interface Shadowed {
+  option: string;
+  by: Origin;
+  over: Origin[];
 }
 
 /** One commander option to declare: `program.option(spec.flags, spec.description, spec.collect)`. */
@@ -158,6 +171,7 @@ export class ServiceConfig<T extends OptionTable> {
 
     const values: Record<string, AnyValue | undefined> = {};
     const origins: Record<string, Origin> = {};
+    const shadowed: Shadowed[] = [];
     for (const [name, decl] of Object.entries(this.table)) {
       const given: { origin: Origin; problemAt: string; parsed: Parsed<AnyValue>; base: string }[] = [];
       const raw = input.flags[camelName(name)];
@@ -196,8 +210,10 @@ export class ServiceConfig<T extends OptionTable> {
           chosen = true;
         }
       }
+      const over = given.filter((g) => g.origin !== origins[name] && g.origin.source !== 'default').map((g) => g.origin);
+      if (origins[name] && over.length > 0) shadowed.push({ option: name, by: origins[name], over });
     }
     if (problems.length > 0) throw new ConfigError(inReadingOrder(problems, fileName));
-    return { values: values as ConfigValues<T>, origins, file: fileName, fileOrigin };
+    return { values: values as ConfigValues<T>, origins, file: fileName, fileOrigin, shadowed };
   }
 }

@@ -17,6 +17,7 @@ import {
   metricsListenOption,
   parseMetricsListen,
   renderYaml,
+  shadowedText,
   type LoadedConfig,
   type ServiceArgs,
   type SourceKind,
@@ -300,6 +301,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   const credentials = serverCredentials(o);
   const log = createLogger({ service: 'strata-resolver', level: o.logLevel });
   grpcLogsTo(log);
+  // A unit's Environment= or a flag over the file the operator edited: said before anything else.
+  for (const line of shadowedText(loaded)) log.warn({ event: 'config.shadowed', option: line.slice(0, line.indexOf(':')), detail: line }, `configuration: ${line}`);
   let telemetry: Awaited<ReturnType<typeof startTelemetry>>;
   try {
     telemetry = await startTelemetry({ service: 'strata-resolver', metricsListen: metricsAddress(o) });
