@@ -9,7 +9,7 @@ import { hfsSignature } from './signatures/hfs';
 import { iso9660Signature } from './signatures/iso9660';
 import { luksSignature } from './signatures/luks';
 import { lvm2Signature } from './signatures/lvm2';
-import { magicOnlySignature, squashfsSignature } from './signatures/magic-only';
+import { f2fsSignature, magicOnlySignature, squashfsSignature } from './signatures/magic-only';
 import { mdRaidEndSignature, mdRaidStartSignature } from './signatures/md-raid';
 import { ntfsSignature } from './signatures/ntfs';
 import { partitionTableSignature } from './signatures/partition-table';
@@ -40,6 +40,7 @@ const SIGNATURES: readonly Signature[] = [
   iso9660Signature,
   hfsSignature,
   squashfsSignature,
+  f2fsSignature,
   zfsSignature,
   partitionTableSignature,
 ];

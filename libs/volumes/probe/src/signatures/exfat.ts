@@ -3,7 +3,7 @@ import type { Signature } from './signature';
 
 const ENTRY_LABEL = 0x83;
 
-/** exFAT: "EXFAT   " at 3; UUID the volume serial ("ABCD-1234"), LABEL the root directory's label entry. */
+/** exFAT: "EXFAT   " at 3; UUID the volume serial ("ABCD-1234"), LABEL the root directory's label entry, VERSION the revision. */
 export const exfatSignature: Signature = {
   name: 'exfat',
   async probe(r) {
@@ -30,6 +30,6 @@ export const exfatSignature: Signature = {
         }
       }
     }
-    return { kind: 'filesystem', type: 'exfat', label, uuid: serialText(bs.subarray(0x64, 0x68)), version: '1.0' };
+    return { kind: 'filesystem', type: 'exfat', label, uuid: serialText(bs.subarray(0x64, 0x68)), version: `${bs[0x69]}.${bs[0x68]}` };
   },
 };

@@ -12,7 +12,8 @@ export const hfsSignature: Signature = {
     if (!sb) return undefined;
     const sig = sb.toString('latin1', 0, 2);
     if (sig === 'BD') {
-      if (sb.toString('latin1', 0x7c, 0x7e) === 'H+') return { kind: 'filesystem', type: 'hfsplus', detail: 'HFS+ in an HFS wrapper' };
+      const embedded = sb.toString('latin1', 0x7c, 0x7e);
+      if (embedded === 'H+' || embedded === 'HX') return { kind: 'filesystem', type: 'hfsplus', detail: 'HFS+ in an HFS wrapper' };
       const block = sb.readUInt32BE(0x14);
       if (block === 0 || block % 512 !== 0) return undefined;
       const len = Math.min(sb[0x24], 27);
@@ -22,7 +23,7 @@ export const hfsSignature: Signature = {
     if (sig === 'H+' || sig === 'HX') {
       const block = sb.readUInt32BE(0x28);
       if (block < 512 || (block & (block - 1)) !== 0) return undefined;
-      return { kind: 'filesystem', type: 'hfsplus', version: String(sb.readUInt16BE(2)), detail: sig === 'HX' ? 'HFSX (case-sensitive HFS+)' : undefined };
+      return { kind: 'filesystem', type: 'hfsplus', detail: sig === 'HX' ? 'HFSX (case-sensitive HFS+)' : undefined };
     }
     return undefined;
   },

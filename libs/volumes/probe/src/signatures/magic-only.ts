@@ -1,4 +1,5 @@
 import type { Found } from '../probe-result';
+import { labelText, uuidText } from '../text-fields';
 import type { Signature } from './signature';
 
 interface Magic {
@@ -17,7 +18,6 @@ const MAGICS: Magic[] = [
   { type: 'BitLocker', kind: 'filesystem', offset: 0, bytes: b('\xeb\x58\x90-FVE-FS-'), detail: 'encrypted (BitLocker)' },
   { type: 'apfs', kind: 'filesystem', offset: 32, bytes: b('NXSB') },
   { type: 'erofs', kind: 'filesystem', offset: 1024, bytes: b('\xe2\xe1\xf5\xe0') },
-  { type: 'f2fs', kind: 'filesystem', offset: 1024, bytes: b('\x10\x20\xf5\xf2') },
   { type: 'ReFS', kind: 'filesystem', offset: 0, bytes: b('\0\0\0ReFS\0') },
 ];
 
@@ -44,5 +44,24 @@ export const squashfsSignature: Signature = {
     const major = le ? sb.readUInt16LE(28) : sb.readUInt16BE(28);
     const minor = le ? sb.readUInt16LE(30) : sb.readUInt16BE(30);
     return { kind: 'filesystem', type: le && major >= 4 ? 'squashfs' : 'squashfs3', version: `${major}.${minor}` };
+  },
+};
+
+/** F2FS: magic at 1 KiB; from version 1.1 on, UUID and a UTF-16 label (libblkid skips both for 1.0). */
+export const f2fsSignature: Signature = {
+  name: 'f2fs',
+  async probe(r) {
+    const sb = await r.at(1024, 0x7c + 1024);
+    if (!sb || sb.readUInt32LE(0) !== 0xf2f52010) return undefined;
+    const major = sb.readUInt16LE(4);
+    const minor = sb.readUInt16LE(6);
+    if (major === 1 && minor === 0) return { kind: 'filesystem', type: 'f2fs' };
+    return {
+      kind: 'filesystem',
+      type: 'f2fs',
+      version: `${major}.${minor}`,
+      uuid: uuidText(sb.subarray(0x6c, 0x7c)),
+      label: sb[0x7c] !== 0 ? labelText(sb.subarray(0x7c, 0x7c + 1024), 'utf16le') : undefined,
+    };
   },
 };

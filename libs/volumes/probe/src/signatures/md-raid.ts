@@ -4,11 +4,15 @@ import { labelText, uuidText } from '../text-fields';
 import type { Signature } from './signature';
 
 const MD_MAGIC = 0xa92b4efc;
+/** md 0.90 keeps its superblock in the last 64 KiB-aligned 64 KiB. */
+const RESERVED = 0x10000;
 const LEVELS: Record<number, string> = { [-4]: 'multipath', [-1]: 'linear', 0: 'raid0', 1: 'raid1', 4: 'raid4', 5: 'raid5', 6: 'raid6', 10: 'raid10' };
 
 async function v1(r: SignatureReader, at: number, minor: string): Promise<Found | undefined> {
   const sb = await r.at(at, 256);
   if (!sb || sb.readUInt32LE(0) !== MD_MAGIC || sb.readUInt32LE(4) !== 1) return undefined;
+  // The superblock records where it is, in sectors.
+  if (sb.readBigUInt64LE(144) !== BigInt(at / 512)) return undefined;
   const level = LEVELS[sb.readInt32LE(72)];
   return {
     kind: 'raid',
@@ -22,14 +26,20 @@ async function v1(r: SignatureReader, at: number, minor: string): Promise<Found 
 }
 
 async function v090(r: SignatureReader): Promise<Found | undefined> {
-  const at = Math.floor(r.size / 65536) * 65536 - 65536;
-  if (at < 0) return undefined;
+  if (r.size <= RESERVED) return undefined;
+  const at = Math.floor(r.size / RESERVED) * RESERVED - RESERVED;
   const sb = await r.at(at, 128);
   if (!sb) return undefined;
   const le = sb.readUInt32LE(0) === MD_MAGIC;
   if (!le && sb.readUInt32BE(0) !== MD_MAGIC) return undefined;
   const u32 = (o: number): number => (le ? sb.readUInt32LE(o) : sb.readUInt32BE(o));
-  const uuid = Buffer.concat([sb.subarray(20, 24), sb.subarray(52, 64)]);
+  // The array's data lies before the superblock: it must fit.
+  const size = u32(32) * 1024;
+  if (r.size < size + RESERVED || at < size) return undefined;
+  // libblkid: each uuid word in big-endian byte order (words 1-3 only from minor version 90 on).
+  const uuid = Buffer.alloc(16);
+  const words = u32(8) >= 90 ? [20, 52, 56, 60] : [20];
+  words.forEach((o, i) => uuid.writeUInt32BE(u32(o), i * 4));
   const level = LEVELS[u32(28) | 0];
   return {
     kind: 'raid',
@@ -51,8 +61,7 @@ export const mdRaidStartSignature: Signature = {
 export const mdRaidEndSignature: Signature = {
   name: 'md-end',
   async probe(r) {
-    const sectors = Math.floor(r.size / 512);
-    const at10 = (sectors - 16) & ~7;
-    return (at10 > 0 ? await v1(r, at10 * 512, '0') : undefined) ?? (await v090(r));
+    if (r.size <= RESERVED) return undefined;
+    return (await v090(r)) ?? (await v1(r, Math.floor(r.size / 4096) * 4096 - 0x2000, '0'));
   },
 };
