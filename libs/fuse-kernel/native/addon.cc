@@ -188,13 +188,24 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     // The wrapper must outlive every queued call; the finalizer lets it go.
     // Made before mounting: the readers start inside Mount, and whoever can
     // reach the mountpoint may send a request the moment mount(2) returns.
+    // The finalizer runs on a later turn of the loop, after the release: when
+    // the mount fails, node-addon-api deletes this wrapper as the constructor
+    // throws, so the finalizer must not reach it then (an Unref of a deleted
+    // wrapper aborts the process in napi_get_last_error_info). It reaches the
+    // wrapper through `owner`, which outlives it and is cleared on failure.
     Ref();
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "strata-fuse", 0, 1,
-                                          [this](Napi::Env) { Unref(); });
+    auto* owner = new Owner{this};
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "strata-fuse", 0, 1, owner,
+                                          [](Napi::Env, Owner* own) {
+                                            if (own->wrap) own->wrap->Unref();
+                                            delete own;
+                                          });
     live_ = true;
     session_ = Session::Mount(o, this, &err, &what);
     if (!session_) {
       live_ = false;
+      owner->wrap = nullptr;
+      Unref();
       tsfn_.Release();
       Napi::Error e = Napi::Error::New(env, what + ": " + std::strerror(err));
       e.Set("errno", Napi::Number::New(env, err));
@@ -204,6 +215,11 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     napi_add_env_cleanup_hook(env, &SessionWrap::Cleanup, this);
     hooked_ = true;
   }
+
+  /** What the thread-safe function's finalizer lets go of: the wrapper, unless its construction failed. */
+  struct Owner {
+    SessionWrap* wrap;
+  };
 
   ~SessionWrap() override {
     if (hooked_) napi_remove_env_cleanup_hook(Env(), &SessionWrap::Cleanup, this);

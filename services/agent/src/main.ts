@@ -26,6 +26,7 @@ import { lookupHostUser } from './access/host-user';
 import { AgentAudit } from './audit/agent-audit';
 import { ControlServer } from './control/control-server';
 import { agentDataDir, defaultDataCacheRoot } from './data-cache/cache-dir';
+import { fuseAccessProblem } from './host/fuse-access';
 
 const SERVICE = 'strata agent';
 /** The agent could not start (the socket is taken, a --mount failed). */
@@ -268,14 +269,20 @@ export async function main(argv: readonly string[]): Promise<void> {
   exportTlsEnv(tls);
   const mounts = (o.mount ?? []).map(parseMount) as MountFlag[];
   const log = createLogger({ service: 'strata-agent', level: o.logLevel });
+  // Before anything is created (the data cache, the socket): an agent that cannot mount says so and exits.
+  const noFuse = fuseAccessProblem();
+  if (noFuse) {
+    log.error({ event: 'agent.start_failed', errno: noFuse.errnoName, err: noFuse.message }, 'cannot mount FUSE filesystems');
+    fail(EXIT_START, [noFuse.message]);
+  }
   const telemetry = await startTelemetry({ service: 'strata-agent', metricsPort: o.metricsPort });
 
-  let agent: Agent;
+  let agent: Agent | undefined;
   let control: ControlServer;
   const audit = AgentAudit.open(o.auditLog ?? `${o.socket}.audit.log`, log);
   const group = o.socketGroup !== undefined ? { name: o.socketGroup, gid: groupId(o.socketGroup) as number } : undefined;
   try {
-    agent = await Agent.start({
+    const a = (agent = await Agent.start({
       resolver: o.resolver.join(','),
       stateFile: `${o.socket}.mounts.json`,
       deadlineMs: o.deadlineMs,
@@ -286,27 +293,30 @@ export async function main(argv: readonly string[]): Promise<void> {
       dataCache: { dir: agentDataDir(o.dataCacheDir, o.socket), maxBytes: o.dataCacheMb * 1024 * 1024 },
       audit,
       log,
-    });
+    }));
     control = await ControlServer.listen(
       o.socket,
       async (req, peer) => {
         switch (req.op) {
           case 'mount':
-            return { ok: true, mount: await agent.mount(req.layer, req.mountpoint, await lookupHostUser(peer)) };
+            return { ok: true, mount: await a.mount(req.layer, req.mountpoint, await lookupHostUser(peer)) };
           case 'umount':
-            await agent.umount(req.mountpoint, req.lazy, await lookupHostUser(peer));
+            await a.umount(req.mountpoint, req.lazy, await lookupHostUser(peer));
             return { ok: true };
           case 'mounts':
-            return { ok: true, mounts: await agent.list() };
+            return { ok: true, mounts: await a.list() };
         }
       },
       log,
       { group, onRefused: (peer, reason, detail) => audit.refused(peer, reason, detail) },
     );
   } catch (err) {
+    // The data cache goes with an agent that could not start.
+    await agent?.stop().catch(() => undefined);
     // Nothing is running yet: one plain line says it all (a JSON copy of it would be a second line).
     fail(EXIT_START, [errorMessage(err)]);
   }
+  const started = agent;
   const probe = new ResolverProbe(o.resolver, creds);
   // After a rotation the audit trail goes on in a new file at the same path.
   process.on('SIGHUP', () => {
@@ -331,7 +341,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     await retrying;
     probe.close();
     await control.close();
-    await agent.stop();
+    await started.stop();
     await audit.close();
     await stopTelemetry();
   });
@@ -352,7 +362,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       continue;
     }
     try {
-      await agent.mount(m.layer, m.mountpoint);
+      await started.mount(m.layer, m.mountpoint);
       mounted++;
     } catch (err) {
       if (resolverAway(err)) {
@@ -364,7 +374,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       retries.abort();
       probe.close();
       await control.close();
-      await agent.stop();
+      await started.stop();
       fail(EXIT_START, [`--mount ${m.layer}:${m.mountpoint}: ${message}`]);
     }
   }
@@ -393,7 +403,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     reachable ? 'agent ready' : 'agent up, but no resolver answers: operations fail with EIO until one does',
   );
   for (const m of pending) log.warn({ event: 'agent.mount_pending', layer: m.layer, mountpoint: m.mountpoint }, 'mounting once a resolver answers');
-  if (pending.length > 0) retrying = mountWhenAnswered(agent, pending, probe, o.deadlineMs, retries.signal, log);
+  if (pending.length > 0) retrying = mountWhenAnswered(started, pending, probe, o.deadlineMs, retries.signal, log);
 }
 
 if (require.main === module) {
