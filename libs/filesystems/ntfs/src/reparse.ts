@@ -164,10 +164,10 @@ function mapped(mnt: Buffer, units: number[]): Buffer | undefined {
 }
 
 const DIR_JUNCTION_HEAD = [BS, 0x3f, 0x3f, BS];
-const VOL_JUNCTION_HEAD = [...'\\\\?\\Volume{'].map((c) => c.charCodeAt(0));
+const VOL_JUNCTION_HEAD = [...'\\??\\Volume{'].map((c) => c.charCodeAt(0));
 const startsWith = (p: number[], head: number[]): boolean => head.every((c, i) => p[i] === c);
 
-/** ntfs_get_fulllink: \??\X:\path (a junction or an absolute symlink) or \\?\Volume{...}\. */
+/** ntfs_get_fulllink: \??\X:\path (a junction or an absolute symlink) or \??\Volume{...}\ (a volume mount point). */
 async function fullLink(r: PathResolver, path: number[], mnt: Buffer, isdir: boolean): Promise<Buffer | undefined> {
   const count = path.length;
   let kind: 'dir' | 'vol' | 'none' = 'none';

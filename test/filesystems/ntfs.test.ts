@@ -1,0 +1,205 @@
+/**
+ * The NTFS reader against ntfs-3g: images made by mkntfs (quick format) in
+ * several cluster sizes, filled through a read-write ntfs-3g mount (see
+ * fixture-tree: Windows-like tree, big B+ tree directory, hard links,
+ * Interix and reparse-point symlinks, junctions, ADS, sparse, >4 GiB,
+ * attribute lists, LZNT1-compressed files, DOS names, Unicode), then every
+ * path compared with what ntfs-3g's read-only mount with default options
+ * reports (lstat, readdir, readlink, content, xattrs), plus statfs, lookups
+ * and the label and serial blkid prints.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Errno, isStrataError } from '@strata/errors';
+import { FileSource } from '@strata/ext4';
+import { Ntfs, ntfsDriver } from '@strata/ntfs';
+import { makeImage, makeTempDir, ntfs3gSkipReason, run, withNtfs3g } from '@strata/ntfs/dist/fixture-image';
+import { FillOptions, fillTree } from '@strata/ntfs/dist/fixture-tree';
+import { readFilesystemTree } from '../support/filesystem-tree';
+import { ALL_FIELDS, compareTrees, readKernelTree, type Tree } from '../support/tree-snapshot';
+
+interface Variant {
+  name: string;
+  sizeMiB: number;
+  mkntfs: string[];
+  fill: FillOptions;
+}
+
+const VARIANTS: Variant[] = [
+  {
+    name: '4 KiB clusters: 3000-entry B+ tree directory, 3000-island sparse file with an attribute list, compressed files',
+    sizeMiB: 160,
+    mkntfs: ['-L', 'Windows Ünï'],
+    fill: { bigDir: 3000, fragments: 3000, files: 150, depth: 40, compression: true },
+  },
+  {
+    name: '512-byte clusters (index blocks span 8 clusters), compressed files with 8 KiB units',
+    sizeMiB: 64,
+    mkntfs: ['-c', '512', '-L', 'small'],
+    fill: { bigDir: 600, fragments: 1200, files: 40, depth: 8, compression: true },
+  },
+  {
+    name: '64 KiB clusters (index VCNs in 512-byte units), no compression',
+    sizeMiB: 160,
+    mkntfs: ['-c', '65536'],
+    fill: { bigDir: 600, fragments: 400, files: 40, depth: 8, compression: false },
+  },
+];
+
+/** Names probed with lookup: case variants, DOS names, hidden metafiles, a long and a missing name. */
+const PROBES: [string, string][] = [
+  ['/', '$MFT'],
+  ['/', '$Extend'],
+  ['/', '$UpCase'],
+  ['/', 'LONGFI~1.TXT'],
+  ['/', 'long file name.txt'],
+  ['/', 'Long File Name.txt'],
+  ['/', 'WINDOWS'],
+  ['/names', 'FILE.TXT'],
+  ['/names', 'File.txt'],
+  ['/names', 'file.txt'],
+  ['/names', '😀 smile'],
+  ['/Program Files', 'WINDOW~1'],
+  ['/Program Files', 'Windows Defender'],
+  ['/big', 'entry-00777-abcdefghijabcdefghijabcdefghij'],
+  ['/big', 'entry-00777-abcdefghijabcdefghijabcdefghijX'],
+  ['/big', 'ENTRY-00001-ABCDEFGHIJABCDEFGHIJ'],
+];
+
+const skipReason = ntfs3gSkipReason();
+let work: string;
+before(() => {
+  work = makeTempDir('ntfs-3g-');
+});
+after(() => {
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+interface KernelView {
+  tree: Tree;
+  statfs: fs.StatsFs;
+  probes: (number | undefined)[];
+  mnt: string;
+}
+
+async function resolve(reader: Ntfs, p: string): Promise<number | undefined> {
+  let h: number | undefined = reader.rootHandle;
+  for (const c of p.split('/').filter(Boolean)) {
+    if (h === undefined) return undefined;
+    h = await reader.lookup(h, Buffer.from(c));
+  }
+  return h;
+}
+
+for (const [i, v] of VARIANTS.entries()) {
+  describe(v.name, { skip: skipReason }, () => {
+    let image: string;
+    let kernel: KernelView;
+    before(async () => {
+      image = makeImage(work, `v${i}.img`, v.sizeMiB, v.mkntfs);
+      await withNtfs3g(image, v.fill.compression ? 'rw,compression' : 'rw', (mnt) => fillTree(mnt, v.fill));
+      kernel = await withNtfs3g(image, 'ro', (mnt) => ({
+        tree: readKernelTree(mnt),
+        statfs: fs.statfsSync(mnt),
+        probes: PROBES.map(([dir, name]) => {
+          try {
+            return fs.lstatSync(path.join(mnt, dir, name)).ino;
+          } catch {
+            return undefined;
+          }
+        }),
+        mnt,
+      }));
+    });
+
+    test('every path: lstat, readdir, readlink, content and xattrs equal ntfs-3g; statfs, label and serial too', async () => {
+      const source = await FileSource.open(image);
+      try {
+        const events: unknown[] = [];
+        // Junctions and absolute symlinks render under ntfs-3g's mount point: tell the reader where it was.
+        const reader = await Ntfs.open(source, { mountPoint: kernel.mnt, log: (e) => events.push(e) });
+        const { tree, failures } = await readFilesystemTree(reader);
+        assert.deepEqual(failures, []);
+        assert.deepEqual(compareTrees(kernel.tree, tree, ALL_FIELDS), []);
+        assert.ok(kernel.tree.size > v.fill.bigDir + v.fill.files, `only ${kernel.tree.size} paths compared`);
+        const st = await reader.statfs();
+        const k = kernel.statfs;
+        assert.deepEqual(
+          { bsize: st.bsize, blocks: st.blocks, bfree: st.bfree, bavail: st.bavail, files: st.files, ffree: st.ffree },
+          { bsize: k.bsize, blocks: k.blocks, bfree: k.bfree, bavail: k.bavail, files: k.files, ffree: k.ffree },
+        );
+        const blkid = (tag: string): string => {
+          try {
+            return run('blkid', ['-o', 'value', '-s', tag, image]).replace(/\n$/, '');
+          } catch {
+            return ''; // blkid exits 2 when the tag is absent
+          }
+        };
+        assert.equal(reader.uuid, blkid('UUID'));
+        assert.match(reader.uuid, /^[0-9A-F]{16}$/);
+        assert.equal(reader.label, blkid('LABEL'));
+        assert.equal(reader.needsRecovery, false);
+        assert.equal(reader.type, 'ntfs');
+        assert.deepEqual(events, []);
+      } finally {
+        await source.close();
+      }
+    });
+
+    test('lookup: every listed name, case variants, DOS names and metafiles as ntfs-3g resolves them', async () => {
+      const source = await FileSource.open(image);
+      try {
+        const reader = await Ntfs.open(source, { mountPoint: kernel.mnt });
+        const got = await Promise.all(PROBES.map(([dir, name]) => resolve(reader, path.posix.join(dir, name))));
+        assert.deepEqual(got, kernel.probes);
+        for (const dir of ['/', '/big', '/names', '/links', '/Windows/System32']) {
+          const h = (await resolve(reader, dir))!;
+          for (const e of await reader.readdir(h)) assert.equal(await reader.lookup(h, e.name), e.handle, `${dir}/${e.name.toString()}`);
+        }
+        const file = (await resolve(reader, '/links/original'))!;
+        await assert.rejects(reader.readdir(file), (e: unknown) => isStrataError(e) && e.errno === Errno.ENOTDIR);
+        await assert.rejects(reader.read(reader.rootHandle, 0, 1), (e: unknown) => isStrataError(e) && e.errno === Errno.EISDIR);
+        assert.equal(await ntfsDriver.detect(source), 'ntfs');
+      } finally {
+        await source.close();
+      }
+    });
+  });
+}
+
+describe('unclean volumes', { skip: skipReason }, () => {
+  test('a dirty or hibernated volume is served as ntfs-3g -o ro shows it, with needsRecovery and a warning', async () => {
+    const image = makeImage(work, 'unclean.img', 16, []);
+    await withNtfs3g(image, 'rw', (mnt) => {
+      fs.writeFileSync(path.join(mnt, 'hiberfil.sys'), Buffer.concat([Buffer.from('hibr'), Buffer.alloc(4092)]));
+      fs.writeFileSync(path.join(mnt, 'data.txt'), 'still readable');
+    });
+    const kernel = await withNtfs3g(image, 'ro', (mnt) => readKernelTree(mnt));
+    const source = await FileSource.open(image);
+    try {
+      const events: Record<string, unknown>[] = [];
+      const reader = await Ntfs.open(source, { log: (e) => events.push(e) });
+      assert.equal(reader.needsRecovery, true);
+      assert.ok(events.some((e) => e.event === 'ntfs.unclean' && String(e.reason).includes('hibernated')), JSON.stringify(events));
+      const { tree, failures } = await readFilesystemTree(reader);
+      assert.deepEqual(failures, []);
+      assert.deepEqual(compareTrees(kernel, tree, ALL_FIELDS), []);
+    } finally {
+      await source.close();
+    }
+  });
+
+  test('garbage is EINVAL; detect says no', async () => {
+    const image = path.join(work, 'garbage.img');
+    fs.writeFileSync(image, Buffer.alloc(1 << 20, 0x5a));
+    const source = await FileSource.open(image);
+    try {
+      assert.equal(await ntfsDriver.detect(source), undefined);
+      await assert.rejects(Ntfs.open(source), (e: unknown) => isStrataError(e) && e.errno === Errno.EINVAL);
+    } finally {
+      await source.close();
+    }
+  });
+});
