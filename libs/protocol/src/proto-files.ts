@@ -12,4 +12,5 @@ export const API_PROTO_FILES = [
   'strata/v1/diff.proto',
   'strata/v1/policy.proto',
   'strata/v1/image.proto',
+  'strata/v1/version.proto',
 ];
