@@ -67,6 +67,8 @@ const IMAGES: [string, () => Buffer][] = [
   ['EROFS', () => fx.magicImage(1024, '\xe2\xe1\xf5\xe0')],
   ['ReFS', () => fx.magicImage(0, '\0\0\0ReFS\0')],
   ['an MBR', () => fx.partitionTableImage('dos')],
+  ['a protective MBR and a GPT header', () => fx.partitionTableImage('gpt')],
+  ['a protective MBR whose GPT header fails its CRC', () => fx.partitionTableImage('pmbr')],
 ];
 
 function hasBlkid(): boolean {

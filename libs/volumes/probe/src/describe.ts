@@ -40,7 +40,7 @@ export function describeProbe(p: Probe): string {
     case 'raid':
       return `a Linux software RAID member${p.detail ? ` (${p.detail})` : ''}`;
     case 'partition-table':
-      return `a partition table (${p.type === 'dos' ? 'MBR' : p.type.toUpperCase()})`;
+      return p.type === 'PMBR' ? 'a protective MBR without a valid GPT' : `a partition table (${p.type === 'dos' ? 'MBR' : p.type.toUpperCase()})`;
     case 'filesystem': {
       if (p.type === 'vfat') return withLabel(p.version ? `${p.version} (vfat)` : 'FAT (vfat)', p);
       return withLabel(NAMES[p.type] ?? p.type, p);

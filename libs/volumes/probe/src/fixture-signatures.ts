@@ -1,6 +1,7 @@
 // Test helpers: the smallest images that carry each signature, built byte
 // by byte from the formats' specifications (unit tests; the blkid
 // differential test feeds the same bytes to blkid).
+import { crc32 } from 'node:zlib';
 import type { ByteSource } from './byte-source';
 
 export const MIB = 1024 * 1024;
@@ -165,14 +166,29 @@ export function exfatImage(label: string): Buffer {
   return d;
 }
 
-/** An MBR with one partition, or a protective MBR with a GPT header signature. */
-export function partitionTableImage(kind: 'dos' | 'gpt'): Buffer {
+/** An MBR with one partition, or a protective MBR with a minimal GPT header (an empty entry array; 'pmbr': its CRC broken). */
+export function partitionTableImage(kind: 'dos' | 'gpt' | 'pmbr'): Buffer {
   const d = Buffer.alloc(MIB);
-  d[446 + 4] = kind === 'gpt' ? 0xee : 0x83;
+  d[446 + 4] = kind === 'dos' ? 0x83 : 0xee;
   d.writeUInt32LE(1, 446 + 8);
   d.writeUInt32LE(2047, 446 + 12);
   d[510] = 0x55;
   d[511] = 0xaa;
-  if (kind === 'gpt') d.write('EFI PART', 512, 'latin1');
+  if (kind !== 'dos') {
+    const h = d.subarray(512, 1024);
+    h.write('EFI PART', 0, 'latin1');
+    h.writeUInt32LE(0x10000, 8);
+    h.writeUInt32LE(92, 12);
+    h.writeBigUInt64LE(1n, 24);
+    h.writeBigUInt64LE(BigInt(d.length / 512 - 1), 32);
+    h.writeBigUInt64LE(34n, 40);
+    h.writeBigUInt64LE(BigInt(d.length / 512 - 34), 48);
+    h.writeBigUInt64LE(2n, 72);
+    h.writeUInt32LE(128, 80);
+    h.writeUInt32LE(128, 84);
+    h.writeUInt32LE(crc32(Buffer.alloc(128 * 128)), 88);
+    h.writeUInt32LE(crc32(h.subarray(0, 92)), 16);
+    if (kind === 'pmbr') h[16] ^= 1;
+  }
   return d;
 }

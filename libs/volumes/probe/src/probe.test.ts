@@ -87,6 +87,8 @@ test('partition tables: PTTYPE gpt and dos', async () => {
   assert.deepEqual([gpt.kind, gpt.type], ['partition-table', 'gpt']);
   assert.equal(describeProbe(gpt), 'a partition table (GPT)');
   assert.equal((await of(partitionTableImage('dos'))).type, 'dos');
+  const pmbr = await of(partitionTableImage('pmbr'));
+  assert.deepEqual([pmbr.kind, pmbr.type], ['partition-table', 'PMBR']);
 });
 
 test('zeros are empty, garbage is unknown, a tiny source is either', async () => {
