@@ -4,6 +4,7 @@ import {
   LayerServiceClient,
   PolicyServiceClient,
   ImageServiceClient,
+  VersionServiceClient,
   ProjectionServiceClient,
   SessionServiceClient,
   type SessionRequest,
@@ -39,6 +40,7 @@ export class Endpoint {
   readonly diff: DiffServiceClient;
   readonly policy: PolicyServiceClient;
   readonly images: ImageServiceClient;
+  readonly version: VersionServiceClient;
   /** The channel speaks TLS (errors word a closed connection as a refused handshake). */
   readonly secure: boolean;
 
@@ -56,6 +58,7 @@ export class Endpoint {
     this.diff = new DiffServiceClient(address, creds, opts);
     this.policy = new PolicyServiceClient(address, creds, opts);
     this.images = new ImageServiceClient(address, creds, opts);
+    this.version = new VersionServiceClient(address, creds, opts);
   }
 
   /** A new Session stream on this resolver's channel. */

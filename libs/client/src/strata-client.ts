@@ -97,6 +97,18 @@ function toPath(p: Path): Buffer {
   return typeof p === 'string' ? Buffer.from(p) : p;
 }
 
+/** One resolver's answer to `versions()`. */
+export interface ResolverVersion {
+  address: string;
+  version?: string;
+  commit?: string;
+  node?: string;
+  /** Round trip of the call, in milliseconds. */
+  latencyMs?: number;
+  /** Why it did not answer. */
+  error?: string;
+}
+
 /** Adapts a grpc-js unary method (request, metadata, options, callback) to a promise. */
 function call<Req, Res>(
   fn: (req: Req, md: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res: Res) => void) => unknown,
@@ -211,6 +223,27 @@ export class StrataClient {
   async reportMounts(r: { agentId: string; host: string; mounts: readonly MountReportEntry[]; ttlSeconds: number }): Promise<void> {
     await this.idempotent((e, d) =>
       call(e.layers.reportMounts.bind(e.layers), { agentId: r.agentId, host: r.host, mounts: r.mounts.map((m) => ({ layerId: m.layerId, mountpoint: m.mountpoint })), ttlSeconds: r.ttlSeconds }, d),
+    );
+  }
+
+  // ---- VersionService ----
+
+  /**
+   * The build of every resolver this client was given, each asked on its
+   * own address (not retried elsewhere: the answer is about that one), with
+   * the round trip; a resolver that does not answer has `error` instead.
+   */
+  async versions(): Promise<ResolverVersion[]> {
+    return Promise.all(
+      this.pool.endpoints.map(async (e): Promise<ResolverVersion> => {
+        const started = performance.now();
+        try {
+          const res = await call(e.version.getVersion.bind(e.version), {}, Date.now() + this.deadlineMs);
+          return { address: e.address, version: res.version, ...(res.commit ? { commit: res.commit } : {}), node: res.node, latencyMs: performance.now() - started };
+        } catch (err) {
+          return { address: e.address, error: transportError(err, e.address, this.deadlineMs, e.secure).message };
+        }
+      }),
     );
   }
 
