@@ -186,6 +186,8 @@ export const ACCESS_RULES: Readonly<Record<string, Readonly<Record<string, Rule>
   DiffService: DIFF_SERVICE,
   PolicyService: POLICY_SERVICE,
   ImageService: IMAGE_SERVICE,
+  // Which build runs: any caller the TLS handshake let in (and, enforced, one its certificate names).
+  VersionService: { getVersion: authenticated },
 };
 
 /** A Session request reads the layer it names. */

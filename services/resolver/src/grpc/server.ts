@@ -11,6 +11,7 @@ import {
   ImageServiceService,
   ProjectionServiceService,
   SessionServiceService,
+  VersionServiceService,
 } from '@strata/protocol';
 import type { PolicyStore } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
@@ -26,6 +27,7 @@ import { layerService } from './layer-service';
 import { imageService } from './image-service';
 import type { ImageOps } from '../image-ops';
 import { policyService } from './policy-service';
+import { versionService } from './version-service';
 import { projectionHandlers } from './projection-handlers';
 import { diffService, projectionService } from './services';
 import { type SessionHandle, sessionHandler } from './session';
@@ -36,7 +38,7 @@ import { sessionResponseBytes } from './session-wire';
 /** Responses carry up to 1 MiB of file data or a page of directory entries. */
 export const MAX_RESPONSE_BYTES = 16 << 20;
 
-const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService', 'strata.v1.PolicyService'];
+const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService', 'strata.v1.PolicyService', 'strata.v1.VersionService'];
 
 /**
  * Each call's caller (its certificate's identity) on a log line before the
@@ -110,6 +112,7 @@ export class ResolverServer {
     add('ProjectionService', ProjectionServiceService, projectionService(deps.projection, handlers, rpc));
     add('DiffService', DiffServiceService, diffService(deps.projection, rpc));
     add('PolicyService', PolicyServiceService, policyService(deps.policy, deps.authz, rpc));
+    add('VersionService', VersionServiceService, versionService(rpc));
     add('ImageService', ImageServiceService, imageService(deps.images, rpc));
     // The generated service with a serializer that copies a read's data once (session-wire.ts).
     const sessionService = { session: { ...SessionServiceService.session, responseSerialize: sessionResponseBytes } };
