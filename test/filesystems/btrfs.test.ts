@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { Btrfs } from '@strata/btrfs';
+import type { ByteSource } from '@strata/filesystem';
 import { FileSource } from '@strata/ext4';
 import {
   fillCompressed,
@@ -18,6 +19,7 @@ import {
   kernelSkipReason,
   kernelStatfs,
   makeImage,
+  run,
   tempDir,
   withMount,
 } from '@strata/btrfs/dist/test-fixture';
@@ -29,11 +31,28 @@ interface Variant {
   name: string;
   mkfs: string[];
   bigDir: number;
+  dup: boolean;
+}
+
+/** A file source that remembers the offsets of node-sized reads (tree blocks). */
+class RecordingSource implements ByteSource {
+  readonly treeReads: number[] = [];
+  constructor(
+    private readonly inner: FileSource,
+    private readonly nodesize: number,
+  ) {}
+  get size(): number {
+    return this.inner.size;
+  }
+  read(offset: number, length: number): Promise<Buffer> {
+    if (length === this.nodesize) this.treeReads.push(offset);
+    return this.inner.read(offset, length);
+  }
 }
 
 const VARIANTS: Variant[] = [
-  { name: 'single metadata, crc32c, no-holes', mkfs: ['-m', 'single', '-d', 'single'], bigDir: 3000 },
-  { name: 'DUP metadata, sha256, explicit holes (^no-holes), 64 KiB nodes', mkfs: ['-m', 'dup', '--csum', 'sha256', '-O', '^no-holes', '-n', '65536'], bigDir: 800 },
+  { name: 'single metadata, crc32c, no-holes', mkfs: ['-m', 'single', '-d', 'single'], bigDir: 3000, dup: false },
+  { name: 'DUP metadata, sha256, explicit holes (^no-holes), 64 KiB nodes', mkfs: ['-m', 'dup', '--csum', 'sha256', '-O', '^no-holes', '-n', '65536'], bigDir: 800, dup: true },
 ];
 
 const skip = kernelSkipReason();
@@ -137,6 +156,70 @@ for (const [i, v] of VARIANTS.entries()) {
         }
       } finally {
         await source.close();
+      }
+    });
+
+    test('the image holds what the fill meant to exercise (compressed, inline-compressed, offset and prealloc extents)', () => {
+      const dump = run('btrfs', ['inspect-internal', 'dump-tree', image]);
+      for (const [what, re] of [
+        ['zlib extent', /extent compression 1 \(zlib\)/],
+        ['lzo extent', /extent compression 2 \(lzo\)/],
+        ['zstd extent', /extent compression 3 \(zstd\)/],
+        ['compressed inline extent', /inline extent data size \d+ ram_bytes \d+ compression [1-3]/],
+        ['extent referenced at an offset', /extent data offset [1-9]\d* nr/],
+        ['prealloc extent', /type 2 \(prealloc\)/],
+        ['ROOT_REF', /ROOT_REF/],
+        ...(v.mkfs.includes('^no-holes') ? [['explicit hole', /extent data disk byte 0 nr 0/] as [string, RegExp]] : []),
+      ] as [string, RegExp][]) {
+        assert.match(dump, re, `no ${what} in the image`);
+      }
+    });
+
+    test('a damaged tree block: the other DUP copy is read (event), or the damage stays with what that block holds', async () => {
+      const copy = `${image}.damaged`;
+      run('cp', ['--sparse=always', image, copy]);
+      try {
+        const nodesize = v.mkfs.includes('65536') ? 65536 : 16384;
+        const probeFile = await FileSource.open(copy);
+        const probe = new RecordingSource(probeFile, nodesize);
+        try {
+          const fsys0 = await Btrfs.open(probe);
+          const big = await fsys0.lookup(fsys0.rootHandle, Buffer.from('big'));
+          assert.ok(big !== undefined);
+          await fsys0.readdir(big);
+        } finally {
+          await probeFile.close();
+        }
+        // The last block read for the big directory's listing: a leaf deep in the fs tree.
+        const victim = probe.treeReads[probe.treeReads.length - 1];
+        assert.ok(victim !== undefined);
+        const fd = fs.openSync(copy, 'r+');
+        try {
+          fs.writeSync(fd, Buffer.alloc(64, 0xa5), 0, 64, victim + 200);
+        } finally {
+          fs.closeSync(fd);
+        }
+        const source = await FileSource.open(copy);
+        try {
+          const events: Record<string, unknown>[] = [];
+          const fsys = await Btrfs.open(source, { log: (e) => events.push(e) });
+          const { tree, failures } = await readFilesystemTree(fsys);
+          if (v.dup) {
+            assert.deepEqual(failures, []);
+            assert.deepEqual(compareTrees(kernel, tree, ALL_FIELDS, (_p, info) => (info.ino === 2 ? ['mtimeNs'] : [])), []);
+            assert.ok(events.some((e) => e.event === 'btrfs.mirror'), JSON.stringify(events));
+          } else {
+            assert.ok(failures.length > 0, 'a corrupt single-copy block went unnoticed');
+            assert.ok(failures.every((f) => /checksum mismatch/.test(f.message)), JSON.stringify(failures.slice(0, 3)));
+            // The leaf held part of /big's index: that listing fails; everything outside /big is still there.
+            const outside = [...kernel.keys()].filter((p) => !p.startsWith('/big/'));
+            assert.deepEqual(outside.filter((p) => !tree.has(p)), []);
+          }
+        } finally {
+          await source.close();
+        }
+      } finally {
+        fs.rmSync(copy, { force: true });
       }
     });
 
