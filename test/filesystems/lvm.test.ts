@@ -214,7 +214,7 @@ describe('LVM2 volumes against lvm2 and the kernel', { skip: skipReason() }, () 
     }
   });
 
-  test("vgcfgbackup's text, parsed, is the metadata on the PVs", async () => {
+  test("vgcfgbackup's text, parsed, is the metadata on the PVs and what lvs reports", async () => {
     const text = fs.readFileSync(path.join(dir, 'vg.txt'), 'utf8');
     const backup = readVgMetadata(parseMetadataText(text));
     const [p1] = await pvs([1]);
@@ -223,10 +223,25 @@ describe('LVM2 volumes against lvm2 and the kernel', { skip: skipReason() }, () 
     const strip = (v: typeof backup): unknown => ({ ...v, logicalVolumes: v.logicalVolumes.map((l) => ({ ...l, segments: l.segments.map((s) => ({ ...s, section: undefined })) })) });
     assert.deepEqual(strip(backup), strip(onDisk));
     assert.equal(backup.name, VG);
-    assert.deepEqual(
-      backup.logicalVolumes.map((l) => l.name),
-      ['lin', 'span', 'str'],
+    // And straight against lvs: name, size, and each segment's type, start, length and stripes.
+    const segs = report<LvsSegment>('lvs', 'seg', '--segments', '-o', 'lv_name,lv_size,segtype,seg_start_pe,seg_size_pe,stripes,stripe_size', VG);
+    const [vgRow] = report<VgsRow>('vgs', 'vg', '-o', 'vg_name,vg_uuid,vg_extent_size,vg_seqno', VG);
+    assert.equal(backup.extentSize * 512, Number(vgRow.vg_extent_size));
+    assert.equal(backup.uuid, vgRow.vg_uuid);
+    const fromBackup = backup.logicalVolumes.flatMap((l) =>
+      l.segments.map((s) => ({
+        lv: l.name,
+        size: l.segments.reduce((n, x) => n + x.extentCount, 0) * backup.extentSize * 512,
+        type: s.type === 'striped' && s.stripeCount === 1 ? 'linear' : s.type,
+        start: s.startExtent,
+        count: s.extentCount,
+        stripes: s.stripeCount,
+        stripeSize: s.stripeSize * 512,
+      })),
     );
+    const fromLvs = segs.map((r) => ({ lv: r.lv_name, size: Number(r.lv_size), type: r.segtype, start: Number(r.seg_start_pe), count: Number(r.seg_size_pe), stripes: Number(r.stripes), stripeSize: Number(r.stripe_size) }));
+    const order = (a: { lv: string; start: number }, b: { lv: string; start: number }): number => a.lv.localeCompare(b.lv) || a.start - b.start;
+    assert.deepEqual(fromBackup.sort(order), fromLvs.sort(order));
   });
 
   test('a linear LV reads as the kernel reads the same extents: ext4 made and filled through a loop device over them', async () => {
