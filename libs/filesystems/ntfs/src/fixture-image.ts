@@ -84,7 +84,9 @@ export async function withNtfs3g<T>(image: string, options: string, fn: (mnt: st
         }
       }
     }
-    const done = await Promise.race([exited, sleep(30_000).then(() => 'timeout' as const)]);
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 30_000)))]);
+    clearTimeout(timer);
     if (done === 'timeout') child.kill('SIGKILL');
     fs.rmSync(mnt, { recursive: true, force: true });
   }
