@@ -7,6 +7,7 @@ import { addLayerCommands } from './layer-commands';
 import { addMountCommands } from './mount-commands';
 import { addPolicyCommands } from './policy-commands';
 import { addReadCommands } from './read-commands';
+import { addVersionCommand, clientVersionText } from './version-command';
 
 /**
  * The client commands of docs/design.md §5 (everything but `resolver` and
@@ -16,6 +17,7 @@ import { addReadCommands } from './read-commands';
 export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClient): Command {
   const program = new Command('strata').description('project layered filesystem images: manage layers, read them through the API');
   addGlobalOptions(program);
+  program.version(clientVersionText(), '--version', "print this client's version (and commit, and node) and exit");
   program.configureOutput({
     writeOut: (s) => void io.out(s),
     // Commander's "error: ..." as the one line every other failure is, pointing at the help instead of printing it.
@@ -41,5 +43,6 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
   addInspectCommand(program, ctx);
   addMountCommands(program, ctx);
   addPolicyCommands(program, ctx);
+  addVersionCommand(program, ctx);
   return program;
 }
