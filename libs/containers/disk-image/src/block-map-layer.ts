@@ -102,19 +102,24 @@ export abstract class BlockMapLayer implements Layer {
     );
   }
 
-  /** Blocks the file answers itself (data, zero, or the present sectors of a partial block): what a delta can have changed. */
+  /**
+   * Blocks the file answers itself (data, zero, or the present sectors of a
+   * partial block): what a delta can have changed over its parent. Without a
+   * parent, everything outside them reads as zeros.
+   */
   async ownRanges(): Promise<GuestRange[]> {
     const out: GuestRange[] = [];
     const blocks = Math.ceil(this.size / this.blockSize);
     for (let i = 0; i < blocks; i++) {
-      const skip = this.unmappedRun(i);
+      const skip = await this.unmappedRun(i);
       if (skip > 0) {
         i += skip - 1;
         continue;
       }
       const m = await this.mapBlock(i);
       const start = i * this.blockSize;
-      if (m.kind === 'parent') continue;
+      // Zeros the file records (VHDX ZERO blocks, VDI discarded ones) change nothing when there is no parent to hide.
+      if (m.kind === 'parent' || (m.kind === 'zero' && !this.parent)) continue;
       if (m.kind !== 'partial') {
         appendRange(out, start, this.blockSize, this.size);
         continue;
@@ -127,8 +132,8 @@ export abstract class BlockMapLayer implements Layer {
   }
 
   /** How many blocks from `index` on are known to be the parent's without mapping them one by one (a missing grain table). */
-  protected unmappedRun(_index: number): number {
-    return 0;
+  protected unmappedRun(_index: number): Promise<number> {
+    return Promise.resolve(0);
   }
 }
 
