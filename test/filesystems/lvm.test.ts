@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { type ByteSource, type DiskImage, openImage, readPartitionTable, sliceSource } from '@strata/disk-image';
 import { StrataError, isStrataError } from '@strata/errors';
+import { describeProbe, probe } from '@strata/probe';
 import { Ext4 } from '@strata/ext4';
 import { type PhysicalVolume, type PvWithSource, assembleVolumeGroups, openLogicalVolume, parseMetadataText, readPhysicalVolume, readVgMetadata } from '@strata/lvm';
 
@@ -260,6 +261,7 @@ describe('LVM2 volumes against lvm2 and the kernel', { skip: skipReason() }, () 
     fs.mkdirSync(mnt, { recursive: true });
     const content = Buffer.from(Array.from({ length: 3 * MIB + 123 }, (_, i) => (i * 7919) % 251));
     let kernel: Buffer;
+    let blkidOfLoop: string;
     try {
       run('mkfs.ext4', ['-q', '-F', '-L', 'onlvm', loop]);
       run('mount', [loop, mnt]);
@@ -271,6 +273,7 @@ describe('LVM2 volumes against lvm2 and the kernel', { skip: skipReason() }, () 
         run('umount', [mnt]);
       }
       kernel = fs.readFileSync(loop);
+      blkidOfLoop = run('blkid', ['-p', '-o', 'export', loop]);
     } finally {
       run('losetup', ['-d', loop]);
     }
@@ -287,6 +290,14 @@ describe('LVM2 volumes against lvm2 and the kernel', { skip: skipReason() }, () 
     const big = await ext4.lookup(ext4.rootIno, Buffer.from('big.bin'));
     assert.ok(big);
     assert.equal(sha(await ext4.read(big, 0, content.length + 10)), sha(content));
+    // What the LV holds, probed through our LV source, is what blkid says of the kernel's loop device.
+    const p = await probe(lv);
+    const theirs = Object.fromEntries(blkidOfLoop.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    assert.deepEqual([p.type, p.label, p.uuid, p.version], [theirs.TYPE, theirs.LABEL, theirs.UUID, theirs.VERSION]);
+    assert.equal(describeProbe(p), 'ext4 (label "onlvm")');
+    // And the PVs themselves probe as LVM2 members of the VG.
+    const pv1 = await probe(sources.get(1) as ByteSource);
+    assert.deepEqual([pv1.type, pv1.detail], ['LVM2_member', `VG ${VG}`]);
   });
 
   test('spanning and striped LVs: a pattern written at the PV extents lvm2 reports reads back in LV order', async () => {
