@@ -5,6 +5,7 @@ import { KeyType, NAME_MAX, ObjectId } from './constants';
 import { dirTypeName, parseDirItems, type DirItem } from './dir-item';
 import { corrupt, guarded, safeU64 } from './errors';
 import { FileData } from './file-data';
+import { replayLog } from './log-replay';
 import { STUB_TREE, decodeHandle, encodeHandle } from './handle';
 import { parseInodeExtrefs, parseInodeRefs } from './inode-ref';
 import { parseInodeItem, type InodeItem } from './inode-item';
@@ -86,7 +87,12 @@ export class Btrfs implements Filesystem {
       vol.reader.onMirrorFallback = (bytenr, reason) => log({ event: 'btrfs.mirror', bytenr, reason });
       for (const problem of vol.superblockProblems) log({ event: 'btrfs.superblock', reason: problem });
       if (fs.needsRecovery) {
-        log({ event: 'btrfs.log-tree', replayed: false, logRoot: vol.sb.logRoot.toString(), reason: 'log tree replay is not implemented: the last committed transaction is shown' });
+        if (options.journal === 'ignore') {
+          log({ event: 'btrfs.log-tree', replayed: false, logRoot: vol.sb.logRoot.toString(), reason: "journal: 'ignore': the last committed transaction is shown" });
+        } else {
+          const r = await replayLog(vol, fs.subvols);
+          log({ event: 'btrfs.log-tree', replayed: true, logRoot: vol.sb.logRoot.toString(), subvolumes: r.subvolumes, items: r.items });
+        }
       }
       // The top level must be readable for anything to be.
       await fs.subvols.require(ObjectId.FS_TREE);

@@ -14,6 +14,9 @@ export const KeyType = {
   INODE_REF: 12,
   INODE_EXTREF: 13,
   XATTR_ITEM: 24,
+  ORPHAN_ITEM: 48,
+  DIR_LOG_ITEM: 60,
+  DIR_LOG_INDEX: 72,
   DIR_ITEM: 84,
   DIR_INDEX: 96,
   EXTENT_DATA: 108,
@@ -44,6 +47,8 @@ export const ObjectId = {
   EXTENT_CSUM: 0xffff_ffff_ffff_fff6n,
   /** The stub the kernel shows for a subvolume entry whose subvolume is not reachable from there. */
   EMPTY_SUBVOL_DIR: 2n,
+  /** -6 as u64: the log root tree and its ROOT_ITEMs. */
+  TREE_LOG: 0xffff_ffff_ffff_fffan,
 } as const;
 
 export const BlockGroupFlag = {

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { ByteSource } from '@strata/filesystem';
-import type { BTree } from './btree';
+import type { ItemTree } from './overlay-tree';
 import { decompressExtent } from './compression/decompress';
 import { Compression, FileExtentType, KeyType } from './constants';
 import { corrupt, safeU64, unsupported } from './errors';
@@ -25,7 +25,7 @@ export class FileData {
   ) {}
 
   /** `length` bytes at `offset` of inode `objectid` (the caller clamped to i_size). */
-  async read(tree: BTree, objectid: bigint, offset: number, length: number): Promise<Buffer> {
+  async read(tree: ItemTree, objectid: bigint, offset: number, length: number): Promise<Buffer> {
     const out = Buffer.alloc(length);
     if (length === 0) return out;
     const end = offset + length;

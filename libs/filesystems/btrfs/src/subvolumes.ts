@@ -1,5 +1,6 @@
 import { Errno, StrataError } from '@strata/errors';
 import { BTree } from './btree';
+import type { ItemTree, OverlayTree } from './overlay-tree';
 import { KeyType, ObjectId } from './constants';
 import { corrupt } from './errors';
 import { U64_MAX, key } from './key';
@@ -10,7 +11,9 @@ import type { Volume } from './volume';
 export interface FsTree {
   id: bigint;
   item: RootItem;
-  tree: BTree;
+  tree: ItemTree;
+  /** The on-disk tree (what log replay starts from). */
+  base: BTree;
 }
 
 const MAX_OPEN_TREES = 1 << 16;
@@ -23,6 +26,8 @@ export function isSubvolumeId(id: bigint): boolean {
 /** The fs trees of a volume, looked up in the root tree on first use and kept. */
 export class Subvolumes {
   private readonly trees = new Map<bigint, Promise<FsTree | undefined>>();
+  /** Subvolumes changed by log replay. */
+  private readonly overlays = new Map<bigint, OverlayTree>();
 
   constructor(private readonly vol: Volume) {}
 
@@ -54,7 +59,13 @@ export class Subvolumes {
     if (item.refs === 0 && id !== ObjectId.FS_TREE) return undefined;
     if (item.level >= 8) throw corrupt(`root item ${id}: level ${item.level}`);
     const tree = new BTree(this.vol.reader, { bytenr: item.bytenr, level: item.level, generation: item.generation, name: `subvolume ${id}` });
-    return { id, item, tree };
+    return { id, item, tree: this.overlays.get(id) ?? tree, base: tree };
+  }
+
+  /** Serves subvolume `id` through `overlay` from now on. */
+  setOverlay(id: bigint, overlay: OverlayTree): void {
+    this.overlays.set(id, overlay);
+    this.trees.delete(id);
   }
 
   /** ROOT_REF of `child` under `parent`, if the root tree records one. */
