@@ -1,0 +1,297 @@
+/**
+ * The NTFS reader on hostile images: a real volume made by mkntfs and
+ * ntfs-3g (B+ tree directory, attribute list, compressed and sparse files,
+ * reparse points, ADS) is damaged — boot sector fields, MFT records and
+ * index blocks (torn, or damaged and re-protected so that the fixups pass
+ * and the parsers behind them see the damage), attribute headers and
+ * runlists, attribute lists, random bytes, truncation — and the whole tree
+ * is walked with a bounded number of calls. Every call must resolve or
+ * reject with a StrataError within a time bound, without an internal error
+ * and without reading more than a bounded amount at once.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { isStrataError } from '@strata/errors';
+import type { ByteSource } from '@strata/filesystem';
+import { Ntfs } from '@strata/ntfs';
+import { makeImage, makeTempDir, ntfs3gSkipReason, withNtfs3g } from '@strata/ntfs/dist/fixture-image';
+import { fillTree } from '@strata/ntfs/dist/fixture-tree';
+
+/** Reads larger than this would mean the reader trusts a size from disk. */
+const MAX_READ = 64 * 1024 * 1024;
+const CALLS_PER_IMAGE = 600;
+const TIME_PER_IMAGE_MS = 10_000;
+
+class MemorySource implements ByteSource {
+  constructor(
+    private readonly image: Buffer,
+    readonly size: number = image.length,
+  ) {}
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    if (length > MAX_READ) throw new Error(`read of ${length} bytes: larger than any read this image needs`);
+    if (offset < 0 || offset + length > this.size) throw new Error(`read past the end (${offset}+${length} of ${this.size})`);
+    const out = Buffer.alloc(length);
+    this.image.copy(out, 0, offset, Math.min(offset + length, this.image.length));
+    return out;
+  }
+}
+
+/** A deterministic generator, so a failure names a reproducible seed. */
+function prng(seed: number): () => number {
+  let x = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}
+
+/** Undoes and redoes the update sequence protection of a record, so damage inside it survives the fixup check. */
+function reprotect(img: Buffer, at: number, size: number, mutate: (logical: Buffer) => void): void {
+  const rec = img.subarray(at, at + size);
+  const usaOfs = rec.readUInt16LE(4);
+  const usaCount = rec.readUInt16LE(6);
+  if (usaCount - 1 !== size / 512 || usaOfs + 2 * usaCount > size) return;
+  const usn = rec.readUInt16LE(usaOfs);
+  for (let i = 0; i < size / 512; i++) rec.writeUInt16LE(rec.readUInt16LE(usaOfs + 2 + 2 * i), (i + 1) * 512 - 2);
+  mutate(rec);
+  for (let i = 0; i < size / 512; i++) {
+    const end = (i + 1) * 512 - 2;
+    rec.writeUInt16LE(rec.readUInt16LE(end), usaOfs + 2 + 2 * i);
+    rec.writeUInt16LE(usn, end);
+  }
+}
+
+interface Layout {
+  records: number[];
+  recordSize: number;
+  indexBlocks: number[];
+  indexSize: number;
+}
+
+function layoutOf(img: Buffer): Layout {
+  const records: number[] = [];
+  const indexBlocks: number[] = [];
+  for (let at = 0; at + 1024 <= img.length; at += 512) {
+    const magic = img.toString('latin1', at, at + 4);
+    // Records in use only: damage to a free record is never read.
+    if (magic === 'FILE' && at % 1024 === 0 && img[at + 0x16] & 1) records.push(at);
+    if (magic === 'INDX' && at % 4096 === 0) indexBlocks.push(at);
+  }
+  return { records, recordSize: 1024, indexBlocks, indexSize: 4096 };
+}
+
+type Mutator = (img: Buffer, r: () => number, l: Layout) => number | undefined;
+
+const pick = <T>(r: () => number, xs: T[]): T => xs[r() % xs.length];
+const hostile = (r: () => number): number => pick(r, [0, 1, 0x7f, 0x80, 0xff, 0xffff, 0xffffffff, 0x8000, r() & 0xffff, r()]);
+
+/** The attribute offsets of a (logical) MFT record. */
+function attributesOf(rec: Buffer): number[] {
+  const out: number[] = [];
+  let at = rec.readUInt16LE(0x14);
+  for (let i = 0; i < 64 && at + 8 <= rec.length; i++) {
+    const type = rec.readUInt32LE(at);
+    const len = rec.readUInt32LE(at + 4);
+    if (type === 0xffffffff || len < 16 || at + len > rec.length) break;
+    out.push(at);
+    at += len;
+  }
+  return out;
+}
+
+const MUTATORS: [string, Mutator][] = [
+  ['boot sector field', (img, r) => {
+    const at = pick(r, [0x0b, 0x0c, 0x0d, 0x28, 0x2c, 0x30, 0x34, 0x38, 0x40, 0x44, 0x48, 0x1fe]);
+    img.writeUInt32LE(hostile(r) >>> 0, at);
+    return undefined;
+  }],
+  ['torn MFT record', (img, r, l) => {
+    // A sector that missed the write: its tail no longer holds the update sequence number.
+    const at = pick(r, l.records) + (1 + (r() % (l.recordSize / 512))) * 512 - 2;
+    img[at] ^= 1 + (r() % 255);
+    return undefined;
+  }],
+  ['MFT record bytes behind valid fixups', (img, r, l) => {
+    reprotect(img, pick(r, l.records), l.recordSize, (rec) => {
+      const inUse = Math.min(rec.length, Math.max(0x40, rec.readUInt32LE(0x18)));
+      for (let n = 1 + (r() % 6); n > 0; n--) rec[r() % 2 ? 0x10 + (r() % 0x20) : 0x10 + (r() % (inUse - 0x10))] = r() & 0xff;
+    });
+    return undefined;
+  }],
+  ['attribute header field', (img, r, l) => {
+    reprotect(img, pick(r, l.records), l.recordSize, (rec) => {
+      const attrs = attributesOf(rec);
+      if (attrs.length === 0) return;
+      const a = pick(r, attrs);
+      const field = pick(r, [4, 8, 9, 10, 12, 0x10, 0x14, 0x18, 0x20, 0x22, 0x28, 0x30, 0x38, 0x40]);
+      if (field === 8 || field === 9 || field === 0x22) rec[a + field] = hostile(r) & 0xff;
+      else if (field < 0x10 || field === 0x14 || field === 0x20) rec.writeUInt16LE(hostile(r) & 0xffff, a + field);
+      else rec.writeUInt32LE(hostile(r) >>> 0, a + field + (r() % 2) * 4);
+    });
+    return undefined;
+  }],
+  ['runlist bytes', (img, r, l) => {
+    reprotect(img, pick(r, l.records), l.recordSize, (rec) => {
+      const nonResident = attributesOf(rec).filter((a) => rec[a + 8] === 1);
+      if (nonResident.length === 0) return;
+      const a = pick(r, nonResident);
+      const pairs = a + rec.readUInt16LE(a + 0x20);
+      const len = rec.readUInt32LE(a + 4);
+      if (pairs >= a + len) return;
+      for (let n = 1 + (r() % 3); n > 0; n--) rec[pairs + (r() % (a + len - pairs))] = r() & 0xff;
+    });
+    return undefined;
+  }],
+  ['attribute list entry', (img, r, l) => {
+    const withList = l.records.filter((at) => {
+      let found = false;
+      reprotect(img, at, l.recordSize, (rec) => (found = attributesOf(rec).some((a) => rec.readUInt32LE(a) === 0x20)));
+      return found;
+    });
+    if (withList.length === 0) return undefined;
+    reprotect(img, pick(r, withList), l.recordSize, (rec) => {
+      const a = attributesOf(rec).find((x) => rec.readUInt32LE(x) === 0x20)!;
+      if (rec[a + 8] === 0) {
+        const v = a + rec.readUInt16LE(a + 20);
+        const n = rec.readUInt32LE(a + 16);
+        if (n > 0) rec.writeUInt16LE(hostile(r) & 0xffff, v + ((r() % Math.max(1, n - 2)) & ~1));
+      } else {
+        rec.writeUInt32LE(hostile(r) >>> 0, a + pick(r, [0x18, 0x30, 0x38]));
+      }
+    });
+    return undefined;
+  }],
+  ['index block behind valid fixups', (img, r, l) => {
+    if (l.indexBlocks.length === 0) return undefined;
+    reprotect(img, pick(r, l.indexBlocks), l.indexSize, (blk) => {
+      const field = pick(r, [0x10, 0x18, 0x1c, 0x20, 0x40 + (r() % 4000)]);
+      if (field < 0x40) blk.writeUInt32LE(hostile(r) >>> 0, field);
+      else blk[field] = r() & 0xff;
+    });
+    return undefined;
+  }],
+  ['torn index block', (img, r, l) => {
+    if (l.indexBlocks.length === 0) return undefined;
+    img[pick(r, l.indexBlocks) + (1 + (r() % (l.indexSize / 512))) * 512 - 2] ^= 0x40;
+    return undefined;
+  }],
+  ['random bytes', (img, r) => {
+    for (let n = 1 + (r() % 32); n > 0; n--) img[r() % img.length] = r() & 0xff;
+    return undefined;
+  }],
+  ['truncation', (img, r) => (r() % 2 ? r() % img.length : (r() % (img.length / 4096)) * 4096)],
+];
+
+interface Outcome {
+  calls: number;
+  rejections: number;
+}
+
+/** Walks everything reachable within the call budget; every rejection must be a StrataError. */
+async function walk(source: ByteSource, log: (e: Record<string, unknown>) => void): Promise<Outcome> {
+  const out: Outcome = { calls: 0, rejections: 0 };
+  const call = async <T>(what: string, p: () => Promise<T>): Promise<T | undefined> => {
+    out.calls++;
+    try {
+      return await p();
+    } catch (err) {
+      assert.ok(isStrataError(err), `${what} rejected with a non-StrataError: ${String(err)}`);
+      out.rejections++;
+      return undefined;
+    }
+  };
+  const reader = await call('open', () => Ntfs.open(source, { log, cacheBytes: 1 << 20 }));
+  if (!reader) return out;
+  await call('statfs', () => reader.statfs());
+  const queue = [reader.rootHandle];
+  const seen = new Set<number>();
+  while (queue.length > 0 && out.calls < CALLS_PER_IMAGE) {
+    const h = queue.shift()!;
+    if (seen.has(h)) continue;
+    seen.add(h);
+    const node = await call('node', () => reader.node(h));
+    await call('xattrs', () => reader.xattrs(h));
+    if (!node) continue;
+    const type = node.mode & 0o170000;
+    if (type === 0o120000) await call('readlink', () => reader.readlink(h));
+    if (type === 0o100000) {
+      await call('read', () => reader.read(h, 0, 256 * 1024));
+      await call('read end', () => reader.read(h, Math.max(0, node.size - 5000), 10_000));
+    }
+    if (type === 0o040000) {
+      const entries = await call('readdir', () => reader.readdir(h));
+      for (const e of (entries ?? []).slice(0, 200)) {
+        queue.push(e.handle);
+        if (e.handle % 7 === 0) await call('lookup', () => reader.lookup(h, e.name));
+      }
+    }
+  }
+  return out;
+}
+
+const skipReason = ntfs3gSkipReason();
+
+describe('hostile NTFS images', { skip: skipReason }, () => {
+  let work: string;
+  let clean: Buffer;
+  before(async () => {
+    work = makeTempDir('ntfs-fuzz-');
+    const image = makeImage(work, 'base.img', 24, []);
+    await withNtfs3g(image, 'rw,compression', (mnt) => fillTree(mnt, { bigDir: 150, fragments: 600, files: 12, depth: 5, compression: true }));
+    clean = fs.readFileSync(image);
+    fs.rmSync(path.join(work, 'base.img'));
+  });
+  after(() => {
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('the clean image walks without a single rejection', async () => {
+    const events: Record<string, unknown>[] = [];
+    const o = await walk(new MemorySource(clean), (e) => events.push(e));
+    assert.equal(o.rejections, 0);
+    assert.ok(o.calls > 500, `only ${o.calls} calls`);
+    assert.deepEqual(events, []);
+  });
+
+  test('every mutation: each call resolves or rejects with a StrataError, bounded in time and reads', async (t) => {
+    const layout = layoutOf(clean);
+    assert.ok(layout.records.length > 200 && layout.indexBlocks.length > 2, `layout: ${layout.records.length} records, ${layout.indexBlocks.length} index blocks`);
+    let rejections = 0;
+    let calls = 0;
+    let images = 0;
+    const byKind = new Map<string, number>();
+    const started = Date.now();
+    for (let seed = 1; seed <= 40 * MUTATORS.length && Date.now() - started < 12_000; seed++) {
+      images++;
+      const r = prng(seed * 7919);
+      const [kind, mutate] = MUTATORS[seed % MUTATORS.length];
+      const img = Buffer.from(clean);
+      const size = mutate(img, r, layout) ?? img.length;
+      const internal: Record<string, unknown>[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        walk(new MemorySource(img, size), (e) => {
+          if (e.event === 'ntfs.internal') internal.push(e);
+        }),
+        new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), TIME_PER_IMAGE_MS))),
+      ]).finally(() => clearTimeout(timer));
+      assert.notEqual(outcome, 'timeout', `seed ${seed} (${kind}): the walk did not finish in ${TIME_PER_IMAGE_MS} ms`);
+      assert.deepEqual(internal, [], `seed ${seed} (${kind}): an unexpected exception inside the reader`);
+      if (outcome !== 'timeout') {
+        byKind.set(kind, (byKind.get(kind) ?? 0) + outcome.rejections);
+        rejections += outcome.rejections;
+        calls += outcome.calls;
+      }
+    }
+    t.diagnostic(`${images} damaged images, ${calls} calls, ${rejections} rejections: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    assert.ok(images >= 2 * MUTATORS.length, `only ${images} images in the time given`);
+    assert.ok(rejections > 30, `the mutations were noticed only ${rejections} times in ${calls} calls`);
+  });
+});
