@@ -110,10 +110,9 @@ export class OverlayTree implements ItemTree {
         break;
       }
     }
-    let theirs = await this.base.lastAtOrBefore(target, floor);
+    const theirs = await this.base.lastAtOrBefore(target, floor);
     if (theirs && this.entries.has(keyId(theirs.key))) {
       // Hidden by the overlay: walk the merged view instead (only replayed inodes pay this).
-      theirs = undefined;
       let last: Item | undefined;
       for await (const it of this.range(floor, target)) last = it;
       return last;
