@@ -204,7 +204,7 @@ describe('XFS reader on damaged images', { skip: hasTool('mkfs.xfs') ? undefined
     let file: string;
     if (kernelSkipReason() === undefined) {
       file = makeImage(work, 'v5.img', 24, []);
-      await withMount(file, false, (mnt) => fillTree(mnt, { bigDir: 300, fragments: 300, manyAttrs: 60 }));
+      await withMount(file, 'rw', (mnt) => fillTree(mnt, { bigDir: 300, fragments: 300, manyAttrs: 30 }));
     } else {
       file = protoImage(work, 'v5.img', 24, [], sourceTree(path.join(work, 'src5')));
     }

@@ -50,14 +50,19 @@ export function makeImage(dir: string, name: string, sizeMiB: number, mkfsArgs: 
   return image;
 }
 
-/** Attaches the image to a loop device, mounts it, runs fn, then always unmounts and detaches. */
-export async function withMount<T>(image: string, readOnly: boolean, fn: (mnt: string) => T | Promise<T>): Promise<T> {
+/**
+ * Attaches the image to a loop device, mounts it, runs fn, then always
+ * unmounts and detaches. 'rw' is a guest writing; 'ro' the kernel's answer;
+ * 'recover' a read-only mount of a writable device, on which the kernel
+ * replays a dirty log into the image first (it refuses to on a read-only one).
+ */
+export async function withMount<T>(image: string, mode: 'rw' | 'ro' | 'recover', fn: (mnt: string) => T | Promise<T>): Promise<T> {
   const mnt = makeTempDir('xfs-mnt-');
   let dev: string | undefined;
   let mounted = false;
   try {
-    dev = run('losetup', [...(readOnly ? ['-r'] : []), '-f', '--show', image]).trim();
-    run('mount', ['-t', 'xfs', '-o', readOnly ? 'ro' : 'rw', dev, mnt]);
+    dev = run('losetup', [...(mode === 'ro' ? ['-r'] : []), '-f', '--show', image]).trim();
+    run('mount', ['-t', 'xfs', '-o', mode === 'rw' ? 'rw' : 'ro', dev, mnt]);
     mounted = true;
     return await fn(mnt);
   } finally {
@@ -282,4 +287,32 @@ export function protoImage(dir: string, name: string, sizeMiB: number, mkfsArgs:
   fs.truncateSync(image, sizeMiB * 1024 * 1024);
   run('mkfs.xfs', ['-q', '-f', ...mkfsArgs, '-p', protoFile, image]);
   return image;
+}
+
+/**
+ * A guest's changes after the fill, then a crash: `xfs_io shutdown -f`
+ * forces the log to disk and stops the filesystem before any metadata is
+ * written back in place, so the image's log is dirty and holds all of it.
+ */
+export function changeThenCrash(mnt: string): void {
+  const p = (...parts: string[]): string => path.join(mnt, ...parts);
+  fs.mkdirSync(p('after', 'deep', 'er'), { recursive: true });
+  for (let i = 0; i < 700; i++) fs.writeFileSync(p('after', `new-${i}-${'m'.repeat(i % 70)}`), i % 7 === 0 ? patternBytes(5000, `n${i}`) : '');
+  for (let i = 0; i < 1000; i += 3) fs.rmSync(p('big', fs.readdirSync(p('big'))[0]));
+  fs.renameSync(p('files', 'f4096'), p('after', 'deep', 'er', 'moved'));
+  fs.appendFileSync(p('files', 'f100'), 'appended');
+  fs.truncateSync(p('files', 'f1048579'), 5000);
+  fs.linkSync(p('files', 'f65536'), p('after', 'second-name'));
+  fs.symlinkSync('q'.repeat(600), p('after', 'remote-link'));
+  run('setfattr', ['-n', 'user.added', '-v', 'later', p('files', 'f1')]);
+  run('setfattr', ['-n', 'user.remote-later', '-v', `0s${patternBytes(20000, 'rl').toString('base64')}`, p('after', 'second-name')]);
+  run('setfacl', ['-m', 'u:2000:r', p('after')]);
+  run('touch', ['-h', '-d', '1969-07-20 20:17:40.5 UTC', p('after', 'deep')]);
+  run('xfs_io', ['-f', '-c', 'falloc 0 256k', '-c', 'pwrite -q 4k 4k', p('after', 'prealloc')]);
+  const frag = p('after', 'fragmented');
+  fs.writeFileSync(frag, patternBytes(600 * 8192, 'f2'));
+  const cmds: string[] = [];
+  for (let i = 0; i < 600; i++) cmds.push('-c', `fpunch ${(2 * i + 1) * 4096} 4096`);
+  run('xfs_io', [...cmds, frag]);
+  run('xfs_io', ['-x', '-c', 'shutdown -f', mnt]);
 }

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { ByteSource } from '@strata/filesystem';
 import { corrupt } from './errors';
+import type { SectorOverlay } from './log/sector-overlay';
 
 /** A cached metadata buffer, with the checks already passed on it (like the kernel's verified buffers). */
 export interface MetaBuffer {
@@ -23,6 +24,7 @@ export class MetadataReader {
     private readonly source: ByteSource,
     private readonly limit: number,
     cacheBytes: number,
+    private readonly overlay?: SectorOverlay,
   ) {
     this.cache = new LRUCache<string, MetaBuffer>({ maxSize: Math.max(cacheBytes, 1 << 16), sizeCalculation: (m) => m.data.length + 64 });
   }
@@ -40,7 +42,8 @@ export class MetadataReader {
       parts.push(buf.length === n ? buf : buf.subarray(0, n));
       done += n;
     }
-    return parts.length === 1 ? parts[0] : Buffer.concat(parts, length);
+    const out = parts.length === 1 ? parts[0] : Buffer.concat(parts, length);
+    return this.overlay ? this.overlay.patch(offset, out) : out;
   }
 
   async metadata(offset: number, length: number, what: string): Promise<MetaBuffer> {

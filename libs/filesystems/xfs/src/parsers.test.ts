@@ -20,7 +20,7 @@ function sb(overrides: Partial<Superblock> = {}): Superblock {
   return {
     blockSize: 4096, blockLog: 12, dblocks: 4 * 16384, rblocks: 0, uuid: Buffer.alloc(16, 7), metaUuid: Buffer.alloc(16, 7),
     logStart: 8192, rootIno: 128, agBlocks: 16384, agCount: 4, logBlocks: 1000, versionNum: 0xb4a5, sectSize: 512,
-    inodeSize: 512, inodesPerBlock: 8, label: '', inodeLog: 9, inopbLog: 3, agBlkLog: 14, imaxPct: 25, icount: 64,
+    inodeSize: 512, inodesPerBlock: 8, label: '', inodeLog: 9, inopbLog: 3, agBlkLog: 14, imaxPct: 25, icount: 64, inoAlignMt: 8,
     ifree: 60, fdblocks: 1000, dirBlkLog: 0, features2: 0, incompat: 0x9, roCompat: 0, logIncompat: 0, crc: true,
     ftype: true, hasNlink: true, ...overrides,
   };

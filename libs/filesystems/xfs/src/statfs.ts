@@ -1,6 +1,7 @@
 import type { FsStatFs } from '@strata/filesystem';
 import { crcMatches } from './checksum';
 import { corrupt } from './errors';
+import { cowStagingBlocks } from './refcount-btree';
 import type { Superblock } from './superblock';
 import type { Volume } from './volume';
 
@@ -35,9 +36,48 @@ async function allocbtBlocks(vol: Volume): Promise<number> {
   return total;
 }
 
-/** statfs(2) as xfs_fs_statfs answers it on a clean read-only mount (no quotas, no realtime). */
-export async function computeStatFs(vol: Volume): Promise<FsStatFs> {
+const AGI_MAGIC = 0x58414749; // 'XAGI'
+const AGI_CRC_OFFSET = 312;
+
+/**
+ * The summary counters summed from the AG headers, as
+ * xfs_initialize_perag_data recomputes them when a log was recovered.
+ */
+async function countersFromAgHeaders(vol: Volume): Promise<{ fdblocks: number; icount: number; ifree: number }> {
   const { sb } = vol;
+  let unlinked = 0;
+  let fdblocks = 0;
+  let icount = 0;
+  let ifree = 0;
+  for (let agno = 0; agno < sb.agCount; agno++) {
+    const base = agno * sb.agBlocks * sb.blockSize;
+    const agf = (await vol.reader.metadata(base + sb.sectSize, sb.sectSize, `AGF ${agno}`)).data;
+    if (agf.readUInt32BE(0) !== AGF_MAGIC || agf.readUInt32BE(8) !== agno) throw corrupt(`AGF ${agno}`, 'bad magic or sequence number');
+    if (sb.crc && !crcMatches(agf, 0, sb.sectSize, AGF_CRC_OFFSET)) throw corrupt(`AGF ${agno}`, 'bad CRC');
+    fdblocks += agf.readUInt32BE(52) + agf.readUInt32BE(48) + agf.readUInt32BE(60);
+    // Recovery ends by freeing leftover copy-on-write staging extents.
+    if (sb.roCompat & RO_COMPAT_REFLINK) fdblocks += await cowStagingBlocks(vol, agno, agf.readUInt32BE(88), agf.readUInt32BE(92), agf.readUInt32BE(84));
+    const agi = (await vol.reader.metadata(base + 2 * sb.sectSize, sb.sectSize, `AGI ${agno}`)).data;
+    if (agi.readUInt32BE(0) !== AGI_MAGIC || agi.readUInt32BE(8) !== agno) throw corrupt(`AGI ${agno}`, 'bad magic or sequence number');
+    if (sb.crc && !crcMatches(agi, 0, sb.sectSize, AGI_CRC_OFFSET)) throw corrupt(`AGI ${agno}`, 'bad CRC');
+    icount += agi.readUInt32BE(16);
+    ifree += agi.readUInt32BE(28);
+    for (let b = 0; b < 64; b++) if (agi.readUInt32BE(40 + b * 4) !== 0xffffffff) unlinked++;
+  }
+  if (unlinked > 0) {
+    // Recovery would also inactivate inodes unlinked while still open; their inodes and blocks stay counted here.
+    vol.log({ event: 'xfs.log', reason: 'unlinked inodes left for recovery to free are counted as in use', buckets: unlinked });
+  }
+  return { fdblocks, icount, ifree };
+}
+
+/**
+ * statfs(2) as xfs_fs_statfs answers it on a read-only mount (no quotas,
+ * no realtime): from the superblock's counters on a clean filesystem, from
+ * the AG headers after log recovery.
+ */
+export async function computeStatFs(vol: Volume, recovered = false): Promise<FsStatFs> {
+  const sb = recovered ? { ...vol.sb, ...(await countersFromAgHeaders(vol)) } : vol.sb;
   const setAside = sb.agCount * 8;
   const logBlocks = sb.logStart ? sb.logBlocks : 0;
   const bfree = Math.max(0, sb.fdblocks - setAside - (await allocbtBlocks(vol)));

@@ -58,6 +58,8 @@ export interface Superblock {
   ifree: number;
   fdblocks: number;
   dirBlkLog: number;
+  /** Inode chunk alignment in blocks (sb_inoalignmt). */
+  inoAlignMt: number;
   features2: number;
   incompat: number;
   roCompat: number;
@@ -155,6 +157,7 @@ export function parseSuperblock(raw: Buffer, volumeSize: number): Superblock {
     ifree: readU64(raw, 136, what),
     fdblocks: readU64(raw, 144, what),
     dirBlkLog,
+    inoAlignMt: raw.readUInt32BE(180),
     features2,
     incompat,
     roCompat,

@@ -12,7 +12,11 @@ import type { Extent } from './extent';
 import { readFileRange } from './fork-blocks';
 import { locateInode } from './geometry';
 import { XfsInode, parseInode, rdevOf } from './inode';
-import { inspectLog } from './log';
+import { inspectLog, logArea } from './log/log-head';
+import { readRecords } from './log/log-records';
+import { replayLog } from './log/log-replay';
+import { committedTransactions } from './log/log-transactions';
+import { SectorOverlay } from './log/sector-overlay';
 import { MetadataReader } from './metadata-reader';
 import { aclFromDisk } from './posix-acl';
 import { computeStatFs } from './statfs';
@@ -74,15 +78,38 @@ export class Xfs implements Filesystem {
       const head = await source.read(0, Math.min(SB_READ, source.size));
       const sb = parseSuperblock(head, source.size);
       const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
-      const vol: Volume = { sb, reader: new MetadataReader(source, sb.dblocks * sb.blockSize, Math.floor(cacheBytes / 2)), log };
+      const limit = sb.dblocks * sb.blockSize;
+      const vol: Volume = { sb, reader: new MetadataReader(source, limit, Math.floor(cacheBytes / 2)), log };
       const logState = await inspectLog(vol);
-      const dirty = !logState.clean || sb.logIncompat !== 0;
-      if (dirty) {
-        log({ event: 'xfs.log', reason: 'the log needs recovery', headBlock: logState.headBlock, cycle: logState.cycle });
-        if (journal === 'replay') throw new StrataError(Errno.EOPNOTSUPP, 'xfs: XFS log needs recovery (a copy of a mounted or crashed filesystem): replay is not supported');
+      if (logState.clean) return new Xfs(vol, false, await computeStatFs(vol), cacheBytes);
+      if (journal === 'ignore') {
+        log({ event: 'xfs.log', reason: 'the log needs recovery; read as on disk', head: logState.head, tail: logState.tail });
+        return new Xfs(vol, true, await computeStatFs(vol), cacheBytes);
       }
-      return new Xfs(vol, dirty, await computeStatFs(vol), cacheBytes);
+      return Xfs.recover(source, vol, logState.tail, logState.head, cacheBytes);
     });
+  }
+
+  /**
+   * Replays the log into an in-memory overlay (the image is never written),
+   * then reads the superblock again through it, as the kernel's mount does
+   * after recovery, with the summary counters recomputed from the AG headers.
+   */
+  private static async recover(source: ByteSource, disk: Volume, tail: number, head: number, cacheBytes: number): Promise<Xfs> {
+    const { sb, log } = disk;
+    const overlay = new SectorOverlay();
+    const limit = sb.dblocks * sb.blockSize;
+    const records = await readRecords(logArea(disk), tail, head, sb.crc);
+    const transactions = committedTransactions(records);
+    const view = new MetadataReader(source, limit, 0, overlay);
+    const done = await replayLog(sb, transactions, (offset, length) => view.data(offset, length, 'log replay'), overlay, limit);
+    const replayedSb = parseSuperblock(await view.data(0, Math.min(SB_READ, limit), 'superblock'), source.size);
+    if (replayedSb.blockSize !== sb.blockSize || replayedSb.agBlocks !== sb.agBlocks || replayedSb.dblocks !== sb.dblocks) {
+      throw corrupt('superblock', 'the log changes the geometry (a grown filesystem): not supported');
+    }
+    log({ event: 'xfs.log', reason: 'log replayed in memory', records: records.length, transactions: transactions.length, buffers: done.buffers, inodes: done.inodes, sectors: overlay.size });
+    const vol: Volume = { sb: replayedSb, reader: new MetadataReader(source, limit, Math.floor(cacheBytes / 2), overlay), log };
+    return new Xfs(vol, true, await computeStatFs(vol, true), cacheBytes);
   }
 
   /** Reads, checks and decodes an inode as the kernel's iget does; ENOENT for a free inode. */
