@@ -73,7 +73,7 @@ export function addReadCommands(program: Command, ctx: CommandContext): void {
     );
   program
     .command('walk')
-    .description('every path under a directory inside a layer, parents before children (ls -l style, full paths)')
+    .description('every path under a directory inside a layer, parents before children (ls -l style, full paths; --json: one JSON object a line, as they arrive)')
     .argument('<layer>')
     .argument('[path]', 'directory', '/')
     .option('--max-depth <n>', '1: the directory\'s entries only; 0: no limit', depth, 0)
@@ -81,18 +81,17 @@ export function addReadCommands(program: Command, ctx: CommandContext): void {
     .addHelpText('after', progressHelp('entries'))
     .action((ref: string, p: string, o: { maxDepth: number } & ProgressOption, cmd: Command) =>
       ctx.withClient(cmd, async (c, g) => {
-        const all: unknown[] = [];
         await ctx.withProgress(o, 'walk', ['entry', 'entries'], async (progress) => {
           for await (const batch of c.walk(parseLayerRef(ref), p, { maxDepth: o.maxDepth, includeLinkTargets: true })) {
             progress?.add(batch.length);
             for (const e of batch) {
               const link = e.attr && isLinkMode(e.attr.mode) ? e.linkTarget : undefined;
-              if (g.json) all.push({ ...pathJson(e.path), attr: e.attr ? attrJson(e.attr) : null, ...(link ? linkJson(link) : {}) });
+              // NDJSON: a tree of millions of entries streams in constant memory, and `| jq -c` or `| head` work as it goes.
+              if (g.json) await out(`${JSON.stringify({ ...pathJson(e.path), attr: e.attr ? attrJson(e.attr) : null, ...(link ? linkJson(link) : {}) })}\n`);
               else if (e.attr) await out(`${lsLine(pathText(e.path), e.attr)}${link ? ` -> ${pathText(link)}` : ''}\n`);
             }
           }
         });
-        if (g.json) await json({ path: p, entries: all });
       }),
     );
 }
