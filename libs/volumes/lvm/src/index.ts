@@ -8,3 +8,4 @@ export { readPhysicalVolume, type PhysicalVolume, type PvMetadata } from './phys
 export { assembleVolumeGroups, logicalVolumeRefusal, type LogicalVolumeInfo, type PvWithSource, type VgPhysicalVolume, type VolumeGroup } from './volume-group';
 export { openLogicalVolume } from './logical-volume';
 export { describeVolumeGroup } from './describe';
+export { scanVolumeGroups, type ScanResult } from './scan';

@@ -5,6 +5,7 @@ import { describeVolumeGroup } from './describe';
 import { type FixtureLv, MIB, buildPv, fixtureUuid, linear, memorySource, striped, vgText } from './fixture-pv';
 import { openLogicalVolume } from './logical-volume';
 import { readPhysicalVolume } from './physical-volume';
+import { scanVolumeGroups } from './scan';
 import { assembleVolumeGroups } from './volume-group';
 
 const EXTENT = 2048; // sectors: 1 MiB
@@ -158,4 +159,20 @@ test('PVs with different seqnos: the newest metadata is used, with a warning; a 
   assert.equal(vg.seqno, 9);
   assert.match(vg.warnings.join('\n'), /holds VG vg0 metadata seqno 7, another PV 9: used seqno 9/);
   assert.match(vg.warnings.join('\n'), /was given twice/);
+});
+
+test('scanVolumeGroups: PVs among other sources, a broken label kept as a failure', async () => {
+  const { d0, d1 } = await twoPvVg([{ name: 'lin', segments: [linear(0, 1, 'pv0', 0)] }]);
+  const broken = Buffer.from(d1);
+  broken[512 + 100] ^= 1;
+  const result = await scanVolumeGroups([
+    { name: 'p1', source: memorySource(Buffer.alloc(MIB)) },
+    { name: 'p2', source: memorySource(d0) },
+    { name: 'p3', source: memorySource(broken) },
+  ]);
+  assert.deepEqual(result.volumeGroups.map((v) => v.name), ['vg0']);
+  assert.equal(result.failures.length, 1);
+  assert.equal(result.failures[0].name, 'p3');
+  assert.match(result.failures[0].message, /checksum/);
+  assert.equal(result.volumeGroups[0].logicalVolumes[0].readable, true);
 });
