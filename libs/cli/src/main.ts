@@ -1,7 +1,8 @@
-import { CommanderError } from 'commander';
+import { CommanderError, type Command } from 'commander';
 import { StrataClient, isTransportError } from '@strata/client';
 import { errorMessage, isStrataError } from '@strata/errors';
 import { CliError, type Io } from './command-context';
+import { errorJson, usageErrorJson, wantsJson } from './error-output';
 import { buildProgram } from './program';
 import { eraseProgress } from './progress';
 
@@ -45,11 +46,19 @@ function stdoutIo(): Io {
 export async function main(argv: readonly string[]): Promise<void> {
   const program = buildProgram(stdoutIo(), (g) => new StrataClient({ resolver: g.resolver, deadlineMs: g.timeout !== undefined ? g.timeout * 1000 : undefined }));
   program.exitOverride();
+  // --json: a failure is one JSON object on stderr too (docs/cli.md), bad arguments included.
+  const jsonErrors = wantsJson(argv);
+  if (jsonErrors) {
+    const outputError = (s: string, write: (str: string) => void): void => write(`${JSON.stringify(usageErrorJson(s))}\n`);
+    // Each subcommand has its own copy of the output settings.
+    const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
+    for (const c of all(program)) c.configureOutput({ ...c.configureOutput(), outputError });
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode);
-    process.stderr.write(`strata: ${errorLine(err)}\n`);
+    process.stderr.write(jsonErrors ? `${JSON.stringify(errorJson(err, errorLine(err)))}\n` : `strata: ${errorLine(err)}\n`);
     process.exit(EXIT_FAILURE);
   }
 }
