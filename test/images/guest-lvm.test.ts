@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
 import { startResolver, strata, type ResolverProcess } from '@strata/harness';
 import { apiTreeSource } from '../support/api-tree-source';
+import { referenceDiff } from '../support/reference-diff';
 import { ALL_FIELDS, compareTrees, readEngineTree, readKernelTree, type Tree } from '../support/tree-snapshot';
 import { run, withLoopMount, type PartitionWindow } from './disk-fixture';
 
@@ -201,6 +202,33 @@ describe('a RHEL-style guest on LVM: ESP, /boot, root and /home logical volumes'
     assert.match(refused.stderr, /partition #3 of vm\/rhel\.qcow2 holds an LVM2 physical volume \(VG rhel\): name a logical volume, e\.g\. #rhel\/root/);
     const swapless = cli(['layer', 'create', '--source', 'qcow2:vm/rhel.qcow2#rhel/nosuch', '--name', 'nolv'], false);
     assert.match(swapless.stderr, /no logical volume #rhel\/nosuch/);
+  });
+
+  test('strata diff between two snapshots of the XFS root LV in a qcow2 chain equals the kernel mounts\' changes', async () => {
+    const root = lvs.get('root');
+    assert.ok(root);
+    // The guest changes its root filesystem; the hypervisor's snapshot holds only what changed.
+    await withLoopMount(raw, root, 'rw', (m) => {
+      fs.writeFileSync(path.join(m, 'etc/hostname'), 'renamed\n');
+      fs.rmSync(path.join(m, 'var/log/messages'));
+      for (let i = 0; i < 200; i += 3) fs.unlinkSync(path.join(m, 'usr/bin', `tool-${i}`));
+      fs.mkdirSync(path.join(m, 'srv/www'), { recursive: true });
+      fs.writeFileSync(path.join(m, 'srv/www/index.html'), '<p>new</p>\n');
+      fs.chmodSync(path.join(m, 'usr/bin/tool-1'), 0o700);
+    });
+    run('qemu-img', ['convert', '-O', 'qcow2', '-B', 'rhel.qcow2', '-F', 'qcow2', raw, 'rhel-snap.qcow2'], path.join(store, 'vm'));
+    cli(['layer', 'create', '--source', 'qcow2:vm/rhel.qcow2#rhel/root', '--name', 'root-base']);
+    cli(['layer', 'create', '--source', 'qcow2:vm/rhel-snap.qcow2#rhel/root', '--base', 'root-base', '--name', 'root-snap']);
+    const flats = ['rhel.qcow2', 'rhel-snap.qcow2'].map((n) => path.join(work, `${n}.flat`));
+    run('qemu-img', ['convert', '-O', 'raw', path.join(store, 'vm/rhel.qcow2'), flats[0]]);
+    run('qemu-img', ['convert', '-O', 'raw', path.join(store, 'vm/rhel-snap.qcow2'), flats[1]]);
+    const expected = await withLoopMount(flats[0], root, 'ro', (a) => withLoopMount(flats[1], root, 'ro', (b) => referenceDiff(a, b)));
+    for (const f of flats) fs.rmSync(f);
+    const out = JSON.parse(cli(['diff', 'root-base', 'root-snap', '--json']).stdout) as { changes: { path: string; pathBase64?: string; kind: string }[] };
+    const bytesOf = (c: { path: string; pathBase64?: string }): Buffer => (c.pathBase64 ? Buffer.from(c.pathBase64, 'base64') : Buffer.from(c.path, 'utf8'));
+    const actual = out.changes.map((c) => `${c.kind} ${JSON.stringify(bytesOf(c).toString('latin1'))}`);
+    assert.ok(expected.length > 60, `diff has ${expected.length} changes`);
+    assert.deepEqual(actual, expected);
   });
 
   test('strata inspect: OS, every volume with type, label and UUID, and where the guest mounts it', () => {
