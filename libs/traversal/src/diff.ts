@@ -1,9 +1,9 @@
-import { Errno, isStrataError } from '@strata/errors';
+import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { Attr, isLinkStat, isRegStat } from './attr';
-import { mergeDir, MergedEntry } from './merge';
+import { mergeDir, type MergedEntry } from './merge';
 import { Node, attrOf, supplierOf } from './node';
 import { visibleXattrNames } from './overlay-rules';
-import { joinPath, splitPath, toPathBuffer } from './paths';
+import { joinPath, printable, splitPath, toPathBuffer } from './paths';
 import type { Projection } from './projection';
 import { sameObject, type DeltaHint, type LayerObject, type LayerSource } from './source/layer-source';
 import { isDeviceMode } from '@strata/posix';
@@ -15,6 +15,13 @@ export interface Change {
   kind: ChangeKind;
   before?: Attr;
   after?: Attr;
+  /**
+   * The path could not be compared (or, for a directory, listed) because an
+   * object is damaged: `kind` is what is known without it (added, deleted,
+   * or 'modified' when both sides have the name), the attributes of the
+   * unreadable side are absent, and the diff goes on with the next name.
+   */
+  error?: StrataError;
 }
 
 export interface DiffOptions {
@@ -84,7 +91,14 @@ async function deltaHints(from: readonly LayerSource[], to: readonly LayerSource
   return out;
 }
 
-async function* visit(walk: Walk, names: Buffer[], a: Node | undefined, b: Node | undefined, isRoot: boolean): AsyncGenerator<Change> {
+/** One side of a compared name: its node, or the error that reading it gave. */
+type Side = Node | StrataError | undefined;
+
+async function* visit(walk: Walk, names: Buffer[], a: Side, b: Side, isRoot: boolean): AsyncGenerator<Change> {
+  if (isStrataError(a) || isStrataError(b)) {
+    yield damagedChange(names, a, b);
+    return;
+  }
   if (!a) {
     if (!b) return;
     yield { path: joinPath(names), kind: 'added', after: attrOf(b) };
@@ -97,23 +111,34 @@ async function* visit(walk: Walk, names: Buffer[], a: Node | undefined, b: Node 
   }
   if (provablySame(walk, a, b)) return;
   // Like continuity, the root of the comparison is not itself reported.
-  if (!isRoot && !(await sameEntry(a, b))) {
-    yield { path: joinPath(names), kind: 'modified', before: attrOf(a), after: attrOf(b) };
+  if (!isRoot) {
+    let same: boolean;
+    try {
+      same = await sameEntry(a, b);
+    } catch (err) {
+      yield { path: joinPath(names), kind: 'modified', before: attrOf(a), after: attrOf(b), error: withPath(err, names) };
+      return;
+    }
+    if (!same) yield { path: joinPath(names), kind: 'modified', before: attrOf(a), after: attrOf(b) };
   }
   if (a.kind === 'dir' && b.kind === 'dir') {
-    const [ca, cb] = await Promise.all([mergeDir(a), mergeDir(b)]);
+    const [ca, cb] = await Promise.all([listed(a, names), listed(b, names)]);
+    if (isStrataError(ca) || isStrataError(cb)) {
+      yield { path: joinPath(names), kind: 'modified', before: attrOf(a), after: attrOf(b), error: isStrataError(ca) ? ca : (cb as StrataError) };
+      return;
+    }
     let i = 0;
     let j = 0;
     while (i < ca.length || j < cb.length) {
       const cmp = i >= ca.length ? 1 : j >= cb.length ? -1 : Buffer.compare(ca[i].name, cb[j].name);
       if (cmp < 0) {
-        yield* visit(walk, [...names, ca[i].name], ca[i].node, undefined, false);
+        yield* visit(walk, [...names, ca[i].name], sideOf(ca[i], names), undefined, false);
         i++;
       } else if (cmp > 0) {
-        yield* visit(walk, [...names, cb[j].name], undefined, cb[j].node, false);
+        yield* visit(walk, [...names, cb[j].name], undefined, sideOf(cb[j], names), false);
         j++;
       } else {
-        yield* visit(walk, [...names, ca[i].name], ca[i].node, cb[j].node, false);
+        yield* visit(walk, [...names, ca[i].name], sideOf(ca[i], names), sideOf(cb[j], names), false);
         i++;
         j++;
       }
@@ -124,11 +149,49 @@ async function* visit(walk: Walk, names: Buffer[], a: Node | undefined, b: Node 
   // A directory replaced by a non-directory: its old subtree is covered by the one change above.
 }
 
+/** A name one side cannot read: what is known of it (present on which side), with the error. */
+function damagedChange(names: Buffer[], a: Side, b: Side): Change {
+  const path = joinPath(names);
+  const error = isStrataError(b) ? b : (a as StrataError);
+  if (!a) return { path, kind: 'added', ...(b && !isStrataError(b) ? { after: attrOf(b) } : {}), error };
+  if (!b) return { path, kind: 'deleted', ...(!isStrataError(a) ? { before: attrOf(a) } : {}), error };
+  return { path, kind: 'modified', ...(isStrataError(a) ? {} : { before: attrOf(a) }), ...(isStrataError(b) ? {} : { after: attrOf(b) }), error };
+}
+
+function sideOf(e: MergedEntry, parent: Buffer[]): Side {
+  return e.node ?? withPath(e.error, [...parent, e.name]);
+}
+
+/** A directory's merged entries, or the error of its listing. */
+async function listed(dir: Node, names: Buffer[]): Promise<MergedEntry[] | StrataError> {
+  if (dir.kind !== 'dir') return [];
+  try {
+    return await mergeDir(dir);
+  } catch (err) {
+    return withPath(err, names);
+  }
+}
+
+function withPath(err: unknown, names: Buffer[]): StrataError {
+  const e = StrataError.from(err);
+  if (e.path) return e;
+  const path = joinPath(names);
+  return new StrataError(e.errno, `${e.message}: ${printable(path)}`, { path, code: e.code, cause: e.cause ?? err });
+}
+
 async function* addedBelow(names: Buffer[], node: Node): AsyncGenerator<Change> {
   if (node.kind !== 'dir') return;
-  const children: MergedEntry[] = await mergeDir(node);
+  const children = await listed(node, names);
+  if (isStrataError(children)) {
+    yield { path: joinPath(names), kind: 'added', after: attrOf(node), error: children };
+    return;
+  }
   for (const c of children) {
     const childNames = [...names, c.name];
+    if (!c.node) {
+      yield damagedChange(childNames, undefined, sideOf(c, names));
+      continue;
+    }
     yield { path: joinPath(childNames), kind: 'added', after: attrOf(c.node) };
     yield* addedBelow(childNames, c.node);
   }

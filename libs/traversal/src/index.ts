@@ -1,5 +1,5 @@
 export { Projection, MAX_READ } from './projection';
-export type { DirEntry, WalkEntry, WalkOptions, ReadResult, StatFs, ProjectionOptions } from './projection';
+export type { DirEntry, WalkEntry, WalkError, WalkOptions, ReadResult, StatFs, ProjectionOptions } from './projection';
 export type { Attr } from './attr';
 export { attrFromStats, isDirStat, isRegStat, isLinkStat } from './attr';
 export { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, isDirMode } from '@strata/posix';

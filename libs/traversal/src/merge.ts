@@ -1,3 +1,4 @@
+import { StrataError, isStrataError } from '@strata/errors';
 import { isDirStat } from './attr';
 import { DirNode, Node } from './node';
 import { isOpaqueDir, isOpaqueMarker, isWhiteoutDevice, isWhiteoutName, whitedOutName } from './overlay-rules';
@@ -13,10 +14,15 @@ interface Candidate {
   closed: boolean;
 }
 
-export interface MergedEntry {
-  name: Buffer;
-  node: Node;
-}
+/**
+ * A visible name with the node a lookup of it gives, or the error that
+ * lookup fails with: an entry whose object cannot be read is still listed
+ * (as the kernel's readdir lists it), only its attributes are missing.
+ */
+export type MergedEntry = { name: Buffer; node: Node; error?: undefined } | { name: Buffer; node?: undefined; error: StrataError };
+
+/** Names looked up at once again, one by one, when a batch lookup failed. */
+const SINGLE_LOOKUPS = 16;
 
 function key(name: Buffer): string {
   return name.toString('latin1');
@@ -27,7 +33,13 @@ async function classify(dir: LayerObject, e: SourceDirent): Promise<{ isDir: boo
   if (e.type === 'dir') return { isDir: true, whiteout: false };
   if (e.type !== 'char' && e.type !== 'unknown') return { isDir: false, whiteout: false };
   // Character devices (maybe a whiteout) and listings without types.
-  const obj = await dir.layer.lookup(dir, e.name);
+  let obj: LayerObject | undefined;
+  try {
+    obj = await dir.layer.lookup(dir, e.name);
+  } catch {
+    // An unreadable object hides nothing below it: the merge lists it as an error entry.
+    return { isDir: false, whiteout: false };
+  }
   if (!obj) return { isDir: false, whiteout: true };
   return { isDir: isDirStat(obj.st), whiteout: dir.layer.overlayRules && isWhiteoutDevice(obj.st) };
 }
@@ -85,13 +97,13 @@ async function candidates(dirs: LayerObject[]): Promise<Candidate[]> {
 export async function mergeDir(dir: DirNode): Promise<MergedEntry[]> {
   const visible = await candidates(dir.dirs);
   // The supplying objects, one batch per layer.
-  const tops: (LayerObject | undefined)[] = new Array(visible.length);
+  const tops: Found[] = new Array(visible.length);
   const byLayer: number[][] = dir.dirs.map(() => []);
   visible.forEach((c, i) => byLayer[c.layers[0]].push(i));
   for (let layer = 0; layer < dir.dirs.length; layer++) {
     const mine = byLayer[layer];
     if (mine.length === 0) continue;
-    const found = await dir.dirs[layer].layer.lookupMany(dir.dirs[layer], mine.map((i) => visible[i].name));
+    const found = await lookupEach(dir.dirs[layer], mine.map((i) => visible[i].name));
     mine.forEach((i, j) => (tops[i] = found[j]));
   }
   const out: MergedEntry[] = [];
@@ -100,11 +112,44 @@ export async function mergeDir(dir: DirNode): Promise<MergedEntry[]> {
     const top = tops[i];
     // An entry that disappeared between listing and lookup (a LIVE layer) is dropped.
     if (!top) continue;
+    if (isStrataError(top)) {
+      out.push({ name: c.name, error: top });
+      continue;
+    }
     if (!c.winnerIsDir || !isDirStat(top.st)) {
       out.push({ name: c.name, node: { kind: 'leaf', obj: top, st: top.st } });
       continue;
     }
     out.push({ name: c.name, node: { kind: 'dir', dirs: await stackOf(dir.dirs, c, top), st: top.st } });
+  }
+  return out;
+}
+
+/** What looking a listed name up gave: its object, nothing (gone since the listing), or the error of that one object. */
+type Found = LayerObject | undefined | StrataError;
+
+/**
+ * The objects of many names of one layer directory. A batch lookup fails
+ * whole when one object in it cannot be read; the names are then looked up
+ * one by one so that the failure stays with the name it belongs to (sources
+ * answer repeated lookups of one directory from the listing they just read).
+ */
+async function lookupEach(dir: LayerObject, names: Buffer[]): Promise<Found[]> {
+  try {
+    return await dir.layer.lookupMany(dir, names);
+  } catch (err) {
+    if (names.length === 1) return [StrataError.from(err)];
+  }
+  const out: Found[] = new Array(names.length);
+  for (let i = 0; i < names.length; i += SINGLE_LOOKUPS) {
+    const batch = names.slice(i, i + SINGLE_LOOKUPS).map(async (n) => {
+      try {
+        return (await dir.layer.lookupMany(dir, [n]))[0];
+      } catch (err) {
+        return StrataError.from(err);
+      }
+    });
+    (await Promise.all(batch)).forEach((f, j) => (out[i + j] = f));
   }
   return out;
 }
@@ -115,7 +160,8 @@ async function stackOf(parents: LayerObject[], c: Candidate, top: LayerObject): 
   for (let k = 1; k < c.layers.length; k++) {
     if (await isOpaqueDir(stack[stack.length - 1])) break;
     const parent = parents[c.layers[k]];
-    const obj = await parent.layer.lookup(parent, c.name);
+    // A lower directory that cannot be read ends the merge there: the layers above still show.
+    const obj = await parent.layer.lookup(parent, c.name).catch(() => undefined);
     if (!obj || !isDirStat(obj.st)) break;
     stack.push(obj);
   }

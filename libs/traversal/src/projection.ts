@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
+import { Errno, GrpcCode, StrataError, errnoName, isStrataError } from '@strata/errors';
 import { Attr, isDirStat, isLinkStat, isRegStat } from './attr';
 import { mergeDir, type MergedEntry } from './merge';
 import { DirNode, LeafNode, Node, attrOf, supplierOf } from './node';
@@ -13,9 +13,11 @@ const MAX_SYMLINK_HOPS = 40;
 /** Largest single read; bigger ranges are split by the caller. */
 export const MAX_READ = 64 * 1024 * 1024;
 
+/** A listed name with its attributes, or (exactly one of the two) the error a lookup of it fails with. */
 export interface DirEntry {
   name: Buffer;
-  attr: Attr;
+  attr?: Attr;
+  error?: StrataError;
 }
 
 export interface WalkEntry {
@@ -24,6 +26,15 @@ export interface WalkEntry {
   attr: Attr;
   linkTarget?: Buffer;
 }
+
+/** A path a walk could not read: an entry whose object is damaged, or a directory whose listing is (its own entry came before). */
+export interface WalkError {
+  path: Buffer;
+  error: StrataError;
+}
+
+/** Damaged objects logged, remembered so that each path is logged once. */
+const DAMAGE_LOG_PATHS = 10_000;
 
 export interface WalkOptions {
   /** 0: no limit; 1: the root's children; ... */
@@ -45,7 +56,12 @@ export interface ProjectionOptions {
   dirCacheEntries?: number;
   /** How long a cached directory stays valid; leave unset for sealed chains, which never change. */
   dirCacheTtlMs?: number;
+  /** Told once per path about each damaged object met (`traversal.damaged`: path, errno, message). */
+  log?: (event: Record<string, unknown>) => void;
 }
+
+/** Errnos that say the object's bytes are damaged, as opposed to a path that does not exist or a bad request. */
+const DAMAGE_ERRNOS = new Set<number>([Errno.EUCLEAN, Errno.EBADMSG, Errno.EIO, Errno.EOPNOTSUPP, Errno.EOVERFLOW]);
 
 function enoent(path: Buffer): StrataError {
   return StrataError.notFound(`no such file or directory: ${printable(path)}`, path);
@@ -65,6 +81,8 @@ export class Projection {
   /** The layers, topmost first. */
   readonly layers: LayerSource[];
   private readonly dirCache: LRUCache<string, DirNode> | undefined;
+  private readonly log: ((event: Record<string, unknown>) => void) | undefined;
+  private readonly damageLogged = new LRUCache<string, true>({ max: DAMAGE_LOG_PATHS });
 
   /** Layers as sources, or as folders (each becomes a `dir:` source). */
   constructor(layers: readonly (string | Buffer | LayerSource)[], options: ProjectionOptions = {}) {
@@ -75,6 +93,7 @@ export class Projection {
       entries > 0
         ? new LRUCache<string, DirNode>({ max: entries, ...(options.dirCacheTtlMs ? { ttl: options.dirCacheTtlMs } : {}) })
         : undefined;
+    this.log = options.log;
   }
 
   /** Resolves a path to the node that supplies it. The last component is never followed. */
@@ -83,27 +102,63 @@ export class Projection {
     try {
       return await this.resolve(p);
     } catch (err) {
-      throw isStrataError(err) ? err : StrataError.from(err, `lookup ${printable(p)}`, p);
+      const e = isStrataError(err) ? withPath(err, p) : StrataError.from(err, `lookup ${printable(p)}`, p);
+      this.damaged(p, e);
+      throw e;
     }
+  }
+
+  /** Logs a damaged object once per path (the answer itself carries the error every time). */
+  private damaged(path: Buffer, err: StrataError): void {
+    if (!this.log || !DAMAGE_ERRNOS.has(err.errno)) return;
+    const key = path.toString('latin1');
+    if (this.damageLogged.has(key)) return;
+    this.damageLogged.set(key, true);
+    this.log({ event: 'traversal.damaged', path: printable(path), errno: errnoName(err.errno), message: err.message });
   }
 
   async stat(path: Buffer | string): Promise<Attr> {
     return attrOf(await this.lookup(path));
   }
 
-  /** Entries of a merged directory with their attributes, sorted bytewise. */
+  /** Entries of a merged directory with their attributes (or the error of an unreadable one), sorted bytewise. */
   async readdir(path: Buffer | string): Promise<DirEntry[]> {
-    return (await this.readdirNodes(path)).map((e) => ({ name: e.name, attr: attrOf(e.node) }));
+    return (await this.readdirNodes(path)).map((e) => (e.node ? { name: e.name, attr: attrOf(e.node) } : { name: e.name, error: e.error }));
   }
 
-  /** The same entries with the node a lookup of each would give (callers cache them instead of looking names up again). */
+  /**
+   * The same entries with the node a lookup of each would give (callers
+   * cache them instead of looking names up again); an entry whose object
+   * cannot be read carries the error, with its path, instead.
+   */
   async readdirNodes(path: Buffer | string): Promise<MergedEntry[]> {
-    return this.children(await this.lookupDir(toPathBuffer(path)));
+    const p = toPathBuffer(path);
+    return this.childrenAt(p, await this.lookupDir(p));
   }
 
   /** The entries of a merged directory node. */
   children(dir: DirNode): Promise<MergedEntry[]> {
     return mergeDir(dir);
+  }
+
+  /** The entries of the merged directory at `path`, errors of damaged entries named by their path and logged. */
+  private async childrenAt(path: Buffer, dir: DirNode): Promise<MergedEntry[]> {
+    let entries: MergedEntry[];
+    try {
+      entries = await mergeDir(dir);
+    } catch (err) {
+      const e = withPath(err, path);
+      this.damaged(path, e);
+      throw e;
+    }
+    const parts = splitPath(path);
+    return entries.map((e) => {
+      if (!e.error) return e;
+      const child = joinPath([...parts, e.name]);
+      const error = withPath(e.error, child);
+      this.damaged(child, error);
+      return { name: e.name, error };
+    });
   }
 
   async read(path: Buffer | string, offset: number, length: number): Promise<ReadResult> {
@@ -178,14 +233,29 @@ export class Projection {
   /**
    * The subtree under a path, depth first, parents before children and
    * siblings sorted bytewise, in batches. The root of the walk comes first.
+   * The first unreadable entry or listing fails the walk (see walkAll).
    */
   async *walk(path: Buffer | string, options: WalkOptions = {}): AsyncGenerator<WalkEntry[]> {
+    for await (const batch of this.walkAll(path, options)) {
+      for (const e of batch) if ('error' in e) throw e.error;
+      yield batch as WalkEntry[];
+    }
+  }
+
+  /**
+   * The walk that goes on past damage, as a forensic read of a damaged disk
+   * wants: an entry whose object cannot be read, or a directory whose
+   * listing cannot be read (after its own entry), comes as a WalkError in
+   * its place and the walk continues with the next name. Only the root of
+   * the walk failing fails it.
+   */
+  async *walkAll(path: Buffer | string, options: WalkOptions = {}): AsyncGenerator<(WalkEntry | WalkError)[]> {
     const rootPath = toPathBuffer(path);
     const names = splitPath(rootPath);
     const batchSize = options.batchSize ?? 512;
     const maxDepth = options.maxDepth ?? 0;
     const root = await this.lookup(rootPath);
-    let batch: WalkEntry[] = [];
+    let batch: (WalkEntry | WalkError)[] = [];
     const emit = async (p: Buffer, node: Node): Promise<void> => {
       const entry: WalkEntry = { path: p, attr: attrOf(node) };
       if (options.includeLinkTargets && node.kind === 'leaf' && isLinkStat(node.st)) {
@@ -193,26 +263,37 @@ export class Projection {
       }
       batch.push(entry);
     };
-    await emit(joinPath(names), root);
+    const childrenOf = async (p: Buffer, node: DirNode): Promise<MergedEntry[]> => {
+      try {
+        return await this.childrenAt(p, node);
+      } catch (err) {
+        batch.push({ path: p, error: withPath(err, p) });
+        return [];
+      }
+    };
+    const rootJoined = joinPath(names);
+    await emit(rootJoined, root);
     if (root.kind === 'dir') {
       // Explicit stack of iterators so a deep tree cannot overflow the call stack.
       const stack: { prefix: Buffer[]; entries: MergedEntry[]; i: number }[] = [];
-      stack.push({ prefix: names, entries: await mergeDir(root), i: 0 });
+      stack.push({ prefix: names, entries: await childrenOf(rootJoined, root), i: 0 });
       while (stack.length > 0) {
         const top = stack[stack.length - 1];
         if (top.i >= top.entries.length) {
           stack.pop();
           continue;
         }
-        const { name, node } = top.entries[top.i++];
-        const childNames = [...top.prefix, name];
-        await emit(joinPath(childNames), node);
+        const e = top.entries[top.i++];
+        const childNames = [...top.prefix, e.name];
+        const childPath = joinPath(childNames);
+        if (e.node) await emit(childPath, e.node);
+        else batch.push({ path: childPath, error: e.error });
         if (batch.length >= batchSize) {
           yield batch;
           batch = [];
         }
-        if (node.kind === 'dir' && (maxDepth === 0 || stack.length < maxDepth)) {
-          stack.push({ prefix: childNames, entries: await mergeDir(node), i: 0 });
+        if (e.node?.kind === 'dir' && (maxDepth === 0 || stack.length < maxDepth)) {
+          stack.push({ prefix: childNames, entries: await childrenOf(childPath, e.node), i: 0 });
         }
       }
     }

@@ -3,7 +3,7 @@ import type { MetadataCache } from '@strata/cache';
 import type { LayerRef } from '@strata/layers';
 import { isLinkMode } from '@strata/posix';
 import type { GetXattrResponse, ListXattrResponse, ReadDirResponse, ReadLinkResponse, ReadResponse, StatFsResponse, StatResponse } from '@strata/protocol';
-import { type Change, type WalkEntry, diff, joinPath, printable, splitPath } from '@strata/traversal';
+import { type Change, type WalkEntry, type WalkError, diff, joinPath, printable, splitPath } from '@strata/traversal';
 import type { ChainView, Chains } from './chains';
 import { FileData } from './projection/file-data';
 import { Metadata } from './projection/metadata';
@@ -108,7 +108,7 @@ export class ProjectionOps {
     return (await this.view(ref)).projection.statfs();
   }
 
-  async *walk(ref: LayerRef, path: Buffer, maxDepth: number, includeLinkTargets: boolean): AsyncGenerator<WalkEntry[]> {
+  async *walk(ref: LayerRef, path: Buffer, maxDepth: number, includeLinkTargets: boolean): AsyncGenerator<(WalkEntry | WalkError)[]> {
     yield* walkTree(this.meta, await this.view(ref), path, maxDepth, includeLinkTargets);
   }
 

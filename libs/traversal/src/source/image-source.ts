@@ -123,17 +123,28 @@ export class ImageSource implements LayerSource {
     return (await this.fs.readdir(this.inoOf(dir))).map((e) => ({ name: e.name, type: e.type }));
   }
 
+  /** The last directory lookupMany listed: a merge that retries names one by one after a failed batch reads it once. */
+  private lastListing: { dir: number; inos: Map<string, number> } | undefined;
+
   /**
    * The listing already names every entry's inode: one pass over the
    * directory, then the inodes, instead of a directory search per name.
+   * One unreadable inode fails the batch (the merge then asks name by name,
+   * from the listing kept here, so the failure stays with its entry).
    */
   async lookupMany(dir: LayerObject, names: readonly Buffer[]): Promise<(LayerObject | undefined)[]> {
-    const inos = new Map<string, number>();
-    for (const e of await this.fs.readdir(this.inoOf(dir))) inos.set(e.name.toString('latin1'), e.handle);
+    const dirIno = this.inoOf(dir);
+    let inos = this.lastListing?.dir === dirIno ? this.lastListing.inos : undefined;
+    if (!inos) {
+      inos = new Map<string, number>();
+      for (const e of await this.fs.readdir(dirIno)) inos.set(e.name.toString('latin1'), e.handle);
+      this.lastListing = { dir: dirIno, inos };
+    }
+    const listed = inos;
     const out: (LayerObject | undefined)[] = [];
     for (let i = 0; i < names.length; i += LOOKUP_BATCH) {
       const batch = names.slice(i, i + LOOKUP_BATCH).map(async (n) => {
-        const ino = inos.get(n.toString('latin1'));
+        const ino = listed.get(n.toString('latin1'));
         return ino === undefined ? undefined : this.object(await this.fs.node(ino));
       });
       out.push(...(await Promise.all(batch)));

@@ -11,6 +11,7 @@ import {
 } from '@strata/protocol';
 import type { ProjectionOps } from '../projection-ops';
 import { serverStream, unary, type RpcContext } from './calls';
+import { wireErrorInfo } from './wire-error';
 
 /** ProjectionService: the operation table's handlers as unary methods, plus the two streams (Read of a large range, Walk). */
 export function projectionService(ops: ProjectionOps, handlers: OperationHandlers, rpc: RpcContext): ProjectionServiceServer {
@@ -27,7 +28,11 @@ export function projectionService(ops: ProjectionOps, handlers: OperationHandler
       const ref = layerRefFromProto(req.layer);
       for await (const batch of ops.walk(ref, req.path, req.maxDepth, req.includeLinkTargets)) {
         const msg: WalkResponse = {
-          entries: batch.map((e) => ({ path: e.path, attr: e.attr, linkTarget: e.linkTarget ?? Buffer.alloc(0) })),
+          entries: batch.map((e) =>
+            'error' in e
+              ? { path: e.path, attr: undefined, linkTarget: Buffer.alloc(0), error: wireErrorInfo(e.error) }
+              : { path: e.path, attr: e.attr, linkTarget: e.linkTarget ?? Buffer.alloc(0) },
+          ),
         };
         yield msg;
       }
@@ -43,7 +48,13 @@ export function diffService(ops: ProjectionOps, rpc: RpcContext): DiffServiceSer
       const path = req.path.length === 0 ? Buffer.from('/') : req.path;
       for await (const changes of ops.diff(from, to, path)) {
         yield {
-          changes: changes.map((c) => ({ path: c.path, kind: changeKindToProto(c.kind), before: c.before, after: c.after })),
+          changes: changes.map((c) => ({
+            path: c.path,
+            kind: changeKindToProto(c.kind),
+            before: c.before,
+            after: c.after,
+            ...(c.error ? { error: wireErrorInfo(c.error) } : {}),
+          })),
         };
       }
     }),

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { Errno, StrataError, errnoName, isStrataError } from '@strata/errors';
 import { recordKey } from '@strata/cache';
-import { DirEntry, ListingRecord, NodeRecord, XattrRecord } from '@strata/protocol';
+import { DirEntry, ListingRecord, NodeRecord, XattrRecord, errorInfoOf } from '@strata/protocol';
 import { type Node, attrOf, isLinkStat, joinPath, printable, splitPath, supplierOf } from '@strata/traversal';
 import { inSpan } from '@strata/telemetry';
 import type { ChainView } from '../chains';
@@ -17,6 +17,9 @@ const NEGATIVE_TEXT: Record<number, string> = {
   [Errno.ENOTDIR]: 'not a directory',
   [Errno.ELOOP]: 'too many levels of symbolic links',
 };
+
+/** A failed lookup's record, errno to be set. */
+const NO_NODE: NodeRecord = { errno: 0, attr: undefined, locations: [], directory: false, linkTarget: Buffer.alloc(0), sourceLayer: 0 };
 
 /**
  * Merged metadata of a chain's paths as cache records: a path's node, a
@@ -71,7 +74,7 @@ export class Metadata {
       rec = await inSpan('store.lookup', () => ({ 'strata.path': printable(canon) }), async () => this.recordOf(view, canon, await view.projection.lookup(canon)), STORE_SPAN);
     } catch (err) {
       if (!isStrataError(err) || !NEGATIVE.has(err.errno)) throw err;
-      rec = { errno: err.errno, attr: undefined, locations: [], directory: false, linkTarget: Buffer.alloc(0), sourceLayer: 0 };
+      rec = { ...NO_NODE, errno: err.errno };
     }
     this.records.put(view, key, NodeRecord.encode(rec).finish());
     return rec;
@@ -104,6 +107,12 @@ export class Metadata {
     const entries: DirEntry[] = [];
     for (const e of merged) {
       const child = joinPath([...parts, e.name]);
+      if (!e.node) {
+        // Listed but unreadable (a damaged inode): no attributes, and a lookup of it fails with the object's errno.
+        entries.push({ name: e.name, attr: undefined, error: errorInfoOf(e.error) });
+        this.records.put(view, recordKey(view.key, 'n', child), NodeRecord.encode({ ...NO_NODE, errno: e.error.errno }).finish());
+        continue;
+      }
       const rec = await this.recordOf(view, child, e.node);
       entries.push({ name: e.name, attr: rec.attr });
       this.records.put(view, recordKey(view.key, 'n', child), NodeRecord.encode(rec).finish());

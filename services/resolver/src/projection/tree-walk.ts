@@ -1,6 +1,7 @@
+import { StrataError } from '@strata/errors';
 import { isDirMode, isLinkMode } from '@strata/posix';
-import type { Attr, DirEntry } from '@strata/protocol';
-import { type WalkEntry, joinPath, splitPath } from '@strata/traversal';
+import { type Attr, type DirEntry, strataErrorFromInfo } from '@strata/protocol';
+import { type WalkEntry, type WalkError, joinPath, splitPath } from '@strata/traversal';
 import type { ChainView } from '../chains';
 import { ListingPrefetcher } from './listing-prefetcher';
 import type { Metadata } from './metadata';
@@ -21,13 +22,19 @@ interface OpenDir {
  * agent prefetching the same layer) reads it from Redis instead of the
  * store. Listings are fetched ahead of the walk, a window at a time.
  */
-export async function* walkTree(meta: Metadata, view: ChainView, path: Buffer, maxDepth: number, includeLinkTargets: boolean): AsyncGenerator<WalkEntry[]> {
+export async function* walkTree(
+  meta: Metadata,
+  view: ChainView,
+  path: Buffer,
+  maxDepth: number,
+  includeLinkTargets: boolean,
+): AsyncGenerator<(WalkEntry | WalkError)[]> {
   const { canon, rec } = await meta.node(view, path);
   const linkOf = async (p: Buffer, attr: Attr, known?: Buffer): Promise<Buffer | undefined> =>
     includeLinkTargets && isLinkMode(attr.mode) ? (known ?? (await meta.node(view, p)).rec.linkTarget) : undefined;
   const entry = (p: Buffer, attr: Attr, link: Buffer | undefined): WalkEntry => (link ? { path: p, attr, linkTarget: link } : { path: p, attr });
   const rootAttr = rec.attr!;
-  let batch: WalkEntry[] = [entry(canon, rootAttr, await linkOf(canon, rootAttr, rec.linkTarget))];
+  let batch: (WalkEntry | WalkError)[] = [entry(canon, rootAttr, await linkOf(canon, rootAttr, rec.linkTarget))];
   if (!rec.directory) {
     yield batch;
     return;
@@ -35,9 +42,17 @@ export async function* walkTree(meta: Metadata, view: ChainView, path: Buffer, m
   const ahead = new ListingPrefetcher((dir) => meta.listing(view, dir));
   const descend = (depth: number): boolean => maxDepth === 0 || depth < maxDepth;
   // Each directory is split into components once; its children's paths are built from them.
+  // A damaged directory's listing is an error entry after its own; the walk goes on with its siblings.
   const open = async (dir: Buffer, depth: number): Promise<OpenDir> => {
-    const entries = await ahead.take(dir);
     const parts = splitPath(dir);
+    let entries: DirEntry[];
+    try {
+      entries = await ahead.take(dir);
+    } catch (err) {
+      if (depth === 1) throw err;
+      batch.push({ path: dir, error: StrataError.from(err) });
+      return { parts, entries: [], i: 0, depth };
+    }
     if (descend(depth)) ahead.want(entries.filter((e) => e.attr && isDirMode(e.attr.mode)).map((e) => joinPath([...parts, e.name])));
     return { parts, entries, i: 0, depth };
   };
@@ -49,8 +64,13 @@ export async function* walkTree(meta: Metadata, view: ChainView, path: Buffer, m
       continue;
     }
     const e = top.entries[top.i++];
-    if (!e.attr) continue;
     const p = joinPath([...top.parts, e.name]);
+    if (!e.attr) {
+      // Listed, but its object cannot be read: reported in its place, with the errno its lookup gives.
+      const error = e.error ? strataErrorFromInfo(e.error) : await meta.node(view, p).then(() => undefined, (err: unknown) => StrataError.from(err));
+      if (error) batch.push({ path: p, error });
+      continue;
+    }
     batch.push(entry(p, e.attr, await linkOf(p, e.attr)));
     if (batch.length >= WALK_BATCH) {
       yield batch;
