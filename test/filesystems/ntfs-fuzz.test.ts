@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { isStrataError } from '@strata/errors';
 import type { ByteSource } from '@strata/filesystem';
 import { Ntfs } from '@strata/ntfs';
-import { makeImage, makeTempDir, ntfs3gSkipReason, withNtfs3g } from '@strata/ntfs/dist/fixture-image';
+import { attributeOffsets, makeImage, makeTempDir, ntfs3gSkipReason, patchRecord, withNtfs3g } from '@strata/ntfs/dist/fixture-image';
 import { fillTree } from '@strata/ntfs/dist/fixture-tree';
 
 /** Reads larger than this would mean the reader trusts a size from disk. */
@@ -52,22 +52,6 @@ function prng(seed: number): () => number {
   };
 }
 
-/** Undoes and redoes the update sequence protection of a record, so damage inside it survives the fixup check. */
-function reprotect(img: Buffer, at: number, size: number, mutate: (logical: Buffer) => void): void {
-  const rec = img.subarray(at, at + size);
-  const usaOfs = rec.readUInt16LE(4);
-  const usaCount = rec.readUInt16LE(6);
-  if (usaCount - 1 !== size / 512 || usaOfs + 2 * usaCount > size) return;
-  const usn = rec.readUInt16LE(usaOfs);
-  for (let i = 0; i < size / 512; i++) rec.writeUInt16LE(rec.readUInt16LE(usaOfs + 2 + 2 * i), (i + 1) * 512 - 2);
-  mutate(rec);
-  for (let i = 0; i < size / 512; i++) {
-    const end = (i + 1) * 512 - 2;
-    rec.writeUInt16LE(rec.readUInt16LE(end), usaOfs + 2 + 2 * i);
-    rec.writeUInt16LE(usn, end);
-  }
-}
-
 interface Layout {
   records: number[];
   recordSize: number;
@@ -92,20 +76,6 @@ type Mutator = (img: Buffer, r: () => number, l: Layout) => number | undefined;
 const pick = <T>(r: () => number, xs: T[]): T => xs[r() % xs.length];
 const hostile = (r: () => number): number => pick(r, [0, 1, 0x7f, 0x80, 0xff, 0xffff, 0xffffffff, 0x8000, r() & 0xffff, r()]);
 
-/** The attribute offsets of a (logical) MFT record. */
-function attributesOf(rec: Buffer): number[] {
-  const out: number[] = [];
-  let at = rec.readUInt16LE(0x14);
-  for (let i = 0; i < 64 && at + 8 <= rec.length; i++) {
-    const type = rec.readUInt32LE(at);
-    const len = rec.readUInt32LE(at + 4);
-    if (type === 0xffffffff || len < 16 || at + len > rec.length) break;
-    out.push(at);
-    at += len;
-  }
-  return out;
-}
-
 const MUTATORS: [string, Mutator][] = [
   ['boot sector field', (img, r) => {
     const at = pick(r, [0x0b, 0x0c, 0x0d, 0x28, 0x2c, 0x30, 0x34, 0x38, 0x40, 0x44, 0x48, 0x1fe]);
@@ -119,15 +89,15 @@ const MUTATORS: [string, Mutator][] = [
     return undefined;
   }],
   ['MFT record bytes behind valid fixups', (img, r, l) => {
-    reprotect(img, pick(r, l.records), l.recordSize, (rec) => {
+    patchRecord(img, pick(r, l.records), l.recordSize, (rec) => {
       const inUse = Math.min(rec.length, Math.max(0x40, rec.readUInt32LE(0x18)));
       for (let n = 1 + (r() % 6); n > 0; n--) rec[r() % 2 ? 0x10 + (r() % 0x20) : 0x10 + (r() % (inUse - 0x10))] = r() & 0xff;
     });
     return undefined;
   }],
   ['attribute header field', (img, r, l) => {
-    reprotect(img, pick(r, l.records), l.recordSize, (rec) => {
-      const attrs = attributesOf(rec);
+    patchRecord(img, pick(r, l.records), l.recordSize, (rec) => {
+      const attrs = attributeOffsets(rec);
       if (attrs.length === 0) return;
       const a = pick(r, attrs);
       const field = pick(r, [4, 8, 9, 10, 12, 0x10, 0x14, 0x18, 0x20, 0x22, 0x28, 0x30, 0x38, 0x40]);
@@ -138,8 +108,8 @@ const MUTATORS: [string, Mutator][] = [
     return undefined;
   }],
   ['runlist bytes', (img, r, l) => {
-    reprotect(img, pick(r, l.records), l.recordSize, (rec) => {
-      const nonResident = attributesOf(rec).filter((a) => rec[a + 8] === 1);
+    patchRecord(img, pick(r, l.records), l.recordSize, (rec) => {
+      const nonResident = attributeOffsets(rec).filter((a) => rec[a + 8] === 1);
       if (nonResident.length === 0) return;
       const a = pick(r, nonResident);
       const pairs = a + rec.readUInt16LE(a + 0x20);
@@ -152,12 +122,12 @@ const MUTATORS: [string, Mutator][] = [
   ['attribute list entry', (img, r, l) => {
     const withList = l.records.filter((at) => {
       let found = false;
-      reprotect(img, at, l.recordSize, (rec) => (found = attributesOf(rec).some((a) => rec.readUInt32LE(a) === 0x20)));
+      patchRecord(img, at, l.recordSize, (rec) => (found = attributeOffsets(rec).some((a) => rec.readUInt32LE(a) === 0x20)));
       return found;
     });
     if (withList.length === 0) return undefined;
-    reprotect(img, pick(r, withList), l.recordSize, (rec) => {
-      const a = attributesOf(rec).find((x) => rec.readUInt32LE(x) === 0x20)!;
+    patchRecord(img, pick(r, withList), l.recordSize, (rec) => {
+      const a = attributeOffsets(rec).find((x) => rec.readUInt32LE(x) === 0x20)!;
       if (rec[a + 8] === 0) {
         const v = a + rec.readUInt16LE(a + 20);
         const n = rec.readUInt32LE(a + 16);
@@ -170,7 +140,7 @@ const MUTATORS: [string, Mutator][] = [
   }],
   ['index block behind valid fixups', (img, r, l) => {
     if (l.indexBlocks.length === 0) return undefined;
-    reprotect(img, pick(r, l.indexBlocks), l.indexSize, (blk) => {
+    patchRecord(img, pick(r, l.indexBlocks), l.indexSize, (blk) => {
       const field = pick(r, [0x10, 0x18, 0x1c, 0x20, 0x40 + (r() % 4000)]);
       if (field < 0x40) blk.writeUInt32LE(hostile(r) >>> 0, field);
       else blk[field] = r() & 0xff;

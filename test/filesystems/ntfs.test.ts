@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { Errno, isStrataError } from '@strata/errors';
 import { FileSource } from '@strata/ext4';
 import { Ntfs, ntfsDriver } from '@strata/ntfs';
-import { makeImage, makeTempDir, ntfs3gSkipReason, run, withNtfs3g } from '@strata/ntfs/dist/fixture-image';
+import { makeImage, makeTempDir, ntfs3gSkipReason, orAttribute, patchRecord, recordsNamed, run, withNtfs3g } from '@strata/ntfs/dist/fixture-image';
 import { FillOptions, fillTree } from '@strata/ntfs/dist/fixture-tree';
 import { readFilesystemTree } from '../support/filesystem-tree';
 import { ALL_FIELDS, compareTrees, readKernelTree, type Tree } from '../support/tree-snapshot';
@@ -186,6 +186,73 @@ describe('unclean volumes', { skip: skipReason }, () => {
       const { tree, failures } = await readFilesystemTree(reader);
       assert.deepEqual(failures, []);
       assert.deepEqual(compareTrees(kernel, tree, ALL_FIELDS), []);
+    } finally {
+      await source.close();
+    }
+  });
+
+  test('a volume marked dirty in $Volume (and its $MFTMirr copy) reads as ntfs-3g -o ro shows it', async () => {
+    const image = makeImage(work, 'dirty.img', 16, []);
+    await withNtfs3g(image, 'rw', (mnt) => fs.writeFileSync(path.join(mnt, 'data.txt'), 'dirty but readable'));
+    const img = fs.readFileSync(image);
+    const boot = { cluster: img.readUInt16LE(0x0b) * img[0x0d], mft: Number(img.readBigInt64LE(0x30)), mirr: Number(img.readBigInt64LE(0x38)) };
+    for (const lcn of [boot.mft, boot.mirr]) {
+      patchRecord(img, lcn * boot.cluster + 3 * 1024, 1024, (rec) => assert.ok(orAttribute(rec, 0x70, { valueAt: 10, bits: 1, width: 2 })));
+    }
+    fs.writeFileSync(image, img);
+    const kernel = await withNtfs3g(image, 'ro', (mnt) => readKernelTree(mnt));
+    const source = await FileSource.open(image);
+    try {
+      const events: Record<string, unknown>[] = [];
+      const reader = await Ntfs.open(source, { log: (e) => events.push(e) });
+      assert.equal(reader.needsRecovery, true);
+      assert.ok(events.some((e) => e.event === 'ntfs.unclean' && String(e.reason).includes('dirty')), JSON.stringify(events));
+      const { tree, failures } = await readFilesystemTree(reader);
+      assert.deepEqual(failures, []);
+      assert.deepEqual(compareTrees(kernel, tree, ALL_FIELDS), []);
+      assert.ok(kernel.has('/data.txt'));
+    } finally {
+      await source.close();
+    }
+  });
+
+  test('EFS-encrypted files: stat as ntfs-3g shows them; non-resident data is EACCES, resident data readable, as ntfs-3g answers', async () => {
+    const image = makeImage(work, 'efs.img', 16, []);
+    await withNtfs3g(image, 'rw', (mnt) => {
+      fs.writeFileSync(path.join(mnt, 'secret.bin'), Buffer.alloc(100_000, 0x73));
+      fs.writeFileSync(path.join(mnt, 'small-secret.txt'), 'small');
+    });
+    const img = fs.readFileSync(image);
+    for (const name of ['secret.bin', 'small-secret.txt']) {
+      const [at] = recordsNamed(img, name);
+      patchRecord(img, at, 1024, (rec) => {
+        assert.ok(orAttribute(rec, 0x10, { valueAt: 0x20, bits: 0x4000 }));
+        assert.ok(orAttribute(rec, 0x80, { header: 0x4000 }));
+      });
+    }
+    fs.writeFileSync(image, img);
+    const kernel = await withNtfs3g(image, 'ro', (mnt) => {
+      const readErr = (name: string): string | undefined => {
+        try {
+          fs.readFileSync(path.join(mnt, name));
+          return undefined;
+        } catch (err) {
+          return (err as NodeJS.ErrnoException).code;
+        }
+      };
+      return { tree: readKernelTree(mnt, false), big: readErr('secret.bin'), small: fs.readFileSync(path.join(mnt, 'small-secret.txt'), 'utf8') };
+    });
+    assert.equal(kernel.big, 'EACCES');
+    const source = await FileSource.open(image);
+    try {
+      const reader = await Ntfs.open(source);
+      const { tree, failures } = await readFilesystemTree(reader, false);
+      assert.deepEqual(failures, []);
+      assert.deepEqual(compareTrees(kernel.tree, tree, ALL_FIELDS), []);
+      const big = (await reader.lookup(reader.rootHandle, Buffer.from('secret.bin')))!;
+      await assert.rejects(reader.read(big, 0, 10), (e: unknown) => isStrataError(e) && e.errno === Errno.EACCES);
+      const small = (await reader.lookup(reader.rootHandle, Buffer.from('small-secret.txt')))!;
+      assert.equal((await reader.read(small, 0, 100)).toString(), kernel.small);
     } finally {
       await source.close();
     }

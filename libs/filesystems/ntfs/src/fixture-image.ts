@@ -158,3 +158,61 @@ export function setWindowsAttributes(file: string, bits: number): void {
   v.writeUInt32BE(bits >>> 0, 0);
   setXattr(file, 'system.ntfs_attrib_be', v);
 }
+
+/**
+ * Edits a multi-sector record (FILE or INDX) of an image in place: the
+ * update sequence protection is undone, `mutate` sees the logical bytes,
+ * and the protection is redone so the fixups still pass. Records with an
+ * update sequence array that does not fit are left alone.
+ */
+export function patchRecord(img: Buffer, at: number, size: number, mutate: (logical: Buffer) => void): void {
+  const rec = img.subarray(at, at + size);
+  const usaOfs = rec.readUInt16LE(4);
+  const usaCount = rec.readUInt16LE(6);
+  if (usaCount - 1 !== size / 512 || usaOfs + 2 * usaCount > size) return;
+  const usn = rec.readUInt16LE(usaOfs);
+  for (let i = 0; i < size / 512; i++) rec.writeUInt16LE(rec.readUInt16LE(usaOfs + 2 + 2 * i), (i + 1) * 512 - 2);
+  mutate(rec);
+  for (let i = 0; i < size / 512; i++) {
+    const end = (i + 1) * 512 - 2;
+    rec.writeUInt16LE(rec.readUInt16LE(end), usaOfs + 2 + 2 * i);
+    rec.writeUInt16LE(usn, end);
+  }
+}
+
+/** Offsets of the attribute records in a (logical) MFT record. */
+export function attributeOffsets(rec: Buffer): number[] {
+  const out: number[] = [];
+  let at = rec.readUInt16LE(0x14);
+  for (let i = 0; i < 64 && at + 8 <= rec.length; i++) {
+    const type = rec.readUInt32LE(at);
+    const len = rec.readUInt32LE(at + 4);
+    if (type === 0xffffffff || len < 16 || at + len > rec.length) break;
+    out.push(at);
+    at += len;
+  }
+  return out;
+}
+
+/** Image offsets of the 1 KiB MFT records in use that hold the UTF-16 name `name` (in their $FILE_NAME). */
+export function recordsNamed(img: Buffer, name: string): number[] {
+  const needle = Buffer.from(name, 'utf16le');
+  const out: number[] = [];
+  for (let at = 0; at + 1024 <= img.length; at += 1024) {
+    if (img.toString('latin1', at, at + 4) === 'FILE' && img[at + 0x16] & 1 && img.subarray(at, at + 1024).includes(needle)) out.push(at);
+  }
+  return out;
+}
+
+/** Sets bits in the first attribute of `type` of a record: its header flags (`header`) or a 32-bit field of a resident value. */
+export function orAttribute(rec: Buffer, type: number, where: { header: number } | { valueAt: number; bits: number; width?: 2 | 4 }): boolean {
+  const a = attributeOffsets(rec).find((x) => rec.readUInt32LE(x) === type);
+  if (a === undefined) return false;
+  if ('header' in where) rec.writeUInt16LE(rec.readUInt16LE(a + 12) | where.header, a + 12);
+  else {
+    const v = a + rec.readUInt16LE(a + 20) + where.valueAt;
+    if (where.width === 2) rec.writeUInt16LE(rec.readUInt16LE(v) | where.bits, v);
+    else rec.writeUInt32LE((rec.readUInt32LE(v) | where.bits) >>> 0, v);
+  }
+  return true;
+}
