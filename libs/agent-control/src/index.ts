@@ -1,4 +1,5 @@
 export { parseControlRequest } from './protocol';
-export type { ControlError, ControlRequest, ControlResponse, MountInfo } from './protocol';
+export type { AgentStatus, ControlError, ControlRequest, ControlResponse, MountHealthInfo, MountInfo, MountState, ResolverState } from './protocol';
 export { defaultSocketPath } from './socket-path';
 export { controlRequest } from './control-client';
+export { certificateIdentity } from './certificate-identity';

@@ -18,12 +18,60 @@ export interface MountInfo {
   flags: string[];
   /** ISO time the mount went live. */
   mountedAt: string;
+  /**
+   * How it serves, from the answers its operations got (agents before this field: absent):
+   * serving, degraded (its operations fail), revoked (EACCES: the agent lost its grant),
+   * resolvers-away (no resolver answers this host).
+   */
+  state?: MountState;
+  /** Why, when it is not serving. */
+  health?: MountHealthInfo;
+}
+
+export type MountState = 'serving' | 'degraded' | 'revoked' | 'resolvers-away';
+
+export interface MountHealthInfo {
+  /** Failed operations in a row, with no success since. */
+  consecutiveFailures: number;
+  /** Operations answered and failed in the last minute. */
+  recent: { answered: number; failed: number };
+  lastError?: { errno: string; message: string; at: string };
+  lastAnswerAt?: string;
+}
+
+/** One resolver as the agent's Session streams see it. */
+export interface ResolverState {
+  address: string;
+  /** connected: a stream is open on it; reconnecting: its stream broke; unreachable: it refuses connections; idle: no stream yet. */
+  state: 'connected' | 'reconnecting' | 'unreachable' | 'idle';
+  /** ISO time of the last change. */
+  since?: string;
+  lastError?: string;
+}
+
+/** What `strata status` asks the agent (op "status"). */
+export interface AgentStatus {
+  pid: number;
+  version?: string;
+  commit?: string;
+  node: string;
+  startedAt: string;
+  socket: string;
+  /** How the agent speaks to its resolvers, and the identity it presents (its certificate's subject or first URI). */
+  tls: { mode: 'off' | 'on' | 'mutual'; identity?: string };
+  resolvers: ResolverState[];
+  /** Set while no resolver answers: operations that need one fail with EIO. */
+  outage?: { since: string; failedOps: number };
+  dataCache: { dir: string; maxBytes: number; bytes: number; files: number };
+  chunkCache: { maxBytes: number; bytes: number };
+  mounts: MountInfo[];
 }
 
 export type ControlRequest =
   | { op: 'mount'; layer: string; mountpoint: string }
   | { op: 'umount'; mountpoint: string; lazy?: boolean }
-  | { op: 'mounts' };
+  | { op: 'mounts' }
+  | { op: 'status' };
 
 export interface ControlError {
   message: string;
@@ -32,7 +80,7 @@ export interface ControlError {
 }
 
 export type ControlResponse =
-  | { ok: true; mount?: MountInfo; mounts?: MountInfo[] }
+  | { ok: true; mount?: MountInfo; mounts?: MountInfo[]; status?: AgentStatus }
   | { ok: false; error: ControlError };
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -52,7 +100,9 @@ export function parseControlRequest(v: unknown): ControlRequest | string {
       return { op: 'umount', mountpoint: v.mountpoint, lazy: v.lazy === true };
     case 'mounts':
       return { op: 'mounts' };
+    case 'status':
+      return { op: 'status' };
     default:
-      return `unknown op ${JSON.stringify(v.op)} (expected mount, umount or mounts)`;
+      return `unknown op ${JSON.stringify(v.op)} (expected mount, umount, mounts or status)`;
   }
 }

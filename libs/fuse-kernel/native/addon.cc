@@ -693,6 +693,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
 
 // native/peer-cred.cc
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info);
+Napi::Value SdNotify(const Napi::CallbackInfo& info);
 
 }  // namespace strata_fuse
 
@@ -708,6 +709,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeSession", strata_fuse::SessionWrap::Define(env));
   exports.Set("umount", Napi::Function::New(env, UmountFn));
   exports.Set("peerCredentials", Napi::Function::New(env, strata_fuse::PeerCredentials));
+  exports.Set("sdNotify", Napi::Function::New(env, strata_fuse::SdNotify));
   exports.Set("protocolMinor", Napi::Number::New(env, FUSE_KERNEL_MINOR_VERSION));
   exports.Set("attrSize", Napi::Number::New(env, sizeof(fuse_attr)));
   exports.Set("statfsSize", Napi::Number::New(env, sizeof(fuse_kstatfs)));

@@ -22,3 +22,4 @@ export { parseMountinfo, topMountAt } from './mountinfo';
 export type { MountEntry } from './mountinfo';
 export { peerCredentials, socketFd, socketPeer } from './peer-cred';
 export type { PeerCredentials } from './peer-cred';
+export { sdNotify } from './sd-notify';

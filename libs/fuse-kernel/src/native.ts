@@ -110,6 +110,8 @@ export interface NativeModule {
   umount(path: string): number;
   /** getsockopt(fd, SO_PEERCRED) of a connected unix socket; throws an Error with `errno`. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** One datagram to a unix datagram socket (sd_notify(3)); throws an Error with `errno`. */
+  sdNotify(socketPath: string, text: string): void;
   protocolMinor: number;
   attrSize: number;
   statfsSize: number;

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { MountInfo } from '@strata/agent-control';
+import type { AgentStatus, MountInfo } from '@strata/agent-control';
 import { FuseSession, type FuseHandlers } from '@strata/fuse-kernel';
 import { StrataClient, type SessionGroup, type SessionRequester } from '@strata/client';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
@@ -23,8 +23,10 @@ import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
 import { pathOf } from './mount/tree-path';
 import { MountFs, type MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
-import { OpTracker, fuseLatencyHistogram } from './observability/op-tracker';
+import { MountHealth } from './observability/mount-health';
+import { OpTracker, fuseErrorCounter, fuseLatencyHistogram } from './observability/op-tracker';
 import { OutageMonitor } from './observability/outage-monitor';
+import { ResolverStates } from './observability/resolver-states';
 import { StateFile, isLiveAgent } from './state-file';
 import { MountReporter } from './mount-reporter';
 import { mountLiveness } from './host/mount-liveness';
@@ -61,7 +63,12 @@ interface Mounted {
   owner: Actor;
   /** A host user's mount: asked each report round whether the grant still holds (a reason to withdraw, or undefined). */
   recheck?: () => Promise<string | undefined>;
+  /** How its operations end: what `strata mounts` and `strata status` show as its state. */
+  health: MountHealth;
 }
+
+/** What the agent itself knows for `strata status` (the process and TLS parts are main's). */
+export type AgentView = Pick<AgentStatus, 'resolvers' | 'outage' | 'dataCache' | 'chunkCache' | 'mounts'>;
 
 /**
  * The host agent: one Session stream to the resolvers serves the FUSE mounts
@@ -77,7 +84,9 @@ export class Agent {
   private readonly log: Logger;
   private readonly counters: MountCounters = { attrHits: 0, attrMisses: 0, bytesRead: 0 };
   private readonly fuseLatency = fuseLatencyHistogram();
+  private readonly fuseErrors = fuseErrorCounter();
   private readonly outages: OutageMonitor;
+  private readonly resolvers: ResolverStates;
   private readonly reporter: MountReporter;
   /** The session as mounts use it: every answer or failure also tells the outage monitor. */
   private readonly requester: SessionRequester;
@@ -92,14 +101,20 @@ export class Agent {
     this.audit = o.audit ?? AgentAudit.none();
     this.client = new StrataClient({ resolver: o.resolver, deadlineMs: o.deadlineMs });
     this.outages = new OutageMonitor(this.log);
+    this.resolvers = new ResolverStates(
+      o.resolver.split(',').map((a) => a.trim()).filter((a) => a !== ''),
+      () => this.outages.unreachable,
+    );
     this.session = this.client.sessionGroup({
       deadlineMs: o.deadlineMs,
       onEvent: (e) => {
         if (e.type === 'connected') {
           this.log.debug({ event: 'agent.session.connected', resolver: e.address }, 'session stream open');
           this.outages.streamConnected(e.address);
+          this.resolvers.connected(e.address);
         } else {
           this.log.debug({ event: 'agent.session.broken', resolver: e.address, err: e.error?.message }, 'session stream lost; moving on');
+          this.resolvers.broken(e.address, e.error?.message);
           void this.outages.streamBroken(e.address, e.error?.message);
         }
       },
@@ -133,7 +148,15 @@ export class Agent {
       mayKeep: async (mountpoint) => this.mounts.get(mountpoint)?.recheck?.(),
       onError: (what, err) => this.log.debug({ event: 'agent.report_failed', what, err: err.message }, 'mount report failed; retried at the next round'),
     });
-    registerAgentMetrics({ counters: this.counters, mounts: () => this.mounts.size, chunks: this.chunks, inflight: () => this.session.inflight });
+    registerAgentMetrics({
+      counters: this.counters,
+      mounts: () => this.mounts.size,
+      mountStates: () => [...this.mounts.values()].map((m) => this.stateOf(m)),
+      chunks: this.chunks,
+      inflight: () => this.session.inflight,
+      resolvers: () => this.resolvers.list(),
+      dataCache: () => this.disk.stats(),
+    });
   }
 
   static async start(o: AgentOptions): Promise<Agent> {
@@ -301,10 +324,11 @@ export class Agent {
     });
     // The session exists only once mounted; until then nothing can ask for xattrs.
     let session: FuseSession | undefined;
+    const health = new MountHealth();
     const served = kernelHandlers(
       mfs,
       nodes,
-      new OpTracker(layer.layerId, this.fuseLatency, this.log),
+      new OpTracker(layer.layerId, this.fuseLatency, this.log, health, this.fuseErrors),
       life,
       { cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set) },
       data,
@@ -374,7 +398,7 @@ export class Agent {
     nodes.sweepWith(() => mounted.liveInos(), this.o.attrEntries, (r) =>
       this.log.info({ event: 'agent.nodes.swept', mountpoint, ...r }, 'forgot the inos the kernel and the native cache no longer name'),
     );
-    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes, data, owner, recheck };
+    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes, data, owner, recheck, health };
     this.mounts.set(mountpoint, m);
     // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.
     void mounted.closed.then(async (reason) => {
@@ -512,7 +536,43 @@ export class Agent {
         await this.forget(m);
       }
     }
-    return [...this.mounts.values()].map((m) => m.info);
+    return [...this.mounts.values()].map((m) => this.withHealth(m));
+  }
+
+  private stateOf(m: Mounted): MountInfo['state'] & string {
+    return m.health.report(this.outages.current !== undefined).state;
+  }
+
+  /** The mount as listed: its info and how it serves now (the details only when it does not). */
+  private withHealth(m: Mounted): MountInfo {
+    const { state, ...health } = m.health.report(this.outages.current !== undefined);
+    return { ...m.info, state, ...(state !== 'serving' || health.consecutiveFailures > 0 ? { health } : {}) };
+  }
+
+  get mountCount(): number {
+    return this.mounts.size;
+  }
+
+  /** What /healthz on the metrics listener says: ready while some resolver answers. */
+  healthState(): { ok: boolean; detail: string } {
+    if (this.outages.current) return { ok: false, detail: 'no resolver answers' };
+    const states = this.resolvers.list();
+    if (states.length > 0 && states.every((r) => r.state === 'unreachable')) return { ok: false, detail: 'every resolver is unreachable' };
+    return { ok: true, detail: 'serving' };
+  }
+
+  /** The agent's part of `strata status`. */
+  async view(): Promise<AgentView> {
+    const mounts = await this.list();
+    const outage = this.outages.current;
+    const disk = this.disk.stats();
+    return {
+      resolvers: this.resolvers.list(),
+      ...(outage ? { outage: { since: new Date(outage.since).toISOString(), failedOps: outage.failedOps } } : {}),
+      dataCache: { dir: this.disk.dir, maxBytes: this.disk.maxBytes, bytes: disk.bytes, files: disk.files },
+      chunkCache: this.chunks.usage,
+      mounts,
+    };
   }
 
   /** SIGTERM/SIGINT: every mount is detached (lazily: open files must not block shutdown). */

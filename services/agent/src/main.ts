@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { defaultSocketPath } from '@strata/agent-control';
+import { certificateIdentity, defaultSocketPath, type AgentStatus } from '@strata/agent-control';
 import { Endpoint, TLS_ENV, channelCredentials, exportTlsEnv, isTransportError, reloadTls, transportError, type ClientTlsFiles } from '@strata/client';
 import { Metadata, type ChannelCredentials } from '@grpc/grpc-js';
 import {
@@ -20,7 +20,8 @@ import {
 } from '@strata/config';
 import { GrpcCode, errorMessage, isStrataError } from '@strata/errors';
 import { validateName } from '@strata/layers';
-import { createLogger, onShutdown, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
+import { buildInfo, createLogger, onShutdown, setHealthCheck, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
+import { sdNotify } from '@strata/fuse-kernel';
 import { Agent } from './agent';
 import { lookupHostUser } from './access/host-user';
 import { AgentAudit } from './audit/agent-audit';
@@ -249,6 +250,15 @@ async function mountWhenAnswered(agent: Agent, pending: MountFlag[], probe: Reso
   }
 }
 
+/** sd_notify(3) when systemd asked for it ($NOTIFY_SOCKET); a refused notification is logged, never fatal. */
+function notify(log: Logger, fields: Record<string, string | number>): void {
+  try {
+    if (sdNotify(fields)) log.debug({ event: 'agent.notified', fields }, 'told the service manager');
+  } catch (err) {
+    log.warn({ event: 'agent.notify_failed', err: errorMessage(err) }, 'could not notify the service manager');
+  }
+}
+
 /** `strata agent ...` */
 export async function main(argv: readonly string[]): Promise<void> {
   const { loaded, checkOnly, json } = configure(argv);
@@ -277,6 +287,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   const telemetry = await startTelemetry({ service: 'strata-agent', metricsPort: o.metricsPort });
 
+  const startedAt = new Date().toISOString();
+  const tlsMode = creds._isSecure() ? (o.tlsCert !== undefined ? 'mutual' : 'on') : 'off';
+  const identity = o.tlsCert !== undefined ? (certificateIdentity(o.tlsCert) ?? 'unreadable certificate') : undefined;
+  const build = buildInfo();
   let agent: Agent | undefined;
   let control: ControlServer;
   const audit = AgentAudit.open(o.auditLog ?? `${o.socket}.audit.log`, log);
@@ -305,6 +319,19 @@ export async function main(argv: readonly string[]): Promise<void> {
             return { ok: true };
           case 'mounts':
             return { ok: true, mounts: await a.list() };
+          case 'status': {
+            const status: AgentStatus = {
+              pid: process.pid,
+              version: build.version,
+              ...(build.commit ? { commit: build.commit } : {}),
+              node: build.node,
+              startedAt,
+              socket: o.socket,
+              tls: { mode: tlsMode, ...(identity !== undefined ? { identity } : {}) },
+              ...(await a.view()),
+            };
+            return { ok: true, status };
+          }
         }
       },
       log,
@@ -337,6 +364,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const retries = new AbortController();
   let retrying: Promise<void> = Promise.resolve();
   onShutdown(log, async () => {
+    notify(log, { STOPPING: 1, STATUS: 'unmounting' });
     retries.abort();
     await retrying;
     probe.close();
@@ -398,12 +426,28 @@ export async function main(argv: readonly string[]): Promise<void> {
       mounts: mounted,
       ...(pending.length > 0 ? { pendingMounts: pending.length } : {}),
       config: loaded.file,
+      version: build.version,
+      ...(build.commit ? { commit: build.commit } : {}),
+      node: build.node,
       ...telemetry,
     },
     reachable ? 'agent ready' : 'agent up, but no resolver answers: operations fail with EIO until one does',
   );
+  setHealthCheck(() => started.healthState());
   for (const m of pending) log.warn({ event: 'agent.mount_pending', layer: m.layer, mountpoint: m.mountpoint }, 'mounting once a resolver answers');
-  if (pending.length > 0) retrying = mountWhenAnswered(started, pending, probe, o.deadlineMs, retries.signal, log);
+  // Type=notify: ready once every --mount is in place (or has failed), so units ordered after the agent find their mounts.
+  const ready = (): void => {
+    const n = started.mountCount;
+    notify(log, { READY: 1, MAINPID: process.pid, STATUS: `serving ${n} mount${n === 1 ? '' : 's'}` });
+  };
+  if (pending.length > 0) {
+    notify(log, { STATUS: `waiting for a resolver to mount ${pending.length} --mount` });
+    retrying = mountWhenAnswered(started, pending, probe, o.deadlineMs, retries.signal, log).then(() => {
+      if (!retries.signal.aborted) ready();
+    });
+  } else {
+    ready();
+  }
 }
 
 if (require.main === module) {

@@ -39,6 +39,11 @@ export class ChunkCache {
     this.now = clock ? () => clock.now() : () => performance.now();
   }
 
+  /** Bytes held now, and the bound. */
+  get usage(): { bytes: number; maxBytes: number } {
+    return { bytes: this.lru.calculatedSize, maxBytes: this.lru.maxSize };
+  }
+
   peek(key: string): Buffer | undefined {
     const b = this.lru.get(key);
     if (b) this.hits++;

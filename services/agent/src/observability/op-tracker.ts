@@ -1,5 +1,16 @@
 import { StrataError } from '@strata/errors';
-import { SpanKind, latencyHistogram, metricsOn, traced, tracingOn, type Histogram, type Logger } from '@strata/telemetry';
+import { SpanKind, latencyHistogram, meter, metricsOn, traced, tracingOn, type Histogram, type Logger } from '@strata/telemetry';
+import { MountHealth } from './mount-health';
+
+/** Counts FUSE operations that ended in an error, by op and errno name (ENOENT included: it is an answer, but a rate worth seeing). */
+export interface FuseErrorCounter {
+  add(n: number, labels: { op: string; errno: string }): void;
+}
+
+/** The agent's one counter of FUSE errors (undefined when metrics are off). */
+export function fuseErrorCounter(): FuseErrorCounter | undefined {
+  return metricsOn() ? meter().createCounter('strata.fuse.errors', { description: 'FUSE operations answered with an error, by op and errno' }) : undefined;
+}
 
 /** The agent's one FUSE latency histogram (undefined when metrics are off); every mount's tracker records into it. */
 export function fuseLatencyHistogram(): Histogram | undefined {
@@ -19,6 +30,9 @@ export class OpTracker {
     private readonly layerId: number,
     private readonly latency: Histogram | undefined,
     private readonly log: Logger,
+    /** The mount's health: every operation that reaches JavaScript tells it how it ended. */
+    readonly health: MountHealth = new MountHealth(),
+    private readonly errors?: FuseErrorCounter,
   ) {}
 
   get active(): boolean {
@@ -26,6 +40,21 @@ export class OpTracker {
   }
 
   run<T>(op: string, path: string, work: () => Promise<T>): Promise<T> {
+    return this.traced(op, path, work).then(
+      (v) => {
+        this.health.answered();
+        return v;
+      },
+      (err: unknown) => {
+        const e = StrataError.from(err);
+        this.health.failed(e.errno, e.message);
+        this.errors?.add(1, { op, errno: e.errnoName });
+        throw err;
+      },
+    );
+  }
+
+  private traced<T>(op: string, path: string, work: () => Promise<T>): Promise<T> {
     if (!this.active) return work();
     return traced(
       {

@@ -131,6 +131,11 @@ export class OutageMonitor {
     this.log.info({ event: 'agent.resolver.up', downMs: this.now() - since, failedOps }, 'resolvers answering again');
   }
 
+  /** The host-wide outage under way (no resolver answers), if any. */
+  get current(): { since: number; failedOps: number } | undefined {
+    return this.outage ? { ...this.outage } : undefined;
+  }
+
   /** Addresses currently unreachable. */
   get unreachable(): string[] {
     return [...this.away.keys()];

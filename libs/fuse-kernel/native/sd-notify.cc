@@ -1,0 +1,55 @@
+// sdNotify(socketPath, text): one datagram to the service manager's
+// notification socket ($NOTIFY_SOCKET), as sd_notify(3) sends it. Node has no
+// unix datagram sockets, and Type=notify units wait for "READY=1" from the
+// main process itself (NotifyAccess=main), so a helper process will not do.
+#include <napi.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+namespace strata_fuse {
+
+Napi::Value SdNotify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "sdNotify(socketPath, text)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string where = info[0].As<Napi::String>().Utf8Value();
+  std::string text = info[1].As<Napi::String>().Utf8Value();
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  // "@name" is the abstract namespace: a leading NUL, no terminating one.
+  bool abstract = !where.empty() && where[0] == '@';
+  if (where.empty() || where.size() >= sizeof(addr.sun_path) || (where[0] != '/' && !abstract)) {
+    Napi::Error e = Napi::Error::New(env, "NOTIFY_SOCKET is neither an absolute path nor @abstract, or is too long");
+    e.Set("errno", Napi::Number::New(env, EINVAL));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::memcpy(addr.sun_path, where.data(), where.size());
+  if (abstract) addr.sun_path[0] = '\0';
+  socklen_t len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + where.size() + (abstract ? 0 : 1));
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int err = 0;
+  if (fd < 0) {
+    err = errno;
+  } else {
+    if (sendto(fd, text.data(), text.size(), MSG_NOSIGNAL, reinterpret_cast<struct sockaddr*>(&addr), len) < 0) err = errno;
+    close(fd);
+  }
+  if (err != 0) {
+    Napi::Error e = Napi::Error::New(env, std::string("sd_notify: ") + std::strerror(err));
+    e.Set("errno", Napi::Number::New(env, err));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
+}  // namespace strata_fuse
