@@ -13,4 +13,5 @@ export const API_PROTO_FILES = [
   'strata/v1/policy.proto',
   'strata/v1/image.proto',
   'strata/v1/version.proto',
+  'strata/v1/check.proto',
 ];
