@@ -30,11 +30,11 @@ export function makeGptDisk(file: string, mib: number): PartitionWindow {
  * disk first, which it refuses to do on a read-only device), runs `fn`, and
  * always detaches.
  */
-export async function withLoopMount<T>(disk: string, w: PartitionWindow, mode: 'rw' | 'ro' | 'rw-replay', fn: (mnt: string) => T | Promise<T>): Promise<T> {
+export async function withLoopMount<T>(disk: string, w: PartitionWindow, mode: 'rw' | 'ro' | 'rw-replay', fn: (mnt: string) => T | Promise<T>, extraOptions = ''): Promise<T> {
   const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-loop-'));
   const dev = run('losetup', [...(mode === 'ro' ? ['-r'] : []), '-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', disk]).trim();
   try {
-    run('mount', ['-o', mode === 'rw' ? 'rw' : 'ro', dev, mnt]);
+    run('mount', ['-o', `${mode === 'rw' ? 'rw' : 'ro'}${extraOptions ? `,${extraOptions}` : ''}`, dev, mnt]);
     try {
       return await fn(mnt);
     } finally {
