@@ -1,7 +1,7 @@
 import { StrataError } from '@strata/errors';
 import type { BoundedCache } from './bounded-cache';
 import { appendRange, readParent, runLimited, type GuestRange, type Layer } from './layer';
-import type { StoreFile } from './store-file';
+import type { FileReader } from './store-file';
 
 /** What one block of a block-mapped format (VHD, VHDX, VDI, VMDK grains) reads as. */
 export type BlockMapping =
@@ -9,9 +9,9 @@ export type BlockMapping =
   /** Not in this file: the parent's bytes, or zeros without a parent. */
   | { kind: 'parent' }
   /** Stored whole in `file` from `host` (the block's first byte). */
-  | { kind: 'data'; file: StoreFile; host: number }
+  | { kind: 'data'; file: FileReader; host: number }
   /** Stored at `host`, but only the sectors whose bitmap bit is set; the rest is the parent's. */
-  | { kind: 'partial'; file: StoreFile; host: number; present: (sector: number) => boolean; sectorSize: number }
+  | { kind: 'partial'; file: FileReader; host: number; present: (sector: number) => boolean; sectorSize: number }
   /** The whole block, already in memory (a decompressed grain). */
   | { kind: 'bytes'; bytes: Buffer };
 
@@ -20,7 +20,7 @@ const READ_CONCURRENCY = 8;
 
 type Segment =
   | { kind: 'zero' | 'parent'; guest: number; length: number }
-  | { kind: 'data'; guest: number; length: number; file: StoreFile; host: number }
+  | { kind: 'data'; guest: number; length: number; file: FileReader; host: number }
   | { kind: 'bytes'; guest: number; length: number; bytes: Buffer; within: number };
 
 /**
@@ -146,7 +146,7 @@ export class TableReader {
   private static readonly CHUNK_BYTES = 32 * 1024;
 
   constructor(
-    private readonly file: StoreFile,
+    private readonly file: FileReader,
     private readonly cache: BoundedCache,
     private readonly cacheKey: string,
     private readonly offset: number,

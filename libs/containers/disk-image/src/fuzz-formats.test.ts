@@ -6,6 +6,7 @@ import { StrataError } from '@strata/errors';
 import { crc32c } from './crc32c';
 import { openImage, readPartitionTable } from './index';
 import { prng, qemuImg, run, tempDir } from './fixtures';
+import { batOffset, logEntry, setLogGuid } from './vhdx/log-fixture';
 
 /**
  * Hostile VMDK, VHD, VHDX, VDI and qcow2 (snapshots, zstd) images: real
@@ -225,6 +226,31 @@ describe('fuzz every reader', () => {
     add('VHD fixed', ['fixed.vhd'], 'fixed.vhd', vhdRegions, vhdFix);
     convert('vhdx', ['-o', 'subformat=dynamic,block_size=1M'], 'dyn.vhdx');
     add('VHDX dynamic', ['dyn.vhdx'], 'dyn.vhdx', vhdxRegions, vhdxFix);
+    // A VHDX closed with two entries in its log: the BAT and a new block, then a rewrite of it.
+    {
+      const b = readFileSync(path.join(make, 'dyn.vhdx'));
+      const logOffset = Number(b.readBigUInt64LE(64 * 1024 + 72));
+      const bat = batOffset(b);
+      const newBlock = Math.ceil(b.length / (1024 * 1024)) * 1024 * 1024;
+      const batSector = Buffer.from(b.subarray(bat, bat + 4096));
+      batSector.writeBigUInt64LE((BigInt(newBlock / (1024 * 1024)) << 20n) | 6n, 8);
+      const guid = Buffer.alloc(16, 0x77);
+      const e1 = logEntry(7n, guid, [{ kind: 'desc', fileOffset: bat, data: batSector }, { kind: 'desc', fileOffset: newBlock, data: Buffer.alloc(4096, 9) }, { kind: 'zero', fileOffset: newBlock + 8192, zeroLength: 8192 }], b.length, newBlock + 4096, 0);
+      const e2 = logEntry(8n, guid, [{ kind: 'desc', fileOffset: newBlock + 4096, data: Buffer.alloc(4096, 10) }], b.length, newBlock + 8192, 0);
+      e1.copy(b, logOffset + 4096);
+      e2.copy(b, logOffset + 4096 + e1.length);
+      setLogGuid(b, guid);
+      writeFileSync(path.join(make, 'log.vhdx'), b);
+      const entries: Region[] = [[logOffset + 4096, logOffset + 4096 + e1.length], [logOffset + 4096 + e1.length, logOffset + 4096 + e1.length + e2.length]];
+      add('VHDX log', ['log.vhdx'], 'log.vhdx', () => [...entries.map(([s0]) => [s0, s0 + 200] as Region), [64 * 1024 + 48, 64 * 1024 + 80]], (m) => {
+        vhdxFix(m);
+        for (const [s0, e0] of entries) {
+          const part = m.subarray(s0, e0);
+          part.writeUInt32LE(0, 4);
+          part.writeUInt32LE(crc32c(part), 4);
+        }
+      });
+    }
     convert('vdi', [], 'dyn.vdi');
     add('VDI', ['dyn.vdi'], 'dyn.vdi', vdiRegions);
     convert('qcow2', ['-c', '-o', 'compression_type=zstd,cluster_size=4k'], 'zstd.qcow2');

@@ -37,11 +37,20 @@ export async function realStoreRoot(storeRoot: string): Promise<string> {
   }
 }
 
+/** Positional reads of an image file: a StoreFile, or one seen through an in-memory overlay (a replayed VHDX log). */
+export interface FileReader {
+  readonly label: string;
+  readonly size: number;
+  /** Fills target[targetOffset, +length) from the file at `position`; EIO when the file ends first. */
+  readInto(target: Buffer, targetOffset: number, length: number, position: number): Promise<void>;
+  read(position: number, length: number): Promise<Buffer>;
+}
+
 /**
  * An open, regular image file inside the store, read by position only.
  * `label` is how errors name it (the store-relative path the user gave).
  */
-export class StoreFile {
+export class StoreFile implements FileReader {
   private constructor(
     private readonly handle: fs.FileHandle,
     readonly realPath: string,

@@ -2,7 +2,8 @@ import { Errno, StrataError } from '@strata/errors';
 import { BlockMapLayer, TableReader, type BlockMapping } from '../block-map-layer';
 import type { ChainCaches, FormatContext, OpenedLayer } from '../chain';
 import type { Layer } from '../layer';
-import type { StoreFile } from '../store-file';
+import type { FileReader } from '../store-file';
+import { replayLog } from './log';
 import { corrupt, readCurrentHeader, readMetadata, readRegions } from './structures';
 
 const MiB = 1024 * 1024;
@@ -31,7 +32,7 @@ class VhdxLayer extends BlockMapLayer {
     blockSize: number,
     private readonly logicalSectorSize: number,
     parent: Layer | undefined,
-    private readonly file: StoreFile,
+    private readonly file: FileReader,
     private readonly bat: TableReader,
     label: string,
     private readonly cacheKey: string,
@@ -98,13 +99,13 @@ class VhdxLayer extends BlockMapLayer {
 }
 
 export async function openVhdx(ctx: FormatContext): Promise<OpenedLayer> {
-  const { file, label } = ctx;
-  if (file.size < 1024 * 1024) throw corrupt(label, `file of ${file.size} bytes is too short`);
-  const header = await readCurrentHeader(file, label);
-  if (header.logGuid !== ZERO_GUID) {
-    // A log that may hold writes not yet applied; reading past it would give stale bytes.
-    throw new StrataError(Errno.EOPNOTSUPP, `VHDX ${label}: VHDX log needs replay (log GUID ${header.logGuid}); open it once in Hyper-V or with qemu-img check -r all`);
-  }
+  const { label } = ctx;
+  if (ctx.file.size < 1024 * 1024) throw corrupt(label, `file of ${ctx.file.size} bytes is too short`);
+  const header = await readCurrentHeader(ctx.file, label);
+  // A log GUID says the log may hold writes not yet in place: replay them in
+  // memory (the file is never written) before reading any metadata.
+  const replayed = header.logGuid === ZERO_GUID ? undefined : await replayLog(ctx.file, header, label);
+  const file: FileReader = replayed ?? ctx.file;
   const regions = await readRegions(file, label);
   const meta = await readMetadata(file, regions.metadata, label);
   const entries = VhdxLayer.batEntries(meta.virtualSize, meta.blockSize, meta.logicalSectorSize, meta.hasParent);

@@ -1,7 +1,7 @@
 import { Errno, StrataError } from '@strata/errors';
 import { crc32c } from '../crc32c';
 import { guidText } from '../partitions/gpt';
-import type { StoreFile } from '../store-file';
+import type { FileReader } from '../store-file';
 
 /**
  * The fixed structures of a VHDX file (MS-VHDX), all little-endian: two
@@ -47,7 +47,7 @@ export interface VhdxHeader {
   logOffset: number;
 }
 
-export async function readCurrentHeader(file: StoreFile, label: string): Promise<VhdxHeader> {
+export async function readCurrentHeader(file: FileReader, label: string): Promise<VhdxHeader> {
   const valid: VhdxHeader[] = [];
   const reasons: string[] = [];
   for (const offset of HEADER_OFFSETS) {
@@ -77,7 +77,7 @@ export interface Region {
   length: number;
 }
 
-export async function readRegions(file: StoreFile, label: string): Promise<{ bat: Region; metadata: Region }> {
+export async function readRegions(file: FileReader, label: string): Promise<{ bat: Region; metadata: Region }> {
   const reasons: string[] = [];
   for (const offset of REGION_TABLE_OFFSETS) {
     if (offset + REGION_TABLE_SIZE > file.size) {
@@ -126,7 +126,7 @@ export interface VhdxMetadata {
   parentLocator: Map<string, string> | undefined;
 }
 
-export async function readMetadata(file: StoreFile, region: Region, label: string): Promise<VhdxMetadata> {
+export async function readMetadata(file: FileReader, region: Region, label: string): Promise<VhdxMetadata> {
   if (region.length < 64 * KiB) throw corrupt(label, `metadata region of ${region.length} bytes`);
   const table = await file.read(region.offset, 64 * KiB);
   if (table.subarray(0, 8).toString('latin1') !== 'metadata') throw corrupt(label, 'metadata table has no "metadata" signature');
