@@ -137,13 +137,17 @@ async function exercise(source: ByteSource, what: string): Promise<void> {
   await withTimeout(
     (async () => {
       let fsys: Btrfs;
+      const internal: unknown[] = [];
       try {
-        fsys = await Btrfs.open(source, { cacheBytes: 1 << 20 });
+        fsys = await Btrfs.open(source, { cacheBytes: 1 << 20, log: (e) => e.event === 'btrfs.internal' && internal.push(e) });
       } catch (err) {
         assert.ok(isStrataError(err), `${what}: open threw ${String(err)}`);
+        assert.deepEqual(internal, [], what);
         return;
       }
       await walk(fsys);
+      // A rejection made of an unexpected exception (wrapped as EIO) is a parser bug, not a refusal.
+      assert.deepEqual(internal, [], what);
     })(),
     5000,
     what,

@@ -97,7 +97,7 @@ export class Btrfs implements Filesystem {
       // The top level must be readable for anything to be.
       await fs.subvols.require(ObjectId.FS_TREE);
       return fs;
-    });
+    }, (err) => log({ event: 'btrfs.internal', error: err instanceof Error ? err.stack ?? err.message : String(err) }));
   }
 
   private internal(err: unknown): void {
