@@ -25,6 +25,8 @@ interface Variant {
   sizeMiB: number;
   mkntfs: string[];
   fill: FillOptions;
+  /** Extra ntfs-3g options while filling. */
+  fillMount?: string;
 }
 
 const VARIANTS: Variant[] = [
@@ -45,6 +47,13 @@ const VARIANTS: Variant[] = [
     sizeMiB: 160,
     mkntfs: ['-c', '65536'],
     fill: { bigDir: 600, fragments: 400, files: 40, depth: 8, compression: false },
+  },
+  {
+    name: '4 KiB sectors (4 KiB MFT records, 8 fixup strides): symlinks, fifos, sockets and devices as WSL reparse points',
+    sizeMiB: 96,
+    mkntfs: ['-s', '4096'],
+    fill: { bigDir: 400, fragments: 800, files: 30, depth: 6, compression: true },
+    fillMount: 'special_files=wsl',
   },
 ];
 
@@ -99,7 +108,8 @@ for (const [i, v] of VARIANTS.entries()) {
     let kernel: KernelView;
     before(async () => {
       image = makeImage(work, `v${i}.img`, v.sizeMiB, v.mkntfs);
-      await withNtfs3g(image, v.fill.compression ? 'rw,compression' : 'rw', (mnt) => fillTree(mnt, v.fill));
+      const options = ['rw', ...(v.fill.compression ? ['compression'] : []), ...(v.fillMount ? [v.fillMount] : [])].join(',');
+      await withNtfs3g(image, options, (mnt) => fillTree(mnt, v.fill));
       kernel = await withNtfs3g(image, 'ro', (mnt) => ({
         tree: readKernelTree(mnt),
         statfs: fs.statfsSync(mnt),
@@ -124,6 +134,7 @@ for (const [i, v] of VARIANTS.entries()) {
         assert.deepEqual(failures, []);
         assert.deepEqual(compareTrees(kernel.tree, tree, ALL_FIELDS), []);
         assert.ok(kernel.tree.size > v.fill.bigDir + v.fill.files, `only ${kernel.tree.size} paths compared`);
+        if (v.fillMount) assert.equal(kernel.tree.get('/special-fifo')?.mode, 0o010000, 'a WSL fifo: ntfs-3g gives it no permission bits');
         const st = await reader.statfs();
         const k = kernel.statfs;
         assert.deepEqual(

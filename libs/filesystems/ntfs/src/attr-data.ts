@@ -21,6 +21,8 @@ export interface AttrData {
   compressionUnit: number;
   runs: Run[];
   what: string;
+  /** Why the runs could not be decoded: sizes still stand (stat works), reads fail with this. */
+  error?: StrataError;
 }
 
 /** Merges the extents of one attribute (sorted by lowest VCN; sizes from the first extent). */
@@ -34,10 +36,11 @@ export function mergeExtents(extents: Attribute[], what: string): AttrData {
   if (head.lowestVcn !== 0) throw corrupt(what, `first extent starts at VCN ${head.lowestVcn}`);
   const runs: Run[] = [];
   let next = 0;
+  let error: StrataError | undefined;
   for (const e of sorted) {
     const nr = e.nonResident!;
-    if (nr.runsError) throw nr.runsError;
-    if (nr.lowestVcn !== next) throw corrupt(what, `extent starts at VCN ${nr.lowestVcn}, expected ${next}`);
+    error ??= nr.runsError;
+    if (nr.lowestVcn !== next) error ??= corrupt(what, `extent starts at VCN ${nr.lowestVcn}, expected ${next}`);
     for (const r of nr.runs) runs.push(r);
     next = nr.highestVcn + 1;
   }
@@ -46,7 +49,7 @@ export function mergeExtents(extents: Attribute[], what: string): AttrData {
   if (head.dataSize > head.allocatedSize || head.initializedSize > head.allocatedSize) {
     throw corrupt(what, `data size ${head.dataSize} / initialized ${head.initializedSize} beyond the allocated ${head.allocatedSize}`);
   }
-  return { type: first.type, name: first.name, flags: first.flags, dataSize: head.dataSize, allocatedSize, rawAllocatedSize: head.allocatedSize, initializedSize: head.initializedSize, compressionUnit: head.compressionUnit, runs, what };
+  return { type: first.type, name: first.name, flags: first.flags, dataSize: head.dataSize, allocatedSize, rawAllocatedSize: head.allocatedSize, initializedSize: head.initializedSize, compressionUnit: head.compressionUnit, runs, what, error };
 }
 
 /** Largest compression unit ntfs-3g handles (4 KiB clusters × 16); larger ones are refused. */
@@ -62,6 +65,7 @@ export async function readAttr(vol: Volume, a: AttrData, pos: number, length: nu
   const end = Math.min(pos + length, a.dataSize);
   if (pos >= end) return Buffer.alloc(0);
   if (a.resident) return Buffer.from(a.resident.subarray(pos, end));
+  if (a.error) throw a.error;
   const compression = a.flags & AttrFlag.COMPRESSION_MASK;
   if (compression !== 0 && compression !== AttrFlag.COMPRESSED) throw unsupported(`compression method 0x${compression.toString(16)} of ${a.what}`);
   if (a.flags & AttrFlag.ENCRYPTED) throw new StrataError(Errno.EACCES, `ntfs: ${a.what} is encrypted (EFS): ntfs-3g denies reading it`);

@@ -5,6 +5,7 @@ import { corrupt } from './errors';
 import { FileName, parseFileName } from './file-name';
 import { applyFixups } from './fixup';
 import { Inode, findAttr } from './inode';
+import type { Lru } from './lru';
 import type { Upcase } from './upcase';
 import type { Volume } from './volume';
 
@@ -65,9 +66,11 @@ export class DirectoryIndex {
     private readonly vcnBits: number,
     private readonly alloc: AttrData | undefined,
     private readonly bitmap: AttrData | undefined,
+    private readonly cache: Lru<string, IndexEntry[]> | undefined,
   ) {}
 
-  static open(vol: Volume, dir: Inode): DirectoryIndex {
+  /** `cache` keeps parsed index blocks across calls (the image never changes under a reader). */
+  static open(vol: Volume, dir: Inode, cache?: Lru<string, IndexEntry[]>): DirectoryIndex {
     const what = `directory index of MFT record ${dir.number}`;
     const root = findAttr(dir, AttrType.INDEX_ROOT, I30);
     if (!root?.resident) throw corrupt(what, 'no resident $INDEX_ROOT');
@@ -79,7 +82,7 @@ export class DirectoryIndex {
     const cs = vol.boot.clusterSize;
     const vcnBits = cs <= blockSize ? Math.log2(cs) : 9;
     const entries = parseIndexEntries(v, 0x10, v.length, what);
-    return new DirectoryIndex(vol, dir.number, entries, blockSize, vcnBits, findAttr(dir, AttrType.INDEX_ALLOCATION, I30), findAttr(dir, AttrType.BITMAP, I30));
+    return new DirectoryIndex(vol, dir.number, entries, blockSize, vcnBits, findAttr(dir, AttrType.INDEX_ALLOCATION, I30), findAttr(dir, AttrType.BITMAP, I30), cache);
   }
 
   /** The allocation's size, for stat (undefined without one). */
@@ -88,6 +91,15 @@ export class DirectoryIndex {
   }
 
   async block(vcn: number): Promise<IndexEntry[]> {
+    const key = `${this.dirNo}:${vcn}`;
+    const hit = this.cache?.get(key);
+    if (hit) return hit;
+    const entries = await this.readBlock(vcn);
+    this.cache?.set(key, entries, this.blockSize);
+    return entries;
+  }
+
+  private async readBlock(vcn: number): Promise<IndexEntry[]> {
     const what = `index block ${vcn} of directory ${this.dirNo}`;
     if (!this.alloc) throw corrupt(what, 'a node entry points into a missing $INDEX_ALLOCATION');
     const offset = vcn * 2 ** this.vcnBits;

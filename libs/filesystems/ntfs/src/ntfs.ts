@@ -4,7 +4,7 @@ import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK 
 import { readAttr } from './attr-data';
 import { AttrType } from './attribute';
 import { BOOT_SECTOR_SIZE, parseBootSector } from './boot-sector';
-import { DirectoryIndex, notADirectory } from './directory-index';
+import { DirectoryIndex, IndexEntry, notADirectory } from './directory-index';
 import { corrupt, guarded } from './errors';
 import { Namespace } from './file-name';
 import { Inode, findAttr, firstFileName, loadInode, namedStreams } from './inode';
@@ -68,6 +68,7 @@ export class Ntfs implements Filesystem {
   readonly uuid: string;
   readonly needsRecovery: boolean;
   private readonly inodes: Lru<number, Inode>;
+  private readonly indexBlocks: Lru<string, IndexEntry[]>;
   private statCache: Promise<FsStatFs> | undefined;
 
   private constructor(
@@ -82,7 +83,8 @@ export class Ntfs implements Filesystem {
     this.uuid = vol.boot.serial;
     this.label = info.label;
     this.needsRecovery = info.needsRecovery;
-    this.inodes = new Lru(cacheBytes);
+    this.inodes = new Lru(cacheBytes / 2);
+    this.indexBlocks = new Lru(cacheBytes / 2);
   }
 
   static async open(source: ByteSource, options: NtfsOptions = {}): Promise<Ntfs> {
@@ -148,7 +150,7 @@ export class Ntfs implements Filesystem {
   private async directory(n: number): Promise<DirectoryIndex> {
     const ino = await this.inode(n);
     if (!ino.isDirectory || ino.si.fileAttributes & FileAttr.REPARSE_POINT) throw notADirectory(n);
-    return DirectoryIndex.open(this.vol, ino);
+    return DirectoryIndex.open(this.vol, ino, this.indexBlocks);
   }
 
   private async reparsePoint(ino: Inode): Promise<ReparsePoint | undefined> {
