@@ -40,9 +40,10 @@ export interface DiskImage extends ByteSource {
   /**
    * The guest ranges the top file itself answers (qcow2: its allocated and
    * zero clusters; VMDK: its grains; VHD/VHDX/VDI: its blocks or present
-   * sectors), sorted and merged; undefined for a raw, fixed or flat image,
-   * whose every byte is its own. For a snapshot over its base these are the
-   * only bytes that can differ from the base.
+   * sectors), sorted and merged; undefined for a raw image, a fixed VHD or
+   * a flat VMDK, whose every byte is its own. For a snapshot over its base
+   * these are the only bytes that can differ from the base; without a base,
+   * every byte outside them reads as zeros.
    */
   ownRanges(): Promise<readonly GuestRange[] | undefined>;
   /** The internal snapshots the top file holds (qcow2; empty for other formats). */

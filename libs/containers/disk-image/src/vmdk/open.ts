@@ -75,10 +75,17 @@ class VmdkLayer implements Layer {
     }
     await runLimited(tasks, 4);
   }
+}
+
+/** A VMDK with sparse extents, which know the grains they hold. */
+class SparseVmdkLayer extends VmdkLayer {
+  constructor(private readonly parts: readonly Extent[]) {
+    super(parts);
+  }
 
   async ownRanges(): Promise<GuestRange[]> {
     const out: GuestRange[] = [];
-    for (const e of this.extents) {
+    for (const e of this.parts) {
       if (!e.sparse || !e.layer.ownRanges) {
         appendRange(out, e.start, e.size, this.size);
         continue;
@@ -123,7 +130,7 @@ export async function openVmdk(ctx: FormatContext): Promise<OpenedLayer> {
     const size = header.capacitySectors * 512;
     const layer = new SparseExtentLayer(size, file, header, parent, caches, ctx.cacheId, label);
     return {
-      layer: new VmdkLayer([{ start: 0, size, layer, sparse: true }]),
+      layer: new SparseVmdkLayer([{ start: 0, size, layer, sparse: true }]),
       subformat: descriptor?.createType ?? (header.flags & (1 << 16) ? 'streamOptimized' : 'monolithicSparse'),
       logicalSectorSize: 512,
     };
@@ -166,5 +173,7 @@ export async function openVmdk(ctx: FormatContext): Promise<OpenedLayer> {
     }
     start += size;
   }
-  return { layer: new VmdkLayer(extents), subformat: descriptor.createType, logicalSectorSize: 512 };
+  // Flat and zero extents only: every byte is the disk's own, as for a raw image.
+  const layer = extents.some((e) => e.sparse) ? new SparseVmdkLayer(extents) : new VmdkLayer(extents);
+  return { layer, subformat: descriptor.createType, logicalSectorSize: 512 };
 }
