@@ -8,6 +8,7 @@ import { addMountCommands } from './mount-commands';
 import { addPolicyCommands } from './policy-commands';
 import { addReadCommands } from './read-commands';
 import { addVersionCommand, clientVersionText } from './version-command';
+import { addLayerCheckCommand } from './layer-check-command';
 
 /**
  * The client commands of docs/design.md §5 (everything but `resolver` and
@@ -38,6 +39,8 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
   const ctx = commandContext(io, clientFor);
   // The order here is the order of `strata --help`.
   addLayerCommands(program, ctx);
+  const layer = program.commands.find((c) => c.name() === 'layer');
+  if (layer) addLayerCheckCommand(layer, ctx);
   addReadCommands(program, ctx);
   addDiffCommand(program, ctx);
   addInspectCommand(program, ctx);

@@ -5,6 +5,7 @@ import {
   PolicyServiceClient,
   ImageServiceClient,
   VersionServiceClient,
+  LayerCheckServiceClient,
   ProjectionServiceClient,
   SessionServiceClient,
   type SessionRequest,
@@ -41,6 +42,7 @@ export class Endpoint {
   readonly policy: PolicyServiceClient;
   readonly images: ImageServiceClient;
   readonly version: VersionServiceClient;
+  readonly check: LayerCheckServiceClient;
   /** The channel speaks TLS (errors word a closed connection as a refused handshake). */
   readonly secure: boolean;
 
@@ -59,6 +61,7 @@ export class Endpoint {
     this.policy = new PolicyServiceClient(address, creds, opts);
     this.images = new ImageServiceClient(address, creds, opts);
     this.version = new VersionServiceClient(address, creds, opts);
+    this.check = new LayerCheckServiceClient(address, creds, opts);
   }
 
   /** A new Session stream on this resolver's channel. */

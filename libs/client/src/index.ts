@@ -1,5 +1,5 @@
 export { StrataClient } from './strata-client';
-export type { ClientOptions, CreateLayerOptions, UpdateLayerOptions, MountReportEntry, Change, GrantListing, PolicyChange, ResolverVersion } from './strata-client';
+export type { ClientOptions, CreateLayerOptions, UpdateLayerOptions, MountReportEntry, Change, GrantListing, PolicyChange, ResolverVersion, LayerCheckResult } from './strata-client';
 export { SessionClient } from './session-client';
 export { SessionGroup } from './session-group';
 export { operationsOver } from './session-operations';

@@ -24,6 +24,7 @@ import {
   type ImageLayerInfo,
   type InspectImageRequest,
   type InspectImageResponse,
+  FileState,
 } from '@strata/protocol';
 import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
 import { sleep, systemClock } from './clock';
@@ -96,6 +97,23 @@ type Path = string | Buffer;
 function toPath(p: Path): Buffer {
   return typeof p === 'string' ? Buffer.from(p) : p;
 }
+
+/** `checkLayer()`: each file of the layer and its state, and problems beyond one file. */
+export interface LayerCheckResult {
+  layerId: number;
+  name: string;
+  source: string;
+  ok: boolean;
+  files: { file: string; role: string; state: 'ok' | 'missing' | 'unreadable' | 'changed' | 'unknown'; detail: string }[];
+  problems: string[];
+}
+
+const FILE_STATES: Partial<Record<FileState, LayerCheckResult['files'][number]['state']>> = {
+  [FileState.FILE_STATE_OK]: 'ok',
+  [FileState.FILE_STATE_MISSING]: 'missing',
+  [FileState.FILE_STATE_UNREADABLE]: 'unreadable',
+  [FileState.FILE_STATE_CHANGED]: 'changed',
+};
 
 /** One resolver's answer to `versions()`. */
 export interface ResolverVersion {
@@ -224,6 +242,21 @@ export class StrataClient {
     await this.idempotent((e, d) =>
       call(e.layers.reportMounts.bind(e.layers), { agentId: r.agentId, host: r.host, mounts: r.mounts.map((m) => ({ layerId: m.layerId, mountpoint: m.mountpoint })), ttlSeconds: r.ttlSeconds }, d),
     );
+  }
+
+  // ---- LayerCheckService ----
+
+  /** Whether a layer's files are still what it was made from, as the resolver sees them (read-only, so retried elsewhere). */
+  async checkLayer(ref: LayerRef): Promise<LayerCheckResult> {
+    const res = await this.idempotent((e, d) => call(e.check.checkLayer.bind(e.check), { layer: layerRefToProto(ref) }, d));
+    return {
+      layerId: res.layerId,
+      name: res.name,
+      source: res.source,
+      ok: res.ok,
+      files: res.files.map((f) => ({ file: f.file, role: f.role, state: FILE_STATES[f.state] ?? 'unknown', detail: f.detail })),
+      problems: res.problems,
+    };
   }
 
   // ---- VersionService ----

@@ -7,6 +7,7 @@ import { Projection } from '@strata/traversal';
 import { Errno, StrataError } from '@strata/errors';
 import { LayerSources } from './layer-sources';
 import type { Privileges } from './privileges';
+import type { Logger } from '@strata/telemetry';
 
 /** One layer chain as the resolver serves it. */
 export interface ChainView {
@@ -33,9 +34,10 @@ export class Chains {
   constructor(
     readonly catalog: Catalog,
     private readonly privileges: Privileges = { readsTrustedXattrs: true, readsEveryFile: true },
+    log?: Logger,
   ) {
     this.storeRealRoot = Buffer.from(realpathSync(catalog.storeRoot));
-    this.sources = new LayerSources(catalog, this.storeRealRoot);
+    this.sources = new LayerSources(catalog, this.storeRealRoot, log);
   }
 
   async view(ref: LayerRef): Promise<ChainView> {

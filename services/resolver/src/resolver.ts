@@ -8,6 +8,7 @@ import { Authorizer } from './access/authorizer';
 import { AuditLog } from '@strata/audit';
 import { Chains } from './chains';
 import { ImageOps } from './image-ops';
+import { LayerChecker } from './layer-check';
 import { checkLayerSource } from './layer-sources';
 import type { ServerLimits } from './grpc/limits';
 import { ResolverServer } from './grpc/server';
@@ -73,7 +74,7 @@ export class Resolver {
     privileges: Privileges,
   ) {
     this.cache = openCache({ memoryBytes: options.cacheMb * 1024 * 1024, redisUrl: options.redisUrl, log: options.log });
-    const chains = new Chains(catalog, privileges);
+    const chains = new Chains(catalog, privileges, options.log);
     this.projection = new ProjectionOps(chains, this.cache.cache);
     const tracker = new RequestTracker(options.log);
     this.policy = policy;
@@ -85,6 +86,7 @@ export class Resolver {
     this.server = new ResolverServer({
       layers: new LayerOps(catalog, new MountRegistry(options.store)),
       images: new ImageOps(catalog, chains.sources),
+      checker: new LayerChecker(catalog, chains.sources),
       projection: this.projection,
       policy,
       authz: this.authz,

@@ -1,6 +1,7 @@
 import { formatLayerSelector, type LayerRef, type LayerSelector } from '@strata/layers';
 import {
   type CheckAccessRequest,
+  type CheckLayerRequest,
   type CreateLayerRequest,
   type DeleteLayerRequest,
   type DiffRequest,
@@ -188,6 +189,12 @@ export const ACCESS_RULES: Readonly<Record<string, Readonly<Record<string, Rule>
   ImageService: IMAGE_SERVICE,
   // Which build runs: any caller the TLS handshake let in (and, enforced, one its certificate names).
   VersionService: { getVersion: authenticated },
+  LayerCheckService: {
+    checkLayer: {
+      needs: (req) => [read(layerRefFromProto((req as CheckLayerRequest).layer), 'check')],
+      layer: (req) => layerTextOf((req as CheckLayerRequest).layer),
+    },
+  },
 };
 
 /** A Session request reads the layer it names. */

@@ -12,6 +12,7 @@ import {
   ProjectionServiceService,
   SessionServiceService,
   VersionServiceService,
+  LayerCheckServiceService,
 } from '@strata/protocol';
 import type { PolicyStore } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
@@ -28,6 +29,8 @@ import { imageService } from './image-service';
 import type { ImageOps } from '../image-ops';
 import { policyService } from './policy-service';
 import { versionService } from './version-service';
+import { layerCheckService } from './layer-check-service';
+import type { LayerChecker } from '../layer-check';
 import { projectionHandlers } from './projection-handlers';
 import { diffService, projectionService } from './services';
 import { type SessionHandle, sessionHandler } from './session';
@@ -38,7 +41,7 @@ import { sessionResponseBytes } from './session-wire';
 /** Responses carry up to 1 MiB of file data or a page of directory entries. */
 export const MAX_RESPONSE_BYTES = 16 << 20;
 
-const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService', 'strata.v1.PolicyService', 'strata.v1.VersionService'];
+const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService', 'strata.v1.PolicyService', 'strata.v1.VersionService', 'strata.v1.LayerCheckService'];
 
 /**
  * Each call's caller (its certificate's identity) on a log line before the
@@ -70,6 +73,8 @@ export interface ServerDeps {
   tracker: RequestTracker;
   /** --max-message-bytes, --max-streams-per-identity, --session-inflight; DEFAULT_LIMITS when not given. */
   limits?: ServerLimits;
+  /** `strata layer check`. */
+  checker?: LayerChecker;
 }
 
 /** The resolver's gRPC server: the strata.v1 services, grpc.health.v1 and reflection. */
@@ -113,6 +118,7 @@ export class ResolverServer {
     add('DiffService', DiffServiceService, diffService(deps.projection, rpc));
     add('PolicyService', PolicyServiceService, policyService(deps.policy, deps.authz, rpc));
     add('VersionService', VersionServiceService, versionService(rpc));
+    if (deps.checker) add('LayerCheckService', LayerCheckServiceService, layerCheckService(deps.checker, rpc));
     add('ImageService', ImageServiceService, imageService(deps.images, rpc));
     // The generated service with a serializer that copies a read's data once (session-wire.ts).
     const sessionService = { session: { ...SessionServiceService.session, responseSerialize: sessionResponseBytes } };
