@@ -294,11 +294,11 @@ export function protoImage(dir: string, name: string, sizeMiB: number, mkfsArgs:
  * forces the log to disk and stops the filesystem before any metadata is
  * written back in place, so the image's log is dirty and holds all of it.
  */
-export function changeThenCrash(mnt: string): void {
+export function changeThenCrash(mnt: string, scale = 1): void {
   const p = (...parts: string[]): string => path.join(mnt, ...parts);
   fs.mkdirSync(p('after', 'deep', 'er'), { recursive: true });
-  for (let i = 0; i < 700; i++) fs.writeFileSync(p('after', `new-${i}-${'m'.repeat(i % 70)}`), i % 7 === 0 ? patternBytes(5000, `n${i}`) : '');
-  for (let i = 0; i < 1000; i += 3) fs.rmSync(p('big', fs.readdirSync(p('big'))[0]));
+  for (let i = 0; i < 700 * scale; i++) fs.writeFileSync(p('after', `new-${i}-${'m'.repeat(i % 70)}`), i % 7 === 0 ? patternBytes(5000, `n${i}`) : '');
+  for (const victim of fs.readdirSync(p('big')).filter((_, i) => i % 3 === 0).slice(0, 334)) fs.rmSync(p('big', victim));
   fs.renameSync(p('files', 'f4096'), p('after', 'deep', 'er', 'moved'));
   fs.appendFileSync(p('files', 'f100'), 'appended');
   fs.truncateSync(p('files', 'f1048579'), 5000);
@@ -310,9 +310,9 @@ export function changeThenCrash(mnt: string): void {
   run('touch', ['-h', '-d', '1969-07-20 20:17:40.5 UTC', p('after', 'deep')]);
   run('xfs_io', ['-f', '-c', 'falloc 0 256k', '-c', 'pwrite -q 4k 4k', p('after', 'prealloc')]);
   const frag = p('after', 'fragmented');
-  fs.writeFileSync(frag, patternBytes(600 * 8192, 'f2'));
+  fs.writeFileSync(frag, patternBytes(600 * scale * 8192, 'f2'));
   const cmds: string[] = [];
-  for (let i = 0; i < 600; i++) cmds.push('-c', `fpunch ${(2 * i + 1) * 4096} 4096`);
+  for (let i = 0; i < 600 * scale; i++) cmds.push('-c', `fpunch ${(2 * i + 1) * 4096} 4096`);
   run('xfs_io', [...cmds, frag]);
   run('xfs_io', ['-x', '-c', 'shutdown -f', mnt]);
 }

@@ -17,7 +17,7 @@ const CYCLE_WORDS = HEADER_CYCLE_SIZE / BB;
 const ZERO4 = Buffer.alloc(4);
 
 /** xlog_cksum: CRC-32C of the header (its CRC field as zeros), the extended headers, then the payload. */
-function recordCrc(header: Buffer, hdrSize: number, xheads: number, data: Buffer): number {
+export function recordCrc(header: Buffer, hdrSize: number, xheads: number, data: Buffer): number {
   let c = crc32c(0xffffffff, header, 0, 32);
   c = crc32c(c, ZERO4);
   c = crc32c(c, header, 36, hdrSize);
