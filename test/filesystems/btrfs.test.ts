@@ -223,6 +223,59 @@ for (const [i, v] of VARIANTS.entries()) {
       }
     });
 
+    test('a corrupt data sector: EIO for reads that cover it (data checksum), other files unaffected', async () => {
+      const copy = `${image}.datacorrupt`;
+      run('cp', ['--sparse=always', image, copy]);
+      try {
+        const probeFile = await FileSource.open(copy);
+        let dataAt: number | undefined;
+        try {
+          const fsys0 = await Btrfs.open(probeFile);
+          const files = await fsys0.lookup(fsys0.rootHandle, Buffer.from('files'));
+          const big = files === undefined ? undefined : await fsys0.lookup(files, Buffer.from('big'));
+          assert.ok(big !== undefined);
+          const rec: ByteSource = { size: probeFile.size, read: async (o, l) => (l > 65536 && dataAt === undefined && (dataAt = o), probeFile.read(o, l)) };
+          const fsys1 = await Btrfs.open(rec);
+          await fsys1.read(big, 0, 1 << 20);
+        } finally {
+          await probeFile.close();
+        }
+        assert.ok(dataAt !== undefined, 'no data read seen');
+        const fd = fs.openSync(copy, 'r+');
+        try {
+          fs.writeSync(fd, Buffer.from([0x5a, 0xa5, 0x5a]), 0, 3, dataAt + 5000);
+        } finally {
+          fs.closeSync(fd);
+        }
+        // The kernel's answer for the same sectors.
+        await withMount(copy, 'ro', 'subvolid=5', (mnt) => {
+          const kfd = fs.openSync(`${mnt}/files/big`, 'r');
+          try {
+            assert.throws(() => fs.readSync(kfd, Buffer.alloc(4096), 0, 4096, 4096), (e: NodeJS.ErrnoException) => e.code === 'EIO');
+            assert.equal(fs.readSync(kfd, Buffer.alloc(4096), 0, 4096, 8192), 4096);
+          } finally {
+            fs.closeSync(kfd);
+          }
+        });
+        const source = await FileSource.open(copy);
+        try {
+          const fsys = await Btrfs.open(source);
+          const files = await fsys.lookup(fsys.rootHandle, Buffer.from('files'));
+          assert.ok(files !== undefined);
+          const big = await fsys.lookup(files, Buffer.from('big'));
+          assert.ok(big !== undefined);
+          await assert.rejects(fsys.read(big, 4096, 4096), (e: unknown) => e instanceof Error && (e as { errno?: number }).errno === 5 && /checksum/.test(e.message));
+          assert.equal((await fsys.read(big, 8192, 4096)).length, 4096);
+          const { failures } = await readFilesystemTree(fsys);
+          assert.deepEqual(failures.map((f) => f.path), ['/files/big']);
+        } finally {
+          await source.close();
+        }
+      } finally {
+        fs.rmSync(copy, { force: true });
+      }
+    });
+
     test('statfs equals the kernel', async () => {
       const source = await FileSource.open(image);
       try {

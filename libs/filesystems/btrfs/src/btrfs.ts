@@ -252,7 +252,7 @@ export class Btrfs implements Filesystem {
       if (type !== S_IFREG) throw StrataError.invalid(`btrfs: inode ${r.objectid} is not a regular file`);
       const size = safeU64(ino.size, 'file size');
       if (offset >= size) return Buffer.alloc(0);
-      return this.data.read(r.t.tree, r.objectid, offset, Math.min(length, size - offset));
+      return this.data.read(r.t.tree, r.objectid, offset, Math.min(length, size - offset), ino.flags);
     }, (e) => this.internal(e));
   }
 

@@ -7,6 +7,10 @@ import { corrupt, safeU64, unsupported } from './errors';
 import { parseFileExtent, type FileExtent } from './file-extent';
 import { U64_MAX, key } from './key';
 import { readLogical, type Volume } from './volume';
+import { DataChecksums } from './data-csum';
+
+/** BTRFS_INODE_NODATASUM: the inode's data has no checksums. */
+const NODATASUM = 1n;
 
 const MAX_EXTENTS_PER_READ = 1 << 20;
 
@@ -18,14 +22,18 @@ const MAX_EXTENTS_PER_READ = 1 << 20;
  */
 export class FileData {
   private readonly decompressed = new LRUCache<string, Buffer>({ max: 64 });
+  private readonly csums: DataChecksums;
 
   constructor(
     private readonly vol: Volume,
     private readonly source: ByteSource,
-  ) {}
+  ) {
+    this.csums = new DataChecksums(vol);
+  }
 
   /** `length` bytes at `offset` of inode `objectid` (the caller clamped to i_size). */
-  async read(tree: ItemTree, objectid: bigint, offset: number, length: number): Promise<Buffer> {
+  async read(tree: ItemTree, objectid: bigint, offset: number, length: number, inodeFlags = 0n): Promise<Buffer> {
+    const verify = (inodeFlags & NODATASUM) === 0n;
     const out = Buffer.alloc(length);
     if (length === 0) return out;
     const end = offset + length;
@@ -44,13 +52,13 @@ export class FileData {
       if (fileEnd <= offset) continue;
       const lo = Math.max(offset, fileStart);
       const hi = Math.min(end, fileEnd);
-      await this.fill(out, lo - offset, ext, lo - fileStart, hi - lo, objectid);
+      await this.fill(out, lo - offset, ext, lo - fileStart, hi - lo, objectid, verify);
     }
     return out;
   }
 
   /** Copies `len` bytes of the extent, from `within` bytes into its file range, to out[at]. */
-  private async fill(out: Buffer, at: number, ext: FileExtent, within: number, len: number, objectid: bigint): Promise<void> {
+  private async fill(out: Buffer, at: number, ext: FileExtent, within: number, len: number, objectid: bigint, verify: boolean): Promise<void> {
     const sectorsize = this.vol.sb.sectorsize;
     if (ext.type === FileExtentType.INLINE) {
       const inline = ext.inline ?? Buffer.alloc(0);
@@ -62,8 +70,17 @@ export class FileData {
     const disk = safeU64(ext.diskBytenr, 'extent disk address');
     const extOffset = safeU64(ext.offset, 'extent offset');
     if (ext.compression === Compression.NONE) {
-      const data = await readLogical(this.vol, this.source, disk + extOffset + within, len);
-      data.copy(out, at);
+      const pos = disk + extOffset + within;
+      if (!verify) {
+        (await readLogical(this.vol, this.source, pos, len)).copy(out, at);
+        return;
+      }
+      // Checksums cover whole sectors: read the sectors around the range and verify them first.
+      const from = pos - (pos % sectorsize);
+      const to = Math.ceil((pos + len) / sectorsize) * sectorsize;
+      const data = await readLogical(this.vol, this.source, from, to - from);
+      await this.csums.verify(from, data, `inode ${objectid}`);
+      data.copy(out, at, pos - from, pos - from + len);
       return;
     }
     const cacheKey = `${disk}:${ext.compression}`;
@@ -72,6 +89,7 @@ export class FileData {
       const diskLen = safeU64(ext.diskNumBytes, 'compressed extent size');
       if (diskLen > 128 * 1024 + sectorsize) throw corrupt(`inode ${objectid}: compressed extent of ${diskLen} bytes on disk`);
       const raw = await readLogical(this.vol, this.source, disk, diskLen);
+      if (verify) await this.csums.verify(disk, raw, `inode ${objectid}`);
       data = decompressExtent(ext.compression, raw, safeU64(ext.ramBytes, 'compressed extent size'), sectorsize);
       this.decompressed.set(cacheKey, data);
     }
