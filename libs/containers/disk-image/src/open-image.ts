@@ -6,7 +6,8 @@ import { MAX_CHAIN_LENGTH, MAX_EXTENT_FILES, namedPath, type ChainState, type Fo
 import { detectFormatOf, IMAGE_FORMATS, wrongFormat, type DetectedFormat, type ImageFormat } from './format/detect';
 import type { GuestRange, Layer } from './layer';
 import { openQcow2 } from './qcow2/open';
-import type { ImageSnapshot, Qcow2Snapshot } from './qcow2/snapshots';
+import { Qcow2Layer } from './qcow2/image';
+import { findSnapshot, listSnapshotNames, type ImageSnapshot, type Qcow2Snapshot } from './qcow2/snapshots';
 import { RawLayer } from './raw/raw-image';
 import { StoreFile, realStoreRoot, type ImageFile, type ReadCounters } from './store-file';
 import { openVdi } from './vdi/open';
@@ -48,6 +49,14 @@ export interface DiskImage extends ByteSource {
   ownRanges(): Promise<readonly GuestRange[] | undefined>;
   /** The internal snapshots the top file holds (qcow2; empty for other formats). */
   listSnapshots(): readonly ImageSnapshot[];
+  /**
+   * The guest ranges that can differ between internal snapshot `snapshot`
+   * (id or name) of the top file and what this image shows (its active state
+   * or another snapshot): diff of two snapshots of one qcow2 in time ∝ what
+   * changed, from their L1/L2 tables alone. ENOENT naming the snapshots for
+   * an unknown one; EOPNOTSUPP for formats without internal snapshots.
+   */
+  changedSince(snapshot: string): Promise<readonly GuestRange[]>;
   /** Counters of preads and cache use, for tests and telemetry. */
   readonly stats: Readonly<DiskImageStats>;
   close(): Promise<void>;
@@ -225,6 +234,7 @@ class OpenDiskImage implements DiskImage {
   readonly backingFile: string | undefined;
   readonly size: number;
   private readonly snapshots: readonly ImageSnapshot[];
+  private readonly qcow2Snapshots: readonly Qcow2Snapshot[];
   private closed = false;
 
   constructor(
@@ -237,6 +247,7 @@ class OpenDiskImage implements DiskImage {
     this.format = info.detected.format;
     this.subformat = info.opened.subformat ?? info.detected.subformat;
     this.logicalSectorSize = info.opened.logicalSectorSize;
+    this.qcow2Snapshots = info.snapshots;
     this.snapshots = Object.freeze(info.snapshots.map(publicSnapshot));
     this.snapshot = info.snapshot ? publicSnapshot(info.snapshot) : undefined;
     this.backingFile = this.files.slice(1).find((f) => f.role === 'image')?.path;
@@ -279,6 +290,20 @@ class OpenDiskImage implements DiskImage {
 
   listSnapshots(): readonly ImageSnapshot[] {
     return this.snapshots;
+  }
+
+  async changedSince(snapshot: string): Promise<readonly GuestRange[]> {
+    if (this.closed) throw new StrataError(Errno.EBADF, `image ${this.label} is closed`);
+    if (!(this.top instanceof Qcow2Layer)) {
+      throw new StrataError(Errno.EOPNOTSUPP, `image ${this.label} is a ${this.format} image: only qcow2 images have internal snapshots`);
+    }
+    const other = findSnapshot(this.qcow2Snapshots, snapshot);
+    if (!other) throw new StrataError(Errno.ENOENT, `qcow2 ${this.label} has no snapshot ${JSON.stringify(snapshot)}; ${listSnapshotNames(this.qcow2Snapshots)}`);
+    try {
+      return await this.top.changedSince(this.top.withL1(other.l1TableOffset, other.l1Size));
+    } catch (err) {
+      throw StrataError.from(err, `image ${this.label}: changes since snapshot ${JSON.stringify(snapshot)}`);
+    }
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 import { Errno, StrataError } from '@strata/errors';
 import type { ChainCaches } from '../chain';
 import { readCompressedCluster } from './compressed-cluster';
-import { runLimited, type GuestRange, type Layer } from '../layer';
+import { appendRange, runLimited, type GuestRange, type Layer } from '../layer';
 import type { Qcow2Header } from './header';
 import { decodeL2Entry, entryOffset, type ClusterMapping, type L2Geometry } from './l2-entry';
 import type { StoreFile } from '../store-file';
@@ -218,24 +218,75 @@ export class Qcow2Layer implements Layer {
     return out;
   }
 
-  /** The L2 table for one L1 slot, or undefined when the slot is unallocated. */
-  private async l2Table(l1Index: number): Promise<Buffer | undefined> {
+  /** The L2 table offset of one L1 slot (0: unallocated, or past this view's L1 table), checked. */
+  private async l2Offset(l1Index: number): Promise<number> {
     const { clusterSize, l1TableOffset } = this.header;
     const label = this.file.label;
-    if (l1Index >= this.l1Needed) return undefined;
+    if (l1Index >= this.l1Needed) return 0;
     const chunk = Math.floor(l1Index / L1_CHUNK_ENTRIES);
     const first = chunk * L1_CHUNK_ENTRIES;
     const count = Math.min(L1_CHUNK_ENTRIES, this.l1Needed - first);
-    const l1 = await this.caches.metadata.get(`${this.cacheId}:l1:${chunk}`, () =>
+    // Keyed by the table's offset too: an internal snapshot's L1 is another table of the same file.
+    const l1 = await this.caches.metadata.get(`${this.cacheId}:l1:${l1TableOffset}:${chunk}`, () =>
       this.file.read(l1TableOffset + first * 8, count * 8),
     );
     const at = (l1Index - first) * 8;
     const l2Offset = entryOffset(l1.readUInt32BE(at), l1.readUInt32BE(at + 4));
-    if (l2Offset === 0) return undefined;
+    if (l2Offset === 0) return 0;
     if (l2Offset % clusterSize !== 0 || l2Offset + clusterSize > this.file.size) {
       throw StrataError.corrupt(`qcow2 ${label}: corrupt L1 entry ${l1Index}: L2 table offset ${l2Offset} is ${l2Offset % clusterSize !== 0 ? 'not cluster-aligned' : 'past the end of the file'}`,
       );
     }
-    return this.caches.metadata.get(`${this.cacheId}:l2:${l2Offset}`, () => this.file.read(l2Offset, clusterSize));
+    return l2Offset;
+  }
+
+  /** The L2 table for one L1 slot, or undefined when the slot is unallocated. */
+  private async l2Table(l1Index: number): Promise<Buffer | undefined> {
+    const l2Offset = await this.l2Offset(l1Index);
+    if (l2Offset === 0) return undefined;
+    return this.caches.metadata.get(`${this.cacheId}:l2:${l2Offset}`, () => this.file.read(l2Offset, this.header.clusterSize));
+  }
+
+  /** The same file seen through another L1 table (an internal snapshot's), over the same backing file. */
+  withL1(l1TableOffset: number, l1Size: number): Qcow2Layer {
+    return new Qcow2Layer(this.file, { ...this.header, l1TableOffset, l1Size }, this.backing, this.caches, this.cacheId, true);
+  }
+
+  /**
+   * The guest ranges whose clusters are mapped differently here and in
+   * `other`, another view (L1 table) of the same file: what changed between
+   * two internal snapshots, or a snapshot and the active state. An L1 slot
+   * whose L2 table both share (qcow2 copies a table only when a write
+   * touches it) costs nothing; a copied table is compared entry by entry,
+   * ignoring the refcount-is-one flag, which copying changes. Data clusters
+   * are never read.
+   */
+  async changedSince(other: Qcow2Layer): Promise<GuestRange[]> {
+    const { clusterSize } = this.header;
+    const entryBytes = this.header.extendedL2 ? 16 : 8;
+    const out: GuestRange[] = [];
+    const size = Math.max(this.size, other.size);
+    const perSlot = clusterSize * this.l2Entries;
+    const slots = Math.ceil(size / perSlot);
+    const empty = Buffer.alloc(clusterSize);
+    for (let slot = 0; slot < slots; slot++) {
+      const [mine, theirs] = await Promise.all([this.l2Offset(slot), other.l2Offset(slot)]);
+      if (mine === theirs) continue;
+      const [a, b] = await Promise.all([this.l2Table(slot), other.l2Table(slot)]);
+      const ta = a ?? empty;
+      const tb = b ?? empty;
+      for (let i = 0; i < this.l2Entries; i++) {
+        const at = i * entryBytes;
+        // Bit 63 (QCOW_OFLAG_COPIED) says only whether the refcount is one.
+        const same =
+          (ta.readUInt32BE(at) & 0x7fffffff) === (tb.readUInt32BE(at) & 0x7fffffff) &&
+          ta.compare(tb, at + 4, at + entryBytes, at + 4, at + entryBytes) === 0;
+        if (!same) appendRange(out, (slot * this.l2Entries + i) * clusterSize, clusterSize, size);
+      }
+    }
+    // A disk that grew or shrank between the two differs where only one of them reaches.
+    const smaller = Math.min(this.size, other.size);
+    if (smaller < size) appendRange(out, smaller, size - smaller, size);
+    return out;
   }
 }
