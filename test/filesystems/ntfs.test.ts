@@ -86,11 +86,27 @@ after(() => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
+/** Directories whose listing order is compared (ntfs-3g lists in index order). */
+const ORDERED = ['/', '/big', '/names', '/links'];
+
 interface KernelView {
   tree: Tree;
+  order: string[][];
   statfs: fs.StatsFs;
   probes: (number | undefined)[];
   mnt: string;
+}
+
+/** Names in the order the filesystem gives them (fs.readdirSync sorts; a Dir does not). */
+function readdirOrder(dir: string): string[] {
+  const d = fs.opendirSync(dir);
+  const names: string[] = [];
+  try {
+    for (let e = d.readSync(); e; e = d.readSync()) names.push(e.name);
+  } finally {
+    d.closeSync();
+  }
+  return names;
 }
 
 async function resolve(reader: Ntfs, p: string): Promise<number | undefined> {
@@ -112,6 +128,7 @@ for (const [i, v] of VARIANTS.entries()) {
       await withNtfs3g(image, options, (mnt) => fillTree(mnt, v.fill));
       kernel = await withNtfs3g(image, 'ro', (mnt) => ({
         tree: readKernelTree(mnt),
+        order: ORDERED.map((d) => readdirOrder(path.join(mnt, d))),
         statfs: fs.statfsSync(mnt),
         probes: PROBES.map(([dir, name]) => {
           try {
@@ -159,12 +176,14 @@ for (const [i, v] of VARIANTS.entries()) {
       }
     });
 
-    test('lookup: every listed name, case variants, DOS names and metafiles as ntfs-3g resolves them', async () => {
+    test('lookup: every listed name, case variants, DOS names and metafiles as ntfs-3g resolves them; readdir order', async () => {
       const source = await FileSource.open(image);
       try {
         const reader = await Ntfs.open(source, { mountPoint: kernel.mnt });
         const got = await Promise.all(PROBES.map(([dir, name]) => resolve(reader, path.posix.join(dir, name))));
         assert.deepEqual(got, kernel.probes);
+        const order = await Promise.all(ORDERED.map(async (d) => (await reader.readdir((await resolve(reader, d))!)).map((e) => e.name.toString())));
+        assert.deepEqual(order, kernel.order, 'readdir lists in the order ntfs-3g does');
         for (const dir of ['/', '/big', '/names', '/links', '/Windows/System32']) {
           const h = (await resolve(reader, dir))!;
           for (const e of await reader.readdir(h)) assert.equal(await reader.lookup(h, e.name), e.handle, `${dir}/${e.name.toString()}`);

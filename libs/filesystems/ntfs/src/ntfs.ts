@@ -120,15 +120,20 @@ export class Ntfs implements Filesystem {
     });
   }
 
-  /** hiberfil.sys in the root starting with "hibr" (ntfs_volume_check_hiberfile). */
+  /**
+   * ntfs_volume_check_hiberfile: hiberfil.sys in the root whose first 4 KiB
+   * start with "hibr"/"HIBR", or that is shorter than 4 KiB (ntfs-3g's
+   * "hibernated non-system partition").
+   */
   private async hibernated(): Promise<boolean> {
     try {
       const n = await this.lookupName(ROOT, Buffer.from('hiberfil.sys', 'utf16le'));
       if (n === undefined) return false;
       const data = findAttr(await this.inode(n), AttrType.DATA);
       if (!data) return false;
-      const head = (await readAttr(this.vol, data, 0, 4)).toString('latin1');
-      return head === 'hibr' || head === 'HIBR';
+      const head = await readAttr(this.vol, data, 0, 4096);
+      const magic = head.toString('latin1', 0, 4);
+      return head.length < 4096 || magic === 'hibr' || magic === 'HIBR';
     } catch (err) {
       if (!(err instanceof StrataError)) throw err;
       this.vol.log({ event: 'ntfs.hiberfile', reason: `hiberfil.sys not checked: ${err.message}` });
