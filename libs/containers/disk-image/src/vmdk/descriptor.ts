@@ -22,7 +22,7 @@ export interface VmdkDescriptor {
 const MAX_EXTENTS = 4096;
 const EXTENT_LINE = /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+([A-Za-z]+)(?:\s+"([^"]*)"(?:\s+(\d+))?)?\s*$/;
 
-/** Parses descriptor text (embedded in a sparse file, or a file of its own). */
+/** Parses descriptor text (embedded in a sparse file, or a file of its own), decoded as UTF-8 (VMware writes encoding="UTF-8"; ASCII is the same). */
 export function parseDescriptor(text: string, label: string): VmdkDescriptor {
   const values = new Map<string, string>();
   const extents: ExtentLine[] = [];

@@ -136,7 +136,7 @@ export async function openVmdk(ctx: FormatContext): Promise<OpenedLayer> {
     };
   }
   if (file.size > MAX_VMDK_DESCRIPTOR) throw StrataError.corrupt(`VMDK ${label}: a descriptor file of ${file.size} bytes`);
-  const descriptor = parseDescriptor((await file.read(0, file.size)).toString('latin1'), label);
+  const descriptor = parseDescriptor((await file.read(0, file.size)).toString('utf8'), label);
   refuseType(descriptor.createType, label);
   if (descriptor.extents.length === 0) throw StrataError.corrupt(`VMDK ${label}: the descriptor lists no extents`);
   const parent = await parentOf(ctx, descriptor);

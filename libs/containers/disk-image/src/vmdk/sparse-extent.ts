@@ -87,7 +87,7 @@ export async function readEmbeddedDescriptor(file: StoreFile, h: SparseHeader, l
   const bytes = h.descriptorSectors * 512;
   if (bytes > MAX_VMDK_DESCRIPTOR) throw corrupt(label, `embedded descriptor of ${bytes} bytes`);
   if ((h.descriptorSector + h.descriptorSectors) * 512 > file.size) throw corrupt(label, 'embedded descriptor is past the end of the file');
-  return (await file.read(h.descriptorSector * 512, bytes)).toString('latin1');
+  return (await file.read(h.descriptorSector * 512, bytes)).toString('utf8');
 }
 
 function inflateZlib(input: Buffer, max: number): Promise<Buffer> {
