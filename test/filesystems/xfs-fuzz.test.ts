@@ -142,7 +142,9 @@ async function logRecords(image: Buffer): Promise<Base['records']> {
   const state = await inspectLog(vol);
   if (state.clean) return [];
   const log = logArea(vol);
-  return (await readRecords(log, state.tail, state.head, sb.crc))
+  const records: { block: number; data: Buffer }[] = [];
+  await readRecords(log, state.tail, state.head, sb.crc, (r) => records.push(r));
+  return records
     .map((r) => ({ at: log.start + r.block * 512, hblks: 1, len: r.data.length, block: r.block, size: log.size }))
     .filter((r) => r.block + 1 + Math.ceil(r.len / 512) <= r.size)
     .map(({ at, hblks, len }) => ({ at, hblks, len }));

@@ -34,7 +34,7 @@ export async function forkExtents(vol: Volume, inode: XfsInode, fork: Fork): Pro
     const numrecs = raw.readUInt16BE(2);
     const maxrecs = Math.floor((raw.length - 4) / 16);
     if (level === 0 || level >= MAX_LEVELS || numrecs === 0 || numrecs > maxrecs) throw corrupt(what, `btree root with level ${level}, ${numrecs} records`);
-    const state = { blocks: 0, limit: Math.max(inode.nblocks, 1), count };
+    const state: WalkState = { blocks: 0, limit: Math.max(inode.nblocks, 1), count, seen: new Set() };
     for (let i = 0; i < numrecs; i++) {
       const ptr = Number(raw.readBigUInt64BE(4 + maxrecs * 8 + i * 8));
       await walk(vol, inode.ino, ptr, level - 1, out, state, what);
@@ -51,12 +51,16 @@ interface WalkState {
   blocks: number;
   limit: number;
   count: number;
+  /** Blocks already walked: a block reached twice is a loop or a shared subtree, never a real tree. */
+  seen: Set<number>;
 }
 
 async function walk(vol: Volume, ino: number, fsb: number, level: number, out: Extent[], state: WalkState, what: string): Promise<void> {
   const { sb } = vol;
   if (++state.blocks > state.limit) throw corrupt(what, 'btree has more blocks than the inode owns');
   const linear = fsbToLinear(sb, fsb, what);
+  if (state.seen.has(linear)) throw corrupt(what, `btree block ${fsb} is reached twice`);
+  state.seen.add(linear);
   const mb = await vol.reader.metadata(linear * sb.blockSize, sb.blockSize, what);
   const b = mb.data;
   const hdr = sb.crc ? LBLOCK_V5_SIZE : LBLOCK_V4_SIZE;
@@ -77,7 +81,12 @@ async function walk(vol: Volume, ino: number, fsb: number, level: number, out: E
     const maxrecs = Math.floor((sb.blockSize - hdr) / EXTENT_RECORD_SIZE);
     if (numrecs === 0 || numrecs > maxrecs) throw corrupt(what, `btree leaf ${fsb}: ${numrecs} records`);
     if (out.length + numrecs > state.count) throw corrupt(what, `btree holds more than ${state.count} extents`);
-    for (let i = 0; i < numrecs; i++) out.push(decodeExtent(sb, b, hdr + i * EXTENT_RECORD_SIZE, what));
+    for (let i = 0; i < numrecs; i++) {
+      const e = decodeExtent(sb, b, hdr + i * EXTENT_RECORD_SIZE, what);
+      const prev = out[out.length - 1];
+      if (prev && e.offset < prev.offset + prev.count) throw corrupt(what, `extents out of order at file block ${e.offset}`);
+      out.push(e);
+    }
     return;
   }
   const maxrecs = Math.floor((sb.blockSize - hdr) / 16);

@@ -314,5 +314,12 @@ export function changeThenCrash(mnt: string, scale = 1): void {
   const cmds: string[] = [];
   for (let i = 0; i < 600 * scale; i++) cmds.push('-c', `fpunch ${(2 * i + 1) * 4096} 4096`);
   run('xfs_io', [...cmds, frag]);
+  // Copy-on-write into a reflinked copy (refcount and CoW fork updates in the log), a deleted large file (extent frees).
+  run('cp', ['--reflink=always', p('files', 'f3000000'), p('after', 'clone')]);
+  const fd = fs.openSync(p('after', 'clone'), 'r+');
+  for (let i = 0; i < 20; i++) fs.writeSync(fd, Buffer.alloc(4096, i + 1), 0, 4096, i * 65536);
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.rmSync(p('files', 'reflinked'));
   run('xfs_io', ['-x', '-c', 'shutdown -f', mnt]);
 }

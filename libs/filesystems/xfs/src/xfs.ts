@@ -15,7 +15,7 @@ import { XfsInode, parseInode, rdevOf } from './inode';
 import { inspectLog, logArea } from './log/log-head';
 import { readRecords } from './log/log-records';
 import { replayLog } from './log/log-replay';
-import { committedTransactions } from './log/log-transactions';
+import { TransactionAssembler } from './log/log-transactions';
 import { SectorOverlay } from './log/sector-overlay';
 import { MetadataReader } from './metadata-reader';
 import { aclFromDisk } from './posix-acl';
@@ -99,15 +99,16 @@ export class Xfs implements Filesystem {
     const { sb, log } = disk;
     const overlay = new SectorOverlay();
     const limit = sb.dblocks * sb.blockSize;
-    const records = await readRecords(logArea(disk), tail, head, sb.crc);
-    const transactions = committedTransactions(records);
+    const assembler = new TransactionAssembler();
+    const records = await readRecords(logArea(disk), tail, head, sb.crc, (r) => assembler.add(r));
+    const transactions = assembler.committed;
     const view = new MetadataReader(source, limit, 0, overlay);
     const done = await replayLog(sb, transactions, (offset, length) => view.data(offset, length, 'log replay'), overlay, limit);
     const replayedSb = parseSuperblock(await view.data(0, Math.min(SB_READ, limit), 'superblock'), source.size);
     if (replayedSb.blockSize !== sb.blockSize || replayedSb.agBlocks !== sb.agBlocks || replayedSb.dblocks !== sb.dblocks) {
       throw corrupt('superblock', 'the log changes the geometry (a grown filesystem): not supported');
     }
-    log({ event: 'xfs.log', reason: 'log replayed in memory', records: records.length, transactions: transactions.length, buffers: done.buffers, inodes: done.inodes, sectors: overlay.size });
+    log({ event: 'xfs.log', reason: 'log replayed in memory', records, transactions: transactions.length, buffers: done.buffers, inodes: done.inodes, sectors: overlay.size });
     const vol: Volume = { sb: replayedSb, reader: new MetadataReader(source, limit, Math.floor(cacheBytes / 2), overlay), log };
     return new Xfs(vol, true, await computeStatFs(vol, true), cacheBytes);
   }

@@ -26,6 +26,8 @@ export function recordCrc(header: Buffer, hdrSize: number, xheads: number, data:
   return ~c >>> 0;
 }
 
+/** The active part of the log recovery holds in memory at most (its transactions are kept until replay). */
+const MAX_ACTIVE_LOG_BYTES = 1024 * 1024 * 1024;
 /** The last log buffers a crash can leave half written: XLOG_MAX_ICLOGS of at most 256 KiB. */
 const TORN_WINDOW_BBS = (8 * 256 * 1024) / BB;
 
@@ -36,22 +38,24 @@ const TORN_WINDOW_BBS = (8 * 256 * 1024) / BB;
  * last log buffers before the head is a write torn by the crash: the head
  * moves back to it, as xlog_verify_head does; further back it is damage.
  */
-export async function readRecords(log: LogArea, tail: number, head: number, crc: boolean): Promise<LogRecord[]> {
-  const out: LogRecord[] = [];
+export async function readRecords(log: LogArea, tail: number, head: number, crc: boolean, onRecord: (r: LogRecord) => void = () => undefined): Promise<number> {
+  let count = 0;
   const span = (head - tail + log.size) % log.size;
+  if (span * BB > MAX_ACTIVE_LOG_BYTES) throw unsupported(`log recovery of ${span * BB} bytes of log (more than ${MAX_ACTIVE_LOG_BYTES})`);
   let walked = 0;
   while (walked < span) {
     const blk = (tail + walked) % log.size;
     const rec = await readRecord(log, blk, crc);
     if (typeof rec === 'string' || walked + rec.blocks > span) {
       const damage = typeof rec === 'string' ? rec : 'runs past the head';
-      if (span - walked <= TORN_WINDOW_BBS) return out;
+      if (span - walked <= TORN_WINDOW_BBS) return count;
       throw corrupt(`log record at block ${blk}`, damage);
     }
-    out.push(rec.record);
+    onRecord(rec.record);
+    count++;
     walked += rec.blocks;
   }
-  return out;
+  return count;
 }
 
 /** One record, or what is wrong with it. */

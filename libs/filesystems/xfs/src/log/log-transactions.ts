@@ -32,14 +32,17 @@ interface Open {
 
 /**
  * Reassembles the committed transactions from the records' operations
- * (xlog_recover_process_data): start, regions (split ones continued across
- * records), commit. Transactions without a commit record are dropped, as
- * the kernel drops them.
+ * (xlog_recover_process_data), one record at a time: start, regions (split
+ * ones continued across records), commit. Transactions without a commit
+ * record are dropped, as the kernel drops them.
  */
-export function committedTransactions(records: readonly LogRecord[]): Transaction[] {
-  const open = new Map<number, Open>();
-  const out: Transaction[] = [];
-  for (const rec of records) {
+export class TransactionAssembler {
+  private readonly open = new Map<number, Open>();
+  readonly committed: Transaction[] = [];
+
+  add(rec: LogRecord): void {
+    const { open } = this;
+    const out = this.committed;
     const what = `log record at block ${rec.block}`;
     const d = rec.data;
     let ops = 0;
@@ -83,7 +86,12 @@ export function committedTransactions(records: readonly LogRecord[]): Transactio
       }
     }
   }
-  return out;
+}
+
+export function committedTransactions(records: readonly LogRecord[]): Transaction[] {
+  const assembler = new TransactionAssembler();
+  for (const rec of records) assembler.add(rec);
+  return assembler.committed;
 }
 
 function addRegion(trans: Open, body: Buffer, what: string): void {
