@@ -87,12 +87,56 @@ test('a --rootdir image reads back as the directory it was made from', { skip },
 });
 
 for (const [csum, name] of [
+  ['crc32c', 'crc32c'],
   ['xxhash', 'xxhash64'],
+  ['sha256', 'sha256'],
   ['blake2', 'blake2b'],
 ] as const) {
-  test(`--csum ${csum} is refused at open naming ${name}`, { skip }, async () => {
-    const image = makeImage(work, `${csum}.img`, 128, ['--csum', csum]);
-    await assert.rejects(Btrfs.open(open(image)), (e: unknown) => isStrataError(e) && e.errno === 95 && e.message.includes(name));
+  test(`--csum ${csum}: metadata and data verified with ${name}`, { skip }, async () => {
+    const src = path.join(work, `src-${csum}`);
+    fs.mkdirSync(src);
+    const content = bytes(200_000, 9, false);
+    fs.writeFileSync(path.join(src, 'data'), content);
+    const image = makeImage(work, `${csum}.img`, 128, ['--csum', csum, '-m', 'single'], src);
+    const reads: [number, number][] = [];
+    const plain = open(image);
+    const recording: ByteSource = { size: plain.size, read: (o, l) => (reads.push([o, l]), plain.read(o, l)) };
+    const fsys = await Btrfs.open(recording);
+    const h = await fsys.lookup(fsys.rootHandle, Buffer.from('data'));
+    assert.ok(h !== undefined);
+    const before = reads.length;
+    assert.deepEqual(await fsys.read(h, 0, content.length), content);
+    const dataRead = reads.slice(before).find(([, l]) => l >= 65536);
+    assert.ok(dataRead, 'no data read');
+    // One flipped data byte: the sector's checksum no longer matches.
+    const fd2 = fs.openSync(image, 'r+');
+    try {
+      fs.writeSync(fd2, Buffer.from([~content[100] & 0xff]), 0, 1, dataRead[0] + 100);
+    } finally {
+      fs.closeSync(fd2);
+    }
+    const again = await Btrfs.open(open(image));
+    const h2 = await again.lookup(again.rootHandle, Buffer.from('data'));
+    assert.ok(h2 !== undefined);
+    await assert.rejects(again.read(h2, 0, 4096), (e: unknown) => isStrataError(e) && e.errno === 5 && /checksum mismatch/.test(e.message));
+    assert.deepEqual(await again.read(h2, 4096, 4096), content.subarray(4096, 8192));
+    // A flipped byte in the first tree block read after open (metadata): that block's checksum fails.
+    const tree = reads.slice(0, before).filter(([o, l]) => l === 16384 && o > 0x10000).pop();
+    assert.ok(tree);
+    const fd3 = fs.openSync(image, 'r+');
+    try {
+      fs.writeSync(fd3, Buffer.from([0xee]), 0, 1, tree[0] + 300);
+    } finally {
+      fs.closeSync(fd3);
+    }
+    await assert.rejects(
+      (async () => {
+        const third = await Btrfs.open(open(image));
+        await third.readdir(third.rootHandle);
+        await third.lookup(third.rootHandle, Buffer.from('data'));
+      })(),
+      (e: unknown) => isStrataError(e) && new RegExp(`${name} checksum mismatch`).test(e.message),
+    );
   });
 }
 

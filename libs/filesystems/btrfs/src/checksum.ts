@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { blake2b } from 'blakejs';
 import { crc32c } from '@strata/filesystem';
 import { CsumType } from './constants';
 import { unsupported } from './errors';
@@ -29,17 +30,46 @@ const sha256Sum: Checksummer = {
   },
 };
 
+const blake2bSum: Checksummer = {
+  name: 'blake2b',
+  size: 32,
+  compute(data, start = 0, end = data.length) {
+    return Buffer.from(blake2b(data.subarray(start, end), undefined, 32));
+  },
+};
+
+interface XxhashApi {
+  h64Raw(input: Uint8Array, seed?: bigint): bigint;
+}
+
+let xxhashApi: Promise<XxhashApi> | undefined;
+
+async function xxhash64Sum(): Promise<Checksummer> {
+  // An ES module (its WebAssembly is instantiated asynchronously): loaded on the first filesystem that needs it.
+  xxhashApi ??= import('xxhash-wasm').then((m) => m.default());
+  const api = await xxhashApi;
+  return {
+    name: 'xxhash64',
+    size: 8,
+    compute(data, start = 0, end = data.length) {
+      const out = Buffer.alloc(8);
+      out.writeBigUInt64LE(api.h64Raw(data.subarray(start, end), 0n));
+      return out;
+    },
+  };
+}
+
 /** The checksummer of superblock csum_type, or EOPNOTSUPP naming the algorithm. */
-export function checksummerFor(csumType: number): Checksummer {
+export async function checksummerFor(csumType: number): Promise<Checksummer> {
   switch (csumType) {
     case CsumType.CRC32C:
       return crc32cSum;
     case CsumType.SHA256:
       return sha256Sum;
     case CsumType.XXHASH64:
-      throw unsupported('checksum algorithm xxhash64 is not supported');
+      return xxhash64Sum();
     case CsumType.BLAKE2B:
-      throw unsupported('checksum algorithm blake2b is not supported');
+      return blake2bSum;
     default:
       throw unsupported(`unknown checksum algorithm ${csumType}`);
   }

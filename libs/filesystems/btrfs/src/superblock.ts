@@ -1,6 +1,6 @@
 import { Errno, StrataError } from '@strata/errors';
 import { CSUM_SIZE, MAGIC, SUPER_INFO_SIZE } from './constants';
-import { checksumMatches, checksummerFor, type Checksummer } from './checksum';
+import { checksumMatches, type Checksummer } from './checksum';
 
 /** The fields of struct btrfs_super_block this reader uses. */
 export interface Superblock {
@@ -45,15 +45,15 @@ function fail(message: string): StrataError {
 }
 
 /**
- * Parses and validates one superblock copy read at `offset`, as
+ * Parses and validates one superblock copy read at `offset` (checksummed
+ * with the algorithm its csum_type names, see checksummerFor), as
  * btrfs_validate_super does for what a read-only mount needs. A copy that
  * fails is EINVAL (the kernel refuses the mount with it).
  */
-export function parseSuperblock(buf: Buffer, offset: number): Superblock {
+export function parseSuperblock(buf: Buffer, offset: number, checksummer: Checksummer): Superblock {
   if (buf.length < SUPER_INFO_SIZE) throw fail('short read');
   if (!hasMagic(buf)) throw fail('no btrfs filesystem (bad magic)');
   const csumType = buf.readUInt16LE(196);
-  const checksummer = checksummerFor(csumType);
   if (!checksumMatches(checksummer, buf.subarray(0, CSUM_SIZE), buf, CSUM_SIZE, SUPER_INFO_SIZE)) {
     throw new StrataError(Errno.EINVAL, `btrfs superblock at ${offset}: ${checksummer.name} checksum mismatch`);
   }

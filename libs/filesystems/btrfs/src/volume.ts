@@ -4,6 +4,7 @@ import { BlockReader } from './block-reader';
 import { BTree } from './btree';
 import { ChunkMap, parseChunk, parseSysChunkArray } from './chunk-map';
 import { INCOMPAT_NAMES, INCOMPAT_SUPPORTED, KeyType, ObjectId, SUPER_INFO_SIZE, SUPER_MIRROR_OFFSETS } from './constants';
+import { checksummerFor } from './checksum';
 import { corrupt, unsupported } from './errors';
 import { U64_MAX, key } from './key';
 import { parseSuperblock, type Superblock } from './superblock';
@@ -38,7 +39,8 @@ async function readSuperblock(source: ByteSource): Promise<{ sb: Superblock; pro
   for (const [i, offset] of SUPER_MIRROR_OFFSETS.entries()) {
     if (offset + SUPER_INFO_SIZE > source.size) break;
     try {
-      const sb = parseSuperblock(await source.read(offset, SUPER_INFO_SIZE), offset);
+      const buf = await source.read(offset, SUPER_INFO_SIZE);
+      const sb = parseSuperblock(buf, offset, await checksummerFor(buf.length >= 198 ? buf.readUInt16LE(196) : 0));
       if (i === 0) return { sb, problems };
       if (!best || sb.generation > best.generation) best = sb;
     } catch (err) {
