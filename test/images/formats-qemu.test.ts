@@ -332,6 +332,10 @@ describe('chains across formats', { skip }, () => {
     fs.writeFileSync(at('vm/loop-a.vmdk'), descriptor('loop-b.vmdk'));
     fs.writeFileSync(at('vm/loop-b.vmdk'), descriptor('loop-a.vmdk'));
     await rejects(open('vm/loop-a.vmdk'), 'EINVAL', /loop/);
+    // A loop across formats: a qcow2 over a VMDK whose parent is the qcow2.
+    fs.writeFileSync(at('vm/cross-b.vmdk'), descriptor('cross-a.qcow2'));
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', 'cross-b.vmdk', '-F', 'vmdk', at('vm/cross-a.qcow2'), '1M']);
+    await rejects(open('vm/cross-a.qcow2'), 'EINVAL', /parent "cross-a\.qcow2" of vm\/cross-b\.vmdk is already in the chain above it/);
     fs.writeFileSync(at('vm/extent-escape.vmdk'), descriptor('').replace('mono-flat-flat.vmdk', '../../../etc/passwd'));
     await rejects(open('vm/extent-escape.vmdk'), 'EACCES', /extent .* leads outside the store/);
   });
