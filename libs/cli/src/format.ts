@@ -113,11 +113,19 @@ export function jsonDocument(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
+/** A mount's state, with the last error when it is not serving: "degraded (EIO x5)". */
+export function mountStateText(m: MountInfo): string {
+  if (m.state === undefined) return '-';
+  if (m.state === 'serving' || !m.health?.lastError) return m.state;
+  return `${m.state} (${m.health.lastError.errno} x${m.health.consecutiveFailures})`;
+}
+
 /** `strata mounts` as a table. */
 export function mountTable(mounts: MountInfo[]): string {
   const rows = [
-    ['MOUNTPOINT', 'LAYER', 'NAME', 'CHAIN', 'MODE', 'FLAGS'],
-    ...mounts.map((m) => [m.mountpoint, String(m.layerId), m.layerName || '-', m.chain.join('>'), m.live ? 'live' : 'sealed', m.flags.join(',')]),
+    ['MOUNTPOINT', 'LAYER', 'NAME', 'CHAIN', 'MODE', 'STATE', 'FLAGS'],
+    // STATE: how its operations end now (an agent too old to say: "-"); a mount whose reads fail never shows as serving.
+    ...mounts.map((m) => [m.mountpoint, String(m.layerId), m.layerName || '-', m.chain.join('>'), m.live ? 'live' : 'sealed', mountStateText(m), m.flags.join(',')]),
   ];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');

@@ -1,8 +1,9 @@
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { controlRequest, defaultSocketPath, type MountInfo } from '@strata/agent-control';
-import { Errno, StrataError } from '@strata/errors';
+import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { CliError, type CommandContext } from './command-context';
 import { mountTable } from './format';
 
@@ -63,6 +64,45 @@ export async function checkMountpoint(target: string, shown: string): Promise<vo
   }
 }
 
+function noAgent(err: unknown): boolean {
+  return isStrataError(err) && err.errno === Errno.ENOENT && /no agent is listening/.test(err.message);
+}
+
+/** /proc/self/mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMountPath(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Whether `target` is a strata FUSE mount point of this mount namespace (fstype fuse.strata). */
+async function isStrataMount(target: string): Promise<boolean> {
+  const table = await fs.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  return table.split('\n').some((line) => {
+    const fields = line.split(' ');
+    const dash = fields.indexOf('-');
+    return dash > 4 && unescapeMountPath(fields[4]) === target && fields[dash + 1] === 'fuse.strata';
+  });
+}
+
+/**
+ * Detaches a strata mount whose server is gone (every access ENOTCONN): what
+ * the agent would do, when there is no agent. A mount that still answers has
+ * a server (an agent on another socket) and is left to it. False when
+ * `target` is no strata mount at all.
+ */
+async function detachDeadMount(target: string): Promise<boolean> {
+  if (!(await isStrataMount(target))) return false;
+  const alive = await fs.stat(target).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => err.code !== 'ENOTCONN' && err.code !== 'ECONNABORTED',
+  );
+  if (alive) throw new CliError(Errno.EBUSY, `${target} is a strata mount that still answers: another agent serves it (give its --socket)`);
+  const r = await new Promise<{ ok: boolean; text: string }>((resolve) =>
+    execFile('umount', ['-l', target], { timeout: 10_000 }, (err, _o, stderr) => resolve({ ok: !err, text: String(stderr).trim() || (err ? err.message : '') })),
+  );
+  if (!r.ok) throw new CliError(Errno.EPERM, `${target} is a dead strata mount and no agent runs; detaching it failed: ${r.text} (as root: umount -l ${target})`);
+  return true;
+}
+
 /** `strata mount|umount|mounts`: the local agent's control socket. */
 export function addMountCommands(program: Command, ctx: CommandContext): void {
   const { out, json } = ctx;
@@ -87,16 +127,24 @@ export function addMountCommands(program: Command, ctx: CommandContext): void {
     });
   program
     .command('umount')
-    .description('ask the local agent to unmount a strata mount')
+    .description('ask the local agent to unmount a strata mount (with no agent running, a dead strata mount is detached directly)')
     .argument('<mountpoint>')
     .option('--lazy', 'detach now even if files are open (they keep working until closed)')
     .option('--socket <path>', socketHelp)
     .action(async (mountpoint: string, o: { lazy?: boolean }, cmd: Command) => {
       const g = ctx.globals(cmd);
       const target = path.resolve(mountpoint);
-      await controlRequest(socketOf(cmd), { op: 'umount', mountpoint: target, lazy: o.lazy === true }, MOUNT_TIMEOUT_MS);
-      if (g.json) await json({ unmounted: target });
-      else await out(`unmounted ${target}\n`);
+      let how = 'agent';
+      try {
+        await controlRequest(socketOf(cmd), { op: 'umount', mountpoint: target, lazy: o.lazy === true }, MOUNT_TIMEOUT_MS);
+      } catch (err) {
+        // No agent (it crashed or was killed): a strata mount it left dead is detached here, not stranded.
+        if (!noAgent(err)) throw err;
+        if (!(await detachDeadMount(target))) throw err;
+        how = 'detached';
+      }
+      if (g.json) await json({ unmounted: target, ...(how === 'detached' ? { how: 'detached a dead mount; no agent was running' } : {}) });
+      else await out(`unmounted ${target}${how === 'detached' ? ' (no agent was running: detached the dead mount)' : ''}\n`);
     });
   program
     .command('mounts')

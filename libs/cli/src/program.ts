@@ -1,12 +1,14 @@
 import { Command } from 'commander';
 import type { StrataClient } from '@strata/client';
 import { addGlobalOptions, commandContext, type GlobalOptions, type Io } from './command-context';
+import { addCompletionCommand } from './completion-command';
 import { addDiffCommand } from './diff-command';
 import { addInspectCommand } from './inspect-command';
 import { addLayerCommands } from './layer-commands';
 import { addMountCommands } from './mount-commands';
 import { addPolicyCommands } from './policy-commands';
 import { addReadCommands } from './read-commands';
+import { addStatusCommand } from './status-command';
 import { addVersionCommand, clientVersionText } from './version-command';
 import { addLayerCheckCommand } from './layer-check-command';
 
@@ -32,7 +34,8 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
       '  resolver   serve the strata.v1 API over an image store',
       '  agent      hold the FUSE mounts of this host',
       '',
-      'Exit status: 0 on success; 1 on any failure, bad arguments included, with one line on stderr.',
+      'Exit status: 0 on success; 1 on any failure, bad arguments included, with one line on stderr',
+      '(with --json: one JSON object, {"error":{...}}, see docs/cli.md).',
       'Output into a pipe whose reader has gone (`| head`) ends quietly with 0.',
     ].join('\n'),
   );
@@ -45,7 +48,10 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
   addDiffCommand(program, ctx);
   addInspectCommand(program, ctx);
   addMountCommands(program, ctx);
+  addStatusCommand(program, ctx);
   addPolicyCommands(program, ctx);
   addVersionCommand(program, ctx);
+  // Last: it completes every command added before it.
+  addCompletionCommand(program, ctx);
   return program;
 }
