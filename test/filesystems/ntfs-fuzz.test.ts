@@ -54,21 +54,32 @@ function prng(seed: number): () => number {
 
 interface Layout {
   records: number[];
+  /** Records holding a non-resident attribute (runlists, sizes). */
+  nonResident: number[];
+  /** Records holding an $ATTRIBUTE_LIST. */
+  withList: number[];
   recordSize: number;
   indexBlocks: number[];
   indexSize: number;
 }
 
 function layoutOf(img: Buffer): Layout {
-  const records: number[] = [];
-  const indexBlocks: number[] = [];
+  const l: Layout = { records: [], nonResident: [], withList: [], recordSize: 1024, indexBlocks: [], indexSize: 4096 };
   for (let at = 0; at + 1024 <= img.length; at += 512) {
     const magic = img.toString('latin1', at, at + 4);
     // Records in use only: damage to a free record is never read.
-    if (magic === 'FILE' && at % 1024 === 0 && img[at + 0x16] & 1) records.push(at);
-    if (magic === 'INDX' && at % 4096 === 0) indexBlocks.push(at);
+    if (magic === 'FILE' && at % 1024 === 0 && img[at + 0x16] & 1) {
+      l.records.push(at);
+      const copy = Buffer.from(img.subarray(at, at + 1024));
+      patchRecord(copy, 0, 1024, (rec) => {
+        const attrs = attributeOffsets(rec);
+        if (attrs.some((a) => rec[a + 8] === 1)) l.nonResident.push(at);
+        if (attrs.some((a) => rec.readUInt32LE(a) === 0x20)) l.withList.push(at);
+      });
+    }
+    if (magic === 'INDX' && at % 4096 === 0) l.indexBlocks.push(at);
   }
-  return { records, recordSize: 1024, indexBlocks, indexSize: 4096 };
+  return l;
 }
 
 type Mutator = (img: Buffer, r: () => number, l: Layout) => number | undefined;
@@ -107,8 +118,19 @@ const MUTATORS: [string, Mutator][] = [
     });
     return undefined;
   }],
+  ['huge sizes of a non-resident attribute', (img, r, l) => {
+    patchRecord(img, pick(r, l.nonResident), l.recordSize, (rec) => {
+      const nonResident = attributeOffsets(rec).filter((a) => rec[a + 8] === 1);
+      if (nonResident.length === 0) return;
+      const a = pick(r, nonResident);
+      const size = BigInt(pick(r, [2 ** 32, 2 ** 40, 2 ** 52, 2 ** 53 + 1, 2 ** 62]));
+      for (const f of [0x28, 0x30, 0x38]) rec.writeBigInt64LE(size, a + f);
+      if (r() % 2) rec.writeBigInt64LE(size / 4096n, a + 0x18);
+    });
+    return undefined;
+  }],
   ['runlist bytes', (img, r, l) => {
-    patchRecord(img, pick(r, l.records), l.recordSize, (rec) => {
+    patchRecord(img, pick(r, l.nonResident), l.recordSize, (rec) => {
       const nonResident = attributeOffsets(rec).filter((a) => rec[a + 8] === 1);
       if (nonResident.length === 0) return;
       const a = pick(r, nonResident);
@@ -120,13 +142,8 @@ const MUTATORS: [string, Mutator][] = [
     return undefined;
   }],
   ['attribute list entry', (img, r, l) => {
-    const withList = l.records.filter((at) => {
-      let found = false;
-      patchRecord(img, at, l.recordSize, (rec) => (found = attributeOffsets(rec).some((a) => rec.readUInt32LE(a) === 0x20)));
-      return found;
-    });
-    if (withList.length === 0) return undefined;
-    patchRecord(img, pick(r, withList), l.recordSize, (rec) => {
+    if (l.withList.length === 0) return undefined;
+    patchRecord(img, pick(r, l.withList), l.recordSize, (rec) => {
       const a = attributeOffsets(rec).find((x) => rec.readUInt32LE(x) === 0x20)!;
       if (rec[a + 8] === 0) {
         const v = a + rec.readUInt16LE(a + 20);
@@ -232,7 +249,7 @@ describe('hostile NTFS images', { skip: skipReason }, () => {
 
   test('every mutation: each call resolves or rejects with a StrataError, bounded in time and reads', async (t) => {
     const layout = layoutOf(clean);
-    assert.ok(layout.records.length > 200 && layout.indexBlocks.length > 2, `layout: ${layout.records.length} records, ${layout.indexBlocks.length} index blocks`);
+    assert.ok(layout.records.length > 200 && layout.indexBlocks.length > 2 && layout.withList.length > 0 && layout.nonResident.length > 10, `layout: ${JSON.stringify({ records: layout.records.length, nonResident: layout.nonResident.length, withList: layout.withList.length, indexBlocks: layout.indexBlocks.length })}`);
     let rejections = 0;
     let calls = 0;
     let images = 0;

@@ -12,6 +12,8 @@ import type { Volume } from './volume';
 const I30 = Buffer.from('$I30', 'utf16le');
 const ENTRY_NODE = 1;
 const ENTRY_END = 2;
+/** An index bitmap this large maps 512 GiB of 4 KiB index blocks: more is damage. */
+const MAX_BITMAP = 16 * 1024 * 1024;
 /** Deeper than any B+ tree of 2^32 names. */
 const MAX_DEPTH = 32;
 
@@ -121,10 +123,15 @@ export class DirectoryIndex {
     if (!this.alloc) return out;
     if (!this.bitmap) throw corrupt(`directory index of MFT record ${this.dirNo}`, '$INDEX_ALLOCATION without $BITMAP');
     const blocks = Math.floor(this.alloc.dataSize / this.blockSize);
+    if (blocks > MAX_BITMAP * 8) throw corrupt(`directory index of MFT record ${this.dirNo}`, `$INDEX_ALLOCATION of ${this.alloc.dataSize} bytes`);
     const bits = await readAttr(this.vol, this.bitmap, 0, Math.ceil(blocks / 8));
-    for (let i = 0; i < blocks; i++) {
-      if (i >> 3 >= bits.length || !(bits[i >> 3] & (1 << (i & 7)))) continue;
-      for (const e of await this.block((i * this.blockSize) / 2 ** this.vcnBits)) if (e.key) out.push(e);
+    for (let byte = 0; byte < bits.length; byte++) {
+      if (bits[byte] === 0) continue;
+      for (let bit = 0; bit < 8; bit++) {
+        const i = byte * 8 + bit;
+        if (i >= blocks || !(bits[byte] & (1 << bit))) continue;
+        for (const e of await this.block((i * this.blockSize) / 2 ** this.vcnBits)) if (e.key) out.push(e);
+      }
     }
     return out;
   }

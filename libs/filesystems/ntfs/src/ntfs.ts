@@ -409,7 +409,7 @@ export class Ntfs implements Filesystem {
       const bitmap = findAttr(await this.inode(RECORD_BITMAP), AttrType.DATA);
       const mftBitmap = findAttr(await this.inode(RECORD_MFT), AttrType.BITMAP);
       if (!bitmap || !mftBitmap) throw corrupt('volume', 'no $Bitmap data or no $MFT bitmap');
-      return computeStatFs(this.vol, bitmap, mftBitmap);
+      return computeStatFs(this.vol, bitmap, mftBitmap, this.mft.recordCount);
     });
     const pending = this.statCache;
     pending.catch(() => {
