@@ -145,11 +145,13 @@ export class SparseExtentLayer extends BlockMapLayer {
   }
 
   /** The grain table of one directory slot, or undefined when none is allocated; the redundant copy stands in for a primary that points outside the file. */
-  private async grainTable(slot: number): Promise<Buffer | undefined> {
+  private async grainTable(slot: number, redundant = false): Promise<Buffer | undefined> {
     const valid = (sector: number): boolean => sector !== 0 && sector * 512 + this.gtBytes <= this.file.size;
-    let sector = (await this.gd.entry(slot)).readUInt32LE(0);
-    if (sector !== 0 && !valid(sector) && this.rgd && this.rgd !== this.gd) {
-      const backup = (await this.rgd.entry(slot)).readUInt32LE(0);
+    const backupDir = this.rgd && this.rgd !== this.gd ? this.rgd : undefined;
+    if (redundant && !backupDir) return undefined;
+    let sector = (await (redundant && backupDir ? backupDir : this.gd).entry(slot)).readUInt32LE(0);
+    if (!redundant && sector !== 0 && !valid(sector) && backupDir) {
+      const backup = (await backupDir.entry(slot)).readUInt32LE(0);
       if (valid(backup)) sector = backup;
     }
     if (sector === 0) return undefined;
@@ -209,8 +211,14 @@ export class SparseExtentLayer extends BlockMapLayer {
     const entry = gt.readUInt32LE((index % this.h.gtesPerGt) * 4);
     if (entry === 0) return { kind: 'parent' };
     if (entry === 1 && this.zeroGrains) return { kind: 'zero' };
-    const host = entry * 512;
-    if (host >= this.file.size) throw corrupt(this.label, `grain ${index} at sector ${entry} is past the end of the file`);
+    let host = entry * 512;
+    if (host >= this.file.size) {
+      // A damaged primary table: the redundant one may still say where the grain is.
+      const backup = await this.grainTable(slot, true).catch(() => undefined);
+      const other = backup ? backup.readUInt32LE((index % this.h.gtesPerGt) * 4) * 512 : 0;
+      if (other === 0 || other >= this.file.size) throw corrupt(this.label, `grain ${index} at sector ${entry} is past the end of the file`);
+      host = other;
+    }
     if (!this.compressed) return { kind: 'data', file: this.file, host };
     const bytes = await this.caches.clusters.get(`${this.cacheKey}:g:${host}`, () => this.readCompressedGrain(index, host));
     return { kind: 'bytes', bytes };

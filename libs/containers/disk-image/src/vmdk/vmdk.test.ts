@@ -43,6 +43,24 @@ describe('VMDK', () => {
     } finally {
       await img.close();
     }
+    // A damaged primary grain table (entries past the end of the file): the redundant table's entries are used.
+    qemuImg('convert', '-q', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=monolithicSparse', at('src.raw'), at('gt.vmdk'));
+    const g = readFileSync(at('gt.vmdk'));
+    const primaryTable = g.readUInt32LE(Number(g.readBigUInt64LE(56)) * 512) * 512;
+    let damaged = 0;
+    for (let e = 0; e < 64; e++) {
+      if (g.readUInt32LE(primaryTable + e * 4) === 0) continue;
+      g.writeUInt32LE(0x7ffffff0, primaryTable + e * 4);
+      damaged++;
+    }
+    assert.ok(damaged > 10, `${damaged} grain table entries damaged`);
+    writeFileSync(at('gt.vmdk'), g);
+    const viaBackup = await openImage('gt.vmdk', { storeRoot: store });
+    try {
+      assert.ok((await viaBackup.read(0, viaBackup.size)).equals(truth));
+    } finally {
+      await viaBackup.close();
+    }
     // Without the redundant-GD flag there is nothing to fall back on.
     b.writeUInt32LE(b.readUInt32LE(8) & ~2, 8);
     writeFileSync(at('no-rgd.vmdk'), b);
