@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { Errno, StrataError, isStrataError } from '@strata/errors';
 import type { ByteSource } from '@strata/filesystem';
 import { corrupt } from './errors';
 import type { SectorOverlay } from './log/sector-overlay';
@@ -37,13 +38,23 @@ export class MetadataReader {
     const parts: Buffer[] = [];
     for (let done = 0; done < length; ) {
       const n = Math.min(MAX_SOURCE_READ, length - done);
-      const buf = await this.source.read(offset + done, n);
+      const buf = await this.readSource(offset + done, n, what);
       if (buf.length < n) throw corrupt(what, `short read at byte ${offset + done} (image truncated?)`);
       parts.push(buf.length === n ? buf : buf.subarray(0, n));
       done += n;
     }
     const out = parts.length === 1 ? parts[0] : Buffer.concat(parts, length);
     return this.overlay ? this.overlay.patch(offset, out) : out;
+  }
+
+  /** A failing source is an unreadable range (EIO), not damage to the filesystem. */
+  private async readSource(offset: number, length: number, what: string): Promise<Buffer> {
+    try {
+      return await this.source.read(offset, length);
+    } catch (err) {
+      if (isStrataError(err)) throw err;
+      throw new StrataError(Errno.EIO, `xfs: ${what}: ${length} bytes at ${offset} could not be read: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
   }
 
   async metadata(offset: number, length: number, what: string): Promise<MetaBuffer> {

@@ -27,10 +27,7 @@ export const Incompat = {
 /** Incompatible features this reader handles: everything else is refused by name. */
 const KNOWN_INCOMPAT = Incompat.FTYPE | Incompat.SPINODES | Incompat.META_UUID | Incompat.BIGTIME | Incompat.NREXT64 | Incompat.EXCHRANGE | Incompat.PARENT;
 
-const INCOMPAT_NAMES: [number, string][] = [
-  [Incompat.METADIR, 'metadir'],
-  [Incompat.NEEDSREPAIR, 'needsrepair'],
-];
+const INCOMPAT_NAMES: [number, string][] = [[Incompat.METADIR, 'metadir']];
 
 export interface Superblock {
   blockSize: number;
@@ -119,6 +116,8 @@ export function parseSuperblock(raw: Buffer, volumeSize: number): Superblock {
   const logIncompat = crc ? raw.readUInt32BE(220) : 0;
   if (!crc && !(versionNum & VERSION_DIRV2)) throw unsupported('version 1 directories (v4 without dirv2)');
   if (versionNum & VERSION_BORG) throw unsupported('feature ascii-ci (case-insensitive names)');
+  // The kernel refuses to mount a filesystem xfs_repair left half repaired (EFSCORRUPTED).
+  if (incompat & Incompat.NEEDSREPAIR) throw corrupt(what, 'the needsrepair flag is set (run xfs_repair)');
   for (const [bit, name] of INCOMPAT_NAMES) if (incompat & bit) throw unsupported(`feature ${name}`);
   const unknown = incompat & ~KNOWN_INCOMPAT;
   if (unknown) throw unsupported(`incompatible features 0x${unknown.toString(16)}`);

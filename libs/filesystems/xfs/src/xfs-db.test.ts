@@ -9,6 +9,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Errno, isStrataError } from '@strata/errors';
 import { xfsCrc } from './checksum';
+import { decodeExtent } from './extent';
+import { locateInode } from './geometry';
+import { parseInode } from './inode';
+import { parseSuperblock } from './superblock';
 import { ImageFile, MemorySource, hasTool, makeImage, makeTempDir, patternBytes, protoImage, run } from './fixture-image';
 import { Xfs } from './xfs';
 
@@ -102,5 +106,38 @@ describe('refused at open', { skip: hasTool('mkfs.xfs') ? undefined : 'needs xfs
     await assert.rejects(Xfs.open(new MemorySource(badCrc)), (err) => isStrataError(err) && err.errno === Errno.EUCLEAN);
     await assert.rejects(Xfs.open(new MemorySource(Buffer.alloc(1 << 20))), (err) => isStrataError(err) && err.errno === Errno.EINVAL);
     await assert.rejects(Xfs.open(new MemorySource(plain.subarray(0, 1 << 20))), (err) => isStrataError(err) && err.errno === Errno.EUCLEAN);
+  });
+});
+
+describe('damage stays with the object it touches', { skip: hasTool('mkfs.xfs') ? undefined : 'needs xfsprogs' }, () => {
+  test('a bad inode CRC fails that inode with EUCLEAN; a bad directory block fails that directory; the rest reads', async () => {
+    const pristine = fs.readFileSync(protoImage(work, 'damage.img', 32, [], src));
+    const reader = await Xfs.open(new MemorySource(pristine));
+    const dir = (await reader.lookup(reader.rootHandle, Buffer.from('dir')))!;
+    const sub = (await reader.lookup(dir, Buffer.from('sub')))!;
+    const victim = (await reader.lookup(dir, Buffer.from('f7')))!;
+    const sibling = (await reader.lookup(dir, Buffer.from('f4096')))!;
+    const loc = locateInode(parseSuperblock(pristine.subarray(0, 4096), pristine.length), victim)!;
+
+    const image = Buffer.from(pristine);
+    image[loc.offset + 60] ^= 0x10; // di_size: the CRC no longer matches
+    const damaged = await Xfs.open(new MemorySource(image));
+    await assert.rejects(damaged.node(victim), (err) => isStrataError(err) && err.errno === Errno.EUCLEAN && /bad CRC/.test(err.message));
+    await assert.rejects(damaged.read(victim, 0, 10), (err) => isStrataError(err) && err.errno === Errno.EUCLEAN);
+    assert.ok((await damaged.readdir(dir)).some((e) => e.handle === victim), 'the entry is still listed');
+    assert.equal((await damaged.read(sibling, 0, 4096)).length, 4096);
+
+    // sub/ has 200 entries: a block-form or leaf directory with its data in a block of its own.
+    const subNode = await reader.node(sub);
+    assert.ok(subNode.blocks > 0);
+    const image2 = Buffer.from(pristine);
+    const sb = parseSuperblock(pristine.subarray(0, 4096), pristine.length);
+    const subInode = parseInode(sb, sub, pristine.subarray(locateInode(sb, sub)!.offset, locateInode(sb, sub)!.offset + sb.inodeSize))!;
+    const first = decodeExtent(sb, subInode.dataFork, 0, 'sub');
+    image2[first.block * sb.blockSize + 200] ^= 0xff;
+    const damaged2 = await Xfs.open(new MemorySource(image2));
+    await assert.rejects(damaged2.readdir(sub), (err) => isStrataError(err) && err.errno === Errno.EUCLEAN);
+    assert.equal((await damaged2.readdir(dir)).length, 5);
+    assert.equal((await damaged2.node(sub)).size, subNode.size);
   });
 });

@@ -51,11 +51,12 @@ export class Xfs implements Filesystem {
   private readonly inodes: LRUCache<number, XfsInode>;
   private readonly extents: LRUCache<number, Extent[]>;
   private readonly listings: LRUCache<number, Listing>;
+  private stat: Promise<FsStatFs> | undefined;
 
   private constructor(
     private readonly vol: Volume,
     needsRecovery: boolean,
-    private readonly stat: FsStatFs,
+    private readonly recovered: boolean,
     cacheBytes: number,
   ) {
     this.rootHandle = vol.sb.rootIno;
@@ -81,10 +82,10 @@ export class Xfs implements Filesystem {
       const limit = sb.dblocks * sb.blockSize;
       const vol: Volume = { sb, reader: new MetadataReader(source, limit, Math.floor(cacheBytes / 2)), log };
       const logState = await inspectLog(vol);
-      if (logState.clean) return new Xfs(vol, false, await computeStatFs(vol), cacheBytes);
+      if (logState.clean) return new Xfs(vol, false, false, cacheBytes);
       if (journal === 'ignore') {
         log({ event: 'xfs.log', reason: 'the log needs recovery; read as on disk', head: logState.head, tail: logState.tail });
-        return new Xfs(vol, true, await computeStatFs(vol), cacheBytes);
+        return new Xfs(vol, true, false, cacheBytes);
       }
       return Xfs.recover(source, vol, logState.tail, logState.head, cacheBytes);
     });
@@ -110,7 +111,7 @@ export class Xfs implements Filesystem {
     }
     log({ event: 'xfs.log', reason: 'log replayed in memory', records, transactions: transactions.length, buffers: done.buffers, inodes: done.inodes, sectors: overlay.size });
     const vol: Volume = { sb: replayedSb, reader: new MetadataReader(source, limit, Math.floor(cacheBytes / 2), overlay), log };
-    return new Xfs(vol, true, await computeStatFs(vol, true), cacheBytes);
+    return new Xfs(vol, true, true, cacheBytes);
   }
 
   /** Reads, checks and decodes an inode as the kernel's iget does; ENOENT for a free inode. */
@@ -250,7 +251,16 @@ export class Xfs implements Filesystem {
     });
   }
 
+  /** Computed once, at the first call (it reads every AG header). A failure is not kept: the next call tries again. */
   statfs(): Promise<FsStatFs> {
-    return Promise.resolve({ ...this.stat });
+    return guarded(this.vol.log, 'statfs', async () => {
+      this.stat ??= computeStatFs(this.vol, this.recovered);
+      try {
+        return { ...(await this.stat) };
+      } catch (err) {
+        this.stat = undefined;
+        throw err;
+      }
+    });
   }
 }
