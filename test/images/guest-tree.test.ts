@@ -175,6 +175,23 @@ describe('the guest tree of a disk with an operating system', { skip: canRun ? f
     assert.deepEqual(got.image, { imageFormat: 'qcow2', filesystemType: 'ext4', guestTree: true });
   });
 
+  test('an internal snapshot: inspect lists it, qcow2:PATH@NAME shows its guest tree, an unknown name lists what there is', () => {
+    const copy = path.join(store, 'vm/guest-snaps.qcow2');
+    fs.copyFileSync(path.join(store, 'vm/guest.qcow2'), copy);
+    run('qemu-img', ['snapshot', '-c', 'before-upgrade', copy]);
+    // The active state moves on after the snapshot: a file in /boot (partition 2) is overwritten with zeros.
+    run('qemu-io', ['-f', 'qcow2', '-c', `write -z ${parts[1].start} ${parts[1].size}`, copy]);
+    const r = JSON.parse(cli(['inspect', 'qcow2:vm/guest-snaps.qcow2', '--json']).stdout) as { snapshots: { id: string; name: string }[]; mounts: { path: string }[] };
+    assert.deepEqual(r.snapshots.map((x) => `${x.id}:${x.name}`), ['1:before-upgrade']);
+    // /boot's partition is zeros now: the active state's guest has no /boot filesystem to mount.
+    assert.deepEqual(r.mounts.map((m) => m.path), ['/', '/srv/data']);
+    cli(['layer', 'create', '--source', 'qcow2:vm/guest-snaps.qcow2@before-upgrade', '--name', 'guest-before']);
+    assert.equal(cli(['cat', 'guest-before', '/boot/grub2/grub.cfg']).stdout, 'set default=0\n');
+    const missing = cli(['layer', 'create', '--source', 'qcow2:vm/guest-snaps.qcow2@nosuch', '--name', 'nosnap'], false);
+    assert.notEqual(missing.status, 0);
+    assert.match(missing.stderr, /before-upgrade/);
+  });
+
   test('#N still reads one partition alone, including what a mount would hide', async () => {
     cli(['layer', 'create', '--source', 'qcow2:vm/guest.qcow2#3', '--name', 'guest-root']);
     const ls = cli(['ls', 'guest-root', '/boot']).stdout;

@@ -12,7 +12,8 @@ export function inspectText(r: InspectImageResponse): string {
   const lines: string[] = [];
   const os = r.os;
   const osLine = os?.type === 'unknown' || !os ? 'no operating system found' : [os.product || os.distribution, os.version && !os.product ? os.version : ''].filter(Boolean).join(' ') || os.type;
-  lines.push(`image:     ${r.imageFormat}, ${mib(r.virtualSize)}, partitions: ${r.partitionScheme}`);
+  lines.push(`image:     ${r.imageFormat}${r.imageSubformat ? ` (${r.imageSubformat})` : ''}, ${mib(r.virtualSize)}, partitions: ${r.partitionScheme}`);
+  for (const s of r.snapshots) lines.push(`snapshot:  ${s.id} "${s.name}" ${new Date(s.dateMs).toISOString()} (${mib(s.virtualSize)}${s.vmStateSize > 0 ? `, VM state ${mib(s.vmStateSize)}` : ''}) — qcow2:PATH@${s.name}`);
   lines.push(`os:        ${osLine}${os && os.type !== 'unknown' ? ` (${os.type}${os.distribution ? `, ${os.distribution}` : ''}${os.version ? ` ${os.version}` : ''})` : ''}`);
   if (os?.hostname) lines.push(`hostname:  ${os.hostname}`);
   lines.push('volumes:');

@@ -1,3 +1,4 @@
+import type { ImageSnapshot } from '@strata/disk-image';
 import { StrataError } from '@strata/errors';
 import { ImageSource, type ImageSourceOptions } from '../source/image-source';
 import { openSourceImage } from '../source/image-volume';
@@ -13,6 +14,8 @@ function joinFsPath(a: string, b: string | undefined): string {
 /** What `strata inspect` reports of a disk image: its volumes and the guest on it. */
 export interface DiskReport {
   format: string;
+  subformat: string | undefined;
+  snapshots: readonly ImageSnapshot[];
   size: number;
   inventory: DiskInventory;
   guest: GuestInspection;
@@ -24,7 +27,7 @@ export async function inspectDisk(options: ImageSourceOptions): Promise<DiskRepo
   try {
     const inventory = await inventoryDisk(image, options.image);
     const guest = await inspectGuest(inventory, options.log ? { log: options.log } : {});
-    return { format: image.format, size: image.size, inventory, guest };
+    return { format: image.format, subformat: image.subformat, snapshots: image.listSnapshots(), size: image.size, inventory, guest };
   } finally {
     await image.close();
   }

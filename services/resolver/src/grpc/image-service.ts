@@ -43,6 +43,8 @@ function reportToProto(r: DiskReport): InspectImageResponse {
     absent: r.guest.absent.map((a) => ({ path: a.path, spec: a.spec, reason: a.why })),
     problems: r.guest.problems.map((p) => `${p.where}: ${p.what}`),
     warnings: r.inventory.warnings,
+    imageSubformat: r.subformat ?? '',
+    snapshots: r.snapshots.map((s) => ({ id: s.id, name: s.name, vmStateSize: s.vmStateSize, dateMs: s.date.getTime(), virtualSize: s.virtualSize })),
   };
 }
 
