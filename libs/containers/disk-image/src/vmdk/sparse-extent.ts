@@ -225,18 +225,19 @@ export class SparseExtentLayer extends BlockMapLayer {
   }
 
   private async readCompressedGrain(index: number, host: number): Promise<Buffer> {
-    let dataAt = host;
-    let length: number;
+    const limit = 2 * this.grainBytes + 4096;
+    let input: Buffer;
     if (this.markers) {
       if (host + 12 > this.file.size) throw corrupt(this.label, `grain marker of grain ${index} is past the end of the file`);
-      length = (await this.file.read(host + 8, 4)).readUInt32LE(0);
-      dataAt = host + 12;
-      if (length === 0 || length > 2 * this.grainBytes + 4096) throw corrupt(this.label, `compressed grain ${index} of ${length} bytes`);
+      // One pread for the marker and (usually) all of the data: a grain compresses to less than itself plus a little.
+      const first = await this.file.read(host, Math.min(this.file.size - host, 12 + this.grainBytes + 4096));
+      const length = first.readUInt32LE(8);
+      if (length === 0 || length > limit) throw corrupt(this.label, `compressed grain ${index} of ${length} bytes`);
+      const available = Math.min(length, this.file.size - host - 12);
+      input = available <= first.length - 12 ? first.subarray(12, 12 + available) : await this.file.read(host + 12, available);
     } else {
-      length = 2 * this.grainBytes + 4096;
+      input = await this.file.read(host, Math.min(limit, this.file.size - host));
     }
-    length = Math.min(length, this.file.size - dataAt);
-    const input = await this.file.read(dataAt, length);
     let out: Buffer;
     try {
       out = await inflateZlib(input, this.grainBytes);
