@@ -52,3 +52,13 @@ export function locateInode(sb: Superblock, ino: number): InodeLocation | undefi
   if (agbno * sb.blockSize + slot * sb.inodeSize < headerBytes) return undefined;
   return { agno, agbno, slot, offset: linear * sb.blockSize + slot * sb.inodeSize };
 }
+
+/**
+ * Blocks per inode cluster (the unit the kernel reads inodes in): 8 KiB,
+ * scaled with the inode size on v5 when chunks are aligned to it.
+ */
+export function inodeClusterBlocks(sb: Superblock): number {
+  let bytes = 8192;
+  if (sb.crc && sb.inoAlignMt >= (bytes * (sb.inodeSize / 256)) / sb.blockSize) bytes *= sb.inodeSize / 256;
+  return Math.max(1, bytes / sb.blockSize);
+}

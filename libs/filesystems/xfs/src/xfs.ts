@@ -10,7 +10,7 @@ import type { DirEntry } from './directory-entry';
 import { listDirectory } from './directory';
 import type { Extent } from './extent';
 import { readFileRange } from './fork-blocks';
-import { locateInode } from './geometry';
+import { inodeClusterBlocks, locateInode } from './geometry';
 import { XfsInode, parseInode, rdevOf } from './inode';
 import { inspectLog, logArea } from './log/log-head';
 import { readRecords } from './log/log-records';
@@ -52,6 +52,7 @@ export class Xfs implements Filesystem {
   private readonly extents: LRUCache<number, Extent[]>;
   private readonly listings: LRUCache<number, Listing>;
   private stat: Promise<FsStatFs> | undefined;
+  private readonly clusterBlocks: number;
 
   private constructor(
     private readonly vol: Volume,
@@ -64,6 +65,7 @@ export class Xfs implements Filesystem {
     this.label = vol.sb.label;
     this.uuid = formatUuid(vol.sb.uuid);
     this.needsRecovery = needsRecovery;
+    this.clusterBlocks = inodeClusterBlocks(vol.sb);
     const share = Math.max(1 << 20, Math.floor(cacheBytes / 4));
     this.inodes = new LRUCache({ maxSize: share, sizeCalculation: () => vol.sb.inodeSize + 256 });
     this.extents = new LRUCache({ maxSize: share, sizeCalculation: (e) => e.length * 64 + 64 });
@@ -122,9 +124,13 @@ export class Xfs implements Filesystem {
     if (!Number.isSafeInteger(handle) || handle <= 0) throw new StrataError(Errno.EINVAL, `xfs: bad handle ${handle}`);
     const loc = locateInode(sb, handle);
     if (!loc) throw corrupt(`inode ${handle}`, 'number outside the filesystem');
-    const blockStart = loc.offset - loc.slot * sb.inodeSize;
-    const mb = await this.vol.reader.metadata(blockStart, sb.blockSize, `inode ${handle}`);
-    const raw = Buffer.from(mb.data.subarray(loc.slot * sb.inodeSize, (loc.slot + 1) * sb.inodeSize));
+    // The whole inode cluster is read and cached, as the kernel reads it: a walk finds its neighbours there.
+    const clusterStart = Math.floor(loc.agbno / this.clusterBlocks) * this.clusterBlocks;
+    const clusterEnd = Math.min(clusterStart + this.clusterBlocks, sb.agBlocks, sb.dblocks - loc.agno * sb.agBlocks);
+    const base = (loc.agno * sb.agBlocks + clusterStart) * sb.blockSize;
+    const mb = await this.vol.reader.metadata(base, (clusterEnd - clusterStart) * sb.blockSize, `inode ${handle}`);
+    const at = loc.offset - base;
+    const raw = Buffer.from(mb.data.subarray(at, at + sb.inodeSize));
     const inode = parseInode(sb, handle, raw);
     if (!inode) throw new StrataError(Errno.ENOENT, `xfs: inode ${handle} is free`);
     this.inodes.set(handle, inode);

@@ -1,4 +1,5 @@
 import { corrupt, unsupported } from '../errors';
+import { inodeClusterBlocks } from '../geometry';
 import type { Superblock } from '../superblock';
 import type { LogItem, Transaction } from './log-transactions';
 import { bufferLsn, restampCrc, restampInodes } from './restamp';
@@ -332,9 +333,7 @@ async function replayIcreate(r: Replayer, item: LogItem): Promise<void> {
   if (agno >= sb.agCount || agbno === 0 || agbno + length > sb.agBlocks || isize !== sb.inodeSize || count === 0 || count / sb.inodesPerBlock !== length) {
     throw corrupt(what, `${count} inodes in ${length} blocks`);
   }
-  let clusterBytes = 8192;
-  if (sb.crc && sb.inoAlignMt >= (clusterBytes * (sb.inodeSize / 256)) / sb.blockSize) clusterBytes *= sb.inodeSize / 256;
-  const blocksPerCluster = Math.max(1, clusterBytes / sb.blockSize);
+  const blocksPerCluster = inodeClusterBlocks(sb);
   const bbPerCluster = (blocksPerCluster * sb.blockSize) / BB;
   const firstByte = (agno * sb.agBlocks + agbno) * sb.blockSize;
   for (let b = 0; b < length; b += blocksPerCluster) {
