@@ -10,6 +10,7 @@ import { parseMftRecord } from './mft-record';
 import { HOLE, decodeRunlist, findRun } from './runlist';
 import { ntfsTimeToNs } from './standard-information';
 import { Upcase } from './upcase';
+import { fileName, indexEntry, indexNode, mftRecord, nonResidentAttr, protect, residentAttr } from './record-builder';
 import { bytesToUtf16, utf16ToBytes } from './unicode';
 
 const euclean = (e: unknown): boolean => isStrataError(e) && e.errno === Errno.EUCLEAN;
@@ -50,21 +51,6 @@ test('boot sector: geometry, negative record size encodings, serial as blkid pri
   assert.throws(() => parseBootSector(bootSector(), 1 << 20), (e: unknown) => isStrataError(e) && e.errno === Errno.EIO, 'a volume larger than its device');
 });
 
-/** A 1024-byte record protected by an update sequence array (USN 0x1234). */
-function protect(body: Buffer, magic = 'FILE'): Buffer {
-  const r = Buffer.from(body);
-  r.write(magic, 0, 'latin1');
-  r.writeUInt16LE(0x30, 4);
-  r.writeUInt16LE(r.length / 512 + 1, 6);
-  r.writeUInt16LE(0x1234, 0x30);
-  for (let i = 0; i < r.length / 512; i++) {
-    const end = (i + 1) * 512 - 2;
-    r.writeUInt16LE(r.readUInt16LE(end), 0x32 + 2 * i);
-    r.writeUInt16LE(0x1234, end);
-  }
-  return r;
-}
-
 test('fixups restore the sector tails; a torn sector is EUCLEAN', () => {
   const body = Buffer.alloc(1024);
   body.writeUInt16LE(0xbeef, 510);
@@ -99,66 +85,14 @@ test('runlists: lengths, signed LCN deltas (negative too), sparse runs, coverage
   assert.throws(() => decodeRunlist(Buffer.from([0x21, 0x05]), 0, 2, 0, 4, 1 << 20, 'runlist'), euclean, 'truncated pair');
 });
 
-/** An MFT record with the given attribute records (already laid out), END-terminated. */
-function record(attrs: Buffer[], flags = 1): Buffer {
-  const r = Buffer.alloc(1024);
-  r.writeUInt16LE(1, 0x10);
-  r.writeUInt16LE(1, 0x12);
-  r.writeUInt16LE(0x38, 0x14);
-  r.writeUInt16LE(flags, 0x16);
-  let at = 0x38;
-  for (const a of attrs) {
-    a.copy(r, at);
-    at += a.length;
-  }
-  r.writeUInt32LE(0xffffffff, at);
-  r.writeUInt32LE(at + 8, 0x18);
-  r.writeUInt32LE(1024, 0x1c);
-  return protect(r);
-}
-
-function resident(type: number, value: Buffer, name = ''): Buffer {
-  const n = Buffer.from(name, 'utf16le');
-  const valueOffset = (0x18 + n.length + 7) & ~7;
-  const a = Buffer.alloc((valueOffset + value.length + 7) & ~7);
-  a.writeUInt32LE(type, 0);
-  a.writeUInt32LE(a.length, 4);
-  a[9] = n.length / 2;
-  a.writeUInt16LE(0x18, 10);
-  n.copy(a, 0x18);
-  a.writeUInt32LE(value.length, 16);
-  a.writeUInt16LE(valueOffset, 20);
-  value.copy(a, valueOffset);
-  return a;
-}
-
-function nonResident(type: number, pairs: Buffer, highestVcn: number, sizes: [number, number, number], flags = 0): Buffer {
-  const headerLength = flags ? 0x48 : 0x40;
-  const a = Buffer.alloc((headerLength + pairs.length + 7) & ~7);
-  a.writeUInt32LE(type, 0);
-  a.writeUInt32LE(a.length, 4);
-  a[8] = 1;
-  a.writeUInt16LE(flags, 12);
-  a.writeBigInt64LE(0n, 0x10);
-  a.writeBigInt64LE(BigInt(highestVcn), 0x18);
-  a.writeUInt16LE(headerLength, 0x20);
-  a[0x22] = flags & 1 ? 4 : 0;
-  a.writeBigInt64LE(BigInt(sizes[0]), 0x28);
-  a.writeBigInt64LE(BigInt(sizes[1]), 0x30);
-  a.writeBigInt64LE(BigInt(sizes[2]), 0x38);
-  if (flags) a.writeBigInt64LE(4096n, 0x40);
-  pairs.copy(a, headerLength);
-  return a;
-}
-
 test('MFT records: resident and non-resident attributes, names, compressed size; damage stays in its attribute', () => {
   const si = Buffer.alloc(72);
   si.writeBigInt64LE(116444736000000000n + 15n, 8);
-  const rec = record([
-    resident(0x10, si),
-    resident(0x80, Buffer.from('stream data'), 'Zone.Identifier'),
-    nonResident(0x80, Buffer.from([0x11, 0x04, 0x20, 0x00]), 3, [16384, 16000, 16000]),
-    nonResident(0x80, Buffer.from([0x11, 0x01, 0x30, 0x01, 0x0f, 0x00]), 15, [65536, 60000, 60000], 0x0001),
+  const rec = mftRecord([
+    residentAttr(0x10, si),
+    residentAttr(0x80, Buffer.from('stream data'), 'Zone.Identifier'),
+    nonResidentAttr(0x80, Buffer.from([0x11, 0x04, 0x20, 0x00]), { highestVcn: 3, allocatedSize: 16384, dataSize: 16000 }),
+    nonResidentAttr(0x80, Buffer.from([0x11, 0x01, 0x30, 0x01, 0x0f, 0x00]), { highestVcn: 15, allocatedSize: 65536, dataSize: 60000, flags: 0x0001, compressionUnit: 4, compressedSize: 4096 }),
   ]);
   const parsed = parseMftRecord(rec, 42, 1 << 20);
   assert.equal(parsed.attributes.length, 4);
@@ -167,51 +101,27 @@ test('MFT records: resident and non-resident attributes, names, compressed size;
   assert.deepEqual(parsed.attributes[2].nonResident?.runs, [{ vcn: 0, lcn: 0x20, length: 4 }]);
   assert.equal(parsed.attributes[3].nonResident?.compressedSize, 4096);
   assert.deepEqual(parsed.attributes[3].nonResident?.runs.map((r) => r.lcn), [0x30, HOLE]);
-  const badRuns = record([resident(0x10, si), nonResident(0x80, Buffer.from([0x11, 0x04, 0x20, 0x00]), 9, [40960, 1, 1])]);
+  const badRuns = mftRecord([residentAttr(0x10, si), nonResidentAttr(0x80, Buffer.from([0x11, 0x04, 0x20, 0x00]), { highestVcn: 9, allocatedSize: 40960, dataSize: 1 })]);
   const p2 = parseMftRecord(badRuns, 43, 1 << 20);
   assert.ok(p2.attributes[1].nonResident?.runsError, 'a bad runlist is kept as that attribute\'s error');
   assert.equal(ntfsTimeToNs(si.readBigInt64LE(8)), 1500n);
   assert.equal(ntfsTimeToNs(116444736000000000n - 5_000_000n), -1_000_000_000n * 0n, 'half a second before 1970: seconds truncate to 0 and the negative remainder is dropped');
   assert.equal(ntfsTimeToNs(116444736000000000n - 15_000_000n), -1_000_000_000n);
-  const overlong = Buffer.from(resident(0x10, si));
+  const overlong = Buffer.from(residentAttr(0x10, si));
   overlong.writeUInt32LE(4000, 4);
-  assert.throws(() => parseMftRecord(record([overlong]), 44, 1 << 20), euclean);
-  const wrongMagic = record([resident(0x10, si)]);
+  assert.throws(() => parseMftRecord(mftRecord([overlong]), 44, 1 << 20), euclean);
+  const wrongMagic = mftRecord([residentAttr(0x10, si)]);
   wrongMagic.write('BAAD', 0);
   assert.throws(() => parseMftRecord(wrongMagic, 45, 1 << 20), (e: unknown) => euclean(e) && /BAAD/.test(String(e)));
   assert.throws(() => parseAttribute(Buffer.alloc(64), 0, 64, 1, 'x'), euclean);
 });
 
 test('index entries: keys, node pointers, END; collation as ntfs-3g compares names', () => {
-  const key = (name: string): Buffer => {
-    const n = Buffer.from(name, 'utf16le');
-    const k = Buffer.alloc(0x42 + n.length);
-    k.writeBigUInt64LE(5n, 0);
-    k[0x40] = name.length;
-    k[0x41] = 1;
-    n.copy(k, 0x42);
-    return k;
-  };
-  const entry = (record: number, k: Buffer | undefined, child?: number): Buffer => {
-    const len = (16 + (k?.length ?? 0) + 7) & ~7;
-    const e = Buffer.alloc(len + (child === undefined ? 0 : 8));
-    e.writeBigUInt64LE(BigInt(record), 0);
-    e.writeUInt16LE(e.length, 8);
-    e.writeUInt16LE(k?.length ?? 0, 10);
-    e.writeUInt16LE((k ? 0 : 2) | (child === undefined ? 0 : 1), 12);
-    k?.copy(e, 16);
-    if (child !== undefined) e.writeBigInt64LE(BigInt(child), e.length - 8);
-    return e;
-  };
-  const entries = Buffer.concat([entry(64, key('alpha')), entry(65, key('Beta'), 3), entry(0, undefined, 7)]);
-  const header = Buffer.alloc(16);
-  header.writeUInt32LE(16, 0);
-  header.writeUInt32LE(16 + entries.length, 4);
-  const node = Buffer.concat([header, entries]);
+  const node = indexNode([indexEntry(64, fileName(5, 'alpha')), indexEntry(65, fileName(5, 'Beta'), 3), indexEntry(0, undefined, 7)]);
   const parsed = parseIndexEntries(node, 0, node.length, 'index');
   assert.deepEqual(parsed.map((e) => [e.record, e.key?.name.toString('utf16le'), e.child]), [[64, 'alpha', undefined], [65, 'Beta', 3], [0, undefined, 7]]);
   const cut = Buffer.from(node);
-  cut.writeUInt32LE(40, 4);
+  cut.writeUInt32LE(40, 4); // the index ends inside the second entry
   assert.throws(() => parseIndexEntries(cut, 0, cut.length, 'index'), euclean);
   const up = Upcase.ascii();
   const u = (s: string): Buffer => Buffer.from(s, 'utf16le');
