@@ -6,5 +6,6 @@ export type { DetectedFormat } from './format/detect';
 export type { ImageSnapshot } from './qcow2/snapshots';
 export type { DiskImage, DiskImageStats, ImageFile, ImageFormat, OpenImageOptions } from './open-image';
 export { readPartitionTable } from './partitions/partition-table';
+export type { PartitionTableOptions } from './partitions/partition-table';
 export type { Partition, PartitionTable } from './partitions/partition';
 export type { GuestRange } from './layer';
