@@ -47,6 +47,9 @@ async function crashedImage(work: string): Promise<string> {
       fs.linkSync(path.join(d, 'linked'), path.join(d, 'second-name-removed'));
       fs.writeFileSync(path.join(d, 'xattrs'), 'x');
       fs.writeFileSync(path.join(d, 'to-rename'), 'renamed later');
+      fs.writeFileSync(path.join(d, 'recreated'), 'the committed one');
+      fs.writeFileSync(path.join(d, 'grown'), 'short');
+      fs.mkdirSync(path.join(mnt, 'e'));
       run('setfattr', ['-n', 'user.kept', '-v', 'old', path.join(d, 'xattrs')]);
       run('setfattr', ['-n', 'user.removed', '-v', 'old', path.join(d, 'xattrs')]);
       run('btrfs', ['subvolume', 'create', path.join(mnt, 'sub')]);
@@ -72,6 +75,16 @@ async function crashedImage(work: string): Promise<string> {
       run('setfattr', ['-x', 'user.removed', path.join(d, 'xattrs')]);
       run('setfattr', ['-n', 'user.added', '-v', 'added', path.join(d, 'xattrs')]);
       fsync(path.join(d, 'xattrs'));
+      fs.linkSync(path.join(d, 'appended'), path.join(mnt, 'e', 'link-from-elsewhere'));
+      fsync(path.join(d, 'appended'));
+      fs.unlinkSync(path.join(d, 'recreated'));
+      fs.writeFileSync(path.join(d, 'recreated'), 'a new inode under the old name');
+      fsync(path.join(d, 'recreated'));
+      fs.truncateSync(path.join(d, 'grown'), 3_000_000);
+      fsync(path.join(d, 'grown'));
+      fs.symlinkSync('appended', path.join(d, 'new-symlink'));
+      run('setfattr', ['-n', 'user.on-dir', '-v', 'dir xattr', d]);
+      fsync(d);
       fs.mkdirSync(path.join(d, 'newdir'));
       fs.writeFileSync(path.join(d, 'newdir', 'inside'), bytes(9000, 5, true));
       fsync(path.join(d, 'newdir', 'inside'));

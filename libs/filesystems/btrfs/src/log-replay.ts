@@ -153,7 +153,10 @@ class SubvolumeReplay {
         this.fs.put(it.key, b);
       }
     } else {
-      this.fs.put(it.key, it.data);
+      // The log does not fill nbytes (stale bytes of the leaf): an existing inode keeps its own, a new one starts at 0.
+      const b = Buffer.from(it.data.subarray(0, INODE_ITEM_SIZE));
+      b.writeBigUInt64LE(existing && existing.data.length >= INODE_ITEM_SIZE ? existing.data.readBigUInt64LE(24) : 0n, 24);
+      this.fs.put(it.key, b);
     }
     if ((logged.mode & S_IFMT) === S_IFDIR) this.dirs.add(ino);
     if ((logged.mode & S_IFMT) === S_IFREG) {
