@@ -1,3 +1,4 @@
+import { isStrataError } from '@strata/errors';
 import { AttrEntry, AttrFlag } from './attr-entry';
 import { parseAttrLeaf } from './attr-leaf';
 import { readRemoteValue } from './attr-remote';
@@ -50,7 +51,14 @@ export async function readAttrs(vol: Volume, inode: XfsInode): Promise<AttrEntry
       if (e.flags & AttrFlag.INCOMPLETE) continue;
       if (e.remoteBlock !== undefined) {
         if (e.flags & AttrFlag.PARENT) continue;
-        e.value = await readRemoteValue(vol, extents, inode.ino, e.remoteBlock, e.valueLength, what);
+        try {
+          e.value = await readRemoteValue(vol, extents, inode.ino, e.remoteBlock, e.valueLength, what);
+        } catch (err) {
+          // One unreadable value costs that attribute only (the kernel's getxattr of it fails; the others work).
+          if (!isStrataError(err)) throw err;
+          vol.log({ event: 'xfs.damage', structure: 'xattr value', ino: inode.ino, name: e.name.toString('utf8'), reason: err.message });
+          continue;
+        }
       }
       out.push(e);
     }

@@ -26,7 +26,7 @@ import type { Volume } from './volume';
 
 const DEFAULT_CACHE_BYTES = 32 * 1024 * 1024;
 /** A single read() returns at most this much (a short read, as pread may). */
-const MAX_READ = 64 * 1024 * 1024;
+const MAX_READ = 256 * 1024 * 1024;
 const NAME_MAX = 255;
 const PAGE_SIZE = 4096;
 const SB_READ = 64 * 1024;
@@ -245,7 +245,15 @@ export class Xfs implements Filesystem {
         if (e.flags & AttrFlag.ROOT) {
           // xfs_xattr_put_listent shows an ACL both as its system.* name and, to CAP_SYS_ADMIN, as the raw trusted.* attribute.
           const acl = name === 'SGI_ACL_FILE' ? 'system.posix_acl_access' : name === 'SGI_ACL_DEFAULT' ? 'system.posix_acl_default' : undefined;
-          if (acl) out.push({ name: acl, value: aclFromDisk(value, this.vol.sb.crc, `${acl} of inode ${handle}`) });
+          if (acl) {
+            try {
+              out.push({ name: acl, value: aclFromDisk(value, this.vol.sb.crc, `${acl} of inode ${handle}`) });
+            } catch (err) {
+              // A malformed ACL costs that attribute only: the kernel lists it, and only its getxattr fails.
+              if (!(err instanceof StrataError)) throw err;
+              this.vol.log({ event: 'xfs.damage', structure: 'POSIX ACL', ino: handle, name: acl, reason: err.message });
+            }
+          }
           out.push({ name: `trusted.${name}`, value });
         } else if (e.flags & AttrFlag.SECURE) {
           out.push({ name: `security.${name}`, value });
