@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { corrupt } from './corruption';
+import { corrupt, unreadable } from './corruption';
 import type { ByteSource } from './types';
 
 /** A cached metadata block, with the checks already passed on it (like the kernel's buffer_verified). */
@@ -54,7 +54,7 @@ export class BlockReader {
     for (let done = 0; done < length; ) {
       const n = Math.min(MAX_SOURCE_READ, length - done);
       const buf = await this.source.read(offset + done, n);
-      if (buf.length < n) throw corrupt(what, `short read at byte ${offset + done} (image truncated?)`);
+      if (buf.length < n) throw unreadable(what, `short read at byte ${offset + done} (image truncated?)`);
       parts.push(buf.length === n ? buf : buf.subarray(0, n));
       done += n;
     }

@@ -18,6 +18,12 @@ export interface DirParseOptions {
   inodesCount: number;
   /** What to name in errors. */
   what: string;
+  /**
+   * Given: an entry failing the checks ends the block instead of failing it
+   * (the kernel's readdir skips the rest of that block); the entries before
+   * it are returned and the error is handed here.
+   */
+  onBadEntry?: (err: Error) => void;
 }
 
 /** ext4's rec_len for a name of this length (8-byte header, 4-byte aligned). */
@@ -59,6 +65,17 @@ function rawRecLen(v: number, blockSize: number): number {
  */
 export function parseDirEntries(buf: Buffer, start: number, end: number, blockSize: number, opts: DirParseOptions): RawDirEntry[] {
   const out: RawDirEntry[] = [];
+  if (!opts.onBadEntry) return parseInto(out, buf, start, end, blockSize, opts);
+  try {
+    return parseInto(out, buf, start, end, blockSize, opts);
+  } catch (err) {
+    if (!(err instanceof Error)) throw err;
+    opts.onBadEntry(err);
+    return out;
+  }
+}
+
+function parseInto(out: RawDirEntry[], buf: Buffer, start: number, end: number, blockSize: number, opts: DirParseOptions): RawDirEntry[] {
   let off = start;
   while (off < end) {
     if (end - off < 12) throw corrupt(opts.what, `directory entry at offset ${off} is truncated`);

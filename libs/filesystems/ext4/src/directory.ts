@@ -1,10 +1,10 @@
 import { Errno, StrataError } from '@strata/errors';
 import { MetadataBlock } from './block-reader';
-import { corrupt } from './corruption';
+import { badChecksum, corrupt } from './corruption';
 import { DIRENT_TAIL_SIZE, DirParseOptions, RawDirEntry, parseDirEntries, verifyDirentTail } from './directory-block';
 import { writtenBlocks } from './file-blocks';
 import { Compat, Incompat } from './features';
-import { BadHtree, htreeLookup } from './htree';
+import { BadHtree, HtreeDirectory, htreeLeaves, htreeLookup } from './htree';
 import { InodeFlag, InodeRecord } from './inode';
 import { INLINE_IBLOCK_SIZE, inlineOverflow } from './inline-data';
 import { hasCompat, hasIncompat, hasMetadataCsum } from './superblock';
@@ -21,8 +21,18 @@ function isIndexed(vol: Volume, dir: InodeRecord): boolean {
   return hasCompat(vol.sb, Compat.DIR_INDEX) && (dir.stat.flags & InodeFlag.INDEX) !== 0;
 }
 
+/**
+ * How a leaf block is read. 'linear': the kernel's linear readdir, which
+ * skips a block failing its checksum. 'htree': its hashed readdir, which
+ * fails on it (EBADMSG). 'lookup': a search, which fails on it too. In all
+ * three an entry failing ext4_check_dir_entry ends its block: the entries
+ * before it are kept (a lookup that did not find its name there fails with
+ * EUCLEAN, as the kernel's search does when it meets the bad entry).
+ */
+type LeafMode = 'linear' | 'htree' | 'lookup';
+
 /** Entries of one leaf block, after its checksum tail is verified (once per cached block). */
-function leafEntries(vol: Volume, dir: InodeRecord, lblk: number, mb: MetadataBlock | { data: Buffer; verified?: undefined }): RawDirEntry[] {
+function leafEntries(vol: Volume, dir: InodeRecord, lblk: number, mb: MetadataBlock | { data: Buffer; verified?: undefined }, mode: LeafMode): LeafRead {
   const what = `directory ${dir.stat.ino} block ${lblk}`;
   let end = mb.data.length;
   if (hasMetadataCsum(vol.sb)) {
@@ -30,13 +40,28 @@ function leafEntries(vol: Volume, dir: InodeRecord, lblk: number, mb: MetadataBl
       const reason = verifyDirentTail(mb.data, dir.csumSeed);
       if (reason) {
         checksumEvent(vol, 'directory block', reason, { ino: dir.stat.ino, block: lblk });
-        throw corrupt(what, reason);
+        if (mode === 'linear') return { entries: [] };
+        throw badChecksum(what, reason);
       }
       mb.verified?.add('dirent');
     }
     end -= DIRENT_TAIL_SIZE;
   }
-  return parseDirEntries(mb.data, 0, end, vol.sb.blockSize, parseOptions(vol, what));
+  let bad: Error | undefined;
+  const entries = parseDirEntries(mb.data, 0, end, vol.sb.blockSize, {
+    ...parseOptions(vol, what),
+    onBadEntry: (err) => {
+      bad = err;
+      vol.log({ event: 'ext4.dirent', ino: dir.stat.ino, block: lblk, reason: err.message });
+    },
+  });
+  return bad ? { entries, bad } : { entries };
+}
+
+interface LeafRead {
+  entries: RawDirEntry[];
+  /** The entry that ended the block early, if one did. */
+  bad?: Error;
 }
 
 /** An htree interior node disguises itself as one empty entry spanning the block. */
@@ -68,7 +93,7 @@ function inlineEntries(vol: Volume, dir: InodeRecord): { parent: number; entries
  * indexed directory the root and interior index blocks hold no entries
  * beyond "." and "..".
  */
-async function scanBlocks(vol: Volume, dir: InodeRecord, visit: (entries: RawDirEntry[]) => boolean): Promise<void> {
+async function scanBlocks(vol: Volume, dir: InodeRecord, mode: LeafMode, visit: (leaf: LeafRead) => boolean): Promise<void> {
   const bs = vol.sb.blockSize;
   const nblocks = Math.ceil(dir.stat.size / bs);
   const indexed = isIndexed(vol, dir);
@@ -81,16 +106,16 @@ async function scanBlocks(vol: Volume, dir: InodeRecord, visit: (entries: RawDir
       for (let i = 0; i < blocks.length; i++) {
         const lblk = run.lblk + done + i;
         const mb = blocks[i];
-        let entries: RawDirEntry[];
+        let leaf: LeafRead;
         if (indexed && lblk === 0) {
           const dotdot = mb.data.readUInt32LE(12);
-          entries = [{ ino: mb.data.readUInt32LE(0), name: Buffer.from('.'), type: 'dir' }, { ino: dotdot, name: Buffer.from('..'), type: 'dir' }];
+          leaf = { entries: [{ ino: mb.data.readUInt32LE(0), name: Buffer.from('.'), type: 'dir' }, { ino: dotdot, name: Buffer.from('..'), type: 'dir' }] };
         } else if (indexed && looksLikeIndexNode(mb.data, bs)) {
           continue;
         } else {
-          entries = leafEntries(vol, dir, lblk, mb);
+          leaf = leafEntries(vol, dir, lblk, mb, mode);
         }
-        if (visit(entries)) return;
+        if (visit(leaf)) return;
       }
     }
   }
@@ -103,51 +128,99 @@ function isDotOrDotDot(name: Buffer): boolean {
 export async function listDirectory(vol: Volume, dir: InodeRecord): Promise<RawDirEntry[]> {
   refuseEncrypted(dir);
   if (dir.stat.flags & InodeFlag.INLINE_DATA) return inlineEntries(vol, dir).entries.filter((e) => !isDotOrDotDot(e.name));
+  if (isIndexed(vol, dir)) {
+    try {
+      return await indexedList(vol, dir);
+    } catch (err) {
+      if (!(err instanceof BadHtree)) throw err;
+      // ext4_readdir: an index dx_probe rejects is ignored and the directory read linearly.
+      vol.log({ event: 'ext4.htree_fallback', ino: dir.stat.ino, reason: err.message });
+    }
+  }
   const out: RawDirEntry[] = [];
-  await scanBlocks(vol, dir, (entries) => {
-    for (const e of entries) if (!isDotOrDotDot(e.name)) out.push(e);
+  await scanBlocks(vol, dir, 'linear', (leaf) => {
+    for (const e of leaf.entries) if (!isDotOrDotDot(e.name)) out.push(e);
     return false;
   });
   return out;
 }
 
+/**
+ * A hashed directory listed as the kernel's readdir lists it: the leaves
+ * the index leads to, in hash order, each once. A leaf outside the index is
+ * not listed (nor found by a lookup); a leaf that is a hole or fails its
+ * checksum fails the listing.
+ */
+async function indexedList(vol: Volume, dir: InodeRecord): Promise<RawDirEntry[]> {
+  const access = htreeAccess(vol, dir, () => undefined);
+  const out: RawDirEntry[] = [];
+  const seen = new Set<string>();
+  for (const lblk of await htreeLeaves(access)) {
+    const [run] = await writtenBlocks(vol, dir, lblk, lblk + 1);
+    if (!run) throw corrupt(`directory ${dir.stat.ino}`, `htree leaf block ${lblk} is a hole`);
+    const mb = await vol.reader.metadata(run.pblk, `directory ${dir.stat.ino}`);
+    for (const e of leafEntries(vol, dir, lblk, mb, 'htree').entries) {
+      const key = e.name.toString('latin1');
+      if (isDotOrDotDot(e.name) || seen.has(key)) continue;
+      seen.add(key);
+      out.push(e);
+    }
+  }
+  return out;
+}
+
 async function linearLookup(vol: Volume, dir: InodeRecord, name: Buffer): Promise<number | undefined> {
   let found: number | undefined;
-  await scanBlocks(vol, dir, (entries) => {
-    const hit = entries.find((e) => e.name.equals(name));
+  let bad: Error | undefined;
+  await scanBlocks(vol, dir, 'lookup', (leaf) => {
+    const hit = leaf.entries.find((e) => e.name.equals(name));
     if (hit) found = hit.ino;
-    return hit !== undefined;
+    else if (leaf.bad) bad = leaf.bad;
+    return hit !== undefined || bad !== undefined;
   });
+  if (found === undefined && bad) throw corrupt(`directory ${dir.stat.ino}`, bad.message);
   return found;
 }
 
-async function indexedLookup(vol: Volume, dir: InodeRecord, name: Buffer): Promise<number | undefined> {
+/** The directory's blocks as the htree code reads them; `onLeaf` keeps each leaf read for the search. */
+function htreeAccess(vol: Volume, dir: InodeRecord, onLeaf: (lblk: number, mb: MetadataBlock) => void): HtreeDirectory {
   const bs = vol.sb.blockSize;
   const nblocks = Math.ceil(dir.stat.size / bs);
+  return {
+    blockSize: bs,
+    csum: hasMetadataCsum(vol.sb),
+    csumSeed: dir.csumSeed,
+    largeDir: hasIncompat(vol.sb, Incompat.LARGEDIR),
+    hashUnsignedOffset: vol.sb.hashUnsignedOffset,
+    hashSeed: vol.sb.hashSeed,
+    what: `directory ${dir.stat.ino}`,
+    readBlock: async (lblk) => {
+      if (lblk >= nblocks) throw new BadHtree(`index points to block ${lblk}, past the directory's end`);
+      const [run] = await writtenBlocks(vol, dir, lblk, lblk + 1);
+      if (!run) return undefined;
+      const mb = await vol.reader.metadata(run.pblk, `directory ${dir.stat.ino}`);
+      onLeaf(lblk, mb);
+      return mb.data;
+    },
+    searchLeaf: () => undefined,
+    onChecksumError: (lblk, reason) => checksumEvent(vol, 'directory index', reason, { ino: dir.stat.ino, block: lblk }),
+  };
+}
+
+async function indexedLookup(vol: Volume, dir: InodeRecord, name: Buffer): Promise<number | undefined> {
   const blockOf = new Map<number, MetadataBlock>();
+  const access = htreeAccess(vol, dir, (lblk, mb) => blockOf.set(lblk, mb));
   return htreeLookup(
     {
-      blockSize: bs,
-      csum: hasMetadataCsum(vol.sb),
-      csumSeed: dir.csumSeed,
-      largeDir: hasIncompat(vol.sb, Incompat.LARGEDIR),
-      hashUnsignedOffset: vol.sb.hashUnsignedOffset,
-      hashSeed: vol.sb.hashSeed,
-      what: `directory ${dir.stat.ino}`,
-      readBlock: async (lblk) => {
-        if (lblk >= nblocks) throw new BadHtree(`index points to block ${lblk}, past the directory's end`);
-        const [run] = await writtenBlocks(vol, dir, lblk, lblk + 1);
-        if (!run) return undefined;
-        const mb = await vol.reader.metadata(run.pblk, `directory ${dir.stat.ino}`);
-        blockOf.set(lblk, mb);
-        return mb.data;
-      },
+      ...access,
       searchLeaf: (lblk) => {
         const mb = blockOf.get(lblk);
         if (!mb) return undefined;
-        return leafEntries(vol, dir, lblk, mb).find((e) => e.name.equals(name))?.ino;
+        const leaf = leafEntries(vol, dir, lblk, mb, 'lookup');
+        const hit = leaf.entries.find((e) => e.name.equals(name));
+        if (!hit && leaf.bad) throw corrupt(`directory ${dir.stat.ino}`, leaf.bad.message);
+        return hit?.ino;
       },
-      onChecksumError: (lblk, reason) => checksumEvent(vol, 'directory index', reason, { ino: dir.stat.ino, block: lblk }),
     },
     name,
   );

@@ -1,7 +1,7 @@
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
 import { Errno, StrataError } from '@strata/errors';
 import { BlockReader } from './block-reader';
-import { corrupt } from './corruption';
+import { badChecksum, corrupt, refused, unreadable } from './corruption';
 import { listDirectory, lookupInDirectory } from './directory';
 import { checkExtentRoot } from './extent-tree';
 import { Incompat, ext4Kind } from './features';
@@ -53,7 +53,7 @@ function makeVolume(sb: Superblock, reader: BlockReader, groups: readonly GroupD
 
 async function readSourceBlock(source: ByteSource, blockSize: number, block: number): Promise<Buffer> {
   const buf = await source.read(block * blockSize, blockSize);
-  if (buf.length < blockSize) throw corrupt(`block ${block}`, 'short read (image truncated?)');
+  if (buf.length < blockSize) throw unreadable(`block ${block}`, 'short read (image truncated?)');
   return buf.length === blockSize ? buf : buf.subarray(0, blockSize);
 }
 
@@ -124,7 +124,7 @@ export class Ext4 {
         const sbBlock = Math.floor(SUPERBLOCK_OFFSET / diskSb.blockSize);
         const at = SUPERBLOCK_OFFSET % diskSb.blockSize;
         const sb = parseSuperblock((await replayed.data(sbBlock, 1, 'superblock')).subarray(at, at + SUPERBLOCK_SIZE), source.size);
-        if (sb.blockSize !== diskSb.blockSize) throw corrupt('superblock', `the journal's copy has ${sb.blockSize}-byte blocks, the disk's ${diskSb.blockSize}`);
+        if (sb.blockSize !== diskSb.blockSize) throw refused('superblock', `the journal's copy has ${sb.blockSize}-byte blocks, the disk's ${diskSb.blockSize}`);
         const reader = new BlockReader(source, sb.blockSize, sb.blocksCount, cacheBytes, journal.replay);
         vol = makeVolume(sb, reader, await readGroupDescriptors(sb, reader), log);
       }
@@ -150,9 +150,9 @@ export class Ext4 {
     const { sb } = this.vol;
     const rec = await this.record(sb.journalInum);
     const what = `journal inode ${sb.journalInum}`;
-    if (rec.stat.nlink === 0) throw corrupt(what, 'the journal inode is deleted');
+    if (rec.stat.nlink === 0) throw refused(what, 'the journal inode is deleted');
     if ((rec.stat.mode & S_IFMT) !== S_IFREG || rec.stat.flags & (InodeFlag.ENCRYPT | InodeFlag.INLINE_DATA)) {
-      throw corrupt(what, 'not a plain regular file');
+      throw refused(what, 'not a plain regular file');
     }
     return openJournal({
       blockSize: sb.blockSize,
@@ -225,7 +225,7 @@ export class Ext4 {
       const reason = verifyInodeChecksum(sb, rec.raw, rec.csumSeed, rec.extraIsize);
       if (reason) {
         checksumEvent(this.vol, 'inode', reason, { ino });
-        throw corrupt(`inode ${ino}`, reason);
+        throw badChecksum(`inode ${ino}`, reason);
       }
       block.verified.add(key);
     }
@@ -340,7 +340,7 @@ export class Ext4 {
           const reason = verifyXattrBlock(mb.data, rec.fileAcl, this.vol.sb.checksumSeed);
           if (reason) {
             checksumEvent(this.vol, 'xattr block', reason, { ino, block: rec.fileAcl });
-            throw corrupt(`xattr block ${rec.fileAcl}`, reason);
+            throw badChecksum(`xattr block ${rec.fileAcl}`, reason);
           }
           mb.verified.add('xattr');
         }

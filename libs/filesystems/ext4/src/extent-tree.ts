@@ -1,5 +1,5 @@
 import { BlockReader } from './block-reader';
-import { corrupt } from './corruption';
+import { badChecksum, corrupt } from './corruption';
 import { crc32c } from './crc32c';
 import type { BlockRun } from './file-blocks';
 import type { InodeRecord } from './inode';
@@ -61,7 +61,7 @@ async function readNode(ctx: ExtentContext, block: number, depth: number, firstL
     if (want !== got) {
       const reason = `checksum mismatch (stored 0x${want.toString(16)}, computed 0x${got.toString(16)})`;
       ctx.onChecksumError(block, reason);
-      throw corrupt(what, reason);
+      throw badChecksum(what, reason);
     }
     mb.verified.add('extent');
   }

@@ -72,7 +72,12 @@ export async function readMapped(ctx: FileContext, inode: InodeRecord, offset: n
   return out;
 }
 
-/** Directory and symlink blocks that hold data; unwritten extents there read as holes, as in the kernel. */
+/**
+ * Directory blocks: every mapped block, unwritten extents included. The
+ * kernel reads directories with ext4_bread, which maps an unwritten extent
+ * like a written one and reads the block (only regular files read it as
+ * zeros); a hole is skipped.
+ */
 export async function writtenBlocks(ctx: FileContext, inode: InodeRecord, start: number, end: number): Promise<BlockRun[]> {
-  return (await mapBlocks(ctx, inode, start, end)).filter((r) => !r.uninit);
+  return mapBlocks(ctx, inode, start, end);
 }

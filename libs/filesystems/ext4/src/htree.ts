@@ -1,4 +1,4 @@
-import { corrupt } from './corruption';
+import { badChecksum, corrupt } from './corruption';
 import { crc32c, crc32cZeros } from './crc32c';
 import { DxHash, dirHash } from './dir-hash';
 
@@ -85,7 +85,7 @@ async function readIndex(dir: HtreeDirectory, lblk: number, root: boolean): Prom
     const reason = verifyDxTail(dir, buf, base, limit, count);
     if (reason) {
       dir.onChecksumError(lblk, reason);
-      throw corrupt(dir.what, `index block ${lblk}: ${reason}`);
+      throw badChecksum(dir.what, `index block ${lblk}: ${reason}`);
     }
   }
   return { frame: { buf, base, count, at: 0 }, levels, hashVersion };
@@ -128,10 +128,10 @@ export async function htreeLookup(dir: HtreeDirectory, name: Buffer): Promise<nu
     const lblk = entryBlock(deepest, deepest.at);
     if (visited.has(lblk)) throw new BadHtree(`leaf ${lblk} is also an index block`);
     const leaf = await dir.readBlock(lblk);
-    if (leaf) {
-      const ino = dir.searchLeaf(lblk, leaf);
-      if (ino !== undefined) return ino;
-    }
+    // ext4_read_dirblock: a leaf the index names must exist.
+    if (!leaf) throw corrupt(dir.what, `htree leaf block ${lblk} is a hole`);
+    const ino = dir.searchLeaf(lblk, leaf);
+    if (ino !== undefined) return ino;
     // Step to the next leaf only while it continues this hash (a collision run split across blocks).
     let level = frames.length - 1;
     while (level >= 0 && frames[level].at + 1 >= frames[level].count) level--;
@@ -145,4 +145,35 @@ export async function htreeLookup(dir: HtreeDirectory, name: Buffer): Promise<nu
       frames[l].at = 0;
     }
   }
+}
+
+/** Index blocks visited while listing, at most (a directory of 2^32 blocks has fewer). */
+const MAX_INDEX_BLOCKS = 1 << 20;
+
+/**
+ * The leaf blocks the index leads to, in hash order (the order the kernel's
+ * hashed readdir reads them), each once. Structural damage is BadHtree (the
+ * caller then reads the directory linearly, as ext4_readdir does); a bad
+ * index checksum is EBADMSG.
+ */
+export async function htreeLeaves(dir: HtreeDirectory): Promise<number[]> {
+  const root = await readIndex(dir, 0, true);
+  const leaves: number[] = [];
+  const seen = new Set<number>([0]);
+  const visit = async (f: Frame, level: number): Promise<void> => {
+    for (let i = 0; i < f.count; i++) {
+      const child = entryBlock(f, i);
+      if (level < root.levels) {
+        if (seen.has(child)) throw new BadHtree(`index loops back to block ${child}`);
+        seen.add(child);
+        if (seen.size > MAX_INDEX_BLOCKS) throw new BadHtree('index has too many blocks');
+        await visit((await readIndex(dir, child, false)).frame, level + 1);
+      } else if (!seen.has(child)) {
+        seen.add(child);
+        leaves.push(child);
+      }
+    }
+  };
+  await visit(root.frame, 0);
+  return leaves;
 }

@@ -1,7 +1,7 @@
 import { BlockReader, MetadataBlock } from './block-reader';
 import { corrupt } from './corruption';
-import { BG_INODE_UNINIT, GroupDescriptor } from './group-descriptors';
-import { Superblock, hasGroupDescCsum } from './superblock';
+import { GroupDescriptor } from './group-descriptors';
+import { Superblock } from './superblock';
 
 /** Locates and reads the raw bytes of one inode in its group's inode table. */
 export async function readRawInode(
@@ -18,13 +18,11 @@ export async function readRawInode(
   const index = (ino - 1) % sb.inodesPerGroup;
   const gd = groups[group];
   if (!gd) throw corrupt(what, `group ${group} has no descriptor`);
-  if (gd.badReason) throw corrupt(`group descriptor ${group}`, gd.badReason);
-  if (hasGroupDescCsum(sb)) {
-    // Inodes of a never-initialised part of the table are free whatever the table blocks hold.
-    if (gd.flags & BG_INODE_UNINIT || index >= sb.inodesPerGroup - gd.itableUnused) {
-      throw corrupt(what, 'unused inode (uninitialised inode table)');
-    }
-  }
+  // A descriptor failing its checksum is still used, as a read-only mount
+  // does (ext4_check_descriptors only refuses it read-write); its inode table
+  // is checked like any other. The kernel's iget reads inodes of the
+  // bg_itable_unused tail and of INODE_UNINIT groups from the table too: a
+  // never-written slot reads as zeros, i.e. a deleted inode.
   const tableBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
   if (gd.inodeTable <= sb.firstDataBlock || gd.inodeTable + tableBlocks > sb.blocksCount) {
     throw corrupt(`group descriptor ${group}`, `inode table at block ${gd.inodeTable} is outside the filesystem`);

@@ -99,7 +99,8 @@ export function parseInode(sb: Superblock, ino: number, raw: Buffer): InodeRecor
   let csumSeed = 0;
   if (hasMetadataCsum(sb)) csumSeed = crc32cU32(crc32cU32(sb.checksumSeed, ino), generation);
 
-  const sizeHigh = raw.readUInt32LE(0x6c);
+  // ext4_isize(): i_size_high counts only for regular files, or for every inode with large_dir.
+  const sizeHigh = (mode & S_IFMT) === S_IFREG || hasIncompat(sb, Incompat.LARGEDIR) ? raw.readUInt32LE(0x6c) : 0;
   if (sizeHigh >= 0x200000) throw corrupt(what, `size 0x${sizeHigh.toString(16)}xxxxxxxx is negative or beyond 2^53`);
   const size = sizeHigh * 0x1_0000_0000 + raw.readUInt32LE(0x4);
 

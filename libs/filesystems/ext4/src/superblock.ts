@@ -1,5 +1,5 @@
 import { Errno, StrataError } from '@strata/errors';
-import { corrupt, join64 } from './corruption';
+import { join64, unreadable } from './corruption';
 import { crc32c } from './crc32c';
 import { Compat, Incompat, RoCompat, checkFeatures } from './features';
 
@@ -70,7 +70,8 @@ export function parseSuperblock(raw: Buffer, sourceSize: number): Superblock {
   if (raw.length < SUPERBLOCK_SIZE || raw.readUInt16LE(0x38) !== MAGIC) {
     throw new StrataError(Errno.EINVAL, 'no ext2/3/4 filesystem (bad magic)');
   }
-  const bad = (detail: string): StrataError => corrupt('superblock', detail);
+  // A superblock the kernel would not mount: the whole filesystem is refused at open (EIO).
+  const bad = (detail: string): StrataError => unreadable('superblock', `corrupt: ${detail}`);
   const logBlockSize = raw.readUInt32LE(0x18);
   if (logBlockSize > 6) throw bad(`block size 2^${10 + logBlockSize} is out of range`);
   const blockSize = 1024 << logBlockSize;

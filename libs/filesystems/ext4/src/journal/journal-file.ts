@@ -5,7 +5,7 @@
  * inode as it is on disk); log blocks are then read straight from the
  * source, never through the replayed view or a cache.
  */
-import { corrupt } from '../corruption';
+import { refused } from '../corruption';
 import type { BlockRun } from '../file-blocks';
 
 export interface JournalFile {
@@ -21,7 +21,7 @@ export function journalFile(runs: readonly BlockRun[], length: number, readBlock
   const sorted = runs.filter((r) => !r.uninit).sort((a, b) => a.lblk - b.lblk);
   const physical = (n: number): number => {
     if (!Number.isSafeInteger(n) || n < 0 || n >= length) {
-      throw corrupt('journal', `log block ${n} is past the end of the journal (${length} blocks)`);
+      throw refused('journal', `log block ${n} is past the end of the journal (${length} blocks)`);
     }
     let lo = 0;
     let hi = sorted.length;
@@ -31,7 +31,7 @@ export function journalFile(runs: readonly BlockRun[], length: number, readBlock
       else hi = mid;
     }
     const run = sorted[lo];
-    if (!run || run.lblk > n) throw corrupt('journal', `log block ${n} is not mapped (a hole in the journal inode)`);
+    if (!run || run.lblk > n) throw refused('journal', `log block ${n} is not mapped (a hole in the journal inode)`);
     return run.pblk + (n - run.lblk);
   };
   return { length, physical, read: (n) => readBlock(physical(n)) };

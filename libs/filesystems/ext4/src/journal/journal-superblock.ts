@@ -4,7 +4,7 @@
  * the geometry recovery derives from it: the circular log is [first, last),
  * with the fast-commit area (when the feature is on) cut off its end.
  */
-import { corrupt, unsupported } from '../corruption';
+import { refused, unsupported } from '../corruption';
 import { BlockType, JBD2_MAGIC } from './block-header';
 import { crc32cWithoutField, journalCsumSeed } from './checksums';
 
@@ -77,7 +77,7 @@ function tagBytes(csumV3: boolean, csumV2: boolean, bit64: boolean): number {
  * uses the same block size).
  */
 export function parseJournalSuperblock(block: Buffer, blockSize: number, fileBlocks: number): JournalSuperblock {
-  const bad = (detail: string): Error => corrupt('journal superblock', detail);
+  const bad = (detail: string): Error => refused('journal superblock', detail);
   if (block.length < JSB_SIZE) throw bad('short block');
   const raw = Buffer.from(block.subarray(0, JSB_SIZE));
   if (raw.readUInt32BE(0) !== JBD2_MAGIC) throw bad(`bad magic 0x${raw.readUInt32BE(0).toString(16)} (no valid journal superblock)`);

@@ -4,7 +4,7 @@
  * finds where the log ends, and what a later look at the journal compares
  * with to tell whether the guest writing it has moved on.
  */
-import { corrupt, unsupported } from '../corruption';
+import { refused, unsupported } from '../corruption';
 import type { BlockRun } from '../file-blocks';
 import { BlockType, nextTid, parseHeader } from './block-header';
 import { startsFastCommit } from './fast-commit';
@@ -54,10 +54,10 @@ export interface OpenJournal {
 }
 
 export async function openJournal(setup: JournalSetup): Promise<OpenJournal> {
-  if (setup.fileBlocks < 1) throw corrupt('journal inode', 'the journal is empty');
+  if (setup.fileBlocks < 1) throw refused('journal inode', 'the journal is empty');
   const first = journalFile(await setup.map(1), 1, setup.readBlock);
   const jsb = parseJournalSuperblock(await first.read(0), setup.blockSize, setup.fileBlocks);
-  if (jsb.totalLen > setup.deviceBlocks) throw corrupt('journal superblock', `a journal of ${jsb.totalLen} blocks in a ${setup.deviceBlocks}-block image`);
+  if (jsb.totalLen > setup.deviceBlocks) throw refused('journal superblock', `a journal of ${jsb.totalLen} blocks in a ${setup.deviceBlocks}-block image`);
   const file = journalFile(await setup.map(jsb.totalLen), jsb.totalLen, setup.readBlock);
   const ctx: RecoveryContext = { jsb, file, deviceBlocks: setup.deviceBlocks };
 
@@ -74,7 +74,7 @@ export async function openJournal(setup: JournalSetup): Promise<OpenJournal> {
     const { scan, replay: entries } = await recoverLog(ctx);
     if (scan.failedCommit !== undefined) {
       // jbd2_journal_load refuses the journal after replaying the transactions before it (EFSCORRUPTED).
-      throw corrupt('journal', `transaction ${scan.failedCommit} is corrupt: its commit block fails its checksum`);
+      throw refused('journal', `transaction ${scan.failedCommit} is corrupt: its commit block fails its checksum`);
     }
     if (jsb.fastCommit && jsb.fcFirst < jsb.totalLen && startsFastCommit(await file.read(jsb.fcFirst), scan.endTransaction)) {
       throw unsupported(`journal with fast commits to replay (fast_commit feature, transaction ${scan.endTransaction})`);

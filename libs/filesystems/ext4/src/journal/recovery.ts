@@ -19,7 +19,7 @@
  * a tag naming a block past the end of the image is refused.
  */
 import { Errno, StrataError } from '@strata/errors';
-import { corrupt } from '../corruption';
+import { refused } from '../corruption';
 import { BlockType, nextTid, parseHeader, tidGeq, tidGt } from './block-header';
 import { crc32Be, dataBlockChecksum, verifyBlockTail } from './checksums';
 import { CRC32_CHKSUM, CRC32_CHKSUM_SIZE, commitChecksumOk, parseCommit, partialCommitChecksumOk } from './commit-block';
@@ -72,11 +72,11 @@ interface PassState {
   replay: Map<number, ReplayEntry>;
 }
 
-const EFSBADCRC = (what: string, detail: string): StrataError => corrupt(what, `${detail} (EBADMSG: bad checksum)`);
+const EFSBADCRC = (what: string, detail: string): StrataError => refused(what, `${detail} (EBADMSG: bad checksum)`);
 
 function tagBlock(ctx: RecoveryContext, block: number, logBlock: number): number {
   if (!Number.isSafeInteger(block) || block >= ctx.deviceBlocks) {
-    throw corrupt(`journal descriptor before log block ${logBlock}`, `tag names block ${block}, past the end of the filesystem image (${ctx.deviceBlocks} blocks)`);
+    throw refused(`journal descriptor before log block ${logBlock}`, `tag names block ${block}, past the end of the filesystem image (${ctx.deviceBlocks} blocks)`);
   }
   return block;
 }
@@ -105,7 +105,7 @@ async function onePass(s: PassState): Promise<void> {
     if (pos >= jsb.last) pos -= logLength;
     walked += n;
     if (walked > logLength) {
-      throw corrupt('journal', `the log from block ${jsb.start} runs over more than the ${logLength} blocks of the journal (it wraps onto itself)`);
+      throw refused('journal', `the log from block ${jsb.start} runs over more than the ${logLength} blocks of the journal (it wraps onto itself)`);
     }
   };
 

@@ -7,7 +7,7 @@
  * rather than a silently wrong block.
  */
 import type { BlockOverlay } from '../block-reader';
-import { corrupt } from '../corruption';
+import { refused } from '../corruption';
 import { JBD2_MAGIC } from './block-header';
 import { dataBlockChecksum } from './checksums';
 import type { JournalFile } from './journal-file';
@@ -31,13 +31,13 @@ export class ReplayMap implements BlockOverlay {
 
   async read(block: number): Promise<Buffer> {
     const e = this.entries.get(block);
-    if (!e) throw corrupt('journal replay', `block ${block} is not replayed`);
+    if (!e) throw refused('journal replay', `block ${block} is not replayed`);
     const data = Buffer.from(await this.file.read(e.logBlock));
     if (e.checksum !== undefined) {
       let sum = dataBlockChecksum(this.jsb.csumSeed, e.sequence, data);
       if (!this.jsb.csumV3) sum &= 0xffff;
       if (sum !== e.checksum) {
-        throw corrupt(`journal block ${e.logBlock}`, `the logged copy of block ${block} changed since the replay (the log was reused: reopen the image)`);
+        throw refused(`journal block ${e.logBlock}`, `the logged copy of block ${block} changed since the replay (the log was reused: reopen the image)`);
       }
     }
     if (e.escape) data.writeUInt32BE(JBD2_MAGIC, 0);

@@ -4,7 +4,7 @@
  * whose earlier copies in the log must not be replayed. v2/v3 journals end
  * the block with a tail checksum.
  */
-import { corrupt } from '../corruption';
+import { refused } from '../corruption';
 import type { JournalSuperblock } from './journal-superblock';
 
 const REVOKE_HEADER_SIZE = 16;
@@ -14,7 +14,7 @@ const TAIL_SIZE = 4;
 export function revokeCount(jsb: JournalSuperblock, block: Buffer, where: string): number {
   const count = block.readUInt32BE(12);
   const room = block.length - (jsb.csumV2or3 ? TAIL_SIZE : 0);
-  if (count > room) throw corrupt(`journal revoke block ${where}`, `r_count ${count} exceeds the ${room} bytes of the block`);
+  if (count > room) throw refused(`journal revoke block ${where}`, `r_count ${count} exceeds the ${room} bytes of the block`);
   return count;
 }
 
