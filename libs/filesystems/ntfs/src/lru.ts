@@ -13,6 +13,13 @@ export class Lru<K, V> {
     return hit.value;
   }
 
+  delete(key: K): void {
+    const old = this.map.get(key);
+    if (!old) return;
+    this.total -= old.cost;
+    this.map.delete(key);
+  }
+
   set(key: K, value: V, cost: number): void {
     const old = this.map.get(key);
     if (old) {

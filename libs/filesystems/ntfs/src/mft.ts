@@ -13,13 +13,16 @@ const MIRRORED = 4;
 /** The master file table: records by number, read through $MFT's own runlist. */
 export class Mft {
   private readonly cache: Lru<number, MftRecord>;
+  /** Raw MFT chunks: a walk reads neighbouring records, so one source read serves several. */
+  private readonly chunks: Lru<number, Promise<Buffer>>;
 
   private constructor(
     private readonly vol: Volume,
     private readonly data: AttrData,
     cacheBytes: number,
   ) {
-    this.cache = new Lru(cacheBytes);
+    this.cache = new Lru(cacheBytes / 2);
+    this.chunks = new Lru(cacheBytes / 2);
   }
 
   get recordCount(): number {
@@ -64,7 +67,7 @@ export class Mft {
     if (!Number.isSafeInteger(n) || n < 0 || n >= this.recordCount) throw new StrataError(Errno.ENOENT, `ntfs: MFT record ${n} does not exist (${this.recordCount} records)`);
     let rec: MftRecord;
     try {
-      rec = parseMftRecord(await readAttr(this.vol, this.data, n * size, size), n, this.vol.boot.clusters);
+      rec = parseMftRecord(await this.raw(n), n, this.vol.boot.clusters);
     } catch (err) {
       if (n >= MIRRORED || !(err instanceof StrataError)) throw err;
       this.vol.log({ event: 'ntfs.mftmirr', record: n, reason: err.message });
@@ -73,7 +76,32 @@ export class Mft {
     this.cache.set(n, rec, size + 64 * rec.attributes.length);
     return rec;
   }
+
+  /** The raw bytes of record n, from a cached chunk of $MFT. */
+  private async raw(n: number): Promise<Buffer> {
+    const size = this.vol.boot.mftRecordSize;
+    const chunkSize = Math.max(CHUNK, size);
+    const chunk = Math.floor((n * size) / chunkSize);
+    let p = this.chunks.get(chunk);
+    if (!p) {
+      p = readAttr(this.vol, this.data, chunk * chunkSize, chunkSize);
+      this.chunks.set(chunk, p, chunkSize);
+      // A failed read is not kept: the next call tries again (and fails per record).
+      p.catch(() => this.chunks.delete(chunk));
+    }
+    let buf: Buffer;
+    try {
+      buf = await p;
+    } catch {
+      return readAttr(this.vol, this.data, n * size, size);
+    }
+    const at = n * size - chunk * chunkSize;
+    return buf.subarray(at, at + size);
+  }
 }
+
+/** Bytes of $MFT read at once (and cached) around a wanted record. */
+const CHUNK = 16 * 1024;
 
 /** Record n (< 4) from $MFT's boot-sector location, or from $MFTMirr when that copy is damaged. */
 async function readFirstRecords(vol: Volume, n: number, primaryError?: StrataError): Promise<MftRecord> {
