@@ -50,6 +50,9 @@ async function crashedImage(work: string): Promise<string> {
       fs.writeFileSync(path.join(d, 'recreated'), 'the committed one');
       fs.writeFileSync(path.join(d, 'grown'), 'short');
       fs.mkdirSync(path.join(mnt, 'e'));
+      fs.mkdirSync(path.join(d, 'removed-tree', 'sub'), { recursive: true });
+      fs.writeFileSync(path.join(d, 'removed-tree', 'sub', 'file'), 'in a removed tree');
+      fs.writeFileSync(path.join(d, 'compressed'), bytes(400_000, 8, true));
       run('setfattr', ['-n', 'user.kept', '-v', 'old', path.join(d, 'xattrs')]);
       run('setfattr', ['-n', 'user.removed', '-v', 'old', path.join(d, 'xattrs')]);
       run('btrfs', ['subvolume', 'create', path.join(mnt, 'sub')]);
@@ -83,6 +86,11 @@ async function crashedImage(work: string): Promise<string> {
       fs.truncateSync(path.join(d, 'grown'), 3_000_000);
       fsync(path.join(d, 'grown'));
       fs.symlinkSync('appended', path.join(d, 'new-symlink'));
+      fs.rmSync(path.join(d, 'removed-tree'), { recursive: true });
+      const cfd = fs.openSync(path.join(d, 'compressed'), 'r+');
+      fs.writeSync(cfd, bytes(30_000, 9, true), 0, 30_000, 150_000);
+      fs.fsyncSync(cfd);
+      fs.closeSync(cfd);
       run('setfattr', ['-n', 'user.on-dir', '-v', 'dir xattr', d]);
       fsync(d);
       fs.mkdirSync(path.join(d, 'newdir'));
