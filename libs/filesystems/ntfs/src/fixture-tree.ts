@@ -176,6 +176,8 @@ export function fillTree(mnt: string, o: FillOptions): void {
   write(p('names/.hidden-dot'), 'dot');
   write(p('names/trailing.dot.'), 'dot');
   write(p('names/with space '), 'space');
+  // An unpaired UTF-16 surrogate: ntfs-3g takes and renders it as three bytes (ALLOW_BROKEN_UNICODE).
+  fs.writeFileSync(Buffer.concat([Buffer.from(p('names/lone-')), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('-surrogate')]), 'lone');
 
   // Times: before 1970 with a fraction, far future, exact.
   write(p('times/1960'), 'a');
