@@ -87,6 +87,12 @@ for (const [i, v] of VARIANTS.entries()) {
       assert.equal(entries.length, [...kernel.keys()].filter((p) => p.startsWith('/big/')).length);
       for (const e of entries.filter((_, n) => n % 97 === 0)) assert.equal(await reader.lookup(big, e.name), e.handle);
       assert.equal(await reader.lookup(big, Buffer.from('no-such-name')), undefined);
+      // '.' and '..' are not listed but resolve, from a node directory and a shortform one.
+      const sf = (await reader.lookup(reader.rootHandle, Buffer.from('sf')))!;
+      assert.equal(await reader.lookup(big, Buffer.from('.')), big);
+      assert.equal(await reader.lookup(big, Buffer.from('..')), reader.rootHandle);
+      assert.equal(await reader.lookup(sf, Buffer.from('..')), reader.rootHandle);
+      assert.equal(await reader.lookup(reader.rootHandle, Buffer.from('..')), reader.rootHandle);
       await assert.rejects(reader.lookup(big, Buffer.alloc(256, 0x61)), (err) => isStrataError(err) && err.errno === Errno.ENAMETOOLONG);
       const file = await reader.lookup(reader.rootHandle, Buffer.from('files'));
       assert.ok(file !== undefined);

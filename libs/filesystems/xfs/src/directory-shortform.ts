@@ -6,13 +6,14 @@ import { DirEntry, entryIno, fileTypeOf } from './directory-entry';
  * the entry count, the count of 8-byte inode numbers and the parent, then
  * packed entries (length, offset, name, file type with ftype, inode number).
  */
-export function parseShortformDir(fork: Buffer, size: number, ftype: boolean, what: string): DirEntry[] {
+export function parseShortformDir(fork: Buffer, size: number, ftype: boolean, what: string): { entries: DirEntry[]; parent: number } {
   if (size < 6 || size > fork.length) throw corrupt(what, `shortform size ${size}`);
   const buf = fork.subarray(0, size);
   const count = buf[0];
   const i8count = buf[1];
   const inoSize = i8count ? 8 : 4;
   if (i8count > count) throw corrupt(what, 'more 8-byte inode numbers than entries');
+  const parent = inoSize === 8 ? entryIno(buf.readBigUInt64BE(2)) : buf.readUInt32BE(2);
   let pos = 2 + inoSize;
   const out: DirEntry[] = [];
   let wide = 0;
@@ -34,5 +35,5 @@ export function parseShortformDir(fork: Buffer, size: number, ftype: boolean, wh
   }
   if (pos !== size) throw corrupt(what, `shortform entries end at ${pos}, size is ${size}`);
   if (wide > i8count) throw corrupt(what, 'wide inode numbers not counted');
-  return out;
+  return { entries: out, parent };
 }

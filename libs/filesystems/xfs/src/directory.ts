@@ -17,10 +17,11 @@ const DATA_SPACE_BYTES = 2 ** 35;
  * entries block by block. Leaf, node and free-index blocks only index the
  * data blocks, so a listing never needs them.
  */
-export async function listDirectory(vol: Volume, dir: XfsInode): Promise<DirEntry[]> {
+export async function listDirectory(vol: Volume, dir: XfsInode): Promise<{ entries: DirEntry[]; parent?: number }> {
   const what = `directory ${dir.ino}`;
   if (dir.format === ForkFormat.LOCAL) {
-    return parseShortformDir(dir.dataFork, dir.size, vol.sb.ftype, what).filter((e) => !isDotOrDotDot(e.name));
+    const sf = parseShortformDir(dir.dataFork, dir.size, vol.sb.ftype, what);
+    return { entries: sf.entries.filter((e) => !isDotOrDotDot(e.name)), parent: sf.parent };
   }
   const { sb } = vol;
   const fsbPerDirBlock = 2 ** sb.dirBlkLog;
@@ -28,6 +29,7 @@ export async function listDirectory(vol: Volume, dir: XfsInode): Promise<DirEntr
   const dataLimit = DATA_SPACE_BYTES / sb.blockSize;
   const extents = await forkExtents(vol, dir, 'data');
   const out: DirEntry[] = [];
+  let parent: number | undefined;
   let lastDb = -1;
   for (const e of extents) {
     if (e.offset >= dataLimit) break;
@@ -43,10 +45,11 @@ export async function listDirectory(vol: Volume, dir: XfsInode): Promise<DirEntr
       const daddr = firstSector(vol, extents, fb);
       for (const entry of parseDataBlock(sb, buf, daddr, dir.ino, where)) {
         if (!isDotOrDotDot(entry.name)) out.push(entry);
+        else if (entry.name.length === 2) parent = entry.ino;
       }
     }
   }
-  return out;
+  return { entries: out, parent };
 }
 
 function firstSector(vol: Volume, extents: readonly Extent[], fb: number): number {

@@ -136,7 +136,8 @@ test('shortform directories: 4- and 8-byte inode numbers, ftype, exact size', ()
     parts.push(Buffer.from([e.name.length, 0, 0x30]), Buffer.from(e.name), Buffer.from([e.type]), ino);
   }
   const fork = Buffer.concat(parts);
-  const list = parseShortformDir(fork, fork.length, true, 'd');
+  const { entries: list, parent } = parseShortformDir(fork, fork.length, true, 'd');
+  assert.equal(parent, 0);
   assert.deepEqual(list.map((e) => [e.name.toString(), e.ino, e.type]), [['a', 131, 'file'], ['subdir', 5_000_000_000, 'dir']]);
   assert.throws(() => parseShortformDir(fork, fork.length - 1, true, 'd'), /truncated/);
 });

@@ -30,9 +30,13 @@ const MAX_READ = 256 * 1024 * 1024;
 const NAME_MAX = 255;
 const PAGE_SIZE = 4096;
 const SB_READ = 64 * 1024;
+const DOT = Buffer.from('.');
+const DOTDOT = Buffer.from('..');
 
 interface Listing {
   entries: DirEntry[];
+  /** The '..' entry. */
+  parent?: number;
   byName?: Map<string, number>;
 }
 
@@ -154,7 +158,7 @@ export class Xfs implements Filesystem {
   private async listing(dir: XfsInode): Promise<Listing> {
     const hit = this.listings.get(dir.ino);
     if (hit) return hit;
-    const listing: Listing = { entries: await listDirectory(this.vol, dir) };
+    const listing: Listing = await listDirectory(this.vol, dir);
     this.listings.set(dir.ino, listing);
     return listing;
   }
@@ -189,7 +193,9 @@ export class Xfs implements Filesystem {
       if (name.length > NAME_MAX) throw new StrataError(Errno.ENAMETOOLONG, `xfs: name of ${name.length} bytes is too long`);
       const inode = await this.directory(dir);
       if (name.length === 0) return undefined;
+      if (name.equals(DOT)) return dir;
       const listing = await this.listing(inode);
+      if (name.equals(DOTDOT)) return listing.parent === -1 ? undefined : listing.parent;
       if (!listing.byName) {
         const byName = new Map<string, number>();
         for (const e of listing.entries) byName.set(e.name.toString('latin1'), e.ino);
