@@ -188,6 +188,9 @@ for (const [i, v] of VARIANTS.entries()) {
           const h = (await resolve(reader, dir))!;
           for (const e of await reader.readdir(h)) assert.equal(await reader.lookup(h, e.name), e.handle, `${dir}/${e.name.toString()}`);
         }
+        const names = (await resolve(reader, '/names'))!;
+        assert.ok(await reader.lookup(names, Buffer.from('n'.repeat(255))));
+        await assert.rejects(reader.lookup(names, Buffer.from('n'.repeat(256))), (e: unknown) => isStrataError(e) && e.errno === Errno.ENAMETOOLONG);
         const file = (await resolve(reader, '/links/original'))!;
         await assert.rejects(reader.readdir(file), (e: unknown) => isStrataError(e) && e.errno === Errno.ENOTDIR);
         await assert.rejects(reader.read(reader.rootHandle, 0, 1), (e: unknown) => isStrataError(e) && e.errno === Errno.EISDIR);

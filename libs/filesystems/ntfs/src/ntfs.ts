@@ -31,6 +31,8 @@ export interface NtfsOptions extends FilesystemOptions {
 const DEFAULT_CACHE_BYTES = 32 * 1024 * 1024;
 /** A single read() returns at most this much (a short read, as pread may). */
 const MAX_READ = 256 * 1024 * 1024;
+/** NTFS_MAX_NAME_LEN in UTF-16 units: ntfs-3g's lookup answers ENAMETOOLONG past it. */
+const NTFS_NAME_MAX = 255;
 /** FUSE's FUSE_NAME_MAX: longer names never reach ntfs-3g. */
 const FUSE_NAME_MAX = 1024;
 /** The kernel refuses xattr values larger than XATTR_SIZE_MAX. */
@@ -333,7 +335,8 @@ export class Ntfs implements Filesystem {
       if (name.length > FUSE_NAME_MAX) throw new StrataError(Errno.ENAMETOOLONG, `ntfs: name of ${name.length} bytes is too long`);
       const index = await this.directory(dir);
       const units = bytesToUtf16(name);
-      if (!units || units.length === 0 || units.length > 510 || name.equals(Buffer.from('.')) || name.equals(Buffer.from('..'))) return undefined;
+      if (!units || units.length === 0 || name.equals(Buffer.from('.')) || name.equals(Buffer.from('..'))) return undefined;
+      if (units.length > 2 * NTFS_NAME_MAX) throw new StrataError(Errno.ENAMETOOLONG, `ntfs: name of ${units.length / 2} UTF-16 units is too long`);
       return (await index.lookup(units, this.upcase))?.record;
     });
   }
