@@ -17,6 +17,8 @@ export type ProbeRead = (offset: number, length: number) => Promise<Buffer>;
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 const VMDK_SPARSE_MAGIC = Buffer.from('KDMV', 'latin1');
 const VMDK_COWD_MAGIC = Buffer.from('COWD', 'latin1');
+/** An seSparse extent's constant header magic, 0xcafebabe as a little-endian u64. */
+const VMDK_SESPARSE_MAGIC = Buffer.from([0xbe, 0xba, 0xfe, 0xca, 0, 0, 0, 0]);
 const VHDX_MAGIC = Buffer.from('vhdxfile', 'latin1');
 const VHD_COOKIE = Buffer.from('conectix', 'latin1');
 const VDI_SIGNATURE = 0xbeda107f;
@@ -44,7 +46,7 @@ const VHD_TYPES: Record<number, string> = { 2: 'fixed', 3: 'dynamic', 4: 'differ
 /**
  * The format of an image by its magic: qcow2 'QFI\xfb'; VMDK 'KDMV' (hosted
  * sparse), 'COWD' (VMFS sparse) or a descriptor text; VHDX 'vhdxfile'; VDI
- * signature 0xbeda107f at 64; VHD 'conectix' at 0 (the dynamic footer copy)
+ * signature 0xbeda107f at 64; an seSparse extent 0xcafebabe; VHD 'conectix' at 0 (the dynamic footer copy)
  * or in the last 512 bytes (fixed); anything else is raw.
  */
 export async function detectFormatOf(read: ProbeRead, size: number): Promise<DetectedFormat> {
@@ -53,6 +55,7 @@ export async function detectFormatOf(read: ProbeRead, size: number): Promise<Det
   if (at(QCOW2_MAGIC)) return { format: 'qcow2', subformat: head.length >= 8 ? `v${head.readUInt32BE(4)}` : undefined };
   if (at(VHDX_MAGIC)) return { format: 'vhdx', subformat: undefined };
   if (at(VMDK_COWD_MAGIC)) return { format: 'vmdk', subformat: 'vmfsSparse' };
+  if (at(VMDK_SESPARSE_MAGIC)) return { format: 'vmdk', subformat: 'seSparse' };
   if (at(VMDK_SPARSE_MAGIC)) {
     if (head.length < 512) return { format: 'vmdk', subformat: undefined };
     const flags = head.readUInt32LE(8);

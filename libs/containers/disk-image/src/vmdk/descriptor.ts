@@ -12,6 +12,8 @@ export interface ExtentLine {
 
 export interface VmdkDescriptor {
   createType: string | undefined;
+  /** Content ID: changes whenever the disk is written; a delta records its parent's. */
+  cid: number | undefined;
   /** ffffffff (or absent) for a disk without a parent. */
   parentCid: string | undefined;
   parentFileNameHint: string | undefined;
@@ -48,10 +50,17 @@ export function parseDescriptor(text: string, label: string): VmdkDescriptor {
   }
   return {
     createType: values.get('createType'),
+    cid: hexCid(values.get('CID')),
     parentCid: values.get('parentCID'),
     parentFileNameHint: values.get('parentFileNameHint'),
     extents,
   };
+}
+
+/** A CID as qemu reads one (hex, 32 bits). */
+export function hexCid(text: string | undefined): number | undefined {
+  if (text === undefined || !/^[0-9a-fA-F]{1,8}$/.test(text)) return undefined;
+  return parseInt(text, 16);
 }
 
 /** Whether the descriptor names a parent (a delta disk of a VMware snapshot chain). */

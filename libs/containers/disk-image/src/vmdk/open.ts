@@ -3,7 +3,8 @@ import type { FormatContext, OpenedLayer } from '../chain';
 import { MAX_VMDK_DESCRIPTOR } from '../format/detect';
 import { appendRange, runLimited, type GuestRange, type Layer } from '../layer';
 import type { StoreFile } from '../store-file';
-import { hasParent, parseDescriptor, type VmdkDescriptor } from './descriptor';
+import { hasParent, hexCid, parseDescriptor, type VmdkDescriptor } from './descriptor';
+import { readSeSparseHeader, SeSparseExtentLayer, SESPARSE_MAGIC } from './sesparse-extent';
 import { readEmbeddedDescriptor, readSparseHeader, SparseExtentLayer } from './sparse-extent';
 
 /** createTypes that need a VMFS host or a raw device, not a file. */
@@ -58,6 +59,8 @@ class ZeroExtent implements Layer {
 /** A VMDK disk: its extents end to end. */
 class VmdkLayer implements Layer {
   readonly size: number;
+  /** The descriptor's content ID, which a delta over this disk records as its parentCID. */
+  cid: number | undefined;
 
   constructor(private readonly extents: readonly Extent[]) {
     const last = extents[extents.length - 1];
@@ -96,9 +99,24 @@ class SparseVmdkLayer extends VmdkLayer {
   }
 }
 
+/**
+ * The parent a delta names. A VMDK parent must still carry the content ID
+ * the delta recorded (parentCID): a different one means the parent was
+ * written after the snapshot was taken, and the delta's grains no longer sit
+ * on what they were written over. qemu refuses such reads (EINVAL), and so
+ * does VMware.
+ */
 async function parentOf(ctx: FormatContext, d: VmdkDescriptor | undefined): Promise<Layer | undefined> {
   if (!d || !hasParent(d) || d.parentFileNameHint === undefined) return undefined;
-  return ctx.openParent(d.parentFileNameHint, 'parent', undefined);
+  const parent = await ctx.openParent(d.parentFileNameHint, 'parent', undefined);
+  const expected = hexCid(d.parentCid);
+  if (parent instanceof VmdkLayer && parent.cid !== undefined && expected !== undefined && parent.cid !== expected) {
+    throw new StrataError(
+      Errno.EINVAL,
+      `VMDK ${ctx.label}: its parent "${d.parentFileNameHint}" has content ID ${parent.cid.toString(16).padStart(8, '0')}, not the ${expected.toString(16).padStart(8, '0')} the delta was made over: the parent was written after the snapshot`,
+    );
+  }
+  return parent;
 }
 
 function refuseType(createType: string | undefined, label: string): void {
@@ -107,8 +125,8 @@ function refuseType(createType: string | undefined, label: string): void {
   if (DEVICE_TYPES.has(t)) {
     throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: createType "${createType}" maps a raw device or a VMFS-only disk, which is not a file strata can read`);
   }
-  if (t === 'vmfssparse' || t === 'sesparse') {
-    throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: createType "${createType}" (ESXi snapshot deltas) is not supported`);
+  if (t === 'vmfssparse') {
+    throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: createType "${createType}" (ESX COWD snapshot deltas) is not supported`);
   }
 }
 
@@ -118,7 +136,15 @@ export async function openVmdk(ctx: FormatContext): Promise<OpenedLayer> {
   if (ctx.detected.subformat === 'vmfsSparse' && file.size >= 4 && (await file.read(0, 4)).toString('latin1') === 'COWD') {
     throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: a COWD (vmfsSparse, ESX snapshot delta) extent is not supported`);
   }
-  const magic = file.size >= 4 ? (await file.read(0, 4)).toString('latin1') : '';
+  const head = file.size >= 8 ? await file.read(0, 8) : Buffer.alloc(0);
+  if (head.equals(SESPARSE_MAGIC)) {
+    // An seSparse extent opened on its own: no descriptor, so no parent.
+    const header = await readSeSparseHeader(file, label);
+    const size = header.capacitySectors * 512;
+    const layer = new SeSparseExtentLayer(size, file, header, undefined, caches, ctx.cacheId, label);
+    return { layer: new SparseVmdkLayer([{ start: 0, size, layer, sparse: true }]), subformat: 'seSparse', logicalSectorSize: 512 };
+  }
+  const magic = head.subarray(0, 4).toString('latin1');
   if (magic === 'KDMV') {
     // A sparse file on its own (monolithicSparse, streamOptimized, a delta):
     // its header gives the capacity; the embedded descriptor only the parent.
@@ -129,8 +155,10 @@ export async function openVmdk(ctx: FormatContext): Promise<OpenedLayer> {
     const parent = await parentOf(ctx, descriptor);
     const size = header.capacitySectors * 512;
     const layer = new SparseExtentLayer(size, file, header, parent, caches, ctx.cacheId, label);
+    const disk = new SparseVmdkLayer([{ start: 0, size, layer, sparse: true }]);
+    disk.cid = descriptor?.cid;
     return {
-      layer: new SparseVmdkLayer([{ start: 0, size, layer, sparse: true }]),
+      layer: disk,
       subformat: descriptor?.createType ?? (header.flags & (1 << 16) ? 'streamOptimized' : 'monolithicSparse'),
       logicalSectorSize: 512,
     };
@@ -165,15 +193,24 @@ export async function openVmdk(ctx: FormatContext): Promise<OpenedLayer> {
         extents.push({ start, size, layer, sparse: true });
         break;
       }
+      case 'SESPARSE': {
+        if (line.file === undefined) throw StrataError.corrupt(`VMDK ${label}: extent ${i + 1} (SESPARSE) names no file`);
+        const data = await ctx.openExtent(line.file);
+        const header = await readSeSparseHeader(data, data.label);
+        const layer = new SeSparseExtentLayer(size, data, header, window, caches, `${ctx.cacheId}:e${i}`, data.label);
+        extents.push({ start, size, layer, sparse: true });
+        break;
+      }
       case 'VMFSRDM':
       case 'VMFSRAW':
         throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: extent ${i + 1} is a ${line.type} raw device mapping, which is not a file strata can read`);
       default:
-        throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: extent ${i + 1} has type ${line.type}, which is not supported (FLAT, VMFS, SPARSE and ZERO are)`);
+        throw new StrataError(Errno.EOPNOTSUPP, `VMDK ${label}: extent ${i + 1} has type ${line.type}, which is not supported (FLAT, VMFS, SPARSE, SESPARSE and ZERO are)`);
     }
     start += size;
   }
   // Flat and zero extents only: every byte is the disk's own, as for a raw image.
   const layer = extents.some((e) => e.sparse) ? new SparseVmdkLayer(extents) : new VmdkLayer(extents);
+  layer.cid = descriptor.cid;
   return { layer, subformat: descriptor.createType, logicalSectorSize: 512 };
 }

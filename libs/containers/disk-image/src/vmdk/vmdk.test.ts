@@ -91,12 +91,81 @@ describe('VMDK', () => {
     }
   });
 
+  test('an ESXi seSparse delta over a monolithicSparse base, as qemu reads it', async () => {
+    const size = 8 * MiB;
+    const base = Buffer.alloc(size);
+    const rnd = prng(31);
+    for (let i = 0; i < size; i++) base[i] = Math.floor(rnd() * 256);
+    writeFileSync(at('se-base.raw'), base);
+    qemuImg('convert', '-q', '-f', 'raw', '-O', 'vmdk', at('se-base.raw'), at('se-base.vmdk'));
+    // Sectors: constant header 0, volatile header 1, grain directory 8 (one sector), grain tables from 16 (64 each), grains from 80.
+    const grains: [number, number][] = [[0, 0], [5, 1], [1000, 2], [2047, 3]];
+    const extent = Buffer.alloc((80 + grains.length * 8) * 512);
+    const u64 = (at: number, v: bigint): void => void extent.writeBigUInt64LE(v, at);
+    u64(0, 0xcafebaben);
+    u64(8, 0x0000000200000001n);
+    u64(16, BigInt(size / 512));
+    u64(24, 8n);
+    u64(32, 64n);
+    u64(80, 1n);
+    u64(88, 1n);
+    u64(128, 8n);
+    u64(136, 1n);
+    u64(144, 16n);
+    u64(152, 64n);
+    u64(192, 80n);
+    u64(200, BigInt(grains.length * 8));
+    u64(512, 0xcafecafen);
+    u64(8 * 512, 0x1000000000000000n);
+    const gte = (guestGrain: number, v: bigint): void => void extent.writeBigUInt64LE(v, 16 * 512 + guestGrain * 8);
+    const expected = Buffer.from(base);
+    for (const [guestGrain, index] of grains) {
+      const i = BigInt(index);
+      gte(guestGrain, (3n << 60n) | ((i & 0xfffn) << 48n) | (i >> 12n));
+      const data = Buffer.alloc(4096, 0x40 + index);
+      data.copy(extent, (80 + index * 8) * 512);
+      data.copy(expected, guestGrain * 4096);
+    }
+    gte(6, 2n << 60n);
+    gte(7, (1n << 60n) | 5n);
+    expected.fill(0, 6 * 4096, 8 * 4096);
+    writeFileSync(at('se-delta-sesparse.vmdk'), extent);
+    const baseCid = /CID=([0-9a-f]+)/.exec(readFileSync(at('se-base.vmdk')).subarray(512, 1536).toString('latin1'))?.[1];
+    assert.ok(baseCid, 'the base has a CID');
+    const delta = (parentCid: string): string =>
+      descriptor(['createType="seSparse"', 'parentFileNameHint="se-base.vmdk"', `RW ${size / 512} SESPARSE "se-delta-sesparse.vmdk"`]).replace('parentCID=ffffffff', `parentCID=${parentCid}`);
+    writeFileSync(at('se-delta.vmdk'), delta(baseCid));
+    const truth = qemuTruth(at('se-delta.vmdk'), store);
+    assert.ok(truth.equals(expected), 'qemu reads the crafted seSparse delta as intended');
+    const img = await openImage('se-delta.vmdk', { storeRoot: store });
+    try {
+      assert.equal(img.subformat, 'seSparse');
+      assert.ok((await img.read(0, img.size)).equals(truth));
+      assert.deepEqual(await img.ownRanges(), [
+        { offset: 0, length: 4096 },
+        { offset: 5 * 4096, length: 3 * 4096 },
+        { offset: 1000 * 4096, length: 4096 },
+        { offset: 2047 * 4096, length: 4096 },
+      ]);
+    } finally {
+      await img.close();
+    }
+    // A parent written after the snapshot (its CID moved on): refused, as qemu refuses reading through it.
+    writeFileSync(at('se-delta.vmdk'), delta(baseCid === '1234abcd' ? '1234abce' : '1234abcd'));
+    await rejectsWith(openImage('se-delta.vmdk', { storeRoot: store }), 'EINVAL', /has content ID .* the parent was written after the snapshot/);
+    writeFileSync(at('se-delta.vmdk'), delta(baseCid));
+    // A journal to replay, as qemu: refused.
+    extent.writeBigUInt64LE(1n, 512 + 24);
+    writeFileSync(at('se-delta-sesparse.vmdk'), extent);
+    await rejectsWith(openImage('se-delta.vmdk', { storeRoot: store }), 'EOPNOTSUPP', /journal to replay/);
+  });
+
   test('refused clearly: encryption, raw device mappings, ESXi deltas, COWD, unknown extent types', async () => {
     const cases: [string, string[], RegExp][] = [
       ['enc.vmdk', ['createType="monolithicFlat"', 'encryption.keySafe = "vmware:key/list/..."', 'encryption.data = "AAAA"', 'RW 8 FLAT "data.bin" 0'], /encrypted disks are not supported/],
       ['rdm.vmdk', ['createType="vmfsRawDeviceMap"', 'RW 8 VMFSRDM "disk-rdm.vmdk"'], /raw device mapping/],
       ['rdmp.vmdk', ['createType="vmfsPassthroughRawDeviceMap"', 'RW 8 VMFSRDM "disk-rdmp.vmdk"'], /raw device or a VMFS-only disk/],
-      ['sesparse.vmdk', ['createType="seSparse"', 'RW 8 SESPARSE "disk-sesparse.vmdk"'], /ESXi snapshot deltas/],
+      ['vmfssparse.vmdk', ['createType="vmfsSparse"', 'RW 8 VMFSSPARSE "disk-delta.vmdk"'], /COWD snapshot deltas/],
       ['odd.vmdk', ['createType="custom"', 'RW 8 WHATEVER "data.bin"'], /type WHATEVER, which is not supported/],
     ];
     for (const [name, lines, message] of cases) {
