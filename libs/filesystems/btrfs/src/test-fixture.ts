@@ -212,6 +212,9 @@ export function fillSubvolumes(root: string): void {
   btrfs('subvolume', 'create', path.join(root, 'gone'));
   btrfs('subvolume', 'snapshot', root + '/home', path.join(root, 'home-snap'));
   btrfs('subvolume', 'delete', path.join(root, 'gone'));
+  // A snapshot of the top level itself (every subvolume in it a stub), and a subvolume moved after creation.
+  btrfs('subvolume', 'snapshot', '-r', root, path.join(root, '.snapshots', 'top'));
+  fs.renameSync(path.join(root, 'home-snap'), path.join(root, '.snapshots', '3', 'home-snap-moved'));
 }
 
 /** st_dev of every path under a mount (path as readKernelTree keys it). */
