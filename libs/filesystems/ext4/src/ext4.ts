@@ -1,10 +1,10 @@
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
 import { Errno, StrataError } from '@strata/errors';
 import { BlockReader } from './block-reader';
-import { badChecksum, corrupt, refused, unreadable } from './corruption';
+import { badChecksum, corrupt, refused, unreadable, unsupported } from './corruption';
 import { listDirectory, lookupInDirectory } from './directory';
 import { checkExtentRoot } from './extent-tree';
-import { Incompat, ext4Kind } from './features';
+import { Compat, Incompat, ext4Kind } from './features';
 import { mapBlocks, readMapped } from './file-blocks';
 import { BG_INODE_UNINIT, GroupDescriptor, readGroupDescriptors } from './group-descriptors';
 import { InodeFlag, InodeRecord, parseInode, verifyInodeChecksum } from './inode';
@@ -104,6 +104,11 @@ export class Ext4 {
 
       // The kernel replays only when the RECOVER flag says the log holds what the filesystem lacks.
       const recover = needsRecovery && mode === 'replay';
+      if (recover && diskSb.journalInum === 0 && (diskSb.compat & Compat.HAS_JOURNAL) !== 0) {
+        // The log to replay is on another device (s_journal_uuid / s_journal_dev): the kernel's mount and e2fsck refuse without it.
+        const uuid = formatUuid(raw.subarray(0xd0, 0xd0 + 16));
+        throw unsupported(`external journal (journal device ${uuid}): the filesystem needs recovery from a journal that is not on this volume`);
+      }
       let journal: OpenJournal | undefined;
       if (diskSb.journalInum !== 0) {
         try {
@@ -233,6 +238,12 @@ export class Ext4 {
       throw corrupt(`inode ${ino}`, `xattr block ${rec.fileAcl} is outside the filesystem`);
     }
     const type = rec.stat.mode & S_IFMT;
+    if (type === S_IFLNK && !(rec.stat.flags & (InodeFlag.INLINE_DATA | InodeFlag.ENCRYPT)) && this.isFastSymlink(rec)) {
+      // __ext4_iget: a fast symlink's length must be 1..59 with a NUL right after it, else the inode is refused.
+      const size = rec.stat.size;
+      const target = rec.iBlock.subarray(0, Math.min(size + 1, 60));
+      if (size === 0 || size >= 60 || target.indexOf(0) !== size) throw corrupt(`inode ${ino}`, `invalid fast symlink length ${size}`);
+    }
     const mapped = type === S_IFREG || type === S_IFDIR || (type === S_IFLNK && !this.isFastSymlink(rec));
     if (mapped && !(rec.stat.flags & InodeFlag.INLINE_DATA) && rec.stat.flags & InodeFlag.EXTENTS) checkExtentRoot(rec);
     return rec;
@@ -309,9 +320,7 @@ export class Ext4 {
       }
       const size = rec.stat.size;
       if (!(rec.stat.flags & InodeFlag.INLINE_DATA) && this.isFastSymlink(rec)) {
-        const target = rec.iBlock.subarray(0, size);
-        if (size === 0 || size >= 60 || target.includes(0)) throw corrupt(`symlink ${ino}`, `invalid fast symlink length ${size}`);
-        return Buffer.from(target);
+        return Buffer.from(rec.iBlock.subarray(0, size));
       }
       // A slow symlink's target is one block at most; the kernel stops at the first NUL.
       const body = await this.content(rec, 0, Math.min(size, this.blockSize - 1));
