@@ -92,6 +92,8 @@ export class Ntfs implements Filesystem {
   static async open(source: ByteSource, options: NtfsOptions = {}): Promise<Ntfs> {
     const log = options.log ?? ((): void => undefined);
     return guarded(log, 'open', async () => {
+      const journal = options.journal ?? 'replay';
+      if (journal !== 'replay' && journal !== 'ignore') throw new StrataError(Errno.EINVAL, `ntfs: journal option must be 'replay' or 'ignore', not ${String(journal)}`);
       if (source.size < BOOT_SECTOR_SIZE) throw new StrataError(Errno.EINVAL, 'no NTFS filesystem (bad magic): image too small');
       const boot = parseBootSector(await source.read(0, BOOT_SECTOR_SIZE), source.size);
       const vol: Volume = { source, boot, log };
@@ -236,7 +238,9 @@ export class Ntfs implements Filesystem {
     const allocated = data?.allocatedSize ?? 0;
     const base = { rdev: 0, nlink: ino.linkCount, uid: OWNER, gid: OWNER };
     if (flags & FileAttr.REPARSE_POINT) {
-      const rp = await this.reparsePoint(ino);
+      // ntfs_get_reparse_point drops data failing valid_reparse_data: no plugin, and readlink names tag 0.
+      const raw = await this.reparsePoint(ino);
+      const rp = raw && validReparse(raw, ino.isDirectory, flags) ? raw : undefined;
       const bad = (blocks: number): Shape => ({ ...base, mode: S_IFLNK | 0o777, size: 34, blocks, target: badReparseTarget(rp?.tag ?? 0) });
       if (!rp) return bad(Math.floor((allocated + 511) / 512));
       switch (rp.tag) {
@@ -252,7 +256,6 @@ export class Ntfs implements Filesystem {
         case ReparseTag.LX_CHR:
         case ReparseTag.LX_BLK: {
           // wsl_getattr sets no permission bits and no st_blocks.
-          if (!validReparse(rp, ino.isDirectory, flags)) return bad(0);
           if (rp.tag === ReparseTag.AF_UNIX) return { ...base, mode: S_IFSOCK, size: 0, blocks: 0 };
           if (rp.tag === ReparseTag.LX_FIFO) return { ...base, mode: S_IFIFO, size: 0, blocks: 0 };
           const rdev = await this.wslDevice(ino);
