@@ -7,6 +7,7 @@ import { crc32c } from './crc32c';
 import { openImage, readPartitionTable } from './index';
 import { prng, qemuImg, run, tempDir } from './fixtures';
 import { batOffset, logEntry, setLogGuid } from './vhdx/log-fixture';
+import { seSparseExtent } from './vmdk/sesparse-fixture';
 
 /**
  * Hostile VMDK, VHD, VHDX, VDI and qcow2 (snapshots, zstd) images: real
@@ -220,6 +221,8 @@ describe('fuzz every reader', () => {
     qemuImg('create', '-q', '-f', 'vmdk', '-b', 'mono.vmdk', '-F', 'vmdk', path.join(make, 'delta.vmdk'));
     run('qemu-io', ['-f', 'vmdk', '-c', 'write -P 0x42 64k 200k', path.join(make, 'delta.vmdk')]);
     add('VMDK delta', ['mono.vmdk', 'delta.vmdk'], 'delta.vmdk', (b) => [...vmdkSparseRegions(b), [512, 2048]]);
+    writeFileSync(path.join(make, 'se.vmdk'), seSparseExtent(4 * 1024 * 1024, [[0, 0], [3, 1], [700, 2], [1023, 3]], [4]));
+    add('seSparse', ['se.vmdk'], 'se.vmdk', () => [[0, 1024], [8 * 512, 9 * 512], [16 * 512, 16 * 512 + 1024 * 8]]);
     convert('vpc', ['-o', 'subformat=dynamic'], 'dyn.vhd');
     add('VHD dynamic', ['dyn.vhd'], 'dyn.vhd', vhdRegions, vhdFix);
     convert('vpc', ['-o', 'subformat=fixed'], 'fixed.vhd');

@@ -90,6 +90,7 @@ function partitions(h: GptHeader, sectorSize: number, diskSize: number, warnings
       scheme: 'gpt',
       type,
       name: nameBytes.subarray(0, nameEnd).toString('utf16le'),
+      uuid: guidText(e.subarray(16, 32)),
       linuxFilesystem: isLinuxFilesystemGuid(type),
     });
   }

@@ -40,6 +40,7 @@ function place(
   startLba: number,
   sectors: number,
   sectorSize: number,
+  diskSignature: number,
 ): void {
   const start = startLba * sectorSize;
   let size = sectors * sectorSize;
@@ -51,7 +52,8 @@ function place(
     warnings.push(`MBR partition ${number} extends past the end of the disk; truncated`);
     size = diskSize - start;
   }
-  out.push({ number, start, size, scheme: 'mbr', type, name: '', linuxFilesystem: type === MBR_LINUX });
+  const uuid = `${diskSignature.toString(16).padStart(8, '0')}-${number.toString(16).padStart(2, '0')}`;
+  out.push({ number, start, size, scheme: 'mbr', type, name: '', uuid, linuxFilesystem: type === MBR_LINUX });
 }
 
 /**
@@ -63,10 +65,12 @@ export async function readMbr(disk: ByteSource, sector0: Buffer, warnings: strin
   const out: Partition[] = [];
   const logicals: Partition[] = [];
   const primaries = mbrEntries(sector0);
+  // The disk signature (NT disk id) that blkid's PARTUUID of an MBR partition starts with.
+  const signature = sector0.readUInt32LE(440);
   let nextLogical = 5;
   for (const [i, p] of primaries.entries()) {
     if (p.sectors === 0) continue;
-    place(out, warnings, disk.size, i + 1, p.type, p.startLba, p.sectors, sectorSize);
+    place(out, warnings, disk.size, i + 1, p.type, p.startLba, p.sectors, sectorSize, signature);
     if (!MBR_EXTENDED_TYPES.has(p.type)) continue;
 
     const extStart = p.startLba;
@@ -93,7 +97,7 @@ export async function readMbr(disk: ByteSource, sector0: Buffer, warnings: strin
       }
       const [data, ...rest] = mbrEntries(sector);
       if (data.sectors !== 0 && !MBR_EXTENDED_TYPES.has(data.type)) {
-        place(logicals, warnings, disk.size, nextLogical++, data.type, ebr + data.startLba, data.sectors, sectorSize);
+        place(logicals, warnings, disk.size, nextLogical++, data.type, ebr + data.startLba, data.sectors, sectorSize, signature);
       }
       const link = rest.find((e) => e.sectors !== 0 && MBR_EXTENDED_TYPES.has(e.type));
       if (!link) break;

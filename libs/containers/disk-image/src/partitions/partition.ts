@@ -9,6 +9,12 @@ export interface Partition {
   type: string | number;
   /** GPT partition name (UTF-16LE decoded), '' for MBR. */
   name: string;
+  /**
+   * PARTUUID as blkid prints it (what fstab's PARTUUID= names): the GPT
+   * unique partition GUID, or for MBR the disk signature and the partition
+   * number, `1a2b3c4d-02`.
+   */
+  uuid: string;
   /** True for GPT Linux filesystem data (0fc63daf-8483-4772-8e79-3d69d8477de4) and the Linux root/usr/home/srv partition types of the Discoverable Partitions Specification; MBR 0x83. */
   linuxFilesystem: boolean;
 }

@@ -4,6 +4,7 @@ import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { detectFormat, openImage } from '../index';
 import { prng, qemuImg, qemuTruth, rejectsWith, tempDir } from '../fixtures';
+import { seSparseExtent } from './sesparse-fixture';
 
 let store: string;
 let cleanup: () => void;
@@ -98,36 +99,12 @@ describe('VMDK', () => {
     for (let i = 0; i < size; i++) base[i] = Math.floor(rnd() * 256);
     writeFileSync(at('se-base.raw'), base);
     qemuImg('convert', '-q', '-f', 'raw', '-O', 'vmdk', at('se-base.raw'), at('se-base.vmdk'));
-    // Sectors: constant header 0, volatile header 1, grain directory 8 (one sector), grain tables from 16 (64 each), grains from 80.
     const grains: [number, number][] = [[0, 0], [5, 1], [1000, 2], [2047, 3]];
-    const extent = Buffer.alloc((80 + grains.length * 8) * 512);
-    const u64 = (at: number, v: bigint): void => void extent.writeBigUInt64LE(v, at);
-    u64(0, 0xcafebaben);
-    u64(8, 0x0000000200000001n);
-    u64(16, BigInt(size / 512));
-    u64(24, 8n);
-    u64(32, 64n);
-    u64(80, 1n);
-    u64(88, 1n);
-    u64(128, 8n);
-    u64(136, 1n);
-    u64(144, 16n);
-    u64(152, 64n);
-    u64(192, 80n);
-    u64(200, BigInt(grains.length * 8));
-    u64(512, 0xcafecafen);
-    u64(8 * 512, 0x1000000000000000n);
-    const gte = (guestGrain: number, v: bigint): void => void extent.writeBigUInt64LE(v, 16 * 512 + guestGrain * 8);
+    const extent = seSparseExtent(size, grains, [6]);
+    // Grain 7 unmapped (type 1, a stale index kept): zeros too.
+    extent.writeBigUInt64LE((1n << 60n) | 5n, 16 * 512 + 7 * 8);
     const expected = Buffer.from(base);
-    for (const [guestGrain, index] of grains) {
-      const i = BigInt(index);
-      gte(guestGrain, (3n << 60n) | ((i & 0xfffn) << 48n) | (i >> 12n));
-      const data = Buffer.alloc(4096, 0x40 + index);
-      data.copy(extent, (80 + index * 8) * 512);
-      data.copy(expected, guestGrain * 4096);
-    }
-    gte(6, 2n << 60n);
-    gte(7, (1n << 60n) | 5n);
+    for (const [guestGrain, index] of grains) expected.fill(0x40 + index, guestGrain * 4096, (guestGrain + 1) * 4096);
     expected.fill(0, 6 * 4096, 8 * 4096);
     writeFileSync(at('se-delta-sesparse.vmdk'), extent);
     const baseCid = /CID=([0-9a-f]+)/.exec(readFileSync(at('se-base.vmdk')).subarray(512, 1536).toString('latin1'))?.[1];
