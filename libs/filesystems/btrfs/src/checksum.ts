@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { blake2b } from 'blakejs';
-import { crc32c } from '@strata/filesystem';
+import { crc32cSliced } from './crc32c-sliced';
 import { CsumType } from './constants';
 import { unsupported } from './errors';
 
@@ -17,7 +17,7 @@ const crc32cSum: Checksummer = {
   size: 4,
   compute(data, start = 0, end = data.length) {
     const out = Buffer.alloc(4);
-    out.writeUInt32LE((~crc32c(0xffffffff, data, start, end)) >>> 0);
+    out.writeUInt32LE(~crc32cSliced(0xffffffff, data, start, end) >>> 0);
     return out;
   },
 };

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { nameHash } from './name-hash';
 import { decodeHandle, encodeHandle } from './handle';
 import { isStrataError } from '@strata/errors';
+import { crc32c } from '@strata/filesystem';
+import { crc32cSliced } from './crc32c-sliced';
 
 test('name hash: the DIR_ITEM key offset mkfs/kernel give "default" in the root tree', () => {
   // From `btrfs inspect-internal dump-tree -t 1`: key (ROOT_TREE_DIR DIR_ITEM 2378154706) name: default
@@ -21,4 +23,15 @@ test('handles: (tree, objectid) round-trip; EOVERFLOW beyond 2^21 trees or 2^32 
   }
   assert.throws(() => decodeHandle(-1), (e: unknown) => isStrataError(e) && e.errno === 22);
   assert.throws(() => decodeHandle(1.5), (e: unknown) => isStrataError(e) && e.errno === 22);
+});
+
+test('crc32c slicing-by-8 equals the bytewise reference at every length and alignment', () => {
+  const data = Buffer.alloc(300);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 131 + 7) & 0xff;
+  for (let start = 0; start < 9; start++) {
+    for (let end = start; end <= data.length; end += 13) {
+      assert.equal(crc32cSliced(0xffffffff, data, start, end), crc32c(0xffffffff, data, start, end));
+      assert.equal(crc32cSliced(0x1234, data, start, end), crc32c(0x1234, data, start, end));
+    }
+  }
 });
