@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Errno, isStrataError } from '@strata/errors';
 import { Xfs, xfsDriver } from '@strata/xfs';
-import { FillOptions, ImageFile, changeThenCrash, fillTree, hasTool, kernelSkipReason, kernelStatFs, makeImage, makeTempDir, patternBytes, protoImage, withMount } from '@strata/xfs/dist/fixture-image';
+import { FillOptions, ImageFile, run, changeThenCrash, fillTree, fragmentedFile, hasTool, kernelSkipReason, kernelStatFs, makeImage, makeTempDir, patternBytes, protoImage, withMount } from '@strata/xfs/dist/fixture-image';
 import { readFilesystemTree } from '../support/filesystem-tree';
 import { ALL_FIELDS, compareTrees, readKernelTree, type Tree } from '../support/tree-snapshot';
 
@@ -138,6 +138,36 @@ describe('a dirty log (the guest crashed after its changes reached the log) agai
     const reader = await Xfs.open(ImageFile.open(image), { journal: 'ignore' });
     assert.equal(reader.needsRecovery, true);
     assert.equal(await reader.lookup(reader.rootHandle, Buffer.from('after')), undefined);
+  });
+});
+
+describe('a crash while a deleted file\'s extents were being freed (unfinished extent-free intents, an unlinked inode)', { skip: skipReason }, () => {
+  test('the tree equals the kernel\'s recovery; statfs is within the free-space btrees\' own blocks of it', async () => {
+    const image = makeImage(work, 'freeing.img', 200, []);
+    await withMount(image, 'rw', (mnt) => {
+      fs.writeFileSync(path.join(mnt, 'kept'), 'kept');
+      fragmentedFile(path.join(mnt, 'doomed'), 12000);
+    });
+    await withMount(image, 'rw', (mnt) => {
+      fs.rmSync(path.join(mnt, 'doomed'));
+      run('xfs_io', ['-x', '-c', 'shutdown -f', mnt]);
+    });
+    const truth = path.join(work, 'freeing-truth.img');
+    fs.copyFileSync(image, truth);
+    let kernel: Tree = new Map();
+    let kernelStat: ReturnType<typeof kernelStatFs> | undefined;
+    await withMount(truth, 'recover', (mnt) => {
+      kernel = readKernelTree(mnt);
+      kernelStat = kernelStatFs(mnt);
+    });
+    const { tree, failures, fs: reader } = await readerTree(image);
+    assert.deepEqual(failures, []);
+    assert.deepEqual(compareTrees(kernel, tree, ALL_FIELDS), []);
+    const st = await reader.statfs();
+    assert.ok(kernelStat);
+    assert.deepEqual({ ...st, bfree: 0, bavail: 0 }, { ...kernelStat, bfree: 0, bavail: 0 });
+    // The kernel's frees also shrink the free-space btrees, whose blocks it keeps out of bfree: at most a few hundred here.
+    assert.ok(st.bfree <= kernelStat.bfree && kernelStat.bfree - st.bfree < 400, `bfree ${st.bfree}, kernel ${kernelStat.bfree}`);
   });
 });
 

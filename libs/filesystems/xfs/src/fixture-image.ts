@@ -323,3 +323,11 @@ export function changeThenCrash(mnt: string, scale = 1): void {
   fs.rmSync(p('files', 'reflinked'));
   run('xfs_io', ['-x', '-c', 'shutdown -f', mnt]);
 }
+
+/** A file of `extents` one-block extents (every other block punched out of a contiguous write). */
+export function fragmentedFile(file: string, extents: number): void {
+  fs.writeFileSync(file, Buffer.alloc(extents * 8192, 0x5a));
+  const cmds: string[] = [];
+  for (let i = 0; i < extents; i++) cmds.push('-c', `fpunch ${(2 * i + 1) * 4096} 4096`);
+  for (let i = 0; i < cmds.length; i += 4000) run('xfs_io', [...cmds.slice(i, i + 4000), file]);
+}

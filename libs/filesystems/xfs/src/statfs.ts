@@ -1,6 +1,7 @@
 import type { FsStatFs } from '@strata/filesystem';
 import { crcMatches } from './checksum';
 import { corrupt } from './errors';
+import { locateInode } from './geometry';
 import { cowStagingBlocks } from './refcount-btree';
 import type { Superblock } from './superblock';
 import type { Volume } from './volume';
@@ -37,6 +38,7 @@ async function allocbtBlocks(vol: Volume): Promise<number> {
 }
 
 const AGI_MAGIC = 0x58414749; // 'XAGI'
+const NULL_AGINO = 0xffffffff;
 const AGI_CRC_OFFSET = 312;
 
 /**
@@ -45,7 +47,6 @@ const AGI_CRC_OFFSET = 312;
  */
 async function countersFromAgHeaders(vol: Volume): Promise<{ fdblocks: number; icount: number; ifree: number }> {
   const { sb } = vol;
-  let unlinked = 0;
   let fdblocks = 0;
   let icount = 0;
   let ifree = 0;
@@ -62,13 +63,33 @@ async function countersFromAgHeaders(vol: Volume): Promise<{ fdblocks: number; i
     if (sb.crc && !crcMatches(agi, 0, sb.sectSize, AGI_CRC_OFFSET)) throw corrupt(`AGI ${agno}`, 'bad CRC');
     icount += agi.readUInt32BE(16);
     ifree += agi.readUInt32BE(28);
-    for (let b = 0; b < 64; b++) if (agi.readUInt32BE(40 + b * 4) !== 0xffffffff) unlinked++;
-  }
-  if (unlinked > 0) {
-    // Recovery would also inactivate inodes unlinked while still open; their inodes and blocks stay counted here.
-    vol.log({ event: 'xfs.log', reason: 'unlinked inodes left for recovery to free are counted as in use', buckets: unlinked });
+    // Recovery then frees inodes unlinked while still open (xlog_recover_process_iunlinks): their blocks and themselves.
+    const orphans = await unlinkedInodes(vol, agno, agi);
+    fdblocks += orphans.blocks;
+    ifree += orphans.inodes;
   }
   return { fdblocks, icount, ifree };
+}
+
+/** The inodes on an AGI's unlinked lists and the blocks they hold. */
+async function unlinkedInodes(vol: Volume, agno: number, agi: Buffer): Promise<{ inodes: number; blocks: number }> {
+  const { sb } = vol;
+  const what = `unlinked list of AG ${agno}`;
+  let inodes = 0;
+  let blocks = 0;
+  const limit = agi.readUInt32BE(16);
+  for (let bucket = 0; bucket < 64; bucket++) {
+    for (let agino = agi.readUInt32BE(40 + bucket * 4); agino !== NULL_AGINO; ) {
+      if (++inodes > limit) throw corrupt(what, 'more unlinked inodes than the AG holds');
+      const loc = locateInode(sb, agno * 2 ** (sb.agBlkLog + sb.inopbLog) + agino);
+      if (!loc) throw corrupt(what, `inode ${agino} is outside the AG`);
+      const raw = (await vol.reader.metadata(loc.offset, sb.inodeSize, what)).data;
+      if (raw.readUInt16BE(0) !== 0x494e) throw corrupt(what, `inode ${agino} has a bad magic`);
+      blocks += Number(raw.readBigUInt64BE(64) & 0xffffffffffffn);
+      agino = raw.readUInt32BE(96);
+    }
+  }
+  return { inodes, blocks };
 }
 
 /**
@@ -76,8 +97,9 @@ async function countersFromAgHeaders(vol: Volume): Promise<{ fdblocks: number; i
  * no realtime): from the superblock's counters on a clean filesystem, from
  * the AG headers after log recovery.
  */
-export async function computeStatFs(vol: Volume, recovered = false): Promise<FsStatFs> {
+export async function computeStatFs(vol: Volume, recovered = false, pendingFreeBlocks = 0): Promise<FsStatFs> {
   const sb = recovered ? { ...vol.sb, ...(await countersFromAgHeaders(vol)) } : vol.sb;
+  if (recovered) sb.fdblocks += pendingFreeBlocks;
   const setAside = sb.agCount * 8;
   const logBlocks = sb.logStart ? sb.logBlocks : 0;
   const bfree = Math.max(0, sb.fdblocks - setAside - (await allocbtBlocks(vol)));

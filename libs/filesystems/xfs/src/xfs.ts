@@ -63,6 +63,7 @@ export class Xfs implements Filesystem {
     needsRecovery: boolean,
     private readonly recovered: boolean,
     cacheBytes: number,
+    private readonly pendingFreeBlocks = 0,
   ) {
     this.rootHandle = vol.sb.rootIno;
     this.blockSize = vol.sb.blockSize;
@@ -116,8 +117,12 @@ export class Xfs implements Filesystem {
       throw corrupt('superblock', 'the log changes the geometry (a grown filesystem): not supported');
     }
     log({ event: 'xfs.log', reason: 'log replayed in memory', records, transactions: transactions.length, buffers: done.buffers, inodes: done.inodes, sectors: overlay.size });
+    if (done.pendingIntents.length > 0) {
+      // They only move space between free and used: the tree is complete; statfs counts the extents they free.
+      log({ event: 'xfs.log', reason: 'unfinished intents left to the kernel\'s recovery', intents: done.pendingIntents, freeBlocks: done.pendingFreeBlocks });
+    }
     const vol: Volume = { sb: replayedSb, reader: new MetadataReader(source, limit, Math.floor(cacheBytes / 2), overlay), log };
-    return new Xfs(vol, true, true, cacheBytes);
+    return new Xfs(vol, true, true, cacheBytes, done.pendingFreeBlocks);
   }
 
   /** Reads, checks and decodes an inode as the kernel's iget does; ENOENT for a free inode. */
@@ -274,7 +279,7 @@ export class Xfs implements Filesystem {
   /** Computed once, at the first call (it reads every AG header). A failure is not kept: the next call tries again. */
   statfs(): Promise<FsStatFs> {
     return guarded(this.vol.log, 'statfs', async () => {
-      this.stat ??= computeStatFs(this.vol, this.recovered);
+      this.stat ??= computeStatFs(this.vol, this.recovered, this.pendingFreeBlocks);
       try {
         return { ...(await this.stat) };
       } catch (err) {
