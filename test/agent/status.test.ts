@@ -4,7 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { canMountFuse, forceUnmount, freePort, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { exitWithin } from '../support/bounded';
 
@@ -62,6 +62,11 @@ describe('strata status, mounts, umount, errors and completion against real proc
   let socket: string;
   let mnt: string;
   let notify: ReturnType<typeof notifyListener> | undefined;
+  let metricsPort: number;
+  const scrape = async (p: string): Promise<{ status: number; body: string }> => {
+    const res = await fetch(`http://127.0.0.1:${metricsPort}${p}`, { signal: AbortSignal.timeout(10_000) });
+    return { status: res.status, body: await res.text() };
+  };
 
   before(async () => {
     fx = await makeStore([
@@ -84,12 +89,13 @@ describe('strata status, mounts, umount, errors and completion against real proc
       await notify.bound;
       env.NOTIFY_SOCKET = path.join(work, 'notify.sock');
     }
+    metricsPort = await freePort();
     agent = await startAgent({
       resolver: resolver.address,
       socket,
       mounts: [`l0:${mnt}`],
       env,
-      extra: ['--prefetch-entries', '0', '--data-cache-dir', path.join(work, 'cache'), '--deadline-ms', '1000'],
+      extra: ['--prefetch-entries', '0', '--data-cache-dir', path.join(work, 'cache'), '--deadline-ms', '1000', '--metrics-port', String(metricsPort)],
     });
   });
 
@@ -133,6 +139,28 @@ describe('strata status, mounts, umount, errors and completion against real proc
     assert.match(text.stdout, new RegExp(`^mount +${mnt} +l0 \\(layer \\d+\\) +serving$`, 'm'));
     assert.match(text.stdout, /^status +ok$/m);
     assert.ok(text.stdout.split('\n').length < 25, 'one screen');
+  });
+
+  test('metrics: FUSE errors by op and errno, mounts by state, per-resolver connection state, data-cache bytes and files; /healthz serving', async () => {
+    assert.throws(() => fs.readFileSync(path.join(mnt, 'no-such-file')), /ENOENT/);
+    // A sealed file read whole lands in the data cache (filled in the background).
+    fs.readFileSync(path.join(mnt, 'a'));
+    const m = await waitFor(
+      'the metrics to show the ENOENT and a cached file',
+      async () => {
+        const body = (await scrape('/metrics')).body;
+        return /^strata_fuse_errors_total\{[^}]*errno="ENOENT"[^}]*\} [1-9]/m.test(body) && /^strata_agent_data_cache_files(_total)?(\{[^}]*\})? [1-9]/m.test(body) ? body : undefined;
+      },
+      15_000,
+    );
+    assert.match(m, /^strata_fuse_errors_total\{[^}]*op="lookup"/m);
+    assert.match(m, new RegExp(`^strata_agent_resolver_connection\\{[^}]*resolver="${resolver!.address}"[^}]*state="connected"[^}]*\\} 1$`, 'm'));
+    assert.match(m, new RegExp(`^strata_agent_resolver_connection\\{[^}]*resolver="${resolver!.address}"[^}]*state="unreachable"[^}]*\\} 0$`, 'm'));
+    assert.match(m, /^strata_agent_mounts_by_state\{[^}]*state="serving"[^}]*\} 1$/m);
+    assert.match(m, /^strata_agent_mounts_by_state\{[^}]*state="degraded"[^}]*\} 0$/m);
+    assert.match(m, /^strata_agent_data_cache_bytes(_bytes)?(\{[^}]*\})? [1-9]/m);
+    const health = await scrape('/healthz');
+    assert.equal(health.status, 200, health.body);
   });
 
   test('walk --json streams NDJSON: one object a line, every path', () => {
@@ -181,6 +209,7 @@ describe('strata status, mounts, umount, errors and completion against real proc
   });
 
   test('the resolver gone: the mount is not shown as serving, status says DEGRADED and exits 1', async () => {
+    const address = resolver!.address;
     await resolver!.stop();
     resolver = undefined;
     // Reads the mount has not cached fail now; each tells the mount's health.
@@ -213,13 +242,18 @@ describe('strata status, mounts, umount, errors and completion against real proc
     const text = strata(['status', '--socket', socket]);
     assert.equal(text.status, 1);
     assert.match(text.stdout, /^status +DEGRADED: /m);
+    const health = await scrape('/healthz');
+    assert.equal(health.status, 503, health.body);
+    const gone = new RegExp(`^strata_agent_resolver_connection\\{[^}]*resolver="${address}"[^}]*state="connected"[^}]*\\} 0$`, 'm');
+    await waitFor('the resolver no longer connected in the metrics', async () => gone.test((await scrape('/metrics')).body) || undefined, 10_000);
   });
 
   test('umount of a dead mount with no agent: detached, not stranded', async () => {
     agent!.child.kill('SIGKILL');
     await exitWithin(agent!.child, 'the agent to die of SIGKILL', 10_000);
     agent = undefined;
-    assert.throws(() => fs.statSync(mnt), /ENOTCONN|ECONNABORTED/);
+    // Opening reaches the (dead) server; a stat could be answered from the kernel's attribute cache.
+    assert.throws(() => fs.readdirSync(mnt), /ENOTCONN|ECONNABORTED/);
     const r = strata(['umount', mnt, '--socket', socket]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /no agent was running: detached the dead mount/);

@@ -14,6 +14,8 @@ interface SocketOption {
 /** Mounting asks the agent for a layer lookup, a root stat and a kernel mount: allow for slow resolvers. */
 const MOUNT_TIMEOUT_MS = 120_000;
 const ANSWER_TIMEOUT_MS = 10_000;
+/** How long a strata mount's server may take to answer an open before it counts as hung (not dead). */
+const DEAD_PROBE_MS = 2_000;
 
 /** Confirms from this process (never the agent's) that the new mount answers. */
 async function mountAnswers(mountpoint: string): Promise<void> {
@@ -91,11 +93,20 @@ async function isStrataMount(target: string): Promise<boolean> {
  */
 async function detachDeadMount(target: string): Promise<boolean> {
   if (!(await isStrataMount(target))) return false;
-  const alive = await fs.stat(target).then(
-    () => true,
-    (err: NodeJS.ErrnoException) => err.code !== 'ENOTCONN' && err.code !== 'ECONNABORTED',
+  // Opening the directory always reaches the server (a stat may be answered from the kernel's attribute cache); bounded, a hung server is not waited for.
+  let timer: NodeJS.Timeout | undefined;
+  const silent = new Promise<'silent'>((resolve) => (timer = setTimeout(() => resolve('silent'), DEAD_PROBE_MS)));
+  const probe = fs.opendir(target).then(
+    async (dir) => {
+      await dir.close().catch(() => undefined);
+      return 'answering' as const;
+    },
+    (err: NodeJS.ErrnoException) => (err.code === 'ENOTCONN' || err.code === 'ECONNABORTED' ? ('dead' as const) : ('answering' as const)),
   );
-  if (alive) throw new CliError(Errno.EBUSY, `${target} is a strata mount that still answers: another agent serves it (give its --socket)`);
+  const liveness = await Promise.race([probe, silent]).finally(() => clearTimeout(timer));
+  if (liveness !== 'dead') {
+    throw new CliError(Errno.EBUSY, `${target} is a strata mount whose server ${liveness === 'silent' ? 'is hung' : 'still answers'}: another agent serves it (give its --socket)`);
+  }
   const r = await new Promise<{ ok: boolean; text: string }>((resolve) =>
     execFile('umount', ['-l', target], { timeout: 10_000 }, (err, _o, stderr) => resolve({ ok: !err, text: String(stderr).trim() || (err ? err.message : '') })),
   );
