@@ -115,6 +115,14 @@ export function fillTree(mnt: string, o: FillOptions): void {
   reparse('dedup-file', false, reparseData.other(0x80000013, patternBytes(40, 6)));
   reparse('cloud-file', false, reparseData.other(0x9000001a, patternBytes(24, 7)));
   reparse('third-party', false, reparseData.other(0x00001234, patternBytes(8, 8)));
+  // Tags ntfs-3g routes to a plugin by their masked value (bits 12-15 ignored), which then wants the exact tag.
+  reparse('cloud-variant', false, reparseData.other(0x9000101a, patternBytes(16, 15)));
+  reparse('symlink-variant', false, reparseData.other(0xa000100c, patternBytes(20, 16)));
+  reparse('wsl-variant', false, reparseData.other(0x80001024, patternBytes(4, 17)));
+  fs.writeFileSync(p('wsl-variant-with-data'), patternBytes(9000, 18));
+  setXattr(p('wsl-variant-with-data'), 'system.ntfs_reparse_data', reparseData.other(0x80001024, patternBytes(4, 19)));
+  fs.writeFileSync(p('dedup-with-data'), patternBytes(9000, 20));
+  setXattr(p('dedup-with-data'), 'system.ntfs_reparse_data', reparseData.other(0x80000013, patternBytes(4, 21)));
 
   // DOS 8.3 names beside long names (ntfs-3g lists only the long one).
   write(p('Long File Name.txt'), 'long');

@@ -48,6 +48,8 @@ const RECORD_UPCASE = 10;
 /** What ntfs-3g shows for a mount as root without uid=/gid=/umask= options. */
 const OWNER = 0;
 const BLKSIZE = 4096;
+/** IO_REPARSE_PLUGIN_SELECT. */
+const PLUGIN_SELECT = 0xffff0fff;
 
 /** stat fields of one file as ntfs-3g's getattr computes them. */
 interface Shape {
@@ -243,7 +245,8 @@ export class Ntfs implements Filesystem {
       const rp = raw && validReparse(raw, ino.isDirectory, flags) ? raw : undefined;
       const bad = (blocks: number): Shape => ({ ...base, mode: S_IFLNK | 0o777, size: 34, blocks, target: badReparseTarget(rp?.tag ?? 0) });
       if (!rp) return bad(Math.floor((allocated + 511) / 512));
-      switch (rp.tag) {
+      // ntfs-3g picks its plugin by the tag without bits 12-15 (IO_REPARSE_PLUGIN_SELECT); the plugin then wants the exact tag.
+      switch ((rp.tag & PLUGIN_SELECT) >>> 0) {
         case ReparseTag.MOUNT_POINT:
         case ReparseTag.SYMLINK:
         case ReparseTag.LX_SYMLINK: {
@@ -258,6 +261,7 @@ export class Ntfs implements Filesystem {
           // wsl_getattr sets no permission bits and no st_blocks.
           if (rp.tag === ReparseTag.AF_UNIX) return { ...base, mode: S_IFSOCK, size: 0, blocks: 0 };
           if (rp.tag === ReparseTag.LX_FIFO) return { ...base, mode: S_IFIFO, size: 0, blocks: 0 };
+          if (rp.tag !== ReparseTag.LX_CHR && rp.tag !== ReparseTag.LX_BLK) return bad(0);
           const rdev = await this.wslDevice(ino);
           if (rdev === undefined) return bad(0);
           return { ...base, mode: rp.tag === ReparseTag.LX_CHR ? S_IFCHR : S_IFBLK, size: 0, blocks: 0, rdev };
