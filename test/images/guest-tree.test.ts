@@ -32,7 +32,7 @@ function cli(args: string[], check = true): ReturnType<typeof strata> {
   return r;
 }
 
-/** GPT: #1 BIOS boot, #2 /boot (ext4, label "boot"), #3 / (ext4), #4 /srv (ext2, by PARTLABEL), #5 swap-typed and empty. */
+/** GPT: #1 BIOS boot, #2 /boot (ext4, label "boot"), #3 / (ext4), #4 /srv/data (ext2, by PARTLABEL), #5 /var/tmp (ext4 in a swap-typed partition, by PARTUUID). */
 function makeDisk(file: string): PartitionWindow[] {
   fs.closeSync(fs.openSync(file, 'w'));
   fs.truncateSync(file, 200 * 1024 * 1024);
@@ -48,6 +48,11 @@ function makeDisk(file: string): PartitionWindow[] {
   run('sh', ['-c', `printf '%s' "$0" | sfdisk -q ${file}`, script]);
   const table = JSON.parse(run('sfdisk', ['-J', file])) as { partitiontable: { partitions: { start: number; size: number }[] } };
   return table.partitiontable.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
+}
+
+/** blkid's PARTUUID of partition N of the test disk. */
+function partUuid(n: number): string {
+  return JSON.parse(run('sfdisk', ['-J', raw])).partitiontable.partitions[n - 1].uuid.toLowerCase() as string;
 }
 
 function mkfsOn(w: PartitionWindow, args: string[]): string {
@@ -70,6 +75,7 @@ before(async () => {
   const bootUuid = mkfsOn(parts[1], ['-t', 'ext4', '-L', 'boot']);
   mkfsOn(parts[2], ['-t', 'ext4', '-L', 'rootfs']);
   mkfsOn(parts[3], ['-t', 'ext2']);
+  mkfsOn(parts[4], ['-t', 'ext4']);
   await withLoopMount(raw, parts[2], 'rw', (m) => {
     fs.mkdirSync(path.join(m, 'etc'));
     fs.mkdirSync(path.join(m, 'usr/lib'), { recursive: true });
@@ -83,6 +89,7 @@ before(async () => {
         'LABEL=rootfs / ext4 defaults 1 1',
         `UUID=${bootUuid} /boot ext4 defaults,nodev 1 2`,
         'PARTLABEL=srvdata /srv/data ext2 defaults 0 2',
+        `PARTUUID=${partUuid(5)} /var/tmp ext4 defaults 0 2`,
         '/dev/vda5 none swap sw 0 0',
         'proc /proc proc defaults 0 0',
         'fileserver:/export /mnt/nfs nfs defaults 0 0',
@@ -93,6 +100,7 @@ before(async () => {
     fs.mkdirSync(path.join(m, 'boot'));
     fs.writeFileSync(path.join(m, 'boot/hidden-by-mount'), 'covered');
     fs.mkdirSync(path.join(m, 'srv/data'), { recursive: true });
+    fs.mkdirSync(path.join(m, 'var/tmp'), { recursive: true });
     fs.mkdirSync(path.join(m, 'home'));
     for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(m, 'etc', `conf-${i}`), `value ${i}\n`);
   });
@@ -101,6 +109,7 @@ before(async () => {
     fs.mkdirSync(path.join(m, 'grub2'));
     fs.writeFileSync(path.join(m, 'grub2/grub.cfg'), 'set default=0\n');
   });
+  await withLoopMount(raw, parts[4], 'rw', (m) => fs.writeFileSync(path.join(m, 'scratch'), 'by partuuid\n'));
   await withLoopMount(raw, parts[3], 'rw', (m) => {
     fs.writeFileSync(path.join(m, 'index.html'), '<p>served</p>\n');
   });
@@ -121,14 +130,21 @@ async function kernelGuestTree(): Promise<ReturnType<typeof readKernelTree>> {
     withLoopMount(raw, parts[1], 'ro', async (boot) => {
       run('mount', ['--bind', boot, path.join(m, 'boot')]);
       try {
-        return await withLoopMount(raw, parts[3], 'ro', (srv) => {
-          run('mount', ['--bind', srv, path.join(m, 'srv/data')]);
-          try {
-            return readKernelTree(m);
-          } finally {
-            run('umount', [path.join(m, 'srv/data')]);
-          }
-        });
+        return await withLoopMount(raw, parts[3], 'ro', (srv) =>
+          withLoopMount(raw, parts[4], 'ro', (tmp) => {
+            run('mount', ['--bind', srv, path.join(m, 'srv/data')]);
+            try {
+              run('mount', ['--bind', tmp, path.join(m, 'var/tmp')]);
+              try {
+                return readKernelTree(m);
+              } finally {
+                run('umount', [path.join(m, 'var/tmp')]);
+              }
+            } finally {
+              run('umount', [path.join(m, 'srv/data')]);
+            }
+          }),
+        );
       } finally {
         run('umount', [path.join(m, 'boot')]);
       }
@@ -141,7 +157,7 @@ describe('the guest tree of a disk with an operating system', { skip: canRun ? f
     cli(['layer', 'create', '--source', 'qcow2:vm/guest.qcow2', '--name', 'guest']);
     const expected = await kernelGuestTree();
     const actual = await readEngineTree(apiTreeSource(client, { name: 'guest' }));
-    assert.ok(expected.has('/boot/grub2/grub.cfg') && expected.has('/srv/data/index.html') && !expected.has('/boot/hidden-by-mount'));
+    assert.ok(expected.has('/boot/grub2/grub.cfg') && expected.has('/srv/data/index.html') && expected.has('/var/tmp/scratch') && !expected.has('/boot/hidden-by-mount'));
     assert.deepEqual(compareTrees(expected, actual, ALL_FIELDS), []);
   });
 
@@ -157,14 +173,14 @@ describe('the guest tree of a disk with an operating system', { skip: canRun ? f
     assert.equal(r.imageFormat, 'qcow2');
     assert.equal(r.partitionScheme, 'gpt');
     assert.deepEqual(r.os, { type: 'linux', distribution: 'testlinux', version: '9.4', product: 'Test Linux 9.4 (Guest)', hostname: 'guest-vm' });
-    assert.deepEqual(r.mounts.map((m) => `${m.path}=#${m.volume}`), ['/=#3', '/boot=#2', '/srv/data=#4']);
+    assert.deepEqual(r.mounts.map((m) => `${m.path}=#${m.volume}`), ['/=#3', '/boot=#2', '/srv/data=#4', '/var/tmp=#5']);
     const boot = r.volumes.find((v) => v.volume === '2');
     assert.equal(boot?.label, 'boot');
     assert.equal(boot?.filesystemType, 'ext4');
     assert.equal(boot?.mountpoint, '/boot');
     assert.match(boot?.uuid ?? '', /^[0-9a-f-]{36}$/);
     assert.equal(r.volumes.find((v) => v.volume === '4')?.filesystemType, 'ext2');
-    assert.equal(r.volumes.find((v) => v.volume === '5')?.filesystemType, '');
+    assert.equal(r.volumes.find((v) => v.volume === '5')?.filesystemType, 'ext4');
     assert.deepEqual(r.absent.map((a) => a.path).sort(), ['/home', '/mnt/nfs']);
     // The text form says the same to a person.
     assert.match(cli(['inspect', 'qcow2:vm/guest.qcow2']).stdout, /Test Linux 9\.4[\s\S]*#2 .*ext4, label "boot".*→ \/boot/);
@@ -184,7 +200,7 @@ describe('the guest tree of a disk with an operating system', { skip: canRun ? f
     const r = JSON.parse(cli(['inspect', 'qcow2:vm/guest-snaps.qcow2', '--json']).stdout) as { snapshots: { id: string; name: string }[]; mounts: { path: string }[] };
     assert.deepEqual(r.snapshots.map((x) => `${x.id}:${x.name}`), ['1:before-upgrade']);
     // /boot's partition is zeros now: the active state's guest has no /boot filesystem to mount.
-    assert.deepEqual(r.mounts.map((m) => m.path), ['/', '/srv/data']);
+    assert.deepEqual(r.mounts.map((m) => m.path), ['/', '/srv/data', '/var/tmp']);
     cli(['layer', 'create', '--source', 'qcow2:vm/guest-snaps.qcow2@before-upgrade', '--name', 'guest-before']);
     assert.equal(cli(['cat', 'guest-before', '/boot/grub2/grub.cfg']).stdout, 'set default=0\n');
     const missing = cli(['layer', 'create', '--source', 'qcow2:vm/guest-snaps.qcow2@nosuch', '--name', 'nosnap'], false);

@@ -21,6 +21,8 @@ export interface DiskVolume {
   bytes: ByteSource;
   /** GPT partition name. */
   partLabel?: string;
+  /** PARTUUID as blkid prints it. */
+  partUuid?: string;
   /** GPT partition type GUID or MBR type byte. */
   partType?: string | number;
   /** What its signatures say, as blkid would. */
@@ -84,6 +86,7 @@ function partitionPlace(image: DiskImage, relative: string, p: Partition): Place
     size: p.size,
     bytes: sliceSource(image, p.start, p.size),
     ...(p.name ? { partLabel: p.name } : {}),
+    partUuid: p.uuid,
     partType: p.type,
   };
 }

@@ -130,7 +130,7 @@ function matches(spec: VolumeSpec, o: OpenedFs | undefined, v: DiskVolume): bool
     case 'partlabel':
       return v.partLabel === spec.value;
     case 'partuuid':
-      return false;
+      return v.partUuid !== undefined && v.partUuid.toLowerCase() === spec.value.toLowerCase();
     case 'lv':
       return v.logicalVolume?.vg === spec.vg && v.logicalVolume.lv === spec.lv;
     case 'partition':
@@ -198,7 +198,7 @@ function placeEntry(e: FstabEntry, opened: readonly OpenedFs[], inventory: DiskI
   const spec = parseVolumeSpec(e.spec);
   const volume = inventory.volumes.find((v) => matches(spec, opened.find((o) => o.volume === v), v));
   if (!volume) {
-    report.absent.push({ path, spec: e.spec, why: spec.by === 'partuuid' ? 'PARTUUID is not matched yet' : 'not on this disk' });
+    report.absent.push({ path, spec: e.spec, why: 'not on this disk' });
     return;
   }
   const o = opened.find((x) => x.volume === volume);
