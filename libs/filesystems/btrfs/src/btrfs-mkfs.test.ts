@@ -163,3 +163,48 @@ test('garbage and a primary superblock with a bad checksum', { skip }, async () 
   assert.equal((await fsys.readdir(fsys.rootHandle)).length, 0);
   assert.equal(events[0]?.event, 'btrfs.superblock');
 });
+
+test('DUP data: a sector bad in the first copy is read from the second (event), bad in both is EIO', { skip }, async () => {
+  const src = path.join(work, 'src-dupdata');
+  fs.mkdirSync(src);
+  const content = bytes(300_000, 11, false);
+  fs.writeFileSync(path.join(src, 'data'), content);
+  const image = makeImage(work, 'dupdata.img', 128, ['-d', 'dup', '-m', 'dup'], src);
+  const reads: [number, number][] = [];
+  const plain = open(image);
+  const fsys = await Btrfs.open({ size: plain.size, read: (o, l) => (reads.push([o, l]), plain.read(o, l)) });
+  const h = await fsys.lookup(fsys.rootHandle, Buffer.from('data'));
+  assert.ok(h !== undefined);
+  const before = reads.length;
+  assert.deepEqual(await fsys.read(h, 0, content.length), content);
+  const first = reads.slice(before).find(([, l]) => l >= 65536);
+  assert.ok(first);
+  const flip = (at: number): void => {
+    const w = fs.openSync(image, 'r+');
+    try {
+      const b = Buffer.alloc(1);
+      fs.readSync(w, b, 0, 1, at);
+      b[0] ^= 0xff;
+      fs.writeSync(w, b, 0, 1, at);
+    } finally {
+      fs.closeSync(w);
+    }
+  };
+  flip(first[0] + 4096 * 3 + 10);
+  const events: Record<string, unknown>[] = [];
+  const again = await Btrfs.open(open(image), { log: (e) => events.push(e) });
+  assert.deepEqual(await again.read(h, 0, content.length), content);
+  assert.ok(events.some((e) => e.event === 'btrfs.mirror'), JSON.stringify(events));
+  // The same sector in the second copy: find it by reading with the first copy's bytes failing.
+  const reads2: [number, number][] = [];
+  const plain2 = open(image);
+  const third = await Btrfs.open({ size: plain2.size, read: (o, l) => (reads2.push([o, l]), plain2.read(o, l)) });
+  const opened = reads2.length;
+  await third.read(h, 4096 * 3, 4096);
+  const second = reads2.slice(opened).filter(([, l]) => l === 4096).map(([o]) => o).find((o) => o !== first[0] + 4096 * 3);
+  assert.ok(second !== undefined, JSON.stringify(reads2));
+  flip(second + 10);
+  const fourth = await Btrfs.open(open(image));
+  await assert.rejects(fourth.read(h, 4096 * 3, 4096), (e: unknown) => isStrataError(e) && e.errno === 5);
+  assert.deepEqual(await fourth.read(h, 0, 4096 * 3), content.subarray(0, 4096 * 3));
+});

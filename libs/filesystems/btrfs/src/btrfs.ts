@@ -71,7 +71,7 @@ export class Btrfs implements Filesystem {
     private readonly log: (e: FsEvent) => void,
   ) {
     this.subvols = new Subvolumes(vol);
-    this.data = new FileData(vol, source);
+    this.data = new FileData(vol, source, log);
     this.blockSize = vol.sb.sectorsize;
     this.label = vol.sb.label;
     this.uuid = uuidText(vol.sb.fsid);

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { ByteSource } from '@strata/filesystem';
+import type { ByteSource, FsEvent } from '@strata/filesystem';
 import type { ItemTree } from './overlay-tree';
 import { decompressExtent } from './compression/decompress';
 import { Compression, FileExtentType, KeyType } from './constants';
@@ -27,6 +27,7 @@ export class FileData {
   constructor(
     private readonly vol: Volume,
     private readonly source: ByteSource,
+    private readonly log: (e: FsEvent) => void = () => undefined,
   ) {
     this.csums = new DataChecksums(vol);
   }
@@ -57,6 +58,27 @@ export class FileData {
     return out;
   }
 
+  /**
+   * Sector-aligned data whose checksums match, from the first copy that
+   * has them (DUP data: the kernel's read repair reads the other copy);
+   * EIO when no copy does.
+   */
+  private async verified(logical: number, length: number, objectid: bigint): Promise<Buffer> {
+    const copies = this.vol.chunks.find(logical).stripes.length;
+    let last: unknown;
+    for (let copy = 0; copy < copies; copy++) {
+      try {
+        const data = await readLogical(this.vol, this.source, logical, length, copy);
+        await this.csums.verify(logical, data, `inode ${objectid}`);
+        if (copy > 0) this.log({ event: 'btrfs.mirror', logical, reason: last instanceof Error ? last.message : String(last) });
+        return data;
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  }
+
   /** Copies `len` bytes of the extent, from `within` bytes into its file range, to out[at]. */
   private async fill(out: Buffer, at: number, ext: FileExtent, within: number, len: number, objectid: bigint, verify: boolean): Promise<void> {
     const sectorsize = this.vol.sb.sectorsize;
@@ -78,8 +100,7 @@ export class FileData {
       // Checksums cover whole sectors: read the sectors around the range and verify them first.
       const from = pos - (pos % sectorsize);
       const to = Math.ceil((pos + len) / sectorsize) * sectorsize;
-      const data = await readLogical(this.vol, this.source, from, to - from);
-      await this.csums.verify(from, data, `inode ${objectid}`);
+      const data = await this.verified(from, to - from, objectid);
       data.copy(out, at, pos - from, pos - from + len);
       return;
     }
@@ -88,8 +109,7 @@ export class FileData {
     if (!data) {
       const diskLen = safeU64(ext.diskNumBytes, 'compressed extent size');
       if (diskLen > 128 * 1024 + sectorsize) throw corrupt(`inode ${objectid}: compressed extent of ${diskLen} bytes on disk`);
-      const raw = await readLogical(this.vol, this.source, disk, diskLen);
-      if (verify) await this.csums.verify(disk, raw, `inode ${objectid}`);
+      const raw = verify ? await this.verified(disk, diskLen, objectid) : await readLogical(this.vol, this.source, disk, diskLen);
       data = decompressExtent(ext.compression, raw, safeU64(ext.ramBytes, 'compressed extent size'), sectorsize);
       this.decompressed.set(cacheKey, data);
     }

@@ -88,15 +88,19 @@ export async function openVolume(source: ByteSource, cacheBytes: number): Promis
   return { sb, superblockProblems: problems, chunks, reader, rootTree, device };
 }
 
-/** Reads `length` data bytes at logical `logical` (first copy; the next one when it cannot be read). */
-export async function readLogical(vol: Volume, source: ByteSource, logical: number, length: number): Promise<Buffer> {
+/**
+ * Reads `length` data bytes at logical `logical`: copy `preferred` first
+ * (0 = the first stripe), the others when it cannot be read.
+ */
+export async function readLogical(vol: Volume, source: ByteSource, logical: number, length: number, preferred = 0): Promise<Buffer> {
   const parts: Buffer[] = [];
   for (let done = 0, guard = 0; done < length; guard++) {
     if (guard > 1 << 16) throw corrupt('data read spans too many chunks');
     const { copies, length: n } = vol.chunks.map(logical + done, length - done);
     let got: Buffer | undefined;
     let last: unknown;
-    for (const physical of copies) {
+    const order = copies.map((_, i) => (i + preferred) % copies.length);
+    for (const physical of order.map((i) => copies[i])) {
       try {
         got = await readExactly(source, physical, n, `data at logical ${logical + done}`);
         break;
