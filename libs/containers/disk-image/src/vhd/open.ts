@@ -1,6 +1,6 @@
 import { Errno, StrataError } from '@strata/errors';
 import { BlockMapLayer, TableReader, type BlockMapping } from '../block-map-layer';
-import type { FormatContext, OpenedLayer } from '../chain';
+import type { ChainCaches, FormatContext, OpenedLayer } from '../chain';
 import type { Layer } from '../layer';
 import type { StoreFile } from '../store-file';
 
@@ -70,7 +70,7 @@ class DynamicVhdLayer extends BlockMapLayer {
     private readonly differencing: boolean,
     label: string,
     private readonly cacheKey: string,
-    private readonly caches: FormatContext['chain']['caches'],
+    private readonly caches: ChainCaches,
   ) {
     super(size, blockSize, parent, label);
     this.bitmapBytes = Math.ceil(blockSize / 512 / 8 / 512) * 512;
