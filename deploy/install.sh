@@ -6,10 +6,13 @@
 #   PREFIX/bin/strata a wrapper that runs lib/bin/strata with the node this
 #                     script ran with (systemd's PATH may hold another one)
 # and, unless --no-systemd, the host part: the units in /etc/systemd/system
-# (ExecStart is PREFIX/bin/strata), the Redis cache configuration for Debian's
-# redis-server@strata-cache, /usr/local/bin/strata, the `strata` system user
-# and the image store directories the resolver unit names. Nothing is enabled
-# or started. See docs/deployment.md.
+# (ExecStart is PREFIX/bin/strata), their configuration files
+# /etc/strata/resolver.yaml and agent.yaml (only where there are none: an
+# operator's are kept), /etc/strata/tls for the certificates they name, the
+# Redis cache configuration for Debian's redis-server@strata-cache,
+# /usr/local/bin/strata, the `strata` system user and the image store
+# directories the resolver's file names. Nothing is enabled or started. See
+# docs/deployment.md.
 set -euo pipefail
 
 usage() {
@@ -100,6 +103,11 @@ cp -a "$repo/bin/strata" "$stage/bin/strata"
 # The resolver loads the API's .proto files at start (gRPC reflection).
 (cd "$repo" && find proto -name '*.proto' -exec cp -a --parents {} "$stage/" \;)
 cp -a "$repo/package.json" "$stage/package.json"
+# Which commit this is (`strata version`, strata_build_info): from the checkout, or $STRATA_COMMIT (an image build without .git).
+commit=${STRATA_COMMIT:-$(git -C "$repo" rev-parse HEAD 2>/dev/null || true)}
+if [[ "$commit" =~ ^[0-9a-f]{40}$ ]]; then
+  printf '{"commit":"%s"}\n' "$commit" >"$stage/build-info.json"
+fi
 
 # Swap the new tree in whole: running services keep the files they opened.
 rm -rf "$root/lib.old"
@@ -127,6 +135,14 @@ if [ "$systemd" = 1 ]; then
     mv "$units/$unit.new" "$units/$unit"
   done
   install -m 0640 "$repo/deploy/systemd/redis-strata-cache.conf" "$destdir/etc/redis/redis-strata-cache.conf"
+  # The units' configuration: the operator's own file is never replaced.
+  install -d -m 0755 "$destdir/etc/strata"
+  install -d -m 0750 "$destdir/etc/strata/tls"
+  for role in resolver agent; do
+    if [ ! -e "$destdir/etc/strata/$role.yaml" ]; then
+      install -m 0644 "$repo/deploy/config/$role.yaml" "$destdir/etc/strata/$role.yaml"
+    fi
+  done
   ln -sfn "$prefix/bin/strata" "$destdir/usr/local/bin/strata"
   if [ -z "$destdir" ]; then
     # Debian's redis-server@ runs as redis and reads its file as that user.
@@ -134,6 +150,8 @@ if [ "$systemd" = 1 ]; then
     if ! id strata >/dev/null 2>&1; then
       useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin strata
     fi
+    # The resolver (user strata) reads its key there; the agent runs as root.
+    chgrp strata /etc/strata/tls
     # The resolver unit's store; the catalog under it is the one place it writes.
     install -d -m 0755 /srv/strata/store
     install -d -m 0755 -o strata -g strata /srv/strata/store/.strata

@@ -339,3 +339,54 @@ export function defaultPrefix(): string {
   if (!m) throw new Error('install.sh sets no default prefix');
   return m[1];
 }
+
+// ---- the configuration files the units and manifests run with ----
+
+export type Role = 'resolver' | 'agent';
+
+/** The shipped YAML configuration of a role: deploy/config/<role>.yaml (units) or deploy/k8s/config/<role>.yaml (manifests). */
+export function configFile(role: Role, where: 'systemd' | 'k8s'): string {
+  return where === 'systemd' ? path.join(DEPLOY, 'config', `${role}.yaml`) : path.join(K8S, 'config', `${role}.yaml`);
+}
+
+export function readConfig(role: Role, where: 'systemd' | 'k8s'): Record<string, unknown> {
+  return loadYaml(configFile(role, where))[0] as Record<string, unknown>;
+}
+
+/** The value of a configuration key as a string (lists joined with commas), or undefined. */
+export function configValue(config: Record<string, unknown>, key: string): string | undefined {
+  const v = config[key];
+  if (v === undefined || v === null) return undefined;
+  return Array.isArray(v) ? v.map(String).join(',') : String(v);
+}
+
+/** `<bin> <role> --config <file>`: the file a command line names, or undefined when it names none (or more). */
+export function configFlag(args: readonly string[]): string | undefined {
+  return flagValue(args, '--config');
+}
+
+/** The shipped configuration with its host paths replaced (`from` → `to`, longest first), written to `dir`. */
+export function rewrittenConfig(role: Role, where: 'systemd' | 'k8s', dir: string, replace: Record<string, string>): string {
+  let text = fs.readFileSync(configFile(role, where), 'utf8');
+  for (const from of Object.keys(replace).sort((a, b) => b.length - a.length)) text = text.replaceAll(from, replace[from]);
+  const out = path.join(dir, `${role}-${where}.yaml`);
+  fs.writeFileSync(out, text);
+  return out;
+}
+
+export interface EffectiveConfig {
+  configFile: string | null;
+  options: Record<string, { value: unknown; source: string; where?: string }>;
+  shadowed: string[];
+}
+
+/** `strata <role> --config FILE --check-config --json` with exactly this environment (plus PATH): exit status and the document. */
+export function checkConfig(role: Role, file: string, env: Record<string, string> = {}): { status: number | null; stderr: string; doc?: EffectiveConfig } {
+  const r = spawnSync(process.execPath, [STRATA_BIN, role, '--config', file, '--check-config', '--json'], {
+    encoding: 'utf8',
+    cwd: '/',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+    timeout: 30_000,
+  });
+  return { status: r.status, stderr: r.stderr, ...(r.status === 0 ? { doc: JSON.parse(r.stdout) as EffectiveConfig } : {}) };
+}

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { REPO, canMountFuse, forceUnmount, waitFor } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
-import { DEPLOY, INSTALL_SH, UNITS, execStart, flagValue, readUnit, words } from './deploy-files';
+import { DEPLOY, INSTALL_SH, UNITS, configValue, execStart, readConfig, readUnit, words } from './deploy-files';
 
 /**
  * deploy/install.sh run for real, into temporary prefixes, and the services
@@ -82,6 +82,16 @@ describe('deploy/install.sh', () => {
     }
   });
 
+  test('the installed tree knows its commit (build-info.json, from the checkout), so strata --version names it', () => {
+    const head = spawnSync('git', ['-C', REPO, 'rev-parse', 'HEAD'], { encoding: 'utf8' });
+    if (head.status !== 0) return;
+    const info = JSON.parse(fs.readFileSync(path.join(prefix, 'lib/build-info.json'), 'utf8')) as { commit: string };
+    assert.match(info.commit, /^[0-9a-f]{40}$/);
+    const v = run(strataBin, ['--version']);
+    assert.equal(v.status, 0, v.stderr);
+    assert.ok(v.stdout.includes(`commit ${info.commit.slice(0, 12)}`), v.stdout);
+  });
+
   test('the installed tree stands alone: every link stays inside it', () => {
     const links = linksUnder(prefix);
     assert.ok(links.length > 0);
@@ -146,6 +156,15 @@ describe('deploy/install.sh', () => {
         fs.readFileSync(path.join(DEPLOY, 'systemd/redis-strata-cache.conf'), 'utf8'),
       );
       assert.equal(fs.readlinkSync(path.join(dest, 'usr/local/bin/strata')), `${staged}/bin/strata`);
+      // The units' configuration files, as shipped; an operator's own is kept by the next install.
+      for (const role of ['resolver', 'agent']) {
+        assert.equal(fs.readFileSync(path.join(dest, 'etc/strata', `${role}.yaml`), 'utf8'), fs.readFileSync(path.join(DEPLOY, 'config', `${role}.yaml`), 'utf8'));
+      }
+      assert.equal(fs.statSync(path.join(dest, 'etc/strata/tls')).mode & 0o777, 0o750);
+      fs.writeFileSync(path.join(dest, 'etc/strata/resolver.yaml'), 'listen: 127.0.0.1:7400\n');
+      const again = install(['--destdir', dest, '--prefix', staged, '--no-check']);
+      assert.equal(again.status, 0, again.out);
+      assert.equal(fs.readFileSync(path.join(dest, 'etc/strata/resolver.yaml'), 'utf8'), 'listen: 127.0.0.1:7400\n');
       const cli = run(path.join(dest, staged, 'bin/strata'), ['--help']);
       assert.equal(cli.status, 0, cli.stderr);
     } finally {
@@ -363,7 +382,7 @@ describe('the installed services with exactly the units’ privileges', { skip: 
       const mnt = path.join(work, 'mnt');
       fs.mkdirSync(mnt);
       const socket = path.join(run_, 'agent.sock');
-      assert.equal(path.basename(socket), path.basename(flagValue(execStart(agentUnit), '--socket') ?? ''));
+      assert.equal(path.basename(socket), path.basename(configValue(readConfig('agent', 'systemd'), 'socket') ?? ''));
       const agent = await startUnder(
         unitPrivileges(undefined, words(agentUnit, 'Service', 'AmbientCapabilities'), bounding),
         ['agent', '--resolver', `127.0.0.1:${String(full.ready.port)}`, '--socket', socket],

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO } from '@strata/harness';
 import {
@@ -10,10 +11,13 @@ import {
   commandLineProblems,
   defaultPrefix,
   documentedCapabilities,
+  checkConfig,
+  configValue,
   envVarsRead,
   environment,
   execStart,
-  flagValue,
+  readConfig,
+  rewrittenConfig,
   readUnit,
   single,
   values,
@@ -24,6 +28,7 @@ import {
 /** The shipped units, read the way systemd reads them. */
 
 const unit = (name: string): Assignment[] => readUnit(path.join(DEPLOY, 'systemd', name));
+const roleOf = (name: string): 'resolver' | 'agent' => (name === 'strata-resolver.service' ? 'resolver' : 'agent');
 const resolver = unit('strata-resolver.service');
 const agent = unit('strata-agent.service');
 
@@ -57,21 +62,70 @@ const NAMESPACING = [
 
 describe('systemd units', () => {
   for (const name of UNITS) {
-    test(`${name}: ExecStart is the wrapper install.sh puts at its default prefix, with flags strata has`, () => {
+    test(`${name}: ExecStart is the wrapper install.sh puts at its default prefix, running --config /etc/strata/<role>.yaml and nothing else`, () => {
       const argv = execStart(unit(name));
+      const role = roleOf(name);
       assert.equal(argv[0], `${defaultPrefix()}/bin/strata`);
       assert.deepEqual(commandLineProblems(argv.slice(1)), []);
-      assert.equal(argv[1], name === 'strata-resolver.service' ? 'resolver' : 'agent');
+      assert.deepEqual(argv.slice(1), [role, '--config', `/etc/strata/${role}.yaml`]);
     });
 
-    test(`${name}: every variable it sets is one strata reads`, () => {
+    test(`${name}: sets no variable and reads no environment file, so nothing beats its configuration file`, () => {
+      const u = unit(name);
       const read = envVarsRead();
-      const set = [...environment(unit(name)).keys()];
-      assert.ok(set.length > 0);
-      assert.deepEqual(
-        set.filter((v) => !read.has(v)),
-        [],
-      );
+      assert.deepEqual([...environment(u).keys()].filter((v) => read.has(v) || v.startsWith('STRATA_')), []);
+      assert.deepEqual(values(u, 'Service', 'EnvironmentFile'), []);
+    });
+
+    test(`${name}: its configuration file (deploy/config) is valid as the unit runs it — every value from the file, none shadowed, mutual TLS on`, () => {
+      const role = roleOf(name);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-unit-config-'));
+      try {
+        // The host paths the file names, made here: the store, the TLS files, the runtime and cache directories.
+        for (const d of ['store', 'tls', 'run', 'cache']) fs.mkdirSync(path.join(dir, d));
+        const config = readConfig(role, 'systemd');
+        for (const key of ['tls-cert', 'tls-key', 'tls-client-ca', 'tls-ca']) {
+          const f = configValue(config, key);
+          if (f) fs.writeFileSync(path.join(dir, 'tls', path.basename(f)), 'PEM\n');
+        }
+        const file = rewrittenConfig(role, 'systemd', dir, {
+          '/srv/strata/store': path.join(dir, 'store'),
+          '/etc/strata/tls': path.join(dir, 'tls'),
+          '/run/strata': path.join(dir, 'run'),
+          '/var/cache/strata': path.join(dir, 'cache'),
+        });
+        // The unit's environment is all the service gets besides PATH.
+        const r = checkConfig(role, file, Object.fromEntries(environment(unit(name))));
+        assert.equal(r.status, 0, r.stderr);
+        const doc = r.doc!;
+        assert.deepEqual(doc.shadowed, []);
+        for (const key of Object.keys(config)) assert.equal(doc.options[key]?.source, 'file', `${key} comes from the file`);
+        for (const [key, o] of Object.entries(doc.options)) assert.ok(o.source === 'file' || o.source === 'default' || o.source === 'unset', `${key} from ${o.source}`);
+        const tlsKeys = role === 'resolver' ? ['tls-cert', 'tls-key', 'tls-client-ca'] : ['tls-ca', 'tls-cert', 'tls-key'];
+        for (const key of tlsKeys) assert.ok(configValue(config, key)?.startsWith('/etc/strata/tls/'), `${key} is on by default`);
+        assert.equal(config.plaintext, undefined, 'plaintext is not the default');
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    test(`${name}: a TLS file the configuration names and the host lacks stops the start, naming it`, () => {
+      const role = roleOf(name);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-unit-notls-'));
+      try {
+        for (const d of ['store', 'run', 'cache']) fs.mkdirSync(path.join(dir, d));
+        const file = rewrittenConfig(role, 'systemd', dir, {
+          '/srv/strata/store': path.join(dir, 'store'),
+          '/etc/strata/tls': path.join(dir, 'no-tls'),
+          '/run/strata': path.join(dir, 'run'),
+          '/var/cache/strata': path.join(dir, 'cache'),
+        });
+        const r = checkConfig(role, file);
+        assert.equal(r.status, 2);
+        assert.match(r.stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}:\\d+: tls-[a-z-]+: .*no-tls/.*(does not exist|ENOENT)`));
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     test(`${name}: stops with SIGTERM to the service alone, restarts after a failure`, () => {
@@ -98,7 +152,10 @@ describe('systemd units', () => {
   });
 
   test('the resolver sees the store read-only but for its catalog, and mounts nothing', () => {
-    const store = flagValue(execStart(resolver), '--store');
+    const config = readConfig('resolver', 'systemd');
+    const store = configValue(config, 'store');
+    // Its audit file, one per host, is in the catalog directory it may write.
+    assert.ok(configValue(config, 'audit-log')?.startsWith(`${store}/.strata/`) && configValue(config, 'audit-log')?.includes('{host}'));
     assert.ok(store && path.isAbsolute(store), `--store ${String(store)}`);
     assert.equal(single(resolver, 'Service', 'ProtectSystem'), 'strict');
     assert.deepEqual(values(resolver, 'Service', 'ReadWritePaths'), [`${store}/.strata`]);
@@ -122,7 +179,7 @@ describe('systemd units', () => {
   });
 
   test('the agent keeps its socket directory across restarts and has time to unmount', () => {
-    const socket = flagValue(execStart(agent), '--socket');
+    const socket = configValue(readConfig('agent', 'systemd'), 'socket');
     const runtime = single(agent, 'Service', 'RuntimeDirectory');
     assert.ok(runtime);
     assert.equal(path.dirname(socket ?? ''), `/run/${runtime}`);
@@ -134,6 +191,11 @@ describe('systemd units', () => {
   test('the agent has no mount namespace of its own: its mounts are the host’s', () => {
     const present = NAMESPACING.filter((k) => values(agent, 'Service', k).length > 0);
     assert.deepEqual(present, []);
+  });
+
+  test('the agent tells systemd when its mounts are in place (Type=notify), so units can be ordered after them', () => {
+    assert.equal(single(agent, 'Service', 'Type'), 'notify');
+    assert.equal(single(agent, 'Service', 'NotifyAccess'), 'main');
   });
 
   test('the resolver stops within the unit’s timeout after its drain', () => {

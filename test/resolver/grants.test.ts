@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient, type GrantListing } from '@strata/client';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
@@ -74,7 +75,7 @@ const stat = (ref: LayerRef, p: string): { $case: 'stat'; stat: { layer: { ref: 
 
 function auditLines(): Record<string, unknown>[] {
   return fs
-    .readFileSync(path.join(fx.store, '.strata', 'audit.log'), 'utf8')
+    .readFileSync(path.join(fx.store, '.strata', 'audit', `${os.hostname()}.log`), 'utf8')
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -410,7 +411,7 @@ describe('grants on a resolver serving mutual TLS', () => {
   });
 
   test('the audit log has a line for a layer change, a grant and a denial, in a 0600 file', async () => {
-    const file = path.join(fx.store, '.strata', 'audit.log');
+    const file = path.join(fx.store, '.strata', 'audit', `${os.hostname()}.log`);
     assert.equal(fs.statSync(file).mode & 0o777, 0o600);
     const lines = await waitFor('audit lines', () => {
       const all = auditLines();
@@ -434,7 +435,7 @@ describe('grants on a resolver serving mutual TLS', () => {
   });
 
   test('SIGHUP reopens the audit log: after a rotation the next lines go to a new file', async () => {
-    const file = path.join(fx.store, '.strata', 'audit.log');
+    const file = path.join(fx.store, '.strata', 'audit', `${os.hostname()}.log`);
     // Both replicas append to the default file; the rotation is done on each.
     fs.renameSync(file, `${file}.1`);
     for (const r of [r1, r2]) {

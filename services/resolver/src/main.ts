@@ -144,8 +144,8 @@ export const RESOLVER_OPTIONS = defineOptions({
     kind: 'path',
     arg: 'file',
     env: 'STRATA_RESOLVER_AUDIT_LOG',
-    defaultHelp: '<store>/.strata/audit.log',
-    help: 'append audit events (layer and policy changes, refused calls) to this file as JSON lines, created 0600; reopened on SIGHUP',
+    defaultHelp: '<store>/.strata/audit/<host name>.log',
+    help: 'append audit events (layer and policy changes, refused calls) to this file as JSON lines, created 0600; reopened on SIGHUP; {host} in it is this host\'s (pod\'s) name, so replicas sharing a store write one file each',
   },
   'max-message-bytes': {
     kind: 'positive-int',

@@ -2,6 +2,7 @@ import type { ServerCredentials } from '@grpc/grpc-js';
 import { openCache, type OpenedCache } from '@strata/cache';
 import { Errno, GrpcCode, StrataError, errorMessage } from '@strata/errors';
 import { CATALOG_DIR_NAME, Catalog, PolicyStore } from '@strata/layers';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from '@strata/telemetry';
 import { Authorizer } from './access/authorizer';
@@ -52,9 +53,23 @@ export function unenforcedStartRefused(policyFile: string): StrataError {
   );
 }
 
-/** The audit file when none is named: in the store, beside the catalog. */
+/** This host's name as a file name (a pod's name in Kubernetes): what tells replicas' audit files apart. */
+export function hostFileName(): string {
+  return os.hostname().replace(/[^A-Za-z0-9._-]/g, '_') || 'localhost';
+}
+
+/**
+ * The audit file when none is named: in the store, beside the catalog, one
+ * per host — replicas sharing the store over NFS must not append to one
+ * file (O_APPEND is not atomic there).
+ */
 export function defaultAuditLog(store: string): string {
-  return path.join(path.resolve(store), CATALOG_DIR_NAME, 'audit.log');
+  return path.join(path.resolve(store), CATALOG_DIR_NAME, 'audit', `${hostFileName()}.log`);
+}
+
+/** An --audit-log path with `{host}` standing for this host's name (one config file for every replica). */
+export function auditLogPath(file: string): string {
+  return file.replaceAll('{host}', hostFileName());
 }
 
 /** One resolver process: catalog, chains, cache and the gRPC server wired together. */
@@ -78,7 +93,7 @@ export class Resolver {
     this.projection = new ProjectionOps(chains, this.cache.cache);
     const tracker = new RequestTracker(options.log);
     this.policy = policy;
-    const auditFile = options.auditLog ?? defaultAuditLog(options.store);
+    const auditFile = options.auditLog ? auditLogPath(options.auditLog) : defaultAuditLog(options.store);
     this.audit = AuditLog.open(auditFile, {
       onError: (err, file) => options.log.error({ event: 'resolver.audit_failed', file, err: errorMessage(err) }, `audit log ${file} cannot be written: ${errorMessage(err)}`),
     });
