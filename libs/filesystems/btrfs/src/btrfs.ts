@@ -320,7 +320,8 @@ export class Btrfs implements Filesystem {
   async defaultSubvolumeId(): Promise<number> {
     return guarded('defaultSubvolumeId', async () => {
       const name = Buffer.from('default');
-      const it = await this.vol.rootTree.get(key(this.vol.sb.rootDirObjectid, KeyType.DIR_ITEM, nameHash(name)));
+      const dirid = this.vol.sb.rootDirObjectid === 0n ? ObjectId.ROOT_TREE_DIR : this.vol.sb.rootDirObjectid;
+      const it = await this.vol.rootTree.get(key(dirid, KeyType.DIR_ITEM, nameHash(name)));
       const d = it ? parseDirItems(it.data, 'default subvolume item').find((x) => x.name.equals(name)) : undefined;
       if (!d) return Number(ObjectId.FS_TREE);
       return Number(d.location.objectid);
