@@ -1,5 +1,5 @@
 import { Errno, StrataError } from '@strata/errors';
-import type { ByteSource, FileType, Filesystem, FilesystemOptions, FsDirEntry, FsEvent, FsNode, FsStatFs, FsXattr } from '@strata/filesystem';
+import type { ByteSource, Filesystem, FilesystemOptions, FsDirEntry, FsEvent, FsNode, FsStatFs, FsXattr } from '@strata/filesystem';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
 import { KeyType, NAME_MAX, ObjectId } from './constants';
 import { dirTypeName, parseDirItems, type DirItem } from './dir-item';
@@ -221,7 +221,7 @@ export class Btrfs implements Filesystem {
         const items = parseDirItems(it.data, `directory ${dir.objectid} index ${it.key.offset}`);
         if (items.length !== 1) throw corrupt(`directory ${dir.objectid} index ${it.key.offset}: ${items.length} entries in one index item`);
         const d = items[0];
-        out.push({ name: Buffer.from(d.name), handle: await this.target(dirHandle, dir, d), type: dirTypeName(d.type) as FileType });
+        out.push({ name: Buffer.from(d.name), handle: await this.target(dirHandle, dir, d), type: dirTypeName(d.type) });
       }
       return out;
     }, (e) => this.internal(e));
@@ -344,6 +344,7 @@ export class Btrfs implements Filesystem {
         try {
           path = await this.subvolumePathById(id);
         } catch {
+          // Not reachable from the top level (its parent is gone): not a directory anyone can open.
           continue;
         }
         out.push({ id: Number(id), path, readOnly: (t.item.flags & 1n) !== 0n });

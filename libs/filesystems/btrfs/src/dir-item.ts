@@ -1,3 +1,4 @@
+import type { FileType } from '@strata/filesystem';
 import { corrupt, need } from './errors';
 import { KEY_SIZE, readKey, type Key } from './key';
 
@@ -32,7 +33,7 @@ export function parseDirItems(buf: Buffer, what: string): DirItem[] {
 }
 
 /** BTRFS_FT_* → the seam's file type. */
-export function dirTypeName(t: number): 'file' | 'dir' | 'char' | 'block' | 'fifo' | 'socket' | 'symlink' | 'unknown' {
+export function dirTypeName(t: number): FileType {
   switch (t) {
     case 1:
       return 'file';
