@@ -325,6 +325,60 @@ describe('unclean volumes', { skip: skipReason }, () => {
     }
   });
 
+  test('damage stays with its object: a torn file record fails that file only, a bad index block that directory only', async () => {
+    const image = makeImage(work, 'damage.img', 16, []);
+    await withNtfs3g(image, 'rw', (mnt) => {
+      fs.writeFileSync(path.join(mnt, 'victim.txt'), 'torn');
+      fs.writeFileSync(path.join(mnt, 'bystander.txt'), 'fine');
+      fs.mkdirSync(path.join(mnt, 'big'));
+      for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(mnt, 'big', `entry-${i}-${'x'.repeat(40)}`), '');
+      fs.mkdirSync(path.join(mnt, 'other'));
+      fs.writeFileSync(path.join(mnt, 'other', 'file'), 'other');
+    });
+    const img = fs.readFileSync(image);
+    const [victim] = recordsNamed(img, 'victim.txt');
+    img[victim + 510] ^= 0xff; // the first sector no longer ends with the update sequence number
+    let indx = -1;
+    const bigName = Buffer.from('entry-', 'utf16le');
+    for (let at = 0; at < img.length && indx < 0; at += 4096) {
+      if (img.toString('latin1', at, at + 4) === 'INDX' && img.subarray(at, at + 4096).includes(bigName)) indx = at;
+    }
+    patchRecord(img, indx, 4096, (blk) => blk.writeUInt32LE(0xfff0, 0x18 + 4)); // index length past the block
+    fs.writeFileSync(image, img);
+    const kernel = await withNtfs3g(image, 'ro', (mnt) => ({
+      listed: fs.readdirSync(mnt).includes('victim.txt'),
+      stat: ((): string | undefined => {
+        try {
+          fs.lstatSync(path.join(mnt, 'victim.txt'));
+          return undefined;
+        } catch (err) {
+          return (err as NodeJS.ErrnoException).code;
+        }
+      })(),
+      other: readKernelTree(path.join(mnt, 'other')),
+    }));
+    assert.equal(kernel.listed, true);
+    assert.equal(kernel.stat, 'EIO');
+    const source = await FileSource.open(image);
+    try {
+      const reader = await Ntfs.open(source);
+      const root = await reader.readdir(reader.rootHandle);
+      const victimEntry = root.find((e) => e.name.toString() === 'victim.txt');
+      assert.ok(victimEntry, 'the damaged file is still listed, as ntfs-3g lists it');
+      await assert.rejects(reader.node(victimEntry.handle), (e: unknown) => isStrataError(e) && e.errno === Errno.EUCLEAN);
+      const bystander = (await reader.lookup(reader.rootHandle, Buffer.from('bystander.txt')))!;
+      assert.equal((await reader.read(bystander, 0, 10)).toString(), 'fine');
+      const big = (await reader.lookup(reader.rootHandle, Buffer.from('big')))!;
+      await assert.rejects(reader.readdir(big), (e: unknown) => isStrataError(e) && e.errno === Errno.EUCLEAN);
+      const other = (await reader.lookup(reader.rootHandle, Buffer.from('other')))!;
+      const otherTree = new Map([...(await readFilesystemTree(reader)).tree].filter(([p]) => p === '/other' || p.startsWith('/other/')).map(([p, v]) => [p.slice('/other'.length) || '/', v]));
+      assert.deepEqual(compareTrees(kernel.other, otherTree, ALL_FIELDS), []);
+      assert.equal((await reader.readdir(other)).length, 1);
+    } finally {
+      await source.close();
+    }
+  });
+
   test('garbage is EINVAL; detect says no', async () => {
     const image = path.join(work, 'garbage.img');
     fs.writeFileSync(image, Buffer.alloc(1 << 20, 0x5a));
