@@ -83,7 +83,13 @@ export class Xfs implements Filesystem {
       const journal = options.journal ?? 'replay';
       if (journal !== 'replay' && journal !== 'ignore') throw new StrataError(Errno.EINVAL, `xfs: journal option must be 'replay' or 'ignore', not ${String(journal)}`);
       if (source.size < 512) throw new StrataError(Errno.EINVAL, 'no XFS filesystem (bad magic): volume too small');
-      const head = await source.read(0, Math.min(SB_READ, source.size));
+      let head: Buffer;
+      try {
+        head = await source.read(0, Math.min(SB_READ, source.size));
+      } catch (err) {
+        if (err instanceof StrataError) throw err;
+        throw new StrataError(Errno.EIO, `xfs: the superblock could not be read: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
       const sb = parseSuperblock(head, source.size);
       const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
       const limit = sb.dblocks * sb.blockSize;
