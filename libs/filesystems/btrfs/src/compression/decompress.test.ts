@@ -101,3 +101,33 @@ function hasZstd(): boolean {
     return false;
   }
 }
+
+test('mutated zlib, zstd and lzo extents: the result or a StrataError, never anything else', { skip: hasZstd() ? undefined : 'zstd not installed' }, () => {
+  const data = Buffer.from('fuzzing the decompressors with real frames. '.repeat(3000)).subarray(0, 128 * 1024);
+  const zstdFrame = execFileSync('zstd', ['-q', '-c', '-3', '--zstd=wlog=17'], { input: data, timeout: 10_000 });
+  const zlibStream = deflateSync(data);
+  const lzoSegments = Buffer.concat([Buffer.from([0, 0, 0, 0]), Buffer.from([HELLO_TWICE.length, 0, 0, 0]), HELLO_TWICE]);
+  lzoSegments.writeUInt32LE(lzoSegments.length, 0);
+  let x = 99;
+  const next = (n: number): number => {
+    x = (x * 1103515245 + 12345) >>> 0;
+    return x % n;
+  };
+  for (const [compression, original] of [
+    [Compression.ZSTD, zstdFrame],
+    [Compression.ZLIB, zlibStream],
+    [Compression.LZO, lzoSegments],
+  ] as const) {
+    for (let round = 0; round < 150; round++) {
+      const b = Buffer.from(original);
+      for (let i = 0, n = 1 + next(4); i < n; i++) b[next(b.length)] = next(256);
+      const cut = round % 5 === 0 ? b.subarray(0, next(b.length)) : b;
+      try {
+        const out = decompressExtent(compression, cut, data.length, 4096);
+        assert.ok(out.length <= data.length);
+      } catch (err) {
+        assert.ok(isStrataError(err), `${compression} round ${round}: ${String(err)}`);
+      }
+    }
+  }
+});
