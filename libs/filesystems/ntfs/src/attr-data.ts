@@ -32,7 +32,8 @@ export function mergeExtents(extents: Attribute[], what: string): AttrData {
     return { type: first.type, name: first.name, flags: first.flags, resident: first.value, dataSize: first.value.length, allocatedSize: (first.value.length + 7) & ~7, rawAllocatedSize: (first.value.length + 7) & ~7, initializedSize: first.value.length, compressionUnit: 0, runs: [], what };
   }
   const sorted = extents.filter((e) => e.nonResident).sort((a, b) => a.nonResident!.lowestVcn - b.nonResident!.lowestVcn);
-  const head = sorted[0].nonResident!;
+  const headAttr = sorted[0];
+  const head = headAttr.nonResident!;
   if (head.lowestVcn !== 0) throw corrupt(what, `first extent starts at VCN ${head.lowestVcn}`);
   const runs: Run[] = [];
   let next = 0;
@@ -44,19 +45,19 @@ export function mergeExtents(extents: Attribute[], what: string): AttrData {
     for (const r of nr.runs) runs.push(r);
     next = nr.highestVcn + 1;
   }
-  const sparseOrCompressed = (first.flags & (AttrFlag.COMPRESSION_MASK | AttrFlag.SPARSE)) !== 0;
+  const sparseOrCompressed = (headAttr.flags & (AttrFlag.COMPRESSION_MASK | AttrFlag.SPARSE)) !== 0;
   const allocatedSize = sparseOrCompressed && head.compressedSize !== undefined ? head.compressedSize : head.allocatedSize;
   if (head.dataSize > head.allocatedSize || head.initializedSize > head.allocatedSize) {
     throw corrupt(what, `data size ${head.dataSize} / initialized ${head.initializedSize} beyond the allocated ${head.allocatedSize}`);
   }
-  return { type: first.type, name: first.name, flags: first.flags, dataSize: head.dataSize, allocatedSize, rawAllocatedSize: head.allocatedSize, initializedSize: head.initializedSize, compressionUnit: head.compressionUnit, runs, what, error };
+  return { type: headAttr.type, name: headAttr.name, flags: headAttr.flags, dataSize: head.dataSize, allocatedSize, rawAllocatedSize: head.allocatedSize, initializedSize: head.initializedSize, compressionUnit: head.compressionUnit, runs, what, error };
 }
 
-/** Largest compression unit ntfs-3g handles (4 KiB clusters × 16); larger ones are refused. */
+/** NTFS writes 64 KiB compression units; one over 1 MiB is refused rather than allocated. */
 const MAX_CB = 1 << 20;
 
 /**
- * Reads `length` bytes at `pos` (the caller clamps to dataSize): holes and
+ * Reads up to `length` bytes at `pos` (fewer at the end of the data): holes and
  * anything past the initialized size are zeros; compressed units are
  * decompressed; encrypted non-resident data is EACCES, as ntfs-3g answers
  * without efs_raw.
