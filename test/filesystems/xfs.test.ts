@@ -39,6 +39,7 @@ const VARIANTS: Variant[] = [
 ];
 
 const skipReason = kernelSkipReason();
+const TIMED = ['/', '/meta/old', '/meta/future', '/meta/y2038', '/files/f100', '/dev/null'];
 let work: string;
 before(() => {
   work = makeTempDir('xfs-kernel-');
@@ -60,13 +61,26 @@ for (const [i, v] of VARIANTS.entries()) {
     let image: string;
     let kernel: Tree;
     let kernelStat: ReturnType<typeof kernelStatFs>;
+    const kernelTimes = new Map<string, fs.BigIntStats>();
     before(async () => {
       image = makeImage(work, `v${i}.img`, v.sizeMiB, v.mkfs);
       await withMount(image, 'rw', (mnt) => fillTree(mnt, v.fill));
       await withMount(image, 'ro', (mnt) => {
         kernel = readKernelTree(mnt);
         kernelStat = kernelStatFs(mnt);
+        for (const p of TIMED) kernelTimes.set(p, fs.lstatSync(path.join(mnt, p), { bigint: true }));
       });
+    });
+
+    test('atime, ctime, birth time (statx) and st_blksize equal the kernel\'s, before 1970 and after 2038 too', async () => {
+      const reader = await Xfs.open(ImageFile.open(image));
+      for (const p of TIMED) {
+        let handle = reader.rootHandle;
+        for (const part of p.split('/').filter(Boolean)) handle = (await reader.lookup(handle, Buffer.from(part)))!;
+        const node = await reader.node(handle);
+        const k = kernelTimes.get(p)!;
+        assert.deepEqual([node.atimeNs, node.mtimeNs, node.ctimeNs, node.crtimeNs, node.blksize], [k.atimeNs, k.mtimeNs, k.ctimeNs, k.birthtimeNs, Number(k.blksize)], p);
+      }
     });
 
     test('every path: lstat, readdir, readlink, content and xattrs equal the kernel; statfs too', async () => {
