@@ -290,3 +290,30 @@ for (const [i, v] of VARIANTS.entries()) {
     });
   });
 }
+
+describe('btrfs statfs of other layouts (mkfs --rootdir, read-only kernel mount)', { skip }, () => {
+  for (const [name, args] of [
+    ['mixed block groups', ['--mixed']],
+    ['DUP data and metadata', ['-d', 'dup', '-m', 'dup']],
+    ['4 KiB nodes', ['-d', 'single', '-m', 'single', '-n', '4096']],
+  ] as [string, string[]][]) {
+    test(name, async () => {
+      const dir = tempDir('btrfs-statfs-');
+      try {
+        const src = `${dir}/src`;
+        fs.mkdirSync(src);
+        for (let i = 0; i < 50; i++) fs.writeFileSync(`${src}/f${i}`, Buffer.alloc(i * 3000, i));
+        const image = makeImage(dir, 'img', 300, args, src);
+        const kstat = await withMount(image, 'ro', 'subvolid=5', (mnt) => kernelStatfs(mnt));
+        const source = await FileSource.open(image);
+        try {
+          assert.deepEqual(await (await Btrfs.open(source)).statfs(), kstat);
+        } finally {
+          await source.close();
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
