@@ -78,9 +78,11 @@ async function unlinkedInodes(vol: Volume, agno: number, agi: Buffer): Promise<{
   let inodes = 0;
   let blocks = 0;
   const limit = agi.readUInt32BE(16);
+  const seen = new Set<number>();
   for (let bucket = 0; bucket < 64; bucket++) {
     for (let agino = agi.readUInt32BE(40 + bucket * 4); agino !== NULL_AGINO; ) {
-      if (++inodes > limit) throw corrupt(what, 'more unlinked inodes than the AG holds');
+      if (++inodes > limit || seen.has(agino)) throw corrupt(what, 'the unlinked list loops or outgrows the AG');
+      seen.add(agino);
       const loc = locateInode(sb, agno * 2 ** (sb.agBlkLog + sb.inopbLog) + agino);
       if (!loc) throw corrupt(what, `inode ${agino} is outside the AG`);
       const raw = (await vol.reader.metadata(loc.offset, sb.inodeSize, what)).data;
