@@ -62,6 +62,9 @@ node=$(command -v node) || die "node is not on PATH"
 node=$(readlink -f "$node")
 "$node" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
   die "$node is older than Node 20"
+# engines (package.json) says >=22; Node 20 is past its end of life (README).
+"$node" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 22 ? 0 : 1)' ||
+  echo "install.sh: warning: $node is Node $("$node" -p 'process.versions.node'), past its end of life: strata supports 22 and 24 (the image runs 24)" >&2
 if [ "$systemd" = 1 ] && [ -z "$destdir" ] && [ "$(id -u)" -ne 0 ]; then
   die "the host part needs root (or use --no-systemd, or --destdir to stage it)"
 fi

@@ -359,10 +359,10 @@ describe('deploy/k8s manifests', () => {
 describe('deploy/Containerfile', () => {
   const steps = containerfile();
 
-  test('builds on node:20-bookworm-slim and installs the runtime Debian packages', () => {
+  test('builds on node:24-bookworm-slim (the current LTS) and installs the runtime Debian packages', () => {
     const from = steps.filter((s) => s.op === 'FROM').map((s) => s.rest.split(/\s+/)[0]);
     assert.ok(from.length >= 1);
-    assert.deepEqual([...new Set(from)], ['node:20-bookworm-slim']);
+    assert.deepEqual([...new Set(from)], ['node:24-bookworm-slim']);
     const lastStage = steps.slice(steps.map((s) => s.op).lastIndexOf('FROM'));
     const installed = lastStage
       .filter((s) => s.op === 'RUN')
