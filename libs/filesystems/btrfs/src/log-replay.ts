@@ -108,8 +108,12 @@ class SubvolumeReplay {
     private readonly sectorsize: number,
   ) {}
 
+  /** The log's items by (objectid, type), and its DIR_INDEX keys: every lookup in the stages is a map hit. */
+  private readonly byInodeType = new Map<string, Item[]>();
+  private readonly dirIndexes = new Set<string>();
+
   private logItems(objectid: bigint, type: number): Item[] {
-    return this.log.filter((it) => it.key.objectid === objectid && it.key.type === type);
+    return this.byInodeType.get(`${objectid}:${type}`) ?? [];
   }
 
   private async collect(from: Key, to: Key): Promise<Item[]> {
@@ -122,6 +126,13 @@ class SubvolumeReplay {
   }
 
   async run(): Promise<void> {
+    for (const it of this.log) {
+      const k = `${it.key.objectid}:${it.key.type}`;
+      const list = this.byInodeType.get(k);
+      if (list) list.push(it);
+      else this.byInodeType.set(k, [it]);
+      if (it.key.type === KeyType.DIR_INDEX) this.dirIndexes.add(`${it.key.objectid}:${it.key.offset}`);
+    }
     for (const it of this.log) if (it.key.type === KeyType.INODE_ITEM) await this.replayInode(it);
     for (const it of this.log) if (it.key.type === KeyType.DIR_INDEX && !this.ignored.has(it.key.objectid)) await this.replayDirIndex(it);
     for (const it of this.log) {
@@ -185,7 +196,7 @@ class SubvolumeReplay {
       if (range.data.length < 8) throw corrupt('log replay: dir log range too short');
       const end = range.data.readBigUInt64LE(0);
       for (const it of await this.collect(key(dir, KeyType.DIR_INDEX, range.key.offset), key(dir, KeyType.DIR_INDEX, end))) {
-        if (this.log.some((l) => l.key.objectid === dir && l.key.type === KeyType.DIR_INDEX && l.key.offset === it.key.offset)) continue;
+        if (this.dirIndexes.has(`${dir}:${it.key.offset}`)) continue;
         for (const d of parseDirItems(it.data, 'dir index')) await this.unlink(dir, d, it.key.offset);
       }
     }

@@ -21,6 +21,15 @@ function keyId(k: Key): string {
 }
 
 const MAX_ENTRIES = 1 << 21;
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+/** The greatest key below `k`, if any. */
+function keyBefore(k: Key): Key | undefined {
+  if (k.offset > 0n) return { objectid: k.objectid, type: k.type, offset: k.offset - 1n };
+  if (k.type > 0) return { objectid: k.objectid, type: k.type - 1, offset: U64_MAX };
+  if (k.objectid > 0n) return { objectid: k.objectid - 1n, type: 255, offset: U64_MAX };
+  return undefined;
+}
 
 /**
  * An fs tree as log replay leaves it, in memory: items put or deleted here
@@ -110,12 +119,12 @@ export class OverlayTree implements ItemTree {
         break;
       }
     }
-    const theirs = await this.base.lastAtOrBefore(target, floor);
-    if (theirs && this.entries.has(keyId(theirs.key))) {
-      // Hidden by the overlay: walk the merged view instead (only replayed inodes pay this).
-      let last: Item | undefined;
-      for await (const it of this.range(floor, target)) last = it;
-      return last;
+    // The base's candidate: step back over keys the overlay hides (each step one descent).
+    let theirs = await this.base.lastAtOrBefore(target, floor);
+    for (let steps = 0; theirs && this.entries.has(keyId(theirs.key)); steps++) {
+      if (steps > this.entries.size) throw corrupt('log replay: overlay walk did not end');
+      const before = keyBefore(theirs.key);
+      theirs = before && compareKeys(before, floor) >= 0 ? await this.base.lastAtOrBefore(before, floor) : undefined;
     }
     if (mine && (!theirs || compareKeys(mine.key, theirs.key) >= 0)) return { key: mine.key, data: mine.data as Buffer };
     return theirs;
