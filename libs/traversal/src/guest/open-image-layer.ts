@@ -63,7 +63,7 @@ export async function planImageLayer(options: ImageSourceOptions): Promise<Image
     const v = readable[0];
     return { kind: 'volume', options: { ...options, partition: v.partition, ...(v.logicalVolume ? { logicalVolume: v.logicalVolume } : {}) } };
   }
-  const problems = guest.problems.length > 0 ? `; ${guest.problems.map((p) => `${p.where}: ${p.what}`).join('; ')}` : '';
+  const problems = [...guest.problems.map((p) => `${p.where}: ${p.what}`), ...inventory.warnings].map((p) => `; ${p}`).join('');
   throw StrataError.invalid(
     `disk image ${options.image} ${readable.length === 0 ? 'holds no filesystem strata reads' : 'holds several filesystems and no operating system'}; name one with #N or #VG/LV: ${describeVolumes(inventory.volumes)}${problems}`,
   );

@@ -75,8 +75,9 @@ export async function openImageVolume(options: ImageVolumeOptions): Promise<Imag
     } else {
       const readable = volumes.filter((v) => v.filesystem);
       if (readable.length !== 1) {
+        const warnings = inventory.warnings.length > 0 ? ` (${inventory.warnings.join('; ')})` : '';
         throw StrataError.invalid(
-          `disk image ${relative} ${readable.length === 0 ? 'holds no filesystem strata reads' : 'holds more than one filesystem'}; name one with #N or #VG/LV: ${describeVolumes(volumes)}`,
+          `disk image ${relative} ${readable.length === 0 ? 'holds no filesystem strata reads' : 'holds more than one filesystem'}; name one with #N or #VG/LV: ${describeVolumes(volumes)}${warnings}`,
         );
       }
       chosen = readable[0];
