@@ -51,7 +51,7 @@ class RecordingSource implements ByteSource {
 }
 
 const VARIANTS: Variant[] = [
-  { name: 'single metadata, crc32c, no-holes', mkfs: ['-m', 'single', '-d', 'single'], bigDir: 3000, dup: false },
+  { name: 'single metadata, crc32c, no-holes, 4 KiB nodes (deep trees)', mkfs: ['-m', 'single', '-d', 'single', '-n', '4096'], bigDir: 3000, dup: false },
   { name: 'DUP metadata, sha256, explicit holes (^no-holes), 64 KiB nodes', mkfs: ['-m', 'dup', '--csum', 'sha256', '-O', '^no-holes', '-n', '65536'], bigDir: 800, dup: true },
 ];
 
@@ -170,6 +170,7 @@ for (const [i, v] of VARIANTS.entries()) {
         ['prealloc extent', /type 2 \(prealloc\)/],
         ['ROOT_REF', /ROOT_REF/],
         ...(v.mkfs.includes('^no-holes') ? [['explicit hole', /extent data disk byte 0 nr 0/] as [string, RegExp]] : []),
+        ...(v.mkfs.includes('4096') ? [['tree of three or more levels', /^node \d+ level [2-7] /m] as [string, RegExp]] : []),
       ] as [string, RegExp][]) {
         assert.match(dump, re, `no ${what} in the image`);
       }
@@ -179,7 +180,8 @@ for (const [i, v] of VARIANTS.entries()) {
       const copy = `${image}.damaged`;
       run('cp', ['--sparse=always', image, copy]);
       try {
-        const nodesize = v.mkfs.includes('65536') ? 65536 : 16384;
+        const n = v.mkfs.indexOf('-n');
+        const nodesize = n >= 0 ? Number(v.mkfs[n + 1]) : 16384;
         const probeFile = await FileSource.open(copy);
         const probe = new RecordingSource(probeFile, nodesize);
         try {
