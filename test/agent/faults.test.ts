@@ -279,7 +279,7 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
       listed.mounts.map((m) => [m.mountpoint, m.layerName, m.chain.length]),
       [[mnt, 'w2', 3]],
     );
-    assert.match(cli(['mounts'], agent.socket).stdout, new RegExp(`${mnt}\\s+3\\s+w2\\s+3>2>1\\s+sealed\\s+ro`));
+    assert.match(cli(['mounts'], agent.socket).stdout, new RegExp(`${mnt}\\s+3\\s+w2\\s+3>2>1\\s+sealed\\s+serving\\s+ro`));
     agent.umount(mnt);
     assert.deepEqual(JSON.parse(cli(['mounts', '--json'], agent.socket).stdout), { mounts: [] });
     const none = cli(['mounts'], path.join(work, 'no-agent.sock'));

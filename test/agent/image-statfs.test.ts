@@ -5,12 +5,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Catalog } from '@strata/layers';
-import { canMountFuse, forceUnmount, startAgent, startResolver, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { canMountFuse, forceUnmount, startAgent, startResolver, strata, type AgentProcess, type ResolverProcess } from '@strata/harness';
 
 /**
  * `df` on a mount of an image layer reports the image's filesystem (its
  * size, free blocks and inodes), as the kernel's own loop mount of the same
- * image does, not the host filesystem the image file sits on.
+ * image does, not the host filesystem the image file sits on. An image
+ * damaged under a mount makes the mount degraded, never "serving".
  */
 
 const haveTools = ['mkfs.ext4', 'losetup'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
@@ -29,6 +30,8 @@ before(async () => {
   fs.mkdirSync(src);
   fs.writeFileSync(path.join(src, 'hello'), 'hi\n');
   fs.writeFileSync(path.join(src, 'big'), Buffer.alloc(3 << 20, 7));
+  fs.mkdirSync(path.join(src, 'd'));
+  for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(src, 'd', `f${i}`), Buffer.alloc(50_000, i));
   const store = path.join(work, 'store');
   fs.mkdirSync(path.join(store, 'img'), { recursive: true });
   const mk = spawnSync('mkfs.ext4', ['-q', '-F', '-d', src, path.join(store, 'img/fs.ext4'), '64M'], { encoding: 'utf8', timeout: 60_000 });
@@ -65,5 +68,21 @@ test('statfs of an ext4 image layer equals the kernel loop mount of the image', 
   const df = spawnSync('df', ['-B1', '--output=size,used,avail', mnt(), loop()], { encoding: 'utf8', timeout: 10_000 });
   const [, a, b] = df.stdout.trim().split('\n');
   assert.equal(a.trim(), b.trim());
-  agent!.umount(mnt());
+  forceUnmount(loop());
+});
+
+test('the image truncated under the mount: every read fails with EIO, the mount is degraded (the resolver still answers), status exits 1', { skip }, () => {
+  assert.equal(fs.readdirSync(path.join(mnt(), 'd')).length, 10);
+  fs.truncateSync(path.join(work, 'store/img/fs.ext4'), 1 << 20);
+  for (let i = 0; i < 10; i++) assert.throws(() => fs.readFileSync(path.join(mnt(), 'd', `f${i}`)), /EIO/, `d/f${i}`);
+  const listed = strata(['mounts', '--json', '--socket', agent!.socket]);
+  assert.equal(listed.status, 0, listed.stderr);
+  const [m] = (JSON.parse(listed.stdout) as { mounts: { state: string; health?: { lastError?: { errno: string } } }[] }).mounts;
+  assert.equal(m.state, 'degraded');
+  assert.equal(m.health?.lastError?.errno, 'EIO');
+  assert.match(strata(['mounts', '--socket', agent!.socket]).stdout, /degraded \(EIO x\d+\)/);
+  const status = strata(['status', '--socket', agent!.socket]);
+  assert.equal(status.status, 1);
+  assert.match(status.stdout, new RegExp(`^status +DEGRADED: mount ${mnt()} is degraded$`, 'm'));
+  agent!.umount(mnt(), true);
 });

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AgentStatus, MountInfo } from '@strata/agent-control';
 import { FuseSession, type FuseHandlers } from '@strata/fuse-kernel';
-import { StrataClient, type SessionGroup, type SessionRequester } from '@strata/client';
+import { StrataClient, isTransportError, type SessionGroup, type SessionRequester } from '@strata/client';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
 import { LIVE_FRESHNESS, parseLayerRef, type Layer } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
@@ -70,6 +70,13 @@ interface Mounted {
 /** What the agent itself knows for `strata status` (the process and TLS parts are main's). */
 export type AgentView = Pick<AgentStatus, 'resolvers' | 'outage' | 'dataCache' | 'chunkCache' | 'mounts'>;
 
+/** Whether a failed Session request got no answer at all (as opposed to an error answer from a resolver). */
+function unanswered(err: unknown): boolean {
+  if (isTransportError(err)) return true;
+  const e = StrataError.from(err);
+  return e.code === GrpcCode.DEADLINE_EXCEEDED || e.code === GrpcCode.CANCELLED;
+}
+
 /**
  * The host agent: one Session stream to the resolvers serves the FUSE mounts
  * of every layer this host projects.
@@ -128,8 +135,9 @@ export class Agent {
           },
           (err: unknown) => {
             const e = StrataError.from(err);
-            // An error answer (ENOENT, EACCES...) is a resolver answering; a deadline or a lost stream is not.
-            if (e.retryable || e.code === GrpcCode.DEADLINE_EXCEEDED) this.outages.operationFailed(payload.$case, e.message);
+            // An error answer (ENOENT, EACCES, or EIO for an unreadable image: retryable, but an answer) is a resolver
+            // answering; only a deadline, a stream that could not be used or a closed session mean none answered.
+            if (unanswered(err)) this.outages.operationFailed(payload.$case, e.message);
             else this.outages.resolverAnswered();
             throw e;
           },
