@@ -1,4 +1,4 @@
-import { CSUM_SIZE, MAX_LEVEL } from './constants';
+import { MAX_LEVEL } from './constants';
 import { corrupt } from './errors';
 import { KEY_SIZE, compareKeys, readKey, type Key } from './key';
 
@@ -102,4 +102,3 @@ export class TreeBlock {
   }
 }
 
-export { CSUM_SIZE };
