@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO, startRedis, type RedisProcess } from '@strata/harness';
-import { debianStack, generatedStack, vmImageStack, type Stack } from './stacks';
+import { debianStack, foreignImageStack, generatedStack, vmImageStack, type Stack } from './stacks';
 import { flushRedis, fuseOverlayfs, kernel, kernelLoop, qsdFuse2fs, strata, type Running, type System } from './systems';
 import { dropCaches, fullRead, randomReads, sequentialRead, walk } from './workloads';
 import { renderReport, type Results } from './report';
@@ -13,6 +13,9 @@ import { renderReport, type Results } from './report';
  * cache, and Redis), and the same VM disk served by the kernel's loop
  * mount, qemu-storage-daemon with fuse2fs, and strata, measured in one run;
  * medians of STRATA_BENCH_RUNS (default 3) runs; writes docs/benchmarks.md.
+ * STRATA_BENCH_STACKS adds the VM disk's variants: its Debian guest on XFS
+ * (vm-image-xfs), and the ext4 disk as VMDK base + delta (vm-image-vmdk) or
+ * as a dynamic VHDX base under a qcow2 snapshot (vm-image-vhdx).
  */
 const RUNS = Number(process.env.STRATA_BENCH_RUNS ?? 3);
 /** Warm walks whose agent CPU is summed for the per-lookup figure. */
@@ -23,24 +26,34 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 let redis: RedisProcess | undefined;
 const strataMem = strata('strata (in-process)', () => undefined);
 const strataRedis = strata('strata (Redis)', () => redis);
-const ALL: Record<string, System> = {
-  kernel,
-  'fuse-overlayfs': fuseOverlayfs,
-  'kernel-loop': kernelLoop,
-  'qsd-fuse2fs': qsdFuse2fs,
-  strata: strataMem,
-  'strata-redis': strataRedis,
+const ALL: Record<string, System[]> = {
+  kernel: [kernel],
+  'fuse-overlayfs': [fuseOverlayfs],
+  'kernel-loop': [kernelLoop.ext4, kernelLoop.xfs],
+  'qsd-fuse2fs': [qsdFuse2fs],
+  strata: [strataMem],
+  'strata-redis': [strataRedis],
 };
-/** Who serves which kind of stack: layer folders, or a VM disk image. */
-const FOR_KIND = { layers: [kernel, fuseOverlayfs, strataMem, strataRedis], disk: [kernelLoop, qsdFuse2fs, strataMem, strataRedis] };
 /** STRATA_BENCH_SYSTEMS=kernel,strata (default all) and STRATA_BENCH_STACKS=generated (default all) narrow a run while profiling. */
-const CHOSEN: System[] = (process.env.STRATA_BENCH_SYSTEMS?.split(',') ?? Object.keys(ALL)).map((k) => {
+const CHOSEN: System[] = (process.env.STRATA_BENCH_SYSTEMS?.split(',') ?? Object.keys(ALL)).flatMap((k) => {
   const s = ALL[k.trim()];
   if (!s) throw new Error(`unknown system ${k} (${Object.keys(ALL).join(', ')})`);
   return s;
 });
-const systemsFor = (stack: Stack): System[] => FOR_KIND[stack.disk ? 'disk' : 'layers'].filter((s) => CHOSEN.includes(s));
-const STACKS = process.env.STRATA_BENCH_STACKS?.split(',') ?? ['generated', 'debian', 'vm-image'];
+/**
+ * Who serves which kind of stack: layer folders, or a VM disk image (the
+ * kernel's driver for its filesystem; qemu-storage-daemon + fuse2fs only for
+ * ext4, as no FUSE driver for XFS is at hand).
+ */
+function systemsFor(stack: Stack): System[] {
+  const peers = stack.disk ? [kernelLoop[stack.disk.filesystem], ...(stack.disk.filesystem === 'ext4' ? [qsdFuse2fs] : [])] : [kernel, fuseOverlayfs];
+  return [...peers, strataMem, strataRedis].filter((s) => CHOSEN.includes(s));
+}
+/** The default run; the VM-image variants (another guest filesystem, other hypervisors' formats) are chosen by name. */
+const DEFAULT_STACKS = ['generated', 'debian', 'vm-image'];
+const KNOWN_STACKS = [...DEFAULT_STACKS, 'vm-image-xfs', 'vm-image-vmdk', 'vm-image-vhdx'];
+const STACKS = process.env.STRATA_BENCH_STACKS?.split(',').map((s) => s.trim()) ?? DEFAULT_STACKS;
+for (const s of STACKS) if (!KNOWN_STACKS.includes(s)) throw new Error(`unknown stack ${s} (${KNOWN_STACKS.join(', ')})`);
 
 const results: Results = {};
 const memory: Record<string, Record<string, number>> = {};
@@ -146,10 +159,15 @@ async function main(): Promise<void> {
     log(`building stacks under ${WORK} (kept for the next run)`);
     const stacks: Stack[] = [];
     if (STACKS.includes('generated')) stacks.push(await generatedStack(WORK));
-    if (STACKS.includes('debian') || STACKS.includes('vm-image')) {
+    const wanted = (...names: string[]): boolean => names.some((n) => STACKS.includes(n));
+    if (wanted('debian', 'vm-image', 'vm-image-xfs', 'vm-image-vmdk', 'vm-image-vhdx')) {
       const debian = await debianStack(WORK, log);
-      if (STACKS.includes('debian')) stacks.push(debian);
-      if (STACKS.includes('vm-image')) stacks.push(await vmImageStack(WORK, debian, log));
+      if (wanted('debian')) stacks.push(debian);
+      // The VMDK and VHDX stacks are the vm-image disk converted, so it is built for them too.
+      const vmImage = wanted('vm-image', 'vm-image-vmdk', 'vm-image-vhdx') ? await vmImageStack(WORK, debian, log) : undefined;
+      if (vmImage && wanted('vm-image')) stacks.push(vmImage);
+      if (wanted('vm-image-xfs')) stacks.push(await vmImageStack(WORK, debian, log, 'xfs'));
+      for (const format of ['vmdk', 'vhdx'] as const) if (vmImage && wanted(`vm-image-${format}`)) stacks.push(await foreignImageStack(WORK, vmImage, format, log));
     }
     for (const s of stacks) await measure(s);
     const report = renderReport({

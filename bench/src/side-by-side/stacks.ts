@@ -155,14 +155,20 @@ export async function debianStack(root: string, log: (s: string) => void): Promi
   return { name: 'debian', store, layersTopFirst, topLayer: 'deb1', files: countFiles(layersTopFirst) };
 }
 
+/** The filesystems a VM-image stack's guest can have in partition 2. */
+export type GuestFilesystem = 'ext4' | 'xfs';
+
 /** Where the filesystem of a VM-image stack is, for the systems that read the disk itself. */
 export interface DiskImageStack {
-  /** The top qcow2 image (its backing file beside it), as a hypervisor keeps it. */
+  /** The top image (its backing file beside it), as a hypervisor keeps it. */
   topImage: string;
+  /** qemu's driver for the top image (its backing file's format is named in its header). */
+  topFormat: 'qcow2' | 'vmdk';
   /** The same disk flattened to raw, for the kernel's loop mount. */
   flatDisk: string;
-  /** Byte window of the ext4 partition (#2). */
+  /** Byte window of the root partition (#2). */
   partition: { start: number; size: number };
+  filesystem: GuestFilesystem;
 }
 
 const VM_DISK_GIB = 4;
@@ -187,14 +193,32 @@ function withDiskMount(disk: string, part: { start: number; size: number }, mnt:
   }
 }
 
+const MKFS: Record<GuestFilesystem, (dev: string) => [string, string[]]> = {
+  ext4: (dev) => ['mke2fs', ['-q', '-t', 'ext4', dev]],
+  xfs: (dev) => ['mkfs.xfs', ['-q', dev]],
+};
+
+/** Registers disk-image sources (bottom first) as the chain vm0, vm1, … */
+async function registerImages(store: string, sources: string[]): Promise<void> {
+  const catalog = new Catalog(store);
+  await catalog.init();
+  let base: number | undefined;
+  for (let i = 0; i < sources.length; i++) {
+    const l = await catalog.create({ source: sources[i], layerType: i === 0 ? 'base' : 'snapshot', name: `vm${i}`, ...(base ? { base: { id: base } } : {}) });
+    base = l.layerId;
+  }
+}
+
 /**
- * The Debian stack as a VM disk: a GPT disk with ext4 in partition 2 holding
- * the Debian root filesystem and a 1 GiB file, as a qcow2 base image, and as
- * a qcow2 snapshot what installing the packages changed (only those
- * clusters). Filled through a read-write loop mount, as a guest would.
+ * The Debian stack as a VM disk: a GPT disk with `filesystem` in partition 2
+ * holding the Debian root filesystem and a 1 GiB file, as a qcow2 base image,
+ * and as a qcow2 snapshot what installing the packages changed (the disk
+ * written by `qemu-img convert -B`). Filled through a read-write loop mount,
+ * as a guest would. Named `vm-image` for ext4, `vm-image-<fs>` otherwise.
  */
-export async function vmImageStack(root: string, debian: Stack, log: (s: string) => void): Promise<Stack> {
-  const dir = path.join(root, 'vm-image');
+export async function vmImageStack(root: string, debian: Stack, log: (s: string) => void, filesystem: GuestFilesystem = 'ext4'): Promise<Stack> {
+  const name = filesystem === 'ext4' ? 'vm-image' : `vm-image-${filesystem}`;
+  const dir = path.join(root, name);
   const store = path.join(dir, 'store');
   const vm = path.join(store, 'vm');
   const disk = path.join(dir, 'disk.raw');
@@ -209,7 +233,7 @@ export async function vmImageStack(root: string, debian: Stack, log: (s: string)
     const part = rootPartition(disk);
     const dev = execFileSync('losetup', ['-o', String(part.start), '--sizelimit', String(part.size), '-f', '--show', disk], { encoding: 'utf8' }).trim();
     try {
-      run('mke2fs', ['-q', '-t', 'ext4', dev], log);
+      run(...MKFS[filesystem](dev), log);
     } finally {
       spawnSync('losetup', ['-d', dev]);
     }
@@ -232,19 +256,60 @@ export async function vmImageStack(root: string, debian: Stack, log: (s: string)
     fs.rmdirSync(merged);
     fs.rmdirSync(mnt);
     execFileSync('qemu-img', ['convert', '-O', 'qcow2', '-B', 'base.qcow2', '-F', 'qcow2', disk, 'snapshot.qcow2'], { cwd: vm, stdio: ['ignore', 'ignore', 'inherit'] });
-    const catalog = new Catalog(store);
-    await catalog.init();
-    const b = await catalog.create({ source: 'qcow2:vm/base.qcow2#2', layerType: 'base', name: 'vm0' });
-    await catalog.create({ source: 'qcow2:vm/snapshot.qcow2#2', layerType: 'snapshot', name: 'vm1', base: { id: b.layerId } });
+    await registerImages(store, ['qcow2:vm/base.qcow2#2', 'qcow2:vm/snapshot.qcow2#2']);
     fs.writeFileSync(done, '');
   }
   return {
-    name: 'vm-image',
+    name,
     store,
     layersTopFirst: [],
     topLayer: 'vm1',
     bigFile: 'big.img',
     files: debian.files + 1,
-    disk: { topImage: path.join(vm, 'snapshot.qcow2'), flatDisk: disk, partition: rootPartition(disk) },
+    disk: { topImage: path.join(vm, 'snapshot.qcow2'), topFormat: 'qcow2', flatDisk: disk, partition: rootPartition(disk), filesystem },
+  };
+}
+
+/** How a hypervisor other than QEMU holds the same base and snapshot. */
+export type ForeignFormat = 'vmdk' | 'vhdx';
+
+/**
+ * The `vm-image` disk (ext4) as another hypervisor holds it, from the same
+ * base and snapshot states: VMware's monolithicSparse base with a VMDK delta
+ * disk over it, or Hyper-V's dynamic VHDX base with a qcow2 snapshot over it
+ * (qemu cannot write VHDX differencing disks). The kernel reads the same
+ * flattened disk as for `vm-image`.
+ */
+export async function foreignImageStack(root: string, vmImage: Stack, format: ForeignFormat, log: (s: string) => void): Promise<Stack> {
+  const original = vmImage.disk;
+  if (!original || original.filesystem !== 'ext4') throw new Error(`${vmImage.name} is not the ext4 VM-image stack`);
+  const name = `vm-image-${format}`;
+  const dir = path.join(root, name);
+  const store = path.join(dir, 'store');
+  const vm = path.join(store, 'vm');
+  const done = path.join(dir, '.complete');
+  const baseQcow2 = path.join(vmImage.store, 'vm/base.qcow2');
+  const topFormat = format === 'vmdk' ? 'vmdk' : 'qcow2';
+  const top = `snapshot.${topFormat}`;
+  if (!fs.existsSync(done)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(vm, { recursive: true });
+    const subformat = format === 'vmdk' ? 'monolithicSparse' : 'dynamic';
+    run('qemu-img', ['convert', '-O', format, '-o', `subformat=${subformat}`, baseQcow2, path.join(vm, `base.${format}`)], log);
+    // The snapshot state is the flattened disk the kernel reads; its image is written over the base as for qcow2.
+    const args = ['convert', '-O', topFormat, '-B', `base.${format}`, '-F', format, original.flatDisk, top];
+    log(`$ (cd ${vm}) qemu-img ${args.join(' ')}`);
+    execFileSync('qemu-img', args, { cwd: vm, stdio: ['ignore', 'ignore', 'inherit'] });
+    await registerImages(store, [`${format}:vm/base.${format}#2`, `${topFormat}:vm/${top}#2`]);
+    fs.writeFileSync(done, '');
+  }
+  return {
+    name,
+    store,
+    layersTopFirst: [],
+    topLayer: 'vm1',
+    bigFile: 'big.img',
+    files: vmImage.files,
+    disk: { ...original, topImage: path.join(vm, top), topFormat },
   };
 }

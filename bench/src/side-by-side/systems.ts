@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { forceUnmount, mountOverlay, redisCli, unmountOrDetach, startAgent, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '@strata/harness';
-import type { Stack } from './stacks';
+import type { GuestFilesystem, Stack } from './stacks';
 
 /** One mounted system under test. */
 export interface Running {
@@ -134,39 +134,44 @@ function waitForMount(target: string, what: string): Promise<true> {
   return waitFor(what, () => (fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === target) ? true : undefined), 30_000);
 }
 
-/** The limit for disk images: the kernel's ext4 on a read-only loop device of the flattened disk. */
-export const kernelLoop: System = {
-  name: 'kernel ext4 (loop)',
-  async start(stack, mnt) {
-    const { flatDisk, partition } = diskOf(stack);
-    fs.mkdirSync(mnt, { recursive: true });
-    const dev = execFileSync('losetup', ['-r', '-o', String(partition.start), '--sizelimit', String(partition.size), '-f', '--show', flatDisk], { encoding: 'utf8' }).trim();
-    try {
-      execFileSync('mount', ['-o', 'ro', dev, mnt]);
-    } catch (err) {
-      execFileSync('losetup', ['-d', dev]);
-      throw err;
-    }
-    return {
-      mnt,
-      peakMemory: () => ({}),
-      stop: async () => {
-        await unmountOrDetach(mnt);
+/** The limit for disk images: the kernel's driver for the guest's filesystem on a read-only loop device of the flattened disk. */
+function kernelLoopOf(filesystem: GuestFilesystem): System {
+  return {
+    name: `kernel ${filesystem} (loop)`,
+    async start(stack, mnt) {
+      const { flatDisk, partition } = diskOf(stack);
+      fs.mkdirSync(mnt, { recursive: true });
+      const dev = execFileSync('losetup', ['-r', '-o', String(partition.start), '--sizelimit', String(partition.size), '-f', '--show', flatDisk], { encoding: 'utf8' }).trim();
+      try {
+        execFileSync('mount', ['-t', filesystem, '-o', 'ro', dev, mnt]);
+      } catch (err) {
         execFileSync('losetup', ['-d', dev]);
-      },
-    };
-  },
-};
+        throw err;
+      }
+      return {
+        mnt,
+        peakMemory: () => ({}),
+        stop: async () => {
+          await unmountOrDetach(mnt);
+          execFileSync('losetup', ['-d', dev]);
+        },
+      };
+    },
+  };
+}
+
+export const kernelLoop: Record<GuestFilesystem, System> = { ext4: kernelLoopOf('ext4'), xfs: kernelLoopOf('xfs') };
 
 /**
  * The userspace chain a user would reach for: qemu-storage-daemon exports
- * the qcow2 chain as a file through FUSE, and e2fsprogs' fuse2fs serves the
- * ext4 partition in it.
+ * the image chain (qcow2, or VMDK) as a file through FUSE, and e2fsprogs'
+ * fuse2fs serves the ext4 partition in it. There is no such FUSE peer for
+ * XFS.
  */
 export const qsdFuse2fs: System = {
   name: 'qsd + fuse2fs',
   async start(stack, mnt) {
-    const { topImage, partition } = diskOf(stack);
+    const { topImage, topFormat, partition } = diskOf(stack);
     fs.mkdirSync(mnt, { recursive: true });
     const exported = `${mnt}.disk`;
     fs.writeFileSync(exported, '');
@@ -174,7 +179,7 @@ export const qsdFuse2fs: System = {
       'qemu-storage-daemon',
       [
         '--blockdev', `driver=file,node-name=file,filename=${topImage},read-only=on`,
-        '--blockdev', 'driver=qcow2,node-name=disk,file=file,read-only=on',
+        '--blockdev', `driver=${topFormat},node-name=disk,file=file,read-only=on`,
         '--export', `type=fuse,id=exp,node-name=disk,mountpoint=${exported},writable=off`,
       ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
