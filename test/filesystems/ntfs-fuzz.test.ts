@@ -23,6 +23,9 @@ import { fillTree } from '@strata/ntfs/dist/fixture-tree';
 const MAX_READ = 64 * 1024 * 1024;
 const CALLS_PER_IMAGE = 600;
 const TIME_PER_IMAGE_MS = 10_000;
+/** A longer campaign: NTFS_FUZZ_SECONDS=600 NTFS_FUZZ_SEED=1000 node --test …/ntfs-fuzz.test.js */
+const CAMPAIGN_MS = 1000 * Number(process.env.NTFS_FUZZ_SECONDS ?? 12);
+const FIRST_SEED = Number(process.env.NTFS_FUZZ_SEED ?? 1);
 
 class MemorySource implements ByteSource {
   constructor(
@@ -255,7 +258,8 @@ describe('hostile NTFS images', { skip: skipReason }, () => {
     let images = 0;
     const byKind = new Map<string, number>();
     const started = Date.now();
-    for (let seed = 1; seed <= 40 * MUTATORS.length && Date.now() - started < 12_000; seed++) {
+    const lastSeed = FIRST_SEED - 1 + (process.env.NTFS_FUZZ_SECONDS ? Number.MAX_SAFE_INTEGER : 40 * MUTATORS.length);
+    for (let seed = FIRST_SEED; seed <= lastSeed && Date.now() - started < CAMPAIGN_MS; seed++) {
       images++;
       const r = prng(seed * 7919);
       const [kind, mutate] = MUTATORS[seed % MUTATORS.length];
