@@ -51,10 +51,35 @@ function verifyDxTail(dir: HtreeDirectory, buf: Buffer, base: number, limit: num
   return want === c ? undefined : `index checksum mismatch (stored 0x${want.toString(16)}, computed 0x${c.toString(16)})`;
 }
 
+/**
+ * Where an index block's count/limit pair is, as get_dx_countlimit finds it
+ * (undefined when the block does not look like an index block at all).
+ */
+function countLimitOffset(buf: Buffer, bs: number, root: boolean): number | undefined {
+  if (root) {
+    if (buf.readUInt16LE(4) !== 12 || buf.readUInt16LE(12 + 4) !== bs - 12) return undefined;
+    return buf.readUInt8(ROOT_INFO_OFFSET + 5) === 8 ? ROOT_INFO_OFFSET + 8 : undefined;
+  }
+  return buf.readUInt16LE(4) === (bs >= 65536 ? 0 : bs) ? 8 : undefined;
+}
+
 async function readIndex(dir: HtreeDirectory, lblk: number, root: boolean): Promise<{ frame: Frame; levels: number; hashVersion: number }> {
   const buf = await dir.readBlock(lblk);
   if (!buf) throw new BadHtree(`index block ${lblk} is a hole`);
   const bs = dir.blockSize;
+  // ext4_read_dirblock verifies the checksum before dx_probe looks at the
+  // index: a block that fails it is EBADMSG (the listing and lookups fail),
+  // not an index to ignore.
+  const at = countLimitOffset(buf, bs, root);
+  if (dir.csum && at !== undefined) {
+    const limit = buf.readUInt16LE(at);
+    const count = buf.readUInt16LE(at + 2);
+    const reason = count > limit ? `index count ${count} exceeds its limit ${limit}` : verifyDxTail(dir, buf, at, limit, count);
+    if (reason) {
+      dir.onChecksumError(lblk, reason);
+      throw badChecksum(dir.what, `index block ${lblk}: ${reason}`);
+    }
+  }
   let base: number;
   let levels = 0;
   let hashVersion = 0;
@@ -81,13 +106,6 @@ async function readIndex(dir: HtreeDirectory, lblk: number, root: boolean): Prom
   const expected = Math.floor((bs - base - (dir.csum ? DX_TAIL : 0)) / DX_ENTRY);
   if (limit !== expected) throw new BadHtree(`index block ${lblk} has limit ${limit}, expected ${expected}`);
   if (count === 0 || count > limit) throw new BadHtree(`index block ${lblk} has count ${count}`);
-  if (dir.csum) {
-    const reason = verifyDxTail(dir, buf, base, limit, count);
-    if (reason) {
-      dir.onChecksumError(lblk, reason);
-      throw badChecksum(dir.what, `index block ${lblk}: ${reason}`);
-    }
-  }
   return { frame: { buf, base, count, at: 0 }, levels, hashVersion };
 }
 
