@@ -147,11 +147,17 @@ for (const [i, v] of VARIANTS.entries()) {
       try {
         const fsys = await Btrfs.open(source);
         assert.equal(await fsys.defaultSubvolumePath(), '/root');
+        assert.equal(await fsys.lookupPath('/root/nope'), undefined);
         const subs = await fsys.subvolumes();
         const paths = subs.map((s) => s.path).sort();
         assert.deepEqual(paths, ['/', '/.snapshots/3/home-snap-moved', '/.snapshots/3/snapshot', '/.snapshots/ro', '/.snapshots/top', '/home', '/root', '/root/nested', '/root/nested-snap', '/root/nested/deeper']);
         for (const s of subs) {
           assert.equal(await fsys.subvolumePathById(s.id), s.path);
+          // The path leads to that subvolume's root directory (st_ino 256, its own devIndex).
+          const h = await fsys.lookupPath(s.path);
+          assert.ok(h !== undefined, s.path);
+          const n = await fsys.node(h);
+          assert.deepEqual([n.ino, n.devIndex], [256, s.id]);
           assert.equal(s.readOnly, s.path === '/.snapshots/ro' || s.path === '/.snapshots/top');
         }
       } finally {

@@ -275,6 +275,27 @@ export class Btrfs implements Filesystem {
     return guarded('statfs', () => computeStatfs(this.vol), (e) => this.internal(e));
   }
 
+  /**
+   * The handle a path from the top level leads to (each component looked
+   * up in turn; no symlinks followed), undefined where a component is
+   * missing: how a subvolume found by defaultSubvolumePath() is opened.
+   */
+  lookupPath(path: string | Buffer): Promise<number | undefined> {
+    return guarded('lookupPath', async () => {
+      const bytes = typeof path === 'string' ? Buffer.from(path) : path;
+      let handle: number | undefined = this.rootHandle;
+      let start = 0;
+      for (let depth = 0; handle !== undefined && start <= bytes.length; depth++) {
+        if (depth > MAX_PATH_DEPTH) throw new StrataError(Errno.ELOOP, 'btrfs: path too deep');
+        let end = bytes.indexOf(0x2f, start);
+        if (end < 0) end = bytes.length;
+        if (end > start) handle = await this.lookup(handle, bytes.subarray(start, end));
+        start = end + 1;
+      }
+      return handle;
+    }, (e) => this.internal(e));
+  }
+
   /** The path (bytes) of directory `objectid` inside subvolume `t`, from its root directory, via INODE_REF/EXTREF. */
   private async pathInTree(t: FsTree, objectid: bigint): Promise<Buffer[]> {
     const parts: Buffer[] = [];
