@@ -65,6 +65,8 @@ const PROBES: [string, string][] = [
   ['/', 'LONGFI~1.TXT'],
   ['/', 'long file name.txt'],
   ['/', 'Long File Name.txt'],
+  ['/', 'README.TXT'],
+  ['/', 'readme.txt'],
   ['/', 'WINDOWS'],
   ['/names', 'FILE.TXT'],
   ['/names', 'File.txt'],
@@ -188,6 +190,10 @@ for (const [i, v] of VARIANTS.entries()) {
           const h = (await resolve(reader, dir))!;
           for (const e of await reader.readdir(h)) assert.equal(await reader.lookup(h, e.name), e.handle, `${dir}/${e.name.toString()}`);
         }
+        // Without a mount point, targets are rendered as for a volume mounted at "/".
+        const unmounted = await Ntfs.open(source);
+        assert.equal((await unmounted.readlink((await resolve(unmounted, '/junction-system32'))!)).toString(), '/Windows/System32');
+        assert.equal((await unmounted.readlink((await resolve(unmounted, '/junction-other-drive'))!)).toString(), '/.NTFS-3G/D:/Data');
         const names = (await resolve(reader, '/names'))!;
         assert.ok(await reader.lookup(names, Buffer.from('n'.repeat(255))));
         await assert.rejects(reader.lookup(names, Buffer.from('n'.repeat(256))), (e: unknown) => isStrataError(e) && e.errno === Errno.ENAMETOOLONG);

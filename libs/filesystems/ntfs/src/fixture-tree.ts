@@ -127,6 +127,8 @@ export function fillTree(mnt: string, o: FillOptions): void {
   // DOS 8.3 names beside long names (ntfs-3g lists only the long one).
   write(p('Long File Name.txt'), 'long');
   setXattr(p('Long File Name.txt'), 'system.ntfs_dos_name', Buffer.from('LONGFI~1.TXT'));
+  write(p('README.TXT'), 'one name for Win32 and DOS');
+  setXattr(p('README.TXT'), 'system.ntfs_dos_name', Buffer.from('README.TXT')); // namespace 3 (Win32 & DOS)
   fs.mkdirSync(p('Program Files/Windows Defender'));
   setXattr(p('Program Files/Windows Defender'), 'system.ntfs_dos_name', Buffer.from('WINDOW~1'));
 
