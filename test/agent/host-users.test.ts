@@ -154,6 +154,24 @@ describe('host users on a group-open control socket (mutual TLS, grants enforced
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
+  test('status under mutual TLS: the agent\'s and this client\'s identities, the resolver answering; nobody may ask it too', () => {
+    const r = ops(['status', '--json', '--socket', socket]);
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+    const s = JSON.parse(r.stdout) as { ok: boolean; client: { tls: { mode: string; identity?: string } }; agent: { tls: { mode: string; identity?: string } }; resolvers: { version?: string }[] };
+    assert.equal(s.ok, true);
+    assert.deepEqual(s.agent.tls, { mode: 'mutual', identity: 'spiffe://test/agent' });
+    assert.deepEqual(s.client.tls, { mode: 'mutual', identity: OPS });
+    assert.match(s.resolvers[0].version ?? '', /^\d+\.\d+\.\d+/);
+    const text = ops(['status', '--socket', socket]);
+    assert.match(text.stdout, /to resolvers: TLS \(mutual\) as spiffe:\/\/test\/agent/);
+    // A member of the socket's group reads the agent's state; without a certificate of its own the mutual-TLS resolver does not answer it: degraded, exit 1.
+    const mine = strataAsNobody(['status', '--json', '--socket', socket]);
+    assert.equal(mine.status, 1, mine.stderr);
+    const seen = JSON.parse(mine.stdout) as { agent: { up: boolean }; resolvers: { error?: string }[] };
+    assert.equal(seen.agent.up, true);
+    assert.ok(seen.resolvers[0].error);
+  });
+
   test('the socket is 0660 in a 0750 directory, both of the configured group', () => {
     const dir = fs.statSync(path.dirname(socket));
     assert.equal(dir.mode & 0o777, 0o750);
