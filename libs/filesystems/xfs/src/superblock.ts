@@ -121,6 +121,7 @@ export function parseSuperblock(raw: Buffer, volumeSize: number): Superblock {
   for (const [bit, name] of INCOMPAT_NAMES) if (incompat & bit) throw unsupported(`feature ${name}`);
   const unknown = incompat & ~KNOWN_INCOMPAT;
   if (unknown) throw unsupported(`incompatible features 0x${unknown.toString(16)}`);
+  if (raw[126] !== 0) throw corrupt(what, 'mkfs did not finish (sb_inprogress)');
   const rblocks = readU64(raw, 16, what);
   if (rblocks !== 0 || readU64(raw, 24, what) !== 0) throw unsupported('feature realtime device');
   const logStart = readU64(raw, 48, what);

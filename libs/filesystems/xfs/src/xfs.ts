@@ -30,6 +30,8 @@ const MAX_READ = 256 * 1024 * 1024;
 const NAME_MAX = 255;
 const PAGE_SIZE = 4096;
 const SB_READ = 64 * 1024;
+const LOG_INCOMPAT_XATTRS = 0x1;
+const LOG_INCOMPAT_EXCHMAPS = 0x2;
 const DOT = Buffer.from('.');
 const DOTDOT = Buffer.from('..');
 
@@ -111,6 +113,9 @@ export class Xfs implements Filesystem {
    */
   private static async recover(source: ByteSource, disk: Volume, tail: number, head: number, cacheBytes: number): Promise<Xfs> {
     const { sb, log } = disk;
+    // Log items of features the log may carry (logged xattrs, exchanged mappings) are known; others cannot be replayed.
+    const unknownLogFeatures = sb.logIncompat & ~(LOG_INCOMPAT_XATTRS | LOG_INCOMPAT_EXCHMAPS);
+    if (unknownLogFeatures) throw new StrataError(Errno.EOPNOTSUPP, `xfs: unsupported log features 0x${unknownLogFeatures.toString(16)} in a log that needs recovery`);
     const overlay = new SectorOverlay();
     const limit = sb.dblocks * sb.blockSize;
     const assembler = new TransactionAssembler();
