@@ -17,6 +17,7 @@ import { FileSource } from '@strata/ext4';
 import { Ntfs, ntfsDriver } from '@strata/ntfs';
 import { makeImage, makeTempDir, ntfs3gSkipReason, orAttribute, patchRecord, recordsNamed, run, withNtfs3g } from '@strata/ntfs/dist/fixture-image';
 import { FillOptions, fillTree } from '@strata/ntfs/dist/fixture-tree';
+import { dataLayout, writeFragmentedFile } from '@strata/ntfs/dist/fixture-fragment';
 import { readFilesystemTree } from '../support/filesystem-tree';
 import { ALL_FIELDS, compareTrees, readKernelTree, type Tree } from '../support/tree-snapshot';
 
@@ -207,6 +208,26 @@ for (const [i, v] of VARIANTS.entries()) {
     });
   });
 }
+
+describe('fragmentation', { skip: skipReason }, () => {
+  test('a file fragmented cluster by cluster: its runlist spans extension records, and reads as ntfs-3g reads it', async () => {
+    const image = makeImage(work, 'fragmented.img', 16, []);
+    const size = await writeFragmentedFile(image);
+    const layout = await dataLayout(image, 'fragmented');
+    assert.ok(layout.runs > 500 && layout.extentRecords > 2, JSON.stringify(layout));
+    const kernel = await withNtfs3g(image, 'ro', (mnt) => readKernelTree(mnt));
+    assert.equal(kernel.get('/fragmented')?.size, size);
+    const source = await FileSource.open(image);
+    try {
+      const reader = await Ntfs.open(source);
+      const { tree, failures } = await readFilesystemTree(reader);
+      assert.deepEqual(failures, []);
+      assert.deepEqual(compareTrees(kernel, tree, ALL_FIELDS), []);
+    } finally {
+      await source.close();
+    }
+  });
+});
 
 describe('unclean volumes', { skip: skipReason }, () => {
   test('a dirty or hibernated volume is served as ntfs-3g -o ro shows it, with needsRecovery and a warning', async () => {
