@@ -1,6 +1,6 @@
 import { Errno, StrataError } from '@strata/errors';
 import type { ByteSource, Filesystem, FilesystemOptions, FsDirEntry, FsEvent, FsNode, FsStatFs, FsXattr } from '@strata/filesystem';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, fileTypeOf } from '@strata/posix';
 import { KeyType, NAME_MAX, ObjectId } from './constants';
 import { dirTypeName, parseDirItems, type DirItem } from './dir-item';
 import { corrupt, guarded, safeU64 } from './errors';
@@ -207,7 +207,16 @@ export class Btrfs implements Filesystem {
       const it = await dir.t.tree.get(key(dir.objectid, KeyType.DIR_ITEM, nameHash(name)));
       if (!it) return undefined;
       const match = parseDirItems(it.data, `directory ${dir.objectid} name item`).find((d) => d.name.equals(name));
-      return match ? this.target(dirHandle, dir, match) : undefined;
+      if (!match) return undefined;
+      if (match.location.type === KeyType.INODE_ITEM) {
+        // As btrfs_lookup_dentry: an entry whose type disagrees with its inode's mode is corruption.
+        const ino = await this.inode(dir.t, match.location.objectid);
+        const want = dirTypeName(match.type);
+        if (want !== 'unknown' && fileTypeOf(ino.mode) !== want) {
+          throw corrupt(`directory ${dir.objectid}: entry type ${want} but inode ${match.location.objectid} is ${fileTypeOf(ino.mode)}`);
+        }
+      }
+      return this.target(dirHandle, dir, match);
     }, (e) => this.internal(e));
   }
 
