@@ -248,6 +248,22 @@ describe('strata status, mounts, umount, errors and completion against real proc
     await waitFor('the resolver no longer connected in the metrics', async () => gone.test((await scrape('/metrics')).body) || undefined, 10_000);
   });
 
+  test('an agent whose resolver never answered: unreachable in status and metrics, /healthz 503', async () => {
+    const port = await freePort();
+    const mport = await freePort();
+    const lonely = await startAgent({ resolver: `127.0.0.1:${port}`, extra: ['--metrics-port', String(mport)] });
+    try {
+      const s = JSON.parse(strata(['status', '--json', '--socket', lonely.socket]).stdout) as StatusJson;
+      assert.deepEqual(s.agent.resolvers?.map((r) => r.state), ['unreachable']);
+      assert.equal(s.ok, false);
+      const health = await fetch(`http://127.0.0.1:${mport}/healthz`, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(health.status, 503);
+      assert.match(await health.text(), /every resolver is unreachable/);
+    } finally {
+      await lonely.stop();
+    }
+  });
+
   test('umount of a dead mount with no agent: detached, not stranded', async () => {
     agent!.child.kill('SIGKILL');
     await exitWithin(agent!.child, 'the agent to die of SIGKILL', 10_000);

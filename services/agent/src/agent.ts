@@ -557,6 +557,15 @@ export class Agent {
     return { ...m.info, state, ...(state !== 'serving' || health.consecutiveFailures > 0 ? { health } : {}) };
   }
 
+  /**
+   * Resolvers that did not answer at start: checked (and, while away, probed
+   * until back) as a broken stream would be, so /healthz and status say so
+   * even before any mount opens a stream to them.
+   */
+  unansweredAtStart(addresses: readonly string[]): void {
+    for (const a of addresses) void this.outages.streamBroken(a, 'no answer at start');
+  }
+
   get mountCount(): number {
     return this.mounts.size;
   }

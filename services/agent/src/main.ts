@@ -382,6 +382,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const refused = reasons.filter((m): m is string => m !== undefined);
   const silent = unreachable.filter((_, i) => reasons[i] === undefined);
   const reachable = unreachable.length < o.resolver.length;
+  started.unansweredAtStart(unreachable);
   const pending: MountFlag[] = [];
   let mounted = 0;
   for (const m of mounts) {
