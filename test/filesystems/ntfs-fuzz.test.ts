@@ -24,7 +24,9 @@ const MAX_READ = 64 * 1024 * 1024;
 const CALLS_PER_IMAGE = 600;
 const TIME_PER_IMAGE_MS = 10_000;
 /** A longer campaign: NTFS_FUZZ_SECONDS=600 NTFS_FUZZ_SEED=1000 node --test …/ntfs-fuzz.test.js */
-const CAMPAIGN_MS = 1000 * Number(process.env.NTFS_FUZZ_SECONDS ?? 12);
+const CAMPAIGN_MS = 1000 * Number(process.env.NTFS_FUZZ_SECONDS ?? 10);
+/** Images damaged whatever the time: three per mutator. */
+const MIN_IMAGES = 3 * 11;
 const FIRST_SEED = Number(process.env.NTFS_FUZZ_SEED ?? 1);
 
 class MemorySource implements ByteSource {
@@ -259,7 +261,7 @@ describe('hostile NTFS images', { skip: skipReason }, () => {
     const byKind = new Map<string, number>();
     const started = Date.now();
     const lastSeed = FIRST_SEED - 1 + (process.env.NTFS_FUZZ_SECONDS ? Number.MAX_SAFE_INTEGER : 40 * MUTATORS.length);
-    for (let seed = FIRST_SEED; seed <= lastSeed && Date.now() - started < CAMPAIGN_MS; seed++) {
+    for (let seed = FIRST_SEED; seed <= lastSeed && (images < MIN_IMAGES || Date.now() - started < CAMPAIGN_MS); seed++) {
       images++;
       const r = prng(seed * 7919);
       const [kind, mutate] = MUTATORS[seed % MUTATORS.length];
@@ -282,7 +284,8 @@ describe('hostile NTFS images', { skip: skipReason }, () => {
       }
     }
     t.diagnostic(`${images} damaged images, ${calls} calls, ${rejections} rejections: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}`);
-    assert.ok(images >= 2 * MUTATORS.length, `only ${images} images in the time given`);
-    assert.ok(rejections > 30, `the mutations were noticed only ${rejections} times in ${calls} calls`);
+    assert.equal(MIN_IMAGES, 3 * MUTATORS.length);
+    // Most damage lands somewhere a walk reads (about 0.6 rejections per image when measured); far fewer means the mutators miss.
+    assert.ok(rejections >= images / 4, `the mutations were noticed only ${rejections} times in ${images} images (${calls} calls)`);
   });
 });
