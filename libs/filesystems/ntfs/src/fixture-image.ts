@@ -67,7 +67,7 @@ export async function withNtfs3g<T>(image: string, options: string, fn: (mnt: st
   void exited.then((c) => (exitCode = c));
   try {
     for (let i = 0; !mounted(mnt); i++) {
-      if (exitCode !== undefined || i > 300) throw new Error(`ntfs-3g did not mount ${image} (${options}): ${stderr}`);
+      if (exitCode !== undefined || i > 1500) throw new Error(`ntfs-3g did not mount ${image} (${options}): ${stderr}`);
       await sleep(20);
     }
     return await fn(mnt);
