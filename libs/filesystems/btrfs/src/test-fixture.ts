@@ -40,7 +40,10 @@ export function kernelSkipReason(): string | undefined {
 
 /** Why mkfs-only tests (mkfs.btrfs --rootdir, no mount) cannot run, or undefined. */
 export function mkfsSkipReason(): string | undefined {
-  return has('mkfs.btrfs') ? undefined : 'mkfs.btrfs is not installed';
+  if (!has('mkfs.btrfs')) return 'mkfs.btrfs is not installed';
+  // mkfs.btrfs checks that the image is not mounted by reading every loop device's backing file, which fails for others' loops.
+  if (process.getuid?.() !== 0) return 'needs root (mkfs.btrfs reads every loop device to check mount status)';
+  return undefined;
 }
 
 export function tempDir(prefix: string): string {
