@@ -187,7 +187,16 @@ export const qsdFuse2fs: System = {
     await waitForMount(exported, 'qemu-storage-daemon to export the disk');
     const fuse2fs = spawn('fuse2fs', [exported, mnt, '-f', '-o', `ro,offset=${partition.start},allow_other`], { stdio: ['ignore', 'ignore', 'inherit'] });
     await waitForMount(mnt, 'fuse2fs to mount the partition');
-    const exited = (c: ChildProcess): Promise<unknown> => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)));
+    // Bounded: a daemon that ignores SIGTERM for 10 s is killed, never waited on for ever.
+    const exited = (c: ChildProcess): Promise<unknown> =>
+      new Promise((r) => {
+        if (c.exitCode !== null || c.signalCode !== null) return r(null);
+        const kill = setTimeout(() => c.kill('SIGKILL'), 10_000);
+        c.once('exit', () => {
+          clearTimeout(kill);
+          r(null);
+        });
+      });
     return {
       mnt,
       peakMemory: () => ({ 'qemu-storage-daemon': peakOf(qsd.pid), fuse2fs: peakOf(fuse2fs.pid) }),
