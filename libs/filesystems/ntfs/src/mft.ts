@@ -1,6 +1,6 @@
 import { Errno, StrataError } from '@strata/errors';
 import { AttrData, mergeExtents, readAttr } from './attr-data';
-import { Attribute, AttrType } from './attribute';
+import { AttrType } from './attribute';
 import { parseAttributeList } from './attribute-list';
 import { corrupt } from './errors';
 import { Lru } from './lru';
@@ -123,5 +123,3 @@ async function readFirstRecords(vol: Volume, n: number, primaryError?: StrataErr
     throw first;
   }
 }
-
-export type { Attribute };
