@@ -180,6 +180,12 @@ for (const [i, v] of VARIANTS.entries()) {
       ] as [string, RegExp][]) {
         assert.match(dump, re, `no ${what} in the image`);
       }
+      assert.equal((kernel.get('/special/sock')?.mode ?? 0) & 0o170000, 0o140000);
+      assert.equal((kernel.get('/special/fifo')?.mode ?? 0) & 0o170000, 0o010000);
+      assert.match(kernel.get('/xattrs/acl-file')?.xattrs ?? '', /system\.posix_acl_access=/);
+      assert.match(kernel.get('/xattrs/acl-dir')?.xattrs ?? '', /system\.posix_acl_default=/);
+      assert.match(kernel.get('/xattrs/acl-dir/inherits')?.xattrs ?? '', /system\.posix_acl_access=/);
+      assert.equal(kernel.get('/links/target')?.nlink, 5);
     });
 
     test('a damaged tree block: the other DUP copy is read (event), or the damage stays with what that block holds', async () => {

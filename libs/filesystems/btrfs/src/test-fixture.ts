@@ -29,7 +29,7 @@ function has(cmd: string): boolean {
 export function kernelSkipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root for loop mounts';
   if (!fs.existsSync('/dev/loop-control')) return 'no loop devices';
-  for (const t of ['mkfs.btrfs', 'btrfs', 'losetup', 'mount', 'setfattr', 'setfacl', 'fallocate', 'mknod']) if (!has(t)) return `${t} is not installed`;
+  for (const t of ['mkfs.btrfs', 'btrfs', 'losetup', 'mount', 'setfattr', 'fallocate', 'mknod']) if (!has(t)) return `${t} is not installed`;
   try {
     if (!fs.readFileSync('/proc/filesystems', 'utf8').includes('btrfs')) run('modprobe', ['btrfs']);
   } catch {
@@ -91,6 +91,35 @@ function write(p: string, data: Buffer | string): void {
   fs.writeFileSync(p, data);
 }
 
+const ACL_USER_OBJ = 0x01;
+const ACL_USER = 0x02;
+const ACL_GROUP_OBJ = 0x04;
+const ACL_GROUP = 0x08;
+const ACL_MASK = 0x10;
+const ACL_OTHER = 0x20;
+
+/** A POSIX ACL in the xattr format (version 2; tag, perm, id per entry, sorted by tag and id), as setfattr's hex value. */
+function aclHex(entries: [number, number, number?][]): string {
+  const b = Buffer.alloc(4 + entries.length * 8);
+  b.writeUInt32LE(2, 0);
+  entries.forEach(([tag, perm, id], i) => {
+    b.writeUInt16LE(tag, 4 + i * 8);
+    b.writeUInt16LE(perm, 6 + i * 8);
+    b.writeUInt32LE(id ?? 0xffffffff, 8 + i * 8);
+  });
+  return `0x${b.toString('hex')}`;
+}
+
+/** A unix socket file left behind: a child binds it and dies before it could unlink it. */
+function makeSocket(p: string): void {
+  try {
+    execFileSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(p)}, () => process.kill(process.pid, 'SIGKILL'))`], { timeout: 10_000, stdio: 'ignore' });
+  } catch {
+    // Killed on purpose.
+  }
+  if (!fs.lstatSync(p).isSocket()) throw new Error(`no socket at ${p}`);
+}
+
 /** Files whose extents the current compression mount option shapes: whole, mixed and partly overwritten. */
 export function fillCompressed(dir: string, tag: string, seed: number): void {
   fs.mkdirSync(dir, { recursive: true });
@@ -134,7 +163,7 @@ export function fillGeneral(root: string, bigDir: number): void {
   run('mknod', [path.join(special, 'char'), 'c', '1', '3']);
   run('mknod', [path.join(special, 'block'), 'b', '259', '70000']);
   run('mknod', [path.join(special, 'fifo'), 'p']);
-  run('python3', ['-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])', path.join(special, 'sock')]);
+  makeSocket(path.join(special, 'sock'));
   const xa = path.join(root, 'xattrs');
   write(path.join(xa, 'one'), 'x');
   run('setfattr', ['-n', 'user.small', '-v', 'value', path.join(xa, 'one')]);
@@ -145,10 +174,13 @@ export function fillGeneral(root: string, bigDir: number): void {
   write(path.join(xa, 'many'), 'x');
   for (let i = 0; i < 40; i++) run('setfattr', ['-n', `user.attr${i}`, '-v', `v${i}`, path.join(xa, 'many')]);
   write(path.join(xa, 'acl-file'), 'x');
-  run('setfacl', ['-m', 'u:1234:rw,g:55:r,m::rw', path.join(xa, 'acl-file')]);
+  // ACLs through their xattrs (what setfacl writes), so the fill needs only setfattr.
+  fs.chmodSync(path.join(xa, 'acl-file'), 0o644);
+  run('setfattr', ['-n', 'system.posix_acl_access', '-v', aclHex([[ACL_USER_OBJ, 6], [ACL_USER, 6, 1234], [ACL_GROUP_OBJ, 4], [ACL_GROUP, 4, 55], [ACL_MASK, 6], [ACL_OTHER, 4]]), path.join(xa, 'acl-file')]);
   fs.mkdirSync(path.join(xa, 'acl-dir'));
-  run('setfacl', ['-d', '-m', 'u:1000:rwx', path.join(xa, 'acl-dir')]);
-  run('setfacl', ['-m', 'u:1000:rx', path.join(xa, 'acl-dir')]);
+  fs.chmodSync(path.join(xa, 'acl-dir'), 0o755);
+  run('setfattr', ['-n', 'system.posix_acl_default', '-v', aclHex([[ACL_USER_OBJ, 7], [ACL_USER, 7, 1000], [ACL_GROUP_OBJ, 5], [ACL_MASK, 7], [ACL_OTHER, 5]]), path.join(xa, 'acl-dir')]);
+  run('setfattr', ['-n', 'system.posix_acl_access', '-v', aclHex([[ACL_USER_OBJ, 7], [ACL_USER, 5, 1000], [ACL_GROUP_OBJ, 5], [ACL_MASK, 5], [ACL_OTHER, 5]]), path.join(xa, 'acl-dir')]);
   write(path.join(xa, 'acl-dir', 'inherits'), 'x');
   const sparse = path.join(root, 'sparse');
   fs.mkdirSync(sparse);
