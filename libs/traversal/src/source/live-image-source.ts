@@ -20,9 +20,9 @@ async function fileStamp(path: string): Promise<string> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A failure a concurrent write of the guest can cause: corrupt-looking metadata, or a reader closed under us. */
+/** A failure a concurrent write of the guest can cause: corrupt-looking metadata (bad checksum, bad structure), or a reader closed under us. */
 function isTorn(err: unknown): boolean {
-  return isStrataError(err) && (err.errno === Errno.EIO || err.errno === Errno.EBADF);
+  return isStrataError(err) && (err.errno === Errno.EIO || err.errno === Errno.EBADMSG || err.errno === Errno.EUCLEAN || err.errno === Errno.EBADF);
 }
 
 /**
