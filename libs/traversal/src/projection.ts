@@ -13,11 +13,9 @@ const MAX_SYMLINK_HOPS = 40;
 /** Largest single read; bigger ranges are split by the caller. */
 export const MAX_READ = 64 * 1024 * 1024;
 
-/** A listed name with its attributes, or (exactly one of the two) the error a lookup of it fails with. */
 export interface DirEntry {
   name: Buffer;
-  attr?: Attr;
-  error?: StrataError;
+  attr: Attr;
 }
 
 export interface WalkEntry {
@@ -121,9 +119,16 @@ export class Projection {
     return attrOf(await this.lookup(path));
   }
 
-  /** Entries of a merged directory with their attributes (or the error of an unreadable one), sorted bytewise. */
+  /**
+   * Entries of a merged directory with their attributes, sorted bytewise.
+   * An entry whose object cannot be read fails the call with its error
+   * (readdirNodes lists it with the error instead, as ReadDir does).
+   */
   async readdir(path: Buffer | string): Promise<DirEntry[]> {
-    return (await this.readdirNodes(path)).map((e) => (e.node ? { name: e.name, attr: attrOf(e.node) } : { name: e.name, error: e.error }));
+    return (await this.readdirNodes(path)).map((e) => {
+      if (!e.node) throw e.error;
+      return { name: e.name, attr: attrOf(e.node) };
+    });
   }
 
   /**

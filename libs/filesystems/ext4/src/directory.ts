@@ -31,6 +31,7 @@ function isIndexed(vol: Volume, dir: InodeRecord): boolean {
  */
 type LeafMode = 'linear' | 'htree' | 'lookup';
 
+
 /** Entries of one leaf block, after its checksum tail is verified (once per cached block). */
 function leafEntries(vol: Volume, dir: InodeRecord, lblk: number, mb: MetadataBlock | { data: Buffer; verified?: undefined }, mode: LeafMode): LeafRead {
   const what = `directory ${dir.stat.ino} block ${lblk}`;
@@ -40,28 +41,30 @@ function leafEntries(vol: Volume, dir: InodeRecord, lblk: number, mb: MetadataBl
       const reason = verifyDirentTail(mb.data, dir.csumSeed);
       if (reason) {
         checksumEvent(vol, 'directory block', reason, { ino: dir.stat.ino, block: lblk });
-        if (mode === 'linear') return { entries: [] };
-        throw badChecksum(what, reason);
+        if (mode === 'htree') throw badChecksum(what, reason);
+        // The linear readdir skips the block; a search that reaches it fails there.
+        return { entries: [], failed: badChecksum(what, reason) };
       }
       mb.verified?.add('dirent');
     }
     end -= DIRENT_TAIL_SIZE;
   }
-  let bad: Error | undefined;
+  let failed: StrataError | undefined;
   const entries = parseDirEntries(mb.data, 0, end, vol.sb.blockSize, {
     ...parseOptions(vol, what),
     onBadEntry: (err) => {
-      bad = err;
+      failed = err instanceof StrataError ? err : corrupt(what, err.message);
       vol.log({ event: 'ext4.dirent', ino: dir.stat.ino, block: lblk, reason: err.message });
     },
   });
-  return bad ? { entries, bad } : { entries };
+  return failed ? { entries, failed } : { entries };
 }
 
 interface LeafRead {
+  /** The entries a readdir shows (up to a bad entry, which ends the block). */
   entries: RawDirEntry[];
-  /** The entry that ended the block early, if one did. */
-  bad?: Error;
+  /** What a search that reaches this block without finding its name fails with: a bad entry (EUCLEAN) or checksum (EBADMSG). */
+  failed?: StrataError;
 }
 
 /** An htree interior node disguises itself as one empty entry spanning the block. */
@@ -170,16 +173,65 @@ async function indexedList(vol: Volume, dir: InodeRecord): Promise<RawDirEntry[]
 }
 
 async function linearLookup(vol: Volume, dir: InodeRecord, name: Buffer): Promise<number | undefined> {
-  let found: number | undefined;
-  let bad: Error | undefined;
-  await scanBlocks(vol, dir, 'lookup', (leaf) => {
-    const hit = leaf.entries.find((e) => e.name.equals(name));
-    if (hit) found = hit.ino;
-    else if (leaf.bad) bad = leaf.bad;
-    return hit !== undefined || bad !== undefined;
-  });
-  if (found === undefined && bad) throw corrupt(`directory ${dir.stat.ino}`, bad.message);
+  const [found] = await linearResolve(vol, dir, [name]);
+  if (found instanceof StrataError) throw found;
   return found;
+}
+
+/**
+ * Names searched for the way the kernel's linear search does, all in one
+ * pass: each is found in the first block holding it, unless a block met
+ * before it is damaged (a bad entry, a failed checksum), which fails every
+ * search that reaches it. Listings skip that damage, so this is what makes
+ * a listed name's lookup agree with the kernel's.
+ */
+async function linearResolve(vol: Volume, dir: InodeRecord, names: readonly Buffer[]): Promise<(number | undefined | StrataError)[]> {
+  const out: (number | undefined | StrataError)[] = new Array(names.length).fill(undefined);
+  const want = new Map<string, number[]>();
+  names.forEach((n, i) => {
+    const k = n.toString('latin1');
+    want.set(k, [...(want.get(k) ?? []), i]);
+  });
+  let open = want.size;
+  await scanBlocks(vol, dir, 'lookup', (leaf) => {
+    for (const e of leaf.entries) {
+      const k = e.name.toString('latin1');
+      const at = want.get(k);
+      if (!at) continue;
+      for (const i of at) out[i] = e.ino;
+      want.delete(k);
+      open--;
+    }
+    if (leaf.failed) {
+      for (const at of want.values()) for (const i of at) out[i] = leaf.failed;
+      return true;
+    }
+    return open === 0;
+  });
+  return out;
+}
+
+/** What lookups of many names of one directory give (an inode, nothing, or the error the kernel's lookup fails with), for a listing's entries. */
+export async function resolveInDirectory(vol: Volume, dir: InodeRecord, names: readonly Buffer[]): Promise<(number | undefined | StrataError)[]> {
+  refuseEncrypted(dir);
+  if (dir.stat.flags & InodeFlag.INLINE_DATA || !isIndexed(vol, dir)) {
+    if (dir.stat.flags & InodeFlag.INLINE_DATA) {
+      const { entries } = inlineEntries(vol, dir);
+      return names.map((n) => entries.find((e) => e.name.equals(n))?.ino);
+    }
+    return linearResolve(vol, dir, names);
+  }
+  // A hashed lookup reads the root, an index block and a leaf, all cached after the first: one per name costs little.
+  const out: (number | undefined | StrataError)[] = [];
+  for (const n of names) {
+    try {
+      out.push(await lookupInDirectory(vol, dir, n));
+    } catch (err) {
+      if (!(err instanceof StrataError)) throw err;
+      out.push(err);
+    }
+  }
+  return out;
 }
 
 /** The directory's blocks as the htree code reads them; `onLeaf` keeps each leaf read for the search. */
@@ -218,7 +270,7 @@ async function indexedLookup(vol: Volume, dir: InodeRecord, name: Buffer): Promi
         if (!mb) return undefined;
         const leaf = leafEntries(vol, dir, lblk, mb, 'lookup');
         const hit = leaf.entries.find((e) => e.name.equals(name));
-        if (!hit && leaf.bad) throw corrupt(`directory ${dir.stat.ino}`, leaf.bad.message);
+        if (!hit && leaf.failed) throw leaf.failed;
         return hit?.ino;
       },
     },

@@ -2,7 +2,7 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
 import { Errno, StrataError } from '@strata/errors';
 import { BlockReader } from './block-reader';
 import { badChecksum, corrupt, refused, unreadable, unsupported } from './corruption';
-import { listDirectory, lookupInDirectory } from './directory';
+import { listDirectory, lookupInDirectory, resolveInDirectory } from './directory';
 import { checkExtentRoot } from './extent-tree';
 import { Compat, Incompat, ext4Kind } from './features';
 import { mapBlocks, readMapped } from './file-blocks';
@@ -272,6 +272,19 @@ export class Ext4 {
       const dir = await this.directory(dirIno);
       if (name.length === 0) return undefined;
       return lookupInDirectory(this.vol, dir, name);
+    });
+  }
+
+  /**
+   * What lookups of these names in one directory give, each on its own: an
+   * inode number, undefined (no such name) or the StrataError that lookup
+   * fails with. One pass over a linear directory, however many names (a
+   * listing's entries resolved as the kernel's lookups would resolve them).
+   */
+  resolve(dirIno: number, names: readonly Buffer[]): Promise<(number | undefined | StrataError)[]> {
+    return guarded(this.vol.log, 'resolve', async () => {
+      const dir = await this.directory(dirIno);
+      return resolveInDirectory(this.vol, dir, names);
     });
   }
 

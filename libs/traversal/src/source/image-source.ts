@@ -123,29 +123,40 @@ export class ImageSource implements LayerSource {
     return (await this.fs.readdir(this.inoOf(dir))).map((e) => ({ name: e.name, type: e.type }));
   }
 
-  /** The last directory lookupMany listed: a merge that retries names one by one after a failed batch reads it once. */
-  private lastListing: { dir: number; inos: Map<string, number> } | undefined;
+  /** The last directory lookupMany resolved: a merge that retries names one by one after a failed batch reads it once. */
+  private lastListing: { dir: number; handles: Map<string, number | StrataError> } | undefined;
 
   /**
    * The listing already names every entry's inode: one pass over the
    * directory, then the inodes, instead of a directory search per name.
-   * One unreadable inode fails the batch (the merge then asks name by name,
-   * from the listing kept here, so the failure stays with its entry).
+   * (ext2/3/4: the names are resolved as the kernel's lookups resolve them,
+   * which differs from the listing past a damaged directory block.) One
+   * unreadable object fails the batch; the merge then asks name by name,
+   * answered from what is kept here, so the failure stays with its entry.
    */
   async lookupMany(dir: LayerObject, names: readonly Buffer[]): Promise<(LayerObject | undefined)[]> {
     const dirIno = this.inoOf(dir);
-    let inos = this.lastListing?.dir === dirIno ? this.lastListing.inos : undefined;
-    if (!inos) {
-      inos = new Map<string, number>();
-      for (const e of await this.fs.readdir(dirIno)) inos.set(e.name.toString('latin1'), e.handle);
-      this.lastListing = { dir: dirIno, inos };
+    let handles = this.lastListing?.dir === dirIno ? this.lastListing.handles : undefined;
+    if (!handles) {
+      handles = new Map<string, number | StrataError>();
+      const entries = await this.fs.readdir(dirIno);
+      const listed = entries.map((e) => e.name);
+      const found = this.ext4 ? await this.ext4.ext4.resolve(dirIno, listed) : entries.map((e) => e.handle);
+      listed.forEach((n, i) => {
+        // Listed, yet a lookup does not find it (a hash index pointing elsewhere): the kernel's ls shows it, its stat fails.
+        const h = found[i] ?? StrataError.notFound(`ext4: directory ${dirIno} lists ${printable(n)}, but a lookup does not find it`);
+        handles?.set(n.toString('latin1'), h);
+      });
+      this.lastListing = { dir: dirIno, handles };
     }
-    const listed = inos;
+    const known = handles;
     const out: (LayerObject | undefined)[] = [];
     for (let i = 0; i < names.length; i += LOOKUP_BATCH) {
       const batch = names.slice(i, i + LOOKUP_BATCH).map(async (n) => {
-        const ino = listed.get(n.toString('latin1'));
-        return ino === undefined ? undefined : this.object(await this.fs.node(ino));
+        const h = known.get(n.toString('latin1'));
+        if (h === undefined) return undefined;
+        if (typeof h !== 'number') throw h;
+        return this.object(await this.fs.node(h));
       });
       out.push(...(await Promise.all(batch)));
     }
