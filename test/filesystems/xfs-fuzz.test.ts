@@ -23,7 +23,7 @@ import { parseSuperblock } from '@strata/xfs/dist/superblock';
 import { inspectLog, logArea } from '@strata/xfs/dist/log/log-head';
 import { readRecords, recordCrc } from '@strata/xfs/dist/log/log-records';
 
-const ITERATIONS = 50;
+const ITERATIONS = 40;
 const MAX_NODES = 500;
 const CALL_TIMEOUT_MS = 5000;
 
@@ -160,13 +160,13 @@ async function prepare(file: string): Promise<Base> {
   return { image, ranges: rec.ranges, inodeSize: image.readUInt16BE(104), crc, records: await logRecords(image) };
 }
 
-async function fuzz(base: Base, seed: number): Promise<void> {
+async function fuzz(base: Base, seed: number, iterations = ITERATIONS): Promise<void> {
   const random = rng(seed);
   const { image } = base;
   const pristine = Buffer.from(image);
   const heapLimit = process.memoryUsage().heapUsed + 1024 * 1024 * 1024;
   const internal: Record<string, unknown>[] = [];
-  for (let iter = 0; iter < ITERATIONS; iter++) {
+  for (let iter = 0; iter < iterations; iter++) {
     const changed: [number, Buffer][] = [];
     const poke = (off: number, bytes: Buffer): void => {
       if (off < 0 || off + bytes.length > image.length) return;
@@ -251,7 +251,8 @@ describe('XFS reader on damaged images', { skip: hasTool('mkfs.xfs') ? undefined
     await withMount(file, 'rw', (mnt) => changeThenCrash(mnt, 0.2));
     const base = await prepare(file);
     assert.ok(base.records.length > 0, 'the log is dirty');
-    await fuzz(base, 3);
+    // Every open replays the log: fewer rounds.
+    await fuzz(base, 3, 25);
   });
 
   test('v4 (crc=0, ftype=0) from a prototype tree', async () => {
