@@ -140,7 +140,8 @@ before(async () => {
   for (let i = 0; i < WIDE; i++) fs.writeFileSync(path.join(layer0, 'wide', `f${i}`), '');
   const limits = ['--max-streams-per-identity', String(STREAMS), '--session-inflight', String(INFLIGHT), '--max-message-bytes', String(MAX_MESSAGE)];
   resolver = await startResolver({ store: fx.store, extra: [...certs.serverArgs('server'), '--admin', OPS, ...limits], env: { STRATA_LOG_LEVEL: 'info' } });
-  plain = await startResolver({ store: fx.store, extra: limits, env: { STRATA_LOG_LEVEL: 'info' } });
+  // Without an identity to bound by: plaintext on the store the mutual-TLS one serves, so read-only (issue 23 item 1).
+  plain = await startResolver({ store: fx.store, extra: [...limits, '--unenforced-read-only'], env: { STRATA_LOG_LEVEL: 'info' } });
   const ops = client('ops');
   mine = { id: fx.layers[0].layerId };
   const other = await ops.createLayer({ source: 'dir:layers/1', layerType: 'base', name: 'theirs' });

@@ -152,7 +152,8 @@ describe('mutual TLS between the CLI and the resolver', () => {
   });
 
   test('a TLS client against a plaintext resolver: one line saying the resolver does not speak TLS', async () => {
-    const plain = await startResolver({ store: fx.store });
+    // The store is one a mutual-TLS resolver serves: a plaintext one starts on it read-only alone (issue 23 item 1).
+    const plain = await startResolver({ store: fx.store, extra: ['--unenforced-read-only'] });
     try {
       const r = strata(['--resolver', plain.address, '--timeout', '5', ...tlsArgs('ca', 'agent'), 'layer', 'list']);
       assert.match(oneLineFailure(r), /^strata: TLS handshake with 127\.0\.0\.1:\d+ failed: the resolver does not speak TLS/);
@@ -162,7 +163,7 @@ describe('mutual TLS between the CLI and the resolver', () => {
   });
 
   test('TLS without --tls-client-ca: any client that trusts the resolver reads, as anonymous', async () => {
-    const server = await startResolver({ store: fx.store, extra: ['--tls-cert', file('server1.crt'), '--tls-key', file('server1.key')] });
+    const server = await startResolver({ store: fx.store, extra: ['--tls-cert', file('server1.crt'), '--tls-key', file('server1.key'), '--unenforced-read-only'] });
     try {
       assert.equal(server.logs.find((l) => l.event === 'resolver.listening')?.tls, 'on');
       const r = strata(['--resolver', server.address, '--timeout', '5', ...tlsArgs('ca', undefined), 'cat', 'l0', '/etc/hostname']);
