@@ -57,6 +57,7 @@ export class Xfs implements Filesystem {
   private readonly inodes: LRUCache<number, XfsInode>;
   private readonly extents: LRUCache<number, Extent[]>;
   private readonly listings: LRUCache<number, Listing>;
+  private readonly attrLists: LRUCache<number, FsXattr[]>;
   private stat: Promise<FsStatFs> | undefined;
   private readonly clusterBlocks: number;
 
@@ -77,6 +78,7 @@ export class Xfs implements Filesystem {
     this.inodes = new LRUCache({ maxSize: share, sizeCalculation: () => vol.sb.inodeSize + 256 });
     this.extents = new LRUCache({ maxSize: share, sizeCalculation: (e) => e.length * 64 + 64 });
     this.listings = new LRUCache({ maxSize: share, sizeCalculation: (l) => l.entries.reduce((n, e) => n + e.name.length + 96, 64) });
+    this.attrLists = new LRUCache({ maxSize: share, sizeCalculation: (l) => l.reduce((n, x) => n + x.name.length + x.value.length + 64, 64) });
   }
 
   static async open(source: ByteSource, options: FilesystemOptions = {}): Promise<Xfs> {
@@ -256,35 +258,45 @@ export class Xfs implements Filesystem {
     });
   }
 
+  /** Parsed once per inode and kept (a caller asks for the list, then each value); every call gets its own copies. */
   xattrs(handle: number): Promise<FsXattr[]> {
     return guarded(this.vol.log, 'xattrs', async () => {
-      const inode = await this.inode(handle);
-      const out: FsXattr[] = [];
-      for (const e of await readAttrs(this.vol, inode)) {
-        if (e.flags & AttrFlag.PARENT) continue;
-        const value = e.value ?? Buffer.alloc(0);
-        const name = e.name.toString('utf8');
-        if (e.flags & AttrFlag.ROOT) {
-          // xfs_xattr_put_listent shows an ACL both as its system.* name and, to CAP_SYS_ADMIN, as the raw trusted.* attribute.
-          const acl = name === 'SGI_ACL_FILE' ? 'system.posix_acl_access' : name === 'SGI_ACL_DEFAULT' ? 'system.posix_acl_default' : undefined;
-          if (acl) {
-            try {
-              out.push({ name: acl, value: aclFromDisk(value, this.vol.sb.crc, `${acl} of inode ${handle}`) });
-            } catch (err) {
-              // A malformed ACL costs that attribute only: the kernel lists it, and only its getxattr fails.
-              if (!(err instanceof StrataError)) throw err;
-              this.vol.log({ event: 'xfs.damage', structure: 'POSIX ACL', ino: handle, name: acl, reason: err.message });
-            }
-          }
-          out.push({ name: `trusted.${name}`, value });
-        } else if (e.flags & AttrFlag.SECURE) {
-          out.push({ name: `security.${name}`, value });
-        } else {
-          out.push({ name: `user.${name}`, value });
-        }
+      let list = this.attrLists.get(handle);
+      if (!list) {
+        list = await this.readXattrs(handle);
+        this.attrLists.set(handle, list);
       }
-      return out;
+      return list.map((x) => ({ name: x.name, value: Buffer.from(x.value) }));
     });
+  }
+
+  private async readXattrs(handle: number): Promise<FsXattr[]> {
+    const inode = await this.inode(handle);
+    const out: FsXattr[] = [];
+    for (const e of await readAttrs(this.vol, inode)) {
+      if (e.flags & AttrFlag.PARENT) continue;
+      const value = e.value ?? Buffer.alloc(0);
+      const name = e.name.toString('utf8');
+      if (e.flags & AttrFlag.ROOT) {
+        // xfs_xattr_put_listent shows an ACL both as its system.* name and, to CAP_SYS_ADMIN, as the raw trusted.* attribute.
+        const acl = name === 'SGI_ACL_FILE' ? 'system.posix_acl_access' : name === 'SGI_ACL_DEFAULT' ? 'system.posix_acl_default' : undefined;
+        if (acl) {
+          try {
+            out.push({ name: acl, value: aclFromDisk(value, this.vol.sb.crc, `${acl} of inode ${handle}`) });
+          } catch (err) {
+            // A malformed ACL costs that attribute only: the kernel lists it, and only its getxattr fails.
+            if (!(err instanceof StrataError)) throw err;
+            this.vol.log({ event: 'xfs.damage', structure: 'POSIX ACL', ino: handle, name: acl, reason: err.message });
+          }
+        }
+        out.push({ name: `trusted.${name}`, value });
+      } else if (e.flags & AttrFlag.SECURE) {
+        out.push({ name: `security.${name}`, value });
+      } else {
+        out.push({ name: `user.${name}`, value });
+      }
+    }
+    return out;
   }
 
   /** Computed once, at the first call (it reads every AG header). A failure is not kept: the next call tries again. */
