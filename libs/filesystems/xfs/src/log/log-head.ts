@@ -8,6 +8,8 @@ export const HEADER_CYCLE_SIZE = 32 * 1024;
 const UNMOUNT_TRANS = 0x20;
 /** How far back from the head a record header is looked for (the largest log buffer is 256 KiB). */
 const MAX_RECORD_BBS = (256 * 1024) / BB + 64;
+/** The last log buffers that may have completed out of order: XLOG_MAX_ICLOGS of at most 256 KiB. */
+const VERIFY_WINDOW_BBS = (8 * 256 * 1024) / BB;
 
 /** The internal log as a ring of 512-byte basic blocks. */
 export interface LogArea {
@@ -84,6 +86,20 @@ export async function inspectLog(vol: Volume): Promise<LogState> {
       else lo = mid;
     }
     head = hi;
+    // Log buffers complete out of order: a block of the older cycle just before the head means the head is there
+    // (xlog_find_verify_cycle over the last XLOG_MAX_ICLOGS log buffers).
+    const window = Math.min(head, VERIFY_WINDOW_BBS);
+    if (window > 0) {
+      const blocks = await log.read(head - window, window);
+      for (let i = 0; i < window; i++) {
+        const at = i * BB;
+        const c = blocks.readUInt32BE(at) === HEADER_MAGIC ? blocks.readUInt32BE(at + 4) : blocks.readUInt32BE(at);
+        if (c === lastCycle) {
+          head = head - window + i;
+          break;
+        }
+      }
+    }
   } else {
     head = size;
     cycle = lastCycle;
