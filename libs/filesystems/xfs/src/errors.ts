@@ -27,7 +27,11 @@ export async function guarded<T>(log: (event: FsEvent) => void, op: string, fn: 
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof StrataError) throw err;
+    if (err instanceof StrataError) {
+      // Damage (a failed check, a bad CRC) is worth a record beside the caller's error.
+      if (err.errno === Errno.EUCLEAN) log({ event: 'xfs.damage', op, reason: err.message });
+      throw err;
+    }
     const message = err instanceof Error ? err.message : String(err);
     log({ event: 'xfs.internal', op, message, stack: err instanceof Error ? err.stack : undefined });
     throw new StrataError(Errno.EUCLEAN, `xfs: ${op}: unexpected failure on corrupt data: ${message}`, { cause: err });
