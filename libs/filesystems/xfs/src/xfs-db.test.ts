@@ -119,6 +119,16 @@ describe('damage stays with the object it touches', { skip: hasTool('mkfs.xfs') 
     const sibling = (await reader.lookup(dir, Buffer.from('f4096')))!;
     const loc = locateInode(parseSuperblock(pristine.subarray(0, 4096), pristine.length), victim)!;
 
+    // Bad arguments.
+    const bad = (errno: number) => (err: unknown): boolean => isStrataError(err) && err.errno === errno;
+    await assert.rejects(reader.node(0), bad(Errno.EINVAL));
+    await assert.rejects(reader.node(2 ** 60), bad(Errno.EINVAL));
+    await assert.rejects(reader.read(victim, -1, 10), bad(Errno.EINVAL));
+    await assert.rejects(reader.read(dir, 0, 10), bad(Errno.EISDIR));
+    await assert.rejects(reader.readlink(victim), bad(Errno.EINVAL));
+    await assert.rejects(reader.readdir(victim), bad(Errno.ENOTDIR));
+    assert.equal((await reader.read(victim, 1000, 10)).length, 0);
+
     const image = Buffer.from(pristine);
     image[loc.offset + 60] ^= 0x10; // di_size: the CRC no longer matches
     const damaged = await Xfs.open(new MemorySource(image));
