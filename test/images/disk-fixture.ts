@@ -8,6 +8,21 @@ export function run(cmd: string, args: string[], cwd?: string): string {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** Whether a tool is on PATH (tests needing it skip without it). */
+export function hasTool(name: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Root with loop devices and these tools: what the disk-image differential tests need. */
+export function canLoopMount(...tools: string[]): boolean {
+  return (!process.getuid || process.getuid() === 0) && fs.existsSync('/dev/loop-control') && tools.every(hasTool);
+}
+
 export interface PartitionWindow {
   start: number;
   size: number;
@@ -21,6 +36,30 @@ export function makeGptDisk(file: string, mib: number): PartitionWindow {
   const table = JSON.parse(run('sfdisk', ['-J', file])) as { partitiontable: { partitions: { start: number; size: number }[] } };
   const p = table.partitiontable.partitions[1];
   return { start: p.start * 512, size: p.size * 512 };
+}
+
+/** A sparse disk of `mib` MiB partitioned by an sfdisk script; every partition's window, in table order. */
+export function partitionDisk(file: string, mib: number, script: string): PartitionWindow[] {
+  fs.closeSync(fs.openSync(file, 'w'));
+  fs.truncateSync(file, mib * 1024 * 1024);
+  execFileSync('sfdisk', ['-q', file], { input: script });
+  const table = JSON.parse(run('sfdisk', ['-J', file])) as { partitiontable: { partitions: { start: number; size: number }[] } };
+  return table.partitiontable.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
+}
+
+/** A loop device over a window of a disk (read-only with `readOnly`); `losetup -d` it when done. */
+export function attachLoop(disk: string, w: PartitionWindow, readOnly = false): string {
+  return run('losetup', [...(readOnly ? ['-r'] : []), '-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', disk]).trim();
+}
+
+/** Runs `fn` with a loop device over a window of a disk, always detached after. */
+export function withLoop<T>(disk: string, w: PartitionWindow, fn: (dev: string) => T): T {
+  const dev = attachLoop(disk, w);
+  try {
+    return fn(dev);
+  } finally {
+    run('losetup', ['-d', dev]);
+  }
 }
 
 /**

@@ -4,11 +4,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
-import { startResolver, strata, type ResolverProcess } from '@strata/harness';
+import { startResolver, type ResolverProcess } from '@strata/harness';
 import { apiTreeSource } from '../support/api-tree-source';
+import { cliOf } from '../support/cli-runner';
 import { referenceDiff } from '../support/reference-diff';
 import { ALL_FIELDS, compareTrees, readEngineTree, readKernelTree } from '../support/tree-snapshot';
-import { makeGptDisk, mkfs, run, withLoopMount, type PartitionWindow } from './disk-fixture';
+import { canLoopMount, makeGptDisk, mkfs, run, withLoopMount, type PartitionWindow } from './disk-fixture';
 
 /**
  * Disks of other hypervisors as layers, end to end through the resolver and
@@ -19,7 +20,7 @@ import { makeGptDisk, mkfs, run, withLoopMount, type PartitionWindow } from './d
  * a wrong source kind refused naming the format found.
  */
 
-const canRun = (!process.getuid || process.getuid() === 0) && fs.existsSync('/dev/loop-control');
+const canRun = canLoopMount('sfdisk', 'mke2fs', 'qemu-img');
 
 let work: string;
 let store: string;
@@ -29,11 +30,7 @@ let raw: string;
 let resolver: ResolverProcess;
 let client: StrataClient;
 
-function cli(args: string[], check = true): ReturnType<typeof strata> {
-  const r = strata(args, { STRATA_RESOLVER: resolver.address });
-  if (check) assert.equal(r.status, 0, `strata ${args.join(' ')}: ${r.stderr}`);
-  return r;
-}
+const cli = cliOf(() => resolver);
 
 before(async () => {
   if (!canRun) return;

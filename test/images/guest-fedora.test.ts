@@ -1,14 +1,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
-import { startResolver, strata, type ResolverProcess } from '@strata/harness';
+import { startResolver, type ResolverProcess } from '@strata/harness';
 import { apiTreeSource } from '../support/api-tree-source';
+import { cliOf } from '../support/cli-runner';
 import { ALL_FIELDS, compareTrees, readEngineTree, readKernelTree, type Tree } from '../support/tree-snapshot';
-import { run, withLoopMount, type PartitionWindow } from './disk-fixture';
+import { attachLoop, canLoopMount, hasTool, partitionDisk, run, withLoop, withLoopMount, type PartitionWindow } from './disk-fixture';
 
 /**
  * A Fedora-style guest: /boot on ext4 and one btrfs filesystem holding the
@@ -18,16 +18,8 @@ import { run, withLoopMount, type PartitionWindow } from './disk-fixture';
  */
 
 const MIB = 1024 * 1024;
-const has = (t: string): boolean => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
-const canRun = (!process.getuid || process.getuid() === 0) && fs.existsSync('/dev/loop-control') && ['mkfs.btrfs', 'btrfs', 'sfdisk', 'qemu-img'].every(has);
-const canNtfs = canRun && ['mkntfs', 'ntfs-3g'].every(has) && fs.existsSync('/dev/fuse');
+const canRun = canLoopMount('mkfs.btrfs', 'btrfs', 'sfdisk', 'qemu-img');
+const canNtfs = canRun && ['mkntfs', 'ntfs-3g', 'mkfs.fat'].every(hasTool) && fs.existsSync('/dev/fuse');
 
 let work: string;
 let store: string;
@@ -36,23 +28,9 @@ let parts: PartitionWindow[];
 let resolver: ResolverProcess;
 let client: StrataClient;
 
-function cli(args: string[], check = true): ReturnType<typeof strata> {
-  const r = strata(args, { STRATA_RESOLVER: resolver.address });
-  if (check) assert.equal(r.status, 0, `strata ${args.join(' ')}: ${r.stderr}`);
-  return r;
-}
+const cli = cliOf(() => resolver);
 
-function attach(w: PartitionWindow, file = raw, readOnly = false): string {
-  return run('losetup', [...(readOnly ? ['-r'] : []), '-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', file]).trim();
-}
-
-function gptDisk(file: string, mib: number, script: string): PartitionWindow[] {
-  fs.closeSync(fs.openSync(file, 'w'));
-  fs.truncateSync(file, mib * MIB);
-  run('sh', ['-c', `printf '%s' "$0" | sfdisk -q ${file}`, script]);
-  const table = JSON.parse(run('sfdisk', ['-J', file])) as { partitiontable: { partitions: { start: number; size: number }[] } };
-  return table.partitiontable.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
-}
+const attach = (w: PartitionWindow, file = raw, readOnly = false): string => attachLoop(file, w, readOnly);
 
 before(async () => {
   if (!canRun) return;
@@ -60,16 +38,11 @@ before(async () => {
   store = path.join(work, 'store');
   fs.mkdirSync(path.join(store, 'vm'), { recursive: true });
   raw = path.join(work, 'fedora.raw');
-  parts = gptDisk(raw, 400, 'label: gpt\nsize=60MiB, type=BC13C2FF-59E6-4262-A352-B275FD6F7172\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n');
-  const bootUuid = (() => {
-    const dev = attach(parts[0]);
-    try {
-      run('mkfs.ext4', ['-q', '-F', dev]);
-      return run('blkid', ['-s', 'UUID', '-o', 'value', dev]).trim();
-    } finally {
-      run('losetup', ['-d', dev]);
-    }
-  })();
+  parts = partitionDisk(raw, 400, 'label: gpt\nsize=60MiB, type=BC13C2FF-59E6-4262-A352-B275FD6F7172\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n');
+  const bootUuid = withLoop(raw, parts[0], (dev) => {
+    run('mkfs.ext4', ['-q', '-F', dev]);
+    return run('blkid', ['-s', 'UUID', '-o', 'value', dev]).trim();
+  });
   const dev = attach(parts[1]);
   const top = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-btrfs-top-'));
   try {
@@ -176,12 +149,12 @@ describe('a Fedora-style guest: /boot on ext4, root and home as btrfs subvolumes
 describe('a Windows-style guest on NTFS', { skip: canNtfs ? false : 'needs root, loop devices, mkntfs, ntfs-3g and /dev/fuse' }, () => {
   test('strata inspect names Windows; the disk without #N shows the system volume', async () => {
     const disk = path.join(work, 'windows.raw');
-    const wparts = gptDisk(disk, 120, 'label: gpt\nsize=40MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nsize=16MiB, type=E3C9E316-0B5C-4DB8-817D-F92DF00215AE\ntype=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n');
+    const wparts = partitionDisk(disk, 120, 'label: gpt\nsize=40MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nsize=16MiB, type=E3C9E316-0B5C-4DB8-817D-F92DF00215AE\ntype=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n');
     const dev = attach(wparts[2], disk);
     const m = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-ntfs-'));
     try {
       run('mkntfs', ['-F', '-Q', '-q', '-L', 'Windows', dev]);
-      onLoopFat(wparts[0], disk);
+      withLoop(disk, wparts[0], (esp) => run('mkfs.fat', ['-F', '16', '-n', 'SYSTEM', esp]));
       run('ntfs-3g', [dev, m]);
       try {
         fs.mkdirSync(path.join(m, 'Windows/System32/config'), { recursive: true });
@@ -205,12 +178,3 @@ describe('a Windows-style guest on NTFS', { skip: canNtfs ? false : 'needs root,
     assert.equal(cli(['cat', 'windows', '/Users/Public/Documents/readme.txt']).stdout, 'hello windows\r\n');
   });
 });
-
-function onLoopFat(w: PartitionWindow, disk: string): void {
-  const dev = attach(w, disk);
-  try {
-    run('mkfs.fat', ['-F', '16', '-n', 'SYSTEM', dev]);
-  } finally {
-    run('losetup', ['-d', dev]);
-  }
-}

@@ -1,15 +1,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
-import { startResolver, strata, type ResolverProcess } from '@strata/harness';
+import { startResolver, type ResolverProcess } from '@strata/harness';
 import { apiTreeSource } from '../support/api-tree-source';
+import { cliOf } from '../support/cli-runner';
 import { referenceDiff } from '../support/reference-diff';
 import { ALL_FIELDS, compareTrees, readEngineTree, readKernelTree, type Tree } from '../support/tree-snapshot';
-import { run, withLoopMount, type PartitionWindow } from './disk-fixture';
+import { canLoopMount, partitionDisk, run, withLoop, withLoopMount, type PartitionWindow } from './disk-fixture';
+import { execFileSync } from 'node:child_process';
 
 /**
  * A RHEL-style guest disk: an EFI system partition (FAT), /boot (ext4) and
@@ -23,15 +24,7 @@ import { run, withLoopMount, type PartitionWindow } from './disk-fixture';
 
 const MIB = 1024 * 1024;
 const tools = ['sfdisk', 'losetup', 'pvcreate', 'vgcreate', 'lvcreate', 'lvs', 'pvs', 'mkfs.xfs', 'mkfs.fat', 'mcopy', 'mkfs.ext4', 'qemu-img'];
-const haveTools = tools.every((t) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-});
-const canRun = (!process.getuid || process.getuid() === 0) && fs.existsSync('/dev/loop-control') && haveTools;
+const canRun = canLoopMount(...tools);
 /** mkfs.xfs formats filesystems under 300 MB only for fstests, which it recognises by these variables. */
 const SMALL_XFS = { ...process.env, TEST_DIR: '1', TEST_DEV: '1', QA_CHECK_FS: '1' };
 
@@ -44,19 +37,10 @@ let espSerial: string;
 let resolver: ResolverProcess;
 let client: StrataClient;
 
-function cli(args: string[], check = true): ReturnType<typeof strata> {
-  const r = strata(args, { STRATA_RESOLVER: resolver.address });
-  if (check) assert.equal(r.status, 0, `strata ${args.join(' ')}: ${r.stderr}`);
-  return r;
-}
+const cli = cliOf(() => resolver);
 
 function onLoop<T>(w: PartitionWindow, fn: (dev: string) => T): T {
-  const dev = run('losetup', ['-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', raw]).trim();
-  try {
-    return fn(dev);
-  } finally {
-    run('losetup', ['-d', dev]);
-  }
+  return withLoop(raw, w, fn);
 }
 
 /** Creates VG "rhel" with LVs root and home on partition 3, without activating anything; returns where each LV's extents lie on the disk. */
@@ -84,11 +68,7 @@ before(async () => {
   store = path.join(work, 'store');
   fs.mkdirSync(path.join(store, 'vm'), { recursive: true });
   raw = path.join(work, 'rhel.raw');
-  fs.closeSync(fs.openSync(raw, 'w'));
-  fs.truncateSync(raw, 600 * MIB);
-  run('sh', ['-c', `printf '%s' "$0" | sfdisk -q ${raw}`, 'label: gpt\nsize=40MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI System Partition"\nsize=100MiB, type=BC13C2FF-59E6-4262-A352-B275FD6F7172\ntype=E6D6D379-F507-44C2-A23C-238F2A3DF928\n']);
-  const table = JSON.parse(run('sfdisk', ['-J', raw])) as { partitiontable: { partitions: { start: number; size: number }[] } };
-  parts = table.partitiontable.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
+  parts = partitionDisk(raw, 600, 'label: gpt\nsize=40MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI System Partition"\nsize=100MiB, type=BC13C2FF-59E6-4262-A352-B275FD6F7172\ntype=E6D6D379-F507-44C2-A23C-238F2A3DF928\n');
   makeVolumeGroup(parts[2]);
   const root = lvs.get('root');
   const home = lvs.get('home');

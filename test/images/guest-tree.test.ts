@@ -4,10 +4,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
-import { startResolver, strata, type ResolverProcess } from '@strata/harness';
+import { startResolver, type ResolverProcess } from '@strata/harness';
 import { apiTreeSource } from '../support/api-tree-source';
+import { cliOf } from '../support/cli-runner';
 import { ALL_FIELDS, compareTrees, readEngineTree, readKernelTree } from '../support/tree-snapshot';
-import { run, withLoopMount, type PartitionWindow } from './disk-fixture';
+import { canLoopMount, partitionDisk, run, withLoop, withLoopMount, type PartitionWindow } from './disk-fixture';
 
 /**
  * A disk given without #N that holds an operating system shows the tree the
@@ -16,8 +17,7 @@ import { run, withLoopMount, type PartitionWindow } from './disk-fixture';
  * same partitions composed by hand at the same places.
  */
 
-const root = !process.getuid || process.getuid() === 0;
-const canRun = root && fs.existsSync('/dev/loop-control');
+const canRun = canLoopMount('sfdisk', 'mke2fs', 'qemu-img', 'blkid');
 
 let work: string;
 let store: string;
@@ -26,16 +26,10 @@ let parts: PartitionWindow[];
 let resolver: ResolverProcess;
 let client: StrataClient;
 
-function cli(args: string[], check = true): ReturnType<typeof strata> {
-  const r = strata(args, { STRATA_RESOLVER: resolver.address });
-  if (check) assert.equal(r.status, 0, `strata ${args.join(' ')}: ${r.stderr}`);
-  return r;
-}
+const cli = cliOf(() => resolver);
 
 /** GPT: #1 BIOS boot, #2 /boot (ext4, label "boot"), #3 / (ext4), #4 /srv/data (ext2, by PARTLABEL), #5 /var/tmp (ext4 in a swap-typed partition, by PARTUUID). */
 function makeDisk(file: string): PartitionWindow[] {
-  fs.closeSync(fs.openSync(file, 'w'));
-  fs.truncateSync(file, 200 * 1024 * 1024);
   const script = [
     'label: gpt',
     'size=1MiB, type=21686148-6449-6E6F-744E-656564454649',
@@ -45,9 +39,7 @@ function makeDisk(file: string): PartitionWindow[] {
     'type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, name=swap',
     '',
   ].join('\n');
-  run('sh', ['-c', `printf '%s' "$0" | sfdisk -q ${file}`, script]);
-  const table = JSON.parse(run('sfdisk', ['-J', file])) as { partitiontable: { partitions: { start: number; size: number }[] } };
-  return table.partitiontable.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
+  return partitionDisk(file, 200, script);
 }
 
 /** blkid's PARTUUID of partition N of the test disk. */
@@ -56,13 +48,10 @@ function partUuid(n: number): string {
 }
 
 function mkfsOn(w: PartitionWindow, args: string[]): string {
-  const dev = run('losetup', ['-o', String(w.start), '--sizelimit', String(w.size), '-f', '--show', raw]).trim();
-  try {
+  return withLoop(raw, w, (dev) => {
     run('mke2fs', ['-q', '-F', ...args, dev]);
     return run('blkid', ['-s', 'UUID', '-o', 'value', dev]).trim();
-  } finally {
-    run('losetup', ['-d', dev]);
-  }
+  });
 }
 
 before(async () => {

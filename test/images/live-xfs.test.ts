@@ -5,10 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
-import { startResolver, strata, type ResolverProcess } from '@strata/harness';
+import { startResolver, type ResolverProcess } from '@strata/harness';
 import { apiTreeSource } from '../support/api-tree-source';
+import { cliOf } from '../support/cli-runner';
 import { compareTrees, readEngineTree, readKernelTree, type Field, type Tree } from '../support/tree-snapshot';
-import { fsyncAll, makeGptDisk, run, type PartitionWindow } from './disk-fixture';
+import { attachLoop, canLoopMount, fsyncAll, makeGptDisk, run, type PartitionWindow } from './disk-fixture';
 
 /**
  * The disk of a running VM whose root is XFS: the guest is the kernel's xfs
@@ -20,15 +21,7 @@ import { fsyncAll, makeGptDisk, run, type PartitionWindow } from './disk-fixture
 
 const FIELDS: Field[] = ['mode', 'uid', 'gid', 'size', 'nlink', 'rdev', 'mtimeNs', 'ino', 'xattrs', 'link', 'content'];
 const BUDGET_MS = 3000;
-const has = (t: string): boolean => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
-const canRun = (!process.getuid || process.getuid() === 0) && fs.existsSync('/dev/loop-control') && has('mkfs.xfs') && has('sfdisk');
+const canRun = canLoopMount('mkfs.xfs', 'sfdisk');
 const SMALL_XFS = { ...process.env, TEST_DIR: '1', TEST_DEV: '1', QA_CHECK_FS: '1' };
 
 let work: string;
@@ -39,11 +32,7 @@ let mnt = '';
 let resolver: ResolverProcess;
 let client: StrataClient;
 
-function cli(args: string[]): string {
-  const r = strata(args, { STRATA_RESOLVER: resolver.address });
-  assert.equal(r.status, 0, `strata ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const cli = cliOf(() => resolver);
 
 const STEPS: [string, (m: string) => void][] = [
   [
@@ -80,7 +69,7 @@ before(async () => {
   fs.mkdirSync(path.join(store, 'vm'), { recursive: true });
   const image = path.join(store, 'vm/running.raw');
   part = makeGptDisk(image, 320);
-  dev = run('losetup', ['-o', String(part.start), '--sizelimit', String(part.size), '-f', '--show', image]).trim();
+  dev = attachLoop(image, part);
   execFileSync('mkfs.xfs', ['-q', '-f', dev], { env: SMALL_XFS, stdio: 'ignore' });
   mnt = fs.mkdtempSync(path.join(work, 'guest-'));
   run('mount', ['-o', 'rw,noatime', dev, mnt]);
