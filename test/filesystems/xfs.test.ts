@@ -39,6 +39,12 @@ const VARIANTS: Variant[] = [
     mkfs: ['-b', 'size=1024', '-n', 'size=16384', '-i', 'nrext64=1'],
     fill: { bigDir: 2500, fragments: 1500, manyAttrs: 150 },
   },
+  {
+    name: 'v5 with the reverse-mapping btree, without reflink and finobt (statfs keeps rmap blocks apart)',
+    sizeMiB: 320,
+    mkfs: ['-m', 'rmapbt=1,reflink=0,finobt=0'],
+    fill: { bigDir: 400, fragments: 1500, manyAttrs: 40, noReflink: true },
+  },
 ];
 
 const skipReason = kernelSkipReason();

@@ -133,6 +133,8 @@ export interface FillOptions {
   fragments: number;
   /** Attributes on one file (shortform → leaf → node as it grows). */
   manyAttrs: number;
+  /** The filesystem was made without reflink: no shared extents. */
+  noReflink?: boolean;
 }
 
 async function makeSocket(p: string): Promise<void> {
@@ -166,8 +168,10 @@ export async function fillTree(mnt: string, opts: FillOptions): Promise<void> {
     for (let i = 0; i < cmds.length; i += 4000) run('xfs_io', [...cmds.slice(i, i + 4000), file]);
   }
   // Reflinks: shared blocks read like any others.
-  run('cp', ['--reflink=always', p('files', 'f1048579'), p('files', 'reflinked')]);
-  run('xfs_io', ['-c', 'reflink ' + p('files', 'f3000000') + ' 0 4096 65536', p('files', 'f100000')]);
+  if (!opts.noReflink) {
+    run('cp', ['--reflink=always', p('files', 'f1048579'), p('files', 'reflinked')]);
+    run('xfs_io', ['-c', 'reflink ' + p('files', 'f3000000') + ' 0 4096 65536', p('files', 'f100000')]);
+  }
 
   fs.linkSync(p('files', 'f100'), p('files', 'hardlink'));
   fs.symlinkSync('f100', p('files', 'short-link'));
