@@ -17,6 +17,8 @@ export type { DirSourceOptions } from './source/dir-source';
 export { listXattrs, getXattr } from './source/host-xattr';
 export { readAt } from './source/read-at';
 export { diff } from './diff';
+export { deepCheck } from './deep-check';
+export type { DamageFinding, DeepCheckOptions, DeepCheckReport } from './deep-check';
 export type { Change, ChangeKind, DiffOptions } from './diff';
 export { ImageSource } from './source/image-source';
 export type { ImageSourceOptions } from './source/image-source';

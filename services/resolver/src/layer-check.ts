@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { Errno, errorMessage, isStrataError } from '@strata/errors';
 import { type Catalog, type Layer, type LayerRef, isImageScheme, isSealed, parseSource, resolveImageFile } from '@strata/layers';
-import { openImageLayer } from '@strata/traversal';
+import { type DamageFinding, deepCheck, openImageLayer } from '@strata/traversal';
 import { imageFilesOf, imageOptions, layerText, sameFile, stampOf, storeRelative, type FileStamp, type LayerSources } from './layer-sources';
 
 export type FileState = 'ok' | 'missing' | 'unreadable' | 'changed';
@@ -19,6 +19,10 @@ export interface LayerCheck {
   ok: boolean;
   files: FileCheck[];
   problems: string[];
+  /** With deep: the damaged objects of the layer's tree (walk order, bounded), how many in all, and objects checked. */
+  damaged: DamageFinding[];
+  damagedCount: number;
+  objectsChecked: number;
 }
 
 /**
@@ -52,17 +56,18 @@ export class LayerChecker {
     this.steps = [{ run: (l, into) => this.chainResolves(l, into) }, { run: (l, into) => this.filesIntact(l, into) }, { run: (l, into) => this.imageOpens(l, into) }];
   }
 
-  async check(ref: LayerRef): Promise<LayerCheck> {
+  async check(ref: LayerRef, options: { deep?: boolean } = {}): Promise<LayerCheck> {
     const layer = await this.catalog.get(ref);
-    const result: LayerCheck = { layer, ok: true, files: [], problems: [] };
-    for (const step of this.steps) {
+    const result: LayerCheck = { layer, ok: true, files: [], problems: [], damaged: [], damagedCount: 0, objectsChecked: 0 };
+    const steps = options.deep ? [...this.steps, { run: (l: Layer, into: LayerCheck) => this.treeReads(l, into) }] : this.steps;
+    for (const step of steps) {
       try {
         await step.run(layer, result);
       } catch (err) {
         result.problems.push(errorMessage(err));
       }
     }
-    result.ok = result.problems.length === 0 && result.files.every((f) => f.state === 'ok');
+    result.ok = result.problems.length === 0 && result.files.every((f) => f.state === 'ok') && result.damagedCount === 0;
     return result;
   }
 
@@ -112,6 +117,26 @@ export class LayerChecker {
       into.problems.push(`${parseSource(layer.source).relative} does not open as ${layer.source}: ${errorMessage(err)}`);
     } finally {
       await source?.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * --deep (issue 24): the image layer's whole tree read through a fresh
+   * source, every damaged object listed with its path, what failed and the
+   * errno; the walk never stops at one. A folder layer is the host's own
+   * filesystem: nothing to check beyond its files.
+   */
+  private async treeReads(layer: Layer, into: LayerCheck): Promise<void> {
+    if (!isImageScheme(parseSource(layer.source).scheme)) return;
+    if (into.problems.length > 0 || into.files.some((f) => f.state !== 'ok')) return;
+    const source = await openImageLayer(imageOptions(this.catalog.storeRoot, layer, false));
+    try {
+      const report = await deepCheck(source);
+      into.damaged = report.findings;
+      into.damagedCount = report.damaged;
+      into.objectsChecked = report.objects;
+    } finally {
+      await source.close().catch(() => undefined);
     }
   }
 }

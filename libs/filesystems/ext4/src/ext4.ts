@@ -245,7 +245,7 @@ export class Ext4 {
       if (size === 0 || size >= 60 || target.indexOf(0) !== size) throw corrupt(`inode ${ino}`, `invalid fast symlink length ${size}`);
     }
     const mapped = type === S_IFREG || type === S_IFDIR || (type === S_IFLNK && !this.isFastSymlink(rec));
-    if (mapped && !(rec.stat.flags & InodeFlag.INLINE_DATA) && rec.stat.flags & InodeFlag.EXTENTS) checkExtentRoot(rec);
+    if (mapped && !(rec.stat.flags & InodeFlag.INLINE_DATA) && rec.stat.flags & InodeFlag.EXTENTS) checkExtentRoot(sb, rec);
     return rec;
   }
 

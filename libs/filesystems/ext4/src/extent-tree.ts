@@ -36,9 +36,34 @@ function parseHeader(buf: Buffer, capacity: number, what: string): Header {
   return { entries, max, depth };
 }
 
-/** Checks the root in i_block, as the kernel does when it opens the inode. */
-export function checkExtentRoot(inode: InodeRecord): void {
-  parseHeader(inode.iBlock, (60 - HEADER) / ENTRY, `extent root of inode ${inode.stat.ino}`);
+/**
+ * Checks the root in i_block as the kernel's iget does (ext4_ext_check_inode
+ * and ext4_valid_extent_entries): the header, then every entry of the root —
+ * an extent of length 0, out of order or outside the filesystem, or an index
+ * pointing outside it, makes the inode unreadable, not only its data.
+ */
+export function checkExtentRoot(sb: Superblock, inode: InodeRecord): void {
+  const what = `extent root of inode ${inode.stat.ino}`;
+  const buf = inode.iBlock;
+  const header = parseHeader(buf, (60 - HEADER) / ENTRY, what);
+  let prevEnd = 0;
+  for (let i = 0; i < header.entries; i++) {
+    const off = HEADER + i * ENTRY;
+    const lblk = buf.readUInt32LE(off);
+    if (header.depth === 0) {
+      const rawLen = buf.readUInt16LE(off + 4);
+      const len = rawLen > INIT_MAX_LEN ? rawLen - INIT_MAX_LEN : rawLen;
+      const pblk = buf.readUInt16LE(off + 6) * 0x1_0000_0000 + buf.readUInt32LE(off + 8);
+      if (len === 0 || lblk < prevEnd || lblk + len > 0x1_0000_0000 || !blockValid(sb, pblk, len)) {
+        throw corrupt(what, `extent ${i} (logical ${lblk}, blocks ${pblk}+${len}) is invalid`);
+      }
+      prevEnd = lblk + len;
+    } else {
+      const child = buf.readUInt16LE(off + 8) * 0x1_0000_0000 + buf.readUInt32LE(off + 4);
+      if ((i > 0 && lblk < prevEnd) || !blockValid(sb, child, 1)) throw corrupt(what, `index entry ${i} (logical ${lblk}, block ${child}) is invalid`);
+      prevEnd = lblk + 1;
+    }
+  }
 }
 
 function blockValid(sb: Superblock, start: number, count: number): boolean {

@@ -1,6 +1,8 @@
+import { StrataError } from '@strata/errors';
 import { FileState as WireFileState, type LayerCheckServiceServer, layerRefFromProto } from '@strata/protocol';
 import type { FileState, LayerChecker } from '../layer-check';
 import { unary, type RpcContext } from './calls';
+import { wireErrorInfo } from './wire-error';
 
 const STATES: Record<FileState, WireFileState> = {
   ok: WireFileState.FILE_STATE_OK,
@@ -13,7 +15,7 @@ const STATES: Record<FileState, WireFileState> = {
 export function layerCheckService(checker: LayerChecker, rpc: RpcContext): LayerCheckServiceServer {
   return {
     checkLayer: unary('CheckLayer', rpc, async (req) => {
-      const c = await checker.check(layerRefFromProto(req.layer));
+      const c = await checker.check(layerRefFromProto(req.layer), { deep: req.deep === true });
       if (!c.ok) rpc.log.warn({ event: 'layer.check_failed', layerId: c.layer.layerId, name: c.layer.name, files: c.files.filter((f) => f.state !== 'ok'), problems: c.problems }, `layer ${c.layer.layerId} fails its check`);
       return {
         layerId: c.layer.layerId,
@@ -22,6 +24,14 @@ export function layerCheckService(checker: LayerChecker, rpc: RpcContext): Layer
         ok: c.ok,
         files: c.files.map((f) => ({ file: f.file, role: f.role, state: STATES[f.state], detail: f.detail })),
         problems: c.problems,
+        damaged: c.damaged.map((d) => ({
+          path: d.path,
+          ino: d.ino ?? 0,
+          what: d.what,
+          error: wireErrorInfo(new StrataError(d.errno, d.message, { path: d.path })),
+        })),
+        damagedCount: c.damagedCount,
+        objectsChecked: c.objectsChecked,
       };
     }),
   };
