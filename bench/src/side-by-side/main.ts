@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { REPO, startRedis, type RedisProcess } from '@strata/harness';
 import { debianStack, foreignImageStack, generatedStack, vmImageStack, type Stack } from './stacks';
 import { flushRedis, fuseOverlayfs, kernel, kernelLoop, qsdFuse2fs, strata, type Running, type System } from './systems';
-import { dropCaches, fullRead, randomReads, sequentialRead, walk } from './workloads';
+import { dropCaches, entries, fullRead, randomReads, sequentialRead, walk } from './workloads';
 import { renderReport, type Results } from './report';
 
 /**
@@ -57,6 +57,8 @@ for (const s of STACKS) if (!KNOWN_STACKS.includes(s)) throw new Error(`unknown 
 
 const results: Results = {};
 const memory: Record<string, Record<string, number>> = {};
+/** seen[stack][system]: entries a walk found, so a system serving a different tree is caught, not timed. */
+const seen: Record<string, Record<string, number>> = {};
 
 function record(stack: Stack, measure: string, system: System, value: number): void {
   ((results[stack.name] ??= {})[measure] ??= {})[system.name] ??= [];
@@ -97,6 +99,8 @@ async function measure(stack: Stack): Promise<void> {
           for (let i = 0; i < CPU_WALKS; i++) walk(r.mnt);
           record(stack, 'agent CPU per 1,000 cached lookups (ms)', system, ((r.cpuMs?.() ?? cpu) - cpu) / ((CPU_WALKS * stack.files) / 1000));
         }
+        (seen[stack.name] ??= {})[system.name] = entries(r.mnt);
+        log(`  ${stack.name} | entries walked | ${system.name}: ${seen[stack.name][system.name]}`);
       } finally {
         notePeak(system, r);
         await r.stop();
@@ -174,7 +178,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString().slice(0, 10),
       machine: `${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.release()}`,
       runs: RUNS,
-      stacks: stacks.map((s) => ({ name: s.name, files: s.files, peers: systemsFor(s).filter((x) => x !== strataMem && x !== strataRedis).map((x) => x.name) })),
+      stacks: stacks.map((s) => ({ name: s.name, files: s.files, peers: systemsFor(s).filter((x) => x !== strataMem && x !== strataRedis).map((x) => x.name), entries: seen[s.name] ?? {} })),
       results,
       memory,
     });

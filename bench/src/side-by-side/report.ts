@@ -5,8 +5,8 @@ export interface ReportInput {
   date: string;
   machine: string;
   runs: number;
-  /** Each stack with the peers strata is compared with on it. */
-  stacks: { name: string; files: number; peers: string[] }[];
+  /** Each stack with the peers strata is compared with on it, and how many entries each system's walk found. */
+  stacks: { name: string; files: number; peers: string[]; entries: Record<string, number> }[];
   results: Results;
   memory: Record<string, Record<string, number>>;
 }
@@ -53,6 +53,8 @@ export function renderReport(r: ReportInput): string {
     const first = measures['cold walk, first host (ms)']?.['strata (Redis)'];
     const second = measures['cold walk, second host (ms)']?.['strata (Redis)'];
     if (first && second) out.push('', `Second host after the first warmed Redis: cold walk ${(median(first) / median(second)).toFixed(2)}× faster than the first host's.`);
+    const counts = new Set(Object.values(stack.entries));
+    if (counts.size > 1) out.push('', `**The systems walked different trees**: ${Object.entries(stack.entries).map(([s, n]) => `${s} ${n}`).join(', ')} entries.`);
     out.push('');
   }
   out.push('### Peak memory (VmHWM)', '', '| process | MiB |', '| --- | ---: |');

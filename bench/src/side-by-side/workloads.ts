@@ -20,6 +20,13 @@ export function walk(mnt: string): number {
   return timed('sh', ['-c', 'find "$1" -printf "%p %s %m %U %T@\\n" > /dev/null', 'sh', mnt]);
 }
 
+/** How many entries a walk finds (not timed): every system must see the same tree. */
+export function entries(mnt: string): number {
+  const r = spawnSync('sh', ['-c', 'find "$1" | wc -l', 'sh', mnt], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`find ${mnt} failed (${r.status}): ${r.stderr.slice(0, 500)}`);
+  return Number(r.stdout.trim());
+}
+
 /** Every regular file read whole, except the big one (measured apart): ms. */
 export function fullRead(mnt: string, bigFile?: string): number {
   const skip = bigFile ? `! -path "$1/${bigFile}"` : '';
