@@ -113,7 +113,7 @@ export function parseSource(source: string): ParsedSource {
     if (known === 'qcow2' && at > rest.lastIndexOf('/')) {
       snapshot = rest.slice(at + 1);
       rest = rest.slice(0, at);
-      if (snapshot === '' || snapshot.length > 1024 || /[\0-\x1f]/.test(snapshot)) throw StrataError.invalid(`source "${source}": snapshot name "@${snapshot}" is empty, too long or has control characters`);
+      if (snapshot === '' || snapshot.length > 1024 || [...snapshot].some((c) => c.charCodeAt(0) < 0x20)) throw StrataError.invalid(`source "${source}": snapshot name "@${snapshot}" is empty, too long or has control characters`);
     }
   }
   const relative = confinedRelative(rest, 'source', false);
