@@ -1,0 +1,150 @@
+// OPEN, RELEASE and READ of files, and the registered file data that serves
+// READs (pread) or OPENs (passthrough) without JavaScript.
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <algorithm>
+#include <cstring>
+
+#include "protocol.h"
+
+namespace strata_fuse {
+
+void Session::OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
+  n_native_.fetch_add(1, std::memory_order_relaxed);
+  fuse_open_in in{};
+  if (!ReadArg(arg, n, &in)) {
+    Send(fd, h.unique, EINVAL, nullptr, 0);
+    return;
+  }
+  if ((in.flags & O_ACCMODE) != O_RDONLY || (in.flags & O_TRUNC) != 0) {
+    Send(fd, h.unique, EROFS, nullptr, 0);
+    return;
+  }
+  OpenOut out{};
+  bool through = false;
+  {
+    std::lock_guard<std::mutex> lock(opens_mu_);
+    OpenModes& m = opens_[key];
+    if (m.passthrough > 0) {
+      through = true;
+    } else if (passthrough_ && m.cached == 0) {
+      std::shared_ptr<const FileData> data = cache_.Data(key);
+      if (data && data->backing_id() >= 0) {
+        m.backing = std::move(data);
+        through = true;
+      }
+    }
+    if (through) {
+      m.passthrough++;
+      out.backing_id = m.backing->backing_id();
+    } else {
+      m.cached++;
+    }
+  }
+  out.fh = (next_fh_.fetch_add(1) << 1) | (through ? 1 : 0);
+  out.open_flags = through ? FOPEN_NOFLUSH | kFopenPassthrough : FOPEN_NOFLUSH | (options_.keep_cache ? FOPEN_KEEP_CACHE : 0);
+  Send(fd, h.unique, 0, &out, sizeof(out));
+  if (options_.notify_open) {
+    // Answered first: an audit trail must not make opens wait for JavaScript.
+    Event ev;
+    ev.kind = Event::kOpen;
+    ev.keys = {key, out.fh, h.uid, h.gid, h.pid};
+    bridge_->Post(std::move(ev));
+  }
+}
+
+void Session::Closed(uint64_t key, uint64_t fh) {
+  std::shared_ptr<const FileData> last;  // given back outside the lock (BACKING_CLOSE)
+  std::lock_guard<std::mutex> lock(opens_mu_);
+  auto it = opens_.find(key);
+  if (it == opens_.end()) return;
+  OpenModes& m = it->second;
+  if ((fh & 1) != 0) {
+    if (m.passthrough > 0 && --m.passthrough == 0) last = std::move(m.backing);
+  } else if (m.cached > 0) {
+    m.cached--;
+  }
+  if (m.cached == 0 && m.passthrough == 0) opens_.erase(it);
+}
+
+int Session::SetFileData(uint64_t key, int fd, int mode) {
+  if (mode == kServeAuto) mode = passthrough_ ? kServePassthrough : kServePread;
+  if (mode == kServePassthrough) {
+    if (!passthrough_) return -EOPNOTSUPP;
+    BackingMap map{fd, 0, 0};
+    int id = ioctl(master_fd_, kIocBackingOpen, &map);
+    if (id < 0) return -errno;
+    // The old registration (if any) is released here, outside the cache's lock.
+    cache_.PutData(key, FileData::Backing(id, connection_));
+    return kServePassthrough;
+  }
+  if (mode != kServePread) return -EINVAL;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return -errno;
+  cache_.PutData(key, FileData::Pread(copy));
+  return kServePread;
+}
+
+int Session::ClearFileData(uint64_t key) {
+  // The dup is closed (or the backing id given back) by the last user: this
+  // scope, or a reader still in its pread.
+  std::shared_ptr<const FileData> data = cache_.TakeData(key);
+  return data ? 0 : -ENOENT;
+}
+
+void Session::OnRelease(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
+  n_native_.fetch_add(1, std::memory_order_relaxed);
+  fuse_release_in in{};
+  ReadArg(arg, n, &in);
+  Closed(key, in.fh);
+  Send(fd, h.unique, 0, nullptr, 0);
+  if (options_.notify_release) {
+    Event ev;
+    ev.kind = Event::kRelease;
+    ev.keys = {key, in.fh};
+    bridge_->Post(std::move(ev));
+  }
+}
+
+void Session::OnRead(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key, char* buf) {
+  fuse_read_in in{};
+  if (!ReadArg(arg, n, &in)) {
+    Send(fd, h.unique, EINVAL, nullptr, 0);
+    return;
+  }
+  std::shared_ptr<const FileData> data = cache_.Data(key);
+  if (data && data->fd() >= 0) {
+    // The request has been parsed: its buffer takes the data. Short at the
+    // end of the file, empty past it; any failure is this READ's EIO.
+    const size_t want = std::min<size_t>(in.size, bufsize_);
+    size_t got = 0;
+    bool failed = in.offset > static_cast<uint64_t>(INT64_MAX - static_cast<int64_t>(want));
+    while (!failed && got < want) {
+      ssize_t r = pread(data->fd(), buf + got, want - got, static_cast<off_t>(in.offset + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) failed = true;
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+    n_native_.fetch_add(1, std::memory_order_relaxed);
+    if (failed) {
+      n_pread_errors_.fetch_add(1, std::memory_order_relaxed);
+      Send(fd, h.unique, EIO, nullptr, 0);
+    } else {
+      n_pread_.fetch_add(1, std::memory_order_relaxed);
+      Send(fd, h.unique, 0, buf, got);
+    }
+    return;
+  }
+  Pending p = PendingFor(fd, h, key);
+  p.fh = in.fh;
+  p.offset = in.offset;
+  p.size = in.size;
+  ToJs(std::move(p));
+}
+
+}  // namespace strata_fuse
