@@ -2,6 +2,7 @@ import { StrataError } from '@strata/errors';
 import type { BoundedCache } from './bounded-cache';
 import { appendRange, readParent, runLimited, type GuestRange, type Layer } from './layer';
 import type { FileReader } from './store-file';
+import { mapFile, mapLayer, pushRun, type LayerRun } from './map-range';
 
 /** What one block of a block-mapped format (VHD, VHDX, VDI, VMDK grains) reads as. */
 export type BlockMapping =
@@ -14,6 +15,9 @@ export type BlockMapping =
   | { kind: 'partial'; file: FileReader; host: number; present: (sector: number) => boolean; sectorSize: number }
   /** The whole block, already in memory (a decompressed grain). */
   | { kind: 'bytes'; bytes: Buffer };
+
+/** What a block is for mapping: a mapping, or a place no pread reaches (a compressed grain, left undecompressed). */
+export type BlockLocation = BlockMapping | { kind: 'unmapped'; reason: string };
 
 /** Preads in flight per read request. */
 const READ_CONCURRENCY = 8;
@@ -37,6 +41,51 @@ export abstract class BlockMapLayer implements Layer {
   ) {}
 
   protected abstract mapBlock(index: number): Promise<BlockMapping>;
+
+  /** Where a block lies, for mapRange; formats whose mapBlock decompresses say 'unmapped' here without doing so. */
+  protected locateBlock(index: number): Promise<BlockLocation> {
+    return this.mapBlock(index);
+  }
+
+  async mapRange(offset: number, length: number, out: LayerRun[]): Promise<void> {
+    const end = offset + length;
+    let pos = offset;
+    while (pos < end) {
+      const index = Math.floor(pos / this.blockSize);
+      const within = pos - index * this.blockSize;
+      const take = Math.min(this.blockSize - within, end - pos);
+      const m = await this.locateBlock(index);
+      switch (m.kind) {
+        case 'zero':
+          pushRun(out, { kind: 'zero', length: take });
+          break;
+        case 'parent':
+          await mapLayer(this.parent, pos, take, out);
+          break;
+        case 'data':
+          mapFile(m.file, m.host + within, take, out);
+          break;
+        case 'bytes':
+          pushRun(out, { kind: 'unmapped', length: take, reason: 'compressed grain' });
+          break;
+        case 'unmapped':
+          pushRun(out, { kind: 'unmapped', length: take, reason: m.reason });
+          break;
+        case 'partial': {
+          let p = within;
+          while (p < within + take) {
+            const sector = Math.floor(p / m.sectorSize);
+            const n = Math.min((sector + 1) * m.sectorSize, within + take) - p;
+            if (m.present(sector)) mapFile(m.file, m.host + p, n, out);
+            else await mapLayer(this.parent, pos + (p - within), n, out);
+            p += n;
+          }
+          break;
+        }
+      }
+      pos += take;
+    }
+  }
 
   async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
     const segments: Segment[] = [];

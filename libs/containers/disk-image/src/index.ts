@@ -4,7 +4,7 @@ export { openImage, detectFormat, DEFAULT_METADATA_CACHE_BYTES, MAX_CHAIN_LENGTH
 export { IMAGE_FORMATS } from './format/detect';
 export type { DetectedFormat } from './format/detect';
 export type { ImageSnapshot } from './qcow2/snapshots';
-export type { DiskImage, DiskImageStats, ImageFile, ImageFormat, OpenImageOptions } from './open-image';
+export type { DiskImage, DiskImageStats, ImageFile, ImageFormat, ImageRun, OpenImageOptions } from './open-image';
 export { readPartitionTable } from './partitions/partition-table';
 export type { PartitionTableOptions } from './partitions/partition-table';
 export type { Partition, PartitionTable } from './partitions/partition';

@@ -1,3 +1,5 @@
+import type { LayerRun } from './map-range';
+
 /** A run of guest (virtual disk) bytes. */
 export interface GuestRange {
   offset: number;
@@ -14,6 +16,8 @@ export interface Layer {
    * merged; absent when every byte is its own (raw, fixed, flat).
    */
   ownRanges?(): Promise<GuestRange[]>;
+  /** Appends where [offset, offset+length) (inside `size`) lies, in guest order, merging runs (pushRun). */
+  mapRange?(offset: number, length: number, out: LayerRun[]): Promise<void>;
 }
 
 /** Runs tasks with at most `limit` in flight; the first failure rejects after the in-flight ones settle. */

@@ -5,6 +5,7 @@ import { BoundedCache, type CacheCounters } from './bounded-cache';
 import { MAX_CHAIN_LENGTH, MAX_EXTENT_FILES, namedPath, type ChainState, type FormatContext, type OpenedLayer } from './chain';
 import { detectFormatOf, IMAGE_FORMATS, wrongFormat, type DetectedFormat, type ImageFormat } from './format/detect';
 import type { GuestRange, Layer } from './layer';
+import { mapLayer, type ImageRun, type LayerRun } from './map-range';
 import { openQcow2 } from './qcow2/open';
 import { Qcow2Layer } from './qcow2/image';
 import { findSnapshot, listSnapshotNames, type ImageSnapshot, type Qcow2Snapshot } from './qcow2/snapshots';
@@ -16,6 +17,7 @@ import { openVhdx } from './vhdx/open';
 import { openVmdk } from './vmdk/open';
 
 export type { ImageFile } from './store-file';
+export type { ImageRun } from './map-range';
 export type { ImageFormat } from './format/detect';
 export { MAX_CHAIN_LENGTH } from './chain';
 
@@ -47,6 +49,14 @@ export interface DiskImage extends ByteSource {
    * every byte outside them reads as zeros.
    */
   ownRanges(): Promise<readonly GuestRange[] | undefined>;
+  /**
+   * Where guest bytes [offset, +length) lie, in guest order: 'data' runs are
+   * bytes of one of `files` (a pread of `file.path` at `fileOffset` gives
+   * exactly what read() gives), 'zero' runs read as zeros, 'unmapped' runs
+   * (compressed clusters and grains, sectors a replayed VHDX log replaced)
+   * must be read through read(). The range is checked as read() checks it.
+   */
+  mapRange(offset: number, length: number): Promise<ImageRun[]>;
   /** The internal snapshots the top file holds (qcow2; empty for other formats). */
   listSnapshots(): readonly ImageSnapshot[];
   /**
@@ -286,6 +296,24 @@ class OpenDiskImage implements DiskImage {
     } catch (err) {
       throw StrataError.from(err, `image ${this.label}: allocation map`);
     }
+  }
+
+  async mapRange(offset: number, length: number): Promise<ImageRun[]> {
+    if (this.closed) throw new StrataError(Errno.EBADF, `image ${this.label} is closed`);
+    checkReadRange(`image ${this.label}`, this.size, offset, length);
+    const runs: LayerRun[] = [];
+    try {
+      await mapLayer(this.top, offset, length, runs);
+    } catch (err) {
+      throw StrataError.from(err, `image ${this.label}: map of ${length} bytes at offset ${offset}`);
+    }
+    const ids = new Map(this.chain.files.map((f, i) => [f, this.files[i]]));
+    return runs.map((r) => {
+      if (r.kind !== 'data') return r;
+      const file = ids.get(r.file);
+      if (!file || file.ino !== r.file.ino || file.dev !== r.file.dev) throw new StrataError(Errno.EIO, `image ${this.label}: map names a file outside the chain`);
+      return { kind: 'data', file, fileOffset: r.fileOffset, length: r.length };
+    });
   }
 
   listSnapshots(): readonly ImageSnapshot[] {

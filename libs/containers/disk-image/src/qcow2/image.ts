@@ -4,6 +4,7 @@ import { readCompressedCluster } from './compressed-cluster';
 import { appendRange, runLimited, type GuestRange, type Layer } from '../layer';
 import type { Qcow2Header } from './header';
 import { decodeL2Entry, entryOffset, type ClusterMapping, type L2Geometry } from './l2-entry';
+import { mapLayer, pushRun, type LayerRun } from '../map-range';
 import type { StoreFile } from '../store-file';
 
 /** qemu's own limit on the active L1 table (32 MiB of entries); anything larger is refused, not loaded. */
@@ -81,6 +82,32 @@ export class Qcow2Layer implements Layer {
       segments.map((s) => () => this.readSegment(s, target, targetOffset + (s.guest - offset))),
       READ_CONCURRENCY,
     );
+  }
+
+  /** Data clusters are runs of this file; compressed ones are unmapped; the rest is zeros or the backing chain's. */
+  async mapRange(offset: number, length: number, out: LayerRun[]): Promise<void> {
+    for (const s of await this.segments(offset, length)) {
+      switch (s.kind) {
+        case 'zero':
+          pushRun(out, { kind: 'zero', length: s.length });
+          break;
+        case 'data': {
+          if (s.host >= this.file.size) {
+            throw StrataError.corrupt(`qcow2 ${this.file.label}: data at file offset ${s.host} is past the end of the file`);
+          }
+          const inFile = Math.min(s.length, this.file.size - s.host);
+          pushRun(out, { kind: 'data', file: this.file, fileOffset: s.host, length: inFile });
+          pushRun(out, { kind: 'zero', length: s.length - inFile });
+          break;
+        }
+        case 'compressed':
+          pushRun(out, { kind: 'unmapped', length: s.length, reason: 'compressed cluster' });
+          break;
+        case 'backing':
+          await mapLayer(this.backing, s.guest, s.length, out);
+          break;
+      }
+    }
   }
 
   private async readSegment(s: Segment, target: Buffer, at: number): Promise<void> {

@@ -2,6 +2,7 @@ import { Errno, StrataError } from '@strata/errors';
 import { BlockMapLayer, TableReader, type BlockMapping } from '../block-map-layer';
 import type { ChainCaches, FormatContext, OpenedLayer } from '../chain';
 import type { Layer } from '../layer';
+import { pushRun, type LayerRun } from '../map-range';
 import type { StoreFile } from '../store-file';
 
 /**
@@ -55,6 +56,10 @@ class FixedVhdLayer implements Layer {
 
   readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
     return this.file.readInto(target, targetOffset, length, offset);
+  }
+
+  async mapRange(offset: number, length: number, out: LayerRun[]): Promise<void> {
+    pushRun(out, { kind: 'data', file: this.file, fileOffset: offset, length });
   }
 }
 

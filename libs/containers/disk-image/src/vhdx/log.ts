@@ -14,6 +14,8 @@ import { corrupt, type VhdxHeader } from './structures';
  * sectors over the file, which is never written.
  */
 const SECTOR = 4096;
+/** The unit the replay overlay replaces (a 4 KiB VHDX log sector). */
+export const REPLAY_SECTOR = SECTOR;
 const MiB = 1024 * 1024;
 /** Larger logs are refused rather than held in memory (Hyper-V and qemu write 1 MiB). */
 const MAX_LOG_BYTES = 32 * MiB;
@@ -43,6 +45,16 @@ export class ReplayedFile implements FileReader {
     readonly size: number,
   ) {
     this.label = file.label;
+  }
+
+  /** The file under the overlay. */
+  get base(): FileReader {
+    return this.file;
+  }
+
+  /** Whether 4 KiB sector `sector` comes from the replayed log, not the file. */
+  replaced(sector: number): boolean {
+    return this.sectors.has(sector);
   }
 
   async readInto(target: Buffer, targetOffset: number, length: number, position: number): Promise<void> {

@@ -2,6 +2,7 @@ import { Errno, StrataError } from '@strata/errors';
 import type { FormatContext, OpenedLayer } from '../chain';
 import { MAX_VMDK_DESCRIPTOR } from '../format/detect';
 import { appendRange, runLimited, type GuestRange, type Layer } from '../layer';
+import { mapLayer, pushRun, type LayerRun } from '../map-range';
 import type { StoreFile } from '../store-file';
 import { hasParent, hexCid, parseDescriptor, type VmdkDescriptor } from './descriptor';
 import { readSeSparseHeader, SeSparseExtentLayer, SESPARSE_MAGIC } from './sesparse-extent';
@@ -31,6 +32,9 @@ class ParentWindow implements Layer {
     if (from > 0) await this.parent.readInto(target, targetOffset, this.start + offset, from);
     target.fill(0, targetOffset + from, targetOffset + length);
   }
+  mapRange(offset: number, length: number, out: LayerRun[]): Promise<void> {
+    return mapLayer(this.parent, this.start + offset, length, out);
+  }
 }
 
 /** A flat extent: a stretch of a file; bytes past the file's end read as zeros (as qemu's file driver does). */
@@ -46,6 +50,11 @@ class FlatExtent implements Layer {
     if (inFile > 0) await this.file.readInto(target, targetOffset, inFile, this.offset + offset);
     target.fill(0, targetOffset + inFile, targetOffset + length);
   }
+  async mapRange(offset: number, length: number, out: LayerRun[]): Promise<void> {
+    const inFile = Math.max(0, Math.min(length, this.file.size - (this.offset + offset)));
+    pushRun(out, { kind: 'data', file: this.file, fileOffset: this.offset + offset, length: inFile });
+    pushRun(out, { kind: 'zero', length: length - inFile });
+  }
 }
 
 class ZeroExtent implements Layer {
@@ -53,6 +62,9 @@ class ZeroExtent implements Layer {
 
   async readInto(target: Buffer, targetOffset: number, _offset: number, length: number): Promise<void> {
     target.fill(0, targetOffset, targetOffset + length);
+  }
+  async mapRange(_offset: number, length: number, out: LayerRun[]): Promise<void> {
+    pushRun(out, { kind: 'zero', length });
   }
 }
 
@@ -77,6 +89,14 @@ class VmdkLayer implements Layer {
       tasks.push(() => e.layer.readInto(target, targetOffset + (from - offset), from - e.start, to - from));
     }
     await runLimited(tasks, 4);
+  }
+  async mapRange(offset: number, length: number, out: LayerRun[]): Promise<void> {
+    const end = offset + length;
+    for (const e of this.extents) {
+      const from = Math.max(offset, e.start);
+      const to = Math.min(end, e.start + e.size);
+      if (from < to) await mapLayer(e.layer, from - e.start, to - from, out);
+    }
   }
 }
 

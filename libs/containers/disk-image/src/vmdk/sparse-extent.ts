@@ -1,6 +1,6 @@
 import { inflate } from 'node:zlib';
 import { Errno, StrataError } from '@strata/errors';
-import { BlockMapLayer, TableReader, type BlockMapping } from '../block-map-layer';
+import { BlockMapLayer, TableReader, type BlockLocation, type BlockMapping } from '../block-map-layer';
 import type { ChainCaches } from '../chain';
 import { MAX_VMDK_DESCRIPTOR } from '../format/detect';
 import { appendRange, type GuestRange, type Layer } from '../layer';
@@ -205,12 +205,28 @@ export class SparseExtentLayer extends BlockMapLayer {
   }
 
   protected async mapBlock(index: number): Promise<BlockMapping> {
+    const host = await this.grainHost(index);
+    if (typeof host !== 'number') return { kind: host };
+    if (!this.compressed) return { kind: 'data', file: this.file, host };
+    const bytes = await this.caches.clusters.get(`${this.cacheKey}:g:${host}`, () => this.readCompressedGrain(index, host));
+    return { kind: 'bytes', bytes };
+  }
+
+  /** A compressed grain is found, not inflated: mapRange only says a pread cannot reach it. */
+  protected override async locateBlock(index: number): Promise<BlockLocation> {
+    if (!this.compressed) return this.mapBlock(index);
+    const host = await this.grainHost(index);
+    return typeof host === 'number' ? { kind: 'unmapped', reason: 'compressed grain' } : { kind: host };
+  }
+
+  /** Where grain `index` starts in the file, or that it is the parent's or zeros. */
+  private async grainHost(index: number): Promise<number | 'parent' | 'zero'> {
     const slot = Math.floor(index / this.h.gtesPerGt);
     const gt = await this.grainTable(slot);
-    if (!gt) return { kind: 'parent' };
+    if (!gt) return 'parent';
     const entry = gt.readUInt32LE((index % this.h.gtesPerGt) * 4);
-    if (entry === 0) return { kind: 'parent' };
-    if (entry === 1 && this.zeroGrains) return { kind: 'zero' };
+    if (entry === 0) return 'parent';
+    if (entry === 1 && this.zeroGrains) return 'zero';
     let host = entry * 512;
     if (host >= this.file.size) {
       // A damaged primary table: the redundant one may still say where the grain is.
@@ -219,9 +235,7 @@ export class SparseExtentLayer extends BlockMapLayer {
       if (other === 0 || other >= this.file.size) throw corrupt(this.label, `grain ${index} at sector ${entry} is past the end of the file`);
       host = other;
     }
-    if (!this.compressed) return { kind: 'data', file: this.file, host };
-    const bytes = await this.caches.clusters.get(`${this.cacheKey}:g:${host}`, () => this.readCompressedGrain(index, host));
-    return { kind: 'bytes', bytes };
+    return host;
   }
 
   private async readCompressedGrain(index: number, host: number): Promise<Buffer> {
