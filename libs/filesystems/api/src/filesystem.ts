@@ -92,6 +92,19 @@ export interface FilesystemOptions {
   log?: (event: FsEvent) => void;
 }
 
+/**
+ * Where a stretch of a file's bytes lies on the volume: 'data' is `length`
+ * bytes at `volumeOffset` of the volume the filesystem was opened on, exactly
+ * what read() gives there; 'zero' reads as zeros (a hole, an unwritten
+ * extent); 'unmapped' has no plain place on the volume (inline data,
+ * compressed or encrypted extents, blocks a replayed journal or log replaced
+ * in memory): read it through read().
+ */
+export type FileExtent =
+  | { kind: 'data'; volumeOffset: number; length: number }
+  | { kind: 'zero'; length: number }
+  | { kind: 'unmapped'; length: number; reason: string };
+
 export interface Filesystem {
   readonly type: FilesystemType;
   /** Handle of the root directory. */
@@ -112,6 +125,13 @@ export interface Filesystem {
   read(handle: number, offset: number, length: number): Promise<Buffer>;
   xattrs(handle: number): Promise<FsXattr[]>;
   statfs(): Promise<FsStatFs>;
+  /**
+   * Where bytes [offset, offset+length) of a regular file lie, clipped to its
+   * size as read() clips, in file order, covering the clipped range exactly
+   * (empty at or past the end). Errors as read() fails (EISDIR, EINVAL for a
+   * non-regular file). Absent for readers that cannot say.
+   */
+  fileExtents?(handle: number, offset: number, length: number): Promise<FileExtent[]>;
 }
 
 /**

@@ -1,5 +1,6 @@
 export type {
   ByteSource,
+  FileExtent,
   FileType,
   Filesystem,
   FilesystemDriver,
