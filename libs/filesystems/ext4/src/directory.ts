@@ -140,8 +140,10 @@ export async function listDirectory(vol: Volume, dir: InodeRecord): Promise<RawD
       vol.log({ event: 'ext4.htree_fallback', ino: dir.stat.ino, reason: err.message });
     }
   }
+  // is_dx_dir(): with dir_index a one-block directory is read by the hashed readdir too, which fails on a bad checksum.
+  const oneBlock = hasCompat(vol.sb, Compat.DIR_INDEX) && Math.floor(dir.stat.size / vol.sb.blockSize) === 1;
   const out: RawDirEntry[] = [];
-  await scanBlocks(vol, dir, 'linear', (leaf) => {
+  await scanBlocks(vol, dir, oneBlock ? 'htree' : 'linear', (leaf) => {
     for (const e of leaf.entries) if (!isDotOrDotDot(e.name)) out.push(e);
     return false;
   });
