@@ -81,7 +81,7 @@ describe('FUSE refused: a clean error, no native abort', { skip }, () => {
       assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null }, r.stderr);
       assert.doesNotMatch(r.stderr, /FATAL|napi/);
       const e = JSON.parse(r.stdout.trim()) as { name: string; errno: number; message: string };
-      assert.equal(e.name, 'StrataError');
+      assert.equal(e.name, 'StrataError', e.message);
       assert.ok((errnos as readonly number[]).includes(e.errno), `errno ${e.errno}: ${e.message}`);
       assert.match(e.message, /\/dev\/fuse|mount /);
     });
