@@ -138,7 +138,7 @@ describe('a generated corpus of damaged ext4 images, the kernel as truth', { ski
         const strata = await bounded(name, strataTree(work, name));
         if ('mountErrno' in kernel) {
           // The kernel refuses it: e2fsprogs' reader is the second opinion on what the root holds.
-          let second = '';
+          let second: string;
           try {
             second = tool('debugfs', ['-c', '-R', 'ls /', img]);
           } catch (err) {
