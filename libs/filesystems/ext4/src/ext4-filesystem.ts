@@ -1,4 +1,4 @@
-import type { ByteSource, Filesystem, FilesystemDriver, FilesystemOptions, FilesystemType, FsDirEntry, FsNode, FsStatFs, FsXattr } from '@strata/filesystem';
+import type { ByteSource, FileExtent, Filesystem, FilesystemDriver, FilesystemOptions, FilesystemType, FsDirEntry, FsNode, FsStatFs, FsXattr } from '@strata/filesystem';
 import { Ext4 } from './ext4';
 import type { Ext4Inode } from './types';
 
@@ -49,6 +49,10 @@ export class Ext4Filesystem implements Filesystem {
 
   xattrs(handle: number): Promise<FsXattr[]> {
     return this.ext4.xattrs(handle);
+  }
+
+  fileExtents(handle: number, offset: number, length: number): Promise<FileExtent[]> {
+    return this.ext4.fileExtents(handle, offset, length);
   }
 
   async statfs(): Promise<FsStatFs> {

@@ -1,3 +1,4 @@
+import type { FileExtent } from '@strata/filesystem';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
 import { Errno, StrataError } from '@strata/errors';
 import { BlockReader } from './block-reader';
@@ -6,6 +7,7 @@ import { listDirectory, lookupInDirectory, resolveInDirectory } from './director
 import { checkExtentRoot } from './extent-tree';
 import { Compat, Incompat, ext4Kind } from './features';
 import { mapBlocks, readMapped } from './file-blocks';
+import { fileExtentRuns } from './file-extents';
 import { BG_INODE_UNINIT, GroupDescriptor, readGroupDescriptors } from './group-descriptors';
 import { InodeFlag, InodeRecord, parseInode, verifyInodeChecksum } from './inode';
 import { readRawInode } from './inode-table';
@@ -169,6 +171,9 @@ export class Ext4 {
     });
   }
 
+  /** replayedBlocks() as a set, built at the first fileExtents call. */
+  private replayedSet: ReadonlySet<number> | undefined;
+
   /** Filesystem blocks whose content this reader takes from the journal, ascending. */
   replayedBlocks(): readonly number[] {
     return [...(this.openedJournal?.replay?.blocks ?? [])];
@@ -321,6 +326,22 @@ export class Ext4 {
       if (type === S_IFDIR) throw new StrataError(Errno.EISDIR, `ext4: inode ${ino} is a directory`);
       if (type !== S_IFREG) throw new StrataError(Errno.EINVAL, `ext4: inode ${ino} is not a regular file`);
       return this.content(rec, offset, length);
+    });
+  }
+
+  /** Where bytes of a regular file lie on the volume (the filesystem seam's fileExtents): checked as read() checks. */
+  fileExtents(ino: number, offset: number, length: number): Promise<FileExtent[]> {
+    return guarded(this.vol.log, 'fileExtents', async () => {
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+        throw new StrataError(Errno.EINVAL, `ext4: bad range ${offset}+${length}`);
+      }
+      const rec = await this.record(ino);
+      const type = rec.stat.mode & S_IFMT;
+      if (type === S_IFDIR) throw new StrataError(Errno.EISDIR, `ext4: inode ${ino} is a directory`);
+      if (type !== S_IFREG) throw new StrataError(Errno.EINVAL, `ext4: inode ${ino} is not a regular file`);
+      const n = Math.max(0, Math.min(length, rec.stat.size - offset, MAX_READ));
+      this.replayedSet ??= new Set(this.openedJournal?.replay?.blocks ?? []);
+      return fileExtentRuns(this.vol, rec, this.replayedSet, offset, n);
     });
   }
 
