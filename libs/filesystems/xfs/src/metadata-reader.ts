@@ -67,6 +67,11 @@ export class MetadataReader {
     return mb;
   }
 
+  /** Whether log recovery replaced any of bytes [offset, offset+length) in memory. */
+  replaced(offset: number, length: number): boolean {
+    return this.overlay ? this.overlay.touches(offset, length) : false;
+  }
+
   /** File data: not cached. */
   data(offset: number, length: number, what: string): Promise<Buffer> {
     return this.raw(offset, length, what);

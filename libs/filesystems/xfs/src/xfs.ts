@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { Errno, StrataError } from '@strata/errors';
-import type { ByteSource, Filesystem, FilesystemOptions, FsDirEntry, FsNode, FsStatFs, FsXattr } from '@strata/filesystem';
+import type { ByteSource, FileExtent, Filesystem, FilesystemOptions, FsDirEntry, FsNode, FsStatFs, FsXattr } from '@strata/filesystem';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
 import { AttrFlag } from './attr-entry';
 import { readAttrs } from './attrs';
@@ -9,9 +9,10 @@ import { corrupt, guarded } from './errors';
 import type { DirEntry } from './directory-entry';
 import { listDirectory } from './directory';
 import type { Extent } from './extent';
+import { fileExtentRuns } from './file-extent-map';
 import { readFileRange } from './fork-blocks';
 import { inodeClusterBlocks, locateInode } from './geometry';
-import { XfsInode, parseInode, rdevOf } from './inode';
+import { DiFlag, XfsInode, parseInode, rdevOf } from './inode';
 import { inspectLog, logArea } from './log/log-head';
 import { readRecords } from './log/log-records';
 import { replayLog } from './log/log-replay';
@@ -159,7 +160,7 @@ export class Xfs implements Filesystem {
     return inode;
   }
 
-  private async fileExtents(inode: XfsInode): Promise<Extent[]> {
+  private async dataExtents(inode: XfsInode): Promise<Extent[]> {
     const hit = this.extents.get(inode.ino);
     if (hit) return hit;
     const extents = await forkExtents(this.vol, inode, 'data');
@@ -254,7 +255,26 @@ export class Xfs implements Filesystem {
       if (type !== S_IFREG) throw new StrataError(Errno.EINVAL, `xfs: inode ${handle} is not a regular file`);
       if (offset >= inode.size) return Buffer.alloc(0);
       const n = Math.min(length, inode.size - offset, MAX_READ);
-      return readFileRange(this.vol, await this.fileExtents(inode), offset, n, `data of inode ${handle}`);
+      return readFileRange(this.vol, await this.dataExtents(inode), offset, n, `data of inode ${handle}`);
+    });
+  }
+
+  /** Where bytes of a regular file lie on the volume (the seam's fileExtents): checked as read() checks. */
+  fileExtents(handle: number, offset: number, length: number): Promise<FileExtent[]> {
+    return guarded(this.vol.log, 'fileExtents', async () => {
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+        throw new StrataError(Errno.EINVAL, `xfs: bad range ${offset}+${length}`);
+      }
+      const inode = await this.inode(handle);
+      const type = inode.mode & S_IFMT;
+      if (type === S_IFDIR) throw new StrataError(Errno.EISDIR, `xfs: inode ${handle} is a directory`);
+      if (type !== S_IFREG) throw new StrataError(Errno.EINVAL, `xfs: inode ${handle} is not a regular file`);
+      const n = Math.max(0, Math.min(length, inode.size - offset, MAX_READ));
+      if (n === 0) return [];
+      // A realtime file's blocks are on the realtime device, not this volume.
+      if (inode.flags & DiFlag.REALTIME) return [{ kind: 'unmapped', length: n, reason: 'realtime device' }];
+      const extents = await this.dataExtents(inode);
+      return fileExtentRuns(extents, this.vol.sb.blockSize, (o, l) => this.vol.reader.replaced(o, l), offset, n);
     });
   }
 

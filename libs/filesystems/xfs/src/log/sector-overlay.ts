@@ -26,6 +26,19 @@ export class SectorOverlay {
     }
   }
 
+  /** Whether recovery replaced any sector of bytes [offset, offset+length). */
+  touches(offset: number, length: number): boolean {
+    if (this.sectors.size === 0 || length <= 0) return false;
+    const first = Math.floor(offset / SECTOR);
+    const last = Math.floor((offset + length - 1) / SECTOR);
+    if (last - first > this.sectors.size * 4) {
+      for (const sector of this.sectors.keys()) if (sector >= first && sector <= last) return true;
+      return false;
+    }
+    for (let sector = first; sector <= last; sector++) if (this.sectors.has(sector)) return true;
+    return false;
+  }
+
   /**
    * `buf` (read from byte `offset`) with the parts recovery replaced: a
    * patched copy, so a source's own buffers are never written to.
