@@ -275,7 +275,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
           o.Set("id", Napi::Number::New(env, static_cast<double>(p.id)));
           o.Set("op", Napi::Number::New(env, p.opcode));
           o.Set("ino", Napi::BigInt::New(env, p.key));
-          if (p.opcode == FUSE_LOOKUP || p.opcode == FUSE_GETXATTR) {
+          if (OpcodeOf(p.opcode).has_name) {
             o.Set("name", Napi::Buffer<char>::Copy(env, p.name.data(), p.name.size()));
           }
           o.Set("fh", Napi::BigInt::New(env, p.fh));
@@ -705,7 +705,27 @@ static Napi::Value UmountFn(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), strata_fuse::Unmount(info[0].As<Napi::String>().Utf8Value()));
 }
 
+// The native opcode table (opcodes.cc) as JavaScript sees it, so src/ops.ts can be checked against it.
+static Napi::Array OpcodeRows(Napi::Env env) {
+  Napi::Array rows = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (uint32_t op = 0; op < strata_fuse::kOpcodeLimit; op++) {
+    const strata_fuse::Opcode& row = strata_fuse::OpcodeOf(op);
+    if (row.name == nullptr) continue;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("opcode", Napi::Number::New(env, op));
+    o.Set("name", Napi::String::New(env, row.name));
+    o.Set("js", Napi::Number::New(env, static_cast<int>(row.js)));
+    o.Set("hasName", Napi::Boolean::New(env, row.has_name));
+    o.Set("cached", Napi::Boolean::New(env, row.cached));
+    o.Set("refuse", Napi::Number::New(env, row.handler == nullptr ? row.refuse : 0));
+    rows.Set(i++, o);
+  }
+  return rows;
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("opcodes", OpcodeRows(env));
   exports.Set("NativeSession", strata_fuse::SessionWrap::Define(env));
   exports.Set("umount", Napi::Function::New(env, UmountFn));
   exports.Set("peerCredentials", Napi::Function::New(env, strata_fuse::PeerCredentials));

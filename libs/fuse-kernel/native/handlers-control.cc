@@ -1,4 +1,5 @@
-// INTERRUPT: a request waiting in JavaScript is answered EINTR at once.
+// INTERRUPT (a request waiting in JavaScript is answered EINTR at once), and
+// the protocol's own messages after INIT: a second INIT, DESTROY, NOTIFY_REPLY.
 #include "session.h"
 
 #include <errno.h>
@@ -8,9 +9,8 @@
 
 namespace strata_fuse {
 
-void Session::OnInterrupt(int fd, const fuse_in_header& h, const char* arg, size_t n) {
-  fuse_interrupt_in in{};
-  if (!ReadArg(arg, n, &in)) return;
+void Session::OnInterrupt(Request& r) {
+  const fuse_interrupt_in in = Arg<fuse_interrupt_in>(r);
   n_interrupts_.fetch_add(1, std::memory_order_relaxed);
   std::optional<Pending> p;
   {
@@ -34,7 +34,18 @@ void Session::OnInterrupt(int fd, const fuse_in_header& h, const char* arg, size
   // Not (yet) ours to wait on: either answered already, or still being read
   // by another thread. EAGAIN asks the kernel to send the interrupt again if
   // the request is still outstanding.
-  Send(fd, h.unique, EAGAIN, nullptr, 0);
+  Send(r.fd, r.h.unique, EAGAIN, nullptr, 0);
 }
+
+// INIT is answered once, by Negotiate, before any reader runs.
+void Session::OnInit(Request& r) { Send(r.fd, r.h.unique, EPROTO, nullptr, 0); }
+
+void Session::OnDestroy(Request& r) {
+  Send(r.fd, r.h.unique, 0, nullptr, 0);
+  End("destroy");
+}
+
+// The answer to a retrieve request: we send none.
+void Session::OnNotifyReply(Request& r) {}
 
 }  // namespace strata_fuse

@@ -10,37 +10,33 @@
 
 namespace strata_fuse {
 
-void Session::OnOpendir(int fd, const fuse_in_header& h, uint64_t key) {
+void Session::OnOpendir(Request& r) {
   n_native_.fetch_add(1, std::memory_order_relaxed);
   fuse_open_out out{};
   out.fh = next_fh_.fetch_add(1);
   if (options_.keep_cache) out.open_flags = FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE;
   {
     std::lock_guard<std::mutex> lock(dirs_mu_);
-    dirs_.emplace(out.fh, DirHandle{key, nullptr});
+    dirs_.emplace(out.fh, DirHandle{r.key, nullptr});
   }
-  if (Send(fd, h.unique, 0, &out, sizeof(out)) != 0) {
+  if (Send(r.fd, r.h.unique, 0, &out, sizeof(out)) != 0) {
     std::lock_guard<std::mutex> lock(dirs_mu_);
     dirs_.erase(out.fh);
   }
 }
 
-void Session::OnReleasedir(int fd, const fuse_in_header& h, const char* arg, size_t n) {
+void Session::OnReleasedir(Request& r) {
   n_native_.fetch_add(1, std::memory_order_relaxed);
-  fuse_release_in in{};
-  if (ReadArg(arg, n, &in)) {
+  const fuse_release_in in = Arg<fuse_release_in>(r);
+  {
     std::lock_guard<std::mutex> lock(dirs_mu_);
     dirs_.erase(in.fh);
   }
-  Send(fd, h.unique, 0, nullptr, 0);
+  Send(r.fd, r.h.unique, 0, nullptr, 0);
 }
 
-void Session::OnReaddir(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
-  fuse_read_in in{};
-  if (!ReadArg(arg, n, &in)) {
-    Send(fd, h.unique, EINVAL, nullptr, 0);
-    return;
-  }
+void Session::OnReaddir(Request& r) {
+  const fuse_read_in in = Arg<fuse_read_in>(r);
   std::shared_ptr<const Listing> listing;
   {
     std::lock_guard<std::mutex> lock(dirs_mu_);
@@ -48,7 +44,7 @@ void Session::OnReaddir(int fd, const fuse_in_header& h, const char* arg, size_t
     if (it != dirs_.end()) listing = it->second.listing;
   }
   if (!listing) {
-    listing = cache_.GetListing(key, MonotonicNs());
+    listing = cache_.GetListing(r.key, MonotonicNs());
     if (listing) {
       std::lock_guard<std::mutex> lock(dirs_mu_);
       auto it = dirs_.find(in.fh);
@@ -57,10 +53,10 @@ void Session::OnReaddir(int fd, const fuse_in_header& h, const char* arg, size_t
   }
   if (listing) {
     n_native_.fetch_add(1, std::memory_order_relaxed);
-    SendListing(fd, h.unique, h.opcode == FUSE_READDIRPLUS, *listing, key, in.offset, in.size);
+    SendListing(r.fd, r.h.unique, r.h.opcode == FUSE_READDIRPLUS, *listing, r.key, in.offset, in.size);
     return;
   }
-  Pending p = PendingFor(fd, h, key);
+  Pending p = PendingFor(r);
   p.fh = in.fh;
   p.offset = in.offset;
   p.size = in.size;

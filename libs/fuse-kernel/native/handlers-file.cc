@@ -13,26 +13,22 @@
 
 namespace strata_fuse {
 
-void Session::OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
+void Session::OnOpen(Request& r) {
   n_native_.fetch_add(1, std::memory_order_relaxed);
-  fuse_open_in in{};
-  if (!ReadArg(arg, n, &in)) {
-    Send(fd, h.unique, EINVAL, nullptr, 0);
-    return;
-  }
+  const fuse_open_in in = Arg<fuse_open_in>(r);
   if ((in.flags & O_ACCMODE) != O_RDONLY || (in.flags & O_TRUNC) != 0) {
-    Send(fd, h.unique, EROFS, nullptr, 0);
+    Send(r.fd, r.h.unique, EROFS, nullptr, 0);
     return;
   }
   OpenOut out{};
   bool through = false;
   {
     std::lock_guard<std::mutex> lock(opens_mu_);
-    OpenModes& m = opens_[key];
+    OpenModes& m = opens_[r.key];
     if (m.passthrough > 0) {
       through = true;
     } else if (passthrough_ && m.cached == 0) {
-      std::shared_ptr<const FileData> data = cache_.Data(key);
+      std::shared_ptr<const FileData> data = cache_.Data(r.key);
       if (data && data->backing_id() >= 0) {
         m.backing = std::move(data);
         through = true;
@@ -47,12 +43,12 @@ void Session::OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n,
   }
   out.fh = (next_fh_.fetch_add(1) << 1) | (through ? 1 : 0);
   out.open_flags = through ? FOPEN_NOFLUSH | kFopenPassthrough : FOPEN_NOFLUSH | (options_.keep_cache ? FOPEN_KEEP_CACHE : 0);
-  Send(fd, h.unique, 0, &out, sizeof(out));
+  Send(r.fd, r.h.unique, 0, &out, sizeof(out));
   if (options_.notify_open) {
     // Answered first: an audit trail must not make opens wait for JavaScript.
     Event ev;
     ev.kind = Event::kOpen;
-    ev.keys = {key, out.fh, h.uid, h.gid, h.pid};
+    ev.keys = {r.key, out.fh, r.h.uid, r.h.gid, r.h.pid};
     bridge_->Post(std::move(ev));
   }
 }
@@ -96,27 +92,22 @@ int Session::ClearFileData(uint64_t key) {
   return data ? 0 : -ENOENT;
 }
 
-void Session::OnRelease(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
+void Session::OnRelease(Request& r) {
   n_native_.fetch_add(1, std::memory_order_relaxed);
-  fuse_release_in in{};
-  ReadArg(arg, n, &in);
-  Closed(key, in.fh);
-  Send(fd, h.unique, 0, nullptr, 0);
+  const fuse_release_in in = Arg<fuse_release_in>(r);
+  Closed(r.key, in.fh);
+  Send(r.fd, r.h.unique, 0, nullptr, 0);
   if (options_.notify_release) {
     Event ev;
     ev.kind = Event::kRelease;
-    ev.keys = {key, in.fh};
+    ev.keys = {r.key, in.fh};
     bridge_->Post(std::move(ev));
   }
 }
 
-void Session::OnRead(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key, char* buf) {
-  fuse_read_in in{};
-  if (!ReadArg(arg, n, &in)) {
-    Send(fd, h.unique, EINVAL, nullptr, 0);
-    return;
-  }
-  std::shared_ptr<const FileData> data = cache_.Data(key);
+void Session::OnRead(Request& r) {
+  const fuse_read_in in = Arg<fuse_read_in>(r);
+  std::shared_ptr<const FileData> data = cache_.Data(r.key);
   if (data && data->fd() >= 0) {
     // The request has been parsed: its buffer takes the data. Short at the
     // end of the file, empty past it; any failure is this READ's EIO.
@@ -124,23 +115,23 @@ void Session::OnRead(int fd, const fuse_in_header& h, const char* arg, size_t n,
     size_t got = 0;
     bool failed = in.offset > static_cast<uint64_t>(INT64_MAX - static_cast<int64_t>(want));
     while (!failed && got < want) {
-      ssize_t r = pread(data->fd(), buf + got, want - got, static_cast<off_t>(in.offset + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) failed = true;
-      if (r <= 0) break;
-      got += static_cast<size_t>(r);
+      ssize_t k = pread(data->fd(), r.buf + got, want - got, static_cast<off_t>(in.offset + got));
+      if (k < 0 && errno == EINTR) continue;
+      if (k < 0) failed = true;
+      if (k <= 0) break;
+      got += static_cast<size_t>(k);
     }
     n_native_.fetch_add(1, std::memory_order_relaxed);
     if (failed) {
       n_pread_errors_.fetch_add(1, std::memory_order_relaxed);
-      Send(fd, h.unique, EIO, nullptr, 0);
+      Send(r.fd, r.h.unique, EIO, nullptr, 0);
     } else {
       n_pread_.fetch_add(1, std::memory_order_relaxed);
-      Send(fd, h.unique, 0, buf, got);
+      Send(r.fd, r.h.unique, 0, r.buf, got);
     }
     return;
   }
-  Pending p = PendingFor(fd, h, key);
+  Pending p = PendingFor(r);
   p.fh = in.fh;
   p.offset = in.offset;
   p.size = in.size;

@@ -9,54 +9,46 @@
 
 namespace strata_fuse {
 
-void Session::OnLookup(int fd, const fuse_in_header& h, const char* arg, size_t n) {
-  std::string name;
-  if (!ReadName(arg, n, &name) || name.empty()) {
-    Send(fd, h.unique, EINVAL, nullptr, 0);
+void Session::OnLookup(Request& r) {
+  if (r.name.empty()) {
+    Send(r.fd, r.h.unique, EINVAL, nullptr, 0);
     return;
   }
-  std::optional<uint64_t> parent = cache_.KeyOf(h.nodeid);
-  if (!parent) {
-    Send(fd, h.unique, ESTALE, nullptr, 0);
-    return;
-  }
-  LookupAnswer a = cache_.Lookup(*parent, name, MonotonicNs(), options_.negative_timeout);
+  LookupAnswer a = cache_.Lookup(r.key, r.name, MonotonicNs(), options_.negative_timeout);
   if (a.kind == LookupAnswer::kPositive) {
     n_native_.fetch_add(1, std::memory_order_relaxed);
     AttrRecord seed{a.attr, a.attr_timeout, kNever};
-    SendEntry(fd, h.unique, a.key, a.attr, a.entry_timeout, a.attr_timeout, &seed);
+    SendEntry(r.fd, r.h.unique, a.key, a.attr, a.entry_timeout, a.attr_timeout, &seed);
     return;
   }
   if (a.kind == LookupAnswer::kNegative) {
     n_native_.fetch_add(1, std::memory_order_relaxed);
     if (a.entry_timeout.sec == 0 && a.entry_timeout.nsec == 0) {
-      Send(fd, h.unique, ENOENT, nullptr, 0);
+      Send(r.fd, r.h.unique, ENOENT, nullptr, 0);
     } else {
       fuse_entry_out out{};
       out.entry_valid = a.entry_timeout.sec;
       out.entry_valid_nsec = a.entry_timeout.nsec;
-      Send(fd, h.unique, 0, &out, sizeof(out));
+      Send(r.fd, r.h.unique, 0, &out, sizeof(out));
     }
     return;
   }
-  Pending p = PendingFor(fd, h, *parent);
-  p.name = std::move(name);
+  Pending p = PendingFor(r);
+  p.name = std::move(r.name);
   ToJs(std::move(p));
 }
 
-void Session::OnForget(const fuse_in_header& h, const char* arg, size_t n) {
-  fuse_forget_in in{};
-  if (!ReadArg(arg, n, &in)) return;
+void Session::OnForget(Request& r) {
+  const fuse_forget_in in = Arg<fuse_forget_in>(r);
   std::vector<uint64_t> dropped;
-  cache_.Forget(h.nodeid, in.nlookup, &dropped);
+  cache_.Forget(r.h.nodeid, in.nlookup, &dropped);
   ForgetKeys(std::move(dropped));
 }
 
-void Session::OnBatchForget(const char* arg, size_t n) {
-  fuse_batch_forget_in in{};
-  if (!ReadArg(arg, n, &in)) return;
-  const char* p = arg + sizeof(in);
-  size_t left = n - sizeof(in);
+void Session::OnBatchForget(Request& r) {
+  const fuse_batch_forget_in in = Arg<fuse_batch_forget_in>(r);
+  const char* p = r.arg + sizeof(in);
+  size_t left = r.n - sizeof(in);
   std::vector<uint64_t> dropped;
   for (uint32_t i = 0; i < in.count && left >= sizeof(fuse_forget_one); i++) {
     fuse_forget_one one;
@@ -68,42 +60,42 @@ void Session::OnBatchForget(const char* arg, size_t n) {
   ForgetKeys(std::move(dropped));
 }
 
-void Session::OnGetattr(int fd, const fuse_in_header& h, uint64_t key) {
-  std::optional<AttrRecord> rec = cache_.Attr(key, MonotonicNs());
+void Session::OnGetattr(Request& r) {
+  std::optional<AttrRecord> rec = cache_.Attr(r.key, MonotonicNs());
   if (rec) {
     n_native_.fetch_add(1, std::memory_order_relaxed);
     fuse_attr_out out{};
     out.attr_valid = rec->attr_timeout.sec;
     out.attr_valid_nsec = rec->attr_timeout.nsec;
     out.attr = rec->attr;
-    Send(fd, h.unique, 0, &out, sizeof(out));
+    Send(r.fd, r.h.unique, 0, &out, sizeof(out));
     return;
   }
-  ToJs(PendingFor(fd, h, key));
+  ToJs(PendingFor(r));
 }
 
-void Session::OnReadlink(int fd, const fuse_in_header& h, uint64_t key) {
-  std::optional<std::string> target = cache_.Link(key, MonotonicNs());
+void Session::OnReadlink(Request& r) {
+  std::optional<std::string> target = cache_.Link(r.key, MonotonicNs());
   if (target) {
     n_native_.fetch_add(1, std::memory_order_relaxed);
-    Send(fd, h.unique, 0, target->data(), target->size());
+    Send(r.fd, r.h.unique, 0, target->data(), target->size());
     return;
   }
-  ToJs(PendingFor(fd, h, key));
+  ToJs(PendingFor(r));
 }
 
-void Session::OnStatfs(int fd, const fuse_in_header& h, uint64_t key) {
+void Session::OnStatfs(Request& r) {
   {
     std::lock_guard<std::mutex> lock(statfs_mu_);
     if (statfs_ && statfs_->second > MonotonicNs()) {
       n_native_.fetch_add(1, std::memory_order_relaxed);
       fuse_statfs_out out{};
       out.st = statfs_->first;
-      Send(fd, h.unique, 0, &out, sizeof(out));
+      Send(r.fd, r.h.unique, 0, &out, sizeof(out));
       return;
     }
   }
-  ToJs(PendingFor(fd, h, key));
+  ToJs(PendingFor(r));
 }
 
 void Session::CacheStatfs(const fuse_kstatfs& st, int64_t expires) {

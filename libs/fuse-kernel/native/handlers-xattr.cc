@@ -8,38 +8,29 @@
 
 namespace strata_fuse {
 
-void Session::OnGetxattr(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
-  fuse_getxattr_in in{};
-  std::string name;
-  if (!ReadArg(arg, n, &in) || !ReadName(arg + sizeof(in), n - sizeof(in), &name)) {
-    Send(fd, h.unique, EINVAL, nullptr, 0);
-    return;
-  }
-  std::shared_ptr<const XattrSet> set = cache_.Xattrs(key, MonotonicNs());
+void Session::OnGetxattr(Request& r) {
+  const fuse_getxattr_in in = Arg<fuse_getxattr_in>(r);
+  std::shared_ptr<const XattrSet> set = cache_.Xattrs(r.key, MonotonicNs());
   if (set) {
     n_native_.fetch_add(1, std::memory_order_relaxed);
     for (const auto& [k, v] : set->items) {
-      if (k == name) {
-        SendXattr(fd, h.unique, in.size, v.data(), v.size());
+      if (k == r.name) {
+        SendXattr(r.fd, r.h.unique, in.size, v.data(), v.size());
         return;
       }
     }
-    Send(fd, h.unique, ENODATA, nullptr, 0);
+    Send(r.fd, r.h.unique, ENODATA, nullptr, 0);
     return;
   }
-  Pending p = PendingFor(fd, h, key);
-  p.name = std::move(name);
+  Pending p = PendingFor(r);
+  p.name = std::move(r.name);
   p.size = in.size;
   ToJs(std::move(p));
 }
 
-void Session::OnListxattr(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key) {
-  fuse_getxattr_in in{};
-  if (!ReadArg(arg, n, &in)) {
-    Send(fd, h.unique, EINVAL, nullptr, 0);
-    return;
-  }
-  std::shared_ptr<const XattrSet> set = cache_.Xattrs(key, MonotonicNs());
+void Session::OnListxattr(Request& r) {
+  const fuse_getxattr_in in = Arg<fuse_getxattr_in>(r);
+  std::shared_ptr<const XattrSet> set = cache_.Xattrs(r.key, MonotonicNs());
   if (set) {
     n_native_.fetch_add(1, std::memory_order_relaxed);
     std::string names;
@@ -47,10 +38,10 @@ void Session::OnListxattr(int fd, const fuse_in_header& h, const char* arg, size
       names += item.first;
       names.push_back('\0');
     }
-    SendXattr(fd, h.unique, in.size, names.data(), names.size());
+    SendXattr(r.fd, r.h.unique, in.size, names.data(), names.size());
     return;
   }
-  Pending p = PendingFor(fd, h, key);
+  Pending p = PendingFor(r);
   p.size = in.size;
   ToJs(std::move(p));
 }

@@ -82,15 +82,7 @@ void Session::DrainWhileNotifying() {
     if (static_cast<size_t>(n) < sizeof(fuse_in_header)) continue;
     fuse_in_header h;
     std::memcpy(&h, buf.get(), sizeof(h));
-    switch (h.opcode) {
-      case FUSE_FORGET:
-      case FUSE_BATCH_FORGET:
-      case FUSE_INTERRUPT:
-      case FUSE_NOTIFY_REPLY:
-        break;  // no answer expected
-      default:
-        Send(notify_fd_, h.unique, ECONNABORTED, nullptr, 0);
-    }
+    if (OpcodeOf(h.opcode).reply) Send(notify_fd_, h.unique, ECONNABORTED, nullptr, 0);
   }
 }
 

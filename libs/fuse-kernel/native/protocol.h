@@ -51,4 +51,14 @@ inline Pending PendingFor(int fd, const fuse_in_header& h, uint64_t key) {
   return p;
 }
 
+// The argument struct of a request whose row (opcodes.cc) has in_size >= sizeof(T): dispatch checked the length.
+template <typename T>
+T Arg(const Request& r) {
+  T in{};
+  ReadArg(r.arg, r.n, &in);
+  return in;
+}
+
+inline Pending PendingFor(const Request& r) { return PendingFor(r.fd, r.h, r.key); }
+
 }  // namespace strata_fuse

@@ -10,6 +10,20 @@
 
 namespace strata_fuse {
 
+std::optional<Pending> Session::TakeFor(uint64_t id, JsAnswer kind, int* result) {
+  std::optional<Pending> p = Take(id);
+  if (!p) {
+    *result = -ENOENT;
+    return std::nullopt;
+  }
+  if (OpcodeOf(p->opcode).js != kind) {
+    Send(p->fd, p->unique, EIO, nullptr, 0);
+    *result = -EINVAL;
+    return std::nullopt;
+  }
+  return p;
+}
+
 int Session::ReplyError(uint64_t id, int error) {
   std::optional<Pending> p = Take(id);
   if (!p) return -ENOENT;
@@ -20,12 +34,9 @@ int Session::ReplyError(uint64_t id, int error) {
 
 int Session::ReplyEntry(uint64_t id, uint64_t key, const fuse_attr& attr, Timeout entry, Timeout attr_timeout,
                         int64_t cache_expires) {
-  std::optional<Pending> p = Take(id);
-  if (!p) return -ENOENT;
-  if (p->opcode != FUSE_LOOKUP) {
-    Send(p->fd, p->unique, EIO, nullptr, 0);
-    return -EINVAL;
-  }
+  int result = 0;
+  std::optional<Pending> p = TakeFor(id, JsAnswer::kEntry, &result);
+  if (!p) return result;
   AttrRecord rec{attr, attr_timeout, cache_expires};
   if (cache_expires > 0) {
     cache_.PutAttr(key, rec);
@@ -36,12 +47,9 @@ int Session::ReplyEntry(uint64_t id, uint64_t key, const fuse_attr& attr, Timeou
 }
 
 int Session::ReplyNegative(uint64_t id, Timeout entry, int64_t cache_expires) {
-  std::optional<Pending> p = Take(id);
-  if (!p) return -ENOENT;
-  if (p->opcode != FUSE_LOOKUP) {
-    Send(p->fd, p->unique, EIO, nullptr, 0);
-    return -EINVAL;
-  }
+  int result = 0;
+  std::optional<Pending> p = TakeFor(id, JsAnswer::kEntry, &result);
+  if (!p) return result;
   if (cache_expires > 0) cache_.PutNegative(p->key, p->name, entry, cache_expires);
   if (entry.sec == 0 && entry.nsec == 0) {
     Send(p->fd, p->unique, ENOENT, nullptr, 0);
@@ -55,12 +63,9 @@ int Session::ReplyNegative(uint64_t id, Timeout entry, int64_t cache_expires) {
 }
 
 int Session::ReplyAttr(uint64_t id, const fuse_attr& attr, Timeout attr_timeout, int64_t cache_expires) {
-  std::optional<Pending> p = Take(id);
-  if (!p) return -ENOENT;
-  if (p->opcode != FUSE_GETATTR) {
-    Send(p->fd, p->unique, EIO, nullptr, 0);
-    return -EINVAL;
-  }
+  int result = 0;
+  std::optional<Pending> p = TakeFor(id, JsAnswer::kAttr, &result);
+  if (!p) return result;
   if (cache_expires > 0) cache_.PutAttr(p->key, AttrRecord{attr, attr_timeout, cache_expires});
   fuse_attr_out out{};
   out.attr_valid = attr_timeout.sec;
@@ -71,12 +76,9 @@ int Session::ReplyAttr(uint64_t id, const fuse_attr& attr, Timeout attr_timeout,
 }
 
 int Session::ReplyListing(uint64_t id, std::shared_ptr<Listing> listing, bool cache) {
-  std::optional<Pending> p = Take(id);
-  if (!p) return -ENOENT;
-  if (p->opcode != FUSE_READDIR && p->opcode != FUSE_READDIRPLUS) {
-    Send(p->fd, p->unique, EIO, nullptr, 0);
-    return -EINVAL;
-  }
+  int result = 0;
+  std::optional<Pending> p = TakeFor(id, JsAnswer::kListing, &result);
+  if (!p) return result;
   listing->BuildIndex();
   std::shared_ptr<const Listing> shared = listing;
   {
@@ -96,23 +98,17 @@ int Session::ReplyListing(uint64_t id, std::shared_ptr<Listing> listing, bool ca
 }
 
 int Session::ReplyData(uint64_t id, const char* data, size_t size) {
-  std::optional<Pending> p = Take(id);
-  if (!p) return -ENOENT;
-  if (p->opcode != FUSE_READ) {
-    Send(p->fd, p->unique, EIO, nullptr, 0);
-    return -EINVAL;
-  }
+  int result = 0;
+  std::optional<Pending> p = TakeFor(id, JsAnswer::kData, &result);
+  if (!p) return result;
   Send(p->fd, p->unique, 0, data, std::min<size_t>(size, p->size));
   return 0;
 }
 
 int Session::ReplyLink(uint64_t id, std::string target, int64_t cache_expires) {
-  std::optional<Pending> p = Take(id);
-  if (!p) return -ENOENT;
-  if (p->opcode != FUSE_READLINK) {
-    Send(p->fd, p->unique, EIO, nullptr, 0);
-    return -EINVAL;
-  }
+  int result = 0;
+  std::optional<Pending> p = TakeFor(id, JsAnswer::kLink, &result);
+  if (!p) return result;
   if (target.size() > kLinkMax) {
     Send(p->fd, p->unique, ENAMETOOLONG, nullptr, 0);
     return 0;
@@ -123,23 +119,17 @@ int Session::ReplyLink(uint64_t id, std::string target, int64_t cache_expires) {
 }
 
 int Session::ReplyXattr(uint64_t id, const char* data, size_t size) {
-  std::optional<Pending> p = Take(id);
-  if (!p) return -ENOENT;
-  if (p->opcode != FUSE_GETXATTR && p->opcode != FUSE_LISTXATTR) {
-    Send(p->fd, p->unique, EIO, nullptr, 0);
-    return -EINVAL;
-  }
+  int result = 0;
+  std::optional<Pending> p = TakeFor(id, JsAnswer::kXattr, &result);
+  if (!p) return result;
   SendXattr(p->fd, p->unique, p->size, data, size);
   return 0;
 }
 
 int Session::ReplyStatfs(uint64_t id, const fuse_kstatfs& st, int64_t cache_expires) {
-  std::optional<Pending> p = Take(id);
-  if (!p) return -ENOENT;
-  if (p->opcode != FUSE_STATFS) {
-    Send(p->fd, p->unique, EIO, nullptr, 0);
-    return -EINVAL;
-  }
+  int result = 0;
+  std::optional<Pending> p = TakeFor(id, JsAnswer::kStatfs, &result);
+  if (!p) return result;
   if (cache_expires > 0) CacheStatfs(st, cache_expires);
   fuse_statfs_out out{};
   out.st = st;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cache.h"
+#include "opcodes.h"
 
 namespace strata_fuse {
 
@@ -210,24 +211,32 @@ class Session {
   void SendXattr(int fd, uint64_t unique, uint32_t size, const char* data, size_t len);
   void ToJs(Pending&& p);
   std::optional<Pending> Take(uint64_t id);
+  // Take for a reply of kind: -ENOENT in *result when it no longer waits,
+  // -EINVAL (and EIO to the kernel) when its op is not answered that way.
+  std::optional<Pending> TakeFor(uint64_t id, JsAnswer kind, int* result);
 
-  void OnLookup(int fd, const fuse_in_header& h, const char* arg, size_t n);
-  void OnForget(const fuse_in_header& h, const char* arg, size_t n);
-  void OnBatchForget(const char* arg, size_t n);
-  void OnGetattr(int fd, const fuse_in_header& h, uint64_t key);
-  void OnOpen(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
-  void OnRelease(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
+  // Handlers, one per row of the opcode table (opcodes.cc), grouped in
+  // handlers-{node,file,dir,xattr,control}.cc.
+  friend struct OpcodeTable;
+  void OnLookup(Request& r);
+  void OnForget(Request& r);
+  void OnBatchForget(Request& r);
+  void OnGetattr(Request& r);
+  void OnReadlink(Request& r);
+  void OnStatfs(Request& r);
+  void OnOpen(Request& r);
+  void OnRelease(Request& r);
   void Closed(uint64_t key, uint64_t fh);  // a file's RELEASE: OpenModes of key
-  void OnOpendir(int fd, const fuse_in_header& h, uint64_t key);
-  void OnReleasedir(int fd, const fuse_in_header& h, const char* arg, size_t n);
-  void OnReaddir(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
-  // buf: the reader's buffer (the request in it is no longer needed once parsed)
-  void OnRead(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key, char* buf);
-  void OnReadlink(int fd, const fuse_in_header& h, uint64_t key);
-  void OnGetxattr(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
-  void OnListxattr(int fd, const fuse_in_header& h, const char* arg, size_t n, uint64_t key);
-  void OnStatfs(int fd, const fuse_in_header& h, uint64_t key);
-  void OnInterrupt(int fd, const fuse_in_header& h, const char* arg, size_t n);
+  void OnRead(Request& r);
+  void OnOpendir(Request& r);
+  void OnReleasedir(Request& r);
+  void OnReaddir(Request& r);
+  void OnGetxattr(Request& r);
+  void OnListxattr(Request& r);
+  void OnInterrupt(Request& r);
+  void OnInit(Request& r);
+  void OnDestroy(Request& r);
+  void OnNotifyReply(Request& r);
   void ForgetKeys(std::vector<uint64_t>&& keys);
 
   MountOptions options_;
