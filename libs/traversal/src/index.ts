@@ -11,6 +11,7 @@ export { splitPath, joinPath, printable, PATH_MAX, NAME_MAX } from './paths';
 export { isOverlayPrivateXattr, isWhiteoutName, isWhiteoutDevice } from './overlay-rules';
 export type { DeltaHint, LayerSource, LayerObject, ObjectRef, SourceDirent, SourceStat } from './source/layer-source';
 export { sameObject } from './source/layer-source';
+export type { ExtentRun } from './source/extent-map';
 export { DirSource } from './source/dir-source';
 export { FdCache } from './source/fd-cache';
 export type { DirSourceOptions } from './source/dir-source';

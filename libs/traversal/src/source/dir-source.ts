@@ -6,6 +6,7 @@ import { FdCache } from './fd-cache';
 import { getXattr, listXattrs, XattrError } from './host-xattr';
 import type { LayerObject, LayerSource, SourceDirent, SourceStat, StatFs } from './layer-source';
 import { readAt } from './read-at';
+import { dirExtentMap, type ExtentRun } from './extent-map';
 
 /**
  * Entries looked up between two yields to the event loop. Synchronous lstat
@@ -194,6 +195,11 @@ export class DirSource implements LayerSource {
   async close(): Promise<void> {
     // A shared cache belongs to whoever shares it.
     if (!this.sharedFds) this.fds?.clear();
+  }
+
+  /** The file itself, as the store holds it. */
+  extentMap(obj: LayerObject, offset: number, length: number): Promise<ExtentRun[]> {
+    return dirExtentMap(this.pathOf(obj), offset, length);
   }
 
   private pathOf(obj: LayerObject): Buffer {

@@ -8,6 +8,7 @@ import { openFilesystem } from './filesystem-drivers';
 import { openImageVolume, type ImageSourceFormat, type ImageVolume } from './image-volume';
 import { ImageDelta, ParentIndex, changedBlockRuns } from './image-delta';
 import type { DeltaHint, LayerObject, LayerSource, SourceDirent, SourceStat, StatFs } from './layer-source';
+import { imageExtentMap, type ExtentRun } from './extent-map';
 
 /** Names looked up at once when a listing wants every entry's inode. */
 const LOOKUP_BATCH = 256;
@@ -181,6 +182,11 @@ export class ImageSource implements LayerSource {
 
   async statfs(): Promise<StatFs> {
     return this.fs.statfs();
+  }
+
+  /** The filesystem's extents of the file, through the volume's place on the disk and the image chain's map. */
+  extentMap(obj: LayerObject, offset: number, length: number): Promise<ExtentRun[]> {
+    return imageExtentMap(this.fs, this.inoOf(obj), this.vol, Number(obj.st.size), offset, length);
   }
 
   locate(obj: LayerObject): Buffer {

@@ -1,4 +1,5 @@
 import type { FileType } from '@strata/posix';
+import type { ExtentRun } from './extent-map';
 
 /**
  * stat(2) of one object in a layer, spelled as node's BigIntStats spells it
@@ -93,6 +94,13 @@ export interface LayerSource {
    * nothing: diff then compares everything.
    */
   deltaOver?(base: LayerSource): Promise<DeltaHint | undefined>;
+  /**
+   * Where bytes [offset, offset+length) of a regular file lie in the store,
+   * clipped to its size as read() clips: runs of store files (by real path),
+   * zeros, and unmapped runs only read() serves. For sealed layers: reading
+   * the data runs straight from the store gives what read() gives.
+   */
+  extentMap?(obj: LayerObject, offset: number, length: number): Promise<ExtentRun[]>;
 }
 
 /** A source's word on pairs of objects it knows to be equal. */

@@ -1,0 +1,104 @@
+import { promises as fs } from 'node:fs';
+import { MAX_READ_LENGTH, type ImageRun } from '@strata/disk-image';
+import { Errno, StrataError } from '@strata/errors';
+import type { FileExtent, Filesystem } from '@strata/filesystem';
+import type { ImageVolume } from './image-volume';
+
+/**
+ * Where a stretch of a layer file's bytes lies in the store: `length` bytes
+ * at `fileOffset` of the store file `file` (a real path), zeros, or a run
+ * with no plain place in the store (compressed, encrypted, inline, replayed
+ * from a journal, behind a volume manager mapping not followed) that only
+ * the layer's read() gives.
+ */
+export type ExtentRun =
+  | { kind: 'data'; file: string; fileOffset: number; length: number }
+  | { kind: 'zero'; length: number }
+  | { kind: 'unmapped'; length: number; reason: string };
+
+/** One map answers at most this many bytes; a caller maps a larger file window by window. */
+export const MAX_EXTENT_MAP_LENGTH = MAX_READ_LENGTH;
+
+function checkRange(offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+    throw new StrataError(Errno.EINVAL, `extent map: bad range ${offset}+${length}`);
+  }
+}
+
+function pushRun(out: ExtentRun[], run: ExtentRun): void {
+  if (run.length <= 0) return;
+  const last = out[out.length - 1];
+  if (last && last.kind === run.kind) {
+    if (last.kind === 'data' && run.kind === 'data' && last.file === run.file && last.fileOffset + last.length === run.fileOffset) {
+      last.length += run.length;
+      return;
+    }
+    if (last.kind === 'zero' || (last.kind === 'unmapped' && run.kind === 'unmapped' && last.reason === run.reason)) {
+      last.length += run.length;
+      return;
+    }
+  }
+  out.push({ ...run });
+}
+
+/**
+ * A `dir:` layer's file is itself: one data run over [offset, +length)
+ * clipped to the file's size now. A path that is not valid UTF-8 cannot be
+ * named by a string, so it is unmapped rather than misnamed.
+ */
+export async function dirExtentMap(realPath: Buffer, offset: number, length: number): Promise<ExtentRun[]> {
+  checkRange(offset, length);
+  let size: number;
+  try {
+    const st = await fs.lstat(realPath);
+    if (st.isDirectory()) throw new StrataError(Errno.EISDIR, 'extent map of a directory');
+    if (!st.isFile()) throw new StrataError(Errno.EINVAL, 'extent map of a file that is not a regular file');
+    size = st.size;
+  } catch (err) {
+    throw StrataError.from(err, 'extent map');
+  }
+  const n = Math.max(0, Math.min(length, size - offset, MAX_EXTENT_MAP_LENGTH));
+  if (n === 0) return [];
+  const file = realPath.toString('utf8');
+  if (!Buffer.from(file, 'utf8').equals(realPath)) return [{ kind: 'unmapped', length: n, reason: 'store path is not UTF-8' }];
+  return [{ kind: 'data', file, fileOffset: offset, length: n }];
+}
+
+/**
+ * An image layer's file: the filesystem's extents (volume offsets), moved
+ * onto the disk by where the volume starts (a partition, the whole disk),
+ * then through the image chain's own map to its files. A logical volume is
+ * not followed yet (its extents need the volume group's segments): unmapped.
+ */
+export async function imageExtentMap(
+  filesystem: Filesystem,
+  handle: number,
+  vol: ImageVolume,
+  size: number,
+  offset: number,
+  length: number,
+): Promise<ExtentRun[]> {
+  checkRange(offset, length);
+  const n = Math.max(0, Math.min(length, size - offset, MAX_EXTENT_MAP_LENGTH));
+  if (!filesystem.fileExtents) {
+    return n === 0 ? [] : [{ kind: 'unmapped', length: n, reason: `the ${filesystem.type} reader cannot map file extents` }];
+  }
+  const extents: FileExtent[] = await filesystem.fileExtents(handle, offset, Math.min(length, MAX_EXTENT_MAP_LENGTH));
+  const out: ExtentRun[] = [];
+  for (const e of extents) {
+    if (e.kind !== 'data') {
+      pushRun(out, e);
+      continue;
+    }
+    if (!vol.contiguous) {
+      pushRun(out, { kind: 'unmapped', length: e.length, reason: 'on a logical volume' });
+      continue;
+    }
+    if (!Number.isSafeInteger(e.volumeOffset) || e.volumeOffset < 0 || e.volumeOffset + e.length > vol.volume.size) {
+      throw StrataError.corrupt(`extent map: ${e.length} bytes at volume offset ${e.volumeOffset} lie outside ${vol.describe}`);
+    }
+    const runs: ImageRun[] = await vol.image.mapRange(vol.offset + e.volumeOffset, e.length);
+    for (const r of runs) pushRun(out, r.kind === 'data' ? { kind: 'data', file: r.file.path, fileOffset: r.fileOffset, length: r.length } : r);
+  }
+  return out;
+}
