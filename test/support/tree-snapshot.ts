@@ -93,7 +93,7 @@ export function readKernelTree(mountpoint: string, withContent = true, skip: (re
     } catch {
       return;
     }
-    const info: EntryInfo = { ...fromBigStats(st), xattrs: xattrText(listXattrs(real), (n) => getXattr(real, n)) };
+    const info: EntryInfo = { ...fromBigStats(st), xattrs: xattrText(retryEintr(() => listXattrs(real)), (n) => retryEintr(() => getXattr(real, n))) };
     const type = info.mode & S_IFMT;
     if (type === S_IFLNK) info.link = fs.readlinkSync(real, { encoding: 'buffer' }).toString('hex');
     if (type === S_IFREG && withContent) {
@@ -122,6 +122,20 @@ export function readKernelTree(mountpoint: string, withContent = true, skip: (re
   };
   visit(Buffer.from('/'));
   return tree;
+}
+
+/** EINTR, as libc retries it for read(2) but not for the xattr calls: a signal (Node 24 sends the main thread some) interrupts a FUSE request. */
+const EINTR = 4;
+const EINTR_RETRIES = 100;
+
+function retryEintr<T>(call: () => T): T {
+  for (let i = 0; ; i++) {
+    try {
+      return call();
+    } catch (err) {
+      if ((err as { errno?: unknown }).errno !== EINTR || i >= EINTR_RETRIES) throw err;
+    }
+  }
 }
 
 /** Reads the same through the engine: walk, then readlink, xattrs and reads per entry. */
