@@ -104,6 +104,20 @@ export interface NativeSession {
   close(): void;
 }
 
+/** A row of native/opcodes.cc as the addon lists it. */
+export interface NativeOpcode {
+  opcode: number;
+  name: string;
+  /** JsAnswer (src/ops.ts): what JavaScript answers it with; 0 when it never reaches JavaScript. */
+  js: number;
+  /** The request carries a name (LOOKUP, GETXATTR). */
+  hasName: boolean;
+  /** The native cache may answer it. */
+  cached: boolean;
+  /** The errno that refuses it on the reader thread (EROFS, ENOSYS); 0 when a handler serves it. */
+  refuse: number;
+}
+
 export interface NativeModule {
   NativeSession: new (options: NativeMountOptions, onEvents: (events: NativeEvent[]) => void) => NativeSession;
   /** umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW): 0 or an errno. */
@@ -112,6 +126,8 @@ export interface NativeModule {
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /** One datagram to a unix datagram socket (sd_notify(3)); throws an Error with `errno`. */
   sdNotify(socketPath: string, text: string): void;
+  /** The native opcode table (native/opcodes.cc), one row per known opcode. */
+  opcodes: NativeOpcode[];
   protocolMinor: number;
   attrSize: number;
   statfsSize: number;

@@ -9,17 +9,16 @@ import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { addon, EV_END, EV_FORGET, EV_NOTIFIED, EV_OPEN, EV_RELEASE, EV_REQUEST, SERVE_AUTO, SERVE_PASSTHROUGH, SERVE_PREAD } from './native';
 import type { NativeEvent, NativeRequest, NativeSession } from './native';
 import { mountKey, mountsOf, mountsOfDevice, topMountAt } from './mountinfo';
-import { Op, opName } from './ops';
-import { encodeAttr, encodeListing, encodeNames, encodeStatfs, encodeXattrs, checkName } from './wire';
+import { opName, opRow } from './ops';
+import type { Defaults } from './ops';
+import { encodeAttr, encodeListing, encodeStatfs, encodeXattrs, checkName } from './wire';
 import type {
   Attr,
-  AttrAnswer,
   Caller,
   DataServing,
   EndReason,
   Entry,
   FuseHandlers,
-  LinkAnswer,
   Listing,
   MountOptions,
   SessionStats,
@@ -32,7 +31,6 @@ import type {
  */
 const live = new Set<FuseSession>();
 
-const DEFAULT_STATFS: StatFs = { blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255 };
 const READDIRPLUS = { never: 0, auto: 1, always: 2 } as const;
 // Not in @strata/errors: only the connection's end hands these out.
 const ENODEV = 19;
@@ -41,13 +39,6 @@ const DATA_SERVING: Record<DataServing, number> = { auto: SERVE_AUTO, passthroug
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
-}
-
-interface Resolved {
-  entryTimeout: number;
-  attrTimeout: number;
-  negativeTimeout: number;
-  negativeCacheTtl: number;
 }
 
 export class FuseSession {
@@ -67,7 +58,7 @@ export class FuseSession {
   private readonly realMountpoint: Buffer;
   private readonly device: { major: number; minor: number } | undefined;
   private readonly onError: ((err: unknown, op: string) => void) | undefined;
-  private readonly t: Resolved;
+  private readonly t: Defaults;
   private resolveClosed!: (reason: EndReason) => void;
   private ended = false;
   private readonly dataServing: number;
@@ -437,28 +428,8 @@ export class FuseSession {
   }
 
   private invoke(req: NativeRequest, caller: Caller): unknown {
-    const h = this.handlers;
-    switch (req.op) {
-      case Op.LOOKUP:
-        return h.lookup(req.ino, req.name ?? Buffer.alloc(0), caller);
-      case Op.GETATTR:
-        return h.getattr(req.ino, caller);
-      case Op.READDIR:
-      case Op.READDIRPLUS:
-        return h.readdir(req.ino, caller);
-      case Op.READ:
-        return h.read(req.ino, req.fh, req.offset, req.size, caller);
-      case Op.READLINK:
-        return h.readlink ? h.readlink(req.ino, caller) : -Errno.ENOSYS;
-      case Op.GETXATTR:
-        return h.getxattr ? h.getxattr(req.ino, req.name ?? Buffer.alloc(0), caller) : -Errno.ENOSYS;
-      case Op.LISTXATTR:
-        return h.listxattr ? h.listxattr(req.ino, caller) : -Errno.ENOSYS;
-      case Op.STATFS:
-        return h.statfs ? h.statfs(req.ino, caller) : DEFAULT_STATFS;
-      default:
-        return -Errno.ENOSYS;
-    }
+    const row = opRow(req.op);
+    return row ? row.invoke(this.handlers, req, caller) : -Errno.ENOSYS;
   }
 
   private answer(req: NativeRequest, value: unknown): void {
@@ -466,68 +437,14 @@ export class FuseSession {
       this.replyErrno(req, Number.isInteger(value) && value < 0 ? -value : Errno.EIO);
       return;
     }
-    const n = this.native;
-    const t = this.t;
+    const row = opRow(req.op);
     try {
-      switch (req.op) {
-        case Op.LOOKUP: {
-          const e = value as Entry;
-          n.replyEntry(
-            req.id,
-            e.ino,
-            encodeAttr(e.attr, e.ino),
-            e.entryTimeout ?? t.entryTimeout,
-            e.attrTimeout ?? t.attrTimeout,
-            e.cacheTtl ?? 0,
-          );
-          return;
-        }
-        case Op.GETATTR: {
-          const a = value as AttrAnswer;
-          n.replyAttr(req.id, encodeAttr(a.attr, req.ino), a.attrTimeout ?? t.attrTimeout, a.cacheTtl ?? 0);
-          return;
-        }
-        case Op.READDIR:
-        case Op.READDIRPLUS: {
-          const l = value as Listing;
-          n.replyListing(
-            req.id,
-            encodeListing(l.entries, l.dotIno, l.dotdotIno),
-            l.entryTimeout ?? t.entryTimeout,
-            l.attrTimeout ?? t.attrTimeout,
-            l.cacheTtl ?? 0,
-          );
-          return;
-        }
-        case Op.READ:
-          n.replyData(req.id, asBuffer(value, 'read'));
-          return;
-        case Op.READLINK: {
-          const link = Buffer.isBuffer(value) ? { target: value } : (value as LinkAnswer);
-          const target = asBuffer(link.target, 'readlink');
-          if (target.length === 0) throw StrataError.corrupt('empty link target');
-          n.replyLink(req.id, target, link.cacheTtl ?? 0);
-          return;
-        }
-        case Op.GETXATTR:
-          n.replyXattr(req.id, asBuffer(value, 'getxattr'));
-          return;
-        case Op.LISTXATTR:
-          if (!Array.isArray(value)) throw StrataError.invalid('listxattr must answer an array of Buffers');
-          n.replyXattr(req.id, encodeNames(value.map((v) => asBuffer(v, 'listxattr'))));
-          return;
-        case Op.STATFS: {
-          const st = value as StatFs;
-          n.replyStatfs(req.id, encodeStatfs(st), st.cacheTtl ?? 0);
-          return;
-        }
-        default:
-          n.replyError(req.id, Errno.ENOSYS);
-      }
+      if (row) row.reply(this.native, req, value, this.t);
+      else this.native.replyError(req.id, Errno.ENOSYS);
     } catch (err) {
       // A malformed answer (wrong shape, a name with '/', a bad mode) is the handler's bug: EIO, reported.
       this.report(err, opName(req.op));
-      n.replyError(req.id, Errno.EIO);
+      this.native.replyError(req.id, Errno.EIO);
     }
   }
 
@@ -537,8 +454,9 @@ export class FuseSession {
   }
 
   private replyErrno(req: NativeRequest, errno: number): void {
-    if (req.op === Op.LOOKUP && errno === Errno.ENOENT) {
-      this.native.replyNegative(req.id, this.t.negativeTimeout, this.t.negativeCacheTtl);
+    const enoent = errno === Errno.ENOENT ? opRow(req.op)?.enoent : undefined;
+    if (enoent) {
+      enoent(this.native, req, this.t);
     } else {
       this.native.replyError(req.id, errno);
     }
@@ -551,10 +469,4 @@ export class FuseSession {
       // a failing logger must not take the session down
     }
   }
-}
-
-function asBuffer(value: unknown, op: string): Buffer {
-  if (Buffer.isBuffer(value)) return value;
-  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  throw StrataError.invalid(`${op} must answer a Buffer`);
 }
