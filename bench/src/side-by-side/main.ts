@@ -5,7 +5,7 @@ import { REPO, startRedis, type RedisProcess } from '@strata/harness';
 import { debianStack, foreignImageStack, generatedStack, vmImageStack, type Stack } from './stacks';
 import { flushRedis, fuseOverlayfs, kernel, kernelLoop, qsdFuse2fs, strata, type Running, type System } from './systems';
 import { dropCaches, entries, fullRead, randomReads, sequentialRead, walk } from './workloads';
-import { renderReport, type Results } from './report';
+import { renderReport, renderVariants, type Results } from './report';
 
 /**
  * `npm run bench`: the same layer stacks served by the kernel's overlayfs,
@@ -183,6 +183,8 @@ async function main(): Promise<void> {
       memory,
     });
     process.stdout.write(`${report}\n`);
+    const variants = renderVariants(results);
+    if (variants) process.stdout.write(`\n${variants}\n`);
     if (process.env.STRATA_BENCH_SYSTEMS || process.env.STRATA_BENCH_STACKS) return; // a partial run does not replace the published figures
     const doc = path.join(REPO, 'docs/benchmarks.md');
     const start = '<!-- side-by-side:start -->';

@@ -61,3 +61,36 @@ export function renderReport(r: ReportInput): string {
   for (const [k, v] of Object.entries(r.memory)) out.push(`| ${k} | ${(v.peak / 2 ** 20).toFixed(0)} |`);
   return out.join('\n');
 }
+
+/** The VM-image variants compared with `vm-image` (ext4 in qcow2), and the systems each is compared on. */
+const VARIANTS: { stack: string; label: string; systems: [string, string][] }[] = [
+  { stack: 'vm-image-vmdk', label: 'VMDK', systems: [['strata (in-process)', 'strata (in-process)'], ['strata (Redis)', 'strata (Redis)'], ['qsd + fuse2fs', 'qsd + fuse2fs'], ['kernel ext4 (loop)', 'kernel ext4 (loop)']] },
+  { stack: 'vm-image-vhdx', label: 'VHDX', systems: [['strata (in-process)', 'strata (in-process)'], ['strata (Redis)', 'strata (Redis)'], ['qsd + fuse2fs', 'qsd + fuse2fs'], ['kernel ext4 (loop)', 'kernel ext4 (loop)']] },
+  { stack: 'vm-image-xfs', label: 'XFS', systems: [['strata (in-process)', 'strata (in-process)'], ['strata (Redis)', 'strata (Redis)'], ['kernel xfs (loop)', 'kernel ext4 (loop)']] },
+];
+
+/**
+ * Each variant's figure over vm-image's, system by system (times as long;
+ * throughputs inverted): what the disk format or the guest's filesystem
+ * costs. The kernel's VMDK and VHDX columns read the very same flattened
+ * disk as on vm-image, so they show the run-to-run noise.
+ */
+export function renderVariants(results: Results): string | undefined {
+  const base = results['vm-image'];
+  const present = VARIANTS.filter((v) => results[v.stack]);
+  if (!base || present.length === 0) return undefined;
+  const out = ['### Guests and disk formats against vm-image', '', "Each variant's figure ÷ vm-image's on the same system (times as long; below 1 is faster):"];
+  for (const v of present) {
+    const title = (sys: string, ref: string): string => (sys === ref ? sys : `${sys} ÷ ${ref}`);
+    out.push('', `${v.label} (${v.stack}):`, '', `| measure | ${v.systems.map(([sys, ref]) => title(sys, ref)).join(' | ')} |`, `| --- | ${v.systems.map(() => '---:').join(' | ')} |`);
+    for (const measure of Object.keys(base)) {
+      const row = v.systems.map(([sys, ref]) => {
+        const mine = results[v.stack]?.[measure]?.[sys];
+        const theirs = base[measure]?.[ref];
+        return mine && theirs ? `${slowdown(measure, median(mine), median(theirs)).toFixed(2)}×` : '-';
+      });
+      if (row.some((x) => x !== '-')) out.push(`| ${measure} | ${row.join(' | ')} |`);
+    }
+  }
+  return out.join('\n');
+}
