@@ -1,10 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DirSource, ImageSource, type ExtentRun, type LayerObject, type LayerSource } from '@strata/traversal';
-import { canLoopMount, partitionDisk, run, snapshotFromRaw, withLoop, withLoopMount, type PartitionWindow } from './disk-fixture';
+import { canLoopMount, hasTool, partitionDisk, run, snapshotFromRaw, withLoop, withLoopMount, type PartitionWindow } from './disk-fixture';
 
 /**
  * Extent maps of a layer's files, composed through the filesystem's extents,
@@ -202,5 +203,55 @@ test('a dir: layer maps each file to itself', async () => {
     await layer.close();
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+const MIB = 1024 * 1024;
+
+test('ext4 on a logical volume of two segments (out of order on the PV): runs land where the segments put them', { skip: skip || (hasTool('lvcreate') ? false : 'needs lvm2') }, async () => {
+  const dir = path.join(store, 'lv');
+  fs.mkdirSync(dir);
+  const raw = path.join(work, 'lv.raw');
+  const [pvPart] = partitionDisk(raw, 80, 'label: gpt\ntype=E6D6D379-F507-44C2-A23C-238F2A3DF928\n');
+  const segments: { lvStart: number; diskStart: number; length: number }[] = [];
+  withLoop(raw, pvPart, (dev) => {
+    const config = `global{activation=0} devices{filter=["a|^${dev}$|","r|.*|"] use_devicesfile=0 obtain_device_list_from_udev=0 scan_lvs=0} backup{backup=0 archive=0}`;
+    const env = { ...process.env, LVM_SUPPRESS_FD_WARNINGS: '1' };
+    const lvm = (cmd: string, ...args: string[]): string => execFileSync(cmd, ['--config', config, ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+    lvm('pvcreate', '-ff', '-y', dev);
+    lvm('vgcreate', '-s', '4m', 'tvg', dev);
+    lvm('lvcreate', '-an', '--zero', 'n', '-L', '12m', '-n', 'data', 'tvg');
+    lvm('lvcreate', '-an', '--zero', 'n', '-L', '8m', '-n', 'pad', 'tvg');
+    lvm('lvextend', '-L', '+16m', 'tvg/data');
+    const peStart = Number(JSON.parse(lvm('pvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', 'pe_start')).report[0].pv[0].pe_start);
+    const segs = JSON.parse(lvm('lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '--segments', '-o', 'lv_name,seg_start,seg_size,seg_pe_ranges', 'tvg/data')).report[0].seg as { seg_start: string; seg_size: string; seg_pe_ranges: string }[];
+    for (const sg of segs) {
+      const first = Number(/:(\d+)-/.exec(sg.seg_pe_ranges)?.[1]);
+      segments.push({ lvStart: Number(sg.seg_start), diskStart: pvPart.start + peStart + first * 4 * MIB, length: Number(sg.seg_size) });
+    }
+  });
+  assert.equal(segments.length, 2, JSON.stringify(segments));
+  // The filesystem is built apart and laid into the segments, as the LV maps it (no device-mapper here).
+  const tree = path.join(work, 'lv-tree');
+  fs.mkdirSync(tree);
+  fill(tree, 3);
+  const image = path.join(work, 'lv-fs.img');
+  run('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', tree, image, '28M']);
+  const fsBytes = fs.readFileSync(image);
+  const fd = fs.openSync(raw, 'r+');
+  try {
+    for (const sg of segments) fs.writeSync(fd, fsBytes, sg.lvStart, Math.min(sg.length, fsBytes.length - sg.lvStart), sg.diskStart);
+  } finally {
+    fs.closeSync(fd);
+  }
+  run('qemu-img', ['convert', '-O', 'qcow2', raw, path.join(dir, 'lv.qcow2')]);
+  fs.rmSync(raw);
+  const layer = await ImageSource.open({ storeRoot: store, image: 'lv/lv.qcow2', format: 'qcow2', logicalVolume: { vg: 'tvg', lv: 'data' } });
+  try {
+    const r = await checkLayer(layer);
+    assert.ok(r.files >= 13, `${r.files} files`);
+    assert.deepEqual([...r.reasons], []);
+  } finally {
+    await layer.close();
   }
 });

@@ -3,6 +3,7 @@ import { MAX_READ_LENGTH, type ImageRun } from '@strata/disk-image';
 import { Errno, StrataError } from '@strata/errors';
 import type { FileExtent, Filesystem } from '@strata/filesystem';
 import type { ImageVolume } from './image-volume';
+import { logicalVolumeOnDisk, type LvPiece } from './lv-map';
 
 /**
  * Where a stretch of a layer file's bytes lies in the store: `length` bytes
@@ -64,11 +65,44 @@ export async function dirExtentMap(realPath: Buffer, offset: number, length: num
   return [{ kind: 'data', file, fileOffset: offset, length: n }];
 }
 
+/** A logical volume's layout on its disk, found once per opened volume (a sealed image does not change). */
+const lvLayouts = new WeakMap<ImageVolume, Promise<LvPiece[] | string>>();
+
+function lvLayout(vol: ImageVolume): Promise<LvPiece[] | string> {
+  let layout = lvLayouts.get(vol);
+  if (!layout) {
+    // An LV's label is "vg/lv"; neither name may contain a slash.
+    const [vg, lv] = vol.label.split('/');
+    layout = vg && lv ? logicalVolumeOnDisk(vol.image, vg, lv).catch((err: unknown) => StrataError.from(err).message) : Promise.resolve('not a logical volume');
+    lvLayouts.set(vol, layout);
+  }
+  return layout;
+}
+
+/** [volumeOffset, +length) of a logical volume as disk stretches (undefined: a zero segment), or why not. */
+async function volumeToDisk(vol: ImageVolume, volumeOffset: number, length: number): Promise<{ disk: number | undefined; length: number }[] | string> {
+  if (vol.contiguous) return [{ disk: vol.offset + volumeOffset, length }];
+  const layout = await lvLayout(vol);
+  if (typeof layout === 'string') return layout;
+  const out: { disk: number | undefined; length: number }[] = [];
+  let pos = volumeOffset;
+  const end = volumeOffset + length;
+  for (const p of layout) {
+    if (pos >= end) break;
+    if (p.lvOffset + p.length <= pos) continue;
+    if (p.lvOffset > pos) return `a gap in the logical volume's segments at ${pos}`;
+    const n = Math.min(end, p.lvOffset + p.length) - pos;
+    out.push({ disk: p.diskOffset === undefined ? undefined : p.diskOffset + (pos - p.lvOffset), length: n });
+    pos += n;
+  }
+  return pos < end ? 'past the logical volume\'s segments' : out;
+}
+
 /**
  * An image layer's file: the filesystem's extents (volume offsets), moved
- * onto the disk by where the volume starts (a partition, the whole disk),
- * then through the image chain's own map to its files. A logical volume is
- * not followed yet (its extents need the volume group's segments): unmapped.
+ * onto the disk by where the volume lies (a partition's start, the whole
+ * disk, a logical volume's linear segments), then through the image chain's
+ * own map to its files. A logical volume laid out otherwise is unmapped.
  */
 export async function imageExtentMap(
   filesystem: Filesystem,
@@ -90,15 +124,22 @@ export async function imageExtentMap(
       pushRun(out, e);
       continue;
     }
-    if (!vol.contiguous) {
-      pushRun(out, { kind: 'unmapped', length: e.length, reason: 'on a logical volume' });
-      continue;
-    }
     if (!Number.isSafeInteger(e.volumeOffset) || e.volumeOffset < 0 || e.volumeOffset + e.length > vol.volume.size) {
       throw StrataError.corrupt(`extent map: ${e.length} bytes at volume offset ${e.volumeOffset} lie outside ${vol.describe}`);
     }
-    const runs: ImageRun[] = await vol.image.mapRange(vol.offset + e.volumeOffset, e.length);
-    for (const r of runs) pushRun(out, r.kind === 'data' ? { kind: 'data', file: r.file.path, fileOffset: r.fileOffset, length: r.length } : r);
+    const stretches = await volumeToDisk(vol, e.volumeOffset, e.length);
+    if (typeof stretches === 'string') {
+      pushRun(out, { kind: 'unmapped', length: e.length, reason: `logical volume: ${stretches}` });
+      continue;
+    }
+    for (const d of stretches) {
+      if (d.disk === undefined) {
+        pushRun(out, { kind: 'zero', length: d.length });
+        continue;
+      }
+      const runs: ImageRun[] = await vol.image.mapRange(d.disk, d.length);
+      for (const r of runs) pushRun(out, r.kind === 'data' ? { kind: 'data', file: r.file.path, fileOffset: r.fileOffset, length: r.length } : r);
+    }
   }
   return out;
 }
