@@ -1,9 +1,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openSync, readSync, closeSync, realpathSync, writeFileSync } from 'node:fs';
+import { openSync, readFileSync, readSync, closeSync, realpathSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { openImage, type DiskImage, type ImageRun } from './index';
 import { prng, qemuImg, qemuIo, run, tempDir } from './fixtures';
+import { batOffset, logEntry, setLogGuid } from './vhdx/log-fixture';
 
 let store: string;
 let cleanup: () => void;
@@ -137,11 +138,52 @@ test('a qcow2 chain (over a qcow2 and a VMDK) and an internal snapshot map throu
   await checkMap('delta.vmdk', 9);
 });
 
+test('a VHDX with a log to replay: the sectors the log replaced (and a block it added past the file\'s end) are unmapped', async () => {
+  const MiB = 1024 * 1024;
+  const SECTOR = 4096;
+  qemuImg('convert', '-q', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic,block_size=1M', at('src.raw'), at('log.vhdx'));
+  const b = readFileSync(at('log.vhdx'));
+  const header = 64 * 1024;
+  const logOffset = Number(b.readBigUInt64LE(header + 72));
+  const bat = batOffset(b);
+  const block0 = Number(b.readBigUInt64LE(bat) >> 20n) * MiB;
+  const newBlock = Math.ceil(b.length / MiB) * MiB;
+  const batSector = Buffer.from(b.subarray(bat, bat + SECTOR));
+  // Guest block 5 moves to a block the log adds past the end of the file.
+  batSector.writeBigUInt64LE((BigInt(newBlock / MiB) << 20n) | 6n, 5 * 8);
+  const guid = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+  const entry = logEntry(7n, guid, [
+    { kind: 'desc', fileOffset: bat, data: batSector },
+    { kind: 'desc', fileOffset: newBlock, data: Buffer.alloc(SECTOR, 0xc3) },
+    { kind: 'desc', fileOffset: block0 + 2 * SECTOR, data: Buffer.alloc(SECTOR, 0x5e) },
+  ], b.length, newBlock + MiB - SECTOR, 0);
+  entry.copy(b, logOffset + 2 * SECTOR);
+  setLogGuid(b, guid);
+  writeFileSync(at('log.vhdx'), b);
+  assert.deepEqual([...(await checkMap('log.vhdx', 12))], ['VHDX log replay']);
+  const img = await openImage('log.vhdx', { storeRoot: store });
+  try {
+    const runs = await img.mapRange(0, 3 * SECTOR);
+    assert.deepEqual(runs.map((r) => [r.kind, r.length]), [['data', 2 * SECTOR], ['unmapped', SECTOR]]);
+    assert.deepEqual((await img.mapRange(5 * MiB, MiB)).map((r) => r.kind), ['unmapped']);
+  } finally {
+    await img.close();
+  }
+});
+
 test('fuzz: mapRange of mutated images resolves or rejects with a StrataError, in bounded time', async () => {
-  const { readFileSync } = await import('node:fs');
   const { StrataError } = await import('@strata/errors');
   const rnd = prng(11);
-  for (const name of ['a.qcow2', 'sparse.vmdk', 'dyn.vhdx', 'dyn.vhd', 'dyn.vdi', 'c.qcow2']) {
+  const made: [string, string[]][] = [
+    ['fz.qcow2', ['-O', 'qcow2']],
+    ['fz.vmdk', ['-O', 'vmdk']],
+    ['fz.vhdx', ['-O', 'vhdx']],
+    ['fz.vhd', ['-O', 'vpc']],
+    ['fz.vdi', ['-O', 'vdi']],
+    ['fzc.qcow2', ['-c', '-O', 'qcow2']],
+  ];
+  for (const [name, args] of made) {
+    qemuImg('convert', '-q', '-f', 'raw', ...args, at('src.raw'), at(name));
     const original = readFileSync(at(name));
     for (let i = 0; i < 12; i++) {
       const bytes = Buffer.from(original);
