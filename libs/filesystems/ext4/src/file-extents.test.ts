@@ -4,7 +4,9 @@ import { closeSync, openSync, promises as fsp, readSync, writeSync } from 'node:
 import path from 'node:path';
 import type { FileExtent } from '@strata/filesystem';
 import { Ext4 } from './ext4';
+import { StrataError } from '@strata/errors';
 import { FileSource } from './file-source';
+import { MemorySource } from './memory-source';
 import { makeImage, makeTempDir, removeDir } from './fixture-image';
 import { recoveryCopy } from './journal/fixture-journal';
 
@@ -132,5 +134,37 @@ test('fileExtents after journal replay: blocks the journal replaced are unmapped
     assert.deepEqual([...reasons], ['journal replay']);
   } finally {
     live.stop();
+  }
+});
+
+test('fuzz: fileExtents on mutated images resolves or rejects with a StrataError, in bounded time', async () => {
+  const tree = path.join(work, 'fuzz-tree');
+  await makeTree(tree);
+  const image = await makeImage(work, 'fuzz.img', 16, ['-t', 'ext4', '-b', '1024', '-d', tree]);
+  const original = await fsp.readFile(image);
+  let seed = 99;
+  const rnd = (): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 2 ** 32;
+  };
+  for (let i = 0; i < 40; i++) {
+    const bytes = Buffer.from(original);
+    // The metadata lives in the first few hundred KiB of this image: inode tables, extent roots and blocks.
+    for (let k = 0; k < 24; k++) bytes[Math.floor(rnd() * 600 * 1024)] = Math.floor(rnd() * 256);
+    const started = Date.now();
+    let fs: Ext4;
+    try {
+      fs = await Ext4.open(new MemorySource(bytes));
+    } catch (err) {
+      assert.ok(err instanceof StrataError, String(err));
+      continue;
+    }
+    for (let ino = 11; ino < 40; ino++) {
+      await fs.fileExtents(ino, Math.floor(rnd() * 100_000), Math.floor(rnd() * 4 * 1024 * 1024)).then(
+        (runs) => assert.ok(runs.every((r) => r.length > 0 && (r.kind !== 'data' || (r.volumeOffset >= 0 && r.volumeOffset + r.length <= bytes.length))), 'runs inside the volume'),
+        (err: unknown) => assert.ok(err instanceof StrataError, String(err)),
+      );
+    }
+    assert.ok(Date.now() - started < 10_000, `mutation ${i} took too long`);
   }
 });
