@@ -198,6 +198,40 @@ const MKFS: Record<GuestFilesystem, (dev: string) => [string, string[]]> = {
   xfs: (dev) => ['mkfs.xfs', ['-q', dev]],
 };
 
+/**
+ * What a VM-image stack's build marker says: a stack built by an older
+ * recipe (its snapshot written by `qemu-img convert -B`, which copies every
+ * cluster the disk has) is built again.
+ */
+const VM_STACK_RECIPE = 'snapshot holds the changed clusters\n';
+
+const builtBy = (done: string, recipe: string): boolean => fs.existsSync(done) && fs.readFileSync(done, 'utf8') === recipe;
+
+function qemuImg(args: string[], cwd: string, log: (s: string) => void): void {
+  log(`$ (cd ${cwd}) qemu-img ${args.join(' ')}`);
+  execFileSync('qemu-img', args, { cwd, stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+/**
+ * Writes `top` in `dir` (qcow2, or a VMDK delta disk) over the image `base`
+ * holding the disk `flat` as a hypervisor's snapshot holds it: only the
+ * clusters where `flat` differs from `base`. (`qemu-img convert -B` would
+ * copy every cluster `flat` has, so reads would never reach the base.)
+ * `qemu-img rebase` of an overlay of `flat` onto `base` keeps what differs;
+ * a VMDK cannot be rebased, so for it that overlay is rebased onto an empty
+ * delta disk and committed into it.
+ */
+function snapshotOver(dir: string, flat: string, base: string, baseFormat: string, top: string, topFormat: 'qcow2' | 'vmdk', log: (s: string) => void): void {
+  const changes = topFormat === 'qcow2' ? top : 'changes.qcow2';
+  if (topFormat === 'vmdk') qemuImg(['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicSparse', '-b', base, '-F', baseFormat, top], dir, log);
+  qemuImg(['create', '-q', '-f', 'qcow2', '-b', flat, '-F', 'raw', changes], dir, log);
+  qemuImg(['rebase', '-f', 'qcow2', '-b', topFormat === 'qcow2' ? base : top, '-F', topFormat === 'qcow2' ? baseFormat : 'vmdk', changes], dir, log);
+  if (topFormat === 'vmdk') {
+    qemuImg(['commit', '-q', '-f', 'qcow2', changes], dir, log);
+    fs.rmSync(path.join(dir, changes));
+  }
+}
+
 /** Registers disk-image sources (bottom first) as the chain vm0, vm1, … */
 async function registerImages(store: string, sources: string[]): Promise<void> {
   const catalog = new Catalog(store);
@@ -224,7 +258,7 @@ export async function vmImageStack(root: string, debian: Stack, log: (s: string)
   const disk = path.join(dir, 'disk.raw');
   const done = path.join(dir, '.complete');
   const [upper, base] = debian.layersTopFirst;
-  if (!fs.existsSync(done)) {
+  if (!builtBy(done, VM_STACK_RECIPE)) {
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(vm, { recursive: true });
     fs.writeFileSync(disk, '');
@@ -255,9 +289,9 @@ export async function vmImageStack(root: string, debian: Stack, log: (s: string)
     }
     fs.rmdirSync(merged);
     fs.rmdirSync(mnt);
-    execFileSync('qemu-img', ['convert', '-O', 'qcow2', '-B', 'base.qcow2', '-F', 'qcow2', disk, 'snapshot.qcow2'], { cwd: vm, stdio: ['ignore', 'ignore', 'inherit'] });
+    snapshotOver(vm, disk, 'base.qcow2', 'qcow2', 'snapshot.qcow2', 'qcow2', log);
     await registerImages(store, ['qcow2:vm/base.qcow2#2', 'qcow2:vm/snapshot.qcow2#2']);
-    fs.writeFileSync(done, '');
+    fs.writeFileSync(done, VM_STACK_RECIPE);
   }
   return {
     name,
@@ -277,7 +311,8 @@ export type ForeignFormat = 'vmdk' | 'vhdx';
  * The `vm-image` disk (ext4) as another hypervisor holds it, from the same
  * base and snapshot states: VMware's monolithicSparse base with a VMDK delta
  * disk over it, or Hyper-V's dynamic VHDX base with a qcow2 snapshot over it
- * (qemu cannot write VHDX differencing disks). The kernel reads the same
+ * (qemu cannot write VHDX differencing disks), each snapshot holding only
+ * the clusters that differ from the base. The kernel reads the same
  * flattened disk as for `vm-image`.
  */
 export async function foreignImageStack(root: string, vmImage: Stack, format: ForeignFormat, log: (s: string) => void): Promise<Stack> {
@@ -291,17 +326,17 @@ export async function foreignImageStack(root: string, vmImage: Stack, format: Fo
   const baseQcow2 = path.join(vmImage.store, 'vm/base.qcow2');
   const topFormat = format === 'vmdk' ? 'vmdk' : 'qcow2';
   const top = `snapshot.${topFormat}`;
-  if (!fs.existsSync(done)) {
+  // Built again whenever vm-image is: the kernel reads vm-image's flattened disk.
+  const recipe = `${VM_STACK_RECIPE}from vm-image built at ${fs.statSync(path.join(root, 'vm-image', '.complete')).mtimeMs}\n`;
+  if (!builtBy(done, recipe)) {
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(vm, { recursive: true });
     const subformat = format === 'vmdk' ? 'monolithicSparse' : 'dynamic';
     run('qemu-img', ['convert', '-O', format, '-o', `subformat=${subformat}`, baseQcow2, path.join(vm, `base.${format}`)], log);
-    // The snapshot state is the flattened disk the kernel reads; its image is written over the base as for qcow2.
-    const args = ['convert', '-O', topFormat, '-B', `base.${format}`, '-F', format, original.flatDisk, top];
-    log(`$ (cd ${vm}) qemu-img ${args.join(' ')}`);
-    execFileSync('qemu-img', args, { cwd: vm, stdio: ['ignore', 'ignore', 'inherit'] });
+    // The snapshot state is the flattened disk the kernel reads.
+    snapshotOver(vm, original.flatDisk, `base.${format}`, format, top, topFormat, log);
     await registerImages(store, [`${format}:vm/base.${format}#2`, `${topFormat}:vm/${top}#2`]);
-    fs.writeFileSync(done, '');
+    fs.writeFileSync(done, recipe);
   }
   return {
     name,
