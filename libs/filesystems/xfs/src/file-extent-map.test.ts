@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import type { FileExtent } from '@strata/filesystem';
 import { fileExtentRuns } from './file-extent-map';
-import { ImageFile, changeThenCrash, fillTree, kernelSkipReason, makeImage, makeTempDir, withMount } from './fixture-image';
+import { StrataError } from '@strata/errors';
+import * as path from 'node:path';
+import { ImageFile, MemorySource, changeThenCrash, fillTree, hasTool, kernelSkipReason, makeImage, makeTempDir, patternBytes, protoImage, withMount } from './fixture-image';
 import { Xfs } from './xfs';
 
 let work: string;
@@ -95,4 +97,40 @@ test('fileExtents of a kernel-written XFS (sparse, preallocated, reflinked, a bm
   const replayed = await checkAll(image);
   assert.ok(replayed.files > clean.files);
   assert.equal(replayed.recovered, true, 'the log was replayed');
+});
+
+test('fuzz: fileExtents on mutated images resolves or rejects with a StrataError, in bounded time', { skip: hasTool('mkfs.xfs') ? false : 'needs xfsprogs' }, async () => {
+  const src = path.join(work, 'fuzz-src');
+  fs.mkdirSync(src);
+  for (let i = 0; i < 12; i++) fs.writeFileSync(path.join(src, `f${i}`), patternBytes(1000 + i * 50_000, `z${i}`));
+  const image = protoImage(work, 'fuzz.img', 64, [], src);
+  const original = fs.readFileSync(image);
+  const reader0 = await Xfs.open(new MemorySource(original));
+  const handles: number[] = (await reader0.readdir(reader0.rootHandle)).map((e) => e.handle);
+  let seed = 5;
+  const rnd = (): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 2 ** 32;
+  };
+  // Where the inodes and their extent records are: the first inode cluster and the root directory.
+  const hot = Math.min(original.length, 256 * 1024);
+  for (let i = 0; i < 40; i++) {
+    const bytes = Buffer.from(original);
+    for (let k = 0; k < 24; k++) bytes[Math.floor(rnd() * hot)] = Math.floor(rnd() * 256);
+    const started = Date.now();
+    let reader: Xfs;
+    try {
+      reader = await Xfs.open(new MemorySource(bytes));
+    } catch (err) {
+      assert.ok(err instanceof StrataError, String(err));
+      continue;
+    }
+    for (const h of handles) {
+      await reader.fileExtents(h, Math.floor(rnd() * 100_000), Math.floor(rnd() * 4 * 1024 * 1024)).then(
+        (runs) => assert.ok(runs.every((r) => r.length > 0 && (r.kind !== 'data' || (r.volumeOffset >= 0 && r.volumeOffset + r.length <= bytes.length))), 'runs inside the volume'),
+        (err: unknown) => assert.ok(err instanceof StrataError, String(err)),
+      );
+    }
+    assert.ok(Date.now() - started < 10_000, `mutation ${i} took too long`);
+  }
 });
