@@ -2,7 +2,7 @@
 // the requests the native side cannot answer in batches through one
 // thread-safe function, and answers them (or fills the cache) with the
 // methods below. Attributes, statfs and listings arrive as Buffers packed by
-// src/wire.ts; every length is checked here before use.
+// src/wire.ts (parsed in packed.cc); every length is checked before use.
 #include <napi.h>
 #include <node_api.h>
 
@@ -14,89 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "js-events.h"
+#include "packed.h"
 #include "session.h"
 
 namespace strata_fuse {
-namespace {
-
-constexpr size_t kListingHeader = 24;
-constexpr size_t kListingEntryHead = 24;
-constexpr size_t kNameMax = 255;
-
-bool ValidName(const char* p, size_t n) {
-  if (n == 0 || n > kNameMax) return false;
-  return std::memchr(p, '/', n) == nullptr && std::memchr(p, 0, n) == nullptr;
-}
-
-template <typename T>
-T Load(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-
-// Parses a listing packed by wire.ts (encodeListing). Null when malformed.
-std::shared_ptr<Listing> ParseListing(const uint8_t* p, size_t n) {
-  if (n < kListingHeader) return nullptr;
-  uint32_t count = Load<uint32_t>(p);
-  auto listing = std::make_shared<Listing>();
-  listing->dot_ino = Load<uint64_t>(p + 8);
-  listing->dotdot_ino = Load<uint64_t>(p + 16);
-  // Each entry takes at least its head and one name byte: a count beyond
-  // what the buffer can hold is corrupt, not an allocation to attempt.
-  if (count > (n - kListingHeader) / (kListingEntryHead + 1)) return nullptr;
-  listing->entries.reserve(count);
-  size_t off = kListingHeader;
-  for (uint32_t i = 0; i < count; i++) {
-    if (n - off < kListingEntryHead) return nullptr;
-    ListEntry e;
-    e.key = Load<uint64_t>(p + off);
-    e.ino = Load<uint64_t>(p + off + 8);
-    e.type = Load<uint32_t>(p + off + 16);
-    uint16_t name_len = Load<uint16_t>(p + off + 20);
-    e.has_attr = p[off + 22] != 0;
-    off += kListingEntryHead;
-    if (e.has_attr) {
-      if (n - off < sizeof(fuse_attr)) return nullptr;
-      std::memcpy(&e.attr, p + off, sizeof(fuse_attr));
-      off += sizeof(fuse_attr);
-    }
-    if (n - off < name_len || !ValidName(reinterpret_cast<const char*>(p + off), name_len)) return nullptr;
-    e.name.assign(reinterpret_cast<const char*>(p + off), name_len);
-    off += name_len;
-    if (e.type > 15) return nullptr;
-    listing->entries.push_back(std::move(e));
-  }
-  if (off != n) return nullptr;
-  return listing;
-}
-
-// Parses xattrs packed by wire.ts (encodeXattrs). Null when malformed.
-std::shared_ptr<XattrSet> ParseXattrs(const uint8_t* p, size_t n) {
-  if (n < 4) return nullptr;
-  uint32_t count = Load<uint32_t>(p);
-  if (count > (n - 4) / 8) return nullptr;
-  auto set = std::make_shared<XattrSet>();
-  size_t off = 4;
-  for (uint32_t i = 0; i < count; i++) {
-    if (n - off < 8) return nullptr;
-    uint32_t name_len = Load<uint32_t>(p + off);
-    uint32_t value_len = Load<uint32_t>(p + off + 4);
-    off += 8;
-    if (name_len == 0 || name_len > kNameMax || value_len > 65536) return nullptr;
-    if (n - off < static_cast<size_t>(name_len) + value_len) return nullptr;
-    std::string name(reinterpret_cast<const char*>(p + off), name_len);
-    if (name.find('\0') != std::string::npos) return nullptr;
-    off += name_len;
-    std::string value(reinterpret_cast<const char*>(p + off), value_len);
-    off += value_len;
-    set->items.emplace_back(std::move(name), std::move(value));
-  }
-  if (off != n) return nullptr;
-  return set;
-}
-
-}  // namespace
 
 class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
  public:
@@ -267,53 +189,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     Napi::Array arr = Napi::Array::New(env, batch.size());
     uint32_t i = 0;
     for (Event& ev : batch) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("kind", Napi::Number::New(env, ev.kind));
-      switch (ev.kind) {
-        case Event::kRequest: {
-          const Pending& p = ev.request;
-          o.Set("id", Napi::Number::New(env, static_cast<double>(p.id)));
-          o.Set("op", Napi::Number::New(env, p.opcode));
-          o.Set("ino", Napi::BigInt::New(env, p.key));
-          if (OpcodeOf(p.opcode).has_name) {
-            o.Set("name", Napi::Buffer<char>::Copy(env, p.name.data(), p.name.size()));
-          }
-          o.Set("fh", Napi::BigInt::New(env, p.fh));
-          o.Set("offset", Napi::BigInt::New(env, p.offset));
-          o.Set("size", Napi::Number::New(env, p.size));
-          o.Set("uid", Napi::Number::New(env, p.uid));
-          o.Set("gid", Napi::Number::New(env, p.gid));
-          o.Set("pid", Napi::Number::New(env, p.pid));
-          break;
-        }
-        case Event::kForget: {
-          Napi::Array keys = Napi::Array::New(env, ev.keys.size());
-          for (uint32_t k = 0; k < ev.keys.size(); k++) keys.Set(k, Napi::BigInt::New(env, ev.keys[k]));
-          o.Set("inos", keys);
-          break;
-        }
-        case Event::kRelease:
-          o.Set("ino", Napi::BigInt::New(env, ev.keys.size() > 0 ? ev.keys[0] : 0));
-          o.Set("fh", Napi::BigInt::New(env, ev.keys.size() > 1 ? ev.keys[1] : 0));
-          break;
-        case Event::kOpen: {
-          auto at = [&ev](size_t k) { return ev.keys.size() > k ? ev.keys[k] : 0; };
-          o.Set("ino", Napi::BigInt::New(env, at(0)));
-          o.Set("fh", Napi::BigInt::New(env, at(1)));
-          o.Set("uid", Napi::Number::New(env, static_cast<double>(at(2))));
-          o.Set("gid", Napi::Number::New(env, static_cast<double>(at(3))));
-          o.Set("pid", Napi::Number::New(env, static_cast<double>(at(4))));
-          break;
-        }
-        case Event::kEnd:
-          o.Set("reason", Napi::String::New(env, ev.reason));
-          break;
-        case Event::kNotified:
-          o.Set("token", Napi::Number::New(env, static_cast<double>(ev.keys.size() > 0 ? ev.keys[0] : 0)));
-          o.Set("errno", Napi::Number::New(env, static_cast<double>(ev.keys.size() > 1 ? ev.keys[1] : 0)));
-          break;
-      }
-      arr.Set(i++, o);
+      arr.Set(i++, EventToJs(env, ev));
     }
     cb.Call({arr});
   }
