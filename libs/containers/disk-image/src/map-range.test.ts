@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { openImage, type DiskImage, type ImageRun } from './index';
 import { prng, qemuImg, qemuIo, run, tempDir } from './fixtures';
 import { batOffset, logEntry, setLogGuid } from './vhdx/log-fixture';
+import { seSparseExtent } from './vmdk/sesparse-fixture';
 
 let store: string;
 let cleanup: () => void;
@@ -166,6 +167,27 @@ test('a VHDX with a log to replay: the sectors the log replaced (and a block it 
     const runs = await img.mapRange(0, 3 * SECTOR);
     assert.deepEqual(runs.map((r) => [r.kind, r.length]), [['data', 2 * SECTOR], ['unmapped', SECTOR]]);
     assert.deepEqual((await img.mapRange(5 * MiB, MiB)).map((r) => r.kind), ['unmapped']);
+  } finally {
+    await img.close();
+  }
+});
+
+test('an seSparse delta over a monolithicSparse base maps its grains, zeros and the base', async () => {
+  qemuImg('convert', '-q', '-f', 'raw', '-O', 'vmdk', at('src.raw'), at('se-base.vmdk'));
+  const baseCid = /CID=([0-9a-f]+)/.exec(readFileSync(at('se-base.vmdk')).subarray(512, 1536).toString('latin1'))?.[1];
+  assert.ok(baseCid);
+  writeFileSync(at('se-delta-sesparse.vmdk'), seSparseExtent(SIZE, [[0, 0], [5, 1], [1000, 2], [2047, 3]], [6]));
+  writeFileSync(at('se-delta.vmdk'), ['# Disk DescriptorFile', 'version=1', 'CID=fffffffe', `parentCID=${baseCid}`, 'createType="seSparse"', 'parentFileNameHint="se-base.vmdk"', `RW ${SIZE / 512} SESPARSE "se-delta-sesparse.vmdk"`, ''].join('\n'));
+  assert.deepEqual([...(await checkMap('se-delta.vmdk', 13))], []);
+  const img = await openImage('se-delta.vmdk', { storeRoot: store });
+  try {
+    const runs = await img.mapRange(4 * 4096, 4 * 4096);
+    assert.deepEqual(runs.map((r) => [r.kind, r.length, r.kind === 'data' ? path.basename(r.file.path) : '']), [
+      ['data', 4096, 'se-base.vmdk'],
+      ['data', 4096, 'se-delta-sesparse.vmdk'],
+      ['zero', 4096, ''],
+      ['data', 4096, 'se-base.vmdk'],
+    ]);
   } finally {
     await img.close();
   }
