@@ -44,16 +44,25 @@ void Session::Start() {
   // in the kernel. A dup of the master is the fallback: Stop then answers
   // what was read there itself.
   {
+    int notify_fd = -1;
     int clone = open("/dev/fuse", O_RDWR | O_CLOEXEC | O_NONBLOCK);
     uint32_t master = static_cast<uint32_t>(master_fd_);
     if (clone >= 0 && ioctl(clone, FUSE_DEV_IOC_CLONE, &master) == 0) {
-      notify_fd_ = clone;
+      notify_fd = clone;
     } else {
       if (clone >= 0) close(clone);
-      notify_fd_ = fcntl(master_fd_, F_DUPFD_CLOEXEC, 0);
+      notify_fd = fcntl(master_fd_, F_DUPFD_CLOEXEC, 0);
+    }
+    if (notify_fd >= 0) {
+      notifier_.Start(notify_fd, [this](uint64_t token, int error) {
+        if (stopping_.load()) return;  // Stop() settles what JavaScript waits for
+        Event ev;
+        ev.kind = Event::kNotified;
+        ev.keys = {token, static_cast<uint64_t>(error)};
+        bridge_->Post(std::move(ev));
+      });
     }
   }
-  if (notify_fd_ >= 0) notifier_ = std::thread(&Session::NotifierLoop, this);
   for (unsigned i = 1; i < options_.threads; i++) {
     int fd = master_fd_;
     if (options_.clone_fd) {
@@ -82,12 +91,7 @@ void Session::Stop() {
     uint64_t one = 1;
     (void)!write(stop_fd_, &one, sizeof(one));
   }
-  {
-    std::lock_guard<std::mutex> lock(notify_mu_);
-    notify_stop_ = true;
-    notices_.clear();  // JavaScript settles what it still waits for when the session ends
-  }
-  notify_cv_.notify_all();
+  notifier_.Stop();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -101,7 +105,7 @@ void Session::Stop() {
     pending_by_unique_.clear();
   }
   DrainWhileNotifying();
-  if (notifier_.joinable()) notifier_.join();
+  notifier_.Join();
   // Registered files go back while the connection can still take BACKING_CLOSE.
   cache_.TakeAllData().clear();
   {
@@ -112,8 +116,7 @@ void Session::Stop() {
   for (int fd : fds_) close(fd);
   fds_.clear();
   master_fd_ = -1;
-  if (notify_fd_ >= 0) close(notify_fd_);
-  notify_fd_ = -1;
+  notifier_.Close();
   if (stop_fd_ >= 0) close(stop_fd_);
   stop_fd_ = -1;
 }

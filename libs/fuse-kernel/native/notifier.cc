@@ -1,30 +1,44 @@
-// Invalidation notices, written by one thread on its own cloned fd: the kernel
-// may wait inside the write for a lock that a request waiting in JavaScript holds.
-#include "session.h"
+// The Notifier (notifier.h), and the session's invalidations that queue
+// notices on it: InvalidateInode/Entry drop the native cache's items at once;
+// the kernel's part is written later by the notifier's thread.
+#include "notifier.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
 #include <cstring>
+#include <utility>
 
 #include "protocol.h"
+#include "session.h"
 
 namespace strata_fuse {
 
-void Session::NotifierLoop() {
+Notifier::~Notifier() {
+  Stop();
+  Join();
+  Close();
+}
+
+void Notifier::Start(int fd, Written written) {
+  fd_ = fd;
+  written_ = std::move(written);
+  thread_ = std::thread(&Notifier::Loop, this);
+}
+
+void Notifier::Loop() {
   for (;;) {
     Notice n;
     {
-      std::unique_lock<std::mutex> lock(notify_mu_);
-      notify_cv_.wait(lock, [this] { return notify_stop_ || !notices_.empty(); });
-      if (notify_stop_) return;
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || !notices_.empty(); });
+      if (stop_) return;
       n = std::move(notices_.front());
       notices_.pop_front();
-      notify_busy_ = true;
+      busy_ = true;
     }
-    // The kernel handles a notice inside write(2), and may wait there for a
-    // lock a request in JavaScript holds: hence this thread.
     fuse_out_header out{};
     out.len = static_cast<uint32_t>(sizeof(out) + n.payload.size());
     out.error = n.code;
@@ -32,31 +46,60 @@ void Session::NotifierLoop() {
     struct iovec v[2] = {{&out, sizeof(out)}, {n.payload.data(), n.payload.size()}};
     ssize_t w;
     do {
-      w = writev(notify_fd_, v, 2);
+      w = writev(fd_, v, 2);
     } while (w < 0 && errno == EINTR);
     int e = w < 0 ? errno : 0;
     {
-      std::lock_guard<std::mutex> lock(notify_mu_);
-      notify_busy_ = false;
+      std::lock_guard<std::mutex> lock(mu_);
+      busy_ = false;
     }
-    if (stopping_.load()) continue;  // the loop ends at the top
-    Event ev;
-    ev.kind = Event::kNotified;
-    ev.keys = {n.token, static_cast<uint64_t>(e)};
-    bridge_->Post(std::move(ev));
+    written_(n.token, e);
   }
 }
 
-int64_t Session::Notify(int code, std::string payload) {
+int64_t Notifier::Queue(int code, std::string payload) {
   uint64_t token;
   {
-    std::lock_guard<std::mutex> lock(notify_mu_);
-    if (notify_stop_ || notify_fd_ < 0 || ended_.load()) return -ENOTCONN;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ || fd_ < 0) return -ENOTCONN;
     token = next_token_++;
     notices_.push_back(Notice{token, code, std::move(payload)});
   }
-  notify_cv_.notify_one();
+  cv_.notify_one();
   return static_cast<int64_t>(token);
+}
+
+void Notifier::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    notices_.clear();  // JavaScript settles what it still waits for when the session ends
+  }
+  cv_.notify_all();
+}
+
+bool Notifier::busy() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return busy_;
+}
+
+void Notifier::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Notifier::Close() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+uint64_t Notifier::outstanding() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return notices_.size() + (busy_ ? 1 : 0);
+}
+
+int64_t Session::Notify(int code, std::string payload) {
+  if (ended_.load()) return -ENOTCONN;
+  return notifier_.Queue(code, std::move(payload));
 }
 
 // Stop() with a notice still in the kernel: the write may wait for a request
@@ -64,17 +107,15 @@ int64_t Session::Notify(int code, std::string payload) {
 // directory). Read and refuse whatever arrives on the notifier's device until
 // the write returns.
 void Session::DrainWhileNotifying() {
-  if (notify_fd_ < 0) return;
+  const int fd = notifier_.fd();
+  if (fd < 0) return;
   std::unique_ptr<char[]> buf;
   for (;;) {
-    {
-      std::lock_guard<std::mutex> lock(notify_mu_);
-      if (!notify_busy_) return;
-    }
+    if (!notifier_.busy()) return;
     if (!buf) buf.reset(new char[bufsize_]);
-    pollfd pfd{notify_fd_, POLLIN, 0};
+    pollfd pfd{fd, POLLIN, 0};
     poll(&pfd, 1, 10);
-    ssize_t n = read(notify_fd_, buf.get(), bufsize_);
+    ssize_t n = read(fd, buf.get(), bufsize_);
     if (n < 0) {
       if (errno == ENODEV) return;  // aborted: the write fails out by itself
       continue;
@@ -82,7 +123,7 @@ void Session::DrainWhileNotifying() {
     if (static_cast<size_t>(n) < sizeof(fuse_in_header)) continue;
     fuse_in_header h;
     std::memcpy(&h, buf.get(), sizeof(h));
-    if (OpcodeOf(h.opcode).reply) Send(notify_fd_, h.unique, ECONNABORTED, nullptr, 0);
+    if (OpcodeOf(h.opcode).reply) Send(fd, h.unique, ECONNABORTED, nullptr, 0);
   }
 }
 

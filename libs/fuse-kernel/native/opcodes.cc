@@ -82,7 +82,7 @@ std::array<Opcode, kOpcodeLimit> OpcodeTable::Build() {
   row(FUSE_INIT, Served("init", &Session::OnInit));  // only once, in Session::Negotiate
   row(FUSE_DESTROY, Served("destroy", &Session::OnDestroy));
 
-  // The kernel waits for no answer.
+  // Answered by nothing but their handler (see Opcode::reply).
   row(FUSE_FORGET, Unanswered("forget", &Session::OnForget, sizeof(fuse_forget_in)));
   row(FUSE_BATCH_FORGET, Unanswered("batch_forget", &Session::OnBatchForget, sizeof(fuse_batch_forget_in)));
   row(FUSE_INTERRUPT, Unanswered("interrupt", &Session::OnInterrupt, sizeof(fuse_interrupt_in)));

@@ -49,7 +49,10 @@ struct Opcode {
   size_t in_size = 0;          // decode: the argument struct; shorter is EINVAL (dropped when no reply)
   bool has_name = false;       // decode: a NUL-terminated name follows the struct
   bool resolve = false;        // the nodeid is mapped to its key first (ESTALE when the session never gave it)
-  bool reply = true;           // the kernel waits for an answer (not FORGET, BATCH_FORGET, INTERRUPT, NOTIFY_REPLY)
+  // Whether a malformed request, or one refused while the session stops, is
+  // answered: not FORGET, BATCH_FORGET and NOTIFY_REPLY (the kernel waits for
+  // nothing) nor INTERRUPT (whose only answer, EAGAIN, is its handler's).
+  bool reply = true;
   bool cached = false;         // the native cache (or registered file data) may answer it without JavaScript
   JsAnswer js = JsAnswer::kNone;  // what JavaScript answers with, for ops that can reach it
 };
@@ -57,7 +60,7 @@ struct Opcode {
 // The row of opcode (a row with name null for an unknown one).
 const Opcode& OpcodeOf(uint32_t opcode);
 
-// Every opcode with a row, in opcode order (for the addon's listing of the table).
+// Opcodes below this have rows; any other is unknown (FUSE's are below 64).
 constexpr uint32_t kOpcodeLimit = 64;
 
 }  // namespace strata_fuse

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cache.h"
+#include "notifier.h"
 #include "opcodes.h"
 
 namespace strata_fuse {
@@ -194,7 +195,6 @@ class Session {
   int Negotiate(int* err, std::string* what);
   void Start();
   void ReaderLoop(int fd, int ep);  // ep: its own epoll set, closed when it ends
-  void NotifierLoop();
   int64_t Notify(int code, std::string payload);
   void DrainWhileNotifying();
   void Handle(int fd, char* buf, size_t n);
@@ -253,20 +253,7 @@ class Session {
 
   std::shared_ptr<FileData::Connection> connection_ = std::make_shared<FileData::Connection>();
 
-  // Invalidation notices, written by one thread on its own cloned fd.
-  struct Notice {
-    uint64_t token;
-    int code;
-    std::string payload;
-  };
-  std::mutex notify_mu_;
-  std::condition_variable notify_cv_;
-  std::deque<Notice> notices_;
-  bool notify_stop_ = false;
-  bool notify_busy_ = false;  // a write is in the kernel
-  uint64_t next_token_ = 1;
-  int notify_fd_ = -1;
-  std::thread notifier_;
+  Notifier notifier_;  // invalidation notices, on a cloned fd of their own
   std::atomic<bool> stopping_{false};
   std::atomic<bool> ended_{false};
   bool stopped_ = false;

@@ -45,10 +45,7 @@ SessionStats Session::Stats() {
   s.passthrough = passthrough_;
   s.pread_reads = n_pread_.load();
   s.pread_errors = n_pread_errors_.load();
-  {
-    std::lock_guard<std::mutex> lock(notify_mu_);
-    s.notices = notices_.size() + (notify_busy_ ? 1 : 0);
-  }
+  s.notices = notifier_.outstanding();
   return s;
 }
 
