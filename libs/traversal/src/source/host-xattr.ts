@@ -10,7 +10,10 @@ const libc = koffi.load('libc.so.6');
 const llistxattrC = libc.func('long llistxattr(const uint8_t *path, _Out_ uint8_t *list, size_t size)');
 const lgetxattrC = libc.func('long lgetxattr(const uint8_t *path, const char *name, _Out_ uint8_t *value, size_t size)');
 
+const EINTR = 4;
 const ENODATA = 61;
+/** A signal can interrupt the call (a FUSE request underneath, on Node 24's signal handling): tried again this many times. */
+const INTERRUPTED_TRIES = 8;
 const ENOTSUP = 95;
 const ERANGE = 34;
 /** XATTR_LIST_MAX and XATTR_SIZE_MAX: no answer can be larger. */
@@ -32,7 +35,9 @@ function cPath(path: Buffer): Buffer {
 
 /** Attribute names of a file (symlinks not followed). A filesystem without xattrs has none. */
 export function listXattrs(path: Buffer): string[] {
-  const n = Number(llistxattrC(cPath(path), scratch, XATTR_MAX));
+  const c = cPath(path);
+  let n = Number(llistxattrC(c, scratch, XATTR_MAX));
+  for (let i = 1; n < 0 && koffi.errno() === EINTR && i < INTERRUPTED_TRIES; i++) n = Number(llistxattrC(c, scratch, XATTR_MAX));
   if (n < 0) {
     const errno = koffi.errno();
     if (errno === ENOTSUP) return [];
@@ -51,7 +56,9 @@ export function listXattrs(path: Buffer): string[] {
 
 /** The value of one attribute, or undefined when the file does not have it. */
 export function getXattr(path: Buffer, name: string): Buffer | undefined {
-  const n = Number(lgetxattrC(cPath(path), name, scratch, XATTR_MAX));
+  const c = cPath(path);
+  let n = Number(lgetxattrC(c, name, scratch, XATTR_MAX));
+  for (let i = 1; n < 0 && koffi.errno() === EINTR && i < INTERRUPTED_TRIES; i++) n = Number(lgetxattrC(c, name, scratch, XATTR_MAX));
   if (n < 0) {
     const errno = koffi.errno();
     if (errno === ENODATA || errno === ENOTSUP) return undefined;
