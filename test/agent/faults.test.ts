@@ -163,6 +163,14 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
         return undefined;
       }
     });
+    // Other directories may still meet the client's reconnect backoff for a moment: the whole tree must come back, bounded by waitFor.
+    await waitFor('the whole tree to answer again', () => {
+      try {
+        return JSON.stringify(findSync(mnt)) === JSON.stringify(expected) ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    }, 30_000);
     assert.deepEqual(findSync(mnt), expected);
     await waitFor('recovery logged', () => agent.logs.some((l) => l.event === 'agent.resolver.up') || undefined);
     // One event when it went, one when it came back, with what failed in between: nothing per request or per retry.
