@@ -14,7 +14,7 @@ const FIND_FORMAT = '%P|%y|%m|%s|%n|%i\\n';
 
 /** find over a tree: every entry lstat'ed, sorted. */
 function findSync(root: string): string[] {
-  const r = spawnSync('find', ['.', '-printf', FIND_FORMAT], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const r = spawnSync('find', ['.', '-printf', FIND_FORMAT], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20, timeout: 60_000 });
   assert.equal(r.status, 0, r.stderr);
   return r.stdout.split('\n').filter(Boolean).sort();
 }
