@@ -156,6 +156,7 @@ describe('strata agent --config', () => {
       'attr-entries': '1000',
       'prefetch-entries': '0',
       'sealed-timeout': '60',
+      'metrics-listen': '127.0.0.1:9466',
       'metrics-port': '9465',
       'log-level': 'warn',
       // Only checked to exist here: --check-config does not load them.

@@ -16,6 +16,9 @@ import {
   fileProblem,
   effectiveConfig,
   renderYaml,
+  metricsListenOption,
+  parseMetricsListen,
+  shadowedText,
   type ServiceArgs,
 } from '@strata/config';
 import { GrpcCode, errorMessage, isStrataError } from '@strata/errors';
@@ -144,7 +147,8 @@ export const AGENT_OPTIONS = defineOptions({
   'attr-entries': { kind: 'positive-int', arg: 'n', default: 500_000, help: 'attribute cache entries per mount' },
   'prefetch-entries': { kind: 'non-negative-int', arg: 'n', default: 100_000, help: 'walk the tree into the caches at mount, up to this many entries (0: off)' },
   'sealed-timeout': { kind: 'positive-int', arg: 's', default: 3600, help: 'kernel entry/attr/negative cache seconds for sealed layers' },
-  'metrics-port': { kind: 'port', arg: 'n', help: 'serve Prometheus metrics on this port (/metrics); OTLP export follows the OTEL_* variables' },
+  'metrics-listen': metricsListenOption('STRATA_AGENT_METRICS_LISTEN', 9465),
+  'metrics-port': { kind: 'port', arg: 'n', help: 'older form of --metrics-listen: metrics on 127.0.0.1:N; OTLP export follows the OTEL_* variables' },
   'log-level': { kind: 'string', arg: 'level', env: 'STRATA_LOG_LEVEL', default: 'info', choices: LOG_LEVELS, help: 'trace, debug, info, warn or error' },
 });
 
@@ -285,7 +289,13 @@ export async function main(argv: readonly string[]): Promise<void> {
     log.error({ event: 'agent.start_failed', errno: noFuse.errnoName, err: noFuse.message }, 'cannot mount FUSE filesystems');
     fail(EXIT_START, [noFuse.message]);
   }
-  const telemetry = await startTelemetry({ service: 'strata-agent', metricsPort: o.metricsPort });
+  for (const line of shadowedText(loaded)) log.warn({ event: 'config.shadowed', option: line.slice(0, line.indexOf(':')), detail: line }, `configuration: ${line}`);
+  const listen = o.metricsListen === undefined ? undefined : parseMetricsListen(o.metricsListen);
+  const telemetry = await startTelemetry({
+    service: 'strata-agent',
+    ...(listen && !('problem' in listen) ? { metricsListen: listen } : {}),
+    ...(o.metricsPort === undefined ? {} : { metricsPort: o.metricsPort }),
+  });
 
   const startedAt = new Date().toISOString();
   const tlsMode = creds._isSecure() ? (o.tlsCert !== undefined ? 'mutual' : 'on') : 'off';
