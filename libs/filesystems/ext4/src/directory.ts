@@ -10,6 +10,9 @@ import { INLINE_IBLOCK_SIZE, inlineOverflow } from './inline-data';
 import { hasCompat, hasIncompat, hasMetadataCsum } from './superblock';
 import { Volume, checksumEvent } from './volume';
 
+/** Blocks one resolve keeps mapped at most (a directory's index and leaves; beyond, the reader's cache still holds them). */
+const MAX_SHARED_BLOCKS = 65_536;
+
 /** Directory blocks fetched per batch while scanning, so a huge directory is never read into memory at once. */
 const SCAN_BATCH = 64;
 
@@ -223,12 +226,18 @@ export async function resolveInDirectory(vol: Volume, dir: InodeRecord, names: r
     }
     return linearResolve(vol, dir, names);
   }
-  // A hashed lookup reads the root, an index block and a leaf, all cached after the first: one per name costs little.
+  // A hashed lookup reads the root, an index block and a leaf, all shared (each leaf parsed once) after the first.
+  const shared = sharedLookups();
   const out: (number | undefined | StrataError)[] = [];
   for (const n of names) {
     try {
-      out.push(await lookupInDirectory(vol, dir, n));
+      out.push(isDotOrDotDot(n) ? await lookupInDirectory(vol, dir, n) : await indexedLookup(vol, dir, n, shared));
     } catch (err) {
+      if (err instanceof BadHtree) {
+        // ext4_find_entry: an index dx_probe rejects sends every lookup to the linear search, one pass for the rest.
+        vol.log({ event: 'ext4.htree_fallback', ino: dir.stat.ino, reason: err.message });
+        return [...out, ...(await linearResolve(vol, dir, names.slice(out.length)))];
+      }
       if (!(err instanceof StrataError)) throw err;
       out.push(err);
     }
@@ -261,19 +270,64 @@ function htreeAccess(vol: Volume, dir: InodeRecord, onLeaf: (lblk: number, mb: M
   };
 }
 
-async function indexedLookup(vol: Volume, dir: InodeRecord, name: Buffer): Promise<number | undefined> {
+/** A leaf block's entries by name, with what a search reaching it fails with. */
+interface LeafIndex {
+  byName: Map<string, number>;
+  failed?: StrataError;
+}
+
+/** What the lookups of one resolve share: parsed leaves, mapped blocks, index blocks whose checksum passed. */
+interface SharedLookups {
+  leaves: Map<number, LeafIndex>;
+  blocks: Map<number, MetadataBlock | undefined>;
+  verified: Set<number>;
+}
+
+function sharedLookups(): SharedLookups {
+  return { leaves: new Map(), blocks: new Map(), verified: new Set() };
+}
+
+/**
+ * One name through the hash index. `leaves` keeps each leaf parsed once
+ * across the lookups of one resolve (a listing of thousands of names reads
+ * the same few hundred leaves).
+ */
+async function indexedLookup(vol: Volume, dir: InodeRecord, name: Buffer, shared = sharedLookups()): Promise<number | undefined> {
+  const { leaves, blocks } = shared;
   const blockOf = new Map<number, MetadataBlock>();
   const access = htreeAccess(vol, dir, (lblk, mb) => blockOf.set(lblk, mb));
   return htreeLookup(
     {
       ...access,
+      verified: shared.verified,
+      readBlock: async (lblk) => {
+        if (blocks.has(lblk)) {
+          const mb = blocks.get(lblk);
+          if (mb) blockOf.set(lblk, mb);
+          return mb?.data;
+        }
+        const data = await access.readBlock(lblk);
+        blocks.set(lblk, blockOf.get(lblk));
+        if (blocks.size > MAX_SHARED_BLOCKS) blocks.clear();
+        return data;
+      },
       searchLeaf: (lblk) => {
-        const mb = blockOf.get(lblk);
-        if (!mb) return undefined;
-        const leaf = leafEntries(vol, dir, lblk, mb, 'lookup');
-        const hit = leaf.entries.find((e) => e.name.equals(name));
-        if (!hit && leaf.failed) throw leaf.failed;
-        return hit?.ino;
+        let leaf = leaves.get(lblk);
+        if (!leaf) {
+          const mb = blockOf.get(lblk);
+          if (!mb) return undefined;
+          const read = leafEntries(vol, dir, lblk, mb, 'lookup');
+          const byName = new Map<string, number>();
+          for (const e of read.entries) {
+            const k = e.name.toString('latin1');
+            if (!byName.has(k)) byName.set(k, e.ino);
+          }
+          leaf = read.failed ? { byName, failed: read.failed } : { byName };
+          leaves.set(lblk, leaf);
+        }
+        const hit = leaf.byName.get(name.toString('latin1'));
+        if (hit === undefined && leaf.failed) throw leaf.failed;
+        return hit;
       },
     },
     name,

@@ -24,6 +24,8 @@ export interface HtreeDirectory {
   /** Searches one leaf block (verifying it); the inode number when found. */
   searchLeaf(lblk: number, block: Buffer): number | undefined;
   onChecksumError(lblk: number, reason: string): void;
+  /** Index blocks whose checksum already passed (lookups sharing one directory verify each once). */
+  verified?: Set<number>;
 }
 
 interface Frame {
@@ -71,7 +73,7 @@ async function readIndex(dir: HtreeDirectory, lblk: number, root: boolean): Prom
   // index: a block that fails it is EBADMSG (the listing and lookups fail),
   // not an index to ignore.
   const at = countLimitOffset(buf, bs, root);
-  if (dir.csum && at !== undefined) {
+  if (dir.csum && at !== undefined && !dir.verified?.has(lblk)) {
     const limit = buf.readUInt16LE(at);
     const count = buf.readUInt16LE(at + 2);
     const reason = count > limit ? `index count ${count} exceeds its limit ${limit}` : verifyDxTail(dir, buf, at, limit, count);
@@ -79,6 +81,7 @@ async function readIndex(dir: HtreeDirectory, lblk: number, root: boolean): Prom
       dir.onChecksumError(lblk, reason);
       throw badChecksum(dir.what, `index block ${lblk}: ${reason}`);
     }
+    dir.verified?.add(lblk);
   }
   let base: number;
   let levels = 0;
