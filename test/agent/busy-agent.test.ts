@@ -26,9 +26,11 @@ let i = 0;
 while (Date.now() < stop) {
   const p = paths[(Math.random() * paths.length) | 0];
   const t = process.hrtime.bigint();
+  // Metadata only: a file's data comes from the kernel's page cache, which another test's drop_caches
+  // (machine-wide) may empty at any moment and then asks the agent's JavaScript for; names and
+  // attributes are the agent's own native cache, which is what this test is about.
   const st = fs.lstatSync(p);
-  if (st.isFile()) fs.readFileSync(p);
-  else if (st.isDirectory()) fs.readdirSync(p);
+  if (st.isDirectory()) fs.readdirSync(p);
   lat.push(Number(process.hrtime.bigint() - t) / 1e6);
   ends.push(Date.now());
 }
@@ -120,9 +122,10 @@ test('cached operations keep their latency while the agent JavaScript thread is 
       }
     });
   }
+  const maxBusy = latBusy.reduce((m, v) => (v > m ? v : m), 0);
   console.log(
-    `8 readers on 2 mounts: ${latAll.length} ops, p99 ${p99(latAll).toFixed(3)} ms; while the agent's JS thread was busy (${busyTo - busyFrom} ms): ${during} ops, p99 ${p99(latBusy).toFixed(3)} ms, max ${Math.max(...latBusy).toFixed(3)} ms`,
+    `8 readers on 2 mounts: ${latAll.length} ops, p99 ${p99(latAll).toFixed(3)} ms; while the agent's JS thread was busy (${busyTo - busyFrom} ms): ${during} ops, p99 ${p99(latBusy).toFixed(3)} ms, max ${maxBusy.toFixed(3)} ms`,
   );
   assert.ok(during > 1000, `${during} cached operations completed while JavaScript was busy`);
-  assert.ok(Math.max(...latBusy) < busyTo - busyFrom, 'no cached operation waited for the JavaScript thread');
+  assert.ok(maxBusy < busyTo - busyFrom, 'no cached operation waited for the JavaScript thread');
 });
