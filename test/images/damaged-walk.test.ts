@@ -111,12 +111,27 @@ describe('damaged disks through the API and the CLI', { skip }, () => {
     assert.ok(seen.some((e) => e.path === '/sub'));
   });
 
-  // The resolver streams Change.error; libs/client's diff() does not pass it on yet (the lead's change), so the CLI cannot see it.
-  test('strata diff goes past unreadable paths and exits 1', { todo: 'libs/client diff(): pass Change.error on' }, () => {
+  test('strata diff goes past unreadable paths and exits 1', () => {
     const r = cli(['diff', 'good', 'bad', '--no-progress']);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /could not be read/);
     assert.match(r.stdout, /^M \/d\/two/m);
     assert.match(r.stdout, /^M \/sub\/deep/m);
+  });
+
+  test('strata layer check --deep lists every damaged object with its errno, without stopping, and exits 1', () => {
+    const r = cli(['layer', 'check', 'bad', '--deep', '--json']);
+    assert.equal(r.status, 1, r.stderr);
+    const out = JSON.parse(r.stdout) as { ok: boolean; layers: { deep: { damaged: { path: string; what: string; error: { errno: number } }[]; damagedCount: number; objectsChecked: number } }[] };
+    const deep = out.layers[0].deep;
+    assert.deepEqual(deep.damaged.map((d) => d.path).sort(), ['/d/two', '/sub/deep']);
+    assert.ok(deep.damaged.every((d) => d.error.errno === Errno.EUCLEAN), JSON.stringify(deep.damaged));
+    assert.equal(deep.damagedCount, 2);
+    assert.ok(deep.objectsChecked > 5);
+    const text = cli(['layer', 'check', 'bad', '--deep']);
+    assert.match(text.stdout, /damaged {2}\/d\/two.*EUCLEAN/);
+    const clean = cli(['layer', 'check', 'good', '--deep']);
+    assert.equal(clean.status, 0, clean.stderr);
+    assert.match(clean.stdout, /deep: \d+ objects read, 0 damaged/);
   });
 });

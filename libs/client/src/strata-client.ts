@@ -21,6 +21,7 @@ import {
   type RequestOf,
   type UnaryOperation,
   unaryMethod,
+  type ErrorInfo,
   type ImageLayerInfo,
   type InspectImageRequest,
   type InspectImageResponse,
@@ -90,6 +91,8 @@ export interface Change {
   kind: ChangeKindName;
   before?: Attr;
   after?: Attr;
+  /** The path could not be compared: what reading it failed with (a damaged object). */
+  error?: ErrorInfo;
 }
 
 type Path = string | Buffer;
@@ -106,6 +109,8 @@ export interface LayerCheckResult {
   ok: boolean;
   files: { file: string; role: string; state: 'ok' | 'missing' | 'unreadable' | 'changed' | 'unknown'; detail: string }[];
   problems: string[];
+  /** With `deep`: each damaged object (at most 10 000 listed), how many in all, and how many objects were read. */
+  deep?: { damaged: { path: Buffer; ino: number; what: string; error?: ErrorInfo }[]; damagedCount: number; objectsChecked: number };
 }
 
 const FILE_STATES: Partial<Record<FileState, LayerCheckResult['files'][number]['state']>> = {
@@ -247,9 +252,22 @@ export class StrataClient {
   // ---- LayerCheckService ----
 
   /** Whether a layer's files are still what it was made from, as the resolver sees them (read-only, so retried elsewhere). */
-  async checkLayer(ref: LayerRef): Promise<LayerCheckResult> {
-    const res = await this.idempotent((e, d) => call(e.check.checkLayer.bind(e.check), { layer: layerRefToProto(ref) }, d));
+  /** `deep` reads the whole tree: the call gets `deepDeadlineMs` (default 30 minutes) instead of the client's deadline. */
+  async checkLayer(ref: LayerRef, options: { deep?: boolean; deepDeadlineMs?: number } = {}): Promise<LayerCheckResult> {
+    const deep = options.deep === true;
+    const res = await this.idempotent((e, d) =>
+      call(e.check.checkLayer.bind(e.check), { layer: layerRefToProto(ref), ...(deep ? { deep: true } : {}) }, deep ? Date.now() + (options.deepDeadlineMs ?? 30 * 60_000) : d),
+    );
     return {
+      ...(deep
+        ? {
+            deep: {
+              damaged: res.damaged.map((x) => ({ path: x.path, ino: x.ino, what: x.what, ...(x.error ? { error: x.error } : {}) })),
+              damagedCount: res.damagedCount,
+              objectsChecked: res.objectsChecked,
+            },
+          }
+        : {}),
       layerId: res.layerId,
       name: res.name,
       source: res.source,
@@ -416,7 +434,7 @@ export class StrataClient {
       (msg) =>
         progress
           .fresh(msg.changes)
-          .map((batch) => batch.map((c): Change => ({ path: c.path, kind: changeKindFromProto(c.kind), before: c.before, after: c.after }))),
+          .map((batch) => batch.map((c): Change => ({ path: c.path, kind: changeKindFromProto(c.kind), before: c.before, after: c.after, ...(c.error ? { error: c.error } : {}) }))),
       () => false,
     );
   }
