@@ -34,7 +34,7 @@ export class Chains {
   constructor(
     readonly catalog: Catalog,
     private readonly privileges: Privileges = { readsTrustedXattrs: true, readsEveryFile: true },
-    log?: Logger,
+    private readonly log?: Logger,
   ) {
     this.storeRealRoot = Buffer.from(realpathSync(catalog.storeRoot));
     this.sources = new LayerSources(catalog, this.storeRealRoot, log);
@@ -47,6 +47,11 @@ export class Chains {
     const view = await this.viewOf(ref);
     this.byRef.set(refKey, view);
     return view;
+  }
+
+  /** The traversal's events (a damaged object, once per path) as warn lines of the resolver's log. */
+  private damageLog(log: Logger): (event: Record<string, unknown>) => void {
+    return (event) => log.warn(event, `${String(event.event)} ${String(event.path ?? '')}`.trim());
   }
 
   close(): void {
@@ -87,7 +92,7 @@ export class Chains {
       key,
       layers,
       ttlMs,
-      projection: new Projection(sources, { dirCacheEntries: 8192, ...(dirTtl ? { dirCacheTtlMs: dirTtl } : {}) }),
+      projection: new Projection(sources, { dirCacheEntries: 8192, ...(dirTtl ? { dirCacheTtlMs: dirTtl } : {}), ...(this.log ? { log: this.damageLog(this.log) } : {}) }),
     };
     this.views.set(key, view, dirTtl ? { ttl: dirTtl } : undefined);
     return view;
