@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
 import { Errno, isStrataError } from '@strata/errors';
-import { startResolver, strata, type ResolverProcess } from '@strata/harness';
+import { canMountFuse, forceUnmount, startAgent, startResolver, strata, type ResolverProcess } from '@strata/harness';
 import { canLoopMount, debugfsWrite, inodeOf, makeImage } from './damaged-support';
 
 /**
@@ -117,6 +117,30 @@ describe('damaged disks through the API and the CLI', { skip }, () => {
     assert.match(r.stderr, /could not be read/);
     assert.match(r.stdout, /^M \/d\/two/m);
     assert.match(r.stdout, /^M \/sub\/deep/m);
+  });
+
+  test('through a mount: ls lists the damaged entries (as the kernel does), stat of one fails with EUCLEAN, the rest reads', { skip: canMountFuse() ? false : 'needs root and /dev/fuse' }, async () => {
+    const agent = await startAgent({ resolver: resolver.address });
+    const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
+    try {
+      agent.mount('bad', mnt);
+      const names = fs.readdirSync(path.join(mnt, 'd'));
+      assert.ok(names.includes('two'), names.join());
+      const err = (() => {
+        try {
+          fs.lstatSync(path.join(mnt, 'd/two'));
+          return undefined;
+        } catch (e) {
+          return e as NodeJS.ErrnoException;
+        }
+      })();
+      // Node has no name for EUCLEAN: the number is what the kernel handed back.
+      assert.equal(err?.errno, -Errno.EUCLEAN, String(err));
+      for (const n of names.filter((x) => x !== 'two')) fs.lstatSync(path.join(mnt, 'd', n));
+    } finally {
+      forceUnmount(mnt);
+      await agent.stop();
+    }
   });
 
   test('strata layer check --deep lists every damaged object with its errno, without stopping, and exits 1', () => {

@@ -111,7 +111,8 @@ export function encodeListing(entries: readonly DirEntry[], dotIno = 0n, dotdotI
     if (mode === undefined) throw StrataError.invalid('a directory entry needs attr or mode', e.name);
     out.writeBigUInt64LE(BigInt.asUintN(64, e.ino), off);
     out.writeBigUInt64LE(BigInt.asUintN(64, e.attr?.ino ?? e.ino), off + 8);
-    out.writeUInt32LE(direntType(mode), off + 16);
+    // Mode 0 without attributes: a name whose object cannot be read, listed as DT_UNKNOWN as readdir may.
+    out.writeUInt32LE(!e.attr && (mode & S_IFMT) === 0 ? 0 : direntType(mode), off + 16);
     out.writeUInt16LE(e.name.length, off + 20);
     out.writeUInt8(e.attr ? 1 : 0, off + 22);
     off += LISTING_ENTRY_HEAD;

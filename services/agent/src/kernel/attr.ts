@@ -37,7 +37,11 @@ export function kernelStatfs(s: StatFsResponse, cacheTtl: number): KernelStatFs 
 export function kernelEntries(nodes: NodeTable, key: string, entries: readonly DirEntry[]): KernelDirEntry[] {
   const out: KernelDirEntry[] = [];
   for (const e of entries) {
-    if (e.attr) out.push({ name: e.name, ino: nodes.inoOf(childKey(key, e.name)), attr: kernelAttr(e.attr) });
+    const ino = nodes.inoOf(childKey(key, e.name));
+    if (e.attr) out.push({ name: e.name, ino, attr: kernelAttr(e.attr) });
+    // A damaged object: listed by name alone (as the kernel's readdir lists it), its LOOKUP then fails with the resolver's errno.
+    // Its type is not known either: DT_UNKNOWN (mode 0), as readdir may answer.
+    else if (e.error) out.push({ name: e.name, ino, mode: 0 });
   }
   return out;
 }

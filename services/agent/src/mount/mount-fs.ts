@@ -217,8 +217,16 @@ export class MountFs {
       for (const e of batch) {
         if (++count > limit) return { entries: count - 1, complete: false };
         const attr = e.attr;
-        if (!attr) continue;
         const key = keyOf(e.path);
+        if (!attr) {
+          // A damaged object: named in its parent's listing (a lookup of it then fails), never cached as attributes.
+          if (e.error && key !== '/') {
+            const parent = parentKey(key);
+            while (open.length > 0 && open[open.length - 1].key !== parent) close();
+            open[open.length - 1]?.entries.push({ name: baseName(key), attr: undefined, error: e.error });
+          }
+          continue;
+        }
         this.attrs.set(key, attr);
         if (e.linkTarget.length > 0) {
           this.links.set(key, e.linkTarget);
