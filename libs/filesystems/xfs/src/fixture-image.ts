@@ -62,7 +62,9 @@ export async function withMount<T>(image: string, mode: 'rw' | 'ro' | 'recover',
   let mounted = false;
   try {
     dev = run('losetup', [...(mode === 'ro' ? ['-r'] : []), '-f', '--show', image]).trim();
-    run('mount', ['-t', 'xfs', '-o', mode === 'rw' ? 'rw' : 'ro', dev, mnt]);
+    // nouuid: XFS refuses a second mount of one UUID, and copies of an image (the truth beside the original,
+    // other test files' images at the same moment) share theirs.
+    run('mount', ['-t', 'xfs', '-o', mode === 'rw' ? 'rw,nouuid' : 'ro,nouuid', dev, mnt]);
     mounted = true;
     return await fn(mnt);
   } finally {
