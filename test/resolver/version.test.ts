@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { REPO, freePort, startResolver, strata, type ResolverProcess } from '@strata/harness';
+import { REPO, freePort, startRedis, startResolver, strata, waitFor, type ResolverProcess } from '@strata/harness';
 import { CertDir } from '../support/certs';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 
@@ -90,5 +90,21 @@ describe('versions', () => {
       [dead, null, true],
     ]);
     assert.match(r.stderr, new RegExp(`did not answer: ${dead.replace(/\./g, '\\.')}`));
+  });
+
+  test('each resolver says whether its Redis cache answers (what strata status shows)', async () => {
+    const redis = await startRedis();
+    const withRedis = await startResolver({ store: fx.store, redis: redis.url });
+    try {
+      type Doc = { resolvers: { metadataCache?: { kind: string; reachable: boolean; detail: string } }[] };
+      const ask = (): Doc => JSON.parse(strata(['version', '--json'], { STRATA_RESOLVER: `${withRedis.address},${plain.address}` }).stdout) as Doc;
+      const up = ask();
+      assert.deepEqual(up.resolvers.map((r) => [r.metadataCache?.kind, r.metadataCache?.reachable]), [['redis', true], ['in-process', true]]);
+      await redis.stop();
+      await waitFor('the resolver to see its Redis gone', () => (ask().resolvers[0].metadataCache?.reachable === false ? true : undefined), 20_000);
+    } finally {
+      await withRedis.stop();
+      await redis.stop().catch(() => undefined);
+    }
   });
 });

@@ -44,7 +44,7 @@ export function statusText(r: StatusReport): string {
   for (const res of r.resolvers) {
     const seen = res.agentState ? `  agent: ${res.agentState}` : '';
     if (res.error !== undefined) lines.push(`resolver   ${res.address}  DOES NOT ANSWER: ${res.error}${seen}`);
-    else lines.push(`resolver   ${res.address}  ${res.version ?? '?'}${res.commit ? ` (${res.commit})` : ''}  ${(res.latencyMs ?? 0).toFixed(1)} ms${seen}`);
+    else lines.push(`resolver   ${res.address}  ${res.version ?? '?'}${res.commit ? ` (${res.commit})` : ''}  ${(res.latencyMs ?? 0).toFixed(1)} ms${seen}${cacheText(res.metadataCache)}`);
   }
   lines.push(`client     ${versionText(r.client)}; ${tlsText(r.client.tls)}`);
   if (a.up) {
@@ -58,9 +58,15 @@ export function statusText(r: StatusReport): string {
       lines.push(`mount      ${m.mountpoint}  ${m.layerName || m.layerId} (layer ${m.layerId})  ${mountStateText(m)}${why}`);
     }
   }
-  lines.push('redis      not reported by the resolvers');
   lines.push(r.ok ? 'status     ok' : `status     DEGRADED: ${r.problems.join('; ')}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** A resolver's metadata cache in a few words: "cache redis ready", "cache redis UNREACHABLE (reconnecting)". */
+function cacheText(c: { kind: string; reachable: boolean; detail: string } | undefined): string {
+  if (!c) return '';
+  if (c.kind !== 'redis') return `  cache ${c.kind}`;
+  return c.reachable ? `  cache redis ${c.detail}` : `  cache redis UNREACHABLE (${c.detail})`;
 }
 
 /** What is wrong, one line each; empty when the host is healthy. */
@@ -68,6 +74,7 @@ export function statusProblems(agent: StatusReport['agent'], resolvers: StatusRe
   const problems: string[] = [];
   if (!agent.up) problems.push(`agent down (${agent.error})`);
   for (const r of resolvers) if (r.error !== undefined) problems.push(`resolver ${r.address} does not answer`);
+  for (const r of resolvers) if (r.metadataCache && !r.metadataCache.reachable) problems.push(`resolver ${r.address} cannot reach its Redis cache (${r.metadataCache.detail})`);
   if (agent.up) {
     if (agent.outage) problems.push('the agent reaches no resolver');
     for (const r of agent.resolvers) if (r.state === 'unreachable') problems.push(`the agent cannot reach resolver ${r.address}`);

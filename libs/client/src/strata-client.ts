@@ -128,6 +128,8 @@ export interface ResolverVersion {
   node?: string;
   /** Round trip of the call, in milliseconds. */
   latencyMs?: number;
+  /** Its shared metadata cache: in-process only, or Redis and whether it answers. */
+  metadataCache?: { kind: string; reachable: boolean; detail: string };
   /** Why it did not answer. */
   error?: string;
 }
@@ -290,7 +292,14 @@ export class StrataClient {
         const started = performance.now();
         try {
           const res = await call(e.version.getVersion.bind(e.version), {}, Date.now() + this.deadlineMs);
-          return { address: e.address, version: res.version, ...(res.commit ? { commit: res.commit } : {}), node: res.node, latencyMs: performance.now() - started };
+          return {
+            address: e.address,
+            version: res.version,
+            ...(res.commit ? { commit: res.commit } : {}),
+            node: res.node,
+            latencyMs: performance.now() - started,
+            ...(res.metadataCache ? { metadataCache: res.metadataCache } : {}),
+          };
         } catch (err) {
           return { address: e.address, error: transportError(err, e.address, this.deadlineMs, e.secure).message };
         }

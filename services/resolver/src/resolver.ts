@@ -101,6 +101,12 @@ export class Resolver {
     this.server = new ResolverServer({
       layers: new LayerOps(catalog, new MountRegistry(options.store)),
       images: new ImageOps(catalog, chains.sources),
+      cacheState: () => {
+        const redis = this.cache.redis;
+        if (!redis) return { kind: 'in-process', reachable: true, detail: '' };
+        const state = redis.client.status;
+        return { kind: 'redis', reachable: state === 'ready', detail: state };
+      },
       checker: new LayerChecker(catalog, chains.sources),
       projection: this.projection,
       policy,

@@ -2,6 +2,7 @@ import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceI
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import type { MetadataCacheState } from '@strata/protocol';
 import {
   API_PROTO_FILES,
   DiffServiceService,
@@ -65,6 +66,8 @@ function withCallerLog<T extends UntypedServiceImplementation>(service: string, 
 export interface ServerDeps {
   layers: LayerOps;
   images: ImageOps;
+  /** The shared metadata cache as GetVersion reports it (Redis reachable or not). */
+  cacheState?: () => MetadataCacheState;
   projection: ProjectionOps;
   policy: PolicyStore;
   authz: Authorizer;
@@ -117,7 +120,7 @@ export class ResolverServer {
     add('ProjectionService', ProjectionServiceService, projectionService(deps.projection, handlers, rpc));
     add('DiffService', DiffServiceService, diffService(deps.projection, rpc));
     add('PolicyService', PolicyServiceService, policyService(deps.policy, deps.authz, rpc));
-    add('VersionService', VersionServiceService, versionService(rpc));
+    add('VersionService', VersionServiceService, versionService(rpc, deps.cacheState));
     if (deps.checker) add('LayerCheckService', LayerCheckServiceService, layerCheckService(deps.checker, rpc));
     add('ImageService', ImageServiceService, imageService(deps.images, rpc));
     // The generated service with a serializer that copies a read's data once (session-wire.ts).
