@@ -44,7 +44,7 @@ export function statusText(r: StatusReport): string {
   for (const res of r.resolvers) {
     const seen = res.agentState ? `  agent: ${res.agentState}` : '';
     if (res.error !== undefined) lines.push(`resolver   ${res.address}  DOES NOT ANSWER: ${res.error}${seen}`);
-    else lines.push(`resolver   ${res.address}  ${res.version ?? '?'}${res.commit ? ` (${res.commit})` : ''}  ${(res.latencyMs ?? 0).toFixed(1)} ms${seen}${cacheText(res.metadataCache)}`);
+    else lines.push(`resolver   ${res.address}  ${res.version ?? '?'}${res.commit ? ` (${res.commit})` : ''}  ${(res.latencyMs ?? 0).toFixed(1)} ms${cacheText(res.metadataCache)}${seen}`);
   }
   lines.push(`client     ${versionText(r.client)}; ${tlsText(r.client.tls)}`);
   if (a.up) {
