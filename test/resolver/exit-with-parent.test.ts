@@ -31,6 +31,8 @@ setInterval(() => {}, 1000);
     parent.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child = await waitFor('the resolver pid', () => (/^\d+\n/.test(out) ? Number(out.trim()) : undefined), 30_000);
     assert.ok(processAlive(child));
+    // The launcher copies the resolver's lines into the log file as they come: wait (bounded) until the ready line is there before killing it.
+    await waitFor('the ready line in the log file', () => (fs.existsSync(log) && /"event":"resolver.listening"/.test(fs.readFileSync(log, 'utf8')) ? true : undefined), 10_000);
     parent.kill('SIGKILL');
     await waitFor('the resolver to stop with its launcher', () => (!processAlive(child) ? true : undefined), 10_000);
     const lines = fs.readFileSync(log, 'utf8');
