@@ -307,8 +307,9 @@ describe('a hostile client cannot crash the resolver, hold unbounded memory or s
     await sleep(2_000);
     assert.equal((await client('alice', plain).stat(theirs, '/etc/secret')).size, 7, 'another connection is served meanwhile');
     const held = mb(plain) - before;
-    // Unbounded, 1000 open Walks of a 17,000-entry layer held over a gigabyte here.
-    assert.ok(held < 200, `the resolver grew by ${held.toFixed(0)} MiB`);
+    // Unbounded, 1000 open Walks of a 17,000-entry layer held over a gigabyte here. Node 24's collector lets the
+    // heap (and so RSS) grow further before it collects than Node 20's: 150–250 MiB measured there, hence the margin.
+    assert.ok(held < 350, `the resolver grew by ${held.toFixed(0)} MiB`);
     for (const call of calls) call.cancel();
   });
 
