@@ -121,24 +121,39 @@ describe('damaged disks through the API and the CLI', { skip }, () => {
 
   test('through a mount: ls lists the damaged entries (as the kernel does), stat of one fails with EUCLEAN, the rest reads', { skip: canMountFuse() ? false : 'needs root and /dev/fuse' }, async () => {
     const agent = await startAgent({ resolver: resolver.address });
-    const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
     try {
-      agent.mount('bad', mnt);
-      const names = fs.readdirSync(path.join(mnt, 'd'));
-      assert.ok(names.includes('two'), names.join());
-      const err = (() => {
-        try {
-          fs.lstatSync(path.join(mnt, 'd/two'));
-          return undefined;
-        } catch (e) {
-          return e as NodeJS.ErrnoException;
-        }
-      })();
-      // Node has no name for EUCLEAN: the number is what the kernel handed back.
-      assert.equal(err?.errno, -Errno.EUCLEAN, String(err));
-      for (const n of names.filter((x) => x !== 'two')) fs.lstatSync(path.join(mnt, 'd', n));
+      const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
+      try {
+        agent.mount('bad', mnt);
+        const names = fs.readdirSync(path.join(mnt, 'd'));
+        assert.ok(names.includes('two'), names.join());
+        const err = (() => {
+          try {
+            fs.lstatSync(path.join(mnt, 'd/two'));
+            return undefined;
+          } catch (e) {
+            return e as NodeJS.ErrnoException;
+          }
+        })();
+        // Node has no name for EUCLEAN: the number is what the kernel handed back.
+        assert.equal(err?.errno, -Errno.EUCLEAN, String(err));
+        for (const n of names.filter((x) => x !== 'two')) fs.lstatSync(path.join(mnt, 'd', n));
+      } finally {
+        forceUnmount(mnt);
+      }
+      // A slow symlink of size 0 reads as "" through the mount, as the kernel's ext4 reads it (was EIO).
+      const linkImage = path.join(store, 'vm/empty-link.img');
+      makeImage(linkImage);
+      debugfsWrite(linkImage, `symlink /slow ${'t'.repeat(80)}`, 'sif /slow size 0');
+      assert.equal(cli(['layer', 'create', '--source', 'raw:vm/empty-link.img', '--name', 'empty-link']).status, 0);
+      const lmnt = fs.mkdtempSync(path.join(work, 'mnt-'));
+      try {
+        agent.mount('empty-link', lmnt);
+        assert.equal(fs.readlinkSync(path.join(lmnt, 'slow')), '');
+      } finally {
+        forceUnmount(lmnt);
+      }
     } finally {
-      forceUnmount(mnt);
       await agent.stop();
     }
   });

@@ -91,7 +91,7 @@ export const OPS: readonly OpRow[] = [
     reply: (n, r, v) => {
       const link = Buffer.isBuffer(v) ? { target: v } : (v as LinkAnswer);
       const target = asBuffer(link.target, 'readlink');
-      if (target.length === 0) throw StrataError.corrupt('empty link target');
+      // An empty target is a link the filesystem holds (ext4 reads a size-0 slow symlink as ""); the kernel's FUSE takes it.
       n.replyLink(r.id, target, link.cacheTtl ?? 0);
     },
   },
