@@ -229,7 +229,7 @@ describe('a hostile client cannot crash the resolver, hold unbounded memory or s
     await sleep(2_000);
     const held = mb(resolver) - before;
     // Read in full that would be 4 × 150 MiB; back-pressure keeps it to a few answers per Session.
-    assert.ok(held < 200, `the resolver grew by ${held.toFixed(0)} MiB while 4 Sessions did not read ${4 * PER_SESSION} MiB of answers`);
+    assert.ok(held < 350, `the resolver grew by ${held.toFixed(0)} MiB while 4 Sessions did not read ${4 * PER_SESSION} MiB of answers`);
     assert.equal((await client('alice').stat(theirs, '/etc/secret')).size, 7, 'another identity is served meanwhile');
     const got = await Promise.all(
       sessions.map(
@@ -284,12 +284,15 @@ describe('a hostile client cannot crash the resolver, hold unbounded memory or s
     assert.ok(seen >= 1000, `${seen} of 2000 calls refused`);
     assert.equal((await client('alice').stat(theirs, '/etc/secret')).size, 7, 'another identity is served meanwhile');
     const held = mb(resolver) - before;
-    assert.ok(held < 200, `the resolver grew by ${held.toFixed(0)} MiB`);
+    // Cancelled before the checks: a failed one must not leave this identity's calls open for the tests after it.
+    for (const call of calls) call.cancel();
+    // Node 24's collector lets the heap grow further before it collects than Node 20's (240 MiB seen): the bound
+    // is far below what unbounded streams held (over a gigabyte).
+    assert.ok(held < 350, `the resolver grew by ${held.toFixed(0)} MiB`);
     assert.match(refusals[0], /has 8 calls open, the most one identity may \(--max-streams-per-identity\)/);
     assert.deepEqual([...codes.keys()], [status.RESOURCE_EXHAUSTED], 'no other failure than the refusal');
     // One warning per burst, not one per refused call.
     assert.ok(resolver.logs.filter((l) => l.event === 'rpc.limited').length <= 3);
-    for (const call of calls) call.cancel();
     // Once its streams are gone, the identity is served again.
     await waitFor('mallory served again', () => client('mallory').stat(mine, '/etc/hostname').then(() => true, () => undefined), 10_000);
   });
@@ -307,10 +310,10 @@ describe('a hostile client cannot crash the resolver, hold unbounded memory or s
     await sleep(2_000);
     assert.equal((await client('alice', plain).stat(theirs, '/etc/secret')).size, 7, 'another connection is served meanwhile');
     const held = mb(plain) - before;
+    for (const call of calls) call.cancel();
     // Unbounded, 1000 open Walks of a 17,000-entry layer held over a gigabyte here. Node 24's collector lets the
     // heap (and so RSS) grow further before it collects than Node 20's: 150–250 MiB measured there, hence the margin.
     assert.ok(held < 350, `the resolver grew by ${held.toFixed(0)} MiB`);
-    for (const call of calls) call.cancel();
   });
 
   test('"..", NUL, relative and empty paths are refused; empty and "." components are the canonical path; symlinks never lead out of the layer', async () => {
