@@ -12,5 +12,5 @@ export type {
   FsStatFs,
   FsXattr,
 } from './filesystem';
-export { crc32c } from './crc32c';
+export { crc32c, crc32cU32, crc32cU64, crc32cZeros } from './crc32c';
 export { readExactly } from './read-exactly';
