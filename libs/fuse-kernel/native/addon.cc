@@ -570,6 +570,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
 // native/peer-cred.cc
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info);
 Napi::Value SdNotify(const Napi::CallbackInfo& info);
+// fd-passing.cc (SCM_RIGHTS): registers its functions on the exports.
+void RegisterFdPassing(Napi::Env env, Napi::Object exports);
 
 }  // namespace strata_fuse
 
@@ -606,6 +608,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("umount", Napi::Function::New(env, UmountFn));
   exports.Set("peerCredentials", Napi::Function::New(env, strata_fuse::PeerCredentials));
   exports.Set("sdNotify", Napi::Function::New(env, strata_fuse::SdNotify));
+  strata_fuse::RegisterFdPassing(env, exports);
   exports.Set("protocolMinor", Napi::Number::New(env, FUSE_KERNEL_MINOR_VERSION));
   exports.Set("attrSize", Napi::Number::New(env, sizeof(fuse_attr)));
   exports.Set("statfsSize", Napi::Number::New(env, sizeof(fuse_kstatfs)));
