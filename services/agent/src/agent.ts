@@ -2,29 +2,23 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AgentStatus, MountInfo } from '@strata/agent-control';
-import { FuseSession, type FuseHandlers } from '@strata/fuse-kernel';
 import { StrataClient, isTransportError, type SessionGroup, type SessionRequester } from '@strata/client';
 import { Errno, GrpcCode, StrataError, isStrataError } from '@strata/errors';
-import { LIVE_FRESHNESS, parseLayerRef, type Layer } from '@strata/layers';
+import { parseLayerRef, type Layer } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
 import type { HostUser } from './access/host-user';
 import { hostUserMayMount } from './access/mount-grant';
-import { openUserMountpoint, stillAt, fdPath } from './access/user-mountpoint';
+import { openUserMountpoint } from './access/user-mountpoint';
 import { AgentAudit, type Actor } from './audit/agent-audit';
-import { kernelAttr } from './kernel/attr';
-import { kernelHandlers, type AnswerLifetimes } from './kernel/kernel-handlers';
-import { NodeTable, ROOT_INO } from './kernel/node-table';
 import { nativePrefetchSink } from './kernel/native-prefetch';
 import { hasStrataMount, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
 import { DiskCache } from './data-cache/disk-cache';
-import { MountData } from './data-cache/mount-data';
-import { CHUNK_SIZE, ChunkCache } from './mount/chunk-cache';
-import { pathOf } from './mount/tree-path';
-import { MountFs, type MountCounters } from './mount/mount-fs';
+import { ChunkCache } from './mount/chunk-cache';
+import { Mount, type DetachHow, type MountContext, type MountSpec } from './mount/mount';
+import type { MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
-import { MountHealth } from './observability/mount-health';
-import { OpTracker, fuseErrorCounter, fuseLatencyHistogram } from './observability/op-tracker';
+import { fuseErrorCounter, fuseLatencyHistogram } from './observability/op-tracker';
 import { OutageMonitor } from './observability/outage-monitor';
 import { ResolverStates } from './observability/resolver-states';
 import { StateFile, isLiveAgent } from './state-file';
@@ -50,23 +44,6 @@ export interface AgentOptions {
   log: Logger;
 }
 
-interface Mounted {
-  info: MountInfo;
-  /** The chain as mounted, this layer first: a forced change of any of it withdraws the mount. */
-  chain: Layer[];
-  session: FuseSession;
-  fs: MountFs;
-  nodes: NodeTable;
-  data: MountData;
-  prefetch?: AbortController;
-  /** Who asked for it: only they (or root) may unmount it. */
-  owner: Actor;
-  /** A host user's mount: asked each report round whether the grant still holds (a reason to withdraw, or undefined). */
-  recheck?: () => Promise<string | undefined>;
-  /** How its operations end: what `strata mounts` and `strata status` show as its state. */
-  health: MountHealth;
-}
-
 /** What the agent itself knows for `strata status` (the process and TLS parts are main's). */
 export type AgentView = Pick<AgentStatus, 'resolvers' | 'outage' | 'dataCache' | 'chunkCache' | 'mounts'>;
 
@@ -85,7 +62,7 @@ export class Agent {
   private readonly client: StrataClient;
   private readonly session: SessionGroup;
   private readonly chunks: ChunkCache;
-  private readonly mounts = new Map<string, Mounted>();
+  private readonly mounts = new Map<string, Mount>();
   private readonly busy = new Set<string>();
   private readonly state: StateFile;
   private readonly log: Logger;
@@ -98,6 +75,8 @@ export class Agent {
   /** The session as mounts use it: every answer or failure also tells the outage monitor. */
   private readonly requester: SessionRequester;
   private mountSeq = 0;
+  /** What every mount shares. */
+  private readonly mountContext: MountContext;
   private readonly audit: AgentAudit;
 
   private constructor(
@@ -144,6 +123,18 @@ export class Agent {
         ),
     };
     this.chunks = new ChunkCache(o.chunkCacheBytes);
+    this.mountContext = {
+      requester: this.requester,
+      chunks: this.chunks,
+      counters: this.counters,
+      disk,
+      attrEntries: o.attrEntries,
+      sealedTimeoutSeconds: o.sealedTimeoutSeconds,
+      fuseLatency: this.fuseLatency,
+      fuseErrors: this.fuseErrors,
+      audit: this.audit,
+      log: this.log,
+    };
     this.state = new StateFile(o.stateFile);
     // The same id across restarts of the agent of this socket: a successor's report replaces its predecessor's.
     const agentId = `${os.hostname()}:${path.resolve(o.stateFile)}`;
@@ -297,132 +288,30 @@ export class Agent {
       if (isStrataError(err) && err.errno === Errno.ENOENT) throw StrataError.notFound(`layer ${JSON.stringify(layerText)} does not exist`);
       throw StrataError.from(err, 'looking up the layer');
     }
-    const layer = chain[0];
-    const live = chain.some((l) => l.mountOptions.includes('live'));
-    // What a base holds shows through every layer above it: a mark anywhere in the chain audits the mount.
-    const audited = chain.some((l) => l.mountOptions.includes('audit'));
-    const flags = ['ro'];
-    if (layer.mountOptions.includes('no-exec')) flags.push('noexec');
-    if (layer.mountOptions.includes('no-suid')) flags.push('nosuid');
-    if (layer.mountOptions.includes('no-dev')) flags.push('nodev');
-    // Whatever the layer says: a set-uid file or a device node in an image must not work for a user who is not root.
-    if (dir) for (const f of ['nosuid', 'nodev']) if (!flags.includes(f)) flags.push(f);
+    const spec: MountSpec = { layerText, chain, mountpoint, owner, allowOther, privateTo, recheck, mountKey: `m${++this.mountSeq}` };
+    const m = await Mount.create(spec, this.mountContext, dir);
+    this.adopted(m);
+    await this.saveState();
+    // Protected from deletion as soon as the caller hears it is mounted.
+    await this.reporter.changed();
+    // How cached file data reaches the kernel is the kernel's and the agent's privilege's decision, taken at INIT.
+    const dataServing = m.live || this.disk.maxBytes === 0 ? 'agent' : m.session.passthroughAvailable ? 'passthrough' : 'pread';
+    this.log.info({ event: 'agent.mounted', ...m.info, dataServing, allowOther, auditOpens: m.audited, owner: owner === 'agent' ? 'agent' : owner.uid }, 'mounted');
+    if (!m.live && this.o.prefetchEntries > 0) this.prefetch(m);
+    return m.info;
+  }
 
-    const mountKey = `m${++this.mountSeq}`;
-    const mfs = new MountFs({ session: this.requester, layerId: layer.layerId, live, chunks: this.chunks, mountKey, attrEntries: this.o.attrEntries, counters: this.counters });
-    // The root must answer before the kernel sees the mount.
-    const rootAttr = await mfs.stat(Buffer.from('/')).catch((err: unknown) => {
-      throw StrataError.from(err, `layer ${layer.layerId} does not answer`);
-    });
-
-    // The kernel's part of the one-second LIVE budget (LIVE_FRESHNESS), stacked on the agent's and the resolver's;
-    // a sealed layer never changes, so what the session's native cache holds stays until the kernel forgets it.
-    const life: AnswerLifetimes = live
-      ? { kernelSeconds: LIVE_FRESHNESS.kernelTimeoutMs / 1000, cacheTtl: LIVE_FRESHNESS.agentCacheMs / 1000 }
-      : { kernelSeconds: this.o.sealedTimeoutSeconds, cacheTtl: Infinity };
-    const nodes = new NodeTable();
-    // A LIVE file changes under its readers: only sealed ones are kept whole on disk.
-    const data = new MountData({
-      cache: live ? DiskCache.none() : this.disk,
-      mountKey,
-      chunkSize: CHUNK_SIZE,
-      fetchChunk: (p, i) => mfs.chunk(p, i),
-      log: this.log,
-      mountpoint,
-    });
-    // The session exists only once mounted; until then nothing can ask for xattrs.
-    let session: FuseSession | undefined;
-    const health = new MountHealth();
-    const served = kernelHandlers(
-      mfs,
-      nodes,
-      new OpTracker(layer.layerId, this.fuseLatency, this.log, health, this.fuseErrors),
-      life,
-      { cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set) },
-      data,
-    );
-    const handlers: FuseHandlers = audited
-      ? {
-          ...served,
-          opened: (ino, _fh, who) => {
-            let file: Buffer;
-            try {
-              file = pathOf(nodes.keyOf(ino));
-            } catch {
-              file = Buffer.from(`<ino ${ino}>`);
-            }
-            this.audit.fileOpened(who, layerText, mountpoint, file);
-          },
-        }
-      : served;
-    try {
-      session = await FuseSession.mount(mountpoint, handlers, {
-        fsName: `strata:${layer.name || layer.layerId}`,
-        subtype: 'strata',
-        rootIno: ROOT_INO,
-        rootAttr: kernelAttr(rootAttr),
-        exec: !flags.includes('noexec'),
-        suid: !flags.includes('nosuid'),
-        dev: !flags.includes('nodev'),
-        allowOther,
-        // Without allow_other FUSE admits only the mount's owner: a user's private mount is owned by that user.
-        owner: privateTo,
-        defaultPermissions: true,
-        ...(dir ? { mountpointFd: dir.fd } : {}),
-        keepCache: !live,
-        entryTimeout: life.kernelSeconds,
-        attrTimeout: life.kernelSeconds,
-        negativeTimeout: life.kernelSeconds,
-        negativeCacheTtl: life.cacheTtl,
-        cacheLimit: this.o.attrEntries,
-        onError: (err, op) => this.log.error({ event: 'agent.fuse.handler_error', op, err: StrataError.from(err).message }, 'FUSE handler failed'),
-      });
-    } catch (err) {
-      data.dispose();
-      mfs.dispose();
-      throw StrataError.from(err, `mounting ${mountpoint}`);
-    }
-    if (dir && !(await stillAt(dir.fd, mountpoint))) {
-      // Renamed between the checks and mount(2): the mount sits on the user's own directory, elsewhere; it goes again.
-      const now = await fs.readlink(fdPath(dir.fd)).catch(() => undefined);
-      if (now !== undefined && hasStrataMount(await readMountTable(), now)) await unmount(now, true).catch(() => undefined);
-      await session.unmount();
-      data.dispose();
-      mfs.dispose();
-      throw StrataError.precondition(`mountpoint ${mountpoint} was moved while it was being mounted`);
-    }
-    data.attach(session);
-    const info: MountInfo = {
-      mountpoint,
-      layerId: layer.layerId,
-      layerName: layer.name,
-      chain: chain.map((l) => l.layerId),
-      live,
-      flags,
-      mountedAt: new Date().toISOString(),
-    };
-    const mounted = session;
-    // The node table keeps a path per ino the session might still name; past the native cache's own bound it forgets the rest.
-    nodes.sweepWith(() => mounted.liveInos(), this.o.attrEntries, (r) =>
-      this.log.info({ event: 'agent.nodes.swept', mountpoint, ...r }, 'forgot the inos the kernel and the native cache no longer name'),
-    );
-    const m: Mounted = { info, chain, session: mounted, fs: mfs, nodes, data, owner, recheck, health };
+  /** A mount now served by this agent: listed, and forgotten as soon as the kernel lets go of it behind the agent's back. */
+  private adopted(m: Mount): void {
+    const mountpoint = m.mountpoint;
     this.mounts.set(mountpoint, m);
     // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.
-    void mounted.closed.then(async (reason) => {
+    void m.session.closed.then(async (reason) => {
       if (reason === 'unmount' || this.mounts.get(mountpoint) !== m || this.busy.has(mountpoint)) return;
       this.log.warn({ event: 'agent.mount_vanished', mountpoint, reason }, 'mount was removed outside the agent');
       this.audit.unmount('agent', String(m.info.layerId), mountpoint, { ok: { how: 'vanished' } });
       await this.forget(m);
     });
-    await this.saveState();
-    // Protected from deletion as soon as the caller hears it is mounted.
-    await this.reporter.changed();
-    // How cached file data reaches the kernel is the kernel's and the agent's privilege's decision, taken at INIT.
-    const dataServing = live || this.disk.maxBytes === 0 ? 'agent' : mounted.passthroughAvailable ? 'passthrough' : 'pread';
-    this.log.info({ event: 'agent.mounted', ...info, dataServing, allowOther, auditOpens: audited, owner: owner === 'agent' ? 'agent' : owner.uid }, 'mounted');
-    if (!live && this.o.prefetchEntries > 0) this.prefetch(m);
-    return info;
   }
 
   private async checkMountpoint(mountpoint: string): Promise<void> {
@@ -440,7 +329,7 @@ export class Agent {
     if (taken) throw StrataError.precondition(`${mountpoint} is already a mount point (${taken.fstype} ${taken.source})`);
   }
 
-  private prefetch(m: Mounted): void {
+  private prefetch(m: Mount): void {
     const ctl = new AbortController();
     m.prefetch = ctl;
     const started = Date.now();
@@ -485,32 +374,19 @@ export class Agent {
     this.audit.unmount(actor, String(m.info.layerId), mountpoint, { ok: { lazy } });
   }
 
-  /**
-   * Not lazy: umount(8) refuses a busy mount (EBUSY) and nothing changes.
-   * Lazy: the mount leaves the namespace at once and files still open keep
-   * being read until closed. Forced (a withdrawn mount, shutdown): the
-   * connection is closed too, so whatever still holds the mount gets ENOTCONN
-   * instead of a tree that is no longer the layer's.
-   */
-  private async detach(m: Mounted, how: 'strict' | 'lazy' | 'forced'): Promise<void> {
-    if (how === 'strict' && hasStrataMount(await readMountTable(), m.info.mountpoint)) await unmount(m.info.mountpoint, false);
-    if (how === 'lazy') m.session.detach();
-    else await m.session.unmount();
-    const lazy = how !== 'strict';
+  private async detach(m: Mount, how: DetachHow): Promise<void> {
+    await m.detach(how);
     await this.forget(m);
-    this.log.info({ event: 'agent.unmounted', mountpoint: m.info.mountpoint, layerId: m.info.layerId, lazy }, 'unmounted');
+    this.log.info({ event: 'agent.unmounted', mountpoint: m.info.mountpoint, layerId: m.info.layerId, lazy: how !== 'strict' }, 'unmounted');
   }
 
   /** Drops a mount whose kernel side is gone: its prefetch, native state, caches and state-file line. */
-  private async forget(m: Mounted): Promise<void> {
+  private async forget(m: Mount): Promise<void> {
     if (this.mounts.get(m.info.mountpoint) !== m) return;
     this.mounts.delete(m.info.mountpoint);
     m.prefetch?.abort();
     // A lazily detached session keeps serving files still open and ends when the kernel lets go; its caches go with it.
-    void m.session.closed.then(() => {
-      m.data.dispose();
-      m.fs.dispose();
-    });
+    m.disposeWhenClosed();
     await this.saveState();
     void this.reporter.changed();
   }
@@ -547,12 +423,12 @@ export class Agent {
     return [...this.mounts.values()].map((m) => this.withHealth(m));
   }
 
-  private stateOf(m: Mounted): MountInfo['state'] & string {
+  private stateOf(m: Mount): MountInfo['state'] & string {
     return m.health.report(this.outages.current !== undefined).state;
   }
 
   /** The mount as listed: its info and how it serves now (the details only when it does not). */
-  private withHealth(m: Mounted): MountInfo {
+  private withHealth(m: Mount): MountInfo {
     const { state, ...health } = m.health.report(this.outages.current !== undefined);
     return { ...m.info, state, ...(state !== 'serving' || health.consecutiveFailures > 0 ? { health } : {}) };
   }

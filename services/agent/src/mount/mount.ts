@@ -1,0 +1,270 @@
+import { promises as fs } from 'node:fs';
+import type { MountInfo } from '@strata/agent-control';
+import { FuseSession, type FuseHandlers, type MountOptions } from '@strata/fuse-kernel';
+import type { SessionRequester } from '@strata/client';
+import { StrataError } from '@strata/errors';
+import { LIVE_FRESHNESS, type Layer } from '@strata/layers';
+import type { Histogram, Logger } from '@strata/telemetry';
+import { stillAt, fdPath } from '../access/user-mountpoint';
+import type { AgentAudit, Actor } from '../audit/agent-audit';
+import { DiskCache } from '../data-cache/disk-cache';
+import { MountData } from '../data-cache/mount-data';
+import { hasStrataMount, readMountTable } from '../host/mountinfo';
+import { unmount } from '../host/unmount';
+import { kernelAttr } from '../kernel/attr';
+import { kernelHandlers, type AnswerLifetimes } from '../kernel/kernel-handlers';
+import { NodeTable, ROOT_INO } from '../kernel/node-table';
+import { MountHealth } from '../observability/mount-health';
+import { OpTracker, type FuseErrorCounter } from '../observability/op-tracker';
+import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
+import { MountFs, type MountCounters } from './mount-fs';
+import { pathOf } from './tree-path';
+
+/** What every mount of one agent shares: its resolvers, caches, counters and log. */
+export interface MountContext {
+  requester: SessionRequester;
+  chunks: ChunkCache;
+  counters: MountCounters;
+  disk: DiskCache;
+  attrEntries: number;
+  sealedTimeoutSeconds: number;
+  fuseLatency: Histogram | undefined;
+  fuseErrors: FuseErrorCounter | undefined;
+  audit: AgentAudit;
+  log: Logger;
+}
+
+/** One mount as asked for: the layer, where, for whom and how. */
+export interface MountSpec {
+  /** The layer as the caller named it (an id or a name). */
+  layerText: string;
+  /** The chain as looked up, this layer first. */
+  chain: Layer[];
+  mountpoint: string;
+  owner: Actor;
+  allowOther: boolean;
+  /** A user's private mount: FUSE admits only this uid. */
+  privateTo?: { uid: number; gid: number };
+  /** A host user's mount: asked each report round whether the grant still holds (a reason to withdraw, or undefined). */
+  recheck?: () => Promise<string | undefined>;
+  /** Unique per mount within the agent: the key of its chunks and cached files. */
+  mountKey: string;
+}
+
+/** The mount flags a chain asks for (a host user's mount is nosuid and nodev whatever it says). */
+export function mountFlags(layer: Layer, hostUser: boolean): string[] {
+  const flags = ['ro'];
+  if (layer.mountOptions.includes('no-exec')) flags.push('noexec');
+  if (layer.mountOptions.includes('no-suid')) flags.push('nosuid');
+  if (layer.mountOptions.includes('no-dev')) flags.push('nodev');
+  if (hostUser) for (const f of ['nosuid', 'nodev']) if (!flags.includes(f)) flags.push(f);
+  return flags;
+}
+
+/** How a mount leaves: see Mount.detach. */
+export type DetachHow = 'strict' | 'lazy' | 'forced';
+
+/** The parts of a mount made before its session exists (the session needs the handlers, the handlers the session). */
+interface Parts {
+  fs: MountFs;
+  nodes: NodeTable;
+  data: MountData;
+  health: MountHealth;
+  handlers: FuseHandlers;
+  options: MountOptions;
+  live: boolean;
+  audited: boolean;
+  flags: string[];
+  setSession(s: FuseSession): void;
+}
+
+/**
+ * One FUSE mount of a layer and everything that serves it: its session,
+ * node table, file system view, cached file data and health. The agent
+ * keeps a map of these; a mount's lifecycle (made, detached, forgotten)
+ * is its own.
+ */
+export class Mount {
+  prefetch?: AbortController;
+
+  private constructor(
+    readonly spec: MountSpec,
+    readonly info: MountInfo,
+    readonly session: FuseSession,
+    readonly fs: MountFs,
+    readonly nodes: NodeTable,
+    readonly data: MountData,
+    readonly health: MountHealth,
+    /** Whether opens are audited (a mark anywhere in the chain). */
+    readonly audited: boolean,
+  ) {}
+
+  get mountpoint(): string {
+    return this.info.mountpoint;
+  }
+
+  get chain(): Layer[] {
+    return this.spec.chain;
+  }
+
+  get owner(): Actor {
+    return this.spec.owner;
+  }
+
+  get recheck(): (() => Promise<string | undefined>) | undefined {
+    return this.spec.recheck;
+  }
+
+  get live(): boolean {
+    return this.info.live;
+  }
+
+  /**
+   * Mounts the layer at `spec.mountpoint` (mount(2), INIT). `dir`, a host
+   * user's mount: their directory, held open since it was checked, so a
+   * rename in between is caught.
+   */
+  static async create(spec: MountSpec, ctx: MountContext, dir?: fs.FileHandle): Promise<Mount> {
+    const parts = Mount.parts(spec, ctx, dir !== undefined);
+    const { fs: mfs, data } = parts;
+    // The root must answer before the kernel sees the mount.
+    const rootAttr = await mfs.stat(Buffer.from('/')).catch((err: unknown) => {
+      mfs.dispose();
+      data.dispose();
+      throw StrataError.from(err, `layer ${spec.chain[0].layerId} does not answer`);
+    });
+    let session: FuseSession;
+    try {
+      session = await FuseSession.mount(spec.mountpoint, parts.handlers, {
+        ...parts.options,
+        rootAttr: kernelAttr(rootAttr),
+        ...(dir ? { mountpointFd: dir.fd } : {}),
+      });
+    } catch (err) {
+      data.dispose();
+      mfs.dispose();
+      throw StrataError.from(err, `mounting ${spec.mountpoint}`);
+    }
+    parts.setSession(session);
+    if (dir && !(await stillAt(dir.fd, spec.mountpoint))) {
+      // Renamed between the checks and mount(2): the mount sits on the user's own directory, elsewhere; it goes again.
+      const now = await fs.readlink(fdPath(dir.fd)).catch(() => undefined);
+      if (now !== undefined && hasStrataMount(await readMountTable(), now)) await unmount(now, true).catch(() => undefined);
+      await session.unmount();
+      data.dispose();
+      mfs.dispose();
+      throw StrataError.precondition(`mountpoint ${spec.mountpoint} was moved while it was being mounted`);
+    }
+    const info: MountInfo = {
+      mountpoint: spec.mountpoint,
+      layerId: spec.chain[0].layerId,
+      layerName: spec.chain[0].name,
+      chain: spec.chain.map((l) => l.layerId),
+      live: parts.live,
+      flags: parts.flags,
+      mountedAt: new Date().toISOString(),
+    };
+    return Mount.assemble(spec, info, session, parts, ctx);
+  }
+
+  private static assemble(spec: MountSpec, info: MountInfo, session: FuseSession, parts: Parts, ctx: MountContext): Mount {
+    parts.data.attach(session);
+    // The node table keeps a path per ino the session might still name; past the native cache's own bound it forgets the rest.
+    parts.nodes.sweepWith(() => session.liveInos(), ctx.attrEntries, (r) =>
+      ctx.log.info({ event: 'agent.nodes.swept', mountpoint: spec.mountpoint, ...r }, 'forgot the inos the kernel and the native cache no longer name'),
+    );
+    return new Mount(spec, info, session, parts.fs, parts.nodes, parts.data, parts.health, parts.audited);
+  }
+
+  /** Everything but the session: the view of the layer, the node table, the data cache, the handlers and the session's options. */
+  private static parts(spec: MountSpec, ctx: MountContext, hostUser: boolean, nodes = new NodeTable()): Parts {
+    const { chain, mountpoint, mountKey } = spec;
+    const layer = chain[0];
+    const live = chain.some((l) => l.mountOptions.includes('live'));
+    // What a base holds shows through every layer above it: a mark anywhere in the chain audits the mount.
+    const audited = chain.some((l) => l.mountOptions.includes('audit'));
+    // Whatever the layer says: a set-uid file or a device node in an image must not work for a user who is not root.
+    const flags = mountFlags(layer, hostUser);
+    const mfs = new MountFs({ session: ctx.requester, layerId: layer.layerId, live, chunks: ctx.chunks, mountKey, attrEntries: ctx.attrEntries, counters: ctx.counters });
+    // The kernel's part of the one-second LIVE budget (LIVE_FRESHNESS), stacked on the agent's and the resolver's;
+    // a sealed layer never changes, so what the session's native cache holds stays until the kernel forgets it.
+    const life: AnswerLifetimes = live
+      ? { kernelSeconds: LIVE_FRESHNESS.kernelTimeoutMs / 1000, cacheTtl: LIVE_FRESHNESS.agentCacheMs / 1000 }
+      : { kernelSeconds: ctx.sealedTimeoutSeconds, cacheTtl: Infinity };
+    // A LIVE file changes under its readers: only sealed ones are kept whole on disk.
+    const data = new MountData({
+      cache: live ? DiskCache.none() : ctx.disk,
+      mountKey,
+      chunkSize: CHUNK_SIZE,
+      fetchChunk: (p, i) => mfs.chunk(p, i),
+      log: ctx.log,
+      mountpoint,
+    });
+    // The session exists only once mounted; until then nothing can ask for xattrs.
+    let session: FuseSession | undefined;
+    const health = new MountHealth();
+    const served = kernelHandlers(
+      mfs,
+      nodes,
+      new OpTracker(layer.layerId, ctx.fuseLatency, ctx.log, health, ctx.fuseErrors),
+      life,
+      { cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set) },
+      data,
+    );
+    const handlers: FuseHandlers = audited
+      ? {
+          ...served,
+          opened: (ino, _fh, who) => {
+            let file: Buffer;
+            try {
+              file = pathOf(nodes.keyOf(ino));
+            } catch {
+              file = Buffer.from(`<ino ${ino}>`);
+            }
+            ctx.audit.fileOpened(who, spec.layerText, mountpoint, file);
+          },
+        }
+      : served;
+    const options: MountOptions = {
+      fsName: `strata:${layer.name || layer.layerId}`,
+      subtype: 'strata',
+      rootIno: ROOT_INO,
+      exec: !flags.includes('noexec'),
+      suid: !flags.includes('nosuid'),
+      dev: !flags.includes('nodev'),
+      allowOther: spec.allowOther,
+      // Without allow_other FUSE admits only the mount's owner: a user's private mount is owned by that user.
+      owner: spec.privateTo,
+      defaultPermissions: true,
+      keepCache: !live,
+      entryTimeout: life.kernelSeconds,
+      attrTimeout: life.kernelSeconds,
+      negativeTimeout: life.kernelSeconds,
+      negativeCacheTtl: life.cacheTtl,
+      cacheLimit: ctx.attrEntries,
+      onError: (err, op) => ctx.log.error({ event: 'agent.fuse.handler_error', op, err: StrataError.from(err).message }, 'FUSE handler failed'),
+    };
+    return { fs: mfs, nodes, data, health, handlers, options, live, audited, flags, setSession: (s) => (session = s) };
+  }
+
+  /**
+   * Not lazy: umount(8) refuses a busy mount (EBUSY) and nothing changes.
+   * Lazy: the mount leaves the namespace at once and files still open keep
+   * being read until closed. Forced (a withdrawn mount, shutdown): the
+   * connection is closed too, so whatever still holds the mount gets ENOTCONN
+   * instead of a tree that is no longer the layer's.
+   */
+  async detach(how: DetachHow): Promise<void> {
+    if (how === 'strict' && hasStrataMount(await readMountTable(), this.mountpoint)) await unmount(this.mountpoint, false);
+    if (how === 'lazy') this.session.detach();
+    else await this.session.unmount();
+  }
+
+  /** Its caches go once the kernel lets go of the session (a lazily detached one keeps serving files still open). */
+  disposeWhenClosed(): void {
+    void this.session.closed.then(() => {
+      this.data.dispose();
+      this.fs.dispose();
+    });
+  }
+}
