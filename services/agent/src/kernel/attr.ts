@@ -35,6 +35,11 @@ export function kernelStatfs(s: StatFsResponse, cacheTtl: number): KernelStatFs 
 
 /** The entries of the directory at `key` as the session lists them: each child with its ino and attributes. */
 export function kernelEntries(nodes: NodeTable, key: string, entries: readonly DirEntry[]): KernelDirEntry[] {
+  // One write(2) of the new inos for the whole listing (before it is answered).
+  return nodes.batch(() => listed(nodes, key, entries));
+}
+
+function listed(nodes: NodeTable, key: string, entries: readonly DirEntry[]): KernelDirEntry[] {
   const out: KernelDirEntry[] = [];
   for (const e of entries) {
     const ino = nodes.inoOf(childKey(key, e.name));

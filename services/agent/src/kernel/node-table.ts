@@ -1,4 +1,5 @@
 import { Errno, StrataError } from '@strata/errors';
+import type { JournalContents, NodeJournal } from './node-journal';
 
 /** The ino the kernel session knows the root by. */
 export const ROOT_INO = 1n;
@@ -21,6 +22,10 @@ export type SweepReport = (r: { forgotten: number; kept: number; ms: number }) =
  * the kernel nor the session's native cache can still name are forgotten
  * (a later lookup of such a path gets a new ino). The threshold then
  * becomes twice what stayed, so sweeps cost O(1) per lookup over time.
+ *
+ * With a journal, every new ino is on file before the answer naming it can
+ * reach the kernel, and each sweep rewrites the file with what stayed: an
+ * agent taking the mount over starts from it (`restored`).
  */
 export class NodeTable {
   private readonly byKey = new Map<string, bigint>([['/', ROOT_INO]]);
@@ -33,6 +38,50 @@ export class NodeTable {
   private threshold = Infinity;
   private minThreshold = Infinity;
   private scheduled = false;
+  private journal?: NodeJournal;
+  /** Inside batch(): new inos wait here for one write. */
+  private pending?: [bigint, string][];
+
+  /** A table continuing where `restored` (a predecessor's journal) left off. */
+  constructor(restored?: JournalContents) {
+    if (!restored) return;
+    for (const [ino, key] of restored.nodes) {
+      if (ino === ROOT_INO) continue;
+      this.byIno.set(ino, key);
+      const had = this.byKey.get(key);
+      // A path swept and looked up again has two inos on file: the later one is the table's.
+      if (had === undefined || had < ino) this.byKey.set(key, ino);
+    }
+    if (restored.next > this.next) this.next = restored.next;
+  }
+
+  /** From now on new inos go to `journal` (which starts as the table is now). */
+  journalTo(journal: NodeJournal): void {
+    this.journal = journal;
+  }
+
+  /** The inos handed out (the root included): what a predecessor's kernel may still name. */
+  inos(): IterableIterator<bigint> {
+    return this.byIno.keys();
+  }
+
+  /** What a journal starts from: the next ino and every entry. */
+  contents(): JournalContents {
+    return { next: this.next, nodes: new Map(this.byIno) };
+  }
+
+  /** Runs `fn` (synchronous), writing the inos it hands out with one write at its end. */
+  batch<T>(fn: () => T): T {
+    if (!this.journal || this.pending) return fn();
+    this.pending = [];
+    try {
+      return fn();
+    } finally {
+      const lines = this.pending;
+      this.pending = undefined;
+      this.journal.appendMany(lines);
+    }
+  }
 
   /** Sweeps from now on once the table holds more than `minSize` paths. */
   sweepWith(live: LiveInos, minSize: number, report?: SweepReport): void {
@@ -53,6 +102,8 @@ export class NodeTable {
       ino = this.next++;
       this.byKey.set(key, ino);
       this.byIno.set(ino, key);
+      if (this.pending) this.pending.push([ino, key]);
+      else this.journal?.append(ino, key);
       if (this.byIno.size > this.threshold) this.schedule();
     }
     if (this.live) this.fresh.add(ino);
@@ -92,6 +143,13 @@ export class NodeTable {
       forgotten++;
     }
     this.fresh = new Set();
+    if (this.journal) {
+      try {
+        this.journal.rewrite(this.next, this.byIno);
+      } catch {
+        // The appended file still holds every ino (and more): a successor reads that one.
+      }
+    }
     this.threshold = Math.max(this.minThreshold, 2 * this.byIno.size);
     this.report?.({ forgotten, kept: this.byIno.size, ms: Math.round(performance.now() - started) });
     return forgotten;
