@@ -20,12 +20,60 @@ function hostProblem(host: string): string | undefined {
 }
 
 /**
+ * One address of a name, as the client shows it and takes it back:
+ * "resolvers.example (10.0.0.5:7400)" dials 10.0.0.5:7400 and speaks to it
+ * as resolvers.example (TLS verifies that name). A name that resolves to
+ * several addresses becomes one of these per address (name-expansion.ts);
+ * `strata status` hands the ones the agent uses back to the client.
+ */
+const PINNED = /^(\S+) \((\S+)\)$/;
+
+function pinnedProblem(name: string, dial: string): string | undefined {
+  if (isIP(name) !== 0) return `'${name}' is an IP address: "NAME (IP:PORT)" pins a host name to one of its addresses`;
+  const bad = hostProblem(name);
+  if (bad) return bad;
+  const dialBad = addressProblem(dial);
+  if (dialBad) return dialBad;
+  if (isIP(hostOf(dial)) === 0) return `'${dial}' must be an IP address and port ("NAME (IP:PORT)")`;
+  return undefined;
+}
+
+/** A checked address's name and the address dialled, when it is the pinned form "NAME (IP:PORT)". */
+export function pinnedOf(address: string): { name: string; dial: string } | undefined {
+  const m = PINNED.exec(address);
+  return m ? { name: m[1], dial: m[2] } : undefined;
+}
+
+/** "NAME (IP:PORT)" for `name` reached at `ip` (an IPv6 address goes in brackets). */
+export function pinnedAddress(name: string, ip: string, port: number | string): string {
+  return `${name} (${joinHostPort(ip, port)})`;
+}
+
+/** "host:port", or "[v6]:port". */
+export function joinHostPort(host: string, port: number | string): string {
+  return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The host:port a checked address connects to: itself, or a pinned one's IP:PORT. */
+export function dialAddress(address: string): string {
+  return pinnedOf(address)?.dial ?? address;
+}
+
+/** The port of a checked "host:port" (or of a pinned address). */
+export function portOf(address: string): string {
+  const a = dialAddress(address);
+  return a.slice(a.lastIndexOf(':') + 1);
+}
+
+/**
  * Why one "host:port" cannot be a resolver address, or undefined when it
  * can. Checked before any connection is tried: grpc-js takes almost anything
  * as a target and only fails later with a name-resolution message about
  * something the user never typed ("dns:http://...").
  */
 export function addressProblem(address: string): string | undefined {
+  const pinned = PINNED.exec(address);
+  if (pinned) return pinnedProblem(pinned[1], pinned[2]);
   if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(address)) return 'expected host:port (no scheme)';
   if (/\s/.test(address)) return 'expected host:port (no spaces)';
   if (address.includes('/')) return 'expected host:port (no path)';
@@ -77,8 +125,10 @@ export function parseAddresses(addresses: string | readonly string[]): string[] 
   return entries(addresses);
 }
 
-/** The host part of a checked "host:port" ("[::1]:7" gives "::1"). */
+/** The host part of a checked "host:port" ("[::1]:7" gives "::1"; a pinned address gives its name). */
 export function hostOf(address: string): string {
+  const pinned = pinnedOf(address);
+  if (pinned) return pinned.name;
   const bracketed = /^\[([^\]]*)\]/.exec(address);
   if (bracketed) return bracketed[1];
   const colon = address.lastIndexOf(':');

@@ -1,4 +1,4 @@
-import { connectivityState, type ClientReadableStream, type Metadata, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState, credentials, type ClientReadableStream, type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import type { Access, Grant, Layer, LayerRef, LayerSelector, LayerType, MountOption, Permission, UpdateLayerInput } from '@strata/layers';
 import {
@@ -26,8 +26,10 @@ import {
   type InspectImageRequest,
   type InspectImageResponse,
   FileState,
+  ExtentServiceClient,
 } from '@strata/protocol';
-import { DEFAULT_RESOLVER, Endpoint, EndpointPool } from './endpoints';
+import { type ExtentMap, type StoreIdentity, extentMapFromProto, storeIdentityFromProto } from './extent-map';
+import { DEFAULT_RESOLVER, Endpoint, EndpointPool, type EndpointChange } from './endpoints';
 import { sleep, systemClock } from './clock';
 import { DEFAULT_RETRY, type RetryPolicy, isRetryable, withRetry } from './retry';
 import { SessionClient, type SessionClientOptions } from './session-client';
@@ -46,6 +48,8 @@ export interface ClientOptions {
   retry?: RetryPolicy;
   /** TLS files (CA to verify the resolvers, certificate and key to present); default $STRATA_TLS_CA, $STRATA_TLS_CERT, $STRATA_TLS_KEY, else plaintext. */
   tls?: ClientTlsFiles;
+  /** Told when a resolver host name's addresses change (default: a JSON line on stderr; see EndpointPool). */
+  onResolverChange?: (change: EndpointChange) => void;
 }
 
 export interface CreateLayerOptions {
@@ -155,11 +159,12 @@ export class StrataClient {
   private readonly deadlineMs: number;
   private readonly streamDeadlineMs: number | undefined;
   private readonly retry: RetryPolicy;
+  private readonly extentClients = new WeakMap<Endpoint, ExtentServiceClient>();
 
   constructor(options: ClientOptions = {}) {
     // An empty variable counts as unset (`STRATA_RESOLVER= cmd`).
     const creds = channelCredentials(options.tls ?? tlsFromEnv(process.env));
-    this.pool = new EndpointPool(options.resolver ?? (process.env.STRATA_RESOLVER || DEFAULT_RESOLVER), creds);
+    this.pool = new EndpointPool(options.resolver ?? (process.env.STRATA_RESOLVER || DEFAULT_RESOLVER), creds, { onChange: options.onResolverChange });
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.streamDeadlineMs = options.streamDeadlineMs;
     this.retry = options.retry ?? DEFAULT_RETRY;
@@ -279,6 +284,41 @@ export class StrataClient {
     };
   }
 
+  // ---- ExtentService ----
+
+  /** Which image store the resolver serves (any resolver: replicas on one store answer the same). */
+  async storeIdentity(): Promise<StoreIdentity> {
+    const res = await this.idempotent((e, d) => {
+      const c = this.extentClient(e);
+      return call(c.getStoreIdentity.bind(c), {}, d);
+    });
+    return storeIdentityFromProto(res);
+  }
+
+  /**
+   * Where [offset, offset+length) of a sealed layer's file lies in the store
+   * (length 0: to the end of the file). The answer may cover less than
+   * asked (see ExtentMap.length): ask again from where it stopped.
+   */
+  async extentMap(ref: LayerRef, path: Path, offset = 0, length = 0): Promise<ExtentMap> {
+    const res = await this.idempotent((e, d) => {
+      const c = this.extentClient(e);
+      return call(c.extentMap.bind(c), { layer: layerRefToProto(ref), path: toPath(path), offset, length }, d);
+    });
+    return extentMapFromProto(res);
+  }
+
+  /** The ExtentService client of an endpoint, on its channel (made here, once per endpoint). */
+  private extentClient(e: Endpoint): ExtentServiceClient {
+    let c = this.extentClients.get(e);
+    if (!c) {
+      // The channel carries the endpoint's credentials; these are not used.
+      c = new ExtentServiceClient(e.address, credentials.createInsecure(), { channelOverride: e.channel });
+      this.extentClients.set(e, c);
+    }
+    return c;
+  }
+
   // ---- VersionService ----
 
   /**
@@ -287,6 +327,7 @@ export class StrataClient {
    * the round trip; a resolver that does not answer has `error` instead.
    */
   async versions(): Promise<ResolverVersion[]> {
+    await this.pool.ready();
     return Promise.all(
       this.pool.endpoints.map(async (e): Promise<ResolverVersion> => {
         const started = performance.now();
@@ -469,6 +510,7 @@ export class StrataClient {
    */
   private async attempts<T>(policy: RetryPolicy, attempt: (e: Endpoint, deadline: number) => Promise<T>): Promise<T> {
     const unreachable = new Failures();
+    await this.pool.ready();
     try {
       return await withRetry(this.pool, policy, this.deadline(), (e, d) =>
         attempt(e, d).catch((err: unknown) => {
@@ -492,6 +534,7 @@ export class StrataClient {
     const deadline = this.streamDeadlineMs ? Date.now() + this.streamDeadlineMs : undefined;
     const unreachable = new Failures();
     let failures = 0;
+    await this.pool.ready();
     for (;;) {
       const endpoint = this.pool.pick();
       const stream = open(endpoint, deadline);
