@@ -1,5 +1,6 @@
 export { FuseSession } from './session';
 export type {
+  AdoptOptions,
   Answer,
   Attr,
   AttrAnswer,
@@ -9,15 +10,18 @@ export type {
   EndReason,
   Entry,
   FuseHandlers,
+  HandoverOptions,
   LinkAnswer,
   Lifetimes,
   Listing,
   MountOptions,
   NegativeErrno,
+  SessionHandover,
   SessionStats,
   StatFs,
 } from './types';
 export { encodeAttr, encodeListing, checkName } from './wire';
+export { parseHandover, HANDOVER_FORMAT, HANDOVER_VERSION } from './handover';
 export { parseMountinfo, topMountAt } from './mountinfo';
 export type { MountEntry } from './mountinfo';
 export { peerCredentials, socketFd, socketPeer } from './peer-cred';
