@@ -45,7 +45,13 @@
       "target_name": "strata-fd-holder",
       "type": "executable",
       "sources": [
-        "native/holder/main.cc"
+        "native/holder/main.cc",
+        "native/holder/log.cc",
+        "native/holder/protocol.cc",
+        "native/holder/packet-io.cc",
+        "native/holder/registry.cc",
+        "native/holder/watchdog.cc",
+        "native/holder/server.cc"
       ],
       "cflags_cc": [
         "-std=c++17",

@@ -27,3 +27,7 @@ export type { MountEntry } from './mountinfo';
 export { peerCredentials, socketFd, socketPeer } from './peer-cred';
 export type { PeerCredentials } from './peer-cred';
 export { sdNotify } from './sd-notify';
+export { HolderClient, holderBinary } from './holder-client';
+export type { HolderConnectOptions, HolderEntry, HolderMeta, HolderStatus } from './holder-client';
+export { bindDatagram, closeFd, connectSeqpacket, receivePacket, sendPacket } from './fd-passing';
+export type { ReceivedPacket } from './fd-passing';
