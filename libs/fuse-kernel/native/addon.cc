@@ -6,6 +6,7 @@
 #include <napi.h>
 #include <node_api.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -49,14 +50,20 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
                            InstanceMethod("invalidateEntry", &SessionWrap::InvalidateEntry),
                            InstanceMethod("stats", &SessionWrap::Stats),
                            InstanceMethod("close", &SessionWrap::Close),
+                           InstanceMethod("release", &SessionWrap::Release),
+                           InstanceMethod("fds", &SessionWrap::Fds),
+                           InstanceMethod("negotiated", &SessionWrap::NegotiatedInfo),
                        });
   }
 
-  // new NativeSession(options, onEvents)
+  // new NativeSession(options, onEvents[, adopt]): mounts, or with adopt =
+  // {fd, minor, flags: bigint, maxPages, passthrough, adopted: BigUint64Array}
+  // serves that existing connection (adopt.cc).
   explicit SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
-      Napi::TypeError::New(env, "NativeSession(options, onEvents)").ThrowAsJavaScriptException();
+    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction() ||
+        (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsObject())) {
+      Napi::TypeError::New(env, "NativeSession(options, onEvents[, adopt])").ThrowAsJavaScriptException();
       return;
     }
     MountOptions o;
@@ -99,10 +106,35 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     o.negative_timeout = TimeoutFromSeconds(num("negativeTimeout", 0));
     o.max_pages = static_cast<unsigned>(num("maxPages", 256));
     o.data_serving = static_cast<int>(num("dataServing", kServeAuto));
+    o.request_timeout_ms = static_cast<uint64_t>(std::clamp(num("requestTimeoutMs", 0), 0.0, 1e12));
+    o.generation = static_cast<uint32_t>(std::clamp(num("generation", 0), 0.0, 4194303.0));  // 22 bits above the fh counter's 41
     Napi::Value root = opts.Get("rootIno");
     if (root.IsBigInt()) {
       bool lossless;
       o.root_key = root.As<Napi::BigInt>().Uint64Value(&lossless);
+    }
+    bool adopting = info.Length() > 2 && info[2].IsObject();
+    int adopt_fd = -1;
+    Negotiated negotiated;
+    std::vector<uint64_t> adopted;
+    if (adopting) {
+      Napi::Object a = info[2].As<Napi::Object>();
+      Napi::Value flags = a.Get("flags");
+      Napi::Value keys = a.Get("adopted");
+      if (!a.Get("fd").IsNumber() || !a.Get("minor").IsNumber() || !a.Get("maxPages").IsNumber() ||
+          !flags.IsBigInt() || !keys.IsTypedArray() ||
+          keys.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array) {
+        Napi::TypeError::New(env, "adopt: {fd, minor, flags, maxPages, passthrough, adopted}").ThrowAsJavaScriptException();
+        return;
+      }
+      adopt_fd = a.Get("fd").As<Napi::Number>().Int32Value();
+      negotiated.minor = a.Get("minor").As<Napi::Number>().Uint32Value();
+      bool lossless;
+      negotiated.flags = flags.As<Napi::BigInt>().Uint64Value(&lossless);
+      negotiated.max_pages = a.Get("maxPages").As<Napi::Number>().Uint32Value();
+      negotiated.passthrough = a.Get("passthrough").IsBoolean() && a.Get("passthrough").As<Napi::Boolean>().Value();
+      Napi::BigUint64Array arr = keys.As<Napi::BigUint64Array>();
+      adopted.assign(arr.Data(), arr.Data() + arr.ElementLength());
     }
 
     int err = 0;
@@ -123,7 +155,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
                                             delete own;
                                           });
     live_ = true;
-    session_ = Session::Mount(o, this, &err, &what);
+    session_ = adopting ? Session::Adopt(o, adopt_fd, negotiated, adopted, this, &err, &what)
+                        : Session::Mount(o, this, &err, &what);
     if (!session_) {
       live_ = false;
       owner->wrap = nullptr;
@@ -548,7 +581,42 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     set("preadReads", s.pread_reads);
     set("preadErrors", s.pread_errors);
     set("notices", s.notices);
+    set("timeouts", s.timeouts);
+    set("lateReplies", s.late_replies);
+    set("handedOver", s.handed_over);
+    o.Set("resendErrno", Napi::Number::New(env, s.resend_error));
+    o.Set("released", Napi::Boolean::New(env, s.released));
     o.Set("passthrough", Napi::Boolean::New(env, s.passthrough));
+    return o;
+  }
+
+  // release() -> 0 (released) | 1 (a kEnd "released" event follows) | -errno
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    if (!Open(info)) return info.Env().Undefined();
+    return Result(info, session_->Release());
+  }
+
+  // fds() -> number[]: the master first, then the readers' clones
+  Napi::Value Fds(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<int> fds = session_ ? session_->Fds() : std::vector<int>();
+    Napi::Array out = Napi::Array::New(env, fds.size());
+    for (uint32_t i = 0; i < fds.size(); i++) out.Set(i, Napi::Number::New(env, fds[i]));
+    return out;
+  }
+
+  // negotiated() -> {minor, flags: bigint, maxPages, maxWrite, passthrough, generation}
+  Napi::Value NegotiatedInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(info)) return env.Undefined();
+    Negotiated n = session_->negotiated();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("minor", Napi::Number::New(env, n.minor));
+    o.Set("flags", Napi::BigInt::New(env, n.flags));
+    o.Set("maxPages", Napi::Number::New(env, n.max_pages));
+    o.Set("maxWrite", Napi::Number::New(env, static_cast<double>(n.max_pages) * 4096));
+    o.Set("passthrough", Napi::Boolean::New(env, n.passthrough));
+    o.Set("generation", Napi::Number::New(env, session_->options().generation));
     return o;
   }
 

@@ -1,2 +1,149 @@
-// Adopting a connection another process mounted (issue 27: takeover).
+// Takeover (issue 27): a session that stops serving without ending the
+// connection (Release), and one that serves a connection another session
+// made (Adopt). The kernel keeps a connection while any fd of any of its
+// devices is open, and a device's unanswered requests while its file is: a
+// holder keeps copies of the fds (Fds) across the agent's death, and the
+// successor has the kernel put what was read but never answered back in
+// the queue (FUSE_NOTIFY_RESEND), so no caller sees the change of server.
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "protocol.h"
 #include "session.h"
+
+namespace strata_fuse {
+
+Negotiated Session::negotiated() const {
+  Negotiated n;
+  n.minor = proto_minor_;
+  n.flags = flags_ | (passthrough_ ? kFusePassthrough : 0);
+  n.max_pages = options_.max_pages;
+  n.passthrough = passthrough_;
+  return n;
+}
+
+int Session::Release() {
+  if (stopped_) return -ENOTCONN;
+  stopped_ = true;
+  released_ = true;
+  stopping_.store(true);  // nothing reaches JavaScript from here on, no kEnd either
+  if (stop_fd_ >= 0) {
+    uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof(one));
+  }
+  // Queued notices go (JavaScript settles them false); one inside the
+  // kernel is waited for below.
+  notifier_.Stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  StopDeadlines();
+  {
+    // Left unanswered on purpose: they stay in the kernel's processing
+    // queues of devices the holder keeps open, and the successor's resend
+    // hands them out again. A late answer from JavaScript is dropped.
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    n_handed_over_.fetch_add(pending_.size(), std::memory_order_relaxed);
+    pending_.clear();
+    pending_by_unique_.clear();
+  }
+  // Registered files: pread dups close; passthrough backing ids are given
+  // back (files open through them keep their backing file in the kernel).
+  cache_.TakeAllData().clear();
+  {
+    std::lock_guard<std::mutex> lock(connection_->mu);
+    connection_->fd = -1;
+  }
+  for (int fd : fds_) close(fd);
+  fds_.clear();
+  master_fd_ = -1;
+  if (stop_fd_ >= 0) close(stop_fd_);
+  stop_fd_ = -1;
+  if (!notifier_.busy()) {
+    notifier_.Join();
+    notifier_.Close();
+    return 0;
+  }
+  // The notice may wait for a lock a request the successor will answer
+  // holds (so never on the JavaScript thread, where the successor may run).
+  release_thread_ = std::thread([this] {
+    notifier_.Join();
+    notifier_.Close();
+    Event ev;
+    ev.kind = Event::kEnd;
+    ev.reason = "released";
+    bridge_->Post(std::move(ev));
+  });
+  return 1;
+}
+
+std::unique_ptr<Session> Session::Adopt(const MountOptions& options, int fd, const Negotiated& negotiated,
+                                        const std::vector<uint64_t>& adopted, Bridge* bridge, int* err,
+                                        std::string* what) {
+  std::unique_ptr<Session> s(new Session(options, bridge));
+  s->options_.threads = std::clamp(options.threads, 1u, 64u);
+  s->options_.max_pages = std::clamp(negotiated.max_pages, 1u, 256u);
+  s->bufsize_ = static_cast<size_t>(s->options_.max_pages) * 4096 + kHeaderRoom;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    *err = errno;
+    *what = "adopting fd " + std::to_string(fd);
+    return nullptr;
+  }
+  // /dev/fuse is the misc device 10:229; anything else would be read as requests.
+  if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 || minor(st.st_rdev) != 229) {
+    *err = EINVAL;
+    *what = "adopting fd " + std::to_string(fd) + ": not a /dev/fuse descriptor";
+    return nullptr;
+  }
+  if (negotiated.minor < kMinMinor) {
+    *err = EINVAL;
+    *what = "adopting a connection of FUSE protocol 7." + std::to_string(negotiated.minor);
+    return nullptr;
+  }
+  s->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (s->stop_fd_ < 0) {
+    *err = errno;
+    *what = "eventfd";
+    return nullptr;
+  }
+  s->master_fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (s->master_fd_ < 0) {
+    *err = errno;
+    *what = "dup of fd " + std::to_string(fd);
+    return nullptr;
+  }
+  s->proto_minor_ = negotiated.minor;
+  s->flags_ = static_cast<uint32_t>(negotiated.flags);
+  s->passthrough_ = negotiated.passthrough;
+  s->cache_.Adopt(adopted);
+  s->Start();
+  s->SendResend();
+  return s;
+}
+
+// Written here, on the adopting thread, rather than by the notifier: the
+// kernel only moves requests between its queues (no waiting), and once
+// Adopt returns the caller may close the old devices (their processing
+// queues must be empty by then, or those requests would end ECONNABORTED).
+void Session::SendResend() {
+  fuse_out_header out{};
+  out.len = sizeof(out);
+  out.error = kFuseNotifyResend;
+  out.unique = 0;
+  ssize_t w;
+  do {
+    w = write(master_fd_, &out, sizeof(out));
+  } while (w < 0 && errno == EINTR);
+  resend_error_ = w < 0 ? errno : 0;
+}
+
+}  // namespace strata_fuse

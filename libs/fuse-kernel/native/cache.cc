@@ -55,8 +55,37 @@ std::optional<uint64_t> Cache::KeyOf(uint64_t nodeid) {
   if (nodeid == FUSE_ROOT_ID) return root_key_;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = kernel_.find(nodeid);
-  if (it == kernel_.end()) return std::nullopt;
-  return it->second.key;
+  if (it != kernel_.end()) return it->second.key;
+  if (!adopting_ || nodeid == 0) return std::nullopt;
+  // A nodeid the session before this one handed out (or one whose adopted
+  // entry a FORGET of an older inode ended while the kernel had looked it up
+  // again): it is in the kernel's hands, so it is referenced from now on.
+  const uint64_t key = NodeidFor(nodeid);
+  kernel_.emplace(nodeid, KernelNode{key, 1, true});
+  nodeid_of_[key] = nodeid;
+  auto node = nodes_.find(key);
+  if (node != nodes_.end()) {
+    if (node->second.in_lru) LruRemove(node->second);
+    node->second.referenced = true;
+  }
+  return key;
+}
+
+uint64_t Cache::NodeidFor(uint64_t key) const {
+  if (key == root_key_) return FUSE_ROOT_ID;
+  if (key == FUSE_ROOT_ID) return root_key_;
+  return key;
+}
+
+void Cache::Adopt(const std::vector<uint64_t>& keys) {
+  std::lock_guard<std::mutex> lock(mu_);
+  adopting_ = true;
+  for (uint64_t key : keys) {
+    const uint64_t nodeid = NodeidFor(key);
+    if (nodeid == 0 || nodeid == FUSE_ROOT_ID || kernel_.count(nodeid) != 0) continue;
+    kernel_.emplace(nodeid, KernelNode{key, 1, true});
+    nodeid_of_[key] = nodeid;
+  }
 }
 
 uint64_t Cache::Reference(uint64_t key, const AttrRecord* seed) {
@@ -88,7 +117,8 @@ uint64_t Cache::ReferenceLocked(uint64_t key, const AttrRecord* seed) {
     nodeid = found->second;
     kernel_[nodeid].nlookup++;
   } else {
-    nodeid = next_nodeid_++;
+    nodeid = NodeidFor(key);
+    if (nodeid == 0) return 0;  // the one key no nodeid can name: handed out as a name without a node
     kernel_.emplace(nodeid, KernelNode{key, 1});
     nodeid_of_.emplace(key, nodeid);
   }
@@ -108,7 +138,7 @@ void Cache::Forget(uint64_t nodeid, uint64_t n, std::vector<uint64_t>* dropped) 
   std::lock_guard<std::mutex> lock(mu_);
   auto it = kernel_.find(nodeid);
   if (it == kernel_.end()) return;
-  if (it->second.nlookup > n) {
+  if (!it->second.adopted && it->second.nlookup > n) {
     it->second.nlookup -= n;
     return;
   }

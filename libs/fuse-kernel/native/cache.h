@@ -9,9 +9,13 @@
 //    unreferenced one (forgotten, or filled ahead by JavaScript) sits in an
 //    LRU bounded by weight, so neither prefetch nor a million lookups can
 //    grow it without bound.
-// Keys are JavaScript's node identities (normally the layer's st_ino);
-// nodeids are ours, allocated from a counter and never reused, so a stale
-// nodeid can never name a different file.
+// Keys are JavaScript's node identities (normally the layer's st_ino).
+// A nodeid is a function of its key (NodeidOf: the key itself, the root's
+// and FUSE_ROOT_ID's swapped), not a counter: a successor that takes the
+// connection over after a crash (issue 27) knows what every nodeid the
+// kernel holds stands for without a table the dead process kept. A nodeid
+// is never reused for another file while the kernel holds it, since keys
+// are not (JavaScript hands out a key per node).
 #pragma once
 
 #include <linux/fuse.h>
@@ -142,6 +146,16 @@ class Cache {
   // are appended to dropped.
   void Forget(uint64_t nodeid, uint64_t n, std::vector<uint64_t>* dropped);
 
+  // ---- takeover (issue 27) ----
+  // The nodeid key goes to the kernel as (0: none can name it, the one key
+  // the swap with the root leaves out). Its own inverse.
+  uint64_t NodeidFor(uint64_t key) const;
+  // This cache serves a connection an earlier session made: keys the kernel
+  // may hold are referenced until their first FORGET, and a nodeid not in
+  // the table is taken for the key it stands for rather than refused
+  // (whatever the old session handed out, journalled or not).
+  void Adopt(const std::vector<uint64_t>& keys);
+
   // ---- answers ----
   LookupAnswer Lookup(uint64_t parent, const std::string& name, int64_t now, Timeout negative_timeout);
   std::optional<AttrRecord> Attr(uint64_t key, int64_t now);
@@ -206,6 +220,9 @@ class Cache {
   struct KernelNode {
     uint64_t key;
     uint64_t nlookup;
+    // Taken over from an earlier session: its lookup count is unknown, so
+    // the first FORGET (which carries the kernel's whole count) ends it.
+    bool adopted = false;
   };
 
   Node& Touch(uint64_t key);  // the node of key, created; refreshes its place in the LRU
@@ -219,7 +236,7 @@ class Cache {
   std::mutex mu_;
   const uint64_t root_key_;
   const uint64_t limit_;
-  uint64_t next_nodeid_ = FUSE_ROOT_ID + 1;
+  bool adopting_ = false;
   std::unordered_map<uint64_t, KernelNode> kernel_;  // nodeid -> key
   std::unordered_map<uint64_t, uint64_t> nodeid_of_;  // key -> nodeid
   std::unordered_map<uint64_t, Node> nodes_;

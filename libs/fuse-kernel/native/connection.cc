@@ -33,7 +33,9 @@ int64_t ExpiryFromSeconds(double seconds) {
 }
 
 Session::Session(const MountOptions& options, Bridge* bridge)
-    : options_(options), bridge_(bridge), cache_(options.root_key, options.cache_limit) {}
+    : options_(options), bridge_(bridge), cache_(options.root_key, options.cache_limit) {
+  next_fh_.store(1 + (static_cast<uint64_t>(options.generation) << 40));
+}
 
 void Session::Start() {
   fcntl(master_fd_, F_SETFL, fcntl(master_fd_, F_GETFL) | O_NONBLOCK);
@@ -79,9 +81,13 @@ void Session::Start() {
     threads_.emplace_back(&Session::ReaderLoop, this, fd, epoll_create1(EPOLL_CLOEXEC));
   }
   threads_.emplace_back(&Session::ReaderLoop, this, master_fd_, epoll_create1(EPOLL_CLOEXEC));
+  StartDeadlines();
 }
 
-Session::~Session() { Stop(); }
+Session::~Session() {
+  Stop();
+  if (release_thread_.joinable()) release_thread_.join();
+}
 
 void Session::Stop() {
   if (stopped_) return;
@@ -96,6 +102,7 @@ void Session::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  StopDeadlines();
   {
     // What still waits in JavaScript is answered as the kernel's abort would
     // answer it; a notice the kernel holds may be waiting for one of these.

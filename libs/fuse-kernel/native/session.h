@@ -72,6 +72,27 @@ struct MountOptions {
   bool passthrough = true;   // ask for FUSE_PASSTHROUGH when the kernel offers it
   unsigned max_stack_depth = 1;  // 1: backing files on a plain filesystem, and this mount may sit under overlayfs
   int data_serving = 0;      // DataServing: how SetFileData serves an ino by default
+  // A request handed to JavaScript and not answered within this is answered
+  // EIO by the deadline thread (a wedged JavaScript thread cannot); 0: never.
+  uint64_t request_timeout_ms = 0;
+  // Which session of the connection this is (0: the one that mounted it; each
+  // takeover one more). The top bits of every fh, so a successor's handles
+  // never equal the ones files still hold from before.
+  uint32_t generation = 0;
+};
+
+// Protocol 7.40: the kernel puts every request read but not answered back
+// in its pending queue, its unique with bit 63 set (FUSE_UNIQUE_RESEND; the
+// answer echoes it). Values from the kernel's include/uapi/linux/fuse.h.
+constexpr int kFuseNotifyResend = 7;
+
+// What INIT agreed on, which a successor cannot ask again: it is restored
+// from the handover state instead (src/session.ts SessionHandover).
+struct Negotiated {
+  uint32_t minor = 0;
+  uint64_t flags = 0;  // flags | flags2 << 32
+  uint32_t max_pages = 0;
+  bool passthrough = false;
 };
 
 // How a registered file's data reaches the kernel.
@@ -96,6 +117,7 @@ struct Pending {
   uint32_t size = 0;
   uint32_t flags = 0;
   uint32_t uid = 0, gid = 0, pid = 0;
+  int64_t deadline = 0;  // MonotonicNs() after which the deadline thread answers EIO; 0: none
 };
 
 struct Event {
@@ -130,6 +152,11 @@ struct SessionStats {
   uint64_t pread_reads = 0;   // READs answered by pread(2) on a reader thread
   uint64_t pread_errors = 0;  // READs answered EIO because pread(2) failed
   uint64_t notices = 0;      // invalidation notices queued, not yet written
+  uint64_t timeouts = 0;      // requests answered EIO by the deadline thread
+  uint64_t late_replies = 0;  // JavaScript answers to requests no longer waiting (timed out, interrupted, released)
+  uint64_t handed_over = 0;   // requests left to the successor by Release
+  int resend_error = -1;      // adopted: errno of FUSE_NOTIFY_RESEND (0: sent); -1: not adopted
+  bool released = false;
 };
 
 class Session {
@@ -137,6 +164,14 @@ class Session {
   // Opens /dev/fuse, mounts, negotiates INIT and starts the readers. On
   // failure returns null with errno in *err and a message in *what.
   static std::unique_ptr<Session> Mount(const MountOptions& options, Bridge* bridge, int* err, std::string* what);
+  // Serves the connection fd (a /dev/fuse fd another session read from; it
+  // is dup'd) without mount(2) or INIT: negotiated is what that session
+  // agreed on, adopted the keys the kernel may hold (Cache::Adopt). Once
+  // the readers run it sends FUSE_NOTIFY_RESEND, so what the old session
+  // had read and not answered is read again here. adopt.cc.
+  static std::unique_ptr<Session> Adopt(const MountOptions& options, int fd, const Negotiated& negotiated,
+                                        const std::vector<uint64_t>& adopted, Bridge* bridge, int* err,
+                                        std::string* what);
   ~Session();
 
   Session(const Session&) = delete;
@@ -181,6 +216,19 @@ class Session {
   // Stops the readers and closes every fd (the kernel then aborts the
   // connection: whatever still waits gets ENOTCONN). Idempotent; JS thread.
   void Stop();
+  // Stops serving without ending the connection: the readers stop, what
+  // waits in JavaScript is left unanswered (still in the kernel's processing
+  // queues, for a successor's resend), and every fd is closed, so the
+  // connection lives on in the copies someone else holds. 0 when done; 1
+  // when an invalidation notice is still inside the kernel (it may wait for
+  // a request the successor will answer): its fd closes when it returns,
+  // and then a kEnd event "released" is posted. -ENOTCONN once stopped.
+  int Release();
+  // The fds the readers read from, the master first (what a holder must
+  // keep open for the connection and its requests to outlive this process).
+  std::vector<int> Fds() const { return fds_; }
+  Negotiated negotiated() const;
+  const MountOptions& options() const { return options_; }
   bool ended() const { return ended_.load(); }
   bool stopped() const { return stopped_; }
   SessionStats Stats();
@@ -197,6 +245,10 @@ class Session {
   void ReaderLoop(int fd, int ep);  // ep: its own epoll set, closed when it ends
   int64_t Notify(int code, std::string payload);
   void DrainWhileNotifying();
+  void SendResend();
+  void StartDeadlines();
+  void StopDeadlines();
+  void DeadlineLoop();
   void Handle(int fd, char* buf, size_t n);
   void End(const char* reason);
 
@@ -210,6 +262,8 @@ class Session {
                    uint32_t size);
   void SendXattr(int fd, uint64_t unique, uint32_t size, const char* data, size_t len);
   void ToJs(Pending&& p);
+  // The request id waits for, taken out of waiting; none when it no longer
+  // waits (then a reply to it is late, and counted).
   std::optional<Pending> Take(uint64_t id);
   // Take for a reply of kind: -ENOENT in *result when it no longer waits,
   // -EINVAL (and EIO to the kernel) when its op is not answered that way.
@@ -257,6 +311,15 @@ class Session {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> ended_{false};
   bool stopped_ = false;
+  bool released_ = false;
+  std::thread release_thread_;  // Release with a notice still in the kernel: waits for it, then closes its fd
+  int resend_error_ = -1;
+
+  // requestTimeoutMs: one thread scans what waits in JavaScript.
+  std::mutex deadline_mu_;
+  std::condition_variable deadline_cv_;
+  bool deadline_stop_ = false;
+  std::thread deadline_thread_;
 
   std::mutex pending_mu_;
   std::unordered_map<uint64_t, Pending> pending_;
@@ -289,7 +352,7 @@ class Session {
   std::optional<std::pair<fuse_kstatfs, int64_t>> statfs_;
 
   std::atomic<uint64_t> n_requests_{0}, n_native_{0}, n_js_{0}, n_interrupts_{0}, n_pread_{0},
-      n_pread_errors_{0};
+      n_pread_errors_{0}, n_timeouts_{0}, n_late_{0}, n_handed_over_{0};
 };
 
 int Unmount(const std::string& mountpoint);  // umount2(MNT_DETACH): 0 or errno

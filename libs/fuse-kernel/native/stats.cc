@@ -46,6 +46,11 @@ SessionStats Session::Stats() {
   s.pread_reads = n_pread_.load();
   s.pread_errors = n_pread_errors_.load();
   s.notices = notifier_.outstanding();
+  s.timeouts = n_timeouts_.load();
+  s.late_replies = n_late_.load();
+  s.handed_over = n_handed_over_.load();
+  s.resend_error = resend_error_;
+  s.released = released_;
   return s;
 }
 

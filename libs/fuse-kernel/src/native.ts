@@ -63,6 +63,28 @@ export interface NativeMountOptions {
   maxPages?: number;
   passthrough?: boolean;
   dataServing?: number;
+  requestTimeoutMs?: number;
+  /** Which session of the connection (0: the mounting one); the top bits of its fhs. */
+  generation?: number;
+}
+
+/** NativeSession's third argument: serve this connection instead of mounting (native/adopt.cc). */
+export interface NativeAdopt {
+  fd: number;
+  minor: number;
+  flags: bigint;
+  maxPages: number;
+  passthrough: boolean;
+  adopted: BigUint64Array;
+}
+
+export interface NativeNegotiated {
+  minor: number;
+  flags: bigint;
+  maxPages: number;
+  maxWrite: number;
+  passthrough: boolean;
+  generation: number;
 }
 
 /** Reply calls return 0, or a negative errno when the request no longer waits (-ENOENT) or the answer did not fit. */
@@ -102,6 +124,11 @@ export interface NativeSession {
   stats(): Record<string, number | boolean>;
   liveKeys(): BigUint64Array;
   close(): void;
+  /** Stops serving, the connection kept: 0 done, 1 an EV_END 'released' follows, or a negative errno. */
+  release(): number;
+  /** The fds the readers read from, master first. */
+  fds(): number[];
+  negotiated(): NativeNegotiated;
 }
 
 /** A row of native/opcodes.cc as the addon lists it. */
@@ -119,7 +146,7 @@ export interface NativeOpcode {
 }
 
 export interface NativeModule {
-  NativeSession: new (options: NativeMountOptions, onEvents: (events: NativeEvent[]) => void) => NativeSession;
+  NativeSession: new (options: NativeMountOptions, onEvents: (events: NativeEvent[]) => void, adopt?: NativeAdopt) => NativeSession;
   /** umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW): 0 or an errno. */
   umount(path: string): number;
   /** getsockopt(fd, SO_PEERCRED) of a connected unix socket; throws an Error with `errno`. */

@@ -5,14 +5,17 @@
  * negative errnos, StrataErrors, promises of these) are packed and sent back.
  */
 import { realpathSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { addon, EV_END, EV_FORGET, EV_NOTIFIED, EV_OPEN, EV_RELEASE, EV_REQUEST, SERVE_AUTO, SERVE_PASSTHROUGH, SERVE_PREAD } from './native';
-import type { NativeEvent, NativeRequest, NativeSession } from './native';
+import type { NativeEvent, NativeMountOptions, NativeRequest, NativeSession } from './native';
+import { handoverOptions, optionsFromHandover, parseHandover } from './handover';
 import { mountKey, mountsOf, mountsOfDevice, topMountAt } from './mountinfo';
 import { opName, opRow } from './ops';
 import type { Defaults } from './ops';
 import { encodeAttr, encodeListing, encodeStatfs, encodeXattrs, checkName } from './wire';
 import type {
+  AdoptOptions,
   Attr,
   Caller,
   DataServing,
@@ -21,6 +24,8 @@ import type {
   FuseHandlers,
   Listing,
   MountOptions,
+  SessionHandover,
+  HandoverOptions,
   SessionStats,
   StatFs,
 } from './types';
@@ -65,12 +70,17 @@ export class FuseSession {
   /** Invalidation notices the notifier thread has not written yet, by token. */
   private readonly notices = new Map<number, (dropped: boolean) => void>();
 
+  /** What handoverState() carries of the options this session was made with. */
+  private readonly handover: HandoverOptions;
+  private releasing = false;
+
   private constructor(
     mountpoint: string,
     realMountpoint: Buffer,
     handlers: FuseHandlers,
     options: MountOptions,
     native: (self: FuseSession) => NativeSession,
+    adopted?: { device: { major: number; minor: number } | null },
   ) {
     this.mountpoint = mountpoint;
     this.realMountpoint = realMountpoint;
@@ -85,6 +95,14 @@ export class FuseSession {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.dataServing = DATA_SERVING[options.dataServing ?? 'auto'];
     if (this.dataServing === undefined) throw StrataError.invalid(`dataServing must be auto, passthrough or pread`);
+    this.handover = handoverOptions(options);
+    if (adopted) {
+      // Known from the handover: looking at the mount now could touch it from this thread.
+      this.native = native(this);
+      this.device = adopted.device ?? undefined;
+      this.connection = adopted.device ? adopted.device.major * 2 ** 20 + adopted.device.minor : 0;
+      return;
+    }
     const fsType = `fuse.${options.subtype ?? 'strata'}`;
     const before = new Set(mountsOf(fsType).map(mountKey));
     this.native = native(this);
@@ -118,34 +136,7 @@ export class FuseSession {
     let session: FuseSession;
     try {
       session = new FuseSession(mountpoint, real, handlers, options, (self) => {
-        return new Native(
-          {
-            mountpoint: target,
-            fsName: options.fsName ?? 'strata',
-            subtype: options.subtype ?? 'strata',
-            threads: options.threads ?? 4,
-            rootIno,
-            exec: options.exec ?? false,
-            suid: options.suid ?? false,
-            dev: options.dev ?? false,
-            allowOther: options.allowOther ?? true,
-            ownerUid: options.owner?.uid ?? -1,
-            ownerGid: options.owner?.gid ?? -1,
-            defaultPermissions: options.defaultPermissions ?? true,
-            keepCache: options.keepCache ?? false,
-            readdirplus: READDIRPLUS[options.readdirplus ?? 'always'],
-            cloneFd: options.cloneFd ?? true,
-            cacheLimit: options.cacheLimit ?? 1 << 20,
-            negativeTimeout: options.negativeTimeout ?? 0,
-            notifyForget: handlers.forget !== undefined,
-            notifyRelease: handlers.release !== undefined,
-            notifyOpen: handlers.opened !== undefined,
-            maxPages: options.maxPages ?? 256,
-            passthrough: options.passthrough ?? true,
-            dataServing: DATA_SERVING[options.dataServing ?? 'auto'],
-          },
-          (events) => self.onEvents(events),
-        );
+        return new Native(nativeOptions(target, handlers, options), (events) => self.onEvents(events));
       });
     } catch (err) {
       const errno = typeof (err as { errno?: unknown }).errno === 'number' ? (err as { errno: number }).errno : Errno.EIO;
@@ -154,6 +145,125 @@ export class FuseSession {
     live.add(session);
     if (rootAttr) session.native.cacheAttr(rootIno, rootAttr, session.t.attrTimeout, Infinity);
     return session;
+  }
+
+  /**
+   * Serves a connection another session (of this process or one that died)
+   * mounted, from fds it read from (FuseSession.handoverFds(), kept by a
+   * holder): no mount(2), no INIT (what INIT agreed on comes from state).
+   * The fds are dup'd (the caller keeps its own); the first must be the
+   * master. Once the readers run, the kernel is told to resend what the old
+   * session had read and not answered (FUSE_NOTIFY_RESEND, protocol 7.40;
+   * stats().resendErrno says how that went), so those callers are answered
+   * here. adoptedInos count as live (liveInos()) until the kernel first
+   * forgets each; any nodeid the kernel names is taken for the ino it
+   * stands for (handlers see inos they may not know: ESTALE is theirs to
+   * answer). Throws EINVAL for a state of another format or version, bad
+   * fds, or a rootIno other than the state's (nodeids depend on it).
+   */
+  static adopt(fds: readonly number[], state: SessionHandover, handlers: FuseHandlers, options: AdoptOptions = {}): FuseSession {
+    const handover = parseHandover(state);
+    if (!Array.isArray(fds) || fds.length === 0 || !fds.every((fd) => Number.isInteger(fd) && fd >= 0 && fd < 2 ** 31)) {
+      throw StrataError.invalid('adopt: fds must be the handed-over /dev/fuse descriptors, master first');
+    }
+    const rootIno = BigInt(handover.options.rootIno);
+    if (options.rootIno !== undefined && options.rootIno !== rootIno) {
+      throw StrataError.invalid(`adopt: rootIno ${options.rootIno} differs from the mount's ${rootIno} (nodeids depend on it)`);
+    }
+    const merged: MountOptions = { ...optionsFromHandover(handover.options), ...withoutUndefined(options), rootIno };
+    const adopted = adoptedKeys(options.adoptedInos);
+    const rootAttr = merged.rootAttr ? encodeAttr(merged.rootAttr, rootIno) : undefined;
+    // The parent's real path and the name: the mountpoint itself is in the mount, which nobody serves yet.
+    let real: Buffer;
+    try {
+      const parent = realpathSync(dirname(handover.mountpoint), { encoding: 'buffer' });
+      real = Buffer.from(join(parent.toString('utf8'), basename(handover.mountpoint)));
+    } catch (err) {
+      throw StrataError.from(err, `adopt ${handover.mountpoint}`);
+    }
+    const { NativeSession: Native } = addon();
+    let session: FuseSession;
+    try {
+      session = new FuseSession(
+        handover.mountpoint,
+        real,
+        handlers,
+        merged,
+        (self) =>
+          new Native(
+            { ...nativeOptions(handover.mountpoint, handlers, merged), generation: handover.negotiated.generation + 1 },
+            (events) => self.onEvents(events),
+            {
+              fd: fds[0] as number,
+              minor: handover.negotiated.minor,
+              flags: BigInt(handover.negotiated.flags),
+              maxPages: handover.negotiated.maxPages,
+              passthrough: handover.negotiated.passthrough,
+              adopted,
+            },
+          ),
+        { device: handover.device },
+      );
+    } catch (err) {
+      const errno = typeof (err as { errno?: unknown }).errno === 'number' ? (err as { errno: number }).errno : Errno.EIO;
+      throw new StrataError(errno, `fuse adopt ${handover.mountpoint}: ${(err as Error).message}`, { cause: err });
+    }
+    live.add(session);
+    if (rootAttr) session.native.cacheAttr(rootIno, rootAttr, session.t.attrTimeout, Infinity);
+    return session;
+  }
+
+  // ---- takeover (issue 27) ----
+
+  /**
+   * Every fd the session reads from, the master first: the session's own
+   * (not dup'd, still closed by it). A holder keeps dups of all of them (a
+   * cloned fd is a device of its own, whose unanswered requests end when its
+   * last copy closes), e.g. sent with SCM_RIGHTS. Empty once ended.
+   */
+  handoverFds(): number[] {
+    return this.ended ? [] : this.native.fds();
+  }
+
+  /** What a successor needs besides the fds (JSON-safe; persist it with them). */
+  handoverState(): SessionHandover {
+    const n = this.native.negotiated();
+    return {
+      format: 'strata-fuse-handover',
+      version: 1,
+      mountpoint: this.mountpoint,
+      connection: this.connection,
+      device: this.device ? { ...this.device } : null,
+      negotiated: {
+        minor: n.minor,
+        flags: n.flags.toString(),
+        maxWrite: n.maxWrite,
+        maxPages: n.maxPages,
+        passthrough: n.passthrough,
+        generation: n.generation,
+      },
+      options: { ...this.handover },
+    };
+  }
+
+  /**
+   * Stops serving without unmounting or aborting: the reader threads stop,
+   * what waits for a handler is left unanswered (the kernel keeps it for a
+   * successor's resend; the handler's late answer is dropped), and the
+   * session closes its fds, so the connection lives on in whatever copies a
+   * holder keeps (none: the kernel then ends it). closed settles
+   * 'released'; unmount() and detach() do nothing afterwards, and nothing at
+   * process exit touches the mount.
+   */
+  async release(): Promise<void> {
+    if (!this.ended && !this.releasing) {
+      this.releasing = true;
+      live.delete(this);
+      const r = this.native.release();
+      // 1: a notice is still inside the kernel; an EV_END 'released' comes once it is out.
+      if (r !== 1) this.finish('released');
+    }
+    await this.closed;
   }
 
   // ---- the native cache ----
@@ -337,6 +447,10 @@ export class FuseSession {
    * stale by a kernel abort. Idempotent.
    */
   async unmount(): Promise<void> {
+    if (this.releasing) {
+      await this.closed; // the mount is the successor's now
+      return;
+    }
     try {
       this.detachIfOurs();
     } finally {
@@ -351,7 +465,7 @@ export class FuseSession {
    * last reference.
    */
   detach(): void {
-    this.detachIfOurs();
+    if (!this.releasing) this.detachIfOurs();
   }
 
   /** Detaches this session's mount wherever it is now (renamed parents move it), and nothing mounted over it since. */
@@ -400,7 +514,7 @@ export class FuseSession {
             this.noticed(ev.token, ev.errno);
             break;
           case EV_END:
-            this.finish(ev.reason === 'destroy' || ev.reason === 'error' ? ev.reason : 'kernel');
+            this.finish(ev.reason === 'destroy' || ev.reason === 'error' || ev.reason === 'released' ? ev.reason : 'kernel');
             break;
         }
       } catch (err) {
@@ -469,4 +583,50 @@ export class FuseSession {
       // a failing logger must not take the session down
     }
   }
+}
+
+/** What the addon is constructed with, from a session's options. */
+function nativeOptions(mountpoint: string, handlers: FuseHandlers, options: MountOptions): NativeMountOptions {
+  const timeout = options.requestTimeoutMs ?? 0;
+  if (!(Number.isFinite(timeout) && timeout >= 0)) throw StrataError.invalid('requestTimeoutMs must be a finite number >= 0');
+  return {
+    mountpoint,
+    fsName: options.fsName ?? 'strata',
+    subtype: options.subtype ?? 'strata',
+    threads: options.threads ?? 4,
+    rootIno: options.rootIno ?? 1n,
+    exec: options.exec ?? false,
+    suid: options.suid ?? false,
+    dev: options.dev ?? false,
+    allowOther: options.allowOther ?? true,
+    ownerUid: options.owner?.uid ?? -1,
+    ownerGid: options.owner?.gid ?? -1,
+    defaultPermissions: options.defaultPermissions ?? true,
+    keepCache: options.keepCache ?? false,
+    readdirplus: READDIRPLUS[options.readdirplus ?? 'always'],
+    cloneFd: options.cloneFd ?? true,
+    cacheLimit: options.cacheLimit ?? 1 << 20,
+    negativeTimeout: options.negativeTimeout ?? 0,
+    notifyForget: handlers.forget !== undefined,
+    notifyRelease: handlers.release !== undefined,
+    notifyOpen: handlers.opened !== undefined,
+    maxPages: options.maxPages ?? 256,
+    passthrough: options.passthrough ?? true,
+    dataServing: DATA_SERVING[options.dataServing ?? 'auto'],
+    requestTimeoutMs: timeout,
+  };
+}
+
+/** adoptedInos as the addon takes them; EINVAL for anything but 64-bit unsigned bigints. */
+function adoptedKeys(inos: Iterable<bigint> | undefined): BigUint64Array {
+  const out: bigint[] = [];
+  for (const ino of inos ?? []) {
+    if (typeof ino !== 'bigint' || ino < 0n || ino >= 2n ** 64n) throw StrataError.invalid('adoptedInos must be 64-bit unsigned bigints');
+    out.push(ino);
+  }
+  return BigUint64Array.from(out);
+}
+
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -200,6 +200,69 @@ export interface MountOptions {
   owner?: { uid: number; gid: number };
   /** Called with what a handler threw that is not a StrataError (answered EIO). */
   onError?: (err: unknown, op: string) => void;
+  /**
+   * A request handed to a handler and not answered within this many
+   * milliseconds is answered EIO by a native thread (so a wedged JavaScript
+   * thread is bounded too); the late answer is dropped (stats().lateReplies).
+   * 0 or undefined: wait as long as the handler takes (a hard mount).
+   */
+  requestTimeoutMs?: number;
+}
+
+/** FuseSession.adopt()'s options: those of a mount, and the inos the kernel may still hold. */
+export interface AdoptOptions extends MountOptions {
+  /**
+   * Inos the session before handed to the kernel (the agent's journal):
+   * they count as live (liveInos()) until the kernel's first FORGET of each.
+   */
+  adoptedInos?: Iterable<bigint>;
+}
+
+/**
+ * What a successor needs to serve a connection it did not mount
+ * (FuseSession.handoverState()): JSON-safe, versioned. Another format or
+ * version is refused by FuseSession.adopt() (EINVAL).
+ */
+export interface SessionHandover {
+  format: 'strata-fuse-handover';
+  version: 1;
+  /** The mount point as mounted. */
+  mountpoint: string;
+  /** major << 20 | minor, as FuseSession.connection. */
+  connection: number;
+  device: { major: number; minor: number } | null;
+  /** What INIT agreed on: a successor cannot ask the kernel again. */
+  negotiated: {
+    minor: number;
+    /** INIT flags | flags2 << 32, a bigint in decimal. */
+    flags: string;
+    maxWrite: number;
+    maxPages: number;
+    passthrough: boolean;
+    /** Which session of the connection wrote this (0: the mounting one); a successor is one more. */
+    generation: number;
+  };
+  /** The options that shape answers, so a successor answers like before (adopt()'s own options win). */
+  options: HandoverOptions;
+}
+
+/** The MountOptions a handover carries (rootIno as a decimal string: JSON has no bigint). */
+export interface HandoverOptions {
+  rootIno: string;
+  fsName: string;
+  subtype: string;
+  threads: number;
+  keepCache: boolean;
+  readdirplus: 'always' | 'auto' | 'never';
+  entryTimeout: number;
+  attrTimeout: number;
+  negativeTimeout: number;
+  negativeCacheTtl: number;
+  cacheLimit: number;
+  passthrough: boolean;
+  dataServing: DataServing;
+  cloneFd: boolean;
+  requestTimeoutMs: number;
 }
 
 export interface SessionStats {
@@ -234,7 +297,20 @@ export interface SessionStats {
   preadErrors: number;
   /** Invalidation notices not yet taken by the kernel. */
   notices: number;
+  /** Requests answered EIO because no handler answered within requestTimeoutMs. */
+  timeouts: number;
+  /** Handler answers that came after their request stopped waiting (timed out, interrupted, released): dropped. */
+  lateReplies: number;
+  /** Requests release() left unanswered for a successor to be resent. */
+  handedOver: number;
+  /** Adopted sessions: the errno of FUSE_NOTIFY_RESEND (0: sent); -1 for a session that mounted. */
+  resendErrno: number;
+  /** release() has run. */
+  released: boolean;
 }
 
-/** Why a session ended: unmount() or detach() by us, or the kernel (external unmount, abort, DESTROY). */
-export type EndReason = 'unmount' | 'kernel' | 'destroy' | 'error';
+/**
+ * Why a session ended: unmount() or detach() by us, or the kernel (external
+ * unmount, abort, DESTROY), or release() (the connection lives on for a successor).
+ */
+export type EndReason = 'unmount' | 'kernel' | 'destroy' | 'error' | 'released';

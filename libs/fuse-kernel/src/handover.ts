@@ -1,0 +1,145 @@
+/**
+ * The handover state of a FUSE session (SessionHandover): what a successor
+ * needs besides the /dev/fuse fds to serve a connection it did not mount.
+ * It is read back from a file another build of strata may have written, so
+ * every field is checked, and another format or version is refused whole
+ * (EINVAL, saying which) rather than half understood.
+ */
+import { StrataError } from '@strata/errors';
+import type { DataServing, HandoverOptions, MountOptions, SessionHandover } from './types';
+
+export const HANDOVER_FORMAT = 'strata-fuse-handover';
+export const HANDOVER_VERSION = 1;
+
+const READDIRPLUS = ['always', 'auto', 'never'] as const;
+const DATA_SERVING: readonly DataServing[] = ['auto', 'passthrough', 'pread'];
+
+/** JSON has no Infinity ("forever"): a number the native side reads as forever just the same. */
+const FOREVER = 1e12;
+function jsonSafe(n: number): number {
+  return Number.isFinite(n) ? n : FOREVER;
+}
+
+/** The options a handover carries, from those a session was made with (defaults filled in). */
+export function handoverOptions(o: MountOptions): HandoverOptions {
+  return {
+    rootIno: (o.rootIno ?? 1n).toString(),
+    fsName: o.fsName ?? 'strata',
+    subtype: o.subtype ?? 'strata',
+    threads: o.threads ?? 4,
+    keepCache: o.keepCache ?? false,
+    readdirplus: o.readdirplus ?? 'always',
+    entryTimeout: jsonSafe(o.entryTimeout ?? 1),
+    attrTimeout: jsonSafe(o.attrTimeout ?? 1),
+    negativeTimeout: jsonSafe(o.negativeTimeout ?? 0),
+    negativeCacheTtl: jsonSafe(o.negativeCacheTtl ?? 0),
+    cacheLimit: o.cacheLimit ?? 1 << 20,
+    passthrough: o.passthrough ?? true,
+    dataServing: o.dataServing ?? 'auto',
+    cloneFd: o.cloneFd ?? true,
+    requestTimeoutMs: o.requestTimeoutMs ?? 0,
+  };
+}
+
+/** MountOptions from a handover's options (rootIno back to a bigint). */
+export function optionsFromHandover(h: HandoverOptions): MountOptions {
+  return { ...h, rootIno: BigInt(h.rootIno) };
+}
+
+function bad(what: string): StrataError {
+  return StrataError.invalid(`fuse handover state: ${what}`);
+}
+
+function record(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(`${what} must be an object`);
+  return v as Record<string, unknown>;
+}
+
+function uint(o: Record<string, unknown>, key: string, max: number): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw bad(`${key} must be an integer 0..${max}`);
+  return v;
+}
+
+function finite(o: Record<string, unknown>, key: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) throw bad(`${key} must be a number >= 0`);
+  return v;
+}
+
+function bool(o: Record<string, unknown>, key: string): boolean {
+  const v = o[key];
+  if (typeof v !== 'boolean') throw bad(`${key} must be a boolean`);
+  return v;
+}
+
+function str(o: Record<string, unknown>, key: string, max = 4096): string {
+  const v = o[key];
+  if (typeof v !== 'string' || v.length === 0 || v.length > max || v.includes('\0')) throw bad(`${key} must be a string of 1..${max} characters`);
+  return v;
+}
+
+function u64(o: Record<string, unknown>, key: string): string {
+  const v = str(o, key, 20);
+  if (!/^(0|[1-9][0-9]*)$/.test(v) || BigInt(v) >= 2n ** 64n) throw bad(`${key} must be a 64-bit unsigned integer in decimal`);
+  return v;
+}
+
+function oneOf<T extends string>(o: Record<string, unknown>, key: string, values: readonly T[]): T {
+  const v = o[key];
+  if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) throw bad(`${key} must be one of ${values.join(', ')}`);
+  return v as T;
+}
+
+/**
+ * The state, checked: a copy holding only the known fields. EINVAL for
+ * another format or version (named in the message) or a malformed field.
+ */
+export function parseHandover(state: unknown): SessionHandover {
+  const s = record(state, 'the state');
+  if (s.format !== HANDOVER_FORMAT || s.version !== HANDOVER_VERSION) {
+    const format = typeof s.format === 'string' ? s.format.slice(0, 64) : String(s.format);
+    const version = typeof s.version === 'number' ? s.version : String(s.version);
+    throw bad(
+      `format ${JSON.stringify(format)} version ${version} is not ${HANDOVER_FORMAT} version ${HANDOVER_VERSION} ` +
+        '(written by another version of strata): not adopted',
+    );
+  }
+  if (typeof s.mountpoint !== 'string' || !s.mountpoint.startsWith('/')) throw bad('mountpoint must be an absolute path');
+  const mountpoint = str(s, 'mountpoint');
+  const connection = uint(s, 'connection', 2 ** 52);
+  let device: SessionHandover['device'] = null;
+  if (s.device !== null) {
+    const d = record(s.device, 'device');
+    device = { major: uint(d, 'major', 2 ** 32 - 1), minor: uint(d, 'minor', 2 ** 32 - 1) };
+  }
+  const n = record(s.negotiated, 'negotiated');
+  const negotiated = {
+    minor: uint(n, 'minor', 1000),
+    flags: u64(n, 'flags'),
+    maxWrite: uint(n, 'maxWrite', 2 ** 31),
+    maxPages: uint(n, 'maxPages', 256),
+    passthrough: bool(n, 'passthrough'),
+    generation: uint(n, 'generation', 4194302),
+  };
+  if (negotiated.maxPages === 0) throw bad('maxPages must be 1..256');
+  const o = record(s.options, 'options');
+  const options: HandoverOptions = {
+    rootIno: u64(o, 'rootIno'),
+    fsName: str(o, 'fsName', 255),
+    subtype: str(o, 'subtype', 255),
+    threads: uint(o, 'threads', 64),
+    keepCache: bool(o, 'keepCache'),
+    readdirplus: oneOf(o, 'readdirplus', READDIRPLUS),
+    entryTimeout: finite(o, 'entryTimeout'),
+    attrTimeout: finite(o, 'attrTimeout'),
+    negativeTimeout: finite(o, 'negativeTimeout'),
+    negativeCacheTtl: finite(o, 'negativeCacheTtl'),
+    cacheLimit: uint(o, 'cacheLimit', Number.MAX_SAFE_INTEGER),
+    passthrough: bool(o, 'passthrough'),
+    dataServing: oneOf(o, 'dataServing', DATA_SERVING),
+    cloneFd: bool(o, 'cloneFd'),
+    requestTimeoutMs: finite(o, 'requestTimeoutMs'),
+  };
+  return { format: HANDOVER_FORMAT, version: HANDOVER_VERSION, mountpoint, connection, device, negotiated, options };
+}
