@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Errno, isStrataError } from '@strata/errors';
-import { addressListProblem, addressProblem, hostOf, parseAddresses } from './addresses';
+import { addressListProblem, addressProblem, dialAddress, hostOf, parseAddresses, pinnedAddress, pinnedOf } from './addresses';
 import { StrataClient } from './strata-client';
 
 test('host:port addresses a resolver can have pass', () => {
@@ -51,4 +51,20 @@ test('a client for a bad address fails at once with EINVAL naming it', () => {
 test('hostOf', () => {
   assert.equal(hostOf('[::1]:7'), '::1');
   assert.equal(hostOf('a.b:7'), 'a.b');
+});
+
+test('the pinned form "NAME (IP:PORT)" a name expands to is an address too, checked', () => {
+  for (const a of ['r.example (10.0.0.5:7400)', 'r.example ([fd00::1]:7400)', 'svc.ns.svc.cluster.local. (10.1.2.3:1)']) assert.equal(addressProblem(a), undefined, a);
+  assert.equal(addressProblem('10.0.0.1 (10.0.0.5:7400)'), `'10.0.0.1' is an IP address: "NAME (IP:PORT)" pins a host name to one of its addresses`);
+  assert.equal(addressProblem('r.example (other.example:7400)'), `'other.example:7400' must be an IP address and port ("NAME (IP:PORT)")`);
+  assert.equal(addressProblem('r.example (10.0.0.5)'), 'expected host:port (the port is missing)');
+  assert.equal(addressProblem('bad!name (10.0.0.5:1)'), "'bad!name' is not a host name or IP address");
+  assert.equal(addressProblem('r.example  (10.0.0.5:1)'), 'expected host:port (no spaces)');
+  assert.deepEqual(parseAddresses('r (10.0.0.5:1),r (10.0.0.6:1)'), ['r (10.0.0.5:1)', 'r (10.0.0.6:1)']);
+  assert.deepEqual(pinnedOf('r (10.0.0.5:1)'), { name: 'r', dial: '10.0.0.5:1' });
+  assert.equal(pinnedOf('r:1'), undefined);
+  assert.equal(pinnedAddress('r', 'fd00::1', 7), 'r ([fd00::1]:7)');
+  assert.equal(dialAddress('r ([fd00::1]:7)'), '[fd00::1]:7');
+  assert.equal(dialAddress('r:7'), 'r:7');
+  assert.equal(hostOf('r (10.0.0.5:1)'), 'r');
 });

@@ -247,6 +247,7 @@ export class EndpointPool {
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
     for (const [t, e] of this.retiring) {
