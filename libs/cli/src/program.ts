@@ -11,6 +11,7 @@ import { addReadCommands } from './read-commands';
 import { addStatusCommand } from './status-command';
 import { addVersionCommand, clientVersionText } from './version-command';
 import { addLayerCheckCommand } from './layer-check-command';
+import { addLayerExtentsCommand } from './layer-extents-command';
 
 /**
  * The client commands of docs/design.md §5 (everything but `resolver` and
@@ -44,6 +45,7 @@ export function buildProgram(io: Io, clientFor: (g: GlobalOptions) => StrataClie
   addLayerCommands(program, ctx);
   const layer = program.commands.find((c) => c.name() === 'layer');
   if (layer) addLayerCheckCommand(layer, ctx);
+  if (layer) addLayerExtentsCommand(layer, ctx);
   addReadCommands(program, ctx);
   addDiffCommand(program, ctx);
   addInspectCommand(program, ctx);

@@ -6,6 +6,7 @@ export * from './gen/strata/v1/policy';
 export * from './gen/strata/v1/image';
 export * from './gen/strata/v1/version';
 export * from './gen/strata/v1/check';
+export * from './gen/strata/v1/extent';
 export { ErrorInfo } from './gen/strata/v1/errors';
 export { toServiceError, fromServiceError, errorInfoOf, strataErrorFromInfo } from './status-details';
 // Records of the resolvers' shared metadata cache (strata.cache.v1, internal).

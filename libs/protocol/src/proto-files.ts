@@ -14,4 +14,5 @@ export const API_PROTO_FILES = [
   'strata/v1/image.proto',
   'strata/v1/version.proto',
   'strata/v1/check.proto',
+  'strata/v1/extent.proto',
 ];

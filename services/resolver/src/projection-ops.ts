@@ -40,6 +40,11 @@ export class ProjectionOps {
     return this.files.bytesServed;
   }
 
+  /** The image store's real path (extent maps name its files relative to it). */
+  get storeRoot(): string {
+    return this.chains.storeRealRoot.toString();
+  }
+
   view(ref: LayerRef): Promise<ChainView> {
     return this.chains.view(ref);
   }

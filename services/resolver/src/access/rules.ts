@@ -189,6 +189,11 @@ export const ACCESS_RULES: Readonly<Record<string, Readonly<Record<string, Rule>
   ImageService: IMAGE_SERVICE,
   // Which build runs: any caller the TLS handshake let in (and, enforced, one its certificate names).
   VersionService: { getVersion: authenticated },
+  // A map of a file's bytes is a read of that file: the same grant, the same refusal (and audit line) as a Read.
+  ExtentService: {
+    getStoreIdentity: authenticated,
+    extentMap: readsLayer,
+  },
   LayerCheckService: {
     checkLayer: {
       needs: (req) => [read(layerRefFromProto((req as CheckLayerRequest).layer), 'check')],

@@ -14,6 +14,7 @@ import {
   SessionServiceService,
   VersionServiceService,
   LayerCheckServiceService,
+  ExtentServiceService,
 } from '@strata/protocol';
 import type { PolicyStore } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
@@ -31,6 +32,9 @@ import type { ImageOps } from '../image-ops';
 import { policyService } from './policy-service';
 import { versionService } from './version-service';
 import { layerCheckService } from './layer-check-service';
+import { extentService } from './extent-service';
+import { ExtentMaps } from '../extent/extent-maps';
+import { StoreIdentityFile } from '../extent/store-identity';
 import type { LayerChecker } from '../layer-check';
 import { projectionHandlers } from './projection-handlers';
 import { diffService, projectionService } from './services';
@@ -42,7 +46,7 @@ import { sessionResponseBytes } from './session-wire';
 /** Responses carry up to 1 MiB of file data or a page of directory entries. */
 export const MAX_RESPONSE_BYTES = 16 << 20;
 
-const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService', 'strata.v1.PolicyService', 'strata.v1.VersionService', 'strata.v1.LayerCheckService'];
+const SERVICES = ['strata.v1.LayerService', 'strata.v1.ProjectionService', 'strata.v1.SessionService', 'strata.v1.DiffService', 'strata.v1.PolicyService', 'strata.v1.VersionService', 'strata.v1.LayerCheckService', 'strata.v1.ExtentService'];
 
 /**
  * Each call's caller (its certificate's identity) on a log line before the
@@ -123,6 +127,8 @@ export class ResolverServer {
     add('VersionService', VersionServiceService, versionService(rpc, deps.cacheState));
     if (deps.checker) add('LayerCheckService', LayerCheckServiceService, layerCheckService(deps.checker, rpc));
     add('ImageService', ImageServiceService, imageService(deps.images, rpc));
+    const storeRoot = deps.projection.storeRoot;
+    add('ExtentService', ExtentServiceService, extentService(new ExtentMaps((ref) => deps.projection.view(ref), storeRoot), new StoreIdentityFile(storeRoot), rpc));
     // The generated service with a serializer that copies a read's data once (session-wire.ts).
     const sessionService = { session: { ...SessionServiceService.session, responseSerialize: sessionResponseBytes } };
     add('SessionService', sessionService, {

@@ -1,0 +1,87 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Errno, StrataError } from '@strata/errors';
+import { Catalog } from '@strata/layers';
+import { Chains } from '../chains';
+import { ExtentMaps, MAX_MAP_WINDOW } from './extent-maps';
+import { STORE_ID_FILE, StoreIdentityFile } from './store-identity';
+
+async function withStore(fn: (store: string, maps: ExtentMaps) => Promise<void>): Promise<void> {
+  const store = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-extent-unit-')));
+  try {
+    fs.mkdirSync(path.join(store, 'a/sub'), { recursive: true });
+    fs.writeFileSync(path.join(store, 'a/sub/small'), 'hello');
+    // A sparse file larger than one answer's window.
+    const fd = fs.openSync(path.join(store, 'a/big'), 'w');
+    fs.ftruncateSync(fd, MAX_MAP_WINDOW + 12345);
+    fs.closeSync(fd);
+    fs.symlinkSync('/etc/passwd', path.join(store, 'a/out'));
+    const catalog = new Catalog(store);
+    await catalog.init();
+    await catalog.create({ source: 'dir:a', layerType: 'base', name: 'a' });
+    const chains = new Chains(catalog);
+    try {
+      await fn(store, new ExtentMaps((ref) => chains.view(ref), store));
+    } finally {
+      chains.close();
+    }
+  } finally {
+    fs.rmSync(store, { recursive: true, force: true });
+  }
+}
+
+test('a dir: file maps to itself, store-relative, with the identity lstat gives', async () => {
+  await withStore(async (store, maps) => {
+    const m = await maps.map({ name: 'a' }, Buffer.from('/sub/small'), 1, 0);
+    assert.deepEqual(m.runs, [{ kind: 'data', offset: 1, length: 4, file: 0, fileOffset: 1 }]);
+    const st = fs.lstatSync(path.join(store, 'a/sub/small'), { bigint: true });
+    assert.deepEqual(m.files, [{ path: 'a/sub/small', dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs }]);
+    assert.equal(m.eof, true);
+    // Past the end: an empty, final answer.
+    const past = await maps.map({ name: 'a' }, Buffer.from('/sub/small'), 99, 10);
+    assert.deepEqual([past.runs, past.length, past.eof], [[], 0, true]);
+  });
+});
+
+test('one answer covers at most one window; the caller goes on from where it stopped', async () => {
+  await withStore(async (_store, maps) => {
+    const first = await maps.map({ name: 'a' }, Buffer.from('/big'), 0, 0);
+    assert.equal(first.length, MAX_MAP_WINDOW);
+    assert.equal(first.eof, false);
+    const rest = await maps.map({ name: 'a' }, Buffer.from('/big'), first.length, 0);
+    assert.deepEqual([rest.offset, rest.length, rest.eof], [MAX_MAP_WINDOW, 12345, true]);
+  });
+});
+
+test('a symlink, a directory, a missing path and a bad range are refused', async () => {
+  await withStore(async (_store, maps) => {
+    const errno = (p: Promise<unknown>): Promise<number | undefined> =>
+      p.then(
+        () => undefined,
+        (e: unknown) => (e instanceof StrataError ? e.errno : -1),
+      );
+    assert.equal(await errno(maps.map({ name: 'a' }, Buffer.from('/out'), 0, 0)), Errno.EINVAL);
+    assert.equal(await errno(maps.map({ name: 'a' }, Buffer.from('/sub'), 0, 0)), Errno.EISDIR);
+    assert.equal(await errno(maps.map({ name: 'a' }, Buffer.from('/nope'), 0, 0)), Errno.ENOENT);
+    assert.equal(await errno(maps.map({ name: 'a' }, Buffer.from('/sub/small'), -1, 0)), Errno.EINVAL);
+  });
+});
+
+test('replicas racing to name a store agree on one id; a damaged id file is refused', async () => {
+  const store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-store-id-'));
+  try {
+    const ids = await Promise.all(Array.from({ length: 8 }, () => new StoreIdentityFile(store).storeId()));
+    assert.equal(new Set(ids).size, 1);
+    const again = await new StoreIdentityFile(store).identity();
+    assert.equal(again.storeId, ids[0]);
+    assert.equal(again.marker.ino, fs.statSync(path.join(store, STORE_ID_FILE), { bigint: true }).ino);
+    assert.deepEqual(fs.readdirSync(path.join(store, '.strata')), ['store-id']);
+    fs.writeFileSync(path.join(store, STORE_ID_FILE), 'not an id\n');
+    await assert.rejects(new StoreIdentityFile(store).storeId(), (e: unknown) => e instanceof StrataError && e.errno === Errno.EIO && /not an id/.test(e.message));
+  } finally {
+    fs.rmSync(store, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,114 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { Errno, StrataError } from '@strata/errors';
+import { isSealed, type LayerRef } from '@strata/layers';
+import { isRegMode } from '@strata/posix';
+import type { Attr } from '@strata/protocol';
+import { attrOf, joinPath, printable, splitPath, type ExtentRun } from '@strata/traversal';
+import type { ChainView } from '../chains';
+import { storeFileId, type StoreFileId } from './store-identity';
+
+/** One answer maps at most this much of a file: the caller asks again from where it stopped. */
+export const MAX_MAP_WINDOW = 64 << 20;
+/** ... and holds at most this many runs (a badly fragmented file is mapped in several answers). */
+export const MAX_MAP_RUNS = 4096;
+
+/** A run of the answer, at its offset in the layer's file; data runs name a store file by index. */
+export type MappedRun =
+  | { kind: 'data'; offset: number; length: number; file: number; fileOffset: number }
+  | { kind: 'zero'; offset: number; length: number }
+  | { kind: 'unmapped'; offset: number; length: number; reason: string };
+
+export interface ExtentMapAnswer {
+  attr: Attr;
+  files: StoreFileId[];
+  runs: MappedRun[];
+  offset: number;
+  length: number;
+  eof: boolean;
+}
+
+function checkOffset(what: string, value: number, p: Buffer): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw StrataError.invalid(`${what} ${value} is out of range`, p);
+}
+
+/**
+ * Extent maps of a sealed chain's files, in store-relative terms: the
+ * merged tree finds the object that supplies the path, its layer source
+ * maps it (a `dir:` file to itself, an image file through its filesystem,
+ * partition and image chain), and every store file a run names is stated
+ * so a reader can tell the file it opens is the one mapped.
+ */
+export class ExtentMaps {
+  /** Real paths of store files as the sources name them, relative to the store (they do not move in a sealed chain). */
+  private readonly relative = new Map<string, string | undefined>();
+
+  constructor(
+    private readonly view: (ref: LayerRef) => Promise<ChainView>,
+    /** The store root's real path. */
+    private readonly storeRoot: string,
+  ) {}
+
+  async map(ref: LayerRef, filePath: Buffer, offset: number, length: number): Promise<ExtentMapAnswer> {
+    checkOffset('extent map offset', offset, filePath);
+    checkOffset('extent map length', length, filePath);
+    const view = await this.view(ref);
+    const live = view.layers.find((l) => !isSealed(l));
+    if (view.ttlMs !== undefined || live) {
+      // A LIVE file may be rewritten between the map and the reads of it; nothing here proves it was not.
+      const which = live ? `layer ${live.layerId}${live.name ? ` (${live.name})` : ''}` : 'a layer of the chain';
+      throw StrataError.precondition(`no extent maps of a LIVE chain: ${which} may change under a map; read it through the resolver`, Errno.EOPNOTSUPP);
+    }
+    const canon = joinPath(splitPath(filePath));
+    const node = await view.projection.lookup(canon);
+    if (node.kind === 'dir') throw new StrataError(Errno.EISDIR, `is a directory: ${printable(canon)}`, { path: canon });
+    if (!isRegMode(Number(node.st.mode))) throw StrataError.invalid(`not a regular file: ${printable(canon)}`, canon);
+    const attr = attrOf(node);
+    const size = Number(node.st.size);
+    const want = Math.min(length === 0 ? Number.MAX_SAFE_INTEGER : length, MAX_MAP_WINDOW, Math.max(0, size - offset));
+    const obj = node.obj;
+    const raw: ExtentRun[] = want === 0 ? [] : obj.layer.extentMap ? await obj.layer.extentMap(obj, offset, want) : [{ kind: 'unmapped', length: want, reason: 'the layer cannot map extents' }];
+    const files: StoreFileId[] = [];
+    const index = new Map<string, number>();
+    const runs: MappedRun[] = [];
+    let pos = offset;
+    for (const r of raw) {
+      if (runs.length >= MAX_MAP_RUNS) break;
+      if (!Number.isSafeInteger(r.length) || r.length <= 0 || pos + r.length > offset + want) throw StrataError.io(`extent map of ${printable(canon)}: a run of ${r.length} bytes at ${pos} lies outside the range mapped`, { path: canon });
+      if (r.kind !== 'data') {
+        runs.push(r.kind === 'zero' ? { kind: 'zero', offset: pos, length: r.length } : { kind: 'unmapped', offset: pos, length: r.length, reason: r.reason });
+      } else {
+        const rel = await this.storeRelative(r.file);
+        let i = rel === undefined ? undefined : index.get(rel);
+        if (rel !== undefined && i === undefined) {
+          const id = await storeFileId(this.storeRoot, rel).catch(() => undefined);
+          // The wire's integers are safe integers (a larger one would not decode): such a file is left to the resolver.
+          if (id && [id.dev, id.ino, id.size].every((v) => v <= BigInt(Number.MAX_SAFE_INTEGER))) {
+            i = files.push(id) - 1;
+            index.set(rel, i);
+          }
+        }
+        runs.push(i === undefined ? { kind: 'unmapped', offset: pos, length: r.length, reason: 'the store file cannot be named' } : { kind: 'data', offset: pos, length: r.length, file: i, fileOffset: r.fileOffset });
+      }
+      pos += r.length;
+    }
+    const covered = pos - offset;
+    return { attr, files, runs, offset, length: covered, eof: offset + covered >= size };
+  }
+
+  /** A source's real path of a store file, relative to the store; undefined when it lies outside (never followed). */
+  private async storeRelative(file: string): Promise<string | undefined> {
+    if (this.relative.has(file)) return this.relative.get(file);
+    let rel: string | undefined;
+    try {
+      const real = await fs.realpath(file);
+      const r = path.relative(this.storeRoot, real);
+      rel = r !== '' && !path.isAbsolute(r) && r.split(path.sep).every((c) => c !== '..' && c !== '.' && c !== '') ? r : undefined;
+    } catch {
+      rel = undefined;
+    }
+    if (this.relative.size >= 65_536) this.relative.clear();
+    this.relative.set(file, rel);
+    return rel;
+  }
+}
