@@ -7,6 +7,7 @@
 //   unixSend(fd, bytes, fds, timeoutMs)                      one packet with its fds
 //   unixRecv(fd, maxBytes, maxFds, timeoutMs) → Promise<{bytes, fds} | null>   null: the peer closed
 //   closeFd(fd)
+//   setCloexec(fd)                                           fds inherited from systemd (LISTEN_FDS) are not close-on-exec
 //   heartbeatStart(fd, bytes, intervalMs) → handle           a native thread sends bytes every intervalMs
 //   heartbeatStop(handle)
 //
@@ -309,6 +310,18 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "setCloexec(fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int flags = fd < 0 ? -1 : fcntl(fd, F_GETFD);
+  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) return ThrowErrno(env, fd < 0 ? EBADF : errno, "fcntl(FD_CLOEXEC)");
+  return env.Undefined();
+}
+
 // Heartbeats come from a thread of their own: a JavaScript thread that is merely busy (a long
 // synchronous task, a GC pause) keeps them going; only a stopped or dead process stops them.
 struct Heartbeat {
@@ -403,6 +416,7 @@ void RegisterFdPassing(Napi::Env env, Napi::Object exports) {
   exports.Set("unixSend", Napi::Function::New(env, UnixSend));
   exports.Set("unixRecv", Napi::Function::New(env, UnixRecv));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
   exports.Set("heartbeatStart", Napi::Function::New(env, HeartbeatStart));
   exports.Set("heartbeatStop", Napi::Function::New(env, HeartbeatStop));
   napi_add_env_cleanup_hook(env, StopAllHeartbeats, nullptr);

@@ -14,6 +14,7 @@ interface FdPassingAddon {
   unixSend(fd: number, bytes: Buffer, fds: readonly number[], timeoutMs: number): void;
   unixRecv(fd: number, maxBytes: number, maxFds: number, timeoutMs: number): Promise<ReceivedPacket | null>;
   closeFd(fd: number): void;
+  setCloexec(fd: number): void;
   heartbeatStart(fd: number, bytes: Buffer, intervalMs: number): number;
   heartbeatStop(handle: number): boolean;
 }
@@ -96,6 +97,12 @@ export async function receivePacket(
 export function closeFd(fd: number): void {
   checkFd(fd, 'closeFd');
   wrap('close', () => native().closeFd(fd));
+}
+
+/** Marks fd close-on-exec (a descriptor inherited without it, as systemd passes LISTEN_FDS). */
+export function setCloexec(fd: number): void {
+  checkFd(fd, 'setCloexec');
+  wrap('fcntl(FD_CLOEXEC)', () => native().setCloexec(fd));
 }
 
 /**

@@ -6,7 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isStrataError } from '@strata/errors';
 import { within } from './mount-harness';
-import { sdNotify } from './sd-notify';
+import { sdNotify, sdRemoveFds, sdStoreFds } from './sd-notify';
+import { bindDatagram, closeFd, receivePacket } from './fd-passing';
 
 /** A stand-in for systemd's notification socket: python binds a unix datagram socket, prints "bound", then each datagram as JSON. */
 const LISTENER = `
@@ -72,4 +73,40 @@ test('datagrams reach a socket at a path and in the abstract namespace, one fiel
 test('a socket nobody listens on, or a relative path: a StrataError with the errno', () => {
   assert.throws(() => sdNotify({ READY: 1 }, path.join(os.tmpdir(), `strata-no-such-notify-${process.pid}`)), (e: unknown) => isStrataError(e) && e.errnoName === 'ENOENT');
   assert.throws(() => sdNotify({ READY: 1 }, 'relative/notify'), (e: unknown) => isStrataError(e) && e.errnoName === 'EINVAL');
+});
+
+test('FDSTORE: fds reach a fake NOTIFY_SOCKET with FDSTORE=1 and their name; FDSTOREREMOVE names them; a bad name is EINVAL', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-fdstore-'));
+  const at = path.join(dir, 'notify');
+  const sock = bindDatagram(at);
+  const file = path.join(dir, 'held');
+  fs.writeFileSync(file, 'x');
+  const fd = fs.openSync(file, 'r');
+  try {
+    assert.equal(sdStoreFds('mount-1', [fd, fd], { socketPath: at }), true);
+    const stored = await within(receivePacket(sock, { timeoutMs: 5000 }), 10_000, 'the FDSTORE datagram');
+    assert.ok(stored);
+    assert.equal(stored.bytes.toString(), 'FDSTORE=1\nFDNAME=mount-1');
+    assert.equal(stored.fds.length, 2);
+    for (const f of stored.fds) {
+      assert.equal(fs.readlinkSync(`/proc/self/fd/${f}`), file);
+      closeFd(f);
+    }
+    sdStoreFds('mount-2', [fd], { socketPath: at, poll: false });
+    const unpolled = await receivePacket(sock, { timeoutMs: 5000 });
+    assert.equal(unpolled?.bytes.toString(), 'FDSTORE=1\nFDNAME=mount-2\nFDPOLL=0');
+    for (const f of unpolled?.fds ?? []) closeFd(f);
+    assert.equal(sdRemoveFds('mount-1', at), true);
+    const removed = await receivePacket(sock, { timeoutMs: 5000 });
+    assert.deepEqual({ text: removed?.bytes.toString(), fds: removed?.fds }, { text: 'FDSTOREREMOVE=1\nFDNAME=mount-1', fds: [] });
+    for (const bad of ['', 'a:b', 'tab\there', 'x'.repeat(256)]) {
+      assert.throws(() => sdStoreFds(bad, [fd], { socketPath: at }), (e: unknown) => isStrataError(e) && e.errnoName === 'EINVAL', bad);
+    }
+    assert.throws(() => sdStoreFds('none', [], { socketPath: at }), (e: unknown) => isStrataError(e) && e.errnoName === 'EINVAL');
+    assert.equal(sdStoreFds('mount-1', [fd], { socketPath: undefined }), false, 'not under systemd');
+  } finally {
+    fs.closeSync(fd);
+    closeFd(sock);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
