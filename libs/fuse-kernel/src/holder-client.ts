@@ -149,10 +149,10 @@ export class HolderClient {
   put(id: string, meta: HolderMeta, fds: readonly number[]): Promise<void> {
     const idb = idBytes(id);
     if (fds.length === 0 || fds.length > MAX_FDS_PER_ENTRY) throw StrataError.invalid(`a holder entry has 1..${MAX_FDS_PER_ENTRY} fds (${fds.length})`);
-    const metab = Buffer.from(JSON.stringify(meta), 'utf8');
     const flags = meta.hard === true ? FLAG_HARD : 0;
+    const message = encodeMessage(MessageType.PUT, { flags, id: idb, meta: Buffer.from(JSON.stringify(meta), 'utf8') });
     return this.request(async () => {
-      this.send(encodeMessage(MessageType.PUT, { flags, id: idb, meta: metab }), fds);
+      this.send(message, fds);
       this.expectOk(await this.receive(), `put ${id}`);
     });
   }
