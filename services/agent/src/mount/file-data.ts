@@ -1,7 +1,8 @@
-import type { LayerRef } from '@strata/protocol';
+import { layerRefFromProto, type LayerRef } from '@strata/protocol';
 import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
 import { pieceAt, type PieceUnit } from './read-policy';
 import type { Ask } from '@strata/client';
+import type { LayerReader, StoreView } from '../store-view';
 
 /** What a data fetch needs to know of a file. */
 export interface FileRef {
@@ -23,6 +24,12 @@ export interface FileDataOptions {
   /** Unique among the agent's mounts: prefixes this mount's chunk keys. */
   mountKey: string;
   ttlMs?: number;
+  /**
+   * The agent's view of the image store (--store-view): a sealed layer's
+   * pieces are read from the store files its extent maps name, the rest
+   * (unmapped runs, refusals, LIVE layers) with Session reads.
+   */
+  storeView?: StoreView;
 }
 
 /**
@@ -33,9 +40,12 @@ export interface FileDataOptions {
 export class FileData {
   private readonly o: FileDataOptions;
   private tap?: (key: string, index: number, data: Buffer) => void;
+  /** Only for a sealed layer: a LIVE file may change between its map and the reads of it. */
+  private readonly direct: LayerReader | undefined;
 
   constructor(o: FileDataOptions) {
     this.o = o;
+    this.direct = o.storeView && o.ttlMs === undefined ? o.storeView.reader(layerRefFromProto(o.layer)) : undefined;
   }
 
   private chunkKey(h: FileRef, index: number): string {
@@ -47,8 +57,9 @@ export class FileData {
   }
 
   private fetch(h: FileRef, offset: number, length: number): () => Promise<Buffer> {
+    const viaSession = async (at: number, n: number): Promise<Buffer> => (await this.o.ask('read', { layer: this.o.layer, path: h.path, offset: at, length: n })).data;
     return async () => {
-      const data = (await this.o.ask('read', { layer: this.o.layer, path: h.path, offset, length })).data;
+      const data = this.direct ? await this.direct.read(h.path, offset, length, viaSession) : await viaSession(offset, length);
       if (length === CHUNK_SIZE && offset % CHUNK_SIZE === 0) this.tap?.(h.key, offset / CHUNK_SIZE, data);
       return data;
     };

@@ -1,0 +1,3 @@
+export { StoreView } from './store-view';
+export type { StoreViewClient, StoreViewCounters, StoreViewOptions } from './store-view';
+export { LayerReader, type Fallback } from './layer-reader';

@@ -1,0 +1,151 @@
+import type { ExtentMap } from '@strata/client';
+import { Errno, GrpcCode, StrataError, errorMessage, isStrataError } from '@strata/errors';
+import type { LayerRef } from '@strata/layers';
+import { LRUCache } from 'lru-cache';
+import type { StoreFiles } from './store-files';
+import type { StoreView } from './store-view';
+
+/** Files whose maps one reader keeps (each a few windows of up to 64 MiB). */
+const MAP_FILES = 4096;
+/** Windows of one file kept (a file read all over keeps its most recent ones). */
+const WINDOWS_PER_FILE = 64;
+/** Answers asked for one read at most (a read spans one or two windows). */
+const MAX_MAP_CALLS = 8;
+
+/** Reads what a map cannot give (unmapped runs, or all of it after a refusal) from the resolver. */
+export type Fallback = (offset: number, length: number) => Promise<Buffer>;
+
+/** Whether an error of ExtentMap means the layer is never mapped (LIVE, or a resolver without the service). */
+export function neverMapped(err: unknown): boolean {
+  return isStrataError(err) && (err.code === GrpcCode.FAILED_PRECONDITION || err.code === GrpcCode.UNIMPLEMENTED);
+}
+
+function key(path: Buffer): string {
+  return path.toString('latin1');
+}
+
+/**
+ * One mount's reads of one sealed layer through the store view: the file's
+ * extent map (asked once per window, shared by concurrent readers, kept),
+ * then positional reads of the store files it names, zeros for holes, and
+ * the resolver for unmapped runs. Any failure — the layer cannot be mapped,
+ * a store file is not the one mapped, a symlink on its path, a short read —
+ * sends the read to the resolver, so a reader sees the same bytes either way.
+ */
+export class LayerReader {
+  private readonly maps = new LRUCache<string, ExtentMap[]>({ max: MAP_FILES });
+  private readonly pending = new Map<string, Promise<ExtentMap>>();
+  /** Files read through the resolver only: a refusal is not retried on every read. */
+  private readonly refused = new LRUCache<string, string>({ max: MAP_FILES });
+  /** Why the layer is never mapped (a LIVE chain), once known. */
+  private disabled: string | undefined;
+
+  constructor(
+    private readonly view: StoreView,
+    private readonly files: StoreFiles,
+    private readonly layer: LayerRef,
+  ) {}
+
+  /** [offset, offset+length) of a file (shorter at end of file), from the store where the map allows. */
+  async read(path: Buffer, offset: number, length: number, fallback: Fallback): Promise<Buffer> {
+    const k = key(path);
+    if (this.disabled !== undefined || this.refused.has(k)) return this.viaResolver(offset, length, fallback);
+    try {
+      return await this.direct(path, k, offset, length, fallback);
+    } catch (err) {
+      if (neverMapped(err)) {
+        this.disabled = errorMessage(err);
+        this.view.options.warn?.({ event: 'store_view.layer_not_mapped', layer: this.layer, err: this.disabled }, 'layer read through the resolver');
+      } else {
+        this.view.counters.refusals++;
+        this.maps.delete(k);
+        this.refused.set(k, errorMessage(err));
+        this.view.options.warn?.({ event: 'store_view.refused', layer: this.layer, path: path.toString('utf8'), err: errorMessage(err) }, 'store file refused; read through the resolver');
+      }
+      return this.viaResolver(offset, length, fallback);
+    }
+  }
+
+  private async viaResolver(offset: number, length: number, fallback: Fallback): Promise<Buffer> {
+    const data = await fallback(offset, length);
+    this.view.counters.resolverBytes += data.length;
+    return data;
+  }
+
+  private async direct(path: Buffer, k: string, offset: number, length: number, fallback: Fallback): Promise<Buffer> {
+    let m = await this.windowAt(path, k, offset);
+    const size = m.attr?.size ?? 0;
+    const want = Math.max(0, Math.min(length, size - offset));
+    const out = Buffer.allocUnsafe(want);
+    let pos = offset;
+    const end = offset + want;
+    for (let calls = 0; pos < end; calls++) {
+      if (calls > 0) m = await this.windowAt(path, k, pos);
+      if (calls >= MAX_MAP_CALLS || m.length === 0 || pos < m.offset || pos >= m.offset + m.length) throw StrataError.io(`extent map of ${path.toString('utf8')} does not cover ${pos}`);
+      for (const e of m.extents) {
+        const from = Math.max(pos, e.offset);
+        const to = Math.min(end, e.offset + e.length);
+        if (from >= to) continue;
+        const at = from - offset;
+        const n = to - from;
+        if (e.kind === 'hole') out.fill(0, at, at + n);
+        else if (e.kind === 'unmapped') {
+          const data = await this.viaResolver(from, n, fallback);
+          if (data.length !== n) throw StrataError.io(`the resolver answered ${data.length} of ${n} unmapped bytes`);
+          data.copy(out, at);
+        } else {
+          await this.pread(m, e.file, out, at, n, e.fileOffset + (from - e.offset));
+        }
+        pos = to;
+      }
+      if (pos < end && pos < m.offset + m.length) throw StrataError.io(`extent map of ${path.toString('utf8')} has a gap at ${pos}`);
+    }
+    this.view.counters.directBytes += want;
+    return out;
+  }
+
+  private async pread(m: ExtentMap, file: number, out: Buffer, at: number, n: number, position: number): Promise<void> {
+    const id = m.files[file];
+    await this.files.with(id, async (fh) => {
+      let done = 0;
+      // Bounded: every pass reads at least one byte or stops.
+      while (done < n) {
+        const { bytesRead } = await fh.read(out, at + done, n - done, position + done);
+        if (bytesRead === 0) throw new StrataError(Errno.ESTALE, `store file ${id.path} ends before ${position + done} (the map says ${id.size} bytes)`);
+        done += bytesRead;
+      }
+    });
+  }
+
+  /** The window of the file's map holding `offset` (or the last one, at or past the end), asked for if not kept. */
+  private async windowAt(path: Buffer, k: string, offset: number): Promise<ExtentMap> {
+    for (let tries = 0; tries < 2; tries++) {
+      const kept = this.maps.get(k)?.find((w) => (offset >= w.offset && offset < w.offset + w.length) || (w.eof && offset >= w.offset + w.length && offset >= (w.attr?.size ?? 0)));
+      if (kept) return kept;
+      const inflight = this.pending.get(k);
+      if (!inflight) break;
+      // Another reader is asking: its window may hold this offset too.
+      await inflight.catch(() => undefined);
+    }
+    const asking = this.ask(path, k, offset);
+    this.pending.set(k, asking);
+    try {
+      return await asking;
+    } finally {
+      if (this.pending.get(k) === asking) this.pending.delete(k);
+    }
+  }
+
+  private async ask(path: Buffer, k: string, offset: number): Promise<ExtentMap> {
+    this.view.counters.maps++;
+    const m = await this.view.client.extentMap(this.layer, path, offset, 0);
+    if (m.storeId !== this.view.storeId) {
+      throw new StrataError(Errno.ESTALE, `a resolver answered a map of store ${m.storeId}; this view is of store ${this.view.storeId}`);
+    }
+    const windows = this.maps.get(k) ?? [];
+    windows.push(m);
+    if (windows.length > WINDOWS_PER_FILE) windows.shift();
+    this.maps.set(k, windows);
+    return m;
+  }
+}

@@ -1,0 +1,110 @@
+import type { promises as fs, BigIntStats } from 'node:fs';
+import { Errno, StrataError } from '@strata/errors';
+import type { StoreFileIdentity } from '@strata/client';
+import type { BeneathRoot } from './beneath';
+
+/** Store files held open at once (image files and the busiest `dir:` files). */
+const DEFAULT_OPEN_FILES = 256;
+
+interface Held {
+  path: string;
+  opening: Promise<{ fh: fs.FileHandle; st: BigIntStats }>;
+  users: number;
+  closed: boolean;
+}
+
+/**
+ * Whether a file opened here is the one the resolver mapped: the same
+ * inode, size and modification time, and the same device where device
+ * numbers compare (the store seen on the same mount). Anything else — a
+ * file swapped in since, a copy, another store — is refused.
+ */
+export function sameFile(st: BigIntStats, f: StoreFileIdentity, devComparable: boolean): boolean {
+  return (
+    st.ino === BigInt(f.ino) &&
+    st.size === BigInt(f.size) &&
+    st.mtimeNs === BigInt(f.mtimeSec) * 1_000_000_000n + BigInt(f.mtimeNsec) &&
+    (!devComparable || st.dev === BigInt(f.dev))
+  );
+}
+
+/**
+ * Store files opened beneath the store root and kept open (bounded, least
+ * recently used closed first, never one a read is using), each checked
+ * against the identity the map gave before a byte is read from it.
+ */
+export class StoreFiles {
+  private readonly held = new Map<string, Held>();
+
+  constructor(
+    private readonly root: BeneathRoot,
+    private readonly devComparable: boolean,
+    private readonly maxOpen = DEFAULT_OPEN_FILES,
+  ) {}
+
+  /** Runs `fn` with the file open, after checking it is the file `id` names. */
+  async with<T>(id: StoreFileIdentity, fn: (fh: fs.FileHandle) => Promise<T>): Promise<T> {
+    let h = this.held.get(id.path);
+    if (h) {
+      // Most recently used last.
+      this.held.delete(id.path);
+      this.held.set(id.path, h);
+      h.users++;
+    } else {
+      h = { path: id.path, opening: this.root.openFile(id.path), users: 1, closed: false };
+      this.held.set(id.path, h);
+      const mine = h;
+      mine.opening.catch(() => {
+        if (this.held.get(mine.path) === mine) this.held.delete(mine.path);
+      });
+      this.trim();
+    }
+    try {
+      const { fh, st } = await h.opening;
+      if (!sameFile(st, id, this.devComparable)) {
+        // Opened again next time: the map may be the newer one.
+        this.forget(id.path);
+        throw new StrataError(Errno.ESTALE, `store file ${id.path} is not the file the resolver mapped (ino ${st.ino}, size ${st.size} here; ino ${id.ino}, size ${id.size} mapped)`);
+      }
+      return await fn(fh);
+    } finally {
+      h.users--;
+      if (h.closed && h.users === 0) void this.release(h);
+    }
+  }
+
+  /** Forgets a file (a map named it differently: opened again next time). */
+  forget(path: string): void {
+    const h = this.held.get(path);
+    if (!h) return;
+    this.held.delete(path);
+    h.closed = true;
+    if (h.users === 0) void this.release(h);
+  }
+
+  private trim(): void {
+    for (const [path, h] of this.held) {
+      if (this.held.size <= this.maxOpen) return;
+      if (h.users > 0) continue;
+      this.held.delete(path);
+      h.closed = true;
+      void this.release(h);
+    }
+  }
+
+  private async release(h: Held): Promise<void> {
+    const opened = await h.opening.catch(() => undefined);
+    await opened?.fh.close().catch(() => undefined);
+  }
+
+  get openCount(): number {
+    return this.held.size;
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.held.values()];
+    this.held.clear();
+    for (const h of all) h.closed = true;
+    await Promise.all(all.filter((h) => h.users === 0).map((h) => this.release(h)));
+  }
+}
