@@ -5,6 +5,8 @@
 // src/wire.ts (parsed in packed.cc); every length is checked before use.
 #include <napi.h>
 #include <node_api.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -651,6 +653,28 @@ static Napi::Value UmountFn(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), strata_fuse::Unmount(info[0].As<Napi::String>().Utf8Value()));
 }
 
+// takeFd(pid, fd) -> a copy of process pid's fd (the same open file, close-on-exec) by
+// pidfd_getfd(2), which needs ptrace rights over pid (root). What lets a takeover be
+// tested with a plain child process as the holder: its fds come back without a socket.
+static Napi::Value TakeFdFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "takeFd(pid, fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, info[0].As<Napi::Number>().Int32Value(), 0));
+  int fd = pidfd < 0 ? -1 : static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, info[1].As<Napi::Number>().Int32Value(), 0));
+  int e = errno;
+  if (pidfd >= 0) close(pidfd);
+  if (fd < 0) {
+    Napi::Error err = Napi::Error::New(env, std::string("pidfd_getfd: ") + std::strerror(e));
+    err.Set("errno", Napi::Number::New(env, e));
+    err.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
 // The native opcode table (opcodes.cc) as JavaScript sees it, so src/ops.ts can be checked against it.
 static Napi::Array OpcodeRows(Napi::Env env) {
   Napi::Array rows = Napi::Array::New(env);
@@ -674,6 +698,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("opcodes", OpcodeRows(env));
   exports.Set("NativeSession", strata_fuse::SessionWrap::Define(env));
   exports.Set("umount", Napi::Function::New(env, UmountFn));
+  exports.Set("takeFd", Napi::Function::New(env, TakeFdFn));
   exports.Set("peerCredentials", Napi::Function::New(env, strata_fuse::PeerCredentials));
   exports.Set("sdNotify", Napi::Function::New(env, strata_fuse::SdNotify));
   strata_fuse::RegisterFdPassing(env, exports);

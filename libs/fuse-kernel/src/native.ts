@@ -147,6 +147,8 @@ export interface NativeOpcode {
 
 export interface NativeModule {
   NativeSession: new (options: NativeMountOptions, onEvents: (events: NativeEvent[]) => void, adopt?: NativeAdopt) => NativeSession;
+  /** A copy of process pid's fd (same open file) by pidfd_getfd(2); throws an Error with `errno`. */
+  takeFd(pid: number, fd: number): number;
   /** umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW): 0 or an errno. */
   umount(path: string): number;
   /** getsockopt(fd, SO_PEERCRED) of a connected unix socket; throws an Error with `errno`. */
