@@ -3,3 +3,4 @@ export type { AgentStatus, ControlError, ControlRequest, ControlResponse, MountH
 export { defaultSocketPath } from './socket-path';
 export { controlRequest } from './control-client';
 export { certificateIdentity } from './certificate-identity';
+export { agentStateDir, desiredStateFile, forgetDesiredMount } from './desired-state';

@@ -68,7 +68,7 @@ export interface AgentStatus {
 }
 
 export type ControlRequest =
-  | { op: 'mount'; layer: string; mountpoint: string }
+  | { op: 'mount'; layer: string; mountpoint: string; hard?: boolean }
   | { op: 'umount'; mountpoint: string; lazy?: boolean }
   | { op: 'mounts' }
   | { op: 'status' };
@@ -94,7 +94,8 @@ export function parseControlRequest(v: unknown): ControlRequest | string {
     case 'mount':
       if (typeof v.layer !== 'string' || v.layer === '') return 'mount needs "layer" (an id or a name)';
       if (typeof v.mountpoint !== 'string' || v.mountpoint === '') return 'mount needs "mountpoint"';
-      return { op: 'mount', layer: v.layer, mountpoint: v.mountpoint };
+      if (v.hard !== undefined && typeof v.hard !== 'boolean') return 'mount\'s "hard" must be true or false';
+      return { op: 'mount', layer: v.layer, mountpoint: v.mountpoint, ...(v.hard === true ? { hard: true } : {}) };
     case 'umount':
       if (typeof v.mountpoint !== 'string' || v.mountpoint === '') return 'umount needs "mountpoint"';
       return { op: 'umount', mountpoint: v.mountpoint, lazy: v.lazy === true };

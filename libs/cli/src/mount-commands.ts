@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { controlRequest, defaultSocketPath, type MountInfo } from '@strata/agent-control';
+import { controlRequest, defaultSocketPath, forgetDesiredMount, type MountInfo } from '@strata/agent-control';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { CliError, type CommandContext } from './command-context';
 import { mountTable } from './format';
@@ -91,8 +91,10 @@ async function isStrataMount(target: string): Promise<boolean> {
  * a server (an agent on another socket) and is left to it. False when
  * `target` is no strata mount at all.
  */
-async function detachDeadMount(target: string): Promise<boolean> {
+async function detachDeadMount(target: string, socket: string): Promise<boolean> {
   if (!(await isStrataMount(target))) return false;
+  // The agent of this socket made it (its list says so) and is gone: its fd holder may keep the mount answering, but nobody serves it.
+  if (!(await ownedBy(socket, target))) {
   // Opening the directory always reaches the server (a stat may be answered from the kernel's attribute cache); bounded, a hung server is not waited for.
   let timer: NodeJS.Timeout | undefined;
   const silent = new Promise<'silent'>((resolve) => (timer = setTimeout(() => resolve('silent'), DEAD_PROBE_MS)));
@@ -107,11 +109,22 @@ async function detachDeadMount(target: string): Promise<boolean> {
   if (liveness !== 'dead') {
     throw new CliError(Errno.EBUSY, `${target} is a strata mount whose server ${liveness === 'silent' ? 'is hung' : 'still answers'}: another agent serves it (give its --socket)`);
   }
+  }
   const r = await new Promise<{ ok: boolean; text: string }>((resolve) =>
     execFile('umount', ['-l', target], { timeout: 10_000 }, (err, _o, stderr) => resolve({ ok: !err, text: String(stderr).trim() || (err ? err.message : '') })),
   );
   if (!r.ok) throw new CliError(Errno.EPERM, `${target} is a dead strata mount and no agent runs; detaching it failed: ${r.text} (as root: umount -l ${target})`);
   return true;
+}
+
+/** Whether the (stopped) agent of `socket` listed `target` among its mounts. */
+async function ownedBy(socket: string, target: string): Promise<boolean> {
+  try {
+    const state = JSON.parse(await fs.readFile(`${socket}.mounts.json`, 'utf8')) as { mounts?: { mountpoint?: unknown }[] };
+    return Array.isArray(state.mounts) && state.mounts.some((m) => m.mountpoint === target);
+  } catch {
+    return false;
+  }
 }
 
 /** `strata mount|umount|mounts`: the local agent's control socket. */
@@ -125,12 +138,13 @@ export function addMountCommands(program: Command, ctx: CommandContext): void {
     .description('ask the local agent to mount a layer read-only; returns once the mount answers')
     .argument('<layer>', 'id or name')
     .argument('<mountpoint>', 'an existing empty directory')
+    .option('--hard', 'readers wait for the resolvers (and for the next agent) instead of failing with EIO after the agent\'s --request-timeout')
     .option('--socket <path>', socketHelp)
-    .action(async (layer: string, mountpoint: string, _o: unknown, cmd: Command) => {
+    .action(async (layer: string, mountpoint: string, o: { hard?: boolean }, cmd: Command) => {
       const g = ctx.globals(cmd);
       const target = path.resolve(mountpoint);
       await checkMountpoint(target, mountpoint);
-      const res = await controlRequest(socketOf(cmd), { op: 'mount', layer, mountpoint: target }, MOUNT_TIMEOUT_MS);
+      const res = await controlRequest(socketOf(cmd), { op: 'mount', layer, mountpoint: target, ...(o.hard === true ? { hard: true } : {}) }, MOUNT_TIMEOUT_MS);
       const m = res.mount!;
       await mountAnswers(m.mountpoint);
       if (g.json) await json(m);
@@ -151,7 +165,9 @@ export function addMountCommands(program: Command, ctx: CommandContext): void {
       } catch (err) {
         // No agent (it crashed or was killed): a strata mount it left dead is detached here, not stranded.
         if (!noAgent(err)) throw err;
-        if (!(await detachDeadMount(target))) throw err;
+        if (!(await detachDeadMount(target, socketOf(cmd)))) throw err;
+        // Not mounted again by the next agent either.
+        await forgetDesiredMount(socketOf(cmd), target);
         how = 'detached';
       }
       if (g.json) await json({ unmounted: target, ...(how === 'detached' ? { how: 'detached a dead mount; no agent was running' } : {}) });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,7 +16,10 @@ import { hasStrataMount, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
 import { DiskCache } from './data-cache/disk-cache';
 import { ChunkCache } from './mount/chunk-cache';
-import { Mount, type DetachHow, type MountContext, type MountSpec } from './mount/mount';
+import { Mount, journalFile, recordFile, type DetachHow, type MountContext, type MountSpec } from './mount/mount';
+import { DesiredState, type DesiredMount } from './takeover/desired-state';
+import { Holder, closeFds } from './takeover/holder';
+import { readMountRecord, writeMountRecord } from './takeover/mount-record';
 import type { MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
 import { fuseErrorCounter, fuseLatencyHistogram } from './observability/op-tracker';
@@ -42,6 +46,28 @@ export interface AgentOptions {
   /** Where mounts and unmounts are recorded (absent: nowhere). */
   audit?: AgentAudit;
   log: Logger;
+  /**
+   * The agent's runtime state (absent: none, no takeover, no desired state):
+   * each mount's record and node journal, the fd holder's socket and the
+   * mounts made with `strata mount`.
+   */
+  stateDir?: string;
+  /** Take over the mounts a predecessor left in the holder (false: clear them, as before takeover existed). */
+  takeover?: boolean;
+  /** A request not answered within this fails with EIO (natively; and the holder's watchdog for a stopped agent). 0: wait. */
+  requestTimeoutMs?: number;
+}
+
+/** How `mount` was asked for. */
+export interface MountRequest {
+  /** The control-socket user who asked (absent: the agent itself). */
+  caller?: HostUser;
+  /** Wait for the resolvers rather than fail after the deadline (no watchdog either). */
+  hard?: boolean;
+  /** Kept in the desired state, so the next agent mounts it again when no takeover did (`strata mount`). */
+  desired?: boolean;
+  /** Mounted again from the desired state (logged as such). */
+  restored?: boolean;
 }
 
 /** What the agent itself knows for `strata status` (the process and TLS parts are main's). */
@@ -77,6 +103,9 @@ export class Agent {
   private mountSeq = 0;
   /** What every mount shares. */
   private readonly mountContext: MountContext;
+  /** Keeps the FUSE fds across agents (absent: none; the mounts end with the agent, as before takeover). */
+  private holder?: Holder;
+  private readonly desired?: DesiredState;
   private readonly audit: AgentAudit;
 
   private constructor(
@@ -134,7 +163,10 @@ export class Agent {
       fuseErrors: this.fuseErrors,
       audit: this.audit,
       log: this.log,
+      ...(o.stateDir !== undefined ? { stateDir: o.stateDir } : {}),
+      requestTimeoutMs: o.requestTimeoutMs ?? 0,
     };
+    if (o.stateDir !== undefined) this.desired = new DesiredState(path.join(o.stateDir, 'desired.json'));
     this.state = new StateFile(o.stateFile);
     // The same id across restarts of the agent of this socket: a successor's report replaces its predecessor's.
     const agentId = `${os.hostname()}:${path.resolve(o.stateFile)}`;
@@ -160,6 +192,8 @@ export class Agent {
 
   static async start(o: AgentOptions): Promise<Agent> {
     const agent = new Agent(o, o.dataCache && o.dataCache.maxBytes > 0 ? await DiskCache.open(o.dataCache.dir, o.dataCache.maxBytes) : DiskCache.none());
+    await agent.checkOwner();
+    await agent.takeOver();
     await agent.clearStale();
     agent.reporter.start();
     return agent;
@@ -171,15 +205,20 @@ export class Agent {
    * still runs, and a mount whose server answers is never cleared: only a
    * connection that is really dead goes.
    */
-  private async clearStale(): Promise<void> {
-    const { pid, mounts: owned } = await this.state.read();
+  private async checkOwner(): Promise<void> {
+    const { pid } = await this.state.read();
     if (pid !== undefined && (await isLiveAgent(pid))) {
       throw StrataError.precondition(`another agent (pid ${pid}) is running and owns the mounts listed in ${this.state.file}; stop it first`);
     }
+  }
+
+  private async clearStale(): Promise<void> {
+    const { mounts: owned } = await this.state.read();
     if (owned.length === 0) return;
     const table = await readMountTable();
     for (const m of owned) {
-      if (!hasStrataMount(table, m.mountpoint)) continue;
+      // Taken over: served again.
+      if (this.mounts.has(m.mountpoint) || !hasStrataMount(table, m.mountpoint)) continue;
       const liveness = await mountLiveness(m.mountpoint);
       if (liveness !== 'dead') {
         this.log.warn(
@@ -198,6 +237,114 @@ export class Agent {
     await this.saveState();
   }
 
+  /**
+   * Connects to the fd holder (spawning it) and serves every mount it
+   * holds whose record this agent can read (`agent.mount_taken_over`). A
+   * foreign or damaged record, or --no-takeover: the mount is cleared as a
+   * dead one was before takeover existed (detached lazily), and dropped.
+   */
+  private async takeOver(): Promise<void> {
+    const dir = this.o.stateDir;
+    if (dir === undefined) return;
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await this.desired?.load((problem) => this.log.error({ event: 'agent.desired_state_unreadable', err: problem }, 'desired state unreadable: no mounts restored from it'));
+    const holder = await Holder.connect(path.join(dir, 'holder.sock'));
+    if (!(holder instanceof Holder)) {
+      this.log.warn({ event: 'agent.holder_unavailable', err: holder.unavailable }, 'no fd holder: mounts end with this agent');
+      return;
+    }
+    this.holder = holder;
+    const timeout = this.o.requestTimeoutMs ?? 0;
+    if (timeout > 0) holder.heartbeat(timeout);
+    const entries = await holder.list().catch((err: unknown) => {
+      this.log.error({ event: 'agent.holder_failed', err: StrataError.from(err).message }, 'the fd holder did not list what it holds');
+      return [];
+    });
+    if (entries.length === 0) return;
+    const table = await readMountTable();
+    for (const e of entries) {
+      const started = performance.now();
+      const where = e.meta?.mountpoint;
+      try {
+        if (!e.meta) throw new StrataError(Errno.EUCLEAN, `holder entry ${e.id} was not put there by an agent of this format`);
+        if (!hasStrataMount(table, e.meta.mountpoint)) {
+          this.log.info({ event: 'agent.takeover_gone', id: e.id, mountpoint: e.meta.mountpoint }, 'a held mount is no longer mounted: dropped');
+          await this.dropHeld(e.id, e.meta.record);
+          continue;
+        }
+        if (this.o.takeover === false) {
+          await unmount(e.meta.mountpoint, true).catch(() => undefined);
+          await this.dropHeld(e.id, e.meta.record);
+          this.log.warn({ event: 'agent.stale_mount_cleared', mountpoint: e.meta.mountpoint, layer: e.meta.layer, reason: 'no-takeover' }, 'cleared a mount left by a previous agent (--no-takeover)');
+          continue;
+        }
+        const record = await readMountRecord(e.meta.record);
+        if (record.id !== e.id || record.mountpoint !== e.meta.mountpoint) throw new StrataError(Errno.EUCLEAN, `mount record ${e.meta.record} is not the one of holder entry ${e.id}`);
+        const m = Mount.adopt(record, e.fds, this.mountContext);
+        this.adopted(m);
+        // The session may read from fds of its own now: the holder keeps those.
+        const h = m.handover(dir);
+        if (h) await holder.put(m.id, { hard: m.hard, layer: record.layer, mountpoint: m.mountpoint, record: e.meta.record }, h.fds);
+        this.log.info(
+          { event: 'agent.mount_taken_over', mountpoint: m.mountpoint, layerId: m.info.layerId, hard: m.hard, nodes: m.nodes.size, ms: Math.round(performance.now() - started) },
+          'took a mount over from the previous agent',
+        );
+      } catch (err) {
+        const message = StrataError.from(err).message;
+        this.log.error(
+          { event: 'agent.takeover_refused', id: e.id, mountpoint: where, err: message },
+          `could not take over ${where ?? `holder entry ${e.id}`}: ${message}; cleared as a dead mount`,
+        );
+        if (where !== undefined && hasStrataMount(table, where) && !this.mounts.has(where)) await unmount(where, true).catch(() => undefined);
+        await this.dropHeld(e.id, e.meta?.record);
+      } finally {
+        closeFds(e.fds);
+      }
+    }
+    if (this.mounts.size > 0) {
+      await this.saveState();
+      void this.reporter.changed();
+    }
+  }
+
+  /** A held entry that no agent serves any more: its fds closed in the holder, its files removed. */
+  private async dropHeld(id: string, record: string | undefined): Promise<void> {
+    await this.holder?.drop(id).catch((err: unknown) => this.log.warn({ event: 'agent.holder_failed', id, err: StrataError.from(err).message }, 'the fd holder did not drop an entry'));
+    const dir = this.o.stateDir;
+    if (dir === undefined) return;
+    // Only files in the agent's own state dir: a record's own word on where its journal is is not trusted with rm.
+    for (const f of [recordFile(dir, id), journalFile(dir, id), ...(record !== undefined && path.dirname(record) === dir ? [record] : [])]) {
+      await fs.rm(f, { force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Gives the holder the mount's fds and writes what a successor needs to serve it. */
+  private async hold(m: Mount): Promise<void> {
+    const dir = this.o.stateDir;
+    if (!this.holder || dir === undefined) return;
+    try {
+      const h = m.handover(dir);
+      if (!h) {
+        this.log.warn({ event: 'agent.takeover_unavailable', mountpoint: m.mountpoint }, 'this build cannot hand the mount over: it ends with this agent');
+        return;
+      }
+      const file = recordFile(dir, m.id);
+      await writeMountRecord(file, h.record);
+      await this.holder.put(m.id, { hard: m.hard, layer: m.spec.layerText, mountpoint: m.mountpoint, record: file }, h.fds);
+    } catch (err) {
+      this.log.warn({ event: 'agent.takeover_unavailable', mountpoint: m.mountpoint, err: StrataError.from(err).message }, 'the mount could not be given to the fd holder: it ends with this agent');
+    }
+  }
+
+  /** Mounts `strata mount` made that are not mounted now (after a reboot, or a --no-takeover start): for the caller to mount again. */
+  restorable(): DesiredMount[] {
+    return (this.desired?.list() ?? []).filter((m) => !this.mounts.has(m.mountpoint));
+  }
+
+  has(mountpoint: string): boolean {
+    return this.mounts.has(mountpoint);
+  }
+
   private async saveState(): Promise<void> {
     await this.state.write([...this.mounts.values()].map((m) => ({ mountpoint: m.info.mountpoint, layerId: m.info.layerId })));
   }
@@ -208,7 +355,8 @@ export class Agent {
    * anyone else only what the policy grants them, on an empty directory of
    * their own, nosuid and nodev (access/). Audited either way.
    */
-  async mount(layerText: string, mountpointText: string, caller?: HostUser): Promise<MountInfo> {
+  async mount(layerText: string, mountpointText: string, request: MountRequest = {}): Promise<MountInfo> {
+    const caller = request.caller;
     const actor: Actor = caller ?? 'agent';
     try {
       if (!path.isAbsolute(mountpointText)) throw StrataError.invalid(`mountpoint must be an absolute path: ${mountpointText}`);
@@ -218,10 +366,12 @@ export class Agent {
       let info: MountInfo;
       let allowOther: boolean;
       try {
-        ({ info, allowOther } = await this.mountAt(layerText, mountpoint, caller));
+        ({ info, allowOther } = await this.mountAt(layerText, mountpoint, caller, request.hard === true));
+        if (request.desired) await this.desired?.add({ layer: layerText, mountpoint, hard: request.hard === true, ...(caller ? { caller } : {}) });
       } finally {
         this.busy.delete(mountpoint);
       }
+      if (request.restored) this.log.info({ event: 'agent.mount_restored', mountpoint, layer: layerText, layerId: info.layerId, hard: request.hard === true }, 'mounted again from the desired state');
       this.audit.mount(actor, layerText, mountpoint, { ok: { layerId: info.layerId, flags: info.flags.join(','), allowOther } });
       return info;
     } catch (err) {
@@ -230,7 +380,7 @@ export class Agent {
     }
   }
 
-  private async mountAt(layerText: string, mountpoint: string, caller: HostUser | undefined): Promise<{ info: MountInfo; allowOther: boolean }> {
+  private async mountAt(layerText: string, mountpoint: string, caller: HostUser | undefined, hard: boolean): Promise<{ info: MountInfo; allowOther: boolean }> {
     const existing = this.mounts.get(mountpoint);
     if (existing) throw StrataError.precondition(`${mountpoint} is already a strata mount (layer ${existing.info.layerId})`);
     for (const m of this.mounts.keys()) {
@@ -264,7 +414,7 @@ export class Agent {
             }
           }
         : undefined;
-      const info = await this.mountLayer(layerText, ref, mountpoint, caller ?? 'agent', allowOther, dir, privateTo, recheck);
+      const info = await this.mountLayer(layerText, ref, mountpoint, caller ?? 'agent', allowOther, dir, hard, privateTo, recheck);
       return { info, allowOther };
     } finally {
       await dir?.close();
@@ -278,6 +428,7 @@ export class Agent {
     owner: Actor,
     allowOther: boolean,
     dir: fs.FileHandle | undefined,
+    hard: boolean,
     privateTo?: { uid: number; gid: number },
     recheck?: () => Promise<string | undefined>,
   ): Promise<MountInfo> {
@@ -288,9 +439,10 @@ export class Agent {
       if (isStrataError(err) && err.errno === Errno.ENOENT) throw StrataError.notFound(`layer ${JSON.stringify(layerText)} does not exist`);
       throw StrataError.from(err, 'looking up the layer');
     }
-    const spec: MountSpec = { layerText, chain, mountpoint, owner, allowOther, privateTo, recheck, mountKey: `m${++this.mountSeq}` };
+    const spec: MountSpec = { layerText, chain, mountpoint, owner, allowOther, privateTo, recheck, id: `${process.pid.toString(36)}-${(++this.mountSeq).toString(36)}-${randomBytes(4).toString('hex')}`, hard };
     const m = await Mount.create(spec, this.mountContext, dir);
     this.adopted(m);
+    await this.hold(m);
     await this.saveState();
     // Protected from deletion as soon as the caller hears it is mounted.
     await this.reporter.changed();
@@ -307,7 +459,8 @@ export class Agent {
     this.mounts.set(mountpoint, m);
     // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.
     void m.session.closed.then(async (reason) => {
-      if (reason === 'unmount' || this.mounts.get(mountpoint) !== m || this.busy.has(mountpoint)) return;
+      // Released: handed over on purpose, the mount stays.
+      if (reason === 'unmount' || String(reason) === 'released' || this.mounts.get(mountpoint) !== m || this.busy.has(mountpoint)) return;
       this.log.warn({ event: 'agent.mount_vanished', mountpoint, reason }, 'mount was removed outside the agent');
       this.audit.unmount('agent', String(m.info.layerId), mountpoint, { ok: { how: 'vanished' } });
       await this.forget(m);
@@ -364,6 +517,7 @@ export class Agent {
       this.busy.add(mountpoint);
       try {
         await this.detach(m, lazy ? 'lazy' : 'strict');
+        await this.desired?.remove(mountpoint);
       } finally {
         this.busy.delete(mountpoint);
       }
@@ -387,6 +541,8 @@ export class Agent {
     m.prefetch?.abort();
     // A lazily detached session keeps serving files still open and ends when the kernel lets go; its caches go with it.
     m.disposeWhenClosed();
+    m.journal?.close();
+    await this.dropHeld(m.id, undefined);
     await this.saveState();
     void this.reporter.changed();
   }
@@ -403,6 +559,7 @@ export class Agent {
     try {
       this.log.warn({ event: 'agent.mount_withdrawn', mountpoint, layerId: m.info.layerId, reason }, 'mount withdrawn: its layers or its grant changed under it');
       await this.detach(m, 'forced');
+      await this.desired?.remove(mountpoint);
       this.audit.unmount('agent', String(m.info.layerId), mountpoint, { ok: { how: 'withdrawn', reason } });
     } finally {
       this.busy.delete(mountpoint);
@@ -468,8 +625,41 @@ export class Agent {
     };
   }
 
-  /** SIGTERM/SIGINT: every mount is detached (lazily: open files must not block shutdown). */
-  async stop(): Promise<void> {
+  /**
+   * SIGTERM/SIGINT: every mount the holder keeps is handed over (its session
+   * released, nothing unmounted: the next agent serves on); the rest, and
+   * every mount with `handover` false (--no-takeover), are detached (lazily:
+   * open files must not block shutdown).
+   */
+  async stop(handover = true): Promise<void> {
+    let handed = 0;
+    const journal = { writes: 0, bytes: 0, appendMs: 0, rewrites: 0, rewriteMs: 0 };
+    for (const m of this.mounts.values()) {
+      const st = m.journal?.stats;
+      if (!st) continue;
+      journal.writes += st.writes;
+      journal.bytes += st.bytes;
+      journal.appendMs += st.appendNs / 1e6;
+      journal.rewrites += st.rewrites;
+      journal.rewriteMs += st.rewriteMs;
+    }
+    journal.appendMs = Math.round(journal.appendMs * 10) / 10;
+    journal.rewriteMs = Math.round(journal.rewriteMs);
+    if (handover && this.holder && this.o.stateDir !== undefined) {
+      for (const m of [...this.mounts.values()]) {
+        if (!m.handover(this.o.stateDir)) continue;
+        try {
+          this.mounts.delete(m.mountpoint);
+          await m.release();
+          handed++;
+        } catch (err) {
+          this.mounts.set(m.mountpoint, m);
+          this.log.error({ event: 'agent.handover_failed', mountpoint: m.mountpoint, err: StrataError.from(err).message }, 'could not hand the mount over: unmounted');
+        }
+      }
+      await this.holder.bye().catch((err: unknown) => this.log.warn({ event: 'agent.holder_failed', err: StrataError.from(err).message }, 'the fd holder did not hear the goodbye'));
+      if (handed > 0) this.log.info({ event: 'agent.handed_over', mounts: handed }, 'mounts left to the next agent');
+    }
     for (const m of [...this.mounts.values()]) {
       await this.detach(m, 'forced').then(
         () => this.audit.unmount('agent', String(m.info.layerId), m.info.mountpoint, { ok: { how: 'shutdown' } }),
@@ -480,11 +670,12 @@ export class Agent {
       );
     }
     await this.reporter.stop();
+    await this.holder?.close().catch(() => undefined);
     this.outages.close();
     this.session.close();
     this.client.close();
     const dataCache = this.disk.stats();
     await this.disk.close().catch((err: unknown) => this.log.warn({ event: 'agent.data_cache.cleanup_failed', dir: this.disk.dir, err: StrataError.from(err).message }, 'data cache not removed'));
-    this.log.info({ event: 'agent.stopped', chunkHits: this.chunks.hits, chunkMisses: this.chunks.misses, dataCache }, 'agent stopped');
+    this.log.info({ event: 'agent.stopped', handedOver: handed, nodeJournal: journal, chunkHits: this.chunks.hits, chunkMisses: this.chunks.misses, dataCache }, 'agent stopped');
   }
 }

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { certificateIdentity, defaultSocketPath, type AgentStatus } from '@strata/agent-control';
+import { agentStateDir, certificateIdentity, defaultSocketPath, type AgentStatus } from '@strata/agent-control';
 import { Endpoint, TLS_ENV, channelCredentials, exportTlsEnv, isTransportError, reloadTls, transportError, type ClientTlsFiles } from '@strata/client';
 import { Metadata, type ChannelCredentials } from '@grpc/grpc-js';
 import {
@@ -26,6 +26,7 @@ import { validateName } from '@strata/layers';
 import { buildInfo, createLogger, onShutdown, setHealthCheck, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
 import { sdNotify } from '@strata/fuse-kernel';
 import { Agent } from './agent';
+import type { DesiredMount } from './takeover/desired-state';
 import { lookupHostUser } from './access/host-user';
 import { AgentAudit } from './audit/agent-audit';
 import { ControlServer } from './control/control-server';
@@ -44,6 +45,19 @@ const RETRY_PAUSE_MS = 1_000;
 interface MountFlag {
   layer: string;
   mountpoint: string;
+  /** Not a --mount: one `strata mount` made, mounted again from the desired state (a failure is logged, not fatal). */
+  restore?: DesiredMount;
+}
+
+/** Mounts one --mount or desired mount; a mountpoint already served (taken over) is left as it is. */
+async function mountAtStart(agent: Agent, m: MountFlag): Promise<void> {
+  if (agent.has(m.mountpoint)) return;
+  await agent.mount(m.layer, m.mountpoint, m.restore ? { caller: m.restore.caller, hard: m.restore.hard, restored: true } : {});
+}
+
+/** A restored mount that failed for good: logged, the agent serves the rest. */
+function restoreFailed(log: Logger, m: MountFlag, err: unknown): void {
+  log.error({ event: 'agent.restore_failed', layer: m.layer, mountpoint: m.mountpoint, err: errorMessage(err) }, 'a mount of the desired state could not be mounted again');
 }
 
 /** LAYER:MOUNTPOINT, split at the first colon (a layer name has none; a path may). */
@@ -130,6 +144,18 @@ export const AGENT_OPTIONS = defineOptions({
     help: 'audit trail of mounts, unmounts and refused control requests (JSON lines, 0600; reopened on SIGHUP)',
   },
   mount: { kind: 'string-list', arg: 'layer:mountpoint', help: 'mount at start, the mountpoint an absolute path', check: mountsProblem },
+  'no-takeover': {
+    kind: 'boolean',
+    env: 'STRATA_AGENT_NO_TAKEOVER',
+    help: 'do not take over the mounts a previous agent left (clear them, then mount again what `strata mount` made), and unmount every mount at stop instead of leaving it to the next agent',
+  },
+  'request-timeout': {
+    kind: 'positive-int',
+    arg: 's',
+    env: 'STRATA_AGENT_REQUEST_TIMEOUT',
+    default: 30,
+    help: 'a FUSE request not answered within this many seconds fails with EIO, also while the agent is stopped or between agents (`strata mount --hard` mounts wait instead)',
+  },
   'tls-ca': { kind: 'path', arg: 'file', env: TLS_ENV.ca, help: 'speak TLS to the resolvers, verifying them against this PEM CA', check: fileProblem },
   'tls-cert': { kind: 'path', arg: 'file', env: TLS_ENV.cert, help: 'present this PEM certificate to resolvers that want mutual TLS, with --tls-key', check: fileProblem },
   'tls-key': { kind: 'path', arg: 'file', env: TLS_ENV.key, help: 'the PEM private key of --tls-cert', check: fileProblem },
@@ -238,11 +264,15 @@ async function mountWhenAnswered(agent: Agent, pending: MountFlag[], probe: Reso
     if (down.length < probe.size) {
       for (const m of [...pending]) {
         try {
-          await agent.mount(m.layer, m.mountpoint);
+          await mountAtStart(agent, m);
           pending.splice(pending.indexOf(m), 1);
         } catch (err) {
           if (resolverAway(err)) continue;
           pending.splice(pending.indexOf(m), 1);
+          if (m.restore) {
+            restoreFailed(log, m, err);
+            continue;
+          }
           const message = errorMessage(err);
           log.error({ event: 'agent.start_failed', layer: m.layer, mountpoint: m.mountpoint, err: message }, 'a --mount failed');
           process.stderr.write(`${SERVICE}: --mount ${m.layer}:${m.mountpoint}: ${message}\n`);
@@ -309,6 +339,9 @@ export async function main(argv: readonly string[]): Promise<void> {
     const a = (agent = await Agent.start({
       resolver: o.resolver.join(','),
       stateFile: `${o.socket}.mounts.json`,
+      stateDir: agentStateDir(o.socket),
+      takeover: o.noTakeover !== true,
+      requestTimeoutMs: o.requestTimeout * 1000,
       deadlineMs: o.deadlineMs,
       chunkCacheBytes: o.chunkCacheMb * 1024 * 1024,
       attrEntries: o.attrEntries,
@@ -323,7 +356,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       async (req, peer) => {
         switch (req.op) {
           case 'mount':
-            return { ok: true, mount: await a.mount(req.layer, req.mountpoint, await lookupHostUser(peer)) };
+            return { ok: true, mount: await a.mount(req.layer, req.mountpoint, { caller: await lookupHostUser(peer), hard: req.hard === true, desired: true }) };
           case 'umount':
             await a.umount(req.mountpoint, req.lazy, await lookupHostUser(peer));
             return { ok: true };
@@ -379,7 +412,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     await retrying;
     probe.close();
     await control.close();
-    await started.stop();
+    await started.stop(o.noTakeover !== true);
     await audit.close();
     await stopTelemetry();
   });
@@ -395,17 +428,24 @@ export async function main(argv: readonly string[]): Promise<void> {
   started.unansweredAtStart(unreachable);
   const pending: MountFlag[] = [];
   let mounted = 0;
-  for (const m of mounts) {
+  // What `strata mount` made and no takeover put back (a reboot, --no-takeover), after the --mount flags.
+  const flagged = new Set(mounts.map((m) => m.mountpoint));
+  const restore: MountFlag[] = started.restorable().filter((d) => !flagged.has(d.mountpoint)).map((d) => ({ layer: d.layer, mountpoint: d.mountpoint, restore: d }));
+  for (const m of [...mounts, ...restore]) {
     if (!reachable) {
       pending.push(m);
       continue;
     }
     try {
-      await started.mount(m.layer, m.mountpoint);
+      await mountAtStart(started, m);
       mounted++;
     } catch (err) {
       if (resolverAway(err)) {
         pending.push(m);
+        continue;
+      }
+      if (m.restore) {
+        restoreFailed(log, m, err);
         continue;
       }
       const message = errorMessage(err);

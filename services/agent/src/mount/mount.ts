@@ -13,7 +13,10 @@ import { hasStrataMount, readMountTable } from '../host/mountinfo';
 import { unmount } from '../host/unmount';
 import { kernelAttr } from '../kernel/attr';
 import { kernelHandlers, type AnswerLifetimes } from '../kernel/kernel-handlers';
+import { NodeJournal } from '../kernel/node-journal';
 import { NodeTable, ROOT_INO } from '../kernel/node-table';
+import { adoptSession, handoverOf, releaseSession, withRequestTimeout } from '../takeover/fuse-handover';
+import { MOUNT_RECORD_FORMAT, MOUNT_RECORD_VERSION, type MountRecord } from '../takeover/mount-record';
 import { MountHealth } from '../observability/mount-health';
 import { OpTracker, type FuseErrorCounter } from '../observability/op-tracker';
 import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
@@ -32,6 +35,10 @@ export interface MountContext {
   fuseErrors: FuseErrorCounter | undefined;
   audit: AgentAudit;
   log: Logger;
+  /** Where each mount's node journal is kept (absent: nowhere, no takeover). */
+  stateDir?: string;
+  /** A request JavaScript has not answered within this is answered EIO natively (0: wait). */
+  requestTimeoutMs: number;
 }
 
 /** One mount as asked for: the layer, where, for whom and how. */
@@ -47,8 +54,10 @@ export interface MountSpec {
   privateTo?: { uid: number; gid: number };
   /** A host user's mount: asked each report round whether the grant still holds (a reason to withdraw, or undefined). */
   recheck?: () => Promise<string | undefined>;
-  /** Unique per mount within the agent: the key of its chunks and cached files. */
-  mountKey: string;
+  /** Unique across agents: the holder's id of its fds, the name of its files and the key of its chunks and cached files. */
+  id: string;
+  /** No deadline: readers wait for the resolvers rather than see EIO. */
+  hard: boolean;
 }
 
 /** The mount flags a chain asks for (a host user's mount is nosuid and nodev whatever it says). */
@@ -61,6 +70,16 @@ export function mountFlags(layer: Layer, hostUser: boolean): string[] {
   return flags;
 }
 
+/** A mount's node journal in the agent's state dir. */
+export function journalFile(stateDir: string, id: string): string {
+  return `${stateDir}/${id}.nodes`;
+}
+
+/** A mount's record in the agent's state dir. */
+export function recordFile(stateDir: string, id: string): string {
+  return `${stateDir}/${id}.mount.json`;
+}
+
 /** How a mount leaves: see Mount.detach. */
 export type DetachHow = 'strict' | 'lazy' | 'forced';
 
@@ -68,6 +87,7 @@ export type DetachHow = 'strict' | 'lazy' | 'forced';
 interface Parts {
   fs: MountFs;
   nodes: NodeTable;
+  journal?: NodeJournal;
   data: MountData;
   health: MountHealth;
   handlers: FuseHandlers;
@@ -97,7 +117,17 @@ export class Mount {
     readonly health: MountHealth,
     /** Whether opens are audited (a mark anywhere in the chain). */
     readonly audited: boolean,
+    /** The node table on file, for a successor (absent: no state dir). */
+    readonly journal: NodeJournal | undefined,
   ) {}
+
+  get id(): string {
+    return this.spec.id;
+  }
+
+  get hard(): boolean {
+    return this.spec.hard;
+  }
 
   get mountpoint(): string {
     return this.info.mountpoint;
@@ -127,10 +157,14 @@ export class Mount {
   static async create(spec: MountSpec, ctx: MountContext, dir?: fs.FileHandle): Promise<Mount> {
     const parts = Mount.parts(spec, ctx, dir !== undefined);
     const { fs: mfs, data } = parts;
+    const undo = (): void => {
+      data.dispose();
+      mfs.dispose();
+      parts.journal?.remove();
+    };
     // The root must answer before the kernel sees the mount.
     const rootAttr = await mfs.stat(Buffer.from('/')).catch((err: unknown) => {
-      mfs.dispose();
-      data.dispose();
+      undo();
       throw StrataError.from(err, `layer ${spec.chain[0].layerId} does not answer`);
     });
     let session: FuseSession;
@@ -141,8 +175,7 @@ export class Mount {
         ...(dir ? { mountpointFd: dir.fd } : {}),
       });
     } catch (err) {
-      data.dispose();
-      mfs.dispose();
+      undo();
       throw StrataError.from(err, `mounting ${spec.mountpoint}`);
     }
     parts.setSession(session);
@@ -151,8 +184,7 @@ export class Mount {
       const now = await fs.readlink(fdPath(dir.fd)).catch(() => undefined);
       if (now !== undefined && hasStrataMount(await readMountTable(), now)) await unmount(now, true).catch(() => undefined);
       await session.unmount();
-      data.dispose();
-      mfs.dispose();
+      undo();
       throw StrataError.precondition(`mountpoint ${spec.mountpoint} was moved while it was being mounted`);
     }
     const info: MountInfo = {
@@ -167,18 +199,105 @@ export class Mount {
     return Mount.assemble(spec, info, session, parts, ctx);
   }
 
+  /**
+   * Serves a mount another agent made, from what it left: its record, its
+   * node journal (every ino the kernel may name keeps its path) and the
+   * FUSE fds the holder kept. No mount(2), no INIT, no request lost: the
+   * session has the kernel resend what the predecessor had read but not
+   * answered. Throws (the caller clears the mount) when any of it is
+   * unreadable or of another version.
+   */
+  static adopt(record: MountRecord, fds: number[], ctx: MountContext): Mount {
+    const restored = NodeJournal.read(record.nodes);
+    const nodes = new NodeTable(restored);
+    const owner: Actor = record.owner;
+    const spec: MountSpec = {
+      layerText: record.layer,
+      chain: record.chain,
+      mountpoint: record.mountpoint,
+      owner,
+      allowOther: record.allowOther,
+      ...(record.privateTo ? { privateTo: record.privateTo } : {}),
+      id: record.id,
+      hard: record.hard,
+    };
+    const parts = Mount.parts(spec, ctx, record.owner !== 'agent' && record.owner.uid !== 0, nodes);
+    let session: FuseSession;
+    try {
+      session = adoptSession(fds, record.handover, parts.handlers, { ...parts.options, adoptedInos: [...restored.nodes.keys()] });
+    } catch (err) {
+      parts.data.dispose();
+      parts.fs.dispose();
+      parts.journal?.close();
+      throw StrataError.from(err, `taking over ${record.mountpoint}`);
+    }
+    parts.setSession(session);
+    const info: MountInfo = {
+      mountpoint: record.mountpoint,
+      layerId: record.chain[0].layerId,
+      layerName: record.chain[0].name,
+      chain: record.chain.map((l) => l.layerId),
+      live: parts.live,
+      flags: record.flags,
+      mountedAt: record.mountedAt,
+    };
+    return Mount.assemble(spec, info, session, parts, ctx);
+  }
+
+  /** What a successor needs besides the fds; undefined where this build's session cannot be handed over. */
+  handover(stateDir: string): { record: MountRecord; fds: number[] } | undefined {
+    const h = handoverOf(this.session);
+    if (!h || !this.journal) return undefined;
+    const owner = this.spec.owner;
+    return {
+      fds: h.fds,
+      record: {
+        format: MOUNT_RECORD_FORMAT,
+        version: MOUNT_RECORD_VERSION,
+        id: this.id,
+        layer: this.spec.layerText,
+        chain: this.spec.chain,
+        mountpoint: this.mountpoint,
+        hard: this.hard,
+        owner: owner === 'agent' ? 'agent' : { uid: owner.uid, pid: owner.pid, ...(owner.name !== undefined ? { name: owner.name } : {}) },
+        allowOther: this.spec.allowOther,
+        ...(this.spec.privateTo ? { privateTo: this.spec.privateTo } : {}),
+        flags: this.info.flags,
+        mountedAt: this.info.mountedAt,
+        handover: h.state,
+        nodes: journalFile(stateDir, this.id),
+      },
+    };
+  }
+
+  /** Stops serving, leaving the mount and its connection to the holder and a successor. */
+  async release(): Promise<void> {
+    this.prefetch?.abort();
+    await releaseSession(this.session);
+    this.journal?.close();
+    this.data.dispose();
+    this.fs.dispose();
+  }
+
   private static assemble(spec: MountSpec, info: MountInfo, session: FuseSession, parts: Parts, ctx: MountContext): Mount {
     parts.data.attach(session);
     // The node table keeps a path per ino the session might still name; past the native cache's own bound it forgets the rest.
     parts.nodes.sweepWith(() => session.liveInos(), ctx.attrEntries, (r) =>
       ctx.log.info({ event: 'agent.nodes.swept', mountpoint: spec.mountpoint, ...r }, 'forgot the inos the kernel and the native cache no longer name'),
     );
-    return new Mount(spec, info, session, parts.fs, parts.nodes, parts.data, parts.health, parts.audited);
+    return new Mount(spec, info, session, parts.fs, parts.nodes, parts.data, parts.health, parts.audited, parts.journal);
   }
 
   /** Everything but the session: the view of the layer, the node table, the data cache, the handlers and the session's options. */
   private static parts(spec: MountSpec, ctx: MountContext, hostUser: boolean, nodes = new NodeTable()): Parts {
-    const { chain, mountpoint, mountKey } = spec;
+    const { chain, mountpoint, id: mountKey } = spec;
+    // On file before the session can hand the kernel a single ino.
+    let journal: NodeJournal | undefined;
+    if (ctx.stateDir !== undefined) {
+      const start = nodes.contents();
+      journal = NodeJournal.create(journalFile(ctx.stateDir, spec.id), start.next, start.nodes);
+      nodes.journalTo(journal);
+    }
     const layer = chain[0];
     const live = chain.some((l) => l.mountOptions.includes('live'));
     // What a base holds shows through every layer above it: a mark anywhere in the chain audits the mount.
@@ -225,7 +344,7 @@ export class Mount {
           },
         }
       : served;
-    const options: MountOptions = {
+    const options: MountOptions = withRequestTimeout({
       fsName: `strata:${layer.name || layer.layerId}`,
       subtype: 'strata',
       rootIno: ROOT_INO,
@@ -243,8 +362,8 @@ export class Mount {
       negativeCacheTtl: life.cacheTtl,
       cacheLimit: ctx.attrEntries,
       onError: (err, op) => ctx.log.error({ event: 'agent.fuse.handler_error', op, err: StrataError.from(err).message }, 'FUSE handler failed'),
-    };
-    return { fs: mfs, nodes, data, health, handlers, options, live, audited, flags, setSession: (s) => (session = s) };
+    }, spec.hard ? 0 : ctx.requestTimeoutMs);
+    return { fs: mfs, nodes, journal, data, health, handlers, options, live, audited, flags, setSession: (s) => (session = s) };
   }
 
   /**
