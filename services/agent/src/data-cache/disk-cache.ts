@@ -1,16 +1,44 @@
-import { promises as fs } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { constants, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { StrataError } from '@strata/errors';
+import type { Logger } from '@strata/telemetry';
+import { attrsOf, sameFile, type FileAttrs } from './chain-identity';
+import { writeIndex, type IndexedEntry } from './cache-index';
+import { loadCacheDir, removeEntry, writeFormat } from './cache-load';
+import { DATA_SUFFIX, RECORD_SUFFIX, writeRecord } from './entry-record';
+import { sumOfFile } from './file-sum';
+
+/** What a file kept across restarts was filled from: checked before a later agent reuses it. */
+export interface FileOrigin {
+  readonly attrs: FileAttrs;
+  /** The chunk size of the fill (its sum is taken over chunks of it). */
+  readonly chunkSize: number;
+}
 
 /** One layer file held whole on disk, or on its way there. */
 export interface CachedFile {
+  /** What names its bytes in the cache. */
+  readonly id: string;
   /** Where its bytes are (the file exists from the start of the fill). */
   readonly file: string;
   readonly size: number;
   ready: boolean;
   /** Stops a fill still running, tells the mount its file data is gone. */
   readonly gone: AbortController;
+  /** Set for a file that may outlive this agent (its mount named the chain's identity). */
+  readonly origin?: FileOrigin;
+  /** Its record is on disk: the file stays at close, for the next agent. */
+  kept?: boolean;
+  /** Left by an earlier agent and not yet checked (attributes, size, sum): never served until reuse() says so. */
+  unverified?: boolean;
+  /** The sum in its record. */
+  sum?: number;
+  /** A reuse check in progress, shared by the mounts asking at once. */
+  checking?: Promise<boolean>;
 }
 
 export interface DiskCacheStats {
@@ -21,11 +49,28 @@ export interface DiskCacheStats {
   fillFailures: number;
   evictions: number;
   diskReads: number;
+  /** Files an earlier agent left that were kept at start. */
+  loaded: number;
+  /** Files found at start and removed (incomplete, corrupt, over the size bound). */
+  loadDropped: number;
+  /** Files left by an earlier agent that a mount took after checking them: fetches saved. */
+  reused: number;
+  /** Files left by an earlier agent (or filled for another state of the file) found changed and removed. */
+  reuseRejected: number;
+}
+
+export interface DiskCacheOptions {
+  /** Where the line about what was found at start goes (none: nothing said). */
+  log?: Logger;
+  /** Check a kept file's sum before its first reuse (default true; false trusts size and attributes alone). */
+  verifySums?: boolean;
 }
 
 /** Files whose bytes are not worth a file of their own, and bounds on one file against the whole. */
 const MIN_FILE_BYTES = 1;
 const MAX_SHARE = 4;
+/** Records read from their own files at start beyond which the snapshot is written again at once. */
+const SNAPSHOT_AFTER_READS = 256;
 
 /**
  * The agent's on-disk data cache: sealed layer files kept whole, one cache
@@ -33,17 +78,26 @@ const MAX_SHARE = 4;
  * filled or read first). A mount hands the kernel these files for FUSE
  * passthrough, so reads of them never reach the agent; eviction therefore
  * only stops new opens from using a file, the kernel keeps what open files
- * still hold. The directory is the agent's alone: it is emptied at start,
- * since what a previous agent left says nothing about today's layers.
+ * still hold.
+ *
+ * Files filled for a chain named by its identity are kept across agent
+ * restarts and crashes: each gets a record once its bytes are complete and
+ * synced (entry-record.ts), the next agent keeps those within its size
+ * bound (cache-load.ts), and a mount takes one only after its attributes,
+ * size and sum are checked again (reuse). Anything else (a fill cut short,
+ * a file of a mount without that identity) is removed at the next start.
  */
 export class DiskCache {
   private readonly lru: LRUCache<string, CachedFile>;
-  private seq = 0;
-  private readonly counters = { fills: 0, fillBytes: 0, fillFailures: 0, evictions: 0, diskReads: 0 };
+  private closing = false;
+  /** The snapshot being written, if one is. */
+  private snapshot?: Promise<void>;
+  private readonly counters = { fills: 0, fillBytes: 0, fillFailures: 0, evictions: 0, diskReads: 0, loaded: 0, loadDropped: 0, reused: 0, reuseRejected: 0 };
 
   private constructor(
     readonly dir: string,
     readonly maxBytes: number,
+    private readonly opts: DiskCacheOptions = {},
   ) {
     this.lru = new LRUCache<string, CachedFile>({
       maxSize: Math.max(maxBytes, 1),
@@ -51,7 +105,9 @@ export class DiskCache {
       dispose: (f, _key, reason) => {
         if (reason === 'evict') this.counters.evictions++;
         f.gone.abort();
-        void fs.rm(f.file, { force: true });
+        // At close, close() itself removes what has no record (and keeps what has one, for the next agent).
+        if (this.closing || this.dir === '') return;
+        void removeEntry(this.dir, path.basename(f.file, DATA_SUFFIX)).catch(() => undefined);
       },
     });
   }
@@ -61,15 +117,42 @@ export class DiskCache {
     return new DiskCache('', 0);
   }
 
-  /** The cache in `dir` (created 0700, emptied). */
-  static async open(dir: string, maxBytes: number): Promise<DiskCache> {
-    await fs.rm(dir, { recursive: true, force: true }).catch((err: unknown) => {
-      throw StrataError.from(err, `clearing the data cache ${dir}`);
+  /**
+   * The cache in `dir` (created 0700), with what an earlier agent left
+   * there and may still be reused; a directory of an unknown layout is
+   * emptied, with one line saying so.
+   */
+  static async open(dir: string, maxBytes: number, opts: DiskCacheOptions = {}): Promise<DiskCache> {
+    const cache = new DiskCache(dir, maxBytes, opts);
+    const started = performance.now();
+    const found = await loadCacheDir(dir, maxBytes, (size) => cache.takes(size)).catch((err: unknown) => {
+      throw StrataError.from(err, `opening the data cache ${dir}`);
     });
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
-      throw StrataError.from(err, `creating the data cache ${dir}`);
-    });
-    return new DiskCache(dir, maxBytes);
+    for (const e of found.entries) {
+      const f: CachedFile = {
+        id: e.record.id,
+        file: path.join(dir, e.name + DATA_SUFFIX),
+        size: e.record.size,
+        ready: true,
+        gone: goneSignal(),
+        origin: { attrs: e.record.attrs, chunkSize: e.record.chunkSize },
+        kept: true,
+        unverified: true,
+        sum: e.record.sum,
+      };
+      cache.lru.set(e.record.id, f);
+    }
+    cache.counters.loaded = found.entries.length;
+    cache.counters.loadDropped = found.dropped;
+    const ms = Math.round(performance.now() - started);
+    if (found.reset !== undefined) {
+      opts.log?.warn({ event: 'agent.data_cache.reset', dir, reason: found.reset }, 'data cache emptied: its layout is not this agent’s');
+    } else {
+      opts.log?.info({ event: 'agent.data_cache.loaded', dir, files: found.entries.length, bytes: cache.lru.calculatedSize, dropped: found.dropped, recordsRead: found.recordsRead, ms }, 'data cache kept from the last run');
+    }
+    // Records read one by one (a crash left no fresh snapshot): a new snapshot spares the next start those reads.
+    if (found.recordsRead >= SNAPSHOT_AFTER_READS) cache.snapshot = cache.writeSnapshot();
+    return cache;
   }
 
   /** Whether a file of this size is kept whole: not empty, and at most a quarter of the cache. */
@@ -78,14 +161,31 @@ export class DiskCache {
   }
 
   /**
-   * Room for a file about to be filled, under `id` (unique per mount and
-   * node). Making room may evict other files at once.
+   * Room for a file about to be filled, under `id` (what names its bytes:
+   * the chain's identity and its path, or the mount and node). Making room
+   * may evict other files at once. With `origin` the file is kept across
+   * restarts once sealed.
    */
-  reserve(id: string, size: number): CachedFile {
-    const f: CachedFile = { file: path.join(this.dir, `${++this.seq}`), size, ready: false, gone: new AbortController() };
+  reserve(id: string, size: number, origin?: FileOrigin): CachedFile {
+    // A fresh name per fill: an earlier file of the id may still be on its way out.
+    const name = randomBytes(12).toString('hex');
+    const f: CachedFile = { id, file: path.join(this.dir, name + DATA_SUFFIX), size, ready: false, gone: goneSignal(), ...(origin ? { origin: { attrs: attrsOf(origin.attrs), chunkSize: origin.chunkSize } } : {}) };
     this.lru.set(id, f);
     this.counters.fills++;
     return f;
+  }
+
+  /** The reserved file created for writing; the directory is made again if it was removed under the agent. */
+  async create(f: CachedFile): Promise<FileHandle> {
+    const flags = constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW;
+    try {
+      return await fs.open(f.file, flags, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      await writeFormat(this.dir);
+      return await fs.open(f.file, flags, 0o600);
+    }
   }
 
   /** The file under `id` if it is still cached (and marks it used). */
@@ -93,14 +193,90 @@ export class DiskCache {
     return this.lru.get(id);
   }
 
+  /** The file under `id` without marking it used. */
+  peek(id: string): CachedFile | undefined {
+    return this.lru.peek(id);
+  }
+
   filled(f: CachedFile): void {
     f.ready = true;
     this.counters.fillBytes += f.size;
   }
 
+  /**
+   * Makes a filled file one the next agent may reuse: its bytes synced,
+   * then its record written. Files without an origin, or whose sum is
+   * unknown, stay this agent's alone. Failing costs only the keeping.
+   */
+  async seal(f: CachedFile, out: FileHandle, sum: number | undefined): Promise<void> {
+    if (f.origin === undefined || sum === undefined || this.dir === '' || f.gone.signal.aborted) return;
+    const record = path.join(this.dir, path.basename(f.file, DATA_SUFFIX) + RECORD_SUFFIX);
+    try {
+      await out.datasync();
+      await writeRecord(record, { id: f.id, size: f.size, attrs: f.origin.attrs, chunkSize: f.origin.chunkSize, sum });
+      f.sum = sum;
+      f.kept = true;
+    } catch (err) {
+      this.opts.log?.debug({ event: 'agent.data_cache.seal_failed', file: f.file, err: StrataError.from(err).message }, 'cached file not kept for the next agent');
+    }
+    // Evicted while its record was being written: the record must not outlive the data.
+    if (f.gone.signal.aborted) await fs.rm(record, { force: true }).catch(() => undefined);
+  }
+
+  /**
+   * Whether `f`, cached under `id`, may be served for a file whose
+   * attributes are now `attrs`: they must be those it was filled with, and
+   * a file left by an earlier agent must still have its size and its sum.
+   * One that fails is removed (never served, filled again if read again).
+   */
+  async reuse(id: string, f: CachedFile, attrs: FileAttrs): Promise<boolean> {
+    if (!f.ready || f.gone.signal.aborted) return false;
+    if (f.origin !== undefined && !sameFile(f.origin.attrs, attrs)) {
+      this.reject(id, f);
+      return false;
+    }
+    if (f.unverified !== true) return true;
+    f.checking ??= this.check(f);
+    const ok = await f.checking;
+    if (!ok) {
+      this.reject(id, f);
+      return false;
+    }
+    if (f.unverified === true) {
+      f.unverified = false;
+      this.counters.reused++;
+      // Its mtime is the LRU order the next start reads.
+      const now = new Date();
+      void fs.utimes(f.file, now, now).catch(() => undefined);
+    }
+    return !f.gone.signal.aborted;
+  }
+
+  private async check(f: CachedFile): Promise<boolean> {
+    try {
+      const st = await fs.lstat(f.file);
+      if (!st.isFile() || st.size !== f.size) return false;
+    } catch {
+      return false;
+    }
+    if (this.opts.verifySums === false || f.origin === undefined || f.sum === undefined) return true;
+    return (await sumOfFile(f.file, f.size, f.origin.chunkSize)) === f.sum;
+  }
+
+  private reject(id: string, f: CachedFile): void {
+    if (this.lru.peek(id) !== f) return;
+    this.counters.reuseRejected++;
+    this.lru.delete(id);
+  }
+
   /** A fill that failed: its room is given back. */
   failed(id: string, f: CachedFile): void {
     this.counters.fillFailures++;
+    if (this.lru.peek(id) === f) this.lru.delete(id);
+  }
+
+  /** A file that is no longer wanted (a fill stopped by its unmount, a file removed under the agent). */
+  discard(id: string, f: CachedFile): void {
     if (this.lru.peek(id) === f) this.lru.delete(id);
   }
 
@@ -113,13 +289,49 @@ export class DiskCache {
     for (const k of [...this.lru.keys()]) if (k.startsWith(prefix)) this.lru.delete(k);
   }
 
-  /** At agent stop, after every mount is gone: the files and the directory go. */
+  /**
+   * At agent stop, after every mount is gone: files with a record stay
+   * for the next agent (with a snapshot of their records in LRU order),
+   * the rest go. The directory stays.
+   */
   async close(): Promise<void> {
+    if (this.dir !== '') {
+      await this.snapshot;
+      await this.writeSnapshot();
+    }
+    this.closing = true;
+    const dropped = [...this.lru.values()].filter((f) => f.kept !== true);
     this.lru.clear();
-    if (this.dir !== '') await fs.rm(this.dir, { recursive: true, force: true });
+    if (this.dir === '') return;
+    await Promise.all(dropped.map((f) => removeEntry(this.dir, path.basename(f.file, DATA_SUFFIX)).catch(() => undefined)));
+  }
+
+  /** The kept files' records in one file, least recently used first; failing costs the next start some reads. */
+  private async writeSnapshot(): Promise<void> {
+    const kept: IndexedEntry[] = [];
+    const now = Date.now();
+    let age = this.lru.size;
+    // Least recent first, each a millisecond apart: the order is what matters, in the LRU here and at the next start.
+    for (const f of this.lru.rvalues()) {
+      age--;
+      if (f === undefined || f.kept !== true || f.origin === undefined || f.sum === undefined) continue;
+      kept.push({ name: path.basename(f.file, DATA_SUFFIX), usedMs: now - age, record: { id: f.id, size: f.size, attrs: f.origin.attrs, chunkSize: f.origin.chunkSize, sum: f.sum } });
+    }
+    try {
+      await writeIndex(this.dir, kept);
+    } catch (err) {
+      this.opts.log?.debug({ event: 'agent.data_cache.snapshot_failed', dir: this.dir, err: StrataError.from(err).message }, 'data cache snapshot not written');
+    }
   }
 
   stats(): DiskCacheStats {
     return { files: this.lru.size, bytes: this.lru.calculatedSize, ...this.counters };
   }
+}
+
+/** A file's gone signal: every mount using the file listens to it, however many there are. */
+function goneSignal(): AbortController {
+  const c = new AbortController();
+  setMaxListeners(0, c.signal);
+  return c;
 }

@@ -1,8 +1,11 @@
+import { setMaxListeners } from 'node:events';
 import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { GrpcCode, StrataError } from '@strata/errors';
 import type { Logger } from '@strata/telemetry';
-import type { CachedFile, DiskCache } from './disk-cache';
+import type { FileAttrs } from './chain-identity';
+import type { CachedFile, DiskCache, FileOrigin } from './disk-cache';
+import { ChunkSums } from './file-sum';
 
 /** Where a mount's file data is served from without JavaScript (the mount's FuseSession). */
 export interface FileDataSink {
@@ -13,15 +16,35 @@ export interface FileDataSink {
 /** Chunk `index` (CHUNK_SIZE bytes, shorter at the end) of the file at `path`. */
 export type ChunkSource = (path: Buffer, index: number) => Promise<Buffer>;
 
-export interface MountDataOptions {
+interface CommonOptions {
   cache: DiskCache;
-  /** Unique among the agent's mounts: prefixes this mount's ids in the shared cache. */
-  mountKey: string;
   chunkSize: number;
   fetchChunk: ChunkSource;
   log: Logger;
   mountpoint: string;
 }
+
+/** Files named by mount and node: this mount's alone, removed at unmount, never kept across restarts. */
+export interface PerMountOptions extends CommonOptions {
+  /** Unique among the agent's mounts: prefixes this mount's ids in the shared cache. */
+  mountKey: string;
+  chainIdentity?: undefined;
+}
+
+/**
+ * Files named by what their bytes are: shared by every mount of the chain,
+ * kept at unmount and across agent restarts, and taken again only when the
+ * resolver still reports the attributes they were filled with.
+ */
+export interface ChainOptions extends CommonOptions {
+  /** chainIdentity() of the chain the resolver returned at mount. */
+  chainIdentity: string;
+  /** The file's attributes as the resolver reports them now (the mount's attribute cache). */
+  stat: (path: Buffer) => Promise<FileAttrs>;
+  mountKey?: string;
+}
+
+export type MountDataOptions = PerMountOptions | ChainOptions;
 
 /** Chunks of one file fetched at once while filling it. */
 const FILL_PARALLEL = 4;
@@ -44,6 +67,8 @@ interface Wanted {
   ino: bigint;
   path: Buffer;
   size: number;
+  /** Asked for because a cached file may be reusable, not because the file is read whole: no fill if it is not. */
+  reuseOnly?: boolean;
 }
 
 /** Chunk states of a file being filled. */
@@ -55,6 +80,7 @@ interface ActiveFill {
   w: Wanted;
   out: FileHandle;
   state: Uint8Array;
+  sums?: ChunkSums;
   writes: Set<Promise<void>>;
   failed?: unknown;
 }
@@ -79,37 +105,75 @@ export class MountData {
   private readonly gaveUp = new Set<bigint>();
   private refused = false;
   private closed = false;
+  /** Chain mode: the cache id of each node this mount filled or took (its path is only known at a read). */
+  private readonly ids = new Map<bigint, string>();
+  /** Fills in progress by node: at unmount they stop and leave the cache. */
+  private readonly inFill = new Map<bigint, CachedFile>();
+  /** Ends this mount's listeners on shared files at unmount. */
+  private readonly life = new AbortController();
 
-  constructor(private readonly o: MountDataOptions) {}
+  constructor(private readonly o: MountDataOptions) {
+    setMaxListeners(0, this.life.signal);
+  }
 
   attach(sink: FileDataSink): void {
     this.sink = sink;
   }
 
-  private id(ino: bigint): string {
-    return `${this.o.mountKey}\0${ino}`;
+  private get chain(): ChainOptions | undefined {
+    return this.o.chainIdentity !== undefined ? this.o : undefined;
+  }
+
+  /** The id ino's file is cached under, if this mount knows it. */
+  private idOf(ino: bigint): string | undefined {
+    return this.o.chainIdentity !== undefined ? this.ids.get(ino) : `${this.o.mountKey}\0${ino}`;
+  }
+
+  /** The id a file would be cached under. */
+  private idFor(ino: bigint, path: Buffer): string {
+    return this.o.chainIdentity !== undefined ? `${this.o.chainIdentity}\0${path.toString('latin1')}` : `${this.o.mountKey}\0${ino}`;
+  }
+
+  /** ino's cache file when it may be served: whole, and checked if an earlier agent left it. */
+  private served(ino: bigint): CachedFile | undefined {
+    if (this.closed) return undefined;
+    const id = this.idOf(ino);
+    const f = id === undefined ? undefined : this.o.cache.get(id);
+    return f?.ready === true && f.unverified !== true ? f : undefined;
   }
 
   /** Whether ino's file is on disk whole (reads of it that still arrive are read from there). */
   holds(ino: bigint): boolean {
-    return !this.closed && this.o.cache.get(this.id(ino))?.ready === true;
+    return this.served(ino) !== undefined;
   }
 
   /** [pos, pos+len) of ino's file from disk; undefined when it is not (or no longer) cached whole. */
   async read(ino: bigint, into: Buffer, pos: number, len: number): Promise<number | undefined> {
-    if (this.closed) return undefined;
-    const f = this.o.cache.get(this.id(ino));
-    if (!f?.ready) return undefined;
+    const f = this.served(ino);
+    if (f === undefined) return undefined;
     this.rearm(ino, f);
     const n = await readFrom(f, into, pos, len);
     if (n !== undefined) this.o.cache.diskRead();
+    // Removed under the agent: it goes from the cache too, so the next read fills it again.
+    else this.o.cache.discard(f.id, f);
     return n;
   }
 
-  /** A read served from elsewhere: the whole file's fill starts when it is being read whole. */
+  /**
+   * A read served from elsewhere: a file another mount of the chain (or an
+   * earlier agent) cached is taken once checked; otherwise the whole
+   * file's fill starts when it is being read whole.
+   */
   noteRead(ino: bigint, path: Buffer, size: number, pos: number, len: number): void {
     if (this.closed || this.filling.has(ino) || this.queued.has(ino) || this.gaveUp.has(ino) || !this.o.cache.takes(size)) return;
-    if (this.o.cache.get(this.id(ino)) !== undefined) return;
+    const id = this.idFor(ino, path);
+    const cached = this.o.cache.peek(id);
+    if (cached !== undefined) {
+      // Ready and not yet this node's: check and take it. Not ready: someone is filling it; a later read takes it.
+      // If it is found changed, a file being read whole is filled at once.
+      if (this.chain && cached.ready && this.ids.get(ino) !== id) this.want({ ino, path, size, reuseOnly: !this.readWhole(ino, size, pos, len) });
+      return;
+    }
     if (this.readWhole(ino, size, pos, len)) this.want({ ino, path, size });
   }
 
@@ -145,19 +209,79 @@ export class MountData {
   }
 
   private async fill(w: Wanted): Promise<void> {
-    const id = this.id(w.ino);
     this.filling.add(w.ino);
-    const f = this.o.cache.reserve(id, w.size);
-    f.gone.signal.addEventListener('abort', () => this.unregister(w.ino), { once: true });
+    try {
+      const origin = await this.originOf(w);
+      if (this.closed || (origin !== undefined && (await this.reuse(w, origin)))) return;
+      if (w.reuseOnly === true) return;
+      await this.fetchWhole(w, origin);
+    } catch (err) {
+      // Only the resolver's stat of the file gets here; the fill's own failures are handled in fetchWhole.
+      this.o.log.debug({ event: 'agent.data_cache.stat_failed', mountpoint: this.o.mountpoint, ino: String(w.ino), err: StrataError.from(err).message }, 'file not cached; read through the agent');
+    } finally {
+      this.filling.delete(w.ino);
+      this.next();
+    }
+  }
+
+  /** Chain mode: what the file is now, recorded with its fill and checked before reuse. */
+  private async originOf(w: Wanted): Promise<FileOrigin | undefined> {
+    const chain = this.chain;
+    if (chain === undefined) return undefined;
+    const attrs = await chain.stat(w.path);
+    return { attrs, chunkSize: this.o.chunkSize };
+  }
+
+  /**
+   * Takes the cached file of w's path if there is one and it is still the
+   * file (a mismatch removes it); true when nothing more is to be done
+   * (taken, or being filled by another mount of the chain).
+   */
+  private async reuse(w: Wanted, origin: FileOrigin): Promise<boolean> {
+    const id = this.idFor(w.ino, w.path);
+    const f = this.o.cache.peek(id);
+    if (f === undefined) return false;
+    if (!f.ready) return true;
+    if (!(await this.o.cache.reuse(id, f, origin.attrs))) return false;
+    if (this.closed) return true;
+    this.ids.set(w.ino, id);
+    f.gone.signal.addEventListener('abort', () => this.forget(w.ino, id), { once: true, signal: this.life.signal });
+    let h: FileHandle;
+    try {
+      h = await fs.open(f.file, constants.O_RDONLY);
+    } catch {
+      // Removed under the agent since the check.
+      this.o.cache.discard(id, f);
+      return false;
+    }
+    try {
+      if (!f.gone.signal.aborted) this.handOver(w.ino, h.fd);
+    } finally {
+      await h.close();
+    }
+    return true;
+  }
+
+  private async fetchWhole(w: Wanted, origin: FileOrigin | undefined): Promise<void> {
+    const id = this.idFor(w.ino, w.path);
+    if (origin !== undefined && origin.attrs.size !== w.size) throw StrataError.corrupt(`the file has ${origin.attrs.size} bytes, its read said ${w.size}`);
+    const f = this.o.cache.reserve(id, w.size, origin);
+    this.inFill.set(w.ino, f);
+    if (this.chain) this.ids.set(w.ino, id);
+    f.gone.signal.addEventListener('abort', () => this.forget(w.ino, id), { once: true, signal: this.life.signal });
     const started = performance.now();
     try {
-      const out = await fs.open(f.file, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, 0o600);
+      const out = await this.o.cache.create(f);
       try {
-        await this.copyIn(w, f, out);
-        if (f.gone.signal.aborted || this.closed) return;
+        const sum = await this.copyIn(w, f, out);
+        if (f.gone.signal.aborted || this.closed) {
+          this.o.cache.discard(id, f);
+          return;
+        }
         this.o.cache.filled(f);
         // Handed over on the fd just written: no second open per file (a cold read of many small files fills thousands).
         this.handOver(w.ino, out.fd);
+        await this.o.cache.seal(f, out, sum);
       } finally {
         await out.close();
       }
@@ -176,8 +300,7 @@ export class MountData {
         this.o.log.debug({ event: 'agent.data_cache.fill_failed', mountpoint: this.o.mountpoint, ino: String(w.ino), err: e.message }, 'file not cached; read through the agent');
       }
     } finally {
-      this.filling.delete(w.ino);
-      this.next();
+      this.inFill.delete(w.ino);
     }
   }
 
@@ -185,11 +308,12 @@ export class MountData {
    * The whole file into its cache file: chunks that readers fetch meanwhile
    * are written as they arrive (chunkFetched), the rest fetched a few at a
    * time from the lowest one nobody took yet. A chunk of the wrong length
-   * means the file is not the one it was.
+   * means the file is not the one it was. Returns the bytes' sum when the
+   * file may be kept across restarts.
    */
-  private async copyIn(w: Wanted, f: CachedFile, out: FileHandle): Promise<void> {
+  private async copyIn(w: Wanted, f: CachedFile, out: FileHandle): Promise<number | undefined> {
     const chunks = Math.ceil(w.size / this.o.chunkSize);
-    const a: ActiveFill = { w, out, state: new Uint8Array(chunks), writes: new Set() };
+    const a: ActiveFill = { w, out, state: new Uint8Array(chunks), writes: new Set(), ...(f.origin ? { sums: new ChunkSums(w.size, this.o.chunkSize) } : {}) };
     const key = w.path.toString('latin1');
     this.active.set(key, a);
     try {
@@ -202,12 +326,14 @@ export class MountData {
           a.state[i] = CLAIMED;
           const b = await this.o.fetchChunk(w.path, i);
           this.checkLength(w, i, b);
+          a.sums?.add(i, b);
           await out.write(b, 0, b.length, i * this.o.chunkSize);
         }
       };
       await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, chunks) }, worker));
       await Promise.all([...a.writes]);
       if (a.failed !== undefined) throw a.failed;
+      return a.sums?.total();
     } finally {
       this.active.delete(key);
     }
@@ -225,6 +351,7 @@ export class MountData {
     a.state[index] = CLAIMED;
     const p = (async () => {
       this.checkLength(a.w, index, data);
+      a.sums?.add(index, data);
       await a.out.write(data, 0, data.length, index * this.o.chunkSize);
     })().catch((err: unknown) => {
       a.failed ??= err;
@@ -264,6 +391,12 @@ export class MountData {
     );
   }
 
+  /** ino's cache file is gone (evicted, found changed, removed): reads come here again. */
+  private forget(ino: bigint, id: string): void {
+    if (this.ids.get(ino) === id) this.ids.delete(ino);
+    this.unregister(ino);
+  }
+
   private unregister(ino: bigint): void {
     this.registeredAt.delete(ino);
     if (this.closed) return;
@@ -274,12 +407,19 @@ export class MountData {
     }
   }
 
-  /** At unmount: pending fills stop, this mount's files leave the cache. */
+  /**
+   * At unmount: pending fills stop and leave the cache. A per-mount cache's
+   * files go with it; a chain's stay for its other and later mounts.
+   */
   dispose(): void {
     this.closed = true;
     this.queued.clear();
     this.sink = undefined;
-    this.o.cache.drop(`${this.o.mountKey}\0`);
+    this.life.abort();
+    for (const f of this.inFill.values()) this.o.cache.discard(f.id, f);
+    this.inFill.clear();
+    this.ids.clear();
+    if (this.o.chainIdentity === undefined) this.o.cache.drop(`${this.o.mountKey}\0`);
   }
 }
 

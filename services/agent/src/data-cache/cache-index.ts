@@ -1,0 +1,80 @@
+import { constants, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { decodeRecord, encodeRecord, TEMP_SUFFIX, type EntryRecord } from './entry-record';
+
+/**
+ * A snapshot of the records of the kept files, one file, so that a start
+ * reads one file instead of one per cached file (10,000 small reads cost
+ * a second on a busy host). Each record's own file stays the truth: a
+ * record never changes once written (every fill has a fresh name), so a
+ * snapshot line can only be missing or old, never wrong; the load takes
+ * from it only names whose record file is still there, and reads the
+ * record files of names it lacks. A damaged line, or a snapshot of
+ * another version, costs only those reads.
+ */
+export const INDEX_FILE = 'INDEX';
+const INDEX_HEADER = 'strata-data-cache-index 1';
+
+/** Beyond this the snapshot is not read (about 200,000 entries): the record files are. */
+const MAX_INDEX_BYTES = 64 * 1024 * 1024;
+
+export interface IndexedEntry {
+  readonly name: string;
+  readonly record: EntryRecord;
+  /** When it was last used; the snapshot is written in LRU order, least recent first. */
+  readonly usedMs: number;
+}
+
+/** The snapshot's entries by name; empty when there is none or it is not one of ours. */
+export async function readIndex(dir: string): Promise<Map<string, IndexedEntry>> {
+  const found = new Map<string, IndexedEntry>();
+  let text: string;
+  try {
+    const h = await fs.open(path.join(dir, INDEX_FILE), constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const st = await h.stat();
+      if (!st.isFile() || st.size > MAX_INDEX_BYTES) return found;
+      text = (await h.readFile()).toString('utf8');
+    } finally {
+      await h.close();
+    }
+  } catch {
+    return found;
+  }
+  const lines = text.split('\n');
+  if (lines[0] !== INDEX_HEADER) return found;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    if (line === '') continue;
+    const record = decodeRecord(line);
+    if (typeof record === 'string') continue;
+    const extra = parseExtra(line);
+    if (extra === undefined) continue;
+    found.set(extra.name, { name: extra.name, record, usedMs: extra.usedMs });
+  }
+  return found;
+}
+
+/** The name and time a line carries beside its record. */
+function parseExtra(line: string): { name: string; usedMs: number } | undefined {
+  const o = JSON.parse(line) as Record<string, unknown>;
+  const { n, u } = o;
+  if (typeof n !== 'string' || !/^[0-9a-f]{1,64}$/.test(n) || typeof u !== 'number' || !Number.isFinite(u)) return undefined;
+  return { name: n, usedMs: u };
+}
+
+/** Replaces the snapshot (temporary file, fsync, rename): a crash leaves the old one or the new one. */
+export async function writeIndex(dir: string, entries: readonly IndexedEntry[]): Promise<void> {
+  const parts = [INDEX_HEADER];
+  for (const e of entries) parts.push(encodeRecord(e.record).replace(/^\{/, `{"n":${JSON.stringify(e.name)},"u":${Math.round(e.usedMs)},`));
+  const file = path.join(dir, INDEX_FILE);
+  const tmp = file + TEMP_SUFFIX;
+  const h = await fs.open(tmp, constants.O_CREAT | constants.O_TRUNC | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+  try {
+    await h.writeFile(parts.join('\n') + '\n');
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+  await fs.rename(tmp, file);
+}
