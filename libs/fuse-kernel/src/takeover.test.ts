@@ -12,7 +12,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess, ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isStrataError } from '@strata/errors';
 import { addon } from './native';
@@ -327,6 +328,167 @@ describe('takeover: release() and FuseSession.adopt()', { skip: skipReason() }, 
       await waitFor(() => out.includes('name 0'), 10_000, 'the read of the held file');
     } finally {
       holdOpen.kill('SIGKILL');
+    }
+  });
+});
+
+/**
+ * The server of a mount in a process of its own (the agent): mounts the toy
+ * made from the data file argv[2], gives its fds to a detached sleeping
+ * holder, prints {holder, count, state}; its Nth read (argv[4], 0: none)
+ * never answers ("stalled" is printed). On a line on stdin: release() and
+ * exit (the process-exit path must leave the mount alone).
+ */
+const SERVER = (dist: string): string => `const { FuseSession } = require(${JSON.stringify(join(dist, 'session.js'))});
+  const { ToyFs } = require(${JSON.stringify(join(dist, 'toy-fs.js'))});
+  const fs = require('fs'); const { spawn } = require('child_process');
+  const [dir, dataFile, names, stallAt] = process.argv.slice(1);
+  const toy = new ToyFs(1n); toy.file(1n, 'data', fs.readFileSync(dataFile));
+  for (let i = 0; i < Number(names); i++) toy.file(1n, 'n' + i, Buffer.from('name ' + i + '\\n'));
+  const base = toy.handlers(); let reads = 0;
+  const handlers = { ...base, read: (...a) => {
+    if (++reads === Number(stallAt)) { process.stdout.write('stalled\\n'); return new Promise(() => {}); }
+    return base.read(...a);
+  } };
+  FuseSession.mount(dir, handlers, { entryTimeout: 0, attrTimeout: 0, threads: 2 }).then((s) => {
+    const fds = s.handoverFds();
+    const holder = spawn('sleep', ['120'], { stdio: ['ignore', 'ignore', 'ignore', ...fds], detached: true });
+    holder.unref();
+    holder.once('spawn', () => process.stdout.write(JSON.stringify({ holder: holder.pid, count: fds.length, state: s.handoverState() }) + '\\n'));
+    process.stdin.once('data', async () => { await s.release(); process.stdout.write('released\\n', () => process.exit(0)); });
+  });`;
+
+describe('takeover from another process (the agent restarted or crashed)', { skip: skipReason() }, () => {
+  let adopted: FuseSession | undefined;
+  let mnt: ReturnType<typeof tempMountpoint> | undefined;
+  let server: ChildProcessWithoutNullStreams | undefined;
+  let holderPid = 0;
+  let reader: Reader | undefined;
+  const opened: number[] = [];
+  let dataFile = '';
+
+  afterEach(async () => {
+    reader?.kill();
+    server?.kill('SIGKILL');
+    if (holderPid) {
+      try {
+        process.kill(holderPid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    for (const fd of opened.splice(0)) closeSync(fd);
+    await cleanUp(adopted, mnt);
+    if (dataFile) rmSync(dataFile, { force: true });
+    adopted = undefined;
+    mnt = undefined;
+    server = undefined;
+    reader = undefined;
+    holderPid = 0;
+  });
+
+  for (const how of ['release and exit', 'SIGKILL with a read in flight'] as const) {
+    it(`${how}: the reader goes on without an error`, async () => {
+      const { toy, data, want, inos } = toyWithData();
+      dataFile = join(tmpdir(), `fuse-kernel-takeover-${process.pid}`);
+      writeFileSync(dataFile, data);
+      mnt = tempMountpoint();
+      const crash = how.startsWith('SIGKILL');
+      server = spawn(process.execPath, ['-e', SERVER(__dirname), '--', mnt.path, dataFile, String(NAMES), crash ? '25' : '0']);
+      let out = '';
+      server.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      server.stdin.on('error', () => undefined);
+      const serverExit = new Promise<number | null>((resolve) => server?.on('close', (code) => resolve(code)));
+      await waitFor(() => out.includes('"holder"'), 15_000, 'the server to mount');
+      const hello = JSON.parse(out.split('\n').find((l) => l.includes('"holder"')) as string) as {
+        holder: number;
+        count: number;
+        state: SessionHandover;
+      };
+      holderPid = hello.holder;
+      reader = new Reader(mnt.path, want);
+      if (crash) {
+        await waitFor(() => out.includes('stalled'), 15_000, 'the stalled read');
+        server.kill('SIGKILL');
+      } else {
+        await waitFor(() => (reader?.rounds ?? 0) >= 10, 15_000, 'the reader to start');
+        server.stdin.write('release\n');
+        await waitFor(() => out.includes('released'), 10_000, 'the release');
+      }
+      assert.equal(await within(serverExit, 10_000, 'the server to exit'), crash ? null : 0);
+      const at = reader.rounds;
+      const gone = Date.now();
+      const taken: number[] = [];
+      for (let i = 0; i < hello.count; i++) taken.push(addon().takeFd(holderPid, 3 + i));
+      opened.push(...taken);
+      adopted = FuseSession.adopt(taken, hello.state, toy.handlers(), { entryTimeout: 0, attrTimeout: 0, adoptedInos: inos });
+      const adoptedAfter = Date.now() - gone;
+      assert.equal(adopted.stats().resendErrno, 0);
+      await waitFor(() => (reader?.rounds ?? 0) >= at + 20, 20_000, 'the reader after the takeover');
+      const summary = await reader.finish();
+      reader = undefined;
+      assert.deepEqual(summary.errors, []);
+      assert.equal(summary.mismatches, 0);
+      if (crash) assert.ok(adopted.stats().toJs > 0);
+      process.stdout.write(
+        `# ${how}: adopted ${adoptedAfter} ms after the server exited; reader ${summary.rounds} rounds, 0 errors, ` +
+          `longest single call ${summary.longestMs} ms\n`,
+      );
+    });
+  }
+});
+
+describe('release() with an invalidation notice inside the kernel', { skip: skipReason() }, () => {
+  it("settles 'released' once the successor has answered what the notice waited for", async () => {
+    const toy = new ToyFs(1n, { cacheTtl: Infinity });
+    const dir = toy.mkdir(1n, 'dir');
+    toy.file(dir.ino, 'stuck', Buffer.from('here\n'));
+    const base = toy.handlers();
+    let asked = false;
+    const firstHandlers: FuseHandlers = {
+      ...base,
+      lookup: (parent, name, caller) => {
+        if (parent === dir.ino) {
+          asked = true;
+          return new Promise(() => undefined); // never answers: the successor will
+        }
+        return base.lookup(parent, name, caller);
+      },
+    };
+    const mnt = tempMountpoint();
+    let first: FuseSession | undefined;
+    let second: FuseSession | undefined;
+    let holder: ChildProcess | undefined;
+    const taken: number[] = [];
+    try {
+      first = await FuseSession.mount(mnt.path, firstHandlers, { rootAttr: toy.nodes.get(1n)?.attr, entryTimeout: 3600 });
+      const child = runNode(`try { process.stdout.write(require('fs').readFileSync(process.argv[1], 'utf8')); } catch (e) { process.stdout.write(e.code); }`, [
+        join(mnt.path, 'dir', 'stuck'),
+      ]);
+      await waitFor(() => asked, 5000, 'the lookup of dir/stuck');
+      // The kernel takes the directory's lock for this notice, which the lookup holds.
+      const noticed = first.invalidateEntry(dir.ino, Buffer.from('other'));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(first.stats().notices, 1, 'the notice is inside the kernel');
+      const fds = first.handoverFds();
+      const state = first.handoverState();
+      holder = await holdFds(fds);
+      let settled = false;
+      const released = first.release().then(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(settled, false, 'release waits for the notice, off the JavaScript thread');
+      taken.push(...takeBack(holder, fds.length));
+      second = FuseSession.adopt(taken, state, base, { rootAttr: toy.nodes.get(1n)?.attr, entryTimeout: 3600 });
+      await within(released, 10_000, 'the release to settle');
+      assert.equal(await first.closed, 'released');
+      assert.equal(await noticed, false, 'settled false: the session ended before the kernel was done with it');
+      const r = await within(child, 10_000, 'the stuck reader');
+      assert.equal(r.stdout.toString(), 'here\n');
+    } finally {
+      holder?.kill('SIGKILL');
+      for (const fd of taken) closeSync(fd);
+      await cleanUp(second, undefined);
+      await cleanUp(first, mnt);
     }
   });
 });
