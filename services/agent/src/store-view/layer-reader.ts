@@ -12,12 +12,25 @@ const WINDOWS_PER_FILE = 64;
 /** Answers asked for one read at most (a read spans one or two windows). */
 const MAX_MAP_CALLS = 8;
 
+/**
+ * How long a map is used before it is asked for again: a revoked grant
+ * stops direct reads within this, as it stops Session reads at once.
+ */
+export const MAP_TTL_MS = 60_000;
+
 /** Reads what a map cannot give (unmapped runs, or all of it after a refusal) from the resolver. */
 export type Fallback = (offset: number, length: number) => Promise<Buffer>;
 
 /** Whether an error of ExtentMap means the layer is never mapped (LIVE, or a resolver without the service). */
 export function neverMapped(err: unknown): boolean {
   return isStrataError(err) && (err.code === GrpcCode.FAILED_PRECONDITION || err.code === GrpcCode.UNIMPLEMENTED);
+}
+
+/** A failure of the store side (a file not the one mapped, a symlink on its path, a short read, a map of another store): remembered per file. */
+class Refusal extends Error {
+  constructor(readonly reason: unknown) {
+    super(errorMessage(reason));
+  }
 }
 
 function key(path: Buffer): string {
@@ -33,10 +46,10 @@ function key(path: Buffer): string {
  * sends the read to the resolver, so a reader sees the same bytes either way.
  */
 export class LayerReader {
-  private readonly maps = new LRUCache<string, ExtentMap[]>({ max: MAP_FILES });
+  private readonly maps = new LRUCache<string, ExtentMap[]>({ max: MAP_FILES, ttl: MAP_TTL_MS });
   private readonly pending = new Map<string, Promise<ExtentMap>>();
   /** Files read through the resolver only: a refusal is not retried on every read. */
-  private readonly refused = new LRUCache<string, string>({ max: MAP_FILES });
+  private readonly refused = new LRUCache<string, string>({ max: MAP_FILES, ttl: MAP_TTL_MS });
   /** Why the layer is never mapped (a LIVE chain), once known. */
   private disabled: string | undefined;
 
@@ -56,12 +69,13 @@ export class LayerReader {
       if (neverMapped(err)) {
         this.disabled = errorMessage(err);
         this.view.options.warn?.({ event: 'store_view.layer_not_mapped', layer: this.layer, err: this.disabled }, 'layer read through the resolver');
-      } else {
+      } else if (err instanceof Refusal) {
         this.view.counters.refusals++;
         this.maps.delete(k);
         this.refused.set(k, errorMessage(err));
         this.view.options.warn?.({ event: 'store_view.refused', layer: this.layer, path: path.toString('utf8'), err: errorMessage(err) }, 'store file refused; read through the resolver');
       }
+      // Anything else (no resolver answered, the map was refused) is this read's alone: the Session read says what it is.
       return this.viaResolver(offset, length, fallback);
     }
   }
@@ -78,10 +92,11 @@ export class LayerReader {
     const want = Math.max(0, Math.min(length, size - offset));
     const out = Buffer.allocUnsafe(want);
     let pos = offset;
+    let unmapped = 0;
     const end = offset + want;
     for (let calls = 0; pos < end; calls++) {
       if (calls > 0) m = await this.windowAt(path, k, pos);
-      if (calls >= MAX_MAP_CALLS || m.length === 0 || pos < m.offset || pos >= m.offset + m.length) throw StrataError.io(`extent map of ${path.toString('utf8')} does not cover ${pos}`);
+      if (calls >= MAX_MAP_CALLS || m.length === 0 || pos < m.offset || pos >= m.offset + m.length) throw new Refusal(StrataError.io(`extent map of ${path.toString('utf8')} does not cover ${pos}`));
       for (const e of m.extents) {
         const from = Math.max(pos, e.offset);
         const to = Math.min(end, e.offset + e.length);
@@ -93,20 +108,21 @@ export class LayerReader {
           const data = await this.viaResolver(from, n, fallback);
           if (data.length !== n) throw StrataError.io(`the resolver answered ${data.length} of ${n} unmapped bytes`);
           data.copy(out, at);
+          unmapped += n;
         } else {
           await this.pread(m, e.file, out, at, n, e.fileOffset + (from - e.offset));
         }
         pos = to;
       }
-      if (pos < end && pos < m.offset + m.length) throw StrataError.io(`extent map of ${path.toString('utf8')} has a gap at ${pos}`);
+      if (pos < end && pos < m.offset + m.length) throw new Refusal(StrataError.io(`extent map of ${path.toString('utf8')} has a gap at ${pos}`));
     }
-    this.view.counters.directBytes += want;
+    this.view.counters.directBytes += want - unmapped;
     return out;
   }
 
   private async pread(m: ExtentMap, file: number, out: Buffer, at: number, n: number, position: number): Promise<void> {
     const id = m.files[file];
-    await this.files.with(id, async (fh) => {
+    const reading = this.files.with(id, async (fh) => {
       let done = 0;
       // Bounded: every pass reads at least one byte or stops.
       while (done < n) {
@@ -114,6 +130,9 @@ export class LayerReader {
         if (bytesRead === 0) throw new StrataError(Errno.ESTALE, `store file ${id.path} ends before ${position + done} (the map says ${id.size} bytes)`);
         done += bytesRead;
       }
+    });
+    await reading.catch((err: unknown) => {
+      throw new Refusal(err);
     });
   }
 
@@ -140,7 +159,7 @@ export class LayerReader {
     this.view.counters.maps++;
     const m = await this.view.client.extentMap(this.layer, path, offset, 0);
     if (m.storeId !== this.view.storeId) {
-      throw new StrataError(Errno.ESTALE, `a resolver answered a map of store ${m.storeId}; this view is of store ${this.view.storeId}`);
+      throw new Refusal(new StrataError(Errno.ESTALE, `a resolver answered a map of store ${m.storeId}; this view is of store ${this.view.storeId}`));
     }
     const windows = this.maps.get(k) ?? [];
     windows.push(m);

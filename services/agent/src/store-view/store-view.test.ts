@@ -251,3 +251,19 @@ test('the view refuses a folder that is not the store: another id, a copy of it,
     fs.rmSync(copy, { recursive: true, force: true });
   }
 });
+
+test('a failed map (no resolver answered) is that read alone: read through the resolver, mapped again next time', async () => {
+  const fake = new FakeResolver(storeId);
+  const view = await StoreView.open(store, fake);
+  try {
+    const r = view.reader(LAYER);
+    fake.refuse = new StrataError(Errno.EIO, 'no resolver answered', { code: GrpcCode.UNAVAILABLE });
+    assert.equal((await r.read(Buffer.from('/sub/small'), 0, 5, async () => Buffer.from('resolver'))).toString(), 'resolver');
+    fake.refuse = undefined;
+    assert.equal((await r.read(Buffer.from('/sub/small'), 0, 5, noFallback)).toString(), 'hello');
+    assert.equal(view.counters.refusals, 0);
+    assert.equal(fake.maps, 2);
+  } finally {
+    await view.close();
+  }
+});
