@@ -355,6 +355,69 @@ describe('DiskCache across restarts', () => {
   });
 });
 
+describe('DiskCache snapshot of records', () => {
+  it('keeps the LRU order of the run at close, reads as well as fills', async () => {
+    const dir = newDir();
+    const files: Record<string, Source> = {};
+    for (let i = 0; i < 6; i++) files[`/f${i}`] = source(300 + i, randomBytes(CHUNK / 4));
+    const cache = await DiskCache.open(dir, 64 * CHUNK, { log });
+    const m = mountOf(cache, files);
+    for (let i = 0; i < 6; i++) await m.readAll(BigInt(i + 1), `/f${i}`);
+    await until('records written', () => named(dir, '.meta').length === 6);
+    // /f0 and /f1, filled first, are read last: the most recently used with /f5 and /f4.
+    for (const ino of [1n, 2n]) assert.notEqual(await m.data.read(ino, Buffer.alloc(10), 0, 10), undefined);
+    await cache.close();
+    const lines = fs.readFileSync(path.join(dir, 'INDEX'), 'utf8').trim().split('\n');
+    assert.equal(lines.length, 7);
+    // Room for four of the six.
+    const small = await DiskCache.open(dir, CHUNK, { log });
+    assert.equal(small.stats().loaded, 4);
+    const n = mountOf(small, files);
+    for (const i of [0, 1, 4, 5]) await n.readAll(BigInt(i + 1), `/f${i}`);
+    assert.deepEqual(n.fetched, []);
+  });
+
+  it('is only a shortcut: names whose record went are not loaded, a damaged or foreign snapshot costs reads only', async () => {
+    const dir = newDir();
+    const files: Record<string, Source> = {};
+    for (let i = 0; i < 4; i++) files[`/f${i}`] = source(400 + i, randomBytes(3000 + i));
+    await (await filled(dir, 64 * CHUNK, files)).close();
+    const index = path.join(dir, 'INDEX');
+    const good = fs.readFileSync(index, 'utf8');
+    const metas = named(dir, '.meta');
+    fs.rmSync(path.join(dir, metas[0]));
+    let cache = await DiskCache.open(dir, 64 * CHUNK, { log });
+    assert.equal(cache.stats().loaded, 3, 'the entry whose record is gone is not loaded');
+    assert.equal(named(dir, '.data').length, 3, 'and its data file is removed');
+    const variants = [good.replace('strata-data-cache-index 1', 'strata-data-cache-index 7'), good.slice(0, good.length / 2), 'garbage', good.replace(/"sum":\d+/g, '"sum":12345')];
+    for (const [k, damaged] of variants.entries()) {
+      fs.writeFileSync(index, damaged);
+      cache = await DiskCache.open(dir, 64 * CHUNK, { log });
+      const m = mountOf(cache, files);
+      for (let i = 0; i < 4; i++) assert.ok((await m.readAll(BigInt(i + 1), `/f${i}`)).equals(files[`/f${i}`].bytes));
+      await until('records written', () => named(dir, '.meta').length === 4);
+      // Only the file whose record was removed (the first time), and those whose sums the snapshot misstates, are fetched.
+      const refused = cache.stats().reuseRejected;
+      assert.equal(refused, k === 3 ? 3 : 0);
+      assert.equal(m.fetched.length, (k === 0 ? 1 : 0) + refused);
+      await cache.close();
+    }
+  });
+
+  it('is written during a run, so a crash after many fills reads few records', async () => {
+    const dir = newDir();
+    const files: Record<string, Source> = {};
+    for (let i = 0; i < 70; i++) files[`/f${i}`] = source(500 + i, randomBytes(100 + i));
+    await filled(dir, 64 * CHUNK, files);
+    await until('snapshot written after 64 seals', () => fs.existsSync(path.join(dir, 'INDEX')) && fs.readFileSync(path.join(dir, 'INDEX'), 'utf8').trim().split('\n').length >= 65);
+    const l = capturingLog();
+    const cache = await DiskCache.open(dir, 64 * CHUNK, { log: l.logger });
+    assert.equal(cache.stats().loaded, 70);
+    const line = l.lines().find((x) => x.event === 'agent.data_cache.loaded');
+    assert.ok(line !== undefined && typeof line.recordsRead === 'number' && line.recordsRead <= 6, JSON.stringify(line));
+  });
+});
+
 /** A child agent that fills files of the chain into `dir` and reports what it did; killed with SIGKILL by the test. */
 const CHILD = `
 const { DiskCache } = require(${JSON.stringify(path.join(__dirname, 'disk-cache.js'))});

@@ -71,6 +71,14 @@ const MIN_FILE_BYTES = 1;
 const MAX_SHARE = 4;
 /** Records read from their own files at start beyond which the snapshot is written again at once. */
 const SNAPSHOT_AFTER_READS = 256;
+/**
+ * Files sealed since the last snapshot before another is written, and the
+ * least time between two: after a crash the next start reads at most about
+ * this many records one by one, while a busy cache rewrites its snapshot
+ * at most twice a minute.
+ */
+const SNAPSHOT_EVERY_SEALS = 64;
+const SNAPSHOT_INTERVAL_MS = 30_000;
 
 /**
  * The agent's on-disk data cache: sealed layer files kept whole, one cache
@@ -90,8 +98,11 @@ const SNAPSHOT_AFTER_READS = 256;
 export class DiskCache {
   private readonly lru: LRUCache<string, CachedFile>;
   private closing = false;
-  /** The snapshot being written, if one is. */
-  private snapshot?: Promise<void>;
+  /** The last snapshot written or being written (they are written one at a time). */
+  private snapshot: Promise<void> = Promise.resolve();
+  private sealsSinceSnapshot = 0;
+  private lastSnapshotAt = -Infinity;
+  private snapshotTimer?: NodeJS.Timeout;
   private readonly counters = { fills: 0, fillBytes: 0, fillFailures: 0, evictions: 0, diskReads: 0, loaded: 0, loadDropped: 0, reused: 0, reuseRejected: 0 };
 
   private constructor(
@@ -151,7 +162,7 @@ export class DiskCache {
       opts.log?.info({ event: 'agent.data_cache.loaded', dir, files: found.entries.length, bytes: cache.lru.calculatedSize, dropped: found.dropped, recordsRead: found.recordsRead, ms }, 'data cache kept from the last run');
     }
     // Records read one by one (a crash left no fresh snapshot): a new snapshot spares the next start those reads.
-    if (found.recordsRead >= SNAPSHOT_AFTER_READS) cache.snapshot = cache.writeSnapshot();
+    if (found.recordsRead >= SNAPSHOT_AFTER_READS) void cache.flush();
     return cache;
   }
 
@@ -216,6 +227,7 @@ export class DiskCache {
       await writeRecord(record, { id: f.id, size: f.size, attrs: f.origin.attrs, chunkSize: f.origin.chunkSize, sum });
       f.sum = sum;
       f.kept = true;
+      this.sealed();
     } catch (err) {
       this.opts.log?.debug({ event: 'agent.data_cache.seal_failed', file: f.file, err: StrataError.from(err).message }, 'cached file not kept for the next agent');
     }
@@ -295,15 +307,41 @@ export class DiskCache {
    * the rest go. The directory stays.
    */
   async close(): Promise<void> {
-    if (this.dir !== '') {
-      await this.snapshot;
-      await this.writeSnapshot();
-    }
+    clearTimeout(this.snapshotTimer);
+    this.snapshotTimer = undefined;
+    await this.flush();
     this.closing = true;
     const dropped = [...this.lru.values()].filter((f) => f.kept !== true);
     this.lru.clear();
     if (this.dir === '') return;
     await Promise.all(dropped.map((f) => removeEntry(this.dir, path.basename(f.file, DATA_SUFFIX)).catch(() => undefined)));
+  }
+
+  /**
+   * Writes the snapshot of the kept files' records now (after any being
+   * written): for a stop that hands the mounts over instead of closing.
+   */
+  async flush(): Promise<void> {
+    if (this.dir === '' || this.closing) return;
+    const next = this.snapshot.then(() => {
+      this.sealsSinceSnapshot = 0;
+      this.lastSnapshotAt = performance.now();
+      return this.writeSnapshot();
+    });
+    this.snapshot = next;
+    await next;
+  }
+
+  /** One more kept file: a snapshot soon, once enough have been sealed since the last. */
+  private sealed(): void {
+    if (++this.sealsSinceSnapshot < SNAPSHOT_EVERY_SEALS || this.snapshotTimer !== undefined || this.closing) return;
+    const wait = Math.max(0, this.lastSnapshotAt + SNAPSHOT_INTERVAL_MS - performance.now());
+    this.snapshotTimer = setTimeout(() => {
+      this.snapshotTimer = undefined;
+      void this.flush();
+    }, wait);
+    // A pending snapshot never keeps the agent alive.
+    this.snapshotTimer.unref();
   }
 
   /** The kept files' records in one file, least recently used first; failing costs the next start some reads. */
