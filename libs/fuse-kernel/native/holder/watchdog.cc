@@ -64,6 +64,7 @@ void Watchdog::Start(Registry* registry, const char* why, int64_t silentMs) {
   active_ = true;
   started_ms_ = NowMs();
   answered_ = 0;
+  forgets_ = 0;
   size_t eligible = 0;
   for (auto& [id, e] : registry->entries()) eligible += (e.fuse && !e.hard) ? 1 : 0;
   LogLine("watchdog.start").Str("why", why).Num("silentMs", silentMs).Num("entries", static_cast<int64_t>(eligible));
@@ -85,7 +86,8 @@ void Watchdog::Stop(Registry* registry, const char* why) {
     e.watch_fd = -1;
     e.watch_failed = false;
   }
-  LogLine("watchdog.stop").Str("why", why).Num("ms", NowMs() - started_ms_).Num("answered", static_cast<int64_t>(answered_));
+  LogLine("watchdog.stop").Str("why", why).Num("ms", NowMs() - started_ms_).Num("answered", static_cast<int64_t>(answered_))
+      .Num("forgets", static_cast<int64_t>(forgets_));
   // The buffer is a megabyte: not kept while nobody needs answering.
   std::free(buffer_);
   buffer_ = nullptr;
@@ -121,7 +123,11 @@ bool Watchdog::Serve(Entry* e) {
     struct fuse_in_header in;
     std::memcpy(&in, buffer_, sizeof in);
     // No reply is expected (or accepted) for these.
-    if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET || in.opcode == FUSE_INTERRUPT) continue;
+    if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET) {
+      forgets_++;
+      continue;
+    }
+    if (in.opcode == FUSE_INTERRUPT) continue;
     struct fuse_out_header out {};
     out.len = sizeof out;
     out.error = -EIO;

@@ -32,6 +32,8 @@ class Watchdog {
   bool active_ = false;
   int64_t started_ms_ = 0;
   uint64_t answered_ = 0;
+  // FORGETs read while answering: lookups the agent will never hear were dropped (its nodes stay referenced).
+  uint64_t forgets_ = 0;
   char* buffer_ = nullptr;
   size_t buffer_size_ = 0;
 };
