@@ -136,7 +136,8 @@ export class FleetNetwork {
 /** SIGKILLs every process in `ns` and deletes it; returns what could not be done. */
 export function deleteNetns(ns: string): string[] {
   const problems: string[] = [];
-  for (let round = 0; round < 50; round++) {
+  // Up to 10 s: a SIGKILLed process in uninterruptible sleep (setns or exec on a loaded machine) exits only when it wakes.
+  for (let round = 0; round < 200; round++) {
     const pids = pidsIn(ns);
     if (pids.length === 0) break;
     for (const pid of pids) {
