@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import { Errno, StrataError } from '@strata/errors';
 import type { Entry, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } from '@strata/fuse-kernel';
 import type { MountData } from '../data-cache/mount-data';
@@ -16,7 +17,21 @@ export interface AnswerLifetimes {
 /** Where whole answers go to be served natively from then on (the mount's FuseSession). */
 export interface NativeCacheSink {
   cacheXattrs(ino: bigint, xattrs: ReadonlyArray<readonly [Buffer, Buffer]>): void;
+  /**
+   * Serves ino's data from the file open at fd without JavaScript (FUSE
+   * passthrough, or the session's own preads), as FuseSession.setFileData
+   * does; undefined when there is no session (yet). Absent: never.
+   */
+  setFileData?(ino: bigint, fd: number): 'passthrough' | 'pread' | undefined;
 }
+
+/** Store files that are a layer file whole, checked (the mount's store-view reader, sealed mounts only). */
+export interface WholeFiles {
+  wholeFile(path: Buffer): Promise<FileHandle | undefined>;
+}
+
+/** Files not handed to the kernel whole, remembered so that their reads do not ask again (cleared when full). */
+const NOT_WHOLE_MAX = 65_536;
 
 /** An xattr name as the protocol carries it (text); a name that is not UTF-8 cannot exist on a layer served through it. */
 function xattrName(name: Buffer): string | undefined {
@@ -31,8 +46,63 @@ function xattrName(name: Buffer): string | undefined {
  * the same thing never reaches this thread while the layer is sealed.
  * Names, link targets and xattr values stay bytes throughout.
  */
-export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life: AnswerLifetimes, native?: NativeCacheSink, data?: MountData): FuseHandlers {
+export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life: AnswerLifetimes, native?: NativeCacheSink, data?: MountData, whole?: WholeFiles): FuseHandlers {
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
+  const notWhole = new Set<bigint>();
+  const handing = new Map<bigint, Promise<boolean>>();
+
+  /**
+   * With a store view: a sealed file that is one store file whole (a `dir:`
+   * layer's file) is handed to the session, which serves every later READ
+   * of it without JavaScript — the kernel itself by FUSE passthrough where
+   * negotiated. The handle is checked against the resolver's map first and
+   * closed here (the session keeps its own). Concurrent first reads share
+   * one attempt; a file that cannot be handed over is read as before.
+   */
+  async function handOver(ino: bigint, path: Buffer): Promise<FileHandle | undefined> {
+    if (!whole || !native?.setFileData || notWhole.has(ino)) return undefined;
+    const fh = await whole.wholeFile(path);
+    let mode: 'passthrough' | 'pread' | undefined;
+    try {
+      mode = fh ? native.setFileData(ino, fh.fd) : undefined;
+    } catch {
+      mode = undefined;
+    }
+    if (mode === undefined) {
+      await fh?.close().catch(() => undefined);
+      if (notWhole.size >= NOT_WHOLE_MAX) notWhole.clear();
+      notWhole.add(ino);
+      return undefined;
+    }
+    return fh;
+  }
+
+  /** This READ from the handed-over file (later ones never come here); undefined when it was not handed over. */
+  async function readHandedOver(ino: bigint, path: Buffer, offset: number, size: number): Promise<Buffer | undefined> {
+    let first = handing.get(ino);
+    if (first) {
+      // Another reader is handing it over: once done, its READs are the session's; this one is read as before.
+      await first;
+      return undefined;
+    }
+    let fh: FileHandle | undefined;
+    first = handOver(ino, path).then((h) => {
+      fh = h;
+      return h !== undefined;
+    });
+    handing.set(ino, first);
+    try {
+      if (!(await first) || !fh) return undefined;
+      const into = Buffer.allocUnsafe(size);
+      const { bytesRead } = await fh.read(into, 0, size, offset);
+      return into.subarray(0, bytesRead);
+    } catch {
+      return undefined;
+    } finally {
+      handing.delete(ino);
+      await fh?.close().catch(() => undefined);
+    }
+  }
 
   async function listing(ino: bigint): Promise<Listing> {
     const key = nodes.keyOf(ino);
@@ -79,6 +149,10 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
       const key = nodes.keyOf(ino);
       return t.run('read', key, async () => {
         const path = pathOf(key);
+        if (whole) {
+          const direct = await readHandedOver(ino, path, Number(offset), size);
+          if (direct) return direct;
+        }
         if (data?.holds(ino)) {
           // Sealed files are kept whole on disk once read: from then on the session serves them, and what still comes here is read from disk.
           const into = Buffer.allocUnsafe(size);

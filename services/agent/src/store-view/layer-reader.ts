@@ -1,4 +1,5 @@
-import type { ExtentMap } from '@strata/client';
+import type { promises as fs } from 'node:fs';
+import type { ExtentMap, StoreFileIdentity } from '@strata/client';
 import { Errno, GrpcCode, StrataError, errorMessage, isStrataError } from '@strata/errors';
 import type { LayerRef } from '@strata/layers';
 import { LRUCache } from 'lru-cache';
@@ -17,6 +18,9 @@ const MAX_MAP_CALLS = 8;
  * stops direct reads within this, as it stops Session reads at once.
  */
 export const MAP_TTL_MS = 60_000;
+
+/** Windows a file handed to the kernel whole may take (64 GiB); a larger file is read in pieces. */
+const MAX_WHOLE_WINDOWS = 1024;
 
 /** Reads what a map cannot give (unmapped runs, or all of it after a refusal) from the resolver. */
 export type Fallback = (offset: number, length: number) => Promise<Buffer>;
@@ -66,17 +70,64 @@ export class LayerReader {
     try {
       return await this.direct(path, k, offset, length, fallback);
     } catch (err) {
-      if (neverMapped(err)) {
-        this.disabled = errorMessage(err);
-        this.view.options.warn?.({ event: 'store_view.layer_not_mapped', layer: this.layer, err: this.disabled }, 'layer read through the resolver');
-      } else if (err instanceof Refusal) {
-        this.view.counters.refusals++;
-        this.maps.delete(k);
-        this.refused.set(k, errorMessage(err));
-        this.view.options.warn?.({ event: 'store_view.refused', layer: this.layer, path: path.toString('utf8'), err: errorMessage(err) }, 'store file refused; read through the resolver');
-      }
-      // Anything else (no resolver answered, the map was refused) is this read's alone: the Session read says what it is.
+      this.failed(err, path, k);
       return this.viaResolver(offset, length, fallback);
+    }
+  }
+
+  /**
+   * The store file that is this file whole — one data run from its start
+   * to its end, as a `dir:` layer's file is — opened beneath the store root
+   * and checked against the map, for the kernel to read by itself (FUSE
+   * passthrough, or the session's own preads). Undefined for any other file
+   * and whenever a check fails. The caller closes the handle.
+   */
+  async wholeFile(path: Buffer): Promise<fs.FileHandle | undefined> {
+    const k = key(path);
+    if (this.disabled !== undefined || this.refused.has(k)) return undefined;
+    try {
+      // Window after window (a map answers 64 MiB at most), each one run of the same store file at the same offset.
+      let id: StoreFileIdentity | undefined;
+      let size = 0;
+      for (let pos = 0, calls = 0; ; calls++) {
+        if (calls >= MAX_WHOLE_WINDOWS) return undefined;
+        const m = await this.windowAt(path, k, pos);
+        size = m.attr?.size ?? 0;
+        const e = m.extents[0];
+        if (size === 0 || m.offset !== pos || m.length === 0 || m.extents.length !== 1 || e.kind !== 'data' || e.fileOffset !== pos || e.length !== m.length) return undefined;
+        const f = m.files[e.file];
+        if (f.size !== size || (id !== undefined && (f.path !== id.path || f.ino !== id.ino))) return undefined;
+        id = f;
+        pos += m.length;
+        if (m.eof) {
+          if (pos !== size) return undefined;
+          break;
+        }
+      }
+      return await this.files.openChecked(id).catch((err: unknown) => {
+        throw new Refusal(err);
+      });
+    } catch (err) {
+      this.failed(err, path, k);
+      return undefined;
+    }
+  }
+
+  /**
+   * What a failure means from now on: a layer the resolver never maps is
+   * read through it; a store file that failed a check is, for a while; any
+   * other failure (no resolver answered, the map was refused) was that
+   * read's alone, and the Session read says what it is.
+   */
+  private failed(err: unknown, path: Buffer, k: string): void {
+    if (neverMapped(err)) {
+      this.disabled = errorMessage(err);
+      this.view.options.warn?.({ event: 'store_view.layer_not_mapped', layer: this.layer, err: this.disabled }, 'layer read through the resolver');
+    } else if (err instanceof Refusal) {
+      this.view.counters.refusals++;
+      this.maps.delete(k);
+      this.refused.set(k, errorMessage(err));
+      this.view.options.warn?.({ event: 'store_view.refused', layer: this.layer, path: path.toString('utf8'), err: errorMessage(err) }, 'store file refused; read through the resolver');
     }
   }
 

@@ -73,6 +73,16 @@ export class StoreFiles {
     }
   }
 
+  /** A handle of its own on the file `id` names (the caller closes it), checked as `with` checks. */
+  async openChecked(id: StoreFileIdentity): Promise<fs.FileHandle> {
+    const { fh, st } = await this.root.openFile(id.path);
+    if (!sameFile(st, id, this.devComparable)) {
+      await fh.close().catch(() => undefined);
+      throw new StrataError(Errno.ESTALE, `store file ${id.path} is not the file the resolver mapped`);
+    }
+    return fh;
+  }
+
   /** Forgets a file (a map named it differently: opened again next time). */
   forget(path: string): void {
     const h = this.held.get(path);
