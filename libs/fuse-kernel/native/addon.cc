@@ -221,11 +221,14 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     }
     if (!live_ || batch.empty()) return;
     Napi::HandleScope scope(env);
-    Napi::Array arr = Napi::Array::New(env, batch.size());
+    Napi::Array arr = Napi::Array::New(env);
     uint32_t i = 0;
     for (Event& ev : batch) {
+      // Answered meanwhile (by the deadline thread, an interrupt): no handler needs to run.
+      if (ev.kind == Event::kRequest && session_ && !session_->Waiting(ev.request.id)) continue;
       arr.Set(i++, EventToJs(env, ev));
     }
+    if (i == 0) return;
     cb.Call({arr});
   }
 

@@ -45,6 +45,11 @@ std::optional<Pending> Session::Take(uint64_t id) {
   return p;
 }
 
+bool Session::Waiting(uint64_t id) {
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  return pending_.count(id) != 0;
+}
+
 void Session::StartDeadlines() {
   if (options_.request_timeout_ms == 0) return;
   deadline_thread_ = std::thread(&Session::DeadlineLoop, this);

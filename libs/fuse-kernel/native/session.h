@@ -228,6 +228,10 @@ class Session {
   // keep open for the connection and its requests to outlive this process).
   std::vector<int> Fds() const { return fds_; }
   Negotiated negotiated() const;
+  // Whether request id still waits for JavaScript (not answered, timed out,
+  // interrupted or released): a backlog a stuck JavaScript thread left
+  // behind is not handed to handlers once native code has answered it.
+  bool Waiting(uint64_t id);
   const MountOptions& options() const { return options_; }
   bool ended() const { return ended_.load(); }
   bool stopped() const { return stopped_; }

@@ -516,8 +516,10 @@ describe('requestTimeoutMs: EIO from native code when no answer comes', { skip: 
     toy.file(1n, 'never', Buffer.from('never answered\n'));
     toy.file(1n, 'fine', Buffer.from('fine\n'));
     toy.file(1n, 'busy', Buffer.from('busy\n'));
+    toy.file(1n, 'later', Buffer.from('later\n'));
     const base = toy.handlers();
     const late: Array<() => void> = [];
+    let laterReads = 0;
     session = await FuseSession.mount(
       (mnt as { path: string }).path,
       {
@@ -526,6 +528,7 @@ describe('requestTimeoutMs: EIO from native code when no answer comes', { skip: 
           const name = [...(toy.nodes.get(1n)?.children?.values() ?? [])].find((c) => c.ino === ino)?.name.toString();
           if (name === 'never') return new Promise<Buffer>((resolve) => late.push(() => resolve(Buffer.from('late'))));
           if (name === 'busy') blockFor(3000); // the JavaScript thread is stuck: only native code can answer
+          if (name === 'later') laterReads++;
           return base.read(ino, fh, offset, size, caller);
         },
       },
@@ -541,12 +544,21 @@ describe('requestTimeoutMs: EIO from native code when no answer comes', { skip: 
     assert.ok(session.stats().timeouts >= 1);
 
     // A busy loop of 3 s on the JavaScript thread: the reader still gets EIO within the bound.
+    // A read that arrives while it is stuck times out too, and its handler never runs afterwards.
     const busy = runNode(TIMED_READ, [join(dir, 'busy')]);
+    const later = runNode(`setTimeout(() => { ${TIMED_READ} }, 800)`, [join(dir, 'later')]);
     const result = await within(busy, 20_000, 'the busy read');
     const [busyCode, busyMs] = result.stdout.toString().split(' ');
     assert.equal(busyCode, 'EIO');
     assert.ok(Number(busyMs) < 1000, `EIO after ${busyMs} ms with the JavaScript thread busy for 3000 ms`);
-    process.stdout.write(`# requestTimeoutMs 500: never-answering handler EIO after ${ms} ms; JS thread busy 3 s: EIO after ${busyMs} ms\n`);
+    const [laterCode, laterMs] = (await within(later, 20_000, 'the later read')).stdout.toString().split(' ');
+    assert.equal(laterCode, 'EIO');
+    assert.ok(Number(laterMs) < 1000, `EIO after ${laterMs} ms`);
+    assert.equal(laterReads, 0, 'the backlog answered natively is not handed to the handler');
+    process.stdout.write(
+      `# requestTimeoutMs 500: never-answering handler EIO after ${ms} ms; JS thread busy 3 s: EIO after ${busyMs} ms, ` +
+        `a read arriving meanwhile EIO after ${laterMs} ms (its handler never run)\n`,
+    );
 
     // And the session serves on.
     const fine = await runNode(`process.stdout.write(require('fs').readFileSync(process.argv[1], 'utf8'))`, [join(dir, 'fine')]);
