@@ -255,3 +255,48 @@ test('bye: the holder logs a handover (not a lost agent) and keeps every entry',
     dir.remove();
   }
 });
+
+test('a holder an agent spawned outlives the agent and its whole process group (SIGKILL), with what it held', { skip }, async () => {
+  const dir = tempDir();
+  const socket = path.join(dir.path, 'holder.sock');
+  const file = path.join(dir.path, 'kept');
+  fs.writeFileSync(file, 'kept');
+  const agentScript = `
+    const fs = require('node:fs');
+    const { HolderClient } = require(${JSON.stringify(path.join(__dirname, 'holder-client.js'))});
+    (async () => {
+      const c = await HolderClient.connect(process.argv[1], { spawn: true, stderr: 'ignore' });
+      await c.put('kept', { by: process.pid }, [fs.openSync(process.argv[2], 'r')]);
+      c.startHeartbeat(60_000);
+      console.log((await c.status()).pid);
+      setInterval(() => undefined, 1000);
+    })();
+  `;
+  const { spawn } = await import('node:child_process');
+  // A process group of its own, as a supervisor would kill it: agent and everything it started.
+  const agent = spawn(process.execPath, ['-e', agentScript, '--', socket, file], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  agent.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+  let holderPid = 0;
+  try {
+    await waitFor(() => /^\d+\n/.test(out), 15_000, 'the agent to start its holder');
+    holderPid = Number(out.trim());
+    assert.notEqual(holderPid, agent.pid);
+    process.kill(-(agent.pid as number), 'SIGKILL');
+    await within(new Promise((r) => agent.once('exit', r)), 5000, 'the agent to die');
+    await sleep(200);
+    assert.ok(alive(holderPid), 'the holder is not in the agent\'s process group');
+    const successor = await HolderClient.connect(socket);
+    const [entry] = await successor.list();
+    assert.equal(entry?.id, 'kept');
+    assert.equal(entry?.meta.by, agent.pid);
+    assert.equal(fs.readlinkSync(`/proc/self/fd/${entry?.fds[0]}`), file);
+    for (const fd of entry?.fds ?? []) closeFd(fd);
+    successor.close();
+  } finally {
+    if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+    if (holderPid !== 0 && alive(holderPid)) process.kill(holderPid, 'SIGTERM');
+    await waitFor(() => holderPid === 0 || !alive(holderPid), 5000, 'the holder to exit').catch(() => undefined);
+    dir.remove();
+  }
+});

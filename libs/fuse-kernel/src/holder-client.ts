@@ -57,7 +57,11 @@ export interface HolderConnectOptions {
   binary?: string;
   /** How long a spawned holder waits with nothing held and no client before it exits (default 60 s). */
   idleExitMs?: number;
-  /** Where a spawned holder's JSON log lines go: inherit this process's stderr (default), nowhere, or appended to a file. */
+  /**
+   * Where a spawned holder's JSON log lines go: this process's stderr (default: in a container,
+   * the container's log), nowhere, or appended to a file. Inherited, the holder keeps that stderr
+   * open after this process exits: a parent reading it to EOF (a test harness) waits for the holder.
+   */
   stderr?: 'inherit' | 'ignore' | { file: string };
   /** Bound on connecting, including a spawn (default 5 s). */
   timeoutMs?: number;
