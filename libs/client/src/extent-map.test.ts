@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { StrataError } from '@strata/errors';
+import { ExtentKind, type ExtentMapResponse } from '@strata/protocol';
+import { extentMapFromProto } from './extent-map';
+
+const FILE = { path: 'vm/a.qcow2', dev: 1, ino: 2, size: 3, mtimeSec: 4, mtimeNsec: 5 };
+
+function response(extents: ExtentMapResponse['extents'], offset = 100, length = 30): ExtentMapResponse {
+  return { storeId: 's', attr: undefined, files: [FILE], extents, offset, length, eof: true };
+}
+
+test('a well-formed map comes through as runs', () => {
+  const m = extentMapFromProto(
+    response([
+      { offset: 100, length: 10, kind: ExtentKind.EXTENT_KIND_DATA, file: 0, fileOffset: 7, reason: '' },
+      { offset: 110, length: 10, kind: ExtentKind.EXTENT_KIND_HOLE, file: 0, fileOffset: 0, reason: '' },
+      { offset: 120, length: 10, kind: ExtentKind.EXTENT_KIND_UNMAPPED, file: 0, fileOffset: 0, reason: 'compressed cluster' },
+    ]),
+  );
+  assert.deepEqual(m.extents, [
+    { kind: 'data', offset: 100, length: 10, file: 0, fileOffset: 7 },
+    { kind: 'hole', offset: 110, length: 10 },
+    { kind: 'unmapped', offset: 120, length: 10, reason: 'compressed cluster' },
+  ]);
+});
+
+test('a map with a gap, an overlap, an empty run, a file it does not list or a wrong total is refused', () => {
+  const data = (offset: number, length: number, file = 0) => ({ offset, length, kind: ExtentKind.EXTENT_KIND_DATA, file, fileOffset: 0, reason: '' });
+  for (const bad of [
+    response([data(100, 10), data(111, 19)]),
+    response([data(100, 10), data(105, 25)]),
+    response([data(100, 0), data(100, 30)]),
+    response([data(100, 30, 1)]),
+    response([data(100, 20)]),
+    { ...response([data(100, 30)]), files: [undefined as unknown as typeof FILE] },
+  ]) {
+    assert.throws(() => extentMapFromProto(bad), StrataError);
+  }
+});
+
+test('random maps: every one is refused with a StrataError or comes out contiguous and inside its files', () => {
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  let accepted = 0;
+  for (let i = 0; i < 5000; i++) {
+    const offset = rnd(3) === 0 ? 0 : rnd(1000);
+    const extents: ExtentMapResponse['extents'] = [];
+    let pos = offset;
+    for (let j = rnd(6); j > 0; j--) {
+      const length = rnd(4) === 0 ? 0 : 1 + rnd(100);
+      extents.push({ offset: rnd(5) === 0 ? rnd(2000) : pos, length, kind: rnd(4) as ExtentKind, file: rnd(3), fileOffset: rnd(1 << 20), reason: '' });
+      pos += length;
+    }
+    const r: ExtentMapResponse = { storeId: 's', attr: undefined, files: rnd(2) === 0 ? [FILE] : [FILE, { ...FILE, path: 'b' }], extents, offset, length: rnd(5) === 0 ? rnd(500) : pos - offset, eof: rnd(2) === 0 };
+    let m;
+    try {
+      m = extentMapFromProto(r);
+    } catch (err) {
+      assert.ok(err instanceof StrataError, String(err));
+      continue;
+    }
+    accepted++;
+    let at = m.offset;
+    for (const e of m.extents) {
+      assert.equal(e.offset, at);
+      assert.ok(e.length > 0);
+      if (e.kind === 'data') assert.ok(e.file < m.files.length);
+      at += e.length;
+    }
+    assert.equal(at, m.offset + m.length);
+  }
+  assert.ok(accepted > 100, `${accepted} accepted`);
+});
