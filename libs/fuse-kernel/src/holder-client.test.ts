@@ -300,3 +300,23 @@ test('a holder an agent spawned outlives the agent and its whole process group (
     dir.remove();
   }
 });
+
+test('a heartbeat of 0 disarms the watchdog: silence then starts nothing', { skip }, async () => {
+  const dir = tempDir();
+  const holder = await started(startHolder(path.join(dir.path, 'h.sock')));
+  const client = await HolderClient.connect(holder.socket);
+  try {
+    client.startHeartbeat(200);
+    await holder.waitLog('agent.heartbeat', 3000, (l) => l.timeoutMs === 200);
+    client.startHeartbeat(0);
+    await holder.waitLog('agent.heartbeat', 3000, (l) => l.timeoutMs === 0);
+    await sleep(800);
+    const status = await client.status();
+    assert.deepEqual({ timeoutMs: status.timeoutMs, watchdog: status.watchdog }, { timeoutMs: 0, watchdog: false });
+    assert.equal(holder.logs.filter((l) => l.event === 'watchdog.start').length, 0);
+  } finally {
+    client.close();
+    await holder.stop();
+    dir.remove();
+  }
+});
