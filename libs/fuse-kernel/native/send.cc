@@ -38,6 +38,11 @@ int Session::Send(int fd, uint64_t unique, int error, const void* data, size_t s
 
 void Session::SendEntry(int fd, uint64_t unique, uint64_t key, const fuse_attr& attr, Timeout entry,
                         Timeout attr_timeout, const AttrRecord* seed) {
+  if (cache_.NodeidFor(key) == 0) {
+    // The one ino no nodeid can stand for (cache.h): a handler's answer naming it is refused, not hidden.
+    Send(fd, unique, EIO, nullptr, 0);
+    return;
+  }
   uint64_t nodeid = cache_.Reference(key, seed);
   fuse_entry_out out{};
   out.nodeid = nodeid;

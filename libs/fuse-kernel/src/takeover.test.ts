@@ -358,6 +358,51 @@ const SERVER = (dist: string): string => `const { FuseSession } = require(${JSON
     process.stdin.once('data', async () => { await s.release(); process.stdout.write('released\\n', () => process.exit(0)); });
   });`;
 
+describe('nodeids from inos', { skip: skipReason() }, () => {
+  it('rootIno 5 and ino 1 swap and survive a takeover; ino 0, which no nodeid can name, is refused EIO', async () => {
+    const toy = new ToyFs(5n);
+    toy.file(5n, 'one', Buffer.from('ino one\n'), { ino: 1n });
+    toy.file(5n, 'zero', Buffer.from('ino zero\n'), { ino: 0n });
+    const mnt = tempMountpoint();
+    let first: FuseSession | undefined;
+    let second: FuseSession | undefined;
+    let holder: ChildProcess | undefined;
+    const taken: number[] = [];
+    let child: ChildProcessWithoutNullStreams | undefined;
+    let out = '';
+    try {
+      first = await FuseSession.mount(mnt.path, toy.handlers(), { rootIno: 5n, attrTimeout: 0 });
+      child = spawn(process.execPath, [
+        '-e',
+        `const fs = require('fs'); let z = 'ok'; try { fs.statSync(process.argv[1] + '/zero'); } catch (e) { z = e.code; }
+         const fd = fs.openSync(process.argv[1] + '/one', 'r'); process.stdout.write('zero:' + z + ' ino:' + fs.fstatSync(fd).ino + '\\n');
+         process.stdin.once('data', () => { process.stdout.write(fs.readFileSync(fd, 'utf8')); process.exit(0); });`,
+        mnt.path,
+      ]);
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      await waitFor(() => out.includes('ino:'), 10_000, 'the child');
+      assert.match(out, /zero:EIO ino:1\n/);
+      assert.ok(new Set(first.liveInos()).has(1n));
+      const fds = first.handoverFds();
+      const state = first.handoverState();
+      holder = await holdFds(fds);
+      await first.release();
+      taken.push(...takeBack(holder, 1));
+      assert.throws(() => FuseSession.adopt(taken, state, toy.handlers(), { rootIno: 1n }), /rootIno 1 differs/);
+      second = FuseSession.adopt(taken, state, toy.handlers(), { attrTimeout: 0 });
+      child.stdin.write('go\n');
+      await waitFor(() => out.includes('ino one'), 10_000, 'the read through the old nodeid');
+      assert.ok(new Set(second.liveInos()).has(1n), 'nodeid 5 taken for ino 1');
+    } finally {
+      child?.kill('SIGKILL');
+      holder?.kill('SIGKILL');
+      for (const fd of taken) closeSync(fd);
+      await cleanUp(second, undefined);
+      await cleanUp(first, mnt);
+    }
+  });
+});
+
 describe('takeover from another process (the agent restarted or crashed)', { skip: skipReason() }, () => {
   let adopted: FuseSession | undefined;
   let mnt: ReturnType<typeof tempMountpoint> | undefined;
