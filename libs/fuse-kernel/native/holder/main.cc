@@ -94,6 +94,16 @@ int Listen(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Started with 0, 1 or 2 closed, the first socket or received fd would take that number and
+  // log lines would be written into it: hold them with /dev/null first.
+  for (;;) {
+    int fd = open("/dev/null", O_RDWR);
+    if (fd < 0) return 1;
+    if (fd > STDERR_FILENO) {
+      close(fd);
+      break;
+    }
+  }
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   Options o;
