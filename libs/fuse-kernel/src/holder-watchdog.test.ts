@@ -49,8 +49,8 @@ function toyTree(): ToyFs {
   return toy;
 }
 
-async function startAgent(mnt: string, socket: string, hard = false): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['-e', AGENT, '--', mnt, socket, String(TIMEOUT_MS), hard ? 'hard' : 'soft'], {
+async function startAgent(mnt: string, socket: string, hard = false, timeoutMs = TIMEOUT_MS): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['-e', AGENT, '--', mnt, socket, String(timeoutMs), hard ? 'hard' : 'soft'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -210,6 +210,41 @@ describe('the fd holder with a real FUSE mount', { skip }, () => {
       const dropped = await holder.waitLog('holder.drop', 5000);
       assert.deepEqual({ id: dropped.id, why: dropped.why }, { id: 'm', why: 'connection ended' });
       assert.equal((await client.status()).entries, 0);
+    } finally {
+      client?.close();
+      await successor?.unmount().catch(() => undefined);
+      await cleanUp(agent, holder, mnt, dir);
+    }
+  });
+
+  it('a successor adopting before the watchdog fires serves what the SIGKILLed agent had in flight: no failed operation', async () => {
+    const dir = tempDir();
+    const mnt = tempMountpoint();
+    let holder: TestHolder | undefined;
+    let agent: ChildProcess | undefined;
+    let successor: FuseSession | undefined;
+    let client: HolderClient | undefined;
+    try {
+      holder = await started(startHolder(path.join(dir.path, 'h.sock')));
+      agent = await startAgent(mnt.path, holder.socket, false, 10_000);
+      const inFlight = statName(path.join(mnt.path, 'slow'));
+      await new Promise((r) => setTimeout(r, 300));
+      const killed = new Promise((r) => agent?.once('exit', r));
+      const t0 = Date.now();
+      agent.kill('SIGKILL');
+      await within(killed, 5000, 'the agent to die');
+      client = await HolderClient.connect(holder.socket);
+      client.startHeartbeat(10_000);
+      const [entry] = await client.list();
+      assert.ok(entry);
+      const toy = toyTree();
+      successor = FuseSession.adopt(entry.fds, entry.meta.handover as SessionHandover, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr });
+      for (const fd of entry.fds) closeFd(fd);
+      const slow = await within(inFlight, 10_000, 'the in-flight reader');
+      assert.equal(slow.answer, 'ENOENT', 'resent by the kernel and answered by the successor');
+      console.log(`# takeover: kill to the in-flight request answered by the successor ${Date.now() - t0} ms`);
+      assert.equal((await statName(path.join(mnt.path, 'hello'))).answer, 'ok');
+      assert.equal(holder.logs.filter((l) => l.event === 'watchdog.start').length, 0, 'no EIO from the holder');
     } finally {
       client?.close();
       await successor?.unmount().catch(() => undefined);
