@@ -248,12 +248,13 @@ export class Agent {
     if (dir === undefined) return;
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await this.desired?.load((problem) => this.log.error({ event: 'agent.desired_state_unreadable', err: problem }, 'desired state unreadable: no mounts restored from it'));
-    const holder = await Holder.connect(path.join(dir, 'holder.sock'));
+    const holder = await Holder.connect(path.join(dir, 'holder.sock'), path.join(dir, 'holder.log'));
     if (!(holder instanceof Holder)) {
       this.log.warn({ event: 'agent.holder_unavailable', err: holder.unavailable }, 'no fd holder: mounts end with this agent');
       return;
     }
     this.holder = holder;
+    this.mountContext.passthrough = false;
     const timeout = this.o.requestTimeoutMs ?? 0;
     if (timeout > 0) holder.heartbeat(timeout);
     const entries = await holder.list().catch((err: unknown) => {
@@ -460,7 +461,7 @@ export class Agent {
     // Unmounted behind the agent's back (umount -l, a connection abort): forgotten as soon as the kernel lets go.
     void m.session.closed.then(async (reason) => {
       // Released: handed over on purpose, the mount stays.
-      if (reason === 'unmount' || String(reason) === 'released' || this.mounts.get(mountpoint) !== m || this.busy.has(mountpoint)) return;
+      if (reason === 'unmount' || reason === 'released' || this.mounts.get(mountpoint) !== m || this.busy.has(mountpoint)) return;
       this.log.warn({ event: 'agent.mount_vanished', mountpoint, reason }, 'mount was removed outside the agent');
       this.audit.unmount('agent', String(m.info.layerId), mountpoint, { ok: { how: 'vanished' } });
       await this.forget(m);
@@ -670,7 +671,7 @@ export class Agent {
       );
     }
     await this.reporter.stop();
-    await this.holder?.close().catch(() => undefined);
+    this.holder?.close();
     this.outages.close();
     this.session.close();
     this.client.close();

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import type { MountInfo } from '@strata/agent-control';
-import { FuseSession, type FuseHandlers, type MountOptions } from '@strata/fuse-kernel';
+import { FuseSession, type FuseHandlers, type MountOptions, type SessionHandover } from '@strata/fuse-kernel';
 import type { SessionRequester } from '@strata/client';
 import { StrataError } from '@strata/errors';
 import { LIVE_FRESHNESS, type Layer } from '@strata/layers';
@@ -15,7 +15,7 @@ import { kernelAttr } from '../kernel/attr';
 import { kernelHandlers, type AnswerLifetimes } from '../kernel/kernel-handlers';
 import { NodeJournal } from '../kernel/node-journal';
 import { NodeTable, ROOT_INO } from '../kernel/node-table';
-import { adoptSession, handoverOf, releaseSession, withRequestTimeout } from '../takeover/fuse-handover';
+import { adoptSession, handoverOf, releaseSession } from '../takeover/fuse-handover';
 import { MOUNT_RECORD_FORMAT, MOUNT_RECORD_VERSION, type MountRecord } from '../takeover/mount-record';
 import { MountHealth } from '../observability/mount-health';
 import { OpTracker, type FuseErrorCounter } from '../observability/op-tracker';
@@ -39,6 +39,15 @@ export interface MountContext {
   stateDir?: string;
   /** A request JavaScript has not answered within this is answered EIO natively (0: wait). */
   requestTimeoutMs: number;
+  /**
+   * Negotiate FUSE passthrough for cached files (default true). Off for
+   * mounts that are handed over: a file open through passthrough pins its
+   * backing file to the kernel inode, and a successor cannot name that
+   * backing (its id is not handed over), so every open of the inode would
+   * fail with EIO until the file is closed. Cached files are served by
+   * pread on the session's reader threads instead.
+   */
+  passthrough?: boolean;
 }
 
 /** One mount as asked for: the layer, where, for whom and how. */
@@ -224,7 +233,7 @@ export class Mount {
     const parts = Mount.parts(spec, ctx, record.owner !== 'agent' && record.owner.uid !== 0, nodes);
     let session: FuseSession;
     try {
-      session = adoptSession(fds, record.handover, parts.handlers, { ...parts.options, adoptedInos: [...restored.nodes.keys()] });
+      session = adoptSession(fds, record.handover as unknown as SessionHandover, parts.handlers, { ...parts.options, adoptedInos: [...restored.nodes.keys()] });
     } catch (err) {
       parts.data.dispose();
       parts.fs.dispose();
@@ -264,7 +273,7 @@ export class Mount {
         ...(this.spec.privateTo ? { privateTo: this.spec.privateTo } : {}),
         flags: this.info.flags,
         mountedAt: this.info.mountedAt,
-        handover: h.state,
+        handover: h.state as unknown as Record<string, unknown>,
         nodes: journalFile(stateDir, this.id),
       },
     };
@@ -344,7 +353,7 @@ export class Mount {
           },
         }
       : served;
-    const options: MountOptions = withRequestTimeout({
+    const options: MountOptions = {
       fsName: `strata:${layer.name || layer.layerId}`,
       subtype: 'strata',
       rootIno: ROOT_INO,
@@ -356,13 +365,15 @@ export class Mount {
       owner: spec.privateTo,
       defaultPermissions: true,
       keepCache: !live,
+      passthrough: ctx.passthrough !== false,
       entryTimeout: life.kernelSeconds,
       attrTimeout: life.kernelSeconds,
       negativeTimeout: life.kernelSeconds,
       negativeCacheTtl: life.cacheTtl,
       cacheLimit: ctx.attrEntries,
       onError: (err, op) => ctx.log.error({ event: 'agent.fuse.handler_error', op, err: StrataError.from(err).message }, 'FUSE handler failed'),
-    }, spec.hard ? 0 : ctx.requestTimeoutMs);
+      requestTimeoutMs: spec.hard ? 0 : ctx.requestTimeoutMs,
+    };
     return { fs: mfs, nodes, journal, data, health, handlers, options, live, audited, flags, setSession: (s) => (session = s) };
   }
 

@@ -1,5 +1,4 @@
-import * as fs from 'node:fs';
-import * as fk from '@strata/fuse-kernel';
+import { HolderClient, closeFd, type HolderMeta } from '@strata/fuse-kernel';
 import { Errno, StrataError, errorMessage } from '@strata/errors';
 
 /** What the agent puts beside each mount's fds in the holder (the holder reads only `hard`). */
@@ -18,34 +17,15 @@ export interface HeldEntry {
   fds: number[];
 }
 
-/** N2's HolderClient as the contract of issue 27 describes it. */
-interface HolderClientApi {
-  put(id: string, meta: Buffer, fds: number[]): Promise<void>;
-  list(): Promise<{ id: string; meta: Buffer | Uint8Array | string; fds: number[] }[]>;
-  drop(id: string): Promise<void>;
-  startHeartbeat(timeoutMs: number): void;
-  bye(): Promise<void>;
-  close(): void | Promise<void>;
-}
-
-interface HolderClientClass {
-  connect(socketPath: string, options?: { spawn?: boolean }): Promise<HolderClientApi>;
-}
-
-function parseMeta(raw: Buffer | Uint8Array | string): HeldMeta | undefined {
-  try {
-    const v = JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8')) as Record<string, unknown>;
-    if (typeof v.hard !== 'boolean' || typeof v.layer !== 'string' || typeof v.mountpoint !== 'string' || typeof v.record !== 'string') return undefined;
-    return { hard: v.hard, layer: v.layer, mountpoint: v.mountpoint, record: v.record };
-  } catch {
-    return undefined;
-  }
+function parseMeta(v: HolderMeta): HeldMeta | undefined {
+  if (typeof v.hard !== 'boolean' || typeof v.layer !== 'string' || typeof v.mountpoint !== 'string' || typeof v.record !== 'string') return undefined;
+  return { hard: v.hard, layer: v.layer, mountpoint: v.mountpoint, record: v.record };
 }
 
 export function closeFds(fds: readonly number[]): void {
   for (const fd of fds) {
     try {
-      fs.closeSync(fd);
+      closeFd(fd);
     } catch {
       // Already closed: nothing held.
     }
@@ -58,23 +38,26 @@ export function closeFds(fds: readonly number[]): void {
  * an upgrade loses no connection and no request in flight.
  */
 export class Holder {
-  private constructor(private readonly client: HolderClientApi) {}
+  private constructor(private readonly client: HolderClient) {}
 
-  /** Connects to (or spawns) the holder on `socketPath`; undefined, with the reason, where this build has none. */
-  static async connect(socketPath: string): Promise<Holder | { unavailable: string }> {
-    const cls = (fk as unknown as { HolderClient?: HolderClientClass }).HolderClient;
-    if (!cls) return { unavailable: 'this build has no fd holder' };
+  /** Connects to (or spawns) the holder on `socketPath` (its log lines appended to `logFile`); the reason when none can be had. */
+  static async connect(socketPath: string, logFile: string): Promise<Holder | { unavailable: string }> {
     try {
-      return new Holder(await cls.connect(socketPath, { spawn: true }));
+      return new Holder(await HolderClient.connect(socketPath, { spawn: true, stderr: { file: logFile } }));
     } catch (err) {
       return { unavailable: errorMessage(err) };
     }
   }
 
+  /** The holder's process id (tests, status). */
+  async pid(): Promise<number> {
+    return (await this.client.status()).pid;
+  }
+
   async put(id: string, meta: HeldMeta, fds: number[]): Promise<void> {
-    const bytes = Buffer.from(JSON.stringify(meta), 'utf8');
-    if (bytes.length > 64 * 1024) throw new StrataError(Errno.EINVAL, `the holder's meta for ${meta.mountpoint} is ${bytes.length} bytes (64 KiB at most)`);
-    await this.client.put(id, bytes, fds);
+    const bytes = Buffer.byteLength(JSON.stringify(meta));
+    if (bytes > 64 * 1024) throw new StrataError(Errno.EINVAL, `the holder's meta for ${meta.mountpoint} is ${bytes} bytes (64 KiB at most)`);
+    await this.client.put(id, { ...meta }, fds);
   }
 
   /** Every entry the holder keeps, with fds of this process's own (close them when done). */
@@ -86,6 +69,7 @@ export class Holder {
     await this.client.drop(id);
   }
 
+
   heartbeat(timeoutMs: number): void {
     this.client.startHeartbeat(timeoutMs);
   }
@@ -95,7 +79,7 @@ export class Holder {
     await this.client.bye();
   }
 
-  async close(): Promise<void> {
-    await this.client.close();
+  close(): void {
+    this.client.close();
   }
 }
