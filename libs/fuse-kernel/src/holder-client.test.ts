@@ -320,3 +320,18 @@ test('a heartbeat of 0 disarms the watchdog: silence then starts nothing', { ski
     dir.remove();
   }
 });
+
+test('--idle-exit-ms 0: never exits idle', { skip }, async () => {
+  const dir = tempDir();
+  const holder = await started(startHolder(path.join(dir.path, 'h.sock'), ['--idle-exit-ms', '0']));
+  try {
+    const c = await HolderClient.connect(holder.socket);
+    c.close();
+    await sleep(1200);
+    assert.ok(alive(holder.child.pid as number));
+    assert.equal(holder.logs.filter((l) => l.event === 'holder.exit').length, 0);
+  } finally {
+    await holder.stop();
+    dir.remove();
+  }
+});

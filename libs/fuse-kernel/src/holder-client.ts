@@ -55,7 +55,7 @@ export interface HolderConnectOptions {
   spawn?: boolean;
   /** The executable (default: holderBinary()). */
   binary?: string;
-  /** How long a spawned holder waits with nothing held and no client before it exits (default 60 s). */
+  /** How long a spawned holder waits with nothing held and no client before it exits (default 60 s; 0: never). */
   idleExitMs?: number;
   /**
    * Where a spawned holder's JSON log lines go: this process's stderr (default: in a container,

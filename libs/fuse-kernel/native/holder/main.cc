@@ -3,6 +3,8 @@
 //
 //   strata-fd-holder --socket DIR/holder.sock [--idle-exit-ms 60000] [--daemon]
 //
+// --idle-exit-ms 0: never exit idle (a holder run as a container of its own beside the agent's).
+//
 // One per socket (a flock on SOCKET.lock; a second one exits 0 at once). No Node, no
 // libraries: it must outlive agent upgrades. SIGTERM/SIGINT exit cleanly, closing every fd
 // held, which ends the connections of mounts whose agent is not running: whatever supervises

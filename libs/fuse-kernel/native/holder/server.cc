@@ -166,13 +166,14 @@ int Server::Run() {
       CheckConnections();
       watchdog_.Sync(&registry_);
     }
-    if (registry_.entries().empty() && clients_.empty() && now - idle_since_ms_ >= idle_exit_ms_) {
+    bool idle = idle_exit_ms_ > 0 && registry_.entries().empty() && clients_.empty();
+    if (idle && now - idle_since_ms_ >= idle_exit_ms_) {
       LogLine("holder.exit").Str("why", "idle").Num("idleMs", now - idle_since_ms_);
       return 0;
     }
     int64_t wait = kCheckEveryMs;
     if (timeout_ms_ > 0 && !watchdog_.active()) wait = std::min<int64_t>(wait, last_heartbeat_ms_ + timeout_ms_ - now);
-    if (registry_.entries().empty() && clients_.empty()) wait = std::min<int64_t>(wait, idle_since_ms_ + idle_exit_ms_ - now);
+    if (idle) wait = std::min<int64_t>(wait, idle_since_ms_ + idle_exit_ms_ - now);
     wait = std::max<int64_t>(wait, 1);
 
     std::vector<struct pollfd> fds;
