@@ -32,6 +32,13 @@ export interface WholeFiles {
 
 /** Files not handed to the kernel whole, remembered so that their reads do not ask again (cleared when full). */
 const NOT_WHOLE_MAX = 65_536;
+/**
+ * A file handed over is not handed over again for this long: by
+ * passthrough, files opened before still send their READs here (only later
+ * opens are the kernel's), and those must not register it again each time.
+ * After it, a READ here means the session let the registration go.
+ */
+const HANDED_OVER_MS = 60_000;
 
 /** An xattr name as the protocol carries it (text); a name that is not UTF-8 cannot exist on a layer served through it. */
 function xattrName(name: Buffer): string | undefined {
@@ -50,6 +57,8 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
   const notWhole = new Set<bigint>();
   const handing = new Map<bigint, Promise<boolean>>();
+  /** When each file was handed over. */
+  const handedAt = new Map<bigint, number>();
 
   /**
    * With a store view: a sealed file that is one store file whole (a `dir:`
@@ -61,6 +70,8 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
    */
   async function handOver(ino: bigint, path: Buffer): Promise<FileHandle | undefined> {
     if (!whole || !native?.setFileData || notWhole.has(ino)) return undefined;
+    const at = handedAt.get(ino);
+    if (at !== undefined && performance.now() - at < HANDED_OVER_MS) return undefined;
     const fh = await whole.wholeFile(path);
     let mode: 'passthrough' | 'pread' | undefined;
     try {
@@ -74,6 +85,8 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
       notWhole.add(ino);
       return undefined;
     }
+    if (handedAt.size >= NOT_WHOLE_MAX) handedAt.clear();
+    handedAt.set(ino, performance.now());
     return fh;
   }
 

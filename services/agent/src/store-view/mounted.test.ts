@@ -1,0 +1,128 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes, randomUUID, createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import type { ExtentMap, StoreFileIdentity, StoreIdentity } from '@strata/client';
+import { FuseSession } from '@strata/fuse-kernel';
+import type { LayerRef } from '@strata/layers';
+import type { Attr } from '@strata/protocol';
+import { createLogger } from '@strata/telemetry';
+import { kernelHandlers } from '../kernel/kernel-handlers';
+import { NodeTable } from '../kernel/node-table';
+import type { MountFs } from '../mount/mount-fs';
+import { OpTracker } from '../observability/op-tracker';
+import { StoreView, type StoreViewClient } from './store-view';
+
+/**
+ * Through a real FUSE mount: a `dir:` file read by another process comes
+ * whole and exact, and after its first READ the kernel's READs of it are
+ * served without JavaScript (FUSE passthrough, or the session's preads of
+ * the store file the view opened and checked).
+ */
+
+const run = promisify(execFile);
+const addon = path.join(path.dirname(require.resolve('@strata/fuse-kernel/package.json')), 'build/Release/fuse_kernel.node');
+const skip = process.getuid?.() !== 0 || !fs.existsSync('/dev/fuse') ? 'needs root and /dev/fuse' : fs.existsSync(addon) ? false : 'needs the fuse-kernel addon built';
+const SIZE = 24 << 20;
+
+let store: string;
+let mnt: string;
+let storeId: string;
+const content = randomBytes(SIZE);
+
+function identityOf(rel: string): StoreFileIdentity {
+  const st = fs.lstatSync(path.join(store, rel), { bigint: true });
+  return { path: rel, dev: Number(st.dev), ino: Number(st.ino), size: Number(st.size), mtimeSec: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) };
+}
+
+function attr(ino: number, mode: number, size: number): Attr {
+  return { ino, mode, nlink: 1, uid: 0, gid: 0, rdev: 0, size, blocks: Math.ceil(size / 512), blksize: 4096, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0 };
+}
+
+const client: StoreViewClient = {
+  async storeIdentity(): Promise<StoreIdentity> {
+    return { storeId, marker: identityOf('.strata/store-id') };
+  },
+  async extentMap(_ref: LayerRef, p: Buffer, offset: number): Promise<ExtentMap> {
+    assert.equal(p.toString(), '/file');
+    const id = identityOf('layer/file');
+    const n = Math.min(64 << 20, id.size - offset);
+    return { storeId, attr: attr(2, 0o100644, id.size), files: [id], extents: [{ kind: 'data', offset, length: n, file: 0, fileOffset: offset }], offset, length: n, eof: offset + n >= id.size };
+  },
+};
+
+before(() => {
+  if (skip) return;
+  store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-mounted-view-'));
+  mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-mounted-view-mnt-'));
+  storeId = randomUUID();
+  fs.mkdirSync(path.join(store, '.strata'));
+  fs.writeFileSync(path.join(store, '.strata/store-id'), storeId);
+  fs.mkdirSync(path.join(store, 'layer'));
+  fs.writeFileSync(path.join(store, 'layer/file'), content);
+});
+
+after(() => {
+  if (skip) return;
+  fs.rmSync(store, { recursive: true, force: true });
+  fs.rmSync(mnt, { recursive: true, force: true });
+});
+
+test('a dir: file read through a mount: exact, and served without JavaScript after its first READ', { skip }, async () => {
+  const view = await StoreView.open(store, client);
+  let jsReads = 0;
+  let handovers = 0;
+  const mfs = {
+    tapChunks: () => undefined,
+    readView: async (_p: Buffer, pos: number, len: number) => content.subarray(pos, pos + len),
+    stat: async (p: Buffer) => (p.toString() === '/' ? attr(1, 0o40755, 0) : p.toString() === '/file' ? attr(2, 0o100644, SIZE) : Promise.reject(Object.assign(new Error('no such file'), { errno: -2 }))),
+  } as unknown as MountFs;
+  const nodes = new NodeTable();
+  // The session exists only once mounted; the handlers reach it through this.
+  const box: { session?: FuseSession } = {};
+  const served = kernelHandlers(
+    mfs,
+    nodes,
+    new OpTracker(1, undefined, createLogger({ service: 'test', level: 'silent' })),
+    { kernelSeconds: 60, cacheTtl: Infinity },
+    { cacheXattrs: () => undefined, setFileData: (ino, fd) => {
+        handovers++;
+        return box.session?.setFileData(ino, fd);
+      },
+    },
+    undefined,
+    view.reader({ id: 1 }),
+  );
+  const handlers = {
+    ...served,
+    read: (...args: Parameters<typeof served.read>) => {
+      jsReads++;
+      return served.read(...args);
+    },
+  };
+  const session = (box.session = await FuseSession.mount(mnt, handlers, { rootAttr: { mode: 0o40755, nlink: 2 } }));
+  try {
+    const sum = async (): Promise<string> => (await run('sha256sum', [path.join(mnt, 'file')], { timeout: 60_000, encoding: 'utf8' })).stdout.split(' ')[0];
+    const expected = createHash('sha256').update(content).digest('hex');
+    assert.equal(await sum(), expected);
+    const afterFirst = jsReads;
+    const stats = session.stats();
+    assert.equal(stats.fileData, 1);
+    assert.equal(handovers, 1);
+    // By pread the session serves the open file too: a few READs of readahead at most came here first.
+    if (!stats.passthrough) assert.ok(afterFirst <= 4, `${afterFirst} READs reached JavaScript`);
+    // Opened again, from a cold page cache: the kernel (passthrough) or the session's preads, not JavaScript.
+    await run('sh', ['-c', 'echo 1 > /proc/sys/vm/drop_caches'], { timeout: 60_000 }).catch(() => undefined);
+    assert.equal(await sum(), expected);
+    assert.equal(jsReads, afterFirst);
+    assert.equal(handovers, 1);
+    assert.ok(stats.passthrough || session.stats().preadReads > 0, JSON.stringify(session.stats()));
+  } finally {
+    await session.unmount();
+    await view.close();
+  }
+});
