@@ -12,10 +12,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess, ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isStrataError } from '@strata/errors';
+import { HolderClient, holderBinary } from './holder-client';
 import { addon } from './native';
 import { FuseSession } from './session';
 import { ToyFs } from './toy-fs';
@@ -481,6 +482,65 @@ describe('takeover from another process (the agent restarted or crashed)', { ski
       );
     });
   }
+});
+
+describe('takeover through strata-fd-holder (the production path)', { skip: skipReason() ?? (existsSync(holderBinary()) ? undefined : 'no strata-fd-holder built') }, () => {
+  it('put, release, list, adopt, put the successor\'s fds back: the reader sees no error, also after the old clones close', async () => {
+    const { toy, want, inos } = toyWithData();
+    const mnt = tempMountpoint();
+    const stateDir = mkdtempSync(join(tmpdir(), 'fuse-kernel-holder-'));
+    const socket = join(stateDir, 'holder.sock');
+    let first: FuseSession | undefined;
+    let second: FuseSession | undefined;
+    let reader: Reader | undefined;
+    let holderPid = 0;
+    const clients: HolderClient[] = [];
+    try {
+      const timeouts = { entryTimeout: 0, attrTimeout: 0, threads: 3 };
+      first = await FuseSession.mount(mnt.path, toy.handlers(), timeouts);
+      reader = new Reader(mnt.path, want);
+      await waitFor(() => (reader?.rounds ?? 0) >= 10, 15_000, 'the reader to start');
+      const agent1 = await HolderClient.connect(socket, { spawn: true, stderr: 'ignore', idleExitMs: 0 });
+      clients.push(agent1);
+      holderPid = (await agent1.status()).pid;
+      await agent1.put('m1', { state: first.handoverState() }, first.handoverFds());
+      await first.release();
+      agent1.close(); // the agent is gone; the holder keeps the connection
+
+      const agent2 = await HolderClient.connect(socket);
+      clients.push(agent2);
+      const [entry] = await agent2.list();
+      assert.ok(entry, 'the holder kept the entry');
+      const state = entry.meta.state as SessionHandover;
+      try {
+        second = FuseSession.adopt(entry.fds, state, toy.handlers(), { ...timeouts, adoptedInos: inos });
+      } finally {
+        for (const fd of entry.fds) closeSync(fd);
+      }
+      // The successor's fds replace the old ones: the holder closes the old clones now.
+      await agent2.put('m1', { state: second.handoverState() }, second.handoverFds());
+      const at = reader.rounds;
+      await waitFor(() => (reader?.rounds ?? 0) >= at + 20, 20_000, 'the reader after the takeover');
+      const summary = await reader.finish();
+      reader = undefined;
+      assert.deepEqual(summary.errors, []);
+      assert.equal(summary.mismatches, 0);
+      await agent2.drop('m1');
+    } finally {
+      reader?.kill();
+      for (const c of clients) c.close();
+      if (holderPid) {
+        try {
+          process.kill(holderPid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+      await cleanUp(second, undefined);
+      await cleanUp(first, mnt);
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('release() with an invalidation notice inside the kernel', { skip: skipReason() }, () => {
