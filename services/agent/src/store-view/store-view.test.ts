@@ -267,3 +267,53 @@ test('a failed map (no resolver answered) is that read alone: read through the r
     await view.close();
   }
 });
+
+test('hostile maps: 2000 random ones, every read gives the fallback or the store bytes the map names, never a crash', async () => {
+  const fake = new FakeResolver(storeId);
+  const view = await StoreView.open(store, fake);
+  let seed = 99;
+  const rnd = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  const bigId = identityOf('layer/big');
+  const paths = ['layer/big', 'layer/link', 'layer/dirlink/secret', '../x', 'layer/sub', 'layer/nope', '.strata/store-id'];
+  try {
+    for (let i = 0; i < 2000; i++) {
+      const size = rnd(3) === 0 ? big.length : rnd(1 << 22);
+      const files = [{ ...bigId, path: paths[rnd(paths.length)], ...(rnd(4) === 0 ? { ino: rnd(1000) } : {}), ...(rnd(4) === 0 ? { size: rnd(1 << 22) } : {}) }];
+      const extents: FileExtent[] = [];
+      let pos = 0;
+      for (let j = 1 + rnd(4); j > 0 && pos < size; j--) {
+        const length = j === 1 ? size - pos : 1 + rnd(size - pos);
+        const kind = rnd(3);
+        extents.push(kind === 0 ? { kind: 'data', offset: pos, length, file: 0, fileOffset: rnd(3) === 0 ? rnd(1 << 23) : pos } : kind === 1 ? { kind: 'hole', offset: pos, length } : { kind: 'unmapped', offset: pos, length, reason: 'x' });
+        pos += length;
+      }
+      fake.override = () => customMap(storeId, size, files, extents);
+      const offset = rnd(size + 10);
+      const length = 1 + rnd(1 << 20);
+      let whole = false;
+      const got = await view.reader(LAYER).read(Buffer.from(`/f${i}`), offset, length, async (o, n) => {
+        if (o === offset && n === length) whole = true;
+        return Buffer.alloc(n, 0xee);
+      });
+      if (whole) {
+        assert.ok(got.equals(Buffer.alloc(length, 0xee)));
+        continue;
+      }
+      // Read from the store: exactly what the map says, clipped to the file's size.
+      const end = Math.max(offset, Math.min(offset + length, size));
+      const expected = Buffer.alloc(end - offset);
+      for (const e of extents) {
+        const [from, to] = [Math.max(offset, e.offset), Math.min(end, e.offset + e.length)];
+        if (from >= to) continue;
+        if (e.kind === 'data') big.copy(expected, from - offset, e.fileOffset + (from - e.offset), e.fileOffset + (to - e.offset));
+        else expected.fill(e.kind === 'hole' ? 0 : 0xee, from - offset, to - offset);
+      }
+      assert.ok(got.equals(expected), `map ${i}: ${offset}+${length} of ${size}`);
+    }
+  } finally {
+    await view.close();
+  }
+});
