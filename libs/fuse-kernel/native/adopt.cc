@@ -77,6 +77,8 @@ int Session::Release() {
   release_thread_ = std::thread([this] {
     notifier_.Join();
     notifier_.Close();
+    std::lock_guard<std::mutex> lock(release_mu_);
+    if (bridge_gone_) return;
     Event ev;
     ev.kind = Event::kEnd;
     ev.reason = "released";

@@ -90,6 +90,13 @@ Session::~Session() {
 }
 
 void Session::Stop() {
+  if (released_) {
+    // The bridge is let go right after this returns (the JavaScript side is
+    // closing or the process exiting): the release thread must not post to it.
+    std::lock_guard<std::mutex> lock(release_mu_);
+    bridge_gone_ = true;
+    return;
+  }
   if (stopped_) return;
   stopped_ = true;
   stopping_.store(true);

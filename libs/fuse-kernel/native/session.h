@@ -317,6 +317,8 @@ class Session {
   bool stopped_ = false;
   bool released_ = false;
   std::thread release_thread_;  // Release with a notice still in the kernel: waits for it, then closes its fd
+  std::mutex release_mu_;
+  bool bridge_gone_ = false;    // Stop() after Release: the bridge may go, so the release thread posts nothing
   int resend_error_ = -1;
 
   // requestTimeoutMs: one thread scans what waits in JavaScript.
