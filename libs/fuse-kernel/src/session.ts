@@ -151,8 +151,11 @@ export class FuseSession {
    * Serves a connection another session (of this process or one that died)
    * mounted, from fds it read from (FuseSession.handoverFds(), kept by a
    * holder): no mount(2), no INIT (what INIT agreed on comes from state).
-   * The fds are dup'd (the caller keeps its own); the first must be the
-   * master. Once the readers run, the kernel is told to resend what the old
+   * The first fd is dup'd (any device of the connection would do; the
+   * master by convention) and the session clones its readers' devices from
+   * it; the caller keeps and closes its own fds: the others' unanswered
+   * requests have been moved back to the kernel's queue by the time adopt()
+   * returns, so closing them loses nothing. Once the readers run, the kernel is told to resend what the old
    * session had read and not answered (FUSE_NOTIFY_RESEND, protocol 7.40;
    * stats().resendErrno says how that went), so those callers are answered
    * here. adoptedInos count as live (liveInos()) until the kernel first
