@@ -230,7 +230,7 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     try {
       a.mount(layer, mountpoint);
     } catch (err) {
-      throw new Error(`${String(err)}\nagent log:\n${a.logs.map((l) => JSON.stringify(l)).join('\n')}`);
+      throw new Error(`${String(err)}\nagent log:\n${a.logs.map((l) => JSON.stringify(l)).join('\n')}`, { cause: err });
     }
   }
 

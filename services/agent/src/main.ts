@@ -144,10 +144,11 @@ export const AGENT_OPTIONS = defineOptions({
     help: 'audit trail of mounts, unmounts and refused control requests (JSON lines, 0600; reopened on SIGHUP)',
   },
   mount: { kind: 'string-list', arg: 'layer:mountpoint', help: 'mount at start, the mountpoint an absolute path', check: mountsProblem },
-  'no-takeover': {
+  takeover: {
     kind: 'boolean',
-    env: 'STRATA_AGENT_NO_TAKEOVER',
-    help: 'do not take over the mounts a previous agent left (clear them, then mount again what `strata mount` made), and unmount every mount at stop instead of leaving it to the next agent',
+    env: 'STRATA_AGENT_TAKEOVER',
+    default: true,
+    help: 'take over the mounts a previous agent left, and leave every mount to the next agent at stop; --no-takeover clears them instead (then mounts again what `strata mount` made) and unmounts every mount at stop',
   },
   'request-timeout': {
     kind: 'positive-int',
@@ -340,7 +341,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       resolver: o.resolver.join(','),
       stateFile: `${o.socket}.mounts.json`,
       stateDir: agentStateDir(o.socket),
-      takeover: o.noTakeover !== true,
+      takeover: o.takeover,
       requestTimeoutMs: o.requestTimeout * 1000,
       deadlineMs: o.deadlineMs,
       chunkCacheBytes: o.chunkCacheMb * 1024 * 1024,
@@ -412,7 +413,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     await retrying;
     probe.close();
     await control.close();
-    await started.stop(o.noTakeover !== true);
+    await started.stop(o.takeover);
     await audit.close();
     await stopTelemetry();
   });
