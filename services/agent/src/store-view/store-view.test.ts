@@ -317,3 +317,30 @@ test('hostile maps: 2000 random ones, every read gives the fallback or the store
     await view.close();
   }
 });
+
+test('device numbers compare only where the store is seen on the resolver\'s own mount', async () => {
+  // Another mount of the same export (NFS on another host): the marker's st_dev differs, its inode does not.
+  const elsewhere = new FakeResolver(storeId);
+  const shift = (f: StoreFileIdentity): StoreFileIdentity => ({ ...f, dev: f.dev + 1 });
+  elsewhere.storeIdentity = async () => ({ storeId, marker: shift(identityOf('.strata/store-id')) });
+  const small = identityOf('layer/sub/small');
+  elsewhere.override = () => customMap(storeId, 13, [shift(small)], [{ kind: 'data', offset: 0, length: 13, file: 0, fileOffset: 0 }]);
+  const remote = await StoreView.open(store, elsewhere);
+  try {
+    assert.equal(remote.devComparable, false);
+    assert.equal((await remote.reader(LAYER).read(Buffer.from('/x'), 0, 100, noFallback)).toString(), 'hello, store\n');
+  } finally {
+    await remote.close();
+  }
+  // The same mount: a file on another device than the map says is not the file mapped.
+  const here = new FakeResolver(storeId);
+  here.override = () => customMap(storeId, 13, [shift(small)], [{ kind: 'data', offset: 0, length: 13, file: 0, fileOffset: 0 }]);
+  const local = await StoreView.open(store, here);
+  try {
+    assert.equal(local.devComparable, true);
+    assert.equal((await local.reader(LAYER).read(Buffer.from('/x'), 0, 100, async () => Buffer.from('resolver'))).toString(), 'resolver');
+    assert.equal(local.counters.refusals, 1);
+  } finally {
+    await local.close();
+  }
+});
