@@ -252,6 +252,53 @@ describe('takeover: release() and FuseSession.adopt()', { skip: skipReason() }, 
     );
   });
 
+  it('three readers, slow asynchronous handlers: every request in flight at each of five handovers is resent and answered', async () => {
+    const { toy, want } = toyWithData();
+    const base = toy.handlers();
+    // Answers 0-15 ms late, so each release leaves several requests unanswered in JavaScript.
+    const slow: FuseHandlers = {
+      ...base,
+      read: (...a) => new Promise((resolve) => setTimeout(() => resolve(base.read(...a)), Math.random() * 15)),
+      lookup: (...a) => new Promise((resolve) => setTimeout(() => resolve(base.lookup(...a)), Math.random() * 15)),
+    };
+    mnt = tempMountpoint();
+    const timeouts = { entryTimeout: 0, attrTimeout: 0, threads: 3 };
+    let current = await FuseSession.mount(mnt.path, slow, timeouts);
+    first = current;
+    const readers = [new Reader(mnt.path, want), new Reader(mnt.path, want), new Reader(mnt.path, want)];
+    try {
+      await waitFor(() => readers.every((r) => r.rounds >= 10), 20_000, 'the readers to start');
+      let handedOver = 0;
+      for (let i = 1; i <= 5; i++) {
+        const fds = current.handoverFds();
+        const state = current.handoverState();
+        const h = await holdFds(fds);
+        await current.release();
+        handedOver += current.stats().handedOver;
+        const taken = takeBack(h, fds.length);
+        h.kill('SIGKILL');
+        const next = FuseSession.adopt(taken, state, slow, timeouts);
+        for (const fd of taken) closeSync(fd);
+        current = next;
+        second = current;
+        const at = readers.map((r) => r.rounds);
+        await waitFor(() => readers.every((r, k) => r.rounds >= (at[k] as number) + 10), 20_000, `the readers after handover ${i}`);
+      }
+      const summaries = await Promise.all(readers.map((r) => r.finish()));
+      for (const s of summaries) {
+        assert.deepEqual(s.errors, []);
+        assert.equal(s.mismatches, 0);
+      }
+      assert.ok(handedOver >= 3, `${handedOver} requests were in flight across the five releases`);
+      process.stdout.write(
+        `# three readers, five handovers: ${handedOver} requests in flight resent; ` +
+          `${summaries.map((s) => s.rounds).join('/')} rounds, 0 errors, longest single call ${Math.max(...summaries.map((s) => s.longestMs))} ms\n`,
+      );
+    } finally {
+      for (const r of readers) r.kill();
+    }
+  });
+
   it('refuses a state of another format or version, and fds that are not /dev/fuse', async () => {
     const { toy } = toyWithData();
     mnt = tempMountpoint();
