@@ -117,14 +117,14 @@ test('a dir: file read through a mount: exact, and served without JavaScript aft
     // By pread the session serves the open file too: a few READs of readahead at most came here first.
     if (!stats.passthrough) assert.ok(afterFirst <= 4, `${afterFirst} READs reached JavaScript`);
     // Opened again, from a cold page cache: the kernel (passthrough) or the session's preads, not JavaScript.
-    await run('sh', ['-c', 'echo 1 > /proc/sys/vm/drop_caches'], { timeout: 60_000 }).catch(() => undefined);
+    await run('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'], { timeout: 60_000 }).catch(() => undefined);
     assert.equal(await sum(), expected);
     assert.equal(jsReads, afterFirst);
     assert.equal(handovers, 1);
     assert.ok(stats.passthrough || session.stats().preadReads > 0, JSON.stringify(session.stats()));
     // Sequential rates from a cold page cache: the store file by the kernel alone, and through the mount.
     const rate = async (file: string): Promise<number> => {
-      await run('sh', ['-c', 'echo 1 > /proc/sys/vm/drop_caches'], { timeout: 60_000 }).catch(() => undefined);
+      await run('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'], { timeout: 60_000 }).catch(() => undefined);
       const started = performance.now();
       await run('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M'], { timeout: 120_000 });
       return SIZE / 1e6 / ((performance.now() - started) / 1000);
