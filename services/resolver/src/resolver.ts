@@ -90,7 +90,7 @@ export class Resolver {
   ) {
     this.cache = openCache({ memoryBytes: options.cacheMb * 1024 * 1024, redisUrl: options.redisUrl, log: options.log });
     const chains = new Chains(catalog, privileges, options.log);
-    this.projection = new ProjectionOps(chains, this.cache.cache);
+    this.projection = new ProjectionOps(chains, this.cache.cache, { log: options.log });
     const tracker = new RequestTracker(options.log);
     this.policy = policy;
     const auditFile = options.auditLog ? auditLogPath(options.auditLog) : defaultAuditLog(options.store);
