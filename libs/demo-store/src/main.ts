@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Errno, StrataError, errorMessage } from '@strata/errors';
@@ -29,6 +30,38 @@ function tryLines(rows: [string, string][]): string[] {
   return rows.map(([c, why]) => (why ? `  ${c.padEnd(width)}  # ${why}` : `  ${c}`));
 }
 
+/** /proc/self/mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMountPath(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** The filesystem type mounted at `target` (the top one), or undefined. */
+async function mountedAt(target: string): Promise<string | undefined> {
+  const table = await fs.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  let type: string | undefined;
+  for (const line of table.split('\n')) {
+    const fields = line.split(' ');
+    const dash = fields.indexOf('-');
+    if (dash > 4 && unescapeMountPath(fields[4]) === target) type = fields[dash + 1];
+  }
+  return type;
+}
+
+/**
+ * A demo that did not stop cleanly (killed, the machine's agent gone) leaves
+ * its strata mount on ./mnt, where every access fails (ENOTCONN, or EIO from
+ * the agent's fd holder): detached here, saying so. Anything else mounted
+ * there is not the demo's to touch.
+ */
+async function clearStaleMount(mnt: string): Promise<void> {
+  const type = await mountedAt(mnt);
+  if (type === undefined) return;
+  if (type !== 'fuse.strata') throw StrataError.precondition(`${mnt} is a mount point (${type}) that is not the demo's: unmount it or run the demo elsewhere`);
+  const r = spawnSync('umount', ['-l', mnt], { encoding: 'utf8', timeout: 10_000 });
+  if (r.status !== 0) throw StrataError.precondition(`${mnt} is a strata mount left by an earlier run, and detaching it failed: ${(r.stderr || r.error?.message || '').trim()} (as root: umount -l ${mnt})`);
+  process.stdout.write(`strata demo: ${path.relative(process.cwd(), mnt) || mnt} was still mounted by an earlier run that did not stop cleanly: detached it\n`);
+}
+
 async function main(): Promise<void> {
   // A reader of our stdout that went away (`| tee` killed by the same Ctrl-C) must not crash the demo before it has stopped its services.
   process.stdout.on('error', () => undefined);
@@ -37,6 +70,7 @@ async function main(): Promise<void> {
   }
   const work = path.resolve('.demo');
   const mnt = path.resolve('mnt');
+  await clearStaleMount(mnt);
   await fs.mkdir(mnt, { recursive: true });
   await fs.mkdir(work, { recursive: true });
   // Each step says what it does and how long it took: a fresh machine is slow the first time.
@@ -74,7 +108,8 @@ async function main(): Promise<void> {
   try {
     const listening = await step('starting the resolver', () => resolver.waitForEvent('resolver.listening', READY_TIMEOUT_MS));
     address = `127.0.0.1:${String(listening.port)}`;
-    agent = running.agent = service('agent', ['--resolver', address, '--socket', socket, '--mount', `${demo.fixed.name}:${mnt}`], path.join(work, 'agent.log'));
+    // --no-takeover: Ctrl-C unmounts (a stopping agent would otherwise leave ./mnt to a next one).
+    agent = running.agent = service('agent', ['--resolver', address, '--socket', socket, '--no-takeover', '--mount', `${demo.fixed.name}:${mnt}`], path.join(work, 'agent.log'));
     await step(`starting the agent and mounting ${demo.fixed.name} on ${mnt}`, () => agent.waitForEvent('agent.ready', READY_TIMEOUT_MS));
   } catch (err) {
     // Ctrl-C during the start: the signal handler is already stopping both and exits 0.
