@@ -1,6 +1,8 @@
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import type { MetadataCache } from '@strata/cache';
-import type { LayerRef } from '@strata/layers';
+import { CATALOG_DIR_NAME, type LayerRef } from '@strata/layers';
+import * as path from 'node:path';
+import type { Logger } from '@strata/telemetry';
 import { isLinkMode } from '@strata/posix';
 import type { GetXattrResponse, ListXattrResponse, ReadDirResponse, ReadLinkResponse, ReadResponse, StatFsResponse, StatResponse } from '@strata/protocol';
 import { type Change, type WalkEntry, type WalkError, diff, joinPath, printable, splitPath } from '@strata/traversal';
@@ -10,9 +12,21 @@ import { Metadata } from './projection/metadata';
 import { RecordCache, type CacheCounters } from './projection/record-cache';
 import { READ_CHUNK, checkOffset, checkXattrName, pageSize } from './projection/request-checks';
 import { walkTree } from './projection/tree-walk';
+import { MetadataIndexes, type MetadataIndexCounters } from './metadata-index/metadata-indexes';
 
 export { SESSION_READ_MAX, READ_CHUNK, READDIR_DEFAULT_LIMIT, READDIR_MAX_LIMIT } from './projection/request-checks';
-export type { CacheCounters };
+export type { CacheCounters, MetadataIndexCounters };
+
+export interface ProjectionOptions {
+  log?: Logger;
+  /**
+   * Walks of sealed chains answered from a metadata index kept in the store
+   * (default on; STRATA_METADATA_INDEX=off turns it off, for comparisons).
+   */
+  metadataIndex?: boolean;
+  /** Default `<store>/.strata/index`. */
+  metadataIndexDir?: string;
+}
 
 /**
  * The projection operations shared by the unary API and the Session stream,
@@ -23,13 +37,20 @@ export class ProjectionOps {
   private readonly records: RecordCache;
   private readonly meta: Metadata;
   private readonly files = new FileData();
+  /** Undefined when metadata indexes are off. */
+  readonly indexes: MetadataIndexes | undefined;
 
   constructor(
     private readonly chains: Chains,
     cache: MetadataCache,
+    options: ProjectionOptions = {},
   ) {
     this.records = new RecordCache(cache);
     this.meta = new Metadata(this.records);
+    const indexOn = options.metadataIndex ?? process.env.STRATA_METADATA_INDEX !== 'off';
+    this.indexes = indexOn
+      ? new MetadataIndexes({ dir: options.metadataIndexDir ?? path.join(chains.storeRealRoot.toString(), CATALOG_DIR_NAME, 'index'), ...(options.log ? { log: options.log } : {}) })
+      : undefined;
   }
 
   get counters(): CacheCounters {
@@ -114,7 +135,9 @@ export class ProjectionOps {
   }
 
   async *walk(ref: LayerRef, path: Buffer, maxDepth: number, includeLinkTargets: boolean): AsyncGenerator<(WalkEntry | WalkError)[]> {
-    yield* walkTree(this.meta, await this.view(ref), path, maxDepth, includeLinkTargets);
+    const view = await this.view(ref);
+    if (this.indexes) yield* this.indexes.walk(this.meta, view, path, maxDepth, includeLinkTargets);
+    else yield* walkTree(this.meta, view, path, maxDepth, includeLinkTargets);
   }
 
   async *diff(from: LayerRef, to: LayerRef, path: Buffer): AsyncGenerator<Change[]> {

@@ -6,7 +6,8 @@ import type { ChainView } from '../chains';
 import { ListingPrefetcher } from './listing-prefetcher';
 import type { Metadata } from './metadata';
 
-const WALK_BATCH = 512;
+/** Entries per Walk message (an index-served Walk batches the same way: its answers are byte-for-byte the same). */
+export const WALK_BATCH = 512;
 
 interface OpenDir {
   parts: Buffer[];
