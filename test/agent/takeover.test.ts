@@ -333,11 +333,20 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     let agent = await agentOn(p.socket);
     mount(agent, 'w3', dirMnt);
     mount(agent, 'qsnap', qMnt);
+    // What the node journal costs: a cold find (every ino new, each on file before its answer).
+    const coldStart = performance.now();
+    assert.equal(findHash(dirMnt), kernelHash);
+    const coldMs = performance.now() - coldStart;
     const { loops, expected } = await readers(dirMnt, qMnt, stopFile);
     const times: number[] = [];
     for (let round = 0; round < 5; round++) {
       assert.equal(await agent.stop('SIGTERM'), 0);
       assert.equal(events(agent, 'agent.handed_over').length, 1);
+      if (round === 0) {
+        const j = events(agent, 'agent.stopped')[0].nodeJournal as { writes: number; bytes: number; appendMs: number };
+        assert.ok(j.writes > 100, `${j.writes} journal writes`);
+        process.stdout.write(`# node journal: ${j.writes} writes (${j.bytes} bytes), ${j.appendMs} ms in write(2) in all, over a cold find of ${Math.round(coldMs)} ms and the readers' first passes\n`);
+      }
       assert.ok(isStrataMount(dirMnt) && isStrataMount(qMnt), 'nothing unmounted at SIGTERM');
       const t0 = Date.now();
       const served = firstServed(dirMnt, t0);
@@ -446,5 +455,23 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     assert.equal(await third.stop('SIGTERM'), 0);
     const fourth = await agentOn(p.socket);
     assert.equal(events(fourth, 'agent.mount_restored').length, 0, 'unmounted with strata umount: not mounted again');
+  });
+
+  test('strata umount with no agent: the mount its fd holder keeps is detached, and the next agent does not mount it again', async () => {
+    const p = place('orphan');
+    const dirMnt = p.mountpoint('dir');
+    const first = await agentOn(p.socket);
+    mount(first, 'w3', dirMnt);
+    first.child.kill('SIGKILL');
+    await within('the killed agent to exit', first.exit);
+    assert.ok(isStrataMount(dirMnt), 'held, not dead');
+    const r = strata(['umount', dirMnt, '--socket', p.socket]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /no agent was running: detached/);
+    assert.equal(isStrataMount(dirMnt), false);
+    const next = await agentOn(p.socket);
+    assert.equal(events(next, 'agent.mount_taken_over').length, 0);
+    assert.equal(events(next, 'agent.mount_restored').length, 0);
+    assert.equal(isStrataMount(dirMnt), false);
   });
 });
