@@ -88,9 +88,11 @@ for abs in "${packages[@]}"; do
       dir=${real#"$repo"/}
       [ -d "$repo/$dir/dist" ] || die "$dir is not built: run \`npm run build\` first"
       (cd "$repo" && cp -a --parents "$dir/package.json" "$dir/dist" "$stage/")
-      # A native package's addon (node-gyp's build/Release/*.node), not its objects.
+      # A native package's addon (node-gyp's build/Release/*.node), not its
+      # objects; and its executables (strata-fd-holder: the agent's mounts
+      # outlive it only with the holder beside the addon).
       if [ -d "$repo/$dir/build/Release" ]; then
-        (cd "$repo" && find "$dir/build/Release" -maxdepth 1 -name '*.node' -exec cp -a --parents {} "$stage/" \;)
+        (cd "$repo" && find "$dir/build/Release" -maxdepth 1 \( -name '*.node' -o -name 'strata-fd-holder' \) -type f -exec cp -a --parents {} "$stage/" \;)
       fi
       ln -s "../../$dir" "$stage/node_modules/@strata/$name"
       found=$((found + 1))
