@@ -101,6 +101,8 @@ export class Agent {
   /** The session as mounts use it: every answer or failure also tells the outage monitor. */
   private readonly requester: SessionRequester;
   private mountSeq = 0;
+  /** Mounts taken over from a predecessor at start. */
+  takenOver = 0;
   /** What every mount shares. */
   private readonly mountContext: MountContext;
   /** Keeps the FUSE fds across agents (absent: none; the mounts end with the agent, as before takeover). */
@@ -282,7 +284,10 @@ export class Agent {
         const record = await readMountRecord(e.meta.record);
         if (record.id !== e.id || record.mountpoint !== e.meta.mountpoint) throw new StrataError(Errno.EUCLEAN, `mount record ${e.meta.record} is not the one of holder entry ${e.id}`);
         const m = Mount.adopt(record, e.fds, this.mountContext);
+        // A host user's grant is still asked at each report round.
+        if (m.spec.hostUser) m.spec.recheck = this.grantRecheck(m.spec.hostUser, record.layer, record.allowOther);
         this.adopted(m);
+        this.takenOver++;
         // The session may read from fds of its own now: the holder keeps those.
         const h = m.handover(dir);
         if (h) await holder.put(m.id, { hard: m.hard, layer: record.layer, mountpoint: m.mountpoint, record: e.meta.record }, h.fds);
@@ -403,23 +408,26 @@ export class Agent {
     }
     try {
       const privateTo = asUser && !allowOther ? { uid: asUser.uid, gid: asUser.gid } : undefined;
-      const user = asUser;
       // A revoked grant withdraws the mount at the next report round: the native cache would otherwise keep answering.
-      const recheck = user
-        ? async (): Promise<string | undefined> => {
-            try {
-              const now = await hostUserMayMount((identity, r) => this.client.checkAccess(identity, r), user, layerText, ref);
-              return allowOther && !now.everyHostUser ? `layer ${JSON.stringify(layerText)} is no longer granted to every host user` : undefined;
-            } catch (err) {
-              return isStrataError(err) && err.errno === Errno.EACCES ? `the grant that let uid ${user.uid} mount ${JSON.stringify(layerText)} was revoked` : undefined;
-            }
-          }
-        : undefined;
-      const info = await this.mountLayer(layerText, ref, mountpoint, caller ?? 'agent', allowOther, dir, hard, privateTo, recheck);
+      const recheck = asUser ? this.grantRecheck(asUser, layerText, allowOther) : undefined;
+      const info = await this.mountLayer(layerText, ref, mountpoint, caller ?? 'agent', allowOther, dir, hard, privateTo, recheck, asUser);
       return { info, allowOther };
     } finally {
       await dir?.close();
     }
+  }
+
+  /** Whether a host user's mount may stay: a reason to withdraw it, or undefined (asked each report round). */
+  private grantRecheck(user: HostUser, layerText: string, allowOther: boolean): () => Promise<string | undefined> {
+    const ref = parseLayerRef(layerText);
+    return async () => {
+      try {
+        const now = await hostUserMayMount((identity, r) => this.client.checkAccess(identity, r), user, layerText, ref);
+        return allowOther && !now.everyHostUser ? `layer ${JSON.stringify(layerText)} is no longer granted to every host user` : undefined;
+      } catch (err) {
+        return isStrataError(err) && err.errno === Errno.EACCES ? `the grant that let uid ${user.uid} mount ${JSON.stringify(layerText)} was revoked` : undefined;
+      }
+    };
   }
 
   private async mountLayer(
@@ -432,6 +440,7 @@ export class Agent {
     hard: boolean,
     privateTo?: { uid: number; gid: number },
     recheck?: () => Promise<string | undefined>,
+    hostUser?: HostUser,
   ): Promise<MountInfo> {
     let chain: Layer[];
     try {
@@ -440,7 +449,7 @@ export class Agent {
       if (isStrataError(err) && err.errno === Errno.ENOENT) throw StrataError.notFound(`layer ${JSON.stringify(layerText)} does not exist`);
       throw StrataError.from(err, 'looking up the layer');
     }
-    const spec: MountSpec = { layerText, chain, mountpoint, owner, allowOther, privateTo, recheck, id: `${process.pid.toString(36)}-${(++this.mountSeq).toString(36)}-${randomBytes(4).toString('hex')}`, hard };
+    const spec: MountSpec = { layerText, chain, mountpoint, owner, allowOther, privateTo, recheck, ...(hostUser ? { hostUser } : {}), id: `${process.pid.toString(36)}-${(++this.mountSeq).toString(36)}-${randomBytes(4).toString('hex')}`, hard };
     const m = await Mount.create(spec, this.mountContext, dir);
     this.adopted(m);
     await this.hold(m);

@@ -476,6 +476,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       tls: creds._isSecure() ? (o.tlsCert !== undefined ? 'mutual' : 'on') : 'off',
       ...(unreachable.length > 0 ? { unreachable } : {}),
       mounts: mounted,
+      ...(started.takenOver > 0 ? { takenOver: started.takenOver } : {}),
       ...(pending.length > 0 ? { pendingMounts: pending.length } : {}),
       config: loaded.file,
       version: build.version,

@@ -6,6 +6,7 @@ import { StrataError } from '@strata/errors';
 import { LIVE_FRESHNESS, type Layer } from '@strata/layers';
 import type { Histogram, Logger } from '@strata/telemetry';
 import { stillAt, fdPath } from '../access/user-mountpoint';
+import type { HostUser } from '../access/host-user';
 import type { AgentAudit, Actor } from '../audit/agent-audit';
 import { DiskCache } from '../data-cache/disk-cache';
 import { MountData } from '../data-cache/mount-data';
@@ -63,6 +64,8 @@ export interface MountSpec {
   privateTo?: { uid: number; gid: number };
   /** A host user's mount: asked each report round whether the grant still holds (a reason to withdraw, or undefined). */
   recheck?: () => Promise<string | undefined>;
+  /** The host user (not root) who mounted it: whose grant `recheck` asks about. */
+  hostUser?: HostUser;
   /** Unique across agents: the holder's id of its fds, the name of its files and the key of its chunks and cached files. */
   id: string;
   /** No deadline: readers wait for the resolvers rather than see EIO. */
@@ -227,10 +230,11 @@ export class Mount {
       owner,
       allowOther: record.allowOther,
       ...(record.privateTo ? { privateTo: record.privateTo } : {}),
+      ...(record.hostUser ? { hostUser: record.hostUser } : {}),
       id: record.id,
       hard: record.hard,
     };
-    const parts = Mount.parts(spec, ctx, record.owner !== 'agent' && record.owner.uid !== 0, nodes);
+    const parts = Mount.parts(spec, ctx, record.hostUser !== undefined, nodes);
     let session: FuseSession;
     try {
       session = adoptSession(fds, record.handover as unknown as SessionHandover, parts.handlers, { ...parts.options, adoptedInos: [...restored.nodes.keys()] });
@@ -271,6 +275,7 @@ export class Mount {
         owner: owner === 'agent' ? 'agent' : { uid: owner.uid, pid: owner.pid, ...(owner.name !== undefined ? { name: owner.name } : {}) },
         allowOther: this.spec.allowOther,
         ...(this.spec.privateTo ? { privateTo: this.spec.privateTo } : {}),
+        ...(this.spec.hostUser ? { hostUser: this.spec.hostUser } : {}),
         flags: this.info.flags,
         mountedAt: this.info.mountedAt,
         handover: h.state as unknown as Record<string, unknown>,

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import { Errno, StrataError } from '@strata/errors';
 import type { Layer } from '@strata/layers';
 import { writeFileAtomic } from '@strata/posix';
+import type { HostUser } from '../access/host-user';
 
 export const MOUNT_RECORD_FORMAT = 'strata-agent-mount';
 export const MOUNT_RECORD_VERSION = 1;
@@ -30,6 +31,8 @@ export interface MountRecord {
   owner: 'agent' | { uid: number; pid: number; name?: string };
   allowOther: boolean;
   privateTo?: { uid: number; gid: number };
+  /** A host user's mount (not root's): whose grant is asked again at each report round. */
+  hostUser?: HostUser;
   flags: string[];
   mountedAt: string;
   /** FuseSession.handoverState() — opaque here, checked by FuseSession.adopt. */
@@ -44,6 +47,18 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function isLayer(v: unknown): v is Layer {
   return isObject(v) && Number.isSafeInteger(v.layerId) && typeof v.name === 'string' && Array.isArray(v.mountOptions) && v.mountOptions.every((o) => typeof o === 'string');
+}
+
+function isHostUser(v: unknown): v is HostUser {
+  return (
+    isObject(v) &&
+    Number.isSafeInteger(v.uid) &&
+    Number.isSafeInteger(v.gid) &&
+    Number.isSafeInteger(v.pid) &&
+    (v.name === undefined || typeof v.name === 'string') &&
+    Array.isArray(v.groups) &&
+    v.groups.every((g) => typeof g === 'string')
+  );
 }
 
 function isOwner(v: unknown): v is MountRecord['owner'] {
@@ -75,6 +90,7 @@ export function parseMountRecord(text: string, where: string): MountRecord {
   if (!isOwner(v.owner)) throw bad('owner');
   if (typeof v.allowOther !== 'boolean') throw bad('allowOther');
   if (v.privateTo !== undefined && !(isObject(v.privateTo) && Number.isSafeInteger(v.privateTo.uid) && Number.isSafeInteger(v.privateTo.gid))) throw bad('privateTo');
+  if (v.hostUser !== undefined && !isHostUser(v.hostUser)) throw bad('hostUser');
   if (!Array.isArray(v.flags) || !v.flags.every((f) => typeof f === 'string')) throw bad('flags');
   if (typeof v.mountedAt !== 'string') throw bad('mountedAt');
   if (!isObject(v.handover)) throw bad('handover');
