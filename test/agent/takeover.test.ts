@@ -391,34 +391,45 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     assert.equal(findHash(qMnt), qHash);
   });
 
-  test('SIGSTOP: a reader gets EIO within the bound (--request-timeout 2); SIGCONT: the mount serves again', async () => {
+  test('SIGSTOP: a reader gets EIO within the bound (--request-timeout 2), a --hard mount waits; SIGCONT: both serve again', async () => {
     const p = place('stop');
     const dirMnt = p.mountpoint('dir');
+    const hardMnt = p.mountpoint('hard');
     const agent = await agentOn(p.socket, ['--request-timeout', '2']);
     mount(agent, 'w3', dirMnt);
+    const hard = strata(['mount', 'w3', hardMnt, '--hard', '--socket', p.socket]);
+    assert.equal(hard.status, 0, hard.stderr);
     assert.equal(fs.readdirSync(path.join(dirMnt, 'tree')).length, 200);
+    assert.equal(fs.readdirSync(path.join(hardMnt, 'tree')).length, 200);
+    const list = (dir: string): { done: Promise<{ code: number | null; stderr: string; ms: number }>; running(): boolean } => {
+      const t0 = Date.now();
+      const ls = spawn('ls', [dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+      cleanups.push(() => ls.kill('SIGKILL'));
+      let stderr = '';
+      ls.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      return {
+        done: new Promise((resolve) => ls.on('close', (code) => resolve({ code, stderr, ms: Date.now() - t0 }))),
+        running: () => ls.exitCode === null && ls.signalCode === null,
+      };
+    };
     agent.child.kill('SIGSTOP');
     cleanups.push(() => agent.child.kill('SIGCONT'));
+    let hardList: ReturnType<typeof list>;
     try {
-      const t0 = Date.now();
-      const r = await within(
-        'a listing of the stopped agent to end',
-        new Promise<{ code: number | null; stderr: string }>((resolve) => {
-          const ls = spawn('ls', [path.join(dirMnt, 'tree/d0007')], { stdio: ['ignore', 'ignore', 'pipe'] });
-          let stderr = '';
-          ls.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-          ls.on('close', (code) => resolve({ code, stderr }));
-        }),
-        30_000,
-      );
-      const ms = Date.now() - t0;
+      hardList = list(path.join(hardMnt, 'tree/d0007'));
+      const r = await within('a listing of the stopped agent to end', list(path.join(dirMnt, 'tree/d0007')).done, 30_000);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /Input\/output error/);
-      assert.ok(ms < 8_000, `EIO after ${ms} ms (bound 2 s)`);
-      process.stdout.write(`# SIGSTOP: EIO after ${ms} ms with --request-timeout 2\n`);
+      assert.ok(r.ms < 8_000, `EIO after ${r.ms} ms (bound 2 s)`);
+      process.stdout.write(`# SIGSTOP: EIO after ${r.ms} ms with --request-timeout 2\n`);
+      // Past the bound, the hard mount's reader still waits.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      assert.ok(hardList.running(), 'a --hard mount waits for its agent');
     } finally {
       agent.child.kill('SIGCONT');
     }
+    const h = await within('the hard mount\'s listing after SIGCONT', hardList.done, 30_000);
+    assert.equal(h.code, 0, h.stderr);
     const back = await waitFor(
       'the mount to serve again after SIGCONT',
       () => {

@@ -290,7 +290,10 @@ export class Agent {
         this.takenOver++;
         // The session may read from fds of its own now: the holder keeps those.
         const h = m.handover(dir);
-        if (h) await holder.put(m.id, { hard: m.hard, layer: record.layer, mountpoint: m.mountpoint, record: e.meta.record }, h.fds);
+        if (h) {
+          await holder.put(m.id, { hard: m.hard, layer: record.layer, mountpoint: m.mountpoint, record: e.meta.record }, h.fds);
+          m.held = true;
+        }
         this.log.info(
           { event: 'agent.mount_taken_over', mountpoint: m.mountpoint, layerId: m.info.layerId, hard: m.hard, nodes: m.nodes.size, ms: Math.round(performance.now() - started) },
           'took a mount over from the previous agent',
@@ -337,6 +340,7 @@ export class Agent {
       const file = recordFile(dir, m.id);
       await writeMountRecord(file, h.record);
       await this.holder.put(m.id, { hard: m.hard, layer: m.spec.layerText, mountpoint: m.mountpoint, record: file }, h.fds);
+      m.held = true;
     } catch (err) {
       this.log.warn({ event: 'agent.takeover_unavailable', mountpoint: m.mountpoint, err: StrataError.from(err).message }, 'the mount could not be given to the fd holder: it ends with this agent');
     }
@@ -657,7 +661,7 @@ export class Agent {
     journal.rewriteMs = Math.round(journal.rewriteMs);
     if (handover && this.holder && this.o.stateDir !== undefined) {
       for (const m of [...this.mounts.values()]) {
-        if (!m.handover(this.o.stateDir)) continue;
+        if (!m.held) continue;
         try {
           this.mounts.delete(m.mountpoint);
           await m.release();

@@ -118,6 +118,8 @@ interface Parts {
  */
 export class Mount {
   prefetch?: AbortController;
+  /** The fd holder keeps its fds and its record is on file: it can be handed over. */
+  held = false;
 
   private constructor(
     readonly spec: MountSpec,
