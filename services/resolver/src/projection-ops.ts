@@ -26,6 +26,8 @@ export interface ProjectionOptions {
   metadataIndex?: boolean;
   /** Default `<store>/.strata/index`. */
   metadataIndexDir?: string;
+  /** Bound of one index file (default DEFAULT_MAX_INDEX_BYTES). */
+  metadataIndexMaxBytes?: number;
 }
 
 /**
@@ -49,7 +51,10 @@ export class ProjectionOps {
     this.meta = new Metadata(this.records);
     const indexOn = options.metadataIndex ?? process.env.STRATA_METADATA_INDEX !== 'off';
     this.indexes = indexOn
-      ? new MetadataIndexes({ dir: options.metadataIndexDir ?? path.join(chains.storeRealRoot.toString(), CATALOG_DIR_NAME, 'index'), ...(options.log ? { log: options.log } : {}) })
+      ? new MetadataIndexes({ dir: options.metadataIndexDir ?? path.join(chains.storeRealRoot.toString(), CATALOG_DIR_NAME, 'index'),
+          ...(options.log ? { log: options.log } : {}),
+          ...(options.metadataIndexMaxBytes ? { maxIndexBytes: options.metadataIndexMaxBytes } : {}),
+        })
       : undefined;
   }
 

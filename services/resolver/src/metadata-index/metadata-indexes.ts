@@ -55,6 +55,8 @@ export class MetadataIndexes {
   private readonly memory: LRUCache<string, ParsedIndex>;
   private readonly loading = new Map<string, Promise<ParsedIndex | undefined>>();
   private readonly building = new Set<string>();
+  /** Builds finishing behind their walks (idle() waits for them). */
+  private readonly finishing = new Set<Promise<void>>();
   /** Chains whose build was given up (not indexable): not tried again by this process. */
   private readonly unindexable = new LRUCache<string, true>({ max: 4096 });
   private readonly rejected = new LRUCache<string, true>({ max: 4096, ttl: REJECTED_RECHECK_MS });
@@ -160,8 +162,18 @@ export class MetadataIndexes {
       this.building.delete(key);
       if (!builder) this.abandon(key, why, true);
       else if (!completed) this.abandon(key, 'the walk failed or was cancelled', false);
-      else void this.finishBuild(key, builder, performance.now() - started);
+      else this.behind(this.finishBuild(key, builder, performance.now() - started));
     }
+  }
+
+  private behind(p: Promise<void>): void {
+    this.finishing.add(p);
+    void p.finally(() => this.finishing.delete(p));
+  }
+
+  /** Resolves when no index is being finished or written (shutdown, tests). */
+  async idle(): Promise<void> {
+    while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
   }
 
   /** A walk entry as the index keeps it: a link with its target (fetched if the walk did not ask for it); transient errors refused. */
@@ -192,13 +204,14 @@ export class MetadataIndexes {
     }
     this.memory.set(key, idx);
     this.rejected.delete(key);
-    this.counters.built++;
     const fields = { event: 'resolver.metadata_index', chain: key, entries: idx.count, bytes: data.length, walkMs: Math.round(walkMs) };
     try {
       const file = await this.store.write(key, data);
+      this.counters.built++;
       this.options.log?.info({ ...fields, action: 'built', file, ...this.counters }, `metadata index of ${idx.count} entries built and written to ${file}`);
     } catch (err) {
       // Kept in this process; another replica builds its own.
+      this.counters.built++;
       this.options.log?.warn({ ...fields, action: 'write_failed', err: errorMessage(err), ...this.counters }, `metadata index built but not written: ${errorMessage(err)}`);
     }
   }
