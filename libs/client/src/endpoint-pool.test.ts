@@ -136,9 +136,20 @@ describe('EndpointPool: a name stands for every address it resolves to', () => {
 });
 
 /** An in-process Session server on `host` (port given or any) answering readLink with "<name>:<path>"; counts the streams and requests it saw. */
-async function echoServer(name: string, host: string, port = 0): Promise<{ port: number; requests: number; streams: number; authorities: Set<string>; hold: boolean; held: (() => void)[] }> {
-  const state = { port: 0, requests: 0, streams: 0, authorities: new Set<string>(), hold: false, held: [] as (() => void)[] };
+interface EchoServer {
+  port: number;
+  requests: number;
+  streams: number;
+  authorities: Set<string>;
+  hold: boolean;
+  held: (() => void)[];
+  /** Gone at once, its streams broken (a pod killed). */
+  kill(): void;
+}
+
+async function echoServer(name: string, host: string, port = 0): Promise<EchoServer> {
   const server = new Server();
+  const state: EchoServer = { port: 0, requests: 0, streams: 0, authorities: new Set<string>(), hold: false, held: [], kill: () => server.forceShutdown() };
   server.addService(SessionServiceService, {
     session: (call: Call) => {
       state.streams++;
@@ -164,7 +175,7 @@ async function echoServer(name: string, host: string, port = 0): Promise<{ port:
 }
 
 /** Two servers on one port number, at 127.0.0.2 and 127.0.0.3 (a port taken on the second is tried again). */
-async function twoServers(): Promise<[Awaited<ReturnType<typeof echoServer>>, Awaited<ReturnType<typeof echoServer>>]> {
+async function twoServers(): Promise<[EchoServer, EchoServer]> {
   for (let attempt = 0; ; attempt++) {
     const a = await echoServer('a', '127.0.0.2');
     try {
@@ -214,5 +225,35 @@ describe('SessionGroup over a pool whose name is looked up again', () => {
     const by = later.map(whoAnswered);
     assert.ok(by.includes('b'));
     if (c) assert.ok(by.includes('c'), `the added address serves: ${by.join('')}`);
+  });
+
+  test('a session whose stream moved to an address that then went is replaced by a fresh one on its own address', async () => {
+    const [a, b] = await twoServers();
+    const dns = new FakeDns();
+    dns.answers.set('r.test', ['127.0.0.2', '127.0.0.3']);
+    const p = poolOf(`r.test:${a.port}`, dns);
+    await p.ready();
+    const g = new SessionGroup(p, { deadlineMs: 5_000 });
+    groups.push(g);
+    await Promise.all(Array.from({ length: 4 }, (_, i) => g.request(readLink(`/f${i}`))));
+    assert.ok(a.streams === 1 && b.streams === 1, 'a stream on each');
+    // b's pod dies: its session moves to a and stays there.
+    b.kill();
+    const moved = await Promise.all(Array.from({ length: 6 }, (_, i) => g.request(readLink(`/m${i}`))));
+    assert.deepEqual(new Set(moved.map(whoAnswered)), new Set(['a']));
+    assert.equal(a.streams, 2, "b's session reopened on a");
+    // b comes back at its address, a leaves the name, and c joins it.
+    const b2 = await echoServer('b', '127.0.0.3', a.port);
+    const c = await echoServer('c', '127.0.0.4', a.port).catch(() => undefined);
+    if (!c) return; // 127.0.0.4 of that port taken by someone else: the rest cannot be shown here
+    dns.answers.set('r.test', ['127.0.0.3', '127.0.0.4']);
+    await p.refresh();
+    await waitUntil('both sessions on a retired', () => g.inflight === 0);
+    const aRequests = a.requests;
+    const after = await Promise.all(Array.from({ length: 20 }, (_, i) => g.request(readLink(`/n${i}`))));
+    assert.equal(a.requests, aRequests, 'nothing more on the address that went, not even from the session that had moved there');
+    assert.deepEqual(new Set(after.map(whoAnswered)), new Set(['b', 'c']));
+    assert.equal(g.size, 2);
+    assert.ok(b2.streams >= 1 && c.streams >= 1);
   });
 });
