@@ -4,8 +4,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HolderClient } from '@strata/fuse-kernel';
-import { canMountFuse, canMountOverlay, forceUnmount, mountOverlay, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { HolderClient, bindDatagram, closeFd, receivePacket } from '@strata/fuse-kernel';
+import { STRATA_BIN, canMountFuse, canMountOverlay, forceUnmount, mountOverlay, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { wideStack } from '../support/wide-fixture';
 import { within } from '../support/bounded';
@@ -484,5 +484,74 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     assert.equal(events(next, 'agent.mount_taken_over').length, 0);
     assert.equal(events(next, 'agent.mount_restored').length, 0);
     assert.equal(isStrataMount(dirMnt), false);
+  });
+
+  test("systemd's fd store: with the holder gone too, an agent given LISTEN_FDS takes the mount over", async () => {
+    const p = place('fdstore');
+    const dirMnt = p.mountpoint('dir');
+    // The service manager's side, as sd_notify(3) speaks to it: a datagram socket that keeps what FDSTORE=1 sends.
+    const notifyPath = path.join(p.dir, 'notify.sock');
+    const notify = bindDatagram(notifyPath);
+    const stored = new Map<string, number[]>();
+    let listening = true;
+    const receiving = (async () => {
+      while (listening) {
+        const packet = await receivePacket(notify, { timeoutMs: 200 }).catch(() => undefined);
+        if (!packet) continue;
+        const fields = new Map(packet.bytes.toString('utf8').split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const));
+        if (fields.get('FDSTORE') === '1') stored.set(fields.get('FDNAME')!, [...(stored.get(fields.get('FDNAME')!) ?? []), ...packet.fds]);
+        else for (const fd of packet.fds) closeFd(fd);
+      }
+    })();
+    cleanups.push(async () => {
+      listening = false;
+      await receiving;
+      closeFd(notify);
+      for (const fds of stored.values()) for (const fd of fds) closeFd(fd);
+    });
+    const first = await startAgent({ resolver: resolver.address, socket: p.socket, env: { NOTIFY_SOCKET: notifyPath }, extra: ['--prefetch-entries', '0', '--data-cache-dir', path.join(p.dir, 'cache')] });
+    cleanups.push(() => first.stop('SIGKILL'));
+    mount(first, 'w3', dirMnt);
+    await waitFor('the mount in the fd store', () => stored.size > 0 || undefined);
+    assert.equal(findHash(dirMnt), kernelHash);
+    // The agent and its holder die; only "systemd" still has the mount's descriptors.
+    first.child.kill('SIGKILL');
+    await within('the killed agent to exit', first.exit);
+    const holderSock = path.join(`${p.socket}.state`, 'holder.sock');
+    const c = await HolderClient.connect(holderSock, { timeoutMs: 2000 });
+    const { pid: holderPid } = await c.status();
+    c.close();
+    process.kill(holderPid, 'SIGKILL');
+    await waitFor('the holder to die', () => {
+      try {
+        process.kill(holderPid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    const [[id, fds]] = [...stored];
+    // As systemd starts the unit again: the stored fds from 3 on, LISTEN_PID the agent's own (exec keeps the shell's pid).
+    const args = ['agent', '--resolver', resolver.address, '--socket', p.socket, '--prefetch-entries', '0', '--data-cache-dir', path.join(p.dir, 'cache')];
+    const child = spawn('sh', ['-c', 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, STRATA_BIN, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe', ...fds],
+      env: { ...process.env, LISTEN_FDS: String(fds.length), LISTEN_FDNAMES: fds.map(() => id).join(':'), NOTIFY_SOCKET: notifyPath, STRATA_LOG_LEVEL: 'debug' },
+    });
+    const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+    cleanups.push(async () => {
+      child.kill('SIGKILL');
+      await exited;
+    });
+    const logs: Record<string, unknown>[] = [];
+    let rest = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      const lines = (rest + d).split('\n');
+      rest = lines.pop()!;
+      for (const l of lines) if (l.startsWith('{')) logs.push(JSON.parse(l) as Record<string, unknown>);
+    });
+    await waitFor('the agent given LISTEN_FDS to be ready', () => logs.some((l) => l.event === 'agent.ready') || undefined, 20_000);
+    assert.equal(logs.filter((l) => l.event === 'agent.mount_taken_over').length, 1, JSON.stringify(logs.filter((l) => l.level !== 'debug')));
+    assert.equal(findHash(dirMnt), kernelHash);
+    assert.equal(fs.readdirSync(path.join(dirMnt, 'tree/d0043')).length, 5);
   });
 });

@@ -18,7 +18,8 @@ import { DiskCache } from './data-cache/disk-cache';
 import { ChunkCache } from './mount/chunk-cache';
 import { Mount, journalFile, recordFile, type DetachHow, type MountContext, type MountSpec } from './mount/mount';
 import { DesiredState, type DesiredMount } from './takeover/desired-state';
-import { Holder, closeFds } from './takeover/holder';
+import { Holder, closeFds, type HeldEntry } from './takeover/holder';
+import { SystemdStore } from './takeover/systemd-store';
 import { readMountRecord, writeMountRecord } from './takeover/mount-record';
 import type { MountCounters } from './mount/mount-fs';
 import { registerAgentMetrics } from './observability/agent-metrics';
@@ -107,6 +108,8 @@ export class Agent {
   private readonly mountContext: MountContext;
   /** Keeps the FUSE fds across agents (absent: none; the mounts end with the agent, as before takeover). */
   private holder?: Holder;
+  /** systemd's fd store, where the service manager runs the agent: a second keeper of the mounts' fds. */
+  private systemd?: SystemdStore;
   private readonly desired?: DesiredState;
   private readonly audit: AgentAudit;
 
@@ -250,26 +253,46 @@ export class Agent {
     if (dir === undefined) return;
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await this.desired?.load((problem) => this.log.error({ event: 'agent.desired_state_unreadable', err: problem }, 'desired state unreadable: no mounts restored from it'));
+    this.systemd = SystemdStore.open((problem) => this.log.warn({ event: 'agent.fd_store_problem', err: problem }, "systemd's fd store: " + problem));
+    const stored = this.systemd?.taken() ?? [];
     const holder = await Holder.connect(path.join(dir, 'holder.sock'), path.join(dir, 'holder.log'));
-    if (!(holder instanceof Holder)) {
-      this.log.warn({ event: 'agent.holder_unavailable', err: holder.unavailable }, 'no fd holder: mounts end with this agent');
-      return;
+    if (holder instanceof Holder) {
+      this.holder = holder;
+      const timeout = this.o.requestTimeoutMs ?? 0;
+      // Before anything is put: the watchdog's bound is known from the first entry on.
+      if (timeout > 0) holder.heartbeat(timeout);
+    } else {
+      this.log.warn(
+        { event: 'agent.holder_unavailable', err: holder.unavailable, fdStore: this.systemd !== undefined },
+        this.systemd ? "no fd holder: mounts are kept in systemd's fd store only (no watchdog for a stopped agent)" : 'no fd holder: mounts end with this agent',
+      );
     }
-    this.holder = holder;
+    if (!this.holder && !this.systemd) return;
     this.mountContext.passthrough = false;
-    const timeout = this.o.requestTimeoutMs ?? 0;
-    if (timeout > 0) holder.heartbeat(timeout);
-    const entries = await holder.list().catch((err: unknown) => {
-      this.log.error({ event: 'agent.holder_failed', err: StrataError.from(err).message }, 'the fd holder did not list what it holds');
-      return [];
-    });
+    const entries: HeldEntry[] = this.holder
+      ? await this.holder.list().catch((err: unknown) => {
+          this.log.error({ event: 'agent.holder_failed', err: StrataError.from(err).message }, 'the fd holder did not list what it holds');
+          return [];
+        })
+      : [];
+    // What only systemd kept (the holder was gone too): its record says what it is. systemd's copies of what the holder has are not needed.
+    const inHolder = new Set(entries.map((e) => e.id));
+    for (const s of stored) {
+      if (inHolder.has(s.id)) {
+        closeFds(s.fds);
+        continue;
+      }
+      const file = recordFile(dir, s.id);
+      const record = await readMountRecord(file).catch(() => undefined);
+      entries.push({ id: s.id, meta: record ? { hard: record.hard, layer: record.layer, mountpoint: record.mountpoint, record: file } : undefined, fds: s.fds });
+    }
     if (entries.length === 0) return;
     const table = await readMountTable();
     for (const e of entries) {
       const started = performance.now();
       const where = e.meta?.mountpoint;
       try {
-        if (!e.meta) throw new StrataError(Errno.EUCLEAN, `holder entry ${e.id} was not put there by an agent of this format`);
+        if (!e.meta) throw new StrataError(Errno.EUCLEAN, `held mount ${e.id}: no meta of this agent's format, or no readable record`);
         if (!hasStrataMount(table, e.meta.mountpoint)) {
           this.log.info({ event: 'agent.takeover_gone', id: e.id, mountpoint: e.meta.mountpoint }, 'a held mount is no longer mounted: dropped');
           await this.dropHeld(e.id, e.meta.record);
@@ -291,8 +314,9 @@ export class Agent {
         // The session may read from fds of its own now: the holder keeps those.
         const h = m.handover(dir);
         if (h) {
-          await holder.put(m.id, { hard: m.hard, layer: record.layer, mountpoint: m.mountpoint, record: e.meta.record }, h.fds);
-          m.held = true;
+          if (this.holder) await this.holder.put(m.id, { hard: m.hard, layer: record.layer, mountpoint: m.mountpoint, record: e.meta.record }, h.fds);
+          const inStore = this.systemd?.store(m.id, h.fds) === true;
+          m.held = this.holder !== undefined || inStore;
         }
         this.log.info(
           { event: 'agent.mount_taken_over', mountpoint: m.mountpoint, layerId: m.info.layerId, hard: m.hard, nodes: m.nodes.size, ms: Math.round(performance.now() - started) },
@@ -318,6 +342,7 @@ export class Agent {
 
   /** A held entry that no agent serves any more: its fds closed in the holder, its files removed. */
   private async dropHeld(id: string, record: string | undefined): Promise<void> {
+    this.systemd?.remove(id);
     await this.holder?.drop(id).catch((err: unknown) => this.log.warn({ event: 'agent.holder_failed', id, err: StrataError.from(err).message }, 'the fd holder did not drop an entry'));
     const dir = this.o.stateDir;
     if (dir === undefined) return;
@@ -330,7 +355,7 @@ export class Agent {
   /** Gives the holder the mount's fds and writes what a successor needs to serve it. */
   private async hold(m: Mount): Promise<void> {
     const dir = this.o.stateDir;
-    if (!this.holder || dir === undefined) return;
+    if ((!this.holder && !this.systemd) || dir === undefined) return;
     try {
       const h = m.handover(dir);
       if (!h) {
@@ -339,8 +364,9 @@ export class Agent {
       }
       const file = recordFile(dir, m.id);
       await writeMountRecord(file, h.record);
-      await this.holder.put(m.id, { hard: m.hard, layer: m.spec.layerText, mountpoint: m.mountpoint, record: file }, h.fds);
-      m.held = true;
+      if (this.holder) await this.holder.put(m.id, { hard: m.hard, layer: m.spec.layerText, mountpoint: m.mountpoint, record: file }, h.fds);
+      const inStore = this.systemd?.store(m.id, h.fds) === true;
+      m.held = this.holder !== undefined || inStore;
     } catch (err) {
       this.log.warn({ event: 'agent.takeover_unavailable', mountpoint: m.mountpoint, err: StrataError.from(err).message }, 'the mount could not be given to the fd holder: it ends with this agent');
     }
@@ -659,7 +685,7 @@ export class Agent {
     }
     journal.appendMs = Math.round(journal.appendMs * 10) / 10;
     journal.rewriteMs = Math.round(journal.rewriteMs);
-    if (handover && this.holder && this.o.stateDir !== undefined) {
+    if (handover && (this.holder || this.systemd) && this.o.stateDir !== undefined) {
       for (const m of [...this.mounts.values()]) {
         if (!m.held) continue;
         try {
@@ -671,7 +697,7 @@ export class Agent {
           this.log.error({ event: 'agent.handover_failed', mountpoint: m.mountpoint, err: StrataError.from(err).message }, 'could not hand the mount over: unmounted');
         }
       }
-      await this.holder.bye().catch((err: unknown) => this.log.warn({ event: 'agent.holder_failed', err: StrataError.from(err).message }, 'the fd holder did not hear the goodbye'));
+      await this.holder?.bye().catch((err: unknown) => this.log.warn({ event: 'agent.holder_failed', err: StrataError.from(err).message }, 'the fd holder did not hear the goodbye'));
       if (handed > 0) this.log.info({ event: 'agent.handed_over', mounts: handed }, 'mounts left to the next agent');
     }
     for (const m of [...this.mounts.values()]) {
