@@ -132,6 +132,19 @@ describe('EndpointPool: a name stands for every address it resolves to', () => {
     q.pick();
     q.pick();
     await waitUntil('a lookup after the failure of all', () => dns2.count === before + 1);
+
+    // A Session stream that finds every endpoint failing says so too.
+    const dns3 = new FakeDns();
+    dns3.answers.set('dead.test', ['127.0.0.2', '127.0.0.3']);
+    const r = poolOf('dead.test:1', dns3);
+    await r.ready();
+    for (const e of r.endpoints) e.channel.getConnectivityState(true);
+    await waitUntil('both failing', () => r.endpoints.every((e) => e.failing));
+    const g = new SessionGroup(r, { deadlineMs: 200 });
+    groups.push(g);
+    const looked = dns3.count;
+    await assert.rejects(g.request({ $case: 'readLink', readLink: { layer: { ref: { $case: 'id', id: 1 } }, path: Buffer.from('/') } }));
+    await waitUntil('a lookup after a stream found all failing', () => dns3.count > looked);
   });
 });
 

@@ -233,7 +233,7 @@ export class EndpointPool {
         return e;
       }
     }
-    this.refreshAfterFailure();
+    this.allFailing();
     const e = all[this.next % n];
     this.next = (this.next + 1) % n;
     return e;
@@ -259,7 +259,8 @@ export class EndpointPool {
     for (const e of this.current) e.close();
   }
 
-  private refreshAfterFailure(): void {
+  /** Every endpoint is failing (a caller that picks on its own, a Session stream, says so too): names are looked up again, at most once a second. */
+  allFailing(): void {
     if (!this.hasNames || Date.now() - this.lastFailureRefresh < FAILURE_REFRESH_GAP_MS) return;
     this.lastFailureRefresh = Date.now();
     void this.refresh(false);

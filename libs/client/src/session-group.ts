@@ -8,6 +8,8 @@ export interface SessionEndpoints extends EndpointPicker<SessionEndpoint> {
   readonly endpoints: readonly (SessionEndpoint & { readonly failing?: boolean })[];
   /** Calls `listener` after each change of `endpoints`; returns the way to stop that. */
   subscribe?(listener: () => void): () => void;
+  /** Told when a stream found every endpoint failing (the pool looks its names up again). */
+  allFailing?(): void;
 }
 
 /** A session that leaves the group is closed once nothing is in flight on it, and at the latest after this. */
@@ -38,6 +40,7 @@ function turnFrom(pool: SessionEndpoints, home: string): EndpointPicker<SessionE
           return e;
         }
       }
+      pool.allFailing?.();
       const e = all[start % n];
       last = e.address;
       return e;
