@@ -709,7 +709,8 @@ export class Agent {
         },
       );
     }
-    await this.reporter.stop();
+    // Mounts handed over stay in use: the layers they show must stay protected until the successor reports them.
+    await this.reporter.stop(handed === 0);
     this.holder?.close();
     this.outages.close();
     this.session.close();

@@ -104,10 +104,14 @@ export class MountReporter {
   }
 
   /** Stops reporting and clears the report, so the layers are free at once. */
-  async stop(): Promise<void> {
+  /**
+   * `clear` false: the mounts were handed to the next agent, so the last
+   * report stands (the successor's replaces it; its TTL ends it otherwise).
+   */
+  async stop(clear = true): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.running?.catch(() => undefined);
-    await this.o.send([], REPORT_TTL_S).catch(() => undefined);
+    if (clear) await this.o.send([], REPORT_TTL_S).catch(() => undefined);
   }
 }
