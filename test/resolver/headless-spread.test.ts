@@ -262,3 +262,42 @@ describe('a resolver name with several addresses under TLS: each reached by its 
     assert.deepEqual((JSON.parse(one.stdout) as VersionJson).resolvers.map((x) => [x.address, x.error]), [[pinned('127.0.0.3', TLS_PORT), undefined]]);
   });
 });
+
+describe('a resolver name with several IPv6 addresses: each dialled in brackets, shown as the name', { skip: unsupported ?? false }, () => {
+  const NAME6 = 'six.strata.test';
+  const PORT6 = 7402;
+  let net: HostsNetns;
+  let fx: StoreFixture;
+  const resolvers: NsProcess[] = [];
+
+  before(async () => {
+    net = new HostsNetns();
+    for (const a of ['fd00::2', 'fd00::3']) net.addAddress(`${a}/128`);
+    net.setHosts({ [NAME6]: ['fd00::2', 'fd00::3'] });
+    fx = await store();
+    for (const ip of ['fd00::2', 'fd00::3']) {
+      // Not a loopback address: plaintext has to be asked for.
+      resolvers.push(net.service(`resolver ${ip}`, 'resolver', ['--store', fx.store, '--listen', `[${ip}]:${PORT6}`, '--plaintext'], { hosts: false }));
+    }
+    await Promise.all(resolvers.map((r) => r.waitForEvent('resolver.listening', 20_000)));
+  });
+
+  after(async () => {
+    await Promise.all(resolvers.map((p) => within('a process to stop', p.stop('SIGTERM', 10_000), 20_000).catch(() => undefined)));
+    const problems = net?.destroy() ?? [];
+    fx?.cleanup();
+    assert.deepEqual(problems, []);
+  });
+
+  test('both answer, each listed as "name ([v6]:port)"', () => {
+    const r = net.strata(['version', '--json', '--resolver', `${NAME6}:${PORT6}`]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(
+      (JSON.parse(r.stdout) as VersionJson).resolvers.map((x) => [x.address, x.error]),
+      [
+        [`${NAME6} ([fd00::2]:${PORT6})`, undefined],
+        [`${NAME6} ([fd00::3]:${PORT6})`, undefined],
+      ],
+    );
+  });
+});

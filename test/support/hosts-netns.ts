@@ -30,6 +30,11 @@ export class HostsNetns {
     run('ip', ['-n', this.ns, 'link', 'set', 'lo', 'up']);
   }
 
+  /** Adds an address to the namespace's loopback device (an IPv6 one: fd00::2). */
+  addAddress(cidr: string): void {
+    run('ip', ['-n', this.ns, 'addr', 'add', cidr, 'dev', 'lo', ...(cidr.includes(':') ? ['nodad'] : [])]);
+  }
+
   /** Writes the hosts file: each name with its addresses (one line per address, as a headless Service has one record per pod). */
   setHosts(names: Record<string, readonly string[]>): void {
     const lines = ['127.0.0.1 localhost', '::1 localhost'];
