@@ -359,36 +359,46 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     process.stdout.write(`# SIGTERM + start x5: first request served ${times.join(', ')} ms after the stop; readers' longest stall ${Math.round(stall)} ms\n`);
   });
 
-  test('a foreign or damaged mount record is refused with a log line: the mount is cleared as before and mounted again from the desired state', async () => {
+  test('a foreign or damaged state is refused with a log line: the mount is cleared as before and mounted again from the desired state', async () => {
     const p = place('foreign');
     const dirMnt = p.mountpoint('dir');
     const qMnt = p.mountpoint('qcow2');
+    const sessionMnt = p.mountpoint('session');
+    const journalMnt = p.mountpoint('journal');
     const first = await agentOn(p.socket);
     mount(first, 'w3', dirMnt);
     mount(first, 'qsnap', qMnt);
+    mount(first, 'w3', sessionMnt);
+    mount(first, 'w3', journalMnt);
     const qHash = findHash(qMnt);
     first.child.kill('SIGKILL');
     await within('the killed agent to exit', first.exit);
     const state = `${p.socket}.state`;
     const records = fs.readdirSync(state).filter((f) => f.endsWith('.mount.json'));
-    assert.equal(records.length, 2);
+    assert.equal(records.length, 4);
     for (const f of records) {
       const file = path.join(state, f);
-      const r = JSON.parse(fs.readFileSync(file, 'utf8')) as { mountpoint: string; version: number };
-      // A build of another version wrote one; the other is damaged.
+      const r = JSON.parse(fs.readFileSync(file, 'utf8')) as { mountpoint: string; version: number; handover: Record<string, unknown>; nodes: string };
+      // A build of another version wrote one record, another's session state, one record is damaged, one node journal too.
       if (r.mountpoint === dirMnt) fs.writeFileSync(file, JSON.stringify({ ...r, version: 99 }));
-      else fs.writeFileSync(file, '{"format":"strata-agent-mount","version":1,"id":');
+      else if (r.mountpoint === qMnt) fs.writeFileSync(file, '{"format":"strata-agent-mount","version":1,"id":');
+      else if (r.mountpoint === sessionMnt) fs.writeFileSync(file, JSON.stringify({ ...r, handover: { ...r.handover, version: 2 } }));
+      else fs.writeFileSync(r.nodes, 'strata-nodes 1\n+ 2 /not-json\n');
     }
     const second = await agentOn(p.socket);
     const refused = events(second, 'agent.takeover_refused');
-    assert.equal(refused.length, 2);
-    const why = refused.map((l) => String(l.err)).join(' / ');
-    assert.match(why, /version 99; this agent reads version 1/);
-    assert.match(why, /not JSON/);
+    assert.equal(refused.length, 4, JSON.stringify(refused));
+    const why = new Map(refused.map((l) => [l.mountpoint ?? 'unknown', String(l.err)]));
+    assert.match(why.get(dirMnt)!, /version 99; this agent reads version 1/);
+    assert.match(why.get(sessionMnt)!, /version/);
+    assert.match(why.get(journalMnt)!, /node journal .*line 2/);
+    assert.match(why.get('unknown') ?? why.get(qMnt)!, /not JSON|no readable record/);
     assert.equal(events(second, 'agent.mount_taken_over').length, 0);
-    assert.deepEqual(events(second, 'agent.mount_restored').map((l) => l.mountpoint).sort(), [dirMnt, qMnt].sort());
+    assert.deepEqual(events(second, 'agent.mount_restored').map((l) => l.mountpoint).sort(), [dirMnt, qMnt, sessionMnt, journalMnt].sort());
     assert.equal(findHash(dirMnt), kernelHash);
     assert.equal(findHash(qMnt), qHash);
+    assert.equal(findHash(sessionMnt), kernelHash);
+    assert.equal(findHash(journalMnt), kernelHash);
   });
 
   test('SIGSTOP: a reader gets EIO within the bound (--request-timeout 2), a --hard mount waits; SIGCONT: both serve again', async () => {
