@@ -12,8 +12,8 @@ import type { NodeTable } from './node-table';
 export function nativePrefetchSink(session: FuseSession, nodes: NodeTable): PrefetchSink {
   return {
     directory(key, listing, parentIno) {
-      const ino = nodes.inoOf(key);
-      const entries = kernelEntries(nodes, key, listing.entries);
+      // The directory's new inos go to the node journal in one write, before the session can answer with them.
+      const { ino, entries } = nodes.batch(() => ({ ino: nodes.inoOf(key), entries: kernelEntries(nodes, key, listing.entries) }));
       session.cacheAttr(ino, kernelAttr(listing.dir));
       session.cacheListing(ino, { entries, dotIno: BigInt(listing.dir.ino), dotdotIno: BigInt(parentIno) });
     },
