@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Errno, GrpcCode, isStrataError } from '@strata/errors';
-import { dialTarget, expandAddresses, expandName, isHostName, mergeExpansions, spreadAddresses, systemLookup, type LookedUp, type LookupAll } from './name-expansion';
+import { MAX_ADDRESSES_PER_NAME, dialTarget, expandAddresses, expandName, isHostName, mergeExpansions, spreadAddresses, systemLookup, type LookedUp, type LookupAll } from './name-expansion';
 
 const v4 = (address: string): LookedUp => ({ address, family: 4 });
 const v6 = (address: string): LookedUp => ({ address, family: 6 });
@@ -83,4 +83,13 @@ test('a failed lookup is a clear, retryable error naming the name; the list keep
 test("the system's lookup: localhost is one host; a name under .invalid fails naming it", async () => {
   assert.deepEqual(await expandName('localhost:7400', systemLookup), ['localhost:7400']);
   await assert.rejects(expandName('no-such-host.invalid:7400', systemLookup), (err: unknown) => isStrataError(err) && /cannot resolve host no-such-host\.invalid/.test(err.message));
+});
+
+test('a name answering with thousands of addresses stands for at most MAX_ADDRESSES_PER_NAME of them, the first found', () => {
+  const many = Array.from({ length: 5_000 }, (_, i) => v4(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`));
+  const started = Date.now();
+  const spread = spreadAddresses(many) ?? [];
+  assert.equal(spread.length, MAX_ADDRESSES_PER_NAME);
+  assert.deepEqual(spread.slice(0, 2), ['10.0.0.0', '10.0.0.1']);
+  assert.ok(Date.now() - started < 1_000);
 });

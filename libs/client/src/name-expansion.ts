@@ -12,8 +12,15 @@ export interface LookedUp {
 /** Every address of a host name; the system's resolver (/etc/hosts, DNS) unless a test gives its own. */
 export type LookupAll = (host: string) => Promise<readonly LookedUp[]>;
 
-/** getaddrinfo(3) through libuv: /etc/hosts and nsswitch, as grpc-js itself would have resolved the name. */
-export const systemLookup: LookupAll = (host) => dns.lookup(host, { all: true, verbatim: true });
+/**
+ * getaddrinfo(3) through libuv: /etc/hosts and nsswitch, as grpc-js itself
+ * would have resolved the name; in the resolver's order unless node was
+ * told otherwise (--dns-result-order).
+ */
+export const systemLookup: LookupAll = (host) => dns.lookup(host, { all: true });
+
+/** A name stands for at most this many resolvers (a channel and a Session stream each); further addresses are not used. */
+export const MAX_ADDRESSES_PER_NAME = 64;
 
 /** Past this a lookup counts as failed (getaddrinfo cannot be cancelled; its answer is then ignored). */
 export const LOOKUP_TIMEOUT_MS = 5_000;
@@ -58,11 +65,12 @@ export function spreadAddresses(found: readonly LookedUp[]): string[] | undefine
   const v6: string[] = [];
   for (const a of found) {
     const list = a.family === 6 ? v6 : v4;
-    if (!list.includes(a.address)) list.push(a.address);
+    // One past the cap is enough to compare the families: however long the answer, the work stays bounded.
+    if (list.length <= MAX_ADDRESSES_PER_NAME && !list.includes(a.address)) list.push(a.address);
   }
   if (v4.length <= 1 && v6.length <= 1) return undefined;
-  if (v4.length !== v6.length) return v4.length > v6.length ? v4 : v6;
-  return found[0].family === 6 ? v6 : v4;
+  const family = v4.length !== v6.length ? (v4.length > v6.length ? v4 : v6) : found[0].family === 6 ? v6 : v4;
+  return family.slice(0, MAX_ADDRESSES_PER_NAME);
 }
 
 function dnsFailure(address: string, why: string, cause?: unknown): StrataError {
