@@ -120,6 +120,13 @@ describe('a metadata index per sealed chain, shared through the store', () => {
       assert.deepEqual(await walk(c2, top, p, d), await walk(cPlain, top, p, d), `${p} depth ${d}`);
     }
     assert.equal(indexEvents(r2, 'served').length, 6);
+    // Stat and ReadDir of the sealed chain come from the same index.
+    for (const p of ['/', '/srv/d0007', '/srv/d0040/only1.dat', '/srv/d0001/link', '/etc']) {
+      assert.deepEqual(await c2.stat(top, p), await cPlain.stat(top, p), `stat ${p}`);
+    }
+    for (const p of ['/srv', '/srv/d0020', '/etc']) {
+      assert.deepEqual(await c2.readDir(top, p), await cPlain.readDir(top, p), `readdir ${p}`);
+    }
     console.log(`# cold walk of ${entries} entries: first resolver ${firstMs.toFixed(0)} ms (traversal + build), second ${secondMs.toFixed(0)} ms (index)`);
     // No metadata record was looked up on the second resolver: it never traversed.
     await r2.stop();

@@ -76,13 +76,25 @@ export class ProjectionOps {
   }
 
   async stat(ref: LayerRef, path: Buffer): Promise<StatResponse> {
-    const { rec } = await this.meta.node(await this.view(ref), path);
+    const view = await this.view(ref);
+    const indexed = await this.indexes?.attr(view, path);
+    if (indexed) return { attr: indexed };
+    const { rec } = await this.meta.node(view, path);
     return { attr: rec.attr };
   }
 
   async readDir(ref: LayerRef, path: Buffer, offset: number, limit: number): Promise<ReadDirResponse> {
     checkOffset('readdir offset', offset, path);
     const view = await this.view(ref);
+    const indexed = await this.indexes?.listing(view, path);
+    if (indexed === 'not-dir') {
+      const canon = joinPath(splitPath(path));
+      throw StrataError.notDir(`not a directory: ${printable(canon)}`, canon);
+    }
+    if (indexed) {
+      const page = indexed.entries.slice(offset, offset + pageSize(limit));
+      return { entries: page, eof: offset + page.length >= indexed.entries.length, dirAttr: indexed.dirAttr };
+    }
     const { canon, rec } = await this.meta.node(view, path);
     if (!rec.directory) throw StrataError.notDir(`not a directory: ${printable(canon)}`, canon);
     const entries = await this.meta.listing(view, canon);

@@ -332,3 +332,12 @@ export function entryAt(idx: ParsedIndex, i: number, path: Buffer, includeLinkTa
 export function nameAt(idx: ParsedIndex, i: number): Buffer {
   return idx.buf.subarray(idx.nameOff[i], idx.nameOff[i] + idx.nameLen[i]);
 }
+
+export function isDamaged(idx: ParsedIndex, i: number): boolean {
+  return idx.tag[i] === TAG_DAMAGED;
+}
+
+/** The attributes of entry i, which is not damaged. */
+export function attrAt(idx: ParsedIndex, i: number): Attr {
+  return readAttr(new ByteReader(idx.buf, idx.bodyOff[i], idx.buf.length));
+}

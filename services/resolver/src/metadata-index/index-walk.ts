@@ -1,6 +1,7 @@
+import type { Attr } from '@strata/protocol';
 import type { WalkEntry, WalkError } from '@strata/traversal';
 import { WALK_BATCH } from '../projection/tree-walk';
-import { type ParsedIndex, entryAt, nameAt } from './index-format';
+import { type ParsedIndex, attrAt, entryAt, isDamaged, nameAt } from './index-format';
 
 const SLASH = Buffer.from('/');
 
@@ -68,4 +69,18 @@ export function* walkIndex(
     i++;
   }
   if (batch.length > 0) yield batch;
+}
+
+/**
+ * A directory's entries as ReadDir lists them (names sorted, attributes),
+ * or undefined when one of them is damaged: the traversal answers those,
+ * with the errno and message its lookup gives.
+ */
+export function childrenOf(idx: ParsedIndex, dir: number): { name: Buffer; attr: Attr }[] | undefined {
+  const out: { name: Buffer; attr: Attr }[] = [];
+  for (let j = dir + 1; j < idx.end[dir]; j = idx.end[j]) {
+    if (isDamaged(idx, j)) return undefined;
+    out.push({ name: Buffer.from(nameAt(idx, j)), attr: attrAt(idx, j) });
+  }
+  return out;
 }

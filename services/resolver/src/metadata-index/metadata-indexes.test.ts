@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { MemoryCache } from '@strata/cache';
 import { isStrataError } from '@strata/errors';
 import { Catalog, type LayerRef } from '@strata/layers';
-import { WalkResponse } from '@strata/protocol';
+import { ReadDirResponse, StatResponse, WalkResponse } from '@strata/protocol';
 import type { Logger } from '@strata/telemetry';
 import { Chains } from '../chains';
 import { wireErrorInfo } from '../grpc/wire-error';
@@ -147,7 +147,7 @@ test('walks answered from the index are byte-for-byte the walks by traversal; a 
 
     const second = opsOf(fx, true);
     sameWire(await wire(second, fx.top, '/', 0, true), want[0], 'walk');
-    assert.deepEqual({ ...second.indexes!.counters }, { served: 1, traversed: 0, built: 0, loaded: 1, rejected: 0, abandoned: 0 });
+    assert.deepEqual({ ...second.indexes!.counters }, { served: 1, traversed: 0, lookups: 0, built: 0, loaded: 1, rejected: 0, abandoned: 0 });
     assert.equal(second.counters.misses + second.counters.hits.memory, 0, 'no metadata record was looked up: nothing traversed');
     for (let i = 0; i < CASES.length; i++) sameWire(await wire(second, fx.top, ...CASES[i]), want[i], `case ${JSON.stringify(CASES[i])} from the store`);
     // Paths the index does not hold literally (through a symlink, missing, invalid) went to traversal.
@@ -245,5 +245,45 @@ test('a changed chain (new generation, new layer) is never answered from the old
     assert.equal(fs.readdirSync(fx.indexDir).length, before, 'no index for a LIVE chain');
     assert.deepEqual([fresh.indexes!.counters.built, fresh.indexes!.counters.served], [1, 0]);
     for (const o of [ops, fresh, reference]) o.close();
+  });
+});
+
+/** A unary answer as the wire carries it, or the error it fails with. */
+async function answer<T>(call: () => Promise<T>, encode: (m: T) => Uint8Array): Promise<string> {
+  try {
+    return Buffer.from(encode(await call())).toString('base64');
+  } catch (err) {
+    return isStrataError(err) ? `error ${err.errno} ${err.code} ${err.message}` : `thrown ${String(err)}`;
+  }
+}
+
+test('Stat and ReadDir of a sealed chain are answered from its index, byte-for-byte as by traversal', async () => {
+  await withFixture(async (fx) => {
+    const reference = opsOf(fx, false);
+    const builder = opsOf(fx, true);
+    const all: string[] = [];
+    for await (const batch of reference.walk(fx.top, Buffer.from('/'), 0, false)) for (const e of batch) all.push(e.path.toString('latin1'));
+    await wire(builder, fx.top, '/', 0, true);
+    await builder.indexes!.idle();
+    const ops = opsOf(fx, true);
+    const paths = [...all, '/lnk/b', '/lnk/b/c', '/missing', '/a/f1/x', '/a/abs/x', '', 'rel', '//srv/./d3/', '/a/../a'];
+    const stat = (o: ProjectionOps, p: string): Promise<string> => answer(() => o.stat(fx.top, Buffer.from(p, 'latin1')), (m) => StatResponse.encode(m).finish());
+    const readDir = (o: ProjectionOps, p: string, offset: number, limit: number): Promise<string> =>
+      answer(() => o.readDir(fx.top, Buffer.from(p, 'latin1'), offset, limit), (m) => ReadDirResponse.encode(m).finish());
+    for (const p of paths) {
+      assert.equal(await stat(ops, p), await stat(reference, p), `stat ${JSON.stringify(p)}`);
+      for (const [offset, limit] of [[0, 0], [0, 7], [7, 7], [50, 10], [10_000, 1]]) {
+        assert.equal(await readDir(ops, p, offset, limit), await readDir(reference, p, offset, limit), `readdir ${JSON.stringify(p)} ${offset}+${limit}`);
+      }
+    }
+    assert.ok(ops.indexes!.counters.lookups > all.length, `lookups ${ops.indexes!.counters.lookups}`);
+    // Only the paths the index does not hold (through a symlink, missing, invalid) were looked up by traversal.
+    assert.ok(ops.counters.misses < 40, `record misses ${ops.counters.misses}`);
+    const live = await fx.catalog.create({ source: 'dir:layers/1', layerType: 'snapshot', base: fx.top, mountOptions: ['live'] });
+    const before = ops.indexes!.counters.lookups;
+    await ops.stat({ id: live.layerId }, Buffer.from('/a'));
+    await ops.readDir({ id: live.layerId }, Buffer.from('/a'), 0, 0);
+    assert.equal(ops.indexes!.counters.lookups, before, 'a LIVE chain is never answered from an index');
+    for (const o of [reference, builder, ops]) o.close();
   });
 });

@@ -6,14 +6,23 @@ import { type WalkEntry, type WalkError, joinPath, splitPath } from '@strata/tra
 import type { ChainView } from '../chains';
 import type { Metadata } from '../projection/metadata';
 import { walkTree } from '../projection/tree-walk';
-import { DEFAULT_MAX_INDEX_BYTES, IndexBuilder, IndexRejected, type ParsedIndex, parseIndex } from './index-format';
+import { DEFAULT_MAX_INDEX_BYTES, IndexBuilder, IndexRejected, type ParsedIndex, attrAt, isDamaged, parseIndex } from './index-format';
 import { IndexStore } from './index-store';
-import { findPath, walkIndex } from './index-walk';
+import { childrenOf, findPath, walkIndex } from './index-walk';
+import type { Attr } from '@strata/protocol';
 
 /** Damage that is a property of the sealed tree (the same on every replica, every time): indexed like answers. */
 const DETERMINISTIC_ERRNOS = new Set<number>([Errno.EUCLEAN, Errno.EBADMSG, Errno.EOPNOTSUPP, Errno.ENOENT, Errno.ENOTDIR, Errno.ELOOP]);
 /** An index file found unusable is not read again for this long (another replica may replace it meanwhile). */
 const REJECTED_RECHECK_MS = 60_000;
+/**
+ * A chain without an index file is not looked for again by Stat and
+ * ReadDir for this long: they must not pay a failed open each. (Walks
+ * always look: a full one builds the index when there is none.)
+ */
+const ABSENT_RECHECK_MS = 5_000;
+/** Decoded directory listings kept for paging through large directories. */
+const LISTINGS_KEPT = 64;
 
 export interface MetadataIndexOptions {
   /** Where index files are kept: `<store>/.strata/index`. */
@@ -31,6 +40,8 @@ export interface MetadataIndexCounters {
   served: number;
   /** Walks of a sealed chain answered by traversal (no index, or a path it does not hold). */
   traversed: number;
+  /** Stat and ReadDir requests answered from an index. */
+  lookups: number;
   /** Indexes built here (a full walk). */
   built: number;
   /** Indexes read from the store (built by this or another replica). */
@@ -49,7 +60,7 @@ export interface MetadataIndexCounters {
  * their tree may change under it.
  */
 export class MetadataIndexes {
-  readonly counters: MetadataIndexCounters = { served: 0, traversed: 0, built: 0, loaded: 0, rejected: 0, abandoned: 0 };
+  readonly counters: MetadataIndexCounters = { served: 0, traversed: 0, lookups: 0, built: 0, loaded: 0, rejected: 0, abandoned: 0 };
   readonly store: IndexStore;
   private readonly maxBytes: number;
   private readonly memory: LRUCache<string, ParsedIndex>;
@@ -60,6 +71,8 @@ export class MetadataIndexes {
   /** Chains whose build was given up (not indexable): not tried again by this process. */
   private readonly unindexable = new LRUCache<string, true>({ max: 4096 });
   private readonly rejected = new LRUCache<string, true>({ max: 4096, ttl: REJECTED_RECHECK_MS });
+  private readonly absent = new LRUCache<string, true>({ max: 4096, ttl: ABSENT_RECHECK_MS });
+  private readonly listings = new LRUCache<string, { name: Buffer; attr: Attr }[]>({ max: LISTINGS_KEPT });
 
   constructor(private readonly options: MetadataIndexOptions) {
     this.maxBytes = options.maxIndexBytes ?? DEFAULT_MAX_INDEX_BYTES;
@@ -93,6 +106,55 @@ export class MetadataIndexes {
     }
     this.counters.traversed++;
     yield* walkTree(meta, view, path, maxDepth, includeLinkTargets);
+  }
+
+  /**
+   * A path of a sealed chain as its index holds it (literally: not through
+   * a symlink, not damaged), or undefined: the traversal answers then,
+   * errors included.
+   */
+  private async held(view: ChainView, path: Buffer): Promise<{ idx: ParsedIndex; pos: number } | undefined> {
+    if (view.ttlMs !== undefined || this.absent.has(view.key)) return undefined;
+    const idx = await this.index(view.key);
+    if (!idx) {
+      this.absent.set(view.key, true);
+      return undefined;
+    }
+    let parts: Buffer[];
+    try {
+      parts = splitPath(path);
+    } catch {
+      return undefined;
+    }
+    const pos = findPath(idx, parts);
+    return pos === undefined || isDamaged(idx, pos) ? undefined : { idx, pos };
+  }
+
+  /** Stat from the index. */
+  async attr(view: ChainView, path: Buffer): Promise<Attr | undefined> {
+    const hit = await this.held(view, path);
+    if (!hit) return undefined;
+    this.counters.lookups++;
+    return attrAt(hit.idx, hit.pos);
+  }
+
+  /** ReadDir from the index: the directory's attributes and its sorted entries, or 'not-dir' for a path that is not one. */
+  async listing(view: ChainView, path: Buffer): Promise<{ dirAttr: Attr; entries: { name: Buffer; attr: Attr }[] } | 'not-dir' | undefined> {
+    const hit = await this.held(view, path);
+    if (!hit) return undefined;
+    if (!hit.idx.dir[hit.pos]) {
+      this.counters.lookups++;
+      return 'not-dir';
+    }
+    const key = `${view.key}\0${hit.pos}`;
+    let entries = this.listings.get(key);
+    if (!entries) {
+      entries = childrenOf(hit.idx, hit.pos);
+      if (!entries) return undefined;
+      this.listings.set(key, entries);
+    }
+    this.counters.lookups++;
+    return { dirAttr: attrAt(hit.idx, hit.pos), entries };
   }
 
   /** The chain's index from memory or the store; undefined when there is none usable. Read once however many walks ask. */
@@ -204,6 +266,7 @@ export class MetadataIndexes {
     }
     this.memory.set(key, idx);
     this.rejected.delete(key);
+    this.absent.delete(key);
     const fields = { event: 'resolver.metadata_index', chain: key, entries: idx.count, bytes: data.length, walkMs: Math.round(walkMs) };
     try {
       const file = await this.store.write(key, data);
