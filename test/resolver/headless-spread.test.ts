@@ -261,6 +261,32 @@ describe('a resolver name with several addresses under TLS: each reached by its 
     assert.equal(one.status, 0, one.stderr);
     assert.deepEqual((JSON.parse(one.stdout) as VersionJson).resolvers.map((x) => [x.address, x.error]), [[pinned('127.0.0.3', TLS_PORT), undefined]]);
   });
+
+  test('an agent given the name over TLS: a Session on each address, verified as the name, reads dealt over both', { skip: canMountFuse() ? false : 'needs root and /dev/fuse' }, async (t) => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-headless-tls-'));
+    const mnt = path.join(work, 'mnt');
+    fs.mkdirSync(mnt);
+    const agent = net.service(
+      'agent tls',
+      'agent',
+      ['--resolver', `${NAME}:${TLS_PORT}`, '--tls-ca', certs.file('ca.crt'), '--socket', path.join(work, 'agent.sock'), '--mount', `l0:${mnt}`, '--prefetch-entries', '0', '--data-cache-mb', '0', '--data-cache-dir', path.join(work, 'cache')],
+      { hosts: true },
+    );
+    try {
+      await agent.waitForEvent('agent.ready', 30_000);
+      const before = [sessionStats(net, '127.0.0.2').requests, sessionStats(net, '127.0.0.3').requests];
+      const r = spawnSync('nsenter', ['-t', String(agent.pid), '-m', '--', 'sh', '-c', 'for f in "$0"/*; do cat "$f" || exit 1; done', path.join(mnt, 'd2')], { encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, Array.from({ length: FILES }, (_, i) => content('d2', i)).join(''));
+      const served = [sessionStats(net, '127.0.0.2').requests - before[0], sessionStats(net, '127.0.0.3').requests - before[1]];
+      t.diagnostic(`over TLS, d2 read through the mount: ${served[0]} Session requests served by 127.0.0.2, ${served[1]} by 127.0.0.3`);
+      assert.ok(served[0] > 0 && served[1] > 0, `both served: ${served.join(' and ')}`);
+      assert.equal(agent.events('agent.resolver.unreachable').length, 0, 'no handshake refused');
+    } finally {
+      await within('the agent to stop', agent.stop('SIGTERM', 10_000), 20_000).catch(() => undefined);
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('a resolver name with several IPv6 addresses: each dialled in brackets, shown as the name', { skip: unsupported ?? false }, () => {
