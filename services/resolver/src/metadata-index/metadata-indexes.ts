@@ -52,6 +52,16 @@ export interface MetadataIndexCounters {
   abandoned: number;
 }
 
+function needsTarget(e: WalkEntry | WalkError): e is WalkEntry {
+  return !('error' in e) && isLinkMode(e.attr.mode) && !e.linkTarget;
+}
+
+/** A walk entry as the index keeps it; an error that may not last (EIO, EACCES, ...) makes the chain not indexable. */
+function indexable(e: WalkEntry | WalkError): WalkEntry | WalkError {
+  if ('error' in e && !DETERMINISTIC_ERRNOS.has(e.error.errno)) throw StrataError.invalid(`not indexable: ${e.error.errnoName} may not last`);
+  return e;
+}
+
 /**
  * The metadata index of each sealed chain (issue 28): a Walk of a sealed
  * chain is answered from it, and it is built by the first full Walk (of
@@ -211,7 +221,7 @@ export class MetadataIndexes {
       for await (const batch of walkTree(meta, view, path, 0, includeLinkTargets)) {
         if (builder) {
           try {
-            for (const e of batch) builder.add(await this.indexable(meta, view, e));
+            for (const e of batch) builder.add(needsTarget(e) ? await this.withTarget(meta, view, e) : indexable(e));
           } catch (err) {
             builder = undefined;
             why = errorMessage(err);
@@ -224,7 +234,12 @@ export class MetadataIndexes {
       this.building.delete(key);
       if (!builder) this.abandon(key, why, true);
       else if (!completed) this.abandon(key, 'the walk failed or was cancelled', false);
-      else this.behind(this.finishBuild(key, builder, performance.now() - started));
+      else {
+        const b = builder;
+        const walkMs = performance.now() - started;
+        // Encoding and checking take tens of ms for 25k entries: after the Walk's end is sent, not before.
+        this.behind(new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.finishBuild(key, b, walkMs)));
+      }
     }
   }
 
@@ -238,13 +253,8 @@ export class MetadataIndexes {
     while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
   }
 
-  /** A walk entry as the index keeps it: a link with its target (fetched if the walk did not ask for it); transient errors refused. */
-  private async indexable(meta: Metadata, view: ChainView, e: WalkEntry | WalkError): Promise<WalkEntry | WalkError> {
-    if ('error' in e) {
-      if (!DETERMINISTIC_ERRNOS.has(e.error.errno)) throw StrataError.invalid(`not indexable: ${e.error.errnoName} may not last`);
-      return e;
-    }
-    if (!isLinkMode(e.attr.mode) || e.linkTarget) return e;
+  /** A link the walk sent without its target (it was not asked for), with it. */
+  private async withTarget(meta: Metadata, view: ChainView, e: WalkEntry): Promise<WalkEntry> {
     return { ...e, linkTarget: (await meta.node(view, e.path)).rec.linkTarget };
   }
 
