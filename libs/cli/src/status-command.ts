@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { certificateIdentity, controlRequest, defaultSocketPath, type AgentStatus, type ResolverState } from '@strata/agent-control';
-import { TLS_ENV, type ResolverVersion } from '@strata/client';
+import { TLS_ENV, dialAddress, type ResolverVersion } from '@strata/client';
 import { Errno, errorMessage } from '@strata/errors';
 // The module alone, not the package index: a CLI call should not load the logger and OpenTelemetry.
 import { buildInfo, versionText } from '@strata/telemetry/dist/version';
@@ -118,7 +118,7 @@ export function addStatusCommand(program: Command, ctx: CommandContext): void {
       await ctx.withClient(cmd, async (client) => {
         const versions = await client.versions();
         const seen = new Map(agent.up ? agent.resolvers.map((r) => [r.address, r.state] as const) : []);
-        const resolvers = versions.map((v) => ({ ...v, ...(v.latencyMs !== undefined ? { latencyMs: Math.round(v.latencyMs * 10) / 10 } : {}), ...(seen.has(v.address) ? { agentState: seen.get(v.address) } : {}) }));
+        const resolvers = versions.map((v) => ({ ...v, ...(v.latencyMs !== undefined ? { latencyMs: Math.round(v.latencyMs * 10) / 10 } : {}), ...agentStateOf(seen, v.address) }));
         const certFile = g.tlsCert ?? (process.env[TLS_ENV.cert] || undefined);
         const caFile = g.tlsCa ?? (process.env[TLS_ENV.ca] || undefined);
         const build = buildInfo();
@@ -139,4 +139,14 @@ export function addStatusCommand(program: Command, ctx: CommandContext): void {
         if (!report.ok) throw new CliError(Errno.EIO, `degraded: ${problems.join('; ')}`);
       });
     });
+}
+
+/**
+ * What the agent says of one resolver. A name that stands for several
+ * resolvers lists each as "name (ip:port)", while the agent names the
+ * address it dials: either matches.
+ */
+function agentStateOf(seen: ReadonlyMap<string, ResolverState['state']>, address: string): { agentState?: ResolverState['state'] } {
+  const state = seen.get(address) ?? seen.get(dialAddress(address));
+  return state !== undefined ? { agentState: state } : {};
 }
