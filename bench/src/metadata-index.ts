@@ -108,6 +108,33 @@ function cpuMs(r: ResolverProcess): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
+/** Paths of the generated stack, spread over its directories. */
+function statPaths(n: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const d = (i * 7) % 1000;
+    // Directories d % 20 == 0 are opaque in the top layer: only its files are there.
+    out.push(`/srv/d${String(d).padStart(4, '0')}/${d % 20 === 0 ? `only${i % 4}` : `f${5 + (i % 17)}`}.dat`);
+  }
+  return out;
+}
+
+/** A fresh resolver, cold caches, `paths` Stats one after another (as an agent's misses come), over one client. */
+async function coldStats(store: string, ref: { name: string }, paths: string[], env: Record<string, string> = {}): Promise<number> {
+  const resolver = await startResolver({ store, env });
+  const client = new StrataClient({ resolver: resolver.address });
+  try {
+    await client.getLayer(ref);
+    dropCaches();
+    const t0 = performance.now();
+    for (const p of paths) await client.stat(ref, p);
+    return performance.now() - t0;
+  } finally {
+    client.close();
+    await resolver.stop();
+  }
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main(): Promise<void> {
@@ -140,6 +167,14 @@ async function main(): Promise<void> {
     }
     log(`run ${run + 1}: plain ${plain.ms.toFixed(0)} ms, first ${first.ms.toFixed(0)} ms, second ${second.ms.toFixed(0)} ms (index read ${loadMs} ms)`);
   }
+  // The index is in the store now: Stats on fresh resolvers, without and with it.
+  const paths = statPaths(2000);
+  const statPlain: number[] = [];
+  const statIndexed: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    statPlain.push(await coldStats(store, top, paths, { STRATA_METADATA_INDEX: 'off' }));
+    statIndexed.push(await coldStats(store, top, paths));
+  }
   const m = (k: keyof typeof rows): number => median(rows[k].ms);
   const c = (k: keyof typeof rows): number => median(rows[k].cpu);
   console.log(`metadata index, cold Walk of the generated stack (${entries} entries), ${new Date().toISOString()}, ${os.cpus().length} cores, load ${load0.map((x) => x.toFixed(2)).join(' ')}, kernel caches ${DROP ? 'dropped' : 'kept'}, median of ${RUNS}`);
@@ -149,6 +184,7 @@ async function main(): Promise<void> {
   for (const [k, label] of [['plain', 'without index (traversal)'], ['first', 'first (traversal + build)'], ['second', 'second (from the index)']] as const) {
     console.log(`| ${label} | ${m(k).toFixed(0)} | ${((m(k) * 1000) / entries).toFixed(1)} | ${c(k).toFixed(0)} |`);
   }
+  console.log(`${paths.length} Stats in a row, fresh resolver, cold caches: ${median(statPlain).toFixed(0)} ms by traversal, ${median(statIndexed).toFixed(0)} ms from the index (its read included)`);
   console.log(`second ÷ first: ${(m('second') / m('first')).toFixed(3)} (${(m('first') / m('second')).toFixed(1)}× faster); first ÷ plain: ${(m('first') / m('plain')).toFixed(2)} (cost of building)`);
 }
 
