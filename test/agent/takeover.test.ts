@@ -564,4 +564,31 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     assert.equal(findHash(dirMnt), kernelHash);
     assert.equal(fs.readdirSync(path.join(dirMnt, 'tree/d0043')).length, 5);
   });
+
+  test('agent and holder both lost: the dead mount where a desired mount goes is cleared and mounted again', async () => {
+    const p = place('lost');
+    const dirMnt = p.mountpoint('dir');
+    const first = await agentOn(p.socket);
+    mount(first, 'w3', dirMnt);
+    first.child.kill('SIGKILL');
+    await within('the killed agent to exit', first.exit);
+    const c = await HolderClient.connect(path.join(`${p.socket}.state`, 'holder.sock'), { timeoutMs: 2000 });
+    const { pid } = await c.status();
+    c.close();
+    process.kill(pid, 'SIGKILL');
+    await waitFor('the mount to be dead', () => {
+      try {
+        fs.readdirSync(dirMnt);
+        return undefined;
+      } catch (err) {
+        return (err as NodeJS.ErrnoException).code === 'ENOTCONN' || undefined;
+      }
+    });
+    // As if the agent had died before it listed the mount as its own.
+    fs.rmSync(`${p.socket}.mounts.json`);
+    const second = await agentOn(p.socket);
+    assert.ok(events(second, 'agent.stale_mount_cleared').some((l) => l.mountpoint === dirMnt && l.reason === 'desired'), JSON.stringify(second.logs.filter((l) => l.level !== 'debug')));
+    assert.deepEqual(events(second, 'agent.mount_restored').map((l) => l.mountpoint), [dirMnt]);
+    assert.equal(findHash(dirMnt), kernelHash);
+  });
 });

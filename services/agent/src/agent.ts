@@ -381,6 +381,14 @@ export class Agent {
     return this.mounts.has(mountpoint);
   }
 
+  /** Detaches a strata mount at `mountpoint` whose server is gone (ENOTCONN to every reader); anything else is left alone. */
+  private async clearDeadAt(mountpoint: string): Promise<void> {
+    if (this.mounts.has(mountpoint) || !hasStrataMount(await readMountTable(), mountpoint)) return;
+    if ((await mountLiveness(mountpoint)) !== 'dead') return;
+    await unmount(mountpoint, true);
+    this.log.warn({ event: 'agent.stale_mount_cleared', mountpoint, reason: 'desired' }, 'cleared a dead mount where a mount of the desired state goes');
+  }
+
   private async saveState(): Promise<void> {
     await this.state.write([...this.mounts.values()].map((m) => ({ mountpoint: m.info.mountpoint, layerId: m.info.layerId })));
   }
@@ -402,6 +410,8 @@ export class Agent {
       let info: MountInfo;
       let allowOther: boolean;
       try {
+        // A mount of the desired state may find its own dead mount there (a crash before it was listed): cleared first.
+        if (request.restored) await this.clearDeadAt(mountpoint);
         ({ info, allowOther } = await this.mountAt(layerText, mountpoint, caller, request.hard === true));
         if (request.desired) await this.desired?.add({ layer: layerText, mountpoint, hard: request.hard === true, ...(caller ? { caller } : {}) });
       } finally {
