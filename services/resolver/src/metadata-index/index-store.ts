@@ -11,10 +11,18 @@ import { INDEX_VERSION, IndexRejected } from './index-format';
  * replicas of another version keep files of their own instead of
  * replacing each other's.
  */
+/** A temporary file older than this was left by a replica that died while writing. */
+const STALE_TMP_MS = 10 * 60_000;
+/** Directory entries looked at by one pruning (bounds its work on a huge directory). */
+const PRUNE_SCAN_MAX = 100_000;
+/** Default bound of all index files of a store together. */
+export const DEFAULT_MAX_DIR_BYTES = 8 * 1024 ** 3;
+
 export class IndexStore {
   constructor(
     readonly dir: string,
     private readonly maxBytes: number,
+    private readonly maxDirBytes: number = DEFAULT_MAX_DIR_BYTES,
   ) {}
 
   fileOf(key: string): string {
@@ -72,10 +80,48 @@ export class IndexStore {
         await fh.close();
       }
       await fs.rename(tmp, file);
+      await this.prune().catch(() => undefined);
       return file;
     } catch (err) {
       await fs.rm(tmp, { force: true }).catch(() => undefined);
       throw StrataError.from(err, `metadata index ${file}`);
     }
+  }
+
+  /**
+   * Keeps the directory bounded, after each write (builds are rare):
+   * temporary files of writers that died are removed, and while all index
+   * files together exceed the bound, the least recently written go (a
+   * chain whose index is gone is walked by traversal once and indexed
+   * again; a replica reading a removed file keeps its open copy).
+   */
+  async prune(): Promise<{ removed: number }> {
+    const dir = await fs.opendir(this.dir);
+    const files: { file: string; size: number; mtimeMs: number }[] = [];
+    let removed = 0;
+    let seen = 0;
+    const now = Date.now();
+    for await (const e of dir) {
+      if (++seen > PRUNE_SCAN_MAX) break;
+      if (!e.isFile()) continue;
+      const file = path.join(this.dir, e.name);
+      const st = await fs.stat(file).catch(() => undefined);
+      if (!st) continue;
+      if (e.name.includes('.idx.tmp-')) {
+        if (now - st.mtimeMs > STALE_TMP_MS && (await fs.rm(file, { force: true }).then(() => true, () => false))) removed++;
+      } else if (e.name.endsWith('.idx')) {
+        files.push({ file, size: st.size, mtimeMs: st.mtimeMs });
+      }
+    }
+    let total = files.reduce((n, f) => n + f.size, 0);
+    files.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    for (const f of files) {
+      if (total <= this.maxDirBytes) break;
+      if (await fs.rm(f.file, { force: true }).then(() => true, () => false)) {
+        total -= f.size;
+        removed++;
+      }
+    }
+    return { removed };
   }
 }

@@ -32,6 +32,8 @@ export interface MetadataIndexOptions {
   maxIndexBytes?: number;
   /** Indexes kept in memory, by bytes. */
   memoryBytes?: number;
+  /** All index files of the store together (default DEFAULT_MAX_DIR_BYTES, 8 GiB); the least recently written go first. */
+  maxDirBytes?: number;
 }
 
 /** What happened to indexes in this process (the test and the benchmark read them; logged with every event). */
@@ -86,7 +88,7 @@ export class MetadataIndexes {
 
   constructor(private readonly options: MetadataIndexOptions) {
     this.maxBytes = options.maxIndexBytes ?? DEFAULT_MAX_INDEX_BYTES;
-    this.store = new IndexStore(options.dir, this.maxBytes);
+    this.store = new IndexStore(options.dir, this.maxBytes, options.maxDirBytes);
     this.memory = new LRUCache<string, ParsedIndex>({
       maxSize: options.memoryBytes ?? 2 * this.maxBytes,
       // The file's bytes and ~18 bytes of typed arrays per entry.
