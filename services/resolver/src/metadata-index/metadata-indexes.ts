@@ -21,6 +21,8 @@ const REJECTED_RECHECK_MS = 60_000;
  * always look: a full one builds the index when there is none.)
  */
 const ABSENT_RECHECK_MS = 5_000;
+/** A chain found not indexable is tried again after this long. */
+const UNINDEXABLE_RECHECK_MS = 10 * 60_000;
 /** Decoded directory listings kept for paging through large directories. */
 const LISTINGS_KEPT = 64;
 
@@ -30,7 +32,7 @@ export interface MetadataIndexOptions {
   log?: Logger;
   /** Bound of one index (file and memory). */
   maxIndexBytes?: number;
-  /** Indexes kept in memory, by bytes. */
+  /** Indexes kept in memory, by bytes (default: one index's bound, 128 MiB). */
   memoryBytes?: number;
   /** All index files of the store together (default DEFAULT_MAX_DIR_BYTES, 8 GiB); the least recently written go first. */
   maxDirBytes?: number;
@@ -80,8 +82,8 @@ export class MetadataIndexes {
   private readonly building = new Set<string>();
   /** Builds finishing behind their walks (idle() waits for them). */
   private readonly finishing = new Set<Promise<void>>();
-  /** Chains whose build was given up (not indexable): not tried again by this process. */
-  private readonly unindexable = new LRUCache<string, true>({ max: 4096 });
+  /** Chains whose build was given up (not indexable): not tried again for a while (an EIO may have been passing). */
+  private readonly unindexable = new LRUCache<string, true>({ max: 4096, ttl: UNINDEXABLE_RECHECK_MS });
   private readonly rejected = new LRUCache<string, true>({ max: 4096, ttl: REJECTED_RECHECK_MS });
   private readonly absent = new LRUCache<string, true>({ max: 4096, ttl: ABSENT_RECHECK_MS });
   private readonly listings = new LRUCache<string, { name: Buffer; attr: Attr }[]>({ max: LISTINGS_KEPT });
@@ -90,7 +92,7 @@ export class MetadataIndexes {
     this.maxBytes = options.maxIndexBytes ?? DEFAULT_MAX_INDEX_BYTES;
     this.store = new IndexStore(options.dir, this.maxBytes, options.maxDirBytes);
     this.memory = new LRUCache<string, ParsedIndex>({
-      maxSize: options.memoryBytes ?? 2 * this.maxBytes,
+      maxSize: options.memoryBytes ?? this.maxBytes,
       // The file's bytes and ~18 bytes of typed arrays per entry.
       sizeCalculation: (v) => v.buf.length + v.count * 18 + 1,
     });
