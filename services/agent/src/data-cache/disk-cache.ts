@@ -79,6 +79,9 @@ const SNAPSHOT_AFTER_READS = 256;
  */
 const SNAPSHOT_EVERY_SEALS = 64;
 const SNAPSHOT_INTERVAL_MS = 30_000;
+/** Files synced and recorded at once, and waiting to be (beyond it a file is not kept: it costs a fetch after a restart). */
+const SEALS_AT_ONCE = 4;
+const MAX_SEAL_QUEUE = 4096;
 
 /**
  * The agent's on-disk data cache: sealed layer files kept whole, one cache
@@ -103,6 +106,8 @@ export class DiskCache {
   private sealsSinceSnapshot = 0;
   private lastSnapshotAt = -Infinity;
   private snapshotTimer?: NodeJS.Timeout;
+  private readonly sealQueue: Array<{ f: CachedFile; sum: number }> = [];
+  private readonly sealing = new Set<Promise<void>>();
   private readonly counters = { fills: 0, fillBytes: 0, fillFailures: 0, evictions: 0, diskReads: 0, loaded: 0, loadDropped: 0, reused: 0, reuseRejected: 0 };
 
   private constructor(
@@ -215,15 +220,39 @@ export class DiskCache {
   }
 
   /**
-   * Makes a filled file one the next agent may reuse: its bytes synced,
-   * then its record written. Files without an origin, or whose sum is
-   * unknown, stay this agent's alone. Failing costs only the keeping.
+   * Makes a filled file one the next agent may reuse, soon: its bytes
+   * synced, then its record written. Done in the background, a few at a
+   * time, so that the syncs never hold up the next fills (a cold read of
+   * many small files fills thousands); past the queue's bound a file is
+   * simply not kept. Files without an origin, or whose sum is unknown,
+   * stay this agent's alone.
    */
-  async seal(f: CachedFile, out: FileHandle, sum: number | undefined): Promise<void> {
-    if (f.origin === undefined || sum === undefined || this.dir === '' || f.gone.signal.aborted) return;
+  seal(f: CachedFile, sum: number | undefined): void {
+    if (f.origin === undefined || sum === undefined || this.dir === '' || this.closing || f.gone.signal.aborted) return;
+    if (this.sealQueue.length >= MAX_SEAL_QUEUE) return;
+    this.sealQueue.push({ f, sum });
+    while (this.sealing.size < SEALS_AT_ONCE && this.sealQueue.length > 0) {
+      const p = this.sealNext().finally(() => this.sealing.delete(p));
+      this.sealing.add(p);
+    }
+  }
+
+  private async sealNext(): Promise<void> {
+    for (let next = this.sealQueue.shift(); next !== undefined && !this.closing; next = this.sealQueue.shift()) await this.sealOne(next.f, next.sum);
+  }
+
+  private async sealOne(f: CachedFile, sum: number): Promise<void> {
+    if (f.origin === undefined || f.gone.signal.aborted) return;
     const record = path.join(this.dir, path.basename(f.file, DATA_SUFFIX) + RECORD_SUFFIX);
     try {
-      await out.datasync();
+      // fsync works on a read-only descriptor: it syncs the file, not the descriptor's writes.
+      const h = await fs.open(f.file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        await h.datasync();
+      } finally {
+        await h.close();
+      }
+      if (f.gone.signal.aborted) return;
       await writeRecord(record, { id: f.id, size: f.size, attrs: f.origin.attrs, chunkSize: f.origin.chunkSize, sum });
       f.sum = sum;
       f.kept = true;
@@ -309,6 +338,9 @@ export class DiskCache {
   async close(): Promise<void> {
     clearTimeout(this.snapshotTimer);
     this.snapshotTimer = undefined;
+    // Files still waiting for their sync are not kept: a stop is not held up by thousands of them.
+    this.sealQueue.length = 0;
+    await Promise.all([...this.sealing]);
     await this.flush();
     this.closing = true;
     const dropped = [...this.lru.values()].filter((f) => f.kept !== true);

@@ -281,7 +281,7 @@ export class MountData {
         this.o.cache.filled(f);
         // Handed over on the fd just written: no second open per file (a cold read of many small files fills thousands).
         this.handOver(w.ino, out.fd);
-        await this.o.cache.seal(f, out, sum);
+        this.o.cache.seal(f, sum);
       } finally {
         await out.close();
       }
