@@ -407,8 +407,9 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     const hardMnt = p.mountpoint('hard');
     const agent = await agentOn(p.socket, ['--request-timeout', '2']);
     mount(agent, 'w3', dirMnt);
-    const hard = strata(['mount', 'w3', hardMnt, '--hard', '--socket', p.socket]);
+    const hard = strata(['mount', 'w3', hardMnt, '--hard', '--socket', p.socket, '--json']);
     assert.equal(hard.status, 0, hard.stderr);
+    assert.equal((JSON.parse(hard.stdout) as { hard?: boolean }).hard, true);
     assert.equal(fs.readdirSync(path.join(dirMnt, 'tree')).length, 200);
     assert.equal(fs.readdirSync(path.join(hardMnt, 'tree')).length, 200);
     const list = (dir: string): { done: Promise<{ code: number | null; stderr: string; ms: number }>; running(): boolean } => {

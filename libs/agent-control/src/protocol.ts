@@ -18,6 +18,8 @@ export interface MountInfo {
   flags: string[];
   /** ISO time the mount went live. */
   mountedAt: string;
+  /** Made with `strata mount --hard`: readers wait for the resolvers and the next agent, never EIO after a deadline (absent: false). */
+  hard?: boolean;
   /**
    * How it serves, from the answers its operations got (agents before this field: absent):
    * serving, degraded (its operations fail), revoked (EACCES: the agent lost its grant),

@@ -209,6 +209,7 @@ export class Mount {
       live: parts.live,
       flags: parts.flags,
       mountedAt: new Date().toISOString(),
+      ...(spec.hard ? { hard: true } : {}),
     };
     return Mount.assemble(spec, info, session, parts, ctx);
   }
@@ -255,6 +256,7 @@ export class Mount {
       live: parts.live,
       flags: record.flags,
       mountedAt: record.mountedAt,
+      ...(record.hard ? { hard: true } : {}),
     };
     return Mount.assemble(spec, info, session, parts, ctx);
   }
