@@ -10,9 +10,10 @@ export function defaultDataCacheRoot(): string {
 
 /**
  * The directory one agent owns inside the cache root: named after its
- * control socket, so agents of different sockets on one host never share
- * (each empties its own at start and removes it at stop) and the root an
- * operator names is never emptied itself.
+ * control socket, so agents of different sockets on one host never share,
+ * while the next agent of the same socket (a restart, an upgrade, after a
+ * crash) finds what its predecessor kept there. The root an operator names
+ * is never emptied itself.
  */
 export function agentDataDir(root: string, socket: string): string {
   const tag = createHash('sha256').update(path.resolve(socket)).digest('hex').slice(0, 12);
