@@ -1,6 +1,6 @@
 import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { decodeRecord, encodeRecord, TEMP_SUFFIX, type EntryRecord } from './entry-record';
+import { encodeRecord, recordOf, TEMP_SUFFIX, type EntryRecord } from './entry-record';
 
 /**
  * A snapshot of the records of the kept files, one file, so that a start
@@ -46,21 +46,20 @@ export async function readIndex(dir: string): Promise<Map<string, IndexedEntry>>
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     if (line === '') continue;
-    const record = decodeRecord(line);
+    let o: unknown;
+    try {
+      o = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    const record = recordOf(o);
     if (typeof record === 'string') continue;
-    const extra = parseExtra(line);
-    if (extra === undefined) continue;
-    found.set(extra.name, { name: extra.name, record, usedMs: extra.usedMs });
+    // Beside the record: its file's name and when it was last used.
+    const { n, u } = o as Record<string, unknown>;
+    if (typeof n !== 'string' || !/^[0-9a-f]{1,64}$/.test(n) || typeof u !== 'number' || !Number.isFinite(u)) continue;
+    found.set(n, { name: n, record, usedMs: u });
   }
   return found;
-}
-
-/** The name and time a line carries beside its record. */
-function parseExtra(line: string): { name: string; usedMs: number } | undefined {
-  const o = JSON.parse(line) as Record<string, unknown>;
-  const { n, u } = o;
-  if (typeof n !== 'string' || !/^[0-9a-f]{1,64}$/.test(n) || typeof u !== 'number' || !Number.isFinite(u)) return undefined;
-  return { name: n, usedMs: u };
 }
 
 /** Replaces the snapshot (temporary file, fsync, rename): a crash leaves the old one or the new one. */

@@ -196,6 +196,18 @@ describe('DiskCache across restarts', () => {
     assert.equal(other.fetched.length, 1, 'a new generation is other bytes');
   });
 
+  it('fills a file once when two mounts of the chain read it at the same time', async () => {
+    const big = source(33, randomBytes(6 * CHUNK + 5));
+    const files = { '/b': big };
+    const cache = await DiskCache.open(newDir(), 64 * CHUNK, { log });
+    const a = mountOf(cache, files);
+    const b = mountOf(cache, files);
+    const [ga, gb] = await Promise.all([a.readAll(4n, '/b'), b.readAll(6n, '/b')]);
+    assert.ok(ga.equals(big.bytes) && gb.equals(big.bytes));
+    assert.equal(a.fetched.length + b.fetched.length, 7, 'each chunk fetched once');
+    assert.equal(cache.stats().fills, 1);
+  });
+
   it('does not reuse a file whose attributes changed: removed, fetched again, the new bytes served', async () => {
     const dir = newDir();
     const files = { '/f': source(41, randomBytes(20_000)) };

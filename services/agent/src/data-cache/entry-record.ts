@@ -47,6 +47,11 @@ export function decodeRecord(text: string): EntryRecord | string {
   } catch {
     return 'not JSON';
   }
+  return recordOf(o);
+}
+
+/** The record `o` (parsed JSON) is, or why it is not one. */
+export function recordOf(o: unknown): EntryRecord | string {
   if (typeof o !== 'object' || o === null) return 'not an object';
   const r = o as Record<string, unknown>;
   if (r.v !== RECORD_VERSION) return `version ${String(r.v)}`;

@@ -4,7 +4,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { GrpcCode, StrataError } from '@strata/errors';
 import type { Logger } from '@strata/telemetry';
 import type { FileAttrs } from './chain-identity';
-import type { CachedFile, DiskCache, FileOrigin } from './disk-cache';
+import { whenGone, type CachedFile, type DiskCache, type FileOrigin } from './disk-cache';
 import { ChunkSums } from './file-sum';
 
 /** Where a mount's file data is served from without JavaScript (the mount's FuseSession). */
@@ -245,7 +245,7 @@ export class MountData {
     if (!(await this.o.cache.reuse(id, f, origin.attrs))) return false;
     if (this.closed) return true;
     this.ids.set(w.ino, id);
-    f.gone.signal.addEventListener('abort', () => this.forget(w.ino, id), { once: true, signal: this.life.signal });
+    whenGone(f, () => this.forget(w.ino, id), this.life.signal);
     let h: FileHandle;
     try {
       h = await fs.open(f.file, constants.O_RDONLY);
@@ -264,11 +264,12 @@ export class MountData {
 
   private async fetchWhole(w: Wanted, origin: FileOrigin | undefined): Promise<void> {
     const id = this.idFor(w.ino, w.path);
-    if (origin !== undefined && origin.attrs.size !== w.size) throw StrataError.corrupt(`the file has ${origin.attrs.size} bytes, its read said ${w.size}`);
+    // Another mount of the chain started it meanwhile; or the resolver's size is not the one the read saw (the next read decides).
+    if (this.o.cache.peek(id) !== undefined || (origin !== undefined && origin.attrs.size !== w.size)) return;
     const f = this.o.cache.reserve(id, w.size, origin);
     this.inFill.set(w.ino, f);
     if (this.chain) this.ids.set(w.ino, id);
-    f.gone.signal.addEventListener('abort', () => this.forget(w.ino, id), { once: true, signal: this.life.signal });
+    whenGone(f, () => this.forget(w.ino, id), this.life.signal);
     const started = performance.now();
     try {
       const out = await this.o.cache.create(f);
