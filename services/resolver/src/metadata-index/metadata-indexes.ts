@@ -89,7 +89,8 @@ export class MetadataIndexes {
   private readonly listings = new LRUCache<string, { name: Buffer; attr: Attr }[]>({ max: LISTINGS_KEPT });
 
   constructor(private readonly options: MetadataIndexOptions) {
-    this.maxBytes = options.maxIndexBytes ?? DEFAULT_MAX_INDEX_BYTES;
+    // Offsets in an index are 32-bit.
+    this.maxBytes = Math.min(options.maxIndexBytes ?? DEFAULT_MAX_INDEX_BYTES, 2 ** 32 - 1);
     this.store = new IndexStore(options.dir, this.maxBytes, options.maxDirBytes);
     this.memory = new LRUCache<string, ParsedIndex>({
       maxSize: options.memoryBytes ?? this.maxBytes,
