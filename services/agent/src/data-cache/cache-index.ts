@@ -62,10 +62,22 @@ export async function readIndex(dir: string): Promise<Map<string, IndexedEntry>>
   return found;
 }
 
-/** Replaces the snapshot (temporary file, fsync, rename): a crash leaves the old one or the new one. */
+/**
+ * Replaces the snapshot (temporary file, fsync, rename): a crash leaves the
+ * old one or the new one. `entries` least recently used first; past the
+ * size a load reads, the least recent are left out.
+ */
 export async function writeIndex(dir: string, entries: readonly IndexedEntry[]): Promise<void> {
-  const parts = [INDEX_HEADER];
-  for (const e of entries) parts.push(encodeRecord(e.record).replace(/^\{/, `{"n":${JSON.stringify(e.name)},"u":${Math.round(e.usedMs)},`));
+  const lines: string[] = [];
+  let bytes = INDEX_HEADER.length + 1;
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i];
+    const line = encodeRecord(e.record).replace(/^\{/, `{"n":${JSON.stringify(e.name)},"u":${Math.round(e.usedMs)},`);
+    bytes += Buffer.byteLength(line) + 1;
+    if (bytes > MAX_INDEX_BYTES) break;
+    lines.push(line);
+  }
+  const parts = [INDEX_HEADER, ...lines.reverse()];
   const file = path.join(dir, INDEX_FILE);
   const tmp = file + TEMP_SUFFIX;
   const h = await fs.open(tmp, constants.O_CREAT | constants.O_TRUNC | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);

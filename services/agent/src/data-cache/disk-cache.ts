@@ -81,6 +81,8 @@ const SNAPSHOT_EVERY_SEALS = 64;
 const SNAPSHOT_INTERVAL_MS = 30_000;
 /** Files synced and recorded at once, and waiting to be (beyond it a file is not kept: it costs a fetch after a restart). */
 const SEALS_AT_ONCE = 4;
+/** Entries in a snapshot at most (about 60 MiB of lines, what the load reads of one). */
+const MAX_SNAPSHOT_ENTRIES = 200_000;
 const MAX_SEAL_QUEUE = 4096;
 
 /**
@@ -380,15 +382,15 @@ export class DiskCache {
   private async writeSnapshot(): Promise<void> {
     const kept: IndexedEntry[] = [];
     const now = Date.now();
-    let age = this.lru.size;
-    // Least recent first, each a millisecond apart: the order is what matters, in the LRU here and at the next start.
-    for (const f of this.lru.rvalues()) {
-      age--;
-      if (f === undefined || f.kept !== true || f.origin === undefined || f.sum === undefined) continue;
-      kept.push({ name: path.basename(f.file, DATA_SUFFIX), usedMs: now - age, record: { id: f.id, size: f.size, attrs: f.origin.attrs, chunkSize: f.origin.chunkSize, sum: f.sum } });
+    // Most recent first, each a millisecond older: the order is what matters, in the LRU here and at the next start.
+    // Past the bound the least recent are left out (the next start reads their records).
+    for (const f of this.lru.values()) {
+      if (kept.length >= MAX_SNAPSHOT_ENTRIES) break;
+      if (f.kept !== true || f.origin === undefined || f.sum === undefined) continue;
+      kept.push({ name: path.basename(f.file, DATA_SUFFIX), usedMs: now - kept.length, record: { id: f.id, size: f.size, attrs: f.origin.attrs, chunkSize: f.origin.chunkSize, sum: f.sum } });
     }
     try {
-      await writeIndex(this.dir, kept);
+      await writeIndex(this.dir, kept.reverse());
     } catch (err) {
       this.opts.log?.debug({ event: 'agent.data_cache.snapshot_failed', dir: this.dir, err: StrataError.from(err).message }, 'data cache snapshot not written');
     }

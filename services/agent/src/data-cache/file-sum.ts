@@ -40,7 +40,7 @@ export class ChunkSums {
 export async function sumOfFile(file: string, size: number, chunkSize: number): Promise<number | undefined> {
   let h: fs.FileHandle;
   try {
-    h = await fs.open(file, constants.O_RDONLY);
+    h = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch {
     return undefined;
   }
