@@ -47,8 +47,12 @@ const LOAD_PARALLEL = 16;
  * or listed.
  */
 export async function loadCacheDir(dir: string, maxBytes: number, takes: SizeRule): Promise<LoadResult> {
+  // Something else where the directory should be (the path is the agent's own): it goes.
+  const st = await fs.lstat(dir).catch(() => undefined);
+  const notDir = st !== undefined && !st.isDirectory() && !st.isSymbolicLink();
+  if (notDir) await fs.rm(dir, { force: true });
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const reset = await checkFormat(dir);
+  const reset = notDir ? 'it was not a directory' : await checkFormat(dir);
   if (reset !== undefined) {
     await emptyDir(dir);
     await writeFormat(dir);

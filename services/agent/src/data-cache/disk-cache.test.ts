@@ -296,6 +296,13 @@ describe('DiskCache across restarts', () => {
     assert.deepEqual(fs.readdirSync(mine), ['FORMAT']);
     assert.equal(l2.lines().filter((x) => x.event === 'agent.data_cache.reset').length, 1);
     await cache.close();
+    // A file where the directory should be.
+    fs.rmSync(mine, { recursive: true });
+    fs.writeFileSync(mine, 'not a directory');
+    const l3 = capturingLog();
+    assert.equal((await DiskCache.open(mine, 64 * CHUNK, { log: l3.logger })).stats().loaded, 0);
+    assert.deepEqual(fs.readdirSync(mine), ['FORMAT']);
+    assert.equal(l3.lines().filter((x) => x.event === 'agent.data_cache.reset').length, 1);
     assert.deepEqual(fs.readdirSync(neighbour).sort(), before, 'the other agent’s directory is untouched');
     const theirs = await DiskCache.open(neighbour, 64 * CHUNK, { log });
     assert.equal(theirs.stats().loaded, 1);

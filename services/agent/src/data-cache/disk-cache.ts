@@ -234,7 +234,9 @@ export class DiskCache {
     if (this.sealQueue.length >= MAX_SEAL_QUEUE) return;
     this.sealQueue.push({ f, sum });
     while (this.sealing.size < SEALS_AT_ONCE && this.sealQueue.length > 0) {
-      const p = this.sealNext().finally(() => this.sealing.delete(p));
+      const p = this.sealNext()
+        .catch(() => undefined)
+        .finally(() => this.sealing.delete(p));
       this.sealing.add(p);
     }
   }
