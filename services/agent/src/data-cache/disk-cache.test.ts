@@ -375,6 +375,24 @@ describe('DiskCache across restarts', () => {
   });
 });
 
+describe('DiskCache opened without options (agents before files were kept)', () => {
+  it('is emptied at open, keeps nothing, and goes at close', async () => {
+    const dir = newDir();
+    const files = { '/a': source(600, randomBytes(5000)) };
+    await filled(dir, 64 * CHUNK, files);
+    const cache = await DiskCache.open(dir, 64 * CHUNK);
+    assert.deepEqual(fs.readdirSync(dir), [], 'emptied');
+    assert.equal(cache.stats().loaded, 0);
+    const m = mountOf(cache, files);
+    await m.readAll(1n, '/a');
+    assert.equal(m.fetched.length, 1);
+    await sleep(50);
+    assert.deepEqual(named(dir, '.meta'), [], 'no records');
+    await cache.close();
+    assert.equal(fs.existsSync(dir), false, 'removed at close');
+  });
+});
+
 describe('DiskCache snapshot of records', () => {
   it('keeps the LRU order of the run at close, reads as well as fills', async () => {
     const dir = newDir();

@@ -116,6 +116,8 @@ export class DiskCache {
     readonly dir: string,
     readonly maxBytes: number,
     private readonly opts: DiskCacheOptions = {},
+    /** The behaviour before issue 27: emptied at open, removed at close, nothing kept. */
+    private readonly transient = false,
   ) {
     this.lru = new LRUCache<string, CachedFile>({
       maxSize: Math.max(maxBytes, 1),
@@ -140,7 +142,8 @@ export class DiskCache {
    * there and may still be reused; a directory of an unknown layout is
    * emptied, with one line saying so.
    */
-  static async open(dir: string, maxBytes: number, opts: DiskCacheOptions = {}): Promise<DiskCache> {
+  static async open(dir: string, maxBytes: number, opts?: DiskCacheOptions): Promise<DiskCache> {
+    if (opts === undefined) return DiskCache.openTransient(dir, maxBytes);
     const cache = new DiskCache(dir, maxBytes, opts);
     const started = performance.now();
     const found = await loadCacheDir(dir, maxBytes, (size) => cache.takes(size)).catch((err: unknown) => {
@@ -173,6 +176,21 @@ export class DiskCache {
     return cache;
   }
 
+  /**
+   * Without options, as agents called it before files were kept across
+   * restarts (and as an agent not yet passing them still does): the
+   * directory is emptied at open and removed at close, nothing is kept.
+   */
+  private static async openTransient(dir: string, maxBytes: number): Promise<DiskCache> {
+    await fs.rm(dir, { recursive: true, force: true }).catch((err: unknown) => {
+      throw StrataError.from(err, `clearing the data cache ${dir}`);
+    });
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+      throw StrataError.from(err, `creating the data cache ${dir}`);
+    });
+    return new DiskCache(dir, maxBytes, {}, true);
+  }
+
   /** Whether a file of this size is kept whole: not empty, and at most a quarter of the cache. */
   takes(size: number): boolean {
     return this.maxBytes > 0 && size >= MIN_FILE_BYTES && size <= this.maxBytes / MAX_SHARE;
@@ -201,7 +219,7 @@ export class DiskCache {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-      await writeFormat(this.dir);
+      if (!this.transient) await writeFormat(this.dir);
       return await fs.open(f.file, flags, 0o600);
     }
   }
@@ -230,7 +248,7 @@ export class DiskCache {
    * stay this agent's alone.
    */
   seal(f: CachedFile, sum: number | undefined): void {
-    if (f.origin === undefined || sum === undefined || this.dir === '' || this.closing || f.gone.signal.aborted) return;
+    if (f.origin === undefined || sum === undefined || this.dir === '' || this.transient || this.closing || f.gone.signal.aborted) return;
     if (this.sealQueue.length >= MAX_SEAL_QUEUE) return;
     this.sealQueue.push({ f, sum });
     while (this.sealing.size < SEALS_AT_ONCE && this.sealQueue.length > 0) {
@@ -340,6 +358,12 @@ export class DiskCache {
    * the rest go. The directory stays.
    */
   async close(): Promise<void> {
+    if (this.transient) {
+      this.closing = true;
+      this.lru.clear();
+      await fs.rm(this.dir, { recursive: true, force: true });
+      return;
+    }
     clearTimeout(this.snapshotTimer);
     this.snapshotTimer = undefined;
     // Files still waiting for their sync are not kept: a stop is not held up by thousands of them.
@@ -358,7 +382,7 @@ export class DiskCache {
    * written): for a stop that hands the mounts over instead of closing.
    */
   async flush(): Promise<void> {
-    if (this.dir === '' || this.closing) return;
+    if (this.dir === '' || this.transient || this.closing) return;
     const next = this.snapshot.then(() => {
       this.sealsSinceSnapshot = 0;
       this.lastSnapshotAt = performance.now();
