@@ -90,10 +90,11 @@ function mountOf(cache: DiskCache, files: Record<string, Source>, identity = CHA
   });
   const sink = new Sink();
   data.attach(sink);
+  // As the kernel handler does: from the disk cache if it has the file (the mount's, or kept), else fetched elsewhere and the fill told.
   const read = async (ino: bigint, name: string, pos: number, len: number): Promise<number | undefined> => {
-    const n = await data.read(ino, Buffer.alloc(len), pos, len);
-    if (n === undefined) data.noteRead(ino, Buffer.from(name), files[name].bytes.length, pos, len);
-    return n;
+    const b = await data.readCached(ino, Buffer.from(name), pos, len);
+    if (b === undefined) data.noteRead(ino, Buffer.from(name), files[name].bytes.length, pos, len);
+    return b?.length;
   };
   /** A file read whole, in order and again from the start (as a reader would), until the session has it; bounded. */
   const readAll = async (ino: bigint, name: string): Promise<Buffer> => {
@@ -156,6 +157,24 @@ describe('DiskCache across restarts', () => {
     const into = Buffer.alloc(100);
     assert.equal(await m.data.read(501n, into, 3 * CHUNK, 100), 100);
     assert.ok(into.equals(files['/big'].bytes.subarray(3 * CHUNK, 3 * CHUNK + 100)));
+  });
+
+  it('serves the first read of a small kept file from disk, and of a large one once checked in the background', async () => {
+    const dir = newDir();
+    const files = { '/small': source(13, randomBytes(30_000)), '/big': source(14, randomBytes(3 * CHUNK + 1)) };
+    await filled(dir, 64 * CHUNK, files);
+    const cache = await DiskCache.open(dir, 64 * CHUNK, { log });
+    const m = mountOf(cache, files);
+    const first = await m.data.readCached(20n, Buffer.from('/small'), 100, 1000);
+    assert.ok(first?.equals(files['/small'].bytes.subarray(100, 1100)), 'the very first read came from disk');
+    assert.equal(await m.data.readCached(21n, Buffer.from('/big'), 0, 1000), undefined, 'a large file is checked first');
+    await until('the large file checked and handed over', () => m.sink.given.has(21n));
+    const later = await m.data.readCached(21n, Buffer.from('/big'), 2 * CHUNK, 1000);
+    assert.ok(later?.equals(files['/big'].bytes.subarray(2 * CHUNK, 2 * CHUNK + 1000)));
+    // A second mount of the chain takes the checked large file at its first read.
+    const n = mountOf(cache, files);
+    assert.ok((await n.data.readCached(30n, Buffer.from('/big'), CHUNK, 10))?.equals(files['/big'].bytes.subarray(CHUNK, CHUNK + 10)));
+    assert.deepEqual([...m.fetched, ...n.fetched], []);
   });
 
   it('keeps its files at close and unmount for the next agent, and removes the files of per-mount caches', async () => {

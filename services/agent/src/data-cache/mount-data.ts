@@ -160,6 +160,45 @@ export class MountData {
   }
 
   /**
+   * [pos, pos+len) of ino's file from the disk cache, if it is there: a
+   * file this mount holds, or one another mount of the chain or an earlier
+   * agent kept, taken at once when checking it is cheap (checked already
+   * in this agent, or small: its sum is a read of at most a chunk). A large
+   * file left by an earlier agent is checked in the background; this read,
+   * like any that finds nothing, is the caller's (undefined).
+   */
+  async readCached(ino: bigint, path: Buffer, pos: number, len: number): Promise<Buffer | undefined> {
+    if (!this.holds(ino) && !(await this.takeKept(ino, path))) return undefined;
+    const into = Buffer.allocUnsafe(len);
+    const n = await this.read(ino, into, pos, len);
+    return n === undefined ? undefined : into.subarray(0, n);
+  }
+
+  private async takeKept(ino: bigint, path: Buffer): Promise<boolean> {
+    const chain = this.chain;
+    if (chain === undefined || this.closed || this.filling.has(ino) || this.queued.has(ino) || this.gaveUp.has(ino)) return false;
+    const id = this.idFor(ino, path);
+    const f = this.o.cache.peek(id);
+    if (f === undefined || !f.ready || this.ids.get(ino) === id) return false;
+    if (f.unverified === true && f.size > this.o.chunkSize) {
+      this.want({ ino, path, size: f.size, reuseOnly: true });
+      return false;
+    }
+    // Counted as a fill: reads meanwhile do not start another.
+    this.filling.add(ino);
+    try {
+      const origin = await this.originOf({ ino, path, size: f.size });
+      return origin !== undefined && (await this.reuse({ ino, path, size: f.size }, origin)) && this.holds(ino);
+    } catch {
+      // The resolver's stat failed: the caller's read will say why.
+      return false;
+    } finally {
+      this.filling.delete(ino);
+      this.next();
+    }
+  }
+
+  /**
    * A read served from elsewhere: a file another mount of the chain (or an
    * earlier agent) cached is taken once checked; otherwise the whole
    * file's fill starts when it is being read whole.
