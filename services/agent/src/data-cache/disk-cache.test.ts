@@ -161,12 +161,13 @@ describe('DiskCache across restarts', () => {
 
   it('serves the first read of a small kept file from disk, and of a large one once checked in the background', async () => {
     const dir = newDir();
-    const files = { '/small': source(13, randomBytes(30_000)), '/big': source(14, randomBytes(3 * CHUNK + 1)) };
-    await filled(dir, 64 * CHUNK, files);
-    const cache = await DiskCache.open(dir, 64 * CHUNK, { log });
+    // Sixteen chunks at most are checked before the read that finds them.
+    const files = { '/small': source(13, randomBytes(16 * CHUNK)), '/big': source(14, randomBytes(16 * CHUNK + 1)) };
+    await filled(dir, 256 * CHUNK, files);
+    const cache = await DiskCache.open(dir, 256 * CHUNK, { log });
     const m = mountOf(cache, files);
-    const first = await m.data.readCached(20n, Buffer.from('/small'), 100, 1000);
-    assert.ok(first?.equals(files['/small'].bytes.subarray(100, 1100)), 'the very first read came from disk');
+    const first = await m.data.readCached(20n, Buffer.from('/small'), 15 * CHUNK, 1000);
+    assert.ok(first?.equals(files['/small'].bytes.subarray(15 * CHUNK, 15 * CHUNK + 1000)), 'the very first read came from disk');
     assert.equal(await m.data.readCached(21n, Buffer.from('/big'), 0, 1000), undefined, 'a large file is checked first');
     await until('the large file checked and handed over', () => m.sink.given.has(21n));
     const later = await m.data.readCached(21n, Buffer.from('/big'), 2 * CHUNK, 1000);

@@ -60,6 +60,15 @@ const MAX_QUEUED = 4096;
  */
 const REREGISTER_MS = 1000;
 
+/**
+ * A file an earlier agent kept is checked (its sum: a read of all of it)
+ * before the read that finds it when it is at most this many chunks (16
+ * MiB: some 10 ms from the page cache, against a chunk fetched from a
+ * resolver per file after every restart); a larger one in the background,
+ * its first reads going through the agent meanwhile.
+ */
+const INLINE_CHECK_CHUNKS = 16;
+
 /** Fills of files this large are logged at info. */
 const LARGE_FILE_BYTES = 64 * 1024 * 1024;
 
@@ -163,9 +172,9 @@ export class MountData {
    * [pos, pos+len) of ino's file from the disk cache, if it is there: a
    * file this mount holds, or one another mount of the chain or an earlier
    * agent kept, taken at once when checking it is cheap (checked already
-   * in this agent, or small: its sum is a read of at most a chunk). A large
-   * file left by an earlier agent is checked in the background; this read,
-   * like any that finds nothing, is the caller's (undefined).
+   * in this agent, or at most INLINE_CHECK_CHUNKS). A larger file left by
+   * an earlier agent is checked in the background; this read, like any
+   * that finds nothing, is the caller's (undefined).
    */
   async readCached(ino: bigint, path: Buffer, pos: number, len: number): Promise<Buffer | undefined> {
     if (!this.holds(ino) && !(await this.takeKept(ino, path))) return undefined;
@@ -180,7 +189,7 @@ export class MountData {
     const id = this.idFor(ino, path);
     const f = this.o.cache.peek(id);
     if (f === undefined || !f.ready || this.ids.get(ino) === id) return false;
-    if (f.unverified === true && f.size > this.o.chunkSize) {
+    if (f.unverified === true && f.size > INLINE_CHECK_CHUNKS * this.o.chunkSize) {
       this.want({ ino, path, size: f.size, reuseOnly: true });
       return false;
     }
