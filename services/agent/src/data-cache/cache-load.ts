@@ -66,9 +66,10 @@ export async function loadCacheDir(dir: string, maxBytes: number, takes: SizeRul
 
   const found: LoadedEntry[] = [];
   let dropped = 0;
+  // A file that cannot be removed is only left behind (and tried again at the next start): never a failed start.
   const drop = async (name: string): Promise<void> => {
     dropped++;
-    await removeEntry(dir, name);
+    await removeEntry(dir, name).catch(() => undefined);
   };
   // What the snapshot has needs no read: its size and sum are checked before the file's first reuse.
   const unindexed: string[] = [];
@@ -95,7 +96,7 @@ export async function loadCacheDir(dir: string, maxBytes: number, takes: SizeRul
   for (const name of data) await drop(name);
   for (const name of stray) {
     dropped++;
-    await fs.rm(path.join(dir, name), { recursive: true, force: true });
+    await fs.rm(path.join(dir, name), { recursive: true, force: true }).catch(() => undefined);
   }
 
   // Newest first within the budget; one id twice (a refill whose old files a crash left) keeps the newest.
