@@ -55,12 +55,13 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
                            InstanceMethod("release", &SessionWrap::Release),
                            InstanceMethod("fds", &SessionWrap::Fds),
                            InstanceMethod("negotiated", &SessionWrap::NegotiatedInfo),
+                           InstanceMethod("handed", &SessionWrap::HandedInfo),
                        });
   }
 
   // new NativeSession(options, onEvents[, adopt]): mounts, or with adopt =
-  // {fd, minor, flags: bigint, maxPages, passthrough, adopted: BigUint64Array}
-  // serves that existing connection (adopt.cc).
+  // {fd, minor, flags: bigint, maxPages, passthrough, adopted: BigUint64Array[, files]}
+  // serves that existing connection (adopt.cc); files as handed() returns them.
   explicit SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction() ||
@@ -119,6 +120,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     int adopt_fd = -1;
     Negotiated negotiated;
     std::vector<uint64_t> adopted;
+    HandedFiles files;
     if (adopting) {
       Napi::Object a = info[2].As<Napi::Object>();
       Napi::Value flags = a.Get("flags");
@@ -137,6 +139,11 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
       negotiated.passthrough = a.Get("passthrough").IsBoolean() && a.Get("passthrough").As<Napi::Boolean>().Value();
       Napi::BigUint64Array arr = keys.As<Napi::BigUint64Array>();
       adopted.assign(arr.Data(), arr.Data() + arr.ElementLength());
+      if (a.Has("files") && !a.Get("files").IsUndefined() && !FilesFrom(a.Get("files"), &files)) {
+        Napi::TypeError::New(env, "adopt: files {opens: BigUint64Array, openModes: Int32Array (3 each), backings: BigUint64Array, backingIds: Int32Array}")
+            .ThrowAsJavaScriptException();
+        return;
+      }
     }
 
     int err = 0;
@@ -157,7 +164,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
                                             delete own;
                                           });
     live_ = true;
-    session_ = adopting ? Session::Adopt(o, adopt_fd, negotiated, adopted, this, &err, &what)
+    session_ = adopting ? Session::Adopt(o, adopt_fd, negotiated, adopted, files, this, &err, &what)
                         : Session::Mount(o, this, &err, &what);
     if (!session_) {
       live_ = false;
@@ -623,6 +630,63 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     o.Set("passthrough", Napi::Boolean::New(env, n.passthrough));
     o.Set("generation", Napi::Number::New(env, session_->options().generation));
     return o;
+  }
+
+  // handed() -> {opens: BigUint64Array, openModes: Int32Array (cached,
+  // passthrough, backingId per key), backings: BigUint64Array, backingIds:
+  // Int32Array}: what release() left in the kernel for a successor.
+  Napi::Value HandedInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(info)) return env.Undefined();
+    const HandedFiles& h = session_->Handed();
+    Napi::BigUint64Array opens = Napi::BigUint64Array::New(env, h.opens.size());
+    Napi::Int32Array modes = Napi::Int32Array::New(env, h.opens.size() * 3);
+    for (size_t i = 0; i < h.opens.size(); i++) {
+      opens[i] = h.opens[i].key;
+      modes[i * 3] = static_cast<int32_t>(std::min<uint32_t>(h.opens[i].cached, INT32_MAX));
+      modes[i * 3 + 1] = static_cast<int32_t>(std::min<uint32_t>(h.opens[i].passthrough, INT32_MAX));
+      modes[i * 3 + 2] = h.opens[i].backing_id;
+    }
+    Napi::BigUint64Array backings = Napi::BigUint64Array::New(env, h.backings.size());
+    Napi::Int32Array ids = Napi::Int32Array::New(env, h.backings.size());
+    for (size_t i = 0; i < h.backings.size(); i++) {
+      backings[i] = h.backings[i].key;
+      ids[i] = h.backings[i].backing_id;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("opens", opens);
+    o.Set("openModes", modes);
+    o.Set("backings", backings);
+    o.Set("backingIds", ids);
+    return o;
+  }
+
+  static bool FilesFrom(Napi::Value v, HandedFiles* out) {
+    if (!v.IsObject()) return false;
+    Napi::Object f = v.As<Napi::Object>();
+    auto typed = [&](const char* name, napi_typedarray_type type) {
+      Napi::Value x = f.Get(name);
+      return x.IsTypedArray() && x.As<Napi::TypedArray>().TypedArrayType() == type;
+    };
+    if (!typed("opens", napi_biguint64_array) || !typed("openModes", napi_int32_array) ||
+        !typed("backings", napi_biguint64_array) || !typed("backingIds", napi_int32_array)) {
+      return false;
+    }
+    Napi::BigUint64Array opens = f.Get("opens").As<Napi::BigUint64Array>();
+    Napi::Int32Array modes = f.Get("openModes").As<Napi::Int32Array>();
+    Napi::BigUint64Array backings = f.Get("backings").As<Napi::BigUint64Array>();
+    Napi::Int32Array ids = f.Get("backingIds").As<Napi::Int32Array>();
+    if (modes.ElementLength() != opens.ElementLength() * 3 || ids.ElementLength() != backings.ElementLength()) return false;
+    for (size_t i = 0; i < opens.ElementLength(); i++) {
+      HandedOpen h;
+      h.key = opens[i];
+      h.cached = static_cast<uint32_t>(std::max<int32_t>(modes[i * 3], 0));
+      h.passthrough = static_cast<uint32_t>(std::max<int32_t>(modes[i * 3 + 1], 0));
+      h.backing_id = modes[i * 3 + 2];
+      out->opens.push_back(h);
+    }
+    for (size_t i = 0; i < backings.ElementLength(); i++) out->backings.push_back(HandedBacking{backings[i], ids[i]});
+    return true;
   }
 
   // close(): stop the readers, close the fds, release the thread-safe function.

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "protocol.h"
 #include "session.h"
@@ -55,13 +56,30 @@ int Session::Release() {
     pending_.clear();
     pending_by_unique_.clear();
   }
-  // Registered files: pread dups close; passthrough backing ids are given
-  // back (files open through them keep their backing file in the kernel).
-  cache_.TakeAllData().clear();
+  // Passthrough backing ids stay open: kernel inodes open through them
+  // still use them (an OPEN of such an inode must name the same id), and
+  // the successor serves registered files with them. With the connection's
+  // fd gone first, no FileData gives its id back from here on; the
+  // snapshot (the readers have stopped: nothing changes any more) says
+  // which ids the successor now owns. Pread dups close.
   {
     std::lock_guard<std::mutex> lock(connection_->mu);
     connection_->fd = -1;
   }
+  {
+    std::lock_guard<std::mutex> lock(opens_mu_);
+    handed_.opens.reserve(opens_.size());
+    for (const auto& [key, m] : opens_) {
+      HandedOpen h;
+      h.key = key;
+      h.cached = m.cached;
+      h.passthrough = m.passthrough;
+      h.backing_id = m.passthrough > 0 && m.backing ? m.backing->backing_id() : -1;
+      handed_.opens.push_back(h);
+    }
+  }
+  for (const auto& [key, id] : cache_.Backings()) handed_.backings.push_back(HandedBacking{key, id});
+  cache_.TakeAllData().clear();
   for (int fd : fds_) close(fd);
   fds_.clear();
   master_fd_ = -1;
@@ -88,8 +106,8 @@ int Session::Release() {
 }
 
 std::unique_ptr<Session> Session::Adopt(const MountOptions& options, int fd, const Negotiated& negotiated,
-                                        const std::vector<uint64_t>& adopted, Bridge* bridge, int* err,
-                                        std::string* what) {
+                                        const std::vector<uint64_t>& adopted, const HandedFiles& files,
+                                        Bridge* bridge, int* err, std::string* what) {
   std::unique_ptr<Session> s(new Session(options, bridge));
   s->options_.threads = std::clamp(options.threads, 1u, 64u);
   s->options_.max_pages = std::clamp(negotiated.max_pages, 1u, 256u);
@@ -127,9 +145,43 @@ std::unique_ptr<Session> Session::Adopt(const MountOptions& options, int fd, con
   s->flags_ = static_cast<uint32_t>(negotiated.flags);
   s->passthrough_ = negotiated.passthrough;
   s->cache_.Adopt(adopted);
+  s->RestoreFiles(files);
   s->Start();
   s->SendResend();
   return s;
+}
+
+// Before the readers start: the first OPEN must already follow the files
+// the predecessor left open. Each backing id becomes one FileData (shared by
+// the opens and the registration naming it), given back by its last user as
+// if this session had opened it; RELEASE of an old fh (bit 0: passthrough)
+// counts down its key's opens like one of ours. Without passthrough nothing
+// can be open through a backing file: the opens' counts alone are kept.
+void Session::RestoreFiles(const HandedFiles& files) {
+  std::unordered_map<int32_t, std::shared_ptr<const FileData>> by_id;
+  auto backing = [&](int32_t id) -> std::shared_ptr<const FileData> {
+    if (!passthrough_ || id <= 0) return nullptr;
+    auto& d = by_id[id];
+    if (!d) d = FileData::Backing(id, connection_);
+    return d;
+  };
+  {
+    std::lock_guard<std::mutex> lock(opens_mu_);
+    for (const HandedOpen& h : files.opens) {
+      OpenModes m;
+      m.cached = h.cached;
+      if (h.passthrough > 0) {
+        m.backing = backing(h.backing_id);
+        // No id to answer with: new opens go cached, as without the state.
+        if (m.backing) m.passthrough = h.passthrough;
+      }
+      if (m.cached > 0 || m.passthrough > 0) opens_[h.key] = std::move(m);
+    }
+  }
+  for (const HandedBacking& h : files.backings) {
+    std::shared_ptr<const FileData> d = backing(h.backing_id);
+    if (d) cache_.PutData(h.key, std::move(d));
+  }
 }
 
 // Written here, on the adopting thread, rather than by the notifier: the

@@ -395,6 +395,15 @@ std::vector<std::shared_ptr<const FileData>> Cache::TakeAllData() {
   return all;
 }
 
+std::vector<std::pair<uint64_t, int32_t>> Cache::Backings() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<uint64_t, int32_t>> all;
+  for (const auto& [key, node] : nodes_) {
+    if (node.data && node.data->backing_id() >= 0) all.emplace_back(key, node.data->backing_id());
+  }
+  return all;
+}
+
 void Cache::Invalidate(uint64_t key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = nodes_.find(key);

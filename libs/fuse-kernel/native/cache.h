@@ -179,6 +179,8 @@ class Cache {
   std::shared_ptr<const FileData> TakeData(uint64_t key);
   // Every key's file data (the session is stopping).
   std::vector<std::shared_ptr<const FileData>> TakeAllData();
+  // Keys whose registration is passthrough, with the backing id.
+  std::vector<std::pair<uint64_t, int32_t>> Backings();
 
   // ---- invalidation (LIVE layers) ----
   // key changed: its attributes, listing, link and xattrs go, and listings

@@ -95,6 +95,25 @@ struct Negotiated {
   bool passthrough = false;
 };
 
+// Passthrough across a takeover: backing ids belong to the connection, not
+// to the daemon, and the kernel inodes open through them keep using them,
+// so Release leaves them open and hands them on; the successor owns them
+// (closes each when its last user goes) and answers OPENs as before.
+struct HandedOpen {
+  uint64_t key = 0;
+  uint32_t cached = 0;
+  uint32_t passthrough = 0;
+  int32_t backing_id = -1;  // what the passthrough opens share; -1 when none
+};
+struct HandedBacking {
+  uint64_t key = 0;
+  int32_t backing_id = -1;  // key's registered passthrough file data
+};
+struct HandedFiles {
+  std::vector<HandedOpen> opens;
+  std::vector<HandedBacking> backings;
+};
+
 // How a registered file's data reaches the kernel.
 enum DataServing : int {
   kServeAuto = 0,         // passthrough when negotiated, else pread
@@ -170,8 +189,8 @@ class Session {
   // the readers run it sends FUSE_NOTIFY_RESEND, so what the old session
   // had read and not answered is read again here. adopt.cc.
   static std::unique_ptr<Session> Adopt(const MountOptions& options, int fd, const Negotiated& negotiated,
-                                        const std::vector<uint64_t>& adopted, Bridge* bridge, int* err,
-                                        std::string* what);
+                                        const std::vector<uint64_t>& adopted, const HandedFiles& files,
+                                        Bridge* bridge, int* err, std::string* what);
   ~Session();
 
   Session(const Session&) = delete;
@@ -227,6 +246,10 @@ class Session {
   // The fds the readers read from, the master first (what a holder must
   // keep open for the connection and its requests to outlive this process).
   std::vector<int> Fds() const { return fds_; }
+  // What Release left open in the kernel for a successor (the opens of each
+  // key and the passthrough registrations, with their backing ids); empty
+  // until then (a live session's would be stale at once).
+  const HandedFiles& Handed() const { return handed_; }
   Negotiated negotiated() const;
   // Whether request id still waits for JavaScript (not answered, timed out,
   // interrupted or released): a backlog a stuck JavaScript thread left
@@ -320,6 +343,8 @@ class Session {
   std::mutex release_mu_;
   bool bridge_gone_ = false;    // Stop() after Release: the bridge may go, so the release thread posts nothing
   int resend_error_ = -1;
+  HandedFiles handed_;  // Release's snapshot
+  void RestoreFiles(const HandedFiles& files);  // Adopt: the predecessor's opens and backing ids
 
   // requestTimeoutMs: one thread scans what waits in JavaScript.
   std::mutex deadline_mu_;

@@ -6,7 +6,7 @@
  * (EINVAL, saying which) rather than half understood.
  */
 import { StrataError } from '@strata/errors';
-import type { DataServing, HandoverOptions, MountOptions, SessionHandover } from './types';
+import type { DataServing, HandedFiles, HandoverOptions, MountOptions, SessionHandover } from './types';
 
 export const HANDOVER_FORMAT = 'strata-fuse-handover';
 export const HANDOVER_VERSION = 1;
@@ -91,6 +91,60 @@ function oneOf<T extends string>(o: Record<string, unknown>, key: string, values
   return v as T;
 }
 
+/** More entries than any session has files open or registered: a bound on what a state may make us allocate. */
+export const MAX_HANDED_FILES = 1 << 20;
+const MAX_COUNT = 2 ** 31 - 1;
+/** Backing ids are the kernel's idr ids: 1..INT_MAX; -1 says none. */
+const MAX_BACKING_ID = 2 ** 31 - 1;
+
+function list(o: Record<string, unknown>, key: string): unknown[] {
+  const v = o[key];
+  if (!Array.isArray(v) || v.length > MAX_HANDED_FILES) throw bad(`files.${key} must be an array of at most ${MAX_HANDED_FILES} entries`);
+  return v;
+}
+
+function backingId(o: Record<string, unknown>, allowNone: boolean): number {
+  const v = o.backingId;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v > MAX_BACKING_ID || (v < 1 && !(allowNone && v === -1))) {
+    throw bad(`backingId must be an integer 1..${MAX_BACKING_ID}${allowNone ? ' or -1' : ''}`);
+  }
+  return v;
+}
+
+/** files, checked: each ino once per list, a passthrough open always with its backing id, a backing id never shared by two inos. */
+function parseFiles(v: unknown): HandedFiles {
+  const f = record(v, 'files');
+  const opens: HandedFiles['opens'] = [];
+  const seen = new Set<string>();
+  const idOf = new Map<number, string>();
+  const own = (id: number, ino: string): void => {
+    if (id === -1) return;
+    const other = idOf.get(id);
+    if (other !== undefined && other !== ino) throw bad(`backing id ${id} is given for ino ${other} and ino ${ino}`);
+    idOf.set(id, ino);
+  };
+  for (const e of list(f, 'opens')) {
+    const r = record(e, 'an entry of files.opens');
+    const o = { ino: u64(r, 'ino'), cached: uint(r, 'cached', MAX_COUNT), passthrough: uint(r, 'passthrough', MAX_COUNT), backingId: backingId(r, true) };
+    if (seen.has(o.ino)) throw bad(`ino ${o.ino} is twice in files.opens`);
+    if ((o.passthrough > 0) !== (o.backingId !== -1)) throw bad(`ino ${o.ino}: a backing id goes with passthrough opens, and only with them`);
+    seen.add(o.ino);
+    own(o.backingId, o.ino);
+    opens.push(o);
+  }
+  seen.clear();
+  const backings: HandedFiles['backings'] = [];
+  for (const e of list(f, 'backings')) {
+    const r = record(e, 'an entry of files.backings');
+    const b = { ino: u64(r, 'ino'), backingId: backingId(r, false) };
+    if (seen.has(b.ino)) throw bad(`ino ${b.ino} is twice in files.backings`);
+    seen.add(b.ino);
+    own(b.backingId, b.ino);
+    backings.push(b);
+  }
+  return { opens, backings };
+}
+
 /**
  * The state, checked: a copy holding only the known fields. EINVAL for
  * another format or version (named in the message) or a malformed field.
@@ -141,5 +195,8 @@ export function parseHandover(state: unknown): SessionHandover {
     cloneFd: bool(o, 'cloneFd'),
     requestTimeoutMs: finite(o, 'requestTimeoutMs'),
   };
-  return { format: HANDOVER_FORMAT, version: HANDOVER_VERSION, mountpoint, connection, device, negotiated, options };
+  const files = s.files === undefined ? undefined : parseFiles(s.files);
+  if (files && !negotiated.passthrough && files.opens.some((o) => o.passthrough > 0 || o.backingId !== -1)) throw bad('passthrough opens on a connection without passthrough');
+  if (files && !negotiated.passthrough && files.backings.length > 0) throw bad('backing ids on a connection without passthrough');
+  return { format: HANDOVER_FORMAT, version: HANDOVER_VERSION, mountpoint, connection, device, negotiated, options, ...(files ? { files } : {}) };
 }

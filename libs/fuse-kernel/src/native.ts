@@ -76,6 +76,15 @@ export interface NativeAdopt {
   maxPages: number;
   passthrough: boolean;
   adopted: BigUint64Array;
+  files?: NativeHandedFiles;
+}
+
+/** HandedFiles as the addon takes and gives them: openModes holds cached, passthrough, backingId per key. */
+export interface NativeHandedFiles {
+  opens: BigUint64Array;
+  openModes: Int32Array;
+  backings: BigUint64Array;
+  backingIds: Int32Array;
 }
 
 export interface NativeNegotiated {
@@ -129,6 +138,8 @@ export interface NativeSession {
   /** The fds the readers read from, master first. */
   fds(): number[];
   negotiated(): NativeNegotiated;
+  /** What release() left in the kernel for a successor (empty before). */
+  handed(): NativeHandedFiles;
 }
 
 /** A row of native/opcodes.cc as the addon lists it. */

@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Errno, StrataError, isStrataError } from '@strata/errors';
 import { addon, EV_END, EV_FORGET, EV_NOTIFIED, EV_OPEN, EV_RELEASE, EV_REQUEST, SERVE_AUTO, SERVE_PASSTHROUGH, SERVE_PREAD } from './native';
-import type { NativeEvent, NativeMountOptions, NativeRequest, NativeSession } from './native';
+import type { NativeEvent, NativeHandedFiles, NativeMountOptions, NativeRequest, NativeSession } from './native';
 import { handoverOptions, optionsFromHandover, parseHandover } from './handover';
 import { mountKey, mountsOf, mountsOfDevice, topMountAt } from './mountinfo';
 import { opName, opRow } from './ops';
@@ -26,6 +26,7 @@ import type {
   MountOptions,
   SessionHandover,
   HandoverOptions,
+  HandedFiles,
   SessionStats,
   StatFs,
 } from './types';
@@ -73,6 +74,8 @@ export class FuseSession {
   /** What handoverState() carries of the options this session was made with. */
   private readonly handover: HandoverOptions;
   private releasing = false;
+  /** What release() left open in the kernel for a successor (handoverState().files). */
+  private handed: HandedFiles | undefined;
 
   private constructor(
     mountpoint: string,
@@ -203,6 +206,7 @@ export class FuseSession {
               maxPages: handover.negotiated.maxPages,
               passthrough: handover.negotiated.passthrough,
               adopted,
+              ...(handover.files ? { files: nativeFiles(handover.files) } : {}),
             },
           ),
         { device: handover.device },
@@ -228,7 +232,13 @@ export class FuseSession {
     return this.ended ? [] : this.native.fds();
   }
 
-  /** What a successor needs besides the fds (JSON-safe; persist it with them). */
+  /**
+   * What a successor needs besides the fds (JSON-safe; persist it with
+   * them). Taken after release() it also says how files are open and which
+   * passthrough backing ids the successor now owns (files): write it again
+   * then, or a successor of a passthrough mount answers OPENs of files open
+   * through passthrough in a way the kernel refuses (EIO) until they close.
+   */
   handoverState(): SessionHandover {
     const n = this.native.negotiated();
     return {
@@ -246,6 +256,7 @@ export class FuseSession {
         generation: n.generation,
       },
       options: { ...this.handover },
+      ...(this.handed ? { files: { opens: this.handed.opens.map((o) => ({ ...o })), backings: this.handed.backings.map((b) => ({ ...b })) } } : {}),
     };
   }
 
@@ -263,6 +274,7 @@ export class FuseSession {
       this.releasing = true;
       live.delete(this);
       const r = this.native.release();
+      if (r >= 0) this.handed = filesFromNative(this.native.handed());
       // 1: a notice is still inside the kernel; an EV_END 'released' comes once it is out.
       if (r !== 1) this.finish('released');
     }
@@ -617,6 +629,27 @@ function nativeOptions(mountpoint: string, handlers: FuseHandlers, options: Moun
     passthrough: options.passthrough ?? true,
     dataServing: DATA_SERVING[options.dataServing ?? 'auto'],
     requestTimeoutMs: timeout,
+  };
+}
+
+/** HandedFiles from the addon's typed arrays. */
+function filesFromNative(n: NativeHandedFiles): HandedFiles {
+  const opens: HandedFiles['opens'] = [];
+  n.opens.forEach((ino, i) => {
+    opens.push({ ino: ino.toString(), cached: n.openModes[i * 3] ?? 0, passthrough: n.openModes[i * 3 + 1] ?? 0, backingId: n.openModes[i * 3 + 2] ?? -1 });
+  });
+  const backings: HandedFiles['backings'] = [];
+  n.backings.forEach((ino, i) => backings.push({ ino: ino.toString(), backingId: n.backingIds[i] ?? -1 }));
+  return { opens, backings };
+}
+
+/** HandedFiles (checked by parseHandover) as the addon takes them. */
+function nativeFiles(f: HandedFiles): NativeHandedFiles {
+  return {
+    opens: BigUint64Array.from(f.opens, (o) => BigInt(o.ino)),
+    openModes: Int32Array.from(f.opens.flatMap((o) => [o.cached, o.passthrough, o.backingId])),
+    backings: BigUint64Array.from(f.backings, (b) => BigInt(b.ino)),
+    backingIds: Int32Array.from(f.backings, (b) => b.backingId),
   };
 }
 

@@ -244,6 +244,26 @@ export interface SessionHandover {
   };
   /** The options that shape answers, so a successor answers like before (adopt()'s own options win). */
   options: HandoverOptions;
+  /**
+   * Present once the session has been released (a live session's would be
+   * stale at once): how files are open and the passthrough backing ids left
+   * open in the kernel, which the successor then owns. Absent (an older
+   * writer, a crash): the successor knows of none.
+   */
+  files?: HandedFiles;
+}
+
+/**
+ * FUSE passthrough across a takeover. An inode open through passthrough
+ * takes only passthrough opens with the same backing id, one with cached
+ * opens takes none; backing ids belong to the connection and outlive the
+ * session that opened them.
+ */
+export interface HandedFiles {
+  /** Every ino with files open: how many cached and passthrough opens, and the backing id these share (-1: none). */
+  opens: { ino: string; cached: number; passthrough: number; backingId: number }[];
+  /** Every passthrough registration (setFileData): ino and its backing id. */
+  backings: { ino: string; backingId: number }[];
 }
 
 /** The MountOptions a handover carries (rootIno as a decimal string: JSON has no bigint). */
