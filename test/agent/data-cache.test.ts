@@ -44,7 +44,8 @@ function cachedFiles(dir: string): { count: number; bytes: number; sums: Set<str
   let bytes = 0;
   const sums = new Set<string>();
   for (const s of sub) {
-    for (const f of fs.readdirSync(path.join(dir, s))) {
+    // Each file's bytes are <name>.data, its record <name>.meta beside it.
+    for (const f of fs.readdirSync(path.join(dir, s)).filter((n) => n.endsWith('.data'))) {
       const b = fs.readFileSync(path.join(dir, s, f));
       count++;
       bytes += b.length;
@@ -75,6 +76,7 @@ describe('the on-disk data cache', { skip }, () => {
     resolver = await startResolver({ store });
     agent = await startAgent({
       resolver: resolver.address,
+      socket: path.join(work, 'agent.sock'),
       extra: ['--prefetch-entries', '0', '--chunk-cache-mb', '1', '--data-cache-mb', String(CACHE_MB), '--data-cache-dir', cacheDir, '--deadline-ms', '1000'],
     });
     const r = strata(['layer', 'create', '--source', 'dir:layers/data', '--name', 'data'], { STRATA_RESOLVER: resolver.address });
@@ -129,14 +131,29 @@ describe('the on-disk data cache', { skip }, () => {
     assert.match(gone.err ?? '', /Input\/output error/);
   });
 
-  test("the agent's cache directory goes with it", async () => {
+  test("the cache outlives its agent: the next agent on the socket serves what it holds without the resolver", async () => {
     await agent.stop();
-    assert.deepEqual(
-      fs.readdirSync(cacheDir).filter((n) => n.startsWith('agent-')),
-      [],
-    );
     const stopped = await waitFor('agent.stopped', () => agent.logs.find((l) => l.event === 'agent.stopped'));
     const stats = stopped?.dataCache as { fills?: number; evictions?: number } | undefined;
     assert.ok((stats?.fills ?? 0) >= FILES.length && (stats?.evictions ?? 0) > 0, JSON.stringify(stats));
+    const kept = cachedFiles(cacheDir).sums;
+    const held = FILES.filter((f) => kept.has(sha(content.get(f)!)));
+    assert.ok(held.length > 0, 'files are still on disk after the agent stopped');
+
+    // The resolver (stopped above) is back for the mount: what the cache holds must not be fetched from it.
+    resolver = await startResolver({ store: path.join(work, 'store') });
+    agent = await startAgent({
+      resolver: resolver.address,
+      socket: agent.socket,
+      extra: ['--prefetch-entries', '0', '--chunk-cache-mb', '1', '--data-cache-mb', String(CACHE_MB), '--data-cache-dir', cacheDir, '--deadline-ms', '1000'],
+    });
+    // What `strata mount` made is mounted again by the next agent on the socket (its desired state).
+    await waitFor('the mount restored', () => agent.logs.find((l) => l.event === 'agent.mount_restored'));
+    for (const f of held) assert.equal(shaThrough(path.join(mnt, `${f}.bin`)).sum, sha(content.get(f)!), `${f}.bin`);
+    await agent.stop();
+    const second = await waitFor('agent.stopped', () => agent.logs.find((l) => l.event === 'agent.stopped'));
+    const reused = (second?.dataCache as { reused?: number } | undefined)?.reused ?? 0;
+    assert.equal(reused, held.length, JSON.stringify(second?.dataCache));
+    assert.equal(second?.chunkMisses, 0, 'nothing was fetched from the resolver');
   });
 });

@@ -219,7 +219,7 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
   }
 
   async function agentOn(socket: string, extra: string[] = []): Promise<AgentProcess> {
-    const a = await startAgent({ resolver: resolver.address, socket, extra: ['--prefetch-entries', '0', '--data-cache-dir', path.join(path.dirname(socket), 'cache'), ...extra] });
+    const a = await startAgent({ resolver: resolver.address, socket, takeover: true, extra: ['--prefetch-entries', '0', '--data-cache-dir', path.join(path.dirname(socket), 'cache'), ...extra] });
     cleanups.push(() => a.stop('SIGKILL'));
     if (process.env.TAKEOVER_DEBUG) cleanups.push(() => fs.appendFileSync(process.env.TAKEOVER_DEBUG!, a.logs.map((l) => JSON.stringify(l)).join('\n') + '\n----\n'));
     return a;

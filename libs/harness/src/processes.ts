@@ -105,6 +105,12 @@ export interface AgentArgs {
   env?: Record<string, string>;
   /** Flags for node itself (e.g. V8 GC flags in crash tests). */
   nodeArgs?: string[];
+  /**
+   * Let the agent hand its mounts to a successor (default false: the agent
+   * runs --no-takeover, so its mounts end with it and a test that stops it
+   * leaves nothing held for a successor that never comes).
+   */
+  takeover?: boolean;
 }
 
 export interface AgentProcess extends ServiceProcess {
@@ -120,7 +126,7 @@ export async function startAgent(a: AgentArgs): Promise<AgentProcess> {
   const socket = a.socket ?? path.join(ownDir!, 'agent.sock');
   // The data cache of an agent with a directory of its own goes there too, so a killed agent leaves nothing behind.
   const cacheDir = ownDir && !(a.extra ?? []).includes('--data-cache-dir') ? ['--data-cache-dir', ownDir] : [];
-  const args = ['--resolver', a.resolver, '--socket', socket, ...cacheDir, ...(a.mounts ?? []).flatMap((m) => ['--mount', m]), ...(a.extra ?? [])];
+  const args = ['--resolver', a.resolver, '--socket', socket, ...cacheDir, ...(a.mounts ?? []).flatMap((m) => ['--mount', m]), ...(a.takeover === true ? [] : ['--no-takeover']), ...(a.extra ?? [])];
   const s = await startService('agent', args, 'agent.ready', a.env, a.nodeArgs);
   // The socket directory goes with the agent (a successor given the same socket path brings its own).
   void s.exit.then(() => ownDir && fs.rmSync(ownDir, { recursive: true, force: true }));

@@ -29,6 +29,7 @@ import { ResolverStates } from './observability/resolver-states';
 import { StateFile, isLiveAgent } from './state-file';
 import { MountReporter } from './mount-reporter';
 import { mountLiveness } from './host/mount-liveness';
+import { StoreView } from './store-view';
 
 export interface AgentOptions {
   resolver: string;
@@ -57,6 +58,8 @@ export interface AgentOptions {
   takeover?: boolean;
   /** A request not answered within this fails with EIO (natively; and the holder's watchdog for a stopped agent). 0: wait. */
   requestTimeoutMs?: number;
+  /** --store-view: the image store as this host sees it; sealed layers' file data read from it by extent maps (absent: through the resolvers only). */
+  storeView?: string;
 }
 
 /** How `mount` was asked for. */
@@ -119,12 +122,24 @@ export class Agent {
   ) {
     this.log = o.log;
     this.audit = o.audit ?? AgentAudit.none();
-    this.client = new StrataClient({ resolver: o.resolver, deadlineMs: o.deadlineMs });
+    this.client = new StrataClient({
+      resolver: o.resolver,
+      deadlineMs: o.deadlineMs,
+      onResolverChange: (c) =>
+        this.log.info(
+          { event: 'agent.resolvers.changed', given: c.given, addresses: c.addresses, added: c.added, removed: c.removed, failed: c.failed, initial: c.initial },
+          c.initial ? 'resolver names looked up' : 'the resolvers a name stands for changed',
+        ),
+    });
     this.outages = new OutageMonitor(this.log);
     this.resolvers = new ResolverStates(
       o.resolver.split(',').map((a) => a.trim()).filter((a) => a !== ''),
       () => this.outages.unreachable,
     );
+    // A name given stands for every address it resolves to (a headless Service): status lists each, as the Sessions use them.
+    const follow = (): void => this.resolvers.follow(this.client.pool.endpoints.map((e) => e.dial));
+    void this.client.pool.ready().then(follow);
+    this.client.pool.subscribe(follow);
     this.session = this.client.sessionGroup({
       deadlineMs: o.deadlineMs,
       onEvent: (e) => {
@@ -196,12 +211,20 @@ export class Agent {
   }
 
   static async start(o: AgentOptions): Promise<Agent> {
-    const agent = new Agent(o, o.dataCache && o.dataCache.maxBytes > 0 ? await DiskCache.open(o.dataCache.dir, o.dataCache.maxBytes) : DiskCache.none());
+    const agent = new Agent(o, o.dataCache && o.dataCache.maxBytes > 0 ? await DiskCache.open(o.dataCache.dir, o.dataCache.maxBytes, { log: o.log }) : DiskCache.none());
     await agent.checkOwner();
+    // Before any mount (taken over ones included) is served: a view that is not the resolvers' store stops the start.
+    if (o.storeView !== undefined) await agent.openStoreView(o.storeView);
     await agent.takeOver();
     await agent.clearStale();
     agent.reporter.start();
     return agent;
+  }
+
+  private async openStoreView(dir: string): Promise<void> {
+    const view = await StoreView.open(dir, this.client, { warn: (event, message) => this.log.warn(event, message) });
+    this.mountContext.storeView = view;
+    this.log.info({ event: 'agent.store_view', dir, storeId: view.storeId, sameMount: view.devComparable }, 'sealed layers are read from the store directly');
   }
 
   /**
@@ -249,26 +272,41 @@ export class Agent {
    * dead one was before takeover existed (detached lazily), and dropped.
    */
   private async takeOver(): Promise<void> {
+    try {
+      await this.takeOverHeld();
+    } finally {
+      if (this.o.takeover === false) {
+        // Cleared: from now on this agent's mounts end with it, as before takeover existed (and keep FUSE passthrough).
+        this.holder?.close();
+        this.holder = undefined;
+        this.systemd = undefined;
+      }
+    }
+  }
+
+  private async takeOverHeld(): Promise<void> {
     const dir = this.o.stateDir;
     if (dir === undefined) return;
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await this.desired?.load((problem) => this.log.error({ event: 'agent.desired_state_unreadable', err: problem }, 'desired state unreadable: no mounts restored from it'));
     this.systemd = SystemdStore.open((problem) => this.log.warn({ event: 'agent.fd_store_problem', err: problem }, "systemd's fd store: " + problem));
     const stored = this.systemd?.taken() ?? [];
-    const holder = await Holder.connect(path.join(dir, 'holder.sock'), path.join(dir, 'holder.log'));
+    // --no-takeover: a holder still running is asked what it keeps (to clear it), none is started, and nothing new is given to it.
+    const keep = this.o.takeover !== false;
+    const holder = await Holder.connect(path.join(dir, 'holder.sock'), path.join(dir, 'holder.log'), keep);
     if (holder instanceof Holder) {
       this.holder = holder;
       const timeout = this.o.requestTimeoutMs ?? 0;
       // Before anything is put: the watchdog's bound is known from the first entry on.
       if (timeout > 0) holder.heartbeat(timeout);
-    } else {
+    } else if (keep) {
       this.log.warn(
         { event: 'agent.holder_unavailable', err: holder.unavailable, fdStore: this.systemd !== undefined },
         this.systemd ? "no fd holder: mounts are kept in systemd's fd store only (no watchdog for a stopped agent)" : 'no fd holder: mounts end with this agent',
       );
     }
     if (!this.holder && !this.systemd) return;
-    this.mountContext.passthrough = false;
+    if (keep) this.mountContext.passthrough = false;
     const entries: HeldEntry[] = this.holder
       ? await this.holder.list().catch((err: unknown) => {
           this.log.error({ event: 'agent.holder_failed', err: StrataError.from(err).message }, 'the fd holder did not list what it holds');
@@ -726,6 +764,7 @@ export class Agent {
     this.session.close();
     this.client.close();
     const dataCache = this.disk.stats();
+    await this.mountContext.storeView?.close();
     await this.disk.close().catch((err: unknown) => this.log.warn({ event: 'agent.data_cache.cleanup_failed', dir: this.disk.dir, err: StrataError.from(err).message }, 'data cache not removed'));
     this.log.info({ event: 'agent.stopped', handedOver: handed, nodeJournal: journal, chunkHits: this.chunks.hits, chunkMisses: this.chunks.misses, dataCache }, 'agent stopped');
   }

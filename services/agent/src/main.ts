@@ -171,6 +171,13 @@ export const AGENT_OPTIONS = defineOptions({
     help: 'where --data-cache-mb goes: the agent keeps its files in a directory of its own inside it (emptied at start, removed at stop)',
     check: (d: string) => directoryProblem(d, { mayCreate: true, access: 'write' }),
   },
+  'store-view': {
+    kind: 'path',
+    arg: 'dir',
+    env: 'STRATA_AGENT_STORE_VIEW',
+    help: "the image store as this host sees it (the resolvers' --store, e.g. the same NFS export): sealed layers' file data is read from it directly by the extent maps the resolvers give, a dir: file handed to the kernel whole; checked at start to be the resolvers' store (docs/operations.md, Direct reads from the store)",
+    check: (d: string) => directoryProblem(d, { mayCreate: false, access: 'read' }),
+  },
   'attr-entries': { kind: 'positive-int', arg: 'n', default: 500_000, help: 'attribute cache entries per mount' },
   'prefetch-entries': { kind: 'non-negative-int', arg: 'n', default: 100_000, help: 'walk the tree into the caches at mount, up to this many entries (0: off)' },
   'sealed-timeout': { kind: 'positive-int', arg: 's', default: 3600, help: 'kernel entry/attr/negative cache seconds for sealed layers' },
@@ -349,6 +356,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       prefetchEntries: o.prefetchEntries,
       sealedTimeoutSeconds: o.sealedTimeout,
       dataCache: { dir: agentDataDir(o.dataCacheDir, o.socket), maxBytes: o.dataCacheMb * 1024 * 1024 },
+      ...(o.storeView !== undefined ? { storeView: o.storeView } : {}),
       audit,
       log,
     }));

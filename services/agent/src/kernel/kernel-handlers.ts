@@ -166,12 +166,9 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
           const direct = await readHandedOver(ino, path, Number(offset), size);
           if (direct) return direct;
         }
-        if (data?.holds(ino)) {
-          // Sealed files are kept whole on disk once read: from then on the session serves them, and what still comes here is read from disk.
-          const into = Buffer.allocUnsafe(size);
-          const n = await data.read(ino, into, Number(offset), size);
-          if (n !== undefined) return into.subarray(0, n);
-        }
+        // Sealed files are kept whole on disk once read (by this mount, another of the chain, or an earlier agent): what still comes here is read from disk.
+        const cached = await data?.readCached(ino, path, Number(offset), size);
+        if (cached !== undefined) return cached;
         const bytes = await fs.readView(path, Number(offset), size);
         // The attributes are cached by now (readView needed them).
         if (data) data.noteRead(ino, path, (await fs.stat(path)).size, Number(offset), bytes.length);

@@ -12,6 +12,7 @@ import { ReadPolicy } from './read-policy';
 import { operationsOver, type Ask, type SessionRequester } from '@strata/client';
 import { injectTraceContext } from '@strata/telemetry';
 import { baseName, childKey, keyOf, parentKey, pathOf } from './tree-path';
+import type { StoreView } from '../store-view';
 
 const READDIR_PAGE = 16_384;
 
@@ -40,6 +41,8 @@ export interface MountFsOptions {
   counters: MountCounters;
   /** Measures how long LIVE answers are kept (the chunk cache has its own); tests move one by hand. */
   clock?: Clock;
+  /** --store-view: a sealed layer's file data read from the store by extent maps (FileData decides; LIVE never). */
+  storeView?: StoreView;
 }
 
 /**
@@ -71,7 +74,7 @@ export class MountFs {
     this.attrs = new AttrCache(kept);
     this.listings = new ListingCache(kept);
     this.links = new LinkCache(kept);
-    this.data = new FileData({ ask: this.ask, layer: this.layer, chunks: o.chunks, mountKey: o.mountKey, ttlMs });
+    this.data = new FileData({ ask: this.ask, layer: this.layer, chunks: o.chunks, mountKey: o.mountKey, ttlMs, ...(o.storeView ? { storeView: o.storeView } : {}) });
     this.policy = new ReadPolicy(o.live, (dir) => this.listings.get(dir)?.entries);
   }
 

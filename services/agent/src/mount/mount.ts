@@ -5,10 +5,12 @@ import type { SessionRequester } from '@strata/client';
 import { StrataError } from '@strata/errors';
 import { LIVE_FRESHNESS, type Layer } from '@strata/layers';
 import type { Histogram, Logger } from '@strata/telemetry';
+import type { StoreView } from '../store-view';
 import { stillAt, fdPath } from '../access/user-mountpoint';
 import type { HostUser } from '../access/host-user';
 import type { AgentAudit, Actor } from '../audit/agent-audit';
 import { DiskCache } from '../data-cache/disk-cache';
+import { chainIdentity } from '../data-cache/chain-identity';
 import { MountData } from '../data-cache/mount-data';
 import { hasStrataMount, readMountTable } from '../host/mountinfo';
 import { unmount } from '../host/unmount';
@@ -40,6 +42,8 @@ export interface MountContext {
   stateDir?: string;
   /** A request JavaScript has not answered within this is answered EIO natively (0: wait). */
   requestTimeoutMs: number;
+  /** --store-view: the image store as this host sees it, verified at start; sealed file data is read from it directly. */
+  storeView?: StoreView;
   /**
    * Negotiate FUSE passthrough for cached files (default true). Off for
    * mounts that are handed over: a file open through passthrough pins its
@@ -322,7 +326,8 @@ export class Mount {
     const audited = chain.some((l) => l.mountOptions.includes('audit'));
     // Whatever the layer says: a set-uid file or a device node in an image must not work for a user who is not root.
     const flags = mountFlags(layer, hostUser);
-    const mfs = new MountFs({ session: ctx.requester, layerId: layer.layerId, live, chunks: ctx.chunks, mountKey, attrEntries: ctx.attrEntries, counters: ctx.counters });
+    const storeView = live ? undefined : ctx.storeView;
+    const mfs = new MountFs({ session: ctx.requester, layerId: layer.layerId, live, chunks: ctx.chunks, mountKey, attrEntries: ctx.attrEntries, counters: ctx.counters, ...(storeView ? { storeView } : {}) });
     // The kernel's part of the one-second LIVE budget (LIVE_FRESHNESS), stacked on the agent's and the resolver's;
     // a sealed layer never changes, so what the session's native cache holds stays until the kernel forgets it.
     const life: AnswerLifetimes = live
@@ -331,7 +336,9 @@ export class Mount {
     // A LIVE file changes under its readers: only sealed ones are kept whole on disk.
     const data = new MountData({
       cache: live ? DiskCache.none() : ctx.disk,
-      mountKey,
+      // Named by what the bytes are, not by this mount: another mount of the chain, or the next agent, reuses them.
+      chainIdentity: chainIdentity(chain),
+      stat: (p) => mfs.stat(p),
       chunkSize: CHUNK_SIZE,
       fetchChunk: (p, i) => mfs.chunk(p, i),
       log: ctx.log,
@@ -345,8 +352,9 @@ export class Mount {
       nodes,
       new OpTracker(layer.layerId, ctx.fuseLatency, ctx.log, health, ctx.fuseErrors),
       life,
-      { cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set) },
+      { cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set), setFileData: (ino, fd) => session?.setFileData(ino, fd) },
       data,
+      storeView?.reader({ id: layer.layerId }),
     );
     const handlers: FuseHandlers = audited
       ? {

@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import { dialAddress } from '@strata/client';
 
 /** While a resolver is unreachable, it is tried this often, so its return is reported even when no request is waiting for it. */
 const PROBE_INTERVAL_MS = 1000;
@@ -18,7 +19,9 @@ interface Down {
 }
 
 /** Whether something accepts TCP connections at host:port (the resolver listens only once it serves). */
-function accepts(address: string): Promise<boolean> {
+function accepts(given: string): Promise<boolean> {
+  // "name (ip:port)" (one of a name's resolvers) is dialled at its address.
+  const address = dialAddress(given);
   const at = address.lastIndexOf(':');
   const host = address.slice(0, at).replace(/^\[(.*)\]$/, '$1');
   const port = Number(address.slice(at + 1));

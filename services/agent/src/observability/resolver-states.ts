@@ -17,6 +17,16 @@ export class ResolverStates {
     for (const a of addresses) this.states.set(a, { state: 'idle', since: this.now() });
   }
 
+  /**
+   * The addresses now dealt over (a name given may stand for several, and
+   * they change): new ones idle until a stream opens, gone ones forgotten.
+   */
+  follow(addresses: readonly string[]): void {
+    const now = new Set(addresses);
+    for (const a of [...this.states.keys()]) if (!now.has(a)) this.states.delete(a);
+    for (const a of addresses) if (!this.states.has(a)) this.states.set(a, { state: 'idle', since: this.now() });
+  }
+
   connected(address: string): void {
     this.states.set(address, { state: 'connected', since: this.now() });
   }

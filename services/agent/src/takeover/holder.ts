@@ -41,9 +41,9 @@ export class Holder {
   private constructor(private readonly client: HolderClient) {}
 
   /** Connects to (or spawns) the holder on `socketPath` (its log lines appended to `logFile`); the reason when none can be had. */
-  static async connect(socketPath: string, logFile: string): Promise<Holder | { unavailable: string }> {
+  static async connect(socketPath: string, logFile: string, spawn = true): Promise<Holder | { unavailable: string }> {
     try {
-      return new Holder(await HolderClient.connect(socketPath, { spawn: true, stderr: { file: logFile } }));
+      return new Holder(await HolderClient.connect(socketPath, { spawn, stderr: { file: logFile } }));
     } catch (err) {
       return { unavailable: errorMessage(err) };
     }
