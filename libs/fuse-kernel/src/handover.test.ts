@@ -83,4 +83,76 @@ describe('handover state', () => {
     }
     assert.ok(refused > 1000, `${refused} refused`);
   });
+
+  const withFiles: SessionHandover = {
+    ...valid,
+    files: {
+      opens: [
+        { ino: '12', cached: 0, passthrough: 2, backingId: 7 },
+        { ino: '13', cached: 1, passthrough: 0, backingId: -1 },
+      ],
+      backings: [
+        { ino: '12', backingId: 9 },
+        { ino: '14', backingId: 8 },
+      ],
+    },
+  };
+
+  it('files (how inos are open, passthrough backing ids) round-trip; a state without them stays without', () => {
+    assert.deepEqual(parseHandover(JSON.parse(JSON.stringify(withFiles))), withFiles);
+    assert.equal('files' in parseHandover(JSON.parse(JSON.stringify(valid))), false);
+  });
+
+  it('refuses files that would make the successor answer wrongly: EINVAL, saying why', () => {
+    const files = withFiles.files as NonNullable<SessionHandover['files']>;
+    const opens = files.opens;
+    for (const [f, pattern, negotiated] of [
+      [{ ...files, opens: [{ ...opens[0], backingId: -1 }] }, /goes with passthrough opens/],
+      [{ ...files, opens: [{ ...opens[1], backingId: 3 }] }, /goes with passthrough opens/],
+      [{ ...files, opens: [{ ...opens[0], backingId: 0 }] }, /backingId must be/],
+      [{ ...files, opens: [opens[0], opens[0]] }, /twice in files.opens/],
+      [{ ...files, backings: [{ ino: '15', backingId: 7 }] }, /backing id 7 is given for ino 12 and ino 15/],
+      [{ ...files, backings: [{ ino: '15', backingId: -1 }] }, /backingId must be/],
+      [{ ...files, opens: [{ ...opens[0], cached: -1 }] }, /cached must be/],
+      [{ ...files, opens: [{ ...opens[0], ino: '1e3' }] }, /ino must be/],
+      [{ ...files, opens: 'x' }, /files.opens must be an array/],
+      [{ ...files, backings: new Array(2 ** 20 + 1).fill({ ino: '1', backingId: 1 }) }, /at most/],
+      [files, /passthrough opens on a connection without passthrough/, false],
+      [{ opens: [opens[1]], backings: [{ ino: '14', backingId: 8 }] }, /backing ids on a connection without passthrough/, false],
+    ] as const) {
+      const state = { ...withFiles, files: f, negotiated: { ...withFiles.negotiated, passthrough: negotiated ?? true } };
+      assert.throws(() => parseHandover(JSON.parse(JSON.stringify(state))), (err: unknown) => isStrataError(err) && err.errno === 22 && pattern.test(err.message), String(pattern));
+    }
+    // Cached opens alone are fine without passthrough.
+    const cachedOnly = { ...withFiles, files: { opens: [opens[1]], backings: [] }, negotiated: { ...withFiles.negotiated, passthrough: false } };
+    assert.deepEqual(parseHandover(JSON.parse(JSON.stringify(cachedOnly))), cachedOnly);
+  });
+
+  it('hostile files: every mutation of an entry parses or throws EINVAL', () => {
+    const values: unknown[] = [null, -1, 0, 1.5, 2 ** 31, 2 ** 64, 'x', '', {}, [], true, '18446744073709551616', '007'];
+    let seed = 777;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    let refused = 0;
+    for (let round = 0; round < 2000; round++) {
+      const copy = JSON.parse(JSON.stringify(withFiles)) as { files: Record<string, Record<string, unknown>[] | unknown> };
+      const list = rand(2) === 0 ? 'opens' : 'backings';
+      const entries = copy.files[list] as Record<string, unknown>[];
+      const entry = entries[rand(entries.length)] as Record<string, unknown>;
+      const key = Object.keys(entry)[rand(Object.keys(entry).length)] as string;
+      if (rand(5) === 0) delete entry[key];
+      else entry[key] = values[rand(values.length)];
+      if (rand(10) === 0) copy.files[list] = values[rand(values.length)];
+      try {
+        const parsed = parseHandover(copy);
+        for (const o of parsed.files?.opens ?? []) assert.ok((o.passthrough > 0) === o.backingId > 0);
+      } catch (err) {
+        assert.ok(isStrataError(err) && err.errno === 22, `not EINVAL: ${String(err)}`);
+        refused++;
+      }
+    }
+    assert.ok(refused > 1000, `${refused} refused`);
+  });
 });

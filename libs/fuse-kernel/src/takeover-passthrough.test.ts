@@ -1,0 +1,255 @@
+/**
+ * FUSE passthrough across a takeover. The kernel pins an inode open through
+ * passthrough to its backing file and takes only passthrough opens with the
+ * same backing id from then on; an inode with cached opens takes no
+ * passthrough open. A successor that did not know how files are open would
+ * answer OPENs the kernel fails (EIO) — the control case shows it does —
+ * so release() hands on the opens and backing ids (handoverState().files)
+ * and adopt() answers like the session before it.
+ */
+import { afterEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import type { ChildProcess, ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { addon } from './native';
+import { FuseSession } from './session';
+import { ToyFs } from './toy-fs';
+import { cleanUp, run, skipReason, tempMountpoint, waitFor, within } from './mount-harness';
+import type { FuseHandlers, SessionHandover } from './types';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * Opens argv[1]/blob and argv[1]/plain and keeps both open; "read" on stdin
+ * reads each whole through its open fd and prints "sums A B" (or "error
+ * CODE"); any other line exits.
+ */
+const HOLDER = `const fs = require('fs'); const crypto = require('crypto');
+  const dir = process.argv[1];
+  const a = fs.openSync(dir + '/blob', 'r'); const b = fs.openSync(dir + '/plain', 'r');
+  const sum = (fd) => { const h = crypto.createHash('sha256'); const buf = Buffer.alloc(1 << 20);
+    for (let p = 0; ; ) { const n = fs.readSync(fd, buf, 0, buf.length, p); if (n === 0) break; h.update(buf.subarray(0, n)); p += n; }
+    return h.digest('hex'); };
+  process.stdout.write('ready\\n');
+  require('readline').createInterface({ input: process.stdin }).on('line', (l) => {
+    if (l !== 'read') process.exit(0);
+    try { process.stdout.write('sums ' + sum(a) + ' ' + sum(b) + '\\n'); } catch (e) { process.stdout.write('error ' + (e.code || e) + '\\n'); }
+  });`;
+
+class OpenFiles {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly exited: Promise<number | null>;
+  private out = '';
+
+  constructor(dir: string) {
+    this.child = spawn(process.execPath, ['-e', HOLDER, dir]);
+    this.child.stdout.on('data', (b: Buffer) => (this.out += b.toString()));
+    this.child.stdin.on('error', () => undefined);
+    this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code)));
+  }
+
+  async ready(): Promise<void> {
+    await waitFor(() => this.out.includes('ready'), 15_000, 'the child to open both files');
+  }
+
+  /** Both files read whole through the fds opened before: [blob, plain]. */
+  async read(): Promise<[string, string]> {
+    const before = this.out.length;
+    this.child.stdin.write('read\n');
+    await waitFor(() => /(sums|error) .*\n/.test(this.out.slice(before)), 20_000, 'the held files to be read');
+    const line = /(sums|error) (.*)\n/.exec(this.out.slice(before));
+    assert.equal(line?.[1], 'sums', `reading the held files: ${line?.[0]}`);
+    return (line?.[2] as string).split(' ') as [string, string];
+  }
+
+  async close(): Promise<void> {
+    this.child.stdin.write('exit\n');
+    await within(this.exited, 10_000, 'the child to exit');
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+}
+
+/** A holder stand-in: a sleeping child given the fds (the same open files) as its fds 3, 4, ... */
+function holdFds(fds: readonly number[]): Promise<ChildProcess> {
+  const child = spawn('sleep', ['120'], { stdio: ['ignore', 'ignore', 'ignore', ...fds] });
+  return new Promise((resolve, reject) => {
+    child.once('spawn', () => resolve(child));
+    child.once('error', reject);
+  });
+}
+
+function takeBack(holder: ChildProcess, count: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) out.push(addon().takeFd(holder.pid as number, 3 + i));
+  return out;
+}
+
+/** READs that reached the handler, per ino. */
+function counting(handlers: FuseHandlers): { handlers: FuseHandlers; reads: Map<bigint, number> } {
+  const reads = new Map<bigint, number>();
+  return {
+    reads,
+    handlers: {
+      ...handlers,
+      read: (ino, fh, offset, size, caller) => {
+        reads.set(ino, (reads.get(ino) ?? 0) + 1);
+        return handlers.read(ino, fh, offset, size, caller);
+      },
+    },
+  };
+}
+
+describe('takeover with FUSE passthrough', { skip: skipReason() }, () => {
+  let first: FuseSession | undefined;
+  let second: FuseSession | undefined;
+  let mnt: ReturnType<typeof tempMountpoint> | undefined;
+  let holder: ChildProcess | undefined;
+  let files: OpenFiles | undefined;
+  const opened: number[] = [];
+  let store = '';
+
+  afterEach(async () => {
+    files?.kill();
+    holder?.kill('SIGKILL');
+    for (const fd of opened.splice(0)) closeSync(fd);
+    await cleanUp(second, undefined);
+    await cleanUp(first, mnt);
+    first = second = undefined;
+    mnt = undefined;
+    holder = undefined;
+    files = undefined;
+    if (store) rmSync(store, { recursive: true, force: true });
+    store = '';
+  });
+
+  /**
+   * blob: read() answers other bytes than its backing file holds, so who
+   * served a read shows; plain: read() answers its real bytes. Mounted,
+   * blob registered (passthrough), a child holding blob (passthrough) and
+   * plain (cached: nothing registered yet) open, the first session released
+   * and its state taken after release.
+   */
+  async function handedOver(): Promise<{ toy: ToyFs; blob: Buffer; plain: Buffer; inos: { blob: bigint; plain: bigint }; state: SessionHandover; fds: number[] } | undefined> {
+    const toy = new ToyFs(1n);
+    const blob = randomBytes(3 * 1024 * 1024 + 5);
+    const plain = randomBytes(256 * 1024 + 3);
+    const inos = { blob: toy.file(1n, 'blob', Buffer.alloc(blob.length, 0x2a)).ino, plain: toy.file(1n, 'plain', plain).ino };
+    store = mkdtempSync(join(tmpdir(), 'fuse-kernel-takeover-backing-'));
+    writeFileSync(join(store, 'blob'), blob);
+    writeFileSync(join(store, 'plain'), plain);
+    mnt = tempMountpoint();
+    first = await FuseSession.mount(mnt.path, toy.handlers(), { entryTimeout: 0, attrTimeout: 0 });
+    if (!first.passthroughAvailable) return undefined;
+    const fd = openSync(join(store, 'blob'), 'r');
+    try {
+      assert.equal(first.setFileData(inos.blob, fd), 'passthrough');
+    } finally {
+      closeSync(fd);
+    }
+    files = new OpenFiles(mnt.path);
+    await files.ready();
+    assert.deepEqual(await files.read(), [sha(blob), sha(plain)]);
+    assert.equal(first.handoverState().files, undefined, 'a live session hands on no files (they would be stale)');
+    const fds = first.handoverFds();
+    holder = await holdFds(fds);
+    await first.release();
+    const state = JSON.parse(JSON.stringify(first.handoverState())) as SessionHandover;
+    return { toy, blob, plain, inos, state, fds };
+  }
+
+  it('files open through passthrough and cached stay readable, and new opens of both work, after adopt()', async (t) => {
+    const h = await handedOver();
+    if (!h || !mnt || !files || !holder) return t.skip('the kernel did not offer FUSE_PASSTHROUGH');
+    const { toy, blob, plain, inos, state, fds } = h;
+    const where = (name: string): string => join((mnt as { path: string }).path, name);
+
+    // What the first session left open in the kernel.
+    const byIno = new Map(state.files?.opens.map((o) => [o.ino, o]));
+    const blobOpen = byIno.get(inos.blob.toString());
+    assert.equal(blobOpen?.passthrough, 1);
+    assert.equal(blobOpen?.cached, 0);
+    assert.ok((blobOpen?.backingId ?? 0) > 0);
+    assert.deepEqual(byIno.get(inos.plain.toString()), { ino: inos.plain.toString(), cached: 1, passthrough: 0, backingId: -1 });
+    assert.deepEqual(state.files?.backings, [{ ino: inos.blob.toString(), backingId: blobOpen?.backingId }]);
+
+    const taken = takeBack(holder, fds.length);
+    opened.push(...taken);
+    const c = counting(toy.handlers());
+    second = FuseSession.adopt(taken, state, c.handlers, { entryTimeout: 0, attrTimeout: 0, adoptedInos: [inos.blob, inos.plain] });
+    assert.equal(second.stats().backings, 1, 'blob is served through the backing id it had');
+
+    // The held files read the same bytes as before.
+    assert.deepEqual(await files.read(), [sha(blob), sha(plain)]);
+    // A new open of blob: passthrough with the same backing id (another would be EIO), no READ in JavaScript.
+    let r = await run('sh', ['-c', `sha256sum < ${where('blob')}`]);
+    assert.equal(r.status, 0, r.stderr.toString());
+    assert.equal(r.stdout.toString().split(' ')[0], sha(blob));
+    assert.equal(c.reads.get(inos.blob) ?? 0, 0, 'no READ of blob reached JavaScript');
+
+    // plain gets registered while the child holds it open cached: new opens must stay cached until it closes.
+    const plainFd = openSync(join(store, 'plain'), 'r');
+    try {
+      assert.equal(second.setFileData(inos.plain, plainFd), 'passthrough');
+    } finally {
+      closeSync(plainFd);
+    }
+    r = await run('sh', ['-c', `sha256sum < ${where('plain')}`]);
+    assert.equal(r.status, 0, r.stderr.toString());
+    assert.equal(r.stdout.toString().split(' ')[0], sha(plain));
+
+    // The agent registering blob again (a new backing id) while the child holds it: new opens keep the old id until it closes.
+    const blobFd = openSync(join(store, 'blob'), 'r');
+    try {
+      assert.equal(second.setFileData(inos.blob, blobFd), 'passthrough');
+    } finally {
+      closeSync(blobFd);
+    }
+    r = await run('sh', ['-c', `sha256sum < ${where('blob')}`]);
+    assert.equal(r.status, 0, r.stderr.toString());
+    assert.equal(r.stdout.toString().split(' ')[0], sha(blob));
+    assert.deepEqual(await files.read(), [sha(blob), sha(plain)]);
+
+    // The child closes what it opened under the first session: RELEASE of those fhs counts the opens down
+    // (plain's cached one, blob's passthrough one), so now plain opens through passthrough too.
+    await files.close();
+    files = undefined;
+    const readsBefore = c.reads.get(inos.plain) ?? 0;
+    let served = '';
+    for (let i = 0; i < 50 && served === ''; i++) {
+      // The RELEASE of a closed file reaches the session asynchronously: retry briefly until plain opens passthrough.
+      r = await run('sh', ['-c', `sha256sum < ${where('plain')}`]);
+      assert.equal(r.status, 0, r.stderr.toString());
+      assert.equal(r.stdout.toString().split(' ')[0], sha(plain));
+      if ((c.reads.get(inos.plain) ?? 0) === readsBefore) served = 'passthrough';
+      else await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(served, 'passthrough', 'plain served by passthrough once its cached open was released');
+    r = await run('sh', ['-c', `sha256sum < ${where('blob')}`]);
+    assert.equal(r.stdout.toString().split(' ')[0], sha(blob));
+    assert.equal(c.reads.get(inos.blob) ?? 0, 0);
+    process.stdout.write(`# passthrough takeover: ${state.files?.opens.length} inos open and ${state.files?.backings.length} backing id handed on; 0 READs of blob in the successor\n`);
+  });
+
+  it('control: a successor told nothing of the open files answers an OPEN the kernel fails (EIO)', async (t) => {
+    const h = await handedOver();
+    if (!h || !mnt || !files || !holder) return t.skip('the kernel did not offer FUSE_PASSTHROUGH');
+    const { toy, blob, plain, inos, fds } = h;
+    const state: SessionHandover = { ...h.state };
+    delete state.files;
+    const taken = takeBack(holder, fds.length);
+    opened.push(...taken);
+    second = FuseSession.adopt(taken, state, toy.handlers(), { entryTimeout: 0, attrTimeout: 0, adoptedInos: [inos.blob, inos.plain] });
+    assert.deepEqual(await files.read(), [sha(blob), sha(plain)], 'files open already are not affected');
+    // Unknown to it, blob is answered cached while the kernel holds it in passthrough mode.
+    const r = await run('sh', ['-c', `cat ${join(mnt.path, 'blob')} > /dev/null`]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr.toString(), /Input\/output error/);
+  });
+});
