@@ -109,6 +109,8 @@ function counting(handlers: FuseHandlers): { handlers: FuseHandlers; reads: Map<
 describe('takeover with FUSE passthrough', { skip: skipReason() }, () => {
   let first: FuseSession | undefined;
   let second: FuseSession | undefined;
+  let third: FuseSession | undefined;
+  let holder2: ChildProcess | undefined;
   let mnt: ReturnType<typeof tempMountpoint> | undefined;
   let holder: ChildProcess | undefined;
   let files: OpenFiles | undefined;
@@ -118,16 +120,27 @@ describe('takeover with FUSE passthrough', { skip: skipReason() }, () => {
   afterEach(async () => {
     files?.kill();
     holder?.kill('SIGKILL');
+    holder2?.kill('SIGKILL');
     for (const fd of opened.splice(0)) closeSync(fd);
+    await cleanUp(third, undefined);
     await cleanUp(second, undefined);
     await cleanUp(first, mnt);
-    first = second = undefined;
+    first = second = third = undefined;
     mnt = undefined;
-    holder = undefined;
+    holder = holder2 = undefined;
     files = undefined;
     if (store) rmSync(store, { recursive: true, force: true });
     store = '';
   });
+
+  /** Gives session's fds to a second holder, releases it and returns its state after release. */
+  async function handOn(session: FuseSession, count: number): Promise<SessionHandover> {
+    const fds = session.handoverFds();
+    assert.equal(fds.length, count);
+    holder2 = await holdFds(fds);
+    await session.release();
+    return JSON.parse(JSON.stringify(session.handoverState())) as SessionHandover;
+  }
 
   /**
    * blob: read() answers other bytes than its backing file holds, so who
@@ -216,6 +229,27 @@ describe('takeover with FUSE passthrough', { skip: skipReason() }, () => {
     assert.equal(r.stdout.toString().split(' ')[0], sha(blob));
     assert.deepEqual(await files.read(), [sha(blob), sha(plain)]);
 
+    // Handed on once more: the successor's state names the first session's id for blob's open file and its own
+    // registrations (blob's new id, plain's), and a third session serves them all alike.
+    const state2 = await handOn(second, taken.length);
+    const opens2 = new Map(state2.files?.opens.map((o) => [o.ino, o]));
+    assert.equal(opens2.get(inos.blob.toString())?.backingId, blobOpen?.backingId, "blob's open file still uses the first id");
+    assert.equal(opens2.get(inos.plain.toString())?.cached, 1);
+    const registered = new Map(state2.files?.backings.map((b) => [b.ino, b.backingId]));
+    assert.equal(registered.size, 2);
+    assert.notEqual(registered.get(inos.blob.toString()), blobOpen?.backingId, 'blob registered anew');
+    const taken2 = takeBack(holder2 as ChildProcess, taken.length);
+    opened.push(...taken2);
+    third = FuseSession.adopt(taken2, state2, c.handlers, { entryTimeout: 0, attrTimeout: 0, adoptedInos: [inos.blob, inos.plain] });
+    second = undefined;
+    assert.equal(third.stats().backings, 2);
+    assert.deepEqual(await files.read(), [sha(blob), sha(plain)]);
+    for (const name of ['blob', 'plain']) {
+      r = await run('sh', ['-c', `sha256sum < ${where(name)}`]);
+      assert.equal(r.status, 0, r.stderr.toString());
+      assert.equal(r.stdout.toString().split(' ')[0], sha(name === 'blob' ? blob : plain));
+    }
+
     // The child closes what it opened under the first session: RELEASE of those fhs counts the opens down
     // (plain's cached one, blob's passthrough one), so now plain opens through passthrough too.
     await files.close();
@@ -234,7 +268,11 @@ describe('takeover with FUSE passthrough', { skip: skipReason() }, () => {
     r = await run('sh', ['-c', `sha256sum < ${where('blob')}`]);
     assert.equal(r.stdout.toString().split(' ')[0], sha(blob));
     assert.equal(c.reads.get(inos.blob) ?? 0, 0);
-    process.stdout.write(`# passthrough takeover: ${state.files?.opens.length} inos open and ${state.files?.backings.length} backing id handed on; 0 READs of blob in the successor\n`);
+    assert.equal(third.stats().backings, 2);
+    process.stdout.write(
+      `# passthrough takeover: ${state.files?.opens.length} inos open and ${state.files?.backings.length} backing id handed on, then ` +
+        `${state2.files?.opens.length} and ${state2.files?.backings.length}; 0 READs of blob in either successor\n`,
+    );
   });
 
   it('control: a successor told nothing of the open files answers an OPEN the kernel fails (EIO)', async (t) => {
