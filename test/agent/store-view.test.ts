@@ -187,8 +187,8 @@ describe('an agent reading sealed layers straight from the store (--store-view)'
     fs.mkdirSync(empty);
     const a = agentStartFails(resolver.address, empty, work, 'empty');
     assert.equal(a.timedOut, false, 'it stopped by itself');
-    assert.notEqual(a.status, 0, a.output);
-    assert.match(a.output, /is not the image store the resolver serves: \.strata\/store-id cannot be opened/);
+    assert.equal(a.status, 1, a.output);
+    assert.match(a.output, /^strata agent: --store-view \S+ is not the image store the resolver serves: \.strata\/store-id cannot be opened/m);
 
     // A copy of the store: the same id, in a file with another inode.
     const copy = path.join(work, 'copy');
@@ -197,8 +197,8 @@ describe('an agent reading sealed layers straight from the store (--store-view)'
     assert.equal(fs.readFileSync(path.join(copy, MARKER), 'utf8'), fs.readFileSync(path.join(store, MARKER), 'utf8'));
     const b = agentStartFails(resolver.address, copy, work, 'copy');
     assert.equal(b.timedOut, false, 'it stopped by itself');
-    assert.notEqual(b.status, 0, b.output);
-    assert.match(b.output, /holds a copy of the store the resolver serves, not the store itself/);
+    assert.equal(b.status, 1, b.output);
+    assert.match(b.output, /^strata agent: --store-view \S+ holds a copy of the store the resolver serves, not the store itself \(\.strata\/store-id is inode \d+ here, \d+ there\)/m);
 
     // Another store's id.
     const other = path.join(work, 'other');
@@ -206,8 +206,8 @@ describe('an agent reading sealed layers straight from the store (--store-view)'
     fs.writeFileSync(path.join(other, MARKER), 'not-this-store\n');
     const c = agentStartFails(resolver.address, other, work, 'other');
     assert.equal(c.timedOut, false, 'it stopped by itself');
-    assert.notEqual(c.status, 0, c.output);
-    assert.match(c.output, /is not the image store the resolver serves: its id is "not-this-store"/);
+    assert.equal(c.status, 1, c.output);
+    assert.match(c.output, /^strata agent: --store-view \S+ is not the image store the resolver serves: its id is "not-this-store", the resolver's \S+/m);
 
     // The running agent and its view are untouched.
     assert.equal(agent.child.exitCode, null, 'the first agent still runs');
