@@ -90,6 +90,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     };
     str("fsName", &o.fsname);
     str("subtype", &o.subtype);
+    str("openModesFile", &o.open_modes_file);
+    o.open_modes_capacity = static_cast<uint32_t>(std::clamp(num("openModesCapacity", 1 << 16), 1.0, 4194304.0));
     flag("exec", &o.exec);
     flag("suid", &o.suid);
     flag("dev", &o.dev);
@@ -144,6 +146,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
             .ThrowAsJavaScriptException();
         return;
       }
+      files.given = a.Has("files") && !a.Get("files").IsUndefined();
     }
 
     int err = 0;
@@ -599,6 +602,16 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     o.Set("resendErrno", Napi::Number::New(env, s.resend_error));
     o.Set("released", Napi::Boolean::New(env, s.released));
     o.Set("passthrough", Napi::Boolean::New(env, s.passthrough));
+    const OpenModesRestore& r = session_->restored();
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("restoredFrom", Napi::String::New(env, r.source));
+    t.Set("problem", Napi::String::New(env, r.problem));
+    t.Set("restoredOpens", Napi::Number::New(env, r.opens));
+    t.Set("restoredBackings", Napi::Number::New(env, r.backings));
+    t.Set("records", Napi::Number::New(env, session_->open_table_records()));
+    t.Set("capacity", Napi::Number::New(env, session_->open_table_capacity()));
+    t.Set("overflowed", Napi::Boolean::New(env, session_->open_table_overflowed() || r.overflowed));
+    o.Set("openModes", t);
     return o;
   }
 
@@ -742,6 +755,44 @@ static Napi::Value TakeFdFn(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// readOpenTable(path) -> {ok, problem, generation, overflowed, opens: [key bigint, cached,
+// passthrough, backingId][], registered: [key bigint, backingId][]}: what an adopting
+// session would take from an open-modes file (open-table.h), for tests of its checks.
+static Napi::Value ReadOpenTableFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "readOpenTable(path)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  strata_fuse::OpenTableContents c;
+  std::string why;
+  bool ok = strata_fuse::OpenTable::Read(info[0].As<Napi::String>().Utf8Value(), &c, &why);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", Napi::Boolean::New(env, ok));
+  o.Set("problem", Napi::String::New(env, why));
+  o.Set("generation", Napi::Number::New(env, c.generation));
+  o.Set("overflowed", Napi::Boolean::New(env, c.overflowed));
+  Napi::Array opens = Napi::Array::New(env, c.opens.size());
+  for (uint32_t i = 0; i < c.opens.size(); i++) {
+    Napi::Array e = Napi::Array::New(env, 4);
+    e.Set(0u, Napi::BigInt::New(env, c.opens[i].key));
+    e.Set(1u, Napi::Number::New(env, c.opens[i].cached));
+    e.Set(2u, Napi::Number::New(env, c.opens[i].passthrough));
+    e.Set(3u, Napi::Number::New(env, c.opens[i].backing_id));
+    opens.Set(i, e);
+  }
+  Napi::Array reg = Napi::Array::New(env, c.registered.size());
+  for (uint32_t i = 0; i < c.registered.size(); i++) {
+    Napi::Array e = Napi::Array::New(env, 2);
+    e.Set(0u, Napi::BigInt::New(env, c.registered[i].first));
+    e.Set(1u, Napi::Number::New(env, c.registered[i].second));
+    reg.Set(i, e);
+  }
+  o.Set("opens", opens);
+  o.Set("registered", reg);
+  return o;
+}
+
 // The native opcode table (opcodes.cc) as JavaScript sees it, so src/ops.ts can be checked against it.
 static Napi::Array OpcodeRows(Napi::Env env) {
   Napi::Array rows = Napi::Array::New(env);
@@ -766,6 +817,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeSession", strata_fuse::SessionWrap::Define(env));
   exports.Set("umount", Napi::Function::New(env, UmountFn));
   exports.Set("takeFd", Napi::Function::New(env, TakeFdFn));
+  exports.Set("readOpenTable", Napi::Function::New(env, ReadOpenTableFn));
   exports.Set("peerCredentials", Napi::Function::New(env, strata_fuse::PeerCredentials));
   exports.Set("sdNotify", Napi::Function::New(env, strata_fuse::SdNotify));
   strata_fuse::RegisterFdPassing(env, exports);

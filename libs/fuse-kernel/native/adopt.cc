@@ -145,7 +145,37 @@ std::unique_ptr<Session> Session::Adopt(const MountOptions& options, int fd, con
   s->flags_ = static_cast<uint32_t>(negotiated.flags);
   s->passthrough_ = negotiated.passthrough;
   s->cache_.Adopt(adopted);
-  s->RestoreFiles(files);
+  // After a crash no state was taken after release: the predecessor's open
+  // table says how files are open (read as the state's files would be).
+  bool overflowed = false;
+  uint32_t generation = s->options_.generation;
+  if (files.given) {
+    s->restored_.source = "files";
+    s->RestoreFiles(files);
+  } else if (s->passthrough_ && !options.open_modes_file.empty()) {
+    OpenTableContents t;
+    std::string why;
+    if (OpenTable::Read(options.open_modes_file, &t, &why)) {
+      HandedFiles from;
+      for (const auto& o : t.opens) from.opens.push_back(HandedOpen{o.key, o.cached, o.passthrough, o.backing_id});
+      for (const auto& [key, id] : t.registered) from.backings.push_back(HandedBacking{key, id});
+      s->restored_.source = "table";
+      overflowed = t.overflowed;
+      // fhs of this session must differ from those of every one before it, even one the record does not know of.
+      if (t.generation >= generation) generation = std::min<uint32_t>(t.generation + 1, 4194303);
+      s->RestoreFiles(from);
+    } else {
+      s->restored_.problem = why;
+    }
+  }
+  // Told nothing of how files are open, an OPEN answered passthrough anew
+  // could meet cached opens the kernel holds (EIO): only cached ones then.
+  if (s->passthrough_ && s->restored_.source == "none") s->no_new_passthrough_ = true;
+  if (generation != s->options_.generation) {
+    s->options_.generation = generation;
+    s->next_fh_.store(1 + (static_cast<uint64_t>(generation) << 40));
+  }
+  s->KeepOpenModes(generation, overflowed);
   s->Start();
   s->SendResend();
   return s;
@@ -159,10 +189,10 @@ std::unique_ptr<Session> Session::Adopt(const MountOptions& options, int fd, con
 // can be open through a backing file: the opens' counts alone are kept.
 void Session::RestoreFiles(const HandedFiles& files) {
   std::unordered_map<int32_t, std::shared_ptr<const FileData>> by_id;
-  auto backing = [&](int32_t id) -> std::shared_ptr<const FileData> {
+  auto backing = [&](int32_t id, uint64_t key) -> std::shared_ptr<const FileData> {
     if (!passthrough_ || id <= 0) return nullptr;
     auto& d = by_id[id];
-    if (!d) d = FileData::Backing(id, connection_);
+    if (!d) d = FileData::Backing(id, connection_, key);
     return d;
   };
   {
@@ -171,7 +201,7 @@ void Session::RestoreFiles(const HandedFiles& files) {
       OpenModes m;
       m.cached = h.cached;
       if (h.passthrough > 0) {
-        m.backing = backing(h.backing_id);
+        m.backing = backing(h.backing_id, h.key);
         // No id to answer with: new opens go cached, as without the state.
         if (m.backing) m.passthrough = h.passthrough;
       }
@@ -179,9 +209,39 @@ void Session::RestoreFiles(const HandedFiles& files) {
     }
   }
   for (const HandedBacking& h : files.backings) {
-    std::shared_ptr<const FileData> d = backing(h.backing_id);
+    std::shared_ptr<const FileData> d = backing(h.backing_id, h.key);
     if (d) cache_.PutData(h.key, std::move(d));
   }
+}
+
+// The table this session keeps, made from what it knows now (before the
+// readers start): the opens restored and the registrations. A table that
+// cannot be made leaves passthrough to the opens already known.
+void Session::KeepOpenModes(uint32_t generation, bool overflowed) {
+  restored_.overflowed = overflowed;
+  if (overflowed) no_new_passthrough_ = true;
+  if (!passthrough_ || options_.open_modes_file.empty()) return;
+  OpenTableContents c;
+  c.overflowed = overflowed;
+  {
+    std::lock_guard<std::mutex> lock(opens_mu_);
+    for (const auto& [key, m] : opens_) {
+      c.opens.push_back({key, m.cached, m.passthrough, m.passthrough > 0 && m.backing ? m.backing->backing_id() : -1});
+    }
+  }
+  for (const auto& [key, id] : cache_.Backings()) c.registered.emplace_back(key, id);
+  restored_.opens = static_cast<uint32_t>(c.opens.size());
+  restored_.backings = static_cast<uint32_t>(c.registered.size());
+  std::string why;
+  if (!table_->Create(options_.open_modes_file, options_.open_modes_capacity, generation, c, &why)) {
+    // Nothing on file: a successor after a crash could not know how files are open here.
+    if (!restored_.problem.empty()) restored_.problem += "; ";
+    restored_.problem += why;
+    no_new_passthrough_ = true;
+    return;
+  }
+  std::lock_guard<std::mutex> lock(connection_->mu);
+  connection_->table = table_;
 }
 
 // Written here, on the adopting thread, rather than by the notifier: the

@@ -1,4 +1,5 @@
 #include "cache.h"
+#include "open-table.h"
 
 #include <errno.h>
 #include <sys/ioctl.h>
@@ -29,9 +30,10 @@ std::shared_ptr<const FileData> FileData::Pread(int fd) {
   return d;
 }
 
-std::shared_ptr<const FileData> FileData::Backing(int32_t id, std::shared_ptr<Connection> conn) {
+std::shared_ptr<const FileData> FileData::Backing(int32_t id, std::shared_ptr<Connection> conn, uint64_t key) {
   std::shared_ptr<FileData> d(new FileData());
   d->backing_id_ = id;
+  d->key_ = key;
   d->conn_ = std::move(conn);
   return d;
 }
@@ -43,6 +45,7 @@ FileData::~FileData() {
     // let its number be reused) between the check and the ioctl.
     std::lock_guard<std::mutex> lock(conn_->mu);
     if (conn_->fd >= 0) {
+      if (conn_->table) conn_->table->Unregistered(key_, backing_id_);
       uint32_t id = static_cast<uint32_t>(backing_id_);
       ioctl(conn_->fd, _IOW(FUSE_DEV_IOC_MAGIC, 2, uint32_t), &id);  // FUSE_DEV_IOC_BACKING_CLOSE (7.40)
     }

@@ -83,15 +83,20 @@ struct XattrSet {
 // the kernel holds, or an open file (our own dup) answered by pread(2). The
 // destructor gives either back, so a registration ends with the last user:
 // the cache node (eviction, drop), or a reader still in its pread.
+class OpenTable;
+
 class FileData {
  public:
   // Closes backing ids on the connection; fd -1 once the session has stopped.
   struct Connection {
     std::mutex mu;
     int fd = -1;
+    // Where registrations are kept for a successor (open-table.h): an id
+    // given back leaves it before the kernel closes it.
+    std::shared_ptr<OpenTable> table;
   };
   static std::shared_ptr<const FileData> Pread(int fd);
-  static std::shared_ptr<const FileData> Backing(int32_t id, std::shared_ptr<Connection> conn);
+  static std::shared_ptr<const FileData> Backing(int32_t id, std::shared_ptr<Connection> conn, uint64_t key);
   ~FileData();
   FileData(const FileData&) = delete;
   FileData& operator=(const FileData&) = delete;
@@ -103,6 +108,7 @@ class FileData {
   FileData() = default;
   int fd_ = -1;
   int32_t backing_id_ = -1;
+  uint64_t key_ = 0;
   std::shared_ptr<Connection> conn_;
 };
 

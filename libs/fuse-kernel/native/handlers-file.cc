@@ -25,20 +25,29 @@ void Session::OnOpen(Request& r) {
   {
     std::lock_guard<std::mutex> lock(opens_mu_);
     OpenModes& m = opens_[r.key];
+    std::shared_ptr<const FileData> data;
     if (m.passthrough > 0) {
       through = true;
-    } else if (passthrough_ && m.cached == 0) {
-      std::shared_ptr<const FileData> data = cache_.Data(r.key);
-      if (data && data->backing_id() >= 0) {
-        m.backing = std::move(data);
-        through = true;
+    } else if (passthrough_ && m.cached == 0 && !no_new_passthrough_) {
+      data = cache_.Data(r.key);
+      through = data && data->backing_id() >= 0;
+    }
+    // Recorded before the answer can reach the kernel (a crash in between
+    // leaves an open counted that never was: the safe way to be wrong). A
+    // passthrough open that cannot be recorded is not made.
+    if (through) {
+      const int32_t id = (m.passthrough > 0 ? m.backing : data)->backing_id();
+      if (table_->SetOpens(r.key, m.cached, m.passthrough + 1, id)) {
+        if (m.passthrough == 0) m.backing = std::move(data);
+        m.passthrough++;
+        out.backing_id = id;
+      } else {
+        through = false;
       }
     }
-    if (through) {
-      m.passthrough++;
-      out.backing_id = m.backing->backing_id();
-    } else {
+    if (!through) {
       m.cached++;
+      table_->SetOpens(r.key, m.cached, m.passthrough, m.backing ? m.backing->backing_id() : -1);
     }
   }
   out.fh = (next_fh_.fetch_add(1) << 1) | (through ? 1 : 0);
@@ -64,6 +73,7 @@ void Session::Closed(uint64_t key, uint64_t fh) {
   } else if (m.cached > 0) {
     m.cached--;
   }
+  table_->SetOpens(key, m.cached, m.passthrough, m.backing ? m.backing->backing_id() : -1);
   if (m.cached == 0 && m.passthrough == 0) opens_.erase(it);
 }
 
@@ -74,8 +84,11 @@ int Session::SetFileData(uint64_t key, int fd, int mode) {
     BackingMap map{fd, 0, 0};
     int id = ioctl(master_fd_, kIocBackingOpen, &map);
     if (id < 0) return -errno;
-    // The old registration (if any) is released here, outside the cache's lock.
-    cache_.PutData(key, FileData::Backing(id, connection_));
+    // Recorded before the old registration (if any) is released, here,
+    // outside the cache's lock (which clears it from the table, unless
+    // this one took its place).
+    table_->SetRegistered(key, id);
+    cache_.PutData(key, FileData::Backing(id, connection_, key));
     return kServePassthrough;
   }
   if (mode != kServePread) return -EINVAL;
@@ -95,8 +108,10 @@ int Session::ClearFileData(uint64_t key) {
 void Session::OnRelease(Request& r) {
   n_native_.fetch_add(1, std::memory_order_relaxed);
   const fuse_release_in in = Arg<fuse_release_in>(r);
-  Closed(r.key, in.fh);
+  // Counted down once answered: a RELEASE read but not answered before a
+  // crash is resent to the successor, which counts it down itself.
   Send(r.fd, r.h.unique, 0, nullptr, 0);
+  Closed(r.key, in.fh);
   if (options_.notify_release) {
     Event ev;
     ev.kind = Event::kRelease;

@@ -66,6 +66,7 @@ std::unique_ptr<Session> Session::Mount(const MountOptions& options, Bridge* bri
     s->master_fd_ = -1;
     return nullptr;
   }
+  s->KeepOpenModes(options.generation, false);
   s->Start();
   return s;
 }

@@ -23,6 +23,7 @@
 
 #include "cache.h"
 #include "notifier.h"
+#include "open-table.h"
 #include "opcodes.h"
 
 namespace strata_fuse {
@@ -79,6 +80,10 @@ struct MountOptions {
   // takeover one more). The top bits of every fh, so a successor's handles
   // never equal the ones files still hold from before.
   uint32_t generation = 0;
+  // Where how files are open is kept for a successor even across a crash
+  // (open-table.h; empty: nowhere) and how many inos it holds.
+  std::string open_modes_file;
+  uint32_t open_modes_capacity = 1u << 16;
 };
 
 // Protocol 7.40: the kernel puts every request read but not answered back
@@ -112,6 +117,18 @@ struct HandedBacking {
 struct HandedFiles {
   std::vector<HandedOpen> opens;
   std::vector<HandedBacking> backings;
+  bool given = false;  // a handover's files: taken after release (else the open table is read)
+};
+
+// How Adopt learnt how files are open: "files" (the handover state),
+// "table" (the open-modes file), "none"; problem says why the table was not
+// used when it was looked for.
+struct OpenModesRestore {
+  std::string source = "none";
+  std::string problem;
+  uint32_t opens = 0;
+  uint32_t backings = 0;
+  bool overflowed = false;
 };
 
 // How a registered file's data reaches the kernel.
@@ -250,6 +267,12 @@ class Session {
   // key and the passthrough registrations, with their backing ids); empty
   // until then (a live session's would be stale at once).
   const HandedFiles& Handed() const { return handed_; }
+  const OpenModesRestore& restored() const { return restored_; }
+  // The open table: records in use and capacity (0 when none is kept), and
+  // whether an open went unrecorded (then no new passthrough opens).
+  uint32_t open_table_records() { return table_->records(); }
+  uint32_t open_table_capacity() const { return table_->active() ? table_->capacity() : 0; }
+  bool open_table_overflowed() const { return table_->overflowed(); }
   Negotiated negotiated() const;
   // Whether request id still waits for JavaScript (not answered, timed out,
   // interrupted or released): a backlog a stuck JavaScript thread left
@@ -344,6 +367,12 @@ class Session {
   bool bridge_gone_ = false;    // Stop() after Release: the bridge may go, so the release thread posts nothing
   int resend_error_ = -1;
   HandedFiles handed_;  // Release's snapshot
+  OpenModesRestore restored_;
+  std::shared_ptr<OpenTable> table_ = std::make_shared<OpenTable>();
+  // The connection's opens are not all known (a table that overflowed, now
+  // or before a takeover): no OPEN is answered passthrough anew.
+  bool no_new_passthrough_ = false;
+  void KeepOpenModes(uint32_t generation, bool overflowed);  // creates the table from opens_ and the registrations
   void RestoreFiles(const HandedFiles& files);  // Adopt: the predecessor's opens and backing ids
 
   // requestTimeoutMs: one thread scans what waits in JavaScript.

@@ -18,6 +18,7 @@ export type {
   NegativeErrno,
   SessionHandover,
   SessionStats,
+  OpenModesStats,
   StatFs,
 } from './types';
 export { encodeAttr, encodeListing, checkName } from './wire';

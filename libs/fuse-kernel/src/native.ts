@@ -64,6 +64,8 @@ export interface NativeMountOptions {
   passthrough?: boolean;
   dataServing?: number;
   requestTimeoutMs?: number;
+  openModesFile?: string;
+  openModesCapacity?: number;
   /** Which session of the connection (0: the mounting one); the top bits of its fhs. */
   generation?: number;
 }
@@ -130,7 +132,7 @@ export interface NativeSession {
   /** A token (> 0) an EV_NOTIFIED event settles, 0 when the kernel holds no node to invalidate, or a negative errno. */
   invalidateInode(ino: bigint, offset: bigint, length: bigint): number;
   invalidateEntry(parent: bigint, name: Buffer): number;
-  stats(): Record<string, number | boolean>;
+  stats(): Record<string, unknown>;
   liveKeys(): BigUint64Array;
   close(): void;
   /** Stops serving, the connection kept: 0 done, 1 an EV_END 'released' follows, or a negative errno. */
@@ -160,6 +162,15 @@ export interface NativeModule {
   NativeSession: new (options: NativeMountOptions, onEvents: (events: NativeEvent[]) => void, adopt?: NativeAdopt) => NativeSession;
   /** A copy of process pid's fd (same open file) by pidfd_getfd(2); throws an Error with `errno`. */
   takeFd(pid: number, fd: number): number;
+  /** What adopt() would take from an open-modes file (MountOptions.openModesFile); ok false with the problem when it would ignore it. */
+  readOpenTable(path: string): {
+    ok: boolean;
+    problem: string;
+    generation: number;
+    overflowed: boolean;
+    opens: [bigint, number, number, number][];
+    registered: [bigint, number][];
+  };
   /** umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW): 0 or an errno. */
   umount(path: string): number;
   /** getsockopt(fd, SO_PEERCRED) of a connected unix socket; throws an Error with `errno`. */

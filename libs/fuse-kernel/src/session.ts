@@ -629,6 +629,8 @@ function nativeOptions(mountpoint: string, handlers: FuseHandlers, options: Moun
     passthrough: options.passthrough ?? true,
     dataServing: DATA_SERVING[options.dataServing ?? 'auto'],
     requestTimeoutMs: timeout,
+    ...(options.openModesFile !== undefined ? { openModesFile: options.openModesFile } : {}),
+    ...(options.openModesCapacity !== undefined ? { openModesCapacity: options.openModesCapacity } : {}),
   };
 }
 

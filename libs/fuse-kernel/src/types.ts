@@ -207,6 +207,20 @@ export interface MountOptions {
    * 0 or undefined: wait as long as the handler takes (a hard mount).
    */
   requestTimeoutMs?: number;
+  /**
+   * A file (in a directory only the server writes) where the session keeps,
+   * mapped shared and updated in place, how each ino is open (cached or
+   * through which passthrough backing id) and its passthrough registrations.
+   * It outlives a crash of the process (the page cache keeps it), so
+   * FuseSession.adopt() given the same path learns from it what
+   * handoverState().files would have said: without it, a successor of a
+   * passthrough mount that died has OPENs of files still open fail (EIO).
+   * Made anew by mount(), read and made anew by adopt() (unless the state
+   * has files); the caller removes it once the mount is gone.
+   */
+  openModesFile?: string;
+  /** Inos the open-modes file holds (default 65536): past that, no new passthrough opens. */
+  openModesCapacity?: number;
 }
 
 /** FuseSession.adopt()'s options: those of a mount, and the inos the kernel may still hold. */
@@ -327,6 +341,23 @@ export interface SessionStats {
   resendErrno: number;
   /** release() has run. */
   released: boolean;
+  /** The open-modes file (openModesFile). */
+  openModes: OpenModesStats;
+}
+
+/** How a session learnt how files are open, and the open-modes file it keeps. */
+export interface OpenModesStats {
+  /** adopt(): from the state's files, the open-modes file, or nothing ('none': no new passthrough opens). */
+  restoredFrom: 'files' | 'table' | 'none';
+  /** Why the open-modes file was not used or not kept ('' when it was). */
+  problem: string;
+  restoredOpens: number;
+  restoredBackings: number;
+  /** Inos it holds now, and how many it can (0: none kept). */
+  records: number;
+  capacity: number;
+  /** An open went unrecorded (it was full), now or before a takeover: no OPEN is answered passthrough anew. */
+  overflowed: boolean;
 }
 
 /**
