@@ -16,7 +16,7 @@ import { hasStrataMount, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
 import { DiskCache } from './data-cache/disk-cache';
 import { ChunkCache } from './mount/chunk-cache';
-import { Mount, journalFile, recordFile, type DetachHow, type MountContext, type MountSpec } from './mount/mount';
+import { Mount, journalFile, openModesFile, recordFile, type DetachHow, type MountContext, type MountSpec } from './mount/mount';
 import { DesiredState, type DesiredMount } from './takeover/desired-state';
 import { Holder, closeFds, type HeldEntry } from './takeover/holder';
 import { SystemdStore } from './takeover/systemd-store';
@@ -306,7 +306,6 @@ export class Agent {
       );
     }
     if (!this.holder && !this.systemd) return;
-    if (keep) this.mountContext.passthrough = false;
     const entries: HeldEntry[] = this.holder
       ? await this.holder.list().catch((err: unknown) => {
           this.log.error({ event: 'agent.holder_failed', err: StrataError.from(err).message }, 'the fd holder did not list what it holds');
@@ -344,6 +343,13 @@ export class Agent {
         }
         const record = await readMountRecord(e.meta.record);
         if (record.id !== e.id || record.mountpoint !== e.meta.mountpoint) throw new StrataError(Errno.EUCLEAN, `mount record ${e.meta.record} is not the one of holder entry ${e.id}`);
+        // On file before this session serves: a successor of its crash must give its fhs a generation of their own
+        // (files still hold this one's), and must read how files are open from the open-modes file, never from
+        // files a graceful handover once wrote (stale as soon as this session answers an OPEN).
+        const n = record.handover.negotiated as Record<string, unknown> | undefined;
+        const { files: _stale, ...handed } = record.handover;
+        void _stale;
+        await writeMountRecord(e.meta.record, { ...record, handover: { ...handed, negotiated: { ...n, generation: Number(n?.generation) + 1 } } });
         const m = Mount.adopt(record, e.fds, this.mountContext);
         // A host user's grant is still asked at each report round.
         if (m.spec.hostUser) m.spec.recheck = this.grantRecheck(m.spec.hostUser, record.layer, record.allowOther);
@@ -385,7 +391,7 @@ export class Agent {
     const dir = this.o.stateDir;
     if (dir === undefined) return;
     // Only files in the agent's own state dir: a record's own word on where its journal is is not trusted with rm.
-    for (const f of [recordFile(dir, id), journalFile(dir, id), ...(record !== undefined && path.dirname(record) === dir ? [record] : [])]) {
+    for (const f of [recordFile(dir, id), journalFile(dir, id), openModesFile(dir, id), `${openModesFile(dir, id)}.new`, ...(record !== undefined && path.dirname(record) === dir ? [record] : [])]) {
       await fs.rm(f, { force: true }).catch(() => undefined);
     }
   }

@@ -45,12 +45,10 @@ export interface MountContext {
   /** --store-view: the image store as this host sees it, verified at start; sealed file data is read from it directly. */
   storeView?: StoreView;
   /**
-   * Negotiate FUSE passthrough for cached files (default true). Off for
-   * mounts that are handed over: a file open through passthrough pins its
-   * backing file to the kernel inode, and a successor cannot name that
-   * backing (its id is not handed over), so every open of the inode would
-   * fail with EIO until the file is closed. Cached files are served by
-   * pread on the session's reader threads instead.
+   * Negotiate FUSE passthrough for cached files (default true). Mounts that
+   * are handed over keep it: each keeps how its files are open (and their
+   * backing ids) in its open-modes file in the state dir, which outlives a
+   * crash, so a successor answers OPENs the way the kernel accepts.
    */
   passthrough?: boolean;
 }
@@ -89,6 +87,11 @@ export function mountFlags(layer: Layer, hostUser: boolean): string[] {
 /** A mount's node journal in the agent's state dir. */
 export function journalFile(stateDir: string, id: string): string {
   return `${stateDir}/${id}.nodes`;
+}
+
+/** A mount's open-modes file in the agent's state dir (FUSE passthrough across a takeover, crash included). */
+export function openModesFile(stateDir: string, id: string): string {
+  return `${stateDir}/${id}.opens`;
 }
 
 /** A mount's record in the agent's state dir. */
@@ -383,6 +386,7 @@ export class Mount {
       defaultPermissions: true,
       keepCache: !live,
       passthrough: ctx.passthrough !== false,
+      ...(ctx.stateDir !== undefined ? { openModesFile: openModesFile(ctx.stateDir, spec.id) } : {}),
       entryTimeout: life.kernelSeconds,
       attrTimeout: life.kernelSeconds,
       negativeTimeout: life.kernelSeconds,
