@@ -424,6 +424,77 @@ describe('takeover with FUSE passthrough after the server was killed (the open-m
     );
   });
 
+  it('a full open-modes file: opens it cannot record are cached, never passthrough, and the successor knows the file is incomplete', async (t) => {
+    store = mkdtempSync(join(tmpdir(), 'fuse-kernel-full-table-'));
+    const blob = randomBytes(512 * 1024 + 3);
+    const plain = randomBytes(64 * 1024 + 1);
+    writeFileSync(join(store, 'blob'), blob);
+    writeFileSync(join(store, 'plain'), plain);
+    const table = join(store, 'mount.opens');
+    const toy = new ToyFs(1n);
+    const inos = { blob: toy.file(1n, 'blob', Buffer.alloc(blob.length, 0x2a)).ino, plain: toy.file(1n, 'plain', plain).ino };
+    const c = counting(toy.handlers());
+    mnt = tempMountpoint();
+    const where = (name: string): string => join((mnt as { path: string }).path, name);
+    let first: FuseSession | undefined = await FuseSession.mount(mnt.path, c.handlers, { entryTimeout: 0, attrTimeout: 0, openModesFile: table, openModesCapacity: 1 });
+    let holder: ChildProcess | undefined;
+    try {
+      if (!first.passthroughAvailable) return t.skip('the kernel did not offer FUSE_PASSTHROUGH');
+      const register = (s: FuseSession, ino: bigint, name: string): void => {
+        const fd = openSync(join(store, name), 'r');
+        try {
+          assert.equal(s.setFileData(ino, fd), 'passthrough');
+        } finally {
+          closeSync(fd);
+        }
+      };
+      register(first, inos.blob, 'blob'); // takes the one record
+      files = new OpenFiles(mnt.path); // blob through passthrough (recorded), plain cached (no record left: overflow)
+      await files.ready();
+      assert.deepEqual(await files.read(), [sha(blob), sha(plain)]);
+      let st = first.stats().openModes;
+      assert.deepEqual([st.capacity, st.records, st.overflowed], [1, 1, true]);
+      register(first, inos.plain, 'plain'); // not recorded either
+      await files.close();
+      files = undefined;
+      await waitFor(() => first?.stats().openModes.records === 1, 5_000, 'the RELEASEs');
+      // plain now has no open left; blob's registration holds the one record, so a passthrough open of plain could not be recorded: cached.
+      const before = c.reads.get(inos.plain) ?? 0;
+      const r = await run('sh', ['-c', `sha256sum < ${where('plain')}`]);
+      assert.equal(r.stdout.toString().split(' ')[0], sha(plain));
+      assert.ok((c.reads.get(inos.plain) ?? 0) > before, 'plain was served cached (READs in JavaScript)');
+      const onFile = addon().readOpenTable(table);
+      assert.equal(onFile.ok, true, onFile.problem);
+      assert.equal(onFile.overflowed, true);
+      assert.deepEqual(onFile.opens, [], 'no open left');
+      assert.equal(onFile.registered.length, 1, "blob's registration only (plain's found no record)");
+      assert.equal(onFile.registered[0]?.[0], inos.blob);
+
+      // A successor reading it (a release, then no files in the state, as after a crash) keeps the file marked incomplete
+      // and answers no OPEN passthrough anew: blob, registered, is served cached too.
+      const fds = first.handoverFds();
+      holder = await holdFds(fds);
+      await first.release();
+      const state = JSON.parse(JSON.stringify(first.handoverState())) as SessionHandover;
+      delete state.files;
+      const taken = takeBack(holder, fds.length);
+      opened.push(...taken);
+      adopted = FuseSession.adopt(taken, state, c.handlers, { entryTimeout: 0, attrTimeout: 0, adoptedInos: [inos.blob, inos.plain], openModesFile: table });
+      st = adopted.stats().openModes;
+      assert.equal(st.restoredFrom, 'table', st.problem);
+      assert.equal(st.overflowed, true);
+      const blobReads = c.reads.get(inos.blob) ?? 0;
+      const b = await run('sh', ['-c', `sha256sum < ${where('blob')}`]);
+      assert.equal(b.status, 0, b.stderr.toString());
+      assert.ok((c.reads.get(inos.blob) ?? 0) > blobReads, 'blob served cached by the successor');
+      assert.equal(addon().readOpenTable(table).overflowed, true, 'the mark is kept for the next one');
+    } finally {
+      holder?.kill('SIGKILL');
+      await cleanUp(first, undefined);
+      first = undefined;
+    }
+  });
+
   it('control: a damaged open-modes file is ignored (with the reason), and then a new open of blob fails EIO', async (t) => {
     const h = await crashed();
     if (!h || !mnt || !files) return t.skip('the kernel did not offer FUSE_PASSTHROUGH');
