@@ -520,7 +520,7 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
       closeFd(notify);
       for (const fds of stored.values()) for (const fd of fds) closeFd(fd);
     });
-    const first = await startAgent({ resolver: resolver.address, socket: p.socket, env: { NOTIFY_SOCKET: notifyPath }, extra: ['--prefetch-entries', '0', '--data-cache-dir', path.join(p.dir, 'cache')] });
+    const first = await startAgent({ resolver: resolver.address, socket: p.socket, takeover: true, env: { NOTIFY_SOCKET: notifyPath }, extra: ['--prefetch-entries', '0', '--data-cache-dir', path.join(p.dir, 'cache')] });
     cleanups.push(() => first.stop('SIGKILL'));
     mount(first, 'w3', dirMnt);
     await waitFor('the mount in the fd store', () => stored.size > 0 || undefined);

@@ -194,6 +194,8 @@ export class Fleet {
     await Promise.all(
       hosts.map(async (h) => {
         const args = ['--resolver', resolverAddresses.map((a) => `${a}:${RESOLVER_PORT}`).join(','), '--socket', path.join(h.home, 'agent.sock'), '--mount', `${h.layer}:${h.mountpoint}`];
+        // A fleet run ends with its agents: their mounts go with them (no fd holder left to keep them for a successor).
+        args.push('--no-takeover');
         const p = this.spawn(() => strataIn(`agent ${h.role}`, h.ns, 'agent', args, path.join(this.logs, `agent-${h.role}.log`)), true);
         await p.waitForEvent('agent.mounted', START_TIMEOUT_MS);
       }),

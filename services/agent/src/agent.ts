@@ -122,22 +122,14 @@ export class Agent {
   ) {
     this.log = o.log;
     this.audit = o.audit ?? AgentAudit.none();
-    this.client = new StrataClient({
-      resolver: o.resolver,
-      deadlineMs: o.deadlineMs,
-      onResolverChange: (c) =>
-        this.log.info(
-          { event: 'agent.resolvers.changed', given: c.given, addresses: c.addresses, added: c.added, removed: c.removed, failed: c.failed, initial: c.initial },
-          c.initial ? 'resolver names looked up' : 'the resolvers a name stands for changed',
-        ),
-    });
+    this.client = new StrataClient({ resolver: o.resolver, deadlineMs: o.deadlineMs });
     this.outages = new OutageMonitor(this.log);
     this.resolvers = new ResolverStates(
       o.resolver.split(',').map((a) => a.trim()).filter((a) => a !== ''),
       () => this.outages.unreachable,
     );
     // A name given stands for every address it resolves to (a headless Service): status lists each, as the Sessions use them.
-    const follow = (): void => this.resolvers.follow(this.client.pool.endpoints.map((e) => e.dial));
+    const follow = (): void => this.resolvers.follow(this.client.pool.endpoints);
     void this.client.pool.ready().then(follow);
     this.client.pool.subscribe(follow);
     this.session = this.client.sessionGroup({

@@ -21,17 +21,23 @@ export class ResolverStates {
    * The addresses now dealt over (a name given may stand for several, and
    * they change): new ones idle until a stream opens, gone ones forgotten.
    */
-  follow(addresses: readonly string[]): void {
-    const now = new Set(addresses);
+  follow(endpoints: ReadonlyArray<{ address: string; dial: string }>): void {
+    const now = new Set(endpoints.map((e) => e.address));
     for (const a of [...this.states.keys()]) if (!now.has(a)) this.states.delete(a);
-    for (const a of addresses) if (!this.states.has(a)) this.states.set(a, { state: 'idle', since: this.now() });
+    this.labels = new Map(endpoints.map((e) => [e.dial, e.address]));
+    for (const e of endpoints) if (!this.states.has(e.address)) this.states.set(e.address, { state: 'idle', since: this.now() });
   }
 
-  connected(address: string): void {
+  /** Sessions name the address they dial; status lists a name's resolvers as "name (ip:port)". */
+  private labels = new Map<string, string>();
+
+  connected(dialled: string): void {
+    const address = this.labels.get(dialled) ?? dialled;
     this.states.set(address, { state: 'connected', since: this.now() });
   }
 
-  broken(address: string, err: string | undefined): void {
+  broken(dialled: string, err: string | undefined): void {
+    const address = this.labels.get(dialled) ?? dialled;
     const was = this.states.get(address);
     this.states.set(address, { state: 'reconnecting', since: was?.state === 'reconnecting' ? was.since : this.now(), lastError: err ?? was?.lastError });
   }
