@@ -34,10 +34,11 @@ void Session::OnOpen(Request& r) {
     }
     // Recorded before the answer can reach the kernel (a crash in between
     // leaves an open counted that never was: the safe way to be wrong). A
-    // passthrough open that cannot be recorded is not made.
+    // new passthrough open that cannot be recorded is not made; one beside
+    // passthrough opens must be (the kernel takes no other), recorded or not.
     if (through) {
       const int32_t id = (m.passthrough > 0 ? m.backing : data)->backing_id();
-      if (table_->SetOpens(r.key, m.cached, m.passthrough + 1, id)) {
+      if (table_->SetOpens(r.key, m.cached, m.passthrough + 1, id) || m.passthrough > 0) {
         if (m.passthrough == 0) m.backing = std::move(data);
         m.passthrough++;
         out.backing_id = id;
