@@ -206,6 +206,8 @@ export class Mount {
       if (now !== undefined && hasStrataMount(await readMountTable(), now)) await unmount(now, true).catch(() => undefined);
       await session.unmount();
       undo();
+      // The session made its open-modes file after INIT: a mount that goes again leaves none.
+      if (ctx.stateDir !== undefined) await fs.rm(openModesFile(ctx.stateDir, spec.id), { force: true }).catch(() => undefined);
       throw StrataError.precondition(`mountpoint ${spec.mountpoint} was moved while it was being mounted`);
     }
     const info: MountInfo = {
