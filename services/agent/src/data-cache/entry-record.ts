@@ -111,18 +111,18 @@ export async function readRecord(file: string): Promise<EntryRecord | string> {
 }
 
 /**
- * Writes the record of a complete data file: temporary file, (fsync when
- * `sync`), rename. The directory is not synced: a rename lost with a power
+ * Writes the record of a complete, synced data file: temporary file,
+ * fsync, rename. The directory is not synced: a rename lost with a power
  * cut costs one cache file (no record: removed at the next start), while a
  * directory sync per filled file would cost every cold read of many small
  * files a journal commit each.
  */
-export async function writeRecord(file: string, r: EntryRecord, sync = true): Promise<void> {
+export async function writeRecord(file: string, r: EntryRecord): Promise<void> {
   const tmp = `${file}${TEMP_SUFFIX}`;
   const h = await fs.open(tmp, constants.O_CREAT | constants.O_TRUNC | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
   try {
     await h.writeFile(encodeRecord(r));
-    if (sync) await h.sync();
+    await h.sync();
   } catch (err) {
     await h.close();
     await fs.rm(tmp, { force: true });
