@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StrataClient } from '@strata/client';
-import { startResolver, waitFor, writeStack, type FixtureEntry, type LayerSpec, type ResolverProcess } from '@strata/harness';
-import { Catalog } from '@strata/layers';
+import { startResolver, waitFor, writeStack, type ResolverProcess } from '@strata/harness';
+import { generatedSpecs, register } from './side-by-side/stacks';
 
 /**
  * `node bench/dist/metadata-index.js`: the cold Walk of the generated stack
@@ -25,31 +25,6 @@ const WORK = path.resolve(process.env.STRATA_BENCH_DIR ?? path.join(os.tmpdir(),
 const DROP = process.env.STRATA_BENCH_DROP_CACHES !== '0';
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
-function generatedSpecs(): LayerSpec[] {
-  const base: FixtureEntry[] = [];
-  const snap: FixtureEntry[] = [];
-  const top: FixtureEntry[] = [];
-  let seed = 1;
-  const size = (): number => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return 100 + (seed % 16_000);
-  };
-  for (let d = 0; d < 1000; d++) {
-    const dir = `/srv/d${String(d).padStart(4, '0')}`;
-    for (let f = 0; f < 22; f++) base.push({ type: 'file', path: `${dir}/f${f}.dat`, content: Buffer.alloc(size(), d + f) });
-    if (d % 4 === 0) snap.push({ type: 'whiteout', path: `${dir}/f0.dat` }, { type: 'whiteout', path: `${dir}/f1.dat` });
-    if (d % 4 === 1) for (let f = 0; f < 5; f++) snap.push({ type: 'file', path: `${dir}/f${f}.dat`, content: Buffer.alloc(size(), 7) });
-    for (let f = 0; f < 3; f++) snap.push({ type: 'file', path: `${dir}/new${f}.dat`, content: Buffer.alloc(size(), 9) });
-    if (d % 20 === 0) {
-      top.push({ type: 'dir', path: dir, opaque: true });
-      for (let f = 0; f < 4; f++) top.push({ type: 'file', path: `${dir}/only${f}.dat`, content: Buffer.alloc(size(), 3) });
-    } else if (d % 2 === 0) {
-      top.push({ type: 'file', path: `${dir}/top.dat`, content: Buffer.alloc(size(), 5) });
-    }
-  }
-  return [{ entries: base }, { entries: snap }, { entries: top }];
-}
-
 async function stack(): Promise<{ store: string; top: { name: string } }> {
   const store = path.join(WORK, 'store');
   const done = path.join(WORK, '.complete');
@@ -58,13 +33,7 @@ async function stack(): Promise<{ store: string; top: { name: string } }> {
     fs.rmSync(WORK, { recursive: true, force: true });
     fs.mkdirSync(path.join(store, 'layers'), { recursive: true });
     writeStack(path.join(store, 'layers'), generatedSpecs(), 'trusted');
-    const catalog = new Catalog(store);
-    await catalog.init();
-    let base: number | undefined;
-    for (let i = 0; i < 3; i++) {
-      const l = await catalog.create({ source: `dir:layers/${i}`, layerType: i === 0 ? 'base' : 'snapshot', name: `gen${i}`, ...(base ? { base: { id: base } } : {}) });
-      base = l.layerId;
-    }
+    await register(store, ['0', '1', '2'], 'gen');
     fs.writeFileSync(done, '');
   }
   return { store, top: { name: 'gen2' } };

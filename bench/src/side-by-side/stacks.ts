@@ -27,7 +27,7 @@ const GiB = 2 ** 30;
  * whites out and adds, a top with opaque directories and new files, and one
  * 1 GiB file of real data in the base.
  */
-function generatedSpecs(): LayerSpec[] {
+export function generatedSpecs(): LayerSpec[] {
   const base: FixtureEntry[] = [];
   const snap: FixtureEntry[] = [];
   const top: FixtureEntry[] = [];
@@ -53,7 +53,7 @@ function generatedSpecs(): LayerSpec[] {
 }
 
 /** Registers layer directories store/layers/<n> (bottom first) as a chain; returns the top layer's name. */
-async function register(store: string, names: string[], prefix: string): Promise<string> {
+export async function register(store: string, names: string[], prefix: string): Promise<string> {
   const catalog = new Catalog(store);
   await catalog.init();
   let base: number | undefined;
