@@ -1,6 +1,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -214,6 +215,27 @@ describe('DiskCache across restarts', () => {
     assert.equal(a.fetched.length, 1);
     assert.equal(b.fetched.length, 0, 'the second mount of the chain fetched nothing');
     assert.equal(other.fetched.length, 1, 'a new generation is other bytes');
+  });
+
+  it('listens to each kept file once per node while mounted, and not at all after unmount (files outlive their mounts)', async () => {
+    const files = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`/f${i}`, source(200 + i, randomBytes(100 + i))]));
+    const cache = await DiskCache.open(newDir(), 64 * CHUNK, { log });
+    const a = mountOf(cache, files);
+    const b = mountOf(cache, files);
+    let ino = 1000n;
+    for (const name of Object.keys(files)) {
+      await a.readAll(ino, name);
+      await b.readAll(ino + 1n, name);
+      // Read again: reads that still come to a mount must not add listeners.
+      await a.read(ino, name, 0, 10);
+      ino += 2n;
+    }
+    const listeners = (): number[] => Object.keys(files).map((n) => getEventListeners(cache.peek(`${CHAIN}\0${n}`)!.gone.signal, 'abort').length);
+    assert.deepEqual(listeners(), Object.keys(files).map(() => 2), 'one listener per mount using the file');
+    a.data.dispose();
+    assert.deepEqual(listeners(), Object.keys(files).map(() => 1));
+    b.data.dispose();
+    assert.deepEqual(listeners(), Object.keys(files).map(() => 0), 'an unmounted mount holds nothing of the cache');
   });
 
   it('fills a file once when two mounts of the chain read it at the same time', async () => {

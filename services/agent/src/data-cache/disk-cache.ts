@@ -435,13 +435,19 @@ function goneSignal(): AbortController {
 const unbounded = new WeakSet<AbortSignal>();
 
 /**
- * Calls `fn` when `f` leaves the cache, until `until` aborts (the listener
- * is removed then): every mount using the file listens, however many.
+ * Calls `fn` when `f` leaves the cache, until the returned function is
+ * called (every mount using the file listens, however many). Not with
+ * addEventListener's `signal` option on a mount-wide signal: each such
+ * listener is another listener on that one signal, whose duplicate check
+ * walks them all, so filling n files cost O(n²) (a cold read of 27k small
+ * files went from 20 s to 180 s).
  */
-export function whenGone(f: CachedFile, fn: () => void, until: AbortSignal): void {
-  if (!unbounded.has(f.gone.signal)) {
-    setMaxListeners(0, f.gone.signal);
-    unbounded.add(f.gone.signal);
+export function whenGone(f: CachedFile, fn: () => void): () => void {
+  const signal = f.gone.signal;
+  if (!unbounded.has(signal)) {
+    setMaxListeners(0, signal);
+    unbounded.add(signal);
   }
-  f.gone.signal.addEventListener('abort', fn, { once: true, signal: until });
+  signal.addEventListener('abort', fn, { once: true });
+  return () => signal.removeEventListener('abort', fn);
 }

@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { GrpcCode, StrataError } from '@strata/errors';
@@ -118,11 +117,19 @@ export class MountData {
   private readonly ids = new Map<bigint, string>();
   /** Fills in progress by node: at unmount they stop and leave the cache. */
   private readonly inFill = new Map<bigint, CachedFile>();
-  /** Ends this mount's listeners on shared files at unmount. */
-  private readonly life = new AbortController();
+  /** This mount's listener on each file it uses leaving the cache, by node: removed at unmount (the files outlive it). */
+  private readonly listening = new Map<bigint, () => void>();
 
-  constructor(private readonly o: MountDataOptions) {
-    setMaxListeners(0, this.life.signal);
+  constructor(private readonly o: MountDataOptions) {}
+
+  /** forget(ino) once f leaves the cache; one listener per node, the last file's. */
+  private followGone(ino: bigint, id: string, f: CachedFile): void {
+    this.listening.get(ino)?.();
+    const stop = whenGone(f, () => {
+      if (this.listening.get(ino) === stop) this.listening.delete(ino);
+      this.forget(ino, id);
+    });
+    this.listening.set(ino, stop);
   }
 
   attach(sink: FileDataSink): void {
@@ -293,7 +300,7 @@ export class MountData {
     if (!(await this.o.cache.reuse(id, f, origin.attrs))) return false;
     if (this.closed) return true;
     this.ids.set(w.ino, id);
-    whenGone(f, () => this.forget(w.ino, id), this.life.signal);
+    this.followGone(w.ino, id, f);
     let h: FileHandle;
     try {
       h = await fs.open(f.file, constants.O_RDONLY);
@@ -317,7 +324,7 @@ export class MountData {
     const f = this.o.cache.reserve(id, w.size, origin);
     this.inFill.set(w.ino, f);
     if (this.chain) this.ids.set(w.ino, id);
-    whenGone(f, () => this.forget(w.ino, id), this.life.signal);
+    this.followGone(w.ino, id, f);
     const started = performance.now();
     try {
       const out = await this.o.cache.create(f);
@@ -464,7 +471,8 @@ export class MountData {
     this.closed = true;
     this.queued.clear();
     this.sink = undefined;
-    this.life.abort();
+    for (const stop of this.listening.values()) stop();
+    this.listening.clear();
     for (const f of this.inFill.values()) this.o.cache.discard(f.id, f);
     this.inFill.clear();
     this.ids.clear();
