@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -5,7 +6,7 @@ import { REPO, startRedis, type RedisProcess } from '@strata/harness';
 import { debianStack, foreignImageStack, generatedStack, vmImageStack, type Stack } from './stacks';
 import { flushRedis, fuseOverlayfs, kernel, kernelLoop, qsdFuse2fs, strata, type Running, type System } from './systems';
 import { dropCaches, entries, fullRead, randomReads, sequentialRead, walk } from './workloads';
-import { renderReport, renderVariants, type Results } from './report';
+import { renderReport, renderVariants, type Cpu, type Results } from './report';
 
 /**
  * `npm run bench`: the same layer stacks served by the kernel's overlayfs,
@@ -26,14 +27,20 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 let redis: RedisProcess | undefined;
 const strataMem = strata('strata (in-process)', () => undefined);
 const strataRedis = strata('strata (Redis)', () => redis);
+/** The agent reads sealed layers' bytes from the store itself (--store-view; issue 28). */
+const strataView = strata('strata (store view)', () => undefined, { storeView: true });
+const STRATA_SYSTEMS: System[] = [strataMem, strataView, strataRedis];
 const ALL: Record<string, System[]> = {
   kernel: [kernel],
   'fuse-overlayfs': [fuseOverlayfs],
   'kernel-loop': [kernelLoop.ext4, kernelLoop.xfs],
   'qsd-fuse2fs': [qsdFuse2fs],
   strata: [strataMem],
+  'strata-view': [strataView],
   'strata-redis': [strataRedis],
 };
+/** STRATA_BENCH_PROF=DIR: node CPU profiles of every strata agent and resolver, in DIR/<stack>/<system>/<workload>/<role>/. */
+const PROF = process.env.STRATA_BENCH_PROF ? path.resolve(process.env.STRATA_BENCH_PROF) : undefined;
 /** STRATA_BENCH_SYSTEMS=kernel,strata (default all) and STRATA_BENCH_STACKS=generated (default all) narrow a run while profiling. */
 const CHOSEN: System[] = (process.env.STRATA_BENCH_SYSTEMS?.split(',') ?? Object.keys(ALL)).flatMap((k) => {
   const s = ALL[k.trim()];
@@ -47,7 +54,7 @@ const CHOSEN: System[] = (process.env.STRATA_BENCH_SYSTEMS?.split(',') ?? Object
  */
 function systemsFor(stack: Stack): System[] {
   const peers = stack.disk ? [kernelLoop[stack.disk.filesystem], ...(stack.disk.filesystem === 'ext4' ? [qsdFuse2fs] : [])] : [kernel, fuseOverlayfs];
-  return [...peers, strataMem, strataRedis].filter((s) => CHOSEN.includes(s));
+  return [...peers, ...STRATA_SYSTEMS].filter((s) => CHOSEN.includes(s));
 }
 /** The default run; the VM-image variants (another guest filesystem, other hypervisors' formats) are chosen by name. */
 const DEFAULT_STACKS = ['generated', 'debian', 'vm-image'];
@@ -56,7 +63,10 @@ const STACKS = process.env.STRATA_BENCH_STACKS?.split(',').map((s) => s.trim()) 
 for (const s of STACKS) if (!KNOWN_STACKS.includes(s)) throw new Error(`unknown stack ${s} (${KNOWN_STACKS.join(', ')})`);
 
 const results: Results = {};
+/** memory[stack][system role]: peak resident bytes. */
 const memory: Record<string, Record<string, number>> = {};
+/** CPU of the serving processes during each cold figure. */
+const cpu: Cpu = {};
 /** seen[stack][system]: entries a walk found, so a system serving a different tree is caught, not timed. */
 const seen: Record<string, Record<string, number>> = {};
 
@@ -66,74 +76,98 @@ function record(stack: Stack, measure: string, system: System, value: number): v
   log(`  ${stack.name} | ${measure} | ${system.name}: ${value.toFixed(1)}`);
 }
 
-function notePeak(system: System, r: Running): void {
+function notePeak(stack: Stack, system: System, r: Running): void {
   for (const [role, bytes] of Object.entries(r.peakMemory())) {
     const key = `${system.name} ${role}`;
-    (memory[key] ??= {}).peak = Math.max(memory[key].peak ?? 0, bytes);
+    const m = (memory[stack.name] ??= {});
+    m[key] = Math.max(m[key] ?? 0, bytes);
   }
 }
 
 /** A cold start: page cache dropped, Redis emptied, every process of the system fresh. */
-async function cold(system: System, stack: Stack, mnt: string): Promise<Running> {
+async function cold(system: System, stack: Stack, mnt: string, profileDir?: string): Promise<Running> {
   flushRedis(system === strataRedis ? redis : undefined);
   dropCaches();
-  const r = await system.start(stack, mnt);
+  const r = await system.start(stack, mnt, profileDir);
   dropCaches();
   return r;
 }
 
+/** One cold start of `system` for `workload`: its processes' peak memory noted and stopped however `fn` ends. */
+async function coldStart(stack: Stack, system: System, mnt: string, workload: string, fn: (r: Running) => Promise<void> | void): Promise<void> {
+  const profileDir = PROF && STRATA_SYSTEMS.includes(system) ? path.join(PROF, stack.name, system.name.replace(/[^a-z0-9]+/gi, '-').replace(/-$/, ''), workload) : undefined;
+  const r = await cold(system, stack, mnt, profileDir);
+  try {
+    await fn(r);
+  } finally {
+    notePeak(stack, system, r);
+    await r.stop();
+  }
+}
+
+/** Records `measure`, and for a system with processes of its own the CPU each spent while it was measured. */
+function recordWithCpu(stack: Stack, measure: string, system: System, r: Running, run: () => number): void {
+  const before = r.cpuByRole?.();
+  const value = run();
+  const after = r.cpuByRole?.();
+  record(stack, measure, system, value);
+  if (!before || !after) return;
+  for (const [role, ms] of Object.entries(after)) {
+    const bySystem = (((cpu[stack.name] ??= {})[measure] ??= {})[system.name] ??= {});
+    (bySystem[role] ??= []).push(ms - (before[role] ?? 0));
+  }
+}
+
+/** The 1, 5 and 15 minute load averages, as `uptime` prints them: the machine is shared. */
+const loadNow = (): string => os.loadavg().map((l) => l.toFixed(2)).join(', ');
+/** load[stack]: load averages when its measurement began and ended. */
+const load: Record<string, { before: string; after: string }> = {};
+
 async function measure(stack: Stack): Promise<void> {
+  load[stack.name] = { before: loadNow(), after: '' };
+  try {
+    await measureRuns(stack);
+  } finally {
+    load[stack.name].after = loadNow();
+  }
+}
+
+async function measureRuns(stack: Stack): Promise<void> {
   const mnt = path.join(WORK, 'mnt', stack.name);
   const systems = systemsFor(stack);
   for (let run = 1; run <= RUNS; run++) {
     log(`${stack.name}: run ${run} of ${RUNS}`);
     for (const system of systems) {
-      let r = await cold(system, stack, mnt);
-      try {
-        record(stack, 'cold walk (ms)', system, walk(r.mnt));
+      await coldStart(stack, system, mnt, 'walk', (r) => {
+        recordWithCpu(stack, 'cold walk (ms)', system, r, () => walk(r.mnt));
         record(stack, 'warm walk (ms)', system, walk(r.mnt));
-        const cpu = r.cpuMs?.();
-        if (cpu !== undefined) {
+        const cpuBefore = r.cpuMs?.();
+        if (cpuBefore !== undefined) {
           // Every entry of a warm walk is a lookup the agent already knows: its CPU, all threads, over enough walks
           // that /proc's 10 ms ticks do not dominate.
           for (let i = 0; i < CPU_WALKS; i++) walk(r.mnt);
-          record(stack, 'agent CPU per 1,000 cached lookups (ms)', system, ((r.cpuMs?.() ?? cpu) - cpu) / ((CPU_WALKS * stack.files) / 1000));
+          record(stack, 'agent CPU per 1,000 cached lookups (ms)', system, ((r.cpuMs?.() ?? cpuBefore) - cpuBefore) / ((CPU_WALKS * stack.files) / 1000));
         }
         (seen[stack.name] ??= {})[system.name] = entries(r.mnt);
         log(`  ${stack.name} | entries walked | ${system.name}: ${seen[stack.name][system.name]}`);
-      } finally {
-        notePeak(system, r);
-        await r.stop();
-      }
-      r = await cold(system, stack, mnt);
-      try {
-        record(stack, 'cold full read (ms)', system, fullRead(r.mnt, stack.bigFile));
+      });
+      await coldStart(stack, system, mnt, 'full-read', (r) => {
+        recordWithCpu(stack, 'cold full read (ms)', system, r, () => fullRead(r.mnt, stack.bigFile));
         record(stack, 'warm full read (ms)', system, fullRead(r.mnt, stack.bigFile));
-      } finally {
-        notePeak(system, r);
-        await r.stop();
-      }
+      });
       if (!stack.bigFile) continue;
       const big = (m: string): string => path.join(m, stack.bigFile!);
-      r = await cold(system, stack, mnt);
-      try {
-        record(stack, '1 GiB sequential read, cold (MB/s)', system, sequentialRead(big(r.mnt)));
+      await coldStart(stack, system, mnt, 'sequential', (r) => {
+        recordWithCpu(stack, '1 GiB sequential read, cold (MB/s)', system, r, () => sequentialRead(big(r.mnt)));
         record(stack, '1 GiB sequential read, warm (MB/s)', system, sequentialRead(big(r.mnt)));
-      } finally {
-        notePeak(system, r);
-        await r.stop();
-      }
-      r = await cold(system, stack, mnt);
-      try {
-        record(stack, 'random 4 KiB reads, cold (IOPS)', system, randomReads(big(r.mnt)));
+      });
+      await coldStart(stack, system, mnt, 'random', async (r) => {
+        recordWithCpu(stack, 'random 4 KiB reads, cold (IOPS)', system, r, () => randomReads(big(r.mnt)));
         // Warm: the file was read whole once and whatever the system does with that (strata: the agent's data cache) is done.
         sequentialRead(big(r.mnt));
-        await r.settled?.(stack.bigFile);
+        await r.settled?.(stack.bigFile!);
         record(stack, 'random 4 KiB reads, warm (IOPS)', system, randomReads(big(r.mnt), 20_000));
-      } finally {
-        notePeak(system, r);
-        await r.stop();
-      }
+      });
     }
     if (!systems.includes(strataRedis)) continue;
     // A second host joins after the first warmed Redis: fresh resolver and agent, fresh kernel caches.
@@ -153,6 +187,13 @@ async function measure(stack: Stack): Promise<void> {
       await first.stop();
     }
   }
+}
+
+/** The commit measured, marked when the tree has changes not committed (others edit it meanwhile). */
+function commitOf(): string {
+  const git = (...args: string[]): string => spawnSync('git', ['-C', REPO, ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
+  const head = git('rev-parse', '--short', 'HEAD') || 'unknown';
+  return git('status', '--porcelain', '--untracked-files=no') ? `${head} (with changes not committed)` : head;
 }
 
 async function main(): Promise<void> {
@@ -178,9 +219,11 @@ async function main(): Promise<void> {
       date: new Date().toISOString().slice(0, 10),
       machine: `${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.release()}`,
       runs: RUNS,
-      stacks: stacks.map((s) => ({ name: s.name, files: s.files, peers: systemsFor(s).filter((x) => x !== strataMem && x !== strataRedis).map((x) => x.name), entries: seen[s.name] ?? {} })),
+      commit: commitOf(),
+      stacks: stacks.map((s) => ({ name: s.name, files: s.files, peers: systemsFor(s).filter((x) => !STRATA_SYSTEMS.includes(x)).map((x) => x.name), strata: systemsFor(s).filter((x) => STRATA_SYSTEMS.includes(x)).map((x) => x.name), entries: seen[s.name] ?? {}, load: load[s.name] })),
       results,
       memory,
+      cpu,
     });
     process.stdout.write(`${report}\n`);
     const variants = renderVariants(results);

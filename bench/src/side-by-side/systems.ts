@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { forceUnmount, mountOverlay, redisCli, unmountOrDetach, startAgent, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '@strata/harness';
 import type { GuestFilesystem, Stack } from './stacks';
 
@@ -10,6 +11,8 @@ export interface Running {
   peakMemory(): Record<string, number>;
   /** CPU time (user + system, every thread) of the processes that serve the mount so far, ms; absent for the kernel. */
   cpuMs?(): number;
+  /** The same, process by process (strata: agent and resolver), ms. */
+  cpuByRole?(): Record<string, number>;
   /** Resolves once work the system does on its own after a read of `file` is done (strata: the file is in the agent's data cache). */
   settled?(file: string): Promise<void>;
   stop(): Promise<void>;
@@ -17,7 +20,8 @@ export interface Running {
 
 export interface System {
   name: string;
-  start(stack: Stack, mnt: string): Promise<Running>;
+  /** `profileDir`: where node's CPU profiles of the serving processes go (strata only), one folder per role. */
+  start(stack: Stack, mnt: string, profileDir?: string): Promise<Running>;
 }
 
 function peakOf(pid: number | undefined): number {
@@ -64,16 +68,31 @@ export const fuseOverlayfs: System = {
   },
 };
 
+export interface StrataOptions {
+  /**
+   * Start the agent with `--store-view <the stack's store>`: sealed layers'
+   * file bytes read straight from the store by the resolver's extent maps,
+   * `dir:` files handed to the kernel by FUSE passthrough (issue 28).
+   */
+  storeView?: boolean;
+}
+
 /** strata as a host runs it: a resolver (in-process cache, or Redis behind it) and an agent. */
-export function strata(name: string, redis: () => RedisProcess | undefined): System & { host(stack: Stack, mnt: string): Promise<StrataHost> } {
-  const host = async (stack: Stack, mnt: string): Promise<StrataHost> => {
+export function strata(name: string, redis: () => RedisProcess | undefined, o: StrataOptions = {}): System & { host(stack: Stack, mnt: string, profileDir?: string): Promise<StrataHost> } {
+  const host = async (stack: Stack, mnt: string, profileDir?: string): Promise<StrataHost> => {
     fs.mkdirSync(mnt, { recursive: true });
-    const resolver = await startResolver({ store: stack.store, redis: redis()?.url, env: { STRATA_LOG_LEVEL: 'info' } });
+    const profile = (role: string): string[] => {
+      if (profileDir === undefined) return [];
+      fs.mkdirSync(path.join(profileDir, role), { recursive: true });
+      return ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, role)}`];
+    };
+    const resolver = await startResolver({ store: stack.store, redis: redis()?.url, env: { STRATA_LOG_LEVEL: 'info' }, nodeArgs: profile('resolver') });
     let agent: AgentProcess | undefined;
     try {
       // STRATA_BENCH_AGENT_ARGS: extra agent flags while profiling (e.g. --data-cache-mb 0).
       const extra = process.env.STRATA_BENCH_AGENT_ARGS?.split(' ').filter((a) => a !== '') ?? [];
-      agent = await startAgent({ resolver: resolver.address, env: { STRATA_LOG_LEVEL: 'info' }, extra });
+      const view = o.storeView ? ['--store-view', stack.store] : [];
+      agent = await startAgent({ resolver: resolver.address, env: { STRATA_LOG_LEVEL: 'info' }, extra: [...view, ...extra], nodeArgs: profile('agent') });
       agent.mount(stack.topLayer, mnt);
       return new StrataHost(mnt, resolver, agent);
     } catch (err) {
@@ -102,6 +121,10 @@ export class StrataHost implements Running {
 
   cpuMs(): number {
     return cpuOf(this.agent.child.pid);
+  }
+
+  cpuByRole(): Record<string, number> {
+    return { agent: cpuOf(this.agent.child.pid), resolver: cpuOf(this.resolver.child.pid) };
   }
 
   async settled(file: string): Promise<void> {
