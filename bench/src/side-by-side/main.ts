@@ -70,10 +70,19 @@ const cpu: Cpu = {};
 /** seen[stack][system]: entries a walk found, so a system serving a different tree is caught, not timed. */
 const seen: Record<string, Record<string, number>> = {};
 
+/** The 1, 5 and 15 minute load averages, as `uptime` prints them: the machine is shared. */
+const loadNow = (): string => os.loadavg().map((l) => l.toFixed(2)).join(', ');
+/** load[stack]: load averages when its measurement began and ended, and the lowest and highest 1-minute load at a figure. */
+const load: Record<string, { before: string; after: string; low: number; high: number }> = {};
+
 function record(stack: Stack, measure: string, system: System, value: number): void {
   ((results[stack.name] ??= {})[measure] ??= {})[system.name] ??= [];
   results[stack.name][measure][system.name].push(value);
-  log(`  ${stack.name} | ${measure} | ${system.name}: ${value.toFixed(1)}`);
+  const now = os.loadavg()[0];
+  const l = (load[stack.name] ??= { before: loadNow(), after: '', low: now, high: now });
+  l.low = Math.min(l.low, now);
+  l.high = Math.max(l.high, now);
+  log(`  ${stack.name} | ${measure} | ${system.name}: ${value.toFixed(1)} (load ${now.toFixed(2)})`);
 }
 
 function notePeak(stack: Stack, system: System, r: Running): void {
@@ -118,13 +127,8 @@ function recordWithCpu(stack: Stack, measure: string, system: System, r: Running
   }
 }
 
-/** The 1, 5 and 15 minute load averages, as `uptime` prints them: the machine is shared. */
-const loadNow = (): string => os.loadavg().map((l) => l.toFixed(2)).join(', ');
-/** load[stack]: load averages when its measurement began and ended. */
-const load: Record<string, { before: string; after: string }> = {};
-
 async function measure(stack: Stack): Promise<void> {
-  load[stack.name] = { before: loadNow(), after: '' };
+  load[stack.name] = { before: loadNow(), after: '', low: os.loadavg()[0], high: os.loadavg()[0] };
   try {
     await measureRuns(stack);
   } finally {

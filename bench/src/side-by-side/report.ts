@@ -9,7 +9,7 @@ export interface ReportInput {
   runs: number;
   commit: string;
   /** Each stack with the peers strata is compared with on it (the kernel first), the strata systems run, how many entries each system's walk found, and the load averages around it. */
-  stacks: { name: string; files: number; peers: string[]; strata: string[]; entries: Record<string, number>; load?: { before: string; after: string } }[];
+  stacks: { name: string; files: number; peers: string[]; strata: string[]; entries: Record<string, number>; load?: { before: string; after: string; low: number; high: number } }[];
   results: Results;
   /** memory[stack][process] = peak resident bytes */
   memory: Record<string, Record<string, number>>;
@@ -113,7 +113,7 @@ export function renderReport(r: ReportInput): string {
   for (const stack of r.stacks) {
     const measures = r.results[stack.name] ?? {};
     out.push(`### ${stack.name} (${stack.files} files)`, '');
-    if (stack.load) out.push(`Load average (1, 5, 15 min) before: ${stack.load.before}; after: ${stack.load.after}.`, '');
+    if (stack.load) out.push(`Load average (1, 5, 15 min) before: ${stack.load.before}; after: ${stack.load.after}; 1-minute load at the figures ${stack.load.low.toFixed(1)}–${stack.load.high.toFixed(1)} (2 cores, shared).`, '');
     const systems = [...stack.peers, ...stack.strata];
     out.push(`| measure | ${systems.join(' | ')} |`, `| --- | ${systems.map(() => '---:').join(' | ')} |`);
     for (const [measure, bySystem] of Object.entries(measures)) {

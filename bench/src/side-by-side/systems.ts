@@ -108,6 +108,31 @@ export function strata(name: string, redis: () => RedisProcess | undefined, o: S
   };
 }
 
+/** How long a data cache directory stays unwritten before no fill is taken to be under way. */
+const QUIET_MS = 5_000;
+
+/** Bytes allocated to the files under `dir` (a file being filled grows), bounded to a few levels. */
+function allocatedBytes(dir: string, depth = 0): number {
+  let total = 0;
+  let names: fs.Dirent[];
+  try {
+    names = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const d of names) {
+    const p = path.join(dir, d.name);
+    if (d.isDirectory()) total += depth < 4 ? allocatedBytes(p, depth + 1) : 0;
+    else
+      try {
+        total += fs.lstatSync(p).blocks * 512;
+      } catch {
+        // Gone meanwhile (a fill's temporary file renamed): counted on the next look.
+      }
+  }
+  return total;
+}
+
 export class StrataHost implements Running {
   constructor(
     readonly mnt: string,
@@ -127,9 +152,26 @@ export class StrataHost implements Running {
     return { agent: cpuOf(this.agent.child.pid), resolver: cpuOf(this.resolver.child.pid) };
   }
 
+  /**
+   * The file's fill into the data cache logged as done, or no fill under
+   * way: nothing written to the cache directory for QUIET_MS. A file the
+   * agent handed to the kernel whole (--store-view, a `dir:` file by
+   * passthrough) is never filled, nor is any with --data-cache-mb 0.
+   */
   async settled(file: string): Promise<void> {
     const cached = (): boolean => this.agent.logs.some((l) => l.event === 'agent.data_cache.filled' && typeof l.path === 'string' && l.path.endsWith(`/${file}`));
-    await waitFor(`${file} in the agent's data cache`, () => cached() || undefined, 600_000);
+    const dir = path.dirname(this.agent.socket);
+    let last = { bytes: allocatedBytes(dir), at: Date.now() };
+    await waitFor(
+      `${file} in the agent's data cache, or no fill under way`,
+      () => {
+        if (cached()) return true;
+        const bytes = allocatedBytes(dir);
+        if (bytes !== last.bytes) last = { bytes, at: Date.now() };
+        return Date.now() - last.at >= QUIET_MS || undefined;
+      },
+      600_000,
+    );
   }
 
   /** Waits until the agent's Walk prefetch (if any) has finished, so it is not measured as part of the next workload. */
