@@ -8,10 +8,12 @@ import {
   LayerCheckServiceClient,
   ProjectionServiceClient,
   SessionServiceClient,
+  SessionServiceService,
   type SessionRequest,
   type SessionResponse,
 } from '@strata/protocol';
 import { parseAddresses } from './addresses';
+import { sessionResponseFromBytes } from './session-wire';
 import { errorMessage } from '@strata/errors';
 import { LOOKUP_TIMEOUT_MS, dialTarget, expandName, isHostName, mergeExpansions, systemLookup, type LookupAll } from './name-expansion';
 
@@ -78,9 +80,10 @@ export class Endpoint {
     this.check = new LayerCheckServiceClient(address, creds, opts);
   }
 
-  /** A new Session stream on this resolver's channel. */
+  /** A new Session stream on this resolver's channel; read answers keep their data where grpc-js received it (session-wire.ts). */
   openSession(): ClientDuplexStream<SessionRequest, SessionResponse> {
-    return this.session.session(new Metadata());
+    const m = SessionServiceService.session;
+    return this.session.makeBidiStreamRequest(m.path, m.requestSerialize, sessionResponseFromBytes, new Metadata());
   }
 
   /** Known to be failing right now (grpc-js is backing off before it reconnects). */
