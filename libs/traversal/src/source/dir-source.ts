@@ -1,11 +1,11 @@
-import { lstatSync, promises as fs, constants as fsc, realpathSync, type Dirent } from 'node:fs';
+import { lstatSync, promises as fs, realpathSync, type Dirent } from 'node:fs';
 import { Errno, StrataError } from '@strata/errors';
 import type { FileType } from '@strata/posix';
 import { childPath, printable, toPathBuffer } from '../paths';
-import { FdCache } from './fd-cache';
+import { FdCache, closeQuietly, openNoFollow } from './fd-cache';
 import { getXattr, listXattrs, XattrError } from './host-xattr';
 import type { LayerObject, LayerSource, SourceDirent, SourceStat, StatFs } from './layer-source';
-import { readAt } from './read-at';
+import { readFdAt } from './read-at';
 import { dirExtentMap, type ExtentRun } from './extent-map';
 
 /**
@@ -209,26 +209,26 @@ export class DirSource implements LayerSource {
 
   private async readReal(real: Buffer, offset: number, length: number): Promise<Buffer> {
     if (!this.fds) {
-      let fh: fs.FileHandle;
+      let fd: number;
       try {
         // O_NOFOLLOW: a LIVE layer could swap the file for a symlink after lookup.
-        fh = await fs.open(real, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+        fd = await openNoFollow(real);
       } catch (err) {
         throw storeError(err, 'open', real);
       }
       try {
-        return await readAt(fh, offset, length);
+        return await readFdAt(fd, offset, length);
       } catch (err) {
         throw StrataError.from(err, 'read');
       } finally {
-        await fh.close();
+        closeQuietly(fd);
       }
     }
     const file = await this.fds.acquire(real).catch((err: unknown) => {
       throw storeError(err, 'open', real);
     });
     try {
-      return await readAt(file.handle, offset, length);
+      return await readFdAt(file.fd, offset, length);
     } catch (err) {
       throw StrataError.from(err, 'read');
     } finally {

@@ -18,6 +18,19 @@ const NEGATIVE_TEXT: Record<number, string> = {
   [Errno.ELOOP]: 'too many levels of symbolic links',
 };
 
+/**
+ * Misses in one directory of a sealed chain after which its whole listing is
+ * read, recording every child's node at once: a program reading a tree file
+ * by file (cp -r, tar, find | xargs cat) would otherwise pay a lookup through
+ * every layer per file (an lstat per layer, and one for its whiteout name,
+ * most of them failing), against one listing of each layer per directory.
+ * One miss alone stays a single lookup: reading one file of a huge directory
+ * must not list it.
+ */
+export const SIBLING_FILL_AFTER = 2;
+/** Directories whose misses are counted. */
+const MISS_COUNTED_DIRS = 1024;
+
 /** A failed lookup's record, errno to be set. */
 const NO_NODE: NodeRecord = { errno: 0, attr: undefined, locations: [], directory: false, linkTarget: Buffer.alloc(0), sourceLayer: 0 };
 
@@ -29,15 +42,18 @@ const NO_NODE: NodeRecord = { errno: 0, attr: undefined, locations: [], director
 export class Metadata {
   /** Decoded listings, so paging through a huge directory does not decode it once per page. */
   private readonly listings = new LRUCache<string, DirEntry[]>({ max: 64 });
+  /** Node misses per directory (listing key) of sealed chains, until one reaches SIBLING_FILL_AFTER. */
+  private readonly dirMisses = new LRUCache<string, number>({ max: MISS_COUNTED_DIRS });
 
   constructor(private readonly records: RecordCache) {}
 
   /** A path's node record, or the errno of its failed lookup thrown. */
   async node(view: ChainView, path: Buffer): Promise<{ canon: Buffer; rec: NodeRecord }> {
-    const canon = joinPath(splitPath(path));
+    const parts = splitPath(path);
+    const canon = joinPath(parts);
     const key = recordKey(view.key, 'n', canon);
     const hit = await this.records.get(view, key);
-    const rec = hit ? NodeRecord.decode(hit) : await this.records.once(key, () => this.resolveNode(view, canon, key));
+    const rec = hit ? NodeRecord.decode(hit) : await this.records.once(key, () => this.missedNode(view, parts, canon, key));
     if (rec.errno !== 0) {
       throw new StrataError(rec.errno, `${NEGATIVE_TEXT[rec.errno] ?? errnoName(rec.errno)}: ${printable(canon)}`, { path: canon });
     }
@@ -48,6 +64,11 @@ export class Metadata {
     const key = recordKey(view.key, 'd', canon);
     const decoded = this.listings.get(key);
     if (decoded) return decoded;
+    // Concurrent askers (readers of sibling files filling it, a walk's prefetch) share one listing.
+    return this.records.once(key, () => this.loadListing(view, canon, key));
+  }
+
+  private async loadListing(view: ChainView, canon: Buffer, key: string): Promise<DirEntry[]> {
     const hit = await this.records.get(view, key);
     let entries: DirEntry[];
     if (hit) {
@@ -66,6 +87,33 @@ export class Metadata {
     const hit = await this.records.get(view, key);
     if (hit) return XattrRecord.decode(hit);
     return inSpan('store.xattrs', () => ({ 'strata.path': printable(canon) }), () => this.readXattrs(view, canon, key), STORE_SPAN);
+  }
+
+  /**
+   * A node no cache tier holds. In a sealed chain, the second miss in a
+   * directory reads the directory, which records every child (misses
+   * meanwhile wait for it); whatever it does not answer is looked up alone.
+   * A LIVE chain always looks the path up: its listing may be older than
+   * the file.
+   */
+  private async missedNode(view: ChainView, parts: Buffer[], canon: Buffer, key: string): Promise<NodeRecord> {
+    if (view.ttlMs === undefined && parts.length > 0) {
+      const parent = joinPath(parts.slice(0, -1));
+      const dirKey = recordKey(view.key, 'd', parent);
+      const misses = Math.min((this.dirMisses.get(dirKey) ?? 0) + 1, SIBLING_FILL_AFTER);
+      this.dirMisses.set(dirKey, misses);
+      if (misses >= SIBLING_FILL_AFTER) {
+        // Later misses share the listing under way, or take its decoded copy. Not a directory,
+        // damaged, ...: the lookup alone gives the answer (and the error) it always gave.
+        const listed = await this.listing(view, parent).then(
+          () => true,
+          () => false,
+        );
+        const filled = listed ? this.records.peek(key) : undefined;
+        if (filled) return NodeRecord.decode(filled);
+      }
+    }
+    return this.resolveNode(view, canon, key);
   }
 
   private async resolveNode(view: ChainView, canon: Buffer, key: string): Promise<NodeRecord> {

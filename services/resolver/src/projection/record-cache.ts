@@ -30,6 +30,11 @@ export class RecordCache {
     return hit?.value;
   }
 
+  /** A record's bytes if this process holds them, uncounted (a second look after something filled the cache). */
+  peek(key: string): Buffer | undefined {
+    return this.cache.peek?.(key);
+  }
+
   /** Writes a record behind the request: a slow or absent Redis never delays the answer. */
   put(view: ChainView, key: string, encoded: Uint8Array): void {
     void this.cache.set(key, toBuffer(encoded), view.ttlMs);
