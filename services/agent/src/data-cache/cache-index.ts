@@ -46,25 +46,35 @@ export async function readIndex(dir: string): Promise<Map<string, IndexedEntry>>
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     if (line === '') continue;
-    let o: unknown;
-    try {
-      o = JSON.parse(line);
-    } catch {
-      continue;
-    }
-    const record = recordOf(o);
-    if (typeof record === 'string') continue;
-    // Beside the record: its file's name and when it was last used.
-    const { n, u } = o as Record<string, unknown>;
-    if (typeof n !== 'string' || !/^[0-9a-f]{1,64}$/.test(n) || typeof u !== 'number' || !Number.isFinite(u)) continue;
-    found.set(n, { name: n, record, usedMs: u });
+    const e = decodeEntry(line);
+    if (e !== undefined) found.set(e.name, e);
   }
   return found;
 }
 
+/** One entry as a line of JSON: its record, with its file's name and when it was last used (also the journal's lines). */
+export function encodeEntry(e: IndexedEntry): string {
+  return encodeRecord(e.record).replace(/^\{/, `{"n":${JSON.stringify(e.name)},"u":${Math.round(e.usedMs)},`);
+}
+
+/** The entry a line of JSON names; undefined when it is not one (damaged, foreign, out of bounds). */
+export function decodeEntry(line: string): IndexedEntry | undefined {
+  let o: unknown;
+  try {
+    o = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const record = recordOf(o);
+  if (typeof record === 'string') return undefined;
+  const { n, u } = o as Record<string, unknown>;
+  if (typeof n !== 'string' || !/^[0-9a-f]{1,64}$/.test(n) || typeof u !== 'number' || !Number.isFinite(u)) return undefined;
+  return { name: n, record, usedMs: u };
+}
+
 /**
- * Replaces the snapshot (temporary file, fsync, rename): a crash leaves the
- * old one or the new one. `entries` least recently used first; past the
+ * Replaces the snapshot (temporary file, fsync, rename, directory fsync): a
+ * crash leaves the old one or the new one. `entries` least recently used first; past the
  * size a load reads, the least recent are left out.
  */
 export async function writeIndex(dir: string, entries: readonly IndexedEntry[]): Promise<void> {
@@ -72,7 +82,7 @@ export async function writeIndex(dir: string, entries: readonly IndexedEntry[]):
   let bytes = INDEX_HEADER.length + 1;
   for (let i = entries.length - 1; i >= 0; i--) {
     const e = entries[i];
-    const line = encodeRecord(e.record).replace(/^\{/, `{"n":${JSON.stringify(e.name)},"u":${Math.round(e.usedMs)},`);
+    const line = encodeEntry(e);
     bytes += Buffer.byteLength(line) + 1;
     if (bytes > MAX_INDEX_BYTES) break;
     lines.push(line);
@@ -88,4 +98,16 @@ export async function writeIndex(dir: string, entries: readonly IndexedEntry[]):
     await h.close();
   }
   await fs.rename(tmp, file);
+  // The journal is emptied after this: the rename must outlive a power cut first.
+  await syncDir(dir);
+}
+
+/** fsync of a directory: what was renamed or created in it is on disk. */
+export async function syncDir(dir: string): Promise<void> {
+  const h = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
 }

@@ -1,7 +1,8 @@
-import { constants, promises as fs } from 'node:fs';
+import { constants, promises as fs, renameSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { INDEX_FILE, readIndex } from './cache-index';
 import { DATA_SUFFIX, RECORD_SUFFIX, readRecord, type EntryRecord } from './entry-record';
+import { JOURNAL_FILE, readJournal } from './record-journal';
 
 /**
  * The file naming the directory's layout. A directory without it (an
@@ -26,8 +27,11 @@ export interface LoadResult {
   readonly entries: LoadedEntry[];
   /** Entries (or stray files) removed: incomplete, corrupt, over the budget, or no longer wanted. */
   readonly dropped: number;
-  /** Records read from their own files (the snapshot lacked them: written after it, or no snapshot). */
+  /** Records read from their own files (an older agent's layout, which the snapshot lacked). */
   readonly recordsRead: number;
+  /** Lines in the journal (a snapshot would spare the next start them), and how many were torn or damaged. */
+  readonly journalLines: number;
+  readonly journalDamaged: number;
   /** Why the whole directory was emptied (an unknown layout), when it was. */
   readonly reset?: string;
 }
@@ -56,10 +60,16 @@ export async function loadCacheDir(dir: string, maxBytes: number, takes: SizeRul
   if (reset !== undefined) {
     await emptyDir(dir);
     await writeFormat(dir);
-    return { entries: [], dropped: 0, recordsRead: 0, reset };
+    return { entries: [], dropped: 0, recordsRead: 0, journalLines: 0, journalDamaged: 0, reset };
   }
-  const names = (await fs.readdir(dir)).filter((n) => n !== FORMAT_FILE && n !== INDEX_FILE);
+  const names = (await fs.readdir(dir)).filter((n) => n !== FORMAT_FILE && n !== INDEX_FILE && n !== JOURNAL_FILE);
+  // What was sealed since the snapshot is in the journal; a name in both is one record.
   const index = await readIndex(dir);
+  const journal = await readJournal(dir);
+  for (const [name, e] of journal.entries) {
+    const old = index.get(name);
+    if (old === undefined || old.usedMs < e.usedMs) index.set(name, e);
+  }
   const data = new Set(names.filter((n) => n.endsWith(DATA_SUFFIX)).map((n) => n.slice(0, -DATA_SUFFIX.length)));
   const records = names.filter((n) => n.endsWith(RECORD_SUFFIX)).map((n) => n.slice(0, -RECORD_SUFFIX.length));
   const stray = names.filter((n) => !n.endsWith(DATA_SUFFIX) && !n.endsWith(RECORD_SUFFIX));
@@ -71,16 +81,17 @@ export async function loadCacheDir(dir: string, maxBytes: number, takes: SizeRul
     dropped++;
     await removeEntry(dir, name).catch(() => undefined);
   };
-  // What the snapshot has needs no read: its size and sum are checked before the file's first reuse.
-  const unindexed: string[] = [];
-  for (const name of records) {
+  // What the snapshot or the journal has needs no read: its size and sum are checked before the file's first reuse.
+  const taken = new Set<string>();
+  for (const name of data) {
     const indexed = index.get(name);
-    if (indexed === undefined || !data.has(name)) unindexed.push(name);
-    else {
-      found.push(indexed);
-      data.delete(name);
-    }
+    if (indexed === undefined) continue;
+    found.push(indexed);
+    taken.add(name);
   }
+  for (const name of taken) data.delete(name);
+  // Records of an older agent's layout, one file each, that nothing above took (without their data file they go).
+  const unindexed = records.filter((name) => !taken.has(name));
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < unindexed.length) {
@@ -114,7 +125,7 @@ export async function loadCacheDir(dir: string, maxBytes: number, takes: SizeRul
     bytes += size;
     kept.push(e);
   }
-  return { entries: kept.reverse(), dropped, recordsRead: unindexed.length };
+  return { entries: kept.reverse(), dropped, recordsRead: unindexed.length, journalLines: journal.lines, journalDamaged: journal.damaged };
 }
 
 /** The entry `name` if its record reads and its data file is a regular file of the recorded size. */
@@ -151,6 +162,13 @@ async function checkFormat(dir: string): Promise<string | undefined> {
     return `it has no ${FORMAT_FILE} file (an older agent's)`;
   }
   return text === FORMAT ? undefined : `its layout is ${JSON.stringify(text.trim().slice(0, 64))}, not ${JSON.stringify(FORMAT.trim())}`;
+}
+
+/** writeFormat for a fill that found its directory gone (fills create their files without a threadpool round trip). */
+export function writeFormatSync(dir: string): void {
+  const tmp = path.join(dir, `${FORMAT_FILE}.tmp`);
+  writeFileSync(tmp, FORMAT, { mode: 0o600 });
+  renameSync(tmp, path.join(dir, FORMAT_FILE));
 }
 
 export async function writeFormat(dir: string): Promise<void> {

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { constants, promises as fs } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import { closeSync, constants, fdatasync, mkdirSync, openSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { StrataError } from '@strata/errors';
 import type { Logger } from '@strata/telemetry';
 import { attrsOf, sameFile, type FileAttrs } from './chain-identity';
 import { writeIndex, type IndexedEntry } from './cache-index';
-import { loadCacheDir, removeEntry, writeFormat } from './cache-load';
-import { DATA_SUFFIX, RECORD_SUFFIX, writeRecord } from './entry-record';
+import { loadCacheDir, removeEntry, writeFormatSync } from './cache-load';
+import { DATA_SUFFIX, type EntryRecord } from './entry-record';
+import { RecordJournal } from './record-journal';
 import { sumOfFile } from './file-sum';
 
 /** What a file kept across restarts was filled from: checked before a later agent reuses it. */
@@ -69,18 +69,21 @@ export interface DiskCacheOptions {
 /** Files whose bytes are not worth a file of their own, and bounds on one file against the whole. */
 const MIN_FILE_BYTES = 1;
 const MAX_SHARE = 4;
-/** Records read from their own files at start beyond which the snapshot is written again at once. */
+/** Records read from their own files at start (an older agent's layout) beyond which the snapshot is written again at once. */
 const SNAPSHOT_AFTER_READS = 256;
 /**
- * Files sealed since the last snapshot before another is written, and the
- * least time between two: after a crash the next start reads at most about
- * this many records one by one, while a busy cache rewrites its snapshot
- * at most twice a minute.
+ * Journal lines beyond which a snapshot replaces them (and at least as
+ * many as files kept: the snapshot's cost, a line per kept file, is spread
+ * over as many seals), and the least time between two snapshots.
  */
-const SNAPSHOT_EVERY_SEALS = 64;
+const SNAPSHOT_EVERY_RECORDS = 4096;
 const SNAPSHOT_INTERVAL_MS = 30_000;
-/** Files synced and recorded at once, and waiting to be (beyond it a file is not kept: it costs a fetch after a restart). */
-const SEALS_AT_ONCE = 4;
+/** Data files synced at once (parallel fdatasyncs share the file system's journal commits). */
+const SYNCS_AT_ONCE = 4;
+/** Records appended to the journal at once, with one fdatasync. */
+const RECORDS_PER_BATCH = 512;
+/** Files waiting to be sealed with their descriptor still open (beyond it the descriptor is closed, and opened again to sync). */
+const MAX_OPEN_SEALS = 512;
 /** Entries in a snapshot at most (about 60 MiB of lines, what the load reads of one). */
 const MAX_SNAPSHOT_ENTRIES = 200_000;
 const MAX_SEAL_QUEUE = 4096;
@@ -103,13 +106,18 @@ const MAX_SEAL_QUEUE = 4096;
 export class DiskCache {
   private readonly lru: LRUCache<string, CachedFile>;
   private closing = false;
-  /** The last snapshot written or being written (they are written one at a time). */
-  private snapshot: Promise<void> = Promise.resolve();
-  private sealsSinceSnapshot = 0;
+  /** The last journal append or snapshot, written or being written (one at a time: a snapshot empties the journal). */
+  private records: Promise<void> = Promise.resolve();
+  private readonly journal?: RecordJournal;
+  /** Lines in the journal, the last start's included. */
+  private journalLines = 0;
   private lastSnapshotAt = -Infinity;
   private snapshotTimer?: NodeJS.Timeout;
-  private readonly sealQueue: Array<{ f: CachedFile; sum: number }> = [];
-  private readonly sealing = new Set<Promise<void>>();
+  private readonly sealQueue: Array<{ f: CachedFile; sum: number; fd?: number }> = [];
+  /** Queued files whose descriptor is still open. */
+  private openSeals = 0;
+  /** The batch being sealed (one at a time: its records are one append). */
+  private sealing?: Promise<void>;
   private readonly counters = { fills: 0, fillBytes: 0, fillFailures: 0, evictions: 0, diskReads: 0, loaded: 0, loadDropped: 0, reused: 0, reuseRejected: 0 };
 
   private constructor(
@@ -119,6 +127,7 @@ export class DiskCache {
     /** The behaviour before issue 27: emptied at open, removed at close, nothing kept. */
     private readonly transient = false,
   ) {
+    if (dir !== '' && !transient) this.journal = new RecordJournal(dir);
     this.lru = new LRUCache<string, CachedFile>({
       maxSize: Math.max(maxBytes, 1),
       sizeCalculation: (f) => Math.max(f.size, 1),
@@ -164,6 +173,7 @@ export class DiskCache {
       cache.lru.set(e.record.id, f);
     }
     cache.counters.loaded = found.entries.length;
+    cache.journalLines = found.journalLines;
     cache.counters.loadDropped = found.dropped;
     const ms = Math.round(performance.now() - started);
     if (found.reset !== undefined) {
@@ -171,8 +181,9 @@ export class DiskCache {
     } else {
       opts.log?.info({ event: 'agent.data_cache.loaded', dir, files: found.entries.length, bytes: cache.lru.calculatedSize, dropped: found.dropped, recordsRead: found.recordsRead, ms }, 'data cache kept from the last run');
     }
-    // Records read one by one (a crash left no fresh snapshot): a new snapshot spares the next start those reads.
-    if (found.recordsRead >= SNAPSHOT_AFTER_READS) void cache.flush();
+    // Records read one by one (an older agent's layout), or a journal a crash tore: a new snapshot spares the next start those reads,
+    // and empties the journal (a torn last line stays unreadable, but a fresh journal is cheaper to read).
+    if (found.recordsRead >= SNAPSHOT_AFTER_READS || found.journalDamaged > 0 || found.journalLines > Math.max(SNAPSHOT_EVERY_RECORDS, found.entries.length)) void cache.flush();
     return cache;
   }
 
@@ -211,16 +222,24 @@ export class DiskCache {
     return f;
   }
 
-  /** The reserved file created for writing; the directory is made again if it was removed under the agent. */
-  async create(f: CachedFile): Promise<FileHandle> {
+  /**
+   * The reserved file created for writing, its descriptor (the caller's to
+   * close, or seal's); the directory is made again if it was removed under
+   * the agent. Synchronous: creating a file in the page cache costs some
+   * 10 µs, a round trip through libuv's threadpool several times that in
+   * the agent's own CPU (a cold read of many small files creates thousands).
+   */
+  create(f: CachedFile): number {
     const flags = constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW;
     try {
-      return await fs.open(f.file, flags, 0o600);
+      return openSync(f.file, flags, 0o600);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-      if (!this.transient) await writeFormat(this.dir);
-      return await fs.open(f.file, flags, 0o600);
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      if (!this.transient) writeFormatSync(this.dir);
+      // Its journal went with the directory: the next append makes another.
+      void this.journal?.close().catch(() => undefined);
+      return openSync(f.file, flags, 0o600);
     }
   }
 
@@ -241,49 +260,98 @@ export class DiskCache {
 
   /**
    * Makes a filled file one the next agent may reuse, soon: its bytes
-   * synced, then its record written. Done in the background, a few at a
-   * time, so that the syncs never hold up the next fills (a cold read of
-   * many small files fills thousands); past the queue's bound a file is
-   * simply not kept. Files without an origin, or whose sum is unknown,
-   * stay this agent's alone.
+   * synced (on `fd`, the descriptor that wrote them, which seal closes in
+   * every case), then its record appended to the journal with those of
+   * other files sealed meanwhile. Done in the background, so that the
+   * syncs never hold up the next fills (a cold read of many small files
+   * fills thousands); past the queue's bound a file is simply not kept.
+   * Files without an origin, or whose sum is unknown, stay this agent's alone.
    */
-  seal(f: CachedFile, sum: number | undefined): void {
-    if (f.origin === undefined || sum === undefined || this.dir === '' || this.transient || this.closing || f.gone.signal.aborted) return;
-    if (this.sealQueue.length >= MAX_SEAL_QUEUE) return;
-    this.sealQueue.push({ f, sum });
-    while (this.sealing.size < SEALS_AT_ONCE && this.sealQueue.length > 0) {
-      const p = this.sealNext()
-        .catch(() => undefined)
-        .finally(() => this.sealing.delete(p));
-      this.sealing.add(p);
+  seal(f: CachedFile, sum: number | undefined, fd?: number): void {
+    const keeps = f.origin !== undefined && sum !== undefined && this.journal !== undefined && !this.closing && !f.gone.signal.aborted && this.sealQueue.length < MAX_SEAL_QUEUE;
+    if (!keeps) {
+      if (fd !== undefined) closeQuietly(fd);
+      return;
     }
+    let kept = fd;
+    // Too many descriptors held: this one is opened again when its turn comes.
+    if (kept !== undefined && this.openSeals >= MAX_OPEN_SEALS) {
+      closeQuietly(kept);
+      kept = undefined;
+    }
+    if (kept !== undefined) this.openSeals++;
+    this.sealQueue.push({ f, sum, ...(kept !== undefined ? { fd: kept } : {}) });
+    this.sealMore();
   }
 
-  private async sealNext(): Promise<void> {
-    for (let next = this.sealQueue.shift(); next !== undefined && !this.closing; next = this.sealQueue.shift()) await this.sealOne(next.f, next.sum);
+  private sealMore(): void {
+    if (this.sealing !== undefined || this.sealQueue.length === 0 || this.closing) return;
+    const batch = this.sealQueue.splice(0, RECORDS_PER_BATCH);
+    for (const e of batch) if (e.fd !== undefined) this.openSeals--;
+    this.sealing = this.sealBatch(batch)
+      .catch(() => undefined)
+      .finally(() => {
+        this.sealing = undefined;
+        this.sealMore();
+      });
   }
 
-  private async sealOne(f: CachedFile, sum: number): Promise<void> {
-    if (f.origin === undefined || f.gone.signal.aborted) return;
-    const record = path.join(this.dir, path.basename(f.file, DATA_SUFFIX) + RECORD_SUFFIX);
-    try {
-      // fsync works on a read-only descriptor: it syncs the file, not the descriptor's writes.
-      const h = await fs.open(f.file, constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        await h.datasync();
-      } finally {
-        await h.close();
+  /** Syncs a batch's data files, a few at a time, then appends the records of those synced, at once. */
+  private async sealBatch(batch: Array<{ f: CachedFile; sum: number; fd?: number }>): Promise<void> {
+    const synced: Array<{ f: CachedFile; sum: number }> = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < batch.length) {
+        const e = batch[next++];
+        if (await this.syncData(e.f, e.fd)) synced.push(e);
       }
-      if (f.gone.signal.aborted) return;
-      await writeRecord(record, { id: f.id, size: f.size, attrs: f.origin.attrs, chunkSize: f.origin.chunkSize, sum });
+    };
+    await Promise.all(Array.from({ length: Math.min(SYNCS_AT_ONCE, batch.length) }, worker));
+    const live: Array<{ f: CachedFile; sum: number }> = [];
+    const entries: IndexedEntry[] = [];
+    const now = Date.now();
+    for (const e of synced) {
+      if (e.f.gone.signal.aborted || e.f.origin === undefined) continue;
+      live.push(e);
+      entries.push({ name: path.basename(e.f.file, DATA_SUFFIX), usedMs: now, record: recordFor(e.f, e.f.origin, e.sum) });
+    }
+    if (entries.length === 0 || this.journal === undefined) return;
+    const journal = this.journal;
+    const append = this.records.then(() => journal.append(entries));
+    this.records = append.catch(() => undefined);
+    try {
+      await append;
+    } catch (err) {
+      this.opts.log?.debug({ event: 'agent.data_cache.seal_failed', dir: this.dir, files: entries.length, err: StrataError.from(err).message }, 'cached files not kept for the next agent');
+      return;
+    }
+    // A file evicted meanwhile leaves a line naming a data file that is gone: ignored at the next start.
+    for (const { f, sum } of live) {
       f.sum = sum;
       f.kept = true;
-      this.sealed();
+    }
+    this.sealed(entries.length);
+  }
+
+  /** fdatasync of a filled file (on its own descriptor if it is still open), which is closed; false if it failed or left. */
+  private async syncData(f: CachedFile, fd: number | undefined): Promise<boolean> {
+    if (f.gone.signal.aborted) {
+      if (fd !== undefined) closeQuietly(fd);
+      return false;
+    }
+    let own = fd;
+    try {
+      // fsync works on a read-only descriptor: it syncs the file, not the descriptor's writes.
+      own ??= openSync(f.file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      const d = own;
+      await new Promise<void>((resolve, reject) => fdatasync(d, (err) => (err ? reject(err) : resolve())));
+      return true;
     } catch (err) {
       this.opts.log?.debug({ event: 'agent.data_cache.seal_failed', file: f.file, err: StrataError.from(err).message }, 'cached file not kept for the next agent');
+      return false;
+    } finally {
+      if (own !== undefined) closeQuietly(own);
     }
-    // Evicted while its record was being written: the record must not outlive the data.
-    if (f.gone.signal.aborted) await fs.rm(record, { force: true }).catch(() => undefined);
   }
 
   /**
@@ -367,10 +435,12 @@ export class DiskCache {
     clearTimeout(this.snapshotTimer);
     this.snapshotTimer = undefined;
     // Files still waiting for their sync are not kept: a stop is not held up by thousands of them.
-    this.sealQueue.length = 0;
-    await Promise.all([...this.sealing]);
+    for (const e of this.sealQueue.splice(0)) if (e.fd !== undefined) closeQuietly(e.fd);
+    this.openSeals = 0;
+    await this.sealing;
     await this.flush();
     this.closing = true;
+    await this.journal?.close().catch(() => undefined);
     const dropped = [...this.lru.values()].filter((f) => f.kept !== true);
     this.lru.clear();
     if (this.dir === '') return;
@@ -382,19 +452,19 @@ export class DiskCache {
    * written): for a stop that hands the mounts over instead of closing.
    */
   async flush(): Promise<void> {
-    if (this.dir === '' || this.transient || this.closing) return;
-    const next = this.snapshot.then(() => {
-      this.sealsSinceSnapshot = 0;
+    if (this.journal === undefined || this.closing) return;
+    const next = this.records.then(() => {
       this.lastSnapshotAt = performance.now();
       return this.writeSnapshot();
     });
-    this.snapshot = next;
+    this.records = next;
     await next;
   }
 
-  /** One more kept file: a snapshot soon, once enough have been sealed since the last. */
-  private sealed(): void {
-    if (++this.sealsSinceSnapshot < SNAPSHOT_EVERY_SEALS || this.snapshotTimer !== undefined || this.closing) return;
+  /** More kept files: a snapshot soon, once the journal holds more lines than a snapshot would. */
+  private sealed(n: number): void {
+    this.journalLines += n;
+    if (this.journalLines < Math.max(SNAPSHOT_EVERY_RECORDS, this.lru.size) || this.snapshotTimer !== undefined || this.closing) return;
     const wait = Math.max(0, this.lastSnapshotAt + SNAPSHOT_INTERVAL_MS - performance.now());
     this.snapshotTimer = setTimeout(() => {
       this.snapshotTimer = undefined;
@@ -404,7 +474,11 @@ export class DiskCache {
     this.snapshotTimer.unref();
   }
 
-  /** The kept files' records in one file, least recently used first; failing costs the next start some reads. */
+  /**
+   * The kept files' records in one file, least recently used first, then
+   * the journal emptied (no append runs meanwhile: both are on `records`).
+   * Failing costs the next start a longer journal, nothing else.
+   */
   private async writeSnapshot(): Promise<void> {
     const kept: IndexedEntry[] = [];
     const now = Date.now();
@@ -413,10 +487,13 @@ export class DiskCache {
     for (const f of this.lru.values()) {
       if (kept.length >= MAX_SNAPSHOT_ENTRIES) break;
       if (f.kept !== true || f.origin === undefined || f.sum === undefined) continue;
-      kept.push({ name: path.basename(f.file, DATA_SUFFIX), usedMs: now - kept.length, record: { id: f.id, size: f.size, attrs: f.origin.attrs, chunkSize: f.origin.chunkSize, sum: f.sum } });
+      kept.push({ name: path.basename(f.file, DATA_SUFFIX), usedMs: now - kept.length, record: recordFor(f, f.origin, f.sum) });
     }
     try {
       await writeIndex(this.dir, kept.reverse());
+      // Past MAX_SNAPSHOT_ENTRIES the least recent were left out: their journal lines go too (they cost fetches after a restart).
+      await this.journal?.truncate();
+      this.journalLines = 0;
     } catch (err) {
       this.opts.log?.debug({ event: 'agent.data_cache.snapshot_failed', dir: this.dir, err: StrataError.from(err).message }, 'data cache snapshot not written');
     }
@@ -424,6 +501,19 @@ export class DiskCache {
 
   stats(): DiskCacheStats {
     return { files: this.lru.size, bytes: this.lru.calculatedSize, ...this.counters };
+  }
+}
+
+function recordFor(f: CachedFile, origin: FileOrigin, sum: number): EntryRecord {
+  return { id: f.id, size: f.size, attrs: origin.attrs, chunkSize: origin.chunkSize, sum };
+}
+
+/** Closes a descriptor of the agent's own; a failure (EIO of a lost write) changes nothing for the cache: the sum is checked before reuse. */
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Nothing to do.
   }
 }
 

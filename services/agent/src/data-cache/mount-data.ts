@@ -1,4 +1,4 @@
-import { constants, promises as fs } from 'node:fs';
+import { closeSync, constants, promises as fs, write, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { GrpcCode, StrataError } from '@strata/errors';
 import type { Logger } from '@strata/telemetry';
@@ -68,6 +68,13 @@ const REREGISTER_MS = 1000;
  */
 const INLINE_CHECK_CHUNKS = 16;
 
+/**
+ * Pieces written at once on the main thread: a copy into the page cache
+ * costs less than a round trip through libuv's threadpool (a cold read of
+ * many small files writes thousands); larger ones go to the threadpool.
+ */
+const SYNC_WRITE_BYTES = 128 * 1024;
+
 /** Fills of files this large are logged at info. */
 const LARGE_FILE_BYTES = 64 * 1024 * 1024;
 
@@ -86,7 +93,8 @@ const CLAIMED = 1;
 /** A fill in progress: its cache file and which chunks are taken care of. */
 interface ActiveFill {
   w: Wanted;
-  out: FileHandle;
+  /** The cache file's descriptor. */
+  out: number;
   state: Uint8Array;
   sums?: ChunkSums;
   writes: Set<Promise<void>>;
@@ -327,7 +335,8 @@ export class MountData {
     this.followGone(w.ino, id, f);
     const started = performance.now();
     try {
-      const out = await this.o.cache.create(f);
+      const out = this.o.cache.create(f);
+      let owned = true;
       try {
         const sum = await this.copyIn(w, f, out);
         if (f.gone.signal.aborted || this.closed) {
@@ -335,11 +344,12 @@ export class MountData {
           return;
         }
         this.o.cache.filled(f);
-        // Handed over on the fd just written: no second open per file (a cold read of many small files fills thousands).
-        this.handOver(w.ino, out.fd);
-        this.o.cache.seal(f, sum);
+        // Handed over, then synced and closed by seal, on the fd just written: no second open per file (a cold read of many small files fills thousands).
+        this.handOver(w.ino, out);
+        owned = false;
+        this.o.cache.seal(f, sum, out);
       } finally {
-        await out.close();
+        if (owned) closeQuietly(out);
       }
       // One line per large file is worth an operator's attention (where a 1 GiB read went); small ones are many.
       const line = { event: 'agent.data_cache.filled', mountpoint: this.o.mountpoint, path: w.path.toString('utf8'), bytes: w.size, ms: Math.round(performance.now() - started) };
@@ -367,7 +377,7 @@ export class MountData {
    * means the file is not the one it was. Returns the bytes' sum when the
    * file may be kept across restarts.
    */
-  private async copyIn(w: Wanted, f: CachedFile, out: FileHandle): Promise<number | undefined> {
+  private async copyIn(w: Wanted, f: CachedFile, out: number): Promise<number | undefined> {
     const chunks = Math.ceil(w.size / this.o.chunkSize);
     const a: ActiveFill = { w, out, state: new Uint8Array(chunks), writes: new Set(), ...(f.origin ? { sums: new ChunkSums(w.size, this.o.chunkSize) } : {}) };
     const key = w.path.toString('latin1');
@@ -383,7 +393,7 @@ export class MountData {
           const b = await this.o.fetchChunk(w.path, i);
           this.checkLength(w, i, b);
           a.sums?.add(i, b);
-          await out.write(b, 0, b.length, i * this.o.chunkSize);
+          await writeAt(out, b, i * this.o.chunkSize);
         }
       };
       await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, chunks) }, worker));
@@ -408,7 +418,7 @@ export class MountData {
     const p = (async () => {
       this.checkLength(a.w, index, data);
       a.sums?.add(index, data);
-      await a.out.write(data, 0, data.length, index * this.o.chunkSize);
+      await writeAt(a.out, data, index * this.o.chunkSize);
     })().catch((err: unknown) => {
       a.failed ??= err;
     });
@@ -477,6 +487,28 @@ export class MountData {
     this.inFill.clear();
     this.ids.clear();
     if (this.o.chainIdentity === undefined) this.o.cache.drop(`${this.o.mountKey}\0`);
+  }
+}
+
+/** All of `b` at `pos` of the file open as `fd`. */
+async function writeAt(fd: number, b: Buffer, pos: number): Promise<void> {
+  // Bounded: each pass writes at least one byte or throws.
+  for (let done = 0; done < b.length; ) {
+    const n = b.length - done <= SYNC_WRITE_BYTES ? writeSync(fd, b, done, b.length - done, pos + done) : await writeAsync(fd, b, done, b.length - done, pos + done);
+    if (n <= 0) throw StrataError.io(`writing the cache file: ${n} bytes written`);
+    done += n;
+  }
+}
+
+function writeAsync(fd: number, b: Buffer, offset: number, length: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => write(fd, b, offset, length, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // A descriptor of our own: nothing to do about a failed close (the sum is checked before any reuse).
   }
 }
 
