@@ -14,6 +14,7 @@ import {
 } from '@strata/protocol';
 import { parseAddresses } from './addresses';
 import { sessionResponseFromBytes } from './session-wire';
+import { DataLane, type DataLaneEvents } from './data-lane';
 import { errorMessage } from '@strata/errors';
 import { LOOKUP_TIMEOUT_MS, dialTarget, expandName, isHostName, mergeExpansions, systemLookup, type LookupAll } from './name-expansion';
 
@@ -84,6 +85,17 @@ export class Endpoint {
   openSession(): ClientDuplexStream<SessionRequest, SessionResponse> {
     const m = SessionServiceService.session;
     return this.session.makeBidiStreamRequest(m.path, m.requestSerialize, sessionResponseFromBytes, new Metadata());
+  }
+
+  /**
+   * A data stream (data-lane.ts) to `port` on the host this endpoint
+   * dials, for a plaintext channel only: over TLS reads stay on the
+   * Session until the data stream speaks TLS with the channel's identity.
+   */
+  openData(port: number, events: DataLaneEvents): DataLane {
+    if (this.secure) throw new Error('a data stream is plaintext only');
+    const host = this.dial.slice(0, this.dial.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+    return new DataLane(host, port, events);
   }
 
   /** Known to be failing right now (grpc-js is backing off before it reconnects). */

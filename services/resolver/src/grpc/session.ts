@@ -1,10 +1,11 @@
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
 import { StrataError } from '@strata/errors';
 import { type AnswerCase, type OperationHandlers, SessionRequest, SessionResponse, dispatchCase } from '@strata/protocol';
 import { SESSION_READ_MAX } from '../projection-ops';
 import type { SessionAdmission } from './access-control';
 import { asStrataError, type RpcContext } from './calls';
 import { undecodableOf } from './undecodable';
+import { DATA_PORT_HEADER } from './data-stream';
 import { wireError, wireErrorInfo } from './wire-error';
 
 /**
@@ -51,6 +52,8 @@ export interface SessionHooks {
  * `maxInflight` answers, and about SESSION_READ_BYTES, per Session.
  * `admission` gives the stream's per-request access check (access-control.ts):
  * a refused request is answered with its error like any failed one.
+ * `dataPort` names the data stream (data-stream.ts) in the stream's
+ * initial metadata, for a stream nothing is enforced on.
  */
 export function sessionHandler(
   handlers: OperationHandlers,
@@ -58,10 +61,17 @@ export function sessionHandler(
   hooks: SessionHooks,
   maxInflight: number,
   admission: (call: ServerDuplexStream<SessionRequest, SessionResponse>) => SessionAdmission | undefined = () => undefined,
+  dataPort: () => number | undefined = () => undefined,
 ) {
   const { log, tracker } = rpc;
   return (call: ServerDuplexStream<SessionRequest, SessionResponse>): void => {
     const admit = admission(call);
+    const port = admit === undefined ? dataPort() : undefined;
+    if (port !== undefined) {
+      const md = new Metadata();
+      md.set(DATA_PORT_HEADER, String(port));
+      call.sendMetadata(md);
+    }
     let inflight = 0;
     let readBytes = 0;
     let inputEnded = false;

@@ -1,0 +1,161 @@
+import { connect, type Socket } from 'node:net';
+import { Errno, GrpcCode, StrataError } from '@strata/errors';
+import { ErrorInfo, SessionRequest, strataErrorFromInfo, type ReadRequest } from '@strata/protocol';
+import type { SessionAnswer } from './session-client';
+
+/*
+ * The client end of the resolver's data stream (services/resolver/src/grpc/
+ * data-stream.ts has the wire format): Session reads over a plain socket.
+ * The socket is read with `onread`, node's native read writing each
+ * answer's header into one small buffer and its data straight into the
+ * buffer the answer is handed over in: no intermediate buffers, no copies,
+ * one allocation per answer (the one the data cache keeps).
+ */
+
+export const DATA_MAGIC = Buffer.from('STRATAD1');
+export const ANSWER_HEADER_BYTES = 24;
+const ANSWER_DATA = 0;
+const ANSWER_ERROR = 1;
+/** The Session stream's initial metadata key naming the data stream's port. */
+export const DATA_PORT_HEADER = 'strata-data-port';
+/** Longest ErrorInfo accepted. */
+const MAX_ERROR_BYTES = 64 << 10;
+
+/** The data port a Session stream's initial metadata names, if any. */
+export function dataPortOf(md: { get(key: string): unknown[] } | undefined): number | undefined {
+  const v = md?.get(DATA_PORT_HEADER)[0];
+  if (typeof v !== 'string' || !/^[0-9]{1,5}$/.test(v)) return undefined;
+  const port = Number(v);
+  return port > 0 && port < 65536 ? port : undefined;
+}
+
+export interface DataLaneEvents {
+  /** The lane is connected: reads may be sent. */
+  ready(): void;
+  /** Request `id` answered (a read, or its error). */
+  answer(id: number, answer: SessionAnswer | StrataError): void;
+  /** The lane is gone (closed by either side, refused, a protocol error); requests sent on it are not answered. */
+  broken(error: StrataError): void;
+}
+
+interface Asked {
+  offset: number;
+  length: number;
+}
+
+/** One data stream connection; used by a SessionClient beside its Session stream. */
+export class DataLane {
+  private readonly socket: Socket;
+  private readonly asked = new Map<number, Asked>();
+  private readonly header = Buffer.alloc(ANSWER_HEADER_BYTES);
+  private headerGot = 0;
+  /** The answer whose body is being read: its buffer, how much of it is in, and what it is. */
+  private body: { id: number; kind: number; eof: boolean; offset: number; into: Buffer; got: number } | undefined;
+  private done = false;
+  ready = false;
+
+  constructor(
+    host: string,
+    port: number,
+    private readonly events: DataLaneEvents,
+  ) {
+    this.socket = connect({
+      host,
+      port,
+      noDelay: true,
+      onread: {
+        buffer: () => (this.body ? this.body.into.subarray(this.body.got) : this.header.subarray(this.headerGot)),
+        callback: (n: number) => this.received(n),
+      },
+    });
+    this.socket.write(DATA_MAGIC);
+    this.socket.on('connect', () => {
+      if (this.done) return;
+      this.ready = true;
+      this.events.ready();
+    });
+    this.socket.on('error', (err) => this.fail(new StrataError(Errno.EIO, `data stream to ${host}:${port}: ${err.message}`, { code: GrpcCode.UNAVAILABLE, cause: err })));
+    this.socket.on('close', () => this.fail(new StrataError(Errno.EIO, `data stream to ${host}:${port} closed`, { code: GrpcCode.UNAVAILABLE })));
+  }
+
+  /** Requests not answered yet. */
+  get inflight(): number {
+    return this.asked.size;
+  }
+
+  /** Sends a read; its answer comes to events.answer. */
+  send(id: number, read: ReadRequest, traceContext: Record<string, string>): void {
+    const req = SessionRequest.encode({ id, request: { $case: 'read', read }, traceContext }).finish();
+    const frame = Buffer.allocUnsafe(4 + req.length);
+    frame.writeUInt32LE(req.length, 0);
+    frame.set(req, 4);
+    this.asked.set(id, { offset: read.offset, length: read.length });
+    this.socket.write(frame);
+  }
+
+  close(): void {
+    this.done = true;
+    this.ready = false;
+    this.asked.clear();
+    this.socket.destroy();
+  }
+
+  private fail(error: StrataError): void {
+    if (this.done) return;
+    this.done = true;
+    this.ready = false;
+    this.asked.clear();
+    this.socket.destroy();
+    this.events.broken(error);
+  }
+
+  /** `n` bytes were read into the buffer handed out last. Returning false would pause the socket; answers are always taken. */
+  private received(n: number): boolean {
+    if (this.done) return true;
+    if (!this.body) {
+      this.headerGot += n;
+      if (this.headerGot < ANSWER_HEADER_BYTES) return true;
+      this.headerGot = 0;
+      this.startBody();
+    } else this.body.got += n;
+    const b = this.body;
+    if (b && b.got === b.into.length) {
+      this.body = undefined;
+      this.finish(b.id, b.kind, b.eof, b.offset, b.into);
+    }
+    return true;
+  }
+
+  /** A header is in: check it against what was asked and set up the buffer its body goes into. */
+  private startBody(): void {
+    const h = this.header;
+    const id = h.readUInt32LE(0) + h.readUInt32LE(4) * 2 ** 32;
+    const offset = h.readUInt32LE(8) + h.readUInt32LE(12) * 2 ** 32;
+    const kind = h[16];
+    const length = h.readUInt32LE(20);
+    const asked = this.asked.get(id);
+    const bound = kind === ANSWER_ERROR ? MAX_ERROR_BYTES : (asked?.length ?? 0);
+    if (!asked || (kind !== ANSWER_DATA && kind !== ANSWER_ERROR) || h[17] > 1 || length > bound || (kind === ANSWER_DATA && offset !== asked.offset)) {
+      this.fail(new StrataError(Errno.EIO, `data stream protocol error: an answer to ${asked ? `request ${id}` : `unknown request ${id}`} (kind ${kind}, ${length} bytes at ${offset})`, { code: GrpcCode.INTERNAL }));
+      return;
+    }
+    const body = { id, kind, eof: h[17] === 1, offset, into: Buffer.allocUnsafe(length), got: 0 };
+    if (length === 0) this.finish(id, kind, body.eof, offset, body.into);
+    else this.body = body;
+  }
+
+  private finish(id: number, kind: number, eof: boolean, offset: number, bytes: Buffer): void {
+    if (this.done || !this.asked.delete(id)) return;
+    if (kind === ANSWER_DATA) {
+      this.events.answer(id, { $case: 'read', read: { offset, data: bytes, eof } });
+      return;
+    }
+    let error: StrataError;
+    try {
+      error = strataErrorFromInfo(ErrorInfo.decode(bytes));
+    } catch {
+      error = new StrataError(Errno.EIO, `data stream: undecodable error for request ${id}`, { code: GrpcCode.INTERNAL });
+    }
+    this.events.answer(id, error);
+  }
+}

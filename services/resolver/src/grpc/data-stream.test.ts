@@ -1,0 +1,186 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { Errno, StrataError } from '@strata/errors';
+import { ErrorInfo, SessionRequest, type OperationHandlers, type ReadRequest } from '@strata/protocol';
+import { createLogger } from '@strata/telemetry';
+import { RequestTracker } from '../observability/request-tracker';
+import { ANSWER_DATA, ANSWER_ERROR, ANSWER_HEADER_BYTES, DATA_MAGIC, DataStreamServer } from './data-stream';
+import { SESSION_READ_BYTES } from './session';
+
+const log = createLogger({ service: 'test', level: 'silent' });
+const rpc = { log, tracker: new RequestTracker(log) };
+
+/** Handlers whose reads answer `length` bytes of a pattern of the offset, or wait for the test to let them. */
+function handlers(opts: { gate?: Promise<void>; started?: { n: number } } = {}): OperationHandlers {
+  const refuse = () => Promise.reject(new StrataError(Errno.EINVAL, 'not here'));
+  return {
+    read: async (req: ReadRequest) => {
+      if (opts.started) opts.started.n++;
+      await opts.gate;
+      if (req.path.toString() === '/missing') throw new StrataError(Errno.ENOENT, 'no such file', { path: req.path });
+      const n = Math.min(req.length, 3_000_000 - req.offset);
+      const data = Buffer.alloc(Math.max(0, n), req.offset % 251);
+      return { offset: req.offset, data, eof: req.offset + n >= 3_000_000 };
+    },
+    stat: refuse,
+    readDir: refuse,
+    readLink: refuse,
+    listXattr: refuse,
+    getXattr: refuse,
+    statFs: refuse,
+  } as unknown as OperationHandlers;
+}
+
+function frame(req: SessionRequest): Buffer {
+  const b = SessionRequest.encode(req).finish();
+  const out = Buffer.alloc(4 + b.length);
+  out.writeUInt32LE(b.length, 0);
+  out.set(b, 4);
+  return out;
+}
+
+const readReq = (id: number, offset: number, length: number, path = '/f'): SessionRequest => ({
+  id,
+  request: { $case: 'read', read: { layer: { ref: { $case: 'name', name: 'l' } }, path: Buffer.from(path), offset, length } },
+  traceContext: {},
+});
+
+interface Answer {
+  id: number;
+  offset: number;
+  kind: number;
+  eof: boolean;
+  body: Buffer;
+}
+
+/** A raw client: collects answers as they arrive. */
+function client(port: number): { socket: Socket; answers: Answer[]; closed: Promise<void>; wait(n: number): Promise<void> } {
+  const socket = connect(port, '127.0.0.1');
+  const answers: Answer[] = [];
+  let held = Buffer.alloc(0);
+  const waiters: (() => void)[] = [];
+  socket.on('data', (d: Buffer) => {
+    held = Buffer.concat([held, d]);
+    while (held.length >= ANSWER_HEADER_BYTES && held.length >= ANSWER_HEADER_BYTES + held.readUInt32LE(20)) {
+      const n = held.readUInt32LE(20);
+      answers.push({
+        id: held.readUInt32LE(0) + held.readUInt32LE(4) * 2 ** 32,
+        offset: held.readUInt32LE(8) + held.readUInt32LE(12) * 2 ** 32,
+        kind: held[16],
+        eof: held[17] === 1,
+        body: held.subarray(ANSWER_HEADER_BYTES, ANSWER_HEADER_BYTES + n),
+      });
+      held = held.subarray(ANSWER_HEADER_BYTES + n);
+    }
+    for (const w of waiters) w();
+  });
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  return {
+    socket,
+    answers,
+    closed,
+    wait: (n) =>
+      new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (answers.length >= n) resolve();
+        };
+        waiters.push(check);
+        check();
+      }),
+  };
+}
+
+describe('DataStreamServer', () => {
+  const servers: DataStreamServer[] = [];
+  after(() => {
+    for (const s of servers) s.close();
+  });
+  const start = async (h = handlers(), maxInflight = 64): Promise<{ server: DataStreamServer; port: number }> => {
+    const server = new DataStreamServer(h, rpc, { maxInflight, maxRequestBytes: 1 << 20 });
+    servers.push(server);
+    return { server, port: await server.listen('127.0.0.1') };
+  };
+
+  test('answers reads with their data and failures with an ErrorInfo; only reads are served', async () => {
+    const { port } = await start();
+    const c = client(port);
+    c.socket.write(Buffer.concat([DATA_MAGIC, frame(readReq(1, 0, 1 << 20)), frame(readReq(2 ** 40 + 5, 2_999_000, 4096))]));
+    // A frame split across writes.
+    const f = frame(readReq(3, 0, 10, '/missing'));
+    c.socket.write(f.subarray(0, 3));
+    await new Promise((r) => setTimeout(r, 20));
+    c.socket.write(f.subarray(3));
+    c.socket.write(frame({ id: 4, request: { $case: 'readLink', readLink: { layer: undefined, path: Buffer.from('/x') } }, traceContext: {} }));
+    await c.wait(4);
+    const by = new Map(c.answers.map((a) => [a.id, a]));
+    const a1 = by.get(1)!;
+    assert.equal(a1.kind, ANSWER_DATA);
+    assert.ok(a1.body.equals(Buffer.alloc(1 << 20, 0)));
+    assert.equal(a1.eof, false);
+    const a2 = by.get(2 ** 40 + 5)!;
+    assert.equal(a2.offset, 2_999_000);
+    assert.equal(a2.body.length, 1000);
+    assert.equal(a2.eof, true);
+    const a3 = by.get(3)!;
+    assert.equal(a3.kind, ANSWER_ERROR);
+    assert.equal(ErrorInfo.decode(a3.body).errno, Errno.ENOENT);
+    const a4 = by.get(4)!;
+    assert.equal(a4.kind, ANSWER_ERROR);
+    assert.equal(ErrorInfo.decode(a4.body).errno, Errno.EINVAL);
+    c.socket.destroy();
+  });
+
+  test('a connection that does not greet, or sends a frame over the bound or undecodable, is closed', async () => {
+    const { port } = await start();
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32LE((1 << 20) + 1, 0);
+    for (const bytes of [Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.concat([DATA_MAGIC, huge]), Buffer.concat([DATA_MAGIC, Buffer.from([3, 0, 0, 0, 0xff, 0xff, 0xff])])]) {
+      const c = client(port);
+      c.socket.write(bytes);
+      await c.closed;
+      assert.equal(c.answers.length, 0);
+    }
+  });
+
+  test('bounded: no more reads start than the bounds allow, whatever is sent', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const started = { n: 0 };
+    const { port } = await start(handlers({ gate, started }), 64);
+    const c = client(port);
+    const frames: Buffer[] = [DATA_MAGIC];
+    for (let id = 1; id <= 200; id++) frames.push(frame(readReq(id, 0, 1 << 20)));
+    c.socket.write(Buffer.concat(frames));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(started.n, SESSION_READ_BYTES / (1 << 20), 'held by the bytes in flight (16 MiB of 1 MiB reads)');
+    open();
+    await c.wait(200);
+    assert.deepEqual(
+      c.answers.map((a) => a.id).sort((a, b) => a - b),
+      Array.from({ length: 200 }, (_, i) => i + 1),
+    );
+    c.socket.destroy();
+  });
+
+  test('drain: answers in progress are written, then the connection ends; new connections are refused', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const { server, port } = await start(handlers({ gate }));
+    const c = client(port);
+    c.socket.write(Buffer.concat([DATA_MAGIC, frame(readReq(1, 0, 4096))]));
+    await new Promise((r) => setTimeout(r, 50));
+    server.drain();
+    open();
+    await c.closed;
+    assert.deepEqual(
+      c.answers.map((a) => a.id),
+      [1],
+    );
+    const late = client(port);
+    await late.closed;
+    for (let i = 0; i < 100 && server.connections > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(server.connections, 0);
+  });
+});

@@ -1,0 +1,218 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { Errno, StrataError } from '@strata/errors';
+import { ErrorInfo, type OperationHandlers, SessionRequest, dispatchCase } from '@strata/protocol';
+import { SESSION_READ_MAX } from '../projection-ops';
+import { asStrataError, type RpcContext } from './calls';
+import { SESSION_READ_BYTES } from './session';
+import { wireErrorInfo } from './wire-error';
+
+/**
+ * The data stream: a plain socket beside the gRPC port that carries only
+ * Session reads, so bulk file data skips grpc-js on both sides (its
+ * HTTP/2 framing, the 16 KiB buffers it assembles into a message, the
+ * copies). An agent learns its port from the Session stream's initial
+ * metadata (DATA_PORT_HEADER) and sends its reads here while the stream
+ * lasts; everything else stays on the Session.
+ *
+ * Wire format, little-endian:
+ *   client → resolver: DATA_MAGIC once, then frames of
+ *     u32 length, then `length` bytes of a SessionRequest holding a read.
+ *   resolver → client: per request, a header of ANSWER_HEADER_BYTES:
+ *     u32 id low, u32 id high, u32 offset low, u32 offset high,
+ *     u8 kind (ANSWER_DATA or ANSWER_ERROR), u8 eof, u16 zero,
+ *     u32 length; then `length` bytes: the file data, or an ErrorInfo.
+ *
+ * Offered only where nothing is enforced per caller and the gRPC port
+ * is plaintext (ResolverServer decides): grants and TLS stay on the
+ * Session until the data stream authenticates its caller too.
+ */
+export const DATA_MAGIC = Buffer.from('STRATAD1');
+export const ANSWER_HEADER_BYTES = 24;
+export const ANSWER_DATA = 0;
+export const ANSWER_ERROR = 1;
+/** The Session stream's initial metadata key naming the data stream's port. */
+export const DATA_PORT_HEADER = 'strata-data-port';
+/** Longest ErrorInfo sent (wire-error.ts bounds its path and message well under it). */
+export const MAX_ERROR_BYTES = 64 << 10;
+
+/** The 24-byte header of one answer. */
+export function answerHeader(id: number, offset: number, kind: number, eof: boolean, length: number): Buffer {
+  const h = Buffer.alloc(ANSWER_HEADER_BYTES);
+  h.writeUInt32LE(id % 2 ** 32, 0);
+  h.writeUInt32LE(Math.floor(id / 2 ** 32), 4);
+  h.writeUInt32LE(offset % 2 ** 32, 8);
+  h.writeUInt32LE(Math.floor(offset / 2 ** 32), 12);
+  h[16] = kind;
+  h[17] = eof ? 1 : 0;
+  h.writeUInt32LE(length, 20);
+  return h;
+}
+
+export interface DataStreamOptions {
+  /** Requests of one connection being answered or not yet taken by the socket. */
+  maxInflight: number;
+  /** Largest request frame; a bigger one ends the connection (before it is buffered). */
+  maxRequestBytes: number;
+}
+
+/** The data stream's listener and its connections. */
+export class DataStreamServer {
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private draining = false;
+
+  constructor(
+    private readonly handlers: OperationHandlers,
+    private readonly rpc: RpcContext,
+    private readonly options: DataStreamOptions,
+  ) {
+    this.server = createServer({ noDelay: true }, (socket) => this.serve(socket));
+  }
+
+  /** Listens on `host` at a port of the system's choosing; resolves with it. */
+  listen(host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, host, () => {
+        this.server.off('error', reject);
+        const a = this.server.address();
+        resolve(typeof a === 'object' && a !== null ? a.port : 0);
+      });
+    });
+  }
+
+  get connections(): number {
+    return this.sockets.size;
+  }
+
+  /** No new connections; each open one ends once its answers in progress are written (its client moves to the Session). */
+  drain(): void {
+    this.draining = true;
+    this.server.close();
+    for (const s of this.sockets) s.emit('strata-drain');
+  }
+
+  /** Ends every connection at once. */
+  close(): void {
+    this.draining = true;
+    this.server.close();
+    for (const s of this.sockets) s.destroy();
+  }
+
+  private serve(socket: Socket): void {
+    if (this.draining) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    const { log, tracker } = this.rpc;
+    let inflight = 0;
+    let readBytes = 0;
+    let ended = false;
+    let held: Buffer = Buffer.alloc(0);
+    let greeted = false;
+
+    let pump: () => void = () => undefined;
+    const flow = (): void => {
+      const hold = inflight >= this.options.maxInflight || readBytes >= SESSION_READ_BYTES;
+      if (hold && !socket.isPaused()) socket.pause();
+      else if (!hold && socket.isPaused() && !ended) socket.resume();
+    };
+    const maybeEnd = (): void => {
+      if (ended && inflight === 0 && !socket.destroyed) socket.end();
+    };
+    const answer = (req: SessionRequest): void => {
+      const read = req.request?.$case === 'read' ? req.request.read : undefined;
+      const reserved = read && read.length > 0 && read.length < SESSION_READ_MAX ? read.length : SESSION_READ_MAX;
+      inflight++;
+      readBytes += reserved;
+      flow();
+      let settled = false;
+      const settle = (): void => {
+        if (settled) return;
+        settled = true;
+        inflight--;
+        readBytes -= reserved;
+        pump();
+        maybeEnd();
+      };
+      const run = async () => {
+        if (!read) throw StrataError.invalid(`the data stream carries reads only (request ${req.id} is ${req.request?.$case ?? 'empty'})`);
+        return dispatchCase(this.handlers, { $case: 'read', read }, undefined);
+      };
+      tracker
+        .run('DataStream.read', req.traceContext, run)
+        .then(
+          (res) => {
+            if (res.$case !== 'read') throw new StrataError(Errno.EIO, 'a read answered with something else');
+            const { offset, data, eof } = res.read;
+            if (socket.destroyed) return settle();
+            socket.cork();
+            socket.write(answerHeader(req.id, offset, ANSWER_DATA, eof, data.length));
+            socket.write(data, () => settle());
+            socket.uncork();
+          },
+          (err: unknown) => {
+            if (socket.destroyed) return settle();
+            const info = Buffer.from(ErrorInfo.encode(wireErrorInfo(asStrataError(err, log, 'DataStream'))).finish());
+            socket.write(Buffer.concat([answerHeader(req.id, read?.offset ?? 0, ANSWER_ERROR, false, info.length), info]), () => settle());
+          },
+        )
+        .catch((err: unknown) => {
+          log.warn({ event: 'data_stream.write_failed', err }, 'data stream answer could not be written');
+          settle();
+        });
+    };
+
+    const holding = (): boolean => inflight >= this.options.maxInflight || readBytes >= SESSION_READ_BYTES;
+    /** Starts the requests held whole, while the bounds allow (a settled answer calls it again). */
+    pump = (): void => {
+      while (!ended && !holding() && held.length >= 4) {
+        const n = held.readUInt32LE(0);
+        if (n > this.options.maxRequestBytes) {
+          log.warn({ event: 'data_stream.refused', bytes: n }, 'data stream request too large; connection closed');
+          socket.destroy();
+          return;
+        }
+        if (held.length < 4 + n) break;
+        let req: SessionRequest;
+        try {
+          req = SessionRequest.decode(held.subarray(4, 4 + n));
+        } catch {
+          log.warn({ event: 'data_stream.refused' }, 'undecodable data stream request; connection closed');
+          socket.destroy();
+          return;
+        }
+        held = held.subarray(4 + n);
+        answer(req);
+      }
+      flow();
+    };
+    socket.on('data', (chunk: Buffer) => {
+      if (ended) return;
+      held = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
+      if (!greeted) {
+        if (held.length < DATA_MAGIC.length) return;
+        if (!held.subarray(0, DATA_MAGIC.length).equals(DATA_MAGIC)) {
+          socket.destroy();
+          return;
+        }
+        greeted = true;
+        held = held.subarray(DATA_MAGIC.length);
+      }
+      // Bounded: reading pauses while the bounds hold, so what is kept is one socket read beyond them.
+      pump();
+    });
+    socket.on('strata-drain', () => {
+      ended = true;
+      socket.pause();
+      maybeEnd();
+    });
+    socket.on('end', () => {
+      ended = true;
+      maybeEnd();
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.sockets.delete(socket));
+  }
+}
