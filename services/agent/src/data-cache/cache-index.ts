@@ -1,6 +1,6 @@
 import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { encodeRecord, recordOf, TEMP_SUFFIX, type EntryRecord } from './entry-record';
+import { RECORD_VERSION, recordOf, TEMP_SUFFIX, type EntryRecord } from './entry-record';
 
 /**
  * A snapshot of the records of the kept files, one file, so that a start
@@ -54,7 +54,9 @@ export async function readIndex(dir: string): Promise<Map<string, IndexedEntry>>
 
 /** One entry as a line of JSON: its record, with its file's name and when it was last used (also the journal's lines). */
 export function encodeEntry(e: IndexedEntry): string {
-  return encodeRecord(e.record).replace(/^\{/, `{"n":${JSON.stringify(e.name)},"u":${Math.round(e.usedMs)},`);
+  const r = e.record;
+  // One object, keys in the order an index line always had: the record's JSON (encodeRecord) behind the name and time.
+  return JSON.stringify({ n: e.name, u: Math.round(e.usedMs), v: RECORD_VERSION, id: r.id, size: r.size, attrs: r.attrs, chunkSize: r.chunkSize, sum: r.sum });
 }
 
 /** The entry a line of JSON names; undefined when it is not one (damaged, foreign, out of bounds). */

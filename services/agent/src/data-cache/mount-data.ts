@@ -351,10 +351,13 @@ export class MountData {
       } finally {
         if (owned) closeQuietly(out);
       }
-      // One line per large file is worth an operator's attention (where a 1 GiB read went); small ones are many.
-      const line = { event: 'agent.data_cache.filled', mountpoint: this.o.mountpoint, path: w.path.toString('utf8'), bytes: w.size, ms: Math.round(performance.now() - started) };
-      if (w.size >= LARGE_FILE_BYTES) this.o.log.info(line, 'file cached on disk');
-      else this.o.log.debug(line, 'file cached on disk');
+      // One line per large file is worth an operator's attention (where a 1 GiB read went); small ones are many (not even built unless asked for).
+      const large = w.size >= LARGE_FILE_BYTES;
+      if (large || this.o.log.isLevelEnabled('debug')) {
+        const line = { event: 'agent.data_cache.filled', mountpoint: this.o.mountpoint, path: w.path.toString('utf8'), bytes: w.size, ms: Math.round(performance.now() - started) };
+        if (large) this.o.log.info(line, 'file cached on disk');
+        else this.o.log.debug(line, 'file cached on disk');
+      }
     } catch (err) {
       this.o.cache.failed(id, f);
       const e = StrataError.from(err);
@@ -379,6 +382,16 @@ export class MountData {
    */
   private async copyIn(w: Wanted, f: CachedFile, out: number): Promise<number | undefined> {
     const chunks = Math.ceil(w.size / this.o.chunkSize);
+    // One chunk (most files): the read that asked for the fill fetched it, the chunk cache has it; no other reader's fetch to share.
+    if (chunks === 1) {
+      const b = await this.o.fetchChunk(w.path, 0);
+      this.checkLength(w, 0, b);
+      await writeAt(out, b, 0);
+      if (!f.origin) return undefined;
+      const sums = new ChunkSums(w.size, this.o.chunkSize);
+      sums.add(0, b);
+      return sums.total();
+    }
     const a: ActiveFill = { w, out, state: new Uint8Array(chunks), writes: new Set(), ...(f.origin ? { sums: new ChunkSums(w.size, this.o.chunkSize) } : {}) };
     const key = w.path.toString('latin1');
     this.active.set(key, a);
