@@ -15,6 +15,8 @@ import {
 import { parseAddresses } from './addresses';
 import { sessionResponseFromBytes } from './session-wire';
 import { DataLane, type DataLaneEvents } from './data-lane';
+import { channelSecureContext } from './tls';
+import { isIP } from 'node:net';
 import { errorMessage } from '@strata/errors';
 import { LOOKUP_TIMEOUT_MS, dialTarget, expandName, isHostName, mergeExpansions, systemLookup, type LookupAll } from './name-expansion';
 
@@ -59,13 +61,17 @@ export class Endpoint {
    * `address` as checked by parseAddresses; a pinned "name (ip:port)"
    * connects to the IP and verifies and addresses the server as the name.
    */
+  /** The name TLS checks the resolver's certificate against, for a pinned address. */
+  private readonly serverName: string | undefined;
+
   constructor(
     readonly address: string,
-    creds: ChannelCredentials = credentials.createInsecure(),
+    private readonly creds: ChannelCredentials = credentials.createInsecure(),
   ) {
     this.secure = creds._isSecure();
     const target = dialTarget(address);
     this.dial = target.dial;
+    this.serverName = target.serverName;
     const named: ChannelOptions = target.serverName
       ? { 'grpc.ssl_target_name_override': target.serverName, 'grpc.default_authority': target.authority }
       : {};
@@ -89,13 +95,22 @@ export class Endpoint {
 
   /**
    * A data stream (data-lane.ts) to `port` on the host this endpoint
-   * dials, for a plaintext channel only: over TLS reads stay on the
-   * Session until the data stream speaks TLS with the channel's identity.
+   * dials, speaking what the channel speaks: plaintext, or TLS with the
+   * channel's context (its CA, its client certificate), checked against
+   * the name the channel checks.
    */
   openData(port: number, events: DataLaneEvents): DataLane {
-    if (this.secure) throw new Error('a data stream is plaintext only');
     const host = this.dial.slice(0, this.dial.lastIndexOf(':')).replace(/^\[|\]$/g, '');
-    return new DataLane(host, port, events);
+    if (!this.secure) return new DataLane(host, port, events);
+    const secureContext = channelSecureContext(this.creds);
+    if (!secureContext) throw new Error('a data stream over TLS needs credentials made by channelCredentials()');
+    const servername = this.serverName ?? (isIP(host) === 0 ? host : undefined);
+    return new DataLane(host, port, events, { secureContext, servername });
+  }
+
+  /** Whether openData() can speak this channel's TLS (credentials from channelCredentials(), or plaintext). */
+  get dataCapable(): boolean {
+    return !this.secure || channelSecureContext(this.creds) !== undefined;
   }
 
   /** Known to be failing right now (grpc-js is backing off before it reconnects). */

@@ -26,8 +26,10 @@ export interface SessionEndpoint {
   /** Over TLS (a closed connection is then a refused handshake). */
   readonly secure?: boolean;
   openSession(): SessionStream;
-  /** A data stream to this resolver's `port` (where the endpoint can open one: plaintext). */
+  /** A data stream to this resolver's `port`, speaking what the Session's channel speaks. */
   openData?(port: number, events: DataLaneEvents): DataLaneHandle;
+  /** False when openData() cannot (TLS credentials it cannot reuse): reads stay on the Session. */
+  readonly dataCapable?: boolean;
 }
 
 /** What a SessionClient uses of a data stream (a DataLane; a fake in unit tests). */
@@ -166,7 +168,7 @@ export class SessionClient {
 
   /** Opens the data stream the resolver of `stream` offers at `port`, unless one is open or the endpoint cannot. */
   private openLane(stream: SessionStream, endpoint: SessionEndpoint, port: number): void {
-    if (this.closed || this.stream !== stream || this.lane || this.opening || !endpoint.openData || endpoint.secure === true) return;
+    if (this.closed || this.stream !== stream || this.lane || this.opening || !endpoint.openData || endpoint.dataCapable === false) return;
     const events: DataLaneEvents = {
       ready: () => {
         if (this.opening !== lane) return;

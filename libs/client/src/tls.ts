@@ -80,7 +80,17 @@ export function channelCredentials(files: ClientTlsFiles | undefined): ChannelCr
   let tls = RELOADABLE.get(key);
   if (tls) tls.context = context;
   else RELOADABLE.set(key, (tls = { files: { ...files }, context, connectors: new Set() }));
-  return withConnectorHook(credentials.createFromSecureContext(context), tls);
+  const creds = withConnectorHook(credentials.createFromSecureContext(context), tls);
+  CONTEXT_OF.set(creds, tls);
+  return creds;
+}
+
+/** The TLS files behind credentials channelCredentials() made, for other connections to the same resolvers. */
+const CONTEXT_OF = new WeakMap<ChannelCredentials, Reloadable>();
+
+/** The secure context channels of these credentials connect with now (as reloadTls keeps it); undefined for credentials made elsewhere. */
+export function channelSecureContext(creds: ChannelCredentials): SecureContext | undefined {
+  return CONTEXT_OF.get(creds)?.context;
 }
 
 interface SecureConnector {

@@ -1,6 +1,11 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { Errno, StrataError } from '@strata/errors';
 import { ErrorInfo, SessionRequest, type OperationHandlers, type ReadRequest } from '@strata/protocol';
 import { createLogger } from '@strata/telemetry';
@@ -55,8 +60,7 @@ interface Answer {
 }
 
 /** A raw client: collects answers as they arrive. */
-function client(port: number): { socket: Socket; answers: Answer[]; closed: Promise<void>; wait(n: number): Promise<void> } {
-  const socket = connect(port, '127.0.0.1');
+function client(port: number, socket: Socket = connect(port, '127.0.0.1')): { socket: Socket; answers: Answer[]; closed: Promise<void>; wait(n: number): Promise<void> } {
   const answers: Answer[] = [];
   let held = Buffer.alloc(0);
   const waiters: (() => void)[] = [];
@@ -182,5 +186,54 @@ describe('DataStreamServer', () => {
     await late.closed;
     for (let i = 0; i < 100 && server.connections > 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(server.connections, 0);
+  });
+
+  test('over mutual TLS: each request passes the admission for the certificate presented; no certificate, no connection', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'data-stream-tls-'));
+    try {
+      const ssl = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+      const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+      ssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=ca']);
+      for (const [name, cn, ext] of [
+        ['server', 'resolver', 'subjectAltName=IP:127.0.0.1'],
+        ['alice', 'alice', ''],
+      ]) {
+        ssl(['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
+        fs.writeFileSync(path.join(dir, `${name}.ext`), `${ext}\n`);
+        ssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', String(name.length), '-days', '1', '-out', `${name}.crt`, '-extfile', `${name}.ext`]);
+      }
+      const read = (f: string): Buffer => fs.readFileSync(path.join(dir, f));
+      const seen: (string | undefined)[] = [];
+      const server = new DataStreamServer(handlers(), rpc, {
+        maxInflight: 8,
+        maxRequestBytes: 1 << 20,
+        tls: { options: { cert: read('server.crt'), key: read('server.key'), ca: read('ca.crt') }, requestCert: true },
+        admission: (caller) => {
+          const cn = caller.getAuthContext().sslPeerCertificate?.subject?.CN;
+          return async (req) => {
+            seen.push(typeof cn === 'string' ? cn : undefined);
+            if (req.request?.$case === 'read' && req.request.read.offset > 0) throw new StrataError(Errno.EACCES, 'permission denied');
+          };
+        },
+      });
+      servers.push(server);
+      const port = await server.listen('127.0.0.1');
+      const c = client(port, connectTls({ host: '127.0.0.1', port, ca: read('ca.crt'), cert: read('alice.crt'), key: read('alice.key') }));
+      c.socket.write(Buffer.concat([DATA_MAGIC, frame(readReq(1, 0, 1 << 20)), frame(readReq(2, 4096, 4096))]));
+      await c.wait(2);
+      const by = new Map(c.answers.map((a) => [a.id, a]));
+      assert.ok(by.get(1)!.body.equals(Buffer.alloc(1 << 20, 0)));
+      assert.equal(by.get(2)!.kind, ANSWER_ERROR);
+      assert.equal(ErrorInfo.decode(by.get(2)!.body).errno, Errno.EACCES);
+      assert.deepEqual(seen, ['alice', 'alice']);
+      c.socket.destroy();
+      const anonymous = client(port, connectTls({ host: '127.0.0.1', port, ca: read('ca.crt') }));
+      anonymous.socket.write(Buffer.concat([DATA_MAGIC, frame(readReq(3, 0, 4096))]));
+      await anonymous.closed;
+      assert.equal(anonymous.answers.length, 0);
+      assert.deepEqual(seen, ['alice', 'alice']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

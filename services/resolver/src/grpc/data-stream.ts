@@ -1,8 +1,10 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import { Errno, StrataError } from '@strata/errors';
 import { ErrorInfo, type OperationHandlers, SessionRequest, dispatchCase } from '@strata/protocol';
 import { SESSION_READ_MAX } from '../projection-ops';
 import { asStrataError, type RpcContext } from './calls';
+import type { SessionAdmission } from './access-control';
 import { SESSION_READ_BYTES } from './session';
 import { wireErrorInfo } from './wire-error';
 
@@ -22,9 +24,10 @@ import { wireErrorInfo } from './wire-error';
  *     u8 kind (ANSWER_DATA or ANSWER_ERROR), u8 eof, u16 zero,
  *     u32 length; then `length` bytes: the file data, or an ErrorInfo.
  *
- * Offered only where nothing is enforced per caller and the gRPC port
- * is plaintext (ResolverServer decides): grants and TLS stay on the
- * Session until the data stream authenticates its caller too.
+ * It speaks what the gRPC port speaks: plaintext, or TLS with the same
+ * identity and the same demand for a client certificate (mutual TLS), and
+ * each request passes the same per-request access check as on a Session,
+ * for the identity of the certificate this connection presented.
  */
 export const DATA_MAGIC = Buffer.from('STRATAD1');
 export const ANSWER_HEADER_BYTES = 24;
@@ -53,11 +56,16 @@ export interface DataStreamOptions {
   maxInflight: number;
   /** Largest request frame; a bigger one ends the connection (before it is buffered). */
   maxRequestBytes: number;
+  /** TLS as on the gRPC port: its identity, and whether callers must present a certificate from its client CA. */
+  tls?: { options: SecureContextOptions; requestCert: boolean };
+  /** The per-request check for a connection's caller, as a Session's (access-control.ts); undefined: nothing enforced. */
+  admission?: (caller: { getAuthContext(): { sslPeerCertificate?: ReturnType<TLSSocket['getPeerCertificate']> } }) => SessionAdmission | undefined;
 }
 
 /** The data stream's listener and its connections. */
 export class DataStreamServer {
   private readonly server: Server;
+  private readonly tls: boolean;
   private readonly sockets = new Set<Socket>();
   private draining = false;
 
@@ -66,7 +74,18 @@ export class DataStreamServer {
     private readonly rpc: RpcContext,
     private readonly options: DataStreamOptions,
   ) {
-    this.server = createServer({ noDelay: true }, (socket) => this.serve(socket));
+    const t = options.tls;
+    this.tls = t !== undefined;
+    this.server = t
+      ? createTlsServer({ ...t.options, requestCert: t.requestCert, rejectUnauthorized: true, noDelay: true }, (socket) => this.serve(socket))
+      : createServer({ noDelay: true }, (socket) => this.serve(socket));
+    // A failed handshake is the caller's problem, not the listener's.
+    this.server.on('tlsClientError', () => undefined);
+  }
+
+  /** A new identity (SIGHUP): connections made from now on get it, open ones keep theirs. */
+  setSecureContext(options: SecureContextOptions): void {
+    if (this.tls) (this.server as ReturnType<typeof createTlsServer>).setSecureContext(options);
   }
 
   /** Listens on `host` at a port of the system's choosing; resolves with it. */
@@ -106,6 +125,8 @@ export class DataStreamServer {
     }
     this.sockets.add(socket);
     const { log, tracker } = this.rpc;
+    const tlsSocket = this.tls ? (socket as TLSSocket) : undefined;
+    const admit = this.options.admission?.({ getAuthContext: () => ({ sslPeerCertificate: tlsSocket?.getPeerCertificate() }) });
     let inflight = 0;
     let readBytes = 0;
     let ended = false;
@@ -138,6 +159,7 @@ export class DataStreamServer {
       };
       const run = async () => {
         if (!read) throw StrataError.invalid(`the data stream carries reads only (request ${req.id} is ${req.request?.$case ?? 'empty'})`);
+        await admit?.(req);
         return dispatchCase(this.handlers, { $case: 'read', read }, undefined);
       };
       tracker

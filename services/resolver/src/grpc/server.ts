@@ -39,10 +39,10 @@ import type { LayerChecker } from '../layer-check';
 import { projectionHandlers } from './projection-handlers';
 import { diffService, projectionService } from './services';
 import { type SessionHandle, sessionHandler } from './session';
-import { callerIdentity } from './tls';
+import { ReloadableServerCredentials, callerIdentity } from './tls';
 import { withInvalidArgumentOnBadInput } from './undecodable';
 import { sessionResponseBytes } from './session-wire';
-import { DataStreamServer } from './data-stream';
+import { DataStreamServer, type DataStreamOptions } from './data-stream';
 
 /** Responses carry up to 1 MiB of file data or a page of directory entries. */
 export const MAX_RESPONSE_BYTES = 16 << 20;
@@ -94,10 +94,10 @@ export class ResolverServer {
   readonly sessions = new Set<SessionHandle>();
   readonly limits: ServerLimits;
   readonly calls: CallLimiter;
-  /** Session reads beside grpc-js (data-stream.ts): listening only on a plaintext port of a resolver that enforces nothing. */
-  readonly dataStream: DataStreamServer;
+  /** Session reads beside grpc-js (data-stream.ts), speaking what the gRPC port speaks; once listening. */
+  dataStream: DataStreamServer | undefined;
   private dataPort: number | undefined;
-  private readonly enforced: boolean;
+  private readonly makeDataStream: (tls: DataStreamOptions['tls']) => DataStreamServer;
   private readonly log: Logger;
 
   constructor(deps: ServerDeps) {
@@ -125,8 +125,8 @@ export class ResolverServer {
       this.server.addService(safe(definition), this.calls.wrap(definition, withCallerLog(name, access.wrap(name, definition, impl), log)));
     };
     const handlers = projectionHandlers(deps.projection);
-    this.enforced = deps.authz.enforced;
-    this.dataStream = new DataStreamServer(handlers, rpc, { maxInflight: limits.sessionInflight, maxRequestBytes: limits.maxMessageBytes });
+    this.makeDataStream = (tls) =>
+      new DataStreamServer(handlers, rpc, { maxInflight: limits.sessionInflight, maxRequestBytes: limits.maxMessageBytes, tls, admission: access.sessionAdmission });
     add('LayerService', LayerServiceService, layerService(deps.layers, deps.authz, rpc, deps.images));
     add('ProjectionService', ProjectionServiceService, projectionService(deps.projection, handlers, rpc));
     add('DiffService', DiffServiceService, diffService(deps.projection, rpc));
@@ -161,17 +161,24 @@ export class ResolverServer {
     const port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
-    if (!credentials._isSecure() && !this.enforced && process.env.STRATA_DATA_STREAM !== '0') await this.listenData(address);
+    if (process.env.STRATA_DATA_STREAM !== '0') await this.listenData(address, credentials);
     for (const s of ['', ...SERVICES]) this.health.setStatus(s, 'SERVING');
     this.state = 'serving';
     return port;
   }
 
   /** The data stream on the gRPC address's host; without it (a host it cannot bind) agents read over the Session. */
-  private async listenData(address: string): Promise<void> {
+  private async listenData(address: string, credentials: ServerCredentials): Promise<void> {
     const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+    // TLS only with an identity this module can hand to a second listener (the resolver's own credentials).
+    let tls: DataStreamOptions['tls'];
+    if (credentials instanceof ReloadableServerCredentials) tls = { options: credentials.secureOptions, requestCert: credentials.mutual };
+    else if (credentials._isSecure()) return;
+    const data = this.makeDataStream(tls);
+    if (credentials instanceof ReloadableServerCredentials) credentials.onReload((options) => data.setSecureContext(options));
     try {
-      this.dataPort = await this.dataStream.listen(host);
+      this.dataPort = await data.listen(host);
+      this.dataStream = data;
       this.log.info({ event: 'resolver.data_stream.listening', host, port: this.dataPort }, 'data stream listening');
     } catch (err) {
       this.log.warn({ event: 'resolver.data_stream.unavailable', host, err }, 'data stream not available; reads stay on the Session');
@@ -188,17 +195,17 @@ export class ResolverServer {
     for (const s of ['', ...SERVICES]) this.health.setStatus(s, 'NOT_SERVING');
     this.state = 'draining';
     for (const s of this.sessions) s.drain();
-    this.dataStream.drain();
+    this.dataStream?.drain();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.log.warn({ event: 'shutdown.force', sessions: this.sessions.size }, 'grace period over; cancelling remaining calls');
         this.server.forceShutdown();
-        this.dataStream.close();
+        this.dataStream?.close();
         resolve();
       }, graceMs);
       this.server.tryShutdown(() => {
         clearTimeout(timer);
-        this.dataStream.close();
+        this.dataStream?.close();
         resolve();
       });
     });

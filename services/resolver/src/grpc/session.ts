@@ -53,7 +53,7 @@ export interface SessionHooks {
  * `admission` gives the stream's per-request access check (access-control.ts):
  * a refused request is answered with its error like any failed one.
  * `dataPort` names the data stream (data-stream.ts) in the stream's
- * initial metadata, for a stream nothing is enforced on.
+ * initial metadata: the client may send its reads there.
  */
 export function sessionHandler(
   handlers: OperationHandlers,
@@ -66,7 +66,7 @@ export function sessionHandler(
   const { log, tracker } = rpc;
   return (call: ServerDuplexStream<SessionRequest, SessionResponse>): void => {
     const admit = admission(call);
-    const port = admit === undefined ? dataPort() : undefined;
+    const port = dataPort();
     if (port !== undefined) {
       const md = new Metadata();
       md.set(DATA_PORT_HEADER, String(port));

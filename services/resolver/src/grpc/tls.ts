@@ -37,9 +37,24 @@ function contextOptions(files: ServerTlsFiles): SecureContextOptions {
  * new identity and open ones (agents' Session streams) keep theirs.
  */
 export class ReloadableServerCredentials extends ServerCredentials {
+  private current: SecureContextOptions;
+  private readonly listeners = new Set<(options: SecureContextOptions) => void>();
+
   constructor(private readonly files: ServerTlsFiles) {
+    const options = contextOptions(files);
     // rejectUnauthorized with requestCert: a caller without a certificate from the CA fails the handshake.
-    super({ requestCert: files.clientCa !== undefined, rejectUnauthorized: true }, contextOptions(files));
+    super({ requestCert: files.clientCa !== undefined, rejectUnauthorized: true }, options);
+    this.current = options;
+  }
+
+  /** The identity in use, for another listener that must speak the same TLS (the data stream). */
+  get secureOptions(): SecureContextOptions {
+    return this.current;
+  }
+
+  /** Calls `listener` with the identity after each reload. */
+  onReload(listener: (options: SecureContextOptions) => void): void {
+    this.listeners.add(listener);
   }
 
   get mutual(): boolean {
@@ -48,7 +63,10 @@ export class ReloadableServerCredentials extends ServerCredentials {
 
   /** Reads the files again; on any problem throws and the identity in use stays. */
   reload(): void {
-    this.updateSecureContextOptions(contextOptions(this.files));
+    const options = contextOptions(this.files);
+    this.updateSecureContextOptions(options);
+    this.current = options;
+    for (const l of this.listeners) l(options);
   }
 
   _equals(other: ServerCredentials): boolean {
