@@ -1,7 +1,12 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
 import { ErrorInfo, SessionRequest, errorInfoOf, type ReadRequest, type SessionResponse } from '@strata/protocol';
 import { ANSWER_HEADER_BYTES, DATA_MAGIC, DATA_PORT_HEADER, DataLane, dataPortOf, type DataLaneEvents } from './data-lane';
@@ -21,9 +26,12 @@ function header(id: number, offset: number, kind: number, eof: boolean, length: 
 }
 
 /** A scripted data stream server: parses the client's frames and hands each request to `onRequest`. */
-async function scriptedServer(onRequest: (socket: Socket, req: SessionRequest) => void): Promise<{ server: Server; port: number; greeted: Buffer[] }> {
+async function scriptedServer(
+  onRequest: (socket: Socket, req: SessionRequest) => void,
+  tls?: { cert: Buffer; key: Buffer },
+): Promise<{ server: Server; port: number; greeted: Buffer[] }> {
   const greeted: Buffer[] = [];
-  const server = createServer((socket) => {
+  const serve = (socket: Socket): void => {
     let held = Buffer.alloc(0);
     let magic = false;
     socket.on('data', (d: Buffer) => {
@@ -40,7 +48,8 @@ async function scriptedServer(onRequest: (socket: Socket, req: SessionRequest) =
       }
     });
     socket.on('error', () => undefined);
-  });
+  };
+  const server: Server = tls ? createTlsServer(tls, serve) : createServer(serve);
   const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
   return { server, port, greeted };
 }
@@ -127,6 +136,41 @@ describe('DataLane', () => {
     assert.equal(a3.errno, Errno.ENOENT);
     assert.equal(lane.inflight, 0);
     lane.close();
+  });
+
+  test('over TLS: answers split anywhere arrive intact; a server whose certificate does not match is refused', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'data-lane-tls-'));
+    try {
+      const ssl = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+      ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-days', '1', '-subj', '/CN=resolver.test', '-addext', 'subjectAltName=DNS:resolver.test']);
+      const cert = fs.readFileSync(path.join(dir, 'c.pem'));
+      const key = fs.readFileSync(path.join(dir, 'k.pem'));
+      const data = randomBytes(1 << 20);
+      const { server, port } = await scriptedServer((socket, req) => {
+        const r = req.request?.$case === 'read' ? req.request.read : read(0, 0);
+        const frame = Buffer.concat([header(req.id, r.offset, 0, false, data.length), data]);
+        for (let at = 0; at < frame.length; at += 5000) socket.write(frame.subarray(at, at + 5000));
+      }, { cert, key });
+      servers.push(server);
+      const secureContext = createSecureContext({ ca: cert });
+      const r = recorder();
+      const lane = new DataLane('127.0.0.1', port, r.events, { secureContext, servername: 'resolver.test' });
+      await r.ready;
+      lane.send(1, read(4096, 1 << 20), {});
+      lane.send(2, read(8192, 1 << 20), {});
+      await r.answered(2);
+      for (const id of [1, 2]) {
+        const a = r.answers.get(id);
+        assert.ok(a && !(a instanceof StrataError) && a.$case === 'read');
+        assert.ok(a.read.data.equals(data), `answer ${id}`);
+      }
+      lane.close();
+      const wrong = recorder();
+      new DataLane('127.0.0.1', port, wrong.events, { secureContext, servername: 'other.test' });
+      assert.equal((await wrong.broken).code, GrpcCode.UNAVAILABLE);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('an answer to nothing asked, or longer than asked, breaks the lane', async () => {
