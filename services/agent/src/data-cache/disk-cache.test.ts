@@ -1,7 +1,6 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { getEventListeners } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,7 +11,7 @@ import { createLogger } from '@strata/telemetry';
 import { chainIdentity, type FileAttrs } from './chain-identity';
 import { decodeEntry } from './cache-index';
 import { DiskCache } from './disk-cache';
-import { decodeRecord, type EntryRecord } from './entry-record';
+import { decodeRecord, writeRecord, type EntryRecord } from './entry-record';
 import { decodeJournalLine, journalLine } from './record-journal';
 import { MountData, type FileDataSink } from './mount-data';
 
@@ -132,8 +131,8 @@ function mountOf(cache: DiskCache, files: Record<string, Source>, identity = CHA
 }
 
 /** Fills `files` through one mount and waits until each has its record (kept for the next agent). */
-async function filled(dir: string, maxBytes: number, files: Record<string, Source>): Promise<DiskCache> {
-  const cache = await DiskCache.open(dir, maxBytes, { log });
+async function filled(dir: string, maxBytes: number, files: Record<string, Source>, syncData = false): Promise<DiskCache> {
+  const cache = await DiskCache.open(dir, maxBytes, { log, syncData });
   const m = mountOf(cache, files);
   let ino = 100n;
   for (const name of Object.keys(files)) {
@@ -224,6 +223,56 @@ describe('DiskCache across restarts', () => {
     assert.deepEqual([...m.fetched, ...again.fetched], []);
   });
 
+  it('with syncData, syncs each file before its record, and a restart reuses them all', async () => {
+    const dir = newDir();
+    const files: Record<string, Source> = {};
+    for (let i = 0; i < 12; i++) files[`/s${i}`] = source(800 + i, randomBytes(i === 0 ? 3 * CHUNK + 1 : 700 + i));
+    const first = await filled(dir, 64 * CHUNK, files, true);
+    const cache = await DiskCache.open(dir, 64 * CHUNK, { log, syncData: true });
+    assert.equal(cache.stats().loaded, 12);
+    const m = mountOf(cache, files);
+    for (let i = 0; i < 12; i++) assert.ok((await m.readAll(BigInt(i + 1), `/s${i}`)).equals(files[`/s${i}`].bytes));
+    assert.deepEqual(m.fetched, []);
+    await first.close();
+    await cache.close();
+  });
+
+  it('appends what is waiting for its batch at close: nothing sealed is lost to a stop', async () => {
+    const dir = newDir();
+    const files: Record<string, Source> = {};
+    for (let i = 0; i < 5; i++) files[`/w${i}`] = source(850 + i, randomBytes(500 + i));
+    const cache = await DiskCache.open(dir, 64 * CHUNK, { log });
+    const m = mountOf(cache, files);
+    for (let i = 0; i < 5; i++) await m.readAll(BigInt(i + 1), `/w${i}`);
+    // Closed before the batch's delay is over.
+    await cache.close();
+    const again = await DiskCache.open(dir, 64 * CHUNK, { log });
+    assert.equal(again.stats().loaded, 5);
+  });
+
+  it('reuses what an agent of the older layout left (a record file per data file), and drops its orphans', async () => {
+    const dir = newDir();
+    const files: Record<string, Source> = {};
+    for (let i = 0; i < 4; i++) files[`/o${i}`] = source(870 + i, randomBytes(i === 0 ? 2 * CHUNK + 3 : 900 + i));
+    await filled(dir, 64 * CHUNK, files);
+    // As the agent before the journal left it: <name>.meta beside each <name>.data, no JOURNAL, no INDEX.
+    for (const [name, r] of records(dir)) await writeRecord(path.join(dir, `${name}.meta`), r);
+    fs.rmSync(path.join(dir, 'JOURNAL'));
+    fs.writeFileSync(path.join(dir, 'dddddddd.meta'), fs.readFileSync(path.join(dir, named(dir, '.meta')[0])));
+    const cache = await DiskCache.open(dir, 64 * CHUNK, { log });
+    assert.equal(cache.stats().loaded, 4);
+    assert.equal(cache.stats().loadDropped, 1, 'the record without its data file');
+    const m = mountOf(cache, files);
+    for (let i = 0; i < 4; i++) assert.ok((await m.readAll(BigInt(i + 1), `/o${i}`)).equals(files[`/o${i}`].bytes));
+    assert.deepEqual(m.fetched, []);
+    // Evicting one of them removes its record file with it.
+    await cache.close();
+    const tiny = await DiskCache.open(dir, 4 * CHUNK, { log });
+    assert.equal(tiny.stats().loaded, 3, 'the largest is over a quarter of the bound');
+    assert.equal(named(dir, '.meta').length, 3);
+    assert.equal(named(dir, '.data').length, 3);
+  });
+
   it('shares a file between mounts of one chain, not with another chain', async () => {
     const files = { '/s': source(31, randomBytes(4000)) };
     const cache = await DiskCache.open(newDir(), 64 * CHUNK, { log });
@@ -251,7 +300,7 @@ describe('DiskCache across restarts', () => {
       await a.read(ino, name, 0, 10);
       ino += 2n;
     }
-    const listeners = (): number[] => Object.keys(files).map((n) => getEventListeners(cache.peek(`${CHAIN}\0${n}`)!.gone.signal, 'abort').length);
+    const listeners = (): number[] => Object.keys(files).map((n) => cache.peek(`${CHAIN}\0${n}`)!.gone.listeners);
     assert.deepEqual(listeners(), Object.keys(files).map(() => 2), 'one listener per mount using the file');
     a.data.dispose();
     assert.deepEqual(listeners(), Object.keys(files).map(() => 1));

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
 import { closeSync, constants, fdatasync, mkdirSync, openSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -28,7 +27,7 @@ export interface CachedFile {
   readonly size: number;
   ready: boolean;
   /** Stops a fill still running, tells the mount its file data is gone. */
-  readonly gone: AbortController;
+  readonly gone: Gone;
   /** Set for a file that may outlive this agent (its mount named the chain's identity). */
   readonly origin?: FileOrigin;
   /** Its record is on disk: the file stays at close, for the next agent. */
@@ -65,8 +64,8 @@ export interface DiskCacheOptions {
   /** Check a kept file's sum before its first reuse (default true; false trusts size and attributes alone). */
   verifySums?: boolean;
   /**
-   * fdatasync each filled file before its record is appended (default
-   * false). Not needed for safety: a file is served by a later agent only
+   * fdatasync each filled file before its record is appended (default:
+   * only when verifySums is false). Not needed for safety: a file is served by a later agent only
    * once its size and sum are checked again, so bytes a power cut lost are
    * fetched again, never served; the sync only saves those fetches, and
    * cost the agent some 60 µs of its main thread per file plus the
@@ -107,10 +106,10 @@ const MAX_SEAL_QUEUE = 4096;
  * still hold.
  *
  * Files filled for a chain named by its identity are kept across agent
- * restarts and crashes: each gets a record once its bytes are complete and
- * synced (entry-record.ts), the next agent keeps those within its size
- * bound (cache-load.ts), and a mount takes one only after its attributes,
- * size and sum are checked again (reuse). Anything else (a fill cut short,
+ * restarts and crashes: each gets a record once its bytes are complete
+ * (appended to the journal in batches, record-journal.ts), the next agent
+ * keeps those within its size bound (cache-load.ts), and a mount takes one
+ * only after its attributes, size and sum are checked again (reuse). Anything else (a fill cut short,
  * a file of a mount without that identity) is removed at the next start.
  */
 export class DiskCache {
@@ -280,7 +279,7 @@ export class DiskCache {
    * or whose sum is unknown, stay this agent's alone.
    */
   seal(f: CachedFile, sum: number | undefined, fd?: number): void {
-    const keeps = f.origin !== undefined && sum !== undefined && this.journal !== undefined && !this.closing && !f.gone.signal.aborted && this.sealQueue.length < MAX_SEAL_QUEUE;
+    const keeps = f.origin !== undefined && sum !== undefined && this.journal !== undefined && !this.closing && !f.gone.aborted && this.sealQueue.length < MAX_SEAL_QUEUE;
     let kept = fd;
     // Not kept, not synced, or too many descriptors held (this one is opened again to sync it when its turn comes).
     if (kept !== undefined && (!keeps || this.opts.syncData !== true || this.openSeals >= MAX_OPEN_SEALS)) {
@@ -323,7 +322,7 @@ export class DiskCache {
   /** Appends the records of a batch at once (with syncData, of the files synced first, a few at a time). */
   private async sealBatch(batch: Array<{ f: CachedFile; sum: number; fd?: number }>): Promise<void> {
     let synced: Array<{ f: CachedFile; sum: number }> = batch;
-    if (this.opts.syncData === true) {
+    if (this.syncsData) {
       synced = [];
       let next = 0;
       const worker = async (): Promise<void> => {
@@ -338,7 +337,7 @@ export class DiskCache {
     const entries: IndexedEntry[] = [];
     const now = Date.now();
     for (const e of synced) {
-      if (e.f.gone.signal.aborted || e.f.origin === undefined) continue;
+      if (e.f.gone.aborted || e.f.origin === undefined) continue;
       live.push(e);
       entries.push({ name: path.basename(e.f.file, DATA_SUFFIX), usedMs: now, record: recordFor(e.f, e.f.origin, e.sum) });
     }
@@ -362,7 +361,7 @@ export class DiskCache {
 
   /** fdatasync of a filled file (on its own descriptor if it is still open), which is closed; false if it failed or left. */
   private async syncData(f: CachedFile, fd: number | undefined): Promise<boolean> {
-    if (f.gone.signal.aborted) {
+    if (f.gone.aborted) {
       if (fd !== undefined) closeQuietly(fd);
       return false;
     }
@@ -388,7 +387,7 @@ export class DiskCache {
    * One that fails is removed (never served, filled again if read again).
    */
   async reuse(id: string, f: CachedFile, attrs: FileAttrs): Promise<boolean> {
-    if (!f.ready || f.gone.signal.aborted) return false;
+    if (!f.ready || f.gone.aborted) return false;
     if (f.origin !== undefined && !sameFile(f.origin.attrs, attrs)) {
       this.reject(id, f);
       return false;
@@ -407,7 +406,7 @@ export class DiskCache {
       const now = new Date();
       void fs.utimes(f.file, now, now).catch(() => undefined);
     }
-    return !f.gone.signal.aborted;
+    return !f.gone.aborted;
   }
 
   private async check(f: CachedFile): Promise<boolean> {
@@ -461,7 +460,7 @@ export class DiskCache {
     }
     clearTimeout(this.snapshotTimer);
     this.snapshotTimer = undefined;
-    if (this.opts.syncData === true) {
+    if (this.syncsData) {
       // Files still waiting for their sync are not kept: a stop is not held up by thousands of them.
       for (const e of this.sealQueue.splice(0)) if (e.fd !== undefined) closeQuietly(e.fd);
       this.openSeals = 0;
@@ -534,6 +533,11 @@ export class DiskCache {
     }
   }
 
+  /** Without the sum check before reuse, a file's size is all that would catch bytes a power cut lost: then they are synced first. */
+  private get syncsData(): boolean {
+    return this.opts.syncData ?? this.opts.verifySums === false;
+  }
+
   stats(): DiskCacheStats {
     return { files: this.lru.size, bytes: this.lru.calculatedSize, ...this.counters };
   }
@@ -568,12 +572,52 @@ function freshName(): string {
   return names.toString('hex', nameAt - NAME_BYTES, nameAt);
 }
 
-function goneSignal(): AbortController {
-  return new AbortController();
+function goneSignal(): Gone {
+  return new Gone();
 }
 
-/** Files whose gone signal takes any number of listeners (raising the bound costs ~8 µs: not paid for every file loaded). */
-const unbounded = new WeakSet<AbortSignal>();
+/**
+ * A cached file leaving the cache, told to every mount using it. Not an
+ * AbortController: making one, raising its listener bound and adding a
+ * listener cost some 20 µs per filled file (a cold read of many small
+ * files fills thousands), and its DOMException more at every eviction.
+ */
+export class Gone {
+  private fns?: Set<() => void>;
+  private done = false;
+
+  get aborted(): boolean {
+    return this.done;
+  }
+
+  /** Tells each listener once (one that throws does not keep the others from hearing). */
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    const fns = this.fns;
+    this.fns = undefined;
+    for (const fn of fns ?? []) {
+      try {
+        fn();
+      } catch {
+        // A listener's own failure is its own.
+      }
+    }
+  }
+
+  /** Calls `fn` once when the file goes, until the returned function is called. */
+  listen(fn: () => void): () => void {
+    if (this.done) return () => undefined;
+    const fns = (this.fns ??= new Set());
+    fns.add(fn);
+    return () => fns.delete(fn);
+  }
+
+  /** Listeners waiting (tests: a mount gone must leave none behind). */
+  get listeners(): number {
+    return this.fns?.size ?? 0;
+  }
+}
 
 /**
  * Calls `fn` when `f` leaves the cache, until the returned function is
@@ -584,11 +628,5 @@ const unbounded = new WeakSet<AbortSignal>();
  * files went from 20 s to 180 s).
  */
 export function whenGone(f: CachedFile, fn: () => void): () => void {
-  const signal = f.gone.signal;
-  if (!unbounded.has(signal)) {
-    setMaxListeners(0, signal);
-    unbounded.add(signal);
-  }
-  signal.addEventListener('abort', fn, { once: true });
-  return () => signal.removeEventListener('abort', fn);
+  return f.gone.listen(fn);
 }

@@ -2,13 +2,13 @@ import { constants, promises as fs } from 'node:fs';
 import type { FileAttrs } from './chain-identity';
 
 /**
- * The record beside each cache file that a later agent may reuse
- * (`<name>.meta` beside `<name>.data`): what the bytes are (the chain's
- * identity and the file's path in it), what the file was when it was
- * filled, and the bytes' sum. It is written only after the data is
- * complete and on disk, through a temporary name renamed into place, so a
- * record exists only for a complete file; a data file without one is the
- * remains of a fill that never ended.
+ * What a kept cache file is: the chain's identity and the file's path in
+ * it, what the file was when it was filled, and the bytes' sum. Records are
+ * lines of the journal and the snapshot now (record-journal.ts,
+ * cache-index.ts); agents before issue 28 wrote each to a file of its own
+ * beside the data (`<name>.meta` beside `<name>.data`, through a temporary
+ * name renamed into place), which a start still reads (readRecord), and
+ * writeRecord still writes for tests of that layout.
  */
 export interface EntryRecord {
   /** The cache id: chain identity, NUL, the path in the layer (latin1 of its bytes). */

@@ -318,7 +318,7 @@ export class MountData {
       return false;
     }
     try {
-      if (!f.gone.signal.aborted) this.handOver(w.ino, h.fd);
+      if (!f.gone.aborted) this.handOver(w.ino, h.fd);
     } finally {
       await h.close();
     }
@@ -339,7 +339,7 @@ export class MountData {
       let owned = true;
       try {
         const sum = await this.copyIn(w, f, out);
-        if (f.gone.signal.aborted || this.closed) {
+        if (f.gone.aborted || this.closed) {
           this.o.cache.discard(id, f);
           return;
         }
@@ -365,7 +365,7 @@ export class MountData {
         if (this.gaveUp.size >= MAX_QUEUED) this.gaveUp.clear();
         this.gaveUp.add(w.ino);
       }
-      if (!this.closed && !f.gone.signal.aborted) {
+      if (!this.closed && !f.gone.aborted) {
         this.o.log.debug({ event: 'agent.data_cache.fill_failed', mountpoint: this.o.mountpoint, ino: String(w.ino), err: e.message }, 'file not cached; read through the agent');
       }
     } finally {
@@ -400,7 +400,7 @@ export class MountData {
       const worker = async (): Promise<void> => {
         for (;;) {
           while (cursor < chunks && a.state[cursor] !== TODO) cursor++;
-          if (cursor >= chunks || f.gone.signal.aborted || a.failed !== undefined) return;
+          if (cursor >= chunks || f.gone.aborted || a.failed !== undefined) return;
           const i = cursor;
           a.state[i] = CLAIMED;
           const b = await this.o.fetchChunk(w.path, i);
@@ -461,7 +461,7 @@ export class MountData {
     void fs.open(f.file, constants.O_RDONLY).then(
       async (h) => {
         try {
-          if (!f.gone.signal.aborted) this.handOver(ino, h.fd);
+          if (!f.gone.aborted) this.handOver(ino, h.fd);
         } finally {
           await h.close();
         }
