@@ -339,8 +339,12 @@ export class Projection {
     let current: Node = await this.rootNode();
     let hops = 0;
     let start = 0;
-    if (this.dirCache && queue.length > 1) {
-      // Start at the deepest cached ancestor instead of the root.
+    if (this.dirCache && queue.length > 0) {
+      // A directory cached at this very path is the answer (only real directories are cached, by the
+      // path of real names that reaches them: a symlink's path never names one); else start at the
+      // deepest cached ancestor instead of the root.
+      const self = this.dirCache.get(joinPath(queue).toString('latin1'));
+      if (self) return self;
       for (let n = queue.length - 1; n > 0; n--) {
         const hit = this.dirCache.get(joinPath(queue.slice(0, n)).toString('latin1'));
         if (hit) {

@@ -147,13 +147,13 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
     lookup(parent, name): Promise<Entry> {
       const key = childKey(nodes.keyOf(parent), name);
       return t.run('lookup', key, async () => {
-        const attr = await fs.stat(pathOf(key));
+        const attr = await fs.stat(pathOf(key), key);
         return { ino: nodes.inoOf(key), attr: kernelAttr(attr), ...timeouts };
       });
     },
     getattr(ino): Promise<AttrAnswer> {
       const key = nodes.keyOf(ino);
-      return t.run('getattr', key, async () => ({ attr: kernelAttr(await fs.stat(pathOf(key))), attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl }));
+      return t.run('getattr', key, async () => ({ attr: kernelAttr(await fs.stat(pathOf(key), key)), attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl }));
     },
     readdir(ino): Promise<Listing> {
       return t.run('readdir', nodes.keyOf(ino), () => listing(ino));
@@ -167,12 +167,13 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
           if (direct) return direct;
         }
         // Sealed files are kept whole on disk once read (by this mount, another of the chain, or an earlier agent): what still comes here is read from disk.
-        const cached = await data?.readCached(ino, path, Number(offset), size);
-        if (cached !== undefined) return cached;
-        const bytes = await fs.readView(path, Number(offset), size);
-        // The attributes are cached by now (readView needed them).
-        if (data) data.noteRead(ino, path, (await fs.stat(path)).size, Number(offset), bytes.length);
-        return bytes;
+        if (data) {
+          const cached = await data.readCached(ino, path, Number(offset), size);
+          if (cached !== undefined) return cached;
+        }
+        const read = await fs.readSized(path, Number(offset), size, key);
+        data?.noteRead(ino, path, read.size, Number(offset), read.data.length);
+        return read.data;
       });
     },
     readlink(ino): Promise<LinkAnswer> {

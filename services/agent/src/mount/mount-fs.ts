@@ -85,14 +85,20 @@ export class MountFs {
     return hit;
   }
 
-  async stat(path: Buffer): Promise<Attr> {
-    const key = keyOf(path);
+  async stat(path: Buffer, key = keyOf(path)): Promise<Attr> {
+    return this.knownAttr(key, path) ?? this.fetchStat(key, path);
+  }
+
+  /** A cached answer as stat gives it (a cached failure thrown), undefined when nothing is cached: no tick spent on hits. */
+  private knownAttr(key: string, path: Buffer): Attr | undefined {
     const hit = this.attrs.get(key);
-    if (hit) {
-      this.counters.attrHits++;
-      if ('attr' in hit) return hit.attr;
-      throw new StrataError(hit.errno, 'cached', { path });
-    }
+    if (!hit) return undefined;
+    this.counters.attrHits++;
+    if ('attr' in hit) return hit.attr;
+    throw new StrataError(hit.errno, 'cached', { path });
+  }
+
+  private fetchStat(key: string, path: Buffer): Promise<Attr> {
     const running = this.pendingStats.get(key);
     if (running) return running;
     this.counters.attrMisses++;
@@ -179,15 +185,20 @@ export class MountFs {
 
   /** [pos, pos+len) of a file (empty at EOF), as a view of cached data where it can be: nothing allocated per read. */
   async readView(path: Buffer, pos: number, len: number): Promise<Buffer> {
-    const attr = await this.stat(path);
-    const key = keyOf(path);
+    return (await this.readSized(path, pos, len)).data;
+  }
+
+  /** readView, with the file's size its attributes gave (`key`: keyOf(path), when the caller has it). */
+  async readSized(path: Buffer, pos: number, len: number, key = keyOf(path)): Promise<{ data: Buffer; size: number }> {
+    // Cached attributes are taken without a tick: a small file costs one read, and every await is CPU.
+    const attr = this.knownAttr(key, path) ?? (await this.fetchStat(key, path));
     const h = { key, path };
     const plan = this.policy.plan(key, pos, len, attr.size);
     for (const sibling of plan.siblings) this.data.prefetchChunk({ key: sibling, path: pathOf(sibling) }, 0);
     const data = await this.data.view(h, pos, plan.end, plan.unit);
     for (const index of this.policy.ahead(plan, data.length)) this.data.prefetchChunk(h, index);
     this.counters.bytesRead += data.length;
-    return data;
+    return { data, size: attr.size };
   }
 
   /** Told of every chunk fetched from a resolver, by file key (keyOf of its path). */

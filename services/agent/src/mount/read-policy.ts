@@ -69,12 +69,16 @@ export class ReadPolicy {
 
   /** A read of [pos, pos+len) of the file at `key`, `size` bytes long by its attributes. */
   plan(key: string, pos: number, len: number, size: number): ReadPlan {
+    const siblings = pos === 0 && !this.live ? this.siblingsAfter(key) : NONE;
     let st = this.reading.get(key);
     if (!st) {
+      // A sealed file read whole by its first read leaves nothing to follow: any later read is at 0
+      // again, sequential either way, with no chunk left to fetch ahead. Not remembering it keeps a
+      // tree read of small files from churning the table (a set and an eviction per file).
+      if (pos === 0 && !this.live && len >= size) return { unit: 'chunk', pos, end: size, size, streak: 1, siblings };
       st = { lastEnd: -1, streak: 0 };
       this.reading.set(key, st);
     }
-    const siblings = pos === 0 && !this.live ? this.siblingsAfter(key) : NONE;
     // The kernel sends readahead requests concurrently, a little out of order:
     // a read near where the last ones ended still counts as sequential.
     const sequential = pos === 0 || Math.abs(pos - st.lastEnd) <= 2 * CHUNK_SIZE;
@@ -109,18 +113,23 @@ export class ReadPolicy {
     const index = sortedIndexOf(entries, baseName(key));
     if (index < 0) return NONE;
     const seen = this.opened.get(parent);
-    this.opened.set(parent, { last: index, prefetched: seen?.prefetched ?? index });
-    if (!seen || index <= seen.last || index - seen.last > 16) return NONE;
+    if (!seen) {
+      this.opened.set(parent, { last: index, prefetched: index });
+      return NONE;
+    }
+    const last = seen.last;
+    seen.last = index;
+    if (index <= last || index - last > 16) return NONE;
+    let i = Math.max(index, seen.prefetched) + 1;
     const out: string[] = [];
     let bytes = 0;
-    let i = Math.max(index, seen.prefetched) + 1;
     for (; i < entries.length && out.length < SIBLING_PREFETCH_FILES && bytes < SIBLING_PREFETCH_BYTES; i++) {
       const e = entries[i];
       if (!e.attr || !isRegMode(e.attr.mode) || e.attr.size === 0) continue;
       out.push(childKey(parent, e.name));
       bytes += Math.min(e.attr.size, CHUNK_SIZE);
     }
-    this.opened.set(parent, { last: index, prefetched: i - 1 });
+    seen.prefetched = i - 1;
     return out;
   }
 
