@@ -92,3 +92,26 @@ test('reads validate offsets and lengths and refuse directories', async () => {
   assert.equal((await errnoOf(p.read('/d', 0, 3))).errno, Errno.EISDIR);
   assert.equal((await errnoOf(p.getXattr('/f', 'user.none'))).errno, Errno.ENODATA);
 });
+
+test('a directory looked up again comes from the directory cache, a symlink to it stays a symlink', async () => {
+  const dirs = await layers({ top: { 'a/b/c': 'top c', 'link': { link: 'a/b' } }, low: { 'a/b/d': 'low d' } });
+  const p = new Projection(dirs);
+  const first = await p.lookup('/a/b');
+  assert.equal(first.kind, 'dir');
+  assert.equal(first.kind === 'dir' ? first.dirs.length : 0, 2, 'merged with the lower layer');
+  const lstats: string[] = [];
+  for (const layer of p.layers) {
+    const lookup = layer.lookup.bind(layer);
+    layer.lookup = (dir, name) => {
+      lstats.push(name.toString());
+      return lookup(dir, name);
+    };
+  }
+  assert.equal(await p.lookup('//a/./b/'), first, 'the cached node, by its canonical path');
+  assert.deepEqual(lstats, [], 'no layer asked again');
+  assert.deepEqual((await p.readdir('/a/b')).map((e) => e.name.toString()), ['c', 'd']);
+  // Followed in the middle of a path, the link reaches the cached directory; as the last name it is not followed.
+  assert.equal((await p.read('/link/d', 0, 10)).data.toString(), 'low d');
+  assert.equal((await p.lookup('/link')).kind, 'leaf');
+  assert.equal((await errnoOf(p.readdir('/link'))).errno, Errno.ENOTDIR);
+});

@@ -369,13 +369,14 @@ export class Projection {
       if (current.kind !== 'dir') throw notDir(path);
       const child = await this.lookupChild(current, name);
       if (!child) throw enoent(path);
-      if (i === names.length) return child;
       if (child.kind === 'dir') {
         canon = [...canon, name];
         current = child;
         this.dirCache?.set(joinPath(canon).toString('latin1'), child);
+        if (i === names.length) return child;
         continue;
       }
+      if (i === names.length) return child;
       if (!isLinkStat(child.st)) throw notDir(path);
       if (++hops > MAX_SYMLINK_HOPS) {
         throw new StrataError(Errno.ELOOP, `too many levels of symbolic links: ${printable(path)}`, { path });

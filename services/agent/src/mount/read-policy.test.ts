@@ -129,3 +129,17 @@ test('no sibling prefetch for LIVE layers, unlisted directories or unlisted file
   assert.deepEqual(p.plan('/d/zzz', 0, 4 * KIB, 100).siblings, []);
   assert.equal(p.plan('/d/f001', 0, 4 * KIB, 100).siblings.length, 8, 'an unlisted file leaves the pattern alone');
 });
+
+test('a sealed file read whole by its first read: later reads of it are planned as sequential, with nothing ahead; a LIVE one keeps its streak', () => {
+  const p = policy();
+  const whole = p.plan('/small', 0, 128 * KIB, 5000);
+  assert.deepEqual({ unit: whole.unit, end: whole.end, streak: whole.streak }, { unit: 'chunk', end: 5000, streak: 1 });
+  assert.deepEqual(p.ahead(whole, 5000), []);
+  const again = p.plan('/small', 4096, 4 * KIB, 5000);
+  assert.deepEqual({ unit: again.unit, end: again.end }, { unit: 'chunk', end: 5000 }, 'near the start: sequential');
+  assert.deepEqual(p.ahead(again, 904), []);
+  const live = policy({}, true);
+  live.plan('/grows', 0, 128 * KIB, 5000);
+  const next = live.plan('/grows', 128 * KIB, 128 * KIB, 5000);
+  assert.deepEqual({ unit: next.unit, streak: next.streak }, { unit: 'chunk', streak: 2 }, 'a LIVE file may have grown: its pattern is kept');
+});
