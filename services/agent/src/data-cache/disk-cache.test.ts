@@ -479,6 +479,12 @@ describe('DiskCache across restarts', () => {
     assert.ok((await m.readAll(2n, '/b')).equals(files['/b'].bytes));
     assert.equal(m.fetched.length, 2);
     assert.equal(fs.readFileSync(path.join(dir, 'FORMAT'), 'utf8'), 'strata-data-cache 1\n');
+    // The journal went with the directory: /b's record is in a new one, and the next agent takes /b without a fetch.
+    await until('the record in the new journal', () => keptById(dir).has(`${CHAIN}\0/b`));
+    const next = await DiskCache.open(dir, 64 * CHUNK, { log });
+    const n = mountOf(next, files);
+    assert.ok((await n.readAll(3n, '/b')).equals(files['/b'].bytes));
+    assert.deepEqual(n.fetched, []);
   });
 
   it('survives random damage to its records: never throws, never serves other bytes', async () => {

@@ -189,7 +189,7 @@ export class DiskCache {
     if (found.reset !== undefined) {
       opts.log?.warn({ event: 'agent.data_cache.reset', dir, reason: found.reset }, 'data cache emptied: its layout is not this agent’s');
     } else {
-      opts.log?.info({ event: 'agent.data_cache.loaded', dir, files: found.entries.length, bytes: cache.lru.calculatedSize, dropped: found.dropped, recordsRead: found.recordsRead, ms }, 'data cache kept from the last run');
+      opts.log?.info({ event: 'agent.data_cache.loaded', dir, files: found.entries.length, bytes: cache.lru.calculatedSize, dropped: found.dropped, recordsRead: found.recordsRead, journalLines: found.journalLines, journalDamaged: found.journalDamaged, ms }, 'data cache kept from the last run');
     }
     // Records read one by one (an older agent's layout), or a journal a crash tore: a new snapshot spares the next start those reads,
     // and empties the journal (a torn last line stays unreadable, but a fresh journal is cheaper to read).
@@ -247,8 +247,8 @@ export class DiskCache {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       if (!this.transient) writeFormatSync(this.dir);
-      // Its journal went with the directory: the next append makes another.
-      void this.journal?.close().catch(() => undefined);
+      // Its journal went with the directory: the next append makes another (not closed here: an append may be using it).
+      this.journal?.reopenLater();
       return openSync(f.file, flags, 0o600);
     }
   }

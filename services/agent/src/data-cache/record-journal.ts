@@ -103,12 +103,26 @@ export class RecordJournal {
   private fd?: number;
   /** Whether the file may end in a line cut short (a crash, a failed write): the next append starts a line of its own. */
   private mayBeTorn = true;
+  /** The directory was made anew: the descriptor names a removed file, closed at the next append (never under one running). */
+  private stale = false;
 
   constructor(private readonly dir: string) {}
+
+  /** The next append or truncation opens the journal again: its directory was removed and made anew under the agent. */
+  reopenLater(): void {
+    this.stale = true;
+  }
+
+  private async dropStale(): Promise<void> {
+    if (!this.stale) return;
+    this.stale = false;
+    await this.close();
+  }
 
   /** Appends the records of synced data files, one write and one fdatasync: once it resolves they outlive a crash. */
   async append(entries: readonly IndexedEntry[]): Promise<void> {
     if (entries.length === 0) return;
+    await this.dropStale();
     const text = Buffer.from((this.mayBeTorn ? '\n' : '') + entries.map(journalLine).join(''));
     const fd = (this.fd ??= await call<number>((cb) => open(path.join(this.dir, JOURNAL_FILE), constants.O_CREAT | constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW, 0o600, cb)));
     this.mayBeTorn = true;
@@ -124,6 +138,7 @@ export class RecordJournal {
 
   /** Empties the journal: a snapshot now holds every record it had (and a power cut cannot undo that one). */
   async truncate(): Promise<void> {
+    await this.dropStale();
     const fd = this.fd;
     if (fd === undefined) {
       await fs.truncate(path.join(this.dir, JOURNAL_FILE), 0).catch((err: unknown) => {
