@@ -67,6 +67,8 @@ const results: Results = {};
 const memory: Record<string, Record<string, number>> = {};
 /** CPU of the serving processes during each cold figure. */
 const cpu: Cpu = {};
+/** Resolver calls (Session reads, extent maps) during each cold figure, same shape. */
+const calls: Cpu = {};
 /** seen[stack][system]: entries a walk found, so a system serving a different tree is caught, not timed. */
 const seen: Record<string, Record<string, number>> = {};
 
@@ -114,17 +116,20 @@ async function coldStart(stack: Stack, system: System, mnt: string, workload: st
   }
 }
 
-/** Records `measure`, and for a system with processes of its own the CPU each spent while it was measured. */
-function recordWithCpu(stack: Stack, measure: string, system: System, r: Running, run: () => number): void {
+/** Records `measure`, and for a system with processes of its own the CPU each spent and the resolver calls made while it was measured. */
+async function recordWithCpu(stack: Stack, measure: string, system: System, r: Running, run: () => number): Promise<void> {
+  const callsBefore = await r.resolverCalls?.().catch(() => undefined);
   const before = r.cpuByRole?.();
   const value = run();
   const after = r.cpuByRole?.();
+  const callsAfter = await r.resolverCalls?.().catch(() => undefined);
   record(stack, measure, system, value);
   if (!before || !after) return;
-  for (const [role, ms] of Object.entries(after)) {
-    const bySystem = (((cpu[stack.name] ??= {})[measure] ??= {})[system.name] ??= {});
-    (bySystem[role] ??= []).push(ms - (before[role] ?? 0));
-  }
+  const bySystem = (((cpu[stack.name] ??= {})[measure] ??= {})[system.name] ??= {});
+  for (const [role, ms] of Object.entries(after)) (bySystem[role] ??= []).push(ms - (before[role] ?? 0));
+  if (!callsBefore || !callsAfter) return;
+  const byMethod = (((calls[stack.name] ??= {})[measure] ??= {})[system.name] ??= {});
+  for (const method of ['Session.read', 'ExtentMap']) (byMethod[method] ??= []).push((callsAfter[method] ?? 0) - (callsBefore[method] ?? 0));
 }
 
 async function measure(stack: Stack): Promise<void> {
@@ -142,8 +147,8 @@ async function measureRuns(stack: Stack): Promise<void> {
   for (let run = 1; run <= RUNS; run++) {
     log(`${stack.name}: run ${run} of ${RUNS}`);
     for (const system of systems) {
-      await coldStart(stack, system, mnt, 'walk', (r) => {
-        recordWithCpu(stack, 'cold walk (ms)', system, r, () => walk(r.mnt));
+      await coldStart(stack, system, mnt, 'walk', async (r) => {
+        await recordWithCpu(stack, 'cold walk (ms)', system, r, () => walk(r.mnt));
         record(stack, 'warm walk (ms)', system, walk(r.mnt));
         const cpuBefore = r.cpuMs?.();
         if (cpuBefore !== undefined) {
@@ -155,18 +160,18 @@ async function measureRuns(stack: Stack): Promise<void> {
         (seen[stack.name] ??= {})[system.name] = entries(r.mnt);
         log(`  ${stack.name} | entries walked | ${system.name}: ${seen[stack.name][system.name]}`);
       });
-      await coldStart(stack, system, mnt, 'full-read', (r) => {
-        recordWithCpu(stack, 'cold full read (ms)', system, r, () => fullRead(r.mnt, stack.bigFile));
+      await coldStart(stack, system, mnt, 'full-read', async (r) => {
+        await recordWithCpu(stack, 'cold full read (ms)', system, r, () => fullRead(r.mnt, stack.bigFile));
         record(stack, 'warm full read (ms)', system, fullRead(r.mnt, stack.bigFile));
       });
       if (!stack.bigFile) continue;
       const big = (m: string): string => path.join(m, stack.bigFile!);
-      await coldStart(stack, system, mnt, 'sequential', (r) => {
-        recordWithCpu(stack, '1 GiB sequential read, cold (MB/s)', system, r, () => sequentialRead(big(r.mnt)));
+      await coldStart(stack, system, mnt, 'sequential', async (r) => {
+        await recordWithCpu(stack, '1 GiB sequential read, cold (MB/s)', system, r, () => sequentialRead(big(r.mnt)));
         record(stack, '1 GiB sequential read, warm (MB/s)', system, sequentialRead(big(r.mnt)));
       });
       await coldStart(stack, system, mnt, 'random', async (r) => {
-        recordWithCpu(stack, 'random 4 KiB reads, cold (IOPS)', system, r, () => randomReads(big(r.mnt)));
+        await recordWithCpu(stack, 'random 4 KiB reads, cold (IOPS)', system, r, () => randomReads(big(r.mnt)));
         // Warm: the file was read whole once and whatever the system does with that (strata: the agent's data cache) is done.
         sequentialRead(big(r.mnt));
         await r.settled?.(stack.bigFile!);
@@ -228,6 +233,7 @@ async function main(): Promise<void> {
       results,
       memory,
       cpu,
+      calls,
     });
     process.stdout.write(`${report}\n`);
     const variants = renderVariants(results);

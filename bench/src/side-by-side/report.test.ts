@@ -73,3 +73,18 @@ test('the report names the load, the CPU per cold figure and the peak memory of 
   assert.match(text, /\| cold full read \(ms\) \| - \| - \| 1\.5 \| 0\.5 \|/);
   assert.match(text, /\| strata \(store view\) agent \| 300 \|/);
 });
+
+test('resolver calls per cold figure are reported for each strata system', () => {
+  const text = renderReport({
+    date: '2026-12-07',
+    machine: 'test',
+    runs: 1,
+    commit: 'abc1234',
+    stacks: [{ name: 'generated', files: 10, peers: [KERNEL], strata: [PLAIN, VIEW], entries: {} }],
+    results: { generated: { 'cold full read (ms)': { [KERNEL]: [1], [PLAIN]: [2], [VIEW]: [3] } } },
+    memory: {},
+    cpu: {},
+    calls: { generated: { 'cold full read (ms)': { [PLAIN]: { 'Session.read': [24_000], ExtentMap: [0] }, [VIEW]: { 'Session.read': [0], ExtentMap: [24_001] } } } },
+  });
+  assert.match(text, /\| cold full read \(ms\) \| 24,000 \| 0 \| 0 \| 24,001 \|/);
+});

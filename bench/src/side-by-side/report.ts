@@ -14,6 +14,8 @@ export interface ReportInput {
   /** memory[stack][process] = peak resident bytes */
   memory: Record<string, Record<string, number>>;
   cpu: Cpu;
+  /** calls[stack][measure][system][method] = resolver calls of that method while the figure was measured (optional). */
+  calls?: Cpu;
 }
 
 function median(v: number[]): number {
@@ -103,6 +105,14 @@ function cpuTable(stack: ReportInput['stacks'][number], cpu: Cpu[string] | undef
   return ['', 'CPU seconds (user + system, all threads) of the serving processes while each cold figure was measured:', '', `| measure | ${cols.map(([s, role]) => `${s.replace('strata ', '')} ${role}`).join(' | ')} |`, `| --- | ${cols.map(() => '---:').join(' | ')} |`, ...rows];
 }
 
+/** Session reads and extent maps the resolver answered during each cold figure: whether bytes went through it or around it. */
+function callsTable(stack: ReportInput['stacks'][number], calls: Cpu[string] | undefined): string[] {
+  if (!calls) return [];
+  const cols = stack.strata.flatMap((s) => ['Session.read', 'ExtentMap'].map((method) => [s, method] as const));
+  const rows = Object.entries(calls).map(([measure, bySystem]) => `| ${measure} | ${cols.map(([s, method]) => (bySystem[s]?.[method] ? Math.round(median(bySystem[s][method])).toLocaleString('en-US') : '-')).join(' | ')} |`);
+  return ['', 'Resolver calls while each cold figure was measured:', '', `| measure | ${cols.map(([s, method]) => `${s.replace('strata ', '')} ${method}`).join(' | ')} |`, `| --- | ${cols.map(() => '---:').join(' | ')} |`, ...rows];
+}
+
 export function renderReport(r: ReportInput): string {
   const out: string[] = [];
   out.push('## Side by side (`npm run bench`)', '');
@@ -128,6 +138,7 @@ export function renderReport(r: ReportInput): string {
     }
     out.push(...targetsTable(stack, measures));
     out.push(...cpuTable(stack, r.cpu[stack.name]));
+    out.push(...callsTable(stack, r.calls?.[stack.name]));
     const first = measures['cold walk, first host (ms)']?.['strata (Redis)'];
     const second = measures['cold walk, second host (ms)']?.['strata (Redis)'];
     if (first && second) out.push('', `Second host after the first warmed Redis: cold walk ${(median(first) / median(second)).toFixed(2)}× faster than the first host's.`);

@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { forceUnmount, mountOverlay, redisCli, unmountOrDetach, startAgent, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '@strata/harness';
+import { forceUnmount, freePort, mountOverlay, redisCli, unmountOrDetach, startAgent, startResolver, waitFor, type AgentProcess, type RedisProcess, type ResolverProcess } from '@strata/harness';
 import type { GuestFilesystem, Stack } from './stacks';
 
 /** One mounted system under test. */
@@ -13,6 +13,8 @@ export interface Running {
   cpuMs?(): number;
   /** The same, process by process (strata: agent and resolver), ms. */
   cpuByRole?(): Record<string, number>;
+  /** Calls the resolver has answered so far, by method (its metrics), e.g. Session.read, ExtentMap. */
+  resolverCalls?(): Promise<Record<string, number>>;
   /** Resolves once work the system does on its own after a read of `file` is done (strata: the file is in the agent's data cache). */
   settled?(file: string): Promise<void>;
   stop(): Promise<void>;
@@ -86,7 +88,9 @@ export function strata(name: string, redis: () => RedisProcess | undefined, o: S
       fs.mkdirSync(path.join(profileDir, role), { recursive: true });
       return ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, role)}`];
     };
-    const resolver = await startResolver({ store: stack.store, redis: redis()?.url, env: { STRATA_LOG_LEVEL: 'info' }, nodeArgs: profile('resolver') });
+    // Its metrics on a port of its own: how the bytes travelled (Session reads, extent maps) is counted per figure.
+    const metrics = `127.0.0.1:${await freePort()}`;
+    const resolver = await startResolver({ store: stack.store, redis: redis()?.url, env: { STRATA_LOG_LEVEL: 'info' }, nodeArgs: profile('resolver'), extra: ['--metrics-listen', metrics] });
     let agent: AgentProcess | undefined;
     try {
       // STRATA_BENCH_AGENT_ARGS: extra agent flags while profiling (e.g. --data-cache-mb 0).
@@ -94,7 +98,7 @@ export function strata(name: string, redis: () => RedisProcess | undefined, o: S
       const view = o.storeView ? ['--store-view', stack.store] : [];
       agent = await startAgent({ resolver: resolver.address, env: { STRATA_LOG_LEVEL: 'info' }, extra: [...view, ...extra], nodeArgs: profile('agent') });
       agent.mount(stack.topLayer, mnt);
-      return new StrataHost(mnt, resolver, agent);
+      return new StrataHost(mnt, resolver, agent, metrics);
     } catch (err) {
       await agent?.stop();
       await resolver.stop();
@@ -106,6 +110,16 @@ export function strata(name: string, redis: () => RedisProcess | undefined, o: S
     host,
     start: host,
   };
+}
+
+/** Requests answered by method, from the resolver's request-duration histogram counts. */
+export function callCounts(metrics: string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const line of metrics.split('\n')) {
+    const m = /^strata_resolver_request_duration_count\{(?:[^}]*,)?method="([^"]+)"[^}]*\} (\d+(?:\.\d+)?)$/.exec(line);
+    if (m) counts[m[1]] = (counts[m[1]] ?? 0) + Number(m[2]);
+  }
+  return counts;
 }
 
 /** How long a data cache directory stays unwritten before no fill is taken to be under way. */
@@ -138,6 +152,8 @@ export class StrataHost implements Running {
     readonly mnt: string,
     readonly resolver: ResolverProcess,
     readonly agent: AgentProcess,
+    /** host:port of the resolver's Prometheus metrics. */
+    readonly metrics: string,
   ) {}
 
   peakMemory(): Record<string, number> {
@@ -146,6 +162,11 @@ export class StrataHost implements Running {
 
   cpuMs(): number {
     return cpuOf(this.agent.child.pid);
+  }
+
+  async resolverCalls(): Promise<Record<string, number>> {
+    const res = await fetch(`http://${this.metrics}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    return callCounts(await res.text());
   }
 
   cpuByRole(): Record<string, number> {
