@@ -7,7 +7,7 @@ import { MemoryCache } from '@strata/cache';
 import { Errno, isStrataError } from '@strata/errors';
 import { Projection, attrOf } from '@strata/traversal';
 import type { ChainView } from '../chains';
-import { Metadata, SIBLING_FILL_AFTER } from './metadata';
+import { Metadata, SIBLING_FILL_AFTER, SMALL_DIR_BYTES } from './metadata';
 import { RecordCache } from './record-cache';
 
 const roots: string[] = [];
@@ -47,7 +47,7 @@ function chain(dirs: string[], ttlMs?: number): { view: ChainView; lookups: stri
 
 const NAMES = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7', 'f9', 'u0', 'u1'];
 
-test('a sealed chain lists a directory at its second miss there, and every later node of it comes from the records, as lookups give them', async () => {
+test('a sealed chain lists a small directory at its first miss there, and every node of it comes from the records, as lookups give them', async () => {
   const dirs = fixture();
   const { view, lookups } = chain(dirs);
   const meta = new Metadata(new RecordCache(new MemoryCache(1 << 20)));
@@ -61,10 +61,7 @@ test('a sealed chain lists a directory at its second miss there, and every later
     assert.equal(rec.sourceLayer, node.kind === 'leaf' ? truth.layers.findIndex((l) => l.identity === node.obj.layer.identity) : -1, name);
     assert.equal(rec.directory, false);
   }
-  assert.equal(SIBLING_FILL_AFTER, 2);
-  // The first miss was looked up alone; the second listed /d (which looks /d up once).
-  const fileLookups = lookups.filter((l) => l.startsWith('/d/'));
-  assert.deepEqual(fileLookups, ['/d/f0'], `only the first miss is a lookup: ${lookups.join(' ')}`);
+  assert.deepEqual(lookups.filter((l) => l.startsWith('/d/')), [], `no file looked up alone: ${lookups.join(' ')}`);
   // What the listing did not record is looked up and answered as before: a whited-out name, a missing one.
   for (const gone of ['/d/f8', '/d/nope']) {
     await assert.rejects(meta.node(view, Buffer.from(gone)), (err: unknown) => isStrataError(err) && err.errno === Errno.ENOENT);
@@ -96,9 +93,26 @@ test('concurrent misses in one directory share its listing', async () => {
   const dirs = fixture();
   const { view, lookups } = chain(dirs);
   const meta = new Metadata(new RecordCache(new MemoryCache(1 << 20)));
-  await meta.node(view, Buffer.from('/d/f0'));
-  const recs = await Promise.all(NAMES.slice(1).map((n) => meta.node(view, Buffer.from(`/d/${n}`))));
-  assert.equal(recs.length, NAMES.length - 1);
-  assert.deepEqual(lookups.filter((l) => l.startsWith('/d/')), ['/d/f0']);
-  assert.equal(lookups.filter((l) => l === '/d').length, 1, `one listing: ${lookups.join(' ')}`);
+  const recs = await Promise.all(NAMES.map((n) => meta.node(view, Buffer.from(`/d/${n}`))));
+  assert.equal(recs.length, NAMES.length);
+  assert.deepEqual(lookups.filter((l) => l.startsWith('/d/')), []);
+  // Each miss looks /d up (the directory cache answers all but the first) and one of them lists it.
+  assert.ok(lookups.every((l) => l === '/d'), lookups.join(' '));
+});
+
+test('a large directory is listed at its second miss only: one file read from it costs one lookup', async () => {
+  const dirs = fixture();
+  const big = path.join(dirs[1], 'big');
+  fs.mkdirSync(big);
+  const name = (i: number): string => `${String(i).padStart(4, '0')}${'x'.repeat(200)}`;
+  let count = 0;
+  while (BigInt(fs.statSync(big).size) <= SMALL_DIR_BYTES && count < 5000) fs.writeFileSync(path.join(big, name(count++)), '');
+  assert.ok(BigInt(fs.statSync(big).size) > SMALL_DIR_BYTES, 'the fixture directory grew past the bound');
+  const { view, lookups } = chain(dirs);
+  const meta = new Metadata(new RecordCache(new MemoryCache(8 << 20)));
+  await meta.node(view, Buffer.from(`/big/${name(0)}`));
+  assert.deepEqual(lookups.filter((l) => l.startsWith('/big/')), [`/big/${name(0)}`]);
+  assert.equal(SIBLING_FILL_AFTER, 2);
+  for (let i = 1; i < Math.min(count, 50); i++) await meta.node(view, Buffer.from(`/big/${name(i)}`));
+  assert.deepEqual(lookups.filter((l) => l.startsWith('/big/')), [`/big/${name(0)}`], 'the second miss listed it');
 });

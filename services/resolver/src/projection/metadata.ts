@@ -28,6 +28,12 @@ const NEGATIVE_TEXT: Record<number, string> = {
  * must not list it.
  */
 export const SIBLING_FILL_AFTER = 2;
+/**
+ * A directory this small (its layers' directory sizes together, as their
+ * filesystems report them: a few hundred names) is listed at its first
+ * miss: listing it costs less than looking one name up through every layer.
+ */
+export const SMALL_DIR_BYTES = 16n * 1024n;
 /** Directories whose misses are counted. */
 const MISS_COUNTED_DIRS = 1024;
 
@@ -91,8 +97,9 @@ export class Metadata {
 
   /**
    * A node no cache tier holds. In a sealed chain, the second miss in a
-   * directory reads the directory, which records every child (misses
-   * meanwhile wait for it); whatever it does not answer is looked up alone.
+   * directory (the first in a small one) reads the directory, which records
+   * every child (misses meanwhile wait for it); whatever it does not answer
+   * is looked up alone.
    * A LIVE chain always looks the path up: its listing may be older than
    * the file.
    */
@@ -102,7 +109,7 @@ export class Metadata {
       const dirKey = recordKey(view.key, 'd', parent);
       const misses = Math.min((this.dirMisses.get(dirKey) ?? 0) + 1, SIBLING_FILL_AFTER);
       this.dirMisses.set(dirKey, misses);
-      if (misses >= SIBLING_FILL_AFTER) {
+      if (misses >= SIBLING_FILL_AFTER || (await this.isSmallDir(view, parent))) {
         // Later misses share the listing under way, or take its decoded copy. Not a directory,
         // damaged, ...: the lookup alone gives the answer (and the error) it always gave.
         const listed = await this.listing(view, parent).then(
@@ -114,6 +121,18 @@ export class Metadata {
       }
     }
     return this.resolveNode(view, canon, key);
+  }
+
+  /** Whether the directory at `dir` is small enough to list for one miss (false for anything else, and on any error). */
+  private async isSmallDir(view: ChainView, dir: Buffer): Promise<boolean> {
+    try {
+      const node = await view.projection.lookupDir(dir);
+      let bytes = 0n;
+      for (const d of node.dirs) bytes += d.st.size;
+      return bytes <= SMALL_DIR_BYTES;
+    } catch {
+      return false;
+    }
   }
 
   private async resolveNode(view: ChainView, canon: Buffer, key: string): Promise<NodeRecord> {
