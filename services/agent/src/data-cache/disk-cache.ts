@@ -401,10 +401,8 @@ export class DiskCache {
     }
     if (f.unverified === true) {
       f.unverified = false;
+      // No utimes (the LRU order of older agents' records): the snapshot at close, or the journal's seal times after a crash, say it now.
       this.counters.reused++;
-      // Its mtime is the LRU order the next start reads.
-      const now = new Date();
-      void fs.utimes(f.file, now, now).catch(() => undefined);
     }
     return !f.gone.aborted;
   }
