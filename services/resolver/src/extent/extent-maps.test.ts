@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Errno, StrataError } from '@strata/errors';
 import { Catalog } from '@strata/layers';
 import { Chains } from '../chains';
-import { ExtentMaps, MAX_MAP_WINDOW } from './extent-maps';
+import { ExtentMaps, MAX_MAP_WINDOW, MAX_SIBLINGS, MAX_SIBLING_SIZE } from './extent-maps';
 import { STORE_ID_FILE, StoreIdentityFile } from './store-identity';
 
 async function withStore(fn: (store: string, maps: ExtentMaps) => Promise<void>): Promise<void> {
@@ -53,6 +53,39 @@ test('one answer covers at most one window; the caller goes on from where it sto
     assert.equal(first.eof, false);
     const rest = await maps.map({ name: 'a' }, Buffer.from('/big'), first.length, 0);
     assert.deepEqual([rest.offset, rest.length, rest.eof], [MAX_MAP_WINDOW, 12345, true]);
+  });
+});
+
+test('siblings: the small regular files after the one asked for, wrapping around, at most as many as asked and MAX_SIBLINGS', async () => {
+  await withStore(async (store, maps) => {
+    for (const n of ['b', 'c', 'd']) fs.writeFileSync(path.join(store, 'a/sub', n), n.repeat(3));
+    fs.writeFileSync(path.join(store, 'a/sub/large'), Buffer.alloc(MAX_SIBLING_SIZE + 1));
+    fs.mkdirSync(path.join(store, 'a/sub/dir'));
+    fs.symlinkSync('b', path.join(store, 'a/sub/link'));
+    const all = await maps.mapWithSiblings({ name: 'a' }, Buffer.from('/sub/c'), 0, 0, 100);
+    assert.deepEqual(all.map.files.map((f) => f.path), ['a/sub/c']);
+    // After "c" in bytewise order: d, (dir, large, link left out), small, then b; never c itself.
+    assert.deepEqual(all.siblings.map((s) => s.path.toString()), ['/sub/d', '/sub/small', '/sub/b']);
+    for (const s of all.siblings) {
+      assert.deepEqual(s.map.files.map((f) => f.path), [`a${s.path.toString()}`]);
+      assert.equal(s.map.eof, true);
+      assert.equal(s.map.offset, 0);
+    }
+    const two = await maps.mapWithSiblings({ name: 'a' }, Buffer.from('/sub/c'), 0, 0, 2);
+    assert.deepEqual(two.siblings.map((s) => s.path.toString()), ['/sub/d', '/sub/small']);
+    const none = await maps.mapWithSiblings({ name: 'a' }, Buffer.from('/sub/c'), 0, 0, 0);
+    assert.deepEqual(none.siblings, []);
+    assert.ok(MAX_SIBLINGS >= 2);
+  });
+});
+
+test('siblings are capped at MAX_SIBLINGS however many are asked', async () => {
+  await withStore(async (store, maps) => {
+    fs.mkdirSync(path.join(store, 'a/many'));
+    for (let i = 0; i < MAX_SIBLINGS + 10; i++) fs.writeFileSync(path.join(store, 'a/many', `f${String(i).padStart(4, '0')}`), 'x');
+    const m = await maps.mapWithSiblings({ name: 'a' }, Buffer.from('/many/f0000'), 0, 0, 100_000);
+    assert.equal(m.siblings.length, MAX_SIBLINGS);
+    assert.equal(m.siblings[0].path.toString(), '/many/f0001');
   });
 });
 

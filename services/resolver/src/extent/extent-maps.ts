@@ -4,7 +4,7 @@ import { Errno, StrataError } from '@strata/errors';
 import { isSealed, type LayerRef } from '@strata/layers';
 import { isRegMode } from '@strata/posix';
 import type { Attr } from '@strata/protocol';
-import { attrOf, joinPath, printable, splitPath, type ExtentRun } from '@strata/traversal';
+import { attrOf, joinPath, printable, splitPath, type ExtentRun, type Node } from '@strata/traversal';
 import type { ChainView } from '../chains';
 import { storeFileId, type StoreFileId } from './store-identity';
 
@@ -12,6 +12,10 @@ import { storeFileId, type StoreFileId } from './store-identity';
 export const MAX_MAP_WINDOW = 64 << 20;
 /** ... and holds at most this many runs (a badly fragmented file is mapped in several answers). */
 export const MAX_MAP_RUNS = 4096;
+/** Siblings one answer maps at most (a request asking more gets this many). */
+export const MAX_SIBLINGS = 256;
+/** A sibling larger than this is left out: a reader of it asks for its own windows, and the answer stays small. */
+export const MAX_SIBLING_SIZE = 1 << 20;
 
 /** A run of the answer, at its offset in the layer's file; data runs name a store file by index. */
 export type MappedRun =
@@ -26,6 +30,12 @@ export interface ExtentMapAnswer {
   offset: number;
   length: number;
   eof: boolean;
+}
+
+/** Another file of the directory, mapped from its start (`map(..., siblings)`). */
+export interface SiblingMapAnswer {
+  path: Buffer;
+  map: ExtentMapAnswer;
 }
 
 function checkOffset(what: string, value: number, p: Buffer): void {
@@ -50,6 +60,18 @@ export class ExtentMaps {
   ) {}
 
   async map(ref: LayerRef, filePath: Buffer, offset: number, length: number): Promise<ExtentMapAnswer> {
+    return (await this.mapWithSiblings(ref, filePath, offset, length, 0)).map;
+  }
+
+  /**
+   * The map of a file and, when `siblings` > 0, of up to that many (at
+   * most MAX_SIBLINGS) other small regular files of its directory, those
+   * after it in bytewise order first, wrapping around. A sibling that
+   * cannot be mapped is left out: its reader asks for it and gets the
+   * error. The grant checked is the file's (read on the layer): a sibling
+   * is in the same layer.
+   */
+  async mapWithSiblings(ref: LayerRef, filePath: Buffer, offset: number, length: number, siblings: number): Promise<{ map: ExtentMapAnswer; siblings: SiblingMapAnswer[] }> {
     checkOffset('extent map offset', offset, filePath);
     checkOffset('extent map length', length, filePath);
     const view = await this.view(ref);
@@ -59,8 +81,33 @@ export class ExtentMaps {
       const which = live ? `layer ${live.layerId}${live.name ? ` (${live.name})` : ''}` : 'a layer of the chain';
       throw StrataError.precondition(`no extent maps of a LIVE chain: ${which} may change under a map; read it through the resolver`, Errno.EOPNOTSUPP);
     }
-    const canon = joinPath(splitPath(filePath));
-    const node = await view.projection.lookup(canon);
+    const parts = splitPath(filePath);
+    const canon = joinPath(parts);
+    const map = await this.mapNode(canon, await view.projection.lookup(canon), offset, length);
+    const want = Math.min(Number.isSafeInteger(siblings) && siblings > 0 ? siblings : 0, MAX_SIBLINGS);
+    if (want === 0 || parts.length === 0) return { map, siblings: [] };
+    return { map, siblings: await this.siblingsOf(view, parts, want) };
+  }
+
+  private async siblingsOf(view: ChainView, parts: Buffer[], want: number): Promise<SiblingMapAnswer[]> {
+    const dir = joinPath(parts.slice(0, -1));
+    const name = parts[parts.length - 1];
+    // The listing is the traversal's cached one (the reader listed the directory to find the file).
+    const entries = await view.projection.readdirNodes(dir).catch(() => []);
+    const at = entries.findIndex((e) => Buffer.compare(e.name, name) > 0);
+    const start = at < 0 ? 0 : at;
+    const out: SiblingMapAnswer[] = [];
+    for (let i = 0; i < entries.length && out.length < want; i++) {
+      const e = entries[(start + i) % entries.length];
+      if (!e.node || e.node.kind === 'dir' || e.name.equals(name) || !isRegMode(Number(e.node.st.mode)) || Number(e.node.st.size) > MAX_SIBLING_SIZE) continue;
+      const p = joinPath([...parts.slice(0, -1), e.name]);
+      const map = await this.mapNode(p, e.node, 0, 0).catch(() => undefined);
+      if (map) out.push({ path: p, map });
+    }
+    return out;
+  }
+
+  private async mapNode(canon: Buffer, node: Node, offset: number, length: number): Promise<ExtentMapAnswer> {
     if (node.kind === 'dir') throw new StrataError(Errno.EISDIR, `is a directory: ${printable(canon)}`, { path: canon });
     if (!isRegMode(Number(node.st.mode))) throw StrataError.invalid(`not a regular file: ${printable(canon)}`, canon);
     const attr = attrOf(node);
