@@ -124,6 +124,8 @@ export class DataStreamServer {
       return;
     }
     this.sockets.add(socket);
+    // Answers end in a short segment: Nagle would hold it for the client's delayed ACK.
+    socket.setNoDelay(true);
     const { log, tracker } = this.rpc;
     const tlsSocket = this.tls ? (socket as TLSSocket) : undefined;
     const admit = this.options.admission?.({ getAuthContext: () => ({ sslPeerCertificate: tlsSocket?.getPeerCertificate() }) });

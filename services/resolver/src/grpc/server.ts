@@ -161,18 +161,26 @@ export class ResolverServer {
     const port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
-    if (process.env.STRATA_DATA_STREAM !== '0') await this.listenData(address, credentials);
+    await this.listenData(address, credentials, process.env.STRATA_DATA_STREAM);
     for (const s of ['', ...SERVICES]) this.health.setStatus(s, 'SERVING');
     this.state = 'serving';
     return port;
   }
 
   /** The data stream on the gRPC address's host; without it (a host it cannot bind) agents read over the Session. */
-  private async listenData(address: string, credentials: ServerCredentials): Promise<void> {
+  /**
+   * `mode` is $STRATA_DATA_STREAM: "0" none; "tls" also on a TLS port;
+   * default plaintext ports only. Over TLS, decryption dominates both
+   * paths and the data stream measured no better than the Session (issue
+   * 28: same client CPU, no faster), so it is there to be measured, not
+   * used by default.
+   */
+  private async listenData(address: string, credentials: ServerCredentials, mode: string | undefined): Promise<void> {
+    if (mode === '0') return;
     const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
     // TLS only with an identity this module can hand to a second listener (the resolver's own credentials).
     let tls: DataStreamOptions['tls'];
-    if (credentials instanceof ReloadableServerCredentials) tls = { options: credentials.secureOptions, requestCert: credentials.mutual };
+    if (credentials instanceof ReloadableServerCredentials && mode === 'tls') tls = { options: credentials.secureOptions, requestCert: credentials.mutual };
     else if (credentials._isSecure()) return;
     const data = this.makeDataStream(tls);
     if (credentials instanceof ReloadableServerCredentials) credentials.onReload((options) => data.setSecureContext(options));
