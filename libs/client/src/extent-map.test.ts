@@ -7,7 +7,7 @@ import { extentMapFromProto } from './extent-map';
 const FILE = { path: 'vm/a.qcow2', dev: 1, ino: 2, size: 3, mtimeSec: 4, mtimeNsec: 5 };
 
 function response(extents: ExtentMapResponse['extents'], offset = 100, length = 30): ExtentMapResponse {
-  return { storeId: 's', attr: undefined, files: [FILE], extents, offset, length, eof: true };
+  return { storeId: 's', attr: undefined, files: [FILE], extents, offset, length, eof: true, siblings: [] };
 }
 
 test('a well-formed map comes through as runs', () => {
@@ -23,6 +23,20 @@ test('a well-formed map comes through as runs', () => {
     { kind: 'hole', offset: 110, length: 10 },
     { kind: 'unmapped', offset: 120, length: 10, reason: 'compressed cluster' },
   ]);
+});
+
+test('siblings come through checked as the file is; one that is bad, or not from its start, fails the answer', () => {
+  const data = (offset: number, length: number) => ({ offset, length, kind: ExtentKind.EXTENT_KIND_DATA, file: 0, fileOffset: 0, reason: '' });
+  const sib = response([data(0, 3)], 0, 3);
+  const m = extentMapFromProto({ ...response([data(100, 30)]), siblings: [{ path: Buffer.from('/d/b'), map: { ...sib, siblings: [{ path: Buffer.from('/x'), map: sib }] } }] });
+  assert.equal(m.siblings.length, 1);
+  assert.equal(m.siblings[0].path.toString(), '/d/b');
+  assert.deepEqual(m.siblings[0].map.extents, [{ kind: 'data', offset: 0, length: 3, file: 0, fileOffset: 0 }]);
+  // Nested siblings are not followed.
+  assert.deepEqual(m.siblings[0].map.siblings, []);
+  assert.throws(() => extentMapFromProto({ ...response([data(100, 30)]), siblings: [{ path: Buffer.from('/d/b'), map: response([data(0, 2)], 0, 3) }] }), StrataError);
+  assert.throws(() => extentMapFromProto({ ...response([data(100, 30)]), siblings: [{ path: Buffer.from('/d/b'), map: response([data(5, 3)], 5, 3) }] }), StrataError);
+  assert.throws(() => extentMapFromProto({ ...response([data(100, 30)]), siblings: [{ path: Buffer.from('/d/b'), map: undefined }] }), StrataError);
 });
 
 test('a map with a gap, an overlap, an empty run, a file it does not list or a wrong total is refused', () => {
@@ -55,7 +69,7 @@ test('random maps: every one is refused with a StrataError or comes out contiguo
       extents.push({ offset: rnd(5) === 0 ? rnd(2000) : pos, length, kind: rnd(4) as ExtentKind, file: rnd(3), fileOffset: rnd(1 << 20), reason: '' });
       pos += length;
     }
-    const r: ExtentMapResponse = { storeId: 's', attr: undefined, files: rnd(2) === 0 ? [FILE] : [FILE, { ...FILE, path: 'b' }], extents, offset, length: rnd(5) === 0 ? rnd(500) : pos - offset, eof: rnd(2) === 0 };
+    const r: ExtentMapResponse = { storeId: 's', attr: undefined, files: rnd(2) === 0 ? [FILE] : [FILE, { ...FILE, path: 'b' }], extents, offset, length: rnd(5) === 0 ? rnd(500) : pos - offset, eof: rnd(2) === 0, siblings: [] };
     let m;
     try {
       m = extentMapFromProto(r);

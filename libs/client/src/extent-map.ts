@@ -34,7 +34,18 @@ export interface ExtentMap {
   offset: number;
   length: number;
   eof: boolean;
+  /** Maps of other files of the directory, each from its start (asked with `siblings`); empty otherwise. */
+  siblings: SiblingExtentMap[];
 }
+
+/** Another file of the directory, mapped from its start. */
+export interface SiblingExtentMap {
+  path: Buffer;
+  map: ExtentMap;
+}
+
+/** Siblings read from one answer at most (the resolver sends 256 at most). */
+const MAX_SIBLINGS = 1024;
 
 function storeFileFromProto(f: StoreFile | undefined): StoreFileIdentity {
   if (!f) throw StrataError.io('extent map: a store file without its identity');
@@ -51,6 +62,17 @@ export function storeIdentityFromProto(r: GetStoreIdentityResponse): StoreIdenti
  * answer lists. A resolver that answers otherwise is not followed.
  */
 export function extentMapFromProto(r: ExtentMapResponse): ExtentMap {
+  const m = oneMap(r);
+  // A sibling is checked as the file is; its own siblings, if a resolver sent any, are not followed.
+  m.siblings = r.siblings.slice(0, MAX_SIBLINGS).map((s) => {
+    if (!s.map) throw StrataError.io('extent map: a sibling without its map');
+    if (s.map.offset !== 0) throw StrataError.io(`extent map: a sibling mapped from ${s.map.offset}, not its start`);
+    return { path: s.path, map: oneMap(s.map) };
+  });
+  return m;
+}
+
+function oneMap(r: ExtentMapResponse): ExtentMap {
   const files = r.files.map(storeFileFromProto);
   const extents: FileExtent[] = [];
   let pos = r.offset;
@@ -67,5 +89,5 @@ export function extentMapFromProto(r: ExtentMapResponse): ExtentMap {
     pos += e.length;
   }
   if (pos !== r.offset + r.length) throw StrataError.io(`extent map: runs end at ${pos}, the answer says ${r.offset + r.length}`);
-  return { storeId: r.storeId, attr: r.attr, files, extents, offset: r.offset, length: r.length, eof: r.eof };
+  return { storeId: r.storeId, attr: r.attr, files, extents, offset: r.offset, length: r.length, eof: r.eof, siblings: [] };
 }
