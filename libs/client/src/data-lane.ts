@@ -91,6 +91,8 @@ export class DataLane {
       });
       this.socket.on('connect', ready);
     }
+    // A resolver host that vanished is noticed (its reads then go over the Session, whose own keepalive moves it).
+    this.socket.setKeepAlive(true, 30_000);
     this.socket.write(DATA_MAGIC);
     this.socket.on('error', (err) => this.fail(new StrataError(Errno.EIO, `data stream to ${host}:${port}: ${err.message}`, { code: GrpcCode.UNAVAILABLE, cause: err })));
     this.socket.on('close', () => this.fail(new StrataError(Errno.EIO, `data stream to ${host}:${port} closed`, { code: GrpcCode.UNAVAILABLE })));

@@ -126,6 +126,8 @@ export class DataStreamServer {
     this.sockets.add(socket);
     // Answers end in a short segment: Nagle would hold it for the client's delayed ACK.
     socket.setNoDelay(true);
+    // A crashed or vanished agent's connection is found and closed, as gRPC keepalive does for its Session.
+    socket.setKeepAlive(true, 30_000);
     const { log, tracker } = this.rpc;
     const tlsSocket = this.tls ? (socket as TLSSocket) : undefined;
     const admit = this.options.admission?.({ getAuthContext: () => ({ sslPeerCertificate: tlsSocket?.getPeerCertificate() }) });
