@@ -29,11 +29,11 @@ test('siblings come through checked as the file is; one that is bad, or not from
   const data = (offset: number, length: number) => ({ offset, length, kind: ExtentKind.EXTENT_KIND_DATA, file: 0, fileOffset: 0, reason: '' });
   const sib = response([data(0, 3)], 0, 3);
   const m = extentMapFromProto({ ...response([data(100, 30)]), siblings: [{ path: Buffer.from('/d/b'), map: { ...sib, siblings: [{ path: Buffer.from('/x'), map: sib }] } }] });
-  assert.equal(m.siblings.length, 1);
-  assert.equal(m.siblings[0].path.toString(), '/d/b');
-  assert.deepEqual(m.siblings[0].map.extents, [{ kind: 'data', offset: 0, length: 3, file: 0, fileOffset: 0 }]);
+  assert.equal(m.siblings?.length, 1);
+  assert.equal(m.siblings![0].path.toString(), '/d/b');
+  assert.deepEqual(m.siblings![0].map.extents, [{ kind: 'data', offset: 0, length: 3, file: 0, fileOffset: 0 }]);
   // Nested siblings are not followed.
-  assert.deepEqual(m.siblings[0].map.siblings, []);
+  assert.deepEqual(m.siblings![0].map.siblings ?? [], []);
   assert.throws(() => extentMapFromProto({ ...response([data(100, 30)]), siblings: [{ path: Buffer.from('/d/b'), map: response([data(0, 2)], 0, 3) }] }), StrataError);
   assert.throws(() => extentMapFromProto({ ...response([data(100, 30)]), siblings: [{ path: Buffer.from('/d/b'), map: response([data(5, 3)], 5, 3) }] }), StrataError);
   assert.throws(() => extentMapFromProto({ ...response([data(100, 30)]), siblings: [{ path: Buffer.from('/d/b'), map: undefined }] }), StrataError);

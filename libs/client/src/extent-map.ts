@@ -35,7 +35,7 @@ export interface ExtentMap {
   length: number;
   eof: boolean;
   /** Maps of other files of the directory, each from its start (asked with `siblings`); empty otherwise. */
-  siblings: SiblingExtentMap[];
+  siblings?: SiblingExtentMap[];
 }
 
 /** Another file of the directory, mapped from its start. */
@@ -63,6 +63,7 @@ export function storeIdentityFromProto(r: GetStoreIdentityResponse): StoreIdenti
  */
 export function extentMapFromProto(r: ExtentMapResponse): ExtentMap {
   const m = oneMap(r);
+  if (r.siblings.length === 0) return m;
   // A sibling is checked as the file is; its own siblings, if a resolver sent any, are not followed.
   m.siblings = r.siblings.slice(0, MAX_SIBLINGS).map((s) => {
     if (!s.map) throw StrataError.io('extent map: a sibling without its map');
@@ -89,5 +90,5 @@ function oneMap(r: ExtentMapResponse): ExtentMap {
     pos += e.length;
   }
   if (pos !== r.offset + r.length) throw StrataError.io(`extent map: runs end at ${pos}, the answer says ${r.offset + r.length}`);
-  return { storeId: r.storeId, attr: r.attr, files, extents, offset: r.offset, length: r.length, eof: r.eof, siblings: [] };
+  return { storeId: r.storeId, attr: r.attr, files, extents, offset: r.offset, length: r.length, eof: r.eof };
 }
