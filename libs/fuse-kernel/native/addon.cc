@@ -38,6 +38,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
                            InstanceMethod("replyLink", &SessionWrap::ReplyLink),
                            InstanceMethod("replyXattr", &SessionWrap::ReplyXattr),
                            InstanceMethod("replyStatfs", &SessionWrap::ReplyStatfs),
+                           InstanceMethod("replyOpen", &SessionWrap::ReplyOpen),
                            InstanceMethod("cacheEntry", &SessionWrap::CacheEntry),
                            InstanceMethod("cacheNegative", &SessionWrap::CacheNegative),
                            InstanceMethod("cacheAttr", &SessionWrap::CacheAttr),
@@ -102,6 +103,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     flag("notifyForget", &o.notify_forget);
     flag("notifyRelease", &o.notify_release);
     flag("notifyOpen", &o.notify_open);
+    flag("openHook", &o.open_hook);
     flag("passthrough", &o.passthrough);
     o.threads = static_cast<unsigned>(num("threads", 4));
     o.owner_uid = static_cast<int64_t>(num("ownerUid", -1));
@@ -387,6 +389,12 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
       return info.Env().Undefined();
     }
     return Result(info, session_->ReplyXattr(id, reinterpret_cast<const char*>(p), n));
+  }
+  // replyOpen(id): the open handler is done (file data registered or not); the OPEN is answered from what is now.
+  Napi::Value ReplyOpen(const Napi::CallbackInfo& info) {
+    uint64_t id = 0;
+    if (!Open(info) || !Id(info, 0, &id)) return info.Env().Undefined();
+    return Result(info, session_->ReplyOpen(id));
   }
   // replyStatfs(id, packed, cacheTtl)
   Napi::Value ReplyStatfs(const Napi::CallbackInfo& info) {

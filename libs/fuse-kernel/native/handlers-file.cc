@@ -14,22 +14,48 @@
 namespace strata_fuse {
 
 void Session::OnOpen(Request& r) {
-  n_native_.fetch_add(1, std::memory_order_relaxed);
   const fuse_open_in in = Arg<fuse_open_in>(r);
-  if ((in.flags & O_ACCMODE) != O_RDONLY || (in.flags & O_TRUNC) != 0) {
-    Send(r.fd, r.h.unique, EROFS, nullptr, 0);
+  Pending p = PendingFor(r);
+  p.flags = in.flags;
+  if (options_.open_hook && passthrough_ && !no_new_passthrough_ && (in.flags & O_ACCMODE) == O_RDONLY &&
+      (in.flags & O_TRUNC) == 0 && !cache_.Data(r.key) && AskOpen(r.key)) {
+    // Answered by ReplyOpen once JavaScript has had its say (or by the deadline thread, natively).
+    ToJs(std::move(p));
+    return;
+  }
+  AnswerOpen(p);
+}
+
+bool Session::AskOpen(uint64_t key) {
+  std::lock_guard<std::mutex> lock(asked_mu_);
+  if (asked_opens_.size() >= options_.cache_limit) asked_opens_.clear();
+  return asked_opens_.insert(key).second;
+}
+
+int Session::ReplyOpen(uint64_t id) {
+  int result = 0;
+  std::optional<Pending> p = TakeFor(id, JsAnswer::kOpen, &result);
+  if (!p) return result;
+  AnswerOpen(*p);
+  return 0;
+}
+
+void Session::AnswerOpen(const Pending& p) {
+  n_native_.fetch_add(1, std::memory_order_relaxed);
+  if ((p.flags & O_ACCMODE) != O_RDONLY || (p.flags & O_TRUNC) != 0) {
+    Send(p.fd, p.unique, EROFS, nullptr, 0);
     return;
   }
   OpenOut out{};
   bool through = false;
   {
     std::lock_guard<std::mutex> lock(opens_mu_);
-    OpenModes& m = opens_[r.key];
+    OpenModes& m = opens_[p.key];
     std::shared_ptr<const FileData> data;
     if (m.passthrough > 0) {
       through = true;
     } else if (passthrough_ && m.cached == 0 && !no_new_passthrough_) {
-      data = cache_.Data(r.key);
+      data = cache_.Data(p.key);
       through = data && data->backing_id() >= 0;
     }
     // Recorded before the answer can reach the kernel (a crash in between
@@ -37,28 +63,28 @@ void Session::OnOpen(Request& r) {
     // new passthrough open that cannot be recorded is not made; one beside
     // passthrough opens must be (the kernel takes no other), recorded or not.
     if (through) {
-      const int32_t id = (m.passthrough > 0 ? m.backing : data)->backing_id();
-      if (table_->SetOpens(r.key, m.cached, m.passthrough + 1, id) || m.passthrough > 0) {
+      const int32_t backing = (m.passthrough > 0 ? m.backing : data)->backing_id();
+      if (table_->SetOpens(p.key, m.cached, m.passthrough + 1, backing) || m.passthrough > 0) {
         if (m.passthrough == 0) m.backing = std::move(data);
         m.passthrough++;
-        out.backing_id = id;
+        out.backing_id = backing;
       } else {
         through = false;
       }
     }
     if (!through) {
       m.cached++;
-      table_->SetOpens(r.key, m.cached, m.passthrough, m.backing ? m.backing->backing_id() : -1);
+      table_->SetOpens(p.key, m.cached, m.passthrough, m.backing ? m.backing->backing_id() : -1);
     }
   }
   out.fh = (next_fh_.fetch_add(1) << 1) | (through ? 1 : 0);
   out.open_flags = through ? FOPEN_NOFLUSH | kFopenPassthrough : FOPEN_NOFLUSH | (options_.keep_cache ? FOPEN_KEEP_CACHE : 0);
-  Send(r.fd, r.h.unique, 0, &out, sizeof(out));
+  Send(p.fd, p.unique, 0, &out, sizeof(out));
   if (options_.notify_open) {
     // Answered first: an audit trail must not make opens wait for JavaScript.
     Event ev;
     ev.kind = Event::kOpen;
-    ev.keys = {r.key, out.fh, r.h.uid, r.h.gid, r.h.pid};
+    ev.keys = {p.key, out.fh, p.uid, p.gid, p.pid};
     bridge_->Post(std::move(ev));
   }
 }

@@ -89,7 +89,12 @@ void Session::DeadlineLoop() {
     }
     for (const Pending& p : due) {
       n_timeouts_.fetch_add(1, std::memory_order_relaxed);
-      Send(p.fd, p.unique, EIO, nullptr, 0);
+      // An OPEN asked of JavaScript needs nothing from it: opened as if never asked.
+      if (p.opcode == FUSE_OPEN) {
+        AnswerOpen(p);
+      } else {
+        Send(p.fd, p.unique, EIO, nullptr, 0);
+      }
     }
   }
 }

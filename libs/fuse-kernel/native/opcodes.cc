@@ -52,6 +52,11 @@ Opcode Unanswered(const char* name, Handler handler, size_t in_size) {
   return o;
 }
 
+Opcode WithJs(Opcode o, JsAnswer js) {
+  o.js = js;
+  return o;
+}
+
 Opcode Named(Opcode o) {
   o.has_name = true;
   return o;
@@ -75,7 +80,8 @@ std::array<Opcode, kOpcodeLimit> OpcodeTable::Build() {
   row(FUSE_READDIRPLUS, Cached("readdirplus", &Session::OnReaddir, sizeof(fuse_read_in), JsAnswer::kListing));
 
   // Always answered natively.
-  row(FUSE_OPEN, OfNode("open", &Session::OnOpen, sizeof(fuse_open_in)));
+  // Native, except a first OPEN asked of JavaScript under openHook (the answer is still built here).
+  row(FUSE_OPEN, WithJs(OfNode("open", &Session::OnOpen, sizeof(fuse_open_in)), JsAnswer::kOpen));
   row(FUSE_RELEASE, OfNode("release", &Session::OnRelease, sizeof(fuse_release_in)));
   row(FUSE_OPENDIR, OfNode("opendir", &Session::OnOpendir));
   row(FUSE_RELEASEDIR, Served("releasedir", &Session::OnReleasedir, sizeof(fuse_release_in)));

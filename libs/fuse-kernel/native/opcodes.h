@@ -40,6 +40,7 @@ enum class JsAnswer : uint8_t {
   kLink,      // ReplyLink
   kXattr,     // ReplyXattr
   kStatfs,    // ReplyStatfs
+  kOpen,      // ReplyOpen (openHook: the handler registered file data, or not; the OPEN is then answered natively)
 };
 
 struct Opcode {

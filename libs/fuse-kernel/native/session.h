@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cache.h"
@@ -69,6 +70,10 @@ struct MountOptions {
   bool notify_forget = false;
   bool notify_release = false;
   bool notify_open = false;  // every OPEN told to JS after the fact (audit): who opened which ino
+  // A file's first OPEN while nothing is registered for it goes to JavaScript
+  // (its open handler may register file data first, so that this very open
+  // is passthrough); asked once per ino, until the set of asked inos fills.
+  bool open_hook = false;
   unsigned max_pages = 256;  // 1 MiB requests
   bool passthrough = true;   // ask for FUSE_PASSTHROUGH when the kernel offers it
   unsigned max_stack_depth = 1;  // 1: backing files on a plain filesystem, and this mount may sit under overlayfs
@@ -225,6 +230,7 @@ class Session {
   int ReplyLink(uint64_t id, std::string target, int64_t cache_expires);
   int ReplyXattr(uint64_t id, const char* data, size_t size);
   int ReplyStatfs(uint64_t id, const fuse_kstatfs& st, int64_t cache_expires);
+  int ReplyOpen(uint64_t id);
 
   Cache& cache() { return cache_; }
 
@@ -329,6 +335,10 @@ class Session {
   void OnReadlink(Request& r);
   void OnStatfs(Request& r);
   void OnOpen(Request& r);
+  // The OPEN's answer from what is registered now (OnOpen, ReplyOpen, the deadline thread).
+  void AnswerOpen(const Pending& p);
+  // Whether openHook asks JavaScript about this ino (first time only).
+  bool AskOpen(uint64_t key);
   void OnRelease(Request& r);
   void Closed(uint64_t key, uint64_t fh);  // a file's RELEASE: OpenModes of key
   void OnRead(Request& r);
@@ -407,6 +417,9 @@ class Session {
   };
   std::mutex opens_mu_;
   std::unordered_map<uint64_t, OpenModes> opens_;
+  // openHook: the inos whose first OPEN JavaScript was asked about (bounded: cleared when full).
+  std::mutex asked_mu_;
+  std::unordered_set<uint64_t> asked_opens_;
 
   std::mutex statfs_mu_;
   std::optional<std::pair<fuse_kstatfs, int64_t>> statfs_;

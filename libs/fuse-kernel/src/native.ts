@@ -58,6 +58,8 @@ export interface NativeMountOptions {
   notifyForget?: boolean;
   notifyRelease?: boolean;
   notifyOpen?: boolean;
+  /** First OPENs of unregistered nodes are asked of handlers.open (answered with replyOpen). */
+  openHook?: boolean;
   ownerUid?: number;
   ownerGid?: number;
   maxPages?: number;
@@ -109,6 +111,8 @@ export interface NativeSession {
   replyLink(id: number, target: Buffer, cacheTtl: number): number;
   replyXattr(id: number, bytes: Buffer): number;
   replyStatfs(id: number, statfs: Buffer, cacheTtl: number): number;
+  /** The open handler settled: the OPEN is answered from what is registered now. */
+  replyOpen(id: number): number;
   cacheEntry(
     parent: bigint,
     name: Buffer,

@@ -14,8 +14,9 @@ test('the TypeScript op table and the native one name the same ops, answered the
     OPS.map((row) => [row.opcode, row.name, row.answer]).sort((a, b) => Number(a[0]) - Number(b[0])),
     toJs.map((row) => [row.opcode, row.name, row.js]),
   );
-  // Every op that reaches JavaScript may be answered by the native cache, and only ops with a name carry one.
-  for (const row of toJs) assert.equal(row.cached, true, row.name);
+  // Every op that reaches JavaScript may be answered by the native cache (OPEN: answered natively, JavaScript only asked
+  // first under the open hook), and only ops with a name carry one.
+  for (const row of toJs) assert.equal(row.cached, row.name !== 'open', row.name);
   assert.deepEqual(
     native.filter((row) => row.hasName).map((row) => row.name),
     ['lookup', 'getxattr'],

@@ -11,7 +11,7 @@ import type { AttrAnswer, Caller, Entry, FuseHandlers, LinkAnswer, Listing, Stat
 import { encodeAttr, encodeListing, encodeNames, encodeStatfs } from './wire';
 
 /** What JavaScript answers an op with: native/opcodes.h JsAnswer. */
-export const JsAnswer = { ENTRY: 1, ATTR: 2, LISTING: 3, DATA: 4, LINK: 5, XATTR: 6, STATFS: 7 } as const;
+export const JsAnswer = { ENTRY: 1, ATTR: 2, LISTING: 3, DATA: 4, LINK: 5, XATTR: 6, STATFS: 7, OPEN: 8 } as const;
 export type JsAnswer = (typeof JsAnswer)[keyof typeof JsAnswer];
 
 /** The session's timeouts, for answers that leave them out (seconds). */
@@ -38,6 +38,7 @@ export interface OpRow {
 
 const DEFAULT_STATFS: StatFs = { blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255 };
 const NO_NAME = Buffer.alloc(0);
+const noAnswer = (): undefined => undefined;
 
 function asBuffer(value: unknown, op: string): Buffer {
   if (Buffer.isBuffer(value)) return value;
@@ -96,6 +97,16 @@ export const OPS: readonly OpRow[] = [
     },
   },
   {
+    opcode: 14,
+    name: 'open',
+    answer: JsAnswer.OPEN,
+    // Whatever the handler does, the OPEN is answered (from what it registered, if anything): never an error of its.
+    invoke: (h, r, c) => (h.open ? Promise.resolve(h.open(r.ino, c)).then(noAnswer, noAnswer) : undefined),
+    reply: (n, r) => {
+      n.replyOpen(r.id);
+    },
+  },
+  {
     opcode: 15,
     name: 'read',
     answer: JsAnswer.DATA,
@@ -142,7 +153,7 @@ export function opRow(op: number): OpRow | undefined {
 
 /** FUSE opcodes of the requests that can reach JavaScript, by upper-case name (kept for callers of the old table). */
 export const Op = Object.fromEntries(OPS.map((row) => [row.name.toUpperCase(), row.opcode])) as Readonly<
-  Record<'LOOKUP' | 'GETATTR' | 'READLINK' | 'READ' | 'STATFS' | 'GETXATTR' | 'LISTXATTR' | 'READDIR' | 'READDIRPLUS', number>
+  Record<'LOOKUP' | 'GETATTR' | 'READLINK' | 'OPEN' | 'READ' | 'STATFS' | 'GETXATTR' | 'LISTXATTR' | 'READDIR' | 'READDIRPLUS', number>
 >;
 
 export function opName(op: number): string {

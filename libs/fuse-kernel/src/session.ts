@@ -625,6 +625,7 @@ function nativeOptions(mountpoint: string, handlers: FuseHandlers, options: Moun
     notifyForget: handlers.forget !== undefined,
     notifyRelease: handlers.release !== undefined,
     notifyOpen: handlers.opened !== undefined,
+    openHook: handlers.open !== undefined,
     maxPages: options.maxPages ?? 256,
     passthrough: options.passthrough ?? true,
     dataServing: DATA_SERVING[options.dataServing ?? 'auto'],

@@ -133,6 +133,15 @@ export interface FuseHandlers {
    * so it never delays one): who opened which node, for an audit trail.
    */
   opened?(ino: bigint, fh: bigint, caller: Caller): void;
+  /**
+   * Asked at the first OPEN of a node that has no file data registered,
+   * when passthrough was negotiated (once per node, while the session
+   * remembers it): a handler that registers the file with setFileData()
+   * before it settles makes this very open, and later ones, passthrough.
+   * The OPEN is answered natively whatever it does (a rejection or the
+   * request deadline included); without this handler OPENs never wait.
+   */
+  open?(ino: bigint, caller: Caller): void | Promise<void>;
 }
 
 /**
