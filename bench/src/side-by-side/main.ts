@@ -129,7 +129,7 @@ async function recordWithCpu(stack: Stack, measure: string, system: System, r: R
   for (const [role, ms] of Object.entries(after)) (bySystem[role] ??= []).push(ms - (before[role] ?? 0));
   if (!callsBefore || !callsAfter) return;
   const byMethod = (((calls[stack.name] ??= {})[measure] ??= {})[system.name] ??= {});
-  for (const method of ['Session.read', 'ExtentMap']) (byMethod[method] ??= []).push((callsAfter[method] ?? 0) - (callsBefore[method] ?? 0));
+  for (const [method, n] of Object.entries(callsAfter)) (byMethod[method] ??= []).push(n - (callsBefore[method] ?? 0));
 }
 
 async function measure(stack: Stack): Promise<void> {

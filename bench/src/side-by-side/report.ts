@@ -105,12 +105,18 @@ function cpuTable(stack: ReportInput['stacks'][number], cpu: Cpu[string] | undef
   return ['', 'CPU seconds (user + system, all threads) of the serving processes while each cold figure was measured:', '', `| measure | ${cols.map(([s, role]) => `${s.replace('strata ', '')} ${role}`).join(' | ')} |`, `| --- | ${cols.map(() => '---:').join(' | ')} |`, ...rows];
 }
 
-/** Session reads and extent maps the resolver answered during each cold figure: whether bytes went through it or around it. */
+/** The calls the resolver answered during each cold figure, by method: whether bytes went through it (Session reads) or around it (extent maps). */
 function callsTable(stack: ReportInput['stacks'][number], calls: Cpu[string] | undefined): string[] {
   if (!calls) return [];
-  const cols = stack.strata.flatMap((s) => ['Session.read', 'ExtentMap'].map((method) => [s, method] as const));
-  const rows = Object.entries(calls).map(([measure, bySystem]) => `| ${measure} | ${cols.map(([s, method]) => (bySystem[s]?.[method] ? Math.round(median(bySystem[s][method])).toLocaleString('en-US') : '-')).join(' | ')} |`);
-  return ['', 'Resolver calls while each cold figure was measured:', '', `| measure | ${cols.map(([s, method]) => `${s.replace('strata ', '')} ${method}`).join(' | ')} |`, `| --- | ${cols.map(() => '---:').join(' | ')} |`, ...rows];
+  const text = (byMethod: Record<string, number[]> | undefined): string => {
+    const made = Object.entries(byMethod ?? {})
+      .map(([method, n]) => [method, Math.round(median(n))] as const)
+      .filter(([, n]) => n > 0)
+      .sort((a, b) => b[1] - a[1]);
+    return made.length ? made.map(([method, n]) => `${method} ${n.toLocaleString('en-US')}`).join(', ') : '-';
+  };
+  const rows = Object.entries(calls).map(([measure, bySystem]) => `| ${measure} | ${stack.strata.map((s) => text(bySystem[s])).join(' | ')} |`);
+  return ['', 'Resolver calls while each cold figure was measured:', '', `| measure | ${stack.strata.join(' | ')} |`, `| --- | ${stack.strata.map(() => '---').join(' | ')} |`, ...rows];
 }
 
 export function renderReport(r: ReportInput): string {
