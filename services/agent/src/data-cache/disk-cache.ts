@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fdatasync, mkdirSync, openSync, promises as fs } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { StrataError } from '@strata/errors';
@@ -9,6 +9,7 @@ import { writeIndex, type IndexedEntry } from './cache-index';
 import { loadCacheDir, removeEntry, writeFormatSync } from './cache-load';
 import { DATA_SUFFIX, type EntryRecord } from './entry-record';
 import { RecordJournal } from './record-journal';
+import { datasyncFd } from './fd-calls';
 import { sumOfFile } from './file-sum';
 
 /** What a file kept across restarts was filled from: checked before a later agent reuses it. */
@@ -369,8 +370,7 @@ export class DiskCache {
     try {
       // fsync works on a read-only descriptor: it syncs the file, not the descriptor's writes.
       own ??= openSync(f.file, constants.O_RDONLY | constants.O_NOFOLLOW);
-      const d = own;
-      await new Promise<void>((resolve, reject) => fdatasync(d, (err) => (err ? reject(err) : resolve())));
+      await datasyncFd(own);
       return true;
     } catch (err) {
       this.opts.log?.debug({ event: 'agent.data_cache.seal_failed', file: f.file, err: StrataError.from(err).message }, 'cached file not kept for the next agent');
@@ -408,14 +408,14 @@ export class DiskCache {
   }
 
   private async check(f: CachedFile): Promise<boolean> {
+    // The sum's read checks the file's type and size on the descriptor it reads: one open per check.
+    if (this.opts.verifySums !== false && f.origin !== undefined && f.sum !== undefined) return (await sumOfFile(f.file, f.size, f.origin.chunkSize)) === f.sum;
     try {
       const st = await fs.lstat(f.file);
-      if (!st.isFile() || st.size !== f.size) return false;
+      return st.isFile() && st.size === f.size;
     } catch {
       return false;
     }
-    if (this.opts.verifySums === false || f.origin === undefined || f.sum === undefined) return true;
-    return (await sumOfFile(f.file, f.size, f.origin.chunkSize)) === f.sum;
   }
 
   private reject(id: string, f: CachedFile): void {

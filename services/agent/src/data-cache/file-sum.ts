@@ -1,4 +1,5 @@
-import { constants, promises as fs } from 'node:fs';
+import { closeSync, constants, fstatSync } from 'node:fs';
+import { openFd, readFd } from './fd-calls';
 import { crc32 } from 'node:zlib';
 
 /**
@@ -33,18 +34,21 @@ export class ChunkSums {
 }
 
 /**
- * The sum of `size` bytes of `file` read `chunkSize` at a time (one buffer
- * of that size, whatever the file's size); undefined when the file is
- * shorter or cannot be read.
+ * The sum of `file`, which must be a regular file of `size` bytes, read
+ * `chunkSize` at a time (one buffer of that size, whatever the file's
+ * size); undefined when it is not, or cannot be read.
  */
 export async function sumOfFile(file: string, size: number, chunkSize: number): Promise<number | undefined> {
-  let h: fs.FileHandle;
+  let fd: number;
   try {
-    h = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    fd = await openFd(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch {
     return undefined;
   }
   try {
+    // Its inode is in memory once open: no I/O, no round trip.
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size !== size) return undefined;
     const sums = new ChunkSums(size, chunkSize);
     const buf = Buffer.allocUnsafe(Math.min(chunkSize, size));
     for (let i = 0, pos = 0; pos < size; i++, pos += chunkSize) {
@@ -52,7 +56,7 @@ export async function sumOfFile(file: string, size: number, chunkSize: number): 
       let got = 0;
       // Bounded: each pass reads at least one byte or ends the sum.
       while (got < want) {
-        const { bytesRead } = await h.read(buf, got, want - got, pos + got);
+        const bytesRead = await readFd(fd, buf, got, want - got, pos + got);
         if (bytesRead === 0) return undefined;
         got += bytesRead;
       }
@@ -62,6 +66,6 @@ export async function sumOfFile(file: string, size: number, chunkSize: number): 
   } catch {
     return undefined;
   } finally {
-    await h.close();
+    closeSync(fd);
   }
 }

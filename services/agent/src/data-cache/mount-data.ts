@@ -1,10 +1,10 @@
-import { closeSync, constants, promises as fs, write, writeSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import { closeSync, constants, writeSync } from 'node:fs';
 import { GrpcCode, StrataError } from '@strata/errors';
 import type { Logger } from '@strata/telemetry';
 import type { FileAttrs } from './chain-identity';
 import { whenGone, type CachedFile, type DiskCache, type FileOrigin } from './disk-cache';
 import { ChunkSums } from './file-sum';
+import { openFd, readFd, writeFd } from './fd-calls';
 
 /** Where a mount's file data is served from without JavaScript (the mount's FuseSession). */
 export interface FileDataSink {
@@ -309,18 +309,18 @@ export class MountData {
     if (this.closed) return true;
     this.ids.set(w.ino, id);
     this.followGone(w.ino, id, f);
-    let h: FileHandle;
+    let fd: number;
     try {
-      h = await fs.open(f.file, constants.O_RDONLY);
+      fd = await openFd(f.file, constants.O_RDONLY);
     } catch {
       // Removed under the agent since the check.
       this.o.cache.discard(id, f);
       return false;
     }
     try {
-      if (!f.gone.aborted) this.handOver(w.ino, h.fd);
+      if (!f.gone.aborted) this.handOver(w.ino, fd);
     } finally {
-      await h.close();
+      closeQuietly(fd);
     }
     return true;
   }
@@ -458,12 +458,12 @@ export class MountData {
     if (!this.sink || this.refused || this.closed) return;
     if (performance.now() - (this.registeredAt.get(ino) ?? -Infinity) < REREGISTER_MS) return;
     this.registeredAt.set(ino, performance.now());
-    void fs.open(f.file, constants.O_RDONLY).then(
-      async (h) => {
+    void openFd(f.file, constants.O_RDONLY).then(
+      (fd) => {
         try {
-          if (!f.gone.aborted) this.handOver(ino, h.fd);
+          if (!f.gone.aborted) this.handOver(ino, fd);
         } finally {
-          await h.close();
+          closeQuietly(fd);
         }
       },
       () => this.registeredAt.delete(ino),
@@ -507,14 +507,10 @@ export class MountData {
 async function writeAt(fd: number, b: Buffer, pos: number): Promise<void> {
   // Bounded: each pass writes at least one byte or throws.
   for (let done = 0; done < b.length; ) {
-    const n = b.length - done <= SYNC_WRITE_BYTES ? writeSync(fd, b, done, b.length - done, pos + done) : await writeAsync(fd, b, done, b.length - done, pos + done);
+    const n = b.length - done <= SYNC_WRITE_BYTES ? writeSync(fd, b, done, b.length - done, pos + done) : await writeFd(fd, b, done, b.length - done, pos + done);
     if (n <= 0) throw StrataError.io(`writing the cache file: ${n} bytes written`);
     done += n;
   }
-}
-
-function writeAsync(fd: number, b: Buffer, offset: number, length: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => write(fd, b, offset, length, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 function closeQuietly(fd: number): void {
@@ -527,16 +523,15 @@ function closeQuietly(fd: number): void {
 
 /** [pos, pos+len) of a cached file; undefined when it was evicted meanwhile. */
 async function readFrom(f: CachedFile, into: Buffer, pos: number, len: number): Promise<number | undefined> {
-  let h: FileHandle;
+  let fd: number;
   try {
-    h = await fs.open(f.file, constants.O_RDONLY);
+    fd = await openFd(f.file, constants.O_RDONLY);
   } catch {
     return undefined;
   }
   try {
-    const { bytesRead } = await h.read(into, 0, Math.max(0, Math.min(len, f.size - pos)), pos);
-    return bytesRead;
+    return await readFd(fd, into, 0, Math.max(0, Math.min(len, f.size - pos)), pos);
   } finally {
-    await h.close();
+    closeQuietly(fd);
   }
 }

@@ -1,7 +1,8 @@
-import { close, constants, fdatasync, ftruncate, open, promises as fs, write } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { decodeEntry, encodeEntry, type IndexedEntry } from './cache-index';
+import { closeFd, datasyncFd, openFd, truncateFd, writeFd } from './fd-calls';
 
 /**
  * The records of kept files, appended as they are sealed: one line each,
@@ -124,15 +125,15 @@ export class RecordJournal {
     if (entries.length === 0) return;
     await this.dropStale();
     const text = Buffer.from((this.mayBeTorn ? '\n' : '') + entries.map(journalLine).join(''));
-    const fd = (this.fd ??= await call<number>((cb) => open(path.join(this.dir, JOURNAL_FILE), constants.O_CREAT | constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW, 0o600, cb)));
+    const fd = (this.fd ??= await openFd(path.join(this.dir, JOURNAL_FILE), constants.O_CREAT | constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW));
     this.mayBeTorn = true;
     // O_APPEND puts every write at the end; bounded: each pass writes at least one byte or throws.
     for (let done = 0; done < text.length; ) {
-      const n = await call<number>((cb) => write(fd, text, done, text.length - done, null, cb));
+      const n = await writeFd(fd, text, done, text.length - done, null);
       if (n <= 0) throw new Error(`journal write wrote ${n} bytes`);
       done += n;
     }
-    await call<void>((cb) => fdatasync(fd, cb));
+    await datasyncFd(fd);
     this.mayBeTorn = false;
   }
 
@@ -144,7 +145,7 @@ export class RecordJournal {
       await fs.truncate(path.join(this.dir, JOURNAL_FILE), 0).catch((err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       });
-    } else await call<void>((cb) => ftruncate(fd, 0, cb));
+    } else await truncateFd(fd, 0);
     this.mayBeTorn = false;
   }
 
@@ -153,11 +154,6 @@ export class RecordJournal {
     const fd = this.fd;
     this.fd = undefined;
     this.mayBeTorn = true;
-    if (fd !== undefined) await call<void>((cb) => close(fd, cb));
+    if (fd !== undefined) await closeFd(fd);
   }
-}
-
-/** A callback-style fs call as a promise (no FileHandle: these are the agent's own descriptors). */
-function call<T>(start: (cb: (err: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value as T))));
 }
