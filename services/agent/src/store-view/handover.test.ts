@@ -77,6 +77,10 @@ test('a dir: file is handed to the session whole; others stay on the JavaScript 
         viaJs.push(p.toString());
         return content.subarray(pos, pos + len);
       },
+      readSized: async (p: Buffer, pos: number, len: number) => {
+        viaJs.push(p.toString());
+        return { data: content.subarray(pos, pos + len), size: content.length };
+      },
       stat: async () => ({ ...ATTR, size: content.length }),
     } as unknown as MountFs;
     const handed = new Map<bigint, { mode: string; bytes: Buffer }>();

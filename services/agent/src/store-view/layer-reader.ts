@@ -12,6 +12,12 @@ const MAP_FILES = 4096;
 const WINDOWS_PER_FILE = 64;
 /** Answers asked for one read at most (a read spans one or two windows). */
 const MAX_MAP_CALLS = 8;
+/**
+ * Other files of the directory whose maps a file's first map asks for
+ * (the resolver caps this at 256): a walk of a directory of small files
+ * asks once per this many files instead of once per file.
+ */
+export const SIBLINGS = 128;
 
 /**
  * How long a map is used before it is asked for again: a revoked grant
@@ -41,9 +47,16 @@ function key(path: Buffer): string {
   return path.toString('latin1');
 }
 
+/** The directory part of a key ("" for a file of the root). */
+function dirOf(k: string): string {
+  return k.slice(0, Math.max(0, k.lastIndexOf('/')));
+}
+
 /**
- * One mount's reads of one sealed layer through the store view: the file's
- * extent map (asked once per window, shared by concurrent readers, kept),
+ * Reads of one sealed layer through the store view, shared by every mount
+ * and file-data reader of the layer (StoreView.reader): the file's extent
+ * map (asked once per window, with the maps of its directory's other small
+ * files on the first, shared by concurrent readers, kept),
  * then positional reads of the store files it names, zeros for holes, and
  * the resolver for unmapped runs. Any failure — the layer cannot be mapped,
  * a store file is not the one mapped, a symlink on its path, a short read —
@@ -52,10 +65,17 @@ function key(path: Buffer): string {
 export class LayerReader {
   private readonly maps = new LRUCache<string, ExtentMap[]>({ max: MAP_FILES, ttl: MAP_TTL_MS });
   private readonly pending = new Map<string, Promise<ExtentMap>>();
+  /** A first map asked with its siblings, by directory: another file of it waits for that answer before asking. */
+  private readonly pendingDirs = new Map<string, Promise<ExtentMap>>();
   /** Files read through the resolver only: a refusal is not retried on every read. */
   private readonly refused = new LRUCache<string, string>({ max: MAP_FILES, ttl: MAP_TTL_MS });
-  /** Why the layer is never mapped (a LIVE chain), once known. */
-  private disabled: string | undefined;
+  /** Why the layer is not mapped (a LIVE chain), once known, until when: the reader is shared and long-lived, the layer may be sealed since. */
+  private disabledWhy: string | undefined;
+  private disabledUntil = 0;
+
+  private get disabled(): string | undefined {
+    return this.disabledWhy !== undefined && Date.now() < this.disabledUntil ? this.disabledWhy : undefined;
+  }
 
   constructor(
     private readonly view: StoreView,
@@ -121,8 +141,9 @@ export class LayerReader {
    */
   private failed(err: unknown, path: Buffer, k: string): void {
     if (neverMapped(err)) {
-      this.disabled = errorMessage(err);
-      this.view.options.warn?.({ event: 'store_view.layer_not_mapped', layer: this.layer, err: this.disabled }, 'layer read through the resolver');
+      if (this.disabled === undefined) this.view.options.warn?.({ event: 'store_view.layer_not_mapped', layer: this.layer, err: errorMessage(err) }, 'layer read through the resolver');
+      this.disabledWhy = errorMessage(err);
+      this.disabledUntil = Date.now() + MAP_TTL_MS;
     } else if (err instanceof Refusal) {
       this.view.counters.refusals++;
       this.maps.delete(k);
@@ -189,33 +210,50 @@ export class LayerReader {
 
   /** The window of the file's map holding `offset` (or the last one, at or past the end), asked for if not kept. */
   private async windowAt(path: Buffer, k: string, offset: number): Promise<ExtentMap> {
-    for (let tries = 0; tries < 2; tries++) {
+    for (let tries = 0; tries < 3; tries++) {
       const kept = this.maps.get(k)?.find((w) => (offset >= w.offset && offset < w.offset + w.length) || (w.eof && offset >= w.offset + w.length && offset >= (w.attr?.size ?? 0)));
       if (kept) return kept;
-      const inflight = this.pending.get(k);
+      // Another reader is asking for this file, or for a sibling with this one's map in its answer.
+      const inflight = this.pending.get(k) ?? this.pendingDirs.get(dirOf(k));
       if (!inflight) break;
-      // Another reader is asking: its window may hold this offset too.
       await inflight.catch(() => undefined);
     }
-    const asking = this.ask(path, k, offset);
+    const dir = dirOf(k);
+    // A file's first window comes with its siblings' (unless one of them is being asked for already, which did not cover this one).
+    const batch = offset === 0 && !this.pendingDirs.has(dir);
+    const asking = this.ask(path, k, offset, batch ? SIBLINGS : 0);
     this.pending.set(k, asking);
+    if (batch) this.pendingDirs.set(dir, asking);
     try {
       return await asking;
     } finally {
       if (this.pending.get(k) === asking) this.pending.delete(k);
+      if (this.pendingDirs.get(dir) === asking) this.pendingDirs.delete(dir);
     }
   }
 
-  private async ask(path: Buffer, k: string, offset: number): Promise<ExtentMap> {
+  private async ask(path: Buffer, k: string, offset: number, siblings: number): Promise<ExtentMap> {
     this.view.counters.maps++;
-    const m = await this.view.client.extentMap(this.layer, path, offset, 0);
+    const m = await this.view.client.extentMap(this.layer, path, offset, 0, siblings);
     if (m.storeId !== this.view.storeId) {
       throw new Refusal(new StrataError(Errno.ESTALE, `a resolver answered a map of store ${m.storeId}; this view is of store ${this.view.storeId}`));
     }
+    this.keep(k, m);
+    const dir = dirOf(k);
+    for (const s of m.siblings ?? []) {
+      const sk = key(s.path);
+      // Only files of the same directory, of the same store, not kept already (a kept map may hold later windows).
+      if (s.map.storeId !== this.view.storeId || dirOf(sk) !== dir || sk === k || this.maps.has(sk)) continue;
+      this.view.counters.siblingMaps++;
+      this.keep(sk, s.map);
+    }
+    return m;
+  }
+
+  private keep(k: string, m: ExtentMap): void {
     const windows = this.maps.get(k) ?? [];
-    windows.push(m);
+    windows.push(m.siblings === undefined ? m : { ...m, siblings: undefined });
     if (windows.length > WINDOWS_PER_FILE) windows.shift();
     this.maps.set(k, windows);
-    return m;
   }
 }

@@ -80,6 +80,7 @@ test('a dir: file read through a mount: exact, and served without JavaScript aft
   const mfs = {
     tapChunks: () => undefined,
     readView: async (_p: Buffer, pos: number, len: number) => content.subarray(pos, pos + len),
+    readSized: async (_p: Buffer, pos: number, len: number) => ({ data: content.subarray(pos, pos + len), size: content.length }),
     stat: async (p: Buffer) => (p.toString() === '/' ? attr(1, 0o40755, 0) : p.toString() === '/file' ? attr(2, 0o100644, SIZE) : Promise.reject(Object.assign(new Error('no such file'), { errno: -2 }))),
   } as unknown as MountFs;
   const nodes = new NodeTable();

@@ -64,6 +64,7 @@ export class StoreFiles {
       if (!sameFile(st, id, this.devComparable)) {
         // Opened again next time: the map may be the newer one.
         this.forget(id.path);
+        this.root.forgetDirOf(id.path);
         throw new StrataError(Errno.ESTALE, `store file ${id.path} is not the file the resolver mapped (ino ${st.ino}, size ${st.size} here; ino ${id.ino}, size ${id.size} mapped)`);
       }
       return await fn(fh);
@@ -78,6 +79,7 @@ export class StoreFiles {
     const { fh, st } = await this.root.openFile(id.path);
     if (!sameFile(st, id, this.devComparable)) {
       await fh.close().catch(() => undefined);
+      this.root.forgetDirOf(id.path);
       throw new StrataError(Errno.ESTALE, `store file ${id.path} is not the file the resolver mapped`);
     }
     return fh;

@@ -4,18 +4,21 @@ import type { LayerRef } from '@strata/layers';
 import { BeneathRoot } from './beneath';
 import { sameFile, StoreFiles } from './store-files';
 import { LayerReader } from './layer-reader';
+import { LRUCache } from 'lru-cache';
 
 /** What a store view asks the resolvers (a StrataClient has both). */
 export interface StoreViewClient {
   storeIdentity(): Promise<StoreIdentity>;
-  extentMap(ref: LayerRef, path: Buffer, offset: number, length: number): Promise<ExtentMap>;
+  /** `siblings`: also the maps of up to that many other small files of the directory (ExtentMap.siblings); a client without it answers none. */
+  extentMap(ref: LayerRef, path: Buffer, offset: number, length: number, siblings?: number): Promise<ExtentMap>;
 }
 
-/** Bytes read straight from the store, bytes left to the resolver, maps asked, refusals; read by the metrics. */
+/** Bytes read straight from the store, bytes left to the resolver, maps asked (and sibling maps kept from their answers), refusals; read by the metrics. */
 export interface StoreViewCounters {
   directBytes: number;
   resolverBytes: number;
   maps: number;
+  siblingMaps: number;
   refusals: number;
 }
 
@@ -25,6 +28,9 @@ export interface StoreViewOptions {
   /** Store files held open at once. */
   maxOpenFiles?: number;
 }
+
+/** Layers whose readers (and maps) are kept at once. */
+const MAX_LAYERS = 64;
 
 /** Where the marker file is, relative to the store root (the resolver's store-identity.ts writes it). */
 const MARKER = '.strata/store-id';
@@ -43,8 +49,10 @@ const MARKER = '.strata/store-id';
  * an agent whose read of the path would be allowed.
  */
 export class StoreView {
-  readonly counters: StoreViewCounters = { directBytes: 0, resolverBytes: 0, maps: 0, refusals: 0 };
+  readonly counters: StoreViewCounters = { directBytes: 0, resolverBytes: 0, maps: 0, siblingMaps: 0, refusals: 0 };
   private readonly files: StoreFiles;
+  /** One reader per layer, shared by every mount and file of it: one map cache, one in-flight ask per file or directory. */
+  private readonly readers = new LRUCache<string, LayerReader>({ max: MAX_LAYERS });
 
   private constructor(
     readonly dir: string,
@@ -92,9 +100,20 @@ export class StoreView {
     }
   }
 
-  /** One mount's reader of a layer: its maps are kept with it and dropped with it. */
+  /** The reader of a layer, shared by every asker (its maps are kept for MAP_TTL_MS at most, whoever asked). */
   reader(layer: LayerRef): LayerReader {
-    return new LayerReader(this, this.files, layer);
+    const k = JSON.stringify(layer);
+    let r = this.readers.get(k);
+    if (!r) {
+      r = new LayerReader(this, this.files, layer);
+      this.readers.set(k, r);
+    }
+    return r;
+  }
+
+  /** Opens of directories and files beneath the store root so far. */
+  get opens(): number {
+    return this.root.opens;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,186 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { ExtentMap, StoreFileIdentity, StoreIdentity } from '@strata/client';
+import { Errno, StrataError } from '@strata/errors';
+import type { LayerRef } from '@strata/layers';
+import { BeneathRoot } from './beneath';
+import { SIBLINGS } from './layer-reader';
+import { StoreView, type StoreViewClient } from './store-view';
+
+/**
+ * What a walk of a directory of small files costs through the store view:
+ * ExtentMap calls (one asks for its siblings' maps too), and opens beneath
+ * the store root (a file's parent directory is held open).
+ */
+
+let store: string;
+let storeId: string;
+const FILES = 300;
+const name = (i: number): string => `f${String(i).padStart(4, '0')}`;
+const bodyOf = (i: number): string => `file ${i} `.repeat(1 + (i % 7));
+
+function identityOf(rel: string): StoreFileIdentity {
+  const st = fs.lstatSync(path.join(store, rel), { bigint: true });
+  return { path: rel, dev: Number(st.dev), ino: Number(st.ino), size: Number(st.size), mtimeSec: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) };
+}
+
+function mapOf(p: string): ExtentMap {
+  const id = identityOf(`layer${p}`);
+  return {
+    storeId,
+    attr: { ino: id.ino, mode: 0o100644, nlink: 1, uid: 0, gid: 0, rdev: 0, size: id.size, blocks: 0, blksize: 4096, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0 },
+    files: [id],
+    extents: id.size > 0 ? [{ kind: 'data', offset: 0, length: id.size, file: 0, fileOffset: 0 }] : [],
+    offset: 0,
+    length: id.size,
+    eof: true,
+  };
+}
+
+/** Maps as the resolver does, siblings those after the file in bytewise order, wrapping, at most as many as asked. */
+class SiblingResolver implements StoreViewClient {
+  calls = 0;
+  askedSiblings: number[] = [];
+  constructor(private readonly withSiblings: boolean) {}
+
+  async storeIdentity(): Promise<StoreIdentity> {
+    return { storeId, marker: identityOf('.strata/store-id') };
+  }
+
+  async extentMap(_ref: LayerRef, p: Buffer, offset: number, _length: number, siblings = 0): Promise<ExtentMap> {
+    this.calls++;
+    this.askedSiblings.push(siblings);
+    // An answer takes a moment, as a unary call does: concurrent askers overlap.
+    await new Promise((r) => setTimeout(r, 2));
+    if (offset !== 0) throw new StrataError(Errno.EINVAL, 'small files only here');
+    const m = mapOf(p.toString());
+    if (!this.withSiblings || siblings === 0) return m;
+    const dir = path.posix.dirname(p.toString());
+    const names = fs.readdirSync(path.join(store, 'layer', dir)).sort();
+    const at = names.findIndex((n) => n > path.posix.basename(p.toString()));
+    const out = [];
+    for (let i = 0; i < names.length && out.length < siblings; i++) {
+      const n = names[(Math.max(0, at) + i) % names.length];
+      if (n === path.posix.basename(p.toString())) continue;
+      out.push({ path: Buffer.from(path.posix.join(dir, n)), map: mapOf(path.posix.join(dir, n)) });
+    }
+    return { ...m, siblings: out };
+  }
+}
+
+before(() => {
+  store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-store-batch-'));
+  storeId = randomUUID();
+  fs.mkdirSync(path.join(store, '.strata'));
+  fs.writeFileSync(path.join(store, '.strata/store-id'), storeId);
+  fs.mkdirSync(path.join(store, 'layer/a/b'), { recursive: true });
+  for (let i = 0; i < FILES; i++) fs.writeFileSync(path.join(store, 'layer/a/b', name(i)), bodyOf(i));
+});
+
+after(() => fs.rmSync(store, { recursive: true, force: true }));
+
+const noFallback = (): Promise<Buffer> => Promise.reject(new Error('read through the resolver where the store should have served'));
+const LAYER: LayerRef = { id: 3 };
+
+async function readAll(view: StoreView, order: number[], concurrency: number): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < order.length) {
+      const i = order[next++];
+      const r = view.reader(LAYER);
+      const got = await r.read(Buffer.from(`/a/b/${name(i)}`), 0, 4096, noFallback);
+      assert.equal(got.toString(), bodyOf(i), name(i));
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+test('a directory read file by file asks ExtentMap once per SIBLINGS+1 files, and opens each file from its held parent', async () => {
+  const fake = new SiblingResolver(true);
+  const view = await StoreView.open(store, fake);
+  try {
+    const opensBefore = view.opens;
+    await readAll(view, [...Array(FILES).keys()], 1);
+    assert.equal(fake.calls, Math.ceil(FILES / (SIBLINGS + 1)));
+    assert.equal(view.counters.maps, fake.calls);
+    assert.ok(fake.askedSiblings.every((n) => n === SIBLINGS));
+    // The parent (layer/a/b) walked once: three directory opens, then one open per file.
+    assert.equal(view.opens - opensBefore, 3 + FILES);
+    assert.equal(view.counters.directBytes, [...Array(FILES).keys()].reduce((n, i) => n + bodyOf(i).length, 0));
+  } finally {
+    await view.close();
+  }
+});
+
+test('concurrent readers of one directory share the call that brings their maps', async () => {
+  const fake = new SiblingResolver(true);
+  const view = await StoreView.open(store, fake);
+  try {
+    // 64 readers at once, in random order: each waits for a call of the directory in flight before asking itself.
+    const order = [...Array(FILES).keys()].sort(() => Math.random() - 0.5);
+    await readAll(view, order, 64);
+    assert.ok(fake.calls <= FILES / 10, `${fake.calls} ExtentMap calls for ${FILES} files`);
+  } finally {
+    await view.close();
+  }
+});
+
+test('every reader of a layer shares its maps; a resolver that sends no siblings costs one call per file, as before', async () => {
+  const old = new SiblingResolver(false);
+  const view = await StoreView.open(store, old);
+  try {
+    await readAll(view, [...Array(20).keys()], 1);
+    assert.equal(old.calls, 20);
+    // Another reader of the same layer (the handover's, a second mount's): no call for a file already mapped.
+    assert.equal(view.reader({ id: 3 }), view.reader(LAYER));
+    const fh = await view.reader({ id: 3 }).wholeFile(Buffer.from(`/a/b/${name(4)}`));
+    assert.ok(fh);
+    await fh.close();
+    assert.equal(old.calls, 20);
+    // Another layer has maps of its own.
+    await view.reader({ id: 4 }).read(Buffer.from(`/a/b/${name(4)}`), 0, 10, noFallback);
+    assert.equal(old.calls, 21);
+  } finally {
+    await view.close();
+  }
+});
+
+test('beneath: held directories are bounded, a symlinked one is refused, a forgotten one walked again', async () => {
+  const root = await BeneathRoot.open(store, 2);
+  fs.mkdirSync(path.join(store, 'beneath'));
+  try {
+    for (const d of ['d1', 'd2', 'd3', 'd4']) {
+      fs.mkdirSync(path.join(store, 'beneath', d));
+      fs.writeFileSync(path.join(store, 'beneath', d, 'x'), d);
+    }
+    for (const d of ['d1', 'd2', 'd3', 'd4']) {
+      const { fh } = await root.openFile(`beneath/${d}/x`);
+      await fh.close();
+      assert.ok(root.openDirs <= 2, `${root.openDirs} directories held`);
+    }
+    fs.symlinkSync('d4', path.join(store, 'beneath/link'));
+    await assert.rejects(root.openFile('beneath/link/x'), (e: unknown) => e instanceof StrataError && e.errno === Errno.ELOOP);
+    // d4 replaced under its held fd: the held one still answers (the caller's identity check refuses it) until forgotten.
+    const opened = await root.openFile('beneath/d4/x');
+    await opened.fh.close();
+    fs.renameSync(path.join(store, 'beneath/d4'), path.join(store, 'beneath/d4.old'));
+    fs.mkdirSync(path.join(store, 'beneath/d4'));
+    fs.writeFileSync(path.join(store, 'beneath/d4/x'), 'new');
+    const stale = await root.openFile('beneath/d4/x');
+    assert.equal(stale.st.ino, opened.st.ino);
+    await stale.fh.close();
+    root.forgetDirOf('beneath/d4/x');
+    const fresh = await root.openFile('beneath/d4/x');
+    assert.notEqual(fresh.st.ino, opened.st.ino);
+    await fresh.fh.close();
+    // A missing file drops its parent too (it may be a directory replaced since).
+    await assert.rejects(root.openFile('beneath/d1/none'), (e: unknown) => e instanceof StrataError && e.errno === Errno.ENOENT);
+  } finally {
+    await root.close();
+    fs.rmSync(path.join(store, 'beneath'), { recursive: true, force: true });
+  }
+});
