@@ -166,8 +166,9 @@ export class DataStreamServer {
         await admit?.(req);
         return dispatchCase(this.handlers, { $case: 'read', read }, undefined);
       };
+      // The Session's operation over another transport: counted and traced as Session.read (dashboards, tests by metrics).
       tracker
-        .run('DataStream.read', req.traceContext, run)
+        .run('Session.read', req.traceContext, run)
         .then(
           (res) => {
             if (res.$case !== 'read') throw new StrataError(Errno.EIO, 'a read answered with something else');
