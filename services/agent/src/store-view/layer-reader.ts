@@ -18,6 +18,8 @@ const MAX_MAP_CALLS = 8;
  * asks once per this many files instead of once per file.
  */
 export const SIBLINGS = 128;
+/** Calls in flight a reader waits out (each may bring its map) before asking for its file itself. */
+const MAX_WAITS = 8;
 
 /**
  * How long a map is used before it is asked for again: a revoked grant
@@ -210,26 +212,25 @@ export class LayerReader {
 
   /** The window of the file's map holding `offset` (or the last one, at or past the end), asked for if not kept. */
   private async windowAt(path: Buffer, k: string, offset: number): Promise<ExtentMap> {
-    for (let tries = 0; tries < 3; tries++) {
+    const dir = dirOf(k);
+    for (let tries = 0; tries < MAX_WAITS; tries++) {
       const kept = this.maps.get(k)?.find((w) => (offset >= w.offset && offset < w.offset + w.length) || (w.eof && offset >= w.offset + w.length && offset >= (w.attr?.size ?? 0)));
       if (kept) return kept;
       // Another reader is asking for this file, or for a sibling with this one's map in its answer.
-      const inflight = this.pending.get(k) ?? this.pendingDirs.get(dirOf(k));
+      const inflight = this.pending.get(k) ?? this.pendingDirs.get(dir);
       if (!inflight) break;
       await inflight.catch(() => undefined);
     }
-    const dir = dirOf(k);
     // A file's first window comes with its siblings' (unless one of them is being asked for already, which did not cover this one).
     const batch = offset === 0 && !this.pendingDirs.has(dir);
-    const asking = this.ask(path, k, offset, batch ? SIBLINGS : 0);
-    this.pending.set(k, asking);
-    if (batch) this.pendingDirs.set(dir, asking);
-    try {
-      return await asking;
-    } finally {
+    // Forgotten as it settles, before any waiter resumes: the first of them to find its map missing asks anew, the others wait for that.
+    const asking = this.ask(path, k, offset, batch ? SIBLINGS : 0).finally(() => {
       if (this.pending.get(k) === asking) this.pending.delete(k);
       if (this.pendingDirs.get(dir) === asking) this.pendingDirs.delete(dir);
-    }
+    });
+    this.pending.set(k, asking);
+    if (batch) this.pendingDirs.set(dir, asking);
+    return asking;
   }
 
   private async ask(path: Buffer, k: string, offset: number, siblings: number): Promise<ExtentMap> {
