@@ -340,9 +340,9 @@ describe('DiskCache across restarts', () => {
     }
   });
 
-  it('does not reuse a truncated cache file, nor one whose bytes changed at the same size', async () => {
+  it('does not reuse a truncated or grown cache file, a symlink, nor one whose bytes changed at the same size', async () => {
     const dir = newDir();
-    const files = { '/t': source(51, randomBytes(3 * CHUNK)), '/c': source(52, randomBytes(3 * CHUNK)) };
+    const files = { '/t': source(51, randomBytes(3 * CHUNK)), '/c': source(52, randomBytes(3 * CHUNK)), '/g': source(53, randomBytes(1000)), '/l': source(54, randomBytes(1000)) };
     const first = await filled(dir, 64 * CHUNK, files);
     void first;
     const byId = keptById(dir);
@@ -351,15 +351,23 @@ describe('DiskCache across restarts', () => {
     const fd = fs.openSync(fileOf('/c'), 'r+');
     fs.writeSync(fd, Buffer.from([0xff ^ files['/c'].bytes[CHUNK + 7]]), 0, 1, CHUNK + 7);
     fs.closeSync(fd);
+    fs.appendFileSync(fileOf('/g'), 'x');
+    // A symlink to a file with the right bytes: still not the cache's own file.
+    const real = path.join(root, `l-${dirs}`);
+    fs.renameSync(fileOf('/l'), real);
+    fs.symlinkSync(real, fileOf('/l'));
     const cache = await DiskCache.open(dir, 64 * CHUNK, { log });
-    // A start reads no data file's size (one stat per kept file): both are checked before their first reuse.
-    assert.equal(cache.stats().loaded, 2);
+    // A start reads no data file's size (one stat per kept file): they are checked before their first reuse.
+    assert.equal(cache.stats().loaded, 4);
     const m = mountOf(cache, files);
     assert.ok((await m.readAll(1n, '/t')).equals(files['/t'].bytes), 'the truncated file is never served');
     assert.equal(cache.stats().reuseRejected, 1, 'its size was checked');
     assert.ok((await m.readAll(2n, '/c')).equals(files['/c'].bytes), 'the changed byte is never served');
     assert.equal(cache.stats().reuseRejected, 2, 'the sum caught the changed byte');
-    assert.equal(m.fetched.length, 6);
+    assert.ok((await m.readAll(3n, '/g')).equals(files['/g'].bytes), 'a longer file is never served');
+    assert.ok((await m.readAll(4n, '/l')).equals(files['/l'].bytes));
+    assert.equal(cache.stats().reuseRejected, 4, 'the grown file and the symlink were refused');
+    assert.equal(m.fetched.length, 8);
   });
 
   it('drops corrupt, foreign-version and orphan entries at start without failing', async () => {
