@@ -44,7 +44,7 @@ function cachedFiles(dir: string): { count: number; bytes: number; sums: Set<str
   let bytes = 0;
   const sums = new Set<string>();
   for (const s of sub) {
-    // Each file's bytes are <name>.data, its record <name>.meta beside it.
+    // Each file's bytes are <name>.data; their records are in the cache's JOURNAL and INDEX.
     for (const f of fs.readdirSync(path.join(dir, s)).filter((n) => n.endsWith('.data'))) {
       const b = fs.readFileSync(path.join(dir, s, f));
       count++;
