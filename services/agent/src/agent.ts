@@ -145,6 +145,11 @@ export class Agent {
           void this.outages.streamBroken(e.address, e.error?.message);
         }
       },
+      // The resolver's plain data stream for file reads (beside the gRPC port); when it breaks, reads go over the Session.
+      onDataEvent: (e) => {
+        if (e.type === 'connected') this.log.debug({ event: 'agent.data.connected', resolver: e.address }, 'data stream open');
+        else this.log.debug({ event: 'agent.data.broken', resolver: e.address, err: e.error?.message }, 'data stream lost; reads go over the session');
+      },
     });
     this.requester = {
       request: (payload, traceContext) =>
