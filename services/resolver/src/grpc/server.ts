@@ -167,8 +167,9 @@ export class ResolverServer {
     return port;
   }
 
-  /** The data stream on the gRPC address's host; without it (a host it cannot bind) agents read over the Session. */
   /**
+   * The data stream on the gRPC address's host, on a port the system picks;
+   * without it (a host it cannot bind) agents read over the Session.
    * `mode` is $STRATA_DATA_STREAM: "0" none; "tls" also on a TLS port;
    * default plaintext ports only. Over TLS, decryption dominates both
    * paths and the data stream measured no better than the Session (issue
