@@ -208,6 +208,8 @@ function commitOf(): string {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark mounts filesystems and drops caches: run it as root');
   fs.mkdirSync(WORK, { recursive: true });
+  // Taken before anything runs: others commit to the shared tree meanwhile.
+  const commit = commitOf();
   redis = await startRedis();
   try {
     log(`building stacks under ${WORK} (kept for the next run)`);
@@ -228,7 +230,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString().slice(0, 10),
       machine: `${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.release()}`,
       runs: RUNS,
-      commit: commitOf(),
+      commit,
       stacks: stacks.map((s) => ({ name: s.name, files: s.files, peers: systemsFor(s).filter((x) => !STRATA_SYSTEMS.includes(x)).map((x) => x.name), strata: systemsFor(s).filter((x) => STRATA_SYSTEMS.includes(x)).map((x) => x.name), entries: seen[s.name] ?? {}, load: load[s.name] })),
       results,
       memory,
