@@ -117,6 +117,47 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
     }
   }
 
+  /**
+   * A sealed file's first OPEN (the session asks once per node, and only
+   * with a store view): handed over before the OPEN is answered, so that
+   * very open is passthrough and none of its READs come here — a cold
+   * sequential or random read then goes at the kernel's pace, not the
+   * agent's. A file that is not one store file whole opens as before.
+   */
+  async function openHandedOver(ino: bigint): Promise<void> {
+    const running = handing.get(ino);
+    if (running) {
+      await running;
+      return;
+    }
+    let fh: FileHandle | undefined;
+    const first = handOver(ino, pathOf(nodes.keyOf(ino))).then((h) => {
+      fh = h;
+      return h !== undefined;
+    });
+    handing.set(ino, first);
+    try {
+      await first;
+    } finally {
+      handing.delete(ino);
+      await fh?.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A sealed layer's statfs barely changes: once known it is answered at
+   * once and refreshed behind (one refresh at a time), so a `find` (whose
+   * fts asks statfs) never waits for a resolver deadline while they are
+   * all down. A LIVE layer's is asked every time.
+   */
+  let statfsKnown: StatFs | undefined;
+  let statfsRefresh: Promise<StatFs> | undefined;
+  const askStatfs = (): Promise<StatFs> =>
+    (statfsRefresh ??= fs
+      .statfs()
+      .then((st) => (statfsKnown = kernelStatfs(st, Math.min(life.cacheTtl, 1))))
+      .finally(() => (statfsRefresh = undefined)));
+
   async function listing(ino: bigint): Promise<Listing> {
     const key = nodes.keyOf(ino);
     const l = await fs.readdir(pathOf(key));
@@ -199,7 +240,14 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
       return t.run('listxattr', key, async () => (await fs.listXattr(pathOf(key))).map((n) => Buffer.from(n, 'utf8')));
     },
     statfs(): Promise<StatFs> {
-      return t.run('statfs', '/', async () => kernelStatfs(await fs.statfs(), Math.min(life.cacheTtl, 1)));
+      return t.run('statfs', '/', async () => {
+        if (statfsKnown !== undefined && life.cacheTtl === Infinity) {
+          askStatfs().catch(() => undefined);
+          return statfsKnown;
+        }
+        return askStatfs();
+      });
     },
+    ...(whole && native?.setFileData ? { open: (ino: bigint) => openHandedOver(ino) } : {}),
   };
 }
