@@ -16,6 +16,8 @@ export const MAX_MAP_RUNS = 4096;
 export const MAX_SIBLINGS = 256;
 /** A sibling larger than this is left out: a reader of it asks for its own windows, and the answer stays small. */
 export const MAX_SIBLING_SIZE = 1 << 20;
+/** Siblings mapped at once. */
+const SIBLINGS_AT_ONCE = 16;
 
 /** A run of the answer, at its offset in the layer's file; data runs name a store file by index. */
 export type MappedRun =
@@ -96,13 +98,17 @@ export class ExtentMaps {
     const entries = await view.projection.readdirNodes(dir).catch(() => []);
     const at = entries.findIndex((e) => Buffer.compare(e.name, name) > 0);
     const start = at < 0 ? 0 : at;
-    const out: SiblingMapAnswer[] = [];
-    for (let i = 0; i < entries.length && out.length < want; i++) {
+    const picked: { path: Buffer; node: Node }[] = [];
+    for (let i = 0; i < entries.length && picked.length < want; i++) {
       const e = entries[(start + i) % entries.length];
       if (!e.node || e.node.kind === 'dir' || e.name.equals(name) || !isRegMode(Number(e.node.st.mode)) || Number(e.node.st.size) > MAX_SIBLING_SIZE) continue;
-      const p = joinPath([...parts.slice(0, -1), e.name]);
-      const map = await this.mapNode(p, e.node, 0, 0).catch(() => undefined);
-      if (map) out.push({ path: p, map });
+      picked.push({ path: joinPath([...parts.slice(0, -1), e.name]), node: e.node });
+    }
+    // A few at a time: an image layer's map reads its filesystem's extent tree, and a cold one waits on the disk.
+    const out: SiblingMapAnswer[] = [];
+    for (let i = 0; i < picked.length; i += SIBLINGS_AT_ONCE) {
+      const maps = await Promise.all(picked.slice(i, i + SIBLINGS_AT_ONCE).map((s) => this.mapNode(s.path, s.node, 0, 0).then((map) => ({ path: s.path, map }), () => undefined)));
+      for (const m of maps) if (m) out.push(m);
     }
     return out;
   }
