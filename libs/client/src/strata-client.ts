@@ -299,11 +299,14 @@ export class StrataClient {
    * Where [offset, offset+length) of a sealed layer's file lies in the store
    * (length 0: to the end of the file). The answer may cover less than
    * asked (see ExtentMap.length): ask again from where it stopped.
+   * `siblings`: also the maps of up to that many other small files of the
+   * file's directory, in the answer's `siblings` (one call for a directory
+   * read file by file).
    */
-  async extentMap(ref: LayerRef, path: Path, offset = 0, length = 0): Promise<ExtentMap> {
+  async extentMap(ref: LayerRef, path: Path, offset = 0, length = 0, siblings = 0): Promise<ExtentMap> {
     const res = await this.idempotent((e, d) => {
       const c = this.extentClient(e);
-      return call(c.extentMap.bind(c), { layer: layerRefToProto(ref), path: toPath(path), offset, length }, d);
+      return call(c.extentMap.bind(c), { layer: layerRefToProto(ref), path: toPath(path), offset, length, ...(siblings > 0 ? { siblings } : {}) }, d);
     });
     return extentMapFromProto(res);
   }
