@@ -141,7 +141,9 @@ describe('an agent reading sealed layers straight from the store (--store-view)'
     console.log(`${total} bytes in ${data.size} files: ${reads} Session reads, ${maps} ExtentMap calls at the resolver`);
     // Without the view every non-empty file costs at least one Session read (the 5 MiB one several).
     assert.equal(reads, 0, `Session reads served while reading a sealed layer: ${JSON.stringify([...afterReads])}`);
-    assert.ok(maps >= [...data.values()].filter((b) => b.length > 0).length, `ExtentMap calls: ${maps}`);
+    // Batched: the first map of a directory brings its small files' maps (siblings), so the files at the root below 1 MiB
+    // cost no call of their own; big.bin, mid.bin (over 1 MiB) and sub/deeper/nested.bin (another directory) one each at most.
+    assert.ok(maps >= 1 && maps <= 3, `ExtentMap calls: ${maps} for ${[...data.values()].filter((b) => b.length > 0).length} non-empty files`);
     assert.ok(!agent.logs.some((l) => typeof l.event === 'string' && l.event.startsWith('store_view.')), 'no refusal, no layer left unmapped');
 
     // The control: an agent without the view reads the same files with Session reads, counted the same way.
