@@ -30,7 +30,7 @@ export interface StoreViewOptions {
 }
 
 /** Layers whose readers (and maps) are kept at once. */
-const MAX_LAYERS = 64;
+const MAX_LAYERS = 32;
 
 /** Where the marker file is, relative to the store root (the resolver's store-identity.ts writes it). */
 const MARKER = '.strata/store-id';
