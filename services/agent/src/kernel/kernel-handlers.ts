@@ -4,7 +4,8 @@ import type { Entry, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } fro
 import type { MountData } from '../data-cache/mount-data';
 import type { MountFs } from '../mount/mount-fs';
 import type { OpTracker } from '../observability/op-tracker';
-import { childKey, parentKey, pathOf } from '../mount/tree-path';
+import { sortedIndexOf } from '../mount/listing-cache';
+import { baseName, childKey, parentKey, pathOf } from '../mount/tree-path';
 import { kernelAttr, kernelEntries, kernelStatfs } from './attr';
 import type { NodeTable } from './node-table';
 
@@ -39,6 +40,11 @@ const NOT_WHOLE_MAX = 65_536;
  * After it, a READ here means the session let the registration go.
  */
 const HANDED_OVER_MS = 60_000;
+/** Files of a directory handed over ahead of their opens behind one hand-over, and directories walked so at once. */
+const AHEAD = 32;
+const AHEAD_DIRS = 8;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
 
 /** An xattr name as the protocol carries it (text); a name that is not UTF-8 cannot exist on a layer served through it. */
 function xattrName(name: Buffer): string | undefined {
@@ -137,11 +143,61 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
     });
     handing.set(ino, first);
     try {
-      await first;
+      if (await first) handAhead(nodes.keyOf(ino));
     } finally {
       handing.delete(ino);
       await fh?.close().catch(() => undefined);
     }
+  }
+
+  /** Directories whose next files are being handed over behind an open (one walk per directory at a time). */
+  const aheadOf = new Set<string>();
+
+  /**
+   * Behind a file's hand-over at its OPEN, the next AHEAD regular files of
+   * its directory are handed over too, one after another, so a reader going
+   * through the directory (`cat *`, `tar`, a full read) finds each opened
+   * by passthrough without its OPEN waiting for this thread.
+   */
+  function handAhead(key: string): void {
+    const dir = parentKey(key);
+    if (aheadOf.has(dir) || aheadOf.size >= AHEAD_DIRS) return;
+    aheadOf.add(dir);
+    void (async () => {
+      try {
+        const listing = await fs.readdir(pathOf(dir));
+        const from = sortedIndexOf(listing.entries, baseName(key));
+        if (from < 0) return;
+        let handed = 0;
+        for (let i = from + 1; i < listing.entries.length && handed < AHEAD; i++) {
+          const e = listing.entries[i];
+          if (!e.attr || (e.attr.mode & S_IFMT) !== S_IFREG || e.attr.size === 0) continue;
+          const ino = nodes.inoOf(childKey(dir, e.name));
+          if (handing.has(ino) || notWhole.has(ino) || handedAt.has(ino)) continue;
+          handed++;
+          // In `handing` meanwhile: an OPEN of it that comes first waits for this hand-over instead of making its own.
+          let fh: FileHandle | undefined;
+          const p = handOver(ino, pathOf(childKey(dir, e.name))).then(
+            (h) => {
+              fh = h;
+              return h !== undefined;
+            },
+            () => false,
+          );
+          handing.set(ino, p);
+          try {
+            await p;
+          } finally {
+            handing.delete(ino);
+            await fh?.close().catch(() => undefined);
+          }
+        }
+      } catch {
+        // A listing that cannot be had: those files are handed over at their own opens.
+      } finally {
+        aheadOf.delete(dir);
+      }
+    })();
   }
 
   /**

@@ -121,3 +121,46 @@ test('a dir: file is handed to the session whole; others stay on the JavaScript 
     await view.close();
   }
 });
+
+test("a file's first OPEN hands it over before the open is answered, and the directory's next files behind it", async () => {
+  const view = await StoreView.open(store, client);
+  try {
+    const nodes = new NodeTable();
+    const names = ['a', 'b', 'c', 'd', 'empty', 'split', 'sub'];
+    const attrOf = (n: string) => ({ ...ATTR, size: n === 'empty' ? 0 : content.length, mode: n === 'sub' ? 0o40755 : 0o100644 });
+    const mfs = {
+      tapChunks: () => undefined,
+      stat: async () => ({ ...ATTR, size: content.length }),
+      readdir: async (p: Buffer) => {
+        assert.equal(p.toString(), '/');
+        return { dir: { ...ATTR, mode: 0o40755 }, entries: names.map((n) => ({ name: Buffer.from(n), attr: attrOf(n) })) };
+      },
+    } as unknown as MountFs;
+    const handed = new Set<string>();
+    const native = {
+      cacheXattrs: () => undefined,
+      setFileData: (ino: bigint): 'passthrough' => {
+        handed.add(nodes.keyOf(ino));
+        return 'passthrough';
+      },
+    };
+    const logger = createLogger({ service: 'test', level: 'silent' });
+    const h = kernelHandlers(mfs, nodes, new OpTracker(1, undefined, logger), { kernelSeconds: 1, cacheTtl: Infinity }, native, undefined, view.reader({ id: 1 }));
+    assert.ok(h.open, 'with a store view the handlers ask about first opens');
+    await h.open(nodes.inoOf('/b'), { uid: 0, gid: 0, pid: 1 });
+    assert.ok(handed.has('/b'), 'handed over before the OPEN is answered');
+    for (let i = 0; i < 200 && !handed.has('/d'); i++) await new Promise((r) => setTimeout(r, 5));
+    // After /b in the listing: /c and /d (whole store files); not the empty file, the split one, the directory, nor /a before it.
+    assert.deepEqual([...handed].sort(), ['/b', '/c', '/d']);
+    await h.open(nodes.inoOf('/split'), { uid: 0, gid: 0, pid: 1 });
+    assert.equal(handed.has('/split'), false, 'a file that is not one store file opens as before');
+  } finally {
+    await view.close();
+  }
+});
+
+test('without a store view no OPEN waits for JavaScript', () => {
+  const logger = createLogger({ service: 'test', level: 'silent' });
+  const h = kernelHandlers({ tapChunks: () => undefined } as unknown as MountFs, new NodeTable(), new OpTracker(1, undefined, logger), { kernelSeconds: 1, cacheTtl: Infinity }, { cacheXattrs: () => undefined, setFileData: () => 'pread' as const });
+  assert.equal(h.open, undefined);
+});
