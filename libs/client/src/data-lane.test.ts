@@ -8,22 +8,10 @@ import * as path from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
-import { ErrorInfo, SessionRequest, errorInfoOf, type ReadRequest, type SessionResponse } from '@strata/protocol';
-import { ANSWER_HEADER_BYTES, DATA_MAGIC, DATA_PORT_HEADER, DataLane, dataPortOf, type DataLaneEvents } from './data-lane';
+import { DATA_MAGIC, DATA_PORT_HEADER, ErrorInfo, SessionRequest, answerHeader, errorInfoOf, type ReadRequest, type SessionResponse } from '@strata/protocol';
+import { DataLane, dataPortOf, type DataLaneEvents } from './data-lane';
 import { FakeClock } from './fake-clock';
 import { FIRST_LANE_RETRY_MS, SessionClient, type DataLaneHandle, type SessionAnswer, type SessionEndpoint, type SessionPayload, type SessionStream } from './session-client';
-
-function header(id: number, offset: number, kind: number, eof: boolean, length: number): Buffer {
-  const h = Buffer.alloc(ANSWER_HEADER_BYTES);
-  h.writeUInt32LE(id % 2 ** 32, 0);
-  h.writeUInt32LE(Math.floor(id / 2 ** 32), 4);
-  h.writeUInt32LE(offset % 2 ** 32, 8);
-  h.writeUInt32LE(Math.floor(offset / 2 ** 32), 12);
-  h[16] = kind;
-  h[17] = eof ? 1 : 0;
-  h.writeUInt32LE(length, 20);
-  return h;
-}
 
 /** A scripted data stream server: parses the client's frames and hands each request to `onRequest`. */
 async function scriptedServer(
@@ -93,12 +81,12 @@ describe('DataLane', () => {
       const r = req.request.$case === 'read' ? req.request.read : read(0, 0);
       if (req.id === 3) {
         const info = Buffer.from(ErrorInfo.encode(errorInfoOf(new StrataError(Errno.ENOENT, 'no such file', { code: GrpcCode.NOT_FOUND, path: Buffer.from('/f') }))).finish());
-        socket.write(Buffer.concat([header(3, r.offset, 1, false, info.length), info]));
+        socket.write(Buffer.concat([answerHeader(3, r.offset, 1, false, info.length), info]));
         return;
       }
       const data = randomBytes(req.id === 2 ? 100 : r.length);
       sent.set(req.id, data);
-      const frame = Buffer.concat([header(req.id, r.offset, 0, req.id === 2, data.length), data]);
+      const frame = Buffer.concat([answerHeader(req.id, r.offset, 0, req.id === 2, data.length), data]);
       // Dribbled in pieces that cut the header and the data anywhere.
       let at = 0;
       const step = (): void => {
@@ -148,7 +136,7 @@ describe('DataLane', () => {
       const data = randomBytes(1 << 20);
       const { server, port } = await scriptedServer((socket, req) => {
         const r = req.request?.$case === 'read' ? req.request.read : read(0, 0);
-        const frame = Buffer.concat([header(req.id, r.offset, 0, false, data.length), data]);
+        const frame = Buffer.concat([answerHeader(req.id, r.offset, 0, false, data.length), data]);
         for (let at = 0; at < frame.length; at += 5000) socket.write(frame.subarray(at, at + 5000));
       }, { cert, key });
       servers.push(server);
@@ -174,7 +162,7 @@ describe('DataLane', () => {
   });
 
   test('an answer to nothing asked, or longer than asked, breaks the lane', async () => {
-    for (const bad of [(id: number) => header(id + 7, 0, 0, false, 10), (id: number) => header(id, 0, 0, false, 4097), (id: number) => header(id, 0, 9, false, 0)]) {
+    for (const bad of [(id: number) => answerHeader(id + 7, 0, 0, false, 10), (id: number) => answerHeader(id, 0, 0, false, 4097), (id: number) => answerHeader(id, 0, 9, false, 0)]) {
       const { server, port } = await scriptedServer((socket, req) => socket.write(bad(req.id)));
       servers.push(server);
       const r = recorder();

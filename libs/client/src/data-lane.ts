@@ -1,7 +1,18 @@
 import { connect, type Socket } from 'node:net';
 import { connect as connectTls, type SecureContext } from 'node:tls';
 import { Errno, GrpcCode, StrataError } from '@strata/errors';
-import { ErrorInfo, SessionRequest, strataErrorFromInfo, type ReadRequest } from '@strata/protocol';
+import {
+  ANSWER_DATA,
+  ANSWER_ERROR,
+  ANSWER_HEADER_BYTES,
+  DATA_MAGIC,
+  DATA_PORT_HEADER,
+  ErrorInfo,
+  MAX_ERROR_BYTES,
+  SessionRequest,
+  strataErrorFromInfo,
+  type ReadRequest,
+} from '@strata/protocol';
 import type { SessionAnswer } from './session-client';
 
 /*
@@ -20,15 +31,6 @@ export interface DataLaneTls {
   secureContext: SecureContext;
   servername?: string;
 }
-
-export const DATA_MAGIC = Buffer.from('STRATAD1');
-export const ANSWER_HEADER_BYTES = 24;
-const ANSWER_DATA = 0;
-const ANSWER_ERROR = 1;
-/** The Session stream's initial metadata key naming the data stream's port. */
-export const DATA_PORT_HEADER = 'strata-data-port';
-/** Longest ErrorInfo accepted. */
-const MAX_ERROR_BYTES = 64 << 10;
 
 /** The data port a Session stream's initial metadata names, if any. */
 export function dataPortOf(md: { get(key: string): unknown[] } | undefined): number | undefined {

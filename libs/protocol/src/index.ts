@@ -28,3 +28,4 @@ export type { ChangeKindName } from './change-kind';
 export { PROTO_ROOT, API_PROTO_FILES } from './proto-files';
 export * from './operations';
 export { readPemFile, MAX_PEM_BYTES } from './pem-file';
+export { DATA_MAGIC, ANSWER_HEADER_BYTES, ANSWER_DATA, ANSWER_ERROR, DATA_PORT_HEADER, MAX_ERROR_BYTES, answerHeader } from './data-stream-wire';

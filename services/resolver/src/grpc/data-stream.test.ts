@@ -7,10 +7,10 @@ import * as path from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { Errno, StrataError } from '@strata/errors';
-import { ErrorInfo, SessionRequest, type OperationHandlers, type ReadRequest } from '@strata/protocol';
+import { ANSWER_DATA, ANSWER_ERROR, ANSWER_HEADER_BYTES, DATA_MAGIC, ErrorInfo, SessionRequest, type OperationHandlers, type ReadRequest } from '@strata/protocol';
 import { createLogger } from '@strata/telemetry';
 import { RequestTracker } from '../observability/request-tracker';
-import { ANSWER_DATA, ANSWER_ERROR, ANSWER_HEADER_BYTES, DATA_MAGIC, DataStreamServer } from './data-stream';
+import { DataStreamServer } from './data-stream';
 import { SESSION_READ_BYTES } from './session';
 
 const log = createLogger({ service: 'test', level: 'silent' });

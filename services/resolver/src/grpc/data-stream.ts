@@ -1,7 +1,16 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import { Errno, StrataError } from '@strata/errors';
-import { ErrorInfo, type OperationHandlers, SessionRequest, dispatchCase } from '@strata/protocol';
+import {
+  ANSWER_DATA,
+  ANSWER_ERROR,
+  DATA_MAGIC,
+  ErrorInfo,
+  type OperationHandlers,
+  SessionRequest,
+  answerHeader,
+  dispatchCase,
+} from '@strata/protocol';
 import { SESSION_READ_MAX } from '../projection-ops';
 import { asStrataError, type RpcContext } from './calls';
 import type { SessionAdmission } from './access-control';
@@ -16,41 +25,13 @@ import { wireErrorInfo } from './wire-error';
  * metadata (DATA_PORT_HEADER) and sends its reads here while the stream
  * lasts; everything else stays on the Session.
  *
- * Wire format, little-endian:
- *   client → resolver: DATA_MAGIC once, then frames of
- *     u32 length, then `length` bytes of a SessionRequest holding a read.
- *   resolver → client: per request, a header of ANSWER_HEADER_BYTES:
- *     u32 id low, u32 id high, u32 offset low, u32 offset high,
- *     u8 kind (ANSWER_DATA or ANSWER_ERROR), u8 eof, u16 zero,
- *     u32 length; then `length` bytes: the file data, or an ErrorInfo.
+ * Its wire format is @strata/protocol's data-stream-wire.
  *
  * It speaks what the gRPC port speaks: plaintext, or TLS with the same
  * identity and the same demand for a client certificate (mutual TLS), and
  * each request passes the same per-request access check as on a Session,
  * for the identity of the certificate this connection presented.
  */
-export const DATA_MAGIC = Buffer.from('STRATAD1');
-export const ANSWER_HEADER_BYTES = 24;
-export const ANSWER_DATA = 0;
-export const ANSWER_ERROR = 1;
-/** The Session stream's initial metadata key naming the data stream's port. */
-export const DATA_PORT_HEADER = 'strata-data-port';
-/** Longest ErrorInfo sent (wire-error.ts bounds its path and message well under it). */
-export const MAX_ERROR_BYTES = 64 << 10;
-
-/** The 24-byte header of one answer. */
-export function answerHeader(id: number, offset: number, kind: number, eof: boolean, length: number): Buffer {
-  const h = Buffer.alloc(ANSWER_HEADER_BYTES);
-  h.writeUInt32LE(id % 2 ** 32, 0);
-  h.writeUInt32LE(Math.floor(id / 2 ** 32), 4);
-  h.writeUInt32LE(offset % 2 ** 32, 8);
-  h.writeUInt32LE(Math.floor(offset / 2 ** 32), 12);
-  h[16] = kind;
-  h[17] = eof ? 1 : 0;
-  h.writeUInt32LE(length, 20);
-  return h;
-}
-
 export interface DataStreamOptions {
   /** Requests of one connection being answered or not yet taken by the socket. */
   maxInflight: number;

@@ -1,11 +1,10 @@
 import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
 import { StrataError } from '@strata/errors';
-import { type AnswerCase, type OperationHandlers, SessionRequest, SessionResponse, dispatchCase } from '@strata/protocol';
+import { type AnswerCase, DATA_PORT_HEADER, type OperationHandlers, SessionRequest, SessionResponse, dispatchCase } from '@strata/protocol';
 import { SESSION_READ_MAX } from '../projection-ops';
 import type { SessionAdmission } from './access-control';
 import { asStrataError, type RpcContext } from './calls';
 import { undecodableOf } from './undecodable';
-import { DATA_PORT_HEADER } from './data-stream';
 import { wireError, wireErrorInfo } from './wire-error';
 
 /**
