@@ -1,18 +1,12 @@
 import { promises as fs, constants as fsc, type BigIntStats } from 'node:fs';
 import { Errno, StrataError } from '@strata/errors';
+import { HeldHandles } from './held-handles';
 
 /** Components of a store-relative path at most (a deeper one is not a store file a resolver names). */
 const MAX_DEPTH = 64;
 const NAME_MAX = 255;
 /** Directories beneath the root held open at once (the parents of the files being read). */
 const DEFAULT_OPEN_DIRS = 64;
-
-interface HeldDir {
-  opening: Promise<fs.FileHandle>;
-  users: number;
-  /** Out of the cache: closed when its last user is done. */
-  dropped: boolean;
-}
 
 /**
  * A store-relative path as components: no leading slash, no empty, "." or
@@ -49,15 +43,17 @@ export class BeneathRoot {
    * A directory renamed since is still the one the walk found; a file
    * opened in it is checked against its map like any other.
    */
-  private readonly dirs = new Map<string, HeldDir>();
+  private readonly dirs: HeldHandles<fs.FileHandle>;
   /** Opens made (directories and files), for tests and the benchmark. */
   opens = 0;
 
   private constructor(
     readonly dir: string,
     private readonly root: fs.FileHandle,
-    private readonly maxDirs = DEFAULT_OPEN_DIRS,
-  ) {}
+    maxDirs = DEFAULT_OPEN_DIRS,
+  ) {
+    this.dirs = new HeldHandles(maxDirs, (key) => this.walk(key.split('/')), (fh) => fh.close());
+  }
 
   static async open(dir: string, maxDirs = DEFAULT_OPEN_DIRS): Promise<BeneathRoot> {
     const proc = await fs.stat('/proc/self/fd').catch(() => undefined);
@@ -79,93 +75,41 @@ export class BeneathRoot {
   async openFile(rel: string): Promise<{ fh: fs.FileHandle; st: BigIntStats }> {
     const parts = storeComponents(rel);
     const parentRel = parts.slice(0, -1).join('/');
-    let held: HeldDir | undefined;
+    const name = parts[parts.length - 1];
     try {
-      let dirFd = this.root.fd;
-      if (parts.length > 1) {
-        held = this.acquire(parentRel, parts.slice(0, -1));
-        dirFd = (await held.opening).fd;
-      }
-      this.opens++;
-      const fh = await fs.open(under(dirFd, parts[parts.length - 1]), fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY);
-      const st = await fh.stat({ bigint: true }).catch(async (err: unknown) => {
-        await fh.close();
-        throw err;
-      });
-      if (!st.isFile()) {
-        await fh.close();
-        throw StrataError.invalid(`store file ${rel} is not a regular file`);
-      }
-      return { fh, st };
+      return await (parts.length > 1 ? this.dirs.use(parentRel, (dir) => this.openIn(dir.fd, rel, name)) : this.openIn(this.root.fd, rel, name));
     } catch (err) {
       // The directory held may be one replaced since: walked again next time.
-      if (held) this.forgetDir(parentRel);
+      if (parts.length > 1) this.dirs.forget(parentRel);
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'ENOTDIR') throw new StrataError(Errno.ELOOP, `store file ${rel}: a symlink or non-directory on its path (not followed)`);
       throw StrataError.from(err, `store file ${rel}`);
-    } finally {
-      if (held) this.release(held);
     }
+  }
+
+  private async openIn(dirFd: number, rel: string, name: string): Promise<{ fh: fs.FileHandle; st: BigIntStats }> {
+    this.opens++;
+    const fh = await fs.open(under(dirFd, name), fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY);
+    const st = await fh.stat({ bigint: true }).catch(async (err: unknown) => {
+      await fh.close();
+      throw err;
+    });
+    if (!st.isFile()) {
+      await fh.close();
+      throw StrataError.invalid(`store file ${rel} is not a regular file`);
+    }
+    return { fh, st };
   }
 
   /** Forgets the held directory of a store file (a file in it was not the one mapped: the next open walks from the root). */
   forgetDirOf(rel: string): void {
     const i = rel.lastIndexOf('/');
-    if (i > 0) this.forgetDir(rel.slice(0, i));
+    if (i > 0) this.dirs.forget(rel.slice(0, i));
   }
 
   /** Directories held open now. */
   get openDirs(): number {
     return this.dirs.size;
-  }
-
-  private acquire(key: string, parts: string[]): HeldDir {
-    let h = this.dirs.get(key);
-    if (h) {
-      // Most recently used last.
-      this.dirs.delete(key);
-      this.dirs.set(key, h);
-      h.users++;
-      return h;
-    }
-    h = { opening: this.walk(parts), users: 1, dropped: false };
-    const mine = h;
-    this.dirs.set(key, mine);
-    // A failed walk is not kept: its waiters get its error, the next open walks again.
-    mine.opening.catch(() => {
-      if (this.dirs.get(key) === mine) this.dirs.delete(key);
-      mine.dropped = true;
-    });
-    this.trim();
-    return mine;
-  }
-
-  private release(h: HeldDir): void {
-    h.users--;
-    if (h.dropped && h.users === 0) void this.closeDir(h);
-  }
-
-  private forgetDir(key: string): void {
-    const h = this.dirs.get(key);
-    if (!h) return;
-    this.dirs.delete(key);
-    h.dropped = true;
-    if (h.users === 0) void this.closeDir(h);
-  }
-
-  private trim(): void {
-    for (const [key, h] of this.dirs) {
-      if (this.dirs.size <= this.maxDirs) return;
-      if (h.users > 0) continue;
-      this.dirs.delete(key);
-      h.dropped = true;
-      void this.closeDir(h);
-    }
-  }
-
-  private async closeDir(h: HeldDir): Promise<void> {
-    const fh = await h.opening.catch(() => undefined);
-    await fh?.close().catch(() => undefined);
   }
 
   /** A directory beneath the root, one component at a time, each O_NOFOLLOW | O_DIRECTORY from its parent's fd. */
@@ -187,10 +131,7 @@ export class BeneathRoot {
   }
 
   async close(): Promise<void> {
-    const all = [...this.dirs.values()];
-    this.dirs.clear();
-    for (const h of all) h.dropped = true;
-    await Promise.all(all.filter((h) => h.users === 0).map((h) => this.closeDir(h)));
+    await this.dirs.closeAll();
     await this.root.close().catch(() => undefined);
   }
 }

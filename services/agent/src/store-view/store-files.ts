@@ -2,16 +2,10 @@ import type { promises as fs, BigIntStats } from 'node:fs';
 import { Errno, StrataError } from '@strata/errors';
 import type { StoreFileIdentity } from '@strata/client';
 import type { BeneathRoot } from './beneath';
+import { HeldHandles } from './held-handles';
 
 /** Store files held open at once (image files and the busiest `dir:` files). */
 const DEFAULT_OPEN_FILES = 256;
-
-interface Held {
-  path: string;
-  opening: Promise<{ fh: fs.FileHandle; st: BigIntStats }>;
-  users: number;
-  closed: boolean;
-}
 
 /**
  * Whether a file opened here is the one the resolver mapped: the same
@@ -34,44 +28,27 @@ export function sameFile(st: BigIntStats, f: StoreFileIdentity, devComparable: b
  * against the identity the map gave before a byte is read from it.
  */
 export class StoreFiles {
-  private readonly held = new Map<string, Held>();
+  private readonly held: HeldHandles<{ fh: fs.FileHandle; st: BigIntStats }>;
 
   constructor(
     private readonly root: BeneathRoot,
     private readonly devComparable: boolean,
-    private readonly maxOpen = DEFAULT_OPEN_FILES,
-  ) {}
+    maxOpen = DEFAULT_OPEN_FILES,
+  ) {
+    this.held = new HeldHandles(maxOpen, (path) => root.openFile(path), ({ fh }) => fh.close());
+  }
 
   /** Runs `fn` with the file open, after checking it is the file `id` names. */
   async with<T>(id: StoreFileIdentity, fn: (fh: fs.FileHandle) => Promise<T>): Promise<T> {
-    let h = this.held.get(id.path);
-    if (h) {
-      // Most recently used last.
-      this.held.delete(id.path);
-      this.held.set(id.path, h);
-      h.users++;
-    } else {
-      h = { path: id.path, opening: this.root.openFile(id.path), users: 1, closed: false };
-      this.held.set(id.path, h);
-      const mine = h;
-      mine.opening.catch(() => {
-        if (this.held.get(mine.path) === mine) this.held.delete(mine.path);
-      });
-      this.trim();
-    }
-    try {
-      const { fh, st } = await h.opening;
+    return this.held.use(id.path, async ({ fh, st }) => {
       if (!sameFile(st, id, this.devComparable)) {
         // Opened again next time: the map may be the newer one.
         this.forget(id.path);
         this.root.forgetDirOf(id.path);
         throw new StrataError(Errno.ESTALE, `store file ${id.path} is not the file the resolver mapped (ino ${st.ino}, size ${st.size} here; ino ${id.ino}, size ${id.size} mapped)`);
       }
-      return await fn(fh);
-    } finally {
-      h.users--;
-      if (h.closed && h.users === 0) void this.release(h);
-    }
+      return fn(fh);
+    });
   }
 
   /** A handle of its own on the file `id` names (the caller closes it), checked as `with` checks. */
@@ -87,26 +64,7 @@ export class StoreFiles {
 
   /** Forgets a file (a map named it differently: opened again next time). */
   forget(path: string): void {
-    const h = this.held.get(path);
-    if (!h) return;
-    this.held.delete(path);
-    h.closed = true;
-    if (h.users === 0) void this.release(h);
-  }
-
-  private trim(): void {
-    for (const [path, h] of this.held) {
-      if (this.held.size <= this.maxOpen) return;
-      if (h.users > 0) continue;
-      this.held.delete(path);
-      h.closed = true;
-      void this.release(h);
-    }
-  }
-
-  private async release(h: Held): Promise<void> {
-    const opened = await h.opening.catch(() => undefined);
-    await opened?.fh.close().catch(() => undefined);
+    this.held.forget(path);
   }
 
   get openCount(): number {
@@ -114,9 +72,6 @@ export class StoreFiles {
   }
 
   async close(): Promise<void> {
-    const all = [...this.held.values()];
-    this.held.clear();
-    for (const h of all) h.closed = true;
-    await Promise.all(all.filter((h) => h.users === 0).map((h) => this.release(h)));
+    await this.held.closeAll();
   }
 }
