@@ -96,31 +96,42 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
     return fh;
   }
 
-  /** This READ from the handed-over file (later ones never come here); undefined when it was not handed over. */
-  async function readHandedOver(ino: bigint, path: Buffer, offset: number, size: number): Promise<Buffer | undefined> {
-    let first = handing.get(ino);
-    if (first) {
-      // Another reader is handing it over: once done, its READs are the session's; this one is read as before.
-      await first;
+  /**
+   * handOver, one attempt per file at a time: a caller that finds one
+   * running waits for it and gets undefined (the file is the session's, or
+   * stays the agent's); otherwise `use` runs with the handed-over file's
+   * handle, closed after it (the session keeps its own).
+   */
+  async function handOverOnce<R>(ino: bigint, path: Buffer, use: (fh: FileHandle) => Promise<R>): Promise<R | undefined> {
+    const running = handing.get(ino);
+    if (running) {
+      await running;
       return undefined;
     }
     let fh: FileHandle | undefined;
-    first = handOver(ino, path).then((h) => {
-      fh = h;
-      return h !== undefined;
-    });
+    const first = handOver(ino, path).then(
+      (h) => {
+        fh = h;
+        return h !== undefined;
+      },
+      () => false,
+    );
     handing.set(ino, first);
     try {
-      if (!(await first) || !fh) return undefined;
-      const into = Buffer.allocUnsafe(size);
-      const { bytesRead } = await fh.read(into, 0, size, offset);
-      return into.subarray(0, bytesRead);
-    } catch {
-      return undefined;
+      return (await first) && fh ? await use(fh) : undefined;
     } finally {
       handing.delete(ino);
       await fh?.close().catch(() => undefined);
     }
+  }
+
+  /** This READ from the handed-over file (later ones never come here); undefined when it was not handed over. */
+  function readHandedOver(ino: bigint, path: Buffer, offset: number, size: number): Promise<Buffer | undefined> {
+    return handOverOnce(ino, path, async (fh) => {
+      const into = Buffer.allocUnsafe(size);
+      const { bytesRead } = await fh.read(into, 0, size, offset);
+      return into.subarray(0, bytesRead);
+    }).catch(() => undefined);
   }
 
   /**
@@ -131,23 +142,8 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
    * agent's. A file that is not one store file whole opens as before.
    */
   async function openHandedOver(ino: bigint): Promise<void> {
-    const running = handing.get(ino);
-    if (running) {
-      await running;
-      return;
-    }
-    let fh: FileHandle | undefined;
-    const first = handOver(ino, pathOf(nodes.keyOf(ino))).then((h) => {
-      fh = h;
-      return h !== undefined;
-    });
-    handing.set(ino, first);
-    try {
-      if (await first) handAhead(nodes.keyOf(ino));
-    } finally {
-      handing.delete(ino);
-      await fh?.close().catch(() => undefined);
-    }
+    const key = nodes.keyOf(ino);
+    if (await handOverOnce(ino, pathOf(key), async () => true)) handAhead(key);
   }
 
   /** Directories whose next files are being handed over behind an open (one walk per directory at a time). */
@@ -172,25 +168,12 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
         for (let i = from + 1; i < listing.entries.length && handed < AHEAD; i++) {
           const e = listing.entries[i];
           if (!e.attr || (e.attr.mode & S_IFMT) !== S_IFREG || e.attr.size === 0) continue;
-          const ino = nodes.inoOf(childKey(dir, e.name));
+          const child = childKey(dir, e.name);
+          const ino = nodes.inoOf(child);
           if (handing.has(ino) || notWhole.has(ino) || handedAt.has(ino)) continue;
           handed++;
-          // In `handing` meanwhile: an OPEN of it that comes first waits for this hand-over instead of making its own.
-          let fh: FileHandle | undefined;
-          const p = handOver(ino, pathOf(childKey(dir, e.name))).then(
-            (h) => {
-              fh = h;
-              return h !== undefined;
-            },
-            () => false,
-          );
-          handing.set(ino, p);
-          try {
-            await p;
-          } finally {
-            handing.delete(ino);
-            await fh?.close().catch(() => undefined);
-          }
+          // Through `handing`: an OPEN of it that comes first waits for this hand-over instead of making its own.
+          await handOverOnce(ino, pathOf(child), async () => true);
         }
       } catch {
         // A listing that cannot be had: those files are handed over at their own opens.
