@@ -105,6 +105,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     flag("notifyOpen", &o.notify_open);
     flag("openHook", &o.open_hook);
     flag("passthrough", &o.passthrough);
+    flag("kernelOpens", &o.kernel_opens);
     o.threads = static_cast<unsigned>(num("threads", 4));
     o.owner_uid = static_cast<int64_t>(num("ownerUid", -1));
     o.owner_gid = static_cast<int64_t>(num("ownerGid", -1));
@@ -141,6 +142,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
       negotiated.flags = flags.As<Napi::BigInt>().Uint64Value(&lossless);
       negotiated.max_pages = a.Get("maxPages").As<Napi::Number>().Uint32Value();
       negotiated.passthrough = a.Get("passthrough").IsBoolean() && a.Get("passthrough").As<Napi::Boolean>().Value();
+      negotiated.kernel_opens = a.Get("kernelOpens").IsBoolean() && a.Get("kernelOpens").As<Napi::Boolean>().Value();
       Napi::BigUint64Array arr = keys.As<Napi::BigUint64Array>();
       adopted.assign(arr.Data(), arr.Data() + arr.ElementLength());
       if (a.Has("files") && !a.Get("files").IsUndefined() && !FilesFrom(a.Get("files"), &files)) {
@@ -610,6 +612,9 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     o.Set("resendErrno", Napi::Number::New(env, s.resend_error));
     o.Set("released", Napi::Boolean::New(env, s.released));
     o.Set("passthrough", Napi::Boolean::New(env, s.passthrough));
+    o.Set("kernelOpens", Napi::Boolean::New(env, s.kernel_opens));
+    set("opens", s.opens);
+    set("releases", s.releases);
     const OpenModesRestore& r = session_->restored();
     Napi::Object t = Napi::Object::New(env);
     t.Set("restoredFrom", Napi::String::New(env, r.source));
@@ -649,6 +654,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     o.Set("maxPages", Napi::Number::New(env, n.max_pages));
     o.Set("maxWrite", Napi::Number::New(env, static_cast<double>(n.max_pages) * 4096));
     o.Set("passthrough", Napi::Boolean::New(env, n.passthrough));
+    o.Set("kernelOpens", Napi::Boolean::New(env, n.kernel_opens));
     o.Set("generation", Napi::Number::New(env, session_->options().generation));
     return o;
   }

@@ -27,6 +27,7 @@ Negotiated Session::negotiated() const {
   n.flags = flags_ | (passthrough_ ? kFusePassthrough : 0);
   n.max_pages = options_.max_pages;
   n.passthrough = passthrough_;
+  n.kernel_opens = kernel_opens_;
   return n;
 }
 
@@ -143,7 +144,10 @@ std::unique_ptr<Session> Session::Adopt(const MountOptions& options, int fd, con
   }
   s->proto_minor_ = negotiated.minor;
   s->flags_ = static_cast<uint32_t>(negotiated.flags);
-  s->passthrough_ = negotiated.passthrough;
+  // The kernel keeps no_open once it has seen an OPEN answered ENOSYS: the
+  // connection's mode, whatever this session's own options say.
+  s->kernel_opens_ = negotiated.kernel_opens;
+  s->passthrough_ = negotiated.passthrough && !s->kernel_opens_;
   s->cache_.Adopt(adopted);
   // After a crash no state was taken after release: the predecessor's open
   // table says how files are open (read as the state's files would be).

@@ -14,6 +14,15 @@
 namespace strata_fuse {
 
 void Session::OnOpen(Request& r) {
+  n_opens_.fetch_add(1, std::memory_order_relaxed);
+  if (kernel_opens_) {
+    // The open succeeds in the kernel, which sends no OPEN (nor RELEASE) of
+    // a file on this connection again: a read-only mount refuses writes
+    // before any OPEN, and each open keeps the page cache (KEEP_CACHE).
+    n_native_.fetch_add(1, std::memory_order_relaxed);
+    Send(r.fd, r.h.unique, ENOSYS, nullptr, 0);
+    return;
+  }
   const fuse_open_in in = Arg<fuse_open_in>(r);
   Pending p = PendingFor(r);
   p.flags = in.flags;
@@ -134,6 +143,7 @@ int Session::ClearFileData(uint64_t key) {
 
 void Session::OnRelease(Request& r) {
   n_native_.fetch_add(1, std::memory_order_relaxed);
+  n_releases_.fetch_add(1, std::memory_order_relaxed);
   const fuse_release_in in = Arg<fuse_release_in>(r);
   // Counted down once answered: a RELEASE read but not answered before a
   // crash is resent to the successor, which counts it down itself.

@@ -127,8 +127,12 @@ int Session::Negotiate(int* err, std::string* what) {
   out.max_write = static_cast<uint32_t>(options_.max_pages) * 4096;
   out.time_gran = 1;
   out.max_pages = static_cast<uint16_t>(options_.max_pages);
+  // The kernel offers FUSE_NO_OPEN_SUPPORT (7.23+): an OPEN answered ENOSYS
+  // then succeeds and none is sent again. Passthrough needs OPEN answers, so
+  // it is not asked for: nothing could ever use it.
+  kernel_opens_ = options_.kernel_opens && out.minor >= 23 && (in.flags & FUSE_NO_OPEN_SUPPORT) != 0;
   const uint32_t pt2 = static_cast<uint32_t>(kFusePassthrough >> 32);
-  if (options_.passthrough && (in_flags2 & pt2) != 0) {
+  if (options_.passthrough && !kernel_opens_ && (in_flags2 & pt2) != 0) {
     out.flags |= FUSE_INIT_EXT;
     out.flags2 = pt2;
     out.unused[0] = std::clamp(options_.max_stack_depth, 1u, 2u);  // max_stack_depth (7.40)

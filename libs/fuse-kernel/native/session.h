@@ -74,6 +74,14 @@ struct MountOptions {
   // (its open handler may register file data first, so that this very open
   // is passthrough); asked once per ino, until the set of asked inos fills.
   bool open_hook = false;
+  // The kernel opens files itself (FUSE_NO_OPEN_SUPPORT, protocol 7.23): the
+  // first OPEN of a file is answered ENOSYS, the kernel remembers that for
+  // the connection's life and sends no OPEN or RELEASE of a file again
+  // (each open is then KEEP_CACHE, fh 0). No passthrough (it needs an OPEN
+  // answer): not asked for at INIT, and registered file data is served by
+  // pread. Needs keep_cache semantics (sealed content). Where the kernel
+  // does not offer it, OPENs are answered as usual (stats: kernel_opens).
+  bool kernel_opens = false;
   unsigned max_pages = 256;  // 1 MiB requests
   bool passthrough = true;   // ask for FUSE_PASSTHROUGH when the kernel offers it
   unsigned max_stack_depth = 1;  // 1: backing files on a plain filesystem, and this mount may sit under overlayfs
@@ -103,6 +111,9 @@ struct Negotiated {
   uint64_t flags = 0;  // flags | flags2 << 32
   uint32_t max_pages = 0;
   bool passthrough = false;
+  // The connection's files are opened by the kernel (OPENs answered ENOSYS):
+  // the kernel keeps no_open for the connection's life, so a successor must too.
+  bool kernel_opens = false;
 };
 
 // Passthrough across a takeover: backing ids belong to the connection, not
@@ -190,6 +201,9 @@ struct SessionStats {
   uint32_t max_pages = 0;
   uint32_t flags = 0;  // negotiated INIT flags
   bool passthrough = false;
+  bool kernel_opens = false;  // OPENs of files answered ENOSYS: the kernel opens them itself
+  uint64_t opens = 0;         // OPENs of files read from the kernel
+  uint64_t releases = 0;      // RELEASEs of files read from the kernel
   uint64_t pread_reads = 0;   // READs answered by pread(2) on a reader thread
   uint64_t pread_errors = 0;  // READs answered EIO because pread(2) failed
   uint64_t notices = 0;      // invalidation notices queued, not yet written
@@ -253,6 +267,7 @@ class Session {
   int64_t InvalidateInode(uint64_t key, int64_t offset, int64_t length);
   int64_t InvalidateEntry(uint64_t parent, const std::string& name);
   bool passthrough() const { return passthrough_; }
+  bool kernel_opens() const { return kernel_opens_; }
   void CacheStatfs(const fuse_kstatfs& st, int64_t expires);
 
   // Stops the readers and closes every fd (the kernel then aborts the
@@ -364,6 +379,7 @@ class Session {
   uint32_t proto_minor_ = 0;
   uint32_t flags_ = 0;
   bool passthrough_ = false;
+  bool kernel_opens_ = false;  // options_.kernel_opens, where the kernel offered FUSE_NO_OPEN_SUPPORT
 
   std::shared_ptr<FileData::Connection> connection_ = std::make_shared<FileData::Connection>();
 
@@ -425,7 +441,7 @@ class Session {
   std::optional<std::pair<fuse_kstatfs, int64_t>> statfs_;
 
   std::atomic<uint64_t> n_requests_{0}, n_native_{0}, n_js_{0}, n_interrupts_{0}, n_pread_{0},
-      n_pread_errors_{0}, n_timeouts_{0}, n_late_{0}, n_handed_over_{0};
+      n_pread_errors_{0}, n_timeouts_{0}, n_late_{0}, n_handed_over_{0}, n_opens_{0}, n_releases_{0};
 };
 
 int Unmount(const std::string& mountpoint);  // umount2(MNT_DETACH): 0 or errno

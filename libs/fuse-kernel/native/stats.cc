@@ -43,6 +43,9 @@ SessionStats Session::Stats() {
   s.max_pages = options_.max_pages;
   s.flags = flags_;
   s.passthrough = passthrough_;
+  s.kernel_opens = kernel_opens_;
+  s.opens = n_opens_.load();
+  s.releases = n_releases_.load();
   s.pread_reads = n_pread_.load();
   s.pread_errors = n_pread_errors_.load();
   s.notices = notifier_.outstanding();

@@ -174,8 +174,10 @@ export function parseHandover(state: unknown): SessionHandover {
     maxWrite: uint(n, 'maxWrite', 2 ** 31),
     maxPages: uint(n, 'maxPages', 256),
     passthrough: bool(n, 'passthrough'),
+    ...(n.kernelOpens === undefined ? {} : { kernelOpens: bool(n, 'kernelOpens') }),
     generation: uint(n, 'generation', 4194302),
   };
+  if (negotiated.kernelOpens === true && negotiated.passthrough) throw bad('kernelOpens and passthrough exclude each other (passthrough needs OPENs)');
   if (negotiated.maxPages === 0) throw bad('maxPages must be 1..256');
   const o = record(s.options, 'options');
   const options: HandoverOptions = {

@@ -64,6 +64,8 @@ export interface NativeMountOptions {
   ownerGid?: number;
   maxPages?: number;
   passthrough?: boolean;
+  /** OPENs of files answered ENOSYS: the kernel opens files itself (FUSE_NO_OPEN_SUPPORT). */
+  kernelOpens?: boolean;
   dataServing?: number;
   requestTimeoutMs?: number;
   openModesFile?: string;
@@ -79,6 +81,7 @@ export interface NativeAdopt {
   flags: bigint;
   maxPages: number;
   passthrough: boolean;
+  kernelOpens: boolean;
   adopted: BigUint64Array;
   files?: NativeHandedFiles;
 }
@@ -97,6 +100,7 @@ export interface NativeNegotiated {
   maxPages: number;
   maxWrite: number;
   passthrough: boolean;
+  kernelOpens: boolean;
   generation: number;
 }
 

@@ -176,7 +176,8 @@ export class FuseSession {
     if (options.rootIno !== undefined && options.rootIno !== rootIno) {
       throw StrataError.invalid(`adopt: rootIno ${options.rootIno} differs from the mount's ${rootIno} (nodeids depend on it)`);
     }
-    const merged: MountOptions = { ...optionsFromHandover(handover.options), ...withoutUndefined(options), rootIno };
+    // The connection's mode, not the successor's wish: the kernel keeps no_open for the connection's life.
+    const merged: MountOptions = { ...optionsFromHandover(handover.options), ...withoutUndefined(options), rootIno, kernelOpens: handover.negotiated.kernelOpens === true };
     const adopted = adoptedKeys(options.adoptedInos);
     const rootAttr = merged.rootAttr ? encodeAttr(merged.rootAttr, rootIno) : undefined;
     // The parent's real path and the name: the mountpoint itself is in the mount, which nobody serves yet.
@@ -205,6 +206,7 @@ export class FuseSession {
               flags: BigInt(handover.negotiated.flags),
               maxPages: handover.negotiated.maxPages,
               passthrough: handover.negotiated.passthrough,
+              kernelOpens: handover.negotiated.kernelOpens === true,
               adopted,
               ...(handover.files ? { files: nativeFiles(handover.files) } : {}),
             },
@@ -253,6 +255,7 @@ export class FuseSession {
         maxWrite: n.maxWrite,
         maxPages: n.maxPages,
         passthrough: n.passthrough,
+        ...(n.kernelOpens ? { kernelOpens: true } : {}),
         generation: n.generation,
       },
       options: { ...this.handover },
@@ -335,6 +338,11 @@ export class FuseSession {
     this.native.cacheStatfs(encodeStatfs(st), st.cacheTtl ?? Infinity);
   }
 
+  /** Whether the kernel opens this connection's files itself (kernelOpens, where the kernel offered it). */
+  get kernelOpens(): boolean {
+    return this.stats().kernelOpens;
+  }
+
   /** Whether the kernel agreed to FUSE passthrough at mount (kernel ≥ 6.9, CAP_SYS_ADMIN). */
   get passthroughAvailable(): boolean {
     return this.stats().passthrough;
@@ -382,6 +390,9 @@ export class FuseSession {
 
   private registerFileData(ino: bigint, fd: number, mode: number): 'passthrough' | 'pread' {
     const r = this.native.setFileData(ino, fd, mode);
+    if (r === -Errno.EOPNOTSUPP && this.kernelOpens) {
+      throw new StrataError(-r, `file data of ino ${ino}: no passthrough where the kernel opens files itself (kernelOpens): pread serves it`);
+    }
     if (r < 0) throw new StrataError(-r, `file data of ino ${ino}`);
     return r === SERVE_PASSTHROUGH ? 'passthrough' : 'pread';
   }
@@ -604,6 +615,10 @@ export class FuseSession {
 function nativeOptions(mountpoint: string, handlers: FuseHandlers, options: MountOptions): NativeMountOptions {
   const timeout = options.requestTimeoutMs ?? 0;
   if (!(Number.isFinite(timeout) && timeout >= 0)) throw StrataError.invalid('requestTimeoutMs must be a finite number >= 0');
+  if (options.kernelOpens === true) {
+    if (options.keepCache !== true) throw StrataError.invalid('kernelOpens needs keepCache: the kernel then keeps each file\'s pages across opens');
+    if (handlers.opened !== undefined) throw StrataError.invalid('kernelOpens: the kernel opens files itself, so no OPEN reaches an opened (audit) handler');
+  }
   return {
     mountpoint,
     fsName: options.fsName ?? 'strata',
@@ -628,6 +643,7 @@ function nativeOptions(mountpoint: string, handlers: FuseHandlers, options: Moun
     openHook: handlers.open !== undefined,
     maxPages: options.maxPages ?? 256,
     passthrough: options.passthrough ?? true,
+    kernelOpens: options.kernelOpens === true,
     dataServing: DATA_SERVING[options.dataServing ?? 'auto'],
     requestTimeoutMs: timeout,
     ...(options.openModesFile !== undefined ? { openModesFile: options.openModesFile } : {}),

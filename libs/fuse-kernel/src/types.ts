@@ -117,7 +117,7 @@ export interface FuseHandlers {
   getattr(ino: bigint, caller: Caller): Answer<AttrAnswer>;
   /** The whole listing; the session pages it for the kernel. */
   readdir(ino: bigint, caller: Caller): Answer<Listing>;
-  /** Up to size bytes at offset (fewer only at the end of the file). fh is unique per open. */
+  /** Up to size bytes at offset (fewer only at the end of the file). fh is unique per open (0 with kernelOpens). */
   read(ino: bigint, fh: bigint, offset: bigint, size: number, caller: Caller): Answer<Buffer>;
   readlink?(ino: bigint, caller: Caller): Answer<Buffer | LinkAnswer>;
   /** The value of one xattr; -ENODATA when the node has none of that name. */
@@ -131,6 +131,7 @@ export interface FuseHandlers {
   /**
    * A file was opened (told after the session answered the OPEN natively,
    * so it never delays one): who opened which node, for an audit trail.
+   * Refused with kernelOpens (the session sees no OPEN to tell of).
    */
   opened?(ino: bigint, fh: bigint, caller: Caller): void;
   /**
@@ -140,6 +141,7 @@ export interface FuseHandlers {
    * before it settles makes this very open, and later ones, passthrough.
    * The OPEN is answered natively whatever it does (a rejection or the
    * request deadline included); without this handler OPENs never wait.
+   * Never called with kernelOpens (no passthrough, no OPEN).
    */
   open?(ino: bigint, caller: Caller): void | Promise<void>;
 }
@@ -191,6 +193,21 @@ export interface MountOptions {
   passthrough?: boolean;
   /** How setFileData() serves a registered file; default 'auto'. See DataServing. */
   dataServing?: DataServing;
+  /**
+   * The kernel opens files itself (default false): the first OPEN of a file
+   * is answered ENOSYS, which the kernel remembers for the connection's life
+   * (FUSE_NO_OPEN_SUPPORT, protocol 7.23), so no OPEN or RELEASE of a file
+   * costs a round trip again and every open keeps the page cache (a warm
+   * re-read never reaches the session). In exchange: no passthrough (it
+   * needs an OPEN's answer; not negotiated, setFileData() 'auto' is pread,
+   * 'passthrough' EOPNOTSUPP), fh 0 in every READ, no `opened` (refused:
+   * EINVAL) nor `open` (never called) handler, and `keepCache` required
+   * (EINVAL without: the kernel keeps each file's pages across opens).
+   * Directories are opened as before. Where the kernel does not offer it,
+   * OPENs are answered as usual: stats().kernelOpens says which. Fixed for
+   * the connection: adopt() follows the handover state, whatever it is told.
+   */
+  kernelOpens?: boolean;
   /** One /dev/fuse fd per thread (FUSE_DEV_IOC_CLONE); default true. */
   cloneFd?: boolean;
   /**
@@ -262,6 +279,12 @@ export interface SessionHandover {
     maxWrite: number;
     maxPages: number;
     passthrough: boolean;
+    /**
+     * The kernel opens files itself on this connection (MountOptions.kernelOpens,
+     * where the kernel offered it): it keeps that for the connection's life, so
+     * a successor answers OPENs the same way. Absent (an older writer): false.
+     */
+    kernelOpens?: boolean;
     /** Which session of the connection wrote this (0: the mounting one); a successor is one more. */
     generation: number;
   };
@@ -330,6 +353,11 @@ export interface SessionStats {
   initFlags: number;
   /** Whether FUSE passthrough was negotiated. */
   passthrough: boolean;
+  /** Whether the kernel opens files itself (MountOptions.kernelOpens, offered by the kernel; adopted: the connection's). */
+  kernelOpens: boolean;
+  /** OPENs and RELEASEs of files that reached the session (kernelOpens: the first OPEN or so, no RELEASE). */
+  opens: number;
+  releases: number;
   /** inos with a passthrough backing file. */
   backings: number;
   /** inos with file data registered (setFileData/setPassthrough), passthrough or pread. */

@@ -16,7 +16,7 @@ import { hasStrataMount, readMountTable } from './host/mountinfo';
 import { unmount } from './host/unmount';
 import { DiskCache } from './data-cache/disk-cache';
 import { ChunkCache } from './mount/chunk-cache';
-import { Mount, journalFile, openModesFile, recordFile, type DetachHow, type MountContext, type MountSpec } from './mount/mount';
+import { Mount, journalFile, openModesFile, recordFile, type DetachHow, type FileOpens, type MountContext, type MountSpec } from './mount/mount';
 import { DesiredState, type DesiredMount } from './takeover/desired-state';
 import { Holder, closeFds, type HeldEntry } from './takeover/holder';
 import { SystemdStore } from './takeover/systemd-store';
@@ -60,6 +60,8 @@ export interface AgentOptions {
   requestTimeoutMs?: number;
   /** --store-view: the image store as this host sees it; sealed layers' file data read from it by extent maps (absent: through the resolvers only). */
   storeView?: string;
+  /** --file-opens: who opens a new sealed mount's files, the agent's session or the kernel itself (default 'auto'). */
+  fileOpens?: FileOpens;
 }
 
 /** How `mount` was asked for. */
@@ -182,6 +184,7 @@ export class Agent {
       log: this.log,
       ...(o.stateDir !== undefined ? { stateDir: o.stateDir } : {}),
       requestTimeoutMs: o.requestTimeoutMs ?? 0,
+      ...(o.fileOpens !== undefined ? { fileOpens: o.fileOpens } : {}),
     };
     if (o.stateDir !== undefined) this.desired = new DesiredState(path.join(o.stateDir, 'desired.json'));
     this.state = new StateFile(o.stateFile);
@@ -360,7 +363,7 @@ export class Agent {
           m.held = this.holder !== undefined || inStore;
         }
         this.log.info(
-          { event: 'agent.mount_taken_over', mountpoint: m.mountpoint, layerId: m.info.layerId, hard: m.hard, nodes: m.nodes.size, ms: Math.round(performance.now() - started) },
+          { event: 'agent.mount_taken_over', mountpoint: m.mountpoint, layerId: m.info.layerId, hard: m.hard, fileOpens: m.fileOpens, nodes: m.nodes.size, ms: Math.round(performance.now() - started) },
           'took a mount over from the previous agent',
         );
       } catch (err) {
@@ -539,7 +542,7 @@ export class Agent {
     await this.reporter.changed();
     // How cached file data reaches the kernel is the kernel's and the agent's privilege's decision, taken at INIT.
     const dataServing = m.live || this.disk.maxBytes === 0 ? 'agent' : m.session.passthroughAvailable ? 'passthrough' : 'pread';
-    this.log.info({ event: 'agent.mounted', ...m.info, dataServing, allowOther, auditOpens: m.audited, owner: owner === 'agent' ? 'agent' : owner.uid }, 'mounted');
+    this.log.info({ event: 'agent.mounted', ...m.info, dataServing, fileOpens: m.fileOpens, allowOther, auditOpens: m.audited, owner: owner === 'agent' ? 'agent' : owner.uid }, 'mounted');
     if (!m.live && this.o.prefetchEntries > 0) this.prefetch(m);
     return m.info;
   }

@@ -32,6 +32,7 @@ import { AgentAudit } from './audit/agent-audit';
 import { ControlServer } from './control/control-server';
 import { agentDataDir, defaultDataCacheRoot } from './data-cache/cache-dir';
 import { fuseAccessProblem } from './host/fuse-access';
+import { FILE_OPENS, type FileOpens } from './mount/mount';
 
 const SERVICE = 'strata agent';
 /** The agent could not start (the socket is taken, a --mount failed). */
@@ -177,6 +178,14 @@ export const AGENT_OPTIONS = defineOptions({
     env: 'STRATA_AGENT_STORE_VIEW',
     help: "the image store as this host sees it (the resolvers' --store, e.g. the same NFS export): sealed layers' file data is read from it directly by the extent maps the resolvers give, a dir: file handed to the kernel whole; checked at start to be the resolvers' store (docs/operations.md, Direct reads from the store)",
     check: (d: string) => directoryProblem(d, { mayCreate: false, access: 'read' }),
+  },
+  'file-opens': {
+    kind: 'string',
+    arg: 'mode',
+    env: 'STRATA_AGENT_FILE_OPENS',
+    default: 'auto',
+    choices: FILE_OPENS,
+    help: "who opens a new sealed mount's files: agent (every open asks the agent, answered natively; FUSE passthrough per file), kernel (the kernel opens them itself, FUSE no_open: no round trip per open, the page cache kept across opens, file data handed over served by the agent's pread instead of passthrough), auto (kernel; docs/operations.md). Never kernel for LIVE mounts (each open must drop a changed file's pages) nor audited ones (each open is logged): those open through the agent, with a log line. A mount taken over keeps the mode it was made with",
   },
   'attr-entries': { kind: 'positive-int', arg: 'n', default: 500_000, help: 'attribute cache entries per mount' },
   'prefetch-entries': { kind: 'non-negative-int', arg: 'n', default: 100_000, help: 'walk the tree into the caches at mount, up to this many entries (0: off)' },
@@ -357,6 +366,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       sealedTimeoutSeconds: o.sealedTimeout,
       dataCache: { dir: agentDataDir(o.dataCacheDir, o.socket), maxBytes: o.dataCacheMb * 1024 * 1024 },
       ...(o.storeView !== undefined ? { storeView: o.storeView } : {}),
+      fileOpens: o.fileOpens as FileOpens,
       audit,
       log,
     }));

@@ -31,6 +31,17 @@ export interface WholeFiles {
   wholeFile(path: Buffer): Promise<FileHandle | undefined>;
 }
 
+/** How the mount's files are opened: through the session (OPEN asked each time), or by the kernel itself (FUSE no_open). */
+export interface HandlerModes {
+  /**
+   * The kernel opens files itself (the session's kernelOpens): no OPEN
+   * reaches the session, so a store view's files are handed over at their
+   * first READ (served by pread from then on), and the directory's next
+   * files behind it.
+   */
+  kernelOpens?: boolean;
+}
+
 /** Files not handed to the kernel whole, remembered so that their reads do not ask again (cleared when full). */
 const NOT_WHOLE_MAX = 65_536;
 /**
@@ -59,7 +70,16 @@ function xattrName(name: Buffer): string | undefined {
  * the same thing never reaches this thread while the layer is sealed.
  * Names, link targets and xattr values stay bytes throughout.
  */
-export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life: AnswerLifetimes, native?: NativeCacheSink, data?: MountData, whole?: WholeFiles): FuseHandlers {
+export function kernelHandlers(
+  fs: MountFs,
+  nodes: NodeTable,
+  t: OpTracker,
+  life: AnswerLifetimes,
+  native?: NativeCacheSink,
+  data?: MountData,
+  whole?: WholeFiles,
+  modes: HandlerModes = {},
+): FuseHandlers {
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
   const notWhole = new Set<bigint>();
   const handing = new Map<bigint, Promise<boolean>>();
@@ -125,9 +145,15 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
     }
   }
 
-  /** This READ from the handed-over file (later ones never come here); undefined when it was not handed over. */
-  function readHandedOver(ino: bigint, path: Buffer, offset: number, size: number): Promise<Buffer | undefined> {
-    return handOverOnce(ino, path, async (fh) => {
+  /**
+   * This READ from the handed-over file (later ones never come here);
+   * undefined when it was not handed over. A file handed over here, not at
+   * an OPEN (files opened before, or every file where the kernel opens them
+   * itself), has the directory's next files handed over behind it too.
+   */
+  function readHandedOver(ino: bigint, key: string, offset: number, size: number): Promise<Buffer | undefined> {
+    return handOverOnce(ino, pathOf(key), async (fh) => {
+      handAhead(key);
       const into = Buffer.allocUnsafe(size);
       const { bytesRead } = await fh.read(into, 0, size, offset);
       return into.subarray(0, bytesRead);
@@ -150,10 +176,11 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
   const aheadOf = new Set<string>();
 
   /**
-   * Behind a file's hand-over at its OPEN, the next AHEAD regular files of
-   * its directory are handed over too, one after another, so a reader going
-   * through the directory (`cat *`, `tar`, a full read) finds each opened
-   * by passthrough without its OPEN waiting for this thread.
+   * Behind a file's hand-over at its OPEN (or first READ), the next AHEAD
+   * regular files of its directory are handed over too, one after another,
+   * so a reader going through the directory (`cat *`, `tar`, a full read)
+   * finds each opened by passthrough (or read by the session's pread)
+   * without waiting for this thread.
    */
   function handAhead(key: string): void {
     const dir = parentKey(key);
@@ -243,7 +270,7 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
       return t.run('read', key, async () => {
         const path = pathOf(key);
         if (whole) {
-          const direct = await readHandedOver(ino, path, Number(offset), size);
+          const direct = await readHandedOver(ino, key, Number(offset), size);
           if (direct) return direct;
         }
         // Sealed files are kept whole on disk once read (by this mount, another of the chain, or an earlier agent): what still comes here is read from disk.
@@ -287,6 +314,7 @@ export function kernelHandlers(fs: MountFs, nodes: NodeTable, t: OpTracker, life
         return askStatfs();
       });
     },
-    ...(whole && native?.setFileData ? { open: (ino: bigint) => openHandedOver(ino) } : {}),
+    // No OPEN reaches the session where the kernel opens files itself: READs hand files over instead.
+    ...(whole && native?.setFileData && modes.kernelOpens !== true ? { open: (ino: bigint) => openHandedOver(ino) } : {}),
   };
 }
