@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { LogDestination } from './log-destination';
 import { activeTraceIds } from './otel';
 import { redactSecrets, redactValue } from './redact';
 
@@ -11,18 +12,27 @@ export interface LoggerOptions {
   level?: string;
   /** Where lines go (default stderr, so stdout stays free for command output). */
   destination?: number;
+  /** Bytes held for a reader that does not keep up before lines are dropped (default 4 MiB). */
+  bufferBytes?: number;
 }
 
 /**
- * One JSON object per line, synchronous writes: a process that is killed or
- * exits right after logging still leaves the line behind. Secrets in
- * strings (URL passwords, password=) are redacted from every line.
+ * One JSON object per line, written at once (a process that is killed or
+ * exits right after logging still leaves the line behind) but never
+ * waiting for the reader: a stderr nobody reads (journald wedged, a
+ * supervisor that stopped reading) costs log lines, counted and reported as
+ * one `log.dropped` line once it reads again, never the JavaScript thread
+ * that serves mounts and calls (log-destination.ts). Secrets in strings
+ * (URL passwords, password=) are redacted from every line.
  */
 export function createLogger(options: LoggerOptions): Logger {
-  const destination = pino.destination({ dest: options.destination ?? 2, sync: true });
-  // A reader of our stderr that went away (a launcher that died) costs the log lines, never the process: it still has mounts to undo.
-  destination.on('error', () => undefined);
-  return pino(
+  const destination = new LogDestination({
+    fd: options.destination ?? 2,
+    bufferBytes: options.bufferBytes,
+    // Called later, from a timer: by then `logger` is set.
+    onDropped: (lines) => logger.warn({ event: 'log.dropped', lines }, `${lines} log lines dropped: their reader did not keep up`),
+  });
+  const logger: Logger = pino(
     {
       level: options.level ?? process.env.STRATA_LOG_LEVEL ?? 'info',
       base: { service: options.service, pid: process.pid },
@@ -42,4 +52,5 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     destination,
   );
+  return logger;
 }
