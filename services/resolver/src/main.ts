@@ -25,6 +25,7 @@ import {
 import { errorMessage, isStrataError } from '@strata/errors';
 import { isHostIdentity, validateIdentity } from '@strata/layers';
 import { buildInfo, createLogger, redactSecrets, onShutdown, setHealthCheck, startTelemetry, stopTelemetry, type Logger } from '@strata/telemetry';
+import { parseDataListen } from './grpc/data-listen';
 import { DEFAULT_LIMITS, MIN_MESSAGE_BYTES } from './grpc/limits';
 import { ReloadableServerCredentials, isLoopbackHost } from './grpc/tls';
 import { Resolver } from './resolver';
@@ -98,6 +99,17 @@ export const RESOLVER_OPTIONS = defineOptions({
     default: '127.0.0.1:7400',
     help: 'address to serve on (port 0: any free port, logged at start)',
     check: (v) => addressProblem(v, { allowPortZero: true }),
+  },
+  'data-listen': {
+    kind: 'string',
+    arg: 'host:port',
+    env: 'STRATA_RESOLVER_DATA_LISTEN',
+    defaultHelp: 'the host of --listen, a port the system picks (announced to agents in their Session)',
+    help: 'the data stream (file reads beside the gRPC port) on this address, so a firewall can admit it; port 0: any free port on HOST; 0 or off: no data stream (as STRATA_DATA_STREAM=0), every read over the Session; a port that cannot be bound fails the start',
+    check: (v) => {
+      const r = parseDataListen(v);
+      return 'problem' in r ? r.problem : undefined;
+    },
   },
   redis: {
     kind: 'string',
@@ -211,6 +223,13 @@ function transportProblems(o: ResolverValues): string[] {
   if (!tls && o.plaintext !== true && !isLoopbackHost(host)) {
     problems.push(`--listen ${o.listen} is reachable from other hosts: give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or --plaintext to serve it unencrypted`);
   }
+  const data = o.dataListen === undefined ? undefined : parseDataListen(o.dataListen);
+  if (data !== undefined && 'kind' in data && data.kind === 'at') {
+    if (!tls && o.plaintext !== true && !isLoopbackHost(data.host)) {
+      problems.push(`--data-listen ${o.dataListen} is reachable from other hosts and serves every layer's files: give --tls-cert and --tls-key, or --plaintext to serve it unencrypted`);
+    }
+    if (process.env.STRATA_DATA_STREAM === '0') problems.push(`--data-listen ${o.dataListen} asks for the data stream and STRATA_DATA_STREAM=0 turns it off: unset one (--data-listen off also turns it off)`);
+  }
   return problems;
 }
 
@@ -299,6 +318,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   const o = loaded.values;
   const credentials = serverCredentials(o);
+  // The data stream's address as the server reads it (grpc/data-listen.ts): a flag or file value beats the variable there as here.
+  if (o.dataListen !== undefined) process.env.STRATA_RESOLVER_DATA_LISTEN = o.dataListen;
   const log = createLogger({ service: 'strata-resolver', level: o.logLevel });
   grpcLogsTo(log);
   // A unit's Environment= or a flag over the file the operator edited: said before anything else.

@@ -1,3 +1,5 @@
+import { constants as osConstants } from 'node:os';
+import { getSystemErrorMap } from 'node:util';
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -16,6 +18,7 @@ import {
   LayerCheckServiceService,
   ExtentServiceService,
 } from '@strata/protocol';
+import { Errno, StrataError } from '@strata/errors';
 import type { PolicyStore } from '@strata/layers';
 import type { Logger } from '@strata/telemetry';
 import type { Authorizer } from '../access/authorizer';
@@ -43,6 +46,7 @@ import { ReloadableServerCredentials, callerIdentity } from './tls';
 import { withInvalidArgumentOnBadInput } from './undecodable';
 import { sessionResponseBytes } from './session-wire';
 import { DataStreamServer, type DataStreamOptions } from './data-stream';
+import { type DataListen, dataAddressText, dataListenFromEnv } from './data-listen';
 
 /** Responses carry up to 1 MiB of file data or a page of directory entries. */
 export const MAX_RESPONSE_BYTES = 16 << 20;
@@ -66,6 +70,23 @@ function withCallerLog<T extends UntypedServiceImplementation>(service: string, 
     out[name] = wrapped as UntypedServiceImplementation[string];
   }
   return out as T;
+}
+
+/** What this module asks of the data stream's listener: a host and a port (0: the system picks). */
+interface DataListener {
+  listen(host: string, port: number): Promise<number>;
+}
+
+/** A data address that could not be bound, in one line as the gRPC port's (main.ts startFailure): `cannot listen on H:P (--data-listen): address already in use`. */
+function dataBindFailure(host: string, port: number, err: unknown): StrataError {
+  if (err instanceof StrataError) return err;
+  const at = dataAddressText(host, port);
+  const code = (err as NodeJS.ErrnoException).code;
+  const errno = typeof code === 'string' ? (osConstants.errno as Record<string, number | undefined>)[code] : undefined;
+  let text = err instanceof Error ? err.message : String(err);
+  if (typeof code === 'string') for (const [name, message] of getSystemErrorMap().values()) if (name === code) text = message;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') text = 'the host name does not resolve';
+  return new StrataError(errno ?? Errno.EIO, `cannot listen on ${at} (--data-listen): ${text}`);
 }
 
 export interface ServerDeps {
@@ -97,6 +118,7 @@ export class ResolverServer {
   /** Session reads beside grpc-js (data-stream.ts), speaking what the gRPC port speaks; once listening. */
   dataStream: DataStreamServer | undefined;
   private dataPort: number | undefined;
+  private dataHost: string | undefined;
   private readonly makeDataStream: (tls: DataStreamOptions['tls']) => DataStreamServer;
   private readonly log: Logger;
 
@@ -156,42 +178,75 @@ export class ResolverServer {
     new ReflectionService(definitions).addToServer(this.server);
   }
 
-  /** Binds and starts serving (plaintext unless given TLS credentials); resolves with the bound port (useful with port 0). */
-  async listen(address: string, credentials: ServerCredentials = ServerCredentials.createInsecure()): Promise<number> {
+  /**
+   * Binds and starts serving (plaintext unless given TLS credentials);
+   * resolves with the bound port (useful with port 0). `data` says where
+   * the data stream listens (default: as the environment says,
+   * data-listen.ts); an address of its own that cannot be bound fails the
+   * start, and the gRPC port is closed again.
+   */
+  async listen(address: string, credentials: ServerCredentials = ServerCredentials.createInsecure(), data: DataListen = dataListenFromEnv()): Promise<number> {
     const port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
-    await this.listenData(address, credentials, process.env.STRATA_DATA_STREAM);
+    try {
+      await this.listenData(address, credentials, data, process.env.STRATA_DATA_STREAM);
+    } catch (err) {
+      this.server.forceShutdown();
+      throw err;
+    }
     for (const s of ['', ...SERVICES]) this.health.setStatus(s, 'SERVING');
     this.state = 'serving';
     return port;
   }
 
+  /** Where the data stream listens, once it does (its port is what Sessions announce). */
+  get dataAddress(): { host: string; port: number } | undefined {
+    return this.dataStream && this.dataHost !== undefined && this.dataPort !== undefined ? { host: this.dataHost, port: this.dataPort } : undefined;
+  }
+
   /**
-   * The data stream on the gRPC address's host, on a port the system picks;
-   * without it (a host it cannot bind) agents read over the Session.
-   * `mode` is $STRATA_DATA_STREAM: "0" none; "tls" also on a TLS port;
-   * default plaintext ports only. Over TLS, decryption dominates both
-   * paths and the data stream measured no better than the Session (issue
-   * 28: same client CPU, no faster), so it is there to be measured, not
-   * used by default.
+   * The data stream, where `data` says: beside the gRPC address (its host,
+   * a port the system picks; a host it cannot bind leaves agents reading
+   * over the Session), at an address of its own (--data-listen; not bound:
+   * the start fails), or nowhere. It speaks what the gRPC port speaks.
+   * Beside a TLS port it listens only when `mode` ($STRATA_DATA_STREAM) is
+   * "tls": over TLS, decryption dominates both paths and the data stream
+   * measured no better than the Session (issue 28: same client CPU, no
+   * faster), so it is there to be measured, not used by default. An
+   * address of its own is an explicit ask, served over TLS like the gRPC
+   * port. Either way it takes the identity reloaded on SIGHUP.
    */
-  private async listenData(address: string, credentials: ServerCredentials, mode: string | undefined): Promise<void> {
-    if (mode === '0') return;
-    const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  private async listenData(address: string, credentials: ServerCredentials, data: DataListen, mode: string | undefined): Promise<void> {
+    if (data.kind === 'off') return;
+    const own = data.kind === 'at';
+    const host = own ? data.host : address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+    const wanted = own ? data.port : 0;
     // TLS only with an identity this module can hand to a second listener (the resolver's own credentials).
     let tls: DataStreamOptions['tls'];
-    if (credentials instanceof ReloadableServerCredentials && mode === 'tls') tls = { options: credentials.secureOptions, requestCert: credentials.mutual };
-    else if (credentials._isSecure()) return;
-    const data = this.makeDataStream(tls);
-    if (credentials instanceof ReloadableServerCredentials) credentials.onReload((options) => data.setSecureContext(options));
-    try {
-      this.dataPort = await data.listen(host);
-      this.dataStream = data;
-      this.log.info({ event: 'resolver.data_stream.listening', host, port: this.dataPort }, 'data stream listening');
-    } catch (err) {
-      this.log.warn({ event: 'resolver.data_stream.unavailable', host, err }, 'data stream not available; reads stay on the Session');
+    if (credentials instanceof ReloadableServerCredentials && (own || mode === 'tls')) tls = { options: credentials.secureOptions, requestCert: credentials.mutual };
+    else if (credentials._isSecure()) {
+      if (own) throw StrataError.unsupported(`--data-listen ${dataAddressText(host, wanted)}: TLS credentials not given as files cannot serve the data stream`);
+      return;
     }
+    const stream = this.makeDataStream(tls);
+    const listener: DataListener = stream;
+    try {
+      const bound = await listener.listen(host, wanted);
+      if (wanted !== 0 && bound !== wanted) {
+        stream.close();
+        throw new StrataError(Errno.EOPNOTSUPP, `cannot listen on ${dataAddressText(host, wanted)} (--data-listen): the data stream listened on port ${bound} instead (this build's data-stream.ts picks its own port)`);
+      }
+      this.dataPort = bound;
+    } catch (err) {
+      if (own) throw dataBindFailure(host, wanted, err);
+      this.log.warn({ event: 'resolver.data_stream.unavailable', host, err }, 'data stream not available; reads stay on the Session');
+      return;
+    }
+    this.dataHost = host;
+    this.dataStream = stream;
+    if (credentials instanceof ReloadableServerCredentials) credentials.onReload((options) => stream.setSecureContext(options));
+    this.log.info({ event: 'resolver.data_stream.listening', host, port: this.dataPort, tls: tls !== undefined, chosen: own }, 'data stream listening');
   }
 
   /**
