@@ -126,6 +126,50 @@ describe('DataLane', () => {
     lane.close();
   });
 
+  test('many answers in one write, the last one cut short: each arrives whole in a buffer of its own, in order', async () => {
+    const sent = new Map<number, Buffer>();
+    let frames: Buffer[] = [];
+    const { server, port } = await scriptedServer((socket, req) => {
+      const r = req.request?.$case === 'read' ? req.request.read : read(0, 0);
+      // Small answers, an empty one, one larger than the client's staging buffer: all in one write.
+      const data = randomBytes(req.id === 7 ? 0 : req.id === 9 ? r.length : 1 + ((req.id * 997) % 6000));
+      sent.set(req.id, data);
+      frames.push(answerHeader(req.id, r.offset, 0, false, data.length), data);
+      if (req.id !== 40) return;
+      const all = Buffer.concat(frames);
+      frames = [];
+      // Cut inside a header near the end, so a header straddles two reads.
+      const cut = all.length - 7000;
+      socket.write(all.subarray(0, cut));
+      setTimeout(() => socket.write(all.subarray(cut)), 20);
+    });
+    servers.push(server);
+    const r = recorder();
+    const lane = new DataLane('127.0.0.1', port, r.events);
+    await r.ready;
+    const order: number[] = [];
+    const events = r.events;
+    const answer = events.answer;
+    events.answer = (id, a) => {
+      order.push(id);
+      answer(id, a);
+    };
+    for (let id = 1; id <= 40; id++) lane.send(id, read(id * 4096, id === 9 ? 300_000 : 8192), {});
+    await r.answered(40);
+    assert.deepEqual(order, Array.from({ length: 40 }, (_, i) => i + 1));
+    for (let id = 1; id <= 40; id++) {
+      const a = r.answers.get(id);
+      assert.ok(a && !(a instanceof StrataError) && a.$case === 'read', `answer ${id}`);
+      assert.ok(a.read.data.equals(sent.get(id)!), `answer ${id} intact`);
+      assert.equal(a.read.offset, id * 4096);
+    }
+    const big = r.answers.get(9);
+    assert.ok(big && !(big instanceof StrataError) && big.$case === 'read');
+    assert.equal(big.read.data.buffer.byteLength, 300_000, 'a large answer has a buffer of its own');
+    assert.equal(lane.inflight, 0);
+    lane.close();
+  });
+
   test('over TLS: answers split anywhere arrive intact; a server whose certificate does not match is refused', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'data-lane-tls-'));
     try {

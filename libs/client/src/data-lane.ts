@@ -18,13 +18,19 @@ import type { SessionAnswer } from './session-client';
 /*
  * The client end of the resolver's data stream (services/resolver/src/grpc/
  * data-stream.ts has the wire format): Session reads over a plain socket.
- * A plaintext socket is read with `onread`, node's native read writing
- * each answer's header into one small buffer and its data straight into
- * the buffer the answer is handed over in: no intermediate buffers, no
- * copies, one allocation per answer (the one the data cache keeps). Over
- * TLS (same context as the Session's channel, so mutual TLS presents the
- * same certificate) the decrypted bytes are copied once into that buffer.
+ * A plaintext socket is read with `onread`: between answers node's native
+ * read fills one staging buffer, which holds the next headers and, for the
+ * small answers a tree read is made of, whole answers, several per read
+ * (each copied out: a copy of a few KiB costs less than a read call of its
+ * own); the body of an answer that does not fit is read straight into the
+ * buffer it is handed over in. One allocation per answer (the one the
+ * data cache keeps). Over TLS (same context as the Session's channel, so
+ * mutual TLS presents the same certificate) the decrypted bytes are copied
+ * into place.
  */
+
+/** The staging buffer between answers: headers, and small answers whole. */
+export const STAGE_BYTES = 64 * 1024;
 
 /** How a lane speaks TLS: the channel's context, and the name the resolver's certificate is checked against (none: the host, an IP). */
 export interface DataLaneTls {
@@ -58,10 +64,12 @@ interface Asked {
 export class DataLane {
   private readonly socket: Socket;
   private readonly asked = new Map<number, Asked>();
-  private readonly header = Buffer.alloc(ANSWER_HEADER_BYTES);
+  /** Bytes read between answers: [stageAt, stageEnd) not parsed yet. */
+  private readonly stage = Buffer.allocUnsafe(STAGE_BYTES);
+  private stageAt = 0;
+  private stageEnd = 0;
   private corked = false;
-  private headerGot = 0;
-  /** The answer whose body is being read: its buffer, how much of it is in, and what it is. */
+  /** The answer whose body is being read straight into its buffer: the buffer, how much of it is in, and what it is. */
   private body: { id: number; kind: number; eof: boolean; offset: number; into: Buffer; got: number } | undefined;
   private done = false;
   ready = false;
@@ -113,11 +121,12 @@ export class DataLane {
     frame.writeUInt32LE(req.length, 0);
     frame.set(req, 4);
     this.asked.set(id, { offset: read.offset, length: read.length });
-    // The reads asked in one tick (a read and its siblings' prefetch: up to 32) leave in one write, not a syscall each.
+    // The reads asked in one turn of the event loop (a read and its siblings' prefetch, the READs the kernel sent
+    // meanwhile) leave in one write, not a syscall each: the check phase comes right after the callbacks of a turn.
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         this.corked = false;
         this.socket.uncork();
       });
@@ -141,9 +150,19 @@ export class DataLane {
     this.events.broken(error);
   }
 
-  /** Where the next bytes go: the rest of the header, or the rest of the answer being read. */
+  /** Where the next bytes go: the rest of the answer being read straight into its buffer, or the staging buffer. */
   private target(): Buffer {
-    return this.body ? this.body.into.subarray(this.body.got) : this.header.subarray(this.headerGot);
+    if (this.body) return this.body.into.subarray(this.body.got);
+    if (this.stageAt === this.stageEnd) {
+      this.stageAt = 0;
+      this.stageEnd = 0;
+    } else if (this.stageEnd - this.stageAt < ANSWER_HEADER_BYTES && this.stageAt > 0) {
+      // Part of a header at the end: moved to the start, so the rest always fits behind it.
+      this.stage.copy(this.stage, 0, this.stageAt, this.stageEnd);
+      this.stageEnd -= this.stageAt;
+      this.stageAt = 0;
+    }
+    return this.stage.subarray(this.stageEnd);
   }
 
   /** Bytes that came in a buffer of their own (TLS): copied into place piece by piece. */
@@ -159,23 +178,47 @@ export class DataLane {
   /** `n` bytes were read into the buffer handed out last. Returning false would pause the socket; answers are always taken. */
   private received(n: number): boolean {
     if (this.done) return true;
-    if (!this.body) {
-      this.headerGot += n;
-      if (this.headerGot < ANSWER_HEADER_BYTES) return true;
-      this.headerGot = 0;
-      this.startBody();
-    } else this.body.got += n;
     const b = this.body;
-    if (b && b.got === b.into.length) {
-      this.body = undefined;
-      this.finish(b.id, b.kind, b.eof, b.offset, b.into);
+    if (b) {
+      b.got += n;
+      if (b.got === b.into.length) {
+        this.body = undefined;
+        this.finish(b.id, b.kind, b.eof, b.offset, b.into);
+      }
+      return true;
     }
+    this.stageEnd += n;
+    this.parseStage();
     return true;
   }
 
-  /** A header is in: check it against what was asked and set up the buffer its body goes into. */
-  private startBody(): void {
-    const h = this.header;
+  /**
+   * Every whole answer in the staging buffer, in order; an answer whose body
+   * is not all there yet gets its own buffer with what came of it, and the
+   * rest is read straight into that buffer. Bounded: each pass consumes a
+   * header or ends.
+   */
+  private parseStage(): void {
+    while (!this.done && this.stageEnd - this.stageAt >= ANSWER_HEADER_BYTES) {
+      const a = this.startBody(this.stage.subarray(this.stageAt, this.stageAt + ANSWER_HEADER_BYTES));
+      if (!a) return;
+      const at = this.stageAt + ANSWER_HEADER_BYTES;
+      const have = Math.min(a.length, this.stageEnd - at);
+      const into = Buffer.allocUnsafe(a.length);
+      this.stage.copy(into, 0, at, at + have);
+      this.stageAt = at + have;
+      if (have === a.length) {
+        this.finish(a.id, a.kind, a.eof, a.offset, into);
+        continue;
+      }
+      // Only the last answer of a read can be cut short: the stage is empty behind it.
+      this.body = { ...a, into, got: have };
+      return;
+    }
+  }
+
+  /** A header is in: checked against what was asked; undefined (the lane failed) when it does not fit. */
+  private startBody(h: Buffer): { id: number; kind: number; eof: boolean; offset: number; length: number } | undefined {
     const id = h.readUInt32LE(0) + h.readUInt32LE(4) * 2 ** 32;
     const offset = h.readUInt32LE(8) + h.readUInt32LE(12) * 2 ** 32;
     const kind = h[16];
@@ -184,11 +227,9 @@ export class DataLane {
     const bound = kind === ANSWER_ERROR ? MAX_ERROR_BYTES : (asked?.length ?? 0);
     if (!asked || (kind !== ANSWER_DATA && kind !== ANSWER_ERROR) || h[17] > 1 || length > bound || (kind === ANSWER_DATA && offset !== asked.offset)) {
       this.fail(new StrataError(Errno.EIO, `data stream protocol error: an answer to ${asked ? `request ${id}` : `unknown request ${id}`} (kind ${kind}, ${length} bytes at ${offset})`, { code: GrpcCode.INTERNAL }));
-      return;
+      return undefined;
     }
-    const body = { id, kind, eof: h[17] === 1, offset, into: Buffer.allocUnsafe(length), got: 0 };
-    if (length === 0) this.finish(id, kind, body.eof, offset, body.into);
-    else this.body = body;
+    return { id, kind, eof: h[17] === 1, offset, length };
   }
 
   private finish(id: number, kind: number, eof: boolean, offset: number, bytes: Buffer): void {

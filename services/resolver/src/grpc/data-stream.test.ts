@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { connect, type Socket } from 'node:net';
+import { Socket, connect } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { Errno, StrataError } from '@strata/errors';
 import { ANSWER_DATA, ANSWER_ERROR, ANSWER_HEADER_BYTES, DATA_MAGIC, ErrorInfo, SessionRequest, type OperationHandlers, type ReadRequest } from '@strata/protocol';
@@ -165,6 +165,42 @@ describe('DataStreamServer', () => {
       c.answers.map((a) => a.id).sort((a, b) => a - b),
       Array.from({ length: 200 }, (_, i) => i + 1),
     );
+    c.socket.destroy();
+  });
+
+  test('answers finished together leave in one write, each intact', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const started = { n: 0 };
+    const { port } = await start(handlers({ gate, started }), 64);
+    const c = client(port);
+    const frames: Buffer[] = [DATA_MAGIC];
+    for (let id = 1; id <= 40; id++) frames.push(frame(readReq(id, id * 10, 20)));
+    c.socket.write(Buffer.concat(frames));
+    for (let i = 0; i < 100 && started.n < 40; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(started.n, 40);
+    // Write calls of every socket in this process, from here (the client has sent everything).
+    const proto = Socket.prototype as unknown as Record<'_write' | '_writev', (...a: unknown[]) => unknown>;
+    const originals = { _write: proto._write, _writev: proto._writev };
+    let writes = 0;
+    for (const k of ['_write', '_writev'] as const) {
+      proto[k] = function (this: unknown, ...a: unknown[]) {
+        writes++;
+        return originals[k].apply(this, a);
+      };
+    }
+    try {
+      open();
+      await c.wait(40);
+    } finally {
+      Object.assign(proto, originals);
+    }
+    assert.ok(writes <= 2, `${writes} socket writes for 40 answers`);
+    for (const a of c.answers) {
+      assert.equal(a.kind, ANSWER_DATA);
+      assert.equal(a.offset, a.id * 10);
+      assert.ok(a.body.equals(Buffer.alloc(20, (a.id * 10) % 251)));
+    }
     c.socket.destroy();
   });
 

@@ -118,6 +118,23 @@ export class DataStreamServer {
     let held: Buffer = Buffer.alloc(0);
     let greeted = false;
 
+    let corked = false;
+    /**
+     * Answers finished in one turn of the event loop (the store reads that
+     * completed together) leave in one write: a write call per answer cost
+     * more than its small file's bytes. Uncorked in the check phase, right
+     * after that turn's callbacks.
+     */
+    const batch = (): void => {
+      if (corked) return;
+      corked = true;
+      socket.cork();
+      setImmediate(() => {
+        corked = false;
+        socket.uncork();
+      });
+    };
+
     let pump: () => void = () => undefined;
     const flow = (): void => {
       const hold = inflight >= this.options.maxInflight || readBytes >= SESSION_READ_BYTES;
@@ -155,14 +172,14 @@ export class DataStreamServer {
             if (res.$case !== 'read') throw new StrataError(Errno.EIO, 'a read answered with something else');
             const { offset, data, eof } = res.read;
             if (socket.destroyed) return settle();
-            socket.cork();
+            batch();
             socket.write(answerHeader(req.id, offset, ANSWER_DATA, eof, data.length));
             socket.write(data, () => settle());
-            socket.uncork();
           },
           (err: unknown) => {
             if (socket.destroyed) return settle();
             const info = Buffer.from(ErrorInfo.encode(wireErrorInfo(asStrataError(err, log, 'DataStream'))).finish());
+            batch();
             socket.write(Buffer.concat([answerHeader(req.id, read?.offset ?? 0, ANSWER_ERROR, false, info.length), info]), () => settle());
           },
         )
