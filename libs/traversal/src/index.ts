@@ -9,7 +9,7 @@ export { mergeDir } from './merge';
 export type { MergedEntry } from './merge';
 export { splitPath, joinPath, printable, PATH_MAX, NAME_MAX } from './paths';
 export { isOverlayPrivateXattr, isWhiteoutName, isWhiteoutDevice } from './overlay-rules';
-export type { DeltaHint, LayerSource, LayerObject, ObjectRef, SourceDirent, SourceStat } from './source/layer-source';
+export type { DeltaHint, LayerSource, LayerObject, ObjectRef, SourceDirent, SourceStat, StoreFileRef } from './source/layer-source';
 export { sameObject } from './source/layer-source';
 export type { ExtentRun } from './source/extent-map';
 export { DirSource } from './source/dir-source';

@@ -4,7 +4,8 @@ import type { FileType } from '@strata/posix';
 import { childPath, printable, toPathBuffer } from '../paths';
 import { FdCache, closeQuietly, openNoFollow } from './fd-cache';
 import { getXattr, listXattrs, XattrError } from './host-xattr';
-import type { LayerObject, LayerSource, SourceDirent, SourceStat, StatFs } from './layer-source';
+import type { LayerObject, LayerSource, SourceDirent, SourceStat, StatFs, StoreFileRef } from './layer-source';
+import { isRegStat } from '../attr';
 import { readFdAt } from './read-at';
 import { dirExtentMap, type ExtentRun } from './extent-map';
 
@@ -200,6 +201,21 @@ export class DirSource implements LayerSource {
   /** The file itself, as the store holds it. */
   extentMap(obj: LayerObject, offset: number, length: number): Promise<ExtentRun[]> {
     return dirExtentMap(this.pathOf(obj), offset, length);
+  }
+
+  /**
+   * A sealed folder's regular file is one store file whole: its real path
+   * (the layer root is a real path inside the store, and every name below
+   * it was found by lstat as a directory, never followed) less the store
+   * root, with the lstat that found it. A LIVE folder's objects may have
+   * changed since they were found: none.
+   */
+  storeFile(obj: LayerObject): StoreFileRef | undefined {
+    if (!this.fds || !isRegStat(obj.st)) return undefined;
+    const real = this.pathOf(obj);
+    const root = this.storeRoot;
+    if (real.length <= root.length + 1 || real[root.length] !== SLASH || !real.subarray(0, root.length).equals(root)) return undefined;
+    return { path: real.subarray(root.length + 1), st: obj.st };
   }
 
   private pathOf(obj: LayerObject): Buffer {

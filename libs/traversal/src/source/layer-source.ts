@@ -101,6 +101,21 @@ export interface LayerSource {
    * the data runs straight from the store gives what read() gives.
    */
   extentMap?(obj: LayerObject, offset: number, length: number): Promise<ExtentRun[]>;
+  /**
+   * The store file that is this regular file whole (a sealed `dir:`
+   * layer's file), named from what the source already holds, without a
+   * system call: its path relative to the store root and the stat the
+   * object was found with. Undefined when the object is not one store file
+   * whole, or the source cannot vouch that its objects are still as found
+   * (a LIVE folder).
+   */
+  storeFile?(obj: LayerObject): StoreFileRef | undefined;
+}
+
+/** A store file as a source found it: store-relative path (no leading slash) and lstat(2) of it then. */
+export interface StoreFileRef {
+  path: Buffer;
+  st: SourceStat;
 }
 
 /** A source's word on pairs of objects it knows to be equal. */

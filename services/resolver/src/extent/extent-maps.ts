@@ -4,7 +4,7 @@ import { Errno, StrataError } from '@strata/errors';
 import { isSealed, type LayerRef } from '@strata/layers';
 import { isRegMode } from '@strata/posix';
 import type { Attr } from '@strata/protocol';
-import { attrOf, joinPath, printable, splitPath, type ExtentRun, type Node } from '@strata/traversal';
+import { attrOf, joinPath, printable, splitPath, type ExtentRun, type MergedEntry, type Node, type StoreFileRef } from '@strata/traversal';
 import type { ChainView } from '../chains';
 import { storeFileId, type StoreFileId } from './store-identity';
 
@@ -40,6 +40,33 @@ export interface SiblingMapAnswer {
   map: ExtentMapAnswer;
 }
 
+/** The largest integer the wire carries exactly (protobuf uint64 decoded as a JavaScript number). */
+const MAX_WIRE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Store directories checked for one answer (its files share their directory's realpath), store-relative. */
+type DirChecks = Map<string, Promise<boolean>>;
+
+/** A store-relative path with only plain components: not empty, no leading or doubled slash, no "." or "..". */
+function plainRelative(rel: string): boolean {
+  if (rel === '') return false;
+  for (const c of rel.split('/')) if (c === '' || c === '.' || c === '..') return false;
+  return true;
+}
+
+/** Where `name` is in a listing sorted bytewise, -1 when it is not. */
+function indexOfName(entries: readonly MergedEntry[], name: Buffer): number {
+  let lo = 0;
+  let hi = entries.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const c = Buffer.compare(entries[mid].name, name);
+    if (c === 0) return mid;
+    if (c < 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
 function checkOffset(what: string, value: number, p: Buffer): void {
   if (!Number.isSafeInteger(value) || value < 0) throw StrataError.invalid(`${what} ${value} is out of range`, p);
 }
@@ -59,6 +86,12 @@ export class ExtentMaps {
     private readonly view: (ref: LayerRef) => Promise<ChainView>,
     /** The store root's real path. */
     private readonly storeRoot: string,
+    /**
+     * Maps a sealed `dir:` file from what its listing found (asListed)
+     * rather than by realpath and lstat of the file; false only to compare
+     * the two ways in tests.
+     */
+    private readonly fromListing = true,
   ) {}
 
   async map(ref: LayerRef, filePath: Buffer, offset: number, length: number): Promise<ExtentMapAnswer> {
@@ -85,17 +118,22 @@ export class ExtentMaps {
     }
     const parts = splitPath(filePath);
     const canon = joinPath(parts);
-    const map = await this.mapNode(canon, await view.projection.lookup(canon), offset, length);
     const want = Math.min(Number.isSafeInteger(siblings) && siblings > 0 ? siblings : 0, MAX_SIBLINGS);
-    if (want === 0 || parts.length === 0) return { map, siblings: [] };
-    return { map, siblings: await this.siblingsOf(view, parts, want) };
+    const dirs: DirChecks = new Map();
+    if (want === 0 || parts.length === 0) return { map: await this.mapNode(canon, await view.projection.lookup(canon), offset, length, dirs), siblings: [] };
+    const name = parts[parts.length - 1];
+    const dir = joinPath(parts.slice(0, -1));
+    // The directory's merged listing holds the file's own node, as a lookup of it gives (mergeDir), beside its
+    // siblings'; a name it does not list (gone, damaged, a whiteout's) is looked up for the answer's error.
+    const entries = await view.projection.readdirNodes(dir).catch((): MergedEntry[] => []);
+    const own = entries[indexOfName(entries, name)]?.node;
+    const map = await this.mapNode(canon, own ?? (await view.projection.lookup(canon)), offset, length, dirs);
+    return { map, siblings: await this.siblingsOf(parts, entries, want, dirs) };
   }
 
-  private async siblingsOf(view: ChainView, parts: Buffer[], want: number): Promise<SiblingMapAnswer[]> {
-    const dir = joinPath(parts.slice(0, -1));
+  /** Maps of up to `want` small regular files of the listing, those after the file in bytewise order first, wrapping around. */
+  private async siblingsOf(parts: Buffer[], entries: MergedEntry[], want: number, dirs: DirChecks): Promise<SiblingMapAnswer[]> {
     const name = parts[parts.length - 1];
-    // The listing is the traversal's cached one (the reader listed the directory to find the file).
-    const entries = await view.projection.readdirNodes(dir).catch(() => []);
     const at = entries.findIndex((e) => Buffer.compare(e.name, name) > 0);
     const start = at < 0 ? 0 : at;
     const picked: { path: Buffer; node: Node }[] = [];
@@ -107,19 +145,24 @@ export class ExtentMaps {
     // A few at a time: an image layer's map reads its filesystem's extent tree, and a cold one waits on the disk.
     const out: SiblingMapAnswer[] = [];
     for (let i = 0; i < picked.length; i += SIBLINGS_AT_ONCE) {
-      const maps = await Promise.all(picked.slice(i, i + SIBLINGS_AT_ONCE).map((s) => this.mapNode(s.path, s.node, 0, 0).then((map) => ({ path: s.path, map }), () => undefined)));
+      const maps = await Promise.all(picked.slice(i, i + SIBLINGS_AT_ONCE).map((s) => this.mapNode(s.path, s.node, 0, 0, dirs).then((map) => ({ path: s.path, map }), () => undefined)));
       for (const m of maps) if (m) out.push(m);
     }
     return out;
   }
 
-  private async mapNode(canon: Buffer, node: Node, offset: number, length: number): Promise<ExtentMapAnswer> {
+  private async mapNode(canon: Buffer, node: Node, offset: number, length: number, dirs: DirChecks): Promise<ExtentMapAnswer> {
     if (node.kind === 'dir') throw new StrataError(Errno.EISDIR, `is a directory: ${printable(canon)}`, { path: canon });
     if (!isRegMode(Number(node.st.mode))) throw StrataError.invalid(`not a regular file: ${printable(canon)}`, canon);
     const attr = attrOf(node);
     const size = Number(node.st.size);
     const want = Math.min(length === 0 ? Number.MAX_SAFE_INTEGER : length, MAX_MAP_WINDOW, Math.max(0, size - offset));
     const obj = node.obj;
+    if (this.fromListing && want > 0) {
+      const whole = obj.layer.storeFile?.(obj);
+      const known = whole && (await this.asListed(whole, dirs));
+      if (known) return { attr, files: [known], runs: [{ kind: 'data', offset, length: want, file: 0, fileOffset: offset }], offset, length: want, eof: offset + want >= size };
+    }
     const raw: ExtentRun[] = want === 0 ? [] : obj.layer.extentMap ? await obj.layer.extentMap(obj, offset, want) : [{ kind: 'unmapped', length: want, reason: 'the layer cannot map extents' }];
     const files: StoreFileId[] = [];
     const index = new Map<string, number>();
@@ -136,7 +179,7 @@ export class ExtentMaps {
         if (rel !== undefined && i === undefined) {
           const id = await storeFileId(this.storeRoot, rel).catch(() => undefined);
           // The wire's integers are safe integers (a larger one would not decode): such a file is left to the resolver.
-          if (id && [id.dev, id.ino, id.size].every((v) => v <= BigInt(Number.MAX_SAFE_INTEGER))) {
+          if (id && [id.dev, id.ino, id.size].every((v) => v <= MAX_WIRE)) {
             i = files.push(id) - 1;
             index.set(rel, i);
           }
@@ -147,6 +190,54 @@ export class ExtentMaps {
     }
     const covered = pos - offset;
     return { attr, files, runs, offset, length: covered, eof: offset + covered >= size };
+  }
+
+  /**
+   * A store file as the listing found it, when that is enough to name it:
+   * its store-relative path is a plain one (no empty, "." or ".."
+   * component) and valid UTF-8, its identity fits the wire, and its
+   * directory is still where it was listed (its real path is its path).
+   * Undefined otherwise: the file is then mapped the slow way.
+   *
+   * Why this is as safe as realpath + lstat of every file: the path is
+   * the layer root's real path (resolved inside the store when the source
+   * was opened) followed by names the merge found by lstat to be
+   * directories, never followed, so it holds no symlink and lies in the
+   * layer's directory (storeFile refuses anything else). The identity is
+   * the lstat that found the file, made by this very answer (the merge
+   * lists a directory afresh each time, a lookup looks its name up afresh;
+   * only merged directories are kept). A directory swapped for a symlink
+   * since it was kept is caught by one realpath per store directory and
+   * answer. What none of this can see — a file swapped or rewritten
+   * between this answer and the read — the reader does: the agent opens
+   * the path beneath its store root with O_NOFOLLOW on every component and
+   * refuses a file whose fstat differs from the identity here
+   * (docs/operations.md, "Direct reads from the store"), as it did when
+   * the identity came from a second lstat.
+   */
+  private async asListed(whole: StoreFileRef, dirs: DirChecks): Promise<StoreFileId | undefined> {
+    const rel = whole.path.toString('utf8');
+    if (!Buffer.from(rel, 'utf8').equals(whole.path) || !plainRelative(rel)) return undefined;
+    const { st } = whole;
+    if (st.dev > MAX_WIRE || st.ino > MAX_WIRE || st.size > MAX_WIRE) return undefined;
+    const cut = rel.lastIndexOf('/');
+    const dir = cut < 0 ? '' : rel.slice(0, cut);
+    let real = dirs.get(dir);
+    if (!real) {
+      real = this.isRealDir(dir);
+      dirs.set(dir, real);
+    }
+    if (!(await real)) return undefined;
+    return { path: rel, dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs };
+  }
+
+  /** Whether the store directory `rel` (store-relative, "" the root) is a directory whose real path is its path: no symlink on the way. */
+  private async isRealDir(rel: string): Promise<boolean> {
+    const full = rel === '' ? this.storeRoot : path.join(this.storeRoot, rel);
+    return fs.realpath(full).then(
+      (real) => real === full,
+      () => false,
+    );
   }
 
   /** A source's real path of a store file, relative to the store; undefined when it lies outside (never followed). */
