@@ -85,6 +85,11 @@ export class ChunkCache {
     this.get(key, fetch, ttlMs).catch(() => undefined);
   }
 
+  /** Forgets one chunk (a fetch of it in progress still answers its callers, and is then kept). */
+  delete(key: string): void {
+    this.lru.delete(key);
+  }
+
   /** Forgets every chunk whose key starts with `prefix` (a mount going away). */
   drop(prefix: string): void {
     for (const k of this.lru.keys()) if (k.startsWith(prefix)) this.lru.delete(k);

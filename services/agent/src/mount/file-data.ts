@@ -8,6 +8,13 @@ import type { LayerReader, StoreView } from '../store-view';
 export interface FileRef {
   key: string;
   path: Buffer;
+  /**
+   * The file's size, when its attributes are known (a sealed layer's): a
+   * fetch of its last chunk asks only for what is there. The resolver
+   * holds back reads by the bytes they ask for, so a tree of small files
+   * asked in whole chunks had 16 in flight where 64 fit.
+   */
+  size?: number;
 }
 
 /** Data of a file from `start`; shorter than `size` at end of file. */
@@ -56,11 +63,20 @@ export class FileData {
     return `${this.o.mountKey}\0${h.key}\0b${index}`;
   }
 
+  /** How much of [offset, offset+length) to ask for: up to a sealed file's known end. */
+  private sized(h: FileRef, offset: number, length: number): number {
+    if (h.size === undefined || this.o.ttlMs !== undefined || offset >= h.size) return length;
+    return Math.min(length, h.size - offset);
+  }
+
   private fetch(h: FileRef, offset: number, length: number): () => Promise<Buffer> {
     const viaSession = async (at: number, n: number): Promise<Buffer> => (await this.o.ask('read', { layer: this.o.layer, path: h.path, offset: at, length: n })).data;
+    const asked = this.sized(h, offset, length);
+    // A whole chunk, or all of the file's last one: what the data cache's fill writes (a file's end is the answer's, whatever was asked).
+    const chunk = offset % CHUNK_SIZE === 0 && (length === CHUNK_SIZE || (asked < length && asked === this.sized(h, offset, CHUNK_SIZE)));
     return async () => {
-      const data = this.direct ? await this.direct.read(h.path, offset, length, viaSession) : await viaSession(offset, length);
-      if (length === CHUNK_SIZE && offset % CHUNK_SIZE === 0) this.tap?.(h.key, offset / CHUNK_SIZE, data);
+      const data = this.direct ? await this.direct.read(h.path, offset, asked, viaSession) : await viaSession(offset, asked);
+      if (chunk) this.tap?.(h.key, offset / CHUNK_SIZE, data);
       return data;
     };
   }
@@ -81,9 +97,20 @@ export class FileData {
     return this.piece(h, this.chunkKey(h, c.index), c.start, c.size);
   }
 
-  /** Chunk `index` of a file, from the cache or fetched once (shared with readers of it). */
+  /**
+   * Chunk `index` of a file for the on-disk data cache's fill, from the
+   * cache or fetched once (shared with readers of it). A file of one chunk
+   * leaves the chunk cache as the fill takes it: from now on the fill holds
+   * it on disk and reads come from there (or from the kernel's passthrough),
+   * so keeping it here too kept every small file of a tree read twice (some
+   * 190 MB outside the heap for the generated bench stack). Should the fill
+   * fail, the next read fetches it again.
+   */
   async chunk(h: FileRef, index: number): Promise<Buffer> {
-    return (await this.piece(h, this.chunkKey(h, index), index * CHUNK_SIZE, CHUNK_SIZE)).data;
+    const key = this.chunkKey(h, index);
+    const data = (await this.piece(h, key, index * CHUNK_SIZE, CHUNK_SIZE)).data;
+    if (index === 0 && data.length < CHUNK_SIZE && this.o.ttlMs === undefined) this.o.chunks.delete(key);
+    return data;
   }
 
   /** The piece holding `pos` for a jump: the whole chunk if it is cached, else a block. */
