@@ -69,11 +69,11 @@ export class DataStreamServer {
     if (this.tls) (this.server as ReturnType<typeof createTlsServer>).setSecureContext(options);
   }
 
-  /** Listens on `host` at a port of the system's choosing; resolves with it. */
-  listen(host: string): Promise<number> {
+  /** Listens on `host` at `port` (0: one of the system's choosing); resolves with the port bound. */
+  listen(host: string, port = 0): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(0, host, () => {
+      this.server.listen(port, host, () => {
         this.server.off('error', reject);
         const a = this.server.address();
         resolve(typeof a === 'object' && a !== null ? a.port : 0);
