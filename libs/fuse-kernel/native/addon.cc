@@ -111,6 +111,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     o.owner_gid = static_cast<int64_t>(num("ownerGid", -1));
     o.readdirplus = static_cast<int>(num("readdirplus", 2));
     o.cache_limit = static_cast<uint64_t>(std::max(1.0, num("cacheLimit", 1 << 20)));
+    o.pread_files = static_cast<uint64_t>(std::clamp(num("preadFiles", 0), 0.0, 1e9));
     o.negative_timeout = TimeoutFromSeconds(num("negativeTimeout", 0));
     o.max_pages = static_cast<unsigned>(num("maxPages", 256));
     o.data_serving = static_cast<int>(num("dataServing", kServeAuto));
@@ -605,6 +606,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     set("fileData", s.cache.file_data);
     set("preadReads", s.pread_reads);
     set("preadErrors", s.pread_errors);
+    set("preadEvictions", s.cache.pread_evictions);
     set("notices", s.notices);
     set("timeouts", s.timeouts);
     set("lateReplies", s.late_replies);

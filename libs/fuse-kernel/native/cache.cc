@@ -52,7 +52,40 @@ FileData::~FileData() {
   }
 }
 
-Cache::Cache(uint64_t root_key, uint64_t limit) : root_key_(root_key), limit_(limit) {}
+Cache::Cache(uint64_t root_key, uint64_t limit, uint64_t pread_limit)
+    : root_key_(root_key), limit_(limit), pread_limit_(pread_limit < 1 ? 1 : pread_limit) {}
+
+void Cache::PreadForget(Node& node) {
+  if (!node.in_pread) return;
+  pread_lru_.erase(node.pread_pos);
+  node.in_pread = false;
+}
+
+void Cache::PreadNote(uint64_t key, Node& node) {
+  if (!node.data || node.data->fd() < 0) {
+    PreadForget(node);
+    return;
+  }
+  if (node.in_pread) {
+    pread_lru_.splice(pread_lru_.end(), pread_lru_, node.pread_pos);
+  } else {
+    node.pread_pos = pread_lru_.insert(pread_lru_.end(), key);
+    node.in_pread = true;
+  }
+}
+
+void Cache::PreadBound(std::vector<std::shared_ptr<const FileData>>* evicted) {
+  while (pread_lru_.size() > pread_limit_) {
+    auto it = nodes_.find(pread_lru_.front());
+    if (it == nodes_.end()) {
+      pread_lru_.pop_front();
+      continue;
+    }
+    PreadForget(it->second);
+    evicted->push_back(std::move(it->second.data));
+    pread_evictions_++;
+  }
+}
 
 std::optional<uint64_t> Cache::KeyOf(uint64_t nodeid) {
   if (nodeid == FUSE_ROOT_ID) return root_key_;
@@ -290,6 +323,7 @@ void Cache::DropLocked(uint64_t key) {
     }
   }
   LruRemove(node);
+  PreadForget(node);
   nodes_.erase(it);
 }
 
@@ -369,16 +403,21 @@ std::shared_ptr<const FileData> Cache::Data(uint64_t key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = nodes_.find(key);
   if (it == nodes_.end()) return nullptr;
+  // Read now: the last pread registration to be let go.
+  if (it->second.in_pread) pread_lru_.splice(pread_lru_.end(), pread_lru_, it->second.pread_pos);
   return it->second.data;
 }
 
 std::shared_ptr<const FileData> Cache::PutData(uint64_t key, std::shared_ptr<const FileData> data) {
+  std::vector<std::shared_ptr<const FileData>> evicted;  // released after the lock (declared before it)
   std::lock_guard<std::mutex> lock(mu_);
   Node& node = Touch(key);
   std::shared_ptr<const FileData> old = std::move(node.data);
   node.data = std::move(data);
+  PreadNote(key, node);
   LruAdd(key, node);
   Evict();
+  PreadBound(&evicted);
   return old;
 }
 
@@ -386,6 +425,7 @@ std::shared_ptr<const FileData> Cache::TakeData(uint64_t key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = nodes_.find(key);
   if (it == nodes_.end()) return nullptr;
+  PreadForget(it->second);
   return std::move(it->second.data);
 }
 
@@ -393,8 +433,10 @@ std::vector<std::shared_ptr<const FileData>> Cache::TakeAllData() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::shared_ptr<const FileData>> all;
   for (auto& [key, node] : nodes_) {
+    node.in_pread = false;
     if (node.data) all.push_back(std::move(node.data));
   }
+  pread_lru_.clear();
   return all;
 }
 
@@ -466,6 +508,7 @@ CacheStats Cache::Stats() {
     }
   }
   s.evictions = evictions_;
+  s.pread_evictions = pread_evictions_;
   return s;
 }
 

@@ -129,11 +129,14 @@ struct CacheStats {
   uint64_t evictions = 0;
   uint64_t file_data = 0;  // keys with a FileData
   uint64_t backings = 0;   // of those, passthrough ones
+  uint64_t pread_evictions = 0;  // pread registrations let go to stay within the bound on their fds
 };
 
 class Cache {
  public:
-  Cache(uint64_t root_key, uint64_t limit);
+  // limit: weight of unreferenced nodes kept; pread_limit: pread
+  // registrations kept (each holds an fd), the least recently read let go.
+  Cache(uint64_t root_key, uint64_t limit, uint64_t pread_limit);
 
   // ---- the kernel's side ----
   // The key a nodeid stands for (the root nodeid is always known).
@@ -224,6 +227,8 @@ class Cache {
     bool in_lru = false;
     uint64_t weight = 0;
     std::list<uint64_t>::iterator lru_pos;
+    bool in_pread = false;  // data is a pread registration, in pread_lru_
+    std::list<uint64_t>::iterator pread_pos;
   };
   struct KernelNode {
     uint64_t key;
@@ -238,6 +243,11 @@ class Cache {
   void LruAdd(uint64_t key, Node& node);
   void Evict();
   void DropLocked(uint64_t key);
+  // Keeps pread_lru_ in step with node.data (a pread one goes to the back).
+  void PreadNote(uint64_t key, Node& node);
+  void PreadForget(Node& node);
+  // The least recently read pread registrations past pread_limit_, taken out.
+  void PreadBound(std::vector<std::shared_ptr<const FileData>>* evicted);
   uint64_t ReferenceLocked(uint64_t key, const AttrRecord* seed);
   static uint64_t WeightOf(const Node& node);
 
@@ -252,6 +262,11 @@ class Cache {
   uint64_t lru_weight_ = 0;
   std::deque<std::pair<uint64_t, std::string>> negatives_;  // insertion order, bounded by limit_
   uint64_t evictions_ = 0;
+  // pread registrations, least recently read first: each holds an fd of this
+  // process, so they are bounded whether or not the kernel holds the node.
+  std::list<uint64_t> pread_lru_;
+  const uint64_t pread_limit_;
+  uint64_t pread_evictions_ = 0;
 };
 
 }  // namespace strata_fuse

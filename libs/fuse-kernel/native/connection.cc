@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,8 +33,17 @@ int64_t ExpiryFromSeconds(double seconds) {
   return MonotonicNs() + static_cast<int64_t>(seconds * 1e9);
 }
 
+// An eighth of the fds this process may open, 64..4096: pread registrations
+// of every mount of the process share that limit with everything else.
+static uint64_t PreadFiles(uint64_t asked) {
+  if (asked > 0) return asked;
+  rlimit r{};
+  const uint64_t soft = getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur != RLIM_INFINITY ? r.rlim_cur : 32768;
+  return std::clamp<uint64_t>(soft / 8, 64, 4096);
+}
+
 Session::Session(const MountOptions& options, Bridge* bridge)
-    : options_(options), bridge_(bridge), cache_(options.root_key, options.cache_limit) {
+    : options_(options), bridge_(bridge), cache_(options.root_key, options.cache_limit, PreadFiles(options.pread_files)) {
   next_fh_.store(1 + (static_cast<uint64_t>(options.generation) << 40));
 }
 

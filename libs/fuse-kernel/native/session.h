@@ -82,6 +82,10 @@ struct MountOptions {
   // pread. Needs keep_cache semantics (sealed content). Where the kernel
   // does not offer it, OPENs are answered as usual (stats: kernel_opens).
   bool kernel_opens = false;
+  // pread registrations kept at once (each holds an fd of this process; the
+  // least recently read is let go past it); 0: an eighth of RLIMIT_NOFILE,
+  // 64..4096.
+  uint64_t pread_files = 0;
   unsigned max_pages = 256;  // 1 MiB requests
   bool passthrough = true;   // ask for FUSE_PASSTHROUGH when the kernel offers it
   unsigned max_stack_depth = 1;  // 1: backing files on a plain filesystem, and this mount may sit under overlayfs

@@ -334,3 +334,45 @@ describe('file data and file descriptors', { skip: skipReason() }, () => {
     }
   });
 });
+
+describe('pread registrations are bounded (preadFiles)', { skip: skipReason() }, () => {
+  it('lets the least recently read go past the bound, with its fd; READs of it come to read() again', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-data-'));
+    const mnt = tempMountpoint();
+    let s: FuseSession | undefined;
+    try {
+      const toy = new ToyFs(1n, { cacheTtl: Infinity, entryTimeout: 3600, attrTimeout: 3600 });
+      const nodes = Array.from({ length: 5 }, (_, i) => toy.file(1n, `f${i}`, Buffer.from(`read() ${i}\n`)));
+      nodes.forEach((_, i) => writeFileSync(join(store, `f${i}`), Buffer.from(`pread  ${i}\n`)));
+      s = await FuseSession.mount(mnt.path, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr, dataServing: 'pread', preadFiles: 3 });
+      const mounted = openFds();
+      const register = (i: number): void => {
+        const fd = openSync(join(store, `f${i}`), 'r');
+        try {
+          (s as FuseSession).setFileData(nodes[i].ino, fd);
+        } finally {
+          closeSync(fd);
+        }
+      };
+      for (const i of [0, 1, 2]) register(i);
+      // f0 read (O_DIRECT: a READ each time) after f1 and f2 were registered: f1 is now the least recently read.
+      const direct = (i: number): Promise<string> =>
+        runNode(`const fs=require('fs');const fd=fs.openSync(process.argv[1],fs.constants.O_RDONLY|fs.constants.O_DIRECT);const b=Buffer.alloc(4096);process.stdout.write(b.subarray(0,fs.readSync(fd,b,0,4096,0)).toString())`, [
+          join(mnt.path, `f${i}`),
+        ]).then((r) => r.stdout.toString());
+      assert.equal(await direct(0), 'pread  0\n');
+      register(3);
+      register(4);
+      const st = s.stats();
+      assert.equal(st.fileData, 3);
+      assert.equal(st.preadEvictions, 2);
+      assert.equal(openFds() - mounted, 3, 'the let-go registrations closed their fds');
+      // Kept: f0 (read), f3, f4; let go: f1, f2.
+      assert.deepEqual(await Promise.all([0, 1, 2, 3, 4].map(direct)), ['pread  0\n', 'read() 1\n', 'read() 2\n', 'pread  3\n', 'pread  4\n']);
+      await assert.rejects(FuseSession.mount(mnt.path, toy.handlers(), { preadFiles: 0 }), (e: unknown) => isStrataError(e) && e.errno === Errno.EINVAL);
+    } finally {
+      await cleanUp(s, mnt);
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+});

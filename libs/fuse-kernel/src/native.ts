@@ -66,6 +66,8 @@ export interface NativeMountOptions {
   passthrough?: boolean;
   /** OPENs of files answered ENOSYS: the kernel opens files itself (FUSE_NO_OPEN_SUPPORT). */
   kernelOpens?: boolean;
+  /** pread registrations kept at once (0: an eighth of RLIMIT_NOFILE, 64..4096). */
+  preadFiles?: number;
   dataServing?: number;
   requestTimeoutMs?: number;
   openModesFile?: string;

@@ -615,6 +615,7 @@ export class FuseSession {
 function nativeOptions(mountpoint: string, handlers: FuseHandlers, options: MountOptions): NativeMountOptions {
   const timeout = options.requestTimeoutMs ?? 0;
   if (!(Number.isFinite(timeout) && timeout >= 0)) throw StrataError.invalid('requestTimeoutMs must be a finite number >= 0');
+  if (options.preadFiles !== undefined && !(Number.isInteger(options.preadFiles) && options.preadFiles >= 1)) throw StrataError.invalid('preadFiles must be an integer >= 1');
   if (options.kernelOpens === true) {
     if (options.keepCache !== true) throw StrataError.invalid('kernelOpens needs keepCache: the kernel then keeps each file\'s pages across opens');
     if (handlers.opened !== undefined) throw StrataError.invalid('kernelOpens: the kernel opens files itself, so no OPEN reaches an opened (audit) handler');
@@ -644,6 +645,7 @@ function nativeOptions(mountpoint: string, handlers: FuseHandlers, options: Moun
     maxPages: options.maxPages ?? 256,
     passthrough: options.passthrough ?? true,
     kernelOpens: options.kernelOpens === true,
+    ...(options.preadFiles !== undefined ? { preadFiles: options.preadFiles } : {}),
     dataServing: DATA_SERVING[options.dataServing ?? 'auto'],
     requestTimeoutMs: timeout,
     ...(options.openModesFile !== undefined ? { openModesFile: options.openModesFile } : {}),

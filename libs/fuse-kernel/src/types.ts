@@ -194,6 +194,13 @@ export interface MountOptions {
   /** How setFileData() serves a registered file; default 'auto'. See DataServing. */
   dataServing?: DataServing;
   /**
+   * pread registrations kept at once: each holds an fd of this process, so
+   * past this many the least recently read one is let go (its READs come to
+   * handlers.read again until it is registered anew; stats().preadEvictions).
+   * Default: an eighth of RLIMIT_NOFILE, 64..4096.
+   */
+  preadFiles?: number;
+  /**
    * The kernel opens files itself (default false): the first OPEN of a file
    * is answered ENOSYS, which the kernel remembers for the connection's life
    * (FUSE_NO_OPEN_SUPPORT, protocol 7.23), so no OPEN or RELEASE of a file
@@ -366,6 +373,8 @@ export interface SessionStats {
   preadReads: number;
   /** READs answered EIO because pread(2) of the registered file failed. */
   preadErrors: number;
+  /** pread registrations let go, least recently read first, to stay within preadFiles. */
+  preadEvictions: number;
   /** Invalidation notices not yet taken by the kernel. */
   notices: number;
   /** Requests answered EIO because no handler answered within requestTimeoutMs. */

@@ -51,6 +51,13 @@ const NOT_WHOLE_MAX = 65_536;
  * After it, a READ here means the session let the registration go.
  */
 const HANDED_OVER_MS = 60_000;
+/**
+ * Served by the session's pread, every READ of a registered file is the
+ * session's (files opened before included): one that still comes here a
+ * little after the hand-over means the registration was let go (the
+ * session's bound on pread files), and the file is handed over again.
+ */
+const HANDED_OVER_PREAD_MS = 1_000;
 /** Files of a directory handed over ahead of their opens behind one hand-over, and directories walked so at once. */
 const AHEAD = 32;
 const AHEAD_DIRS = 8;
@@ -82,9 +89,15 @@ export function kernelHandlers(
 ): FuseHandlers {
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
   const notWhole = new Set<bigint>();
-  const handing = new Map<bigint, Promise<boolean>>();
-  /** When each file was handed over. */
-  const handedAt = new Map<bigint, number>();
+  /** Hand-overs under way, with how many callers use their handle. */
+  const handing = new Map<bigint, { handle: Promise<FileHandle | undefined>; users: number }>();
+  /** When each file was handed over, and whether the session serves it by pread (see HANDED_OVER_MS). */
+  const handed = new Map<bigint, { at: number; pread: boolean }>();
+  /** Whether ino was handed over less than ms ago. */
+  const handedWithin = (ino: bigint, ms: (pread: boolean) => number): boolean => {
+    const h = handed.get(ino);
+    return h !== undefined && performance.now() - h.at < ms(h.pread);
+  };
 
   /**
    * With a store view: a sealed file that is one store file whole (a `dir:`
@@ -96,8 +109,7 @@ export function kernelHandlers(
    */
   async function handOver(ino: bigint, path: Buffer): Promise<FileHandle | undefined> {
     if (!whole || !native?.setFileData || notWhole.has(ino)) return undefined;
-    const at = handedAt.get(ino);
-    if (at !== undefined && performance.now() - at < HANDED_OVER_MS) return undefined;
+    if (handedWithin(ino, (pread) => (pread ? HANDED_OVER_PREAD_MS : HANDED_OVER_MS))) return undefined;
     const fh = await whole.wholeFile(path);
     let mode: 'passthrough' | 'pread' | undefined;
     try {
@@ -111,37 +123,34 @@ export function kernelHandlers(
       notWhole.add(ino);
       return undefined;
     }
-    if (handedAt.size >= NOT_WHOLE_MAX) handedAt.clear();
-    handedAt.set(ino, performance.now());
+    if (handed.size >= NOT_WHOLE_MAX) handed.clear();
+    handed.set(ino, { at: performance.now(), pread: mode === 'pread' });
     return fh;
   }
 
   /**
    * handOver, one attempt per file at a time: a caller that finds one
-   * running waits for it and gets undefined (the file is the session's, or
-   * stays the agent's); otherwise `use` runs with the handed-over file's
-   * handle, closed after it (the session keeps its own).
+   * running shares it. `use` runs with the handed-over file's handle (a
+   * READ that came before the registration is read from it), closed once
+   * its last user is done (the session keeps its own); undefined when the
+   * file was not handed over.
    */
   async function handOverOnce<R>(ino: bigint, path: Buffer, use: (fh: FileHandle) => Promise<R>): Promise<R | undefined> {
-    const running = handing.get(ino);
-    if (running) {
-      await running;
-      return undefined;
+    let h = handing.get(ino);
+    if (!h) {
+      h = { handle: handOver(ino, path).catch(() => undefined), users: 0 };
+      handing.set(ino, h);
     }
-    let fh: FileHandle | undefined;
-    const first = handOver(ino, path).then(
-      (h) => {
-        fh = h;
-        return h !== undefined;
-      },
-      () => false,
-    );
-    handing.set(ino, first);
+    const mine = h;
+    mine.users++;
     try {
-      return (await first) && fh ? await use(fh) : undefined;
+      const fh = await mine.handle;
+      return fh ? await use(fh) : undefined;
     } finally {
-      handing.delete(ino);
-      await fh?.close().catch(() => undefined);
+      if (--mine.users === 0) {
+        if (handing.get(ino) === mine) handing.delete(ino);
+        await (await mine.handle)?.close().catch(() => undefined);
+      }
     }
   }
 
@@ -197,7 +206,8 @@ export function kernelHandlers(
           if (!e.attr || (e.attr.mode & S_IFMT) !== S_IFREG || e.attr.size === 0) continue;
           const child = childKey(dir, e.name);
           const ino = nodes.inoOf(child);
-          if (handing.has(ino) || notWhole.has(ino) || handedAt.has(ino)) continue;
+          // Not again within HANDED_OVER_MS: its READ says when a pread registration was let go.
+          if (handing.has(ino) || notWhole.has(ino) || handedWithin(ino, () => HANDED_OVER_MS)) continue;
           handed++;
           // Through `handing`: an OPEN of it that comes first waits for this hand-over instead of making its own.
           await handOverOnce(ino, pathOf(child), async () => true);
@@ -279,7 +289,8 @@ export function kernelHandlers(
           if (cached !== undefined) return cached;
         }
         const read = await fs.readSized(path, Number(offset), size, key);
-        data?.noteRead(ino, path, read.size, Number(offset), read.data.length);
+        // A file the session serves already (this READ was on its way before) is not cached on disk too.
+        if (!handed.has(ino)) data?.noteRead(ino, path, read.size, Number(offset), read.data.length);
         return read.data;
       });
     },
