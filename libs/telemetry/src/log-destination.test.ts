@@ -131,6 +131,24 @@ test('a SIGTERM stop while the reader is behind still leaves every line, in orde
   }
 });
 
+test('lines dropped just before an exit are still reported, in the last line', async () => {
+  const c = child(`
+    const log = createLogger({ service: 't', level: 'info', bufferBytes: 64 << 10 });
+    for (let seq = 0; seq < 3000; seq++) log.info({ seq, pad: PAD }, 'line');
+    process.stdout.write(JSON.stringify({ logged: 3000 }) + '\\n');
+    process.exit(0);
+  `);
+  await report(c, 20_000);
+  await new Promise((r) => setTimeout(r, 300));
+  const lines = await readLines(c, () => false, 20_000);
+  const last = lines.at(-1);
+  assert.equal(last?.event, 'log.dropped');
+  const seqs = lines.filter((l) => l.msg === 'line').map((l) => l.seq as number);
+  assert.ok((last.lines as number) > 0);
+  assert.equal(seqs.length + (last.lines as number), 3000);
+  assert.equal(await exited(c), 0);
+});
+
 test('a reader that went away (EPIPE): the process goes on logging, unharmed', async () => {
   const c = child(`
     const log = createLogger({ service: 't', level: 'info' });

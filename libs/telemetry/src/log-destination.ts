@@ -38,6 +38,7 @@ export class LogDestination {
   private heldBytes = 0;
   private droppedLines = 0;
   private retryMs = 1;
+  private lastAttempt = 0;
   private timer: NodeJS.Timeout | undefined;
   /** The reader is gone (EPIPE) or the descriptor is unusable: lines go nowhere, silently. */
   private broken = false;
@@ -63,18 +64,29 @@ export class LogDestination {
   /** pino's entry point: one line (or a few) per call; never blocks on the reader, never throws. */
   write(text: string): boolean {
     if (this.broken) return true;
-    const data = Buffer.from(text, 'utf8');
-    if (this.held.length === 0) {
-      const written = this.tryWrite(data);
-      if (written === data.length || this.broken) return true;
+    // A reader that is only slow takes some of what is held as lines come, not only on the timer; a refused
+    // attempt costs an exception, so at most one a millisecond.
+    if (this.held.length > 0) {
+      const now = performance.now();
+      if (now - this.lastAttempt >= 1) {
+        this.lastAttempt = now;
+        this.writeHeld();
+      }
+    }
+    if (this.held.length === 0 && !this.broken) {
+      // The common case: the reader keeps up and the line goes out whole, with no copy of our own.
+      const written = this.tryWrite(text);
+      if (this.broken || written === Buffer.byteLength(text, 'utf8')) return true;
+      const data = Buffer.from(text, 'utf8');
       this.hold(written === 0 ? data : data.subarray(written));
       return false;
     }
-    if (this.heldBytes + data.length > this.bound) {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (this.heldBytes + bytes > this.bound) {
       this.droppedLines += lineCount(text);
       return false;
     }
-    this.hold(data);
+    this.hold(Buffer.from(text, 'utf8'));
     return false;
   }
 
@@ -86,11 +98,21 @@ export class LogDestination {
   flushSync(waitMs = EXIT_FLUSH_MS): boolean {
     this.stopTimer();
     const end = Date.now() + waitMs;
-    while (this.held.length > 0 && !this.broken) {
-      if (this.writeHeld() > 0) continue;
-      if (this.broken || Date.now() >= end) break;
-      sleepSync(5);
+    let reported = false;
+    for (;;) {
+      while (this.held.length > 0 && !this.broken) {
+        if (this.writeHeld() > 0) continue;
+        if (this.broken || Date.now() >= end) break;
+        sleepSync(5);
+      }
+      // Lines dropped and not yet reported: said in one last line (once), written as the rest.
+      if (this.held.length > 0 || this.broken || reported || this.droppedLines === 0) break;
+      reported = true;
+      const dropped = this.droppedLines;
+      this.droppedLines = 0;
+      this.onDropped?.(dropped);
     }
+    this.stopTimer();
     const done = this.held.length === 0;
     this.held = [];
     this.heldBytes = 0;
@@ -133,9 +155,9 @@ export class LogDestination {
   }
 
   /** Bytes the descriptor took now: 0 when it is full (EAGAIN) or gone (then broken). */
-  private tryWrite(data: Buffer): number {
+  private tryWrite(data: Buffer | string): number {
     try {
-      return fs.writeSync(this.fd, data);
+      return typeof data === 'string' ? fs.writeSync(this.fd, data, null, 'utf8') : fs.writeSync(this.fd, data);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') return 0;
