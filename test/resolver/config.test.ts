@@ -181,6 +181,7 @@ describe('strata resolver --config', () => {
     const sample: Record<string, string> = {
       store,
       listen: '127.0.0.1:7499',
+      'data-listen': '127.0.0.1:7498',
       redis: 'redis://127.0.0.1:6390',
       'cache-mb': '32',
       'grace-ms': '500',
@@ -239,6 +240,7 @@ describe('strata resolver --config', () => {
           `# config file: ${f} (from --config)`,
           `store: ${path.join(cwd, 'store')} # default`,
           `listen: 127.0.0.1:${busy.port} # ${f}:1`,
+          '# data-listen: not set',
           `redis: redis://user:***@127.0.0.1:6379/0 # ${f}:2`,
           '# tls-cert: not set',
           '# tls-key: not set',
