@@ -185,3 +185,76 @@ test('beneath: held directories are bounded, a symlinked one is refused, a forgo
     fs.rmSync(path.join(store, 'beneath'), { recursive: true, force: true });
   }
 });
+
+test('beneath: a new directory is one open from its nearest held ancestor; a failed open forgets the ancestors too', async () => {
+  const root = await BeneathRoot.open(store, 8);
+  fs.mkdirSync(path.join(store, 'tree/x/y1'), { recursive: true });
+  fs.mkdirSync(path.join(store, 'tree/x/y2'));
+  fs.writeFileSync(path.join(store, 'tree/x/y1/f'), 'one');
+  fs.writeFileSync(path.join(store, 'tree/x/y2/f'), 'two');
+  try {
+    // The store of the tests is on a local filesystem (ext4, tmpfs, ...): opens are made in line.
+    assert.equal(root.local, true);
+    let before = root.opens;
+    const a = await root.openFd('tree/x/y1/f');
+    assert.equal(root.opens - before, 4, 'tree, x, y1, then the file');
+    assert.equal(fs.readFileSync(`/proc/self/fd/${a.fd}`, 'utf8'), 'one');
+    fs.closeSync(a.fd);
+    before = root.opens;
+    const b = await root.openFd('tree/x/y2/f');
+    assert.equal(root.opens - before, 2, 'y2 from the held tree/x, then the file');
+    assert.equal(b.st.size, 3n);
+    fs.closeSync(b.fd);
+    // tree/x renamed away and made again: held, it still answers with the old tree until a failure forgets it and its ancestors.
+    fs.renameSync(path.join(store, 'tree/x'), path.join(store, 'tree/x.old'));
+    fs.mkdirSync(path.join(store, 'tree/x/y3'), { recursive: true });
+    fs.writeFileSync(path.join(store, 'tree/x/y3/f'), 'three');
+    await assert.rejects(root.openFd('tree/x/y3/f'), (e: unknown) => e instanceof StrataError && e.errno === Errno.ENOENT);
+    const c = await root.openFd('tree/x/y3/f');
+    assert.equal(fs.readFileSync(`/proc/self/fd/${c.fd}`, 'utf8'), 'three');
+    fs.closeSync(c.fd);
+    // Not a regular file, or a symlink as the file or on the way: refused, nothing left open.
+    fs.symlinkSync('y3', path.join(store, 'tree/x/link'));
+    fs.symlinkSync('f', path.join(store, 'tree/x/y3/flink'));
+    await assert.rejects(root.openFd('tree/x/link/f'), (e: unknown) => e instanceof StrataError && e.errno === Errno.ELOOP);
+    await assert.rejects(root.openFd('tree/x/y3/flink'), (e: unknown) => e instanceof StrataError && e.errno === Errno.ELOOP);
+    await assert.rejects(root.openFd('tree/x/y3'), (e: unknown) => e instanceof StrataError && /not a regular file/.test(e.message));
+    assert.ok(root.openDirs <= 8);
+  } finally {
+    await root.close();
+    fs.rmSync(path.join(store, 'tree'), { recursive: true, force: true });
+  }
+});
+
+test('wholeFd: the store file itself as a bare descriptor, checked against the map; closed once; a swapped file refused', async () => {
+  const fake = new SiblingResolver(true);
+  const view = await StoreView.open(store, fake);
+  try {
+    const r = view.reader(LAYER);
+    const paths = [1, 2, 3].map((i) => Buffer.from(`/a/b/${name(i)}`));
+    const handles = await r.wholeFds(paths);
+    assert.equal(fake.calls, 1, 'one call brings the maps of all three');
+    for (const [j, h] of handles.entries()) {
+      assert.ok(h, `${paths[j].toString()} handed`);
+      const into = Buffer.alloc(200);
+      const { bytesRead } = await h.read(into, 0, into.length, 0);
+      assert.equal(into.subarray(0, bytesRead).toString(), bodyOf(j + 1));
+      await h.close();
+      await h.close();
+      await assert.rejects(h.read(into, 0, 1, 0), (e: unknown) => (e as NodeJS.ErrnoException).code === 'EBADF');
+    }
+    // Replaced since it was mapped: refused (and read through the resolver from then on).
+    const victim = path.join(store, 'layer/a/b', name(5));
+    await r.wholeFd(Buffer.from(`/a/b/${name(4)}`)).then((h) => h?.close());
+    fs.renameSync(victim, `${victim}.old`);
+    fs.writeFileSync(victim, bodyOf(5));
+    try {
+      assert.equal(await r.wholeFd(Buffer.from(`/a/b/${name(5)}`)), undefined);
+      assert.equal(view.counters.refusals, 1);
+    } finally {
+      fs.renameSync(`${victim}.old`, victim);
+    }
+  } finally {
+    await view.close();
+  }
+});

@@ -1,3 +1,4 @@
 export { StoreView } from './store-view';
 export type { StoreViewClient, StoreViewCounters, StoreViewOptions } from './store-view';
 export { LayerReader, type Fallback } from './layer-reader';
+export { StoreFd } from './store-fd';

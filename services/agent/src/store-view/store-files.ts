@@ -3,6 +3,7 @@ import { Errno, StrataError } from '@strata/errors';
 import type { StoreFileIdentity } from '@strata/client';
 import type { BeneathRoot } from './beneath';
 import { HeldHandles } from './held-handles';
+import { StoreFd } from './store-fd';
 
 /** Store files held open at once (image files and the busiest `dir:` files). */
 const DEFAULT_OPEN_FILES = 256;
@@ -60,6 +61,18 @@ export class StoreFiles {
       throw new StrataError(Errno.ESTALE, `store file ${id.path} is not the file the resolver mapped`);
     }
     return fh;
+  }
+
+  /** The same as a bare descriptor (StoreFd: opened, stated and closed in line on a local store). */
+  async openCheckedFd(id: StoreFileIdentity): Promise<StoreFd> {
+    const { fd, st, local } = await this.root.openFd(id.path);
+    const handle = new StoreFd(fd, local);
+    if (!sameFile(st, id, this.devComparable)) {
+      await handle.close().catch(() => undefined);
+      this.root.forgetDirOf(id.path);
+      throw new StrataError(Errno.ESTALE, `store file ${id.path} is not the file the resolver mapped`);
+    }
+    return handle;
   }
 
   /** Forgets a file (a map named it differently: opened again next time). */
