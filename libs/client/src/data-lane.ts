@@ -13,6 +13,7 @@ import {
   strataErrorFromInfo,
   type ReadRequest,
 } from '@strata/protocol';
+import { answerBuffer } from './answer-buffers';
 import type { SessionAnswer } from './session-client';
 
 /*
@@ -23,8 +24,8 @@ import type { SessionAnswer } from './session-client';
  * small answers a tree read is made of, whole answers, several per read
  * (each copied out: a copy of a few KiB costs less than a read call of its
  * own); the body of an answer that does not fit is read straight into the
- * buffer it is handed over in. One allocation per answer (the one the
- * data cache keeps). Over TLS (same context as the Session's channel, so
+ * buffer it is handed over in. One buffer per answer (the one the data
+ * cache keeps; a large one may be given back for reuse: answer-buffers.ts). Over TLS (same context as the Session's channel, so
  * mutual TLS presents the same certificate) the decrypted bytes are copied
  * into place.
  */
@@ -204,7 +205,7 @@ export class DataLane {
       if (!a) return;
       const at = this.stageAt + ANSWER_HEADER_BYTES;
       const have = Math.min(a.length, this.stageEnd - at);
-      const into = Buffer.allocUnsafe(a.length);
+      const into = answerBuffer(a.length);
       this.stage.copy(into, 0, at, at + have);
       this.stageAt = at + have;
       if (have === a.length) {

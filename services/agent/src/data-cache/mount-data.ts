@@ -5,6 +5,7 @@ import type { FileAttrs } from './chain-identity';
 import { whenGone, type CachedFile, type DiskCache, type FileOrigin } from './disk-cache';
 import { ChunkSums } from './file-sum';
 import { openFd, readFd, writeFd } from './fd-calls';
+import { holdChunk } from '../mount/chunk-holds';
 
 /** Where a mount's file data is served from without JavaScript (the mount's FuseSession). */
 export interface FileDataSink {
@@ -386,7 +387,12 @@ export class MountData {
     if (chunks === 1) {
       const b = await this.o.fetchChunk(w.path, 0);
       this.checkLength(w, 0, b);
-      await writeAt(out, b, 0);
+      const release = holdChunk(b);
+      try {
+        await writeAt(out, b, 0);
+      } finally {
+        release();
+      }
       if (!f.origin) return undefined;
       const sums = new ChunkSums(w.size, this.o.chunkSize);
       sums.add(0, b);
@@ -404,9 +410,15 @@ export class MountData {
           const i = cursor;
           a.state[i] = CLAIMED;
           const b = await this.o.fetchChunk(w.path, i);
-          this.checkLength(w, i, b);
-          a.sums?.add(i, b);
-          await writeAt(out, b, i * this.o.chunkSize);
+          // The chunk cache may evict it while its write is on the threadpool: held until written.
+          const release = holdChunk(b);
+          try {
+            this.checkLength(w, i, b);
+            a.sums?.add(i, b);
+            await writeAt(out, b, i * this.o.chunkSize);
+          } finally {
+            release();
+          }
         }
       };
       await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, chunks) }, worker));
@@ -428,13 +440,16 @@ export class MountData {
     const a = this.active.get(key);
     if (!a || index >= a.state.length || a.state[index] !== TODO) return;
     a.state[index] = CLAIMED;
+    const release = holdChunk(data);
     const p = (async () => {
       this.checkLength(a.w, index, data);
       a.sums?.add(index, data);
       await writeAt(a.out, data, index * this.o.chunkSize);
-    })().catch((err: unknown) => {
-      a.failed ??= err;
-    });
+    })()
+      .catch((err: unknown) => {
+        a.failed ??= err;
+      })
+      .finally(release);
     a.writes.add(p);
     void p.finally(() => a.writes.delete(p));
   }

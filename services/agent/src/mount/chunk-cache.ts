@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { GrpcCode, StrataError } from '@strata/errors';
 import { clockOptions, type Clock } from './expiry';
+import { evicted } from './chunk-holds';
 
 /** File data moves in aligned chunks of this size: one Session read each. */
 export const CHUNK_SIZE = 1 << 20;
@@ -35,7 +36,15 @@ export class ChunkCache {
 
   /** `clock` measures the lifetimes of LIVE chunks and of remembered outage failures. */
   constructor(maxBytes: number, clock?: Clock) {
-    this.lru = new LRUCache<string, Buffer>({ maxSize: Math.max(maxBytes, CHUNK_SIZE), sizeCalculation: (b) => Math.max(b.length, 1), ...clockOptions(clock) });
+    this.lru = new LRUCache<string, Buffer>({
+      maxSize: Math.max(maxBytes, CHUNK_SIZE),
+      sizeCalculation: (b) => Math.max(b.length, 1),
+      // An evicted chunk's buffer is read into again once nobody holds it (chunk-holds.ts): no fresh 1 MiB per chunk.
+      dispose: (b, _key, reason) => {
+        if (reason === 'evict') evicted(b);
+      },
+      ...clockOptions(clock),
+    });
     this.now = clock ? () => clock.now() : () => performance.now();
   }
 

@@ -1,5 +1,6 @@
 import { layerRefFromProto, type LayerRef } from '@strata/protocol';
 import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
+import { holdForTurn } from './chunk-holds';
 import { pieceAt, type PieceUnit } from './read-policy';
 import type { Ask } from '@strata/client';
 import type { LayerReader, StoreView } from '../store-view';
@@ -126,13 +127,20 @@ export class FileData {
    * [pos, end) of a file: a view of the cached piece when it lies within
    * one (most reads: the kernel asks within a chunk), else a copy. A 1 MiB
    * buffer per READ was the agent's main cost on sequential reads (garbage
-   * collection of external memory), not the copy itself.
+   * collection of external memory), not the copy itself. A view is valid
+   * for this turn of the event loop (its chunk's buffer may be reused
+   * after an eviction): the caller writes it out or copies it before
+   * awaiting anything but promises.
    */
   async view(h: FileRef, pos: number, end: number, unit: PieceUnit): Promise<Buffer> {
     const piece = unit === 'chunk' ? await this.chunkAt(h, pos) : await this.blockAt(h, pos);
     const from = pos - piece.start;
     if (from >= piece.data.length) return Buffer.alloc(0);
-    if (end - piece.start <= piece.data.length || piece.data.length < piece.size) return piece.data.subarray(from, Math.min(piece.data.length, end - piece.start));
+    if (end - piece.start <= piece.data.length || piece.data.length < piece.size) {
+      // Written to the kernel within this turn's promise chain; held so an eviction meanwhile cannot reuse it.
+      holdForTurn(piece.data);
+      return piece.data.subarray(from, Math.min(piece.data.length, end - piece.start));
+    }
     const into = Buffer.allocUnsafe(end - pos);
     return into.subarray(0, await this.copy(h, into, pos, end, unit));
   }

@@ -110,6 +110,16 @@ test('reading the files of a directory in order prefetches the next 32 regular, 
   assert.deepEqual(rest, files(80, 100).slice(69).map((e) => `/d/${e.name.toString()}`), 'the files not prefetched yet, to the end of the directory');
 });
 
+test("sibling prefetch names each file's size (from the listing), so its fetch asks for no more than the file", () => {
+  const entries = files(10, 100).map((e, i) => ({ name: e.name, attr: attr(FILE, 100 + i) }));
+  const p = policy({ '/d': entries });
+  p.plan('/d/f000', 0, 4 * KIB, 100);
+  const plan = p.plan('/d/f001', 0, 4 * KIB, 101);
+  assert.deepEqual(plan.siblings, ['/d/f002', '/d/f003', '/d/f004', '/d/f005', '/d/f006', '/d/f007', '/d/f008', '/d/f009']);
+  assert.deepEqual(plan.siblingSizes, [102, 103, 104, 105, 106, 107, 108, 109]);
+  assert.deepEqual(p.plan('/d/f002', 4 * KIB, 4 * KIB, 102).siblingSizes, []);
+});
+
 test('sibling prefetch is bounded in bytes, counting at most one chunk per file', () => {
   const p = policy({ '/d': files(40, 3 * CHUNK_SIZE) });
   p.plan('/d/f000', 0, 4 * KIB, 3 * CHUNK_SIZE);

@@ -34,6 +34,8 @@ export interface ReadPlan {
   streak: number;
   /** Paths of the files after this one in its directory whose first chunk to fetch now. */
   siblings: string[];
+  /** Their sizes, by the same index (the directory's listing has them): each is asked for up to its end. */
+  siblingSizes: number[];
 }
 
 /** How a file is being read, to spot sequential readers (kept per path: the agent sees no opens). */
@@ -49,7 +51,7 @@ interface DirState {
   prefetched: number;
 }
 
-const NONE: string[] = [];
+const NO_SIBLINGS: { siblings: string[]; siblingSizes: number[] } = { siblings: [], siblingSizes: [] };
 
 /**
  * The read-pattern policy of one mount: from the reads it is told about,
@@ -69,13 +71,13 @@ export class ReadPolicy {
 
   /** A read of [pos, pos+len) of the file at `key`, `size` bytes long by its attributes. */
   plan(key: string, pos: number, len: number, size: number): ReadPlan {
-    const siblings = pos === 0 && !this.live ? this.siblingsAfter(key) : NONE;
+    const { siblings, siblingSizes } = pos === 0 && !this.live ? this.siblingsAfter(key) : NO_SIBLINGS;
     let st = this.reading.get(key);
     if (!st) {
       // A sealed file read whole by its first read leaves nothing to follow: any later read is at 0
       // again, sequential either way, with no chunk left to fetch ahead. Not remembering it keeps a
       // tree read of small files from churning the table (a set and an eviction per file).
-      if (pos === 0 && !this.live && len >= size) return { unit: 'chunk', pos, end: size, size, streak: 1, siblings };
+      if (pos === 0 && !this.live && len >= size) return { unit: 'chunk', pos, end: size, size, streak: 1, siblings, siblingSizes };
       st = { lastEnd: -1, streak: 0 };
       this.reading.set(key, st);
     }
@@ -85,7 +87,7 @@ export class ReadPolicy {
     st.streak = sequential ? st.streak + 1 : 0;
     st.lastEnd = sequential ? Math.max(st.lastEnd, pos + len) : pos + len;
     const end = this.live ? pos + len : Math.min(pos + len, size);
-    return { unit: sequential ? 'chunk' : 'block', pos, end, size, streak: st.streak, siblings };
+    return { unit: sequential ? 'chunk' : 'block', pos, end, size, streak: st.streak, siblings, siblingSizes };
   }
 
   /** Sequential readers get the next chunks fetched before they ask; the window grows with the streak. */
@@ -106,31 +108,33 @@ export class ReadPolicy {
    * one after the other, the first chunks of the next files are fetched at once, so the
    * round trips overlap. Bounded in files and bytes per step.
    */
-  private siblingsAfter(key: string): string[] {
+  private siblingsAfter(key: string): { siblings: string[]; siblingSizes: number[] } {
     const parent = parentKey(key);
     const entries = this.listing(parent);
-    if (!entries) return NONE;
+    if (!entries) return NO_SIBLINGS;
     const index = sortedIndexOf(entries, baseName(key));
-    if (index < 0) return NONE;
+    if (index < 0) return NO_SIBLINGS;
     const seen = this.opened.get(parent);
     if (!seen) {
       this.opened.set(parent, { last: index, prefetched: index });
-      return NONE;
+      return NO_SIBLINGS;
     }
     const last = seen.last;
     seen.last = index;
-    if (index <= last || index - last > 16) return NONE;
+    if (index <= last || index - last > 16) return NO_SIBLINGS;
     let i = Math.max(index, seen.prefetched) + 1;
     const out: string[] = [];
+    const sizes: number[] = [];
     let bytes = 0;
     for (; i < entries.length && out.length < SIBLING_PREFETCH_FILES && bytes < SIBLING_PREFETCH_BYTES; i++) {
       const e = entries[i];
       if (!e.attr || !isRegMode(e.attr.mode) || e.attr.size === 0) continue;
       out.push(childKey(parent, e.name));
+      sizes.push(e.attr.size);
       bytes += Math.min(e.attr.size, CHUNK_SIZE);
     }
     seen.prefetched = i - 1;
-    return out;
+    return { siblings: out, siblingSizes: sizes };
   }
 
   /** Forgets every read pattern (the mount is going away). */
