@@ -5,7 +5,7 @@ export const LOG_BUFFER_BYTES = 4 << 20;
 /** How long the exit flush waits for a reader that does not read (a normal stop still leaves every line). */
 export const EXIT_FLUSH_MS = 2_000;
 /** The longest pause between attempts to write what a full pipe held back. */
-const RETRY_MAX_MS = 50;
+const RETRY_MAX_MS = 20;
 /** One write(2) at most this much, as a pipe takes it. */
 const WRITE_CHUNK = 64 << 10;
 
