@@ -71,14 +71,18 @@ export const FILE_OPENS: readonly FileOpens[] = ['auto', 'agent', 'kernel'];
  * for a LIVE mount (its page cache must be dropped at each open once a file
  * changes; the kernel keeps it under no_open) nor an audited one (each open
  * is logged, and under no_open none reaches the agent).
- * 'auto' is the kernel everywhere else: measured (docs/benchmarks.md,
- * 2026-12-07) the warm full read of small files goes from ≈ 2.1 s to ≈ 0.6 s
- * with the cold reads unchanged.
+ * 'auto' (docs/benchmarks.md, "Kernel opens", 2026-12-07): the kernel
+ * everywhere else but with a store view. Without a view the kernel's opens
+ * halve the warm full read of small files and cost nothing cold (cold data
+ * crosses the agent either way). With a view, store files handed over by
+ * passthrough read cold at twice the random 4 KiB rate of the session's
+ * pread, and the cold full read is no faster: passthrough pays there.
  */
-export function fileOpensFor(asked: FileOpens, live: boolean, audited: boolean): { kernel: boolean; why?: string } {
+export function fileOpensFor(asked: FileOpens, live: boolean, audited: boolean, storeView: boolean): { kernel: boolean; why?: string } {
   if (asked === 'agent') return { kernel: false };
   if (live) return { kernel: false, why: 'a LIVE mount: its files are opened through the agent, so each open drops a changed file\'s pages' };
   if (audited) return { kernel: false, why: 'an audited mount: its files are opened through the agent, which logs each open' };
+  if (asked === 'auto' && storeView) return { kernel: false };
   return { kernel: true };
 }
 
@@ -403,7 +407,7 @@ export class Mount {
       kernelOpens = adoptedKernelOpens;
     } else {
       const asked = ctx.fileOpens ?? 'auto';
-      const opens = fileOpensFor(asked, live, audited);
+      const opens = fileOpensFor(asked, live, audited, storeView !== undefined);
       kernelOpens = opens.kernel;
       if (asked === 'kernel' && opens.why) ctx.log.info({ event: 'agent.file_opens.agent', mountpoint, layerId: layer.layerId, reason: opens.why }, `--file-opens kernel: not for ${opens.why}`);
     }
