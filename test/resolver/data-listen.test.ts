@@ -60,21 +60,6 @@ async function announcedPort(address: string): Promise<number | undefined> {
   }
 }
 
-/**
- * A resolver whose data stream listens on the port asked for; the test is
- * skipped while data-stream.ts cannot listen on a given port (its
- * listen(host) picks one: the resolver refuses to start, saying so).
- */
-async function resolverAtPort(t: TestContext, extra: string[], store = fx.store): Promise<ResolverProcess | undefined> {
-  try {
-    return await resolverWith(extra, {}, store);
-  } catch (err) {
-    if (!String(err).includes("data-stream.ts picks its own port")) throw err;
-    t.skip('data-stream.ts listen() takes no port yet (DataStreamServer.listen(host, port) needed)');
-    return undefined;
-  }
-}
-
 /** One read sent straight to the data stream at 127.0.0.1:port; its answer. */
 function readOverDataPort(port: number, offset: number, length: number): Promise<SessionAnswer | StrataError> {
   return new Promise((resolve, reject) => {
@@ -101,10 +86,9 @@ function runResolver(args: string[], env: Record<string, string> = {}): { status
 }
 
 describe('--data-listen', () => {
-  test('HOST:PORT: the data stream listens there, Sessions announce exactly that port, and a client reads over it', async (t) => {
+  test('HOST:PORT: the data stream listens there, Sessions announce exactly that port, and a client reads over it', async () => {
     const port = await freePort();
-    const r = await resolverAtPort(t, ['--data-listen', `127.0.0.1:${port}`]);
-    if (!r) return;
+    const r = await resolverWith(['--data-listen', `127.0.0.1:${port}`]);
     const listening = r.logs.find((l) => l.event === 'resolver.data_stream.listening');
     assert.equal(listening?.port, port);
     assert.equal(listening?.host, '127.0.0.1');
@@ -158,13 +142,12 @@ describe('--data-listen', () => {
     await plain.stop();
   });
 
-  test('a port in use fails the start with one line and exit code 1', async (t) => {
+  test('a port in use fails the start with one line and exit code 1', async () => {
     const holder = net.createServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', () => resolve()));
     const port = (holder.address() as net.AddressInfo).port;
     try {
       const r = runResolver(['--listen', '127.0.0.1:0', '--data-listen', `127.0.0.1:${port}`]);
-      if (r.stderr.includes('data-stream.ts picks its own port')) return t.skip('data-stream.ts listen() takes no port yet');
       assert.equal(r.status, 1, r.stderr);
       assert.equal(r.stderr, `strata resolver: cannot listen on 127.0.0.1:${port} (--data-listen): address already in use\n`);
     } finally {
@@ -250,8 +233,7 @@ describe('--data-listen over mutual TLS', () => {
   test('at --data-listen HOST:PORT it serves TLS with the resolver identity and takes the certificate reloaded on SIGHUP', async (t) => {
     const store = await tlsStore(t);
     const port = await freePort();
-    const r = await resolverAtPort(t, [...tlsArgs(), '--data-listen', `127.0.0.1:${port}`], store);
-    if (!r) return;
+    const r = await resolverWith([...tlsArgs(), '--data-listen', `127.0.0.1:${port}`], {}, store);
     const listening = r.logs.find((l) => l.event === 'resolver.data_stream.listening');
     assert.equal(listening?.port, port);
     assert.equal(listening?.tls, true);

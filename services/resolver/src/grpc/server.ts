@@ -72,11 +72,6 @@ function withCallerLog<T extends UntypedServiceImplementation>(service: string, 
   return out as T;
 }
 
-/** What this module asks of the data stream's listener: a host and a port (0: the system picks). */
-interface DataListener {
-  listen(host: string, port: number): Promise<number>;
-}
-
 /** A data address that could not be bound, in one line as the gRPC port's (main.ts startFailure): `cannot listen on H:P (--data-listen): address already in use`. */
 function dataBindFailure(host: string, port: number, err: unknown): StrataError {
   if (err instanceof StrataError) return err;
@@ -230,14 +225,8 @@ export class ResolverServer {
       return;
     }
     const stream = this.makeDataStream(tls);
-    const listener: DataListener = stream;
     try {
-      const bound = await listener.listen(host, wanted);
-      if (wanted !== 0 && bound !== wanted) {
-        stream.close();
-        throw new StrataError(Errno.EOPNOTSUPP, `cannot listen on ${dataAddressText(host, wanted)} (--data-listen): the data stream listened on port ${bound} instead (this build's data-stream.ts picks its own port)`);
-      }
-      this.dataPort = bound;
+      this.dataPort = await stream.listen(host, wanted);
     } catch (err) {
       if (own) throw dataBindFailure(host, wanted, err);
       this.log.warn({ event: 'resolver.data_stream.unavailable', host, err }, 'data stream not available; reads stay on the Session');
