@@ -71,9 +71,10 @@ export class LogDestination {
       if (now - this.lastAttempt >= 1) {
         this.lastAttempt = now;
         this.writeHeld();
+        if (this.broken) return true;
       }
     }
-    if (this.held.length === 0 && !this.broken) {
+    if (this.held.length === 0) {
       // The common case: the reader keeps up and the line goes out whole, with no copy of our own.
       const written = this.tryWrite(text);
       if (this.broken || written === Buffer.byteLength(text, 'utf8')) return true;
