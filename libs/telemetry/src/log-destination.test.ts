@@ -131,6 +131,22 @@ test('a SIGTERM stop while the reader is behind still leaves every line, in orde
   }
 });
 
+test('a process that simply ends (nothing left to do) with lines still held writes them all first', async () => {
+  const c = child(`
+    const log = createLogger({ service: 't', level: 'info' });
+    for (let seq = 0; seq < 3000; seq++) log.info({ seq, pad: PAD }, 'line');
+    process.stdout.write(JSON.stringify({ logged: 3000 }) + '\\n');
+  `);
+  await report(c, 20_000);
+  await new Promise((r) => setTimeout(r, 300));
+  const lines = await readLines(c, () => false, 20_000);
+  assert.deepEqual(
+    lines.map((l) => l.seq),
+    Array.from({ length: 3000 }, (_, i) => i),
+  );
+  assert.equal(await exited(c), 0);
+});
+
 test('lines dropped just before an exit are still reported, in the last line', async () => {
   const c = child(`
     const log = createLogger({ service: 't', level: 'info', bufferBytes: 64 << 10 });
