@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import { LRUCache } from 'lru-cache';
 import * as path from 'node:path';
 import { Errno, StrataError } from '@strata/errors';
 import { isSealed, type LayerRef } from '@strata/layers';
@@ -6,6 +7,7 @@ import { isRegMode } from '@strata/posix';
 import type { Attr } from '@strata/protocol';
 import { attrOf, joinPath, printable, splitPath, type ExtentRun, type MergedEntry, type Node, type StoreFileRef } from '@strata/traversal';
 import type { ChainView } from '../chains';
+import { AheadBatches, type AheadBatch } from './ahead-batches';
 import { storeFileId, type StoreFileId } from './store-identity';
 
 /** One answer maps at most this much of a file: the caller asks again from where it stopped. */
@@ -18,6 +20,9 @@ export const MAX_SIBLINGS = 256;
 export const MAX_SIBLING_SIZE = 1 << 20;
 /** Siblings mapped at once. */
 const SIBLINGS_AT_ONCE = 16;
+/** Parents whose subdirectory names are kept (to find the directory after one), and the most names one may have. */
+const AHEAD_PARENTS = 16;
+const MAX_AHEAD_PARENT = 65_536;
 
 /** A run of the answer, at its offset in the layer's file; data runs name a store file by index. */
 export type MappedRun =
@@ -67,6 +72,27 @@ function indexOfName(entries: readonly MergedEntry[], name: Buffer): number {
   return -1;
 }
 
+/** A listed regular file no larger than a sibling may be. */
+function isSmallFile(e: MergedEntry): e is MergedEntry & { node: Node } {
+  return e.node !== undefined && e.node.kind !== 'dir' && isRegMode(Number(e.node.st.mode)) && Number(e.node.st.size) <= MAX_SIBLING_SIZE;
+}
+
+/** Where the name after `name` is in a sorted list of names (the list's length when none is). */
+function nextIndex(names: readonly Buffer[], name: Buffer): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (Buffer.compare(names[mid], name) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function aheadKey(view: ChainView, dir: Buffer): string {
+  return `${view.key}\0${dir.toString('latin1')}`;
+}
+
 function checkOffset(what: string, value: number, p: Buffer): void {
   if (!Number.isSafeInteger(value) || value < 0) throw StrataError.invalid(`${what} ${value} is out of range`, p);
 }
@@ -81,6 +107,10 @@ function checkOffset(what: string, value: number, p: Buffer): void {
 export class ExtentMaps {
   /** Real paths of store files as the sources name them, relative to the store (they do not move in a sealed chain). */
   private readonly relative = new Map<string, string | undefined>();
+  /** Directories mapped ahead of their call. */
+  private readonly ahead = new AheadBatches();
+  /** Subdirectory names of parents whose next directories are mapped ahead, by chain and path. */
+  private readonly subdirs = new LRUCache<string, Promise<Buffer[]>>({ max: AHEAD_PARENTS });
 
   constructor(
     private readonly view: (ref: LayerRef) => Promise<ChainView>,
@@ -122,33 +152,96 @@ export class ExtentMaps {
     const dirs: DirChecks = new Map();
     if (want === 0 || parts.length === 0) return { map: await this.mapNode(canon, await view.projection.lookup(canon), offset, length, dirs), siblings: [] };
     const name = parts[parts.length - 1];
-    const dir = joinPath(parts.slice(0, -1));
+    const dirParts = parts.slice(0, -1);
+    const dir = joinPath(dirParts);
+    // A batch made ahead for this directory answers this call (once); else the directory is listed now.
+    const batch = await this.ahead.take(aheadKey(view, dir));
     // The directory's merged listing holds the file's own node, as a lookup of it gives (mergeDir), beside its
     // siblings'; a name it does not list (gone, damaged, a whiteout's) is looked up for the answer's error.
-    const entries = await view.projection.readdirNodes(dir).catch((): MergedEntry[] => []);
+    const entries = batch?.entries ?? (await view.projection.readdirNodes(dir).catch((): MergedEntry[] => []));
     const own = entries[indexOfName(entries, name)]?.node;
-    const map = await this.mapNode(canon, own ?? (await view.projection.lookup(canon)), offset, length, dirs);
-    return { map, siblings: await this.siblingsOf(parts, entries, want, dirs) };
+    const made = offset === 0 && length === 0 ? batch?.maps.get(name.toString('latin1')) : undefined;
+    const map = made ?? (await this.mapNode(canon, own ?? (await view.projection.lookup(canon)), offset, length, dirs));
+    const answer = { map, siblings: await this.siblingsOf(parts, entries, want, dirs, batch?.maps) };
+    // A file's first map with its siblings: a reader going through the tree (find | xargs cat, tar, cp -r) asks for the next directory's next.
+    if (offset === 0) this.mapNextDir(view, dirParts);
+    return answer;
   }
 
-  /** Maps of up to `want` small regular files of the listing, those after the file in bytewise order first, wrapping around. */
-  private async siblingsOf(parts: Buffer[], entries: MergedEntry[], want: number, dirs: DirChecks): Promise<SiblingMapAnswer[]> {
+  /** Maps of up to `want` small regular files of the listing, those after the file in bytewise order first, wrapping around (taken from `made` where it has them). */
+  private async siblingsOf(parts: Buffer[], entries: MergedEntry[], want: number, dirs: DirChecks, made?: ReadonlyMap<string, ExtentMapAnswer>): Promise<SiblingMapAnswer[]> {
     const name = parts[parts.length - 1];
     const at = entries.findIndex((e) => Buffer.compare(e.name, name) > 0);
     const start = at < 0 ? 0 : at;
-    const picked: { path: Buffer; node: Node }[] = [];
+    const picked: { path: Buffer; node: Node; made: ExtentMapAnswer | undefined }[] = [];
     for (let i = 0; i < entries.length && picked.length < want; i++) {
       const e = entries[(start + i) % entries.length];
-      if (!e.node || e.node.kind === 'dir' || e.name.equals(name) || !isRegMode(Number(e.node.st.mode)) || Number(e.node.st.size) > MAX_SIBLING_SIZE) continue;
-      picked.push({ path: joinPath([...parts.slice(0, -1), e.name]), node: e.node });
+      if (!isSmallFile(e) || e.name.equals(name)) continue;
+      picked.push({ path: joinPath([...parts.slice(0, -1), e.name]), node: e.node, made: made?.get(e.name.toString('latin1')) });
     }
     // A few at a time: an image layer's map reads its filesystem's extent tree, and a cold one waits on the disk.
     const out: SiblingMapAnswer[] = [];
     for (let i = 0; i < picked.length; i += SIBLINGS_AT_ONCE) {
-      const maps = await Promise.all(picked.slice(i, i + SIBLINGS_AT_ONCE).map((s) => this.mapNode(s.path, s.node, 0, 0, dirs).then((map) => ({ path: s.path, map }), () => undefined)));
+      const maps = await Promise.all(
+        picked.slice(i, i + SIBLINGS_AT_ONCE).map((s) => (s.made ? Promise.resolve(s.made) : this.mapNode(s.path, s.node, 0, 0, dirs)).then((map) => ({ path: s.path, map }), () => undefined)),
+      );
       for (const m of maps) if (m) out.push(m);
     }
     return out;
+  }
+
+  /**
+   * Behind a directory's first map, the next directory of its parent (in
+   * bytewise order) is listed and its small files mapped, held for the
+   * call that comes for it (AheadBatches): that call answers at once
+   * instead of the reader waiting on the listing and the maps. Nothing is
+   * made for the root's next (it has none), a parent too large to keep
+   * listed, or a directory already made.
+   */
+  private mapNextDir(view: ChainView, dirParts: Buffer[]): void {
+    if (dirParts.length === 0) return;
+    const parentParts = dirParts.slice(0, -1);
+    const parent = joinPath(parentParts);
+    void this.subdirsOf(view, parent)
+      .then((subdirs) => {
+        const next = subdirs[nextIndex(subdirs, dirParts[dirParts.length - 1])];
+        if (next === undefined) return;
+        const nextDir = joinPath([...parentParts, next]);
+        this.ahead.offer(aheadKey(view, nextDir), () => this.batchOf(view, nextDir));
+      })
+      .catch(() => undefined);
+  }
+
+  /** The names of a directory's subdirectories, sorted bytewise; kept per sealed chain (it never changes). */
+  private subdirsOf(view: ChainView, dir: Buffer): Promise<Buffer[]> {
+    const k = aheadKey(view, dir);
+    let names = this.subdirs.get(k);
+    if (!names) {
+      names = view.projection.readdirNodes(dir).then((entries) => (entries.length > MAX_AHEAD_PARENT ? [] : entries.filter((e) => e.node?.kind === 'dir').map((e) => e.name)));
+      names.catch(() => this.subdirs.delete(k));
+      this.subdirs.set(k, names);
+    }
+    return names;
+  }
+
+  /** A directory's listing and the maps (from their start) of its first small files, as many as one answer holds. */
+  private async batchOf(view: ChainView, dir: Buffer): Promise<AheadBatch> {
+    const entries = await view.projection.readdirNodes(dir);
+    const dirParts = splitPath(dir);
+    const dirs: DirChecks = new Map();
+    const maps = new Map<string, ExtentMapAnswer>();
+    const small = entries.filter(isSmallFile).slice(0, MAX_SIBLINGS + 1);
+    for (let i = 0; i < small.length; i += SIBLINGS_AT_ONCE) {
+      await Promise.all(
+        small.slice(i, i + SIBLINGS_AT_ONCE).map((e) =>
+          this.mapNode(joinPath([...dirParts, e.name]), e.node, 0, 0, dirs).then(
+            (m) => maps.set(e.name.toString('latin1'), m),
+            () => undefined,
+          ),
+        ),
+      );
+    }
+    return { entries, maps };
   }
 
   private async mapNode(canon: Buffer, node: Node, offset: number, length: number, dirs: DirChecks): Promise<ExtentMapAnswer> {
@@ -204,9 +297,10 @@ export class ExtentMaps {
    * was opened) followed by names the merge found by lstat to be
    * directories, never followed, so it holds no symlink and lies in the
    * layer's directory (storeFile refuses anything else). The identity is
-   * the lstat that found the file, made by this very answer (the merge
+   * the lstat that found the file, made for this very answer (the merge
    * lists a directory afresh each time, a lookup looks its name up afresh;
-   * only merged directories are kept). A directory swapped for a symlink
+   * only merged directories are kept), or seconds before it for a
+   * directory mapped ahead (AheadBatches). A directory swapped for a symlink
    * since it was kept is caught by one realpath per store directory and
    * answer. What none of this can see — a file swapped or rewritten
    * between this answer and the read — the reader does: the agent opens
