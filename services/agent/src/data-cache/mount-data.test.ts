@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { StrataError } from '@strata/errors';
 import { createLogger } from '@strata/telemetry';
 import { DiskCache } from './disk-cache';
-import { MountData, type FileDataSink } from './mount-data';
+import { MountData, READER_PAUSE_MS, type FileDataSink } from './mount-data';
 
 const CHUNK = 64 * 1024;
 const log = createLogger({ service: 'test', level: 'silent' });
@@ -44,7 +44,7 @@ async function until(what: string, ok: () => boolean): Promise<void> {
 /** What the fetch of a chunk returns instead of its bytes `b` (a corrupt chunk, a wait, an outage). */
 type Source = (name: string, index: number, b: Buffer) => Buffer | Promise<Buffer>;
 
-async function setup(maxBytes: number, files: Record<string, Buffer>, source?: Source) {
+async function setup(maxBytes: number, files: Record<string, Buffer>, source?: Source, fillLeadBytes?: number) {
   const cache = await DiskCache.open(path.join(root, `c${Math.random()}`), maxBytes);
   const fetched: string[] = [];
   const data = new MountData({
@@ -53,6 +53,7 @@ async function setup(maxBytes: number, files: Record<string, Buffer>, source?: S
     chunkSize: CHUNK,
     log,
     mountpoint: '/mnt/x',
+    ...(fillLeadBytes !== undefined ? { fillLeadBytes } : {}),
     fetchChunk: async (p, i) => {
       const name = p.toString();
       fetched.push(`${name}#${i}`);
@@ -108,6 +109,26 @@ describe('MountData', () => {
     await read(5n, '/big', CHUNK, CHUNK);
     await until('the whole file handed over', () => sink.given.has(5n));
     assert.ok(sink.given.get(5n)?.equals(big));
+  });
+
+  it("runs a fill no further ahead of its file's reader than its lead; a reader that pauses lets it finish", async () => {
+    const big = randomBytes(20 * CHUNK);
+    const { data, sink, fetched } = await setup(128 * CHUNK, { '/big': big }, undefined, 2 * CHUNK);
+    data.noteRead(6n, Buffer.from('/big'), big.length, 0, CHUNK);
+    data.noteRead(6n, Buffer.from('/big'), big.length, CHUNK, CHUNK);
+    await until('the fill took the chunks within its lead', () => fetched.length === 4);
+    await sleep(READER_PAUSE_MS / 5);
+    assert.deepEqual(fetched, ['/big#0', '/big#1', '/big#2', '/big#3'], 'up to the reader (2 chunks) and its lead (2 more)');
+    // The reader moves on: so does the fill, as far again.
+    data.noteRead(6n, Buffer.from('/big'), big.length, 2 * CHUNK, CHUNK);
+    await until('one chunk further', () => fetched.length === 5);
+    await sleep(READER_PAUSE_MS / 5);
+    assert.equal(fetched.length, 5);
+    assert.equal(sink.given.has(6n), false);
+    // Then it stops reading: after a pause the fill goes on alone, to the end.
+    await until('handed over', () => sink.given.has(6n));
+    assert.ok(sink.given.get(6n)?.equals(big));
+    assert.equal(new Set(fetched).size, 20, 'each chunk fetched once');
   });
 
   it('writes the chunks readers fetched into a fill instead of fetching them again', async () => {

@@ -22,6 +22,8 @@ interface CommonOptions {
   fetchChunk: ChunkSource;
   log: Logger;
   mountpoint: string;
+  /** How far a fill may run ahead of its file's reader (default FILL_LEAD_BYTES; tests use less). */
+  fillLeadBytes?: number;
 }
 
 /** Files named by mount and node: this mount's alone, removed at unmount, never kept across restarts. */
@@ -76,6 +78,16 @@ const INLINE_CHECK_CHUNKS = 16;
  */
 const SYNC_WRITE_BYTES = 128 * 1024;
 
+/**
+ * How far a fill's fetches may run ahead of the file's reader. Its chunks
+ * wait in the chunk cache for the reader: run further ahead than the
+ * cache holds and the reader finds them evicted and fetches them again
+ * (a 1 GiB file read through the agent fetched some 300 MiB twice).
+ */
+export const FILL_LEAD_BYTES = 64 << 20;
+/** A reader that asks nothing for this long no longer holds its fill back. */
+export const READER_PAUSE_MS = 250;
+
 /** Fills of files this large are logged at info. */
 const LARGE_FILE_BYTES = 64 * 1024 * 1024;
 
@@ -118,6 +130,8 @@ export class MountData {
   private readonly registeredAt = new Map<bigint, number>();
   /** Where each large file's last read through the agent ended (is it being read in order?). */
   private readonly lastEnd = new Map<bigint, number>();
+  /** Fill fetches waiting for their file's reader to move on, by node. */
+  private readonly waiting = new Map<bigint, Array<() => void>>();
   /** Files whose fill failed for a reason other than an outage are not tried again while the mount lives. */
   private readonly gaveUp = new Set<bigint>();
   private refused = false;
@@ -229,6 +243,7 @@ export class MountData {
    * file's fill starts when it is being read whole.
    */
   noteRead(ino: bigint, path: Buffer, size: number, pos: number, len: number): void {
+    if (this.filling.has(ino) && size > this.o.chunkSize) this.readerAt(ino, pos + len);
     if (this.closed || this.filling.has(ino) || this.queued.has(ino) || this.gaveUp.has(ino) || !this.o.cache.takes(size)) return;
     const id = this.idFor(ino, path);
     const cached = this.o.cache.peek(id);
@@ -251,9 +266,19 @@ export class MountData {
   private readWhole(ino: bigint, size: number, pos: number, len: number): boolean {
     if (size <= this.o.chunkSize) return true;
     const continues = this.lastEnd.get(ino) === pos;
-    if (this.lastEnd.size >= MAX_QUEUED) this.lastEnd.clear();
-    this.lastEnd.set(ino, pos + len);
+    this.readerAt(ino, pos + len);
     return continues;
+  }
+
+  /** Where the reader of a large file got to: its fill's fetches waiting for it go on (nearReader). */
+  private readerAt(ino: bigint, end: number): void {
+    if (this.lastEnd.size >= MAX_QUEUED) this.lastEnd.clear();
+    this.lastEnd.set(ino, end);
+    const waiting = this.waiting.get(ino);
+    if (waiting) {
+      this.waiting.delete(ino);
+      for (const go of waiting) go();
+    }
   }
 
   private want(w: Wanted): void {
@@ -408,6 +433,10 @@ export class MountData {
           while (cursor < chunks && a.state[cursor] !== TODO) cursor++;
           if (cursor >= chunks || f.gone.aborted || a.failed !== undefined) return;
           const i = cursor;
+          await this.nearReader(w.ino, i);
+          // A reader's fetch may have claimed it meanwhile, or another of these workers.
+          if (f.gone.aborted || a.failed !== undefined) return;
+          if (a.state[i] !== TODO) continue;
           a.state[i] = CLAIMED;
           const b = await this.o.fetchChunk(w.path, i);
           // The chunk cache may evict it while its write is on the threadpool: held until written.
@@ -427,6 +456,41 @@ export class MountData {
       return a.sums?.total();
     } finally {
       this.active.delete(key);
+    }
+  }
+
+  /**
+   * Until chunk `index` is within FILL_LEAD_BYTES of where the file's
+   * reader is (or there is none, or it paused): bounded, each pass waits
+   * for the reader's next read or READER_PAUSE_MS.
+   */
+  private async nearReader(ino: bigint, index: number): Promise<void> {
+    // Bounded: each pass waits for the reader to get further than before, or ends.
+    for (let end = this.lastEnd.get(ino); end !== undefined && !this.closed && index * this.o.chunkSize >= end + (this.o.fillLeadBytes ?? FILL_LEAD_BYTES); ) {
+      await new Promise<void>((resolve) => {
+        let list = this.waiting.get(ino);
+        if (!list) this.waiting.set(ino, (list = []));
+        const waiters = list;
+        const go = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          const at = waiters.indexOf(go);
+          if (at >= 0) waiters.splice(at, 1);
+          if (waiters.length === 0 && this.waiting.get(ino) === waiters) this.waiting.delete(ino);
+          resolve();
+        }, READER_PAUSE_MS);
+        waiters.push(go);
+      });
+      const now = this.lastEnd.get(ino);
+      if (now === undefined) return;
+      if (now <= end) {
+        // Paused (or gone back): it holds the fill back no more, until it reads on (readerAt).
+        if (this.lastEnd.get(ino) === end) this.lastEnd.delete(ino);
+        return;
+      }
+      end = now;
     }
   }
 
