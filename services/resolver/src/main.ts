@@ -318,8 +318,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   const o = loaded.values;
   const credentials = serverCredentials(o);
-  // The data stream's address as the server reads it (grpc/data-listen.ts): a flag or file value beats the variable there as here.
-  if (o.dataListen !== undefined) process.env.STRATA_RESOLVER_DATA_LISTEN = o.dataListen;
+  // A flag or file value beats the environment (which grpc/data-listen.ts reads when none is given); main.ts refused bad values already.
+  const dataListen = o.dataListen === undefined ? undefined : parseDataListen(o.dataListen);
   const log = createLogger({ service: 'strata-resolver', level: o.logLevel });
   grpcLogsTo(log);
   // A unit's Environment= or a flag over the file the operator edited: said before anything else.
@@ -349,6 +349,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       auditLog: o.auditLog,
       readOnly: o.unenforcedReadOnly === true,
       limits: { maxMessageBytes: o.maxMessageBytes, maxStreamsPerIdentity: o.maxStreamsPerIdentity, sessionInflight: o.sessionInflight },
+      ...(dataListen !== undefined && !('problem' in dataListen) ? { dataListen } : {}),
     });
   } catch (err) {
     fail(EXIT_START, [startFailure(o.listen, err)]);

@@ -11,6 +11,7 @@ import { Chains } from './chains';
 import { ImageOps } from './image-ops';
 import { LayerChecker } from './layer-check';
 import { checkLayerSource } from './layer-sources';
+import type { DataListen } from './grpc/data-listen';
 import type { ServerLimits } from './grpc/limits';
 import { ResolverServer } from './grpc/server';
 import { LayerOps } from './layer-ops';
@@ -42,6 +43,8 @@ export interface ResolverOptions {
    * refused).
    */
   readOnly?: boolean;
+  /** --data-listen; without it the environment's choice (grpc/data-listen.ts dataListenFromEnv). */
+  dataListen?: DataListen;
 }
 
 /** Why a resolver that does not know its callers may not serve an enforced store; the start fails with it. */
@@ -137,7 +140,7 @@ export class Resolver {
       );
     }
     const resolver = new Resolver(options, catalog, policy, privileges);
-    resolver.port = await resolver.server.listen(options.listen, options.credentials);
+    resolver.port = await resolver.server.listen(options.listen, options.credentials, options.dataListen);
     await resolver.logAccessControl();
     return resolver;
   }
