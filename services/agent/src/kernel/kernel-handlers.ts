@@ -92,10 +92,10 @@ export function kernelHandlers(
   /** Hand-overs under way, with how many callers use their handle. */
   const handing = new Map<bigint, { handle: Promise<FileHandle | undefined>; users: number }>();
   /** When each file was handed over, and whether the session serves it by pread (see HANDED_OVER_MS). */
-  const handed = new Map<bigint, { at: number; pread: boolean }>();
+  const handedOver = new Map<bigint, { at: number; pread: boolean }>();
   /** Whether ino was handed over less than ms ago. */
   const handedWithin = (ino: bigint, ms: (pread: boolean) => number): boolean => {
-    const h = handed.get(ino);
+    const h = handedOver.get(ino);
     return h !== undefined && performance.now() - h.at < ms(h.pread);
   };
 
@@ -123,8 +123,8 @@ export function kernelHandlers(
       notWhole.add(ino);
       return undefined;
     }
-    if (handed.size >= NOT_WHOLE_MAX) handed.clear();
-    handed.set(ino, { at: performance.now(), pread: mode === 'pread' });
+    if (handedOver.size >= NOT_WHOLE_MAX) handedOver.clear();
+    handedOver.set(ino, { at: performance.now(), pread: mode === 'pread' });
     return fh;
   }
 
@@ -290,7 +290,7 @@ export function kernelHandlers(
         }
         const read = await fs.readSized(path, Number(offset), size, key);
         // A file the session serves already (this READ was on its way before) is not cached on disk too.
-        if (!handed.has(ino)) data?.noteRead(ino, path, read.size, Number(offset), read.data.length);
+        if (!handedOver.has(ino)) data?.noteRead(ino, path, read.size, Number(offset), read.data.length);
         return read.data;
       });
     },
