@@ -45,23 +45,28 @@ test("a directory's first map makes the next directory's ahead; its call takes i
     const ref = { name: 'a' };
     await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 128);
     await settle();
-    // /t/d0 listed for its call; /t listed once to find the next directory; /t/d1 listed ahead.
-    assert.deepEqual(listed, ['/t/d0', '/t', '/t/d1']);
+    // /t/d0 listed for its call, /t behind it (to find the next directories).
+    assert.deepEqual(listed, ['/t/d0', '/t']);
     listed.length = 0;
-    const ahead = await maps.mapWithSiblings(ref, Buffer.from('/t/d1/f0'), 0, 0, 128);
+    await maps.mapWithSiblings(ref, Buffer.from('/t/d1/f0'), 0, 0, 128);
     await settle();
-    assert.ok(!listed.includes('/t/d1'), `d1's call listed it again: ${listed.join(' ')}`);
-    assert.deepEqual(listed, ['/t/d2'], 'and d2 is made ahead behind it, /t kept');
-    assert.deepEqual(ahead.siblings.map((s) => s.path.toString()), ['/t/d1/f1', '/t/d1/f2', '/t/d1/f3', '/t/d1/f4']);
+    // /t/d1 listed for its call; /t/d2 made ahead, offered before the answer left; /t kept.
+    assert.deepEqual(listed, ['/t/d1', '/t/d2']);
+    listed.length = 0;
+    const ahead = await maps.mapWithSiblings(ref, Buffer.from('/t/d2/f0'), 0, 0, 128);
+    await settle();
+    assert.ok(!listed.includes('/t/d2'), `d2's call listed it again: ${listed.join(' ')}`);
+    assert.deepEqual(listed, ['/t/d3'], 'and d3 is made ahead behind it');
+    assert.deepEqual(ahead.siblings.map((s) => s.path.toString()), ['/t/d2/f1', '/t/d2/f2', '/t/d2/f3', '/t/d2/f4']);
     // Taken: the same call again lists the directory afresh, and answers the same.
     listed.length = 0;
-    const fresh = await maps.mapWithSiblings(ref, Buffer.from('/t/d1/f0'), 0, 0, 128);
-    assert.ok(listed.includes('/t/d1'));
+    const fresh = await maps.mapWithSiblings(ref, Buffer.from('/t/d2/f0'), 0, 0, 128);
+    assert.ok(listed.includes('/t/d2'));
     assert.deepEqual(fresh, ahead);
     // A later file of a directory made ahead: its own map comes from the batch too, siblings wrap around.
     await settle();
-    const mid = await maps.mapWithSiblings(ref, Buffer.from('/t/d2/f3'), 0, 0, 2);
-    assert.deepEqual([mid.map.files[0].path, ...mid.siblings.map((s) => s.path.toString())], ['a/t/d2/f3', '/t/d2/f4', '/t/d2/f0']);
+    const mid = await maps.mapWithSiblings(ref, Buffer.from('/t/d3/f3'), 0, 0, 2);
+    assert.deepEqual([mid.map.files[0].path, ...mid.siblings.map((s) => s.path.toString())], ['a/t/d3/f3', '/t/d3/f4', '/t/d3/f0']);
   });
 });
 

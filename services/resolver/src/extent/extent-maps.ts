@@ -109,8 +109,9 @@ export class ExtentMaps {
   private readonly relative = new Map<string, string | undefined>();
   /** Directories mapped ahead of their call. */
   private readonly ahead = new AheadBatches();
-  /** Subdirectory names of parents whose next directories are mapped ahead, by chain and path. */
-  private readonly subdirs = new LRUCache<string, Promise<Buffer[]>>({ max: AHEAD_PARENTS });
+  /** Subdirectory names of parents whose next directories are mapped ahead, by chain and path, and those being listed. */
+  private readonly subdirs = new LRUCache<string, Buffer[]>({ max: AHEAD_PARENTS });
+  private readonly listingSubdirs = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly view: (ref: LayerRef) => Promise<ChainView>,
@@ -202,26 +203,26 @@ export class ExtentMaps {
     if (dirParts.length === 0) return;
     const parentParts = dirParts.slice(0, -1);
     const parent = joinPath(parentParts);
-    void this.subdirsOf(view, parent)
-      .then((subdirs) => {
-        const next = subdirs[nextIndex(subdirs, dirParts[dirParts.length - 1])];
-        if (next === undefined) return;
-        const nextDir = joinPath([...parentParts, next]);
-        this.ahead.offer(aheadKey(view, nextDir), () => this.batchOf(view, nextDir));
-      })
-      .catch(() => undefined);
-  }
-
-  /** The names of a directory's subdirectories, sorted bytewise; kept per sealed chain (it never changes). */
-  private subdirsOf(view: ChainView, dir: Buffer): Promise<Buffer[]> {
-    const k = aheadKey(view, dir);
-    let names = this.subdirs.get(k);
-    if (!names) {
-      names = view.projection.readdirNodes(dir).then((entries) => (entries.length > MAX_AHEAD_PARENT ? [] : entries.filter((e) => e.node?.kind === 'dir').map((e) => e.name)));
-      names.catch(() => this.subdirs.delete(k));
-      this.subdirs.set(k, names);
+    const k = aheadKey(view, parent);
+    const subdirs = this.subdirs.get(k);
+    if (subdirs === undefined) {
+      // Listed behind this answer: the directories after the next one are made ahead.
+      if (!this.listingSubdirs.has(k) && this.listingSubdirs.size < AHEAD_PARENTS) {
+        const listing = view.projection
+          .readdirNodes(parent)
+          .then((entries) => this.subdirs.set(k, entries.length > MAX_AHEAD_PARENT ? [] : entries.filter((e) => e.node?.kind === 'dir').map((e) => e.name)))
+          .catch(() => undefined)
+          .finally(() => this.listingSubdirs.delete(k));
+        this.listingSubdirs.set(k, listing);
+      }
+      return;
     }
-    return names;
+    // Offered before this answer leaves: the call for the next directory, which comes after it, finds it.
+    const next = subdirs[nextIndex(subdirs, dirParts[dirParts.length - 1])];
+    if (next !== undefined) {
+      const nextDir = joinPath([...parentParts, next]);
+      this.ahead.offer(aheadKey(view, nextDir), () => this.batchOf(view, nextDir));
+    }
   }
 
   /** A directory's listing and the maps (from their start) of its first small files, as many as one answer holds. */
