@@ -152,6 +152,7 @@ describe('strata agent --config', () => {
       'deadline-ms': '1234',
       'chunk-cache-mb': '8',
       'data-cache-mb': '64',
+      'file-opens': 'kernel',
       'data-cache-dir': `${dir}/cache`,
       'attr-entries': '1000',
       'prefetch-entries': '0',
