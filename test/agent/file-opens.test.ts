@@ -157,6 +157,11 @@ describe('--file-opens kernel', { skip }, () => {
     const taken = new Map(events(second, 'agent.mount_taken_over').map((l) => [l.mountpoint, l] as const));
     assert.equal(taken.get(sealed)?.fileOpens, 'kernel');
     assert.equal(taken.get(liveMnt)?.fileOpens, 'agent');
+    // Operators see each mount's mode too.
+    const listed = strata(['--json', 'mounts', '--socket', socket], {});
+    assert.equal(listed.status, 0, listed.stderr);
+    const modes = new Map((JSON.parse(listed.stdout) as { mounts: { mountpoint: string; fileOpens?: string }[] }).mounts.map((m) => [m.mountpoint, m.fileOpens] as const));
+    assert.deepEqual([modes.get(sealed), modes.get(liveMnt), modes.get(audited)], ['kernel', 'agent', 'agent']);
     const laterRels = [...later.keys()];
     assert.deepEqual(sums([...laterRels.map((r) => path.join(sealed, r)), ...files(sealed)]), [...laterRels.map((r) => sha(later.get(r) as Buffer)), ...want]);
     assert.deepEqual(sums(liveRels.map((r) => path.join(liveMnt, r))), liveRels.map((r) => sha(live.get(r) as Buffer)));

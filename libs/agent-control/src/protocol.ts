@@ -21,6 +21,11 @@ export interface MountInfo {
   /** Made with `strata mount --hard`: readers wait for the resolvers and the next agent, never EIO after a deadline (absent: false). */
   hard?: boolean;
   /**
+   * Who opens its files (agent --file-opens; agents before this field: absent): `kernel`, the kernel
+   * itself (no round trip per open, the page cache kept, no passthrough), or `agent`, its session.
+   */
+  fileOpens?: 'kernel' | 'agent';
+  /**
    * How it serves, from the answers its operations got (agents before this field: absent):
    * serving, degraded (its operations fail), revoked (EACCES: the agent lost its grant),
    * resolvers-away (no resolver answers this host).

@@ -681,7 +681,7 @@ export class Agent {
   /** The mount as listed: its info and how it serves now (the details only when it does not). */
   private withHealth(m: Mount): MountInfo {
     const { state, ...health } = m.health.report(this.outages.current !== undefined);
-    return { ...m.info, state, ...(state !== 'serving' || health.consecutiveFailures > 0 ? { health } : {}) };
+    return { ...m.info, fileOpens: m.fileOpens, state, ...(state !== 'serving' || health.consecutiveFailures > 0 ? { health } : {}) };
   }
 
   /**
