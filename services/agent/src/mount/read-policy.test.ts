@@ -120,6 +120,34 @@ test("sibling prefetch names each file's size (from the listing), so its fetch a
   assert.deepEqual(p.plan('/d/f002', 4 * KIB, 4 * KIB, 102).siblingSizes, []);
 });
 
+test('at the end of a directory the prefetch goes on into the next directories, and reading there continues the window', () => {
+  const dir = (name: string): DirEntry => ({ name: Buffer.from(name), attr: attr(DIR, 0) });
+  const listings: Record<string, DirEntry[]> = {
+    '/': [dir('a'), { name: Buffer.from('afile'), attr: attr(FILE, 100) }, dir('b'), dir('c'), dir('d')],
+    '/a': files(5, 100),
+    '/b': [dir('0sub'), ...files(10, 100)],
+    '/c': files(40, 100),
+    '/d': files(40, 100),
+  };
+  const p = policy(listings);
+  p.plan('/a/f000', 0, 4 * KIB, 100);
+  const step = p.plan('/a/f001', 0, 4 * KIB, 100);
+  const expected = [
+    ...['f002', 'f003', 'f004'].map((n) => `/a/${n}`),
+    ...files(10, 100).map((e) => `/b/${e.name.toString()}`),
+    // 32 files in the window: the 3 left in /a, then /b's 10 and /c's first 19.
+    ...files(19, 100).map((e) => `/c/${e.name.toString()}`),
+  ];
+  assert.deepEqual(step.siblings, expected);
+  assert.equal(step.siblingSizes.length, expected.length);
+  // The last files of /a: nothing new (the window is full); in /b the first read continues it.
+  assert.deepEqual(p.plan('/a/f002', 0, 4 * KIB, 100).siblings, []);
+  const inB = p.plan('/b/f000', 0, 4 * KIB, 100).siblings;
+  assert.ok(inB.length > 0 && inB.every((k) => k.startsWith('/c/') || k.startsWith('/d/')), 'from where the prefetch stopped');
+  assert.equal(inB[0], '/c/f019');
+  assert.equal(new Set([...expected, ...inB]).size, expected.length + inB.length, 'nothing fetched twice');
+});
+
 test('sibling prefetch is bounded in bytes, counting at most one chunk per file', () => {
   const p = policy({ '/d': files(40, 3 * CHUNK_SIZE) });
   p.plan('/d/f000', 0, 4 * KIB, 3 * CHUNK_SIZE);

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { isRegMode } from '@strata/posix';
+import { isDirMode, isRegMode } from '@strata/posix';
 import type { DirEntry } from '@strata/protocol';
 import { CHUNK_SIZE } from './chunk-cache';
 import { sortedIndexOf } from './listing-cache';
@@ -12,6 +12,13 @@ export const MAX_READAHEAD_CHUNKS = 8;
 /** Files opened one after another in a directory: the next ones' first chunks are fetched ahead. */
 export const SIBLING_PREFETCH_FILES = 32;
 export const SIBLING_PREFETCH_BYTES = 16 << 20;
+/**
+ * Once the files ahead run out in a directory, the prefetch goes on into
+ * the next directories of its parent (the order find, tar and cp -r go
+ * in): at most this many, looked for among this many entries after it.
+ */
+export const NEXT_DIRECTORIES = 2;
+const NEXT_SCAN = 64;
 
 /** Sequential readers move whole chunks; a jump (random access) fetches a small block, not 1 MiB for 4 KiB. */
 export type PieceUnit = 'chunk' | 'block';
@@ -134,7 +141,49 @@ export class ReadPolicy {
       bytes += Math.min(e.attr.size, CHUNK_SIZE);
     }
     seen.prefetched = i - 1;
+    // The rest of this directory is fetched already: keep the window full from the directories a tree reader goes to next.
+    if (i >= entries.length) {
+      const ahead = entries.length - 1 - index;
+      this.nextDirectories(parent, SIBLING_PREFETCH_FILES - ahead, SIBLING_PREFETCH_BYTES - bytes, out, sizes);
+    }
     return { siblings: out, siblingSizes: sizes };
+  }
+
+  /**
+   * Files from the start of the directories after `dir` in its parent
+   * (each one's own state records how far, so its first read continues
+   * the window instead of starting one), while `files` of the window are
+   * left, counting those fetched there already; bounded in bytes.
+   */
+  private nextDirectories(dir: string, files: number, bytes: number, out: string[], sizes: number[]): void {
+    if (dir === '/' || files <= 0) return;
+    const up = parentKey(dir);
+    const entries = this.listing(up);
+    const at = entries ? sortedIndexOf(entries, baseName(dir)) : -1;
+    if (!entries || at < 0) return;
+    let left = files;
+    let budget = bytes;
+    for (let j = at + 1, dirs = 0; j < entries.length && j <= at + NEXT_SCAN && dirs < NEXT_DIRECTORIES && left > 0 && budget > 0; j++) {
+      const e = entries[j];
+      if (!e.attr || !isDirMode(e.attr.mode)) continue;
+      dirs++;
+      const next = childKey(up, e.name);
+      const listed = this.listing(next);
+      if (!listed) continue;
+      const st = this.opened.get(next) ?? { last: -1, prefetched: -1 };
+      left -= st.prefetched + 1;
+      let k = st.prefetched + 1;
+      for (; k < listed.length && left > 0 && budget > 0; k++) {
+        const f = listed[k];
+        if (!f.attr || !isRegMode(f.attr.mode) || f.attr.size === 0) continue;
+        out.push(childKey(next, f.name));
+        sizes.push(f.attr.size);
+        budget -= Math.min(f.attr.size, CHUNK_SIZE);
+        left--;
+      }
+      st.prefetched = k - 1;
+      this.opened.set(next, st);
+    }
   }
 
   /** Forgets every read pattern (the mount is going away). */
