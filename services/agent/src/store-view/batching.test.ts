@@ -186,15 +186,24 @@ test('beneath: held directories are bounded, a symlinked one is refused, a forgo
   }
 });
 
-test('beneath: a new directory is one open from its nearest held ancestor; a failed open forgets the ancestors too', async () => {
-  const root = await BeneathRoot.open(store, 8);
+for (const inLine of [true, false]) {
+  test(`beneath (opens ${inLine ? 'in line' : 'on the thread pool, as on a network filesystem'}): a new directory is one open from its nearest held ancestor; a failed open forgets the ancestors too`, async () => {
+    await heldAncestors(inLine);
+  });
+}
+
+async function heldAncestors(inLine: boolean): Promise<void> {
+  const root = await BeneathRoot.open(store, 8, inLine);
   fs.mkdirSync(path.join(store, 'tree/x/y1'), { recursive: true });
   fs.mkdirSync(path.join(store, 'tree/x/y2'));
   fs.writeFileSync(path.join(store, 'tree/x/y1/f'), 'one');
   fs.writeFileSync(path.join(store, 'tree/x/y2/f'), 'two');
   try {
-    // The store of the tests is on a local filesystem (ext4, tmpfs, ...): opens are made in line.
-    assert.equal(root.local, true);
+    assert.equal(root.local, inLine);
+    // The store of the tests is on a local filesystem (ext4, tmpfs, ...): by default opens are made in line.
+    const detected = await BeneathRoot.open(store);
+    assert.equal(detected.local, true);
+    await detected.close();
     let before = root.opens;
     const a = await root.openFd('tree/x/y1/f');
     assert.equal(root.opens - before, 4, 'tree, x, y1, then the file');
@@ -220,11 +229,16 @@ test('beneath: a new directory is one open from its nearest held ancestor; a fai
     await assert.rejects(root.openFd('tree/x/y3/flink'), (e: unknown) => e instanceof StrataError && e.errno === Errno.ELOOP);
     await assert.rejects(root.openFd('tree/x/y3'), (e: unknown) => e instanceof StrataError && /not a regular file/.test(e.message));
     assert.ok(root.openDirs <= 8);
+    // The FileHandle form: the same file, the same checks.
+    const { fh, st } = await root.openFile('tree/x/y3/f');
+    assert.equal(st.size, 5n);
+    await fh.close();
+    await assert.rejects(root.openFile('tree/x/y3/flink'), (e: unknown) => e instanceof StrataError && e.errno === Errno.ELOOP);
   } finally {
     await root.close();
     fs.rmSync(path.join(store, 'tree'), { recursive: true, force: true });
   }
-});
+}
 
 test('wholeFd: the store file itself as a bare descriptor, checked against the map; closed once; a swapped file refused', async () => {
   const fake = new SiblingResolver(true);

@@ -109,7 +109,8 @@ export class BeneathRoot {
     );
   }
 
-  static async open(dir: string, maxDirs = DEFAULT_OPEN_DIRS): Promise<BeneathRoot> {
+  /** `inLine`: whether opens are made in line; by default, where the store's filesystem is a local one. */
+  static async open(dir: string, maxDirs = DEFAULT_OPEN_DIRS, inLine?: boolean): Promise<BeneathRoot> {
     const proc = await fs.stat('/proc/self/fd').catch(() => undefined);
     if (!proc?.isDirectory()) throw StrataError.precondition('a store view needs /proc (it opens store files beneath the store root through /proc/self/fd)', Errno.ENOENT);
     let fd: number;
@@ -122,7 +123,7 @@ export class BeneathRoot {
     }
     try {
       st = await fstatBig(fd);
-      local = LOCAL_FILESYSTEMS.has(Number((await fs.statfs(dir)).type));
+      local = inLine ?? LOCAL_FILESYSTEMS.has(Number((await fs.statfs(dir)).type));
     } catch (err) {
       await closeFd(fd).catch(() => undefined);
       throw StrataError.from(err, `store view ${dir}`);
