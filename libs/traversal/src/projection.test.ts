@@ -115,3 +115,37 @@ test('a directory looked up again comes from the directory cache, a symlink to i
   assert.equal((await p.lookup('/link')).kind, 'leaf');
   assert.equal((await errnoOf(p.readdir('/link'))).errno, Errno.ENOTDIR);
 });
+
+test('a listing keeps its merged subdirectories: going on into them looks nothing up again, and finds what a lookup finds', async () => {
+  const dirs = await layers({
+    upper: { 'p/a/x': 'ua', 'p/b/.wh..wh..opq': '', 'p/b/y': 'ub', 'p/c/': '', l: { link: 'p' } },
+    lower: { 'p/a/z': 'la', 'p/b/old': 'lb', 'p/d/w': 'ld', 'p/c/q': 'lc' },
+  });
+  const cached = new Projection(dirs);
+  const fresh = new Projection(dirs, { dirCacheEntries: 0 });
+  // Through a symlinked name the listing is of the real directory, kept under the real path only.
+  assert.deepEqual((await cached.readdirNodes('/l/a')).map((e) => e.name.toString()), ['x', 'z']);
+  await assert.rejects(cached.readdirNodes('/l'), (e: unknown) => isStrataError(e) && e.errno === Errno.ENOTDIR);
+  await cached.readdirNodes('/p');
+  let lookups = 0;
+  for (const layer of cached.layers) {
+    const lookup = layer.lookup.bind(layer);
+    layer.lookup = (dir, name) => {
+      lookups++;
+      return lookup(dir, name);
+    };
+  }
+  for (const d of ['a', 'b', 'c', 'd']) {
+    const got = await cached.readdirNodes(`/p/${d}`);
+    const want = await fresh.readdirNodes(`/p/${d}`);
+    assert.deepEqual(got.map((e) => e.name.toString()), want.map((e) => e.name.toString()), d);
+    // (Reading a directory moves its atime: a kept node has the one it was found with, as every kept directory does.)
+    const noAtime = (a: Awaited<ReturnType<Projection['stat']>>): object => ({ ...a, atimeSec: 0, atimeNsec: 0 });
+    assert.deepEqual(noAtime(await cached.stat(`/p/${d}`)), noAtime(await fresh.stat(`/p/${d}`)), d);
+  }
+  // b is opaque: its lower entries stay hidden; c merges both layers.
+  assert.deepEqual((await cached.readdirNodes('/p/b')).map((e) => e.name.toString()), ['y']);
+  assert.deepEqual((await cached.readdirNodes('/p/c')).map((e) => e.name.toString()), ['q']);
+  // Only the opaque checks of the listings' own children (none are directories) were made; no name was looked up to reach a directory.
+  assert.equal(lookups, 0, `${lookups} lookups to reach directories a listing had found`);
+});

@@ -138,7 +138,39 @@ export class Projection {
    */
   async readdirNodes(path: Buffer | string): Promise<MergedEntry[]> {
     const p = toPathBuffer(path);
-    return this.childrenAt(p, await this.lookupDir(p));
+    let at: { node: Node; canon: Buffer[] };
+    try {
+      at = await this.resolveAt(p);
+    } catch (err) {
+      const e = isStrataError(err) ? withPath(err, p) : StrataError.from(err, `lookup ${printable(p)}`, p);
+      this.damaged(p, e);
+      throw e;
+    }
+    if (at.node.kind !== 'dir') throw notDir(p);
+    const entries = await this.childrenAt(p, at.node);
+    this.keepChildDirs(at.canon, entries);
+    return entries;
+  }
+
+  /**
+   * The merged subdirectories a listing found, kept as a lookup of each
+   * would keep them (the merge gave each the node a lookup gives): a
+   * program going on into them (find, a walk, a sibling's extent map)
+   * resolves them from the cache, not by a lookup through every layer and
+   * its opaque checks. A listing with more subdirectories than an eighth
+   * of the cache is not kept (it would push out the directories in use).
+   */
+  private keepChildDirs(canon: Buffer[], entries: readonly MergedEntry[]): void {
+    const cache = this.dirCache;
+    if (!cache) return;
+    let dirs = 0;
+    for (const e of entries) if (e.node?.kind === 'dir') dirs++;
+    if (dirs === 0 || dirs > cache.max / 8) return;
+    for (const e of entries) {
+      if (e.node?.kind !== 'dir') continue;
+      const k = joinPath([...canon, e.name]).toString('latin1');
+      if (!cache.has(k)) cache.set(k, e.node);
+    }
   }
 
   /** The entries of a merged directory node. */
@@ -333,6 +365,11 @@ export class Projection {
    * never climbs above it), as a chroot would; the last name is not followed.
    */
   private async resolve(path: Buffer): Promise<Node> {
+    return (await this.resolveAt(path)).node;
+  }
+
+  /** resolve, with the canonical names (real directories only) of where it ended. */
+  private async resolveAt(path: Buffer): Promise<{ node: Node; canon: Buffer[] }> {
     const queue = splitPath(path);
     // Canonical names of the directory we are in: all real directories, no symlinks.
     let canon: Buffer[] = [];
@@ -344,7 +381,7 @@ export class Projection {
       // path of real names that reaches them: a symlink's path never names one); else start at the
       // deepest cached ancestor instead of the root.
       const self = this.dirCache.get(joinPath(queue).toString('latin1'));
-      if (self) return self;
+      if (self) return { node: self, canon: queue };
       for (let n = queue.length - 1; n > 0; n--) {
         const hit = this.dirCache.get(joinPath(queue.slice(0, n)).toString('latin1'));
         if (hit) {
@@ -373,10 +410,10 @@ export class Projection {
         canon = [...canon, name];
         current = child;
         this.dirCache?.set(joinPath(canon).toString('latin1'), child);
-        if (i === names.length) return child;
+        if (i === names.length) return { node: child, canon };
         continue;
       }
-      if (i === names.length) return child;
+      if (i === names.length) return { node: child, canon };
       if (!isLinkStat(child.st)) throw notDir(path);
       if (++hops > MAX_SYMLINK_HOPS) {
         throw new StrataError(Errno.ELOOP, `too many levels of symbolic links: ${printable(path)}`, { path });
@@ -390,7 +427,7 @@ export class Projection {
       names = [...targetNames, ...names.slice(i)];
       i = 0;
     }
-    return current;
+    return { node: current, canon };
   }
 
   private async dirAt(canon: Buffer[]): Promise<DirNode> {
