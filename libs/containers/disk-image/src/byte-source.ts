@@ -10,6 +10,13 @@ export interface ByteSource {
    * Concurrent calls are allowed.
    */
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * read() into the caller's buffer: fills target[targetOffset, +length)
+   * with every byte of [offset, offset+length), or rejects (what it left in
+   * target is then undefined). Saves the allocation and the copy a reader
+   * makes when it assembles a file's bytes; optional, read() is the rule.
+   */
+  readInto?(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void>;
   /** The logical sector size partition tables on it count in, when the source knows it (a VHDX says 4096 for a 4Kn disk); 512 otherwise. */
   readonly logicalSectorSize?: number;
 }
@@ -37,6 +44,13 @@ export function checkReadRange(what: string, size: number, offset: number, lengt
   }
 }
 
+/** Throws EINVAL unless target[targetOffset, +length) lies inside target (a caller's error, not the image's). */
+export function checkTarget(what: string, target: Buffer, targetOffset: number, length: number): void {
+  if (!Number.isSafeInteger(targetOffset) || targetOffset < 0 || targetOffset + length > target.length) {
+    throw new StrataError(Errno.EINVAL, `${what}: ${length} bytes at ${targetOffset} do not fit in a buffer of ${target.length}`);
+  }
+}
+
 /** A window of a ByteSource (a partition), bounds-checked. */
 export function sliceSource(disk: ByteSource, start: number, size: number): ByteSource {
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(size) || start < 0 || size < 0 || start + size > disk.size) {
@@ -45,12 +59,22 @@ export function sliceSource(disk: ByteSource, start: number, size: number): Byte
       `slice of ${size} bytes at offset ${start} does not fit in a source of ${disk.size} bytes`,
     );
   }
+  const into = disk.readInto?.bind(disk);
   return {
     size,
     async read(offset: number, length: number): Promise<Buffer> {
       checkReadRange('partition', size, offset, length);
       return disk.read(start + offset, length);
     },
+    ...(into
+      ? {
+          async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
+            checkReadRange('partition', size, offset, length);
+            checkTarget('partition', target, targetOffset, length);
+            return into(target, targetOffset, start + offset, length);
+          },
+        }
+      : {}),
   };
 }
 

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { Errno, StrataError } from '@strata/errors';
-import { checkReadRange, type ByteSource } from './byte-source';
+import { checkReadRange, checkTarget, type ByteSource } from './byte-source';
 import { BoundedCache, type CacheCounters } from './bounded-cache';
 import { MAX_CHAIN_LENGTH, MAX_EXTENT_FILES, namedPath, type ChainState, type FormatContext, type OpenedLayer } from './chain';
 import { detectFormatOf, IMAGE_FORMATS, wrongFormat, type DetectedFormat, type ImageFormat } from './format/detect';
@@ -28,6 +28,8 @@ export interface DiskImageStats extends ReadCounters {
 }
 
 export interface DiskImage extends ByteSource {
+  /** Every image reads into the caller's buffer (ByteSource.readInto). */
+  readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void>;
   /** The format of the top file, detected by its magic. */
   readonly format: ImageFormat;
   /** What kind of that format: VMDK createType, VHD/VHDX fixed | dynamic | differencing, VDI dynamic | static, qcow2 v2 | v3; undefined for raw. */
@@ -286,6 +288,17 @@ class OpenDiskImage implements DiskImage {
       throw StrataError.from(err, `read image ${this.label} at offset ${offset}`);
     }
     return buf;
+  }
+
+  async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
+    if (this.closed) throw new StrataError(Errno.EBADF, `image ${this.label} is closed`);
+    checkReadRange(`image ${this.label}`, this.size, offset, length);
+    checkTarget(`image ${this.label}`, target, targetOffset, length);
+    try {
+      if (length > 0) await this.top.readInto(target, targetOffset, offset, length);
+    } catch (err) {
+      throw StrataError.from(err, `read image ${this.label} at offset ${offset}`);
+    }
   }
 
   async ownRanges(): Promise<readonly GuestRange[] | undefined> {

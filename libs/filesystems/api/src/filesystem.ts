@@ -16,6 +16,8 @@ export interface ByteSource {
   readonly size: number;
   /** Exactly `length` bytes at `offset`; a range past `size` rejects with EIO. Concurrent calls are allowed. */
   read(offset: number, length: number): Promise<Buffer>;
+  /** read() into the caller's buffer, every byte or a rejection; optional (a disk image's volumes have it: no allocation, no copy). */
+  readInto?(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void>;
 }
 
 export type FileType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket' | 'unknown';

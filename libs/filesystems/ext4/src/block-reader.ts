@@ -142,4 +142,34 @@ export class BlockReader {
     this.check(start, count, what);
     return this.readBlocks(start, count, what);
   }
+
+  /**
+   * File data into the caller's buffer: bytes [skip, skip+length) of blocks
+   * [start, start+count) go to target[targetOffset...]. Straight from the
+   * source into target (one source read per piece of up to 8 MiB, no
+   * buffer of our own, no copy) when the source reads into buffers and no
+   * replayed block lies in the run; otherwise through data() and a copy.
+   */
+  async dataInto(target: Buffer, targetOffset: number, start: number, count: number, skip: number, length: number, what: string): Promise<void> {
+    this.check(start, count, what);
+    const bs = this.blockSize;
+    if (skip < 0 || length < 0 || skip + length > count * bs || targetOffset < 0 || targetOffset + length > target.length) {
+      throw corrupt(what, `bytes ${skip}+${length} of blocks ${start}+${count} do not fit the read`);
+    }
+    if (length === 0) return;
+    const i = this.firstOverlaid(start);
+    const overlaid = this.overlay !== undefined && i < this.overlay.blocks.length && this.overlay.blocks[i] < start + count;
+    const into = this.source.readInto?.bind(this.source);
+    if (overlaid || !into) {
+      const data = await this.readBlocks(start, count, what);
+      data.copy(target, targetOffset, skip, skip + length);
+      return;
+    }
+    const offset = start * bs + skip;
+    for (let done = 0; done < length; ) {
+      const n = Math.min(MAX_SOURCE_READ, length - done);
+      await into(target, targetOffset + done, offset + done, n);
+      done += n;
+    }
+  }
 }

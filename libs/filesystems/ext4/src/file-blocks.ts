@@ -48,27 +48,36 @@ export async function mapBlocks(ctx: FileContext, inode: InodeRecord, start: num
   return merged;
 }
 
-/** Reads bytes [offset, offset+length) of a block-mapped file; holes and unwritten extents are zeros. */
+/**
+ * Reads bytes [offset, offset+length) of a block-mapped file; holes and
+ * unwritten extents are zeros. Each mapped run is read straight into the
+ * answer (no buffer per run, no copy, when the source reads into buffers);
+ * only the bytes no run covers are zeroed.
+ */
 export async function readMapped(ctx: FileContext, inode: InodeRecord, offset: number, length: number): Promise<Buffer> {
   const bs = ctx.sb.blockSize;
-  const out = Buffer.alloc(length);
-  if (length === 0) return out;
+  if (length === 0) return Buffer.alloc(0);
   const first = Math.floor(offset / bs);
   const last = Math.floor((offset + length - 1) / bs);
   const runs = await mapBlocks(ctx, inode, first, last + 1);
   const maxBlocks = Math.max(1, Math.floor(MAX_RUN_BLOCKS_BYTES / bs));
+  // Every byte is either read into or zeroed below: `zeroed` is where the zeroing has reached.
+  const out = Buffer.allocUnsafe(length);
+  let zeroed = 0;
   for (const run of runs) {
     if (run.uninit) continue;
     for (let done = 0; done < run.count; done += maxBlocks) {
       const count = Math.min(maxBlocks, run.count - done);
-      const lblk = run.lblk + done;
-      const data = await ctx.reader.data(run.pblk + done, count, `data of inode ${inode.stat.ino}`);
-      const runStart = lblk * bs;
+      const runStart = (run.lblk + done) * bs;
       const from = Math.max(runStart, offset);
       const to = Math.min(runStart + count * bs, offset + length);
-      if (from < to) data.copy(out, from - offset, from - runStart, to - runStart);
+      if (from >= to) continue;
+      if (from - offset > zeroed) out.fill(0, zeroed, from - offset);
+      await ctx.reader.dataInto(out, from - offset, run.pblk + done, count, from - runStart, to - from, `data of inode ${inode.stat.ino}`);
+      zeroed = Math.max(zeroed, to - offset);
     }
   }
+  if (zeroed < length) out.fill(0, zeroed);
   return out;
 }
 

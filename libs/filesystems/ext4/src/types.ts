@@ -2,6 +2,8 @@
 export interface ByteSource {
   readonly size: number;
   read(offset: number, length: number): Promise<Buffer>;
+  /** read() into the caller's buffer: every byte of the range, or a rejection. Optional; file data is read through it when present. */
+  readInto?(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void>;
 }
 
 export type Ext4Event = Record<string, unknown>;

@@ -1,0 +1,157 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeSync, openSync, promises as fsp, readFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { Errno, StrataError } from '@strata/errors';
+import { Ext4 } from './ext4';
+import { makeImage, makeTempDir, removeDir } from './fixture-image';
+import { MemorySource } from './memory-source';
+import type { ByteSource } from './types';
+
+let work: string;
+before(async () => {
+  work = await makeTempDir('ext4-read-into-');
+});
+after(async () => {
+  await removeDir(work);
+});
+
+function randomBytes(n: number, seed: number): Buffer {
+  const out = Buffer.alloc(n);
+  let a = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    a = (Math.imul(a, 1103515245) + 12345) >>> 0;
+    out[i] = a >>> 24;
+  }
+  return out;
+}
+
+/** A source that reads into buffers and counts each kind of call; readInto poisons its target range first, so a byte it skipped would show. */
+class IntoSource implements ByteSource {
+  readonly size: number;
+  reads = 0;
+  intos: { offset: number; length: number }[] = [];
+  failAt: number | undefined;
+
+  constructor(private readonly image: Buffer) {
+    this.size = image.length;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.reads++;
+    if (offset < 0 || offset + length > this.size) throw new StrataError(Errno.EIO, `read past the end (${offset}+${length})`);
+    return Buffer.from(this.image.subarray(offset, offset + length));
+  }
+
+  async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
+    this.intos.push({ offset, length });
+    if (offset < 0 || offset + length > this.size) throw new StrataError(Errno.EIO, `read past the end (${offset}+${length})`);
+    if (this.failAt !== undefined && offset <= this.failAt && this.failAt < offset + length) throw new StrataError(Errno.EIO, 'unreadable sector');
+    target.fill(0xa5, targetOffset, targetOffset + length);
+    this.image.copy(target, targetOffset, offset, offset + length);
+  }
+}
+
+interface Fixture {
+  image: Buffer;
+  files: Map<string, Buffer>;
+}
+
+let fixture: Promise<Fixture> | undefined;
+
+/** An ext4 image with a large contiguous file, a fragmented one, a sparse one with a preallocated tail, and small files. */
+function makeFixture(): Promise<Fixture> {
+  fixture ??= (async () => {
+    const tree = path.join(work, 'tree');
+    await fsp.mkdir(tree, { recursive: true });
+    const files = new Map<string, Buffer>();
+    const put = async (name: string, data: Buffer): Promise<void> => {
+      await fsp.writeFile(path.join(tree, name), data);
+      files.set(name, data);
+    };
+    await put('big', randomBytes(5 * 1024 * 1024 + 123, 1));
+    for (let i = 0; i < 8; i++) await put(`small${i}`, randomBytes(100 + i * 5003, 20 + i));
+    const sparse = Buffer.alloc(2_500_000);
+    const fd = openSync(path.join(tree, 'sparse'), 'w');
+    try {
+      for (const at of [7000, 300_000, 1_999_999]) {
+        const b = randomBytes(9000, at);
+        writeSync(fd, b, 0, b.length, at);
+        b.copy(sparse, at);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    await fsp.truncate(path.join(tree, 'sparse'), sparse.length);
+    files.set('sparse', sparse);
+    const imagePath = await makeImage(work, 'fs.img', 32, ['-t', 'ext4', '-b', '1024', '-d', tree]);
+    return { image: readFileSync(imagePath), files };
+  })();
+  return fixture;
+}
+
+async function inoOf(fs: Ext4, name: string): Promise<number> {
+  const ino = await fs.lookup(fs.rootIno, Buffer.from(name));
+  assert.ok(ino !== undefined, name);
+  return ino;
+}
+
+/** Ranges worth reading in a file of `size` bytes: whole, unaligned starts and ends, one byte, past the end. */
+function ranges(size: number): [number, number][] {
+  return [
+    [0, size],
+    [0, size + 4096],
+    [1, 1],
+    [1023, 2],
+    [Math.floor(size / 3) + 5, Math.floor(size / 2)],
+    [Math.max(0, size - 1500), 1500],
+    [size, 10],
+  ];
+}
+
+test('readMapped through readInto: every file and range equals the file written, and what a read()-only source gives', async () => {
+  const { image, files } = await makeFixture();
+  const into = new IntoSource(image);
+  const [a, b] = await Promise.all([Ext4.open(into), Ext4.open(new MemorySource(image))]);
+  for (const [name, data] of files) {
+    const [ia, ib] = await Promise.all([inoOf(a, name), inoOf(b, name)]);
+    for (const [offset, length] of ranges(data.length)) {
+      const want = data.subarray(Math.min(offset, data.length), Math.min(offset + length, data.length));
+      const got = await a.read(ia, offset, length);
+      assert.ok(got.equals(want), `${name} ${offset}+${length} through readInto`);
+      assert.ok((await b.read(ib, offset, length)).equals(want), `${name} ${offset}+${length} through read()`);
+    }
+  }
+  assert.ok(into.intos.length > 0, 'file data went through readInto');
+});
+
+test('readMapped: one source read per physically contiguous run of the range, never more', async () => {
+  const { image, files } = await makeFixture();
+  const into = new IntoSource(image);
+  const fs = await Ext4.open(into);
+  for (const name of ['big', 'sparse', 'small7']) {
+    const ino = await inoOf(fs, name);
+    const size = (files.get(name) as Buffer).length;
+    for (const [offset, length] of ranges(size)) {
+      const runs = (await fs.fileExtents(ino, offset, length)).filter((r) => r.kind === 'data');
+      into.intos = [];
+      await fs.read(ino, offset, length);
+      assert.deepEqual(
+        into.intos,
+        runs.map((r) => (r.kind === 'data' ? { offset: r.volumeOffset, length: r.length } : undefined)),
+        `${name} ${offset}+${length}: the data runs fileExtents names, each read once`,
+      );
+    }
+  }
+});
+
+test('readMapped: a failing source read fails the read with the source error (no partial answer)', async () => {
+  const { image } = await makeFixture();
+  const into = new IntoSource(image);
+  const fs = await Ext4.open(into);
+  const ino = await inoOf(fs, 'big');
+  const [run] = (await fs.fileExtents(ino, 0, 4096)).filter((r) => r.kind === 'data');
+  assert.ok(run && run.kind === 'data');
+  into.failAt = run.volumeOffset + 10;
+  await assert.rejects(fs.read(ino, 0, 4096), (err: unknown) => err instanceof StrataError && err.errno === Errno.EIO);
+});
