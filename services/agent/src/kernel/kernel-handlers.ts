@@ -1,4 +1,3 @@
-import type { FileHandle } from 'node:fs/promises';
 import { Errno, StrataError } from '@strata/errors';
 import type { Entry, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } from '@strata/fuse-kernel';
 import type { MountData } from '../data-cache/mount-data';
@@ -28,7 +27,14 @@ export interface NativeCacheSink {
 
 /** Store files that are a layer file whole, checked (the mount's store-view reader, sealed mounts only). */
 export interface WholeFiles {
-  wholeFile(path: Buffer): Promise<FileHandle | undefined>;
+  wholeFd(path: Buffer): Promise<WholeFile | undefined>;
+}
+
+/** A store file open for a hand-over: its descriptor (given to the session), reads until then, and its close. */
+export interface WholeFile {
+  readonly fd: number;
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  close(): Promise<void>;
 }
 
 /** How the mount's files are opened: through the session (OPEN asked each time), or by the kernel itself (FUSE no_open). */
@@ -90,7 +96,7 @@ export function kernelHandlers(
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
   const notWhole = new Set<bigint>();
   /** Hand-overs under way, with how many callers use their handle. */
-  const handing = new Map<bigint, { handle: Promise<FileHandle | undefined>; users: number }>();
+  const handing = new Map<bigint, { handle: Promise<WholeFile | undefined>; users: number }>();
   /** When each file was handed over, and whether the session serves it by pread (see HANDED_OVER_MS). */
   const handedOver = new Map<bigint, { at: number; pread: boolean }>();
   /** Whether ino was handed over less than ms ago. */
@@ -107,10 +113,10 @@ export function kernelHandlers(
    * closed here (the session keeps its own). Concurrent first reads share
    * one attempt; a file that cannot be handed over is read as before.
    */
-  async function handOver(ino: bigint, path: Buffer): Promise<FileHandle | undefined> {
+  async function handOver(ino: bigint, path: Buffer): Promise<WholeFile | undefined> {
     if (!whole || !native?.setFileData || notWhole.has(ino)) return undefined;
     if (handedWithin(ino, (pread) => (pread ? HANDED_OVER_PREAD_MS : HANDED_OVER_MS))) return undefined;
-    const fh = await whole.wholeFile(path);
+    const fh = await whole.wholeFd(path);
     let mode: 'passthrough' | 'pread' | undefined;
     try {
       mode = fh ? native.setFileData(ino, fh.fd) : undefined;
@@ -135,7 +141,7 @@ export function kernelHandlers(
    * its last user is done (the session keeps its own); undefined when the
    * file was not handed over.
    */
-  async function handOverOnce<R>(ino: bigint, path: Buffer, use: (fh: FileHandle) => Promise<R>): Promise<R | undefined> {
+  async function handOverOnce<R>(ino: bigint, path: Buffer, use: (fh: WholeFile) => Promise<R>): Promise<R | undefined> {
     let h = handing.get(ino);
     if (!h) {
       h = { handle: handOver(ino, path).catch(() => undefined), users: 0 };

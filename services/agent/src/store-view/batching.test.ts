@@ -138,7 +138,7 @@ test('every reader of a layer shares its maps; a resolver that sends no siblings
     assert.equal(old.calls, 20);
     // Another reader of the same layer (the handover's, a second mount's): no call for a file already mapped.
     assert.equal(view.reader({ id: 3 }), view.reader(LAYER));
-    const fh = await view.reader({ id: 3 }).wholeFile(Buffer.from(`/a/b/${name(4)}`));
+    const fh = await view.reader({ id: 3 }).wholeFd(Buffer.from(`/a/b/${name(4)}`));
     assert.ok(fh);
     await fh.close();
     assert.equal(old.calls, 20);

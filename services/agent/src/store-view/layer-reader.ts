@@ -1,4 +1,3 @@
-import type { promises as fs } from 'node:fs';
 import type { ExtentMap, StoreFileIdentity } from '@strata/client';
 import { Errno, GrpcCode, StrataError, errorMessage, isStrataError } from '@strata/errors';
 import type { LayerRef } from '@strata/layers';
@@ -103,16 +102,9 @@ export class LayerReader {
    * to its end, as a `dir:` layer's file is — opened beneath the store root
    * and checked against the map, for the kernel to read by itself (FUSE
    * passthrough, or the session's own preads). Undefined for any other file
-   * and whenever a check fails. The caller closes the handle.
-   */
-  wholeFile(path: Buffer): Promise<fs.FileHandle | undefined> {
-    return this.whole(path, (id) => this.files.openChecked(id));
-  }
-
-  /**
-   * The same as a StoreFd: where the store is a local filesystem, opened,
-   * stated and (by the caller) closed in line — no promise, FileHandle or
-   * thread-pool trip of its own, about a tenth of wholeFile's CPU.
+   * and whenever a check fails. The caller closes it. Where the store is a
+   * local filesystem it is opened, stated and closed in line: no promise,
+   * FileHandle or thread-pool trip of its own (about a tenth of the CPU).
    */
   wholeFd(path: Buffer): Promise<StoreFd | undefined> {
     return this.whole(path, (id) => this.files.openCheckedFd(id));

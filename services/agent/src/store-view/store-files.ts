@@ -52,18 +52,7 @@ export class StoreFiles {
     });
   }
 
-  /** A handle of its own on the file `id` names (the caller closes it), checked as `with` checks. */
-  async openChecked(id: StoreFileIdentity): Promise<fs.FileHandle> {
-    const { fh, st } = await this.root.openFile(id.path);
-    if (!sameFile(st, id, this.devComparable)) {
-      await fh.close().catch(() => undefined);
-      this.root.forgetDirOf(id.path);
-      throw new StrataError(Errno.ESTALE, `store file ${id.path} is not the file the resolver mapped`);
-    }
-    return fh;
-  }
-
-  /** The same as a bare descriptor (StoreFd: opened, stated and closed in line on a local store). */
+  /** A bare descriptor of its own on the file `id` names (the caller closes it; opened, stated and closed in line on a local store), checked as `with` checks. */
   async openCheckedFd(id: StoreFileIdentity): Promise<StoreFd> {
     const { fd, st, local } = await this.root.openFd(id.path);
     const handle = new StoreFd(fd, local);
