@@ -1,6 +1,7 @@
 import type { FileExtent } from '@strata/filesystem';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
 import { Errno, StrataError } from '@strata/errors';
+import { LRUCache } from 'lru-cache';
 import { BlockReader } from './block-reader';
 import { badChecksum, corrupt, refused, unreadable, unsupported } from './corruption';
 import { listDirectory, lookupInDirectory, resolveInDirectory } from './directory';
@@ -24,6 +25,8 @@ const DEFAULT_CACHE_BYTES = 32 * 1024 * 1024;
 /** A single read() returns at most this much (a short read, as pread may). */
 const MAX_READ = 256 * 1024 * 1024;
 const NAME_MAX = 255;
+/** Decoded inodes kept per reader (about 1 KiB each). */
+const INODE_CACHE_ENTRIES = 8192;
 
 /**
  * Turns an unexpected exception (a bounds check this reader lacks) into EIO
@@ -225,8 +228,24 @@ export class Ext4 {
     });
   }
 
-  /** Reads, verifies and decodes an inode the way the kernel's iget does. */
+  /**
+   * Inodes decoded and checked, as the kernel keeps them in its inode cache:
+   * a file read in many pieces is decoded once, not per read. The reader
+   * never sees the image change (a LIVE layer reopens a new reader), so an
+   * entry is never stale; failures are not kept (each call checks again).
+   */
+  private readonly records = new LRUCache<number, InodeRecord>({ max: INODE_CACHE_ENTRIES });
+
+  /** Reads, verifies and decodes an inode the way the kernel's iget does (or finds it decoded). */
   private async record(ino: number): Promise<InodeRecord> {
+    const hit = this.records.get(ino);
+    if (hit) return hit;
+    const rec = await this.decodeRecord(ino);
+    this.records.set(ino, rec);
+    return rec;
+  }
+
+  private async decodeRecord(ino: number): Promise<InodeRecord> {
     const { sb } = this.vol;
     const { raw, block } = await readRawInode(sb, this.vol.groups, this.vol.reader, ino);
     const rec = parseInode(sb, ino, Buffer.from(raw));
