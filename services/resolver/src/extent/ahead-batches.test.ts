@@ -4,12 +4,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Catalog } from '@strata/layers';
-import { Chains } from '../chains';
+import { Chains, type ChainView } from '../chains';
 import { AheadBatches } from './ahead-batches';
+import { Errno, StrataError } from '@strata/errors';
 import { ExtentMaps } from './extent-maps';
 
 /** A store with one dir: layer "a": /t/d0 ... /t/d3, each with 5 small files, and a file at the root. */
-async function withTree(fn: (maps: ExtentMaps, listed: string[], store: string) => Promise<void>): Promise<void> {
+async function withTree(fn: (maps: ExtentMaps, listed: string[], store: string, view: ChainView) => Promise<void>): Promise<void> {
   const store = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-ahead-')));
   try {
     for (let d = 0; d < 4; d++) {
@@ -29,7 +30,7 @@ async function withTree(fn: (maps: ExtentMaps, listed: string[], store: string) 
         listed.push(String(p));
         return readdirNodes(p);
       };
-      await fn(new ExtentMaps(() => Promise.resolve(view), store), listed, store);
+      await fn(new ExtentMaps(() => Promise.resolve(view), store), listed, store, view);
     } finally {
       chains.close();
     }
@@ -93,4 +94,65 @@ test('AheadBatches: bounded, one taker per batch, a failed batch is not there', 
   assert.equal(await b.take('k19'), undefined);
   b.offer('bad', () => Promise.reject(new Error('unreadable')));
   assert.equal(await b.take('bad'), undefined);
+});
+
+const paths = (m: { siblings: { path: Buffer }[] }): string[] => m.siblings.map((s) => s.path.toString());
+
+test('beyondDirectory: the unused sibling count carries the next directories whole, each map equal to its own call; without it only the directory', async () => {
+  await withTree(async (maps, listed, store, view) => {
+    const ref = { name: 'a' };
+    const fresh = new ExtentMaps(() => Promise.resolve(view), store);
+    const all = await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 128, true);
+    const want = ['/t/d0/f1', '/t/d0/f2', '/t/d0/f3', '/t/d0/f4'];
+    for (const d of [1, 2, 3]) for (let f = 0; f < 5; f++) want.push(`/t/d${d}/f${f}`);
+    assert.deepEqual(paths(all), want);
+    for (const s of all.siblings) assert.deepEqual(s.map, await fresh.map(ref, s.path, 0, 0), s.path.toString());
+    // Whole directories only: 4 of d0 + 5 of d1 fit in 9, d2 does not fit in what is left of 11 (held for its own call).
+    await settle();
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 9, true)), want.slice(0, 9));
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 11, true)), want.slice(0, 9));
+    await settle();
+    listed.length = 0;
+    const d2 = await maps.mapWithSiblings(ref, Buffer.from('/t/d2/f0'), 0, 0, 4, true);
+    assert.ok(!listed.includes('/t/d2'), 'the batch of d2 left out was held for its own call');
+    assert.deepEqual(paths(d2), ['/t/d2/f1', '/t/d2/f2', '/t/d2/f3', '/t/d2/f4']);
+    // Without the field (an older agent), or past the start: the directory's files only.
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 128)), want.slice(0, 4));
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 128, false)), want.slice(0, 4));
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 1, 0, 128, true)), want.slice(0, 4));
+    // The last directory has none after it; a file of the root has no parent to go on in.
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d3/f0'), 0, 0, 128, true)), ['/t/d3/f1', '/t/d3/f2', '/t/d3/f3', '/t/d3/f4']);
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/top'), 0, 0, 128, true)), []);
+  });
+});
+
+test('a walk asking beyondDirectory: one call per answer of 128, each answer made ahead behind the one before', async () => {
+  await withTree(async (maps, listed) => {
+    const ref = { name: 'a' };
+    // A walk of 4 directories of 5 files with a budget of 9: d0 (4 + d1), then d2 (4 + d3).
+    const first = await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 9, true);
+    assert.equal(first.siblings.length, 9);
+    await settle();
+    listed.length = 0;
+    const second = await maps.mapWithSiblings(ref, Buffer.from('/t/d2/f0'), 0, 0, 9, true);
+    assert.deepEqual(paths(second).slice(-5), ['/t/d3/f0', '/t/d3/f1', '/t/d3/f2', '/t/d3/f3', '/t/d3/f4']);
+    assert.deepEqual(listed, [], 'd2 and d3 were made ahead behind the first answer');
+  });
+});
+
+test('beyondDirectory: a LIVE chain is refused as before, and the grant is the call\'s (checked before anything is listed)', async () => {
+  await withTree(async (_maps, listed, store, view) => {
+    const ref = { name: 'a' };
+    const live = new ExtentMaps(() => Promise.resolve({ ...view, ttlMs: 1000 }), store);
+    await assert.rejects(live.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 128, true), (e: unknown) => e instanceof StrataError && /LIVE/.test(e.message));
+    const asked: unknown[] = [];
+    const denied = new ExtentMaps((r) => {
+      asked.push(r);
+      return Promise.reject(new StrataError(Errno.EACCES, 'no read on layer a'));
+    }, store);
+    await assert.rejects(denied.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 128, true), (e: unknown) => e instanceof StrataError && e.errno === Errno.EACCES);
+    assert.deepEqual(asked, [ref]);
+    await settle();
+    assert.deepEqual(listed, []);
+  });
 });

@@ -23,6 +23,10 @@ const SIBLINGS_AT_ONCE = 16;
 /** Parents whose subdirectory names are kept (to find the directory after one), and the most names one may have. */
 const AHEAD_PARENTS = 16;
 const MAX_AHEAD_PARENT = 65_536;
+/** Directories after the path's that one answer asked `beyondDirectory` carries at most. */
+const MAX_BEYOND_DIRS = 16;
+/** Directories made ahead behind an answer that carried the ones after its own (the next answer's). */
+const AHEAD_BEYOND = 4;
 
 /** A run of the answer, at its offset in the layer's file; data runs name a store file by index. */
 export type MappedRun =
@@ -111,7 +115,7 @@ export class ExtentMaps {
   private readonly ahead = new AheadBatches();
   /** Subdirectory names of parents whose next directories are mapped ahead, by chain and path, and those being listed. */
   private readonly subdirs = new LRUCache<string, Buffer[]>({ max: AHEAD_PARENTS });
-  private readonly listingSubdirs = new Map<string, Promise<unknown>>();
+  private readonly listingSubdirs = new Map<string, Promise<Buffer[]>>();
 
   constructor(
     private readonly view: (ref: LayerRef) => Promise<ChainView>,
@@ -135,9 +139,12 @@ export class ExtentMaps {
    * after it in bytewise order first, wrapping around. A sibling that
    * cannot be mapped is left out: its reader asks for it and gets the
    * error. The grant checked is the file's (read on the layer): a sibling
-   * is in the same layer.
+   * is in the same layer. With `beyondDirectory`, what the directory
+   * leaves of the count is filled with the small files of the directories
+   * after it among its parent's subdirectories (bytewise), whole
+   * directories only, as many as fit (beyondDirs).
    */
-  async mapWithSiblings(ref: LayerRef, filePath: Buffer, offset: number, length: number, siblings: number): Promise<{ map: ExtentMapAnswer; siblings: SiblingMapAnswer[] }> {
+  async mapWithSiblings(ref: LayerRef, filePath: Buffer, offset: number, length: number, siblings: number, beyondDirectory = false): Promise<{ map: ExtentMapAnswer; siblings: SiblingMapAnswer[] }> {
     checkOffset('extent map offset', offset, filePath);
     checkOffset('extent map length', length, filePath);
     const view = await this.view(ref);
@@ -164,8 +171,14 @@ export class ExtentMaps {
     const made = offset === 0 && length === 0 ? batch?.maps.get(name.toString('latin1')) : undefined;
     const map = made ?? (await this.mapNode(canon, own ?? (await view.projection.lookup(canon)), offset, length, dirs));
     const answer = { map, siblings: await this.siblingsOf(parts, entries, want, dirs, batch?.maps) };
+    let last = dirParts;
+    if (beyondDirectory && offset === 0 && dirParts.length > 0 && answer.siblings.length < want) {
+      const more = await this.beyondDirs(view, dirParts, want - answer.siblings.length);
+      answer.siblings.push(...more.siblings);
+      last = more.last;
+    }
     // A file's first map with its siblings: a reader going through the tree (find | xargs cat, tar, cp -r) asks for the next directory's next.
-    if (offset === 0) this.mapNextDir(view, dirParts);
+    if (offset === 0) this.mapNextDir(view, last, beyondDirectory ? AHEAD_BEYOND : 1);
     return answer;
   }
 
@@ -199,30 +212,78 @@ export class ExtentMaps {
    * made for the root's next (it has none), a parent too large to keep
    * listed, or a directory already made.
    */
-  private mapNextDir(view: ChainView, dirParts: Buffer[]): void {
+  private mapNextDir(view: ChainView, dirParts: Buffer[], count: number): void {
     if (dirParts.length === 0) return;
     const parentParts = dirParts.slice(0, -1);
-    const parent = joinPath(parentParts);
-    const k = aheadKey(view, parent);
-    const subdirs = this.subdirs.get(k);
+    const subdirs = this.subdirs.get(aheadKey(view, joinPath(parentParts)));
     if (subdirs === undefined) {
       // Listed behind this answer: the directories after the next one are made ahead.
-      if (!this.listingSubdirs.has(k) && this.listingSubdirs.size < AHEAD_PARENTS) {
-        const listing = view.projection
-          .readdirNodes(parent)
-          .then((entries) => this.subdirs.set(k, entries.length > MAX_AHEAD_PARENT ? [] : entries.filter((e) => e.node?.kind === 'dir').map((e) => e.name)))
-          .catch(() => undefined)
-          .finally(() => this.listingSubdirs.delete(k));
-        this.listingSubdirs.set(k, listing);
-      }
+      void this.listSubdirs(view, parentParts);
       return;
     }
     // Offered before this answer leaves: the call for the next directory, which comes after it, finds it.
-    const next = subdirs[nextIndex(subdirs, dirParts[dirParts.length - 1])];
-    if (next !== undefined) {
-      const nextDir = joinPath([...parentParts, next]);
+    for (let i = nextIndex(subdirs, dirParts[dirParts.length - 1]), n = 0; i < subdirs.length && n < count; i++, n++) {
+      const nextDir = joinPath([...parentParts, subdirs[i]]);
       this.ahead.offer(aheadKey(view, nextDir), () => this.batchOf(view, nextDir));
     }
+  }
+
+  /** The parent's subdirectory names, sorted (kept, or listed once however many ask); empty for a parent too large to keep or unreadable. */
+  private async listSubdirs(view: ChainView, parentParts: Buffer[]): Promise<readonly Buffer[]> {
+    const parent = joinPath(parentParts);
+    const k = aheadKey(view, parent);
+    const kept = this.subdirs.get(k);
+    if (kept !== undefined) return kept;
+    let listing = this.listingSubdirs.get(k);
+    if (listing === undefined) {
+      if (this.listingSubdirs.size >= AHEAD_PARENTS) return [];
+      listing = view.projection
+        .readdirNodes(parent)
+        .then((entries) => {
+          const names = entries.length > MAX_AHEAD_PARENT ? [] : entries.filter((e) => e.node?.kind === 'dir').map((e) => e.name);
+          this.subdirs.set(k, names);
+          return names;
+        })
+        .catch((): Buffer[] => [])
+        .finally(() => this.listingSubdirs.delete(k));
+      this.listingSubdirs.set(k, listing);
+    }
+    return listing;
+  }
+
+  /**
+   * The small files of the directories after `dirParts` among its
+   * parent's subdirectories, whole directories while they fit in
+   * `budget`, each taken from a batch made ahead (or made now): what a
+   * walk of the tree reads next comes in this answer instead of a call of
+   * its own. A directory that does not fit is held for its own call; one
+   * with no small file is passed over. `last`: the last directory carried
+   * (the path's own when none is).
+   */
+  private async beyondDirs(view: ChainView, dirParts: Buffer[], budget: number): Promise<{ siblings: SiblingMapAnswer[]; last: Buffer[] }> {
+    const parentParts = dirParts.slice(0, -1);
+    const subdirs = await this.listSubdirs(view, parentParts);
+    const siblings: SiblingMapAnswer[] = [];
+    let last = dirParts;
+    for (let i = nextIndex(subdirs, dirParts[dirParts.length - 1]), n = 0; i < subdirs.length && n < MAX_BEYOND_DIRS; i++, n++) {
+      const parts = [...parentParts, subdirs[i]];
+      const dir = joinPath(parts);
+      const key = aheadKey(view, dir);
+      const batch = (await this.ahead.take(key)) ?? (await this.batchOf(view, dir).catch(() => undefined));
+      if (batch === undefined) break;
+      const small = batch.entries.filter(isSmallFile);
+      if (small.length > budget - siblings.length) {
+        this.ahead.offer(key, () => Promise.resolve(batch));
+        break;
+      }
+      for (const e of small) {
+        const map = batch.maps.get(e.name.toString('latin1'));
+        // One the batch could not map is left out, as a sibling is: its reader asks for it and gets the error.
+        if (map) siblings.push({ path: joinPath([...parts, e.name]), map });
+      }
+      last = parts;
+    }
+    return { siblings, last };
   }
 
   /** A directory's listing and the maps (from their start) of its first small files, as many as one answer holds. */

@@ -37,7 +37,7 @@ export function extentService(maps: ExtentMaps, store: StoreIdentityFile, rpc: R
     }),
     // Siblings ride on the file's own call: the same rule (read on the layer), the same audit line.
     extentMap: unary('ExtentMap', rpc, async (req) => {
-      const [storeId, m] = await Promise.all([store.storeId(), maps.mapWithSiblings(layerRefFromProto(req.layer), req.path, req.offset, req.length, req.siblings ?? 0)]);
+      const [storeId, m] = await Promise.all([store.storeId(), maps.mapWithSiblings(layerRefFromProto(req.layer), req.path, req.offset, req.length, req.siblings ?? 0, req.beyondDirectory === true)]);
       return { ...response(storeId, m.map), siblings: m.siblings.map((s) => ({ path: s.path, map: response(storeId, s.map) })) };
     }),
   };
