@@ -78,6 +78,8 @@ export class Qcow2Layer implements Layer {
 
   async readInto(target: Buffer, targetOffset: number, offset: number, length: number): Promise<void> {
     const segments = await this.segments(offset, length);
+    // Most reads are one run (contiguous clusters, or all from the backing file): no task list for them.
+    if (segments.length === 1) return this.readSegment(segments[0], target, targetOffset + (segments[0].guest - offset));
     await runLimited(
       segments.map((s) => () => this.readSegment(s, target, targetOffset + (s.guest - offset))),
       READ_CONCURRENCY,
@@ -267,11 +269,22 @@ export class Qcow2Layer implements Layer {
     return l2Offset;
   }
 
+  /**
+   * The last L2 table this view looked up: reads near each other (a file's
+   * pieces, one sequential reader) land in one table and skip the L1 and
+   * cache lookups. The tables of an open image never change (a LIVE layer
+   * reopens the image), so it is never stale.
+   */
+  private lastL2: { l1Index: number; table: Buffer | undefined } | undefined;
+
   /** The L2 table for one L1 slot, or undefined when the slot is unallocated. */
   private async l2Table(l1Index: number): Promise<Buffer | undefined> {
+    const last = this.lastL2;
+    if (last && last.l1Index === l1Index) return last.table;
     const l2Offset = await this.l2Offset(l1Index);
-    if (l2Offset === 0) return undefined;
-    return this.caches.metadata.get(`${this.cacheId}:l2:${l2Offset}`, () => this.file.read(l2Offset, this.header.clusterSize));
+    const table = l2Offset === 0 ? undefined : await this.caches.metadata.get(`${this.cacheId}:l2:${l2Offset}`, () => this.file.read(l2Offset, this.header.clusterSize));
+    this.lastL2 = { l1Index, table };
+    return table;
   }
 
   /** The same file seen through another L1 table (an internal snapshot's), over the same backing file. */
