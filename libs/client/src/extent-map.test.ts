@@ -39,6 +39,25 @@ test('siblings come through checked as the file is; one that is bad, or not from
   assert.throws(() => extentMapFromProto({ ...response([data(100, 30)]), siblings: [{ path: Buffer.from('/d/b'), map: undefined }] }), StrataError);
 });
 
+test('a sibling outside the file\'s directory is refused unless the directories after it were asked for', () => {
+  const data = (offset: number, length: number) => ({ offset, length, kind: ExtentKind.EXTENT_KIND_DATA, file: 0, fileOffset: 0, reason: '' });
+  const sib = response([data(0, 3)], 0, 3);
+  const answer = (...paths: string[]): ExtentMapResponse => ({ ...response([data(100, 30)]), siblings: paths.map((p) => ({ path: Buffer.from(p), map: sib })) });
+  const path = Buffer.from('/t/d0/f0');
+  // The directory's own files, however the path is spelled.
+  assert.deepEqual(extentMapFromProto(answer('/t/d0/f1', '/t//d0/f2'), { path }).siblings?.map((s) => s.path.toString()), ['/t/d0/f1', '/t//d0/f2']);
+  assert.equal(extentMapFromProto(answer('/t/d0/f1'), { path: Buffer.from('t/d0/f0') }).siblings?.length, 1);
+  // Another directory's (the next one, a parent, a subdirectory, the root), not asked for: the answer is refused.
+  for (const other of ['/t/d1/f0', '/t/f', '/t/d0/sub/f', '/f']) {
+    assert.throws(() => extentMapFromProto(answer('/t/d0/f1', other), { path }), (e: unknown) => e instanceof StrataError && /outside the file's directory/.test(e.message), other);
+    assert.throws(() => extentMapFromProto(answer(other), { path, beyondDirectory: false }), StrataError, other);
+  }
+  // Asked for: the next directories' files come through, checked as the file's are.
+  const beyond = extentMapFromProto(answer('/t/d0/f1', '/t/d1/f0', '/t/d2/f0'), { path, beyondDirectory: true });
+  assert.deepEqual(beyond.siblings?.map((s) => s.path.toString()), ['/t/d0/f1', '/t/d1/f0', '/t/d2/f0']);
+  assert.throws(() => extentMapFromProto({ ...answer('/t/d1/f0'), siblings: [{ path: Buffer.from('/t/d1/f0'), map: response([data(5, 3)], 5, 3) }] }, { path, beyondDirectory: true }), StrataError);
+});
+
 test('a map with a gap, an overlap, an empty run, a file it does not list or a wrong total is refused', () => {
   const data = (offset: number, length: number, file = 0) => ({ offset, length, kind: ExtentKind.EXTENT_KIND_DATA, file, fileOffset: 0, reason: '' });
   for (const bad of [

@@ -56,18 +56,36 @@ export function storeIdentityFromProto(r: GetStoreIdentityResponse): StoreIdenti
   return { storeId: r.storeId, marker: storeFileFromProto(r.marker) };
 }
 
+/** What was asked, as far as the answer's siblings are checked against it. */
+export interface ExtentMapAsked {
+  /** The file asked for. */
+  path: Buffer;
+  /** Siblings may be files of the directories after the file's (ExtentMapRequest.beyond_directory). */
+  beyondDirectory?: boolean;
+}
+
+/** The directory part of a path, its components without empty ones ("/a//b/f" and "a/b/f": "a/b"). */
+function directoryOf(p: Buffer): string {
+  const parts = p.toString('latin1').split('/').filter((c) => c !== '');
+  return parts.slice(0, -1).join('/');
+}
+
 /**
  * The wire's map, checked as a reader needs it: runs in order from
  * `offset` without gaps or overlaps, each data run naming a file the
- * answer lists. A resolver that answers otherwise is not followed.
+ * answer lists; with `asked`, siblings in the file's directory unless it
+ * asked for the directories after it too. A resolver that answers
+ * otherwise is not followed.
  */
-export function extentMapFromProto(r: ExtentMapResponse): ExtentMap {
+export function extentMapFromProto(r: ExtentMapResponse, asked?: ExtentMapAsked): ExtentMap {
   const m = oneMap(r);
   if (r.siblings.length === 0) return m;
+  const dir = asked && !asked.beyondDirectory ? directoryOf(asked.path) : undefined;
   // A sibling is checked as the file is; its own siblings, if a resolver sent any, are not followed.
   m.siblings = r.siblings.slice(0, MAX_SIBLINGS).map((s) => {
     if (!s.map) throw StrataError.io('extent map: a sibling without its map');
     if (s.map.offset !== 0) throw StrataError.io(`extent map: a sibling mapped from ${s.map.offset}, not its start`);
+    if (dir !== undefined && directoryOf(s.path) !== dir) throw StrataError.io(`extent map: a sibling outside the file's directory (${s.path.toString('utf8')}), not asked for`);
     return { path: s.path, map: oneMap(s.map) };
   });
   return m;

@@ -301,14 +301,17 @@ export class StrataClient {
    * asked (see ExtentMap.length): ask again from where it stopped.
    * `siblings`: also the maps of up to that many other small files of the
    * file's directory, in the answer's `siblings` (one call for a directory
-   * read file by file).
+   * read file by file). `beyondDirectory`: they may also be files of the
+   * directories after it (a walk of the tree); without it a sibling outside
+   * the file's directory fails the answer.
    */
-  async extentMap(ref: LayerRef, path: Path, offset = 0, length = 0, siblings = 0): Promise<ExtentMap> {
+  async extentMap(ref: LayerRef, path: Path, offset = 0, length = 0, siblings = 0, beyondDirectory = false): Promise<ExtentMap> {
+    const p = toPath(path);
     const res = await this.idempotent((e, d) => {
       const c = this.extentClient(e);
-      return call(c.extentMap.bind(c), { layer: layerRefToProto(ref), path: toPath(path), offset, length, ...(siblings > 0 ? { siblings } : {}) }, d);
+      return call(c.extentMap.bind(c), { layer: layerRefToProto(ref), path: p, offset, length, ...(siblings > 0 ? { siblings } : {}), ...(siblings > 0 && beyondDirectory ? { beyondDirectory } : {}) }, d);
     });
-    return extentMapFromProto(res);
+    return extentMapFromProto(res, { path: p, beyondDirectory: siblings > 0 && beyondDirectory });
   }
 
   /** The ExtentService client of an endpoint, on its channel (made here, once per endpoint). */
