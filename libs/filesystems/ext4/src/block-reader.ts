@@ -98,15 +98,37 @@ export class BlockReader {
     return out;
   }
 
+  /** Metadata blocks being read: concurrent misses of one block (a listing's inodes, sibling files) share one source read. */
+  private readonly loading = new Map<number, Promise<MetadataBlock>>();
+
+  /** Source reads of metadata blocks (misses that were not already being read). */
+  metadataReads = 0;
+
   /** One metadata block, from the cache when possible. */
-  async metadata(block: number, what: string): Promise<MetadataBlock> {
+  metadata(block: number, what: string): Promise<MetadataBlock> {
     const hit = this.cache.get(block);
-    if (hit) return hit;
-    this.check(block, 1, what);
-    const data = await this.readBlocks(block, 1, what);
-    const mb: MetadataBlock = { block, data, verified: new Set() };
-    this.cache.set(block, mb);
-    return mb;
+    if (hit) return Promise.resolve(hit);
+    const pending = this.loading.get(block);
+    if (pending) return pending;
+    try {
+      this.check(block, 1, what);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // The check passed, so the first await comes before `finally`: the entry is set before it is deleted.
+    const load = (async (): Promise<MetadataBlock> => {
+      try {
+        this.metadataReads++;
+        const data = await this.readBlocks(block, 1, what);
+        const mb: MetadataBlock = { block, data, verified: new Set() };
+        this.cache.set(block, mb);
+        return mb;
+      } finally {
+        this.loading.delete(block);
+      }
+    })();
+    this.loading.set(block, load);
+    return load;
   }
 
   /** Consecutive metadata blocks; the ones not cached are fetched with as few source reads as possible. */

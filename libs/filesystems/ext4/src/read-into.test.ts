@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, promises as fsp, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Errno, StrataError } from '@strata/errors';
+import { BlockReader } from './block-reader';
 import { Ext4 } from './ext4';
 import { makeImage, makeTempDir, removeDir } from './fixture-image';
 import { MemorySource } from './memory-source';
@@ -154,4 +155,29 @@ test('readMapped: a failing source read fails the read with the source error (no
   assert.ok(run && run.kind === 'data');
   into.failAt = run.volumeOffset + 10;
   await assert.rejects(fs.read(ino, 0, 4096), (err: unknown) => err instanceof StrataError && err.errno === Errno.EIO);
+});
+
+test('metadata blocks: concurrent misses of one block share one source read; a failed read is not kept', async () => {
+  const image = Buffer.alloc(64 * 1024);
+  for (let b = 0; b < 16; b++) image.fill(b, b * 4096, (b + 1) * 4096);
+  const source = new IntoSource(image);
+  let failures = 1;
+  const flaky: ByteSource = {
+    size: image.length,
+    read: async (offset, length) => {
+      if (offset === 5 * 4096 && failures-- > 0) throw new StrataError(Errno.EIO, 'unreadable sector');
+      return source.read(offset, length);
+    },
+  };
+  const reader = new BlockReader(flaky, 4096, 16, 1 << 20);
+  const blocks = await Promise.all(Array.from({ length: 20 }, (_, i) => reader.metadata(3 + (i % 2), 'test block')));
+  assert.equal(source.reads, 2, 'two blocks, two source reads for twenty calls');
+  assert.ok(blocks.every((mb, i) => mb.block === 3 + (i % 2) && mb.data.every((v) => v === mb.block)));
+  assert.equal(blocks[0], blocks[2], 'the same cached block');
+  const failed = await Promise.allSettled([reader.metadata(5, 'test block'), reader.metadata(5, 'test block')]);
+  assert.deepEqual(failed.map((r) => r.status), ['rejected', 'rejected'], 'both callers of the failing read see its failure');
+  assert.ok((await reader.metadata(5, 'test block')).data.every((v) => v === 5), 'the next call reads again');
+  await assert.rejects(reader.metadata(16, 'test block'), (err: unknown) => err instanceof StrataError && err.errno === Errno.EUCLEAN);
+  await assert.rejects(reader.metadata(16, 'test block'), (err: unknown) => err instanceof StrataError && err.errno === Errno.EUCLEAN);
+  assert.equal(reader.metadataReads, 4);
 });
