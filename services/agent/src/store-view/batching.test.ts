@@ -150,6 +150,69 @@ test('every reader of a layer shares its maps; a resolver that sends no siblings
   }
 });
 
+/** SiblingResolver's answer, then (asked beyondDirectory, unless it is a resolver that predates it) whole next directories of the parent while they fit. */
+class TreeResolver extends SiblingResolver {
+  askedBeyond: boolean[] = [];
+  constructor(private readonly knowsBeyond: boolean) {
+    super(true);
+  }
+
+  override async extentMap(ref: LayerRef, p: Buffer, offset: number, length: number, siblings = 0, beyondDirectory = false): Promise<ExtentMap> {
+    this.askedBeyond.push(beyondDirectory);
+    const m = await super.extentMap(ref, p, offset, length, siblings);
+    const out = [...(m.siblings ?? [])];
+    if (!this.knowsBeyond || !beyondDirectory) return m;
+    const dir = path.posix.dirname(p.toString());
+    const parent = path.posix.dirname(dir);
+    const dirs = fs.readdirSync(path.join(store, 'layer', parent)).sort();
+    for (const d of dirs.filter((d) => d > path.posix.basename(dir))) {
+      const files = fs.readdirSync(path.join(store, 'layer', parent, d)).sort();
+      if (files.length > siblings - out.length) break;
+      for (const f of files) out.push({ path: Buffer.from(path.posix.join(parent, d, f)), map: mapOf(path.posix.join(parent, d, f)) });
+    }
+    return { ...m, siblings: out };
+  }
+}
+
+test('a tree of small directories read file by file asks once per SIBLINGS+1 files (beyondDirectory), not once per directory', async () => {
+  const DIRS = 30;
+  const PER_DIR = 20;
+  const files: string[] = [];
+  for (let d = 0; d < DIRS; d++) {
+    const dir = `w/d${String(d).padStart(3, '0')}`;
+    fs.mkdirSync(path.join(store, 'layer', dir), { recursive: true });
+    for (let f = 0; f < PER_DIR; f++) {
+      files.push(`/${dir}/${name(f)}`);
+      fs.writeFileSync(path.join(store, 'layer', dir, name(f)), `${dir} ${bodyOf(f)}`);
+    }
+  }
+  const walk = async (fake: TreeResolver): Promise<void> => {
+    const view = await StoreView.open(store, fake);
+    try {
+      const r = view.reader(LAYER);
+      for (const f of files) assert.equal((await r.read(Buffer.from(f), 0, 4096, noFallback)).toString(), fs.readFileSync(path.join(store, 'layer', f), 'utf8'), f);
+      assert.equal(view.counters.maps, fake.calls);
+      assert.equal(view.counters.siblingMaps, files.length - fake.calls);
+    } finally {
+      await view.close();
+    }
+  };
+  try {
+    const tree = new TreeResolver(true);
+    await walk(tree);
+    // Each answer: its directory and the whole directories after it that fit in SIBLINGS.
+    const dirsPerCall = 1 + Math.floor((SIBLINGS - (PER_DIR - 1)) / PER_DIR);
+    assert.equal(tree.calls, Math.ceil(DIRS / dirsPerCall));
+    assert.ok(tree.askedBeyond.every((b) => b));
+    // A resolver that predates the field: one call per directory, as before.
+    const old = new TreeResolver(false);
+    await walk(old);
+    assert.equal(old.calls, DIRS);
+  } finally {
+    fs.rmSync(path.join(store, 'layer/w'), { recursive: true, force: true });
+  }
+});
+
 test('beneath: held directories are bounded, a symlinked one is refused, a forgotten one walked again', async () => {
   const root = await BeneathRoot.open(store, 2);
   fs.mkdirSync(path.join(store, 'beneath'));

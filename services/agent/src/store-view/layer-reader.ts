@@ -13,11 +13,12 @@ const WINDOWS_PER_FILE = 64;
 /** Answers asked for one read at most (a read spans one or two windows). */
 const MAX_MAP_CALLS = 8;
 /**
- * Other files of the directory whose maps a file's first map asks for
- * (the resolver caps this at 256): a walk of a directory of small files
- * asks once per this many files instead of once per file.
+ * Other files whose maps a file's first map asks for (the resolver caps
+ * this at 256): those of its directory, then of the directories after it
+ * (beyondDirectory): a walk of a tree of small files asks once per this
+ * many files instead of once per file, or once per directory.
  */
-export const SIBLINGS = 128;
+export const SIBLINGS = 256;
 /** Calls in flight a reader waits out (each may bring its map) before asking for its file itself. */
 const MAX_WAITS = 8;
 
@@ -260,7 +261,8 @@ export class LayerReader {
 
   private async ask(path: Buffer, k: string, offset: number, siblings: number): Promise<ExtentMap> {
     this.view.counters.maps++;
-    const m = await this.view.client.extentMap(this.layer, path, offset, 0, siblings);
+    const beyond = siblings > 0;
+    const m = await this.view.client.extentMap(this.layer, path, offset, 0, siblings, beyond);
     if (m.storeId !== this.view.storeId) {
       throw new Refusal(new StrataError(Errno.ESTALE, `a resolver answered a map of store ${m.storeId}; this view is of store ${this.view.storeId}`));
     }
@@ -268,8 +270,8 @@ export class LayerReader {
     const dir = dirOf(k);
     for (const s of m.siblings ?? []) {
       const sk = key(s.path);
-      // Only files of the same directory, of the same store, not kept already (a kept map may hold later windows).
-      if (s.map.storeId !== this.view.storeId || dirOf(sk) !== dir || sk === k || this.maps.has(sk)) continue;
+      // Only files of the same store (of the same directory unless the next ones were asked for), not kept already (a kept map may hold later windows).
+      if (s.map.storeId !== this.view.storeId || (!beyond && dirOf(sk) !== dir) || sk === k || this.maps.has(sk)) continue;
       this.view.counters.siblingMaps++;
       this.keep(sk, s.map);
     }

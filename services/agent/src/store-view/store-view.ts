@@ -9,8 +9,11 @@ import { LRUCache } from 'lru-cache';
 /** What a store view asks the resolvers (a StrataClient has both). */
 export interface StoreViewClient {
   storeIdentity(): Promise<StoreIdentity>;
-  /** `siblings`: also the maps of up to that many other small files of the directory (ExtentMap.siblings); a client without it answers none. */
-  extentMap(ref: LayerRef, path: Buffer, offset: number, length: number, siblings?: number): Promise<ExtentMap>;
+  /**
+   * `siblings`: also the maps of up to that many other small files of the directory (ExtentMap.siblings); a client without it answers none.
+   * `beyondDirectory`: they may also be files of the directories after it (a walk of the tree); without it a sibling elsewhere is refused.
+   */
+  extentMap(ref: LayerRef, path: Buffer, offset: number, length: number, siblings?: number, beyondDirectory?: boolean): Promise<ExtentMap>;
 }
 
 /** Bytes read straight from the store, bytes left to the resolver, maps asked (and sibling maps kept from their answers), refusals; read by the metrics. */
