@@ -20,15 +20,17 @@ test('ExtentMap with siblings: one call answers the maps of the directory, throu
   try {
     fs.mkdirSync(path.join(store, 'l/d'), { recursive: true });
     for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(store, 'l/d', `f${i}`), `body ${i}`);
+    fs.mkdirSync(path.join(store, 'l/e'));
+    for (let i = 0; i < 3; i++) fs.writeFileSync(path.join(store, 'l/e', `g${i}`), `next ${i}`);
     const catalog = new Catalog(store);
     await catalog.init();
     await catalog.create({ source: 'dir:l', layerType: 'base', name: 'l' });
     const chains = new Chains(catalog);
     try {
       const svc = extentService(new ExtentMaps((ref) => chains.view(ref), store), new StoreIdentityFile(store), { log, tracker: new RequestTracker(log) });
-      const ask = (siblings: number | undefined): Promise<ExtentMapResponse> =>
+      const ask = (siblings: number | undefined, beyondDirectory?: boolean): Promise<ExtentMapResponse> =>
         new Promise((resolve, reject) => {
-          const request: ExtentMapRequest = { layer: layerRefToProto({ name: 'l' }), path: Buffer.from('/d/f3'), offset: 0, length: 0, siblings };
+          const request: ExtentMapRequest = { layer: layerRefToProto({ name: 'l' }), path: Buffer.from('/d/f3'), offset: 0, length: 0, siblings, beyondDirectory };
           // Through the wire both ways, as a client would send and read it.
           const call = { request: ExtentMapRequest.decode(ExtentMapRequest.encode(request).finish()), metadata: { getMap: () => ({}) } } as unknown as ServerUnaryCall<ExtentMapRequest, ExtentMapResponse>;
           svc.extentMap(call, (err, res) => (err || !res ? reject(err ?? new Error('no answer')) : resolve(ExtentMapResponse.decode(ExtentMapResponse.encode(res).finish()))));
@@ -45,6 +47,12 @@ test('ExtentMap with siblings: one call answers the maps of the directory, throu
       }
       // Unset (an older agent): no siblings, the answer as before.
       assert.deepEqual((await ask(undefined)).siblings, []);
+      // beyond_directory: what the directory leaves of the count carries the next directory (/e) whole; unset or false, the directory only.
+      const d = ['/d/f4', '/d/f5', '/d/f6', '/d/f7', '/d/f8', '/d/f9', '/d/f0', '/d/f1', '/d/f2'];
+      assert.deepEqual((await ask(20, true)).siblings.map((s) => s.path.toString()), [...d, '/e/g0', '/e/g1', '/e/g2']);
+      assert.deepEqual((await ask(20, false)).siblings.map((s) => s.path.toString()), d);
+      assert.deepEqual((await ask(20)).siblings.map((s) => s.path.toString()), d);
+      assert.deepEqual((await ask(undefined, true)).siblings, []);
     } finally {
       chains.close();
     }
