@@ -236,6 +236,8 @@ test('a caller without a grant is refused as a Read is (PERMISSION_DENIED, EACCE
   await refused(bob.readFile({ name: 'folder' }, '/d/f1'), GrpcCode.PERMISSION_DENIED, Errno.EACCES);
   const msg = await refused(bob.extentMap({ name: 'folder' }, '/d/f1'), GrpcCode.PERMISSION_DENIED, Errno.EACCES);
   assert.match(msg, /bob/);
+  // Asking for siblings, and for the next directories' files too, changes nothing about who may ask.
+  await refused(bob.extentMap({ name: 'folder' }, '/d/f1', 0, 0, 256, true), GrpcCode.PERMISSION_DENIED, Errno.EACCES);
   // A missing layer is refused the same way: the refusal tells nothing of what exists.
   await refused(bob.extentMap({ name: 'no-such-layer' }, '/d/f1'), GrpcCode.PERMISSION_DENIED, Errno.EACCES);
   const audit = fs.readFileSync(path.join(store, '.strata', 'audit', `${os.hostname()}.log`), 'utf8');
