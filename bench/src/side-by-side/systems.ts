@@ -74,7 +74,9 @@ export interface StrataOptions {
   /**
    * Start the agent with `--store-view <the stack's store>`: sealed layers'
    * file bytes read straight from the store by the resolver's extent maps,
-   * `dir:` files handed to the kernel by FUSE passthrough (issue 28).
+   * `dir:` files handed to the session whole (served by its native pread
+   * under the default `--file-opens auto`, by FUSE passthrough with
+   * `--file-opens agent`; issue 28).
    */
   storeView?: boolean;
 }

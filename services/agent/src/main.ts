@@ -185,7 +185,7 @@ export const AGENT_OPTIONS = defineOptions({
     env: 'STRATA_AGENT_FILE_OPENS',
     default: 'auto',
     choices: FILE_OPENS,
-    help: "who opens a new sealed mount's files: agent (every open asks the agent, answered natively; FUSE passthrough per file), kernel (the kernel opens them itself, FUSE no_open: no round trip per open, the page cache kept across opens, file data handed over served by the agent's pread instead of passthrough), auto (kernel, but agent with --store-view, where passthrough of store files pays; docs/operations.md). Never kernel for LIVE mounts (each open must drop a changed file's pages) nor audited ones (each open is logged): those open through the agent, with a log line. A mount taken over keeps the mode it was made with",
+    help: "who opens a new sealed mount's files: agent (every open asks the agent, answered natively; FUSE passthrough per file), kernel (the kernel opens them itself, FUSE no_open: no round trip per open, the page cache kept across opens, file data handed over served by the agent's pread instead of passthrough), auto (kernel wherever allowed; agent keeps passthrough, which pays for cold random reads of store files under --store-view; docs/operations.md). Never kernel for LIVE mounts (each open must drop a changed file's pages) nor audited ones (each open is logged): those open through the agent, with a log line. A mount taken over keeps the mode it was made with",
   },
   'attr-entries': { kind: 'positive-int', arg: 'n', default: 500_000, help: 'attribute cache entries per mount' },
   'prefetch-entries': { kind: 'non-negative-int', arg: 'n', default: 100_000, help: 'walk the tree into the caches at mount, up to this many entries (0: off)' },
