@@ -18,6 +18,8 @@ export interface BlockOverlay {
 
 /** Largest single read handed to the source, so a huge file read never asks for one giant buffer at once. */
 const MAX_SOURCE_READ = 8 * 1024 * 1024;
+/** Most metadata blocks one miss reads (blocks after it that a caller said are worth reading). */
+export const MAX_AHEAD_BLOCKS = 8;
 
 /**
  * The one way blocks are read. Metadata blocks are cached; data runs are
@@ -104,8 +106,14 @@ export class BlockReader {
   /** Source reads of metadata blocks (misses that were not already being read). */
   metadataReads = 0;
 
-  /** One metadata block, from the cache when possible. */
-  metadata(block: number, what: string): Promise<MetadataBlock> {
+  /**
+   * One metadata block, from the cache when possible. `aheadTo` (exclusive)
+   * lets a miss read the blocks after it in the same source read, up to
+   * MAX_AHEAD_BLOCKS and the first block already cached or being read (as
+   * the kernel reads inode tables ahead): a directory's inodes then cost one
+   * read instead of one per block.
+   */
+  metadata(block: number, what: string, aheadTo = block + 1): Promise<MetadataBlock> {
     const hit = this.cache.get(block);
     if (hit) return Promise.resolve(hit);
     const pending = this.loading.get(block);
@@ -115,20 +123,56 @@ export class BlockReader {
     } catch (err) {
       return Promise.reject(err);
     }
-    // The check passed, so the first await comes before `finally`: the entry is set before it is deleted.
-    const load = (async (): Promise<MetadataBlock> => {
+    let end = block + 1;
+    const limit = Math.min(aheadTo, block + MAX_AHEAD_BLOCKS, this.blockCount);
+    while (end < limit && !this.cache.has(end) && !this.loading.has(end)) end++;
+    const count = end - block;
+    // The check passed, so the first await comes before `finally`: the entries are set before they are deleted.
+    const run = (async (): Promise<(MetadataBlock | { failed: unknown })[]> => {
+      const keep = (k: number, data: Buffer): MetadataBlock => {
+        const mb: MetadataBlock = { block: block + k, data, verified: new Set() };
+        this.cache.set(block + k, mb);
+        return mb;
+      };
       try {
         this.metadataReads++;
-        const data = await this.readBlocks(block, 1, what);
-        const mb: MetadataBlock = { block, data, verified: new Set() };
-        this.cache.set(block, mb);
-        return mb;
+        let raw: Buffer | undefined;
+        try {
+          raw = await this.readBlocks(block, count, what);
+        } catch (err) {
+          if (count === 1) throw err;
+        }
+        if (raw) {
+          const whole = raw;
+          // Copied when several were read, so a cached block does not pin the whole run's buffer.
+          return Array.from({ length: count }, (_, k) => keep(k, count === 1 ? whole : Buffer.from(whole.subarray(k * this.blockSize, (k + 1) * this.blockSize))));
+        }
+        // The run failed (a bad sector somewhere in it): each block on its own, so only the bad one fails.
+        return await Promise.all(
+          Array.from({ length: count }, async (_, k) => {
+            try {
+              this.metadataReads++;
+              return keep(k, await this.readBlocks(block + k, 1, what));
+            } catch (failed) {
+              return { failed };
+            }
+          }),
+        );
       } finally {
-        this.loading.delete(block);
+        for (let k = 0; k < count; k++) this.loading.delete(block + k);
       }
     })();
-    this.loading.set(block, load);
-    return load;
+    for (let k = 0; k < count; k++) {
+      const one = run.then((blocks) => {
+        const b = blocks[k];
+        if ('failed' in b) throw b.failed;
+        return b;
+      });
+      // Blocks read ahead that nobody asks for must not report an unhandled rejection.
+      if (k > 0) one.catch(() => undefined);
+      this.loading.set(block + k, one);
+    }
+    return this.loading.get(block) as Promise<MetadataBlock>;
   }
 
   /** Consecutive metadata blocks; the ones not cached are fetched with as few source reads as possible. */

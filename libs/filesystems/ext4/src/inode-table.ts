@@ -1,3 +1,4 @@
+import { hasGroupDescCsum } from './superblock';
 import { BlockReader, MetadataBlock } from './block-reader';
 import { corrupt } from './corruption';
 import { GroupDescriptor } from './group-descriptors';
@@ -29,7 +30,10 @@ export async function readRawInode(
   }
   const byteInTable = index * sb.inodeSize;
   const block = gd.inodeTable + Math.floor(byteInTable / sb.blockSize);
-  const mb = await reader.metadata(block, `inode table of group ${group}`);
+  // Read ahead within the part of the table in use (inodes past bg_itable_unused were never written), as ext4's inode readahead does.
+  const used = hasGroupDescCsum(sb) ? Math.max(index + 1, sb.inodesPerGroup - gd.itableUnused) : sb.inodesPerGroup;
+  const usedEnd = gd.inodeTable + Math.ceil((used * sb.inodeSize) / sb.blockSize);
+  const mb = await reader.metadata(block, `inode table of group ${group}`, usedEnd);
   const offset = byteInTable % sb.blockSize;
   return { raw: mb.data.subarray(offset, offset + sb.inodeSize), block: mb };
 }

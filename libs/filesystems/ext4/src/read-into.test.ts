@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, promises as fsp, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Errno, StrataError } from '@strata/errors';
-import { BlockReader } from './block-reader';
+import { BlockReader, MAX_AHEAD_BLOCKS } from './block-reader';
 import { Ext4 } from './ext4';
 import { makeImage, makeTempDir, removeDir } from './fixture-image';
 import { MemorySource } from './memory-source';
@@ -180,4 +180,38 @@ test('metadata blocks: concurrent misses of one block share one source read; a f
   await assert.rejects(reader.metadata(16, 'test block'), (err: unknown) => err instanceof StrataError && err.errno === Errno.EUCLEAN);
   await assert.rejects(reader.metadata(16, 'test block'), (err: unknown) => err instanceof StrataError && err.errno === Errno.EUCLEAN);
   assert.equal(reader.metadataReads, 4);
+});
+
+test('metadata blocks read ahead: one source read for the run, stopping at cached blocks, the bound and the end; a bad block ahead fails only itself', async () => {
+  const image = Buffer.alloc(32 * 4096);
+  for (let b = 0; b < 32; b++) image.fill(b, b * 4096, (b + 1) * 4096);
+  const reads: [number, number][] = [];
+  const fault: { bad?: number } = {};
+  const source: ByteSource = {
+    size: image.length,
+    read: async (offset, length) => {
+      reads.push([offset / 4096, length / 4096]);
+      const bad = fault.bad;
+      if (bad !== undefined && offset <= bad * 4096 && bad * 4096 < offset + length) throw new StrataError(Errno.EIO, 'bad sector');
+      return Buffer.from(image.subarray(offset, offset + length));
+    },
+  };
+  const reader = new BlockReader(source, 4096, 32, 1 << 20);
+  const mb = await reader.metadata(3, 'table', 30);
+  assert.equal(mb.data.length, 4096);
+  assert.ok(mb.data.every((v) => v === 3));
+  assert.deepEqual(reads, [[3, MAX_AHEAD_BLOCKS]], 'the block and the ones after it, bounded');
+  for (let b = 4; b < 3 + MAX_AHEAD_BLOCKS; b++) assert.ok((await reader.metadata(b, 'table')).data.every((v) => v === b));
+  assert.equal(reads.length, 1, 'blocks read ahead are cached');
+  await reader.metadata(1, 'table', 30);
+  assert.deepEqual(reads[1], [1, 2], 'stops at the first cached block');
+  await reader.metadata(28, 'table', 100);
+  assert.deepEqual(reads[2], [28, 4], 'stops at the end of the filesystem');
+  fault.bad = 22;
+  reads.length = 0;
+  const asked = await reader.metadata(20, 'table', 26);
+  assert.ok(asked.data.every((v) => v === 20), 'a bad block ahead does not fail the one asked for');
+  await assert.rejects(reader.metadata(22, 'table'), (err: unknown) => err instanceof StrataError && err.errno === Errno.EIO);
+  assert.ok((await reader.metadata(23, 'table')).data.every((v) => v === 23));
+  assert.deepEqual(reads.slice(0, 1), [[20, 6]]);
 });
