@@ -49,6 +49,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
                            InstanceMethod("uncache", &SessionWrap::Uncache),
                            InstanceMethod("setFileData", &SessionWrap::SetFileData),
                            InstanceMethod("clearFileData", &SessionWrap::ClearFileData),
+                           InstanceMethod("setFileRuns", &SessionWrap::SetFileRuns),
                            InstanceMethod("invalidateInode", &SessionWrap::InvalidateInode),
                            InstanceMethod("invalidateEntry", &SessionWrap::InvalidateEntry),
                            InstanceMethod("stats", &SessionWrap::Stats),
@@ -534,6 +535,43 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap>, public Bridge {
     if (!Running(info)) return Result(info, -ENOTCONN);
     return Result(info, session_->SetFileData(key, info[1].As<Napi::Number>().Int32Value(),
                                               info[2].As<Napi::Number>().Int32Value()));
+  }
+  // setFileRuns(ino, fds: Int32Array, runs: Float64Array [offset, length, file (-1 hole), fileOffset]*, size)
+  //   -> kServePread (2) | -errno
+  Napi::Value SetFileRuns(const Napi::CallbackInfo& info) {
+    uint64_t key;
+    if (!Open(info) || !Key(info, 0, &key)) return info.Env().Undefined();
+    if (info.Length() < 4 || !info[1].IsTypedArray() || !info[2].IsTypedArray() || !info[3].IsNumber() ||
+        info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      Fail(info, "setFileRuns(ino, fds: Int32Array, runs: Float64Array, size)");
+      return info.Env().Undefined();
+    }
+    if (!Running(info)) return Result(info, -ENOTCONN);
+    Napi::Int32Array fdsArr = info[1].As<Napi::Int32Array>();
+    Napi::Float64Array runsArr = info[2].As<Napi::Float64Array>();
+    const double sizeD = info[3].As<Napi::Number>().DoubleValue();
+    const size_t n = runsArr.ElementLength() / 4;
+    if (runsArr.ElementLength() % 4 != 0 || n > Session::kMaxFileRuns || fdsArr.ElementLength() > Session::kMaxRunFiles ||
+        !(sizeD >= 0 && sizeD <= 9007199254740992.0)) {
+      return Result(info, -EINVAL);
+    }
+    // Doubles carry offsets exactly up to 2^53; anything else is refused.
+    auto whole = [](double v) { return v >= 0 && v <= 9007199254740992.0 && v == static_cast<double>(static_cast<uint64_t>(v)); };
+    std::vector<int> fds(fdsArr.Data(), fdsArr.Data() + fdsArr.ElementLength());
+    std::vector<FileData::Run> runs;
+    runs.reserve(n);
+    const double* v = runsArr.Data();
+    for (size_t i = 0; i < n; i++) {
+      const double* r = v + i * 4;
+      if (!whole(r[0]) || !whole(r[1]) || !whole(r[3]) || !(r[2] >= -1 && r[2] < 65536 && r[2] == static_cast<double>(static_cast<int32_t>(r[2])))) {
+        return Result(info, -EINVAL);
+      }
+      runs.push_back(FileData::Run{static_cast<uint64_t>(r[0]), static_cast<uint64_t>(r[1]), static_cast<int32_t>(r[2]),
+                                   static_cast<uint64_t>(r[3])});
+    }
+    if (!whole(sizeD)) return Result(info, -EINVAL);
+    return Result(info, session_->SetFileRuns(key, fds, std::move(runs), static_cast<uint64_t>(sizeD)));
   }
   // clearFileData(ino) -> 0 or -errno (-ENOENT: nothing registered)
   Napi::Value ClearFileData(const Napi::CallbackInfo& info) {

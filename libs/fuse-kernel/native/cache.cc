@@ -30,6 +30,15 @@ std::shared_ptr<const FileData> FileData::Pread(int fd) {
   return d;
 }
 
+std::shared_ptr<const FileData> FileData::Runs(std::vector<int> fds, std::vector<Run> runs, uint64_t size) {
+  std::shared_ptr<FileData> d(new FileData());
+  d->runs_flag_ = true;
+  d->fds_ = std::move(fds);
+  d->runs_ = std::move(runs);
+  d->size_ = size;
+  return d;
+}
+
 std::shared_ptr<const FileData> FileData::Backing(int32_t id, std::shared_ptr<Connection> conn, uint64_t key) {
   std::shared_ptr<FileData> d(new FileData());
   d->backing_id_ = id;
@@ -40,6 +49,7 @@ std::shared_ptr<const FileData> FileData::Backing(int32_t id, std::shared_ptr<Co
 
 FileData::~FileData() {
   if (fd_ >= 0) close(fd_);
+  for (int fd : fds_) close(fd);
   if (backing_id_ >= 0 && conn_) {
     // Under the connection's lock: Stop() must not close the fuse fd (and
     // let its number be reused) between the check and the ioctl.
@@ -58,24 +68,31 @@ Cache::Cache(uint64_t root_key, uint64_t limit, uint64_t pread_limit)
 void Cache::PreadForget(Node& node) {
   if (!node.in_pread) return;
   pread_lru_.erase(node.pread_pos);
+  pread_weight_ -= node.pread_weight;
+  node.pread_weight = 0;
   node.in_pread = false;
 }
 
 void Cache::PreadNote(uint64_t key, Node& node) {
-  if (!node.data || node.data->fd() < 0) {
+  if (!node.data || !node.data->pread()) {
     PreadForget(node);
     return;
   }
   if (node.in_pread) {
     pread_lru_.splice(pread_lru_.end(), pread_lru_, node.pread_pos);
+    pread_weight_ -= node.pread_weight;
   } else {
     node.pread_pos = pread_lru_.insert(pread_lru_.end(), key);
     node.in_pread = true;
   }
+  // The bound counts open files: a registration of runs holds one per store file.
+  node.pread_weight = node.data->files_held();
+  pread_weight_ += node.pread_weight;
 }
 
 void Cache::PreadBound(std::vector<std::shared_ptr<const FileData>>* evicted) {
-  while (pread_lru_.size() > pread_limit_) {
+  // The newest registration stays even if it alone is over the bound.
+  while (pread_lru_.size() > 1 && pread_weight_ > pread_limit_) {
     auto it = nodes_.find(pread_lru_.front());
     if (it == nodes_.end()) {
       pread_lru_.pop_front();
@@ -434,9 +451,11 @@ std::vector<std::shared_ptr<const FileData>> Cache::TakeAllData() {
   std::vector<std::shared_ptr<const FileData>> all;
   for (auto& [key, node] : nodes_) {
     node.in_pread = false;
+    node.pread_weight = 0;
     if (node.data) all.push_back(std::move(node.data));
   }
   pread_lru_.clear();
+  pread_weight_ = 0;
   return all;
 }
 

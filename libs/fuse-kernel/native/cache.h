@@ -29,6 +29,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 #include <utility>
 #include <vector>
 
@@ -96,18 +97,40 @@ class FileData {
     std::shared_ptr<OpenTable> table;
   };
   static std::shared_ptr<const FileData> Pread(int fd);
+  // A file made of runs over several open files (our own dups, owned from
+  // here on) and holes: runs sorted, contiguous from 0 to size (checked by
+  // the caller). file -1 is a hole (zeros).
+  struct Run {
+    uint64_t offset;       // in ino's bytes
+    uint64_t length;
+    int32_t file;          // index into fds, -1 for a hole
+    uint64_t file_offset;  // in fds[file]
+  };
+  static std::shared_ptr<const FileData> Runs(std::vector<int> fds, std::vector<Run> runs, uint64_t size);
   static std::shared_ptr<const FileData> Backing(int32_t id, std::shared_ptr<Connection> conn, uint64_t key);
   ~FileData();
   FileData(const FileData&) = delete;
   FileData& operator=(const FileData&) = delete;
 
-  int fd() const { return fd_; }  // -1 for passthrough
+  int fd() const { return fd_; }  // -1 for passthrough and runs
+  bool has_runs() const { return runs_flag_; }
+  const std::vector<int>& fds() const { return fds_; }
+  const std::vector<Run>& runs() const { return runs_; }
+  uint64_t size() const { return size_; }
+  // Served by pread on the reader threads (a file or runs)?
+  bool pread() const { return fd_ >= 0 || runs_flag_; }
+  // Open files held: what the preadFiles bound counts.
+  uint64_t files_held() const { return fd_ >= 0 ? 1 : fds_.size(); }
   int32_t backing_id() const { return backing_id_; }  // -1 for pread
 
  private:
   FileData() = default;
   int fd_ = -1;
   int32_t backing_id_ = -1;
+  bool runs_flag_ = false;
+  std::vector<int> fds_;
+  std::vector<Run> runs_;
+  uint64_t size_ = 0;
   uint64_t key_ = 0;
   std::shared_ptr<Connection> conn_;
 };
@@ -228,6 +251,7 @@ class Cache {
     uint64_t weight = 0;
     std::list<uint64_t>::iterator lru_pos;
     bool in_pread = false;  // data is a pread registration, in pread_lru_
+    uint64_t pread_weight = 0;  // its files_held() while in pread_lru_
     std::list<uint64_t>::iterator pread_pos;
   };
   struct KernelNode {
@@ -266,6 +290,7 @@ class Cache {
   // process, so they are bounded whether or not the kernel holds the node.
   std::list<uint64_t> pread_lru_;
   const uint64_t pread_limit_;
+  uint64_t pread_weight_ = 0;  // open files held by the registrations in pread_lru_
   uint64_t pread_evictions_ = 0;
 };
 

@@ -134,6 +134,68 @@ int Session::SetFileData(uint64_t key, int fd, int mode) {
   return kServePread;
 }
 
+int Session::SetFileRuns(uint64_t key, const std::vector<int>& fds, std::vector<FileData::Run> runs,
+                         uint64_t size) {
+  if (fds.size() > kMaxRunFiles || runs.size() > kMaxFileRuns) return -EINVAL;
+  if (size > static_cast<uint64_t>(INT64_MAX)) return -EINVAL;
+  uint64_t at = 0;
+  for (const FileData::Run& run : runs) {
+    if (run.offset != at || run.length == 0 || run.length > size - at) return -EINVAL;
+    if (run.file < -1 || run.file >= static_cast<int32_t>(fds.size())) return -EINVAL;
+    if (run.file >= 0 && run.file_offset > static_cast<uint64_t>(INT64_MAX) - run.length) return -EINVAL;
+    at += run.length;
+  }
+  if (at != size) return -EINVAL;
+  std::vector<int> copies;
+  copies.reserve(fds.size());
+  for (int fd : fds) {
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+      const int err = errno;
+      for (int c : copies) close(c);
+      return -err;
+    }
+    copies.push_back(copy);
+  }
+  cache_.PutData(key, FileData::Runs(std::move(copies), std::move(runs), size));
+  return kServePread;
+}
+
+// Fills buf with size bytes of data's runs from offset (clipped at its end);
+// the count, or -1 when a pread fails or a store file ends inside its run.
+static ssize_t ReadRuns(const FileData& data, char* buf, size_t want, uint64_t offset) {
+  const uint64_t size = data.size();
+  if (offset >= size) return 0;
+  want = static_cast<size_t>(std::min<uint64_t>(want, size - offset));
+  const std::vector<FileData::Run>& runs = data.runs();
+  // The run holding offset: the last one starting at or before it.
+  auto it = std::upper_bound(runs.begin(), runs.end(), offset,
+                             [](uint64_t o, const FileData::Run& r) { return o < r.offset; });
+  if (it == runs.begin()) return -1;
+  --it;
+  size_t got = 0;
+  while (got < want && it != runs.end()) {
+    const uint64_t at = offset + got;
+    const uint64_t into = at - it->offset;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(want - got, it->length - into));
+    if (it->file < 0) {
+      memset(buf + got, 0, n);
+    } else {
+      const int fd = data.fds()[static_cast<size_t>(it->file)];
+      size_t done = 0;
+      while (done < n) {
+        ssize_t k = pread(fd, buf + got + done, n - done, static_cast<off_t>(it->file_offset + into + done));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;  // an error, or the store file is shorter than its map
+        done += static_cast<size_t>(k);
+      }
+    }
+    got += n;
+    ++it;
+  }
+  return static_cast<ssize_t>(got);
+}
+
 int Session::ClearFileData(uint64_t key) {
   // The dup is closed (or the backing id given back) by the last user: this
   // scope, or a reader still in its pread.
@@ -160,6 +222,19 @@ void Session::OnRelease(Request& r) {
 void Session::OnRead(Request& r) {
   const fuse_read_in in = Arg<fuse_read_in>(r);
   std::shared_ptr<const FileData> data = cache_.Data(r.key);
+  if (data && data->has_runs()) {
+    const size_t want = std::min<size_t>(in.size, bufsize_);
+    const ssize_t got = ReadRuns(*data, r.buf, want, in.offset);
+    n_native_.fetch_add(1, std::memory_order_relaxed);
+    if (got < 0) {
+      n_pread_errors_.fetch_add(1, std::memory_order_relaxed);
+      Send(r.fd, r.h.unique, EIO, nullptr, 0);
+    } else {
+      n_pread_.fetch_add(1, std::memory_order_relaxed);
+      Send(r.fd, r.h.unique, 0, r.buf, static_cast<size_t>(got));
+    }
+    return;
+  }
   if (data && data->fd() >= 0) {
     // The request has been parsed: its buffer takes the data. Short at the
     // end of the file, empty past it; any failure is this READ's EIO.

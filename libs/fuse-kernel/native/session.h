@@ -259,6 +259,14 @@ class Session {
   // Replaces an earlier registration. Returns kServePassthrough or
   // kServePread, or -errno (-EOPNOTSUPP: passthrough asked, not negotiated).
   int SetFileData(uint64_t key, int fd, int mode);
+  // Registers key's data as runs over fds (each dup'ed here, per
+  // registration; fds may be closed afterwards) and holes, served by pread
+  // (never passthrough). runs: sorted, contiguous from 0 to size, each of
+  // length > 0, at most kMaxFileRuns, file -1 or an index into fds (at most
+  // kMaxRunFiles); else -EINVAL. Replaces an earlier registration.
+  static constexpr size_t kMaxFileRuns = 65536;
+  static constexpr size_t kMaxRunFiles = 64;
+  int SetFileRuns(uint64_t key, const std::vector<int>& fds, std::vector<FileData::Run> runs, uint64_t size);
   // Drops key's registration: READs (and, for passthrough, later OPENs) go
   // to JavaScript again; files open with a backing keep it. 0 or -ENOENT.
   int ClearFileData(uint64_t key);

@@ -1,4 +1,4 @@
-export { FuseSession } from './session';
+export { FuseSession, MAX_FILE_RUNS, MAX_RUN_FILES } from './session';
 export type {
   AdoptOptions,
   Answer,
@@ -9,6 +9,7 @@ export type {
   DirEntry,
   EndReason,
   Entry,
+  FileRun,
   FuseHandlers,
   HandoverOptions,
   LinkAnswer,

@@ -139,6 +139,8 @@ export interface NativeSession {
   setFileData(ino: bigint, fd: number, mode: number): number;
   /** 0, or -ENOENT when nothing was registered. */
   clearFileData(ino: bigint): number;
+  /** runs: [offset, length, file (-1 hole), fileOffset] per run. */
+  setFileRuns(ino: bigint, fds: Int32Array, runs: Float64Array, size: number): number;
   /** A token (> 0) an EV_NOTIFIED event settles, 0 when the kernel holds no node to invalidate, or a negative errno. */
   invalidateInode(ino: bigint, offset: bigint, length: bigint): number;
   invalidateEntry(parent: bigint, name: Buffer): number;

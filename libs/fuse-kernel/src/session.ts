@@ -21,6 +21,7 @@ import type {
   DataServing,
   EndReason,
   Entry,
+  FileRun,
   FuseHandlers,
   Listing,
   MountOptions,
@@ -41,6 +42,10 @@ const READDIRPLUS = { never: 0, auto: 1, always: 2 } as const;
 // Not in @strata/errors: only the connection's end hands these out.
 const ENODEV = 19;
 const ENOTCONN = 107;
+/** setFileRuns() bounds (native/session.h kMaxFileRuns, kMaxRunFiles). */
+export const MAX_FILE_RUNS = 65536;
+export const MAX_RUN_FILES = 64;
+
 const DATA_SERVING: Record<DataServing, number> = { auto: SERVE_AUTO, passthrough: SERVE_PASSTHROUGH, pread: SERVE_PREAD };
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
@@ -363,6 +368,32 @@ export class FuseSession {
    */
   setFileData(ino: bigint, fd: number): 'passthrough' | 'pread' {
     return this.registerFileData(ino, fd, this.dataServing);
+  }
+
+  /**
+   * Serves ino's data, size bytes made of runs over the open files fds (a
+   * store's image files) and holes, by pread(2) on the reader threads
+   * without JavaScript (never passthrough). Each fd is dup'ed for this
+   * registration (fds may be closed afterwards), and the preadFiles bound
+   * counts every one of them. runs must be sorted, contiguous from 0 to
+   * size, each longer than 0, at most MAX_FILE_RUNS of them over at most
+   * MAX_RUN_FILES files: else EINVAL. A READ past a store file's end or a
+   * failing pread is that READ's EIO. Replaces an earlier registration, and
+   * lasts as setFileData()'s does.
+   */
+  setFileRuns(ino: bigint, fds: readonly number[], runs: readonly FileRun[], size: number): void {
+    if (fds.length > MAX_RUN_FILES || runs.length > MAX_FILE_RUNS) {
+      throw new StrataError(Errno.EINVAL, `file runs of ino ${ino}: ${runs.length} runs over ${fds.length} files`);
+    }
+    const packed = new Float64Array(runs.length * 4);
+    runs.forEach((r, i) => {
+      packed[i * 4] = r.offset;
+      packed[i * 4 + 1] = r.length;
+      packed[i * 4 + 2] = r.file ?? -1;
+      packed[i * 4 + 3] = r.fileOffset ?? 0;
+    });
+    const r = this.native.setFileRuns(ino, Int32Array.from(fds), packed, size);
+    if (r < 0) throw new StrataError(-r, `file runs of ino ${ino}`);
   }
 
   /**

@@ -411,3 +411,16 @@ export interface OpenModesStats {
  * unmount, abort, DESTROY), or release() (the connection lives on for a successor).
  */
 export type EndReason = 'unmount' | 'kernel' | 'destroy' | 'error' | 'released';
+
+/**
+ * One run of a file registered with setFileRuns(): length bytes at offset
+ * of the file, read from fds[file] at fileOffset, or zeros (a hole: no file).
+ */
+export interface FileRun {
+  offset: number;
+  length: number;
+  /** Index into the fds given with the runs; absent for a hole. */
+  file?: number;
+  /** Where the run starts in fds[file]; 0 when absent. */
+  fileOffset?: number;
+}
