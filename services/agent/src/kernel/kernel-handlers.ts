@@ -1,5 +1,5 @@
 import { Errno, StrataError } from '@strata/errors';
-import type { Entry, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } from '@strata/fuse-kernel';
+import type { Entry, FileRun, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } from '@strata/fuse-kernel';
 import type { MountData } from '../data-cache/mount-data';
 import type { MountFs } from '../mount/mount-fs';
 import type { OpTracker } from '../observability/op-tracker';
@@ -23,12 +23,32 @@ export interface NativeCacheSink {
    * does; undefined when there is no session (yet). Absent: never.
    */
   setFileData?(ino: bigint, fd: number): 'passthrough' | 'pread' | undefined;
+  /**
+   * Serves ino's data, runs of the files open at fds and holes, by the
+   * session's own preads, as FuseSession.setFileRuns does; false when there
+   * is no session (yet). Absent: never (such files are read here).
+   */
+  setFileRuns?(ino: bigint, fds: readonly number[], runs: readonly FileRun[], size: number): boolean;
 }
 
 /** Store files that are a layer file whole, checked (the mount's store-view reader, sealed mounts only). */
 export interface WholeFiles {
   wholeFd(path: Buffer): Promise<WholeFile | undefined>;
+  /** The store files a file is runs of (an image layer's file), checked; undefined when it is not such a file. Absent: never. */
+  runsFile?(path: Buffer): Promise<RunsOfFiles | undefined>;
 }
+
+/** A file as runs of store files open for a hand-over (and its reads until then). */
+export interface RunsOfFiles {
+  readonly fds: readonly number[];
+  readonly runs: readonly FileRun[];
+  readonly size: number;
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  close(): Promise<void>;
+}
+
+/** What a hand-over leaves to read the READs on their way before it from. */
+type Handed = Pick<WholeFile, 'read' | 'close'>;
 
 /** A store file open for a hand-over: its descriptor (given to the session), reads until then, and its close. */
 export interface WholeFile {
@@ -96,7 +116,7 @@ export function kernelHandlers(
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
   const notWhole = new Set<bigint>();
   /** Hand-overs under way, with how many callers use their handle. */
-  const handing = new Map<bigint, { handle: Promise<WholeFile | undefined>; users: number }>();
+  const handing = new Map<bigint, { handle: Promise<Handed | undefined>; users: number }>();
   /** When each file was handed over, and whether the session serves it by pread (see HANDED_OVER_MS). */
   const handedOver = new Map<bigint, { at: number; pread: boolean }>();
   /** Whether ino was handed over less than ms ago. */
@@ -113,7 +133,7 @@ export function kernelHandlers(
    * closed here (the session keeps its own). Concurrent first reads share
    * one attempt; a file that cannot be handed over is read as before.
    */
-  async function handOver(ino: bigint, path: Buffer): Promise<WholeFile | undefined> {
+  async function handOver(ino: bigint, path: Buffer): Promise<Handed | undefined> {
     if (!whole || !native?.setFileData || notWhole.has(ino)) return undefined;
     if (handedWithin(ino, (pread) => (pread ? HANDED_OVER_PREAD_MS : HANDED_OVER_MS))) return undefined;
     const fh = await whole.wholeFd(path);
@@ -125,6 +145,9 @@ export function kernelHandlers(
     }
     if (mode === undefined) {
       await fh?.close().catch(() => undefined);
+      // Not one store file whole: runs of a few (an image layer's file), served by the session's preads too.
+      const runs = fh === undefined ? await handOverRuns(ino, path) : undefined;
+      if (runs !== undefined) return runs;
       if (notWhole.size >= NOT_WHOLE_MAX) notWhole.clear();
       notWhole.add(ino);
       return undefined;
@@ -135,13 +158,38 @@ export function kernelHandlers(
   }
 
   /**
+   * A sealed file whose map is DATA and HOLE runs over a few store files
+   * (opened and checked by the store view as wholeFd's are) handed to the
+   * session as runs; undefined (and nothing kept open) when it is not such
+   * a file or the session refuses it.
+   */
+  async function handOverRuns(ino: bigint, path: Buffer): Promise<Handed | undefined> {
+    if (!whole?.runsFile || !native?.setFileRuns) return undefined;
+    const rf = await whole.runsFile(path);
+    if (rf === undefined) return undefined;
+    let ok: boolean;
+    try {
+      ok = native.setFileRuns(ino, rf.fds, rf.runs, rf.size);
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      await rf.close().catch(() => undefined);
+      return undefined;
+    }
+    if (handedOver.size >= NOT_WHOLE_MAX) handedOver.clear();
+    handedOver.set(ino, { at: performance.now(), pread: true });
+    return rf;
+  }
+
+  /**
    * handOver, one attempt per file at a time: a caller that finds one
    * running shares it. `use` runs with the handed-over file's handle (a
    * READ that came before the registration is read from it), closed once
    * its last user is done (the session keeps its own); undefined when the
    * file was not handed over.
    */
-  async function handOverOnce<R>(ino: bigint, path: Buffer, use: (fh: WholeFile) => Promise<R>): Promise<R | undefined> {
+  async function handOverOnce<R>(ino: bigint, path: Buffer, use: (fh: Handed) => Promise<R>): Promise<R | undefined> {
     let h = handing.get(ino);
     if (!h) {
       h = { handle: handOver(ino, path).catch(() => undefined), users: 0 };

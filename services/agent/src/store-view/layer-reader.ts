@@ -4,6 +4,8 @@ import type { LayerRef } from '@strata/layers';
 import { LRUCache } from 'lru-cache';
 import type { StoreFiles } from './store-files';
 import type { StoreFd } from './store-fd';
+import { RunsFile } from './runs-file';
+import type { FileRun } from '@strata/fuse-kernel';
 import type { StoreView } from './store-view';
 
 /** Files whose maps one reader keeps (each a few windows of up to 64 MiB). */
@@ -30,6 +32,10 @@ export const MAP_TTL_MS = 60_000;
 
 /** Windows a file handed to the kernel whole may take (64 GiB); a larger file is read in pieces. */
 const MAX_WHOLE_WINDOWS = 1024;
+
+/** Runs of a file handed to the session as runs (the session takes 65,536), and the store files they may name ("a few": base and snapshots). */
+export const MAX_HANDED_RUNS = 65_536;
+export const MAX_HANDED_RUN_FILES = 8;
 
 /** Reads what a map cannot give (unmapped runs, or all of it after a refusal) from the resolver. */
 export type Fallback = (offset: number, length: number) => Promise<Buffer>;
@@ -119,6 +125,75 @@ export class LayerReader {
    */
   wholeFds(paths: readonly Buffer[]): Promise<(StoreFd | undefined)[]> {
     return Promise.all(paths.map((p) => this.wholeFd(p)));
+  }
+
+  /**
+   * A file that is runs of a few store files and holes — an image layer's
+   * file whose map is all DATA and HOLE runs — with those store files
+   * opened beneath the store root and checked against the map as
+   * wholeFd's are, for the session to serve by its own preads
+   * (setFileRuns). Undefined for a file with unmapped runs (compressed,
+   * encrypted: only the resolver reads them), with more than
+   * MAX_HANDED_RUNS runs or MAX_HANDED_RUN_FILES store files, and whenever
+   * a check fails. The caller closes it.
+   */
+  async runsFile(path: Buffer): Promise<RunsFile | undefined> {
+    const k = key(path);
+    if (this.disabled !== undefined || this.refused.has(k)) return undefined;
+    const opened: StoreFd[] = [];
+    try {
+      const plan = await this.runsPlan(path, k);
+      if (plan === undefined) return undefined;
+      for (const id of plan.ids) {
+        opened.push(
+          await this.files.openCheckedFd(id).catch((err: unknown) => {
+            throw new Refusal(err);
+          }),
+        );
+      }
+      return new RunsFile(opened, plan.runs, plan.size);
+    } catch (err) {
+      await Promise.all(opened.map((f) => f.close().catch(() => undefined)));
+      this.failed(err, path, k);
+      return undefined;
+    }
+  }
+
+  /** The file's runs over the store files its map names (adjacent runs of one kind merged), window after window; undefined when it cannot be handed over as runs. */
+  private async runsPlan(path: Buffer, k: string): Promise<{ ids: StoreFileIdentity[]; runs: FileRun[]; size: number } | undefined> {
+    const ids: StoreFileIdentity[] = [];
+    const runs: FileRun[] = [];
+    let size: number | undefined;
+    for (let pos = 0, calls = 0; calls < MAX_WHOLE_WINDOWS; calls++) {
+      const m = this.keptWindow(k, pos) ?? (await this.windowAt(path, k, pos));
+      const s = m.attr?.size ?? 0;
+      size ??= s;
+      if (s !== size || s === 0 || m.offset !== pos || m.length === 0) return undefined;
+      for (const e of m.extents) {
+        if (e.offset !== pos || e.length <= 0 || e.kind === 'unmapped') return undefined;
+        const last = runs[runs.length - 1];
+        if (e.kind === 'hole') {
+          if (last !== undefined && last.file === undefined) last.length += e.length;
+          else runs.push({ offset: pos, length: e.length });
+        } else {
+          const f = m.files[e.file];
+          if (f === undefined || e.fileOffset < 0 || e.fileOffset + e.length > f.size) return undefined;
+          let i = ids.findIndex((x) => x.path === f.path && x.ino === f.ino && x.dev === f.dev && x.size === f.size && x.mtimeSec === f.mtimeSec && x.mtimeNsec === f.mtimeNsec);
+          if (i < 0) {
+            // The same path as another identity: the store file changed between two windows.
+            if (ids.length >= MAX_HANDED_RUN_FILES || ids.some((x) => x.path === f.path)) return undefined;
+            i = ids.push(f) - 1;
+          }
+          if (last !== undefined && last.file === i && (last.fileOffset ?? 0) + last.length === e.fileOffset) last.length += e.length;
+          else runs.push({ offset: pos, length: e.length, file: i, fileOffset: e.fileOffset });
+        }
+        if (runs.length > MAX_HANDED_RUNS) return undefined;
+        pos += e.length;
+      }
+      if (pos !== m.offset + m.length) return undefined;
+      if (m.eof) return pos === size ? { ids, runs, size } : undefined;
+    }
+    return undefined;
   }
 
   private async whole<H>(path: Buffer, open: (id: StoreFileIdentity) => Promise<H>): Promise<H | undefined> {
