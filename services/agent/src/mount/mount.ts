@@ -436,7 +436,15 @@ export class Mount {
       nodes,
       new OpTracker(layer.layerId, ctx.fuseLatency, ctx.log, health, ctx.fuseErrors),
       life,
-      { cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set), setFileData: (ino, fd) => session?.setFileData(ino, fd) },
+      {
+        cacheXattrs: (ino, set) => session?.cacheXattrs(ino, set),
+        setFileData: (ino, fd) => session?.setFileData(ino, fd),
+        setFileRuns: (ino, fds, runs, size) => {
+          if (!session) return false;
+          session.setFileRuns(ino, fds, runs, size);
+          return true;
+        },
+      },
       data,
       storeView?.reader({ id: layer.layerId }),
       { kernelOpens },
