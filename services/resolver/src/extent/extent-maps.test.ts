@@ -46,13 +46,16 @@ test('a dir: file maps to itself, store-relative, with the identity lstat gives'
   });
 });
 
-test('one answer covers at most one window; the caller goes on from where it stopped', async () => {
+test('a dir: file is one store file whole: one answer maps it to its end (no window), a range asked for is kept', async () => {
   await withStore(async (_store, maps) => {
-    const first = await maps.map({ name: 'a' }, Buffer.from('/big'), 0, 0);
-    assert.equal(first.length, MAX_MAP_WINDOW);
-    assert.equal(first.eof, false);
-    const rest = await maps.map({ name: 'a' }, Buffer.from('/big'), first.length, 0);
+    const size = MAX_MAP_WINDOW + 12345;
+    const all = await maps.map({ name: 'a' }, Buffer.from('/big'), 0, 0);
+    assert.deepEqual([all.offset, all.length, all.eof, all.runs.length], [0, size, true, 1]);
+    const rest = await maps.map({ name: 'a' }, Buffer.from('/big'), MAX_MAP_WINDOW, 0);
     assert.deepEqual([rest.offset, rest.length, rest.eof], [MAX_MAP_WINDOW, 12345, true]);
+    assert.deepEqual(rest.runs, [{ kind: 'data', offset: MAX_MAP_WINDOW, length: 12345, file: 0, fileOffset: MAX_MAP_WINDOW }]);
+    const part = await maps.map({ name: 'a' }, Buffer.from('/big'), 10, 100);
+    assert.deepEqual([part.offset, part.length, part.eof], [10, 100, false]);
   });
 });
 

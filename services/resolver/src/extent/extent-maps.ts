@@ -316,7 +316,10 @@ export class ExtentMaps {
     if (this.fromListing && want > 0) {
       const whole = obj.layer.storeFile?.(obj);
       const known = whole && (await this.asListed(whole, dirs));
-      if (known) return { attr, files: [known], runs: [{ kind: 'data', offset, length: want, file: 0, fileOffset: offset }], offset, length: want, eof: offset + want >= size };
+      // One run, however long: the window bounds an answer's runs, and a store file that is the file whole has one
+      // (a reader hands a 1 GiB file over after one call, not sixteen).
+      const all = Math.min(length === 0 ? Number.MAX_SAFE_INTEGER : length, Math.max(0, size - offset));
+      if (known) return { attr, files: [known], runs: [{ kind: 'data', offset, length: all, file: 0, fileOffset: offset }], offset, length: all, eof: offset + all >= size };
     }
     const raw: ExtentRun[] = want === 0 ? [] : obj.layer.extentMap ? await obj.layer.extentMap(obj, offset, want) : [{ kind: 'unmapped', length: want, reason: 'the layer cannot map extents' }];
     const files: StoreFileId[] = [];
