@@ -2,23 +2,16 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Errno, isStrataError } from '@strata/errors';
 import { FuseSession } from './session';
 import { ToyFs } from './toy-fs';
-import { cleanUp, run, runNode, skipReason, tempMountpoint, within } from './mount-harness';
+import { cleanUp, run, runNode, skipReason, tempMountpoint, within, openFdCount, readRanges } from './mount-harness';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-const openFds = (): number => readdirSync('/proc/self/fd').length;
 
-/** Reads [offset, length] pairs (argv[2], JSON) from argv[1]; prints each read's bytes as base64, one per line. */
-const PREADS = `const fs = require('fs'); const fd = fs.openSync(process.argv[1], 'r');
-  for (const [off, len] of JSON.parse(process.argv[2])) {
-    const b = Buffer.alloc(len); const n = fs.readSync(fd, b, 0, len, off);
-    process.stdout.write(b.subarray(0, n).toString('base64') + '\\n');
-  }`;
 
 /** argv[2] random 4 KiB O_DIRECT reads of argv[1] (every one a READ request); prints each block's sha256. */
 const DIRECT_BLOCKS = `const fs = require('fs'); const crypto = require('crypto');
@@ -31,15 +24,6 @@ const DIRECT_BLOCKS = `const fs = require('fs'); const crypto = require('crypto'
   }
   process.stdout.write(out.join('\\n'));`;
 
-async function preads(path: string, ranges: Array<[number, number]>): Promise<Buffer[]> {
-  const r = await runNode(PREADS, [path, JSON.stringify(ranges)], { timeoutMs: 30_000 });
-  assert.equal(r.status, 0, r.stderr);
-  return r.stdout
-    .toString()
-    .split('\n')
-    .slice(0, ranges.length)
-    .map((l) => Buffer.from(l, 'base64'));
-}
 
 describe('file data served by pread(2) without JavaScript', { skip: skipReason() }, () => {
   const toy = new ToyFs(1n);
@@ -102,7 +86,7 @@ describe('file data served by pread(2) without JavaScript', { skip: skipReason()
       [4095, 2], // across a page boundary
     ];
     for (let i = 0; i < 40; i++) ranges.push([Math.floor(Math.random() * size), 1 + Math.floor(Math.random() * 300_000)]);
-    const got = await preads(path, ranges);
+    const got = await readRanges(path, ranges);
     ranges.forEach(([off, len], i) => {
       assert.ok(got[i].equals(data.subarray(Math.min(off, size), Math.min(off + len, size))), `read ${off}+${len}`);
     });
@@ -302,14 +286,14 @@ describe('file data and file descriptors', { skip: skipReason() }, () => {
       const toy = new ToyFs(1n);
       const seen = toy.file(1n, 'seen', Buffer.from('read() !!\n'));
       await run('true', []); // whatever a first child opens for good (libuv's signal pipe) is open from here on
-      const start = openFds();
+      const start = openFdCount();
       const limit = 100;
       s = await FuseSession.mount(mnt.path, toy.handlers(), {
         rootAttr: toy.nodes.get(1n)?.attr,
         dataServing: 'pread',
         cacheLimit: limit,
       });
-      const mounted = openFds();
+      const mounted = openFdCount();
       const fd = openSync(join(store, 'f'), 'r');
       // One the kernel references (a child reads it), registered twice: the second replaces the first.
       s.setFileData(seen.ino, fd);
@@ -322,12 +306,12 @@ describe('file data and file descriptors', { skip: skipReason() }, () => {
       closeSync(fd);
       const registered = s.stats().fileData;
       assert.ok(registered <= limit + 1, `${registered} registrations kept`);
-      assert.equal(openFds() - mounted, registered);
+      assert.equal(openFdCount() - mounted, registered);
       s.clearFileData(seen.ino);
-      assert.equal(openFds() - mounted, registered - 1);
+      assert.equal(openFdCount() - mounted, registered - 1);
       await s.unmount();
       s = undefined;
-      assert.equal(openFds(), start);
+      assert.equal(openFdCount(), start);
     } finally {
       await cleanUp(s, mnt);
       rmSync(store, { recursive: true, force: true });
@@ -345,7 +329,7 @@ describe('pread registrations are bounded (preadFiles)', { skip: skipReason() },
       const nodes = Array.from({ length: 5 }, (_, i) => toy.file(1n, `f${i}`, Buffer.from(`read() ${i}\n`)));
       nodes.forEach((_, i) => writeFileSync(join(store, `f${i}`), Buffer.from(`pread  ${i}\n`)));
       s = await FuseSession.mount(mnt.path, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr, dataServing: 'pread', preadFiles: 3 });
-      const mounted = openFds();
+      const mounted = openFdCount();
       const register = (i: number): void => {
         const fd = openSync(join(store, `f${i}`), 'r');
         try {
@@ -366,7 +350,7 @@ describe('pread registrations are bounded (preadFiles)', { skip: skipReason() },
       const st = s.stats();
       assert.equal(st.fileData, 3);
       assert.equal(st.preadEvictions, 2);
-      assert.equal(openFds() - mounted, 3, 'the let-go registrations closed their fds');
+      assert.equal(openFdCount() - mounted, 3, 'the let-go registrations closed their fds');
       // Kept: f0 (read), f3, f4; let go: f1, f2.
       assert.deepEqual(await Promise.all([0, 1, 2, 3, 4].map(direct)), ['pread  0\n', 'read() 1\n', 'read() 2\n', 'pread  3\n', 'pread  4\n']);
       await assert.rejects(FuseSession.mount(mnt.path, toy.handlers(), { preadFiles: 0 }), (e: unknown) => isStrataError(e) && e.errno === Errno.EINVAL);

@@ -1,34 +1,18 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Errno, isStrataError } from '@strata/errors';
 import { FuseSession, MAX_FILE_RUNS } from './session';
 import { ToyFs } from './toy-fs';
 import type { FileRun } from './types';
-import { cleanUp, run, runNode, skipReason, tempMountpoint } from './mount-harness';
+import { cleanUp, run, runNode, skipReason, tempMountpoint, openFdCount, readRanges } from './mount-harness';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-const openFds = (): number => readdirSync('/proc/self/fd').length;
 
-/** Reads [offset, length] pairs (argv[2], JSON) of argv[1] with O_DIRECT off; prints each read's bytes as base64. */
-const PREADS = `const fs = require('fs'); const fd = fs.openSync(process.argv[1], 'r');
-  for (const [off, len] of JSON.parse(process.argv[2])) {
-    const b = Buffer.alloc(len); const n = fs.readSync(fd, b, 0, len, off);
-    process.stdout.write(b.subarray(0, n).toString('base64') + '\\n');
-  }`;
 
-async function preads(path: string, ranges: Array<[number, number]>): Promise<Buffer[]> {
-  const r = await runNode(PREADS, [path, JSON.stringify(ranges)], { timeoutMs: 30_000 });
-  assert.equal(r.status, 0, r.stderr);
-  return r.stdout
-    .toString()
-    .split('\n')
-    .slice(0, ranges.length)
-    .map((l) => Buffer.from(l, 'base64'));
-}
 
 /**
  * A file of runs over two backing files and holes, at odd (unaligned)
@@ -93,9 +77,9 @@ describe('file data as runs over store files, served by pread(2) without JavaScr
 
   it('registers runs over two files (the caller may close its fds; each is dup\'ed)', () => {
     const s = session as FuseSession;
-    const fds = openFds();
+    const fds = openFdCount();
     withFds(['a', 'b'], (f) => s.setFileRuns(image.ino, f, runs, expected.length));
-    assert.equal(openFds(), fds + 2);
+    assert.equal(openFdCount(), fds + 2);
     assert.equal(s.stats().fileData, 1);
   });
 
@@ -124,7 +108,7 @@ describe('file data as runs over store files, served by pread(2) without JavaScr
     );
     assert.equal(direct.status, 0, direct.stderr);
     assert.ok(Buffer.concat(direct.stdout.toString().split('\n').map((l) => Buffer.from(l, 'base64'))).equals(expected));
-    const got = await preads(path, ranges);
+    const got = await readRanges(path, ranges);
     ranges.forEach(([off, len], i) => {
       assert.ok(got[i].equals(expected.subarray(Math.min(off, size), Math.min(off + len, size))), `read ${off}+${len}`);
     });
@@ -149,7 +133,7 @@ describe('file data as runs over store files, served by pread(2) without JavaScr
   it('refuses bad run lists with EINVAL and keeps no fd', () => {
     const s = session as FuseSession;
     const einval = (e: unknown): boolean => isStrataError(e) && e.errno === Errno.EINVAL;
-    const fds = openFds();
+    const fds = openFdCount();
     const bad: Array<[FileRun[], number]> = [
       [[{ offset: 1, length: 9, file: 0 }], 10], // not from 0
       [[{ offset: 0, length: 5, file: 0 }, { offset: 6, length: 4 }], 10], // a gap
@@ -168,7 +152,7 @@ describe('file data as runs over store files, served by pread(2) without JavaScr
       assert.throws(() => s.setFileRuns(other.ino, f, many, many.length), einval);
     });
     assert.throws(() => s.setFileRuns(other.ino, [987654], [{ offset: 0, length: 10, file: 0 }], 10), (e: unknown) => isStrataError(e) && e.errno === Errno.EBADF);
-    assert.equal(openFds(), fds);
+    assert.equal(openFdCount(), fds);
     // Nothing registered: READs of it still reach JavaScript.
     assert.equal(s.stats().fileData, 1);
   });
@@ -190,11 +174,11 @@ describe('file data as runs over store files, served by pread(2) without JavaScr
     let s2: FuseSession | undefined;
     try {
       s2 = await FuseSession.mount(m.path, t.handlers(), { rootAttr: t.nodes.get(1n)?.attr, dataServing: 'pread', preadFiles: 5 });
-      const fds = openFds();
+      const fds = openFdCount();
       for (const f of files) withFds(['a', 'b'], (x) => (s2 as FuseSession).setFileRuns(f.ino, x, runs, expected.length));
       // 3 registrations of 2 files each against a bound of 5: the oldest goes.
       assert.equal(s2.stats().preadEvictions, 1);
-      assert.equal(openFds(), fds + 4);
+      assert.equal(openFdCount(), fds + 4);
       const r = await run('sh', ['-c', `sha256sum ${join(m.path, 'f3')}`]);
       assert.equal(r.stdout.toString().split(' ')[0], sha(expected));
     } finally {

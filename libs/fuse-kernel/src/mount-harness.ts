@@ -6,7 +6,7 @@
  * the child's request waits for), except where a test means to block it.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addon } from './native';
@@ -109,4 +109,27 @@ export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what =
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** This process's open descriptors: a registration that dups, or a close that leaks, shows here. */
+export function openFdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** Reads [offset, length] pairs (argv[2], JSON) of argv[1]; prints each read's bytes as base64, one per line. */
+const READ_RANGES = `const fs = require('fs'); const fd = fs.openSync(process.argv[1], 'r');
+  for (const [off, len] of JSON.parse(process.argv[2])) {
+    const b = Buffer.alloc(len); const n = fs.readSync(fd, b, 0, len, off);
+    process.stdout.write(b.subarray(0, n).toString('base64') + '\\n');
+  }`;
+
+/** The bytes of each [offset, length] range of `path`, read by a child process (never this one: it serves the mount). */
+export async function readRanges(path: string, ranges: ReadonlyArray<readonly [number, number]>): Promise<Buffer[]> {
+  const r = await runNode(READ_RANGES, [path, JSON.stringify(ranges)], { timeoutMs: 30_000 });
+  if (r.status !== 0) throw new Error(`reading ranges of ${path} failed: ${r.stderr.toString()}`);
+  return r.stdout
+    .toString()
+    .split('\n')
+    .slice(0, ranges.length)
+    .map((l) => Buffer.from(l, 'base64'));
 }
