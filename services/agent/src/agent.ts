@@ -585,6 +585,9 @@ export class Agent {
       for await (const batch of walk) {
         if (ctl.signal.aborted) return;
         yield batch;
+        // Batches already received resolve as microtasks: without a turn of the event loop between them, the
+        // mount's first READs (and every other mount's requests) wait for the whole walk to be taken in.
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
     })();
     m.fs.prefetch(guarded, this.o.prefetchEntries, nativePrefetchSink(m.session, m.nodes)).then(
