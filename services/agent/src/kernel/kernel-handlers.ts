@@ -1,4 +1,5 @@
 import { Errno, StrataError } from '@strata/errors';
+import { isRegMode } from '@strata/posix';
 import type { Entry, FileRun, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } from '@strata/fuse-kernel';
 import type { MountData } from '../data-cache/mount-data';
 import type { MountFs } from '../mount/mount-fs';
@@ -87,8 +88,6 @@ const HANDED_OVER_PREAD_MS = 1_000;
 /** Files of a directory handed over ahead of their opens behind one hand-over, and directories walked so at once. */
 const AHEAD = 32;
 const AHEAD_DIRS = 8;
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
 
 /** An xattr name as the protocol carries it (text); a name that is not UTF-8 cannot exist on a layer served through it. */
 function xattrName(name: Buffer): string | undefined {
@@ -119,6 +118,11 @@ export function kernelHandlers(
   const handing = new Map<bigint, { handle: Promise<Handed | undefined>; users: number }>();
   /** When each file was handed over, and whether the session serves it by pread (see HANDED_OVER_MS). */
   const handedOver = new Map<bigint, { at: number; pread: boolean }>();
+  /** Records ino as handed over now (the map bounded as notWhole is). */
+  const markHandedOver = (ino: bigint, pread: boolean): void => {
+    if (handedOver.size >= NOT_WHOLE_MAX) handedOver.clear();
+    handedOver.set(ino, { at: performance.now(), pread });
+  };
   /** Whether ino was handed over less than ms ago. */
   const handedWithin = (ino: bigint, ms: (pread: boolean) => number): boolean => {
     const h = handedOver.get(ino);
@@ -152,8 +156,7 @@ export function kernelHandlers(
       notWhole.add(ino);
       return undefined;
     }
-    if (handedOver.size >= NOT_WHOLE_MAX) handedOver.clear();
-    handedOver.set(ino, { at: performance.now(), pread: mode === 'pread' });
+    markHandedOver(ino, mode === 'pread');
     return fh;
   }
 
@@ -177,8 +180,7 @@ export function kernelHandlers(
       await rf.close().catch(() => undefined);
       return undefined;
     }
-    if (handedOver.size >= NOT_WHOLE_MAX) handedOver.clear();
-    handedOver.set(ino, { at: performance.now(), pread: true });
+    markHandedOver(ino, true);
     return rf;
   }
 
@@ -257,7 +259,7 @@ export function kernelHandlers(
         let handed = 0;
         for (let i = from + 1; i < listing.entries.length && handed < AHEAD; i++) {
           const e = listing.entries[i];
-          if (!e.attr || (e.attr.mode & S_IFMT) !== S_IFREG || e.attr.size === 0) continue;
+          if (!e.attr || !isRegMode(e.attr.mode) || e.attr.size === 0) continue;
           const child = childKey(dir, e.name);
           const ino = nodes.inoOf(child);
           // Not again within HANDED_OVER_MS: its READ says when a pread registration was let go.
