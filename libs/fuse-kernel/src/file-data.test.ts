@@ -2,16 +2,14 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { Errno, isStrataError } from '@strata/errors';
 import { FuseSession } from './session';
 import { ToyFs } from './toy-fs';
-import { cleanUp, run, runNode, skipReason, tempMountpoint, within, openFdCount, readRanges } from './mount-harness';
+import { mountOverStore, openFdCount, readRanges, run, runNode, shaCachedAndDirect, skipReason, within, type StoreMount } from './mount-harness';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
 
 /** argv[2] random 4 KiB O_DIRECT reads of argv[1] (every one a READ request); prints each block's sha256. */
 const DIRECT_BLOCKS = `const fs = require('fs'); const crypto = require('crypto');
@@ -24,7 +22,6 @@ const DIRECT_BLOCKS = `const fs = require('fs'); const crypto = require('crypto'
   }
   process.stdout.write(out.join('\\n'));`;
 
-
 describe('file data served by pread(2) without JavaScript', { skip: skipReason() }, () => {
   const toy = new ToyFs(1n);
   // 3 MiB and a partial last page. What read() would answer has the same
@@ -33,23 +30,17 @@ describe('file data served by pread(2) without JavaScript', { skip: skipReason()
   const blob = toy.file(1n, 'blob', Buffer.alloc(data.length, 0x2a));
   const racy = toy.file(1n, 'racy', Buffer.alloc(data.length, 0x2a));
   const writeOnly = toy.file(1n, 'write-only', Buffer.alloc(100, 0x2a));
-  const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-data-'));
+  let m: StoreMount | undefined;
   let session: FuseSession | undefined;
-  let mnt: ReturnType<typeof tempMountpoint> | undefined;
   let root = '';
+  let store = '';
 
   before(async () => {
-    writeFileSync(join(store, 'blob'), data);
-    writeFileSync(join(store, 'short'), data.subarray(0, 100));
-    mnt = tempMountpoint();
-    root = mnt.path;
-    session = await FuseSession.mount(mnt.path, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr, dataServing: 'pread' });
+    m = await mountOverStore(toy, { blob: data, short: data.subarray(0, 100) }, { dataServing: 'pread' });
+    ({ session, root, store } = m);
   });
 
-  after(async () => {
-    await cleanUp(session, mnt);
-    rmSync(store, { recursive: true, force: true });
-  });
+  after(() => m?.close());
 
   it('registers with pread under dataServing pread (the caller may close its fd)', () => {
     const s = session as FuseSession;
@@ -68,12 +59,7 @@ describe('file data served by pread(2) without JavaScript', { skip: skipReason()
     const s = session as FuseSession;
     const before = s.stats().preadReads;
     const path = join(root, 'blob');
-    const whole = await run('sh', ['-c', `cat ${path} | sha256sum; dd if=${path} bs=1M iflag=direct status=none | sha256sum`]);
-    assert.equal(whole.status, 0, whole.stderr);
-    assert.deepEqual(
-      whole.stdout.toString().trim().split('\n').map((l) => l.split(' ')[0]),
-      [sha(data), sha(data)],
-    );
+    assert.deepEqual(await shaCachedAndDirect(path), [sha(data), sha(data)]);
 
     const size = data.length;
     const lastPage = Math.floor(size / 4096) * 4096;
@@ -160,9 +146,7 @@ describe('file data served by pread(2) without JavaScript', { skip: skipReason()
 
 describe('choosing how file data is served', { skip: skipReason() }, () => {
   const data = randomBytes(256 * 1024 + 5);
-  const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-data-'));
-  before(() => writeFileSync(join(store, 'blob'), data));
-  after(() => rmSync(store, { recursive: true, force: true }));
+  let store = '';
 
   async function withMount(
     options: Parameters<typeof FuseSession.mount>[2],
@@ -170,13 +154,12 @@ describe('choosing how file data is served', { skip: skipReason() }, () => {
   ): Promise<void> {
     const toy = new ToyFs(1n);
     const file = toy.file(1n, 'blob', Buffer.alloc(data.length, 0x2a));
-    const mnt = tempMountpoint();
-    let s: FuseSession | undefined;
+    const m = await mountOverStore(toy, { blob: data }, options);
     try {
-      s = await FuseSession.mount(mnt.path, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr, ...options });
-      await body(s, toy, file.ino, mnt.path);
+      store = m.store;
+      await body(m.session, toy, file.ino, m.root);
     } finally {
-      await cleanUp(s, mnt);
+      await m.close();
     }
   }
 
@@ -278,27 +261,20 @@ describe('choosing how file data is served', { skip: skipReason() }, () => {
 
 describe('file data and file descriptors', { skip: skipReason() }, () => {
   it('leaves no fd behind: replaced, cleared, evicted and unmounted registrations all close theirs', async () => {
-    const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-data-'));
-    const mnt = tempMountpoint();
-    let s: FuseSession | undefined;
+    const toy = new ToyFs(1n);
+    const seen = toy.file(1n, 'seen', Buffer.from('read() !!\n'));
+    await run('true', []); // whatever a first child opens for good (libuv's signal pipe) is open from here on
+    const start = openFdCount();
+    const limit = 100;
+    const m = await mountOverStore(toy, { f: Buffer.from('file data\n') }, { dataServing: 'pread', cacheLimit: limit });
     try {
-      writeFileSync(join(store, 'f'), Buffer.from('file data\n'));
-      const toy = new ToyFs(1n);
-      const seen = toy.file(1n, 'seen', Buffer.from('read() !!\n'));
-      await run('true', []); // whatever a first child opens for good (libuv's signal pipe) is open from here on
-      const start = openFdCount();
-      const limit = 100;
-      s = await FuseSession.mount(mnt.path, toy.handlers(), {
-        rootAttr: toy.nodes.get(1n)?.attr,
-        dataServing: 'pread',
-        cacheLimit: limit,
-      });
+      const s = m.session;
       const mounted = openFdCount();
-      const fd = openSync(join(store, 'f'), 'r');
+      const fd = openSync(join(m.store, 'f'), 'r');
       // One the kernel references (a child reads it), registered twice: the second replaces the first.
       s.setFileData(seen.ino, fd);
       s.setFileData(seen.ino, fd);
-      const r = await run('cat', [join(mnt.path, 'seen')]);
+      const r = await run('cat', [join(m.root, 'seen')]);
       assert.equal(r.stdout.toString(), 'file data\n');
       // 2000 the kernel never saw: they sit in the bounded part of the cache and are evicted from it.
       for (let i = 0; i < 2000; i++) s.setFileData(1000n + BigInt(i), fd);
@@ -309,40 +285,30 @@ describe('file data and file descriptors', { skip: skipReason() }, () => {
       assert.equal(openFdCount() - mounted, registered);
       s.clearFileData(seen.ino);
       assert.equal(openFdCount() - mounted, registered - 1);
-      await s.unmount();
-      s = undefined;
+      await m.unmount();
       assert.equal(openFdCount(), start);
     } finally {
-      await cleanUp(s, mnt);
-      rmSync(store, { recursive: true, force: true });
+      await m.close();
     }
   });
 });
 
 describe('pread registrations are bounded (preadFiles)', { skip: skipReason() }, () => {
   it('lets the least recently read go past the bound, with its fd; READs of it come to read() again', async () => {
-    const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-data-'));
-    const mnt = tempMountpoint();
-    let s: FuseSession | undefined;
+    const toy = new ToyFs(1n, { cacheTtl: Infinity, entryTimeout: 3600, attrTimeout: 3600 });
+    const nodes = Array.from({ length: 5 }, (_, i) => toy.file(1n, `f${i}`, Buffer.from(`read() ${i}\n`)));
+    const m = await mountOverStore(toy, Object.fromEntries(nodes.map((_, i) => [`f${i}`, Buffer.from(`pread  ${i}\n`)])), { dataServing: 'pread', preadFiles: 3 });
     try {
-      const toy = new ToyFs(1n, { cacheTtl: Infinity, entryTimeout: 3600, attrTimeout: 3600 });
-      const nodes = Array.from({ length: 5 }, (_, i) => toy.file(1n, `f${i}`, Buffer.from(`read() ${i}\n`)));
-      nodes.forEach((_, i) => writeFileSync(join(store, `f${i}`), Buffer.from(`pread  ${i}\n`)));
-      s = await FuseSession.mount(mnt.path, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr, dataServing: 'pread', preadFiles: 3 });
+      const s = m.session;
       const mounted = openFdCount();
       const register = (i: number): void => {
-        const fd = openSync(join(store, `f${i}`), 'r');
-        try {
-          (s as FuseSession).setFileData(nodes[i].ino, fd);
-        } finally {
-          closeSync(fd);
-        }
+        m.withFds([`f${i}`], ([fd]) => s.setFileData(nodes[i].ino, fd));
       };
       for (const i of [0, 1, 2]) register(i);
       // f0 read (O_DIRECT: a READ each time) after f1 and f2 were registered: f1 is now the least recently read.
       const direct = (i: number): Promise<string> =>
         runNode(`const fs=require('fs');const fd=fs.openSync(process.argv[1],fs.constants.O_RDONLY|fs.constants.O_DIRECT);const b=Buffer.alloc(4096);process.stdout.write(b.subarray(0,fs.readSync(fd,b,0,4096,0)).toString())`, [
-          join(mnt.path, `f${i}`),
+          join(m.root, `f${i}`),
         ]).then((r) => r.stdout.toString());
       assert.equal(await direct(0), 'pread  0\n');
       register(3);
@@ -353,10 +319,9 @@ describe('pread registrations are bounded (preadFiles)', { skip: skipReason() },
       assert.equal(openFdCount() - mounted, 3, 'the let-go registrations closed their fds');
       // Kept: f0 (read), f3, f4; let go: f1, f2.
       assert.deepEqual(await Promise.all([0, 1, 2, 3, 4].map(direct)), ['pread  0\n', 'read() 1\n', 'read() 2\n', 'pread  3\n', 'pread  4\n']);
-      await assert.rejects(FuseSession.mount(mnt.path, toy.handlers(), { preadFiles: 0 }), (e: unknown) => isStrataError(e) && e.errno === Errno.EINVAL);
+      await assert.rejects(FuseSession.mount(m.root, toy.handlers(), { preadFiles: 0 }), (e: unknown) => isStrataError(e) && e.errno === Errno.EINVAL);
     } finally {
-      await cleanUp(s, mnt);
-      rmSync(store, { recursive: true, force: true });
+      await m.close();
     }
   });
 });

@@ -1,18 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Errno, isStrataError } from '@strata/errors';
 import { FuseSession, MAX_FILE_RUNS } from './session';
 import { ToyFs } from './toy-fs';
 import type { FileRun } from './types';
-import { cleanUp, run, runNode, skipReason, tempMountpoint, openFdCount, readRanges } from './mount-harness';
+import { mountOverStore, openFdCount, readRanges, run, runNode, shaCachedAndDirect, skipReason, type StoreMount } from './mount-harness';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-
 
 /**
  * A file of runs over two backing files and holes, at odd (unaligned)
@@ -47,33 +43,17 @@ describe('file data as runs over store files, served by pread(2) without JavaScr
   const image = toy.file(1n, 'image', Buffer.alloc(expected.length, 0x2a));
   const broken = toy.file(1n, 'broken', Buffer.alloc(10_000, 0x2a));
   const other = toy.file(1n, 'other', Buffer.alloc(10, 0x2a));
-  const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-runs-'));
+  let m: StoreMount | undefined;
   let session: FuseSession | undefined;
-  let mnt: ReturnType<typeof tempMountpoint> | undefined;
   let root = '';
-
-  const withFds = <T>(names: string[], work: (fds: number[]) => T): T => {
-    const fds = names.map((n) => openSync(join(store, n), 'r'));
-    try {
-      return work(fds);
-    } finally {
-      fds.forEach((fd) => closeSync(fd));
-    }
-  };
+  const withFds = <T>(names: string[], work: (fds: number[]) => T): T => (m as StoreMount).withFds(names, work);
 
   before(async () => {
-    writeFileSync(join(store, 'a'), a);
-    writeFileSync(join(store, 'b'), b);
-    writeFileSync(join(store, 'short'), a.subarray(0, 5000));
-    mnt = tempMountpoint();
-    root = mnt.path;
-    session = await FuseSession.mount(mnt.path, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr, dataServing: 'pread' });
+    m = await mountOverStore(toy, { a, b, short: a.subarray(0, 5000) }, { dataServing: 'pread' });
+    ({ session, root } = m);
   });
 
-  after(async () => {
-    await cleanUp(session, mnt);
-    rmSync(store, { recursive: true, force: true });
-  });
+  after(() => m?.close());
 
   it('registers runs over two files (the caller may close its fds; each is dup\'ed)', () => {
     const s = session as FuseSession;
@@ -87,12 +67,7 @@ describe('file data as runs over store files, served by pread(2) without JavaScr
     const s = session as FuseSession;
     const before = s.stats().preadReads;
     const path = join(root, 'image');
-    const whole = await run('sh', ['-c', `cat ${path} | sha256sum; dd if=${path} bs=1M iflag=direct status=none | sha256sum`]);
-    assert.equal(whole.status, 0, whole.stderr);
-    assert.deepEqual(
-      whole.stdout.toString().trim().split('\n').map((l) => l.split(' ')[0]),
-      [sha(expected), sha(expected)],
-    );
+    assert.deepEqual(await shaCachedAndDirect(path), [sha(expected), sha(expected)]);
     const size = expected.length;
     const ranges: Array<[number, number]> = [[size - 10, 100], [size, 10], [size + 9000, 4096], [0, 1]];
     for (const r of runs) ranges.push([Math.max(0, r.offset - 3), 7]); // every boundary
@@ -170,19 +145,18 @@ describe('file data as runs over store files, served by pread(2) without JavaScr
   it('counts every dup against preadFiles: registrations of runs are let go to stay within it', async () => {
     const t = new ToyFs(1n);
     const files = [1, 2, 3].map((i) => t.file(1n, `f${i}`, Buffer.alloc(expected.length, 0x2a)));
-    const m = tempMountpoint();
-    let s2: FuseSession | undefined;
+    const m2 = await mountOverStore(t, {}, { dataServing: 'pread', preadFiles: 5 });
     try {
-      s2 = await FuseSession.mount(m.path, t.handlers(), { rootAttr: t.nodes.get(1n)?.attr, dataServing: 'pread', preadFiles: 5 });
+      const s2 = m2.session;
       const fds = openFdCount();
-      for (const f of files) withFds(['a', 'b'], (x) => (s2 as FuseSession).setFileRuns(f.ino, x, runs, expected.length));
+      for (const f of files) withFds(['a', 'b'], (x) => s2.setFileRuns(f.ino, x, runs, expected.length));
       // 3 registrations of 2 files each against a bound of 5: the oldest goes.
       assert.equal(s2.stats().preadEvictions, 1);
       assert.equal(openFdCount(), fds + 4);
-      const r = await run('sh', ['-c', `sha256sum ${join(m.path, 'f3')}`]);
+      const r = await run('sh', ['-c', `sha256sum ${join(m2.root, 'f3')}`]);
       assert.equal(r.stdout.toString().split(' ')[0], sha(expected));
     } finally {
-      await cleanUp(s2, m);
+      await m2.close();
     }
   });
 });

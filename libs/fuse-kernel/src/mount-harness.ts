@@ -6,11 +6,13 @@
  * the child's request waits for), except where a test means to block it.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addon } from './native';
-import type { FuseSession } from './session';
+import { FuseSession } from './session';
+import type { ToyFs } from './toy-fs';
+import type { MountOptions } from './types';
 
 export interface RunResult {
   status: number | null;
@@ -89,7 +91,6 @@ export function blockFor(ms: number): number {
   return spins;
 }
 
-/** Polls until predicate holds (or throws after timeoutMs). */
 /** `work`, or an error naming `what` after `timeoutMs`: a test never hangs on a child, a session or an event. */
 export async function within<T>(work: Promise<T>, timeoutMs: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -103,6 +104,7 @@ export async function within<T>(work: Promise<T>, timeoutMs: number, what: strin
   }
 }
 
+/** Polls until predicate holds (or throws after timeoutMs). */
 export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!predicate()) {
@@ -132,4 +134,75 @@ export async function readRanges(path: string, ranges: ReadonlyArray<readonly [n
     .split('\n')
     .slice(0, ranges.length)
     .map((l) => Buffer.from(l, 'base64'));
+}
+
+/** A ToyFs mounted by this process over a directory of backing ("store") files to register as its files' data. */
+export interface StoreMount {
+  session: FuseSession;
+  /** The mountpoint. */
+  root: string;
+  /** The directory of backing files. */
+  store: string;
+  /** Opens the store's files `names` read-only for `work`, and closes them after it (registrations dup what they keep). */
+  withFds<T>(names: readonly string[], work: (fds: number[]) => T): T;
+  /** Unmounts here (a test that looks at what the unmount let go); close() then leaves the session be. */
+  unmount(): Promise<void>;
+  /** Unmounts (unless done), removes the mountpoint and the store, whatever state they are in. */
+  close(): Promise<void>;
+}
+
+/**
+ * `files` written to a store directory of their own, `toy` mounted on a
+ * fresh mountpoint with its root's attributes and `options`. A failure on
+ * the way removes what was made.
+ */
+export async function mountOverStore(toy: ToyFs, files: Readonly<Record<string, Buffer>>, options: MountOptions = {}): Promise<StoreMount> {
+  const store = mkdtempSync(join(tmpdir(), 'fuse-kernel-store-'));
+  const mountpoint = tempMountpoint();
+  let session: FuseSession | undefined;
+  const close = async (): Promise<void> => {
+    try {
+      await cleanUp(session, mountpoint);
+    } finally {
+      rmSync(store, { recursive: true, force: true });
+    }
+  };
+  try {
+    for (const [name, bytes] of Object.entries(files)) writeFileSync(join(store, name), bytes);
+    session = await FuseSession.mount(mountpoint.path, toy.handlers(), { rootAttr: toy.nodes.get(1n)?.attr, ...options });
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const mounted = session;
+  return {
+    session: mounted,
+    root: mountpoint.path,
+    store,
+    withFds(names, work) {
+      const fds: number[] = [];
+      try {
+        for (const n of names) fds.push(openSync(join(store, n), 'r'));
+        return work(fds);
+      } finally {
+        fds.forEach((fd) => closeSync(fd));
+      }
+    },
+    async unmount() {
+      session = undefined;
+      await mounted.unmount();
+    },
+    close,
+  };
+}
+
+/** sha256 of `path` read by children twice: through the page cache (cat) and O_DIRECT (dd: every block a READ of the session). */
+export async function shaCachedAndDirect(path: string): Promise<string[]> {
+  const r = await run('sh', ['-c', `cat ${path} | sha256sum; dd if=${path} bs=1M iflag=direct status=none | sha256sum`]);
+  if (r.status !== 0) throw new Error(`reading ${path} failed: ${r.stderr}`);
+  return r.stdout
+    .toString()
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ')[0]);
 }
