@@ -94,9 +94,13 @@ describe('a toy filesystem mounted by FuseSession, read by other processes', { s
   });
 
   it('reads a 3 MiB file back byte for byte, with requests up to 1 MiB', async () => {
+    readSizes.length = 0;
     const r = await run('cat', [join(root, 'big.bin')]);
     assert.equal(r.status, 0, r.stderr);
     assert.ok(r.stdout.equals(big), 'content differs');
+    // Buffered: the kernel's readahead, raised after INIT to the largest request (FUSE offers only 128 KiB), sizes them.
+    assert.equal(session?.readaheadKb, 1024);
+    assert.equal(Math.max(...readSizes), 1 << 20, `buffered READs of at most ${Math.max(...readSizes)} bytes`);
     readSizes.length = 0;
     const direct = await run('dd', [`if=${join(root, 'big.bin')}`, 'of=/dev/null', 'bs=1M', 'iflag=direct']);
     assert.equal(direct.status, 0, direct.stderr);

@@ -11,6 +11,7 @@ import { addon, EV_END, EV_FORGET, EV_NOTIFIED, EV_OPEN, EV_RELEASE, EV_REQUEST,
 import type { NativeEvent, NativeHandedFiles, NativeMountOptions, NativeRequest, NativeSession } from './native';
 import { handoverOptions, optionsFromHandover, parseHandover } from './handover';
 import { mountKey, mountsOf, mountsOfDevice, topMountAt } from './mountinfo';
+import { checkReadaheadKb, readaheadOf, setReadahead } from './readahead';
 import { opName, opRow } from './ops';
 import type { Defaults } from './ops';
 import { encodeAttr, encodeListing, encodeStatfs, encodeXattrs, checkName } from './wire';
@@ -68,6 +69,8 @@ export class FuseSession {
   private readonly handlers: FuseHandlers;
   private readonly realMountpoint: Buffer;
   private readonly device: { major: number; minor: number } | undefined;
+  /** The mount's readahead (KiB) as set after INIT; undefined where sysfs does not say. */
+  private readonly readahead: number | undefined;
   private readonly onError: ((err: unknown, op: string) => void) | undefined;
   private readonly t: Defaults;
   private resolveClosed!: (reason: EndReason) => void;
@@ -109,6 +112,8 @@ export class FuseSession {
       this.native = native(this);
       this.device = adopted.device ?? undefined;
       this.connection = adopted.device ? adopted.device.major * 2 ** 20 + adopted.device.minor : 0;
+      // The bdi lives with the superblock: the mounting session's setting holds.
+      this.readahead = this.device ? readaheadOf(this.device) : undefined;
       return;
     }
     const fsType = `fuse.${options.subtype ?? 'strata'}`;
@@ -121,6 +126,9 @@ export class FuseSession {
     const top = atPath?.fsType === fsType ? atPath : made.length === 1 ? made[0] : undefined;
     this.device = top ? { major: top.major, minor: top.minor } : undefined;
     this.connection = top ? top.major * 2 ** 20 + top.minor : 0;
+    // After INIT (done when the addon's constructor returns): INIT itself can only lower the readahead.
+    // (readaheadKb was checked by nativeOptions, before mounting.)
+    this.readahead = this.device ? setReadahead(this.device, options.readaheadKb ?? (options.maxPages ?? 256) * 4) : undefined;
   }
 
   /**
@@ -349,6 +357,14 @@ export class FuseSession {
   }
 
   /** Whether the kernel agreed to FUSE passthrough at mount (kernel ≥ 6.9, CAP_SYS_ADMIN). */
+  /**
+   * The kernel's readahead for this mount in KiB (MountOptions.readaheadKb),
+   * or undefined where it could not be read (no sysfs).
+   */
+  get readaheadKb(): number | undefined {
+    return this.readahead;
+  }
+
   get passthroughAvailable(): boolean {
     return this.stats().passthrough;
   }
@@ -647,6 +663,7 @@ function nativeOptions(mountpoint: string, handlers: FuseHandlers, options: Moun
   const timeout = options.requestTimeoutMs ?? 0;
   if (!(Number.isFinite(timeout) && timeout >= 0)) throw StrataError.invalid('requestTimeoutMs must be a finite number >= 0');
   if (options.preadFiles !== undefined && !(Number.isInteger(options.preadFiles) && options.preadFiles >= 1)) throw StrataError.invalid('preadFiles must be an integer >= 1');
+  if (options.readaheadKb !== undefined) checkReadaheadKb(options.readaheadKb);
   if (options.kernelOpens === true) {
     if (options.keepCache !== true) throw StrataError.invalid('kernelOpens needs keepCache: the kernel then keeps each file\'s pages across opens');
     if (handlers.opened !== undefined) throw StrataError.invalid('kernelOpens: the kernel opens files itself, so no OPEN reaches an opened (audit) handler');

@@ -187,6 +187,14 @@ export interface MountOptions {
   /** Requests of up to maxPages * 4 KiB; default 256 (1 MiB). */
   maxPages?: number;
   /**
+   * The kernel's readahead for the mount (its bdi's read_ahead_kb), set
+   * once INIT is done: default maxPages * 4, so a buffered sequential
+   * reader's READs come as large as the session takes them (FUSE offers
+   * 128 KiB at INIT and an answer cannot raise it). 0 keeps the kernel's.
+   * Needs root; elsewhere the kernel's value stays (FuseSession.readaheadKb).
+   */
+  readaheadKb?: number;
+  /**
    * Negotiate FUSE passthrough when the kernel offers it (default true), so
    * setPassthrough() can hand files to the kernel; see passthroughAvailable.
    */
