@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { canMountFuse, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
 
 /**
  * Sealed files read through a mount are kept whole on disk by the agent and
@@ -56,6 +56,7 @@ function cachedFiles(dir: string): { count: number; bytes: number; sums: Set<str
 }
 
 describe('the on-disk data cache', { skip }, () => {
+  let rig: StoreAndAgents;
   let work: string;
   let cacheDir: string;
   let resolver: ResolverProcess;
@@ -64,34 +65,20 @@ describe('the on-disk data cache', { skip }, () => {
   const content = new Map<string, Buffer>();
 
   before(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-data-cache-'));
+    for (const f of FILES) content.set(f, randomBytes(FILE_BYTES));
+    rig = await startStoreAndAgents({ prefix: 'data-cache', layers: { data: [...content].map(([f, b]) => [`${f}.bin`, b] as const) } });
+    ({ work, resolver } = rig);
     cacheDir = path.join(work, 'cache');
-    const store = path.join(work, 'store');
-    fs.mkdirSync(path.join(store, 'layers/data'), { recursive: true });
-    for (const f of FILES) {
-      const b = randomBytes(FILE_BYTES);
-      content.set(f, b);
-      fs.writeFileSync(path.join(store, 'layers/data', `${f}.bin`), b);
-    }
-    resolver = await startResolver({ store });
-    agent = await startAgent({
-      resolver: resolver.address,
+    agent = await rig.startAgent({
       socket: path.join(work, 'agent.sock'),
       extra: ['--prefetch-entries', '0', '--chunk-cache-mb', '1', '--data-cache-mb', String(CACHE_MB), '--data-cache-dir', cacheDir, '--deadline-ms', '1000'],
     });
-    const r = strata(['layer', 'create', '--source', 'dir:layers/data', '--name', 'data'], { STRATA_RESOLVER: resolver.address });
-    assert.equal(r.status, 0, r.stderr);
-    mnt = path.join(work, 'mnt');
-    fs.mkdirSync(mnt);
+    rig.createLayers(['--source', 'dir:layers/data', '--name', 'data']);
+    mnt = rig.mountpoint('mnt');
     agent.mount('data', mnt);
   });
 
-  after(async () => {
-    await agent?.stop();
-    await resolver?.stop();
-    if (mnt) forceUnmount(mnt);
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  after(() => rig?.close());
 
   test('the mount says how cached data is served', async () => {
     const mounted = await waitFor('agent.mounted', () => agent.logs.find((l) => l.event === 'agent.mounted'));
@@ -141,9 +128,8 @@ describe('the on-disk data cache', { skip }, () => {
     assert.ok(held.length > 0, 'files are still on disk after the agent stopped');
 
     // The resolver (stopped above) is back for the mount: what the cache holds must not be fetched from it.
-    resolver = await startResolver({ store: path.join(work, 'store') });
-    agent = await startAgent({
-      resolver: resolver.address,
+    resolver = await rig.restartResolver();
+    agent = await rig.startAgent({
       socket: agent.socket,
       extra: ['--prefetch-entries', '0', '--chunk-cache-mb', '1', '--data-cache-mb', String(CACHE_MB), '--data-cache-dir', cacheDir, '--deadline-ms', '1000'],
     });

@@ -3,10 +3,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { HolderClient } from '@strata/fuse-kernel';
-import { canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { canMountFuse, strata, waitFor, type AgentProcess } from '@strata/harness';
+import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
 
 /**
  * `strata agent --file-opens kernel` on real processes: a sealed mount's
@@ -33,78 +32,41 @@ function sums(files: string[]): string[] {
 type Line = Record<string, unknown>;
 
 describe('--file-opens kernel', { skip }, () => {
+  let rig: StoreAndAgents;
   let work: string;
-  let store: string;
   let socket: string;
-  let resolver: ResolverProcess;
-  const agents: AgentProcess[] = [];
-  const mounts: string[] = [];
   const data = new Map<string, Buffer>();
   /** Read only after the takeover: the successor serves their READs. */
   const later = new Map<string, Buffer>();
   const live = new Map<string, Buffer>();
 
   const events = (a: AgentProcess, name: string): Line[] => a.logs.filter((l) => l.event === name);
-  const agentOn = async (): Promise<AgentProcess> => {
-    const a = await startAgent({ resolver: resolver.address, socket, takeover: true, extra: ['--file-opens', 'kernel', '--prefetch-entries', '0', '--data-cache-dir', path.join(work, 'cache')] });
-    agents.push(a);
-    return a;
-  };
-  const mountpoint = (name: string): string => {
-    const p = path.join(work, `mnt-${name}`);
-    fs.mkdirSync(p);
-    mounts.push(p);
-    return p;
-  };
+  // Killed at the end (SIGKILL), their holder after them: a takeover agent's mounts outlive it.
+  const agentOn = (): Promise<AgentProcess> =>
+    rig.startAgent({ socket, takeover: true, extra: ['--file-opens', 'kernel', '--prefetch-entries', '0', '--data-cache-dir', path.join(work, 'cache')] }, 'SIGKILL');
+  const mountpoint = (name: string): string => rig.mountpoint(`mnt-${name}`);
   const sessionStats = (a: AgentProcess, mnt: string): Line | undefined => events(a, 'agent.fuse.session_stats').find((l) => l.mountpoint === mnt);
 
   before(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-file-opens-'));
-    store = path.join(work, 'store');
-    fs.mkdirSync(path.join(work, 'cache'));
-    socket = path.join(work, 'agent', 'agent.sock');
-    fs.mkdirSync(path.dirname(socket));
     for (let i = 0; i < FILES; i++) data.set(`d${i % 3}/f${i}`, randomBytes(1 + ((i * 7919) % 200_000)));
     data.set('empty', Buffer.alloc(0));
     for (let i = 0; i < 10; i++) later.set(`later/g${i}`, randomBytes(1 + i * 30_011));
-    for (const [rel, b] of [...data, ...later]) {
-      fs.mkdirSync(path.dirname(path.join(store, 'layers/data', rel)), { recursive: true });
-      fs.writeFileSync(path.join(store, 'layers/data', rel), b);
-    }
     live.set('changing.bin', randomBytes(100_000));
     live.set('log.txt', Buffer.from('first line\n'));
-    fs.mkdirSync(path.join(store, 'layers/live'), { recursive: true });
-    for (const [rel, b] of live) fs.writeFileSync(path.join(store, 'layers/live', rel), b);
-    resolver = await startResolver({ store });
-    const env = { STRATA_RESOLVER: resolver.address };
-    for (const args of [
-      ['layer', 'create', '--source', 'dir:layers/data', '--name', 'data'],
-      ['layer', 'create', '--source', 'dir:layers/live', '--option', 'live', '--name', 'live'],
-      ['layer', 'create', '--source', 'dir:layers/data', '--option', 'audit', '--name', 'audited'],
-    ]) {
-      const r = strata(args, env);
-      assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
-    }
+    rig = await startStoreAndAgents({ prefix: 'file-opens', layers: { data: [...data, ...later], live } });
+    work = rig.work;
+    fs.mkdirSync(path.join(work, 'cache'));
+    socket = path.join(work, 'agent', 'agent.sock');
+    fs.mkdirSync(path.dirname(socket));
+    rig.killHolderAtClose(socket);
+    rig.createLayers(
+      ['--source', 'dir:layers/data', '--name', 'data'],
+      ['--source', 'dir:layers/live', '--option', 'live', '--name', 'live'],
+      ['--source', 'dir:layers/data', '--option', 'audit', '--name', 'audited'],
+    );
   });
 
-  after(async () => {
-    for (const a of agents) await a.stop('SIGKILL').catch(() => undefined);
-    // The holder of the socket's state dir: what it still holds goes, then it does.
-    const sock = path.join(`${socket}.state`, 'holder.sock');
-    if (fs.existsSync(sock)) {
-      try {
-        const c = await HolderClient.connect(sock, { timeoutMs: 2000 });
-        const { pid } = await c.status();
-        c.close();
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // Gone already.
-      }
-    }
-    for (const m of mounts) forceUnmount(m);
-    await resolver?.stop();
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  after(() => rig?.close());
 
   test('a sealed mount: every file right, no OPEN per file, no RELEASE, re-reads from the page cache; LIVE and audited mounts open through the agent; a successor keeps the mode', async () => {
     const first = await agentOn();

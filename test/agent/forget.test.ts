@@ -2,9 +2,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { canMountFuse, waitFor, type AgentProcess } from '@strata/harness';
+import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
 
 /**
  * The agent's table of paths stays bounded however many distinct files are
@@ -25,33 +24,21 @@ function walk(mnt: string, dirs: number[]): string {
 }
 
 describe('forgetting what the kernel forgot', { skip }, () => {
-  let work: string;
-  let resolver: ResolverProcess;
+  let rig: StoreAndAgents;
   let agent: AgentProcess;
   let mnt: string;
 
   before(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-forget-'));
-    const layer = path.join(work, 'store/layers/many');
-    for (let d = 0; d < DIRS; d++) {
-      fs.mkdirSync(path.join(layer, `d${d}`), { recursive: true });
-      for (let f = 0; f < FILES; f++) fs.writeFileSync(path.join(layer, `d${d}`, `f${f}`), 'x'.repeat((d * FILES + f) % 97));
-    }
-    resolver = await startResolver({ store: path.join(work, 'store') });
-    agent = await startAgent({ resolver: resolver.address, extra: ['--prefetch-entries', '0', '--attr-entries', String(BOUND)] });
-    const r = strata(['layer', 'create', '--source', 'dir:layers/many', '--name', 'many'], { STRATA_RESOLVER: resolver.address });
-    assert.equal(r.status, 0, r.stderr);
-    mnt = path.join(work, 'mnt');
-    fs.mkdirSync(mnt);
+    const files: [string, string][] = [];
+    for (let d = 0; d < DIRS; d++) for (let f = 0; f < FILES; f++) files.push([`d${d}/f${f}`, 'x'.repeat((d * FILES + f) % 97)]);
+    rig = await startStoreAndAgents({ prefix: 'forget', layers: { many: files } });
+    agent = await rig.startAgent({ extra: ['--prefetch-entries', '0', '--attr-entries', String(BOUND)] });
+    rig.createLayers(['--source', 'dir:layers/many', '--name', 'many']);
+    mnt = rig.mountpoint('mnt');
     agent.mount('many', mnt);
   });
 
-  after(async () => {
-    await agent?.stop();
-    await resolver?.stop();
-    if (mnt) forceUnmount(mnt);
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  after(() => rig?.close());
 
   test('20,000 distinct files looked up with a bound of 2,000: the forgotten half is let go and reads back the same', async () => {
     const firstHalf = Array.from({ length: DIRS / 2 }, (_, i) => i);

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { canMountFuse, waitFor, type AgentProcess } from '@strata/harness';
+import { startStoreAndAgents, type CliResult, type StoreAndAgents } from './store-and-agents';
 
 /**
  * Layers that mounts use are not deleted or changed under them: the
@@ -16,31 +17,23 @@ import { canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor,
 const skip = canMountFuse() ? false : 'needs root and /dev/fuse';
 
 describe('layers in use by mounts', { skip }, () => {
-  let work: string;
-  let resolver: ResolverProcess;
+  let rig: StoreAndAgents;
   let agent: AgentProcess;
   const mounts: string[] = [];
 
-  function cli(args: string[]): ReturnType<typeof strata> {
-    return strata(args, { STRATA_RESOLVER: resolver.address, STRATA_AGENT_SOCKET: agent.socket });
+  function cli(args: string[]): CliResult {
+    return rig.cli(args, { STRATA_AGENT_SOCKET: agent.socket });
   }
 
   function mountpoint(name: string): string {
-    const m = path.join(work, name);
-    fs.mkdirSync(m, { recursive: true });
+    const m = rig.mountpoint(name);
     mounts.push(m);
     return m;
   }
 
   before(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-in-use-'));
-    const store = path.join(work, 'store');
-    fs.mkdirSync(path.join(store, 'layers/base/etc'), { recursive: true });
-    fs.writeFileSync(path.join(store, 'layers/base/etc/hostname'), 'base\n');
-    fs.mkdirSync(path.join(store, 'layers/fix/etc'), { recursive: true });
-    fs.writeFileSync(path.join(store, 'layers/fix/etc/motd'), 'fixed\n');
-    resolver = await startResolver({ store });
-    agent = await startAgent({ resolver: resolver.address, extra: ['--prefetch-entries', '0'] });
+    rig = await startStoreAndAgents({ prefix: 'in-use', layers: { base: [['etc/hostname', 'base\n']], fix: [['etc/motd', 'fixed\n']] } });
+    agent = await rig.startAgent({ extra: ['--prefetch-entries', '0'] });
     for (const args of [
       ['--source', 'dir:layers/base', '--name', 'base'],
       ['--source', 'dir:layers/fix', '--type', 'overlay', '--base', 'base', '--name', 'top'],
@@ -51,12 +44,7 @@ describe('layers in use by mounts', { skip }, () => {
     }
   });
 
-  after(async () => {
-    await agent?.stop();
-    await resolver?.stop();
-    for (const m of mounts) forceUnmount(m);
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  after(() => rig?.close());
 
   test('deleting or changing a mounted layer, or one below it, is refused with where it is mounted; a rename is not', () => {
     const mnt = mountpoint('top');

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { canMountFuse, forceUnmount, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { canMountFuse, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
 
 /**
  * A cold read of many small files back to back, as `find | xargs cat`
@@ -42,40 +42,32 @@ async function sumsThrough(root: string): Promise<{ sums: Map<string, string>; e
 }
 
 describe('many small files read cold through one mount', { skip }, () => {
-  let work: string;
+  let rig: StoreAndAgents;
   let resolver: ResolverProcess;
   let agent: AgentProcess;
   let mnt: string;
   const want = new Map<string, string>();
 
   before(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-small-files-'));
-    const layer = path.join(work, 'store/layers/small');
+    const files: [string, Buffer][] = [];
     for (let d = 0; d < DIRS; d++) {
-      fs.mkdirSync(path.join(layer, `d${d}`), { recursive: true });
       for (let f = 0; f < PER_DIR; f++) {
         // Sizes from empty to a few pages, a page boundary among them.
         const b = randomBytes(f === 0 ? 0 : f === 1 ? 4096 : Math.floor(Math.random() * 20_000) + 1);
         const name = `d${d}/f${f}.dat`;
-        fs.writeFileSync(path.join(layer, name), b);
+        files.push([name, b]);
         want.set(name, sha(b));
       }
     }
-    resolver = await startResolver({ store: path.join(work, 'store') });
-    agent = await startAgent({ resolver: resolver.address, extra: ['--data-cache-dir', path.join(work, 'cache')] });
-    const r = strata(['layer', 'create', '--source', 'dir:layers/small', '--name', 'small'], { STRATA_RESOLVER: resolver.address });
-    assert.equal(r.status, 0, r.stderr);
-    mnt = path.join(work, 'mnt');
-    fs.mkdirSync(mnt);
+    rig = await startStoreAndAgents({ prefix: 'small-files', layers: { small: files } });
+    resolver = rig.resolver;
+    agent = await rig.startAgent({ extra: ['--data-cache-dir', path.join(rig.work, 'cache')] });
+    rig.createLayers(['--source', 'dir:layers/small', '--name', 'small']);
+    mnt = rig.mountpoint('mnt');
     agent.mount('small', mnt);
   });
 
-  after(async () => {
-    await agent?.stop();
-    await resolver?.stop();
-    if (mnt) forceUnmount(mnt);
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  after(() => rig?.close());
 
   test('every file reads back right on the first pass, none answered by the request deadline', async () => {
     const { sums, err } = await sumsThrough(mnt);

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO, canMountFuse, forceUnmount, freePort, startAgent, startResolver, strata, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { REPO, canMountFuse, freePort, startAgent, waitFor, type AgentProcess, type ResolverProcess } from '@strata/harness';
+import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
 
 /**
  * `strata agent --store-view DIR` on real processes: a sealed layer's file
@@ -63,26 +63,22 @@ function agentStartFails(resolver: string, dir: string, work: string, name: stri
 }
 
 describe('an agent reading sealed layers straight from the store (--store-view)', { skip }, () => {
+  let rig: StoreAndAgents;
   let work: string;
   let store: string;
   let resolver: ResolverProcess;
   let agent: AgentProcess;
   let metricsUrl: string;
-  const mounts: string[] = [];
   const data = new Map<string, Buffer>();
   const live = new Map<string, Buffer>();
 
   const mountAt = (layer: string): string => {
-    const mnt = path.join(work, `mnt-${layer}`);
-    fs.mkdirSync(mnt);
-    mounts.push(mnt);
+    const mnt = rig.mountpoint(`mnt-${layer}`);
     agent.mount(layer, mnt);
     return mnt;
   };
 
   before(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-store-view-'));
-    store = path.join(work, 'store');
     // Sizes around chunk and window edges: empty, one byte, odd sizes, several MiB.
     data.set('big.bin', randomBytes(5 * MiB + 4321));
     data.set('mid.bin', randomBytes(1 * MiB + 1));
@@ -90,35 +86,18 @@ describe('an agent reading sealed layers straight from the store (--store-view)'
     data.set('one', Buffer.from('x'));
     data.set('empty', Buffer.alloc(0));
     data.set('sub/deeper/nested.bin', randomBytes(200_000));
-    for (const [rel, b] of data) {
-      fs.mkdirSync(path.dirname(path.join(store, 'layers/data', rel)), { recursive: true });
-      fs.writeFileSync(path.join(store, 'layers/data', rel), b);
-    }
     live.set('changing.bin', randomBytes(300_000));
     live.set('log.txt', Buffer.from('first line\n'));
-    fs.mkdirSync(path.join(store, 'layers/live'), { recursive: true });
-    for (const [rel, b] of live) fs.writeFileSync(path.join(store, 'layers/live', rel), b);
 
     const port = await freePort();
     metricsUrl = `http://127.0.0.1:${port}/metrics`;
-    resolver = await startResolver({ store, extra: ['--metrics-listen', `127.0.0.1:${port}`] });
-    const env = { STRATA_RESOLVER: resolver.address };
-    for (const args of [
-      ['layer', 'create', '--source', 'dir:layers/data', '--name', 'data'],
-      ['layer', 'create', '--source', 'dir:layers/live', '--option', 'live', '--name', 'live'],
-    ]) {
-      const r = strata(args, env);
-      assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
-    }
-    agent = await startAgent({ resolver: resolver.address, extra: ['--store-view', store, '--prefetch-entries', '0', '--deadline-ms', '5000'] });
+    rig = await startStoreAndAgents({ prefix: 'store-view', layers: { data, live }, resolverExtra: ['--metrics-listen', `127.0.0.1:${port}`] });
+    ({ work, store, resolver } = rig);
+    rig.createLayers(['--source', 'dir:layers/data', '--name', 'data'], ['--source', 'dir:layers/live', '--option', 'live', '--name', 'live']);
+    agent = await rig.startAgent({ extra: ['--store-view', store, '--prefetch-entries', '0', '--deadline-ms', '5000'] });
   });
 
-  after(async () => {
-    await agent?.stop();
-    await resolver?.stop();
-    for (const m of mounts) forceUnmount(m);
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  after(() => rig?.close());
 
   test('the agent says at start that it reads from the store, which holds the resolver\'s marker', () => {
     const line = agent.logs.find((l) => l.event === 'agent.store_view');
@@ -148,9 +127,7 @@ describe('an agent reading sealed layers straight from the store (--store-view)'
 
     // The control: an agent without the view reads the same files with Session reads, counted the same way.
     const plain = await startAgent({ resolver: resolver.address, extra: ['--prefetch-entries', '0', '--deadline-ms', '5000'] });
-    const ctlMnt = path.join(work, 'mnt-data-plain');
-    fs.mkdirSync(ctlMnt);
-    mounts.push(ctlMnt);
+    const ctlMnt = rig.mountpoint('mnt-data-plain');
     try {
       plain.mount('data', ctlMnt);
       const before2 = await served(metricsUrl);

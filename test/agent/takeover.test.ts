@@ -9,6 +9,7 @@ import { STRATA_BIN, canMountFuse, canMountOverlay, forceUnmount, mountOverlay, 
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { wideStack } from '../support/wide-fixture';
 import { within } from '../support/bounded';
+import { killHolder } from './store-and-agents';
 
 /**
  * Issue 27: mounts outlive their agent. Real processes throughout: a
@@ -152,6 +153,13 @@ function makeQcowChain(vm: string): void {
   run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', 'snap.qcow2'], vm);
 }
 
+/** A control socket (and state dir) of one test, and directories to mount on there. */
+interface Place {
+  socket: string;
+  dir: string;
+  mountpoint(n: string): string;
+}
+
 describe('agent takeover: mounts outlive their agent', { skip }, () => {
   let fx: StoreFixture;
   let work: string;
@@ -190,23 +198,12 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
   });
 
   /** A control socket (and state dir) of its own, shared by the agents of one test; the holder on it is ended afterwards. */
-  function place(name: string): { socket: string; dir: string; mountpoint(n: string): string } {
+  function place(name: string): Place {
     const dir = path.join(work, name);
     fs.mkdirSync(dir, { recursive: true });
     const socket = path.join(dir, 'agent.sock');
-    cleanups.push(async () => {
-      // The holder of this socket: what it still holds is released, then it goes.
-      const sock = path.join(`${socket}.state`, 'holder.sock');
-      if (!fs.existsSync(sock)) return;
-      try {
-        const c = await HolderClient.connect(sock, { timeoutMs: 2000 });
-        const { pid } = await c.status();
-        c.close();
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // Gone already.
-      }
-    });
+    // The holder of this socket: what it still holds is released, then it goes.
+    cleanups.push(() => killHolder(socket));
     return {
       socket,
       dir,
@@ -224,6 +221,24 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     cleanups.push(() => a.stop('SIGKILL'));
     if (process.env.TAKEOVER_DEBUG) cleanups.push(() => fs.appendFileSync(process.env.TAKEOVER_DEBUG!, a.logs.map((l) => JSON.stringify(l)).join('\n') + '\n----\n'));
     return a;
+  }
+
+  /**
+   * A place of its own, its mountpoints made (name: the layer mounted there through its first agent, in this
+   * order, or null: left for the test), that agent started with `extra`.
+   */
+  async function mountedPlace(name: string, mountpoints: Record<string, string | null>, extra: string[] = []): Promise<{ p: Place; mnt: Record<string, string>; first: AgentProcess }> {
+    const p = place(name);
+    const mnt = Object.fromEntries(Object.keys(mountpoints).map((n) => [n, p.mountpoint(n)]));
+    const first = await agentOn(p.socket, extra);
+    for (const [n, layer] of Object.entries(mountpoints)) if (layer !== null) mount(first, layer, mnt[n]);
+    return { p, mnt, first };
+  }
+
+  /** SIGKILL, and the exit awaited (bounded). */
+  async function kill(a: AgentProcess): Promise<void> {
+    a.child.kill('SIGKILL');
+    await within('the killed agent to exit', a.exit);
   }
 
   /** strata mount through `a`; a failure says what the agent logged. */
@@ -279,13 +294,9 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
   }
 
   test('SIGKILL mid-read: a new agent takes both mounts over; zero failed operations, identical output, open files and a listing go on', async () => {
-    const p = place('kill');
-    const dirMnt = p.mountpoint('dir');
-    const qMnt = p.mountpoint('qcow2');
+    const { p, mnt, first } = await mountedPlace('kill', { dir: 'w3', qcow2: 'qsnap' });
+    const { dir: dirMnt, qcow2: qMnt } = mnt;
     const stopFile = path.join(p.dir, 'stop');
-    const first = await agentOn(p.socket);
-    mount(first, 'w3', dirMnt);
-    mount(first, 'qsnap', qMnt);
     const { loops, expected } = await readers(dirMnt, qMnt, stopFile);
     // A file held open, and a listing half read (several getdents buffers: the rest is read from the next agent).
     const held = fs.openSync(path.join(qMnt, 'd3/f7'), 'r');
@@ -294,8 +305,7 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     const seen: string[] = [];
     for (let i = 0; i < 10; i++) seen.push(listing.readSync()!.name);
 
-    first.child.kill('SIGKILL');
-    await within('the killed agent to exit', first.exit);
+    await kill(first);
     const killedAt = Date.now();
     if (process.env.TAKEOVER_DEBUG) fs.appendFileSync(process.env.TAKEOVER_DEBUG, `killed at ${killedAt % 100000}\n`);
     const served = firstServed(dirMnt, killedAt);
@@ -327,13 +337,10 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
   });
 
   test('SIGTERM and start, five times in a row (an upgrade): nothing unmounted, no failed operation', async () => {
-    const p = place('term');
-    const dirMnt = p.mountpoint('dir');
-    const qMnt = p.mountpoint('qcow2');
+    const { p, mnt, first } = await mountedPlace('term', { dir: 'w3', qcow2: 'qsnap' });
+    const { dir: dirMnt, qcow2: qMnt } = mnt;
     const stopFile = path.join(p.dir, 'stop');
-    let agent = await agentOn(p.socket);
-    mount(agent, 'w3', dirMnt);
-    mount(agent, 'qsnap', qMnt);
+    let agent = first;
     // What the node journal costs: a cold find (every ino new, each on file before its answer).
     const coldStart = performance.now();
     assert.equal(findHash(dirMnt), kernelHash);
@@ -361,19 +368,10 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
   });
 
   test('a foreign or damaged state is refused with a log line: the mount is cleared as before and mounted again from the desired state', async () => {
-    const p = place('foreign');
-    const dirMnt = p.mountpoint('dir');
-    const qMnt = p.mountpoint('qcow2');
-    const sessionMnt = p.mountpoint('session');
-    const journalMnt = p.mountpoint('journal');
-    const first = await agentOn(p.socket);
-    mount(first, 'w3', dirMnt);
-    mount(first, 'qsnap', qMnt);
-    mount(first, 'w3', sessionMnt);
-    mount(first, 'w3', journalMnt);
+    const { p, mnt, first } = await mountedPlace('foreign', { dir: 'w3', qcow2: 'qsnap', session: 'w3', journal: 'w3' });
+    const { dir: dirMnt, qcow2: qMnt, session: sessionMnt, journal: journalMnt } = mnt;
     const qHash = findHash(qMnt);
-    first.child.kill('SIGKILL');
-    await within('the killed agent to exit', first.exit);
+    await kill(first);
     const state = `${p.socket}.state`;
     const records = fs.readdirSync(state).filter((f) => f.endsWith('.mount.json'));
     assert.equal(records.length, 4);
@@ -403,11 +401,8 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
   });
 
   test('SIGSTOP: a reader gets EIO within the bound (--request-timeout 2), a --hard mount waits; SIGCONT: both serve again', async () => {
-    const p = place('stop');
-    const dirMnt = p.mountpoint('dir');
-    const hardMnt = p.mountpoint('hard');
-    const agent = await agentOn(p.socket, ['--request-timeout', '2']);
-    mount(agent, 'w3', dirMnt);
+    const { p, mnt, first: agent } = await mountedPlace('stop', { dir: 'w3', hard: null }, ['--request-timeout', '2']);
+    const { dir: dirMnt, hard: hardMnt } = mnt;
     const hard = strata(['mount', 'w3', hardMnt, '--hard', '--socket', p.socket, '--json']);
     assert.equal(hard.status, 0, hard.stderr);
     assert.equal((JSON.parse(hard.stdout) as { hard?: boolean }).hard, true);
@@ -458,12 +453,9 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
   });
 
   test('--no-takeover: what the dead agent left is cleared, what strata mount made is mounted again; at stop it unmounts', async () => {
-    const p = place('restore');
-    const dirMnt = p.mountpoint('dir');
-    const first = await agentOn(p.socket);
-    mount(first, 'w3', dirMnt);
-    first.child.kill('SIGKILL');
-    await within('the killed agent to exit', first.exit);
+    const { p, mnt, first } = await mountedPlace('restore', { dir: 'w3' });
+    const dirMnt = mnt.dir;
+    await kill(first);
     const second = await agentOn(p.socket, ['--no-takeover']);
     assert.equal(events(second, 'agent.mount_taken_over').length, 0);
     assert.equal(events(second, 'agent.stale_mount_cleared').length, 1);
@@ -481,12 +473,9 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
   });
 
   test('strata umount with no agent: the mount its fd holder keeps is detached, and the next agent does not mount it again', async () => {
-    const p = place('orphan');
-    const dirMnt = p.mountpoint('dir');
-    const first = await agentOn(p.socket);
-    mount(first, 'w3', dirMnt);
-    first.child.kill('SIGKILL');
-    await within('the killed agent to exit', first.exit);
+    const { p, mnt, first } = await mountedPlace('orphan', { dir: 'w3' });
+    const dirMnt = mnt.dir;
+    await kill(first);
     assert.ok(isStrataMount(dirMnt), 'held, not dead');
     const r = strata(['umount', dirMnt, '--socket', p.socket]);
     assert.equal(r.status, 0, r.stderr);
@@ -527,8 +516,7 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
     await waitFor('the mount in the fd store', () => stored.size > 0 || undefined);
     assert.equal(findHash(dirMnt), kernelHash);
     // The agent and its holder die; only "systemd" still has the mount's descriptors.
-    first.child.kill('SIGKILL');
-    await within('the killed agent to exit', first.exit);
+    await kill(first);
     const holderSock = path.join(`${p.socket}.state`, 'holder.sock');
     const c = await HolderClient.connect(holderSock, { timeoutMs: 2000 });
     const { pid: holderPid } = await c.status();
@@ -568,12 +556,9 @@ describe('agent takeover: mounts outlive their agent', { skip }, () => {
   });
 
   test('agent and holder both lost: the dead mount where a desired mount goes is cleared and mounted again', async () => {
-    const p = place('lost');
-    const dirMnt = p.mountpoint('dir');
-    const first = await agentOn(p.socket);
-    mount(first, 'w3', dirMnt);
-    first.child.kill('SIGKILL');
-    await within('the killed agent to exit', first.exit);
+    const { p, mnt, first } = await mountedPlace('lost', { dir: 'w3' });
+    const dirMnt = mnt.dir;
+    await kill(first);
     const c = await HolderClient.connect(path.join(`${p.socket}.state`, 'holder.sock'), { timeoutMs: 2000 });
     const { pid } = await c.status();
     c.close();
