@@ -1,6 +1,7 @@
 import { Errno, StrataError } from '@strata/errors';
 import { isRegMode } from '@strata/posix';
 import type { Entry, FileRun, FuseHandlers, LinkAnswer, Listing, AttrAnswer, StatFs } from '@strata/fuse-kernel';
+import type { Attr, DirEntry } from '@strata/protocol';
 import type { MountData } from '../data-cache/mount-data';
 import type { MountFs } from '../mount/mount-fs';
 import type { OpTracker } from '../observability/op-tracker';
@@ -58,6 +59,17 @@ export interface WholeFile {
   close(): Promise<void>;
 }
 
+/** The FUSE handlers of a mount, and what the mount tells them besides requests. */
+export interface KernelHandlers extends FuseHandlers {
+  /**
+   * The listing of the directory at `dirKey` is known (the prefetch walk
+   * completed it, or the mount asked it): its large regular files are
+   * handed over ahead of their first READ where the kernel opens files
+   * (bounded: LARGE_FILE, LARGE_MAX). Nothing otherwise.
+   */
+  listed(dirKey: string, entries: readonly DirEntry[]): void;
+}
+
 /** How the mount's files are opened: through the session (OPEN asked each time), or by the kernel itself (FUSE no_open). */
 export interface HandlerModes {
   /**
@@ -88,6 +100,23 @@ const HANDED_OVER_PREAD_MS = 1_000;
 /** Files of a directory handed over ahead of their opens behind one hand-over, and directories walked so at once. */
 const AHEAD = 32;
 const AHEAD_DIRS = 8;
+/**
+ * Where the kernel opens files, a regular file at least this large is
+ * handed over as soon as a listing or a lookup names it, not at its first
+ * READ: a big file's first READ otherwise waits for its map (a resolver
+ * call, perhaps behind a mount's prefetch walk) inside its reader's clock,
+ * and a cold random read of it pays that wait once for all its reads.
+ */
+export const LARGE_FILE = 1 << 20;
+/**
+ * Large files handed over ahead at once, waiting their turn, and in all
+ * (per mount): each costs a map and holds a descriptor of the session's
+ * bounded pread set, so a tree of many big files is not all mapped ahead —
+ * past these they are handed over at their first READ, as other files are.
+ */
+const LARGE_AT_ONCE = 2;
+const LARGE_QUEUED = 64;
+const LARGE_MAX = 256;
 
 /** An xattr name as the protocol carries it (text); a name that is not UTF-8 cannot exist on a layer served through it. */
 function xattrName(name: Buffer): string | undefined {
@@ -111,7 +140,7 @@ export function kernelHandlers(
   data?: MountData,
   whole?: WholeFiles,
   modes: HandlerModes = {},
-): FuseHandlers {
+): KernelHandlers {
   const timeouts = { entryTimeout: life.kernelSeconds, attrTimeout: life.kernelSeconds, cacheTtl: life.cacheTtl };
   const notWhole = new Set<bigint>();
   /** Hand-overs under way, with how many callers use their handle. */
@@ -276,6 +305,47 @@ export function kernelHandlers(
     })();
   }
 
+  /** Large files to hand over ahead (keys), those taken so far (never again), and hand-overs of them under way. */
+  const largeQueue: string[] = [];
+  const largeTaken = new Set<string>();
+  let largeRunning = 0;
+  const largeAhead = modes.kernelOpens === true && whole !== undefined && native?.setFileData !== undefined;
+
+  /** Queues the file at `key` for a hand-over ahead of its first READ if it is a large regular file (see LARGE_FILE). */
+  function largeNamed(key: string, attr: Attr | undefined): void {
+    if (!largeAhead || attr === undefined || !isRegMode(attr.mode) || attr.size < LARGE_FILE) return;
+    if (largeTaken.size >= LARGE_MAX || largeQueue.length >= LARGE_QUEUED || largeTaken.has(key)) return;
+    largeTaken.add(key);
+    largeQueue.push(key);
+  }
+
+  /** Hands the queued large files over, LARGE_AT_ONCE at a time (a READ of one meanwhile shares its hand-over). */
+  function pumpLarge(): void {
+    while (largeRunning < LARGE_AT_ONCE && largeQueue.length > 0) {
+      const key = largeQueue.shift()!;
+      let ino: bigint;
+      try {
+        ino = nodes.inoOf(key);
+      } catch {
+        continue;
+      }
+      if (handing.has(ino) || notWhole.has(ino) || handedWithin(ino, () => HANDED_OVER_MS)) continue;
+      largeRunning++;
+      void handOverOnce(ino, pathOf(key), async () => true)
+        .catch(() => undefined)
+        .finally(() => {
+          largeRunning--;
+          pumpLarge();
+        });
+    }
+  }
+
+  function listed(dirKey: string, entries: readonly DirEntry[]): void {
+    if (!largeAhead) return;
+    for (const e of entries) largeNamed(childKey(dirKey, e.name), e.attr);
+    pumpLarge();
+  }
+
   /**
    * A sealed layer's statfs barely changes: once known it is answered at
    * once and refreshed behind (one refresh at a time), so a `find` (whose
@@ -293,6 +363,7 @@ export function kernelHandlers(
   async function listing(ino: bigint): Promise<Listing> {
     const key = nodes.keyOf(ino);
     const l = await fs.readdir(pathOf(key));
+    listed(key, l.entries);
     const parent = key === '/' ? l.dir : await fs.stat(pathOf(parentKey(key)));
     // Inos are taken after the last await: the node table may forget what no answer on its way names.
     const entries = kernelEntries(nodes, key, l.entries);
@@ -321,7 +392,11 @@ export function kernelHandlers(
       const key = childKey(nodes.keyOf(parent), name);
       return t.run('lookup', key, async () => {
         const attr = await fs.stat(pathOf(key), key);
-        return { ino: nodes.inoOf(key), attr: kernelAttr(attr), ...timeouts };
+        const ino = nodes.inoOf(key);
+        // Looked up to be opened, most likely: a large file's map is asked now, not at its first READ.
+        largeNamed(key, attr);
+        pumpLarge();
+        return { ino, attr: kernelAttr(attr), ...timeouts };
       });
     },
     getattr(ino): Promise<AttrAnswer> {
@@ -381,6 +456,7 @@ export function kernelHandlers(
         return askStatfs();
       });
     },
+    listed,
     // No OPEN reaches the session where the kernel opens files itself: READs hand files over instead.
     ...(whole && native?.setFileData && modes.kernelOpens !== true ? { open: (ino: bigint) => openHandedOver(ino) } : {}),
   };

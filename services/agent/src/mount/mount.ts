@@ -15,7 +15,7 @@ import { MountData } from '../data-cache/mount-data';
 import { hasStrataMount, readMountTable } from '../host/mountinfo';
 import { unmount } from '../host/unmount';
 import { kernelAttr } from '../kernel/attr';
-import { kernelHandlers, type AnswerLifetimes } from '../kernel/kernel-handlers';
+import { kernelHandlers, type AnswerLifetimes, type KernelHandlers } from '../kernel/kernel-handlers';
 import { NodeJournal } from '../kernel/node-journal';
 import { NodeTable, ROOT_INO } from '../kernel/node-table';
 import { adoptSession, handoverOf, releaseSession } from '../takeover/fuse-handover';
@@ -143,6 +143,8 @@ interface Parts {
   data: MountData;
   health: MountHealth;
   handlers: FuseHandlers;
+  /** KernelHandlers.listed of the mount's handlers. */
+  listed: KernelHandlers['listed'];
   options: MountOptions;
   live: boolean;
   audited: boolean;
@@ -176,7 +178,18 @@ export class Mount {
     /** The node table on file, for a successor (absent: no state dir). */
     readonly journal: NodeJournal | undefined,
     private readonly log: Logger,
+    /** See listed(). */
+    private readonly toldListed: KernelHandlers['listed'] = () => undefined,
   ) {}
+
+  /**
+   * A directory's listing is known (the prefetch walk completed it): its
+   * large files are handed over ahead of their first READ where the kernel
+   * opens files (KernelHandlers.listed).
+   */
+  listed(dirKey: string, entries: Parameters<KernelHandlers['listed']>[1]): void {
+    this.toldListed(dirKey, entries);
+  }
 
   /** Who opens this mount's files: the kernel itself (FUSE no_open) or the agent's session. */
   get fileOpens(): 'kernel' | 'agent' {
@@ -287,6 +300,14 @@ export class Mount {
       mountedAt: new Date().toISOString(),
       ...(spec.hard ? { hard: true } : {}),
     };
+    // A prefetch walk completes the root's listing last: its large files (a disk image at the top of a tree) are
+    // handed over from a listing asked now, before the first READ of one has to wait for its map.
+    if (!parts.live && ctx.storeView !== undefined && parts.kernelOpens) {
+      mfs.readdir(Buffer.from('/')).then(
+        (l) => parts.listed('/', l.entries),
+        () => undefined,
+      );
+    }
     return Mount.assemble(spec, info, session, parts, ctx);
   }
 
@@ -382,7 +403,7 @@ export class Mount {
     parts.nodes.sweepWith(() => session.liveInos(), ctx.attrEntries, (r) =>
       ctx.log.info({ event: 'agent.nodes.swept', mountpoint: spec.mountpoint, ...r }, 'forgot the inos the kernel and the native cache no longer name'),
     );
-    return new Mount(spec, info, session, parts.fs, parts.nodes, parts.data, parts.health, parts.audited, parts.journal, ctx.log);
+    return new Mount(spec, info, session, parts.fs, parts.nodes, parts.data, parts.health, parts.audited, parts.journal, ctx.log, parts.listed);
   }
 
   /** Everything but the session: the view of the layer, the node table, the data cache, the handlers and the session's options. */
@@ -487,7 +508,7 @@ export class Mount {
       onError: (err, op) => ctx.log.error({ event: 'agent.fuse.handler_error', op, err: StrataError.from(err).message }, 'FUSE handler failed'),
       requestTimeoutMs: spec.hard ? 0 : ctx.requestTimeoutMs,
     };
-    return { fs: mfs, nodes, journal, data, health, handlers, options, live, audited, kernelOpens, flags, setSession: (s) => (session = s) };
+    return { fs: mfs, nodes, journal, data, health, handlers, listed: served.listed, options, live, audited, kernelOpens, flags, setSession: (s) => (session = s) };
   }
 
   /**
