@@ -86,12 +86,19 @@ test('nothing is made ahead for a window past the start, for the last directory,
 test('AheadBatches: bounded, one taker per batch, a failed batch is not there', async () => {
   const b = new AheadBatches();
   let made = 0;
-  for (let i = 0; i < 20; i++) b.offer(`k${i}`, async () => (made++, { entries: [], maps: new Map() }));
-  assert.ok(b.size <= 8);
-  b.offer('k19', async () => (made++, { entries: [], maps: new Map() }));
-  assert.equal(made, 20, 'a held key is not made again');
-  assert.ok(await b.take('k19'));
-  assert.equal(await b.take('k19'), undefined);
+  for (let i = 0; i < 200; i++) b.offer(`k${i}`, async () => (made++, { entries: [], maps: new Map() }));
+  assert.ok(b.size <= 128);
+  b.offer('k199', async () => (made++, { entries: [], maps: new Map() }));
+  assert.equal(made, 200, 'a held key is not made again');
+  assert.ok(await b.ahead('k199', async () => (made++, { entries: [], maps: new Map() })), 'ahead: the held batch, not taken');
+  assert.ok(await b.take('k199'));
+  assert.equal(await b.take('k199'), undefined);
+  // Taken: its reader is past it, a walk ahead does not make it again (a call that holds it back does).
+  b.offer('k199', async () => (made++, { entries: [], maps: new Map() }));
+  assert.equal(await b.ahead('k199', async () => (made++, { entries: [], maps: new Map() })), undefined);
+  assert.equal(made, 200);
+  b.hold('k199', { entries: [], maps: new Map() });
+  assert.ok(await b.take('k199'));
   b.offer('bad', () => Promise.reject(new Error('unreadable')));
   assert.equal(await b.take('bad'), undefined);
 });
@@ -154,5 +161,78 @@ test('beyondDirectory: a LIVE chain is refused as before, and the grant is the c
     assert.deepEqual(asked, [ref]);
     await settle();
     assert.deepEqual(listed, []);
+  });
+});
+
+/** A store with one dir: layer "w" laid out for a walk: subdirectories at several depths, files beside them. */
+async function withWalkTree(fn: (maps: ExtentMaps, listed: string[]) => Promise<void>): Promise<void> {
+  const store = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-walk-')));
+  try {
+    const files: Record<string, string[]> = {
+      'w/a': ['f0', 'f1', 'f2'],
+      'w/a/0early': ['e0'],
+      'w/a/s1': ['g0', 'g1'],
+      'w/a/s1/deep': ['h0'],
+      'w/a/s2': ['i0', 'i1'],
+      'w/b': ['j0'],
+      'w/b/empty-of-files/only': ['k0'],
+      x: ['l0', 'l1'],
+    };
+    for (const [dir, names] of Object.entries(files)) {
+      fs.mkdirSync(path.join(store, 'l', dir), { recursive: true });
+      for (const n of names) fs.writeFileSync(path.join(store, 'l', dir, n), `${dir}/${n}`);
+    }
+    const catalog = new Catalog(store);
+    await catalog.init();
+    await catalog.create({ source: 'dir:l', layerType: 'base', name: 'l' });
+    const chains = new Chains(catalog);
+    const listed: string[] = [];
+    try {
+      const view = await chains.view({ name: 'l' });
+      const readdirNodes = view.projection.readdirNodes.bind(view.projection);
+      view.projection.readdirNodes = (p) => {
+        listed.push(String(p));
+        return readdirNodes(p);
+      };
+      await fn(new ExtentMaps(() => Promise.resolve(view), store), listed);
+    } finally {
+      chains.close();
+    }
+  } finally {
+    fs.rmSync(store, { recursive: true, force: true });
+  }
+}
+
+test('beyondDirectory follows a walk of the tree in order: the directory\'s files after the one asked, its subdirectories past it (deepest first), then up the tree', async () => {
+  await withWalkTree(async (maps) => {
+    const ref = { name: 'l' };
+    const all = await maps.mapWithSiblings(ref, Buffer.from('/w/a/f0'), 0, 0, 128, true);
+    // 0early sorts before f0: a walk in order came by it before f0. A directory without files is passed over.
+    assert.deepEqual(paths(all), ['/w/a/f1', '/w/a/f2', '/w/a/s1/g0', '/w/a/s1/g1', '/w/a/s1/deep/h0', '/w/a/s2/i0', '/w/a/s2/i1', '/w/b/j0', '/w/b/empty-of-files/only/k0', '/x/l0', '/x/l1']);
+    // Whole directories while they fit: f1 f2, s1 (2), not deep (1 left of 5) — held for its own call.
+    await settle();
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/w/a/f0'), 0, 0, 5, true)), ['/w/a/f1', '/w/a/f2', '/w/a/s1/g0', '/w/a/s1/g1', '/w/a/s1/deep/h0']);
+    // From deep in the tree, up: deep has nothing after h0 and no subdirectories, s1 nothing after deep, a: s2, then b...
+    await settle();
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/w/a/s1/deep/h0'), 0, 0, 3, true)), ['/w/a/s2/i0', '/w/a/s2/i1', '/w/b/j0']);
+    // At the end of the tree: nothing after.
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/x/l1'), 0, 0, 128, true)), []);
+  });
+});
+
+test('a walk asking beyondDirectory finds its next answer made ahead (subdirectories and all) behind the one before', async () => {
+  await withWalkTree(async (maps, listed) => {
+    const ref = { name: 'l' };
+    const first = await maps.mapWithSiblings(ref, Buffer.from('/w/a/f0'), 0, 0, 4, true);
+    assert.deepEqual(paths(first), ['/w/a/f1', '/w/a/f2', '/w/a/s1/g0', '/w/a/s1/g1']);
+    await settle();
+    listed.length = 0;
+    const second = await maps.mapWithSiblings(ref, Buffer.from('/w/a/s1/deep/h0'), 0, 0, 4, true);
+    assert.deepEqual(paths(second), ['/w/a/s2/i0', '/w/a/s2/i1', '/w/b/j0', '/w/b/empty-of-files/only/k0']);
+    assert.deepEqual(listed, [], 'deep, s2, b and what is below b were made ahead behind the first answer');
+    // The maps made ahead are the maps a fresh call gives.
+    await settle();
+    const fresh = await maps.mapWithSiblings(ref, Buffer.from('/w/a/s2/i0'), 0, 0, 0);
+    assert.deepEqual(second.siblings[0].map, fresh.map);
   });
 });

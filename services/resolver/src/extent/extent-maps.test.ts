@@ -62,20 +62,24 @@ test('a dir: file is one store file whole: one answer maps it to its end (no win
 test('siblings: the small regular files after the one asked for, wrapping around, at most as many as asked and MAX_SIBLINGS', async () => {
   await withStore(async (store, maps) => {
     for (const n of ['b', 'c', 'd']) fs.writeFileSync(path.join(store, 'a/sub', n), n.repeat(3));
-    fs.writeFileSync(path.join(store, 'a/sub/large'), Buffer.alloc(MAX_SIBLING_SIZE + 1));
+    // Sparse: only its size matters. A file of a few MiB is a sibling still (mapped whole, one run).
+    fs.writeFileSync(path.join(store, 'a/sub/large'), '');
+    fs.truncateSync(path.join(store, 'a/sub/large'), MAX_SIBLING_SIZE + 1);
+    fs.writeFileSync(path.join(store, 'a/sub/mid'), '');
+    fs.truncateSync(path.join(store, 'a/sub/mid'), 3 << 20);
     fs.mkdirSync(path.join(store, 'a/sub/dir'));
     fs.symlinkSync('b', path.join(store, 'a/sub/link'));
     const all = await maps.mapWithSiblings({ name: 'a' }, Buffer.from('/sub/c'), 0, 0, 100);
     assert.deepEqual(all.map.files.map((f) => f.path), ['a/sub/c']);
-    // After "c" in bytewise order: d, (dir, large, link left out), small, then b; never c itself.
-    assert.deepEqual(all.siblings.map((s) => s.path.toString()), ['/sub/d', '/sub/small', '/sub/b']);
+    // After "c" in bytewise order: d, (dir, large, link left out), mid, small, then b; never c itself.
+    assert.deepEqual(all.siblings.map((s) => s.path.toString()), ['/sub/d', '/sub/mid', '/sub/small', '/sub/b']);
     for (const s of all.siblings) {
       assert.deepEqual(s.map.files.map((f) => f.path), [`a${s.path.toString()}`]);
       assert.equal(s.map.eof, true);
       assert.equal(s.map.offset, 0);
     }
     const two = await maps.mapWithSiblings({ name: 'a' }, Buffer.from('/sub/c'), 0, 0, 2);
-    assert.deepEqual(two.siblings.map((s) => s.path.toString()), ['/sub/d', '/sub/small']);
+    assert.deepEqual(two.siblings.map((s) => s.path.toString()), ['/sub/d', '/sub/mid']);
     const none = await maps.mapWithSiblings({ name: 'a' }, Buffer.from('/sub/c'), 0, 0, 0);
     assert.deepEqual(none.siblings, []);
     assert.ok(MAX_SIBLINGS >= 2);

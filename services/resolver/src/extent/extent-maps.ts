@@ -16,17 +16,41 @@ export const MAX_MAP_WINDOW = 64 << 20;
 export const MAX_MAP_RUNS = 4096;
 /** Siblings one answer maps at most (a request asking more gets this many). */
 export const MAX_SIBLINGS = 256;
-/** A sibling larger than this is left out: a reader of it asks for its own windows, and the answer stays small. */
-export const MAX_SIBLING_SIZE = 1 << 20;
+/**
+ * A sibling larger than this is left out: its map would not fit in one
+ * window, and a reader of it asks for its own windows. Up to it a sibling
+ * is mapped whole (a `dir:` file is one run however large; an image
+ * layer's few runs): a directory's shared libraries and package lists
+ * come with their directory instead of each in a call of its own.
+ */
+export const MAX_SIBLING_SIZE = MAX_MAP_WINDOW;
+/** Runs the siblings of one answer hold together at most (the answer stays well under a message's bound); a sibling past it is left out. */
+export const MAX_ANSWER_RUNS = 65_536;
 /** Siblings mapped at once. */
 const SIBLINGS_AT_ONCE = 16;
-/** Parents whose subdirectory names are kept (to find the directory after one), and the most names one may have. */
+/** Directories listed at once for their subdirectory names (and walks ahead at once), and the most names one may have kept. */
 const AHEAD_PARENTS = 16;
 const MAX_AHEAD_PARENT = 65_536;
-/** Directories after the path's that one answer asked `beyondDirectory` carries at most. */
-const MAX_BEYOND_DIRS = 16;
-/** Directories made ahead behind an answer that carried the ones after its own (the next answer's). */
-const AHEAD_BEYOND = 4;
+/** Directories after the path's that one answer asked `beyondDirectory` looks at (carried, or passed over without small files) at most. */
+const MAX_BEYOND_DIRS = 64;
+/** Made ahead behind such an answer: small files (about the next two answers') and directories at most, and rounds of one walk. */
+const AHEAD_FILES = 2 * MAX_SIBLINGS;
+const AHEAD_DIRS = 96;
+const MAX_WALK_ROUNDS = 64;
+/** Subdirectory names kept (by directory, and names in all). */
+const SUBDIR_LISTS = 4096;
+const SUBDIR_NAMES = 262_144;
+
+/** Runs an answer's siblings may still hold. */
+interface RunRoom {
+  runs: number;
+}
+
+/** Where a walk of the tree in order is: the files of `parts` are read, and its subdirectories up to `after` (all of them: none). */
+interface WalkCursor {
+  parts: Buffer[];
+  after?: Buffer;
+}
 
 /** A run of the answer, at its offset in the layer's file; data runs name a store file by index. */
 export type MappedRun =
@@ -52,8 +76,20 @@ export interface SiblingMapAnswer {
 /** The largest integer the wire carries exactly (protobuf uint64 decoded as a JavaScript number). */
 const MAX_WIRE = BigInt(Number.MAX_SAFE_INTEGER);
 
-/** Store directories checked for one answer (its files share their directory's realpath), store-relative. */
-type DirChecks = Map<string, Promise<boolean>>;
+/**
+ * What one answer checks once for all its files: store directories (their
+ * realpath) and the store files image runs name (their lstat), each by
+ * store-relative path. An image layer's files all name the same one or two
+ * image files: one lstat per answer, not one per file and run.
+ */
+interface AnswerChecks {
+  dirs: Map<string, Promise<boolean>>;
+  ids: Map<string, Promise<StoreFileId | undefined>>;
+}
+
+function answerChecks(): AnswerChecks {
+  return { dirs: new Map(), ids: new Map() };
+}
 
 /** A store-relative path with only plain components: not empty, no leading or doubled slash, no "." or "..". */
 function plainRelative(rel: string): boolean {
@@ -113,9 +149,11 @@ export class ExtentMaps {
   private readonly relative = new Map<string, string | undefined>();
   /** Directories mapped ahead of their call. */
   private readonly ahead = new AheadBatches();
-  /** Subdirectory names of parents whose next directories are mapped ahead, by chain and path, and those being listed. */
-  private readonly subdirs = new LRUCache<string, Buffer[]>({ max: AHEAD_PARENTS });
+  /** Subdirectory names of directories (to find where a walk goes next), by chain and path, and those being listed. */
+  private readonly subdirs = new LRUCache<string, Buffer[]>({ max: SUBDIR_LISTS, maxSize: SUBDIR_NAMES, sizeCalculation: (names) => names.length + 1 });
   private readonly listingSubdirs = new Map<string, Promise<Buffer[]>>();
+  /** Walks ahead under way, by chain: where the next round starts (the latest answer's end). */
+  private readonly walks = new Map<string, { next: WalkCursor | undefined }>();
 
   constructor(
     private readonly view: (ref: LayerRef) => Promise<ChainView>,
@@ -157,7 +195,7 @@ export class ExtentMaps {
     const parts = splitPath(filePath);
     const canon = joinPath(parts);
     const want = Math.min(Number.isSafeInteger(siblings) && siblings > 0 ? siblings : 0, MAX_SIBLINGS);
-    const dirs: DirChecks = new Map();
+    const dirs = answerChecks();
     if (want === 0 || parts.length === 0) return { map: await this.mapNode(canon, await view.projection.lookup(canon), offset, length, dirs), siblings: [] };
     const name = parts[parts.length - 1];
     const dirParts = parts.slice(0, -1);
@@ -170,25 +208,39 @@ export class ExtentMaps {
     const own = entries[indexOfName(entries, name)]?.node;
     const made = offset === 0 && length === 0 ? batch?.maps.get(name.toString('latin1')) : undefined;
     const map = made ?? (await this.mapNode(canon, own ?? (await view.projection.lookup(canon)), offset, length, dirs));
-    const answer = { map, siblings: await this.siblingsOf(parts, entries, want, dirs, batch?.maps) };
-    let last = dirParts;
-    if (beyondDirectory && offset === 0 && dirParts.length > 0 && answer.siblings.length < want) {
-      const more = await this.beyondDirs(view, dirParts, want - answer.siblings.length);
-      answer.siblings.push(...more.siblings);
-      last = more.last;
+    const room: RunRoom = { runs: MAX_ANSWER_RUNS };
+    const answer = { map, siblings: await this.siblingsOf(parts, entries, want, dirs, room, !(beyondDirectory && offset === 0), batch?.maps) };
+    if (offset !== 0) return answer;
+    if (!beyondDirectory || dirParts.length === 0) {
+      // A file's first map with its siblings: a reader going through the tree (find | xargs cat, tar, cp -r) asks for the next directory's next.
+      this.mapNextDir(view, dirParts, 1);
+      return answer;
     }
-    // A file's first map with its siblings: a reader going through the tree (find | xargs cat, tar, cp -r) asks for the next directory's next.
-    if (offset === 0) this.mapNextDir(view, last, beyondDirectory ? AHEAD_BEYOND : 1);
+    this.keepSubdirs(view, dir, entries);
+    // Where the walk is: this directory's files, and its subdirectories up to the file's name (a walk in order came by them).
+    let end: WalkCursor = { parts: dirParts, after: name };
+    if (answer.siblings.length < want) {
+      const more = await this.beyondDirs(view, end, want - answer.siblings.length, room);
+      answer.siblings.push(...more.siblings);
+      end = more.end;
+    }
+    // What the walk asks next is made behind this answer: the call for it answers at once.
+    this.walkAhead(view, end);
     return answer;
   }
 
-  /** Maps of up to `want` small regular files of the listing, those after the file in bytewise order first, wrapping around (taken from `made` where it has them). */
-  private async siblingsOf(parts: Buffer[], entries: MergedEntry[], want: number, dirs: DirChecks, made?: ReadonlyMap<string, ExtentMapAnswer>): Promise<SiblingMapAnswer[]> {
+  /**
+   * Maps of up to `want` small regular files of the listing, those after
+   * the file in bytewise order first, then (unless `wrap` is false: a walk
+   * in order read them) wrapping around, taken from `made` where it has
+   * them, as many as `room` has runs for.
+   */
+  private async siblingsOf(parts: Buffer[], entries: MergedEntry[], want: number, dirs: AnswerChecks, room: RunRoom, wrap: boolean, made?: ReadonlyMap<string, ExtentMapAnswer>): Promise<SiblingMapAnswer[]> {
     const name = parts[parts.length - 1];
     const at = entries.findIndex((e) => Buffer.compare(e.name, name) > 0);
-    const start = at < 0 ? 0 : at;
+    const start = at < 0 ? entries.length : at;
     const picked: { path: Buffer; node: Node; made: ExtentMapAnswer | undefined }[] = [];
-    for (let i = 0; i < entries.length && picked.length < want; i++) {
+    for (let i = 0; i < (wrap ? entries.length : entries.length - start) && picked.length < want; i++) {
       const e = entries[(start + i) % entries.length];
       if (!isSmallFile(e) || e.name.equals(name)) continue;
       picked.push({ path: joinPath([...parts.slice(0, -1), e.name]), node: e.node, made: made?.get(e.name.toString('latin1')) });
@@ -199,18 +251,23 @@ export class ExtentMaps {
       const maps = await Promise.all(
         picked.slice(i, i + SIBLINGS_AT_ONCE).map((s) => (s.made ? Promise.resolve(s.made) : this.mapNode(s.path, s.node, 0, 0, dirs)).then((map) => ({ path: s.path, map }), () => undefined)),
       );
-      for (const m of maps) if (m) out.push(m);
+      for (const m of maps) {
+        if (m === undefined || m.map.runs.length > room.runs) continue;
+        room.runs -= m.map.runs.length;
+        out.push(m);
+      }
     }
     return out;
   }
 
   /**
-   * Behind a directory's first map, the next directory of its parent (in
-   * bytewise order) is listed and its small files mapped, held for the
-   * call that comes for it (AheadBatches): that call answers at once
-   * instead of the reader waiting on the listing and the maps. Nothing is
-   * made for the root's next (it has none), a parent too large to keep
-   * listed, or a directory already made.
+   * Behind a directory's first map (asked without beyondDirectory), the
+   * next directory of its parent (in bytewise order) is listed and its
+   * small files mapped, held for the call that comes for it
+   * (AheadBatches): that call answers at once instead of the reader
+   * waiting on the listing and the maps. Nothing is made for the root's
+   * next (it has none), a parent too large to keep listed, or a directory
+   * already made.
    */
   private mapNextDir(view: ChainView, dirParts: Buffer[], count: number): void {
     if (dirParts.length === 0) return;
@@ -228,7 +285,12 @@ export class ExtentMaps {
     }
   }
 
-  /** The parent's subdirectory names, sorted (kept, or listed once however many ask); empty for a parent too large to keep or unreadable. */
+  /** Keeps a directory's subdirectory names from its listing (nothing for one too large to keep). */
+  private keepSubdirs(view: ChainView, dir: Buffer, entries: readonly MergedEntry[]): void {
+    if (entries.length <= MAX_AHEAD_PARENT) this.subdirs.set(aheadKey(view, dir), entries.filter((e) => e.node?.kind === 'dir').map((e) => e.name));
+  }
+
+  /** A directory's subdirectory names, sorted (kept, or listed once however many ask); empty for one too large to keep or unreadable. */
   private async listSubdirs(view: ChainView, parentParts: Buffer[]): Promise<readonly Buffer[]> {
     const parent = joinPath(parentParts);
     const k = aheadKey(view, parent);
@@ -252,45 +314,111 @@ export class ExtentMaps {
   }
 
   /**
-   * The small files of the directories after `dirParts` among its
-   * parent's subdirectories, whole directories while they fit in
-   * `budget`, each taken from a batch made ahead (or made now): what a
-   * walk of the tree reads next comes in this answer instead of a call of
-   * its own. A directory that does not fit is held for its own call; one
-   * with no small file is passed over. `last`: the last directory carried
-   * (the path's own when none is).
+   * The directory a walk of the tree in order (find, tar, cp -r: each
+   * directory, then its subdirectories, bytewise) comes to after `at`: its
+   * first subdirectory past `at.after`, else the next subdirectory of the
+   * nearest ancestor that has one past the way down. Undefined at the end
+   * of the tree.
    */
-  private async beyondDirs(view: ChainView, dirParts: Buffer[], budget: number): Promise<{ siblings: SiblingMapAnswer[]; last: Buffer[] }> {
-    const parentParts = dirParts.slice(0, -1);
-    const subdirs = await this.listSubdirs(view, parentParts);
+  private async nextInWalk(view: ChainView, at: WalkCursor): Promise<Buffer[] | undefined> {
+    const own = await this.listSubdirs(view, at.parts);
+    const first = at.after === undefined ? 0 : nextIndex(own, at.after);
+    if (first < own.length) return [...at.parts, own[first]];
+    // Bounded by the path's depth.
+    for (let p = at.parts; p.length > 0; p = p.slice(0, -1)) {
+      const parent = p.slice(0, -1);
+      const subdirs = await this.listSubdirs(view, parent);
+      const i = nextIndex(subdirs, p[p.length - 1]);
+      if (i < subdirs.length) return [...parent, subdirs[i]];
+    }
+    return undefined;
+  }
+
+  /**
+   * The small files of the directories a walk of the tree comes to after
+   * `from` (nextInWalk: subdirectories first, then the next ones up the
+   * tree), whole directories while they fit in `budget`, each taken from
+   * a batch made ahead (or made now): what the walk reads next comes in
+   * this answer instead of a call of its own. A directory that does not
+   * fit is held for its own call; one with no small file, or unreadable,
+   * is passed over. `end`: where the answer leaves the walk.
+   */
+  private async beyondDirs(view: ChainView, from: WalkCursor, budget: number, room: RunRoom): Promise<{ siblings: SiblingMapAnswer[]; end: WalkCursor }> {
     const siblings: SiblingMapAnswer[] = [];
-    let last = dirParts;
-    for (let i = nextIndex(subdirs, dirParts[dirParts.length - 1]), n = 0; i < subdirs.length && n < MAX_BEYOND_DIRS; i++, n++) {
-      const parts = [...parentParts, subdirs[i]];
+    let end = from;
+    for (let n = 0; n < MAX_BEYOND_DIRS; n++) {
+      const parts = await this.nextInWalk(view, end);
+      if (parts === undefined) break;
       const dir = joinPath(parts);
       const key = aheadKey(view, dir);
       const batch = (await this.ahead.take(key)) ?? (await this.batchOf(view, dir).catch(() => undefined));
-      if (batch === undefined) break;
-      const small = batch.entries.filter(isSmallFile);
-      if (small.length > budget - siblings.length) {
-        this.ahead.offer(key, () => Promise.resolve(batch));
-        break;
-      }
-      for (const e of small) {
-        const map = batch.maps.get(e.name.toString('latin1'));
+      if (batch !== undefined) {
+        const small = batch.entries.filter(isSmallFile);
         // One the batch could not map is left out, as a sibling is: its reader asks for it and gets the error.
-        if (map) siblings.push({ path: joinPath([...parts, e.name]), map });
+        const maps = small.flatMap((e) => {
+          const map = batch.maps.get(e.name.toString('latin1'));
+          return map ? [{ path: joinPath([...parts, e.name]), map }] : [];
+        });
+        const runs = maps.reduce((n, m) => n + m.map.runs.length, 0);
+        if (small.length > budget - siblings.length || runs > room.runs) {
+          this.ahead.hold(key, batch);
+          break;
+        }
+        room.runs -= runs;
+        siblings.push(...maps);
       }
-      last = parts;
+      end = { parts };
     }
-    return { siblings, last };
+    return { siblings, end };
+  }
+
+  /**
+   * Behind an answer, the directories a walk comes to next are listed and
+   * mapped (AheadBatches), as many as the next answer or two carries: a
+   * reader's next call finds them made. One walk per chain at a time; an
+   * answer that comes during one has the walk go on from where it left.
+   */
+  private walkAhead(view: ChainView, from: WalkCursor): void {
+    const running = this.walks.get(view.key);
+    if (running !== undefined) {
+      running.next = from;
+      return;
+    }
+    if (this.walks.size >= AHEAD_PARENTS) return;
+    const state: { next: WalkCursor | undefined } = { next: undefined };
+    this.walks.set(view.key, state);
+    void (async () => {
+      let at: WalkCursor | undefined = from;
+      for (let rounds = 0; at !== undefined && rounds < MAX_WALK_ROUNDS; rounds++) {
+        await this.makeAhead(view, at);
+        at = state.next;
+        state.next = undefined;
+      }
+    })()
+      .catch(() => undefined)
+      .finally(() => this.walks.delete(view.key));
+  }
+
+  /** Makes the batches of the directories a walk comes to after `from`, up to AHEAD_FILES small files or AHEAD_DIRS directories. */
+  private async makeAhead(view: ChainView, from: WalkCursor): Promise<void> {
+    let at = from;
+    let files = 0;
+    for (let n = 0; n < AHEAD_DIRS && files < AHEAD_FILES; n++) {
+      const parts = await this.nextInWalk(view, at);
+      if (parts === undefined) return;
+      const dir = joinPath(parts);
+      const batch = await this.ahead.ahead(aheadKey(view, dir), () => this.batchOf(view, dir));
+      if (batch !== undefined) files += batch.maps.size;
+      at = { parts };
+    }
   }
 
   /** A directory's listing and the maps (from their start) of its first small files, as many as one answer holds. */
   private async batchOf(view: ChainView, dir: Buffer): Promise<AheadBatch> {
     const entries = await view.projection.readdirNodes(dir);
+    this.keepSubdirs(view, dir, entries);
     const dirParts = splitPath(dir);
-    const dirs: DirChecks = new Map();
+    const dirs = answerChecks();
     const maps = new Map<string, ExtentMapAnswer>();
     const small = entries.filter(isSmallFile).slice(0, MAX_SIBLINGS + 1);
     for (let i = 0; i < small.length; i += SIBLINGS_AT_ONCE) {
@@ -306,7 +434,7 @@ export class ExtentMaps {
     return { entries, maps };
   }
 
-  private async mapNode(canon: Buffer, node: Node, offset: number, length: number, dirs: DirChecks): Promise<ExtentMapAnswer> {
+  private async mapNode(canon: Buffer, node: Node, offset: number, length: number, dirs: AnswerChecks): Promise<ExtentMapAnswer> {
     if (node.kind === 'dir') throw new StrataError(Errno.EISDIR, `is a directory: ${printable(canon)}`, { path: canon });
     if (!isRegMode(Number(node.st.mode))) throw StrataError.invalid(`not a regular file: ${printable(canon)}`, canon);
     const attr = attrOf(node);
@@ -335,7 +463,7 @@ export class ExtentMaps {
         const rel = await this.storeRelative(r.file);
         let i = rel === undefined ? undefined : index.get(rel);
         if (rel !== undefined && i === undefined) {
-          const id = await storeFileId(this.storeRoot, rel).catch(() => undefined);
+          const id = await this.idOf(rel, dirs);
           // The wire's integers are safe integers (a larger one would not decode): such a file is left to the resolver.
           if (id && [id.dev, id.ino, id.size].every((v) => v <= MAX_WIRE)) {
             i = files.push(id) - 1;
@@ -374,20 +502,30 @@ export class ExtentMaps {
    * (docs/operations.md, "Direct reads from the store"), as it did when
    * the identity came from a second lstat.
    */
-  private async asListed(whole: StoreFileRef, dirs: DirChecks): Promise<StoreFileId | undefined> {
+  private async asListed(whole: StoreFileRef, dirs: AnswerChecks): Promise<StoreFileId | undefined> {
     const rel = whole.path.toString('utf8');
     if (!Buffer.from(rel, 'utf8').equals(whole.path) || !plainRelative(rel)) return undefined;
     const { st } = whole;
     if (st.dev > MAX_WIRE || st.ino > MAX_WIRE || st.size > MAX_WIRE) return undefined;
     const cut = rel.lastIndexOf('/');
     const dir = cut < 0 ? '' : rel.slice(0, cut);
-    let real = dirs.get(dir);
+    let real = dirs.dirs.get(dir);
     if (!real) {
       real = this.isRealDir(dir);
-      dirs.set(dir, real);
+      dirs.dirs.set(dir, real);
     }
     if (!(await real)) return undefined;
     return { path: rel, dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs };
+  }
+
+  /** lstat of a store file an image run names, once per answer (undefined when it cannot be stated). */
+  private idOf(rel: string, checks: AnswerChecks): Promise<StoreFileId | undefined> {
+    let id = checks.ids.get(rel);
+    if (id === undefined) {
+      id = storeFileId(this.storeRoot, rel).catch(() => undefined);
+      checks.ids.set(rel, id);
+    }
+    return id;
   }
 
   /** Whether the store directory `rel` (store-relative, "" the root) is a directory whose real path is its path: no symlink on the way. */

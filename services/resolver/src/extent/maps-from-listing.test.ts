@@ -45,7 +45,9 @@ async function withStack(fn: (s: Stack) => Promise<void>): Promise<void> {
     for (let d = 0; d < 4; d++) for (let f = 0; f < 6; f++) write(path.join(low, `d${d}`, `f${f}`), `low ${d}/${f} `.repeat(f + 1));
     write(path.join(low, 'd0/sub/deeper/x'), 'x in low');
     write(path.join(low, 'd0/sub/y'), 'y in low');
-    write(path.join(low, 'big'), Buffer.alloc(MAX_SIBLING_SIZE + 1, 7));
+    // Too large to be a sibling (sparse: only its size matters).
+    write(path.join(low, 'big'), '');
+    fs.truncateSync(path.join(low, 'big'), MAX_SIBLING_SIZE + 1);
     write(path.join(low, 'empty'), '');
     write(path.join(low, 'r1'), 'root file');
     write(path.join(low, Buffer.from([0x62, 0xff, 0x61]).toString('latin1')), 'placeholder');
@@ -115,6 +117,8 @@ test('a map from the listing equals the map from realpath + lstat, for every fil
         [0, 0, 0],
         [3, 5, 2],
       ]) {
+        // A file larger than a window is mapped to its end from the listing, a window at a time the slow way (extent-maps.test.ts).
+        if (p.equals(Buffer.from('/big')) && length === 0) continue;
         const a = await settle(fast.mapWithSiblings(ref, p, offset, length, siblings));
         const b = await settle(slow.mapWithSiblings(ref, p, offset, length, siblings));
         assert.deepEqual(a, b, `${printable(p)} ${offset}+${length} siblings ${siblings}`);
