@@ -68,10 +68,10 @@ test('a sealed file of known size is asked for up to its end; the chunk is the s
   assert.equal(unknown.tapped.length, 1);
 });
 
-test('a block at the start of a tiny file is the whole file: the data cache is told of it as its chunk', async () => {
+test('pages at the start of a tiny file are the whole file: the data cache is told of it as its chunk', async () => {
   const tiny = randomBytes(700);
   const { data, asked, tapped } = setup(new Map([['/t', tiny]]));
-  assert.ok((await data.view(ref('/t', 700), 0, 700, 'block')).equals(tiny));
+  assert.ok((await data.view(ref('/t', 700), 0, 700, 'pages')).equals(tiny));
   assert.equal(asked[0].length, 700);
   assert.deepEqual(tapped, [{ key: '/t', index: 0, length: 700 }]);
 });

@@ -1,7 +1,7 @@
 import { layerRefFromProto, type LayerRef } from '@strata/protocol';
 import { CHUNK_SIZE, type ChunkCache } from './chunk-cache';
 import { holdForTurn } from './chunk-holds';
-import { pieceAt, type PieceUnit } from './read-policy';
+import { chunkAt, pagesOf, type PieceUnit } from './read-policy';
 import type { Ask } from '@strata/client';
 import type { LayerReader, StoreView } from '../store-view';
 
@@ -41,7 +41,7 @@ export interface FileDataOptions {
 }
 
 /**
- * One mount's file bytes: aligned chunks and blocks in the agent's shared
+ * One mount's file bytes: aligned chunks and pages in the agent's shared
  * ChunkCache, each fetched with one Session read, concurrent readers of a
  * piece sharing the fetch.
  */
@@ -60,8 +60,8 @@ export class FileData {
     return `${this.o.mountKey}\0${h.key}\0${index}`;
   }
 
-  private blockKey(h: FileRef, index: number): string {
-    return `${this.o.mountKey}\0${h.key}\0b${index}`;
+  private pagesKey(h: FileRef, start: number, size: number): string {
+    return `${this.o.mountKey}\0${h.key}\0p${start}+${size}`;
   }
 
   /** How much of [offset, offset+length) to ask for: up to a sealed file's known end. */
@@ -87,14 +87,14 @@ export class FileData {
     this.tap = tap;
   }
 
-  /** A cached piece of a file (a chunk or a block), fetched once if missing; the sync peek spares a tick on hits. */
+  /** A cached piece of a file (a chunk or pages), fetched once if missing; the sync peek spares a tick on hits. */
   private async piece(h: FileRef, key: string, start: number, size: number): Promise<Piece> {
     const data = this.o.chunks.peek(key) ?? (await this.o.chunks.get(key, this.fetch(h, start, size), this.o.ttlMs));
     return { start, data, size };
   }
 
   private chunkAt(h: FileRef, pos: number): Promise<Piece> {
-    const c = pieceAt('chunk', pos);
+    const c = chunkAt(pos);
     return this.piece(h, this.chunkKey(h, c.index), c.start, c.size);
   }
 
@@ -114,13 +114,18 @@ export class FileData {
     return data;
   }
 
-  /** The piece holding `pos` for a jump: the whole chunk if it is cached, else a block. */
-  private blockAt(h: FileRef, pos: number): Promise<Piece> {
-    const c = pieceAt('chunk', pos);
+  /**
+   * The piece from `pos` for a jump reading up to `end`: the whole chunk if
+   * it is cached, else the pages [pos, end) lies in (readers of the same
+   * pages at once share their fetch; a later read of them is the kernel
+   * page cache's).
+   */
+  private pagesAt(h: FileRef, pos: number, end: number): Promise<Piece> {
+    const c = chunkAt(pos);
     const chunk = this.o.chunks.peek(this.chunkKey(h, c.index));
     if (chunk) return Promise.resolve({ start: c.start, data: chunk, size: CHUNK_SIZE });
-    const b = pieceAt('block', pos);
-    return this.piece(h, this.blockKey(h, b.index), b.start, b.size);
+    const p = pagesOf(pos, end);
+    return this.piece(h, this.pagesKey(h, p.start, p.size), p.start, p.size);
   }
 
   /**
@@ -133,7 +138,7 @@ export class FileData {
    * awaiting anything but promises.
    */
   async view(h: FileRef, pos: number, end: number, unit: PieceUnit): Promise<Buffer> {
-    const piece = unit === 'chunk' ? await this.chunkAt(h, pos) : await this.blockAt(h, pos);
+    const piece = unit === 'chunk' ? await this.chunkAt(h, pos) : await this.pagesAt(h, pos, end);
     const from = pos - piece.start;
     if (from >= piece.data.length) return Buffer.alloc(0);
     if (end - piece.start <= piece.data.length || piece.data.length < piece.size) {
@@ -149,7 +154,7 @@ export class FileData {
   async copy(h: FileRef, into: Buffer, pos: number, end: number, unit: PieceUnit): Promise<number> {
     let copied = 0;
     while (pos + copied < end) {
-      const piece = unit === 'chunk' ? await this.chunkAt(h, pos + copied) : await this.blockAt(h, pos + copied);
+      const piece = unit === 'chunk' ? await this.chunkAt(h, pos + copied) : await this.pagesAt(h, pos + copied, end);
       const from = pos + copied - piece.start;
       if (from >= piece.data.length) break;
       copied += piece.data.copy(into, copied, from, Math.min(piece.data.length, end - piece.start));
@@ -163,7 +168,7 @@ export class FileData {
     this.o.chunks.prefetch(this.chunkKey(h, index), this.fetch(h, index * CHUNK_SIZE, CHUNK_SIZE), this.o.ttlMs);
   }
 
-  /** Drops this mount's chunks and blocks (at unmount). */
+  /** Drops this mount's chunks and pages (at unmount). */
   dispose(): void {
     this.o.chunks.drop(`${this.o.mountKey}\0`);
   }

@@ -8,7 +8,7 @@ import type { Attr, DirEntry, WalkEntry } from '@strata/protocol';
 import { CHUNK_SIZE, ChunkCache } from './chunk-cache';
 import type { Clock } from './expiry';
 import { MountFs } from './mount-fs';
-import { BLOCK_SIZE } from './read-policy';
+import { PAGE_SIZE } from './read-policy';
 
 const DIR = 0o040755;
 const FILE = 0o100644;
@@ -168,7 +168,7 @@ test('a Walk prefetch answers every stat and readdir without asking again; an un
   assert.equal(r2.asked.length, 1, '/a was not complete: asked once');
 });
 
-test('reads return exact bytes; sequential readers move aligned 1 MiB chunks, jumps fetch 64 KiB blocks', async () => {
+test('reads return exact bytes; sequential readers move aligned 1 MiB chunks, jumps fetch the pages they read', async () => {
   const big = patterned(3 * CHUNK_SIZE + 1234, 1);
   const { fs, resolver } = mount(new Map([['/big', big]]));
   const out = Buffer.alloc(big.length);
@@ -181,12 +181,28 @@ test('reads return exact bytes; sequential readers move aligned 1 MiB chunks, ju
   for (const r of resolver.reads()) assert.deepEqual([r.offset % CHUNK_SIZE, r.length], [0, CHUNK_SIZE]);
   assert.equal(new Set(resolver.reads().map((r) => r.offset)).size, resolver.reads().length, 'each chunk fetched once');
 
-  const { fs: rnd, resolver: r2 } = mount(new Map([['/big', big]]));
-  const at = 2 * CHUNK_SIZE + 5 * BLOCK_SIZE + 100;
+  const large = patterned(8 * CHUNK_SIZE + 1234, 2);
+  const { fs: rnd, resolver: r2 } = mount(new Map([['/big', large]]));
+  const at = 2 * CHUNK_SIZE + 5 * PAGE_SIZE;
   const b = Buffer.alloc(4096);
   assert.equal(await rnd.read(Buffer.from('/big'), b, at, 4096), 4096);
-  assert.deepEqual(b, big.subarray(at, at + 4096));
-  assert.deepEqual(r2.reads(), [{ path: '/big', offset: 2 * CHUNK_SIZE + 5 * BLOCK_SIZE, length: BLOCK_SIZE }]);
+  assert.deepEqual(b, large.subarray(at, at + 4096));
+  assert.deepEqual(r2.reads(), [{ path: '/big', offset: at, length: PAGE_SIZE }], 'a 4 KiB jump asks for its page alone');
+  // Unaligned and across a page boundary: the pages it covers.
+  const odd = 6 * CHUNK_SIZE - 100;
+  const c = Buffer.alloc(300);
+  assert.equal(await rnd.read(Buffer.from('/big'), c, odd, 300), 300);
+  assert.deepEqual(c, large.subarray(odd, odd + 300));
+  assert.deepEqual(r2.reads()[1], { path: '/big', offset: 6 * CHUNK_SIZE - PAGE_SIZE, length: 2 * PAGE_SIZE });
+  // The file's last bytes by a jump: asked up to its end, and the read is short there.
+  const tail = Buffer.alloc(4096);
+  assert.equal(await rnd.read(Buffer.from('/big'), tail, large.length - 1000, 4096), 1000);
+  assert.deepEqual(tail.subarray(0, 1000), large.subarray(large.length - 1000));
+  assert.deepEqual(r2.reads()[2], { path: '/big', offset: 8 * CHUNK_SIZE, length: PAGE_SIZE });
+  // A jump back to pages read before: the same piece, not fetched again.
+  assert.equal(await rnd.read(Buffer.from('/big'), b, at, 4096), 4096);
+  assert.deepEqual(b, large.subarray(at, at + 4096));
+  assert.equal(r2.reads().length, 3);
 });
 
 test('reading the files of a directory in order fetches the next files ahead', async () => {

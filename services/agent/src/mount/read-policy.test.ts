@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Attr, DirEntry } from '@strata/protocol';
 import { CHUNK_SIZE } from './chunk-cache';
-import { BLOCK_SIZE, MAX_READAHEAD_CHUNKS, ReadPolicy, SIBLING_PREFETCH_BYTES, SIBLING_PREFETCH_FILES, pieceAt } from './read-policy';
+import { MAX_READAHEAD_CHUNKS, PAGE_SIZE, ReadPolicy, SIBLING_PREFETCH_BYTES, SIBLING_PREFETCH_FILES, chunkAt, pagesOf } from './read-policy';
 
 const KIB = 1024;
 const FILE = 0o100644;
@@ -32,12 +32,15 @@ function readThrough(p: ReadPolicy, key: string, size: number, step: number): nu
   return out;
 }
 
-test('pieces are 1 MiB chunks and 64 KiB blocks, aligned', () => {
+test('pieces are aligned 1 MiB chunks, and for a jump the whole 4 KiB pages it reads', () => {
   assert.equal(CHUNK_SIZE, 1 << 20);
-  assert.equal(BLOCK_SIZE, 64 * KIB);
-  assert.deepEqual(pieceAt('chunk', 3 * CHUNK_SIZE + 5), { index: 3, start: 3 * CHUNK_SIZE, size: CHUNK_SIZE });
-  assert.deepEqual(pieceAt('block', 2 * CHUNK_SIZE + 5 * BLOCK_SIZE + 100), { index: 37, start: 2 * CHUNK_SIZE + 5 * BLOCK_SIZE, size: BLOCK_SIZE });
-  assert.deepEqual(pieceAt('block', BLOCK_SIZE - 1), { index: 0, start: 0, size: BLOCK_SIZE });
+  assert.equal(PAGE_SIZE, 4 * KIB);
+  assert.deepEqual(chunkAt(3 * CHUNK_SIZE + 5), { index: 3, start: 3 * CHUNK_SIZE, size: CHUNK_SIZE });
+  assert.deepEqual(pagesOf(2 * CHUNK_SIZE + 5 * PAGE_SIZE, 2 * CHUNK_SIZE + 6 * PAGE_SIZE), { start: 2 * CHUNK_SIZE + 5 * PAGE_SIZE, size: PAGE_SIZE }, 'a page read: that page');
+  assert.deepEqual(pagesOf(PAGE_SIZE - 1, PAGE_SIZE + 1), { start: 0, size: 2 * PAGE_SIZE }, 'across a page boundary: both pages');
+  assert.deepEqual(pagesOf(10 * PAGE_SIZE + 7, 10 * PAGE_SIZE + 9), { start: 10 * PAGE_SIZE, size: PAGE_SIZE });
+  assert.deepEqual(pagesOf(0, 128 * KIB), { start: 0, size: 128 * KIB });
+  assert.deepEqual(pagesOf(5, 5), { start: 0, size: PAGE_SIZE }, 'never empty');
 });
 
 test('a sequential reader moves chunks, its readahead window grows with the streak up to 8 chunks and stops at the last chunk', () => {
@@ -61,11 +64,11 @@ test('the first read of a file is sequential; its readahead starts at the next c
   assert.deepEqual(p.ahead(plan, 0), [], 'nothing read (end of file): nothing fetched ahead');
 });
 
-test('a jump fetches a block and no readahead; reads near the last end still count as sequential (out-of-order readahead)', () => {
+test('a jump fetches its pages and no readahead; reads near the last end still count as sequential (out-of-order readahead)', () => {
   const p = policy();
   const size = 64 * CHUNK_SIZE;
   const jump = p.plan('/f', 10 * CHUNK_SIZE, 4 * KIB, size);
-  assert.deepEqual({ unit: jump.unit, streak: jump.streak }, { unit: 'block', streak: 0 });
+  assert.deepEqual({ unit: jump.unit, streak: jump.streak }, { unit: 'pages', streak: 0 });
   assert.deepEqual(p.ahead(jump, 4 * KIB), []);
   const near = p.plan('/f', 10 * CHUNK_SIZE + 4 * KIB + 2 * CHUNK_SIZE, 4 * KIB, size);
   assert.equal(near.unit, 'chunk', 'within two chunks of the last end');
@@ -73,10 +76,10 @@ test('a jump fetches a block and no readahead; reads near the last end still cou
   assert.equal(behind.unit, 'chunk', 'a little behind the furthest end');
   assert.equal(behind.streak, 2);
   const far = p.plan('/f', 30 * CHUNK_SIZE, 4 * KIB, size);
-  assert.equal(far.unit, 'block');
+  assert.equal(far.unit, 'pages');
   const restart = p.plan('/f', 0, 4 * KIB, size);
   assert.deepEqual({ unit: restart.unit, streak: restart.streak }, { unit: 'chunk', streak: 1 }, 'reading from the start again is sequential');
-  assert.equal(p.plan('/other', 10 * CHUNK_SIZE, 4 * KIB, size).unit, 'block', 'patterns are per path');
+  assert.equal(p.plan('/other', 10 * CHUNK_SIZE, 4 * KIB, size).unit, 'pages', 'patterns are per path');
 });
 
 test('sealed reads stop at the known size; LIVE ones at the request, with readahead past the size', () => {
