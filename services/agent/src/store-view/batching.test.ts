@@ -8,7 +8,7 @@ import type { ExtentMap, StoreFileIdentity, StoreIdentity } from '@strata/client
 import { Errno, StrataError } from '@strata/errors';
 import type { LayerRef } from '@strata/layers';
 import { BeneathRoot } from './beneath';
-import { SIBLINGS } from './layer-reader';
+import { SIBLINGS, type LayerReader } from './layer-reader';
 import { StoreView, type StoreViewClient } from './store-view';
 
 /**
@@ -150,18 +150,24 @@ test('every reader of a layer shares its maps; a resolver that sends no siblings
   }
 });
 
-/** SiblingResolver's answer, then (asked beyondDirectory, unless it is a resolver that predates it) whole next directories of the parent while they fit. */
+/**
+ * SiblingResolver's answer, then (asked beyondDirectory, unless it is a
+ * resolver that predates it) the directory's files after the one asked
+ * only, and whole next directories of the parent while they fit.
+ */
 class TreeResolver extends SiblingResolver {
   askedBeyond: boolean[] = [];
+  asked: string[] = [];
   constructor(private readonly knowsBeyond: boolean) {
     super(true);
   }
 
   override async extentMap(ref: LayerRef, p: Buffer, offset: number, length: number, siblings = 0, beyondDirectory = false): Promise<ExtentMap> {
     this.askedBeyond.push(beyondDirectory);
+    this.asked.push(p.toString());
     const m = await super.extentMap(ref, p, offset, length, siblings);
-    const out = [...(m.siblings ?? [])];
     if (!this.knowsBeyond || !beyondDirectory) return m;
+    const out = (m.siblings ?? []).filter((s) => s.path.toString() > p.toString());
     const dir = path.posix.dirname(p.toString());
     const parent = path.posix.dirname(dir);
     const dirs = fs.readdirSync(path.join(store, 'layer', parent)).sort();
@@ -186,27 +192,43 @@ test('a tree of small directories read file by file asks once per SIBLINGS+1 fil
       fs.writeFileSync(path.join(store, 'layer', dir, name(f)), `${dir} ${bodyOf(f)}`);
     }
   }
-  const walk = async (fake: TreeResolver): Promise<void> => {
+  const walk = async (fake: TreeResolver, readerAsks: number, after?: (r: LayerReader) => void): Promise<void> => {
     const view = await StoreView.open(store, fake);
     try {
       const r = view.reader(LAYER);
       for (const f of files) assert.equal((await r.read(Buffer.from(f), 0, 4096, noFallback)).toString(), fs.readFileSync(path.join(store, 'layer', f), 'utf8'), f);
+      after?.(r);
       assert.equal(view.counters.maps, fake.calls);
-      assert.equal(view.counters.siblingMaps, files.length - fake.calls);
+      // Every file but those the reader asked for came as another's sibling, once.
+      assert.equal(view.counters.siblingMaps, files.length - readerAsks);
     } finally {
       await view.close();
     }
   };
   try {
     const tree = new TreeResolver(true);
-    await walk(tree);
-    // Each answer: its directory and the whole directories after it that fit in SIBLINGS.
-    const dirsPerCall = 1 + Math.floor((SIBLINGS - (PER_DIR - 1)) / PER_DIR);
-    assert.equal(tree.calls, Math.ceil(DIRS / dirsPerCall));
+    const ahead = (r: LayerReader, from: string, n: number): string[] => r.mappedAfter(Buffer.from(from), n).map(String);
+    await walk(tree, 1, (r) => {
+      // The files after one in the order the answers brought them: the walk's next, across directories and answers.
+      assert.deepEqual(ahead(r, files[0], 3), files.slice(1, 4));
+      // From the end of the first answer (d011) into the one asked behind the reader.
+      const at = files.indexOf(`/w/d011/${name(PER_DIR - 3)}`);
+      assert.deepEqual(ahead(r, files[at], 5), files.slice(at + 1, at + 6));
+      assert.deepEqual(ahead(r, files[files.length - 1], 5), []);
+    });
+    // The reader asks once; each answer after is asked for behind it, half-way through the one before, by its last file:
+    // the first answer carries its directory and the whole ones after it that fit in SIBLINGS, each next one as many
+    // whole directories, and the one asked at the end of the tree brings nothing.
+    const first = 1 + Math.floor((SIBLINGS - (PER_DIR - 1)) / PER_DIR);
+    const next = Math.floor(SIBLINGS / PER_DIR);
+    const lastOf = (d: number): string => `/w/d${String(d).padStart(3, '0')}/${name(PER_DIR - 1)}`;
+    const ends = [first - 1];
+    while (ends[ends.length - 1] < DIRS - 1) ends.push(Math.min(DIRS - 1, ends[ends.length - 1] + next));
+    assert.deepEqual(tree.asked, [files[0], ...ends.map(lastOf)]);
     assert.ok(tree.askedBeyond.every((b) => b));
-    // A resolver that predates the field: one call per directory, as before.
+    // A resolver that predates the field: one call per directory, as before (and none asked behind the reader).
     const old = new TreeResolver(false);
-    await walk(old);
+    await walk(old, DIRS, (r) => assert.deepEqual(ahead(r, files[0], 25), files.slice(1, PER_DIR)));
     assert.equal(old.calls, DIRS);
   } finally {
     fs.rmSync(path.join(store, 'layer/w'), { recursive: true, force: true });

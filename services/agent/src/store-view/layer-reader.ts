@@ -37,6 +37,12 @@ const MAX_WHOLE_WINDOWS = 1024;
 export const MAX_HANDED_RUNS = 65_536;
 export const MAX_HANDED_RUN_FILES = 8;
 
+/** An answer's files in the order it gave them, and whether the answer after it was asked for. */
+interface AnswerOrder {
+  readonly keys: readonly string[];
+  continued: boolean;
+}
+
 /** Reads what a map cannot give (unmapped runs, or all of it after a refusal) from the resolver. */
 export type Fallback = (offset: number, length: number) => Promise<Buffer>;
 
@@ -73,6 +79,12 @@ function dirOf(k: string): string {
  */
 export class LayerReader {
   private readonly maps = new LRUCache<string, ExtentMap[]>({ max: MAP_FILES, ttl: MAP_TTL_MS });
+  /** Where each file came in its answer's order (the file asked, then its siblings: the order a walk of the tree reads them in). */
+  private readonly answerOrder = new LRUCache<string, { order: AnswerOrder; at: number }>({ max: MAP_FILES, ttl: MAP_TTL_MS });
+  /** The answer after one a reader is half through, being asked for (one at a time). */
+  private continuing: Promise<unknown> | undefined;
+  /** The resolver has answered with the next directories' maps (beyond_directory): answers go on where a walk goes next. */
+  private walksBeyond = false;
   private readonly pending = new Map<string, Promise<ExtentMap>>();
   /** A first map asked with its siblings, by directory: another file of it waits for that answer before asking. */
   private readonly pendingDirs = new Map<string, Promise<ExtentMap>>();
@@ -96,6 +108,7 @@ export class LayerReader {
   async read(path: Buffer, offset: number, length: number, fallback: Fallback): Promise<Buffer> {
     const k = key(path);
     if (this.disabled !== undefined || this.refused.has(k)) return this.viaResolver(offset, length, fallback);
+    this.reached(k);
     try {
       return await this.direct(path, k, offset, length, fallback);
     } catch (err) {
@@ -115,6 +128,55 @@ export class LayerReader {
    */
   wholeFd(path: Buffer): Promise<StoreFd | undefined> {
     return this.whole(path, (id) => this.files.openCheckedFd(id));
+  }
+
+  /**
+   * Up to `count` files that came after `path` in the answer that brought
+   * its map (its directory's next files, then the next directories' in
+   * the order a walk of the tree reads them: ExtentMapRequest
+   * beyond_directory) and in the answers after it, their maps kept: what
+   * a reader going through the tree reads next, to hand over ahead of it
+   * across directories. Empty when the map came alone or is no longer
+   * kept.
+   */
+  mappedAfter(path: Buffer, count: number): Buffer[] {
+    const k = key(path);
+    let o = this.answerOrder.get(k);
+    if (o === undefined || count <= 0) return [];
+    this.reached(k);
+    const out: Buffer[] = [];
+    // Into the answer after (its first file is this one's last), as far as `count` goes; each answer is passed once.
+    for (let hops = 0; o !== undefined && out.length < count && hops <= count; hops++) {
+      const { keys } = o.order;
+      for (let i = o.at + 1; i < keys.length && out.length < count; i++) if (this.maps.has(keys[i])) out.push(Buffer.from(keys[i], 'latin1'));
+      const next = this.answerOrder.get(keys[keys.length - 1]);
+      o = next !== undefined && next.order !== o.order && next.at === 0 ? next : undefined;
+    }
+    return out;
+  }
+
+  /**
+   * A reader came to `k`: past the middle of the answer that brought its
+   * map, the answer after it is asked for behind the reader — the map of
+   * the answer's last file, asked with beyond_directory, whose siblings are
+   * where the walk goes next — so a reader going through the tree finds
+   * the next maps kept instead of waiting for them. Only from a resolver
+   * that has answered with the next directories (one that predates
+   * beyond_directory would answer the same directory again).
+   */
+  private reached(k: string): void {
+    const o = this.answerOrder.get(k);
+    if (!this.walksBeyond || o === undefined || o.order.continued || this.continuing !== undefined || this.disabled !== undefined) return;
+    const { keys } = o.order;
+    if (2 * (keys.length - o.at) > keys.length) return;
+    o.order.continued = true;
+    const last = keys[keys.length - 1];
+    const asking: Promise<unknown> = this.ask(Buffer.from(last, 'latin1'), last, 0, SIBLINGS)
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.continuing === asking) this.continuing = undefined;
+      });
+    this.continuing = asking;
   }
 
   /**
@@ -140,6 +202,7 @@ export class LayerReader {
   async runsFile(path: Buffer): Promise<RunsFile | undefined> {
     const k = key(path);
     if (this.disabled !== undefined || this.refused.has(k)) return undefined;
+    this.reached(k);
     const opened: StoreFd[] = [];
     try {
       const plan = await this.runsPlan(path, k);
@@ -199,6 +262,7 @@ export class LayerReader {
   private async whole<H>(path: Buffer, open: (id: StoreFileIdentity) => Promise<H>): Promise<H | undefined> {
     const k = key(path);
     if (this.disabled !== undefined || this.refused.has(k)) return undefined;
+    this.reached(k);
     try {
       const id = await this.wholeIdentity(path, k);
       if (id === undefined) return undefined;
@@ -318,7 +382,8 @@ export class LayerReader {
       const kept = this.keptWindow(k, offset);
       if (kept) return kept;
       // Another reader is asking for this file, or for a sibling with this one's map in its answer.
-      const inflight = this.pending.get(k) ?? this.pendingDirs.get(dir);
+      // ... or for the answer after the one a reader is going through (it may bring this one).
+      const inflight = this.pending.get(k) ?? this.pendingDirs.get(dir) ?? (offset === 0 ? this.continuing : undefined);
       if (!inflight) break;
       await inflight.catch(() => undefined);
     }
@@ -343,18 +408,27 @@ export class LayerReader {
     }
     this.keep(k, m);
     const dir = dirOf(k);
+    // The files this answer brought, in its order (those kept already came in an answer before, in its order).
+    const order: string[] = [k];
     for (const s of m.siblings ?? []) {
       const sk = key(s.path);
       // Only files of the same store (of the same directory unless the next ones were asked for), not kept already (a kept map may hold later windows).
       if (s.map.storeId !== this.view.storeId || (!beyond && dirOf(sk) !== dir) || sk === k || this.maps.has(sk)) continue;
+      if (dirOf(sk) !== dir) this.walksBeyond = true;
       this.view.counters.siblingMaps++;
       this.keep(sk, s.map);
+      order.push(sk);
+    }
+    if (order.length > 1) {
+      const o: AnswerOrder = { keys: order, continued: false };
+      order.forEach((ok, at) => this.answerOrder.set(ok, { order: o, at }));
     }
     return m;
   }
 
   private keep(k: string, m: ExtentMap): void {
-    const windows = this.maps.get(k) ?? [];
+    // A window asked again (the last file of an answer, asked for the answer after it) replaces the one kept.
+    const windows = (this.maps.get(k) ?? []).filter((w) => w.offset !== m.offset);
     windows.push(m.siblings === undefined ? m : { ...m, siblings: undefined });
     if (windows.length > WINDOWS_PER_FILE) windows.shift();
     this.maps.set(k, windows);

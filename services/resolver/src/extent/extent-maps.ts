@@ -41,6 +41,9 @@ const MAX_WALK_ROUNDS = 64;
 const SUBDIR_LISTS = 4096;
 const SUBDIR_NAMES = 262_144;
 
+/** How long an image file's lstat names it in answers (AheadBatches holds a batch longer). */
+const RECENT_ID_MS = 1000;
+
 /** Runs an answer's siblings may still hold. */
 interface RunRoom {
   runs: number;
@@ -145,6 +148,13 @@ function checkOffset(what: string, value: number, p: Buffer): void {
  * so a reader can tell the file it opens is the one mapped.
  */
 export class ExtentMaps {
+  /**
+   * Store files image runs name, as lstat saw them within the last
+   * RECENT_ID_MS: the answers of a walk (and the directories mapped ahead
+   * of them) name the same one or two image files, stated once a second
+   * rather than once per answer — no older than a batch mapped ahead may be.
+   */
+  private readonly recentIds = new LRUCache<string, Promise<StoreFileId | undefined>>({ max: 1024, ttl: RECENT_ID_MS });
   /** Real paths of store files as the sources name them, relative to the store (they do not move in a sealed chain). */
   private readonly relative = new Map<string, string | undefined>();
   /** Directories mapped ahead of their call. */
@@ -493,7 +503,8 @@ export class ExtentMaps {
    * the lstat that found the file, made for this very answer (the merge
    * lists a directory afresh each time, a lookup looks its name up afresh;
    * only merged directories are kept), or seconds before it for a
-   * directory mapped ahead (AheadBatches). A directory swapped for a symlink
+   * directory mapped ahead (AheadBatches); an image file's runs name it as
+   * stated within the last second (recentIds). A directory swapped for a symlink
    * since it was kept is caught by one realpath per store directory and
    * answer. What none of this can see — a file swapped or rewritten
    * between this answer and the read — the reader does: the agent opens
@@ -520,11 +531,15 @@ export class ExtentMaps {
 
   /** lstat of a store file an image run names, once per answer (undefined when it cannot be stated). */
   private idOf(rel: string, checks: AnswerChecks): Promise<StoreFileId | undefined> {
-    let id = checks.ids.get(rel);
+    let id = checks.ids.get(rel) ?? this.recentIds.get(rel);
     if (id === undefined) {
-      id = storeFileId(this.storeRoot, rel).catch(() => undefined);
-      checks.ids.set(rel, id);
+      const stating = storeFileId(this.storeRoot, rel).catch(() => undefined);
+      // A store file that cannot be stated is stated again by the next answer.
+      void stating.then((got) => got === undefined && this.recentIds.get(rel) === stating && this.recentIds.delete(rel));
+      this.recentIds.set(rel, stating);
+      id = stating;
     }
+    checks.ids.set(rel, id);
     return id;
   }
 
