@@ -20,6 +20,8 @@ export interface BlockOverlay {
 const MAX_SOURCE_READ = 8 * 1024 * 1024;
 /** Most metadata blocks one miss reads (blocks after it that a caller said are worth reading). */
 export const MAX_AHEAD_BLOCKS = 8;
+/** Widest aligned window a miss may be read around (blocks). */
+export const MAX_AROUND_BLOCKS = 16;
 
 /**
  * The one way blocks are read. Metadata blocks are cached; data runs are
@@ -111,9 +113,12 @@ export class BlockReader {
    * lets a miss read the blocks after it in the same source read, up to
    * MAX_AHEAD_BLOCKS and the first block already cached or being read (as
    * the kernel reads inode tables ahead): a directory's inodes then cost one
-   * read instead of one per block.
+   * read instead of one per block. `around` (a power of two up to
+   * MAX_AROUND_BLOCKS) widens a miss to the aligned window of that many
+   * blocks holding it, minus blocks cached or being read, as the page cache
+   * of a block device reads around a miss.
    */
-  metadata(block: number, what: string, aheadTo = block + 1): Promise<MetadataBlock> {
+  metadata(block: number, what: string, aheadTo = block + 1, around = 1): Promise<MetadataBlock> {
     const hit = this.cache.get(block);
     if (hit) return Promise.resolve(hit);
     const pending = this.loading.get(block);
@@ -123,22 +128,27 @@ export class BlockReader {
     } catch (err) {
       return Promise.reject(err);
     }
+    const free = (b: number): boolean => !this.cache.has(b) && !this.loading.has(b);
+    const win = around > 1 ? Math.min(2 ** Math.floor(Math.log2(around)), MAX_AROUND_BLOCKS) : 1;
+    const windowStart = block - (block % win);
+    let start = block;
+    while (start > windowStart && free(start - 1)) start--;
     let end = block + 1;
-    const limit = Math.min(aheadTo, block + MAX_AHEAD_BLOCKS, this.blockCount);
-    while (end < limit && !this.cache.has(end) && !this.loading.has(end)) end++;
-    const count = end - block;
+    const limit = Math.min(Math.max(aheadTo, windowStart + win), block + Math.max(MAX_AHEAD_BLOCKS, win), this.blockCount);
+    while (end < limit && free(end)) end++;
+    const count = end - start;
     // The check passed, so the first await comes before `finally`: the entries are set before they are deleted.
     const run = (async (): Promise<(MetadataBlock | { failed: unknown })[]> => {
       const keep = (k: number, data: Buffer): MetadataBlock => {
-        const mb: MetadataBlock = { block: block + k, data, verified: new Set() };
-        this.cache.set(block + k, mb);
+        const mb: MetadataBlock = { block: start + k, data, verified: new Set() };
+        this.cache.set(start + k, mb);
         return mb;
       };
       try {
         this.metadataReads++;
         let raw: Buffer | undefined;
         try {
-          raw = await this.readBlocks(block, count, what);
+          raw = await this.readBlocks(start, count, what);
         } catch (err) {
           if (count === 1) throw err;
         }
@@ -152,14 +162,14 @@ export class BlockReader {
           Array.from({ length: count }, async (_, k) => {
             try {
               this.metadataReads++;
-              return keep(k, await this.readBlocks(block + k, 1, what));
+              return keep(k, await this.readBlocks(start + k, 1, what));
             } catch (failed) {
               return { failed };
             }
           }),
         );
       } finally {
-        for (let k = 0; k < count; k++) this.loading.delete(block + k);
+        for (let k = 0; k < count; k++) this.loading.delete(start + k);
       }
     })();
     for (let k = 0; k < count; k++) {
@@ -168,9 +178,9 @@ export class BlockReader {
         if ('failed' in b) throw b.failed;
         return b;
       });
-      // Blocks read ahead that nobody asks for must not report an unhandled rejection.
-      if (k > 0) one.catch(() => undefined);
-      this.loading.set(block + k, one);
+      // Blocks read around that nobody asks for must not report an unhandled rejection.
+      if (start + k !== block) one.catch(() => undefined);
+      this.loading.set(start + k, one);
     }
     return this.loading.get(block) as Promise<MetadataBlock>;
   }

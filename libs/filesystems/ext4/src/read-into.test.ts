@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, promises as fsp, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Errno, StrataError } from '@strata/errors';
-import { BlockReader, MAX_AHEAD_BLOCKS } from './block-reader';
+import { BlockReader, MAX_AHEAD_BLOCKS, MAX_AROUND_BLOCKS } from './block-reader';
 import { Ext4 } from './ext4';
 import { makeImage, makeTempDir, removeDir } from './fixture-image';
 import { MemorySource } from './memory-source';
@@ -214,4 +214,46 @@ test('metadata blocks read ahead: one source read for the run, stopping at cache
   await assert.rejects(reader.metadata(22, 'table'), (err: unknown) => err instanceof StrataError && err.errno === Errno.EIO);
   assert.ok((await reader.metadata(23, 'table')).data.every((v) => v === 23));
   assert.deepEqual(reads.slice(0, 1), [[20, 6]]);
+});
+
+test('metadata blocks read around: a miss reads its aligned window minus blocks cached or being read, in one source read; a bad block in it fails only itself', async () => {
+  const image = Buffer.alloc(64 * 4096);
+  for (let b = 0; b < 64; b++) image.fill(b, b * 4096, (b + 1) * 4096);
+  const reads: [number, number][] = [];
+  const fault: { bad?: number } = {};
+  const source: ByteSource = {
+    size: image.length,
+    read: async (offset, length) => {
+      reads.push([offset / 4096, length / 4096]);
+      const bad = fault.bad;
+      if (bad !== undefined && offset <= bad * 4096 && bad * 4096 < offset + length) throw new StrataError(Errno.EIO, 'bad sector');
+      return Buffer.from(image.subarray(offset, offset + length));
+    },
+  };
+  const reader = new BlockReader(source, 4096, 60, 1 << 20);
+  assert.equal(MAX_AROUND_BLOCKS, 16);
+  assert.ok((await reader.metadata(21, 'dir', 22, 16)).data.every((v) => v === 21));
+  assert.deepEqual(reads, [[16, 16]], 'the aligned window holding block 21');
+  for (let b = 16; b < 32; b++) assert.ok((await reader.metadata(b, 'dir', b + 1, 16)).data.every((v) => v === b));
+  assert.equal(reads.length, 1, 'the window is cached');
+  // Cached blocks bound the read on both sides; a window wider than the bound is read as the bound.
+  await reader.metadata(36, 'dir');
+  await reader.metadata(40, 'dir');
+  await reader.metadata(38, 'dir', 39, 1 << 20);
+  assert.deepEqual(reads.slice(1), [[36, 1], [40, 1], [37, 3]]);
+  // Concurrent misses in one window share its read; the end of the filesystem bounds it.
+  reads.length = 0;
+  const [a, b] = await Promise.all([reader.metadata(50, 'dir', 51, 16), reader.metadata(58, 'dir', 59, 16)]);
+  assert.ok(a.data.every((v) => v === 50) && b.data.every((v) => v === 58));
+  assert.deepEqual(reads, [[48, 12]]);
+  // Not a power of two: the power of two below it. A bad block in the window fails only itself.
+  reads.length = 0;
+  fault.bad = 3;
+  assert.ok((await reader.metadata(5, 'dir', 6, 7)).data.every((v) => v === 5));
+  assert.deepEqual(reads[0], [4, 4]);
+  fault.bad = 9;
+  assert.ok((await reader.metadata(10, 'dir', 11, 8)).data.every((v) => v === 10));
+  assert.deepEqual(reads.slice(1, 2), [[8, 8]]);
+  await assert.rejects(reader.metadata(9, 'dir'), (err: unknown) => err instanceof StrataError && err.errno === Errno.EIO);
+  assert.ok((await reader.metadata(11, 'dir')).data.every((v) => v === 11));
 });
