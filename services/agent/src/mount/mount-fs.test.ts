@@ -7,7 +7,7 @@ import { LIVE_FRESHNESS } from '@strata/layers';
 import type { Attr, DirEntry, WalkEntry } from '@strata/protocol';
 import { CHUNK_SIZE, ChunkCache } from './chunk-cache';
 import type { Clock } from './expiry';
-import { MountFs } from './mount-fs';
+import { MountFs, PREFETCH_GIVE_WAY_MS, PREFETCH_SLICE } from './mount-fs';
 import { PAGE_SIZE } from './read-policy';
 
 const DIR = 0o040755;
@@ -24,6 +24,8 @@ class FakeResolver {
   down = false;
   /** Answers every request with a readLink answer, as a confused or hostile peer might. */
   confused = false;
+  /** Reads are answered once this settles (a slow store). */
+  holdReads?: Promise<void>;
   private readonly pending = new Set<Promise<unknown>>();
   constructor(
     readonly files: Map<string, Buffer>,
@@ -89,6 +91,7 @@ class FakeResolver {
         return { $case: 'readDir', readDir: { entries: this.children(p), eof: true, dirAttr: this.attrOf(p) } };
       }
       case 'read': {
+        await this.holdReads;
         const q = payload.read;
         const data = this.files.get(q.path.toString())!;
         const slice = data.subarray(q.offset, q.offset + q.length);
@@ -203,6 +206,39 @@ test('reads return exact bytes; sequential readers move aligned 1 MiB chunks, ju
   assert.equal(await rnd.read(Buffer.from('/big'), b, at, 4096), 4096);
   assert.deepEqual(b, large.subarray(at, at + 4096));
   assert.equal(r2.reads().length, 3);
+});
+
+test('the prefetch Walk is taken in slices and gives way to READs waiting for bytes, for a bounded time', async () => {
+  const files = new Map<string, Buffer>([['/big', patterned(4096, 3)]]);
+  for (let i = 0; i < 3 * PREFETCH_SLICE; i++) files.set(`/d/f${String(i).padStart(3, '0')}`, Buffer.from(`file ${i}`));
+  const first = Buffer.from('/d/f000');
+  const last = Buffer.from(`/d/f${3 * PREFETCH_SLICE - 1}`);
+  const turns = async (n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+  };
+  const { fs, resolver } = mount(files);
+  let release!: () => void;
+  resolver.holdReads = new Promise<void>((r) => (release = r));
+  const read = fs.read(Buffer.from('/big'), Buffer.alloc(4096), 0, 4096);
+  while (resolver.reads().length === 0) await turns(1);
+  const walked = fs.prefetch((async function* () { yield resolver.walk(); })(), 10_000);
+  await turns(20);
+  assert.ok(fs.cachedStat(first), 'the walk started');
+  assert.equal(fs.cachedStat(last), undefined, 'and waits after its first slice while a READ waits for bytes');
+  release();
+  assert.equal(await read, 4096);
+  assert.deepEqual(await walked, { entries: files.size + 2, complete: true });
+  assert.ok(fs.cachedStat(last));
+
+  // A READ that is never answered holds the walk back PREFETCH_GIVE_WAY_MS per slice, no longer.
+  const stuck = mount(files);
+  stuck.resolver.holdReads = new Promise<void>(() => undefined);
+  void stuck.fs.read(Buffer.from('/big'), Buffer.alloc(4096), 0, 4096).catch(() => undefined);
+  while (stuck.resolver.reads().length === 0) await turns(1);
+  const started = performance.now();
+  assert.equal((await stuck.fs.prefetch((async function* () { yield stuck.resolver.walk(); })(), 10_000)).complete, true);
+  const ms = performance.now() - started;
+  assert.ok(ms >= 3 * PREFETCH_GIVE_WAY_MS - 3 && ms < 3 * PREFETCH_GIVE_WAY_MS + 2000, `${ms} ms`);
 });
 
 test('reading the files of a directory in order fetches the next files ahead', async () => {

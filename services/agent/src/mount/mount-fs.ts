@@ -16,6 +16,23 @@ import type { StoreView } from '../store-view';
 
 const READDIR_PAGE = 16_384;
 
+/**
+ * The prefetch Walk is taken in this many entries at a time, with a turn of
+ * the event loop between: a batch of the resolver's (512 entries, several
+ * milliseconds of the agent's time) was one task, and a READ arriving then
+ * waited for all of it.
+ */
+export const PREFETCH_SLICE = 64;
+/**
+ * While READs wait for file bytes, the prefetch waits for them to be
+ * answered, at most this long per slice. Right after a mount, the walk and
+ * a reader's first reads share the resolver and the agent: a cold random
+ * reader's first reads took 10-80 ms each while the walk was taken in
+ * (issue 28). Bounded, so a mount read without pause still gets its walk
+ * (at least a slice per this long).
+ */
+export const PREFETCH_GIVE_WAY_MS = 20;
+
 /** Told of what a prefetch learnt, complete directories and link targets, so a kernel-side cache can hold them too. */
 export interface PrefetchSink {
   /** `parentIno`: st_ino of "..", the directory's own for the root. */
@@ -61,6 +78,9 @@ export class MountFs {
   private readonly data: FileData;
   private readonly policy: ReadPolicy;
   private readonly pendingStats = new Map<string, Promise<Attr>>();
+  /** READs waiting for file bytes now, and who waits for there to be none (the prefetch). */
+  private reading = 0;
+  private readsDone: Array<() => void> = [];
 
   constructor(o: MountFsOptions) {
     // Each request carries the trace context of the FUSE operation it serves.
@@ -195,10 +215,36 @@ export class MountFs {
     const h = { key, path };
     const plan = this.policy.plan(key, pos, len, attr.size);
     for (const sibling of plan.siblings) this.data.prefetchChunk({ key: sibling, path: pathOf(sibling) }, 0);
-    const data = await this.data.view(h, pos, plan.end, plan.unit);
+    let data: Buffer;
+    this.reading++;
+    try {
+      data = await this.data.view(h, pos, plan.end, plan.unit);
+    } finally {
+      if (--this.reading === 0) this.wakeGivenWay();
+    }
     for (const index of this.policy.ahead(plan, data.length)) this.data.prefetchChunk(h, index);
     this.counters.bytesRead += data.length;
     return { data, size: attr.size };
+  }
+
+  private wakeGivenWay(): void {
+    const waiting = this.readsDone;
+    this.readsDone = [];
+    for (const go of waiting) go();
+  }
+
+  /** A turn of the event loop, then, while READs wait for file bytes, until they are answered or PREFETCH_GIVE_WAY_MS passed. */
+  private async giveWay(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.reading === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, PREFETCH_GIVE_WAY_MS);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.readsDone.push(done);
+    });
   }
 
   /** Told of every chunk fetched from a resolver, by file key (keyOf of its path). */
@@ -215,6 +261,7 @@ export class MountFs {
    * Fills the caches from a Walk of the whole tree (parents before children,
    * siblings sorted, as the protocol promises). Stops after `limit` entries;
    * a directory's listing is kept only once all of its children were seen.
+   * Taken in PREFETCH_SLICE entries at a time, giving way to READs between.
    */
   async prefetch(walk: AsyncIterable<WalkEntry[]>, limit: number, sink?: PrefetchSink): Promise<{ entries: number; complete: boolean }> {
     const open: { key: string; dir: Attr; entries: DirEntry[] }[] = [];
@@ -230,6 +277,7 @@ export class MountFs {
     for await (const batch of walk) {
       for (const e of batch) {
         if (++count > limit) return { entries: count - 1, complete: false };
+        if (count % PREFETCH_SLICE === 0) await this.giveWay();
         const attr = e.attr;
         const key = keyOf(e.path);
         if (!attr) {
