@@ -166,6 +166,34 @@ export async function listDirectory(vol: Volume, dir: InodeRecord): Promise<RawD
 }
 
 /**
+ * A linear directory's listing and, for each listed entry, what a lookup of
+ * its name gives, from one pass over its blocks: the inode of the name's
+ * first entry, or the error of the first damaged block met before it (what
+ * linearResolve gives for the same names). Undefined for inline and hashed
+ * directories: their lookups are resolved apart (resolveInDirectory).
+ */
+export async function listAndResolveLinear(vol: Volume, dir: InodeRecord): Promise<{ entries: RawDirEntry[]; resolved: (number | StrataError)[] } | undefined> {
+  refuseEncrypted(dir);
+  if (dir.stat.flags & InodeFlag.INLINE_DATA || isIndexed(vol, dir)) return undefined;
+  // The same mode listDirectory reads a linear directory in: its listing, errors included, is the same.
+  const oneBlock = hasCompat(vol.sb, Compat.DIR_INDEX) && Math.floor(dir.stat.size / vol.sb.blockSize) === 1;
+  const entries: RawDirEntry[] = [];
+  const first = new Map<string, number | StrataError>();
+  let damaged: StrataError | undefined;
+  await scanBlocks(vol, dir, oneBlock ? 'htree' : 'linear', (leaf) => {
+    for (const e of leaf.entries) {
+      if (!isDotOrDotDot(e.name)) entries.push(e);
+      const k = e.name.toString('latin1');
+      if (!first.has(k)) first.set(k, damaged ?? e.ino);
+    }
+    // A search that reaches a damaged block fails there: names first met after it resolve to its error.
+    damaged ??= leaf.failed;
+    return false;
+  });
+  return { entries, resolved: entries.map((e) => first.get(e.name.toString('latin1')) as number | StrataError) };
+}
+
+/**
  * A hashed directory listed as the kernel's readdir lists it: the leaves
  * the index leads to, in hash order, each once. A leaf outside the index is
  * not listed (nor found by a lookup); a leaf that is a hole or fails its

@@ -31,6 +31,8 @@ before(async () => {
   await build('plain', 1024, ['-t', 'ext4', '-O', '^metadata_csum']);
   await build('inline', 1024, ['-t', 'ext4', '-O', 'inline_data,^metadata_csum']);
   await build('ext2', 1024, ['-t', 'ext2']);
+  // Without dir_index: big/ (400 names) is a linear directory of many blocks.
+  await build('nodx', 1024, ['-t', 'ext4', '-O', '^dir_index']);
 });
 after(async () => {
   await removeDir(work);
@@ -242,3 +244,82 @@ describe('fuzz', () => {
     assert.ok(failures > 0, 'the fuzz never produced a failure: it corrupts nothing');
   });
 });
+
+/** What an answer was: its value, or the errno and message it failed with. */
+async function outcome<T>(p: Promise<T>): Promise<{ ok: T } | { errno: number; message: string }> {
+  try {
+    return { ok: await p };
+  } catch (e) {
+    assert.ok(e instanceof StrataError, `not a StrataError: ${String(e)}`);
+    return { errno: e.errno, message: e.message };
+  }
+}
+
+function describeResolved(r: number | undefined | StrataError): string {
+  return r instanceof StrataError ? `${r.errno} ${r.message}` : String(r);
+}
+
+describe('one pass', () => {
+  test('readdirResolved gives what readdir and resolve of the names it lists give, on pristine and damaged directories', async () => {
+    let compared = 0;
+    let damagedDirs = 0;
+    for (const name of ['csum', 'plain', 'inline', 'ext2', 'nodx']) {
+      const rec = new RecordingSource(new MemorySource(image(name).data));
+      await boundedWalk(await Ext4.open(rec), BOUNDS, () => undefined);
+      const ranges = rec.ranges.filter(([, len]) => len <= 4 * image(name).blockSize);
+      const { path, blockSize } = image(name);
+      // The blocks of big/ (400 names, many blocks): a bad entry in one of them damages the lookups it ends.
+      const bigBlocks: number[] = [];
+      for (let k = 0; k < 64; k++) {
+        const b = Number(debugfs(path, `bmap /big ${k}`).trim());
+        if (!(b > 0)) break;
+        bigBlocks.push(b);
+      }
+      assert.ok(bigBlocks.length > 3, `big/ of ${name} has ${bigBlocks.length} blocks`);
+      for (let seed = 0; seed < 25; seed++) {
+        const rand = prng(1000 + seed);
+        const data = Buffer.from(image(name).data);
+        // Seed 0 is the pristine image; odd seeds zero a rec_len in a block of big/, the others flip a few metadata bytes.
+        if (seed % 2 === 1) data.writeUInt16LE(0, bigBlocks[1 + Math.floor(rand() * (bigBlocks.length - 2))] * blockSize + 4);
+        for (let i = 0; seed > 0 && seed % 2 === 0 && i < 1 + Math.floor(rand() * 4); i++) {
+          const [off, len] = ranges[Math.floor(rand() * ranges.length)];
+          data[off + Math.floor(rand() * len)] ^= 1 + Math.floor(rand() * 255);
+        }
+        let fs: Ext4;
+        try {
+          fs = await Ext4.open(new MemorySource(data));
+        } catch {
+          continue;
+        }
+        const queue = [fs.rootIno];
+        const seen = new Set<number>();
+        while (queue.length > 0 && seen.size < 200) {
+          const dir = queue.shift() as number;
+          if (seen.has(dir)) continue;
+          seen.add(dir);
+          const both = await outcome(fs.readdirResolved(dir));
+          const listed = await outcome(fs.readdir(dir));
+          if (!('ok' in listed)) {
+            assert.ok(!('ok' in both), `${name} seed ${seed} dir ${dir}: listed alone it fails, together it does not`);
+            if ('errno' in both) assert.deepEqual(both, listed);
+            continue;
+          }
+          const resolved = await outcome(fs.resolve(dir, listed.ok.map((e) => e.name)));
+          if (!('ok' in resolved)) {
+            assert.deepEqual(both, resolved, `${name} seed ${seed} dir ${dir}`);
+            continue;
+          }
+          assert.ok('ok' in both, `${name} seed ${seed} dir ${dir}: ${'message' in both ? both.message : ''}`);
+          assert.deepEqual(both.ok.entries, listed.ok, `${name} seed ${seed} dir ${dir}: entries`);
+          assert.deepEqual(both.ok.resolved.map(describeResolved), resolved.ok.map(describeResolved), `${name} seed ${seed} dir ${dir}: lookups`);
+          if (resolved.ok.some((r) => r instanceof StrataError)) damagedDirs++;
+          compared++;
+          for (const e of listed.ok) if (e.type === 'dir') queue.push(e.ino);
+        }
+      }
+    }
+    assert.ok(compared > 200, `only ${compared} directories compared`);
+    assert.ok(damagedDirs > 0, 'no damaged directory was compared');
+  });
+});
+

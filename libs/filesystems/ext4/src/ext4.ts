@@ -4,7 +4,7 @@ import { Errno, StrataError } from '@strata/errors';
 import { LRUCache } from 'lru-cache';
 import { BlockReader } from './block-reader';
 import { badChecksum, corrupt, refused, unreadable, unsupported } from './corruption';
-import { listDirectory, lookupInDirectory, resolveInDirectory } from './directory';
+import { listAndResolveLinear, listDirectory, lookupInDirectory, resolveInDirectory } from './directory';
 import { checkExtentRoot } from './extent-tree';
 import { Compat, Incompat, ext4Kind } from './features';
 import { mapBlocks, readMapped } from './file-blocks';
@@ -309,6 +309,21 @@ export class Ext4 {
     return guarded(this.vol.log, 'resolve', async () => {
       const dir = await this.directory(dirIno);
       return resolveInDirectory(this.vol, dir, names);
+    });
+  }
+
+  /**
+   * readdir() and resolve() of the names it lists, together: a linear
+   * directory's blocks are read and parsed once for both (a walk asks both
+   * of every directory); a hashed or inline one is listed, then resolved.
+   */
+  readdirResolved(dirIno: number): Promise<{ entries: Ext4DirEntry[]; resolved: (number | undefined | StrataError)[] }> {
+    return guarded(this.vol.log, 'readdir', async () => {
+      const dir = await this.directory(dirIno);
+      const linear = await listAndResolveLinear(this.vol, dir);
+      const raw = linear ? linear.entries : await listDirectory(this.vol, dir);
+      const entries = raw.map((e) => ({ name: e.name, ino: e.ino, type: e.type }));
+      return { entries, resolved: linear ? linear.resolved : await resolveInDirectory(this.vol, dir, raw.map((e) => e.name)) };
     });
   }
 

@@ -12,6 +12,12 @@ import { imageExtentMap, type ExtentRun } from './extent-map';
 
 /** Names looked up at once when a listing wants every entry's inode. */
 const LOOKUP_BATCH = 256;
+/** Listings kept between list() and lookupMany() of one directory, at most, and their entries together. */
+const MAX_KEPT_LISTINGS = 64;
+const MAX_KEPT_LISTED_ENTRIES = 65_536;
+
+/** An ext2/3/4 directory's entries and what a lookup of each listed name gives. */
+type Listed = Awaited<ReturnType<Ext4Filesystem['ext4']['readdirResolved']>>;
 
 export interface ImageSourceOptions {
   storeRoot: string;
@@ -121,7 +127,41 @@ export class ImageSource implements LayerSource {
   }
 
   async list(dir: LayerObject): Promise<SourceDirent[]> {
-    return (await this.fs.readdir(this.inoOf(dir))).map((e) => ({ name: e.name, type: e.type }));
+    const dirIno = this.inoOf(dir);
+    if (this.ext4) {
+      // Listed and resolved in one pass, kept for the lookupMany a merge makes next; a resolve that fails lists alone.
+      const both = await this.ext4.ext4.readdirResolved(dirIno).catch(() => undefined);
+      if (both) {
+        this.keepListed(dirIno, both);
+        return both.entries.map((e) => ({ name: e.name, type: e.type }));
+      }
+    }
+    return (await this.fs.readdir(dirIno)).map((e) => ({ name: e.name, type: e.type }));
+  }
+
+  /** Listings list() resolved, until lookupMany takes them (a walk lists dozens of directories at once). */
+  private readonly listed = new Map<number, Listed>();
+  private listedEntries = 0;
+
+  private keepListed(dirIno: number, both: Listed): void {
+    if (both.entries.length > MAX_KEPT_LISTED_ENTRIES) return;
+    this.takeListed(dirIno);
+    while (this.listed.size >= MAX_KEPT_LISTINGS || this.listedEntries + both.entries.length > MAX_KEPT_LISTED_ENTRIES) {
+      const oldest = this.listed.keys().next();
+      if (oldest.done) break;
+      this.takeListed(oldest.value);
+    }
+    this.listed.set(dirIno, both);
+    this.listedEntries += both.entries.length;
+  }
+
+  private takeListed(dirIno: number): Listed | undefined {
+    const both = this.listed.get(dirIno);
+    if (both) {
+      this.listed.delete(dirIno);
+      this.listedEntries -= both.entries.length;
+    }
+    return both;
   }
 
   /** The last directory lookupMany resolved: a merge that retries names one by one after a failed batch reads it once. */
@@ -140,9 +180,17 @@ export class ImageSource implements LayerSource {
     let handles = this.lastListing?.dir === dirIno ? this.lastListing.handles : undefined;
     if (!handles) {
       handles = new Map<string, number | StrataError>();
-      const entries = await this.fs.readdir(dirIno);
-      const listed = entries.map((e) => e.name);
-      const found = this.ext4 ? await this.ext4.ext4.resolve(dirIno, listed) : entries.map((e) => e.handle);
+      let listed: Buffer[];
+      let found: (number | undefined | StrataError)[];
+      const both = this.takeListed(dirIno) ?? (this.ext4 ? await this.ext4.ext4.readdirResolved(dirIno) : undefined);
+      if (both) {
+        listed = both.entries.map((e) => e.name);
+        found = both.resolved;
+      } else {
+        const entries = await this.fs.readdir(dirIno);
+        listed = entries.map((e) => e.name);
+        found = entries.map((e) => e.handle);
+      }
       listed.forEach((n, i) => {
         // Listed, yet a lookup does not find it (a hash index pointing elsewhere): the kernel's ls shows it, its stat fails.
         const h = found[i] ?? StrataError.notFound(`ext4: directory ${dirIno} lists ${printable(n)}, but a lookup does not find it`);
