@@ -4,7 +4,7 @@ import type { LayerRef } from '@strata/layers';
 import { LRUCache } from 'lru-cache';
 import type { StoreFiles } from './store-files';
 import type { StoreFd } from './store-fd';
-import { RunsFile } from './runs-file';
+import { HeldRunFiles, RunsFile, type RunStoreFile } from './runs-file';
 import type { FileRun } from '@strata/fuse-kernel';
 import type { StoreView } from './store-view';
 
@@ -83,6 +83,8 @@ export class LayerReader {
   private readonly answerOrder = new LRUCache<string, { order: AnswerOrder; at: number }>({ max: MAP_FILES, ttl: MAP_TTL_MS });
   /** The answer after one a reader is half through, being asked for (one at a time). */
   private continuing: Promise<unknown> | undefined;
+  /** Store files of runs hand-overs, opened and checked once for many files. */
+  private readonly runFiles: HeldRunFiles;
   /** The resolver has answered with the next directories' maps (beyond_directory): answers go on where a walk goes next. */
   private walksBeyond = false;
   private readonly pending = new Map<string, Promise<ExtentMap>>();
@@ -102,7 +104,9 @@ export class LayerReader {
     private readonly view: StoreView,
     private readonly files: StoreFiles,
     private readonly layer: LayerRef,
-  ) {}
+  ) {
+    this.runFiles = new HeldRunFiles((id) => this.files.openCheckedFd(id));
+  }
 
   /** [offset, offset+length) of a file (shorter at end of file), from the store where the map allows. */
   async read(path: Buffer, offset: number, length: number, fallback: Fallback): Promise<Buffer> {
@@ -197,19 +201,21 @@ export class LayerReader {
    * (setFileRuns). Undefined for a file with unmapped runs (compressed,
    * encrypted: only the resolver reads them), with more than
    * MAX_HANDED_RUNS runs or MAX_HANDED_RUN_FILES store files, and whenever
-   * a check fails. The caller closes it.
+   * a check fails. The store files are opened and checked once for a run
+   * of such hand-overs (HeldRunFiles: the same image files, under the same
+   * identity). The caller closes it.
    */
   async runsFile(path: Buffer): Promise<RunsFile | undefined> {
     const k = key(path);
     if (this.disabled !== undefined || this.refused.has(k)) return undefined;
     this.reached(k);
-    const opened: StoreFd[] = [];
+    const opened: RunStoreFile[] = [];
     try {
       const plan = await this.runsPlan(path, k);
       if (plan === undefined) return undefined;
       for (const id of plan.ids) {
         opened.push(
-          await this.files.openCheckedFd(id).catch((err: unknown) => {
+          await this.runFiles.use(id).catch((err: unknown) => {
             throw new Refusal(err);
           }),
         );

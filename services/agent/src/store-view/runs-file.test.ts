@@ -6,6 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ExtentMap, FileExtent, StoreFileIdentity, StoreIdentity } from '@strata/client';
 import type { LayerRef } from '@strata/layers';
+import { HELD_IDLE_MS, HeldRunFiles } from './runs-file';
+import type { StoreFd } from './store-fd';
 import { StoreView, type StoreViewClient } from './store-view';
 
 /**
@@ -111,4 +113,68 @@ test('runs over two store files and holes, across windows: merged runs, exact re
   } finally {
     await view.close();
   }
+});
+
+test('runs hand-overs share the store files they name: opened and checked once, closed once idle', async () => {
+  const view = await StoreView.open(store, client);
+  try {
+    const r = view.reader({ id: 2 });
+    const first = await r.runsFile(Buffer.from('/two'));
+    assert.ok(first);
+    const opens = view.opens;
+    const more = await Promise.all([r.runsFile(Buffer.from('/two')), r.runsFile(Buffer.from('/holes')), r.runsFile(Buffer.from('/two'))]);
+    assert.equal(view.opens, opens, 'no store file opened again');
+    assert.deepEqual(more[0]?.fds, first.fds);
+    // A map naming a store file otherwise (rewritten since) is checked afresh, and refused; the held ones stay good.
+    assert.equal(await r.runsFile(Buffer.from('/swapped')), undefined);
+    const fd = first.fds[0];
+    const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    assert.equal(target, fs.realpathSync(path.join(store, 's/0')));
+    await first.close();
+    for (const m of more) await m?.close();
+    // Let go once no RunsFile has used it for HELD_IDLE_MS.
+    await new Promise((res) => setTimeout(res, HELD_IDLE_MS * 2.5));
+    let still: string | undefined;
+    try {
+      still = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      still = undefined;
+    }
+    assert.notEqual(still, target, 'closed');
+    const again = await r.runsFile(Buffer.from('/two'));
+    assert.ok(again);
+    assert.ok(view.opens > opens, 'opened and checked anew');
+    await again.close();
+  } finally {
+    await view.close();
+  }
+});
+
+test('HeldRunFiles: one open per identity, a failed open not held, at most MAX_HELD held (past it, each use its own)', async () => {
+  const opened: string[] = [];
+  const closed: number[] = [];
+  let nextFd = 1000;
+  const held = new HeldRunFiles(async (id) => {
+    opened.push(id.path);
+    if (id.path === 'bad') throw new Error('refused');
+    const fd = nextFd++;
+    return { fd, read: async () => ({ bytesRead: 0 }), close: async () => void closed.push(fd) } as unknown as StoreFd;
+  });
+  const id = (p: string, ino = 1): StoreFileIdentity => ({ path: p, dev: 1, ino, size: 10, mtimeSec: 1, mtimeNsec: 0 });
+  const a = await Promise.all([held.use(id('a')), held.use(id('a'))]);
+  assert.equal(a[0].fd, a[1].fd);
+  const other = await held.use(id('a', 2));
+  assert.notEqual(other.fd, a[0].fd, 'another inode at the same path is another file');
+  await assert.rejects(held.use(id('bad')));
+  await assert.rejects(held.use(id('bad')));
+  assert.deepEqual(opened, ['a', 'a', 'bad', 'bad']);
+  const many = await Promise.all(Array.from({ length: 20 }, (_, i) => held.use(id(`m${i}`))));
+  assert.equal(held.size, 16);
+  // Those past the bound are their own: released, closed.
+  for (const m of many) await m.close();
+  assert.equal(closed.length, 20 - (16 - 2));
+  for (const x of [...a, other]) await x.close();
+  await held.closeIdle();
+  assert.equal(held.size, 0);
+  assert.equal(closed.length, 22);
 });
