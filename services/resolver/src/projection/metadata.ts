@@ -5,6 +5,7 @@ import { DirEntry, ListingRecord, NodeRecord, XattrRecord, errorInfoOf } from '@
 import { type Node, attrOf, isLinkStat, joinPath, printable, splitPath, supplierOf } from '@strata/traversal';
 import { inSpan } from '@strata/telemetry';
 import type { ChainView } from '../chains';
+import { childPath, childPrefix } from './child-path';
 import { RecordCache } from './record-cache';
 
 /** Store work is traced only as part of a request's trace. */
@@ -37,8 +38,10 @@ export const SMALL_DIR_BYTES = 16n * 1024n;
 /** Directories whose misses are counted. */
 const MISS_COUNTED_DIRS = 1024;
 
+/** A record's link target when it is not a link (records are encoded, never changed in place). */
+const NO_TARGET = Buffer.alloc(0);
 /** A failed lookup's record, errno to be set. */
-const NO_NODE: NodeRecord = { errno: 0, attr: undefined, locations: [], directory: false, linkTarget: Buffer.alloc(0), sourceLayer: 0 };
+const NO_NODE: NodeRecord = { errno: 0, attr: undefined, locations: [], directory: false, linkTarget: NO_TARGET, sourceLayer: 0 };
 
 /**
  * Merged metadata of a chain's paths as cache records: a path's node, a
@@ -149,16 +152,20 @@ export class Metadata {
 
   /** A node as a record: attributes, where its data is (for reads from the record alone), a link's target. */
   private async recordOf(view: ChainView, path: Buffer, node: Node): Promise<NodeRecord> {
-    const attr = attrOf(node);
-    const objs = node.kind === 'dir' ? node.dirs : [node.obj];
+    const rec = this.recordWithoutTarget(view, node);
+    if (node.kind === 'leaf' && isLinkStat(node.st)) rec.linkTarget = await view.projection.linkTarget(path, node);
+    return rec;
+  }
+
+  /** The record of a node, its link target (if a link) left empty. */
+  private recordWithoutTarget(view: ChainView, node: Node): NodeRecord {
     const supplier = supplierOf(node);
-    const linkTarget = node.kind === 'leaf' && isLinkStat(node.st) ? await view.projection.linkTarget(path, node) : Buffer.alloc(0);
     return {
       errno: 0,
-      attr,
-      locations: objs.map((o) => o.layer.locate(o)),
+      attr: attrOf(node),
+      locations: node.kind === 'dir' ? node.dirs.map((o) => o.layer.locate(o)) : [node.obj.layer.locate(node.obj)],
       directory: node.kind === 'dir',
-      linkTarget,
+      linkTarget: NO_TARGET,
       sourceLayer: view.projection.layers.indexOf(supplier.layer),
     };
   }
@@ -170,17 +177,18 @@ export class Metadata {
    */
   private async readDirectory(view: ChainView, canon: Buffer): Promise<DirEntry[]> {
     const merged = await view.projection.readdirNodes(canon);
-    const parts = splitPath(canon);
+    const prefix = childPrefix(canon);
     const entries: DirEntry[] = [];
     for (const e of merged) {
-      const child = joinPath([...parts, e.name]);
+      const child = childPath(prefix, e.name);
       if (!e.node) {
         // Listed but unreadable (a damaged inode): no attributes, and a lookup of it fails with the object's errno.
         entries.push({ name: e.name, attr: undefined, error: errorInfoOf(e.error) });
         this.records.put(view, recordKey(view.key, 'n', child), NodeRecord.encode({ ...NO_NODE, errno: e.error.errno }).finish());
         continue;
       }
-      const rec = await this.recordOf(view, child, e.node);
+      // Only a link's record waits (for its target); the others are made in this turn.
+      const rec = e.node.kind === 'leaf' && isLinkStat(e.node.st) ? await this.recordOf(view, child, e.node) : this.recordWithoutTarget(view, e.node);
       entries.push({ name: e.name, attr: rec.attr });
       this.records.put(view, recordKey(view.key, 'n', child), NodeRecord.encode(rec).finish());
     }

@@ -1,8 +1,9 @@
 import { StrataError } from '@strata/errors';
 import { isDirMode, isLinkMode } from '@strata/posix';
 import { type Attr, type DirEntry, strataErrorFromInfo } from '@strata/protocol';
-import { type WalkEntry, type WalkError, joinPath, splitPath } from '@strata/traversal';
+import type { WalkEntry, WalkError } from '@strata/traversal';
 import type { ChainView } from '../chains';
+import { childPath, childPrefix } from './child-path';
 import { ListingPrefetcher } from './listing-prefetcher';
 import type { Metadata } from './metadata';
 
@@ -10,7 +11,8 @@ import type { Metadata } from './metadata';
 export const WALK_BATCH = 512;
 
 interface OpenDir {
-  parts: Buffer[];
+  /** Its children's paths start with this. */
+  prefix: Buffer;
   entries: DirEntry[];
   i: number;
   depth: number;
@@ -42,20 +44,19 @@ export async function* walkTree(
   }
   const ahead = new ListingPrefetcher((dir) => meta.listing(view, dir));
   const descend = (depth: number): boolean => maxDepth === 0 || depth < maxDepth;
-  // Each directory is split into components once; its children's paths are built from them.
   // A damaged directory's listing is an error entry after its own; the walk goes on with its siblings.
   const open = async (dir: Buffer, depth: number): Promise<OpenDir> => {
-    const parts = splitPath(dir);
+    const prefix = childPrefix(dir);
     let entries: DirEntry[];
     try {
       entries = await ahead.take(dir);
     } catch (err) {
       if (depth === 1) throw err;
       batch.push({ path: dir, error: StrataError.from(err) });
-      return { parts, entries: [], i: 0, depth };
+      return { prefix, entries: [], i: 0, depth };
     }
-    if (descend(depth)) ahead.want(entries.filter((e) => e.attr && isDirMode(e.attr.mode)).map((e) => joinPath([...parts, e.name])));
-    return { parts, entries, i: 0, depth };
+    if (descend(depth)) ahead.want(entries.filter((e) => e.attr && isDirMode(e.attr.mode)).map((e) => childPath(prefix, e.name)));
+    return { prefix, entries, i: 0, depth };
   };
   const stack = [await open(canon, 1)];
   while (stack.length > 0) {
@@ -65,7 +66,7 @@ export async function* walkTree(
       continue;
     }
     const e = top.entries[top.i++];
-    const p = joinPath([...top.parts, e.name]);
+    const p = childPath(top.prefix, e.name);
     if (!e.attr) {
       // Listed, but its object cannot be read: reported in its place, with the errno its lookup gives.
       const error = e.error ? strataErrorFromInfo(e.error) : await meta.node(view, p).then(() => undefined, (err: unknown) => StrataError.from(err));
