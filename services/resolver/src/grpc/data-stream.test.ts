@@ -11,6 +11,7 @@ import { ANSWER_DATA, ANSWER_ERROR, ANSWER_HEADER_BYTES, DATA_MAGIC, ErrorInfo, 
 import { createLogger } from '@strata/telemetry';
 import { RequestTracker } from '../observability/request-tracker';
 import { DataStreamServer } from './data-stream';
+import { answerPool } from '../projection/file-data';
 import { SESSION_READ_BYTES } from './session';
 
 const log = createLogger({ service: 'test', level: 'silent' });
@@ -133,6 +134,37 @@ describe('DataStreamServer', () => {
     const a4 = by.get(4)!;
     assert.equal(a4.kind, ANSWER_ERROR);
     assert.equal(ErrorInfo.decode(a4.body).errno, Errno.EINVAL);
+    c.socket.destroy();
+  });
+
+  test("pooled answers are given back once written and read into again: every answer keeps its own bytes", async () => {
+    const made = new Set<ArrayBufferLike>();
+    const h = handlers();
+    const pooled = {
+      ...h,
+      read: async (req: ReadRequest) => {
+        const data = answerPool.take(req.length);
+        made.add(data.buffer);
+        data.fill(req.offset % 251);
+        await new Promise((r) => setImmediate(r));
+        return { offset: req.offset, data, eof: false };
+      },
+    } as unknown as OperationHandlers;
+    const { port } = await start(pooled);
+    const c = client(port);
+    c.socket.write(DATA_MAGIC);
+    const length = 512 << 10;
+    // One read at a time: each answer's buffer is back in the pool before the next read takes one.
+    for (let i = 0; i < 6; i++) {
+      c.socket.write(frame(readReq(i + 1, i * 1000, length)));
+      await c.wait(i + 1);
+    }
+    for (const [i, a] of c.answers.entries()) assert.ok(a.body.equals(Buffer.alloc(length, (i * 1000) % 251)), `answer ${i + 1} has its own bytes`);
+    assert.ok(made.size < 6, `buffers reused (${made.size} made for 6 answers)`);
+    // Many at once: each is given back after its own write only.
+    for (let i = 0; i < 8; i++) c.socket.write(frame(readReq(100 + i, 7 * (i + 1), length)));
+    await c.wait(14);
+    for (const a of c.answers.slice(6)) assert.ok(a.body.equals(Buffer.alloc(length, a.offset % 251)), `answer ${a.id}`);
     c.socket.destroy();
   });
 

@@ -12,6 +12,7 @@ import {
   dispatchCase,
 } from '@strata/protocol';
 import { SESSION_READ_MAX } from '../projection-ops';
+import { answerPool } from '../projection/file-data';
 import { asStrataError, type RpcContext } from './calls';
 import type { SessionAdmission } from './access-control';
 import { SESSION_READ_BYTES } from './session';
@@ -174,7 +175,11 @@ export class DataStreamServer {
             if (socket.destroyed) return settle();
             batch();
             socket.write(answerHeader(req.id, offset, ANSWER_DATA, eof, data.length));
-            socket.write(data, () => settle());
+            socket.write(data, (err) => {
+              // Taken by the kernel: a pooled answer buffer is read into again (a failed write may still hold it: left to the collector).
+              if (!err) answerPool.giveBack(data);
+              settle();
+            });
           },
           (err: unknown) => {
             if (socket.destroyed) return settle();
