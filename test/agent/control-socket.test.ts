@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { readableCheckout, startAgent, startResolver, strata, type AgentProcess, type ReadableCheckout, type ResolverProcess } from '@strata/harness';
+import { readableCheckout, strata, type ReadableCheckout } from '@strata/harness';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { auditLines } from '../support/audit-lines';
 import { exitWithin, firstOutput, within } from '../support/bounded';
+import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
 
 /**
  * A local user as an attacker of the agent's control socket: garbage, a
@@ -55,9 +55,7 @@ function parsed(answer: string): { ok: boolean; error?: { errno: string; message
 
 describe('the control socket under a hostile local client', { skip }, () => {
   let fx: StoreFixture;
-  let resolver: ResolverProcess;
-  let agent: AgentProcess;
-  let work: string;
+  let rig: StoreAndAgents | undefined;
   let socket: string;
   let readable: ReadableCheckout;
 
@@ -65,19 +63,16 @@ describe('the control socket under a hostile local client', { skip }, () => {
     // nobody's script below requires a package of this checkout, wherever the checkout is.
     readable = readableCheckout();
     fx = await makeStore([{ entries: [{ type: 'file', path: '/a', content: 'a\n' }] }]);
-    resolver = await startResolver({ store: fx.store });
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-control-'));
-    fs.chmodSync(work, 0o755);
-    socket = path.join(work, 'run', 'agent.sock');
-    agent = await startAgent({ resolver: resolver.address, socket, extra: ['--socket-group', 'nogroup', '--prefetch-entries', '0'] });
+    rig = await startStoreAndAgents({ prefix: 'control', store: fx.store });
+    fs.chmodSync(rig.work, 0o755);
+    socket = path.join(rig.work, 'run', 'agent.sock');
+    await rig.startAgent({ socket, extra: ['--socket-group', 'nogroup', '--prefetch-entries', '0'] });
   });
 
   after(async () => {
-    await agent?.stop();
-    await resolver?.stop();
+    await rig?.close();
     fx?.cleanup();
     readable?.remove();
-    if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
   const served = (): void => {

@@ -20,6 +20,7 @@ import { CertDir } from '../support/certs';
 import { makeStore, type StoreFixture } from '../support/store-fixture';
 import { auditLines } from '../support/audit-lines';
 import { exitWithin } from '../support/bounded';
+import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
 
 /**
  * Host users on an agent whose control socket is open to a group: `nobody`
@@ -398,6 +399,7 @@ describe('host users on a group-open control socket (mutual TLS, grants enforced
 
 describe('host users against a resolver that enforces no grants (plaintext)', { skip }, () => {
   let fx: StoreFixture;
+  let rig: StoreAndAgents | undefined;
   let resolver: ResolverProcess;
   let agent: AgentProcess;
   let work: string;
@@ -405,19 +407,17 @@ describe('host users against a resolver that enforces no grants (plaintext)', { 
 
   before(async () => {
     fx = await makeStore([{ entries: [{ type: 'file', path: '/a', content: 'a\n' }] }]);
-    resolver = await startResolver({ store: fx.store });
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hostusers-plain-'));
+    rig = await startStoreAndAgents({ prefix: 'hostusers-plain', store: fx.store });
+    ({ work, resolver } = rig);
     fs.chmodSync(work, 0o755);
     socket = path.join(work, 'run', 'agent.sock');
-    agent = await startAgent({ resolver: resolver.address, socket, extra: ['--socket-group', 'nogroup', '--prefetch-entries', '0'] });
+    agent = await rig.startAgent({ socket, extra: ['--socket-group', 'nogroup', '--prefetch-entries', '0'] });
   });
 
   after(async () => {
-    forceUnmount(path.join(work, 'root'));
-    await agent?.stop();
-    await resolver?.stop();
+    if (work) forceUnmount(path.join(work, 'root'));
+    await rig?.close();
     fx?.cleanup();
-    if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
   test('a non-root mount is refused (no grant can be checked); root mounts as before', () => {

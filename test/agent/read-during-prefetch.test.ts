@@ -8,19 +8,21 @@ import { STRATA_BIN, canMountFuse, waitFor, type AgentProcess } from '@strata/ha
 import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
 
 /**
- * A mount's first READ is answered while the agent is still taking in its
- * prefetch Walk (2c5a09e: a turn of the event loop between Walk batches).
- * The resolver answers this Walk from its metadata index (built by a walk
+ * A mount's first READs are answered while the agent is still taking in its
+ * prefetch Walk: a turn of the event loop between Walk batches (2c5a09e),
+ * and slices of the walk that give way to waiting READs (be0f98c). The
+ * resolver answers this Walk from its metadata index (built by a walk
  * before the mount), so it sends the tree faster than the agent takes it
- * in: without the turn, the batches already received were taken in as
+ * in: without those turns, the batches already received were taken in as
  * microtasks one after another and a READ waited for them.
  *
- * What this cannot promise: without the turn, the READs ended after the
- * walk in most runs here, not in all (batches pile up only while the
- * resolver sends faster than the agent takes them in, and the agent gets a
- * turn whenever its pile runs out). With it, they ended when 3-23% of the
- * walk was on file. So it guards the order; it catches most, not every,
- * regression of it.
+ * What this cannot promise: it is an order between two processes, not a
+ * proof. Here, the READs had their bytes when 1.5-2.5% of the walk was on
+ * file (3-23% with 2c5a09e alone); with both undone (a preload, not kept),
+ * at 60-100% (3 of 3 runs past half, 1 after the end; with 2c5a09e undone
+ * before be0f98c: 97-100%). A regression is caught in most runs, not in
+ * every one: batches pile up only while the resolver sends faster than the
+ * agent takes them in, and the agent gets a turn whenever its pile runs out.
  *
  * The order is read from outside, twice. By the machine's one clock: when
  * the reader (a child process) had its bytes, against the time of the
@@ -111,6 +113,6 @@ describe('a READ while the prefetch Walk is still being taken in', { skip }, () 
     assert.ok(readStart < takenIn, `the read began while the walk was being taken in (else this proves nothing): began ${readStart}, walk taken in ${takenIn}`);
     assert.ok(readEnd < takenIn, `the READs were answered before the whole Walk was taken in: the reader ended ${readEnd - takenIn} ms after it`);
     assert.ok(final > DIRS * PER_DIR, `the journal holds the tree: ${final} inos`);
-    assert.ok(Number(inosAtEnd) < final, `the READs were answered before the whole Walk was taken in: ${inosAtEnd} of ${final} inos on file`);
+    assert.ok(Number(inosAtEnd) < final / 2, `the READs were answered before half of the Walk was taken in: ${inosAtEnd} of ${final} inos on file`);
   });
 });
