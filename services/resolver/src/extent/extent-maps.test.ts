@@ -9,7 +9,7 @@ import { Chains } from '../chains';
 import { ExtentMaps, MAX_MAP_WINDOW, MAX_SIBLINGS, MAX_SIBLING_SIZE } from './extent-maps';
 import { STORE_ID_FILE, StoreIdentityFile } from './store-identity';
 
-async function withStore(fn: (store: string, maps: ExtentMaps) => Promise<void>): Promise<void> {
+async function withStore(fn: (store: string, maps: ExtentMaps, chains: Chains) => Promise<void>): Promise<void> {
   const store = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-extent-unit-')));
   try {
     fs.mkdirSync(path.join(store, 'a/sub'), { recursive: true });
@@ -24,7 +24,7 @@ async function withStore(fn: (store: string, maps: ExtentMaps) => Promise<void>)
     await catalog.create({ source: 'dir:a', layerType: 'base', name: 'a' });
     const chains = new Chains(catalog);
     try {
-      await fn(store, new ExtentMaps((ref) => chains.view(ref), store));
+      await fn(store, new ExtentMaps((ref) => chains.view(ref), store), chains);
     } finally {
       chains.close();
     }
@@ -56,6 +56,19 @@ test('a dir: file is one store file whole: one answer maps it to its end (no win
     assert.deepEqual(rest.runs, [{ kind: 'data', offset: MAX_MAP_WINDOW, length: 12345, file: 0, fileOffset: MAX_MAP_WINDOW }]);
     const part = await maps.map({ name: 'a' }, Buffer.from('/big'), 10, 100);
     assert.deepEqual([part.offset, part.length, part.eof], [10, 100, false]);
+  });
+});
+
+test('a file mapped through its layer (not as one store file): asked to its end, window after window in one answer while its runs are few, their cuts merged', async () => {
+  await withStore(async (store, _fast, chains) => {
+    const maps = new ExtentMaps((ref) => chains.view(ref), store, false);
+    const size = MAX_MAP_WINDOW + 12345;
+    const all = await maps.map({ name: 'a' }, Buffer.from('/big'), 0, 0);
+    assert.deepEqual([all.offset, all.length, all.eof], [0, size, true]);
+    assert.deepEqual(all.runs, [{ kind: 'data', offset: 0, length: size, file: 0, fileOffset: 0 }]);
+    // A range asked for: one window at most, as before.
+    const part = await maps.map({ name: 'a' }, Buffer.from('/big'), 5, MAX_MAP_WINDOW + 10);
+    assert.deepEqual([part.offset, part.length, part.eof], [5, MAX_MAP_WINDOW, false]);
   });
 });
 

@@ -76,6 +76,21 @@ export interface SiblingMapAnswer {
   map: ExtentMapAnswer;
 }
 
+/** Windows one answer asked to a file's end maps at most while its runs stay under half of MAX_MAP_RUNS (1 GiB). */
+const MAX_ANSWER_WINDOWS = 16;
+
+/** Extends `last` by `run` when `run` continues it (the same kind, store file and next byte): windows' cuts are not runs. */
+function continues(last: MappedRun | undefined, run: MappedRun): boolean {
+  if (last === undefined || last.kind !== run.kind || last.offset + last.length !== run.offset) return false;
+  if (last.kind === 'data' && run.kind === 'data') {
+    if (last.file !== run.file || last.fileOffset + last.length !== run.fileOffset) return false;
+  } else if (last.kind === 'unmapped' && run.kind === 'unmapped' && last.reason !== run.reason) {
+    return false;
+  }
+  last.length += run.length;
+  return true;
+}
+
 /** The largest integer the wire carries exactly (protobuf uint64 decoded as a JavaScript number). */
 const MAX_WIRE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -459,30 +474,41 @@ export class ExtentMaps {
       const all = Math.min(length === 0 ? Number.MAX_SAFE_INTEGER : length, Math.max(0, size - offset));
       if (known) return { attr, files: [known], runs: [{ kind: 'data', offset, length: all, file: 0, fileOffset: offset }], offset, length: all, eof: offset + all >= size };
     }
-    const raw: ExtentRun[] = want === 0 ? [] : obj.layer.extentMap ? await obj.layer.extentMap(obj, offset, want) : [{ kind: 'unmapped', length: want, reason: 'the layer cannot map extents' }];
     const files: StoreFileId[] = [];
     const index = new Map<string, number>();
     const runs: MappedRun[] = [];
+    // Asked to its end, a file whose runs are few is mapped on past the window (up to MAX_ANSWER_WINDOWS): an image
+    // layer's 1 GiB file of a few dozen runs is handed over after one call, not sixteen.
+    const end = offset + (length === 0 ? Math.max(0, size - offset) : want);
     let pos = offset;
-    for (const r of raw) {
-      if (runs.length >= MAX_MAP_RUNS) break;
-      if (!Number.isSafeInteger(r.length) || r.length <= 0 || pos + r.length > offset + want) throw StrataError.io(`extent map of ${printable(canon)}: a run of ${r.length} bytes at ${pos} lies outside the range mapped`, { path: canon });
-      if (r.kind !== 'data') {
-        runs.push(r.kind === 'zero' ? { kind: 'zero', offset: pos, length: r.length } : { kind: 'unmapped', offset: pos, length: r.length, reason: r.reason });
-      } else {
-        const rel = await this.storeRelative(r.file);
-        let i = rel === undefined ? undefined : index.get(rel);
-        if (rel !== undefined && i === undefined) {
-          const id = await this.idOf(rel, dirs);
-          // The wire's integers are safe integers (a larger one would not decode): such a file is left to the resolver.
-          if (id && [id.dev, id.ino, id.size].every((v) => v <= MAX_WIRE)) {
-            i = files.push(id) - 1;
-            index.set(rel, i);
+    for (let windows = 0; pos < end && windows < MAX_ANSWER_WINDOWS && (windows === 0 || runs.length < MAX_MAP_RUNS / 2); windows++) {
+      const from = pos;
+      const span = Math.min(MAX_MAP_WINDOW, end - from);
+      const raw: ExtentRun[] = obj.layer.extentMap ? await obj.layer.extentMap(obj, from, span) : [{ kind: 'unmapped', length: span, reason: 'the layer cannot map extents' }];
+      for (const r of raw) {
+        if (runs.length >= MAX_MAP_RUNS) break;
+        if (!Number.isSafeInteger(r.length) || r.length <= 0 || pos + r.length > from + span) throw StrataError.io(`extent map of ${printable(canon)}: a run of ${r.length} bytes at ${pos} lies outside the range mapped`, { path: canon });
+        let run: MappedRun;
+        if (r.kind !== 'data') {
+          run = r.kind === 'zero' ? { kind: 'zero', offset: pos, length: r.length } : { kind: 'unmapped', offset: pos, length: r.length, reason: r.reason };
+        } else {
+          const rel = await this.storeRelative(r.file);
+          let i = rel === undefined ? undefined : index.get(rel);
+          if (rel !== undefined && i === undefined) {
+            const id = await this.idOf(rel, dirs);
+            // The wire's integers are safe integers (a larger one would not decode): such a file is left to the resolver.
+            if (id && [id.dev, id.ino, id.size].every((v) => v <= MAX_WIRE)) {
+              i = files.push(id) - 1;
+              index.set(rel, i);
+            }
           }
+          run = i === undefined ? { kind: 'unmapped', offset: pos, length: r.length, reason: 'the store file cannot be named' } : { kind: 'data', offset: pos, length: r.length, file: i, fileOffset: r.fileOffset };
         }
-        runs.push(i === undefined ? { kind: 'unmapped', offset: pos, length: r.length, reason: 'the store file cannot be named' } : { kind: 'data', offset: pos, length: r.length, file: i, fileOffset: r.fileOffset });
+        if (!continues(runs[runs.length - 1], run)) runs.push(run);
+        pos += r.length;
       }
-      pos += r.length;
+      // A window its runs did not cover (too many runs): the answer ends where they do.
+      if (pos < from + span) break;
     }
     const covered = pos - offset;
     return { attr, files, runs, offset, length: covered, eof: offset + covered >= size };

@@ -117,8 +117,6 @@ test('a map from the listing equals the map from realpath + lstat, for every fil
         [0, 0, 0],
         [3, 5, 2],
       ]) {
-        // A file larger than a window is mapped to its end from the listing, a window at a time the slow way (extent-maps.test.ts).
-        if (p.equals(Buffer.from('/big')) && length === 0) continue;
         const a = await settle(fast.mapWithSiblings(ref, p, offset, length, siblings));
         const b = await settle(slow.mapWithSiblings(ref, p, offset, length, siblings));
         assert.deepEqual(a, b, `${printable(p)} ${offset}+${length} siblings ${siblings}`);
