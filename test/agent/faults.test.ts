@@ -84,12 +84,18 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
     return a;
   }
 
+  /** A resolver on `port` (with `redis`), an agent of it given `extra`, and w2 mounted through it at a new mountpoint `name`. */
+  async function w2Mounted(name: string, extra: string[], port: number, redis?: string): Promise<{ resolver: ResolverProcess; agent: AgentProcess; mnt: string }> {
+    const resolver = await resolverOn(port, redis);
+    const agent = await agentFor(resolver.address, extra);
+    const mnt = mountpoint(name);
+    agent.mount('w2', mnt);
+    return { resolver, agent, mnt };
+  }
+
   test('a resolver killed and restarted in the middle of a find: the find completes, identical to the kernel', async () => {
     const port = await freePort();
-    const resolver = await resolverOn(port);
-    const agent = await agentFor(resolver.address, ['--prefetch-entries', '0', '--deadline-ms', '10000']);
-    const mnt = mountpoint('killed');
-    agent.mount('w2', mnt);
+    const { resolver, agent, mnt } = await w2Mounted('killed', ['--prefetch-entries', '0', '--deadline-ms', '10000'], port);
     const find = findAsync(mnt);
     await within('find to print its first entries', find.started);
     assert.ok(find.running(), 'find still running when the resolver dies');
@@ -135,10 +141,7 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
 
   test('every resolver down: operations fail with EIO after the deadline; the same mount recovers without remounting', async () => {
     const port = await freePort();
-    const resolver = await resolverOn(port);
-    const agent = await agentFor(resolver.address, ['--prefetch-entries', '0', '--deadline-ms', '1000']);
-    const mnt = mountpoint('down');
-    agent.mount('w2', mnt);
+    const { resolver, agent, mnt } = await w2Mounted('down', ['--prefetch-entries', '0', '--deadline-ms', '1000'], port);
     assert.equal(fs.readdirSync(path.join(mnt, 'tree/d0002')).length, 5);
     await resolver.stop('SIGKILL');
     const t0 = Date.now();
@@ -186,10 +189,7 @@ describe('agent faults: resolvers and Redis dying under a mount', { skip }, () =
   test('Redis killed in the middle of a find: the find completes from the store', { skip: HAVE_REDIS ? false : 'needs redis-server' }, async () => {
     const redis = await startRedis();
     cleanups.push(() => redis.stop());
-    const resolver = await resolverOn(0, redis.url);
-    const agent = await agentFor(resolver.address, ['--prefetch-entries', '0']);
-    const mnt = mountpoint('redis');
-    agent.mount('w2', mnt);
+    const { resolver, mnt } = await w2Mounted('redis', ['--prefetch-entries', '0'], 0, redis.url);
     const find = findAsync(mnt);
     await within('find to print its first entries', find.started);
     await redis.stop();
