@@ -1,6 +1,6 @@
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '@strata/posix';
 import { corrupt } from './corruption';
-import { crc32c, crc32cU32, crc32cZeros } from './crc32c';
+import { crc32c, crc32cZeros } from './crc32c';
 import { decodeDevice, makedev } from './device-number';
 import { Incompat, RoCompat } from './features';
 import { Superblock, hasIncompat, hasMetadataCsum, hasRoCompat } from './superblock';
@@ -39,16 +39,27 @@ function fits(extraIsize: number, offset: number, size: number): boolean {
   return offset + size <= GOOD_OLD_INODE_SIZE + extraIsize;
 }
 
+const NS_PER_SEC = 1_000_000_000n;
+
 function decodeTime(raw: Buffer, secOffset: number, extraOffset: number, extraIsize: number): bigint {
-  let sec = BigInt(raw.readInt32LE(secOffset));
-  let nsec = 0n;
+  let sec = raw.readInt32LE(secOffset);
+  let nsec = 0;
   if (fits(extraIsize, extraOffset, 4)) {
     const extra = raw.readUInt32LE(extraOffset);
-    // The two epoch bits extend the signed 32-bit seconds past 2038.
-    sec += BigInt(extra & 3) << 32n;
-    nsec = BigInt(extra >>> 2);
+    // The two epoch bits extend the signed 32-bit seconds past 2038 (|sec| < 2^34: exact as a number).
+    sec += (extra & 3) * 0x1_0000_0000;
+    nsec = extra >>> 2;
   }
-  return sec * 1_000_000_000n + nsec;
+  // Four inode times decoded per entry of a walk: two BigInts each, not seven.
+  const ns = BigInt(sec) * NS_PER_SEC;
+  return nsec === 0 ? ns : ns + BigInt(nsec);
+}
+
+/** crc32c of a little-endian u32, into a buffer of its own (crc32cU32 allocates one per call; a walk seeds two per inode). */
+const u32Scratch = Buffer.alloc(4);
+function crcOfU32(crc: number, value: number): number {
+  u32Scratch.writeUInt32LE(value >>> 0);
+  return crc32c(crc, u32Scratch);
 }
 
 export function inodeChecksum(sb: Superblock, raw: Buffer, csumSeed: number, extraIsize: number): number {
@@ -97,7 +108,7 @@ export function parseInode(sb: Superblock, ino: number, raw: Buffer): InodeRecor
   }
   const generation = raw.readUInt32LE(0x64);
   let csumSeed = 0;
-  if (hasMetadataCsum(sb)) csumSeed = crc32cU32(crc32cU32(sb.checksumSeed, ino), generation);
+  if (hasMetadataCsum(sb)) csumSeed = crcOfU32(crcOfU32(sb.checksumSeed, ino), generation);
 
   // ext4_isize(): i_size_high counts only for regular files, or for every inode with large_dir.
   const sizeHigh = (mode & S_IFMT) === S_IFREG || hasIncompat(sb, Incompat.LARGEDIR) ? raw.readUInt32LE(0x6c) : 0;
