@@ -109,6 +109,13 @@ const AHEAD_DIRS = 8;
  */
 export const LARGE_FILE = 1 << 20;
 /**
+ * Nor larger than this ahead: an image layer's file is mapped window by
+ * window (64 MiB each) before it can be handed over, so a huge one would
+ * cost a long run of map calls for a file perhaps never read; it is handed
+ * over at its first READ, as before.
+ */
+export const LARGE_AHEAD_MAX_BYTES = 8 * 2 ** 30;
+/**
  * Large files handed over ahead at once, waiting their turn, and in all
  * (per mount): each costs a map and holds a descriptor of the session's
  * bounded pread set, so a tree of many big files is not all mapped ahead —
@@ -313,7 +320,7 @@ export function kernelHandlers(
 
   /** Queues the file at `key` for a hand-over ahead of its first READ if it is a large regular file (see LARGE_FILE). */
   function largeNamed(key: string, attr: Attr | undefined): void {
-    if (!largeAhead || attr === undefined || !isRegMode(attr.mode) || attr.size < LARGE_FILE) return;
+    if (!largeAhead || attr === undefined || !isRegMode(attr.mode) || attr.size < LARGE_FILE || attr.size > LARGE_AHEAD_MAX_BYTES) return;
     if (largeTaken.size >= LARGE_MAX || largeQueue.length >= LARGE_QUEUED || largeTaken.has(key)) return;
     largeTaken.add(key);
     largeQueue.push(key);

@@ -7,7 +7,7 @@ import type { DirEntry } from '@strata/protocol';
 import { createLogger } from '@strata/telemetry';
 import type { MountFs } from '../mount/mount-fs';
 import { OpTracker } from '../observability/op-tracker';
-import { kernelHandlers, LARGE_FILE, type WholeFile, type WholeFiles } from './kernel-handlers';
+import { kernelHandlers, LARGE_AHEAD_MAX_BYTES, LARGE_FILE, type WholeFile, type WholeFiles } from './kernel-handlers';
 import { NodeTable } from './node-table';
 
 /**
@@ -83,8 +83,8 @@ async function settle(done: () => boolean): Promise<void> {
 }
 
 describe('large files handed over ahead of their first READ', () => {
-  it("hands over a listing's large regular files, not its small files or directories", async () => {
-    const sizes = { 'big.img': 1 << 30, small: 4096, 'just-under': LARGE_FILE - 1, 'at-least': LARGE_FILE, dirA: 0, empty: 0 };
+  it("hands over a listing's large regular files, not its small files, directories or files past the ahead bound", async () => {
+    const sizes = { 'big.img': 1 << 30, small: 4096, 'just-under': LARGE_FILE - 1, 'at-least': LARGE_FILE, huge: LARGE_AHEAD_MAX_BYTES + 1, dirA: 0, empty: 0 };
     const s = setup(true, sizes);
     s.h.listed('/', s.entries(Object.keys(sizes)));
     await settle(() => s.handed.length >= 2 && s.whole.open === 0);
