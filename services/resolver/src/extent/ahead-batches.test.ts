@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Catalog } from '@strata/layers';
+import type { MergedEntry } from '@strata/traversal';
 import { Chains, type ChainView } from '../chains';
 import { AheadBatches } from './ahead-batches';
 import { Errno, StrataError } from '@strata/errors';
@@ -99,6 +100,12 @@ test('AheadBatches: bounded, one taker per batch, a failed batch is not there', 
   assert.equal(made, 200);
   b.hold('k199', { entries: [], maps: new Map() });
   assert.ok(await b.take('k199'));
+  // A batch heavier than all held together may be (its listing's entries and maps' runs) is not held: its call lists it.
+  const heavy = { entries: new Array(300_000).fill({ name: Buffer.from('x') }) as MergedEntry[], maps: new Map() };
+  b.hold('heavy', heavy);
+  assert.equal(await b.take('heavy'), undefined);
+  assert.equal(await b.ahead('heavy2', async () => heavy), heavy, 'the walk ahead that made it goes on with it');
+  assert.equal(await b.take('heavy2'), undefined);
   b.offer('bad', () => Promise.reject(new Error('unreadable')));
   assert.equal(await b.take('bad'), undefined);
 });
@@ -203,15 +210,15 @@ async function withWalkTree(fn: (maps: ExtentMaps, listed: string[]) => Promise<
   }
 }
 
-test('beyondDirectory follows a walk of the tree in order: the directory\'s files after the one asked, its subdirectories past it (deepest first), then up the tree', async () => {
+test('beyondDirectory follows a walk of the tree in order: the directory\'s files after the one asked, its subdirectories (deepest first), then up the tree', async () => {
   await withWalkTree(async (maps) => {
     const ref = { name: 'l' };
     const all = await maps.mapWithSiblings(ref, Buffer.from('/w/a/f0'), 0, 0, 128, true);
-    // 0early sorts before f0: a walk in order came by it before f0. A directory without files is passed over.
-    assert.deepEqual(paths(all), ['/w/a/f1', '/w/a/f2', '/w/a/s1/g0', '/w/a/s1/g1', '/w/a/s1/deep/h0', '/w/a/s2/i0', '/w/a/s2/i1', '/w/b/j0', '/w/b/empty-of-files/only/k0', '/x/l0', '/x/l1']);
-    // Whole directories while they fit: f1 f2, s1 (2), not deep (1 left of 5) — held for its own call.
+    // Every subdirectory, 0early too (the file asked may be an answer's last, asked for the one after). A directory without files is passed over.
+    assert.deepEqual(paths(all), ['/w/a/f1', '/w/a/f2', '/w/a/0early/e0', '/w/a/s1/g0', '/w/a/s1/g1', '/w/a/s1/deep/h0', '/w/a/s2/i0', '/w/a/s2/i1', '/w/b/j0', '/w/b/empty-of-files/only/k0', '/x/l0', '/x/l1']);
+    // Whole directories while they fit: f1 f2, 0early (1), s1 (2), not deep (0 left of 5) — held for its own call.
     await settle();
-    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/w/a/f0'), 0, 0, 5, true)), ['/w/a/f1', '/w/a/f2', '/w/a/s1/g0', '/w/a/s1/g1', '/w/a/s1/deep/h0']);
+    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/w/a/f0'), 0, 0, 5, true)), ['/w/a/f1', '/w/a/f2', '/w/a/0early/e0', '/w/a/s1/g0', '/w/a/s1/g1']);
     // From deep in the tree, up: deep has nothing after h0 and no subdirectories, s1 nothing after deep, a: s2, then b...
     await settle();
     assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/w/a/s1/deep/h0'), 0, 0, 3, true)), ['/w/a/s2/i0', '/w/a/s2/i1', '/w/b/j0']);
@@ -223,8 +230,8 @@ test('beyondDirectory follows a walk of the tree in order: the directory\'s file
 test('a walk asking beyondDirectory finds its next answer made ahead (subdirectories and all) behind the one before', async () => {
   await withWalkTree(async (maps, listed) => {
     const ref = { name: 'l' };
-    const first = await maps.mapWithSiblings(ref, Buffer.from('/w/a/f0'), 0, 0, 4, true);
-    assert.deepEqual(paths(first), ['/w/a/f1', '/w/a/f2', '/w/a/s1/g0', '/w/a/s1/g1']);
+    const first = await maps.mapWithSiblings(ref, Buffer.from('/w/a/f0'), 0, 0, 5, true);
+    assert.deepEqual(paths(first), ['/w/a/f1', '/w/a/f2', '/w/a/0early/e0', '/w/a/s1/g0', '/w/a/s1/g1']);
     await settle();
     listed.length = 0;
     const second = await maps.mapWithSiblings(ref, Buffer.from('/w/a/s1/deep/h0'), 0, 0, 4, true);
@@ -235,4 +242,35 @@ test('a walk asking beyondDirectory finds its next answer made ahead (subdirecto
     const fresh = await maps.mapWithSiblings(ref, Buffer.from('/w/a/s2/i0'), 0, 0, 0);
     assert.deepEqual(second.siblings[0].map, fresh.map);
   });
+});
+
+test('beyondDirectory: a directory larger than what is left of a large count fills it with its first files; the answer asked by the last of them goes on in it', async () => {
+  const store = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-partial-')));
+  try {
+    const names = (n: number, p: string): string[] => Array.from({ length: n }, (_, i) => `${p}${String(i).padStart(3, '0')}`);
+    for (const [dir, files] of [['p/a', names(3, 'a')], ['p/b', names(300, 'b')], ['p/c', names(2, 'c')]] as const) {
+      fs.mkdirSync(path.join(store, 'l', dir), { recursive: true });
+      for (const f of files) fs.writeFileSync(path.join(store, 'l', dir, f), f);
+    }
+    const catalog = new Catalog(store);
+    await catalog.init();
+    await catalog.create({ source: 'dir:l', layerType: 'base', name: 'l' });
+    const chains = new Chains(catalog);
+    try {
+      const maps = new ExtentMaps((r) => chains.view(r), store);
+      const ref = { name: 'l' };
+      const first = paths(await maps.mapWithSiblings(ref, Buffer.from('/p/a/a000'), 0, 0, 128, true));
+      assert.deepEqual(first, ['/p/a/a001', '/p/a/a002', ...names(126, '/p/b/b')]);
+      await settle();
+      const next = paths(await maps.mapWithSiblings(ref, Buffer.from(first[first.length - 1]), 0, 0, 256, true));
+      assert.deepEqual(next, [...names(300, '/p/b/b').slice(126), '/p/c/c000', '/p/c/c001']);
+      // Little left of the count: the large directory is held for its own call, as before.
+      await settle();
+      assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/p/a/a000'), 0, 0, 40, true)), ['/p/a/a001', '/p/a/a002']);
+    } finally {
+      chains.close();
+    }
+  } finally {
+    fs.rmSync(store, { recursive: true, force: true });
+  }
 });

@@ -10,16 +10,23 @@ export interface AheadBatch {
 }
 
 /**
- * Batches held at once, the listing entries they may hold together (a
- * batch counts its entries once made, one while it is being made), and
- * for how long one waits for its call: enough for the next answer or two
- * of a walk through a tree of small directories.
+ * Batches held at once, the listing entries and map runs they may hold
+ * together (a batch counts its own once made, one while it is being
+ * made), and for how long one waits for its call: enough for the next
+ * answer or two of a walk through a tree of small directories.
  */
 const MAX_BATCHES = 128;
-const MAX_HELD_ENTRIES = 65_536;
+const MAX_HELD_WEIGHT = 262_144;
 const BATCH_TTL_MS = 10_000;
 /** Directories taken (or made for a call) remembered, so a walk ahead behind its reader does not make them again. */
 const MAX_GONE = 4096;
+
+/** What a batch holds: its listing's entries and its maps' runs. */
+function weightOf(b: AheadBatch): number {
+  let runs = 0;
+  for (const m of b.maps.values()) runs += m.runs.length;
+  return b.entries.length + runs + 1;
+}
 
 interface Held {
   batch: Promise<AheadBatch | undefined>;
@@ -34,7 +41,7 @@ interface Held {
  * long: the reader is past it.
  */
 export class AheadBatches {
-  private readonly held = new LRUCache<string, Held>({ max: MAX_BATCHES, maxSize: MAX_HELD_ENTRIES, sizeCalculation: () => 1, ttl: BATCH_TTL_MS });
+  private readonly held = new LRUCache<string, Held>({ max: MAX_BATCHES, maxSize: MAX_HELD_WEIGHT, sizeCalculation: () => 1, ttl: BATCH_TTL_MS });
   private readonly gone = new LRUCache<string, true>({ max: MAX_GONE, ttl: BATCH_TTL_MS });
 
   /** Makes a batch for `key` unless one is held or its call has come; a failed one is simply not there. */
@@ -55,7 +62,7 @@ export class AheadBatches {
     entry.batch = make().then(
       (b) => {
         // Counted at its size once known (too large a batch is not held: its call lists it).
-        if (this.held.peek(key) === entry) this.held.set(key, entry, { size: b.entries.length + 1, noUpdateTTL: true });
+        if (this.held.peek(key) === entry) this.held.set(key, entry, { size: weightOf(b), noUpdateTTL: true });
         return b;
       },
       () => {
@@ -70,7 +77,7 @@ export class AheadBatches {
   /** Holds a batch already made for `key` (one a call made and left for its own call), whether or not its call came. */
   hold(key: string, batch: AheadBatch): void {
     this.gone.delete(key);
-    this.held.set(key, { batch: Promise.resolve(batch) }, { size: batch.entries.length + 1 });
+    this.held.set(key, { batch: Promise.resolve(batch) }, { size: weightOf(batch) });
   }
 
   /** The batch made for `key` (waiting for it if under way), taken out; undefined when none was made. */

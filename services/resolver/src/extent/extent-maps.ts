@@ -33,6 +33,8 @@ const AHEAD_PARENTS = 16;
 const MAX_AHEAD_PARENT = 65_536;
 /** Directories after the path's that one answer asked `beyondDirectory` looks at (carried, or passed over without small files) at most. */
 const MAX_BEYOND_DIRS = 64;
+/** What must be left of an answer's count for a directory larger than it to fill it with its first files (else it is held for its own call). */
+const MIN_PARTIAL = MAX_SIBLINGS / 4;
 /** Made ahead behind such an answer: small files (about the next two answers') and directories at most, and rounds of one walk. */
 const AHEAD_FILES = 2 * MAX_SIBLINGS;
 const AHEAD_DIRS = 96;
@@ -49,10 +51,9 @@ interface RunRoom {
   runs: number;
 }
 
-/** Where a walk of the tree in order is: the files of `parts` are read, and its subdirectories up to `after` (all of them: none). */
+/** Where a walk of the tree in order is: the files of `parts` are read, its subdirectories are next. */
 interface WalkCursor {
   parts: Buffer[];
-  after?: Buffer;
 }
 
 /** A run of the answer, at its offset in the layer's file; data runs name a store file by index. */
@@ -242,8 +243,9 @@ export class ExtentMaps {
       return answer;
     }
     this.keepSubdirs(view, dir, entries);
-    // Where the walk is: this directory's files, and its subdirectories up to the file's name (a walk in order came by them).
-    let end: WalkCursor = { parts: dirParts, after: name };
+    // Where the walk is: this directory's files (its subdirectories next: the file may be the last of an answer before,
+    // asked for the answer after it, whose subdirectories no answer carried yet).
+    let end: WalkCursor = { parts: dirParts };
     if (answer.siblings.length < want) {
       const more = await this.beyondDirs(view, end, want - answer.siblings.length, room);
       answer.siblings.push(...more.siblings);
@@ -341,14 +343,12 @@ export class ExtentMaps {
   /**
    * The directory a walk of the tree in order (find, tar, cp -r: each
    * directory, then its subdirectories, bytewise) comes to after `at`: its
-   * first subdirectory past `at.after`, else the next subdirectory of the
-   * nearest ancestor that has one past the way down. Undefined at the end
-   * of the tree.
+   * first subdirectory, else the next subdirectory of the nearest ancestor
+   * that has one past the way down. Undefined at the end of the tree.
    */
   private async nextInWalk(view: ChainView, at: WalkCursor): Promise<Buffer[] | undefined> {
     const own = await this.listSubdirs(view, at.parts);
-    const first = at.after === undefined ? 0 : nextIndex(own, at.after);
-    if (first < own.length) return [...at.parts, own[first]];
+    if (own.length > 0) return [...at.parts, own[0]];
     // Bounded by the path's depth.
     for (let p = at.parts; p.length > 0; p = p.slice(0, -1)) {
       const parent = p.slice(0, -1);
@@ -365,8 +365,9 @@ export class ExtentMaps {
    * tree), whole directories while they fit in `budget`, each taken from
    * a batch made ahead (or made now): what the walk reads next comes in
    * this answer instead of a call of its own. A directory that does not
-   * fit is held for its own call; one with no small file, or unreadable,
-   * is passed over. `end`: where the answer leaves the walk.
+   * fit is held for its own call — or, when at least MIN_PARTIAL of the
+   * count is left, fills it with its first files; one with no small file,
+   * or unreadable, is passed over. `end`: where the answer leaves the walk.
    */
   private async beyondDirs(view: ChainView, from: WalkCursor, budget: number, room: RunRoom): Promise<{ siblings: SiblingMapAnswer[]; end: WalkCursor }> {
     const siblings: SiblingMapAnswer[] = [];
@@ -386,7 +387,18 @@ export class ExtentMaps {
         });
         const runs = maps.reduce((n, m) => n + m.map.runs.length, 0);
         if (small.length > budget - siblings.length || runs > room.runs) {
-          this.ahead.hold(key, batch);
+          if (budget - siblings.length < MIN_PARTIAL) {
+            this.ahead.hold(key, batch);
+            break;
+          }
+          // A directory larger than what is left, and much is left: its first files fill the answer (the reader asks
+          // for the answer after it by the last of them, whose siblings are the directory's next files).
+          for (const m of maps) {
+            if (siblings.length >= budget || m.map.runs.length > room.runs) break;
+            room.runs -= m.map.runs.length;
+            siblings.push(m);
+          }
+          end = { parts };
           break;
         }
         room.runs -= runs;
@@ -446,11 +458,16 @@ export class ExtentMaps {
     const dirs = answerChecks();
     const maps = new Map<string, ExtentMapAnswer>();
     const small = entries.filter(isSmallFile).slice(0, MAX_SIBLINGS + 1);
-    for (let i = 0; i < small.length; i += SIBLINGS_AT_ONCE) {
+    // No more runs than one answer carries (a fragmented filesystem's files have thousands each).
+    let runs = 0;
+    for (let i = 0; i < small.length && runs < MAX_ANSWER_RUNS; i += SIBLINGS_AT_ONCE) {
       await Promise.all(
         small.slice(i, i + SIBLINGS_AT_ONCE).map((e) =>
           this.mapNode(joinPath([...dirParts, e.name]), e.node, 0, 0, dirs).then(
-            (m) => maps.set(e.name.toString('latin1'), m),
+            (m) => {
+              maps.set(e.name.toString('latin1'), m);
+              runs += m.runs.length;
+            },
             () => undefined,
           ),
         ),
