@@ -274,3 +274,40 @@ test('beyondDirectory: a directory larger than what is left of a large count fil
     fs.rmSync(store, { recursive: true, force: true });
   }
 });
+
+test('beyondDirectory: an answer makes a few directories itself at most, the walk ahead behind it the rest (the reader gets its first answer sooner)', async () => {
+  const store = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-made-')));
+  try {
+    const dirs = Array.from({ length: 20 }, (_, i) => `d${String(i).padStart(2, '0')}`);
+    for (const d of dirs) {
+      fs.mkdirSync(path.join(store, 'l/t', d), { recursive: true });
+      fs.writeFileSync(path.join(store, 'l/t', d, 'f'), d);
+    }
+    const catalog = new Catalog(store);
+    await catalog.init();
+    await catalog.create({ source: 'dir:l', layerType: 'base', name: 'l' });
+    const chains = new Chains(catalog);
+    try {
+      const view = await chains.view({ name: 'l' });
+      const listed: string[] = [];
+      const readdirNodes = view.projection.readdirNodes.bind(view.projection);
+      view.projection.readdirNodes = (p) => {
+        listed.push(String(p));
+        return readdirNodes(p);
+      };
+      const maps = new ExtentMaps(() => Promise.resolve(view), store);
+      const first = paths(await maps.mapWithSiblings({ name: 'l' }, Buffer.from('/t/d00/f'), 0, 0, 128, true));
+      assert.ok(first.length >= 2 && first.length < dirs.length - 1, `a few directories: ${first.join(' ')}`);
+      assert.deepEqual(first, dirs.slice(1, 1 + first.length).map((d) => `/t/${d}/f`));
+      await settle(200);
+      listed.length = 0;
+      const next = paths(await maps.mapWithSiblings({ name: 'l' }, Buffer.from(first[first.length - 1]), 0, 0, 128, true));
+      assert.deepEqual(next, dirs.slice(1 + first.length).map((d) => `/t/${d}/f`), 'the rest, made ahead');
+      assert.deepEqual(listed.filter((p) => p.startsWith('/t/d')), [first[first.length - 1].slice(0, -2)], 'only the asked file\'s own directory listed for it');
+    } finally {
+      chains.close();
+    }
+  } finally {
+    fs.rmSync(store, { recursive: true, force: true });
+  }
+});

@@ -89,6 +89,11 @@ export class AheadBatches {
     return held.batch;
   }
 
+  /** Whether a batch for `key` is held (made, or being made). */
+  holds(key: string): boolean {
+    return this.held.has(key);
+  }
+
   get size(): number {
     return this.held.size;
   }

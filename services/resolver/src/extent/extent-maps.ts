@@ -33,6 +33,8 @@ const AHEAD_PARENTS = 16;
 const MAX_AHEAD_PARENT = 65_536;
 /** Directories after the path's that one answer asked `beyondDirectory` looks at (carried, or passed over without small files) at most. */
 const MAX_BEYOND_DIRS = 64;
+/** Directories an answer lists and maps itself (not made ahead) at most once it carries something: the reader gets it sooner. */
+const MAX_MADE_IN_ANSWER = 8;
 /** What must be left of an answer's count for a directory larger than it to fill it with its first files (else it is held for its own call). */
 const MIN_PARTIAL = MAX_SIBLINGS / 4;
 /** Made ahead behind such an answer: small files (about the next two answers') and directories at most, and rounds of one walk. */
@@ -372,11 +374,13 @@ export class ExtentMaps {
   private async beyondDirs(view: ChainView, from: WalkCursor, budget: number, room: RunRoom): Promise<{ siblings: SiblingMapAnswer[]; end: WalkCursor }> {
     const siblings: SiblingMapAnswer[] = [];
     let end = from;
-    for (let n = 0; n < MAX_BEYOND_DIRS; n++) {
+    for (let n = 0, made = 0; n < MAX_BEYOND_DIRS; n++) {
       const parts = await this.nextInWalk(view, end);
       if (parts === undefined) break;
       const dir = joinPath(parts);
       const key = aheadKey(view, dir);
+      // Past a few directories made for this answer, it leaves (the walk ahead behind it makes the rest for the next).
+      if (!this.ahead.holds(key) && made++ >= MAX_MADE_IN_ANSWER && siblings.length > 0) break;
       const batch = (await this.ahead.take(key)) ?? (await this.batchOf(view, dir).catch(() => undefined));
       if (batch !== undefined) {
         const small = batch.entries.filter(isSmallFile);
