@@ -223,8 +223,8 @@ export class ExtentMaps {
     const parts = splitPath(filePath);
     const canon = joinPath(parts);
     const want = Math.min(Number.isSafeInteger(siblings) && siblings > 0 ? siblings : 0, MAX_SIBLINGS);
-    const dirs = answerChecks();
-    if (want === 0 || parts.length === 0) return { map: await this.mapNode(canon, await view.projection.lookup(canon), offset, length, dirs), siblings: [] };
+    const checks = answerChecks();
+    if (want === 0 || parts.length === 0) return { map: await this.mapNode(canon, await view.projection.lookup(canon), offset, length, checks), siblings: [] };
     const name = parts[parts.length - 1];
     const dirParts = parts.slice(0, -1);
     const dir = joinPath(dirParts);
@@ -235,9 +235,9 @@ export class ExtentMaps {
     const entries = batch?.entries ?? (await view.projection.readdirNodes(dir).catch((): MergedEntry[] => []));
     const own = entries[indexOfName(entries, name)]?.node;
     const made = offset === 0 && length === 0 ? batch?.maps.get(name.toString('latin1')) : undefined;
-    const map = made ?? (await this.mapNode(canon, own ?? (await view.projection.lookup(canon)), offset, length, dirs));
+    const map = made ?? (await this.mapNode(canon, own ?? (await view.projection.lookup(canon)), offset, length, checks));
     const room: RunRoom = { runs: MAX_ANSWER_RUNS };
-    const answer = { map, siblings: await this.siblingsOf(parts, entries, want, dirs, room, !(beyondDirectory && offset === 0), batch?.maps) };
+    const answer = { map, siblings: await this.siblingsOf(parts, entries, want, checks, room, !(beyondDirectory && offset === 0), batch?.maps) };
     if (offset !== 0) return answer;
     if (!beyondDirectory || dirParts.length === 0) {
       // A file's first map with its siblings: a reader going through the tree (find | xargs cat, tar, cp -r) asks for the next directory's next.
@@ -264,7 +264,7 @@ export class ExtentMaps {
    * in order read them) wrapping around, taken from `made` where it has
    * them, as many as `room` has runs for.
    */
-  private async siblingsOf(parts: Buffer[], entries: MergedEntry[], want: number, dirs: AnswerChecks, room: RunRoom, wrap: boolean, made?: ReadonlyMap<string, ExtentMapAnswer>): Promise<SiblingMapAnswer[]> {
+  private async siblingsOf(parts: Buffer[], entries: MergedEntry[], want: number, checks: AnswerChecks, room: RunRoom, wrap: boolean, made?: ReadonlyMap<string, ExtentMapAnswer>): Promise<SiblingMapAnswer[]> {
     const name = parts[parts.length - 1];
     const at = entries.findIndex((e) => Buffer.compare(e.name, name) > 0);
     const start = at < 0 ? entries.length : at;
@@ -278,7 +278,7 @@ export class ExtentMaps {
     const out: SiblingMapAnswer[] = [];
     for (let i = 0; i < picked.length; i += SIBLINGS_AT_ONCE) {
       const maps = await Promise.all(
-        picked.slice(i, i + SIBLINGS_AT_ONCE).map((s) => (s.made ? Promise.resolve(s.made) : this.mapNode(s.path, s.node, 0, 0, dirs)).then((map) => ({ path: s.path, map }), () => undefined)),
+        picked.slice(i, i + SIBLINGS_AT_ONCE).map((s) => (s.made ? Promise.resolve(s.made) : this.mapNode(s.path, s.node, 0, 0, checks)).then((map) => ({ path: s.path, map }), () => undefined)),
       );
       for (const m of maps) {
         if (m === undefined || m.map.runs.length > room.runs) continue;
@@ -459,7 +459,7 @@ export class ExtentMaps {
     const entries = await view.projection.readdirNodes(dir);
     this.keepSubdirs(view, dir, entries);
     const dirParts = splitPath(dir);
-    const dirs = answerChecks();
+    const checks = answerChecks();
     const maps = new Map<string, ExtentMapAnswer>();
     const small = entries.filter(isSmallFile).slice(0, MAX_SIBLINGS + 1);
     // No more runs than one answer carries (a fragmented filesystem's files have thousands each).
@@ -467,7 +467,7 @@ export class ExtentMaps {
     for (let i = 0; i < small.length && runs < MAX_ANSWER_RUNS; i += SIBLINGS_AT_ONCE) {
       await Promise.all(
         small.slice(i, i + SIBLINGS_AT_ONCE).map((e) =>
-          this.mapNode(joinPath([...dirParts, e.name]), e.node, 0, 0, dirs).then(
+          this.mapNode(joinPath([...dirParts, e.name]), e.node, 0, 0, checks).then(
             (m) => {
               maps.set(e.name.toString('latin1'), m);
               runs += m.runs.length;
@@ -480,7 +480,7 @@ export class ExtentMaps {
     return { entries, maps };
   }
 
-  private async mapNode(canon: Buffer, node: Node, offset: number, length: number, dirs: AnswerChecks): Promise<ExtentMapAnswer> {
+  private async mapNode(canon: Buffer, node: Node, offset: number, length: number, checks: AnswerChecks): Promise<ExtentMapAnswer> {
     if (node.kind === 'dir') throw new StrataError(Errno.EISDIR, `is a directory: ${printable(canon)}`, { path: canon });
     if (!isRegMode(Number(node.st.mode))) throw StrataError.invalid(`not a regular file: ${printable(canon)}`, canon);
     const attr = attrOf(node);
@@ -489,7 +489,7 @@ export class ExtentMaps {
     const obj = node.obj;
     if (this.fromListing && want > 0) {
       const whole = obj.layer.storeFile?.(obj);
-      const known = whole && (await this.asListed(whole, dirs));
+      const known = whole && (await this.asListed(whole, checks));
       // One run, however long: the window bounds an answer's runs, and a store file that is the file whole has one
       // (a reader hands a 1 GiB file over after one call, not sixteen).
       const all = Math.min(length === 0 ? Number.MAX_SAFE_INTEGER : length, Math.max(0, size - offset));
@@ -516,7 +516,7 @@ export class ExtentMaps {
           const rel = await this.storeRelative(r.file);
           let i = rel === undefined ? undefined : index.get(rel);
           if (rel !== undefined && i === undefined) {
-            const id = await this.idOf(rel, dirs);
+            const id = await this.idOf(rel, checks);
             // The wire's integers are safe integers (a larger one would not decode): such a file is left to the resolver.
             if (id && [id.dev, id.ino, id.size].every((v) => v <= MAX_WIRE)) {
               i = files.push(id) - 1;
@@ -560,17 +560,17 @@ export class ExtentMaps {
    * (docs/operations.md, "Direct reads from the store"), as it did when
    * the identity came from a second lstat.
    */
-  private async asListed(whole: StoreFileRef, dirs: AnswerChecks): Promise<StoreFileId | undefined> {
+  private async asListed(whole: StoreFileRef, checks: AnswerChecks): Promise<StoreFileId | undefined> {
     const rel = whole.path.toString('utf8');
     if (!Buffer.from(rel, 'utf8').equals(whole.path) || !plainRelative(rel)) return undefined;
     const { st } = whole;
     if (st.dev > MAX_WIRE || st.ino > MAX_WIRE || st.size > MAX_WIRE) return undefined;
     const cut = rel.lastIndexOf('/');
     const dir = cut < 0 ? '' : rel.slice(0, cut);
-    let real = dirs.dirs.get(dir);
+    let real = checks.dirs.get(dir);
     if (!real) {
       real = this.isRealDir(dir);
-      dirs.dirs.set(dir, real);
+      checks.dirs.set(dir, real);
     }
     if (!(await real)) return undefined;
     return { path: rel, dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs };
