@@ -54,7 +54,15 @@ export class Metadata {
   /** Node misses per directory (listing key) of sealed chains, until one reaches SIBLING_FILL_AFTER. */
   private readonly dirMisses = new LRUCache<string, number>({ max: MISS_COUNTED_DIRS });
 
+  /** Link targets of the entries of listings this process read from the store (a walk sends each link's target with it). */
+  private readonly targets = new WeakMap<DirEntry, Buffer>();
+
   constructor(private readonly records: RecordCache) {}
+
+  /** The target of a link a listing read from the store listed, if this process read it; else undefined (ask node()). */
+  listedTarget(entry: DirEntry): Buffer | undefined {
+    return this.targets.get(entry);
+  }
 
   /** A path's node record, or the errno of its failed lookup thrown. */
   async node(view: ChainView, path: Buffer): Promise<{ canon: Buffer; rec: NodeRecord }> {
@@ -188,8 +196,11 @@ export class Metadata {
         continue;
       }
       // Only a link's record waits (for its target); the others are made in this turn.
-      const rec = e.node.kind === 'leaf' && isLinkStat(e.node.st) ? await this.recordOf(view, child, e.node) : this.recordWithoutTarget(view, e.node);
-      entries.push({ name: e.name, attr: rec.attr });
+      const link = e.node.kind === 'leaf' && isLinkStat(e.node.st);
+      const rec = link ? await this.recordOf(view, child, e.node) : this.recordWithoutTarget(view, e.node);
+      const entry: DirEntry = { name: e.name, attr: rec.attr };
+      if (link) this.targets.set(entry, rec.linkTarget);
+      entries.push(entry);
       this.records.put(view, recordKey(view.key, 'n', child), NodeRecord.encode(rec).finish());
     }
     return entries;

@@ -73,7 +73,7 @@ export async function* walkTree(
       if (error) batch.push({ path: p, error });
       continue;
     }
-    batch.push(entry(p, e.attr, await linkOf(p, e.attr)));
+    batch.push(entry(p, e.attr, await linkOf(p, e.attr, meta.listedTarget(e))));
     if (batch.length >= WALK_BATCH) {
       yield batch;
       batch = [];
