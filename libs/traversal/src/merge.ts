@@ -28,10 +28,24 @@ function key(name: Buffer): string {
   return name.toString('latin1');
 }
 
+interface Classified {
+  isDir: boolean;
+  whiteout: boolean;
+}
+const A_DIR: Classified = { isDir: true, whiteout: false };
+const NOT_A_DIR: Classified = { isDir: false, whiteout: false };
+
+/** What the listing alone says of an entry's type, or undefined when only its object can tell (classify). */
+function classifiedByListing(e: SourceDirent): Classified | undefined {
+  if (e.type === 'dir') return A_DIR;
+  if (e.type !== 'char' && e.type !== 'unknown') return NOT_A_DIR;
+  return undefined;
+}
+
 /** Type of an entry as a lookup would say, asking for the object only when the listing cannot tell. */
-async function classify(dir: LayerObject, e: SourceDirent): Promise<{ isDir: boolean; whiteout: boolean }> {
-  if (e.type === 'dir') return { isDir: true, whiteout: false };
-  if (e.type !== 'char' && e.type !== 'unknown') return { isDir: false, whiteout: false };
+async function classify(dir: LayerObject, e: SourceDirent): Promise<Classified> {
+  const known = classifiedByListing(e);
+  if (known) return known;
   // Character devices (maybe a whiteout) and listings without types.
   let obj: LayerObject | undefined;
   try {
@@ -61,7 +75,8 @@ async function candidates(dirs: LayerObject[]): Promise<Candidate[]> {
       here.add(k);
       const cand = byName.get(k);
       if (cand?.closed) continue;
-      const c = await classify(dirs[layer], e);
+      // Most entries' types are in the listing: no wait for them.
+      const c = classifiedByListing(e) ?? (await classify(dirs[layer], e));
       if (!cand) {
         byName.set(k, { name: e.name, layers: c.whiteout ? [] : [layer], winnerIsDir: c.isDir, closed: c.whiteout || !c.isDir });
       } else if (c.isDir) {
