@@ -7,7 +7,7 @@ export { operationsOver } from './session-operations';
 export type { Ask, SessionRequester } from './session-operations';
 export type { SessionClientOptions, SessionPayload, SessionAnswer, SessionEndpoint, SessionStream, DataLaneHandle } from './session-client';
 export { DataLane, dataPortOf } from './data-lane';
-export { answerBuffer, recycleAnswer, freeAnswerBytes, POOLED_ANSWER_BYTES, MAX_FREE_ANSWER_BYTES } from './answer-buffers';
+export { answerBuffer, recycleAnswer, holdAnswer, heldAnswers, freeAnswerBytes, POOLED_ANSWER_BYTES, MAX_FREE_ANSWER_BYTES } from './answer-buffers';
 export { DATA_PORT_HEADER } from '@strata/protocol';
 export type { DataLaneEvents } from './data-lane';
 export type { SessionEndpoints } from './session-group';

@@ -5,7 +5,7 @@ import type { FileAttrs } from './chain-identity';
 import { whenGone, type CachedFile, type DiskCache, type FileOrigin } from './disk-cache';
 import { ChunkSums } from './file-sum';
 import { openFd, readFd, writeFd } from './fd-calls';
-import { holdChunk } from '../mount/chunk-holds';
+import { holdAnswer } from '@strata/client';
 
 /** Where a mount's file data is served from without JavaScript (the mount's FuseSession). */
 export interface FileDataSink {
@@ -412,7 +412,7 @@ export class MountData {
     if (chunks === 1) {
       const b = await this.o.fetchChunk(w.path, 0);
       this.checkLength(w, 0, b);
-      const release = holdChunk(b);
+      const release = holdAnswer(b);
       try {
         await writeAt(out, b, 0);
       } finally {
@@ -440,7 +440,7 @@ export class MountData {
           a.state[i] = CLAIMED;
           const b = await this.o.fetchChunk(w.path, i);
           // The chunk cache may evict it while its write is on the threadpool: held until written.
-          const release = holdChunk(b);
+          const release = holdAnswer(b);
           try {
             this.checkLength(w, i, b);
             a.sums?.add(i, b);
@@ -504,7 +504,7 @@ export class MountData {
     const a = this.active.get(key);
     if (!a || index >= a.state.length || a.state[index] !== TODO) return;
     a.state[index] = CLAIMED;
-    const release = holdChunk(data);
+    const release = holdAnswer(data);
     const p = (async () => {
       this.checkLength(a.w, index, data);
       a.sums?.add(index, data);

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { GrpcCode, StrataError } from '@strata/errors';
 import { clockOptions, type Clock } from './expiry';
-import { evicted } from './chunk-holds';
+import { recycleAnswer } from '@strata/client';
 
 /** File data moves in aligned chunks of this size: one Session read each. */
 export const CHUNK_SIZE = 1 << 20;
@@ -39,9 +39,9 @@ export class ChunkCache {
     this.lru = new LRUCache<string, Buffer>({
       maxSize: Math.max(maxBytes, CHUNK_SIZE),
       sizeCalculation: (b) => Math.max(b.length, 1),
-      // An evicted chunk's buffer is read into again once nobody holds it (chunk-holds.ts): no fresh 1 MiB per chunk.
+      // An evicted chunk's buffer is read into again once nobody holds it (@strata/client answer-buffers): no fresh 1 MiB per chunk.
       dispose: (b, _key, reason) => {
-        if (reason === 'evict') evicted(b);
+        if (reason === 'evict') recycleAnswer(b);
       },
       ...clockOptions(clock),
     });

@@ -1,33 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { answerBuffer, freeAnswerBytes } from '@strata/client';
+import { answerBuffer, freeAnswerBytes, heldAnswers, recycleAnswer } from '@strata/client';
 import { CHUNK_SIZE, ChunkCache } from './chunk-cache';
-import { evicted, heldChunks, holdChunk, holdForTurn } from './chunk-holds';
+import { holdForTurn } from './chunk-holds';
 
-test('an evicted chunk is reused only once nobody holds it', async () => {
+test('a chunk held for the turn is reused only after this turn\'s callbacks, when its owner gave it back', async () => {
   const free0 = freeAnswerBytes();
   const a = answerBuffer(CHUNK_SIZE);
-  const release = holdChunk(a);
-  const again = holdChunk(a);
-  evicted(a);
-  assert.equal(freeAnswerBytes(), free0, 'held: not reused');
-  release();
-  release();
-  assert.equal(freeAnswerBytes(), free0, 'one release per hold, a second call does nothing');
-  again();
-  assert.equal(freeAnswerBytes(), free0 + CHUNK_SIZE, 'the last release gives it back');
-  assert.equal(answerBuffer(CHUNK_SIZE), a);
-  // Held for the turn: given back after this turn's callbacks.
+  holdForTurn(a.subarray(10, 20));
   holdForTurn(a);
-  evicted(a);
+  recycleAnswer(a);
   await Promise.resolve();
-  assert.equal(freeAnswerBytes(), free0);
+  assert.equal(freeAnswerBytes(), free0, 'promise callbacks of this turn still see its bytes');
   await new Promise((r) => setImmediate(r));
   assert.equal(freeAnswerBytes(), free0 + CHUNK_SIZE);
-  assert.equal(heldChunks(), 0);
-  // Small buffers are never reused: nothing is held.
-  holdChunk(Buffer.alloc(10));
-  assert.equal(heldChunks(), 0);
+  assert.equal(heldAnswers(), 0);
+  assert.equal(answerBuffer(CHUNK_SIZE), a);
 });
 
 test('the chunk cache gives back what it evicts, not what a caller deletes', async () => {
