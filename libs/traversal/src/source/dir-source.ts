@@ -6,7 +6,7 @@ import { FdCache, closeQuietly, openNoFollow } from './fd-cache';
 import { getXattr, listXattrs, XattrError } from './host-xattr';
 import type { LayerObject, LayerSource, SourceDirent, SourceStat, StatFs, StoreFileRef } from './layer-source';
 import { isRegStat } from '../attr';
-import { readFdAt } from './read-at';
+import { readFdAt, readFdInto } from './read-at';
 import { dirExtentMap, type ExtentRun } from './extent-map';
 
 /**
@@ -186,11 +186,25 @@ export class DirSource implements LayerSource {
   }
 
   readLocated(location: Buffer, offset: number, length: number): Promise<Buffer> {
-    // Locations come back from a shared cache: never let one climb out of the store.
-    if (location.length > 0 && (location[0] === SLASH || hasDotDot(location))) {
-      return Promise.reject(StrataError.io(`cached location ${printable(location)} is not inside the store`));
+    const real = this.locatedPath(location);
+    return real instanceof StrataError ? Promise.reject(real) : this.readReal(real, offset, length);
+  }
+
+  /** readLocated into the caller's buffer (from its start, at least `length` long): the count read, short only at end of file. */
+  readLocatedInto(location: Buffer, into: Buffer, offset: number, length: number): Promise<number> {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || length > into.length) {
+      return Promise.reject(StrataError.invalid(`read of ${length} bytes at ${offset} into a buffer of ${into.length}`));
     }
-    return this.readReal(location.length === 0 ? this.storeRoot : Buffer.concat([this.storeRoot, Buffer.from('/'), location]), offset, length);
+    const real = this.locatedPath(location);
+    return real instanceof StrataError ? Promise.reject(real) : this.withFd(real, (fd) => readFdInto(fd, into, offset, length));
+  }
+
+  /** The store path a cached location names; locations come back from a shared cache: never let one climb out of the store. */
+  private locatedPath(location: Buffer): Buffer | StrataError {
+    if (location.length > 0 && (location[0] === SLASH || hasDotDot(location))) {
+      return StrataError.io(`cached location ${printable(location)} is not inside the store`);
+    }
+    return location.length === 0 ? this.storeRoot : Buffer.concat([this.storeRoot, Buffer.from('/'), location]);
   }
 
   async close(): Promise<void> {
@@ -223,7 +237,12 @@ export class DirSource implements LayerSource {
     return obj.ref;
   }
 
-  private async readReal(real: Buffer, offset: number, length: number): Promise<Buffer> {
+  private readReal(real: Buffer, offset: number, length: number): Promise<Buffer> {
+    return this.withFd(real, (fd) => readFdAt(fd, offset, length));
+  }
+
+  /** `read` on a descriptor of the store file at `real` (from the shared cache, or opened for it); its failure as a StrataError. */
+  private async withFd<T>(real: Buffer, read: (fd: number) => Promise<T>): Promise<T> {
     if (!this.fds) {
       let fd: number;
       try {
@@ -233,7 +252,7 @@ export class DirSource implements LayerSource {
         throw storeError(err, 'open', real);
       }
       try {
-        return await readFdAt(fd, offset, length);
+        return await read(fd);
       } catch (err) {
         throw StrataError.from(err, 'read');
       } finally {
@@ -244,7 +263,7 @@ export class DirSource implements LayerSource {
       throw storeError(err, 'open', real);
     });
     try {
-      return await readFdAt(file.fd, offset, length);
+      return await read(file.fd);
     } catch (err) {
       throw StrataError.from(err, 'read');
     } finally {

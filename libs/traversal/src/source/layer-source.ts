@@ -86,6 +86,12 @@ export interface LayerSource {
   locate(obj: LayerObject): Buffer;
   /** Reads the object behind a location, as `read` would; the location came from `locate` of an equal source. */
   readLocated(location: Buffer, offset: number, length: number): Promise<Buffer>;
+  /**
+   * readLocated into the caller's buffer (from its start, at least `length`
+   * long), for readers that reuse their buffers: the count read, short only
+   * at the end of the file. Optional: a source without it is read with readLocated.
+   */
+  readLocatedInto?(location: Buffer, into: Buffer, offset: number, length: number): Promise<number>;
   /** Releases what the source holds open (file handles of an image, an fd cache). */
   close(): Promise<void>;
   /**

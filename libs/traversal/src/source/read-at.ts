@@ -31,3 +31,14 @@ export async function readFdAt(fd: number, offset: number, length: number): Prom
   }
   return got === length ? buf : buf.subarray(0, got);
 }
+
+/** Up to `length` bytes at `offset` into `into` (from its start), looping over short reads: the count, fewer only at end of file. */
+export async function readFdInto(fd: number, into: Buffer, offset: number, length: number): Promise<number> {
+  let got = 0;
+  while (got < length) {
+    const n = await readOnce(fd, into, got, length - got, offset + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
