@@ -134,9 +134,14 @@ test('beyondDirectory: the unused sibling count carries the next directories who
     assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 128)), want.slice(0, 4));
     assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 128, false)), want.slice(0, 4));
     assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 1, 0, 128, true)), want.slice(0, 4));
-    // The last directory has none after it; a file of the root has no parent to go on in.
+    // The last directory has none after it; a file of the root carries no directory, but the walk from the root is made ahead.
     assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/t/d3/f0'), 0, 0, 128, true)), ['/t/d3/f1', '/t/d3/f2', '/t/d3/f3', '/t/d3/f4']);
-    assert.deepEqual(paths(await maps.mapWithSiblings(ref, Buffer.from('/top'), 0, 0, 128, true)), []);
+    const rooted = new ExtentMaps(() => Promise.resolve(view), store);
+    assert.deepEqual(paths(await rooted.mapWithSiblings(ref, Buffer.from('/top'), 0, 0, 128, true)), []);
+    await settle();
+    listed.length = 0;
+    assert.equal((await rooted.mapWithSiblings(ref, Buffer.from('/t/d0/f0'), 0, 0, 128, true)).siblings.length, 19);
+    assert.deepEqual(listed, [], 'd0 and the directories after it made ahead behind the root file\'s answer');
   });
 });
 

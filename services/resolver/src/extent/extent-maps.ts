@@ -239,9 +239,15 @@ export class ExtentMaps {
     const room: RunRoom = { runs: MAX_ANSWER_RUNS };
     const answer = { map, siblings: await this.siblingsOf(parts, entries, want, checks, room, !(beyondDirectory && offset === 0), batch?.maps) };
     if (offset !== 0) return answer;
-    if (!beyondDirectory || dirParts.length === 0) {
+    if (!beyondDirectory) {
       // A file's first map with its siblings: a reader going through the tree (find | xargs cat, tar, cp -r) asks for the next directory's next.
       this.mapNextDir(view, dirParts, 1);
+      return answer;
+    }
+    if (dirParts.length === 0) {
+      // A file of the root (a mount's large files are handed over as the root is listed): its answer carries no
+      // directory, but the walk from the root is made ahead for the reader that may come.
+      this.walkAhead(view, { parts: [] });
       return answer;
     }
     this.keepSubdirs(view, dir, entries);
