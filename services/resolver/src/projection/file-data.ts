@@ -7,20 +7,6 @@ import type { ChainView } from '../chains';
 
 const STORE_SPAN = { childOnly: true };
 
-/**
- * A layer source that reads into a buffer its caller gives. Optional (a
- * source without it allocates a buffer per read): the resolver's answers
- * are then read into buffers used before.
- */
-export interface ReadsLocatedInto {
-  /** Up to `length` bytes at `offset` into `into` (at least `length` long); the count read, short only at end of file. */
-  readLocatedInto(location: Buffer, into: Buffer, offset: number, length: number): Promise<number>;
-}
-
-function readsInto(source: object): source is ReadsLocatedInto {
-  return typeof (source as Partial<ReadsLocatedInto>).readLocatedInto === 'function';
-}
-
 /** Answers at least this long are read into pooled buffers. */
 export const POOLED_ANSWER_BYTES = 256 << 10;
 /** Bytes of given-back answer buffers kept for reuse; beyond it they are left to the collector. */
@@ -30,11 +16,10 @@ export const MAX_POOLED_ANSWER_BYTES = 64 << 20;
  * Buffers large answers are read into, given back by whoever wrote them
  * out last (the data stream, once the socket took them). A fresh 1 MiB
  * buffer per answer cost the resolver more than the read itself on a
- * sequential read (issue 28, a cold 1 GiB file: page faults on fresh
- * memory in its threadpool's preads, and a full collection of the heap
- * per 64 MiB of outside memory; given back, its CPU per GiB was about
- * halved). A buffer never given back (the gRPC Session's answers) is
- * the collector's, as before.
+ * sequential read (issue 28, a cold 1 GiB file: a full collection of
+ * the heap per 64 MiB of outside memory, some 28% of its CPU samples, and
+ * page faults on fresh memory in its threadpool's preads). A buffer never
+ * given back (the gRPC Session's answers) is the collector's, as before.
  */
 export class AnswerPool {
   private readonly made = new WeakSet<ArrayBufferLike>();
@@ -117,7 +102,8 @@ export class FileData {
       const e = StrataError.from(err);
       throw new StrataError(e.errno, `${e.message}: ${printable(canon)}`, { path: canon, code: e.code, cause: err });
     };
-    if (want >= POOLED_ANSWER_BYTES && readsInto(source)) {
+    // Sources that read into the caller's buffer (LayerSource.readLocatedInto, optional) get a pooled one.
+    if (want >= POOLED_ANSWER_BYTES && source.readLocatedInto) {
       const into = this.pool.take(want);
       let n: number;
       try {
