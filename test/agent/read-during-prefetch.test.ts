@@ -19,9 +19,9 @@ import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
  * What this cannot promise: it is an order between two processes, not a
  * proof. Here, the READs had their bytes when 1.5-21% of the walk was on
  * file (10 runs at load 4-10, 8 of them under 6%; 3-23% with 2c5a09e
- * alone); with both undone (a preload, not kept),
- * at 60-100% (3 of 3 runs past half, 1 after the end; with 2c5a09e undone
- * before be0f98c: 97-100%). A regression is caught in most runs, not in
+ * alone); with both undone (a preload, not kept), at 60-100% (3 of 3 runs
+ * past half, 1 after the end; with 2c5a09e undone before be0f98c came:
+ * 97-100%). A regression is caught in most runs, not in
  * every one: batches pile up only while the resolver sends faster than the
  * agent takes them in, and the agent gets a turn whenever its pile runs out.
  *
