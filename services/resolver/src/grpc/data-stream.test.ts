@@ -180,15 +180,19 @@ describe('DataStreamServer', () => {
     }
   });
 
-  test('bounded: no more reads start than the bounds allow, whatever is sent', async () => {
+  /** A server whose reads wait until the test opens them, a client that sent `reqs` at once, and how many reads started. */
+  const gatedReads = async (reqs: SessionRequest[]): Promise<{ server: DataStreamServer; port: number; c: ReturnType<typeof client>; open: () => void; started: { n: number } }> => {
     let open!: () => void;
     const gate = new Promise<void>((r) => (open = r));
     const started = { n: 0 };
-    const { port } = await start(handlers({ gate, started }), 64);
+    const { server, port } = await start(handlers({ gate, started }), 64);
     const c = client(port);
-    const frames: Buffer[] = [DATA_MAGIC];
-    for (let id = 1; id <= 200; id++) frames.push(frame(readReq(id, 0, 1 << 20)));
-    c.socket.write(Buffer.concat(frames));
+    c.socket.write(Buffer.concat([DATA_MAGIC, ...reqs.map(frame)]));
+    return { server, port, c, open, started };
+  };
+
+  test('bounded: no more reads start than the bounds allow, whatever is sent', async () => {
+    const { c, open, started } = await gatedReads(Array.from({ length: 200 }, (_, i) => readReq(i + 1, 0, 1 << 20)));
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(started.n, SESSION_READ_BYTES / (1 << 20), 'held by the bytes in flight (16 MiB of 1 MiB reads)');
     open();
@@ -201,14 +205,7 @@ describe('DataStreamServer', () => {
   });
 
   test('answers finished together leave in one write, each intact', async () => {
-    let open!: () => void;
-    const gate = new Promise<void>((r) => (open = r));
-    const started = { n: 0 };
-    const { port } = await start(handlers({ gate, started }), 64);
-    const c = client(port);
-    const frames: Buffer[] = [DATA_MAGIC];
-    for (let id = 1; id <= 40; id++) frames.push(frame(readReq(id, id * 10, 20)));
-    c.socket.write(Buffer.concat(frames));
+    const { c, open, started } = await gatedReads(Array.from({ length: 40 }, (_, i) => readReq(i + 1, (i + 1) * 10, 20)));
     for (let i = 0; i < 100 && started.n < 40; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(started.n, 40);
     // Write calls of every socket in this process, from here (the client has sent everything).
@@ -237,11 +234,7 @@ describe('DataStreamServer', () => {
   });
 
   test('drain: answers in progress are written, then the connection ends; new connections are refused', async () => {
-    let open!: () => void;
-    const gate = new Promise<void>((r) => (open = r));
-    const { server, port } = await start(handlers({ gate }));
-    const c = client(port);
-    c.socket.write(Buffer.concat([DATA_MAGIC, frame(readReq(1, 0, 4096))]));
+    const { server, port, c, open } = await gatedReads([readReq(1, 0, 4096)]);
     await new Promise((r) => setTimeout(r, 50));
     server.drain();
     open();
