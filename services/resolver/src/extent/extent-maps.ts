@@ -43,7 +43,7 @@ const AHEAD_DIRS = 96;
 const MAX_WALK_ROUNDS = 64;
 /** Subdirectory names kept (by directory, and names in all). */
 const SUBDIR_LISTS = 4096;
-const SUBDIR_NAMES = 262_144;
+const SUBDIR_NAMES = 65_536;
 
 /** How long an image file's lstat names it in answers (AheadBatches holds a batch longer). */
 const RECENT_ID_MS = 1000;
