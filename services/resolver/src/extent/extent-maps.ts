@@ -28,9 +28,9 @@ export const MAX_SIBLING_SIZE = MAX_MAP_WINDOW;
 export const MAX_ANSWER_RUNS = 65_536;
 /** Siblings mapped at once. */
 const SIBLINGS_AT_ONCE = 16;
-/** Directories listed at once for their subdirectory names (and walks ahead at once), and the most names one may have kept. */
+/** Directories listed at once for their subdirectory names (and walks ahead at once), and the most subdirectory names one keeps (a walk goes on past the rest). */
 const AHEAD_PARENTS = 16;
-const MAX_AHEAD_PARENT = 65_536;
+const MAX_AHEAD_PARENT = 16_384;
 /** Directories after the path's that one answer asked `beyondDirectory` looks at (carried, or passed over without small files) at most. */
 const MAX_BEYOND_DIRS = 64;
 /** Directories an answer lists and maps itself (not made ahead) at most once it carries something: the reader gets it sooner. */
@@ -148,6 +148,16 @@ function nextIndex(names: readonly Buffer[], name: Buffer): number {
     else hi = mid;
   }
   return lo;
+}
+
+/** A listing's subdirectory names, sorted as listed, the first MAX_AHEAD_PARENT of them. */
+function subdirNames(entries: readonly MergedEntry[]): Buffer[] {
+  const names: Buffer[] = [];
+  for (const e of entries) {
+    if (names.length >= MAX_AHEAD_PARENT) break;
+    if (e.node?.kind === 'dir') names.push(e.name);
+  }
+  return names;
 }
 
 function aheadKey(view: ChainView, dir: Buffer): string {
@@ -320,12 +330,12 @@ export class ExtentMaps {
     }
   }
 
-  /** Keeps a directory's subdirectory names from its listing (nothing for one too large to keep). */
+  /** Keeps a directory's subdirectory names from its listing. */
   private keepSubdirs(view: ChainView, dir: Buffer, entries: readonly MergedEntry[]): void {
-    if (entries.length <= MAX_AHEAD_PARENT) this.subdirs.set(aheadKey(view, dir), entries.filter((e) => e.node?.kind === 'dir').map((e) => e.name));
+    this.subdirs.set(aheadKey(view, dir), subdirNames(entries));
   }
 
-  /** A directory's subdirectory names, sorted (kept, or listed once however many ask); empty for one too large to keep or unreadable. */
+  /** A directory's subdirectory names, sorted (kept, or listed once however many ask); empty for one unreadable. */
   private async listSubdirs(view: ChainView, parentParts: Buffer[]): Promise<readonly Buffer[]> {
     const parent = joinPath(parentParts);
     const k = aheadKey(view, parent);
@@ -337,7 +347,7 @@ export class ExtentMaps {
       listing = view.projection
         .readdirNodes(parent)
         .then((entries) => {
-          const names = entries.length > MAX_AHEAD_PARENT ? [] : entries.filter((e) => e.node?.kind === 'dir').map((e) => e.name);
+          const names = subdirNames(entries);
           this.subdirs.set(k, names);
           return names;
         })
