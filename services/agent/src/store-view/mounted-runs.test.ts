@@ -174,12 +174,13 @@ test('an image layer file read through a mount: handed over as runs at its first
       (await run('sh', ['-c', `dd if=${path.join(mnt, name)} bs=128k iflag=direct status=none | sha256sum`], { timeout: 60_000, encoding: 'utf8' })).stdout.split(' ')[0];
     assert.equal(await sum('disk/image'), sha(FILES['/disk/image'].bytes));
     assert.equal(registrations, 1);
+    // At its first READ (one or two in JavaScript), or before it: a large file is handed over as its lookup names it.
     const first = jsReads.get('/disk/image') ?? 0;
-    assert.ok(first >= 1 && first <= 2, `${first} READs of the image file reached JavaScript`);
+    assert.ok(first <= 2, `${first} READs of the image file reached JavaScript`);
     // Direct reads again: every one a READ, all the session's.
     const preads = session.stats().preadReads;
     assert.equal(await sum('disk/image'), sha(FILES['/disk/image'].bytes));
-    assert.equal(jsReads.get('/disk/image'), first);
+    assert.equal(jsReads.get('/disk/image') ?? 0, first);
     assert.ok(session.stats().preadReads >= preads + Math.floor(FILES['/disk/image'].bytes.length / (128 << 10)), JSON.stringify(session.stats()));
     // Random reads across run and window boundaries, exact.
     const ranges: Array<[number, number]> = [];
@@ -188,7 +189,7 @@ test('an image layer file read through a mount: handed over as runs at its first
     const script = `const fs=require('fs');const fd=fs.openSync(process.argv[1],'r');for(const [o,l] of JSON.parse(process.argv[2])){const b=Buffer.alloc(l);const n=fs.readSync(fd,b,0,l,o);process.stdout.write(b.subarray(0,n).toString('base64')+'\\n');}`;
     const out = (await run(process.execPath, ['-e', script, path.join(mnt, 'disk/image'), JSON.stringify(ranges)], { timeout: 60_000, encoding: 'utf8', maxBuffer: 64 << 20 })).stdout.split('\n');
     ranges.forEach(([o, l], i) => assert.ok(Buffer.from(out[i], 'base64').equals(FILES['/disk/image'].bytes.subarray(o, Math.min(size, o + l))), `read ${o}+${l}`));
-    assert.equal(jsReads.get('/disk/image'), first);
+    assert.equal(jsReads.get('/disk/image') ?? 0, first);
     // An unmapped run, or a store file not the one mapped: read in JavaScript, exact.
     for (const name of ['disk/compressed', 'disk/swapped']) {
       assert.equal(await sum(name), sha(FILES[`/${name}`].bytes));
