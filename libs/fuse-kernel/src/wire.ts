@@ -58,24 +58,84 @@ export function direntType(mode: number): number {
   return fileType(mode) >> 12;
 }
 
+/**
+ * Plain-number forms of an Attr's st_ino and times, which an attribute
+ * object may carry beside (and equal to) `ino` and the *Ns fields: encoding
+ * them spares a BigInt per field, by the thousand when a listing is packed.
+ * Used only when all are there and in range; otherwise the bigint fields are.
+ */
+export interface AttrNumbers {
+  stIno: number;
+  atimeSec: number;
+  atimeNsec: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  ctimeSec: number;
+  ctimeNsec: number;
+}
+
+const TWO32 = 0x1_0000_0000;
+
+function isNsec(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < 1_000_000_000;
+}
+
+function numbersOf(attr: Attr): AttrNumbers | undefined {
+  const a = attr as Attr & Partial<AttrNumbers>;
+  const { stIno, atimeSec, mtimeSec, ctimeSec } = a;
+  if (typeof stIno !== 'number' || !Number.isSafeInteger(stIno) || stIno < 0) return undefined;
+  if (!Number.isSafeInteger(atimeSec) || !Number.isSafeInteger(mtimeSec) || !Number.isSafeInteger(ctimeSec)) return undefined;
+  if (!isNsec(a.atimeNsec) || !isNsec(a.mtimeNsec) || !isNsec(a.ctimeNsec)) return undefined;
+  return a as AttrNumbers;
+}
+
+/** A safe integer as 64 bits, two's complement (what writeBigInt64LE writes for it). */
+function writeI64(out: Buffer, n: number, offset: number): void {
+  const hi = Math.floor(n / TWO32);
+  out.writeUInt32LE(n - hi * TWO32, offset);
+  out.writeInt32LE(hi, offset + 4);
+}
+
+/** size or blocks as 64 bits: a number without a BigInt. */
+function writeU64(out: Buffer, value: bigint | number | undefined, fallback: bigint | number, what: string, offset: number): void {
+  const v = value ?? fallback;
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) writeI64(out, v, offset);
+  else out.writeBigUInt64LE(u64(v, 0n, what), offset);
+}
+
 /** Writes attr as a fuse_attr (88 bytes) at offset of out; st_ino defaults to ino. */
 export function encodeAttr(attr: Attr, ino: bigint, out: Buffer = Buffer.alloc(ATTR_SIZE), offset = 0): Buffer {
   const mode = u32(attr.mode, 0, 'mode');
   fileType(mode);
-  const size = u64(attr.size, 0n, 'size');
-  const blocks = u64(attr.blocks, (size + 511n) / 512n, 'blocks');
-  const [asec, ansec] = splitNs(attr.atimeNs);
-  const [msec, mnsec] = splitNs(attr.mtimeNs);
-  const [csec, cnsec] = splitNs(attr.ctimeNs);
-  out.writeBigUInt64LE(BigInt.asUintN(64, attr.ino ?? ino), offset);
-  out.writeBigUInt64LE(size, offset + 8);
-  out.writeBigUInt64LE(blocks, offset + 16);
-  out.writeBigUInt64LE(asec, offset + 24);
-  out.writeBigUInt64LE(msec, offset + 32);
-  out.writeBigUInt64LE(csec, offset + 40);
-  out.writeUInt32LE(ansec, offset + 48);
-  out.writeUInt32LE(mnsec, offset + 52);
-  out.writeUInt32LE(cnsec, offset + 56);
+  const n = numbersOf(attr);
+  if (typeof attr.size === 'number' && Number.isSafeInteger(attr.size) && attr.size >= 0) {
+    writeI64(out, attr.size, offset + 8);
+    writeU64(out, attr.blocks, Math.ceil(attr.size / 512), 'blocks', offset + 16);
+  } else {
+    const size = u64(attr.size, 0n, 'size');
+    out.writeBigUInt64LE(size, offset + 8);
+    out.writeBigUInt64LE(u64(attr.blocks, (size + 511n) / 512n, 'blocks'), offset + 16);
+  }
+  if (n) {
+    writeI64(out, n.stIno, offset);
+    writeI64(out, n.atimeSec, offset + 24);
+    writeI64(out, n.mtimeSec, offset + 32);
+    writeI64(out, n.ctimeSec, offset + 40);
+    out.writeUInt32LE(n.atimeNsec, offset + 48);
+    out.writeUInt32LE(n.mtimeNsec, offset + 52);
+    out.writeUInt32LE(n.ctimeNsec, offset + 56);
+  } else {
+    const [asec, ansec] = splitNs(attr.atimeNs);
+    const [msec, mnsec] = splitNs(attr.mtimeNs);
+    const [csec, cnsec] = splitNs(attr.ctimeNs);
+    out.writeBigUInt64LE(BigInt.asUintN(64, attr.ino ?? ino), offset);
+    out.writeBigUInt64LE(asec, offset + 24);
+    out.writeBigUInt64LE(msec, offset + 32);
+    out.writeBigUInt64LE(csec, offset + 40);
+    out.writeUInt32LE(ansec, offset + 48);
+    out.writeUInt32LE(mnsec, offset + 52);
+    out.writeUInt32LE(cnsec, offset + 56);
+  }
   out.writeUInt32LE(mode, offset + 60);
   out.writeUInt32LE(u32(attr.nlink, 1, 'nlink'), offset + 64);
   out.writeUInt32LE(u32(attr.uid, 0, 'uid'), offset + 68);
@@ -94,6 +154,11 @@ export function checkName(name: Buffer): void {
   if (name.includes(0x2f) || name.includes(0)) throw StrataError.invalid("a name may not contain '/' or NUL", name);
 }
 
+/** A name (checked: at most NAME_MAX bytes) into out: a plain loop, as Buffer.copy costs more than the copy for bytes this few. */
+function copyName(name: Buffer, out: Buffer, offset: number): void {
+  for (let i = 0; i < name.length; i++) out[offset + i] = name[i];
+}
+
 /** Packs a listing for the addon (native/addon.cc ParseListing). */
 export function encodeListing(entries: readonly DirEntry[], dotIno = 0n, dotdotIno = 0n): Buffer {
   let size = LISTING_HEADER;
@@ -110,7 +175,9 @@ export function encodeListing(entries: readonly DirEntry[], dotIno = 0n, dotdotI
     const mode = e.attr ? e.attr.mode : e.mode;
     if (mode === undefined) throw StrataError.invalid('a directory entry needs attr or mode', e.name);
     out.writeBigUInt64LE(BigInt.asUintN(64, e.ino), off);
-    out.writeBigUInt64LE(BigInt.asUintN(64, e.attr?.ino ?? e.ino), off + 8);
+    const stIno = e.attr ? numbersOf(e.attr)?.stIno : undefined;
+    if (stIno !== undefined) writeI64(out, stIno, off + 8);
+    else out.writeBigUInt64LE(BigInt.asUintN(64, e.attr?.ino ?? e.ino), off + 8);
     // Mode 0 without attributes: a name whose object cannot be read, listed as DT_UNKNOWN as readdir may.
     out.writeUInt32LE(!e.attr && (mode & S_IFMT) === 0 ? 0 : direntType(mode), off + 16);
     out.writeUInt16LE(e.name.length, off + 20);
@@ -120,7 +187,7 @@ export function encodeListing(entries: readonly DirEntry[], dotIno = 0n, dotdotI
       encodeAttr(e.attr, e.ino, out, off);
       off += ATTR_SIZE;
     }
-    e.name.copy(out, off);
+    copyName(e.name, out, off);
     off += e.name.length;
   }
   return out;

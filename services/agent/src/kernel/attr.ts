@@ -11,22 +11,64 @@ function ns(sec: number, nsec: number): bigint {
  * The resolver's attributes as the kernel gets them: st_ino in full, times
  * in nanoseconds (negative seconds, before 1970, included), st_blocks and
  * st_blksize as the layer reports them rather than derived from the size.
+ * The bigint fields are made only when read: the session packs st_ino and
+ * the times from the plain numbers also carried (wire AttrNumbers), which
+ * spares four BigInts per entry of a prefetched listing.
  */
+class ResolverAttr implements KernelAttr {
+  readonly mode: number;
+  readonly nlink: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly rdev: number;
+  readonly size: number;
+  readonly blocks: number;
+  readonly blksize: number;
+  readonly stIno: number;
+  readonly atimeSec: number;
+  readonly atimeNsec: number;
+  readonly mtimeSec: number;
+  readonly mtimeNsec: number;
+  readonly ctimeSec: number;
+  readonly ctimeNsec: number;
+
+  constructor(a: Attr) {
+    this.mode = a.mode;
+    this.nlink = a.nlink;
+    this.uid = a.uid;
+    this.gid = a.gid;
+    this.rdev = a.rdev;
+    this.size = a.size;
+    this.blocks = a.blocks;
+    this.blksize = a.blksize;
+    this.stIno = a.ino;
+    this.atimeSec = a.atimeSec;
+    this.atimeNsec = a.atimeNsec;
+    this.mtimeSec = a.mtimeSec;
+    this.mtimeNsec = a.mtimeNsec;
+    this.ctimeSec = a.ctimeSec;
+    this.ctimeNsec = a.ctimeNsec;
+  }
+
+  get ino(): bigint {
+    return BigInt(this.stIno);
+  }
+
+  get atimeNs(): bigint {
+    return ns(this.atimeSec, this.atimeNsec);
+  }
+
+  get mtimeNs(): bigint {
+    return ns(this.mtimeSec, this.mtimeNsec);
+  }
+
+  get ctimeNs(): bigint {
+    return ns(this.ctimeSec, this.ctimeNsec);
+  }
+}
+
 export function kernelAttr(a: Attr): KernelAttr {
-  return {
-    ino: BigInt(a.ino),
-    mode: a.mode,
-    nlink: a.nlink,
-    uid: a.uid,
-    gid: a.gid,
-    rdev: a.rdev,
-    size: a.size,
-    blocks: a.blocks,
-    blksize: a.blksize,
-    atimeNs: ns(a.atimeSec, a.atimeNsec),
-    mtimeNs: ns(a.mtimeSec, a.mtimeNsec),
-    ctimeNs: ns(a.ctimeSec, a.ctimeNsec),
-  };
+  return new ResolverAttr(a);
 }
 
 export function kernelStatfs(s: StatFsResponse, cacheTtl: number): KernelStatFs {

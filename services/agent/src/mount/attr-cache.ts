@@ -12,12 +12,15 @@ function cacheableErrno(err: unknown): number | undefined {
   return err.errno === Errno.ENOENT || err.errno === Errno.ENOTDIR || err.errno === Errno.ELOOP ? err.errno : undefined;
 }
 
+const one = (): number => 1;
+
 /** Attributes by path, and the negative answers worth keeping (never an outage's EIO). */
 export class AttrCache {
   private readonly lru: LRUCache<string, CachedAttr>;
 
   constructor(o: { entries: number; ttlMs?: number; clock?: Clock }) {
-    this.lru = new LRUCache<string, CachedAttr>({ max: Math.max(o.entries, 1000), ...expiry(o.ttlMs, o.clock) });
+    // Bounded by count through maxSize, not max: max makes the LRU allocate its whole table at once (tens of ms at each mount).
+    this.lru = new LRUCache<string, CachedAttr>({ maxSize: Math.max(o.entries, 1000), sizeCalculation: one, ...expiry(o.ttlMs, o.clock) });
   }
 
   get(key: string): CachedAttr | undefined {

@@ -6,7 +6,8 @@ export class LinkCache {
   private readonly lru: LRUCache<string, Buffer>;
 
   constructor(o: { entries: number; ttlMs?: number; clock?: Clock }) {
-    this.lru = new LRUCache<string, Buffer>({ max: Math.max(o.entries >> 2, 1000), ...expiry(o.ttlMs, o.clock) });
+    // maxSize counting each as one, not max: max allocates the whole table at each mount.
+    this.lru = new LRUCache<string, Buffer>({ maxSize: Math.max(o.entries >> 2, 1000), sizeCalculation: () => 1, ...expiry(o.ttlMs, o.clock) });
   }
 
   get(key: string): Buffer | undefined {

@@ -268,7 +268,8 @@ export class MountFs {
     const close = (): void => {
       const d = open.pop()!;
       const listing = { dir: d.dir, entries: d.entries };
-      this.remember(d.key, listing);
+      // The attributes of the directory and of its entries were kept as the Walk named them.
+      this.listings.set(d.key, listing);
       // Parents come before their children in a Walk, so the parent's attributes are known here.
       const parent = d.key === '/' ? undefined : this.attrs.get(parentKey(d.key));
       sink?.directory(d.key, listing, parent && 'attr' in parent ? parent.attr.ino : d.dir.ino);
