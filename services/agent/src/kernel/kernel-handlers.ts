@@ -6,7 +6,7 @@ import type { MountData } from '../data-cache/mount-data';
 import type { MountFs } from '../mount/mount-fs';
 import type { OpTracker } from '../observability/op-tracker';
 import { sortedIndexOf } from '../mount/listing-cache';
-import { baseName, childKey, parentKey, pathOf } from '../mount/tree-path';
+import { baseName, childKey, keyOf, parentKey, pathOf } from '../mount/tree-path';
 import { kernelAttr, kernelEntries, kernelStatfs } from './attr';
 import type { NodeTable } from './node-table';
 
@@ -38,6 +38,12 @@ export interface WholeFiles {
   wholeFd(path: Buffer): Promise<WholeFile | undefined>;
   /** The store files a file is runs of (an image layer's file), checked; undefined when it is not such a file. Absent: never. */
   runsFile?(path: Buffer): Promise<RunsOfFiles | undefined>;
+  /**
+   * Up to `count` files whose maps came after this one's, in the order a
+   * walk of the tree reads them (its directory's next files, then the next
+   * directories'; LayerReader.mappedAfter); empty when not known. Absent: never.
+   */
+  mappedAfter?(path: Buffer, count: number): Buffer[];
 }
 
 /** A file as runs of store files open for a hand-over (and its reads until then). */
@@ -100,6 +106,8 @@ const HANDED_OVER_PREAD_MS = 1_000;
 /** Files of a directory handed over ahead of their opens behind one hand-over, and directories walked so at once. */
 const AHEAD = 32;
 const AHEAD_DIRS = 8;
+/** Files handed over ahead behind one hand-over where the store view knows the walk's next files (across directories). */
+const AHEAD_MAPPED = 128;
 /**
  * Where the kernel opens files, a regular file at least this large is
  * handed over as soon as a listing or a lookup names it, not at its first
@@ -289,18 +297,14 @@ export function kernelHandlers(
     aheadOf.add(dir);
     void (async () => {
       try {
-        const listing = await fs.readdir(pathOf(dir));
-        const from = sortedIndexOf(listing.entries, baseName(key));
-        if (from < 0) return;
-        let handed = 0;
-        for (let i = from + 1; i < listing.entries.length && handed < AHEAD; i++) {
-          const e = listing.entries[i];
-          if (!e.attr || !isRegMode(e.attr.mode) || e.attr.size === 0) continue;
-          const child = childKey(dir, e.name);
+        // Where the store view knows what a walk of the tree reads next (an image layer's maps come in that order,
+        // across directories), those files; else the directory's next regular files.
+        const mapped = whole?.mappedAfter?.(pathOf(key), AHEAD_MAPPED) ?? [];
+        const next = mapped.length > 0 ? mapped.map((p) => keyOf(p)) : await nextInDirectory(dir, key);
+        for (const child of next) {
           const ino = nodes.inoOf(child);
           // Not again within HANDED_OVER_MS: its READ says when a pread registration was let go.
           if (handing.has(ino) || notWhole.has(ino) || handedWithin(ino, () => HANDED_OVER_MS)) continue;
-          handed++;
           // Through `handing`: an OPEN of it that comes first waits for this hand-over instead of making its own.
           await handOverOnce(ino, pathOf(child), async () => true);
         }
@@ -310,6 +314,18 @@ export function kernelHandlers(
         aheadOf.delete(dir);
       }
     })();
+  }
+
+  /** The next AHEAD non-empty regular files of the directory after `key`, by key. */
+  async function nextInDirectory(dir: string, key: string): Promise<string[]> {
+    const listing = await fs.readdir(pathOf(dir));
+    const from = sortedIndexOf(listing.entries, baseName(key));
+    const out: string[] = [];
+    for (let i = from < 0 ? listing.entries.length : from + 1; i < listing.entries.length && out.length < AHEAD; i++) {
+      const e = listing.entries[i];
+      if (e.attr && isRegMode(e.attr.mode) && e.attr.size > 0) out.push(childKey(dir, e.name));
+    }
+    return out;
   }
 
   /** Large files to hand over ahead (keys), those taken so far (never again), and hand-overs of them under way. */
