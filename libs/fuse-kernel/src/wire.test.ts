@@ -31,6 +31,34 @@ describe('encodeAttr', () => {
     assert.equal(encodeAttr({ mode: 0o040755, ino: 99n }, 5n).readBigUInt64LE(0), 99n);
   });
 
+  it('packs the plain-number st_ino and times (AttrNumbers) byte for byte as their bigint forms', () => {
+    const NS = 1_000_000_000n;
+    const cases = [
+      { stIno: 2 ** 40 + 7, atimeSec: -1, atimeNsec: 999_999_999, mtimeSec: 1_234_567_890, mtimeNsec: 987_654_321, ctimeSec: -(2 ** 40), ctimeNsec: 0, size: 2 ** 52 + 3 },
+      { stIno: 0, atimeSec: 0, atimeNsec: 0, mtimeSec: 2 ** 33, mtimeNsec: 1, ctimeSec: -(2 ** 32), ctimeNsec: 5, size: 5000 },
+    ];
+    for (const n of cases) {
+      const bigints = {
+        mode: 0o100644,
+        size: BigInt(n.size),
+        ino: BigInt(n.stIno),
+        atimeNs: BigInt(n.atimeSec) * NS + BigInt(n.atimeNsec),
+        mtimeNs: BigInt(n.mtimeSec) * NS + BigInt(n.mtimeNsec),
+        ctimeNs: BigInt(n.ctimeSec) * NS + BigInt(n.ctimeNsec),
+      };
+      // Both forms on one object, the bigint ones wrong: the numbers are the ones packed.
+      const numbers = { ...n, mode: 0o100644, ino: 1n, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
+      assert.deepEqual(encodeAttr(numbers, 9n), encodeAttr(bigints, 9n));
+      const entry = (attr: typeof bigints | typeof numbers) => encodeListing([{ name: Buffer.from('f'), ino: 4n, attr }], 1n, 1n);
+      assert.deepEqual(entry(numbers), entry({ ...bigints }));
+    }
+    // Out of range (a nanosecond count of a second or more): the bigint fields are used instead.
+    const odd = { mode: 0o100644, stIno: 3, atimeSec: 1, atimeNsec: 1_000_000_000, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0, ino: 8n, atimeNs: 7n };
+    const b = encodeAttr(odd, 1n);
+    assert.equal(b.readBigUInt64LE(0), 8n);
+    assert.equal(b.readUInt32LE(48), 7);
+  });
+
   it('matches the addon on the struct sizes', () => {
     assert.equal(addon().attrSize, ATTR_SIZE);
     assert.equal(addon().statfsSize, STATFS_SIZE);

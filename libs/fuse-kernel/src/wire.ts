@@ -18,7 +18,8 @@ const XATTR_SIZE_MAX = 65536;
 const NS_PER_SEC = 1_000_000_000n;
 const U32_MAX = 0xffff_ffff;
 const S_IFMT = 0o170000;
-const FILE_TYPES: ReadonlySet<number> = new Set([0o010000, 0o020000, 0o040000, 0o060000, 0o100000, 0o120000, 0o140000]);
+/** By type >> 12: whether it is a file type (a lookup per entry of a listing, cheaper than a Set's). */
+const FILE_TYPES: readonly boolean[] = Array.from({ length: 16 }, (_, t) => [0o01, 0o02, 0o04, 0o06, 0o10, 0o12, 0o14].includes(t));
 
 function u32(value: number | undefined, fallback: number, what: string): number {
   const v = value ?? fallback;
@@ -49,7 +50,7 @@ function splitNs(ns: bigint | undefined): [bigint, number] {
 /** The file type bits of a mode, checked. */
 export function fileType(mode: number): number {
   const type = mode & S_IFMT;
-  if (!FILE_TYPES.has(type)) throw StrataError.invalid(`mode 0o${mode.toString(8)} has no file type`);
+  if (!FILE_TYPES[type >> 12]) throw StrataError.invalid(`mode 0o${mode.toString(8)} has no file type`);
   return type;
 }
 

@@ -75,16 +75,21 @@ export function kernelStatfs(s: StatFsResponse, cacheTtl: number): KernelStatFs 
   return { bsize: s.bsize, frsize: s.frsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namelen: s.namemax, cacheTtl };
 }
 
-/** The entries of the directory at `key` as the session lists them: each child with its ino and attributes. */
-export function kernelEntries(nodes: NodeTable, key: string, entries: readonly DirEntry[]): KernelDirEntry[] {
+/**
+ * The entries of the directory at `key` as the session lists them: each
+ * child with its ino and attributes. `keys`: the children's keys in order,
+ * when the caller has them (the prefetch does), else made from the names.
+ */
+export function kernelEntries(nodes: NodeTable, key: string, entries: readonly DirEntry[], keys?: readonly string[]): KernelDirEntry[] {
   // One write(2) of the new inos for the whole listing (before it is answered).
-  return nodes.batch(() => listed(nodes, key, entries));
+  return nodes.batch(() => listed(nodes, key, entries, keys?.length === entries.length ? keys : undefined));
 }
 
-function listed(nodes: NodeTable, key: string, entries: readonly DirEntry[]): KernelDirEntry[] {
+function listed(nodes: NodeTable, key: string, entries: readonly DirEntry[], keys: readonly string[] | undefined): KernelDirEntry[] {
   const out: KernelDirEntry[] = [];
-  for (const e of entries) {
-    const ino = nodes.inoOf(childKey(key, e.name));
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    const ino = nodes.inoOf(keys ? keys[i] : childKey(key, e.name));
     if (e.attr) out.push({ name: e.name, ino, attr: kernelAttr(e.attr) });
     // A damaged object: listed by name alone (as the kernel's readdir lists it), its LOOKUP then fails with the resolver's errno.
     // Its type is not known either: DT_UNKNOWN (mode 0), as readdir may answer.

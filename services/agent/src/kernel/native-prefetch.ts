@@ -14,9 +14,9 @@ import type { NodeTable } from './node-table';
  */
 export function nativePrefetchSink(session: FuseSession, nodes: NodeTable, listed?: KernelHandlers['listed']): PrefetchSink {
   return {
-    directory(key, listing, parentIno) {
+    directory(key, listing, parentIno, keys) {
       // The directory's new inos go to the node journal in one write, before the session can answer with them.
-      const { ino, entries } = nodes.batch(() => ({ ino: nodes.inoOf(key), entries: kernelEntries(nodes, key, listing.entries) }));
+      const { ino, entries } = nodes.batch(() => ({ ino: nodes.inoOf(key), entries: kernelEntries(nodes, key, listing.entries, keys) }));
       session.cacheAttr(ino, kernelAttr(listing.dir));
       session.cacheListing(ino, { entries, dotIno: BigInt(listing.dir.ino), dotdotIno: BigInt(parentIno) });
       listed?.(key, listing.entries);

@@ -73,7 +73,7 @@ describe('NodeJournal', () => {
   it('refuses a foreign or damaged file with EUCLEAN', () => {
     const t = tmp();
     try {
-      for (const text of ['strata-nodes 2\n', '{"not":"a journal"}\n', 'strata-nodes 1\n+ 5 /unquoted\n', 'strata-nodes 1\n+ 5 "relative"\n', 'strata-nodes 1\n+ x "/a"\n']) {
+      for (const text of ['strata-nodes 2\n', '{"not":"a journal"}\n', 'strata-nodes 1\n+ 5 /unquoted\n', 'strata-nodes 1\n+ 5 "relative"\n', 'strata-nodes 1\n+ x "/a"\n', 'strata-nodes 1\n+ 9007199254740991 "/a"\n', 'strata-nodes 1\nn 9007199254740992\n']) {
         fs.writeFileSync(t.file, text);
         assert.throws(() => NodeJournal.read(t.file), (e: unknown) => isStrataError(e) && e.errno === Errno.EUCLEAN, text);
       }

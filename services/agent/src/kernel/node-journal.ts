@@ -19,6 +19,8 @@ import { Errno, StrataError } from '@strata/errors';
 const HEADER = 'strata-nodes 1\n';
 /** A journal larger than this is refused rather than read (the table's own bound is far below it). */
 const MAX_BYTES = 1 << 30;
+/** Inos (and the next one) stay below this: the node table keeps them as numbers. */
+const MAX_INO = BigInt(Number.MAX_SAFE_INTEGER);
 
 export interface JournalStats {
   writes: number;
@@ -34,7 +36,7 @@ export interface JournalContents {
   nodes: Map<bigint, string>;
 }
 
-function line(ino: bigint, key: string): string {
+function line(ino: bigint | number, key: string): string {
   return `+ ${ino} ${JSON.stringify(key)}\n`;
 }
 
@@ -50,19 +52,19 @@ export class NodeJournal {
   }
 
   /** A journal of `nodes` (replacing any file there), appended to from then on. */
-  static create(file: string, next: bigint, nodes: Iterable<[bigint, string]>): NodeJournal {
+  static create(file: string, next: bigint | number, nodes: Iterable<[bigint | number, string]>): NodeJournal {
     const j = new NodeJournal(file, -1);
     j.fd = j.writeWhole(next, nodes);
     return j;
   }
 
   /** Appends one new ino: one write(2). */
-  append(ino: bigint, key: string): void {
+  append(ino: bigint | number, key: string): void {
     this.write(line(ino, key));
   }
 
   /** Appends several with one write(2). */
-  appendMany(lines: readonly [bigint, string][]): void {
+  appendMany(lines: readonly [bigint | number, string][]): void {
     if (lines.length === 0) return;
     this.write(lines.map(([ino, key]) => line(ino, key)).join(''));
   }
@@ -78,7 +80,7 @@ export class NodeJournal {
   }
 
   /** Replaces the file with exactly `nodes` (atomically) and appends to the new one. */
-  rewrite(next: bigint, nodes: Iterable<[bigint, string]>): void {
+  rewrite(next: bigint | number, nodes: Iterable<[bigint | number, string]>): void {
     if (this.fd < 0) return;
     const t0 = performance.now();
     const old = this.fd;
@@ -88,7 +90,7 @@ export class NodeJournal {
     this.stats.rewriteMs += performance.now() - t0;
   }
 
-  private writeWhole(next: bigint, nodes: Iterable<[bigint, string]>): number {
+  private writeWhole(next: bigint | number, nodes: Iterable<[bigint | number, string]>): number {
     const tmp = `${this.file}.new`;
     const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
     try {
@@ -147,6 +149,8 @@ export class NodeJournal {
       const m = /^n (\d{1,20})$/.exec(l);
       if (m) {
         next = BigInt(m[1]);
+        // The table counts inos as numbers: an agent never gets near 2^53.
+        if (next > MAX_INO) throw bad(`line ${i + 2} names an ino beyond 2^53`);
         continue;
       }
       const e = /^\+ (\d{1,20}) (".*")$/.exec(l);
@@ -159,6 +163,7 @@ export class NodeJournal {
       }
       if (typeof key !== 'string' || !key.startsWith('/')) throw bad(`line ${i + 2} has no path`);
       const ino = BigInt(e[1]);
+      if (ino >= MAX_INO) throw bad(`line ${i + 2} names an ino beyond 2^53`);
       nodes.set(ino, key);
       if (ino >= next) next = ino + 1n;
     }

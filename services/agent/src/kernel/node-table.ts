@@ -29,10 +29,15 @@ export type SweepReport = (r: { forgotten: number; kept: number; ms: number }) =
  */
 export class NodeTable {
   private readonly byKey = new Map<string, bigint>([['/', ROOT_INO]]);
-  private readonly byIno = new Map<bigint, string>([[ROOT_INO, '/']]);
+  /**
+   * By ino as a number: a Map hashes a number for far less than a bigint,
+   * and inos are counted up from 1, never near 2^53 (a journal holding
+   * one past that is refused as damaged).
+   */
+  private readonly byIno = new Map<number, string>([[1, '/']]);
   /** Inos handed out since the last sweep: an answer naming one may not have reached the session yet. */
-  private fresh = new Set<bigint>();
-  private next = ROOT_INO + 1n;
+  private fresh = new Set<number>();
+  private next = 2;
   private live?: LiveInos;
   private report?: SweepReport;
   private threshold = Infinity;
@@ -40,19 +45,19 @@ export class NodeTable {
   private scheduled = false;
   private journal?: NodeJournal;
   /** Inside batch(): new inos wait here for one write. */
-  private pending?: [bigint, string][];
+  private pending?: [number, string][];
 
   /** A table continuing where `restored` (a predecessor's journal) left off. */
   constructor(restored?: JournalContents) {
     if (!restored) return;
     for (const [ino, key] of restored.nodes) {
       if (ino === ROOT_INO) continue;
-      this.byIno.set(ino, key);
+      this.byIno.set(Number(ino), key);
       const had = this.byKey.get(key);
       // A path swept and looked up again has two inos on file: the later one is the table's.
       if (had === undefined || had < ino) this.byKey.set(key, ino);
     }
-    if (restored.next > this.next) this.next = restored.next;
+    if (Number(restored.next) > this.next) this.next = Number(restored.next);
   }
 
   /** From now on new inos go to `journal` (which starts as the table is now). */
@@ -61,13 +66,15 @@ export class NodeTable {
   }
 
   /** The inos handed out (the root included): what a predecessor's kernel may still name. */
-  inos(): IterableIterator<bigint> {
-    return this.byIno.keys();
+  *inos(): IterableIterator<bigint> {
+    for (const ino of this.byIno.keys()) yield BigInt(ino);
   }
 
   /** What a journal starts from: the next ino and every entry. */
   contents(): JournalContents {
-    return { next: this.next, nodes: new Map(this.byIno) };
+    const nodes = new Map<bigint, string>();
+    for (const [ino, key] of this.byIno) nodes.set(BigInt(ino), key);
+    return { next: BigInt(this.next), nodes };
   }
 
   /** Runs `fn` (synchronous), writing the inos it hands out with one write at its end. */
@@ -97,22 +104,25 @@ export class NodeTable {
 
   /** The ino of the path at `key`, given one on first sight. */
   inoOf(key: string): bigint {
-    let ino = this.byKey.get(key);
-    if (ino === undefined) {
-      ino = this.next++;
-      this.byKey.set(key, ino);
-      this.byIno.set(ino, key);
-      if (this.pending) this.pending.push([ino, key]);
-      else this.journal?.append(ino, key);
-      if (this.byIno.size > this.threshold) this.schedule();
+    const had = this.byKey.get(key);
+    if (had !== undefined) {
+      if (this.live) this.fresh.add(Number(had));
+      return had;
     }
-    if (this.live) this.fresh.add(ino);
+    const n = this.next++;
+    const ino = BigInt(n);
+    this.byKey.set(key, ino);
+    this.byIno.set(n, key);
+    if (this.pending) this.pending.push([n, key]);
+    else this.journal?.append(n, key);
+    if (this.byIno.size > this.threshold) this.schedule();
+    if (this.live) this.fresh.add(n);
     return ino;
   }
 
   /** The path of an ino; ESTALE for one this table never handed out or has forgotten. */
   keyOf(ino: bigint): string {
-    const key = this.byIno.get(ino);
+    const key = ino <= BigInt(Number.MAX_SAFE_INTEGER) ? this.byIno.get(Number(ino)) : undefined;
     if (key === undefined) throw new StrataError(Errno.ESTALE, `no node ${ino} in this mount`);
     return key;
   }
@@ -134,10 +144,11 @@ export class NodeTable {
   sweep(): number {
     if (!this.live) return 0;
     const started = performance.now();
-    const keep = new Set(this.live());
+    const keep = new Set<number>();
+    for (const ino of this.live()) keep.add(Number(ino));
     let forgotten = 0;
     for (const [ino, key] of this.byIno) {
-      if (ino === ROOT_INO || keep.has(ino) || this.fresh.has(ino)) continue;
+      if (ino === 1 || keep.has(ino) || this.fresh.has(ino)) continue;
       this.byIno.delete(ino);
       this.byKey.delete(key);
       forgotten++;

@@ -35,8 +35,8 @@ export const PREFETCH_GIVE_WAY_MS = 20;
 
 /** Told of what a prefetch learnt, complete directories and link targets, so a kernel-side cache can hold them too. */
 export interface PrefetchSink {
-  /** `parentIno`: st_ino of "..", the directory's own for the root. */
-  directory(key: string, listing: Listing, parentIno: number): void;
+  /** `parentIno`: st_ino of "..", the directory's own for the root; `keys`: each entry's key (childKey), in order, when known. */
+  directory(key: string, listing: Listing, parentIno: number, keys?: readonly string[]): void;
   link(key: string, target: Buffer): void;
 }
 
@@ -264,7 +264,7 @@ export class MountFs {
    * Taken in PREFETCH_SLICE entries at a time, giving way to READs between.
    */
   async prefetch(walk: AsyncIterable<WalkEntry[]>, limit: number, sink?: PrefetchSink): Promise<{ entries: number; complete: boolean }> {
-    const open: { key: string; dir: Attr; entries: DirEntry[] }[] = [];
+    const open: { key: string; dir: Attr; entries: DirEntry[]; keys: string[] }[] = [];
     const close = (): void => {
       const d = open.pop()!;
       const listing = { dir: d.dir, entries: d.entries };
@@ -272,7 +272,7 @@ export class MountFs {
       this.listings.set(d.key, listing);
       // Parents come before their children in a Walk, so the parent's attributes are known here.
       const parent = d.key === '/' ? undefined : this.attrs.get(parentKey(d.key));
-      sink?.directory(d.key, listing, parent && 'attr' in parent ? parent.attr.ino : d.dir.ino);
+      sink?.directory(d.key, listing, parent && 'attr' in parent ? parent.attr.ino : d.dir.ino, d.keys);
     };
     let count = 0;
     for await (const batch of walk) {
@@ -286,7 +286,10 @@ export class MountFs {
           if (e.error && key !== '/') {
             const parent = parentKey(key);
             while (open.length > 0 && open[open.length - 1].key !== parent) close();
-            open[open.length - 1]?.entries.push({ name: baseName(key), attr: undefined, error: e.error });
+            const into = open[open.length - 1];
+            const name = baseName(key);
+            into?.entries.push({ name, attr: undefined, error: e.error });
+            into?.keys.push(childKey(parent, name));
           }
           continue;
         }
@@ -298,9 +301,17 @@ export class MountFs {
         if (key !== '/') {
           const parent = parentKey(key);
           while (open.length > 0 && open[open.length - 1].key !== parent) close();
-          open[open.length - 1]?.entries.push({ name: baseName(key), attr });
+          const into = open[open.length - 1];
+          if (into) {
+            const slash = key.lastIndexOf('/');
+            // The name as a view of the path's last component, not a copy: it keeps the (pooled) bytes of the path alive, a few dozen bytes more per entry.
+            const name = e.path.subarray(slash + 1);
+            into.entries.push({ name, attr });
+            // The key a lookup of the name makes (childKey): the path itself unless it is not in canonical form ("//a", "a").
+            into.keys.push(slash === 0 || slash > 1 ? key : childKey(parent, name));
+          }
         }
-        if (isDirMode(attr.mode)) open.push({ key, dir: attr, entries: [] });
+        if (isDirMode(attr.mode)) open.push({ key, dir: attr, entries: [], keys: [] });
       }
     }
     while (open.length > 0) close();
