@@ -9,7 +9,7 @@ import { startStoreAndAgents, type StoreAndAgents } from './store-and-agents';
 /**
  * `strata agent --store-view DIR` where the kernel opens files (the default
  * for sealed mounts): a large `dir:` file is mapped and handed over before
- * anyone reads it — a mount's root listing at mount, a deeper file at its
+ * anyone reads it — when a listing names it (READDIR, or the prefetch walk once it is done), a deeper file at its
  * lookup — so its first READ is served without JavaScript (no map waited
  * for inside the reader's clock). The resolver's own metrics say when
  * ExtentMap was asked. Where the agent opens files, nothing is mapped
@@ -59,15 +59,16 @@ describe('large files handed over ahead of their first READ (--store-view, kerne
   /** sha256 of a file as another process reads it. */
   const shaThrough = async (file: string): Promise<string> => (await run('sha256sum', [file], { timeout: 30_000, encoding: 'utf8' })).stdout.split(' ')[0];
 
-  test("a mount's root large file is mapped at mount, a deeper one at its lookup; their reads then ask nothing", async (t) => {
+  test("a large file is mapped when a listing names it, a deeper one at its lookup; their reads then ask nothing", async (t) => {
     const agent: AgentProcess = await rig.startAgent({ extra: ['--store-view', rig.store, '--prefetch-entries', '0', '--deadline-ms', '5000'] });
     const maps0 = await servedOf(metricsUrl, EXTENT_MAP);
     const mnt = rig.mountpoint('mnt-kernel');
     agent.mount('data', mnt);
     const mounted = await waitFor('mounted logged', () => agent.logs.find((l) => l.event === 'agent.mounted' && l.mountpoint === mnt));
     if (mounted.fileOpens !== 'kernel') return t.skip('the kernel did not offer FUSE_NO_OPEN_SUPPORT');
-    // Nothing read yet: the root's listing names big.img, whose map is asked at once (one call, bounded wait).
-    await waitFor('big.img mapped at mount', async () => ((await servedOf(metricsUrl, EXTENT_MAP)) > maps0 ? true : undefined), 10_000);
+    // Nothing read yet: the root's listing (READDIR: no prefetch walk here) names big.img, whose map is asked at once.
+    await run('ls', ['-l', mnt], { timeout: 30_000 });
+    await waitFor('big.img mapped at its listing', async () => ((await servedOf(metricsUrl, EXTENT_MAP)) > maps0 ? true : undefined), 10_000);
     const maps1 = await servedOf(metricsUrl, EXTENT_MAP);
     const reads1 = await servedOf(metricsUrl, SESSION_READ);
     assert.equal(await shaThrough(`${mnt}/big.img`), sha(data.get('big.img')!));

@@ -591,7 +591,9 @@ export class Agent {
       }
     })();
     // Each complete directory also names its large files to hand over ahead of their first READ (kernel opens, store view).
-    m.fs.prefetch(guarded, this.o.prefetchEntries, nativePrefetchSink(m.session, m.nodes, (dir, entries) => m.listed(dir, entries))).then(
+    const prefetched = m.fs.prefetch(guarded, this.o.prefetchEntries, nativePrefetchSink(m.session, m.nodes, (dir, entries) => m.listed(dir, entries)));
+    m.largeAheadAfter(prefetched);
+    prefetched.then(
       (r) =>
         this.log.info(
           { event: 'agent.prefetch.done', mountpoint: m.info.mountpoint, entries: r.entries, complete: r.complete, ms: Date.now() - started },

@@ -74,6 +74,13 @@ export interface KernelHandlers extends FuseHandlers {
    * (bounded: LARGE_FILE, LARGE_MAX). Nothing otherwise.
    */
   listed(dirKey: string, entries: readonly DirEntry[]): void;
+  /**
+   * No large file is handed over ahead until `settled` settles (the mount's
+   * prefetch walk): mapping a large image file beside the walk slowed a cold
+   * `find` of the vm-image guest by ~250 ms (300 → 500–700 ms). Those named
+   * meanwhile wait in the queue; a READ hands its file over at once as ever.
+   */
+  holdLargeUntil(settled: Promise<unknown>): void;
 }
 
 /** How the mount's files are opened: through the session (OPEN asked each time), or by the kernel itself (FUSE no_open). */
@@ -343,7 +350,20 @@ export function kernelHandlers(
   }
 
   /** Hands the queued large files over, LARGE_AT_ONCE at a time (a READ of one meanwhile shares its hand-over). */
+  /** The walk large hand-overs wait for (holdLargeUntil), while it runs. */
+  let largeHeld: Promise<unknown> | undefined;
+  function holdLargeUntil(settled: Promise<unknown>): void {
+    largeHeld = settled;
+    const release = (): void => {
+      if (largeHeld !== settled) return;
+      largeHeld = undefined;
+      pumpLarge();
+    };
+    settled.then(release, release);
+  }
+
   function pumpLarge(): void {
+    if (largeHeld !== undefined) return;
     while (largeRunning < LARGE_AT_ONCE && largeQueue.length > 0) {
       const key = largeQueue.shift()!;
       let ino: bigint;
@@ -480,6 +500,7 @@ export function kernelHandlers(
       });
     },
     listed,
+    holdLargeUntil,
     // No OPEN reaches the session where the kernel opens files itself: READs hand files over instead.
     ...(whole && native?.setFileData && modes.kernelOpens !== true ? { open: (ino: bigint) => openHandedOver(ino) } : {}),
   };

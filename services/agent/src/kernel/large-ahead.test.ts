@@ -115,6 +115,21 @@ describe('large files handed over ahead of their first READ', () => {
     assert.deepEqual(s.handed, ['/a.img']);
   });
 
+  it("waits for the mount's prefetch walk: named meanwhile, handed over once it settles; a READ meanwhile hands its file over at once", async () => {
+    const s = setup(true, { 'big.img': 1 << 30, 'other.img': 1 << 30 });
+    let walkDone!: () => void;
+    s.h.holdLargeUntil(new Promise<void>((resolve) => (walkDone = resolve)));
+    s.h.listed('/', s.entries(['big.img', 'other.img']));
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(s.handed, [], 'nothing mapped beside the walk');
+    await s.h.read(s.nodes.inoOf('/other.img'), 0n, 0n, 4096, caller);
+    assert.deepEqual(s.handed, ['/other.img'], 'a READ does not wait for the walk');
+    walkDone();
+    await settle(() => s.handed.length >= 2 && s.whole.open === 0);
+    assert.deepEqual([...s.handed].sort(), ['/big.img', '/other.img']);
+    assert.equal(s.whole.asked.filter((p) => p === '/other.img').length, 1, 'not asked again once the walk settled');
+  });
+
   it('nothing ahead where the agent opens files (an OPEN hands over before any READ)', async () => {
     const s = setup(false, { 'big.img': 1 << 30 });
     s.h.listed('/', s.entries(['big.img']));

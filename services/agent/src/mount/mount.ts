@@ -143,8 +143,8 @@ interface Parts {
   data: MountData;
   health: MountHealth;
   handlers: FuseHandlers;
-  /** KernelHandlers.listed of the mount's handlers. */
-  listed: KernelHandlers['listed'];
+  /** What the mount tells its handlers besides requests: listings known, and the prefetch walk large hand-overs wait for. */
+  ahead: Pick<KernelHandlers, 'listed' | 'holdLargeUntil'>;
   options: MountOptions;
   live: boolean;
   audited: boolean;
@@ -178,8 +178,8 @@ export class Mount {
     /** The node table on file, for a successor (absent: no state dir). */
     readonly journal: NodeJournal | undefined,
     private readonly log: Logger,
-    /** See listed(). */
-    private readonly toldListed: KernelHandlers['listed'] = () => undefined,
+    /** See listed() and largeAheadAfter(). */
+    private readonly ahead: Pick<KernelHandlers, 'listed' | 'holdLargeUntil'> = { listed: () => undefined, holdLargeUntil: () => undefined },
   ) {}
 
   /**
@@ -188,7 +188,12 @@ export class Mount {
    * opens files (KernelHandlers.listed).
    */
   listed(dirKey: string, entries: Parameters<KernelHandlers['listed']>[1]): void {
-    this.toldListed(dirKey, entries);
+    this.ahead.listed(dirKey, entries);
+  }
+
+  /** Large files are handed over ahead only once the mount's prefetch walk has settled (KernelHandlers.holdLargeUntil). */
+  largeAheadAfter(walk: Promise<unknown>): void {
+    this.ahead.holdLargeUntil(walk);
   }
 
   /** Who opens this mount's files: the kernel itself (FUSE no_open) or the agent's session. */
@@ -300,14 +305,6 @@ export class Mount {
       mountedAt: new Date().toISOString(),
       ...(spec.hard ? { hard: true } : {}),
     };
-    // A prefetch walk completes the root's listing last: its large files (a disk image at the top of a tree) are
-    // handed over from a listing asked now, before the first READ of one has to wait for its map.
-    if (!parts.live && ctx.storeView !== undefined && parts.kernelOpens) {
-      mfs.readdir(Buffer.from('/')).then(
-        (l) => parts.listed('/', l.entries),
-        () => undefined,
-      );
-    }
     return Mount.assemble(spec, info, session, parts, ctx);
   }
 
@@ -403,7 +400,7 @@ export class Mount {
     parts.nodes.sweepWith(() => session.liveInos(), ctx.attrEntries, (r) =>
       ctx.log.info({ event: 'agent.nodes.swept', mountpoint: spec.mountpoint, ...r }, 'forgot the inos the kernel and the native cache no longer name'),
     );
-    return new Mount(spec, info, session, parts.fs, parts.nodes, parts.data, parts.health, parts.audited, parts.journal, ctx.log, parts.listed);
+    return new Mount(spec, info, session, parts.fs, parts.nodes, parts.data, parts.health, parts.audited, parts.journal, ctx.log, parts.ahead);
   }
 
   /** Everything but the session: the view of the layer, the node table, the data cache, the handlers and the session's options. */
@@ -508,7 +505,7 @@ export class Mount {
       onError: (err, op) => ctx.log.error({ event: 'agent.fuse.handler_error', op, err: StrataError.from(err).message }, 'FUSE handler failed'),
       requestTimeoutMs: spec.hard ? 0 : ctx.requestTimeoutMs,
     };
-    return { fs: mfs, nodes, journal, data, health, handlers, listed: served.listed, options, live, audited, kernelOpens, flags, setSession: (s) => (session = s) };
+    return { fs: mfs, nodes, journal, data, health, handlers, ahead: served, options, live, audited, kernelOpens, flags, setSession: (s) => (session = s) };
   }
 
   /**
