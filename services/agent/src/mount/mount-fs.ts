@@ -38,6 +38,8 @@ export interface PrefetchSink {
   /** `parentIno`: st_ino of "..", the directory's own for the root; `keys`: each entry's key (childKey), in order, when known. */
   directory(key: string, listing: Listing, parentIno: number, keys?: readonly string[]): void;
   link(key: string, target: Buffer): void;
+  /** What was told so far is to be passed on now (before each turn of the event loop the prefetch gives, and at its end). */
+  flush?(): void;
 }
 
 /** Attribute lookups answered here / sent on, and file bytes returned; shared by the agent's mounts, read by the metrics. */
@@ -277,8 +279,14 @@ export class MountFs {
     let count = 0;
     for await (const batch of walk) {
       for (const e of batch) {
-        if (++count > limit) return { entries: count - 1, complete: false };
-        if (count % PREFETCH_SLICE === 0) await this.giveWay();
+        if (++count > limit) {
+          sink?.flush?.();
+          return { entries: count - 1, complete: false };
+        }
+        if (count % PREFETCH_SLICE === 0) {
+          sink?.flush?.();
+          await this.giveWay();
+        }
         const attr = e.attr;
         const key = keyOf(e.path);
         if (!attr) {
@@ -313,8 +321,11 @@ export class MountFs {
         }
         if (isDirMode(attr.mode)) open.push({ key, dir: attr, entries: [], keys: [] });
       }
+      // Before waiting for the Walk's next message.
+      sink?.flush?.();
     }
     while (open.length > 0) close();
+    sink?.flush?.();
     return { entries: count, complete: true };
   }
 
