@@ -4,6 +4,9 @@ import type { JournalContents, NodeJournal } from './node-journal';
 /** The ino the kernel session knows the root by. */
 export const ROOT_INO = 1n;
 
+/** Inos above this are none of the table's (it counts them as numbers). */
+const MAX_SAFE_INO = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** What the table asks before forgetting: the inos the session may still name (FuseSession.liveInos). */
 export type LiveInos = () => Iterable<bigint>;
 
@@ -122,7 +125,7 @@ export class NodeTable {
 
   /** The path of an ino; ESTALE for one this table never handed out or has forgotten. */
   keyOf(ino: bigint): string {
-    const key = ino <= BigInt(Number.MAX_SAFE_INTEGER) ? this.byIno.get(Number(ino)) : undefined;
+    const key = ino <= MAX_SAFE_INO ? this.byIno.get(Number(ino)) : undefined;
     if (key === undefined) throw new StrataError(Errno.ESTALE, `no node ${ino} in this mount`);
     return key;
   }
