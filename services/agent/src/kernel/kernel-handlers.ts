@@ -78,7 +78,9 @@ export interface KernelHandlers extends FuseHandlers {
    * No large file is handed over ahead until `settled` settles (the mount's
    * prefetch walk): mapping a large image file beside the walk slowed a cold
    * `find` of the vm-image guest by ~250 ms (300 → 500–700 ms). Those named
-   * meanwhile wait in the queue; a READ hands its file over at once as ever.
+   * meanwhile wait in the queue; a READ hands its file over at once as ever,
+   * and so does a LOOKUP of a large file (a walk's entries come by
+   * READDIRPLUS, so a lookup is a user naming that file, about to open it).
    */
   holdLargeUntil(settled: Promise<unknown>): void;
 }
@@ -341,15 +343,19 @@ export function kernelHandlers(
   let largeRunning = 0;
   const largeAhead = modes.kernelOpens === true && whole !== undefined && native?.setFileData !== undefined;
 
+  /** Whether attr is a large regular file to hand over ahead (LARGE_FILE .. LARGE_AHEAD_MAX_BYTES), where that is done at all. */
+  function isLarge(attr: Attr | undefined): attr is Attr {
+    return largeAhead && attr !== undefined && isRegMode(attr.mode) && attr.size >= LARGE_FILE && attr.size <= LARGE_AHEAD_MAX_BYTES;
+  }
+
   /** Queues the file at `key` for a hand-over ahead of its first READ if it is a large regular file (see LARGE_FILE). */
   function largeNamed(key: string, attr: Attr | undefined): void {
-    if (!largeAhead || attr === undefined || !isRegMode(attr.mode) || attr.size < LARGE_FILE || attr.size > LARGE_AHEAD_MAX_BYTES) return;
+    if (!isLarge(attr)) return;
     if (largeTaken.size >= LARGE_MAX || largeQueue.length >= LARGE_QUEUED || largeTaken.has(key)) return;
     largeTaken.add(key);
     largeQueue.push(key);
   }
 
-  /** Hands the queued large files over, LARGE_AT_ONCE at a time (a READ of one meanwhile shares its hand-over). */
   /** The walk large hand-overs wait for (holdLargeUntil), while it runs. */
   let largeHeld: Promise<unknown> | undefined;
   function holdLargeUntil(settled: Promise<unknown>): void {
@@ -362,25 +368,46 @@ export function kernelHandlers(
     settled.then(release, release);
   }
 
+  /** Starts the hand-over of the large file at `key` (counted in largeRunning; the queue goes on when it ends). */
+  function startLarge(key: string): void {
+    let ino: bigint;
+    try {
+      ino = nodes.inoOf(key);
+    } catch {
+      return;
+    }
+    if (handing.has(ino) || notWhole.has(ino) || handedWithin(ino, () => HANDED_OVER_MS)) return;
+    largeRunning++;
+    void handOverOnce(ino, pathOf(key), async () => true)
+      .catch(() => undefined)
+      .finally(() => {
+        largeRunning--;
+        pumpLarge();
+      });
+  }
+
+  /** Hands the queued large files over, LARGE_AT_ONCE at a time (a READ of one meanwhile shares its hand-over). */
   function pumpLarge(): void {
     if (largeHeld !== undefined) return;
-    while (largeRunning < LARGE_AT_ONCE && largeQueue.length > 0) {
-      const key = largeQueue.shift()!;
-      let ino: bigint;
-      try {
-        ino = nodes.inoOf(key);
-      } catch {
-        continue;
-      }
-      if (handing.has(ino) || notWhole.has(ino) || handedWithin(ino, () => HANDED_OVER_MS)) continue;
-      largeRunning++;
-      void handOverOnce(ino, pathOf(key), async () => true)
-        .catch(() => undefined)
-        .finally(() => {
-          largeRunning--;
-          pumpLarge();
-        });
+    while (largeRunning < LARGE_AT_ONCE && largeQueue.length > 0) startLarge(largeQueue.shift()!);
+  }
+
+  /**
+   * A large file looked up: to be opened, most likely (a walk's listings
+   * come by READDIRPLUS, whose entries need no LOOKUP). Handed over at once
+   * even while the prefetch walk holds the queue — one file a user named,
+   * its map asked before its reader's first READ — within LARGE_AT_ONCE;
+   * past that it waits in the queue as listed files do.
+   */
+  function largeLookedUp(key: string, attr: Attr): void {
+    if (largeHeld === undefined || largeRunning >= LARGE_AT_ONCE) {
+      largeNamed(key, attr);
+      pumpLarge();
+      return;
     }
+    if (!isLarge(attr) || largeTaken.size >= LARGE_MAX || largeTaken.has(key)) return;
+    largeTaken.add(key);
+    startLarge(key);
   }
 
   function listed(dirKey: string, entries: readonly DirEntry[]): void {
@@ -437,8 +464,7 @@ export function kernelHandlers(
         const attr = await fs.stat(pathOf(key), key);
         const ino = nodes.inoOf(key);
         // Looked up to be opened, most likely: a large file's map is asked now, not at its first READ.
-        largeNamed(key, attr);
-        pumpLarge();
+        largeLookedUp(key, attr);
         return { ino, attr: kernelAttr(attr), ...timeouts };
       });
     },

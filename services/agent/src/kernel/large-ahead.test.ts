@@ -130,6 +130,20 @@ describe('large files handed over ahead of their first READ', () => {
     assert.equal(s.whole.asked.filter((p) => p === '/other.img').length, 1, 'not asked again once the walk settled');
   });
 
+  it("a lookup hands its large file over at once while the walk holds the listed ones", async () => {
+    const s = setup(true, { 'big.img': 1 << 30, 'listed.img': 1 << 30 });
+    let walkDone!: () => void;
+    s.h.holdLargeUntil(new Promise<void>((resolve) => (walkDone = resolve)));
+    s.h.listed('/', s.entries(['listed.img']));
+    await s.h.lookup(1n, Buffer.from('big.img'), caller);
+    await settle(() => s.handed.length >= 1 && s.whole.open === 0);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(s.handed, ['/big.img'], 'the looked-up file only');
+    walkDone();
+    await settle(() => s.handed.length >= 2 && s.whole.open === 0);
+    assert.deepEqual([...s.handed].sort(), ['/big.img', '/listed.img']);
+  });
+
   it('nothing ahead where the agent opens files (an OPEN hands over before any READ)', async () => {
     const s = setup(false, { 'big.img': 1 << 30 });
     s.h.listed('/', s.entries(['big.img']));
