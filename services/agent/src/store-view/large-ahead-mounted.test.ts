@@ -1,12 +1,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import { createHash, randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import type { ExtentMap, StoreFileIdentity, StoreIdentity } from '@strata/client';
+import type { ExtentMap, StoreIdentity } from '@strata/client';
 import { FuseSession } from '@strata/fuse-kernel';
 import type { LayerRef } from '@strata/layers';
 import type { Attr, DirEntry } from '@strata/protocol';
@@ -15,6 +13,7 @@ import { kernelHandlers, LARGE_FILE } from '../kernel/kernel-handlers';
 import { NodeTable } from '../kernel/node-table';
 import type { MountFs } from '../mount/mount-fs';
 import { OpTracker } from '../observability/op-tracker';
+import { MountedStore, mountSkip, testAttr } from './mounted-store';
 import { StoreView, type StoreViewClient } from './store-view';
 
 /**
@@ -26,65 +25,48 @@ import { StoreView, type StoreViewClient } from './store-view';
  */
 
 const run = promisify(execFile);
-const addon = path.join(path.dirname(require.resolve('@strata/fuse-kernel/package.json')), 'build/Release/fuse_kernel.node');
-const skip = process.getuid?.() !== 0 || !fs.existsSync('/dev/fuse') ? 'needs root and /dev/fuse' : fs.existsSync(addon) ? false : 'needs the fuse-kernel addon built';
+const skip = mountSkip;
 
+let fixture: MountedStore;
 let store: string;
 let mnt: string;
-let storeId: string;
 const big = randomBytes(3 * LARGE_FILE + 12_345);
 const small = randomBytes(5000);
 const files: Record<string, Buffer> = { '/big.img': big, '/small': small };
 
-function identityOf(rel: string): StoreFileIdentity {
-  const st = fs.lstatSync(path.join(store, rel), { bigint: true });
-  return { path: rel, dev: Number(st.dev), ino: Number(st.ino), size: Number(st.size), mtimeSec: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) };
-}
-
-function attr(ino: number, mode: number, size: number): Attr {
-  return { ino, mode, nlink: 1, uid: 0, gid: 0, rdev: 0, size, blocks: Math.ceil(size / 512), blksize: 4096, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0 };
-}
-
 const maps: string[] = [];
 const client: StoreViewClient = {
   async storeIdentity(): Promise<StoreIdentity> {
-    return { storeId, marker: identityOf('.strata/store-id') };
+    return fixture.identity();
   },
   async extentMap(_ref: LayerRef, p: Buffer, offset: number): Promise<ExtentMap> {
     maps.push(p.toString());
-    const id = identityOf(`layer${p.toString()}`);
-    const n = Math.min(64 << 20, id.size - offset);
-    return { storeId, attr: attr(2, 0o100644, id.size), files: [id], extents: [{ kind: 'data', offset, length: n, file: 0, fileOffset: offset }], offset, length: n, eof: offset + n >= id.size };
+    return fixture.wholeFileMap(`layer${p.toString()}`, 2, offset);
   },
 };
 
 before(() => {
   if (skip) return;
-  store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-large-ahead-'));
-  mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-large-ahead-mnt-'));
-  storeId = randomUUID();
-  fs.mkdirSync(path.join(store, '.strata'));
-  fs.writeFileSync(path.join(store, '.strata/store-id'), storeId);
-  fs.mkdirSync(path.join(store, 'layer'));
-  for (const [p, bytes] of Object.entries(files)) fs.writeFileSync(path.join(store, 'layer', p), bytes);
+  fixture = new MountedStore('strata-large-ahead', Object.fromEntries(Object.entries(files).map(([p, bytes]) => [`layer${p}`, bytes])));
+  store = fixture.dir;
+  mnt = fixture.mnt;
 });
 
 after(() => {
   if (skip) return;
-  fs.rmSync(store, { recursive: true, force: true });
-  fs.rmSync(mnt, { recursive: true, force: true });
+  fixture.remove();
 });
 
 test('kernel opens: a large file named by a listing is served without JavaScript from its first READ', { skip }, async (t) => {
   const view = await StoreView.open(store, client);
   const jsReads: string[] = [];
-  const attrOf = (p: string): Attr | undefined => (p === '/' ? attr(1, 0o40755, 0) : files[p] ? attr(p === '/big.img' ? 2 : 3, 0o100644, files[p].length) : undefined);
+  const attrOf = (p: string): Attr | undefined => (p === '/' ? testAttr(1, 0o40755, 0) : files[p] ? testAttr(p === '/big.img' ? 2 : 3, 0o100644, files[p].length) : undefined);
   const entries: DirEntry[] = Object.keys(files).map((p) => ({ name: Buffer.from(p.slice(1)), attr: attrOf(p) }));
   const mfs = {
     tapChunks: () => undefined,
     readSized: async (p: Buffer, pos: number, len: number) => ({ data: files[p.toString()].subarray(pos, pos + len), size: files[p.toString()].length }),
     stat: async (p: Buffer) => attrOf(p.toString()) ?? Promise.reject(Object.assign(new Error('no such file'), { errno: -2 })),
-    readdir: async () => ({ dir: attr(1, 0o40755, 0), entries }),
+    readdir: async () => ({ dir: testAttr(1, 0o40755, 0), entries }),
   } as unknown as MountFs;
   const nodes = new NodeTable();
   const box: { session?: FuseSession } = {};

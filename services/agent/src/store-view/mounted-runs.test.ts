@@ -1,20 +1,18 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes, randomUUID, createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import { randomBytes, createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import type { ExtentMap, FileExtent, StoreFileIdentity, StoreIdentity } from '@strata/client';
+import type { ExtentMap, FileExtent, StoreIdentity } from '@strata/client';
 import { FuseSession } from '@strata/fuse-kernel';
 import type { LayerRef } from '@strata/layers';
-import type { Attr } from '@strata/protocol';
 import { createLogger } from '@strata/telemetry';
 import { kernelHandlers } from '../kernel/kernel-handlers';
 import { NodeTable } from '../kernel/node-table';
 import type { MountFs } from '../mount/mount-fs';
 import { OpTracker } from '../observability/op-tracker';
+import { MountedStore, mountSkip, testAttr } from './mounted-store';
 import { StoreView, type StoreViewClient } from './store-view';
 
 /**
@@ -27,8 +25,7 @@ import { StoreView, type StoreViewClient } from './store-view';
  */
 
 const run = promisify(execFile);
-const addon = path.join(path.dirname(require.resolve('@strata/fuse-kernel/package.json')), 'build/Release/fuse_kernel.node');
-const skip = process.getuid?.() !== 0 || !fs.existsSync('/dev/fuse') ? 'needs root and /dev/fuse' : fs.existsSync(addon) ? false : 'needs the fuse-kernel addon built';
+const skip = mountSkip;
 
 /** A map answers this much at most (the resolver's is 64 MiB): the file takes several windows. */
 const WINDOW = 1 << 20;
@@ -57,25 +54,16 @@ const FILES: Record<string, { runs: Run[]; bytes: Buffer; ino: number }> = {
   '/disk/swapped': { runs: IMAGE, bytes: bytesOf(IMAGE), ino: 5 },
 };
 
+let fixture: MountedStore;
 let store: string;
 let mnt: string;
-let storeId: string;
-
-function identityOf(rel: string): StoreFileIdentity {
-  const st = fs.lstatSync(path.join(store, rel), { bigint: true });
-  return { path: rel, dev: Number(st.dev), ino: Number(st.ino), size: Number(st.size), mtimeSec: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) };
-}
-
-function attr(ino: number, mode: number, size: number): Attr {
-  return { ino, mode, nlink: 1, uid: 0, gid: 0, rdev: 0, size, blocks: Math.ceil(size / 512), blksize: 4096, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0 };
-}
 
 /** The window of a file's map from offset: its runs cut at the window's bounds. */
 function windowOf(name: string, offset: number): ExtentMap {
   const f = FILES[name];
   const size = f.bytes.length;
   const end = Math.min(size, offset + WINDOW);
-  const ids = [identityOf('vm/base.qcow2'), identityOf('vm/snapshot.qcow2')];
+  const ids = [fixture.identityOf('vm/base.qcow2'), fixture.identityOf('vm/snapshot.qcow2')];
   if (name === '/disk/swapped') ids[1] = { ...ids[1], ino: ids[1].ino + 1 };
   const extents: FileExtent[] = [];
   let at = 0;
@@ -89,12 +77,12 @@ function windowOf(name: string, offset: number): ExtentMap {
     }
     at += r.length;
   }
-  return { storeId, attr: attr(f.ino, 0o100644, size), files: ids, extents, offset, length: end - offset, eof: end >= size };
+  return { storeId: fixture.storeId, attr: testAttr(f.ino, 0o100644, size), files: ids, extents, offset, length: end - offset, eof: end >= size };
 }
 
 const client: StoreViewClient = {
   async storeIdentity(): Promise<StoreIdentity> {
-    return { storeId, marker: identityOf('.strata/store-id') };
+    return fixture.identity();
   },
   async extentMap(_ref: LayerRef, p: Buffer, offset: number): Promise<ExtentMap> {
     return windowOf(p.toString(), offset);
@@ -103,20 +91,14 @@ const client: StoreViewClient = {
 
 before(() => {
   if (skip) return;
-  store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-runs-view-'));
-  mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-runs-view-mnt-'));
-  storeId = randomUUID();
-  fs.mkdirSync(path.join(store, '.strata'));
-  fs.writeFileSync(path.join(store, '.strata/store-id'), storeId);
-  fs.mkdirSync(path.join(store, 'vm'));
-  fs.writeFileSync(path.join(store, 'vm/base.qcow2'), base);
-  fs.writeFileSync(path.join(store, 'vm/snapshot.qcow2'), snapshot);
+  fixture = new MountedStore('strata-runs-view', { 'vm/base.qcow2': base, 'vm/snapshot.qcow2': snapshot });
+  store = fixture.dir;
+  mnt = fixture.mnt;
 });
 
 after(() => {
   if (skip) return;
-  fs.rmSync(store, { recursive: true, force: true });
-  fs.rmSync(mnt, { recursive: true, force: true });
+  fixture.remove();
 });
 
 test('an image layer file read through a mount: handed over as runs at its first READ, exact, no later READ in JavaScript', { skip }, async () => {
@@ -130,12 +112,12 @@ test('an image layer file read through a mount: handed over as runs at its first
       const b = FILES[p.toString()].bytes;
       return { data: b.subarray(pos, pos + len), size: b.length };
     },
-    readdir: async () => ({ dir: attr(2, 0o40755, 0), entries: [] }),
+    readdir: async () => ({ dir: testAttr(2, 0o40755, 0), entries: [] }),
     stat: async (p: Buffer) => {
       const s = p.toString();
-      if (s === '/' || s === '/disk') return attr(s === '/' ? 1 : 2, 0o40755, 0);
+      if (s === '/' || s === '/disk') return testAttr(s === '/' ? 1 : 2, 0o40755, 0);
       const f = FILES[s];
-      return f ? attr(f.ino, 0o100644, f.bytes.length) : Promise.reject(Object.assign(new Error('no such file'), { errno: -2 }));
+      return f ? testAttr(f.ino, 0o100644, f.bytes.length) : Promise.reject(Object.assign(new Error('no such file'), { errno: -2 }));
     },
   } as unknown as MountFs;
   const nodes = new NodeTable();

@@ -1,20 +1,18 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes, randomUUID, createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import { randomBytes, createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import type { ExtentMap, StoreFileIdentity, StoreIdentity } from '@strata/client';
+import type { ExtentMap, StoreIdentity } from '@strata/client';
 import { FuseSession } from '@strata/fuse-kernel';
 import type { LayerRef } from '@strata/layers';
-import type { Attr } from '@strata/protocol';
 import { createLogger } from '@strata/telemetry';
 import { kernelHandlers } from '../kernel/kernel-handlers';
 import { NodeTable } from '../kernel/node-table';
 import type { MountFs } from '../mount/mount-fs';
 import { OpTracker } from '../observability/op-tracker';
+import { MountedStore, mountSkip, testAttr } from './mounted-store';
 import { StoreView, type StoreViewClient } from './store-view';
 
 /**
@@ -25,52 +23,35 @@ import { StoreView, type StoreViewClient } from './store-view';
  */
 
 const run = promisify(execFile);
-const addon = path.join(path.dirname(require.resolve('@strata/fuse-kernel/package.json')), 'build/Release/fuse_kernel.node');
-const skip = process.getuid?.() !== 0 || !fs.existsSync('/dev/fuse') ? 'needs root and /dev/fuse' : fs.existsSync(addon) ? false : 'needs the fuse-kernel addon built';
+const skip = mountSkip;
 /** STRATA_STORE_VIEW_MIB sets the file's size (24 MiB by default). */
 const SIZE = Number(process.env.STRATA_STORE_VIEW_MIB ?? 24) << 20;
 
+let fixture: MountedStore;
 let store: string;
 let mnt: string;
-let storeId: string;
 const content = randomBytes(SIZE);
-
-function identityOf(rel: string): StoreFileIdentity {
-  const st = fs.lstatSync(path.join(store, rel), { bigint: true });
-  return { path: rel, dev: Number(st.dev), ino: Number(st.ino), size: Number(st.size), mtimeSec: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) };
-}
-
-function attr(ino: number, mode: number, size: number): Attr {
-  return { ino, mode, nlink: 1, uid: 0, gid: 0, rdev: 0, size, blocks: Math.ceil(size / 512), blksize: 4096, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0 };
-}
 
 const client: StoreViewClient = {
   async storeIdentity(): Promise<StoreIdentity> {
-    return { storeId, marker: identityOf('.strata/store-id') };
+    return fixture.identity();
   },
   async extentMap(_ref: LayerRef, p: Buffer, offset: number): Promise<ExtentMap> {
     assert.equal(p.toString(), '/file');
-    const id = identityOf('layer/file');
-    const n = Math.min(64 << 20, id.size - offset);
-    return { storeId, attr: attr(2, 0o100644, id.size), files: [id], extents: [{ kind: 'data', offset, length: n, file: 0, fileOffset: offset }], offset, length: n, eof: offset + n >= id.size };
+    return fixture.wholeFileMap('layer/file', 2, offset);
   },
 };
 
 before(() => {
   if (skip) return;
-  store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-mounted-view-'));
-  mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-mounted-view-mnt-'));
-  storeId = randomUUID();
-  fs.mkdirSync(path.join(store, '.strata'));
-  fs.writeFileSync(path.join(store, '.strata/store-id'), storeId);
-  fs.mkdirSync(path.join(store, 'layer'));
-  fs.writeFileSync(path.join(store, 'layer/file'), content);
+  fixture = new MountedStore('strata-mounted-view', { 'layer/file': content });
+  store = fixture.dir;
+  mnt = fixture.mnt;
 });
 
 after(() => {
   if (skip) return;
-  fs.rmSync(store, { recursive: true, force: true });
-  fs.rmSync(mnt, { recursive: true, force: true });
+  fixture.remove();
 });
 
 test('a dir: file read through a mount: exact, and served without JavaScript after its first READ', { skip }, async (t) => {
@@ -81,7 +62,7 @@ test('a dir: file read through a mount: exact, and served without JavaScript aft
     tapChunks: () => undefined,
     readView: async (_p: Buffer, pos: number, len: number) => content.subarray(pos, pos + len),
     readSized: async (_p: Buffer, pos: number, len: number) => ({ data: content.subarray(pos, pos + len), size: content.length }),
-    stat: async (p: Buffer) => (p.toString() === '/' ? attr(1, 0o40755, 0) : p.toString() === '/file' ? attr(2, 0o100644, SIZE) : Promise.reject(Object.assign(new Error('no such file'), { errno: -2 }))),
+    stat: async (p: Buffer) => (p.toString() === '/' ? testAttr(1, 0o40755, 0) : p.toString() === '/file' ? testAttr(2, 0o100644, SIZE) : Promise.reject(Object.assign(new Error('no such file'), { errno: -2 }))),
   } as unknown as MountFs;
   const nodes = new NodeTable();
   // The session exists only once mounted; the handlers reach it through this.
