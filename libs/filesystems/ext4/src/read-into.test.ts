@@ -182,9 +182,14 @@ test('metadata blocks: concurrent misses of one block share one source read; a f
   assert.equal(reader.metadataReads, 4);
 });
 
-test('metadata blocks read ahead: one source read for the run, stopping at cached blocks, the bound and the end; a bad block ahead fails only itself', async () => {
-  const image = Buffer.alloc(32 * 4096);
-  for (let b = 0; b < 32; b++) image.fill(b, b * 4096, (b + 1) * 4096);
+/**
+ * A source of `count` 4 KiB blocks, each filled with its own number, that
+ * records every read as [first block, blocks] and fails (EIO) any read
+ * covering `fault.bad`.
+ */
+function numberedBlocks(count: number): { source: ByteSource; reads: [number, number][]; fault: { bad?: number } } {
+  const image = Buffer.alloc(count * 4096);
+  for (let b = 0; b < count; b++) image.fill(b, b * 4096, (b + 1) * 4096);
   const reads: [number, number][] = [];
   const fault: { bad?: number } = {};
   const source: ByteSource = {
@@ -196,6 +201,11 @@ test('metadata blocks read ahead: one source read for the run, stopping at cache
       return Buffer.from(image.subarray(offset, offset + length));
     },
   };
+  return { source, reads, fault };
+}
+
+test('metadata blocks read ahead: one source read for the run, stopping at cached blocks, the bound and the end; a bad block ahead fails only itself', async () => {
+  const { source, reads, fault } = numberedBlocks(32);
   const reader = new BlockReader(source, 4096, 32, 1 << 20);
   const mb = await reader.metadata(3, 'table', 30);
   assert.equal(mb.data.length, 4096);
@@ -217,19 +227,7 @@ test('metadata blocks read ahead: one source read for the run, stopping at cache
 });
 
 test('metadata blocks read around: a miss reads its aligned window minus blocks cached or being read, in one source read; a bad block in it fails only itself', async () => {
-  const image = Buffer.alloc(64 * 4096);
-  for (let b = 0; b < 64; b++) image.fill(b, b * 4096, (b + 1) * 4096);
-  const reads: [number, number][] = [];
-  const fault: { bad?: number } = {};
-  const source: ByteSource = {
-    size: image.length,
-    read: async (offset, length) => {
-      reads.push([offset / 4096, length / 4096]);
-      const bad = fault.bad;
-      if (bad !== undefined && offset <= bad * 4096 && bad * 4096 < offset + length) throw new StrataError(Errno.EIO, 'bad sector');
-      return Buffer.from(image.subarray(offset, offset + length));
-    },
-  };
+  const { source, reads, fault } = numberedBlocks(64);
   const reader = new BlockReader(source, 4096, 60, 1 << 20);
   assert.equal(MAX_AROUND_BLOCKS, 16);
   assert.ok((await reader.metadata(21, 'dir', 22, 16)).data.every((v) => v === 21));
